@@ -1,0 +1,22 @@
+/*
+ * Plain reference kernels, accumulating in double. They define what every backend must compute and
+ * are what the parity tests and edgebench compare against. Slow on purpose: clarity over speed.
+ */
+#ifndef EDGEATTN_CORE_REFERENCE_H
+#define EDGEATTN_CORE_REFERENCE_H
+
+#include "edgeattn/edgeattn.h"
+
+/* Same semantics as edgeattn_attention (scale, softcap, bias, causal bottom-right, windows,
+ * kv_lens, GQA), for inputs of any dtype and strides. Arguments must already be valid (no checks
+ * beyond NULLs). out: dense double [B][Hq][Nq][D]; lse: dense double [B][Hq][Nq] or NULL
+ * (-INFINITY for a fully masked row, whose out row is all zeros).
+ * Query i of sequence b sits at position i + kv_len_b - Nq; key j at position j.
+ * @return EDGEATTN_OK or EDGEATTN_ERR_NULL_ARG. */
+edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor *k, const edgeattn_tensor *v,
+                                 const edgeattn_params *params, double *out, double *lse);
+
+/* Reads element [b,h,n,d] of a tensor as double (F32, F16 or BF16). */
+double ea_ref_load(const edgeattn_tensor *t, int64_t b, int64_t h, int64_t n, int64_t d);
+
+#endif

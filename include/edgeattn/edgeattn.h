@@ -1,0 +1,276 @@
+/*
+ * edgeattn: transformer attention for edge hardware inside a fixed memory budget.
+ *
+ * The whole public API is this header. Conventions:
+ *   - Every function returns an edgeattn_status (EDGEATTN_OK == 0) unless stated otherwise.
+ *   - Every byte a context uses is planned by edgeattn_plan() from the config and obtained once, in
+ *     edgeattn_create() (or supplied by the caller). edgeattn_attention(), edgeattn_decode() and the
+ *     KV-cache calls allocate nothing, create no threads and load nothing.
+ *   - On any failed call nothing the caller owns is written (outputs, the KV cache and its lengths
+ *     are unchanged); the context stays usable and edgeattn_message() says what was wrong.
+ *   - A context may be used by one thread at a time. Different contexts are fully independent:
+ *     the library has no mutable global state.
+ *   - Tensors are described by edgeattn_tensor: a logical shape [B, H, N, D] with element strides,
+ *     so BHSD, BSHD and views into larger buffers all work without copies. D must be contiguous.
+ */
+#ifndef EDGEATTN_EDGEATTN_H
+#define EDGEATTN_EDGEATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32) && defined(EDGEATTN_BUILDING_SHARED)
+#define EDGEATTN_API __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#define EDGEATTN_API __attribute__((visibility("default")))
+#else
+#define EDGEATTN_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EDGEATTN_VERSION_MAJOR 0
+#define EDGEATTN_VERSION_MINOR 1
+#define EDGEATTN_VERSION_PATCH 0
+/* Version of the structs below; edgeattn_config_default() stores it in config.struct_version. */
+#define EDGEATTN_STRUCT_VERSION 1
+
+/* ---------------------------------------------------------------- status codes */
+typedef enum edgeattn_status {
+    EDGEATTN_OK = 0,
+    EDGEATTN_ERR_NULL_ARG = 1,          /* a required pointer is NULL */
+    EDGEATTN_ERR_INVALID_ARG = 2,       /* a size, flag or option that makes no sense (zero, negative, ...) */
+    EDGEATTN_ERR_SHAPE_MISMATCH = 3,    /* shapes of Q/K/V/out/bias/lse disagree */
+    EDGEATTN_ERR_GQA_RATIO = 4,         /* query heads not a multiple of KV heads */
+    EDGEATTN_ERR_HEAD_DIM = 5,          /* head dim not supported (must be a multiple of 16, 16..256) */
+    EDGEATTN_ERR_DTYPE = 6,             /* dtype not supported for this tensor */
+    EDGEATTN_ERR_STRIDE = 7,            /* strides negative, overlapping, D not contiguous, or view outside its buffer */
+    EDGEATTN_ERR_CAPACITY = 8,          /* request beyond the plan (batch, lengths, heads, KV cache full) */
+    EDGEATTN_ERR_OVERFLOW = 9,          /* a byte count overflows size_t */
+    EDGEATTN_ERR_BUFFER_TOO_SMALL = 10, /* caller buffer smaller than the plan */
+    EDGEATTN_ERR_MISALIGNED = 11,       /* caller buffer not aligned to EDGEATTN_ALIGNMENT */
+    EDGEATTN_ERR_BACKEND_UNAVAILABLE = 12, /* forced backend not built, not present or unsupported */
+    EDGEATTN_ERR_OUT_OF_MEMORY = 13,    /* create could not obtain the planned memory */
+    EDGEATTN_ERR_NONFINITE = 14,        /* NaN or Inf in an input, with check_finite set */
+    EDGEATTN_ERR_UNSUPPORTED = 15,      /* a valid request this backend/config cannot serve */
+    EDGEATTN_ERR_SYSTEM = 16,           /* the OS refused something at create (threads) */
+    EDGEATTN_ERR_INTERNAL = 17          /* a bug in edgeattn; please report */
+} edgeattn_status;
+
+/* Required alignment (bytes) of a caller-supplied memory block. */
+#define EDGEATTN_ALIGNMENT 64
+
+/* ---------------------------------------------------------------- enums */
+typedef enum edgeattn_dtype {
+    EDGEATTN_F32 = 0,
+    EDGEATTN_F16 = 1,   /* IEEE binary16 storage; arithmetic and statistics in FP32 */
+    EDGEATTN_BF16 = 2,  /* bfloat16 storage; arithmetic and statistics in FP32 */
+    EDGEATTN_DTYPE_COUNT_ = 3
+} edgeattn_dtype;
+
+typedef enum edgeattn_backend {
+    EDGEATTN_BACKEND_AUTO = 0,  /* first of CUDA, OpenCL, CPU that is present and supports the config */
+    EDGEATTN_BACKEND_CPU = 1,
+    EDGEATTN_BACKEND_CUDA = 2,
+    EDGEATTN_BACKEND_OPENCL = 3
+} edgeattn_backend;
+
+/* CPU feature bits, used both for detection (edgeattn_cpu_features()) and for the disable mask. */
+enum {
+    EDGEATTN_CPU_AVX2 = 1u << 0,      /* x86: AVX2 + FMA + F16C, OS saves YMM */
+    EDGEATTN_CPU_AVX512 = 1u << 1,    /* x86: AVX-512 F/BW/VL/DQ, OS saves ZMM */
+    EDGEATTN_CPU_NEON = 1u << 8,      /* aarch64: Advanced SIMD */
+    EDGEATTN_CPU_NEON_FP16 = 1u << 9  /* aarch64: FP16 arithmetic (+fp16, asimdhp) */
+};
+
+/* Attention kinds and flags. */
+enum {
+    EDGEATTN_FLAG_KV_CACHE = 1u << 0 /* plan a KV cache (max_batch sequences x max_kv_len tokens) */
+};
+
+/* ---------------------------------------------------------------- config and plan */
+typedef struct edgeattn_config {
+    uint32_t struct_version;   /* EDGEATTN_STRUCT_VERSION (set by edgeattn_config_default) */
+    uint32_t flags;            /* EDGEATTN_FLAG_* */
+    /* maxima: every call is checked against these, and memory is planned from them */
+    int32_t max_batch;         /* sequences per call (and KV-cache sequences) */
+    int32_t max_q_len;         /* query rows per sequence per call */
+    int32_t max_kv_len;        /* key/value rows per sequence (KV-cache capacity when no window) */
+    int32_t max_heads;         /* query heads */
+    int32_t max_kv_heads;      /* key/value heads (max_heads must be a multiple) */
+    int32_t max_head_dim;      /* multiple of 16, at most 256 */
+    edgeattn_dtype kv_cache_dtype; /* storage of the KV cache: F32, F16 or BF16 */
+    int32_t kv_cache_window;   /* > 0: the cache is a ring buffer of the last W tokens per sequence */
+    int32_t num_threads;       /* CPU worker threads including the caller; 0 = online cores */
+    edgeattn_backend backend;  /* AUTO, or a forced backend (an unavailable one is an error) */
+    uint32_t cpu_disable_mask; /* EDGEATTN_CPU_* bits to turn off (also EDGEATTN_CPU_MASK env) */
+    uint8_t reserved[64];      /* must be zero */
+} edgeattn_config;
+
+typedef struct edgeattn_plan_info {
+    edgeattn_backend backend;  /* the backend create would choose */
+    size_t host_bytes;         /* total host memory the context needs (pass this to create) */
+    size_t kv_cache_bytes;     /* part of host_bytes (or device_bytes) holding the KV cache */
+    size_t scratch_bytes_per_thread; /* part of host_bytes: per-thread scratch */
+    size_t device_bytes;       /* device memory (0 on the CPU backend) */
+    int32_t num_threads;       /* threads the CPU backend will run */
+    uint8_t reserved[32];
+} edgeattn_plan_info;
+
+/* Message buffer for calls that have no context yet (plan, create). */
+typedef struct edgeattn_message {
+    char text[256];
+} edgeattn_message;
+
+typedef struct edgeattn_context edgeattn_context;
+
+/* ---------------------------------------------------------------- tensors */
+typedef struct edgeattn_tensor {
+    void *data;             /* first element of the view */
+    size_t bytes;           /* bytes readable/writable from data on (bounds of the view's buffer) */
+    edgeattn_dtype dtype;
+    int32_t reserved_;      /* must be zero */
+    int64_t shape[4];       /* [B, H, N, D] (LSE: [B, H, N, 1]) */
+    int64_t stride[4];      /* in elements; stride[3] must be 1 */
+} edgeattn_tensor;
+
+/* ---------------------------------------------------------------- attention options */
+typedef struct edgeattn_params {
+    float scale;            /* 0: 1/sqrt(D) */
+    float softcap;          /* > 0: s = softcap * tanh(s / softcap) after scaling, before bias */
+    int32_t causal;         /* 1: key j visible to query i iff j <= i + (kv_len - q_len) (bottom right) */
+    int32_t window_left;    /* >= 0: key j visible only if j >= pos(i) - window_left; -1: unlimited */
+    int32_t window_right;   /* >= 0: key j visible only if j <= pos(i) + window_right; -1: unlimited */
+    int32_t check_finite;   /* 1: return EDGEATTN_ERR_NONFINITE if Q/K/V (or bias NaN/+Inf) hold NaN/Inf */
+    const int32_t *kv_lens; /* attention only: [B] valid keys per sequence (<= N of K/V); NULL = all */
+    const edgeattn_tensor *bias; /* optional F32 additive bias [B or 1, Hq or 1, Nq, Nkv] */
+    edgeattn_tensor *lse;   /* optional F32 output [B, Hq, Nq, 1]: natural-log sum of exp of the
+                               scaled scores; -INFINITY for a fully masked row */
+    uint8_t reserved[32];   /* must be zero */
+} edgeattn_params;
+
+/* Information about the context's backend, for logs and edgebench. */
+typedef struct edgeattn_backend_info {
+    edgeattn_backend backend;
+    char backend_name[16];  /* "cpu", "cuda", "opencl" */
+    char tier[32];          /* CPU: "scalar", "avx2", "avx512", "neon", "neon-fp16" */
+    char device[128];       /* CPU model or GPU name */
+    int32_t cores;          /* online CPU cores (or GPU multiprocessors / compute units) */
+    int32_t threads;        /* worker threads used */
+    uint32_t cpu_features;  /* EDGEATTN_CPU_* detected on this machine */
+    uint32_t cpu_features_used; /* after the disable mask */
+    size_t host_bytes;
+    size_t device_bytes;
+    size_t device_memory;   /* total device memory (GPU), 0 on CPU */
+    uint8_t reserved[32];
+} edgeattn_backend_info;
+
+/* ---------------------------------------------------------------- functions */
+
+/* Version as "MAJOR.MINOR.PATCH". Never NULL. */
+EDGEATTN_API const char *edgeattn_version(void);
+
+/* A short constant English string for a status; "unknown status" for values outside the enum. */
+EDGEATTN_API const char *edgeattn_status_string(edgeattn_status status);
+
+/* Fills *config with defaults: max_batch 1, max_q_len 1024, max_kv_len 1024, max_heads 8,
+ * max_kv_heads 8, max_head_dim 128, kv_cache_dtype F16, no flags, num_threads 0, backend AUTO.
+ * Does nothing if config is NULL. */
+EDGEATTN_API void edgeattn_config_default(edgeattn_config *config);
+
+/* Fills *params with defaults: scale 0 (1/sqrt(D)), no softcap, not causal, windows -1, no check,
+ * no kv_lens, bias or lse. Does nothing if params is NULL. */
+EDGEATTN_API void edgeattn_params_default(edgeattn_params *params);
+
+/* Describes a dense tensor: BHSD (layout [B][H][N][D]) or BSHD ([B][N][H][D]). The logical shape is
+ * always [B, H, N, D]; bytes is set to the dense size (0 if it overflows, which validation refuses). */
+EDGEATTN_API edgeattn_tensor edgeattn_tensor_bhsd(void *data, edgeattn_dtype dtype, int64_t b, int64_t h,
+                                                  int64_t n, int64_t d);
+EDGEATTN_API edgeattn_tensor edgeattn_tensor_bshd(void *data, edgeattn_dtype dtype, int64_t b, int64_t h,
+                                                  int64_t n, int64_t d);
+
+/* CPU features detected on this machine (EDGEATTN_CPU_* bits), before any mask. */
+EDGEATTN_API uint32_t edgeattn_cpu_features(void);
+
+/* Computes the memory plan for config without obtaining any memory.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG (config or info NULL); EDGEATTN_ERR_INVALID_ARG (a
+ *   maximum <= 0, bad struct_version, reserved bytes set, bad window or thread count);
+ *   EDGEATTN_ERR_GQA_RATIO; EDGEATTN_ERR_HEAD_DIM; EDGEATTN_ERR_DTYPE (kv_cache_dtype);
+ *   EDGEATTN_ERR_OVERFLOW (the plan exceeds size_t); EDGEATTN_ERR_BACKEND_UNAVAILABLE (forced backend
+ *   absent, also via EDGEATTN_BACKEND); EDGEATTN_ERR_INVALID_ARG for a malformed EDGEATTN_BACKEND or
+ *   EDGEATTN_CPU_MASK. msg (may be NULL) receives an explanation on failure. */
+EDGEATTN_API edgeattn_status edgeattn_plan(const edgeattn_config *config, edgeattn_plan_info *info,
+                                           edgeattn_message *msg);
+
+/* Creates a context. buffer/buffer_bytes: caller memory of at least plan.host_bytes, aligned to
+ * EDGEATTN_ALIGNMENT, that must outlive the context; or NULL/0 to let create obtain the memory once.
+ * Starts num_threads-1 worker threads.
+ * @return as edgeattn_plan, plus EDGEATTN_ERR_NULL_ARG (ctx NULL); EDGEATTN_ERR_BUFFER_TOO_SMALL;
+ *   EDGEATTN_ERR_MISALIGNED; EDGEATTN_ERR_OUT_OF_MEMORY; EDGEATTN_ERR_SYSTEM (thread creation).
+ *   *ctx is NULL on failure. */
+EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void *buffer, size_t buffer_bytes,
+                                             edgeattn_context **ctx, edgeattn_message *msg);
+
+/* Stops the threads and releases what create obtained (never a caller buffer). NULL is a no-op. */
+EDGEATTN_API void edgeattn_destroy(edgeattn_context *ctx);
+
+/* The message of the context's last failed call ("" after a success). Never NULL; valid until the
+ * next call on ctx. A NULL ctx gives a constant string. */
+EDGEATTN_API const char *edgeattn_message_of(const edgeattn_context *ctx);
+
+/* Backend, tier, device and memory of the context.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG. */
+EDGEATTN_API edgeattn_status edgeattn_get_backend_info(const edgeattn_context *ctx, edgeattn_backend_info *info);
+
+/* Attention: out[b,h,i,:] = softmax_j(s[b,h,i,j]) . V[b,h/(Hq/Hkv),j,:], with
+ * s = scale * Q[b,h,i,:] . K[b,h/(Hq/Hkv),j,:], softcap, + bias, masks (params). Q/out: [B, Hq, Nq, D];
+ * K/V: [B, Hkv, Nkv, D]. Q, K, V in F32/F16/BF16 (K and V the same dtype); out F32/F16/BF16. Fully
+ * masked rows give zeros. params may be NULL (defaults).
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_INVALID_ARG (bad window, kv_lens entry,
+ *   scale or softcap not finite/negative, reserved bytes set); EDGEATTN_ERR_SHAPE_MISMATCH;
+ *   EDGEATTN_ERR_GQA_RATIO; EDGEATTN_ERR_HEAD_DIM; EDGEATTN_ERR_DTYPE; EDGEATTN_ERR_STRIDE;
+ *   EDGEATTN_ERR_OVERFLOW; EDGEATTN_ERR_CAPACITY (beyond the plan); EDGEATTN_ERR_NONFINITE;
+ *   EDGEATTN_ERR_UNSUPPORTED. */
+EDGEATTN_API edgeattn_status edgeattn_attention(edgeattn_context *ctx, const edgeattn_tensor *q,
+                                                const edgeattn_tensor *k, const edgeattn_tensor *v,
+                                                edgeattn_tensor *out, const edgeattn_params *params);
+
+/* KV cache (config flag EDGEATTN_FLAG_KV_CACHE). Appends rows of k/v [B, Hkv, N, D] to sequences
+ * 0..B-1; n_new[b] (NULL: N for all) rows of sequence b are taken. Without a window, a sequence that
+ * would exceed max_kv_len is refused (EDGEATTN_ERR_CAPACITY) and nothing is appended to any sequence;
+ * with kv_cache_window W the oldest tokens are overwritten and only the last W are kept.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED (no KV cache planned);
+ *   EDGEATTN_ERR_INVALID_ARG (n_new entry < 0 or > N); EDGEATTN_ERR_SHAPE_MISMATCH; EDGEATTN_ERR_HEAD_DIM;
+ *   EDGEATTN_ERR_DTYPE; EDGEATTN_ERR_STRIDE; EDGEATTN_ERR_OVERFLOW; EDGEATTN_ERR_CAPACITY;
+ *   EDGEATTN_ERR_NONFINITE (check_finite set). */
+EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edgeattn_tensor *k,
+                                                const edgeattn_tensor *v, const int32_t *n_new,
+                                                int32_t check_finite);
+
+/* Empties sequence seq of the cache (seq -1: all sequences).
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_INVALID_ARG. */
+EDGEATTN_API edgeattn_status edgeattn_kv_reset(edgeattn_context *ctx, int32_t seq);
+
+/* Tokens appended to sequence seq so far (*total) and tokens held in the cache (*held, <= window).
+ * Either pointer may be NULL.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG (ctx); EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_INVALID_ARG. */
+EDGEATTN_API edgeattn_status edgeattn_kv_length(const edgeattn_context *ctx, int32_t seq, int64_t *total,
+                                                int32_t *held);
+
+/* Decode over the KV cache: q [B, Hq, Nq, D] are the queries of the last Nq tokens appended to
+ * sequences 0..B-1 (so query i sits at position total_b - Nq + i); out [B, Hq, Nq, D]. Causal (bottom
+ * right) is applied when params->causal is set (the usual choice for Nq > 1); window_left/right, scale,
+ * softcap, check_finite and lse apply as in edgeattn_attention; kv_lens and bias must be NULL.
+ * The KV length is split across threads and the partial results are merged by log-sum-exp.
+ * @return as edgeattn_attention, plus EDGEATTN_ERR_UNSUPPORTED (no KV cache planned) and
+ *   EDGEATTN_ERR_INVALID_ARG (Nq greater than the tokens held). */
+EDGEATTN_API edgeattn_status edgeattn_decode(edgeattn_context *ctx, const edgeattn_tensor *q,
+                                             edgeattn_tensor *out, const edgeattn_params *params);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGEATTN_EDGEATTN_H */
