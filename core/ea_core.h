@@ -1,0 +1,136 @@
+/*
+ * Internal core: status helpers, overflow-checked sizes, the bump arena, the context and the
+ * validated call that core hands to a backend. Not installed.
+ */
+#ifndef EDGEATTN_CORE_EA_CORE_H
+#define EDGEATTN_CORE_EA_CORE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edgeattn/edgeattn.h"
+
+#define EA_MSG_LEN 256
+#define EA_MAX_HEAD_DIM 256
+#define EA_MAX_THREADS 256
+
+#if defined(__GNUC__) || defined(__clang__)
+#define EA_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define EA_PRINTF(a, b)
+#endif
+
+/* Writes a formatted message into msg (EA_MSG_LEN bytes, may be NULL) and returns st. */
+edgeattn_status ea_fail(char *msg, edgeattn_status st, const char *fmt, ...) EA_PRINTF(3, 4);
+
+size_t ea_dtype_size(edgeattn_dtype dt); /* 0 for an invalid dtype */
+const char *ea_dtype_name(edgeattn_dtype dt);
+
+/* ---- overflow-checked size arithmetic: return false on overflow */
+static inline bool ea_mul_ok(size_t a, size_t b, size_t *out) { return !__builtin_mul_overflow(a, b, out); }
+static inline bool ea_add_ok(size_t a, size_t b, size_t *out) { return !__builtin_add_overflow(a, b, out); }
+
+/* A size planner: adds aligned pieces, remembering overflow. */
+typedef struct ea_sizer {
+    size_t total;
+    bool overflow;
+} ea_sizer;
+/* Adds count*elem bytes aligned to align (a power of two); returns the piece's offset. */
+size_t ea_sizer_add(ea_sizer *sz, size_t count, size_t elem, size_t align);
+
+/* ---- the bump arena over one block */
+typedef struct ea_arena {
+    char *base;
+    size_t size;
+    size_t used;
+} ea_arena;
+void ea_arena_init(ea_arena *a, void *base, size_t size);
+/* count*elem bytes aligned to align, zeroed; NULL when the arena is full or the size overflows. */
+void *ea_arena_alloc(ea_arena *a, size_t count, size_t elem, size_t align);
+
+/* ---- KV cache (host memory, inside the arena) */
+typedef struct ea_kv_cache {
+    bool enabled;
+    edgeattn_dtype dtype;
+    int32_t cap;        /* slots per (sequence, head): window or max_kv_len */
+    int32_t window;     /* 0: no ring */
+    int32_t max_batch, max_heads, max_dim;
+    int32_t heads, dim; /* fixed by the first append after a full reset (0: empty) */
+    void *k, *v;        /* [max_batch][heads][cap][dim] in dtype (planned for max_heads, max_dim) */
+    int64_t *total;     /* [max_batch] tokens appended so far */
+    int32_t *held;      /* [max_batch] tokens in the cache (min(total, cap)) */
+} ea_kv_cache;
+
+/* One run of keys for a (sequence, KV head): rows k[0..n), v[0..n) with row strides ldk, ldv
+ * (elements), the first at absolute key position pos0. */
+typedef struct ea_kv_seg {
+    const char *k, *v;
+    ptrdiff_t ldk, ldv;
+    int64_t pos0;
+    int32_t n;
+} ea_kv_seg;
+
+/* A validated, normalised call handed to a backend (attention or decode). */
+typedef struct ea_attn_call {
+    bool decode;
+    int32_t B, Hq, Hkv, Nq, Nkv, D, group; /* group = Hq / Hkv */
+    const edgeattn_tensor *q, *k, *v;      /* k, v NULL for decode */
+    edgeattn_tensor *out;
+    edgeattn_dtype kv_dtype;
+    float scale, softcap;
+    bool causal;
+    int32_t window_left, window_right; /* -1: unlimited */
+    const int32_t *kv_lens;            /* attention: [B] or NULL */
+    const edgeattn_tensor *bias;       /* F32 or NULL */
+    edgeattn_tensor *lse;              /* F32 or NULL */
+    const ea_kv_cache *cache;          /* decode */
+} ea_attn_call;
+
+/* Key segments (at most 2) of sequence b, KV head h; returns their count. Also *total = the
+ * position one past the last key (kv length for attention, tokens appended for decode). */
+int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg segs[2], int64_t *total);
+
+struct ea_backend_ops;
+
+struct edgeattn_context {
+    edgeattn_config cfg;
+    const struct ea_backend_ops *backend;
+    void *backend_state;
+    void *mem;          /* the whole block (caller's or obtained) */
+    size_t mem_bytes;
+    bool mem_owned;
+    ea_arena arena;
+    edgeattn_plan_info plan;
+    ea_kv_cache kv;
+    char msg[EA_MSG_LEN];
+};
+
+/* ---- validation (core/tensor.c) */
+/* Checks one tensor: non-NULL, dtype in allowed (bitmask of 1u<<dtype), shape > 0, stride[3] == 1,
+ * strides >= 0 and non-overlapping, view inside bytes; *extent = bytes spanned from data. */
+edgeattn_status ea_check_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed,
+                                size_t *extent);
+bool ea_ranges_overlap(const void *a, size_t na, const void *b, size_t nb);
+/* NaN/Inf scan of a valid tensor; neg_inf_ok lets -INFINITY through (bias). true if all finite. */
+bool ea_tensor_finite(const edgeattn_tensor *t, bool neg_inf_ok);
+
+/* Full validation of an attention or decode call into *call. */
+edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tensor *q, const edgeattn_tensor *k,
+                                      const edgeattn_tensor *v, edgeattn_tensor *out, const edgeattn_params *p,
+                                      ea_attn_call *call);
+edgeattn_status ea_validate_decode(edgeattn_context *ctx, const edgeattn_tensor *q, edgeattn_tensor *out,
+                                   const edgeattn_params *p, ea_attn_call *call);
+
+/* ---- plan (core/plan.c) */
+edgeattn_status ea_check_config(const edgeattn_config *cfg, char *msg);
+/* Resolves EDGEATTN_BACKEND / EDGEATTN_CPU_MASK into a copy of the config. */
+edgeattn_status ea_resolve_config(const edgeattn_config *in, edgeattn_config *out, char *msg);
+int32_t ea_resolve_threads(int32_t requested);
+
+/* Element load/store in any storage dtype. */
+float ea_load_f32(const void *base, edgeattn_dtype dt, ptrdiff_t i);
+void ea_store_f32(void *base, edgeattn_dtype dt, ptrdiff_t i, float x);
+
+#endif

@@ -1,0 +1,185 @@
+/* Config checks, environment overrides and the memory plan. Nothing here obtains memory. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "core/ea_core.h"
+#include "core/plan.h"
+
+EDGEATTN_API void edgeattn_config_default(edgeattn_config *config)
+{
+    if (!config)
+        return;
+    memset(config, 0, sizeof *config);
+    config->struct_version = EDGEATTN_STRUCT_VERSION;
+    config->max_batch = 1;
+    config->max_q_len = 1024;
+    config->max_kv_len = 1024;
+    config->max_heads = 8;
+    config->max_kv_heads = 8;
+    config->max_head_dim = 128;
+    config->kv_cache_dtype = EDGEATTN_F16;
+    config->backend = EDGEATTN_BACKEND_AUTO;
+}
+
+EDGEATTN_API void edgeattn_params_default(edgeattn_params *params)
+{
+    if (!params)
+        return;
+    memset(params, 0, sizeof *params);
+    params->window_left = -1;
+    params->window_right = -1;
+}
+
+int32_t ea_resolve_threads(int32_t requested)
+{
+    if (requested > 0)
+        return requested > EA_MAX_THREADS ? EA_MAX_THREADS : requested;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    return n > EA_MAX_THREADS ? EA_MAX_THREADS : (int32_t)n;
+}
+
+edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
+{
+    if (c->struct_version != EDGEATTN_STRUCT_VERSION)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "config: struct_version %u != %u (fill it with edgeattn_config_default)",
+                       (unsigned)c->struct_version, (unsigned)EDGEATTN_STRUCT_VERSION);
+    for (size_t i = 0; i < sizeof c->reserved; i++)
+        if (c->reserved[i])
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: reserved bytes must be zero");
+    if (c->flags & ~(uint32_t)EDGEATTN_FLAG_KV_CACHE)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: unknown flags 0x%x", (unsigned)c->flags);
+    const struct {
+        const char *name;
+        int32_t v;
+    } maxima[] = {{"max_batch", c->max_batch},   {"max_q_len", c->max_q_len}, {"max_kv_len", c->max_kv_len},
+                  {"max_heads", c->max_heads},   {"max_kv_heads", c->max_kv_heads},
+                  {"max_head_dim", c->max_head_dim}};
+    for (size_t i = 0; i < sizeof maxima / sizeof maxima[0]; i++)
+        if (maxima[i].v <= 0)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: %s = %d must be > 0", maxima[i].name,
+                           (int)maxima[i].v);
+    if (c->max_heads % c->max_kv_heads != 0)
+        return ea_fail(msg, EDGEATTN_ERR_GQA_RATIO, "config: max_heads %d not a multiple of max_kv_heads %d",
+                       (int)c->max_heads, (int)c->max_kv_heads);
+    if (c->max_head_dim % 16 != 0 || c->max_head_dim > EA_MAX_HEAD_DIM)
+        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "config: max_head_dim %d not supported (multiples of 16 up to %d)",
+                       (int)c->max_head_dim, EA_MAX_HEAD_DIM);
+    if (ea_dtype_size(c->kv_cache_dtype) == 0)
+        return ea_fail(msg, EDGEATTN_ERR_DTYPE, "config: kv_cache_dtype %d not supported", (int)c->kv_cache_dtype);
+    if (c->kv_cache_window < 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_cache_window %d must be >= 0",
+                       (int)c->kv_cache_window);
+    if (c->kv_cache_window > 0 && !(c->flags & EDGEATTN_FLAG_KV_CACHE))
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_cache_window set without EDGEATTN_FLAG_KV_CACHE");
+    if (c->num_threads < 0 || c->num_threads > EA_MAX_THREADS)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: num_threads %d outside [0, %d]", (int)c->num_threads,
+                       EA_MAX_THREADS);
+    if ((unsigned)c->backend > EDGEATTN_BACKEND_OPENCL)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: backend %d unknown", (int)c->backend);
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_resolve_config(const edgeattn_config *in, edgeattn_config *out, char *msg)
+{
+    *out = *in;
+    const char *be = getenv("EDGEATTN_BACKEND");
+    if (be && *be) {
+        if (!strcmp(be, "auto"))
+            out->backend = EDGEATTN_BACKEND_AUTO;
+        else if (!strcmp(be, "cpu"))
+            out->backend = EDGEATTN_BACKEND_CPU;
+        else if (!strcmp(be, "cuda"))
+            out->backend = EDGEATTN_BACKEND_CUDA;
+        else if (!strcmp(be, "opencl"))
+            out->backend = EDGEATTN_BACKEND_OPENCL;
+        else
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "EDGEATTN_BACKEND=%.32s: expected auto, cpu, cuda or opencl",
+                           be);
+    }
+    const char *mask = getenv("EDGEATTN_CPU_MASK");
+    if (mask && *mask) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long m = strtoull(mask, &end, 0);
+        if (errno || !end || *end || m > 0xffffffffull || mask[0] == '-')
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "EDGEATTN_CPU_MASK=%.32s: expected a number (bits of CPU features to disable)", mask);
+        out->cpu_disable_mask |= (uint32_t)m;
+    }
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_plan_layout(const edgeattn_config *cfg, const ea_backend_ops **backend, ea_layout *lay,
+                               edgeattn_plan_info *info, char *msg)
+{
+    edgeattn_status st = ea_check_config(cfg, msg);
+    if (st != EDGEATTN_OK)
+        return st;
+    st = ea_backend_select(cfg, backend, msg);
+    if (st != EDGEATTN_OK)
+        return st;
+    ea_backend_plan bp;
+    memset(&bp, 0, sizeof bp);
+    st = (*backend)->plan(cfg, &bp, msg);
+    if (st != EDGEATTN_OK)
+        return st;
+
+    ea_sizer sz = {0, false};
+    memset(lay, 0, sizeof *lay);
+    lay->ctx_off = ea_sizer_add(&sz, 1, sizeof(struct edgeattn_context), EDGEATTN_ALIGNMENT);
+    size_t kv_bytes = 0;
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && !bp.kv_on_device) {
+        const int32_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
+        size_t rows;
+        bool ok = ea_mul_ok((size_t)cfg->max_batch, (size_t)cfg->max_kv_heads, &rows) &&
+                  ea_mul_ok(rows, (size_t)cap, &rows) && ea_mul_ok(rows, (size_t)cfg->max_head_dim, &rows);
+        if (!ok)
+            sz.overflow = true;
+        size_t before = sz.total;
+        lay->kv_k_off = ea_sizer_add(&sz, rows, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
+        lay->kv_v_off = ea_sizer_add(&sz, rows, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
+        lay->kv_total_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, sizeof(int64_t), 64);
+        lay->kv_held_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, sizeof(int32_t), 64);
+        kv_bytes = sz.total - before;
+    }
+    lay->backend_off = ea_sizer_add(&sz, 1, bp.host_bytes, EDGEATTN_ALIGNMENT);
+    lay->backend_bytes = bp.host_bytes;
+    if (sz.overflow)
+        return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "the plan for this config exceeds size_t");
+    lay->total = sz.total;
+    memset(info, 0, sizeof *info);
+    info->backend = (*backend)->id;
+    info->host_bytes = sz.total;
+    info->kv_cache_bytes = kv_bytes;
+    info->scratch_bytes_per_thread = bp.scratch_per_thread;
+    info->device_bytes = bp.device_bytes;
+    info->num_threads = bp.threads;
+    return EDGEATTN_OK;
+}
+
+EDGEATTN_API edgeattn_status edgeattn_plan(const edgeattn_config *config, edgeattn_plan_info *info,
+                                           edgeattn_message *msg)
+{
+    char *m = msg ? msg->text : NULL;
+    if (m)
+        m[0] = '\0';
+    if (!config || !info)
+        return ea_fail(m, EDGEATTN_ERR_NULL_ARG, "plan: %s is NULL", !config ? "config" : "info");
+    edgeattn_config cfg;
+    edgeattn_status st = ea_resolve_config(config, &cfg, m);
+    if (st != EDGEATTN_OK)
+        return st;
+    const ea_backend_ops *be;
+    ea_layout lay;
+    edgeattn_plan_info tmp;
+    st = ea_plan_layout(&cfg, &be, &lay, &tmp, m);
+    if (st == EDGEATTN_OK)
+        *info = tmp;
+    return st;
+}

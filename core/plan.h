@@ -1,0 +1,19 @@
+/* Where each part of the context's block lives (offsets from its base). */
+#ifndef EDGEATTN_CORE_PLAN_H
+#define EDGEATTN_CORE_PLAN_H
+
+#include "backends/backend.h"
+#include "core/ea_core.h"
+
+typedef struct ea_layout {
+    size_t ctx_off;
+    size_t kv_k_off, kv_v_off, kv_total_off, kv_held_off;
+    size_t backend_off, backend_bytes;
+    size_t total;
+} ea_layout;
+
+/* Checks a resolved config, selects the backend and lays out the block. */
+edgeattn_status ea_plan_layout(const edgeattn_config *cfg, const ea_backend_ops **backend, ea_layout *lay,
+                               edgeattn_plan_info *info, char *msg);
+
+#endif

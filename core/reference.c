@@ -1,0 +1,99 @@
+/*
+ * The reference: for each (b, h, i) a plain two-pass softmax over the visible keys, in double.
+ * This is the definition the backends are tested against; keep it obvious.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/ea_core.h"
+#include "core/half.h"
+#include "core/reference.h"
+
+double ea_ref_load(const edgeattn_tensor *t, int64_t b, int64_t h, int64_t n, int64_t d)
+{
+    ptrdiff_t off = (ptrdiff_t)(b * t->stride[0] + h * t->stride[1] + n * t->stride[2] + d * t->stride[3]);
+    return (double)ea_load_f32(t->data, t->dtype, off);
+}
+
+/* Is key j visible to the query at position qpos, given kv_len keys? */
+static int visible(const edgeattn_params *p, int64_t j, int64_t qpos, int64_t kv_len)
+{
+    if (j >= kv_len)
+        return 0;
+    if (p->causal && j > qpos)
+        return 0;
+    if (p->window_left >= 0 && j < qpos - p->window_left)
+        return 0;
+    if (p->window_right >= 0 && j > qpos + p->window_right)
+        return 0;
+    return 1;
+}
+
+edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor *k, const edgeattn_tensor *v,
+                                 const edgeattn_params *params, double *out, double *lse)
+{
+    if (!q || !k || !v || !out)
+        return EDGEATTN_ERR_NULL_ARG;
+    edgeattn_params defaults;
+    if (!params) {
+        edgeattn_params_default(&defaults);
+        params = &defaults;
+    }
+    const int64_t B = q->shape[0], Hq = q->shape[1], Nq = q->shape[2], D = q->shape[3];
+    const int64_t Hkv = k->shape[1], Nkv = k->shape[2], group = Hq / Hkv;
+    const double scale = params->scale > 0.0f ? (double)params->scale : 1.0 / sqrt((double)D);
+    double *s = malloc(sizeof(double) * (size_t)Nkv); /* scores of one row */
+    if (!s)
+        return EDGEATTN_ERR_OUT_OF_MEMORY;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t kv_len = params->kv_lens ? params->kv_lens[b] : Nkv;
+        for (int64_t h = 0; h < Hq; h++) {
+            const int64_t hk = h / group;
+            for (int64_t i = 0; i < Nq; i++) {
+                const int64_t qpos = i + kv_len - Nq; /* bottom-right alignment */
+                double mx = -INFINITY;
+                for (int64_t j = 0; j < Nkv; j++) {
+                    s[j] = -INFINITY;
+                    if (!visible(params, j, qpos, kv_len))
+                        continue;
+                    double dot = 0.0;
+                    for (int64_t d = 0; d < D; d++)
+                        dot += ea_ref_load(q, b, h, i, d) * ea_ref_load(k, b, hk, j, d);
+                    dot *= scale;
+                    if (params->softcap > 0.0f)
+                        dot = params->softcap * tanh(dot / params->softcap);
+                    if (params->bias) {
+                        const edgeattn_tensor *bt = params->bias;
+                        dot += ea_ref_load(bt, bt->shape[0] == 1 ? 0 : b, bt->shape[1] == 1 ? 0 : h, i, j);
+                    }
+                    s[j] = dot;
+                    if (dot > mx)
+                        mx = dot;
+                }
+                double *o = out + ((b * Hq + h) * Nq + i) * D;
+                for (int64_t d = 0; d < D; d++)
+                    o[d] = 0.0;
+                if (mx == -INFINITY) { /* fully masked row: zeros */
+                    if (lse)
+                        lse[(b * Hq + h) * Nq + i] = -INFINITY;
+                    continue;
+                }
+                double sum = 0.0;
+                for (int64_t j = 0; j < Nkv; j++) {
+                    if (s[j] == -INFINITY)
+                        continue;
+                    const double e = exp(s[j] - mx);
+                    sum += e;
+                    for (int64_t d = 0; d < D; d++)
+                        o[d] += e * ea_ref_load(v, b, hk, j, d);
+                }
+                for (int64_t d = 0; d < D; d++)
+                    o[d] /= sum;
+                if (lse)
+                    lse[(b * Hq + h) * Nq + i] = mx + log(sum);
+            }
+        }
+    }
+    free(s);
+    return EDGEATTN_OK;
+}

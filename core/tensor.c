@@ -1,0 +1,395 @@
+/* Tensor descriptors and validation of attention / decode calls against the plan. Nothing here
+ * writes caller memory; every failure returns its own status with a message naming the argument. */
+#include <math.h>
+#include <string.h>
+
+#include "core/ea_core.h"
+
+#define ALL_FLOAT ((1u << EDGEATTN_F32) | (1u << EDGEATTN_F16) | (1u << EDGEATTN_BF16))
+#define ONLY_F32 (1u << EDGEATTN_F32)
+
+static edgeattn_tensor make_tensor(void *data, edgeattn_dtype dtype, const int64_t shape[4], const int64_t stride[4])
+{
+    edgeattn_tensor t;
+    memset(&t, 0, sizeof t);
+    t.data = data;
+    t.dtype = dtype;
+    size_t n = 1, bytes = 0;
+    bool ok = true;
+    for (int i = 0; i < 4; i++) {
+        t.shape[i] = shape[i];
+        t.stride[i] = stride[i];
+        ok = ok && shape[i] >= 0 && ea_mul_ok(n, (size_t)(shape[i] < 0 ? 0 : shape[i]), &n);
+    }
+    if (ok && ea_mul_ok(n, ea_dtype_size(dtype), &bytes))
+        t.bytes = bytes;
+    return t;
+}
+
+EDGEATTN_API edgeattn_tensor edgeattn_tensor_bhsd(void *data, edgeattn_dtype dtype, int64_t b, int64_t h, int64_t n,
+                                                  int64_t d)
+{
+    const int64_t shape[4] = {b, h, n, d};
+    const int64_t stride[4] = {h * n * d, n * d, d, 1};
+    return make_tensor(data, dtype, shape, stride);
+}
+
+EDGEATTN_API edgeattn_tensor edgeattn_tensor_bshd(void *data, edgeattn_dtype dtype, int64_t b, int64_t h, int64_t n,
+                                                  int64_t d)
+{
+    const int64_t shape[4] = {b, h, n, d};
+    const int64_t stride[4] = {n * h * d, d, h * d, 1};
+    return make_tensor(data, dtype, shape, stride);
+}
+
+bool ea_ranges_overlap(const void *a, size_t na, const void *b, size_t nb)
+{
+    uintptr_t pa = (uintptr_t)a, pb = (uintptr_t)b;
+    return pa < pb + nb && pb < pa + na;
+}
+
+edgeattn_status ea_check_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed, size_t *extent)
+{
+    if (!t)
+        return ea_fail(msg, EDGEATTN_ERR_NULL_ARG, "%s: tensor pointer is NULL", name);
+    if (!t->data)
+        return ea_fail(msg, EDGEATTN_ERR_NULL_ARG, "%s: data is NULL", name);
+    if ((unsigned)t->dtype >= EDGEATTN_DTYPE_COUNT_ || !(allowed & (1u << t->dtype)))
+        return ea_fail(msg, EDGEATTN_ERR_DTYPE, "%s: dtype %d (%s) not supported here", name, (int)t->dtype,
+                       ea_dtype_name(t->dtype));
+    if (t->reserved_ != 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: reserved field must be zero", name);
+    for (int i = 0; i < 4; i++) {
+        if (t->shape[i] <= 0)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: shape[%d] = %lld must be > 0", name, i,
+                           (long long)t->shape[i]);
+        if (t->stride[i] < 0)
+            return ea_fail(msg, EDGEATTN_ERR_STRIDE, "%s: stride[%d] = %lld is negative", name, i,
+                           (long long)t->stride[i]);
+    }
+    if (t->stride[3] != 1 && t->shape[3] > 1)
+        return ea_fail(msg, EDGEATTN_ERR_STRIDE, "%s: stride[3] = %lld, the last dim must be contiguous", name,
+                       (long long)t->stride[3]);
+    /* Extent: offset of the last element + 1, in elements, overflow-checked. */
+    size_t last = 0;
+    for (int i = 0; i < 4; i++) {
+        size_t term;
+        if (!ea_mul_ok((size_t)(t->shape[i] - 1), (size_t)t->stride[i], &term) || !ea_add_ok(last, term, &last))
+            return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "%s: shape x stride overflows size_t", name);
+    }
+    size_t bytes;
+    if (!ea_add_ok(last, 1, &bytes) || !ea_mul_ok(bytes, ea_dtype_size(t->dtype), &bytes))
+        return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "%s: byte count overflows size_t", name);
+    /* Element count must fit too (a view can be larger than its extent only if strides overlap). */
+    size_t count = 1;
+    for (int i = 0; i < 4; i++)
+        if (!ea_mul_ok(count, (size_t)t->shape[i], &count))
+            return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "%s: element count overflows size_t", name);
+    /* No two elements may alias: order the non-trivial dims by stride; each stride must step over
+     * the whole extent of the dims inside it. */
+    int order[4], n = 0;
+    for (int i = 0; i < 4; i++)
+        if (t->shape[i] > 1)
+            order[n++] = i;
+    for (int a = 1; a < n; a++) /* insertion sort by stride */
+        for (int b = a; b > 0 && t->stride[order[b]] < t->stride[order[b - 1]]; b--) {
+            int tmp = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = tmp;
+        }
+    size_t inner = 1; /* elements spanned by the dims already placed */
+    for (int a = 0; a < n; a++) {
+        int i = order[a];
+        if ((size_t)t->stride[i] < inner)
+            return ea_fail(msg, EDGEATTN_ERR_STRIDE, "%s: stride[%d] = %lld makes elements overlap", name, i,
+                           (long long)t->stride[i]);
+        inner = (size_t)t->stride[i] * (size_t)(t->shape[i] - 1) + inner; /* bounded by last+1 above */
+    }
+    if (bytes > t->bytes)
+        return ea_fail(msg, EDGEATTN_ERR_STRIDE, "%s: view needs %zu bytes but its buffer has %zu", name, bytes,
+                       t->bytes);
+    if (extent)
+        *extent = bytes;
+    return EDGEATTN_OK;
+}
+
+bool ea_tensor_finite(const edgeattn_tensor *t, bool neg_inf_ok)
+{
+    for (int64_t b = 0; b < t->shape[0]; b++)
+        for (int64_t h = 0; h < t->shape[1]; h++)
+            for (int64_t n = 0; n < t->shape[2]; n++) {
+                ptrdiff_t base = (ptrdiff_t)(b * t->stride[0] + h * t->stride[1] + n * t->stride[2]);
+                for (int64_t d = 0; d < t->shape[3]; d++) {
+                    float x = ea_load_f32(t->data, t->dtype, base + (ptrdiff_t)d);
+                    if (isnan(x) || (isinf(x) && !(neg_inf_ok && x < 0)))
+                        return false;
+                }
+            }
+    return true;
+}
+
+static bool reserved_zero(const uint8_t *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i])
+            return false;
+    return true;
+}
+
+/* Checks shared by attention and decode: params and the query/output pair. */
+static edgeattn_status check_params(char *msg, const edgeattn_params *p)
+{
+    if (!reserved_zero(p->reserved, sizeof p->reserved))
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: reserved bytes must be zero");
+    if (!isfinite(p->scale) || p->scale < 0.0f)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: scale %g must be finite and >= 0 (0 = 1/sqrt(D))",
+                       (double)p->scale);
+    if (!isfinite(p->softcap) || p->softcap < 0.0f)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: softcap %g must be finite and >= 0",
+                       (double)p->softcap);
+    if (p->causal != 0 && p->causal != 1)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: causal must be 0 or 1, got %d", (int)p->causal);
+    if (p->check_finite != 0 && p->check_finite != 1)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: check_finite must be 0 or 1, got %d",
+                       (int)p->check_finite);
+    if (p->window_left < -1 || p->window_right < -1)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "params: window (%d, %d): each side must be >= 0, or -1 for unlimited", (int)p->window_left,
+                       (int)p->window_right);
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status check_head_dim(char *msg, const char *name, int64_t d)
+{
+    if (d % 16 != 0 || d < 16 || d > EA_MAX_HEAD_DIM)
+        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "%s: head_dim %lld not supported (multiples of 16 from 16 to %d)",
+                       name, (long long)d, EA_MAX_HEAD_DIM);
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status check_plan_dim(char *msg, const char *what, int64_t got, int32_t max)
+{
+    if (got > max)
+        return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "%s %lld exceeds the planned maximum %d", what, (long long)got,
+                       (int)max);
+    return EDGEATTN_OK;
+}
+
+#define TRY(x)                                                                                                   \
+    do {                                                                                                         \
+        edgeattn_status st_ = (x);                                                                               \
+        if (st_ != EDGEATTN_OK)                                                                                  \
+            return st_;                                                                                          \
+    } while (0)
+
+/* Q and out (and the optional lse), common to both calls. */
+static edgeattn_status check_q_out(edgeattn_context *ctx, const edgeattn_tensor *q, edgeattn_tensor *out,
+                                   const edgeattn_params *p, size_t *q_ext, size_t *o_ext)
+{
+    char *msg = ctx->msg;
+    TRY(ea_check_tensor(msg, "q", q, ALL_FLOAT, q_ext));
+    TRY(ea_check_tensor(msg, "out", out, ALL_FLOAT, o_ext));
+    for (int i = 0; i < 4; i++)
+        if (out->shape[i] != q->shape[i])
+            return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "out: shape[%d] = %lld != q shape[%d] = %lld", i,
+                           (long long)out->shape[i], i, (long long)q->shape[i]);
+    TRY(check_head_dim(msg, "q", q->shape[3]));
+    const edgeattn_config *c = &ctx->cfg;
+    TRY(check_plan_dim(msg, "batch", q->shape[0], c->max_batch));
+    TRY(check_plan_dim(msg, "query heads", q->shape[1], c->max_heads));
+    TRY(check_plan_dim(msg, "query length", q->shape[2], c->max_q_len));
+    TRY(check_plan_dim(msg, "head_dim", q->shape[3], c->max_head_dim));
+    if (ea_ranges_overlap(out->data, *o_ext, q->data, *q_ext))
+        return ea_fail(msg, EDGEATTN_ERR_STRIDE, "out overlaps q");
+    if (p->lse) {
+        size_t l_ext;
+        TRY(ea_check_tensor(msg, "lse", p->lse, ONLY_F32, &l_ext));
+        if (p->lse->shape[0] != q->shape[0] || p->lse->shape[1] != q->shape[1] || p->lse->shape[2] != q->shape[2] ||
+            p->lse->shape[3] != 1)
+            return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "lse: shape must be [B, Hq, Nq, 1] = [%lld, %lld, %lld, 1]",
+                           (long long)q->shape[0], (long long)q->shape[1], (long long)q->shape[2]);
+        if (ea_ranges_overlap(p->lse->data, l_ext, out->data, *o_ext) ||
+            ea_ranges_overlap(p->lse->data, l_ext, q->data, *q_ext))
+            return ea_fail(msg, EDGEATTN_ERR_STRIDE, "lse overlaps q or out");
+    }
+    return EDGEATTN_OK;
+}
+
+static void fill_common(ea_attn_call *call, const edgeattn_tensor *q, edgeattn_tensor *out, const edgeattn_params *p)
+{
+    call->B = (int32_t)q->shape[0];
+    call->Hq = (int32_t)q->shape[1];
+    call->Nq = (int32_t)q->shape[2];
+    call->D = (int32_t)q->shape[3];
+    call->q = q;
+    call->out = out;
+    call->scale = p->scale > 0.0f ? p->scale : 1.0f / sqrtf((float)call->D);
+    call->softcap = p->softcap;
+    call->causal = p->causal != 0;
+    call->window_left = p->window_left;
+    call->window_right = p->window_right;
+    call->lse = p->lse;
+}
+
+edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tensor *q, const edgeattn_tensor *k,
+                                      const edgeattn_tensor *v, edgeattn_tensor *out, const edgeattn_params *p,
+                                      ea_attn_call *call)
+{
+    char *msg = ctx->msg;
+    size_t q_ext = 0, k_ext = 0, v_ext = 0, o_ext = 0;
+    TRY(check_params(msg, p));
+    TRY(check_q_out(ctx, q, out, p, &q_ext, &o_ext));
+    TRY(ea_check_tensor(msg, "k", k, ALL_FLOAT, &k_ext));
+    TRY(ea_check_tensor(msg, "v", v, ALL_FLOAT, &v_ext));
+    if (k->dtype != v->dtype)
+        return ea_fail(msg, EDGEATTN_ERR_DTYPE, "v: dtype %s != k dtype %s", ea_dtype_name(v->dtype),
+                       ea_dtype_name(k->dtype));
+    static const char *const dim_name[4] = {"batch", "heads", "length", "head_dim"};
+    for (int i = 0; i < 4; i++)
+        if (v->shape[i] != k->shape[i])
+            return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "v: %s %lld != k %s %lld", dim_name[i],
+                           (long long)v->shape[i], dim_name[i], (long long)k->shape[i]);
+    if (k->shape[0] != q->shape[0])
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "k: batch %lld != q batch %lld", (long long)k->shape[0],
+                       (long long)q->shape[0]);
+    if (k->shape[3] != q->shape[3])
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "k: head_dim %lld != q head_dim %lld",
+                       (long long)k->shape[3], (long long)q->shape[3]);
+    if (q->shape[1] % k->shape[1] != 0)
+        return ea_fail(msg, EDGEATTN_ERR_GQA_RATIO, "q heads %lld not a multiple of k heads %lld",
+                       (long long)q->shape[1], (long long)k->shape[1]);
+    TRY(check_plan_dim(msg, "KV heads", k->shape[1], ctx->cfg.max_kv_heads));
+    TRY(check_plan_dim(msg, "KV length", k->shape[2], ctx->cfg.max_kv_len));
+    if (ea_ranges_overlap(out->data, o_ext, k->data, k_ext) || ea_ranges_overlap(out->data, o_ext, v->data, v_ext))
+        return ea_fail(msg, EDGEATTN_ERR_STRIDE, "out overlaps k or v");
+    if (p->lse) {
+        size_t l_ext = 0;
+        (void)ea_check_tensor(NULL, "lse", p->lse, ONLY_F32, &l_ext);
+        if (ea_ranges_overlap(p->lse->data, l_ext, k->data, k_ext) ||
+            ea_ranges_overlap(p->lse->data, l_ext, v->data, v_ext))
+            return ea_fail(msg, EDGEATTN_ERR_STRIDE, "lse overlaps k or v");
+    }
+    const int64_t B = q->shape[0], Nkv = k->shape[2];
+    if (p->kv_lens)
+        for (int64_t b = 0; b < B; b++)
+            if (p->kv_lens[b] < 0 || p->kv_lens[b] > Nkv)
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "kv_lens[%lld] = %d outside [0, %lld]", (long long)b,
+                               (int)p->kv_lens[b], (long long)Nkv);
+    if (p->bias) {
+        const edgeattn_tensor *bt = p->bias;
+        size_t b_ext;
+        TRY(ea_check_tensor(msg, "bias", bt, ONLY_F32, &b_ext));
+        if ((bt->shape[0] != 1 && bt->shape[0] != B) || (bt->shape[1] != 1 && bt->shape[1] != q->shape[1]) ||
+            bt->shape[2] != q->shape[2] || bt->shape[3] != Nkv)
+            return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH,
+                           "bias: shape [%lld, %lld, %lld, %lld] must be [1 or %lld, 1 or %lld, %lld, %lld]",
+                           (long long)bt->shape[0], (long long)bt->shape[1], (long long)bt->shape[2],
+                           (long long)bt->shape[3], (long long)B, (long long)q->shape[1], (long long)q->shape[2],
+                           (long long)Nkv);
+        if (ea_ranges_overlap(out->data, o_ext, bt->data, b_ext))
+            return ea_fail(msg, EDGEATTN_ERR_STRIDE, "out overlaps bias");
+    }
+    if (p->check_finite) {
+        if (!ea_tensor_finite(q, false))
+            return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "q holds NaN or Inf");
+        if (!ea_tensor_finite(k, false))
+            return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "k holds NaN or Inf");
+        if (!ea_tensor_finite(v, false))
+            return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "v holds NaN or Inf");
+        if (p->bias && !ea_tensor_finite(p->bias, true))
+            return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "bias holds NaN or +Inf");
+    }
+    memset(call, 0, sizeof *call);
+    fill_common(call, q, out, p);
+    call->decode = false;
+    call->Hkv = (int32_t)k->shape[1];
+    call->Nkv = (int32_t)Nkv;
+    call->group = call->Hq / call->Hkv;
+    call->k = k;
+    call->v = v;
+    call->kv_dtype = k->dtype;
+    call->kv_lens = p->kv_lens;
+    call->bias = p->bias;
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_validate_decode(edgeattn_context *ctx, const edgeattn_tensor *q, edgeattn_tensor *out,
+                                   const edgeattn_params *p, ea_attn_call *call)
+{
+    char *msg = ctx->msg;
+    const ea_kv_cache *kv = &ctx->kv;
+    size_t q_ext = 0, o_ext = 0;
+    if (!kv->enabled)
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "decode: no KV cache planned (set EDGEATTN_FLAG_KV_CACHE)");
+    TRY(check_params(msg, p));
+    if (p->kv_lens)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: kv_lens must be NULL (the cache knows its lengths)");
+    if (p->bias)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: bias is not supported over the KV cache");
+    TRY(check_q_out(ctx, q, out, p, &q_ext, &o_ext));
+    if (kv->heads == 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: the KV cache is empty");
+    if (q->shape[3] != kv->dim)
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "q: head_dim %lld != KV cache head_dim %d",
+                       (long long)q->shape[3], (int)kv->dim);
+    if (q->shape[1] % kv->heads != 0)
+        return ea_fail(msg, EDGEATTN_ERR_GQA_RATIO, "q heads %lld not a multiple of KV cache heads %d",
+                       (long long)q->shape[1], (int)kv->heads);
+    for (int64_t b = 0; b < q->shape[0]; b++)
+        if (kv->held[b] < q->shape[2])
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: sequence %lld holds %d tokens, fewer than Nq = %lld",
+                           (long long)b, (int)kv->held[b], (long long)q->shape[2]);
+    if (p->check_finite && !ea_tensor_finite(q, false))
+        return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "q holds NaN or Inf");
+    memset(call, 0, sizeof *call);
+    fill_common(call, q, out, p);
+    call->decode = true;
+    call->Hkv = kv->heads;
+    call->Nkv = kv->cap;
+    call->group = call->Hq / call->Hkv;
+    call->kv_dtype = kv->dtype;
+    call->cache = kv;
+    return EDGEATTN_OK;
+}
+
+int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg segs[2], int64_t *total)
+{
+    const size_t es = ea_dtype_size(c->kv_dtype);
+    if (!c->decode) {
+        const edgeattn_tensor *k = c->k, *v = c->v;
+        int32_t n = c->kv_lens ? c->kv_lens[b] : c->Nkv;
+        *total = n;
+        segs[0].k = (const char *)k->data + (size_t)(b * k->stride[0] + h * k->stride[1]) * es;
+        segs[0].v = (const char *)v->data + (size_t)(b * v->stride[0] + h * v->stride[1]) * es;
+        segs[0].ldk = (ptrdiff_t)k->stride[2];
+        segs[0].ldv = (ptrdiff_t)v->stride[2];
+        segs[0].pos0 = 0;
+        segs[0].n = n;
+        return n > 0 ? 1 : 0;
+    }
+    const ea_kv_cache *kv = c->cache;
+    const int64_t t = kv->total[b];
+    const int32_t held = kv->held[b];
+    *total = t;
+    const size_t head_off = ((size_t)b * (size_t)kv->heads + (size_t)h) * (size_t)kv->cap * (size_t)kv->dim;
+    const char *kb = (const char *)kv->k + head_off * es, *vb = (const char *)kv->v + head_off * es;
+    if (held == 0)
+        return 0;
+    /* positions [t - held, t) live at slots pos % cap (no window: pos itself, as t <= cap) */
+    const int64_t first = t - held;
+    const int32_t slot0 = (int32_t)(first % kv->cap);
+    const int32_t n0 = held < kv->cap - slot0 ? held : kv->cap - slot0;
+    segs[0].k = kb + (size_t)slot0 * (size_t)kv->dim * es;
+    segs[0].v = vb + (size_t)slot0 * (size_t)kv->dim * es;
+    segs[0].ldk = segs[0].ldv = kv->dim;
+    segs[0].pos0 = first;
+    segs[0].n = n0;
+    if (n0 == held)
+        return 1;
+    segs[1].k = kb;
+    segs[1].v = vb;
+    segs[1].ldk = segs[1].ldv = kv->dim;
+    segs[1].pos0 = first + n0;
+    segs[1].n = held - n0;
+    return 2;
+}

@@ -1,0 +1,318 @@
+/*
+ * The portable flash-attention driver of the CPU backend.
+ *
+ * Work is cut into items (sequence b, KV head, block of rb query rows, KV split). The rows of an
+ * item are the query rows of all heads of one GQA group, query-major (row r = i * group + hh), so
+ * every K/V tile an item loads serves the whole group. Per item:
+ *   1. rows get their visible key interval [lo, hi] (causal bottom-right, window, KV length) and
+ *      their query, pre-multiplied by the scale, packed to f32;
+ *   2. for each key tile of kb keys inside the union of the intervals: pack Kᵀ and V to f32 once
+ *      (packed path, many rows) or read them in place (rows path, decode and few rows); then for
+ *      each micro-block of EA_MR rows that sees the tile: S = Q·Kᵀ, softcap, bias, mask, online
+ *      softmax (running max m, sum l, FP32), O = alpha·O + P·V;
+ *   3. out = O / l (zeros for a row that saw no key), lse = m + log l; or, when the KV length is
+ *      split across threads, the partial (O, m, l) goes to a slot and a second pass merges the
+ *      slots by log-sum-exp.
+ * Nothing here allocates: scratch and partial slots were planned at create.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cpu_simd/attn_cpu.h"
+
+bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, ea_cpu_scratch_layout *sl)
+{
+    ea_sizer sz = {0, false};
+    const size_t rb = (size_t)t->rb, kb = (size_t)t->kb, d = (size_t)max_dim;
+    sl->q = ea_sizer_add(&sz, rb * d, sizeof(float), 64);     /* [rb][D] scaled queries */
+    sl->o = ea_sizer_add(&sz, rb * d, sizeof(float), 64);     /* [rb][D] unnormalised output */
+    sl->m = ea_sizer_add(&sz, rb, sizeof(float), 64);         /* [rb] running max */
+    sl->l = ea_sizer_add(&sz, rb, sizeof(float), 64);         /* [rb] running sum */
+    sl->alpha = ea_sizer_add(&sz, EA_MR, sizeof(float), 64);  /* [EA_MR] rescale of one step */
+    sl->lo = ea_sizer_add(&sz, rb, sizeof(int64_t), 64);      /* [rb] first visible key */
+    sl->hi = ea_sizer_add(&sz, rb, sizeof(int64_t), 64);      /* [rb] last visible key */
+    sl->s = ea_sizer_add(&sz, EA_MR * kb, sizeof(float), 64); /* [EA_MR][kb] scores / probabilities */
+    sl->kt = ea_sizer_add(&sz, d * kb, sizeof(float), 64);    /* [D][kb] packed Kᵀ */
+    sl->v32 = ea_sizer_add(&sz, kb * d, sizeof(float), 64);   /* [kb][D] packed V */
+    ea_sizer_add(&sz, 0, 1, 64);
+    sl->bytes = sz.total;
+    return !sz.overflow;
+}
+
+int64_t ea_cpu_part_items(int32_t threads)
+{
+    return threads > 1 ? 4 * (int64_t)threads : 0;
+}
+
+typedef struct job {
+    const ea_cpu_state *st;
+    const ea_attn_call *c;
+    int32_t rows;   /* query rows per (b, KV head): Nq * group */
+    int32_t nrb;    /* row blocks per (b, KV head) */
+    int32_t nsplit; /* KV splits */
+    bool packed;    /* pack K/V tiles (many rows) or read them in place */
+} job;
+
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Location of query row gr (0..rows) of (b, kvh): head h and query index i. */
+static inline void row_coords(const ea_attn_call *c, int32_t kvh, int32_t gr, int32_t *h, int32_t *i)
+{
+    *i = gr / c->group;
+    *h = kvh * c->group + gr % c->group;
+}
+
+static inline ptrdiff_t toff(const edgeattn_tensor *t, int64_t b, int64_t h, int64_t n)
+{
+    return (ptrdiff_t)(b * t->stride[0] + h * t->stride[1] + n * t->stride[2]);
+}
+
+static float *part_slot(const job *J, int64_t item)
+{
+    const ea_cpu_state *st = J->st;
+    return st->part + (size_t)item * (size_t)st->tiles.rb * (size_t)(st->max_dim + 2);
+}
+
+/* Writes rows [0, R) of a finished block: out = o / l, lse = m + log l. */
+static void write_rows(const ea_attn_call *c, int32_t b, int32_t kvh, int32_t r0, int32_t R, const float *o,
+                       const float *m, const float *l)
+{
+    const int32_t D = c->D;
+    for (int32_t r = 0; r < R; r++) {
+        int32_t h, i;
+        row_coords(c, kvh, r0 + r, &h, &i);
+        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        const ptrdiff_t off = toff(c->out, b, h, i);
+        const float *orow = o + (size_t)r * (size_t)D;
+        if (c->out->dtype == EDGEATTN_F32) {
+            float *dst = (float *)c->out->data + off;
+            for (int32_t d = 0; d < D; d++)
+                dst[d] = orow[d] * inv;
+        } else {
+            for (int32_t d = 0; d < D; d++)
+                ea_store_f32(c->out->data, c->out->dtype, off + d, orow[d] * inv);
+        }
+        if (c->lse)
+            ((float *)c->lse->data)[toff(c->lse, b, h, i)] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+    }
+}
+
+static void attn_task(void *arg, int64_t t, int thread)
+{
+    const job *J = arg;
+    const ea_cpu_state *st = J->st;
+    const ea_attn_call *c = J->c;
+    const ea_cpu_kernels *K = &st->k;
+    const int64_t item = t;
+    const int32_t split = (int32_t)(t % J->nsplit);
+    t /= J->nsplit;
+    const int32_t rbi = (int32_t)(t % J->nrb);
+    t /= J->nrb;
+    const int32_t kvh = (int32_t)(t % c->Hkv), b = (int32_t)(t / c->Hkv);
+    const int32_t RB = st->tiles.rb, KB = st->tiles.kb, D = c->D;
+    const int32_t r0 = rbi * RB, R = (int32_t)imin(RB, J->rows - r0);
+    const edgeattn_dtype kdt = c->kv_dtype;
+    const size_t kes = ea_dtype_size(kdt);
+
+    char *scr = st->scratch + (size_t)thread * st->sl.bytes;
+    float *q32 = (float *)(void *)(scr + st->sl.q);   /* [R][D] */
+    float *o = (float *)(void *)(scr + st->sl.o);     /* [R][D] */
+    float *m = (float *)(void *)(scr + st->sl.m);     /* [R] */
+    float *l = (float *)(void *)(scr + st->sl.l);     /* [R] */
+    float *alpha = (float *)(void *)(scr + st->sl.alpha);
+    int64_t *lo = (int64_t *)(void *)(scr + st->sl.lo);
+    int64_t *hi = (int64_t *)(void *)(scr + st->sl.hi);
+    float *s = (float *)(void *)(scr + st->sl.s);     /* [EA_MR][KB] */
+    float *kt = (float *)(void *)(scr + st->sl.kt);   /* [D][KB] */
+    float *v32 = (float *)(void *)(scr + st->sl.v32); /* [KB][D] */
+
+    ea_kv_seg segs[2];
+    int64_t total;
+    const int nseg = ea_call_kv_segments(c, b, kvh, segs, &total);
+    const int64_t first = nseg ? segs[0].pos0 : total;
+
+    /* 1. rows: visible intervals, scaled queries, fresh statistics */
+    int64_t ulo = INT64_MAX, uhi = INT64_MIN;
+    const size_t qes = ea_dtype_size(c->q->dtype);
+    for (int32_t r = 0; r < R; r++) {
+        int32_t h, i;
+        row_coords(c, kvh, r0 + r, &h, &i);
+        const int64_t qpos = i + total - c->Nq;
+        int64_t a = first, z = total - 1;
+        if (c->causal)
+            z = imin(z, qpos);
+        if (c->window_left >= 0)
+            a = imax(a, qpos - c->window_left);
+        if (c->window_right >= 0)
+            z = imin(z, qpos + c->window_right);
+        lo[r] = a;
+        hi[r] = z;
+        if (a <= z) {
+            ulo = imin(ulo, a);
+            uhi = imax(uhi, z);
+        }
+        const ptrdiff_t qo = toff(c->q, b, h, i);
+        float *qr = q32 + (size_t)r * (size_t)D;
+        if (c->q->dtype == EDGEATTN_F32) {
+            const float *src = (const float *)c->q->data + qo;
+            for (int32_t d = 0; d < D; d++)
+                qr[d] = src[d] * c->scale;
+        } else {
+            const char *src = (const char *)c->q->data + (size_t)qo * qes;
+            for (int32_t d = 0; d < D; d++)
+                qr[d] = ea_load_f32(src, c->q->dtype, d) * c->scale;
+        }
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+        memset(o + (size_t)r * (size_t)D, 0, sizeof(float) * (size_t)D);
+    }
+    if (J->nsplit > 1) { /* this item's share of the KV positions */
+        const int64_t len = total - first;
+        ulo = imax(ulo, first + len * split / J->nsplit);
+        uhi = imin(uhi, first + len * (split + 1) / J->nsplit - 1);
+    }
+
+    /* 2. key tiles */
+    for (int sg = 0; sg < nseg; sg++) {
+        const ea_kv_seg *seg = &segs[sg];
+        const int64_t a = imax(seg->pos0, ulo), z = imin(seg->pos0 + seg->n - 1, uhi);
+        for (int64_t j0 = a; j0 <= z; j0 += KB) {
+            const int32_t nt = (int32_t)imin(KB, z - j0 + 1);
+            const int32_t nbp = (nt + 15) & ~15;
+            const int64_t j1 = j0 + nt - 1;
+            const char *kp = seg->k + (size_t)(j0 - seg->pos0) * (size_t)seg->ldk * kes;
+            const char *vp = seg->v + (size_t)(j0 - seg->pos0) * (size_t)seg->ldv * kes;
+            if (J->packed) {
+                K->pack_kt[kdt](nt, nbp, D, kp, seg->ldk, kt, KB);
+                K->pack_v[kdt](nt, nbp, D, vp, seg->ldv, v32, D);
+            }
+            for (int32_t mb = 0; mb < R; mb += EA_MR) {
+                const int32_t mr = (int32_t)imin(EA_MR, R - mb);
+                bool any = false, full = nt == nbp;
+                for (int32_t rr = mb; rr < mb + mr; rr++) {
+                    if (lo[rr] <= j1 && hi[rr] >= j0 && lo[rr] <= hi[rr])
+                        any = true;
+                    if (!(lo[rr] <= j0 && hi[rr] >= j1))
+                        full = false;
+                }
+                if (!any)
+                    continue;
+                const float *qb = q32 + (size_t)mb * (size_t)D;
+                if (J->packed)
+                    K->qk(mr, nbp, D, qb, D, kt, KB, s, KB);
+                else
+                    K->qk_rows[kdt](mr, nt, D, qb, D, kp, seg->ldk, s, KB);
+                if (c->softcap > 0.0f || c->bias || !full) {
+                    const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
+                    for (int32_t rr = 0; rr < mr; rr++) {
+                        float *sr = s + (size_t)rr * (size_t)KB;
+                        if (cap > 0.0f)
+                            for (int32_t jj = 0; jj < nt; jj++)
+                                sr[jj] = cap * tanhf(sr[jj] * inv_cap);
+                        if (c->bias) {
+                            int32_t h, i;
+                            row_coords(c, kvh, r0 + mb + rr, &h, &i);
+                            const edgeattn_tensor *bt = c->bias;
+                            const float *br = (const float *)bt->data +
+                                              toff(bt, bt->shape[0] == 1 ? 0 : b, bt->shape[1] == 1 ? 0 : h, i);
+                            for (int32_t jj = 0; jj < nt; jj++)
+                                sr[jj] += br[j0 + jj];
+                        }
+                        const int64_t rlo = lo[mb + rr], rhi = hi[mb + rr];
+                        for (int32_t jj = 0; jj < nbp; jj++) {
+                            const int64_t pos = j0 + jj;
+                            if (jj >= nt || pos < rlo || pos > rhi)
+                                sr[jj] = -INFINITY;
+                        }
+                    }
+                }
+                K->softmax(mr, nbp, s, KB, m + mb, l + mb, alpha);
+                float *ob = o + (size_t)mb * (size_t)D;
+                if (J->packed)
+                    K->pv(mr, nbp, D, s, KB, v32, D, alpha, ob, D);
+                else
+                    K->pv_rows[kdt](mr, nt, D, s, KB, vp, seg->ldv, alpha, ob, D);
+            }
+        }
+    }
+
+    /* 3. finish or park the partial */
+    if (J->nsplit == 1) {
+        write_rows(c, b, kvh, r0, R, o, m, l);
+        return;
+    }
+    float *slot = part_slot(J, item); /* [RB][D] o, then [RB] m, [RB] l */
+    memcpy(slot, o, sizeof(float) * (size_t)R * (size_t)D);
+    memcpy(slot + (size_t)RB * (size_t)D, m, sizeof(float) * (size_t)R);
+    memcpy(slot + (size_t)RB * (size_t)D + RB, l, sizeof(float) * (size_t)R);
+}
+
+/* Merges the nsplit partials of one (b, KV head, row block) by log-sum-exp. */
+static void merge_task(void *arg, int64_t t, int thread)
+{
+    const job *J = arg;
+    const ea_cpu_state *st = J->st;
+    const ea_attn_call *c = J->c;
+    const int32_t RB = st->tiles.rb, D = c->D, ns = J->nsplit;
+    const int32_t rbi = (int32_t)(t % J->nrb);
+    const int32_t kvh = (int32_t)((t / J->nrb) % c->Hkv), b = (int32_t)(t / J->nrb / c->Hkv);
+    const int32_t r0 = rbi * RB, R = (int32_t)imin(RB, J->rows - r0);
+    char *scr = st->scratch + (size_t)thread * st->sl.bytes;
+    float *o = (float *)(void *)(scr + st->sl.o);
+    float *m = (float *)(void *)(scr + st->sl.m);
+    float *l = (float *)(void *)(scr + st->sl.l);
+    for (int32_t r = 0; r < R; r++) {
+        float mx = -INFINITY;
+        for (int32_t sp = 0; sp < ns; sp++) {
+            const float *slot = part_slot(J, t * ns + sp);
+            const float ms = slot[(size_t)RB * (size_t)D + r];
+            mx = ms > mx ? ms : mx;
+        }
+        float *orow = o + (size_t)r * (size_t)D;
+        memset(orow, 0, sizeof(float) * (size_t)D);
+        float sum = 0.0f;
+        if (mx != -INFINITY)
+            for (int32_t sp = 0; sp < ns; sp++) {
+                const float *slot = part_slot(J, t * ns + sp);
+                const float ms = slot[(size_t)RB * (size_t)D + r], ls = slot[(size_t)RB * (size_t)D + RB + r];
+                if (ms == -INFINITY || ls == 0.0f)
+                    continue;
+                const float w = expf(ms - mx);
+                sum += ls * w;
+                const float *os = slot + (size_t)r * (size_t)D;
+                for (int32_t d = 0; d < D; d++)
+                    orow[d] += w * os[d];
+            }
+        m[r] = mx;
+        l[r] = sum;
+    }
+    write_rows(c, b, kvh, r0, R, o, m, l);
+}
+
+edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
+{
+    job J;
+    J.st = st;
+    J.c = c;
+    J.rows = c->Nq * c->group;
+    J.nrb = (J.rows + st->tiles.rb - 1) / st->tiles.rb;
+    J.packed = J.rows > EA_MR;
+    J.nsplit = 1;
+    const int64_t base = (int64_t)c->B * c->Hkv * J.nrb;
+    const int64_t slots = ea_cpu_part_items(st->threads);
+    if (st->threads > 1 && base < 2 * (int64_t)st->threads && slots >= 2 * base) {
+        int64_t longest = 0; /* keys of the longest sequence */
+        for (int32_t b = 0; b < c->B; b++) {
+            const int64_t n = c->decode ? c->cache->held[b] : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
+            longest = imax(longest, n);
+        }
+        int64_t ns = slots / base;
+        ns = imin(ns, (longest + 255) / 256); /* at least ~256 keys per split */
+        J.nsplit = ns >= 2 ? (int32_t)ns : 1;
+    }
+    ea_pool_run(&((ea_cpu_state *)st)->pool, attn_task, &J, base * J.nsplit);
+    if (J.nsplit > 1)
+        ea_pool_run(&st->pool, merge_task, &J, base);
+    return EDGEATTN_OK;
+}

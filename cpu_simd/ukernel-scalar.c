@@ -1,0 +1,138 @@
+/*
+ * Scalar C micro-kernels: the baseline tier, built everywhere, and the reference the SIMD tiers are
+ * checked against (tests/ukernels). Plain loops; the compiler may auto-vectorise them.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "core/half.h"
+#include "cpu_simd/ukernel.h"
+
+static EA_QK_PACKED_FN(qk_f32_scalar)
+{
+    for (int r = 0; r < mr; r++) {
+        float *sr = s + r * lds;
+        for (int j = 0; j < nb; j++)
+            sr[j] = 0.0f;
+        for (int d = 0; d < dim; d++) {
+            const float qd = q[r * ldq + d];
+            const float *kd = kt + d * ldkt;
+            for (int j = 0; j < nb; j++)
+                sr[j] += qd * kd[j];
+        }
+    }
+}
+
+static EA_PV_PACKED_FN(pv_f32_scalar)
+{
+    for (int r = 0; r < mr; r++) {
+        float *or_ = o + r * ldo;
+        const float a = alpha[r];
+        for (int d = 0; d < dim; d++)
+            or_[d] *= a;
+        for (int j = 0; j < nb; j++) {
+            const float pj = p[r * ldp + j];
+            const float *vj = v + j * ldv;
+            for (int d = 0; d < dim; d++)
+                or_[d] += pj * vj[d];
+        }
+    }
+}
+
+static EA_SOFTMAX_FN(softmax_f32_scalar)
+{
+    for (int r = 0; r < mr; r++) {
+        float *sr = s + r * lds;
+        float mx = m[r];
+        for (int j = 0; j < nb; j++)
+            mx = sr[j] > mx ? sr[j] : mx;
+        if (mx == -INFINITY) {
+            for (int j = 0; j < nb; j++)
+                sr[j] = 0.0f;
+            alpha[r] = 1.0f;
+            continue;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < nb; j++) {
+            const float e = expf(sr[j] - mx); /* expf(-inf) == 0 */
+            sr[j] = e;
+            sum += e;
+        }
+        alpha[r] = m[r] == -INFINITY ? 0.0f : expf(m[r] - mx);
+        l[r] = l[r] * alpha[r] + sum;
+        m[r] = mx;
+    }
+}
+
+/* Element loaders per storage dtype. */
+static inline float ld_f32(const void *p, ptrdiff_t i) { return ((const float *)p)[i]; }
+static inline float ld_f16(const void *p, ptrdiff_t i) { return ea_f16_to_f32(((const uint16_t *)p)[i]); }
+static inline float ld_bf16(const void *p, ptrdiff_t i) { return ea_bf16_to_f32(((const uint16_t *)p)[i]); }
+
+/* One definition per dtype through a small macro: the loops are identical, only the load differs. */
+#define DEFINE_DTYPE_KERNELS(sfx, LD)                                                               \
+    static EA_PACK_KT_FN(pack_kt_##sfx##_scalar)                                                    \
+    {                                                                                               \
+        for (int d = 0; d < dim; d++) {                                                             \
+            float *row = kt + d * ldkt;                                                             \
+            for (int j = 0; j < n; j++)                                                             \
+                row[j] = LD(k, j * ldk + d);                                                        \
+            for (int j = n; j < nb_pad; j++)                                                        \
+                row[j] = 0.0f;                                                                      \
+        }                                                                                           \
+    }                                                                                               \
+    static EA_PACK_V_FN(pack_v_##sfx##_scalar)                                                      \
+    {                                                                                               \
+        for (int j = 0; j < nb_pad; j++) {                                                          \
+            float *row = v32 + j * ldo;                                                             \
+            for (int d = 0; d < dim; d++)                                                           \
+                row[d] = j < n ? LD(v, j * ldv + d) : 0.0f;                                         \
+        }                                                                                           \
+    }                                                                                               \
+    static EA_QK_ROWS_FN(qk_rows_##sfx##_scalar)                                                    \
+    {                                                                                               \
+        for (int r = 0; r < mr; r++)                                                                \
+            for (int j = 0; j < n; j++) {                                                           \
+                float acc = 0.0f;                                                                   \
+                for (int d = 0; d < dim; d++)                                                       \
+                    acc += q[r * ldq + d] * LD(k, j * ldk + d);                                     \
+                s[r * lds + j] = acc;                                                               \
+            }                                                                                       \
+    }                                                                                               \
+    static EA_PV_ROWS_FN(pv_rows_##sfx##_scalar)                                                    \
+    {                                                                                               \
+        for (int r = 0; r < mr; r++) {                                                              \
+            float *or_ = o + r * ldo;                                                               \
+            for (int d = 0; d < dim; d++)                                                           \
+                or_[d] *= alpha[r];                                                                 \
+            for (int j = 0; j < n; j++) {                                                           \
+                const float pj = p[r * ldp + j];                                                    \
+                for (int d = 0; d < dim; d++)                                                       \
+                    or_[d] += pj * LD(v, j * ldv + d);                                              \
+            }                                                                                       \
+        }                                                                                           \
+    }
+
+DEFINE_DTYPE_KERNELS(f32, ld_f32)
+DEFINE_DTYPE_KERNELS(f16, ld_f16)
+DEFINE_DTYPE_KERNELS(bf16, ld_bf16)
+
+void ea_cpu_kernels_init_scalar(ea_cpu_kernels *k)
+{
+    k->tier = "scalar";
+    k->qk = qk_f32_scalar;
+    k->pv = pv_f32_scalar;
+    k->softmax = softmax_f32_scalar;
+    k->pack_kt[EDGEATTN_F32] = pack_kt_f32_scalar;
+    k->pack_kt[EDGEATTN_F16] = pack_kt_f16_scalar;
+    k->pack_kt[EDGEATTN_BF16] = pack_kt_bf16_scalar;
+    k->pack_v[EDGEATTN_F32] = pack_v_f32_scalar;
+    k->pack_v[EDGEATTN_F16] = pack_v_f16_scalar;
+    k->pack_v[EDGEATTN_BF16] = pack_v_bf16_scalar;
+    k->qk_rows[EDGEATTN_F32] = qk_rows_f32_scalar;
+    k->qk_rows[EDGEATTN_F16] = qk_rows_f16_scalar;
+    k->qk_rows[EDGEATTN_BF16] = qk_rows_bf16_scalar;
+    k->pv_rows[EDGEATTN_F32] = pv_rows_f32_scalar;
+    k->pv_rows[EDGEATTN_F16] = pv_rows_f16_scalar;
+    k->pv_rows[EDGEATTN_BF16] = pv_rows_bf16_scalar;
+}
