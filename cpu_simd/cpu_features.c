@@ -69,6 +69,9 @@ void ea_cpu_model(char *buf, size_t len)
 #ifndef HWCAP_ASIMDHP
 #define HWCAP_ASIMDHP (1 << 10)
 #endif
+#ifndef HWCAP_ASIMDFHM
+#define HWCAP_ASIMDFHM (1 << 23)
+#endif
 
 uint32_t ea_cpu_detect(void)
 {
@@ -76,7 +79,8 @@ uint32_t ea_cpu_detect(void)
     uint32_t flags = 0;
     if (hw & HWCAP_ASIMD)
         flags |= EDGEATTN_CPU_NEON;
-    if ((flags & EDGEATTN_CPU_NEON) && (hw & HWCAP_ASIMDHP) && (hw & HWCAP_FPHP))
+    /* the FP16 tier uses FMLAL (FP16 products, exact, into FP32): it needs FEAT_FHM as well */
+    if ((flags & EDGEATTN_CPU_NEON) && (hw & HWCAP_ASIMDHP) && (hw & HWCAP_FPHP) && (hw & HWCAP_ASIMDFHM))
         flags |= EDGEATTN_CPU_NEON_FP16;
     return flags;
 }

@@ -82,7 +82,7 @@ enum {
     EDGEATTN_CPU_AVX2 = 1u << 0,      /* x86: AVX2 + FMA + F16C, OS saves YMM */
     EDGEATTN_CPU_AVX512 = 1u << 1,    /* x86: AVX-512 F/BW/VL/DQ, OS saves ZMM */
     EDGEATTN_CPU_NEON = 1u << 8,      /* aarch64: Advanced SIMD */
-    EDGEATTN_CPU_NEON_FP16 = 1u << 9  /* aarch64: FP16 arithmetic (+fp16, asimdhp) */
+    EDGEATTN_CPU_NEON_FP16 = 1u << 9  /* aarch64: FP16 arithmetic and FMLAL (asimdhp, fphp, asimdfhm) */
 };
 
 /* Attention kinds and flags. */
