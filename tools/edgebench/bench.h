@@ -1,0 +1,101 @@
+/*
+ * edgebench internals: one case (a shape to time), its result, the machine's ceilings and the small
+ * helpers the files share. Nothing here is part of the library's API.
+ */
+#ifndef EDGEBENCH_BENCH_H
+#define EDGEBENCH_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edgeattn/edgeattn.h"
+
+typedef enum bench_kind { BENCH_PREFILL = 0, BENCH_DECODE = 1 } bench_kind;
+
+/* One benchmark case. Prefill: edgeattn_attention on Q [B,Hq,Nq,D], K/V [B,Hkv,Nkv,D].
+ * Decode: Nkv tokens appended to a KV cache of dtype kv (edgeattn_kv_append), then edgeattn_decode
+ * with Nq queries (causal when Nq > 1). */
+typedef struct bench_case {
+    char name[40];
+    bench_kind kind;
+    int32_t B, Hq, Hkv, Nq, Nkv, D;
+    int32_t causal;
+    edgeattn_dtype q_dtype, kv_dtype, out_dtype;
+} bench_case;
+
+/* What running a case measured. */
+typedef struct bench_result {
+    double median_ms, min_ms;
+    double rate;              /* prefill: GFLOP/s over unmasked pairs; decode: GB/s of K/V read */
+    double work;              /* prefill: FLOP per call; decode: K/V bytes per call */
+    double pct_ceiling;       /* rate / ceiling * 100, or -1 when there is no ceiling */
+    double max_rel_err;       /* -1 when the reference check was skipped */
+    int64_t rows_checked, rows_total;
+    size_t plan_host_bytes;
+    size_t plan_kv_bytes;
+    char tier[32];
+} bench_result;
+
+/* Options that apply to every case. */
+typedef struct bench_opts {
+    edgeattn_backend backend;
+    uint32_t cpu_disable_mask;
+    int32_t threads;          /* 0: the library's default (online cores) */
+    int reps, warmup;
+    int check_ref;            /* compare with the double reference */
+    double ref_budget;        /* multiply-adds the reference may spend per case before sampling rows */
+    uint64_t seed;
+} bench_opts;
+
+/* Ceilings measured in this run; 0 = not measured. */
+typedef struct bench_ceiling {
+    double fma_gflops;        /* best ISA, all threads */
+    char fma_isa[16];
+    double fma_gflops_avx2;   /* x86 with AVX-512 only: the AVX2 figure too (0 otherwise) */
+    double read_gbs;          /* streaming read bandwidth, all threads */
+    size_t read_bytes;        /* buffer size it was measured with */
+    int threads;
+} bench_ceiling;
+
+/* ---- cases.c */
+/* Parses "prefill:B=1,H=8,KVH=8,N=1024,D=64,causal=0,q=f32,kv=f16" (see --help). Returns 0 or -1
+ * with a message in err. */
+int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len);
+/* Writes the case back as a spec string. */
+void bench_case_spec(const bench_case *c, char *buf, size_t len);
+/* Shape and dtype (q/kv/out) columns of the table. */
+void bench_case_shape(const bench_case *c, char *buf, size_t len);
+void bench_case_dtypes(const bench_case *c, char *buf, size_t len);
+/* The default and the quick suites. */
+const bench_case *bench_default_suite(size_t *count);
+const bench_case *bench_quick_suite(size_t *count);
+const char *bench_dtype_name(edgeattn_dtype dt);
+
+/* ---- run.c */
+/* Runs one case. Returns 0, or -1 with a message in err (library status and message included). */
+int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling *ceil, bench_result *r, char *err,
+                   size_t err_len);
+
+/* ---- ceiling.c */
+/* Measures the FMA peak (seconds_per_trial of FMA chains per thread, best of trials) and the streaming
+ * read bandwidth over read_bytes. Returns 0, or -1 with a message (buffer not obtained). */
+int bench_measure_ceiling(int threads, uint32_t cpu_features, size_t read_bytes, double seconds_per_trial,
+                          int trials, bench_ceiling *out, char *err, size_t err_len);
+
+/* ---- ceiling_kernels.c: register-resident FMA chains and a streaming sum, one version per ISA */
+typedef enum bench_isa { BENCH_ISA_GENERIC = 0, BENCH_ISA_AVX2, BENCH_ISA_AVX512, BENCH_ISA_NEON } bench_isa;
+/* The best ISA of these EDGEATTN_CPU_* features. */
+bench_isa bench_best_isa(uint32_t cpu_features);
+const char *bench_isa_name(bench_isa isa);
+/* FLOP done by one iteration of bench_fma_chains. */
+double bench_fma_flops_per_iter(bench_isa isa);
+/* iters iterations of independent FMA chains held in registers; returns a value that depends on all. */
+float bench_fma_chains(bench_isa isa, uint64_t iters);
+/* Sum of n floats at p (p aligned to 64 bytes, n a multiple of 256). */
+float bench_sum_stream(bench_isa isa, const float *p, size_t n);
+
+/* ---- shared helpers (run.c) */
+double bench_now_s(void);
+uint64_t bench_rng_next(uint64_t *state);
+
+#endif

@@ -1,0 +1,239 @@
+/*
+ * Benchmark cases: the spec syntax of --case, and the default and quick suites.
+ *
+ *   KIND:KEY=VALUE,KEY=VALUE,...      KIND is prefill or decode; keys are case-insensitive.
+ *   B      sequences                       (default 1)
+ *   H, HQ  query heads                     (8)
+ *   KVH    key/value heads, divides H      (= H)
+ *   N      prefill: Nq = Nkv = N; decode: Nkv = N   (prefill 1024, decode 4096)
+ *   NQ     query rows                      (prefill N, decode 1)
+ *   NKV    key/value rows (decode: tokens appended to the KV cache)
+ *   D      head dim                        (64)
+ *   causal 0 or 1, bottom-right aligned    (prefill 0; decode: 1 when NQ > 1, as decoding needs)
+ *   q, kv, out   f32, f16 or bf16          (f32, f16, f32); kv is the KV-cache dtype for decode
+ *   name   label in the table              (made from the shape)
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "bench.h"
+
+const char *bench_dtype_name(edgeattn_dtype dt)
+{
+    switch (dt) {
+    case EDGEATTN_F32: return "f32";
+    case EDGEATTN_F16: return "f16";
+    case EDGEATTN_BF16: return "bf16";
+    default: return "?";
+    }
+}
+
+static int parse_dtype(const char *s, edgeattn_dtype *dt)
+{
+    if (!strcasecmp(s, "f32") || !strcasecmp(s, "fp32"))
+        *dt = EDGEATTN_F32;
+    else if (!strcasecmp(s, "f16") || !strcasecmp(s, "fp16"))
+        *dt = EDGEATTN_F16;
+    else if (!strcasecmp(s, "bf16"))
+        *dt = EDGEATTN_BF16;
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_int(const char *s, int32_t lo, int32_t hi, int32_t *v)
+{
+    char *end = NULL;
+    long x = strtol(s, &end, 10);
+    if (!*s || *end || x < lo || x > hi)
+        return -1;
+    *v = (int32_t)x;
+    return 0;
+}
+
+int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
+{
+    memset(c, 0, sizeof *c);
+    const char *colon = strchr(spec, ':');
+    const size_t kind_len = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (kind_len == 7 && !strncasecmp(spec, "prefill", 7))
+        c->kind = BENCH_PREFILL;
+    else if (kind_len == 6 && !strncasecmp(spec, "decode", 6))
+        c->kind = BENCH_DECODE;
+    else {
+        snprintf(err, err_len, "case '%s': must start with prefill: or decode:", spec);
+        return -1;
+    }
+    c->B = 1;
+    c->Hq = 8;
+    c->Hkv = 0; /* = Hq unless given */
+    c->D = 64;
+    c->Nq = c->Nkv = 0;
+    c->causal = -1;
+    c->q_dtype = EDGEATTN_F32;
+    c->kv_dtype = EDGEATTN_F16;
+    c->out_dtype = EDGEATTN_F32;
+    int32_t n = 0;
+
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", colon ? colon + 1 : "");
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq) {
+            snprintf(err, err_len, "case '%s': '%s' is not KEY=VALUE", spec, tok);
+            return -1;
+        }
+        *eq = '\0';
+        const char *key = tok, *val = eq + 1;
+        int bad = 0;
+        if (!strcasecmp(key, "B"))
+            bad = parse_int(val, 1, 1 << 16, &c->B);
+        else if (!strcasecmp(key, "H") || !strcasecmp(key, "HQ"))
+            bad = parse_int(val, 1, 1 << 16, &c->Hq);
+        else if (!strcasecmp(key, "KVH") || !strcasecmp(key, "HKV"))
+            bad = parse_int(val, 1, 1 << 16, &c->Hkv);
+        else if (!strcasecmp(key, "N"))
+            bad = parse_int(val, 1, 1 << 30, &n);
+        else if (!strcasecmp(key, "NQ"))
+            bad = parse_int(val, 1, 1 << 30, &c->Nq);
+        else if (!strcasecmp(key, "NKV"))
+            bad = parse_int(val, 1, 1 << 30, &c->Nkv);
+        else if (!strcasecmp(key, "D"))
+            bad = parse_int(val, 1, 4096, &c->D);
+        else if (!strcasecmp(key, "causal"))
+            bad = parse_int(val, 0, 1, &c->causal);
+        else if (!strcasecmp(key, "q"))
+            bad = parse_dtype(val, &c->q_dtype);
+        else if (!strcasecmp(key, "kv"))
+            bad = parse_dtype(val, &c->kv_dtype);
+        else if (!strcasecmp(key, "out"))
+            bad = parse_dtype(val, &c->out_dtype);
+        else if (!strcasecmp(key, "name")) {
+            snprintf(c->name, sizeof c->name, "%s", val);
+        } else {
+            snprintf(err, err_len, "case '%s': unknown key '%s' (see --help)", spec, key);
+            return -1;
+        }
+        if (bad) {
+            snprintf(err, err_len, "case '%s': bad value '%s' for %s", spec, val, key);
+            return -1;
+        }
+    }
+    if (c->Hkv == 0)
+        c->Hkv = c->Hq;
+    if (c->kind == BENCH_PREFILL) {
+        if (!n)
+            n = 1024;
+        if (!c->Nq)
+            c->Nq = n;
+        if (!c->Nkv)
+            c->Nkv = n;
+        if (c->causal < 0)
+            c->causal = 0;
+    } else {
+        if (!c->Nkv)
+            c->Nkv = n ? n : 4096;
+        if (!c->Nq)
+            c->Nq = 1;
+        if (c->causal == 0 && c->Nq > 1) {
+            snprintf(err, err_len, "case '%s': decode with NQ > 1 is causal (the queries are the last tokens)", spec);
+            return -1;
+        }
+        c->causal = c->Nq > 1;
+        if (c->Nq > c->Nkv) {
+            snprintf(err, err_len, "case '%s': decode needs NQ <= NKV", spec);
+            return -1;
+        }
+    }
+    if (c->Hq % c->Hkv) {
+        snprintf(err, err_len, "case '%s': H = %d is not a multiple of KVH = %d", spec, (int)c->Hq, (int)c->Hkv);
+        return -1;
+    }
+    if (!c->name[0])
+        snprintf(c->name, sizeof c->name, "%s-h%d-d%d-n%d", c->kind == BENCH_PREFILL ? "pf" : "dec", (int)c->Hq,
+                 (int)c->D, (int)c->Nkv);
+    return 0;
+}
+
+void bench_case_spec(const bench_case *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s:B=%d,H=%d,KVH=%d,NQ=%d,NKV=%d,D=%d,causal=%d,q=%s,kv=%s,out=%s,name=%s",
+             c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, (int)c->Hq, (int)c->Hkv, (int)c->Nq,
+             (int)c->Nkv, (int)c->D, (int)c->causal, bench_dtype_name(c->q_dtype), bench_dtype_name(c->kv_dtype),
+             bench_dtype_name(c->out_dtype), c->name);
+}
+
+void bench_case_shape(const bench_case *c, char *buf, size_t len)
+{
+    char heads[32], rows[40];
+    if (c->Hkv == c->Hq)
+        snprintf(heads, sizeof heads, "H%d", (int)c->Hq);
+    else
+        snprintf(heads, sizeof heads, "Hq%d/kv%d", (int)c->Hq, (int)c->Hkv);
+    if (c->kind == BENCH_PREFILL && c->Nq == c->Nkv)
+        snprintf(rows, sizeof rows, "N%d", (int)c->Nkv);
+    else if (c->kind == BENCH_DECODE && c->Nq == 1)
+        snprintf(rows, sizeof rows, "Nkv%d", (int)c->Nkv);
+    else
+        snprintf(rows, sizeof rows, "Nq%d Nkv%d", (int)c->Nq, (int)c->Nkv);
+    snprintf(buf, len, "%s B%d %s D%d %s%s", c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, heads,
+             (int)c->D, rows, c->kind == BENCH_PREFILL && c->causal ? " causal" : "");
+}
+
+void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s/%s", bench_dtype_name(c->q_dtype), bench_dtype_name(c->kv_dtype),
+             bench_dtype_name(c->out_dtype));
+}
+
+#define F32 EDGEATTN_F32
+#define F16 EDGEATTN_F16
+#define BF16 EDGEATTN_BF16
+#define PF BENCH_PREFILL
+#define DEC BENCH_DECODE
+
+/* The issue's measured cases carry the letters of ../shared/PEERS.md (A, B, C, E), so their rows can
+ * be set beside ggml's figures. Fields: name, kind, B, Hq, Hkv, Nq, Nkv, D, causal, q, kv, out. */
+static const bench_case default_suite[] = {
+    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32},
+    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32},
+    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32},
+    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32},
+    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32},
+    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32},
+    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32},
+    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16},
+    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32},
+    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32},
+    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32},
+    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32},
+    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32},
+    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32},
+    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32},
+    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32},
+};
+
+/* Small, odd sizes (not multiples of the tiles), every dtype path once: seconds, not minutes. */
+static const bench_case quick_suite[] = {
+    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32},
+    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32},
+    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32},
+    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32},
+    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32},
+};
+
+const bench_case *bench_default_suite(size_t *count)
+{
+    *count = sizeof default_suite / sizeof default_suite[0];
+    return default_suite;
+}
+
+const bench_case *bench_quick_suite(size_t *count)
+{
+    *count = sizeof quick_suite / sizeof quick_suite[0];
+    return quick_suite;
+}

@@ -1,0 +1,502 @@
+/*
+ * edgebench: measures edgeattn on this machine. Prints the library version and the backend the
+ * library chose, measures the machine's ceilings in the same run (FMA peak, streaming read
+ * bandwidth), then times a suite of prefill and decode cases and checks each against the double
+ * reference. `edgebench --help` lists the options and the case syntax.
+ *
+ * Exit status: 0; 1 usage or library error (the message says which call and why); 2 --check found an
+ * error above its bound.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define MAX_CASES 64
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: edgebench [options]\n"
+            "\n"
+            "Times edgeattn on this machine: prefill (edgeattn_attention) and decode over the KV cache\n"
+            "(edgeattn_kv_append, then edgeattn_decode), and checks every case against the double reference.\n"
+            "\n"
+            "options:\n"
+            "  --backend auto|cpu|cuda|opencl  backend to force (default auto; EDGEATTN_BACKEND also works)\n"
+            "  --tier scalar|avx2|avx512|neon|neon-fp16|best\n"
+            "                        CPU SIMD tier: sets the CPU disable mask; fails if this CPU lacks it\n"
+            "  --cpu-mask HEX        EDGEATTN_CPU_* bits to disable (ORed with --tier and EDGEATTN_CPU_MASK):\n"
+            "                        0x1 avx2, 0x2 avx512, 0x100 neon, 0x200 neon-fp16\n"
+            "  --threads N           worker threads including the caller (default: online cores)\n"
+            "  --reps N              timed calls per case; the median is reported (default 10)\n"
+            "  --warmup N            untimed calls before them (default 2)\n"
+            "  --case SPEC           run this case instead of the suite; repeatable (syntax below)\n"
+            "  --quick               a small fast suite with odd sizes (for CI): 3 reps, 1 warm-up,\n"
+            "                        short ceiling trials over a 256 MiB buffer\n"
+            "  --json [FILE]         also write the results as JSON to FILE; without FILE, or '-', JSON goes\n"
+            "                        to stdout and the table to stderr\n"
+            "  --no-ceiling          skip the FMA-peak and bandwidth measurements\n"
+            "  --bw-mib N            bandwidth buffer in MiB (default 1024: far above any last-level cache)\n"
+            "  --no-ref              skip the reference check\n"
+            "  --ref-budget X        multiply-adds the reference may spend per case before it checks a\n"
+            "                        random sample of rows instead of all (default 5e7)\n"
+            "  --check               exit 2 if a case's error exceeds its bound: 1e-5 when q, K/V and out are\n"
+            "                        f32; 2e-3 with f16 among them; 1.6e-2 with bf16\n"
+            "  --seed N              random inputs' seed (default 1)\n"
+            "  --list                print the default and quick suites as case specs, then exit\n"
+            "  --version, --help\n"
+            "\n"
+            "case SPEC: KIND:KEY=VALUE,...   KIND is prefill or decode; keys (case-insensitive):\n"
+            "  B sequences (1); H query heads (8); KVH key/value heads (= H); D head dim (64)\n"
+            "  N   prefill: Nq = Nkv = N (1024); decode: Nkv = N, the tokens appended to the cache (4096)\n"
+            "  NQ  query rows (prefill N; decode 1); NKV key/value rows\n"
+            "  causal 0|1  bottom-right aligned (prefill 0; decode: 1 exactly when NQ > 1)\n"
+            "  q, kv, out  f32|f16|bf16 (f32, f16, f32); for decode kv is the KV-cache dtype\n"
+            "  name  label in the table\n"
+            "  e.g. --case \"prefill:B=1,H=8,KVH=8,N=1024,D=64,causal=0,q=f32,kv=f16\"\n"
+            "       --case \"decode:H=32,KVH=8,NKV=16384,D=128,kv=f16,name=E\"\n"
+            "\n"
+            "columns: median ms of --reps calls; prefill GFLOP/s = 4*B*Hq*D*(unmasked query-key pairs) / time;\n"
+            "decode GB/s = K and V bytes in the cache read once / time; %% of the ceiling measured above (FMA\n"
+            "peak for prefill, read bandwidth for decode); max relative error over the checked rows\n"
+            "(max|out - ref| / max|ref| per row) against ea_ref_attention in double; rows checked/total;\n"
+            "host memory planned by edgeattn_plan.\n");
+}
+
+static const char *features_string(uint32_t f, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%s%s%s", f & EDGEATTN_CPU_AVX2 ? " avx2" : "", f & EDGEATTN_CPU_AVX512 ? " avx512" : "",
+             f & EDGEATTN_CPU_NEON ? " neon" : "", f & EDGEATTN_CPU_NEON_FP16 ? " neon-fp16" : "");
+    if (!buf[0])
+        snprintf(buf, len, " none");
+    return buf + 1;
+}
+
+static const char *backend_arg_name(edgeattn_backend b)
+{
+    switch (b) {
+    case EDGEATTN_BACKEND_CPU: return "cpu";
+    case EDGEATTN_BACKEND_CUDA: return "cuda";
+    case EDGEATTN_BACKEND_OPENCL: return "opencl";
+    default: return "auto";
+    }
+}
+
+/* JSON string with the characters that need it escaped. */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        const unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static void json_num(FILE *f, double x)
+{
+    if (isfinite(x))
+        fprintf(f, "%.6g", x);
+    else
+        fprintf(f, "null");
+}
+
+/* The error bound --check applies: that of the least precise dtype among q, K/V and out. */
+static double error_bound(const bench_case *c)
+{
+    const edgeattn_dtype d[3] = {c->q_dtype, c->kv_dtype, c->out_dtype};
+    double bound = 1e-5;
+    for (int i = 0; i < 3; i++) {
+        if (d[i] == EDGEATTN_F16 && bound < 2e-3)
+            bound = 2e-3;
+        if (d[i] == EDGEATTN_BF16)
+            bound = 1.6e-2;
+    }
+    return bound;
+}
+
+static int parse_u64(const char *s, int base, uint64_t *v)
+{
+    char *end = NULL;
+    if (!s || !*s || *s == '-')
+        return -1;
+    *v = strtoull(s, &end, base);
+    return *end ? -1 : 0;
+}
+
+#define NEED_ARG()                                                                                               \
+    do {                                                                                                         \
+        if (i + 1 >= argc) {                                                                                     \
+            fprintf(stderr, "edgebench: %s needs a value (see --help)\n", a);                                    \
+            return 1;                                                                                            \
+        }                                                                                                        \
+    } while (0)
+
+int main(int argc, char **argv)
+{
+    bench_opts o = {EDGEATTN_BACKEND_AUTO, 0, 0, 10, 2, 1, 5e7, 1};
+    static bench_case cases[MAX_CASES];
+    size_t ncases = 0;
+    int quick = 0, ceiling = 1, check = 0, reps_set = 0, warmup_set = 0, bw_set = 0;
+    const char *json_path = NULL, *tier = "best";
+    uint64_t bw_mib = 1024;
+    uint32_t tier_mask = 0, user_mask = 0;
+    char err[512];
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        uint64_t u = 0;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("edgebench (edgeattn %s)\n", edgeattn_version());
+            return 0;
+        } else if (!strcmp(a, "--backend")) {
+            NEED_ARG();
+            const char *b = argv[++i];
+            if (!strcmp(b, "auto"))
+                o.backend = EDGEATTN_BACKEND_AUTO;
+            else if (!strcmp(b, "cpu"))
+                o.backend = EDGEATTN_BACKEND_CPU;
+            else if (!strcmp(b, "cuda"))
+                o.backend = EDGEATTN_BACKEND_CUDA;
+            else if (!strcmp(b, "opencl"))
+                o.backend = EDGEATTN_BACKEND_OPENCL;
+            else {
+                fprintf(stderr, "edgebench: --backend %s: expected auto, cpu, cuda or opencl\n", b);
+                return 1;
+            }
+        } else if (!strcmp(a, "--tier")) {
+            NEED_ARG();
+            tier = argv[++i];
+            if (!strcmp(tier, "best"))
+                tier_mask = 0;
+            else if (!strcmp(tier, "scalar"))
+                tier_mask = EDGEATTN_CPU_AVX2 | EDGEATTN_CPU_AVX512 | EDGEATTN_CPU_NEON | EDGEATTN_CPU_NEON_FP16;
+            else if (!strcmp(tier, "avx2"))
+                tier_mask = EDGEATTN_CPU_AVX512;
+            else if (!strcmp(tier, "avx512"))
+                tier_mask = 0;
+            else if (!strcmp(tier, "neon"))
+                tier_mask = EDGEATTN_CPU_NEON_FP16;
+            else if (!strcmp(tier, "neon-fp16"))
+                tier_mask = 0;
+            else {
+                fprintf(stderr, "edgebench: --tier %s: expected scalar, avx2, avx512, neon, neon-fp16 or best\n", tier);
+                return 1;
+            }
+        } else if (!strcmp(a, "--cpu-mask")) {
+            NEED_ARG();
+            if (parse_u64(argv[++i], 16, &u) || u > 0xffffffffu) {
+                fprintf(stderr, "edgebench: --cpu-mask %s: expected a hexadecimal mask\n", argv[i]);
+                return 1;
+            }
+            user_mask = (uint32_t)u;
+        } else if (!strcmp(a, "--threads")) {
+            NEED_ARG();
+            if (parse_u64(argv[++i], 10, &u) || u > 1024) {
+                fprintf(stderr, "edgebench: --threads %s: expected 0..1024\n", argv[i]);
+                return 1;
+            }
+            o.threads = (int32_t)u;
+        } else if (!strcmp(a, "--reps")) {
+            NEED_ARG();
+            if (parse_u64(argv[++i], 10, &u) || u < 1 || u > 100000) {
+                fprintf(stderr, "edgebench: --reps %s: expected 1..100000\n", argv[i]);
+                return 1;
+            }
+            o.reps = (int)u;
+            reps_set = 1;
+        } else if (!strcmp(a, "--warmup")) {
+            NEED_ARG();
+            if (parse_u64(argv[++i], 10, &u) || u > 100000) {
+                fprintf(stderr, "edgebench: --warmup %s: expected 0..100000\n", argv[i]);
+                return 1;
+            }
+            o.warmup = (int)u;
+            warmup_set = 1;
+        } else if (!strcmp(a, "--case")) {
+            NEED_ARG();
+            if (ncases == MAX_CASES) {
+                fprintf(stderr, "edgebench: at most %d --case options\n", MAX_CASES);
+                return 1;
+            }
+            if (bench_parse_case(argv[++i], &cases[ncases], err, sizeof err)) {
+                fprintf(stderr, "edgebench: %s\n", err);
+                return 1;
+            }
+            ncases++;
+        } else if (!strcmp(a, "--quick")) {
+            quick = 1;
+        } else if (!strcmp(a, "--json")) {
+            json_path = "-";
+            if (i + 1 < argc && (argv[i + 1][0] != '-' || !strcmp(argv[i + 1], "-")))
+                json_path = argv[++i];
+        } else if (!strncmp(a, "--json=", 7)) {
+            json_path = a + 7;
+        } else if (!strcmp(a, "--no-ceiling")) {
+            ceiling = 0;
+        } else if (!strcmp(a, "--bw-mib")) {
+            NEED_ARG();
+            if (parse_u64(argv[++i], 10, &u) || u < 1 || u > (1u << 20)) {
+                fprintf(stderr, "edgebench: --bw-mib %s: expected 1..1048576\n", argv[i]);
+                return 1;
+            }
+            bw_mib = u;
+            bw_set = 1;
+        } else if (!strcmp(a, "--no-ref")) {
+            o.check_ref = 0;
+        } else if (!strcmp(a, "--ref-budget")) {
+            NEED_ARG();
+            char *end = NULL;
+            o.ref_budget = strtod(argv[++i], &end);
+            if (*end || !(o.ref_budget > 0.0)) {
+                fprintf(stderr, "edgebench: --ref-budget %s: expected a positive number\n", argv[i]);
+                return 1;
+            }
+        } else if (!strcmp(a, "--check")) {
+            check = 1;
+        } else if (!strcmp(a, "--seed")) {
+            NEED_ARG();
+            if (parse_u64(argv[++i], 0, &u)) {
+                fprintf(stderr, "edgebench: --seed %s: expected a number\n", argv[i]);
+                return 1;
+            }
+            o.seed = u;
+        } else if (!strcmp(a, "--list")) {
+            size_t n;
+            char spec[256];
+            const bench_case *s = bench_default_suite(&n);
+            printf("# default suite\n");
+            for (size_t k = 0; k < n; k++) {
+                bench_case_spec(&s[k], spec, sizeof spec);
+                printf("%s\n", spec);
+            }
+            s = bench_quick_suite(&n);
+            printf("# quick suite (--quick)\n");
+            for (size_t k = 0; k < n; k++) {
+                bench_case_spec(&s[k], spec, sizeof spec);
+                printf("%s\n", spec);
+            }
+            return 0;
+        } else {
+            fprintf(stderr, "edgebench: unknown option %s (see --help)\n", a);
+            return 1;
+        }
+    }
+    o.cpu_disable_mask = tier_mask | user_mask;
+    if (quick) {
+        if (!reps_set)
+            o.reps = 3;
+        if (!warmup_set)
+            o.warmup = 1;
+        if (!bw_set)
+            bw_mib = 256;
+    }
+    if (ncases == 0) {
+        size_t n;
+        const bench_case *s = quick ? bench_quick_suite(&n) : bench_default_suite(&n);
+        memcpy(cases, s, n * sizeof *s);
+        ncases = n;
+    }
+    const int json_stdout = json_path && !strcmp(json_path, "-");
+    FILE *tab = json_stdout ? stderr : stdout;
+
+    /* ---- the backend the library chooses, from a small context with the same choices */
+    edgeattn_config cfg;
+    edgeattn_config_default(&cfg);
+    cfg.max_q_len = cfg.max_kv_len = 16;
+    cfg.max_heads = cfg.max_kv_heads = 1;
+    cfg.max_head_dim = 16;
+    cfg.num_threads = o.threads;
+    cfg.backend = o.backend;
+    cfg.cpu_disable_mask = o.cpu_disable_mask;
+    edgeattn_context *ctx = NULL;
+    edgeattn_message msg = {{0}};
+    edgeattn_status st = edgeattn_create(&cfg, NULL, 0, &ctx, &msg);
+    if (st != EDGEATTN_OK) {
+        fprintf(stderr, "edgebench: edgeattn_create (backend %s, cpu mask 0x%x) failed: %s (status %d): %s\n",
+                backend_arg_name(o.backend), (unsigned)o.cpu_disable_mask, edgeattn_status_string(st), (int)st,
+                msg.text);
+        return 1;
+    }
+    edgeattn_backend_info info;
+    st = edgeattn_get_backend_info(ctx, &info);
+    edgeattn_destroy(ctx);
+    if (st != EDGEATTN_OK) {
+        fprintf(stderr, "edgebench: edgeattn_get_backend_info failed: %s (status %d)\n", edgeattn_status_string(st),
+                (int)st);
+        return 1;
+    }
+    const uint32_t detected = edgeattn_cpu_features();
+    char fbuf[64], ubuf[64];
+    if (strcmp(tier, "best") && info.backend == EDGEATTN_BACKEND_CPU && strcmp(tier, info.tier)) {
+        fprintf(stderr,
+                "edgebench: --tier %s: the CPU backend chose tier %s (this CPU has: %s; disable mask 0x%x, "
+                "EDGEATTN_CPU_MASK=%s)\n",
+                tier, info.tier, features_string(detected, fbuf, sizeof fbuf), (unsigned)o.cpu_disable_mask,
+                getenv("EDGEATTN_CPU_MASK") ? getenv("EDGEATTN_CPU_MASK") : "");
+        return 1;
+    }
+    fprintf(tab, "edgebench  edgeattn %s\n", edgeattn_version());
+    fprintf(tab, "backend    %s  tier %s  device \"%s\"  cores %d  threads %d\n", info.backend_name, info.tier,
+            info.device, (int)info.cores, (int)info.threads);
+    fprintf(tab, "features   detected: %s  used: %s\n", features_string(info.cpu_features, fbuf, sizeof fbuf),
+            features_string(info.cpu_features_used, ubuf, sizeof ubuf));
+    if (info.device_memory)
+        fprintf(tab, "device mem %.1f GiB\n", (double)info.device_memory / (1u << 30));
+
+    /* ---- ceilings, with the thread count the library runs */
+    bench_ceiling ceil;
+    memset(&ceil, 0, sizeof ceil);
+    if (ceiling && info.backend == EDGEATTN_BACKEND_CPU) {
+        if (bench_measure_ceiling(info.threads, detected, (size_t)bw_mib << 20, quick ? 0.03 : 0.15, quick ? 2 : 3,
+                                  &ceil, err, sizeof err)) {
+            fprintf(stderr, "edgebench: %s\n", err);
+            return 1;
+        }
+        fprintf(tab, "ceilings   FMA peak %.1f GFLOP/s (%s, %d threads", ceil.fma_gflops, ceil.fma_isa, ceil.threads);
+        if (ceil.fma_gflops_avx2 > 0.0)
+            fprintf(tab, "; avx2 %.1f", ceil.fma_gflops_avx2);
+        fprintf(tab, ")  streaming read %.1f GB/s (%zu MiB buffer, %d threads)\n", ceil.read_gbs,
+                ceil.read_bytes >> 20, ceil.threads);
+    } else if (ceiling) {
+        fprintf(tab, "ceilings   not measured for the %s backend (CPU ceilings only)\n", info.backend_name);
+    }
+    fprintf(tab, "timing     median of %d calls after %d warm-up; inputs uniform in [-1, 1), seed %llu\n", o.reps,
+            o.warmup, (unsigned long long)o.seed);
+    if (o.check_ref)
+        fprintf(tab,
+                "reference  ea_ref_attention (double) on every row when it costs <= %.0e multiply-adds, else on a "
+                "random sample of rows (column rows)\n",
+                o.ref_budget);
+    fprintf(tab, "\n%-16s %-42s %-14s %10s %17s %6s %11s %13s %9s\n", "case", "shape", "q/kv/out", "median ms", "rate",
+            "%ceil", "max rel err", "rows", "plan MiB");
+
+    static bench_result res[MAX_CASES];
+    int over_bound = 0;
+    for (size_t k = 0; k < ncases; k++) {
+        const bench_case *c = &cases[k];
+        bench_result *r = &res[k];
+        if (bench_run_case(c, &o, ceiling ? &ceil : NULL, r, err, sizeof err)) {
+            fflush(tab);
+            fprintf(stderr, "edgebench: %s\n", err);
+            return 1;
+        }
+        char shape[64], dt[24], rate[24], pct[12], e[16], rows[24];
+        bench_case_shape(c, shape, sizeof shape);
+        bench_case_dtypes(c, dt, sizeof dt);
+        snprintf(rate, sizeof rate, "%.1f %s", r->rate, c->kind == BENCH_PREFILL ? "GFLOP/s" : "GB/s");
+        if (r->pct_ceiling >= 0.0)
+            snprintf(pct, sizeof pct, "%.0f%%", r->pct_ceiling);
+        else
+            snprintf(pct, sizeof pct, "-");
+        const char *flag = "";
+        if (o.check_ref) {
+            snprintf(e, sizeof e, "%.1e", r->max_rel_err);
+            snprintf(rows, sizeof rows, "%lld/%lld", (long long)r->rows_checked, (long long)r->rows_total);
+            if (!(r->max_rel_err <= error_bound(c))) {
+                flag = check ? "  FAIL" : "  (above bound)";
+                over_bound = 1;
+            }
+        } else {
+            snprintf(e, sizeof e, "-");
+            snprintf(rows, sizeof rows, "-");
+        }
+        fprintf(tab, "%-16s %-42s %-14s %10.3f %17s %6s %11s %13s %9.1f%s\n", c->name, shape, dt, r->median_ms, rate,
+                pct, e, rows, (double)r->plan_host_bytes / (1u << 20), flag);
+        fflush(tab);
+    }
+
+    if (json_path) {
+        FILE *f = json_stdout ? stdout : fopen(json_path, "w");
+        if (!f) {
+            fprintf(stderr, "edgebench: cannot write %s\n", json_path);
+            return 1;
+        }
+        fprintf(f, "{\n  \"tool\": \"edgebench\",\n  \"version\": ");
+        json_str(f, edgeattn_version());
+        fprintf(f, ",\n  \"backend\": {\"name\": ");
+        json_str(f, info.backend_name);
+        fprintf(f, ", \"tier\": ");
+        json_str(f, info.tier);
+        fprintf(f, ", \"device\": ");
+        json_str(f, info.device);
+        fprintf(f, ", \"cores\": %d, \"threads\": %d, \"cpu_features\": %u, \"cpu_features_used\": %u, "
+                   "\"cpu_disable_mask\": %u},\n",
+                (int)info.cores, (int)info.threads, (unsigned)info.cpu_features, (unsigned)info.cpu_features_used,
+                (unsigned)o.cpu_disable_mask);
+        fprintf(f, "  \"options\": {\"reps\": %d, \"warmup\": %d, \"seed\": %llu, \"quick\": %s, \"ref_budget\": ",
+                o.reps, o.warmup, (unsigned long long)o.seed, quick ? "true" : "false");
+        json_num(f, o.ref_budget);
+        fprintf(f, "},\n  \"ceiling\": ");
+        if (ceil.threads) {
+            fprintf(f, "{\"fma_gflops\": ");
+            json_num(f, ceil.fma_gflops);
+            fprintf(f, ", \"fma_isa\": ");
+            json_str(f, ceil.fma_isa);
+            fprintf(f, ", \"fma_gflops_avx2\": ");
+            json_num(f, ceil.fma_gflops_avx2);
+            fprintf(f, ", \"read_gbs\": ");
+            json_num(f, ceil.read_gbs);
+            fprintf(f, ", \"read_bytes\": %zu, \"threads\": %d}", ceil.read_bytes, ceil.threads);
+        } else {
+            fprintf(f, "null");
+        }
+        fprintf(f, ",\n  \"cases\": [\n");
+        for (size_t k = 0; k < ncases; k++) {
+            const bench_case *c = &cases[k];
+            const bench_result *r = &res[k];
+            char spec[256];
+            bench_case_spec(c, spec, sizeof spec);
+            fprintf(f, "    {\"name\": ");
+            json_str(f, c->name);
+            fprintf(f, ", \"spec\": ");
+            json_str(f, spec);
+            fprintf(f, ", \"kind\": \"%s\", \"B\": %d, \"Hq\": %d, \"Hkv\": %d, \"Nq\": %d, \"Nkv\": %d, \"D\": %d, "
+                       "\"causal\": %d, \"q\": \"%s\", \"kv\": \"%s\", \"out\": \"%s\", \"tier\": ",
+                    c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, (int)c->Hq, (int)c->Hkv, (int)c->Nq,
+                    (int)c->Nkv, (int)c->D, (int)c->causal, bench_dtype_name(c->q_dtype),
+                    bench_dtype_name(c->kv_dtype), bench_dtype_name(c->out_dtype));
+            json_str(f, r->tier);
+            fprintf(f, ", \"median_ms\": ");
+            json_num(f, r->median_ms);
+            fprintf(f, ", \"min_ms\": ");
+            json_num(f, r->min_ms);
+            fprintf(f, c->kind == BENCH_PREFILL ? ", \"gflops\": " : ", \"gbs\": ");
+            json_num(f, r->rate);
+            fprintf(f, ", \"pct_ceiling\": ");
+            json_num(f, r->pct_ceiling >= 0.0 ? r->pct_ceiling : NAN);
+            fprintf(f, ", \"max_rel_err\": ");
+            json_num(f, r->max_rel_err >= 0.0 ? r->max_rel_err : NAN);
+            fprintf(f, ", \"error_bound\": ");
+            json_num(f, error_bound(c));
+            fprintf(f, ", \"rows_checked\": %lld, \"rows_total\": %lld, \"plan_host_bytes\": %zu, "
+                       "\"plan_kv_cache_bytes\": %zu}%s\n",
+                    (long long)r->rows_checked, (long long)r->rows_total, r->plan_host_bytes, r->plan_kv_bytes,
+                    k + 1 < ncases ? "," : "");
+        }
+        fprintf(f, "  ]\n}\n");
+        if (!json_stdout && fclose(f) != 0) {
+            fprintf(stderr, "edgebench: cannot write %s\n", json_path);
+            return 1;
+        }
+    }
+    if (over_bound && check) {
+        fprintf(stderr, "edgebench: --check: an error is above its bound (f32 1e-5, f16 2e-3, bf16 1.6e-2)\n");
+        return 2;
+    }
+    return 0;
+}

@@ -1,0 +1,265 @@
+/*
+ * Running one case: plan, create, random inputs, warm-up, timed calls, the check against the double
+ * reference (core/reference.h), destroy. Every library error ends the case with its status and the
+ * context's message.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+#include "core/half.h"
+#include "core/reference.h"
+
+double bench_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* splitmix64: a small, good generator; the seed is printed so a run can be repeated */
+uint64_t bench_rng_next(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static size_t dtype_size(edgeattn_dtype dt)
+{
+    return dt == EDGEATTN_F32 ? 4 : 2;
+}
+
+/* Fills n elements with uniform values in [-1, 1) stored in dt (never zeros). */
+static void fill_random(void *p, edgeattn_dtype dt, size_t n, uint64_t *rng)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float x = (float)((double)(bench_rng_next(rng) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+        if (dt == EDGEATTN_F32)
+            ((float *)p)[i] = x;
+        else if (dt == EDGEATTN_F16)
+            ((uint16_t *)p)[i] = ea_f32_to_f16(x);
+        else
+            ((uint16_t *)p)[i] = ea_f32_to_bf16(x);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Keys visible to query row i (bottom-right causal alignment). */
+static int64_t visible_keys(const bench_case *c, int64_t i)
+{
+    if (!c->causal)
+        return c->Nkv;
+    int64_t v = i + (int64_t)c->Nkv - c->Nq + 1;
+    return v < 0 ? 0 : v > c->Nkv ? c->Nkv : v;
+}
+
+/* A view of one row of t: element [b, h, n, 0..D) as a [1, 1, rows, D] tensor. */
+static edgeattn_tensor row_view(const edgeattn_tensor *t, int64_t b, int64_t h, int64_t n, int64_t rows)
+{
+    edgeattn_tensor v = *t;
+    const size_t off = (size_t)(b * t->stride[0] + h * t->stride[1] + n * t->stride[2]) * dtype_size(t->dtype);
+    v.data = (char *)t->data + off;
+    v.bytes = t->bytes - off;
+    v.shape[0] = v.shape[1] = 1;
+    v.shape[2] = rows;
+    return v;
+}
+
+/* Max over the checked rows of max|out - ref| / max|ref| (absolute where ref is a zero row). Rows are
+ * all of them when the reference fits in o->ref_budget multiply-adds, else an even random sample. */
+static double check_reference(const bench_case *c, const bench_opts *o, const edgeattn_tensor *q,
+                              const edgeattn_tensor *k, const edgeattn_tensor *v, const edgeattn_tensor *out,
+                              int64_t *checked, int64_t *total, uint64_t *rng)
+{
+    const int64_t rows = (int64_t)c->B * c->Hq * c->Nq, group = c->Hq / c->Hkv;
+    double pairs = 0.0;
+    for (int64_t i = 0; i < c->Nq; i++)
+        pairs += (double)visible_keys(c, i);
+    const double per_row = 2.0 * c->D * (pairs / c->Nq + 1.0);
+    int64_t want = rows;
+    if ((double)rows * per_row > o->ref_budget) {
+        want = (int64_t)(o->ref_budget / per_row);
+        if (want < 64)
+            want = 64;
+        if (want > rows)
+            want = rows;
+    }
+    double *ref = malloc(sizeof(double) * (size_t)c->D); /* [D] one reference row */
+    if (!ref)
+        return NAN;
+    edgeattn_params p;
+    edgeattn_params_default(&p);
+    p.causal = c->causal;
+    double worst = 0.0;
+    const int64_t stride = rows / want;
+    for (int64_t s = 0; s < want; s++) {
+        int64_t r = s * rows / want;
+        if (want < rows)
+            r += (int64_t)(bench_rng_next(rng) % (uint64_t)(stride > 0 ? stride : 1));
+        if (s == want - 1)
+            r = rows - 1; /* always the last row: the one that sees every key */
+        const int64_t i = r % c->Nq, h = (r / c->Nq) % c->Hq, b = r / ((int64_t)c->Nq * c->Hq);
+        /* one query row against the keys it may see: it then sits at position nvis - 1, as in the call */
+        const int64_t nvis = visible_keys(c, i);
+        double ref_max = 0.0, diff_max = 0.0;
+        if (nvis > 0) {
+            const edgeattn_tensor qr = row_view(q, b, h, i, 1), kr = row_view(k, b, h / group, 0, nvis),
+                                  vr = row_view(v, b, h / group, 0, nvis);
+            if (ea_ref_attention(&qr, &kr, &vr, &p, ref, NULL) != EDGEATTN_OK) {
+                free(ref);
+                return NAN;
+            }
+        } else {
+            memset(ref, 0, sizeof(double) * (size_t)c->D);
+        }
+        for (int64_t d = 0; d < c->D; d++) {
+            const double got = ea_ref_load(out, b, h, i, d), diff = fabs(got - ref[d]);
+            if (!(diff <= diff_max)) /* NaN (an unwritten canary) propagates */
+                diff_max = diff;
+            if (fabs(ref[d]) > ref_max)
+                ref_max = fabs(ref[d]);
+        }
+        const double e = ref_max > 0.0 ? diff_max / ref_max : diff_max;
+        if (!(e <= worst))
+            worst = e;
+    }
+    free(ref);
+    *checked = want;
+    *total = rows;
+    return worst;
+}
+
+#define FAIL(...)                                                                                                \
+    do {                                                                                                         \
+        snprintf(err, err_len, __VA_ARGS__);                                                                     \
+        goto done;                                                                                               \
+    } while (0)
+#define TRY_LIB(call, what)                                                                                      \
+    do {                                                                                                         \
+        const edgeattn_status st_ = (call);                                                                      \
+        if (st_ != EDGEATTN_OK)                                                                                  \
+            FAIL("%s: %s failed: %s (status %d): %s", c->name, what, edgeattn_status_string(st_), (int)st_,     \
+                 edgeattn_message_of(ctx));                                                                      \
+    } while (0)
+
+int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling *ceil, bench_result *r, char *err,
+                   size_t err_len)
+{
+    int rc = -1;
+    edgeattn_context *ctx = NULL;
+    void *qbuf = NULL, *kbuf = NULL, *vbuf = NULL, *obuf = NULL;
+    double *times = NULL;
+    memset(r, 0, sizeof *r);
+    r->pct_ceiling = -1.0;
+    r->max_rel_err = -1.0;
+
+    edgeattn_config cfg;
+    edgeattn_config_default(&cfg);
+    cfg.max_batch = c->B;
+    cfg.max_q_len = c->Nq;
+    cfg.max_kv_len = c->Nkv;
+    cfg.max_heads = c->Hq;
+    cfg.max_kv_heads = c->Hkv;
+    cfg.max_head_dim = c->D;
+    cfg.num_threads = o->threads;
+    cfg.backend = o->backend;
+    cfg.cpu_disable_mask = o->cpu_disable_mask;
+    if (c->kind == BENCH_DECODE) {
+        cfg.flags |= EDGEATTN_FLAG_KV_CACHE;
+        cfg.kv_cache_dtype = c->kv_dtype;
+    }
+    edgeattn_plan_info plan;
+    edgeattn_message msg = {{0}};
+    edgeattn_status st = edgeattn_plan(&cfg, &plan, &msg);
+    if (st != EDGEATTN_OK)
+        FAIL("%s: edgeattn_plan failed: %s (status %d): %s", c->name, edgeattn_status_string(st), (int)st, msg.text);
+    r->plan_host_bytes = plan.host_bytes;
+    r->plan_kv_bytes = plan.kv_cache_bytes;
+    st = edgeattn_create(&cfg, NULL, 0, &ctx, &msg);
+    if (st != EDGEATTN_OK)
+        FAIL("%s: edgeattn_create failed: %s (status %d): %s", c->name, edgeattn_status_string(st), (int)st,
+             msg.text);
+    edgeattn_backend_info info;
+    TRY_LIB(edgeattn_get_backend_info(ctx, &info), "edgeattn_get_backend_info");
+    snprintf(r->tier, sizeof r->tier, "%s", info.tier);
+
+    const size_t nq = (size_t)c->B * (size_t)c->Hq * (size_t)c->Nq * (size_t)c->D;
+    const size_t nkv = (size_t)c->B * (size_t)c->Hkv * (size_t)c->Nkv * (size_t)c->D;
+    qbuf = malloc(nq * dtype_size(c->q_dtype));     /* [B][Hq][Nq][D] */
+    kbuf = malloc(nkv * dtype_size(c->kv_dtype));   /* [B][Hkv][Nkv][D] */
+    vbuf = malloc(nkv * dtype_size(c->kv_dtype));   /* [B][Hkv][Nkv][D] */
+    obuf = malloc(nq * dtype_size(c->out_dtype));   /* [B][Hq][Nq][D] */
+    times = malloc(sizeof(double) * (size_t)(o->reps > 0 ? o->reps : 1));
+    if (!qbuf || !kbuf || !vbuf || !obuf || !times)
+        FAIL("%s: out of memory for the inputs", c->name);
+    uint64_t rng = o->seed; /* mixed with the case name (FNV-1a): each case its own inputs, repeatable */
+    for (const char *s = c->name; *s; s++)
+        rng = (rng ^ (unsigned char)*s) * 0x100000001b3ull;
+    fill_random(qbuf, c->q_dtype, nq, &rng);
+    fill_random(kbuf, c->kv_dtype, nkv, &rng);
+    fill_random(vbuf, c->kv_dtype, nkv, &rng);
+    memset(obuf, 0xff, nq * dtype_size(c->out_dtype)); /* NaN canary: an unwritten element shows as error */
+    edgeattn_tensor q = edgeattn_tensor_bhsd(qbuf, c->q_dtype, c->B, c->Hq, c->Nq, c->D);
+    edgeattn_tensor k = edgeattn_tensor_bhsd(kbuf, c->kv_dtype, c->B, c->Hkv, c->Nkv, c->D);
+    edgeattn_tensor v = edgeattn_tensor_bhsd(vbuf, c->kv_dtype, c->B, c->Hkv, c->Nkv, c->D);
+    edgeattn_tensor out = edgeattn_tensor_bhsd(obuf, c->out_dtype, c->B, c->Hq, c->Nq, c->D);
+    edgeattn_params p;
+    edgeattn_params_default(&p);
+    p.causal = c->causal;
+
+    if (c->kind == BENCH_DECODE)
+        TRY_LIB(edgeattn_kv_append(ctx, &k, &v, NULL, 0), "edgeattn_kv_append");
+    for (int i = 0; i < o->warmup + o->reps; i++) {
+        const double t0 = bench_now_s();
+        if (c->kind == BENCH_PREFILL)
+            TRY_LIB(edgeattn_attention(ctx, &q, &k, &v, &out, &p), "edgeattn_attention");
+        else
+            TRY_LIB(edgeattn_decode(ctx, &q, &out, &p), "edgeattn_decode");
+        const double t1 = bench_now_s();
+        if (i >= o->warmup)
+            times[i - o->warmup] = (t1 - t0) * 1e3;
+    }
+    const int n = o->reps;
+    qsort(times, (size_t)n, sizeof(double), cmp_double);
+    r->median_ms = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+    r->min_ms = times[0];
+
+    if (c->kind == BENCH_PREFILL) {
+        double pairs = 0.0;
+        for (int64_t i = 0; i < c->Nq; i++)
+            pairs += (double)visible_keys(c, i);
+        r->work = 4.0 * c->B * c->Hq * c->D * pairs;          /* QK^T and PV, 2 FLOP per multiply-add */
+        r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GFLOP/s */
+        if (ceil && ceil->fma_gflops > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
+            r->pct_ceiling = 100.0 * r->rate / ceil->fma_gflops;
+    } else {
+        r->work = 2.0 * (double)nkv * (double)dtype_size(c->kv_dtype); /* K and V, each read once */
+        r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GB/s */
+        if (ceil && ceil->read_gbs > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
+            r->pct_ceiling = 100.0 * r->rate / ceil->read_gbs;
+    }
+    if (o->check_ref)
+        r->max_rel_err = check_reference(c, o, &q, &k, &v, &out, &r->rows_checked, &r->rows_total, &rng);
+    rc = 0;
+done:
+    edgeattn_destroy(ctx);
+    free(qbuf);
+    free(kbuf);
+    free(vbuf);
+    free(obuf);
+    free(times);
+    return rc;
+}
