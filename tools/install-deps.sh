@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what edgeattn's build, tests and cross-builds need on Debian 12 / Ubuntu: the one package
+# list of ../shared/TOOLCHAIN.md, and nothing when everything is already there.
+#   tools/install-deps.sh            every package (native build, tests, OpenCL, aarch64 cross + qemu)
+#   tools/install-deps.sh --native   only the native build and tests (e.g. on the board itself)
+# Runs apt-get directly as root (CI), through sudo otherwise.
+set -euo pipefail
+
+native=(build-essential meson ninja-build pkg-config libcmocka-dev
+        pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clinfo libclblast-dev xxd)
+cross=(gcc-aarch64-linux-gnu qemu-user
+       libcmocka-dev:arm64 libclblast-dev:arm64 ocl-icd-opencl-dev:arm64)
+
+want=("${native[@]}")
+need_arm64=0
+if [[ "${1:-}" != "--native" ]]; then
+    want+=("${cross[@]}")
+    need_arm64=1
+fi
+
+# A name without ":arch" means the native (or arch-independent) package; with multiarch both an
+# amd64 and an arm64 instance may be installed, so look at each instance's architecture.
+native_arch=$(dpkg --print-architecture)
+installed() {
+    local name=${1%%:*} arch=${1#*:}
+    [[ "$arch" == "$1" ]] && arch=$native_arch
+    dpkg-query -W -f='${Architecture} ${Status}\n' "$name" 2>/dev/null |
+        grep -Eq "^($arch|all) install ok installed$"
+}
+missing=()
+for p in "${want[@]}"; do
+    installed "$p" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+    echo "install-deps: all ${#want[@]} packages present"
+    exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+
+if ! command -v apt-get >/dev/null; then
+    echo "install-deps: no apt-get here; install these by hand: ${missing[*]}" >&2
+    exit 1
+fi
+sudo=()
+if [[ "$(id -u)" != 0 ]]; then
+    command -v sudo >/dev/null || { echo "install-deps: not root and no sudo" >&2; exit 1; }
+    sudo=(sudo)
+fi
+if ((need_arm64)) && [[ "$native_arch" != arm64 ]] &&
+   ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    "${sudo[@]}" dpkg --add-architecture arm64
+fi
+"${sudo[@]}" apt-get update
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
