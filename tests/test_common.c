@@ -408,6 +408,36 @@ void tc_attn_free(tc_attn_data *d)
     memset(d, 0, sizeof *d);
 }
 
+double tc_max_score(const edgeattn_tensor *q, const edgeattn_tensor *k, double scale)
+{
+    const int64_t B = q->shape[0], Hq = q->shape[1], Nq = q->shape[2], D = q->shape[3];
+    const int64_t Hkv = k->shape[1], Nkv = k->shape[2], group = Hq / Hkv;
+    if (scale <= 0.0)
+        scale = 1.0 / sqrt((double)D);
+    double mx = 0.0;
+    double *qr = malloc(sizeof(double) * (size_t)D);
+    assert_non_null(qr);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < Hq; h++)
+            for (int64_t i = 0; i < Nq; i++) {
+                for (int64_t d = 0; d < D; d++)
+                    qr[d] = tc_get(q, b, h, i, d);
+                for (int64_t j = 0; j < Nkv; j++) {
+                    double s = 0.0;
+                    for (int64_t d = 0; d < D; d++)
+                        s += qr[d] * tc_get(k, b, h / group, j, d);
+                    mx = fmax(mx, fabs(s * scale));
+                }
+            }
+    free(qr);
+    return mx;
+}
+
+double tc_tolerance_f32_scores(double smax)
+{
+    return fmax(1e-5, 2.0 * 0x1p-24 * smax);
+}
+
 void tc_compare(tc_result *res, const tc_tensor *out, const tc_tensor *lse, const double *ref,
                 const double *ref_lse, int64_t B, int64_t H, int64_t N, int64_t D, double tol)
 {

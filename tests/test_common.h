@@ -138,6 +138,12 @@ typedef struct tc_result {
  * -inf lse for fully masked rows, finiteness, and err/lse_err <= tol. */
 tc_result tc_attn_run(edgeattn_context *ctx, tc_attn_data *d, double tol);
 
+/* max over b, h, i, j of |scale * q[b,h,i,:] . k[b,h/group,j,:]| (scale 0: 1/sqrt(D)), masks ignored. */
+double tc_max_score(const edgeattn_tensor *q, const edgeattn_tensor *k, double scale);
+/* FP32 tolerance for scores of size smax: a score s carries a rounding error of about |s| * 2^-24,
+ * which changes the softmax weights by that relative amount: max(1e-5, 2 * 2^-24 * smax). */
+double tc_tolerance_f32_scores(double smax);
+
 /* Compares an already written output/lse with a dense double reference (used by decode tests). */
 void tc_compare(tc_result *res, const tc_tensor *out, const tc_tensor *lse, const double *ref,
                 const double *ref_lse, int64_t B, int64_t H, int64_t N, int64_t D, double tol);
