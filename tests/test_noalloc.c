@@ -1,0 +1,473 @@
+/*
+ * The memory promise: after create, nothing allocates or creates threads.
+ *
+ * Linked with -Wl,--wrap=malloc,calloc,realloc,free,posix_memalign,aligned_alloc,pthread_create, so
+ * every such call made by the library's objects (the static archive) and by this file goes through
+ * the counters below before reaching the real function (under AddressSanitizer, its interceptor).
+ * Calls made inside other shared libraries (libc itself, cmocka) are not seen: this measures the
+ * library's own calls, which is the promise.
+ *
+ * Checked: plan obtains nothing; create obtains its memory once (one allocation, num_threads - 1
+ * threads) or nothing at all with a caller buffer; thousands of attention, kv_append, decode,
+ * kv_reset, kv_length and failing calls (bad arguments, requests beyond the plan, a full KV cache)
+ * on every CPU tier then make zero calls; destroy frees only what create obtained. Results of the
+ * counted calls are compared with the reference afterwards, so they really ran.
+ */
+#include "test_common.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/reference.h"
+
+/* ---------------------------------------------------------------- the wrappers */
+
+enum { C_MALLOC, C_CALLOC, C_REALLOC, C_FREE, C_POSIX_MEMALIGN, C_ALIGNED_ALLOC, C_PTHREAD_CREATE, C_COUNT };
+static const char *const counter_names[C_COUNT] = {"malloc", "calloc", "realloc", "free", "posix_memalign",
+                                                   "aligned_alloc", "pthread_create"};
+static atomic_int g_counting;
+static atomic_long g_count[C_COUNT];
+
+static void bump(int which)
+{
+    if (atomic_load(&g_counting))
+        atomic_fetch_add(&g_count[which], 1);
+}
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t s);
+void *__real_realloc(void *p, size_t n);
+void __real_free(void *p);
+int __real_posix_memalign(void **p, size_t a, size_t n);
+void *__real_aligned_alloc(size_t a, size_t n);
+int __real_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t s);
+void *__wrap_realloc(void *p, size_t n);
+void __wrap_free(void *p);
+int __wrap_posix_memalign(void **p, size_t a, size_t n);
+void *__wrap_aligned_alloc(size_t a, size_t n);
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+
+void *__wrap_malloc(size_t n)
+{
+    bump(C_MALLOC);
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t s)
+{
+    bump(C_CALLOC);
+    return __real_calloc(n, s);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    bump(C_REALLOC);
+    return __real_realloc(p, n);
+}
+void __wrap_free(void *p)
+{
+    bump(C_FREE);
+    __real_free(p);
+}
+int __wrap_posix_memalign(void **p, size_t a, size_t n)
+{
+    bump(C_POSIX_MEMALIGN);
+    return __real_posix_memalign(p, a, n);
+}
+void *__wrap_aligned_alloc(size_t a, size_t n)
+{
+    bump(C_ALIGNED_ALLOC);
+    return __real_aligned_alloc(a, n);
+}
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    bump(C_PTHREAD_CREATE);
+    return __real_pthread_create(t, attr, fn, arg);
+}
+
+static void start_counting(void)
+{
+    for (int i = 0; i < C_COUNT; i++)
+        atomic_store(&g_count[i], 0);
+    atomic_store(&g_counting, 1);
+}
+
+/* Stops counting; fills counts[] and returns the number of allocator calls (all but threads). */
+static long stop_counting(long counts[C_COUNT])
+{
+    atomic_store(&g_counting, 0);
+    long allocs = 0;
+    for (int i = 0; i < C_COUNT; i++) {
+        counts[i] = atomic_load(&g_count[i]);
+        if (i != C_PTHREAD_CREATE)
+            allocs += counts[i];
+    }
+    return allocs;
+}
+
+static void describe_counts(const long counts[C_COUNT], char *buf, size_t len)
+{
+    int o = 0;
+    for (int i = 0; i < C_COUNT && o < (int)len; i++)
+        o += snprintf(buf + o, len - (size_t)o, "%s%s %ld", i ? ", " : "", counter_names[i], counts[i]);
+}
+
+static void expect_none(const char *what)
+{
+    long counts[C_COUNT];
+    const long allocs = stop_counting(counts);
+    if (allocs != 0 || counts[C_PTHREAD_CREATE] != 0) {
+        char buf[256];
+        describe_counts(counts, buf, sizeof buf);
+        fail_msg("%s: the library allocated or created threads: %s", what, buf);
+    }
+}
+
+/* ---------------------------------------------------------------- the workload */
+
+enum { B = 2, HQ = 4, HKV = 2, D = 64, MAX_Q = 24, MAX_KV = 320, W = 40 };
+
+typedef struct workload {
+    tc_attn_data small, big, masked, half;   /* attention cases, reference computed before counting */
+    tc_tensor ak, av, qd, outd, lsed;        /* decode */
+    tc_tensor bad_q, bad_k, bad_o;           /* head dim 72 */
+} workload;
+
+static void make_workload(workload *w)
+{
+    const uint64_t seed = tc_seed();
+    tc_attn_case c = tc_case(B, HQ, HKV, 9, 61, D); /* rows path for some row blocks */
+    c.causal = 1;
+    c.lse = 1;
+    tc_attn_prepare(&w->small, &c, seed, 1);
+    tc_attn_case g = tc_case(1, HQ, 1, MAX_Q, MAX_KV, D); /* packed path, several key tiles */
+    g.bias_mode = TC_BIAS_BCAST_B;
+    g.softcap = 20.0f;
+    g.kvlayout = TC_BSHD;
+    tc_attn_prepare(&w->big, &g, seed, 2);
+    tc_attn_case m = tc_case(B, HQ, HKV, 17, 100, D);
+    m.use_kv_lens = 1;
+    m.kv_lens[0] = 0; /* a fully masked sequence */
+    m.kv_lens[1] = 77;
+    m.wl = 5;
+    m.wr = 3;
+    m.lse = 1;
+    tc_attn_prepare(&w->masked, &m, seed, 3);
+    tc_attn_case h = tc_case(1, HQ, HKV, 3, 290, D); /* few rows, long KV: the split-KV path */
+    h.qdt = EDGEATTN_F16;
+    h.kvdt = EDGEATTN_BF16;
+    h.odt = EDGEATTN_F16;
+    h.lse = 1;
+    tc_attn_prepare(&w->half, &h, seed, 4);
+    tc_rng r;
+    tc_rng_init(&r, seed, 5);
+    tc_tensor_alloc(&w->ak, EDGEATTN_F32, B, HKV, 3, D, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&w->av, EDGEATTN_F16, B, HKV, 3, D, TC_BSHD, 0, 0, 0);
+    tc_tensor_alloc(&w->qd, EDGEATTN_F32, B, HQ, 2, D, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&w->outd, EDGEATTN_F32, B, HQ, 2, D, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&w->lsed, EDGEATTN_F32, B, HQ, 2, 1, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&w->bad_q, EDGEATTN_F32, 1, 1, 1, 72, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&w->bad_k, EDGEATTN_F32, 1, 1, 5, 72, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&w->bad_o, EDGEATTN_F32, 1, 1, 1, 72, TC_BHSD, 0, 0, 0);
+    tc_fill_random(&w->bad_k, &r, -1, 1);
+    tc_fill_canary(&w->bad_o);
+    tc_fill_random(&w->ak, &r, -1, 1);
+    tc_fill_random(&w->av, &r, -1, 1);
+    tc_fill_random(&w->qd, &r, -1, 1);
+    tc_fill_random(&w->bad_q, &r, -1, 1);
+}
+
+static void free_workload(workload *w)
+{
+    tc_attn_free(&w->small);
+    tc_attn_free(&w->big);
+    tc_attn_free(&w->masked);
+    tc_attn_free(&w->half);
+    tc_tensor_free(&w->ak);
+    tc_tensor_free(&w->av);
+    tc_tensor_free(&w->qd);
+    tc_tensor_free(&w->outd);
+    tc_tensor_free(&w->lsed);
+    tc_tensor_free(&w->bad_q);
+    tc_tensor_free(&w->bad_k);
+    tc_tensor_free(&w->bad_o);
+}
+
+static int iterations(void)
+{
+    return tc_long() ? 20000 : 500;
+}
+
+/* The counted loop. Returns the number of calls made. Statuses are collected, not asserted, while
+ * counting (cmocka's failure path is not part of the promise); they are checked afterwards. */
+typedef struct tally {
+    long calls, unexpected;
+    char first_bad[160];
+} tally;
+
+static void note(tally *t, edgeattn_status got, edgeattn_status want, const char *what, int i)
+{
+    t->calls++;
+    if (got != want) {
+        if (!t->unexpected)
+            snprintf(t->first_bad, sizeof t->first_bad, "iteration %d: %s returned %d, expected %d", i, what, (int)got,
+                     (int)want);
+        t->unexpected++;
+    }
+}
+
+static void run_workload(edgeattn_context *ctx, workload *w, bool ring, tally *t)
+{
+    tc_attn_data *cases[4] = {&w->small, &w->big, &w->masked, &w->half};
+    const int n = iterations();
+    for (int i = 0; i < n; i++) {
+        /* attention, one of four cases */
+        tc_attn_data *d = cases[i % 4];
+        d->params.lse = d->c.lse ? &d->lse_t : NULL;
+        note(t, edgeattn_attention(ctx, &d->q.t, &d->k.t, &d->v.t, &d->out.t, &d->params), EDGEATTN_OK, "attention",
+             i);
+        /* append one or three tokens per sequence, then decode over the cache */
+        const int32_t n_new[B] = {1 + (i % 3 == 0 ? 2 : 0), 1};
+        edgeattn_status want = EDGEATTN_OK;
+        int64_t total0 = 0;
+        int32_t held0 = 0;
+        note(t, edgeattn_kv_length(ctx, 0, &total0, &held0), EDGEATTN_OK, "kv_length", i);
+        if (!ring && held0 + n_new[0] > MAX_KV)
+            want = EDGEATTN_ERR_CAPACITY; /* full: refused, nothing appended */
+        note(t, edgeattn_kv_append(ctx, &w->ak.t, &w->av.t, n_new, i & 1), want, "kv_append", i);
+        if (want != EDGEATTN_OK)
+            note(t, edgeattn_kv_reset(ctx, -1), EDGEATTN_OK, "kv_reset", i);
+        int32_t held1 = 0;
+        note(t, edgeattn_kv_length(ctx, 1, NULL, &held1), EDGEATTN_OK, "kv_length", i);
+        if (held1 >= 2) {
+            edgeattn_params p;
+            edgeattn_params_default(&p);
+            p.causal = 1;
+            p.window_left = (i % 5 == 0) ? 7 : -1;
+            edgeattn_tensor lse = w->lsed.t;
+            p.lse = (i & 1) ? &lse : NULL;
+            note(t, edgeattn_decode(ctx, &w->qd.t, &w->outd.t, &p), EDGEATTN_OK, "decode", i);
+        }
+        /* failing calls every few iterations */
+        if (i % 7 == 0) {
+            note(t, edgeattn_attention(ctx, &w->bad_q.t, &w->bad_k.t, &w->bad_k.t, &w->bad_o.t, NULL),
+                 EDGEATTN_ERR_HEAD_DIM, "attention (bad head dim)", i);
+            note(t, edgeattn_attention(ctx, NULL, &w->small.k.t, &w->small.v.t, &w->small.out.t, NULL),
+                 EDGEATTN_ERR_NULL_ARG, "attention (NULL q)", i);
+            /* one query row more than the plan (views inside the big case's buffers) */
+            edgeattn_tensor q = edgeattn_tensor_bhsd(w->big.q.t.data, EDGEATTN_F32, 1, 1, MAX_Q + 1, D);
+            q.bytes = w->big.q.t.bytes;
+            edgeattn_tensor o = edgeattn_tensor_bhsd(w->big.out.t.data, EDGEATTN_F32, 1, 1, MAX_Q + 1, D);
+            o.bytes = w->big.out.t.bytes;
+            note(t, edgeattn_attention(ctx, &q, &w->big.k.t, &w->big.v.t, &o, NULL), EDGEATTN_ERR_CAPACITY,
+                 "attention (beyond the plan)", i);
+            edgeattn_params p;
+            edgeattn_params_default(&p);
+            p.window_left = -3;
+            note(t, edgeattn_decode(ctx, &w->qd.t, &w->outd.t, &p), EDGEATTN_ERR_INVALID_ARG, "decode (bad window)", i);
+            const int32_t too_many[B] = {4, 0};
+            note(t, edgeattn_kv_append(ctx, &w->ak.t, &w->av.t, too_many, 0), EDGEATTN_ERR_INVALID_ARG,
+                 "kv_append (n_new > N)", i);
+            edgeattn_backend_info info;
+            note(t, edgeattn_get_backend_info(ctx, &info), EDGEATTN_OK, "get_backend_info", i);
+            (void)edgeattn_message_of(ctx);
+            (void)edgeattn_status_string(EDGEATTN_ERR_CAPACITY);
+        }
+    }
+}
+
+/* After the counted loop: the counted calls computed the right thing. */
+static void check_results(edgeattn_context *ctx, workload *w, const char *label)
+{
+    tc_attn_data *cases[4] = {&w->small, &w->big, &w->masked, &w->half};
+    for (int i = 0; i < 4; i++) {
+        tc_attn_data *d = cases[i];
+        tc_result res;
+        memset(&res, 0, sizeof res);
+        tc_compare(&res, &d->out, d->c.lse ? &d->lse : NULL, d->ref, d->ref_lse, d->c.B, d->c.Hq, d->c.Nq, d->c.D,
+                   tc_tolerance(d->c.qdt, d->c.kvdt, d->c.odt));
+        if (!res.ok) {
+            char desc[512];
+            tc_case_describe(&d->c, desc, sizeof desc);
+            fail_msg("%s: output of the counted attention calls is wrong: %s\n     %s\n     seed %llu", label, res.why,
+                     desc, (unsigned long long)tc_seed());
+        }
+    }
+    (void)ctx;
+}
+
+static void prepare_outputs(workload *w)
+{
+    tc_attn_data *cases[4] = {&w->small, &w->big, &w->masked, &w->half};
+    for (int i = 0; i < 4; i++) {
+        tc_fill_canary(&cases[i]->out);
+        if (cases[i]->c.lse) {
+            tc_fill_canary(&cases[i]->lse);
+            cases[i]->lse_t = cases[i]->lse.t;
+        }
+    }
+}
+
+static void base_config(edgeattn_config *cfg, bool ring)
+{
+    edgeattn_config_default(cfg);
+    cfg->flags = EDGEATTN_FLAG_KV_CACHE;
+    cfg->max_batch = B;
+    cfg->max_q_len = MAX_Q;
+    cfg->max_kv_len = MAX_KV;
+    cfg->max_heads = HQ;
+    cfg->max_kv_heads = HKV;
+    cfg->max_head_dim = D;
+    cfg->kv_cache_dtype = ring ? EDGEATTN_BF16 : EDGEATTN_F16;
+    cfg->kv_cache_window = ring ? W : 0;
+    cfg->num_threads = 2;
+}
+
+/* One context per CPU tier, memory obtained by create: create allocates once and starts the pool;
+ * the loop allocates nothing; destroy frees once. */
+static void test_calls_allocate_nothing(void **state)
+{
+    (void)state;
+    tc_tier tiers[8];
+    const int nt = tc_cpu_tiers(tiers, 8);
+    workload w;
+    make_workload(&w);
+    for (int ti = 0; ti < nt; ti++)
+        for (int ring = 0; ring < 2; ring++) {
+            edgeattn_config cfg;
+            base_config(&cfg, ring);
+            cfg.cpu_disable_mask = tiers[ti].disable;
+            char label[96];
+            snprintf(label, sizeof label, "tier %.32s, %s cache", tiers[ti].name, ring ? "ring" : "linear");
+
+            edgeattn_plan_info info;
+            start_counting();
+            const edgeattn_status pst = edgeattn_plan(&cfg, &info, NULL);
+            expect_none("edgeattn_plan");
+            assert_int_equal(pst, EDGEATTN_OK);
+
+            edgeattn_context *ctx = NULL;
+            edgeattn_message msg;
+            start_counting();
+            const edgeattn_status st = edgeattn_create(&cfg, NULL, 0, &ctx, &msg);
+            long counts[C_COUNT];
+            const long allocs = stop_counting(counts);
+            if (st != EDGEATTN_OK)
+                fail_msg("%s: create returned %d: %s", label, (int)st, msg.text);
+            if (allocs != 1 || counts[C_PTHREAD_CREATE] != cfg.num_threads - 1) {
+                char buf[256];
+                describe_counts(counts, buf, sizeof buf);
+                fail_msg("%s: create should obtain its memory once and start %d thread(s): %s", label,
+                         (int)cfg.num_threads - 1, buf);
+            }
+
+            prepare_outputs(&w);
+            tally t;
+            memset(&t, 0, sizeof t);
+            start_counting();
+            run_workload(ctx, &w, ring, &t);
+            char what[160];
+            snprintf(what, sizeof what, "%s: %ld calls after create", label, t.calls);
+            expect_none(what);
+            if (t.unexpected)
+                fail_msg("%s: %ld unexpected status(es), first: %s", label, t.unexpected, t.first_bad);
+            check_results(ctx, &w, label);
+            print_message("%s: %ld calls, no allocation, no thread\n", label, t.calls);
+
+            start_counting();
+            edgeattn_destroy(ctx);
+            const long frees = stop_counting(counts);
+            if (counts[C_FREE] != 1 || frees != 1 || counts[C_PTHREAD_CREATE] != 0) {
+                char buf[256];
+                describe_counts(counts, buf, sizeof buf);
+                fail_msg("%s: destroy should free the one block: %s", label, buf);
+            }
+        }
+    free_workload(&w);
+}
+
+/* A caller-supplied buffer: create obtains no memory at all, the calls none, destroy frees nothing. */
+static void test_caller_buffer_context(void **state)
+{
+    (void)state;
+    workload w;
+    make_workload(&w);
+    for (int ring = 0; ring < 2; ring++) {
+        edgeattn_config cfg;
+        base_config(&cfg, ring);
+        edgeattn_plan_info info;
+        assert_int_equal(edgeattn_plan(&cfg, &info, NULL), EDGEATTN_OK);
+        const size_t bytes = (info.host_bytes + EDGEATTN_ALIGNMENT - 1) & ~(size_t)(EDGEATTN_ALIGNMENT - 1);
+        void *buf = aligned_alloc(EDGEATTN_ALIGNMENT, bytes);
+        assert_non_null(buf);
+        edgeattn_context *ctx = NULL;
+        edgeattn_message msg;
+        start_counting();
+        const edgeattn_status st = edgeattn_create(&cfg, buf, info.host_bytes, &ctx, &msg);
+        long counts[C_COUNT];
+        const long allocs = stop_counting(counts);
+        if (st != EDGEATTN_OK)
+            fail_msg("create with a caller buffer of %zu bytes returned %d: %s", info.host_bytes, (int)st, msg.text);
+        if (allocs != 0 || counts[C_PTHREAD_CREATE] != cfg.num_threads - 1) {
+            char buf2[256];
+            describe_counts(counts, buf2, sizeof buf2);
+            fail_msg("create with a caller buffer should obtain nothing and start %d thread(s): %s",
+                     (int)cfg.num_threads - 1, buf2);
+        }
+        prepare_outputs(&w);
+        tally t;
+        memset(&t, 0, sizeof t);
+        start_counting();
+        run_workload(ctx, &w, ring, &t);
+        char what[160];
+        snprintf(what, sizeof what, "caller buffer, %s cache: %ld calls after create", ring ? "ring" : "linear",
+                 t.calls);
+        expect_none(what);
+        if (t.unexpected)
+            fail_msg("caller buffer: %ld unexpected status(es), first: %s", t.unexpected, t.first_bad);
+        check_results(ctx, &w, "caller buffer");
+        start_counting();
+        edgeattn_destroy(ctx);
+        expect_none("destroy of a caller-buffer context (the buffer is the caller's)");
+        free(buf);
+    }
+    free_workload(&w);
+}
+
+/* A failed create (bad config, buffer too small) obtains nothing, or gives back what it obtained. */
+static void test_failed_create_leaves_nothing(void **state)
+{
+    (void)state;
+    edgeattn_config cfg;
+    base_config(&cfg, false);
+    edgeattn_context *ctx = NULL;
+    edgeattn_message msg;
+    cfg.max_head_dim = 72;
+    start_counting();
+    assert_int_equal(edgeattn_create(&cfg, NULL, 0, &ctx, &msg), EDGEATTN_ERR_HEAD_DIM);
+    expect_none("create with a bad config");
+    base_config(&cfg, false);
+    edgeattn_plan_info info;
+    assert_int_equal(edgeattn_plan(&cfg, &info, NULL), EDGEATTN_OK);
+    static _Alignas(64) unsigned char small[256];
+    start_counting();
+    assert_int_equal(edgeattn_create(&cfg, small, sizeof small, &ctx, &msg), EDGEATTN_ERR_BUFFER_TOO_SMALL);
+    expect_none("create with a buffer too small");
+    assert_null(ctx);
+}
+
+int main(void)
+{
+    tc_clear_env();
+    (void)tc_seed();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_calls_allocate_nothing),
+        cmocka_unit_test(test_caller_buffer_context),
+        cmocka_unit_test(test_failed_create_leaves_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
