@@ -35,8 +35,8 @@ EA_PACK_V_FN(ea_pack_v_bf16_avx2);
 EA_QK_ROWS_FN(ea_qk_rows_f32_avx2_n8);
 EA_QK_ROWS_FN(ea_qk_rows_f16_avx2_n8);
 EA_QK_ROWS_FN(ea_qk_rows_bf16_avx2_n8);
-EA_PV_ROWS_FN(ea_pv_rows_f32_avx2_m4n32);
-EA_PV_ROWS_FN(ea_pv_rows_f16_avx2_m4n32);
-EA_PV_ROWS_FN(ea_pv_rows_bf16_avx2_m4n32);
+EA_PV_ROWS_FN(ea_pv_rows_f32_avx2_m4n16);
+EA_PV_ROWS_FN(ea_pv_rows_f16_avx2_m4n16);
+EA_PV_ROWS_FN(ea_pv_rows_bf16_avx2_m4n16);
 
 #endif

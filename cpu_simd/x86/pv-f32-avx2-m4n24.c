@@ -1,0 +1,65 @@
+/*
+ * O = alpha·O + P·V on packed operands, AVX2: register block of 4 rows x 24 head-dim columns (12 ymm
+ * accumulators), one broadcast of p[r][j] per row and three loads of the packed V row j per step;
+ * alpha·O is added when the block is stored. 8 rows are two passes of 4; the last 8 or 16 columns
+ * (dim is a multiple of 16) use narrower blocks.
+ */
+#include "cpu_simd/x86/avx2-common.h"
+#include "cpu_simd/x86/kernels-x86.h"
+
+EA_AINLINE void pv_block(const int MR, const int NV, int nb, const float *restrict p, ptrdiff_t ldp,
+                         const float *restrict v, ptrdiff_t ldv, const float *restrict alpha,
+                         float *restrict o, ptrdiff_t ldo)
+{
+    __m256 acc[4][3];
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NV; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    for (int j = 0; j < nb; j++) {
+        const float *vj = v + j * ldv;
+        __m256 vv[3];
+        for (int c = 0; c < NV; c++)
+            vv[c] = _mm256_load_ps(vj + 8 * c);
+        for (int r = 0; r < MR; r++) {
+            const __m256 b = _mm256_broadcast_ss(p + r * ldp + j);
+            for (int c = 0; c < NV; c++)
+                acc[r][c] = _mm256_fmadd_ps(b, vv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        const __m256 a = _mm256_broadcast_ss(alpha + r);
+        for (int c = 0; c < NV; c++)
+            _mm256_store_ps(o + r * ldo + 8 * c,
+                            _mm256_fmadd_ps(a, _mm256_load_ps(o + r * ldo + 8 * c), acc[r][c]));
+    }
+}
+
+EA_AINLINE void pv_rows4(const int MR, int nb, int dim, const float *restrict p, ptrdiff_t ldp,
+                         const float *restrict v, ptrdiff_t ldv, const float *restrict alpha,
+                         float *restrict o, ptrdiff_t ldo)
+{
+    int d0 = 0;
+    for (; d0 + 24 <= dim; d0 += 24)
+        pv_block(MR, 3, nb, p, ldp, v + d0, ldv, alpha, o + d0, ldo);
+    if (dim - d0 == 16)
+        pv_block(MR, 2, nb, p, ldp, v + d0, ldv, alpha, o + d0, ldo);
+    else if (dim - d0 == 8)
+        pv_block(MR, 1, nb, p, ldp, v + d0, ldv, alpha, o + d0, ldo);
+}
+
+static void pv_tail(int mr, int nb, int dim, const float *restrict p, ptrdiff_t ldp, const float *restrict v,
+                    ptrdiff_t ldv, const float *restrict alpha, float *restrict o, ptrdiff_t ldo)
+{
+    switch (mr) {
+    case 4: pv_rows4(4, nb, dim, p, ldp, v, ldv, alpha, o, ldo); break;
+    case 3: pv_rows4(3, nb, dim, p, ldp, v, ldv, alpha, o, ldo); break;
+    case 2: pv_rows4(2, nb, dim, p, ldp, v, ldv, alpha, o, ldo); break;
+    default: pv_rows4(1, nb, dim, p, ldp, v, ldv, alpha, o, ldo); break;
+    }
+}
+
+EA_PV_PACKED_FN(ea_pv_f32_avx2_m4n24)
+{
+    for (int r0 = 0; r0 < mr; r0 += 4)
+        pv_tail(mr - r0 < 4 ? mr - r0 : 4, nb, dim, p + r0 * ldp, ldp, v, ldv, alpha + r0, o + r0 * ldo, ldo);
+}
