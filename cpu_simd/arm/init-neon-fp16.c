@@ -13,9 +13,9 @@
  *
  * FMLAL needs FEAT_FHM (HWCAP_ASIMDFHM, bit 23 of AT_HWCAP, "asimdfhm" in /proc/cpuinfo), an
  * optional part of ARMv8.2-A that some FP16-capable cores (e.g. Cortex-A76/Neoverse-N1, and, as far
- * as we know, Orin's Cortex-A78AE) lack. cpu_features.c should require it for EDGEATTN_CPU_NEON_FP16;
- * until then this initialiser checks the bit itself, so a core with asimdhp but without asimdfhm
- * keeps the NEON kernels (and reports tier "neon") instead of faulting.
+ * as we know, Orin's Cortex-A78AE) lack. cpu_features.c requires it for EDGEATTN_CPU_NEON_FP16; this
+ * initialiser checks the bit once more (one getauxval at create), so a caller that runs the tier's
+ * initialiser directly on such a core keeps the NEON kernels (tier "neon") instead of faulting.
  */
 #include <sys/auxv.h>
 
