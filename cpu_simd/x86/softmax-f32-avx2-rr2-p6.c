@@ -1,7 +1,9 @@
 /*
- * One online-softmax step on a tile of scores, AVX2 (contract in cpu_simd/ukernel.h): per row a max
- * pass, then one pass writing p = exp(s - max) in place and summing it, with the rr2-p6 exp of
- * avx2-common.h. -inf scores give exactly 0; a row whose max is still -inf is zeroed with alpha = 1.
+ * One online-softmax step on a tile of scores, AVX2 (contract in cpu_simd/ukernel.h), in three phases
+ * so that no row waits on another's reductions: (1) the max of every row, (2) per row one pass that
+ * writes p = exp(s - max) in place and sums it, with the rr2-p6 exp of avx2-common.h, (3) alpha, l
+ * and m of all rows at once (one vector exp for the 8 alphas). -inf scores give exactly 0; a row
+ * whose max is still -inf is zeroed and gets alpha = 1 with m and l unchanged.
  */
 #include "cpu_simd/x86/avx2-common.h"
 #include "cpu_simd/x86/kernels-x86.h"
@@ -24,23 +26,32 @@ static float hsum(__m256 v)
 
 EA_SOFTMAX_FN(ea_softmax_f32_avx2_rr2_p6)
 {
+    float mxs[EA_MR], sums[EA_MR];
+    for (int r = 0; r < mr; r++) {
+        const float *sr = s + r * lds;
+        __m256 m0 = _mm256_set1_ps(m[r]), m1 = m0, m2 = m0, m3 = m0;
+        int j = 0;
+        for (; j + 32 <= nb; j += 32) {
+            m0 = _mm256_max_ps(m0, _mm256_load_ps(sr + j));
+            m1 = _mm256_max_ps(m1, _mm256_load_ps(sr + j + 8));
+            m2 = _mm256_max_ps(m2, _mm256_load_ps(sr + j + 16));
+            m3 = _mm256_max_ps(m3, _mm256_load_ps(sr + j + 24));
+        }
+        for (; j < nb; j += 8)
+            m0 = _mm256_max_ps(m0, _mm256_load_ps(sr + j));
+        mxs[r] = hmax(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
+    }
     for (int r = 0; r < mr; r++) {
         float *sr = s + r * lds;
-        __m256 mx0 = _mm256_set1_ps(m[r]), mx1 = mx0;
-        for (int j = 0; j < nb; j += 16) { /* nb is a multiple of 16 */
-            mx0 = _mm256_max_ps(mx0, _mm256_load_ps(sr + j));
-            mx1 = _mm256_max_ps(mx1, _mm256_load_ps(sr + j + 8));
-        }
-        const float mx = hmax(_mm256_max_ps(mx0, mx1));
-        if (mx == -INFINITY) {
+        if (mxs[r] == -INFINITY) {
             for (int j = 0; j < nb; j += 8)
                 _mm256_store_ps(sr + j, _mm256_setzero_ps());
-            alpha[r] = 1.0f;
+            sums[r] = 0.0f;
             continue;
         }
-        const __m256 vmx = _mm256_set1_ps(mx);
+        const __m256 vmx = _mm256_set1_ps(mxs[r]);
         __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
-        for (int j = 0; j < nb; j += 16) {
+        for (int j = 0; j < nb; j += 16) { /* nb is a multiple of 16 */
             const __m256 e0 = ea256_exp(_mm256_sub_ps(_mm256_load_ps(sr + j), vmx));
             const __m256 e1 = ea256_exp(_mm256_sub_ps(_mm256_load_ps(sr + j + 8), vmx));
             _mm256_store_ps(sr + j, e0);
@@ -48,9 +59,16 @@ EA_SOFTMAX_FN(ea_softmax_f32_avx2_rr2_p6)
             sum0 = _mm256_add_ps(sum0, e0);
             sum1 = _mm256_add_ps(sum1, e1);
         }
-        const float a = m[r] == -INFINITY ? 0.0f : _mm256_cvtss_f32(ea256_exp(_mm256_set1_ps(m[r] - mx)));
-        alpha[r] = a;
-        l[r] = l[r] * a + hsum(_mm256_add_ps(sum0, sum1));
-        m[r] = mx;
+        sums[r] = hsum(_mm256_add_ps(sum0, sum1));
     }
+    /* rows < mr only (masked loads and stores) */
+    const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(mr), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256 mold = _mm256_maskload_ps(m, live), mnew = _mm256_maskload_ps(mxs, live);
+    const __m256 masked = _mm256_cmp_ps(mnew, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
+    /* exp(m_old - m_new): 0 where m_old is -inf; rows still fully masked get 1 */
+    const __m256 a = _mm256_blendv_ps(ea256_exp(_mm256_sub_ps(mold, mnew)), _mm256_set1_ps(1.0f), masked);
+    const __m256 lnew = _mm256_fmadd_ps(_mm256_maskload_ps(l, live), a, _mm256_maskload_ps(sums, live));
+    _mm256_maskstore_ps(alpha, live, a);
+    _mm256_maskstore_ps(l, live, lnew);
+    _mm256_maskstore_ps(m, live, mnew);
 }
