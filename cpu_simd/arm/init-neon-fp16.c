@@ -12,8 +12,8 @@
  *    long sum, which is what the contract forbids.
  *
  * FMLAL needs FEAT_FHM (HWCAP_ASIMDFHM, bit 23 of AT_HWCAP, "asimdfhm" in /proc/cpuinfo), an
- * optional part of ARMv8.2-A that some FP16-capable cores (e.g. Cortex-A76/Neoverse-N1, and, as far
- * as we know, Orin's Cortex-A78AE) lack. cpu_features.c requires it for EDGEATTN_CPU_NEON_FP16; this
+ * optional part of ARMv8.2-A that FP16-capable cores such as Cortex-A76, Neoverse-N1, Cortex-X1 and
+ * Orin's Cortex-A78AE lack (gcc's -mcpu tables; Neoverse-V1, Cortex-A710 and later have it). cpu_features.c requires it for EDGEATTN_CPU_NEON_FP16; this
  * initialiser checks the bit once more (one getauxval at create), so a caller that runs the tier's
  * initialiser directly on such a core keeps the NEON kernels (tier "neon") instead of faulting.
  */
