@@ -45,7 +45,7 @@ static void usage(FILE *f)
             "  --bw-mib N            bandwidth buffer in MiB (default 1024: far above any last-level cache)\n"
             "  --no-ref              skip the reference check\n"
             "  --ref-budget X        multiply-adds the reference may spend per case before it checks a\n"
-            "                        random sample of rows instead of all (default 5e7)\n"
+            "                        random sample of rows (at least 16) instead of all (default 5e7)\n"
             "  --check               exit 2 if a case's error exceeds its bound: 1e-5 when q, K/V and out are\n"
             "                        f32; 2e-3 with f16 among them; 1.6e-2 with bf16\n"
             "  --seed N              random inputs' seed (default 1)\n"

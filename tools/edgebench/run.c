@@ -92,8 +92,8 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
     int64_t want = rows;
     if ((double)rows * per_row > o->ref_budget) {
         want = (int64_t)(o->ref_budget / per_row);
-        if (want < 64)
-            want = 64;
+        if (want < 16)
+            want = 16;
         if (want > rows)
             want = rows;
     }
