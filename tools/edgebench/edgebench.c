@@ -88,6 +88,32 @@ static const char *backend_arg_name(edgeattn_backend b)
     }
 }
 
+/* Size of the largest (last-level) data or unified cache of cpu0 from Linux sysfs; 0 if unknown. */
+static size_t llc_bytes(void)
+{
+    size_t best = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[96], buf[32];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            break;
+        const int ok = fgets(buf, sizeof buf, f) != NULL;
+        fclose(f);
+        if (!ok)
+            continue;
+        char *end = NULL;
+        size_t v = (size_t)strtoull(buf, &end, 10);
+        if (end && (*end == 'K' || *end == 'k'))
+            v <<= 10;
+        else if (end && *end == 'M')
+            v <<= 20;
+        if (v > best)
+            best = v;
+    }
+    return best;
+}
+
 /* JSON string with the characters that need it escaped. */
 static void json_str(FILE *f, const char *s)
 {
@@ -361,6 +387,7 @@ int main(int argc, char **argv)
     /* ---- ceilings, with the thread count the library runs */
     bench_ceiling ceil;
     memset(&ceil, 0, sizeof ceil);
+    const size_t llc = llc_bytes();
     if (ceiling && info.backend == EDGEATTN_BACKEND_CPU) {
         if (bench_measure_ceiling(info.threads, detected, (size_t)bw_mib << 20, quick ? 0.03 : 0.15, quick ? 2 : 3,
                                   &ceil, err, sizeof err)) {
@@ -372,6 +399,10 @@ int main(int argc, char **argv)
             fprintf(tab, "; avx2 %.1f", ceil.fma_gflops_avx2);
         fprintf(tab, ")  streaming read %.1f GB/s (%zu MiB buffer, %d threads)\n", ceil.read_gbs,
                 ceil.read_bytes >> 20, ceil.threads);
+        if (llc && ceil.read_bytes < 4 * llc)
+            fprintf(tab, "           note: the bandwidth buffer is not much larger than the %zu MiB last-level "
+                         "cache: use --bw-mib %zu or more\n",
+                    llc >> 20, (4 * llc) >> 20);
     } else if (ceiling) {
         fprintf(tab, "ceilings   not measured for the %s backend (CPU ceilings only)\n", info.backend_name);
     }
@@ -382,11 +413,11 @@ int main(int argc, char **argv)
                 "reference  ea_ref_attention (double) on every row when it costs <= %.0e multiply-adds, else on a "
                 "random sample of rows (column rows)\n",
                 o.ref_budget);
-    fprintf(tab, "\n%-16s %-42s %-14s %10s %17s %6s %11s %13s %9s\n", "case", "shape", "q/kv/out", "median ms", "rate",
+    fprintf(tab, "\n%-18s %-42s %-14s %10s %17s %6s %11s %13s %9s\n", "case", "shape", "q/kv/out", "median ms", "rate",
             "%ceil", "max rel err", "rows", "plan MiB");
 
     static bench_result res[MAX_CASES];
-    int over_bound = 0;
+    int over_bound = 0, in_llc_any = 0;
     for (size_t k = 0; k < ncases; k++) {
         const bench_case *c = &cases[k];
         bench_result *r = &res[k];
@@ -399,8 +430,10 @@ int main(int argc, char **argv)
         bench_case_shape(c, shape, sizeof shape);
         bench_case_dtypes(c, dt, sizeof dt);
         snprintf(rate, sizeof rate, "%.1f %s", r->rate, c->kind == BENCH_PREFILL ? "GFLOP/s" : "GB/s");
+        const int in_llc = c->kind == BENCH_DECODE && llc && r->work < (double)llc;
+        in_llc_any |= in_llc && r->pct_ceiling >= 0.0;
         if (r->pct_ceiling >= 0.0)
-            snprintf(pct, sizeof pct, "%.0f%%", r->pct_ceiling);
+            snprintf(pct, sizeof pct, "%.0f%%%s", r->pct_ceiling, in_llc ? "*" : "");
         else
             snprintf(pct, sizeof pct, "-");
         const char *flag = "";
@@ -415,10 +448,15 @@ int main(int argc, char **argv)
             snprintf(e, sizeof e, "-");
             snprintf(rows, sizeof rows, "-");
         }
-        fprintf(tab, "%-16s %-42s %-14s %10.3f %17s %6s %11s %13s %9.1f%s\n", c->name, shape, dt, r->median_ms, rate,
+        fprintf(tab, "%-18s %-42s %-14s %10.3f %17s %6s %11s %13s %9.1f%s\n", c->name, shape, dt, r->median_ms, rate,
                 pct, e, rows, (double)r->plan_host_bytes / (1u << 20), flag);
         fflush(tab);
     }
+
+    if (in_llc_any)
+        fprintf(tab, "* K/V fit in the %zu MiB last-level cache: they may be read from it rather than from memory, "
+                     "so the share of the memory bandwidth can pass 100%%\n",
+                llc >> 20);
 
     if (json_path) {
         FILE *f = json_stdout ? stdout : fopen(json_path, "w");
@@ -451,7 +489,8 @@ int main(int argc, char **argv)
             json_num(f, ceil.fma_gflops_avx2);
             fprintf(f, ", \"read_gbs\": ");
             json_num(f, ceil.read_gbs);
-            fprintf(f, ", \"read_bytes\": %zu, \"threads\": %d}", ceil.read_bytes, ceil.threads);
+            fprintf(f, ", \"read_bytes\": %zu, \"threads\": %d, \"llc_bytes\": %zu}", ceil.read_bytes, ceil.threads,
+                    llc);
         } else {
             fprintf(f, "null");
         }
