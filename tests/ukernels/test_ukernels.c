@@ -694,22 +694,53 @@ static double now_s(void)
         }                                                                                           \
     } while (0)
 
+/* The driver's prefill step on one key tile: pack Kᵀ and V from f16 once, then for each micro-block
+ * of 8 of the work item's rb rows qk, softmax, pv (no masks). kh: kb rows of dim f16; kt, v32 room
+ * for dim x kb and kb x dim floats. */
+static void tile_step(const ea_cpu_kernels *k, int D, int kb, int rb, const void *kh, float *kt, float *v32,
+                      const float *qb, float *s, float *ob, float *mb, float *lb, float *al)
+{
+    k->pack_kt[EDGEATTN_F16](kb, kb, D, kh, D, kt, kb);
+    k->pack_v[EDGEATTN_F16](kb, kb, D, kh, D, v32, D);
+    for (int m0 = 0; m0 < rb; m0 += EA_MR) {
+        k->qk(EA_MR, kb, D, qb + m0 * D, D, kt, kb, s, kb);
+        k->softmax(EA_MR, kb, s, kb, mb + m0, lb + m0, al);
+        k->pv(EA_MR, kb, D, s, kb, v32, D, al, ob + m0 * D, D);
+    }
+}
+
+static void bench_tile(const char *name, const ea_cpu_kernels *k, int D, int kb, int rb, const void *kh, float *kt,
+                       float *v32, rng *r)
+{
+    float *qb = packed_alloc(rb, D), *ob = packed_alloc(rb, D), *s = packed_alloc(EA_MR, kb);
+    float *mb = malloc(sizeof(float) * (size_t)rb), *lb = malloc(sizeof(float) * (size_t)rb), al[EA_MR];
+    for (int i = 0; i < rb * D; i++)
+        qb[i] = (float)rng_uniform(r, -1, 1), ob[i] = 0.0f;
+    for (int i = 0; i < rb; i++)
+        mb[i] = -INFINITY, lb[i] = 0.0f;
+    double t;
+    TIME_CALLS(t, tile_step(k, D, kb, rb, kh, kt, v32, qb, s, ob, mb, lb, al));
+    printf("%-8s tile      f16 kb=%-3d rb=%-3d dim=%-3d %8.1f ns  %6.1f GFLOP/s (pack + rb/8 x (qk, softmax, pv))\n",
+           name, kb, rb, D, t * 1e9, 4.0 * rb * kb * D / t * 1e-9);
+    free(qb), free(ob), free(s), free(mb), free(lb);
+}
+
 static void bench_tier(const char *name, const ea_cpu_kernels *k, const char *filter)
 {
     rng r;
     rng_init(&r, 1234);
     enum { KB = 256 };
     static const int dims[] = {64, 128};
-    float *q = packed_alloc(EA_MR, 256), *kt = packed_alloc(256, KB), *s = packed_alloc(EA_MR, KB);
-    float *v32 = packed_alloc(KB, 256), *o = packed_alloc(EA_MR, 256);
+    float *q = packed_alloc(EA_MR, 256), *kt = packed_alloc(256, 2 * KB), *s = packed_alloc(EA_MR, KB);
+    float *v32 = packed_alloc(2 * KB, 256), *o = packed_alloc(EA_MR, 256);
     float m[EA_MR], l[EA_MR], al[EA_MR];
     for (int i = 0; i < EA_MR * 256; i++)
         q[i] = o[i] = (float)rng_uniform(&r, -1, 1);
-    for (int i = 0; i < 256 * KB; i++)
+    for (int i = 0; i < 256 * 2 * KB; i++)
         kt[i] = v32[i] = (float)rng_uniform(&r, -1, 1);
     for (int i = 0; i < EA_MR; i++)
         al[i] = 0.5f;
-    rows_buf kh = rows_alloc(&r, EDGEATTN_F16, KB, 256, 256, 0, -1, 1, false);
+    rows_buf kh = rows_alloc(&r, EDGEATTN_F16, 2 * KB, 256, 256, 0, -1, 1, false);
     rows_buf kf = rows_alloc(&r, EDGEATTN_F32, KB, 256, 256, 0, -1, 1, false);
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
         const int D = dims[di];
@@ -769,6 +800,11 @@ static void bench_tier(const char *name, const ea_cpu_kernels *k, const char *fi
             }
         }
     }
+    if (!filter || strstr("tile", filter))
+        for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+            for (int kb = 128; kb <= 512; kb *= 2)
+                for (int rb = 64; rb <= 256; rb *= 2)
+                    bench_tile(name, k, dims[di], kb, rb, kh.base, kt, v32, &r);
     free(q), free(kt), free(s), free(v32), free(o), free(kh.alloc), free(kf.alloc);
 }
 
