@@ -24,8 +24,9 @@ native_arch=$(dpkg --print-architecture)
 installed() {
     local name=${1%%:*} arch=${1#*:}
     [[ "$arch" == "$1" ]] && arch=$native_arch
-    dpkg-query -W -f='${Architecture} ${Status}\n' "$name" 2>/dev/null |
-        grep -Eq "^($arch|all) install ok installed$"
+    local lines
+    lines=$(dpkg-query -W -f='${Architecture} ${Status}\n' "$name" 2>/dev/null || true)
+    grep -Eq "^($arch|all) install ok installed$" <<<"$lines"
 }
 missing=()
 for p in "${want[@]}"; do

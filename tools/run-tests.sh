@@ -96,8 +96,12 @@ for s in "${stages[@]}"; do
     log="$root/$s/meson-logs/testlog.txt"
     [[ -f "$log" ]] || { echo "$s: no test log"; continue; }
     echo "-- $s"
-    awk '/^test:/ { name = $2 }
-         /^\[  (PASSED|FAILED|SKIPPED) *\]/ { printf "%-28s %s\n", name, $0 }' "$log"
+    # one line per test: its cmocka closing lines, or meson's result when it printed none
+    awk 'function flush() { if (name != "" && !shown) printf "%-38s (%s)\n", name, result; name = "" }
+         /^test:/ { flush(); sub(/^test: */, ""); name = $0; shown = 0; result = "" }
+         /^result:/ { sub(/^result: */, ""); result = $0 }
+         /^\[  (PASSED|FAILED|SKIPPED) *\]/ && name != "" { printf "%-38s %s\n", name, $0; shown = 1 }
+         END { flush() }' "$log"
     grep -E '^(Ok|Fail|Skipped|Timeout): ' "$log" | tr -s ' ' | tr '\n' ' '
     echo
 done
