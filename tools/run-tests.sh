@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README, and exactly what .ci/run calls.
 #
-#   tools/run-tests.sh [STAGE...]      stages: release asan aarch64 jetson (default: release asan aarch64)
+#   tools/run-tests.sh [STAGE...]      stages: release asan aarch64 jetson (default: all four)
 #
 #   release   optimised native build, every test suite
 #   asan      AddressSanitizer + UndefinedBehaviorSanitizer build, every test suite
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${EDGEATTN_BUILD_ROOT:-build}
 stages=("$@")
-((${#stages[@]})) || stages=(release asan aarch64)
+((${#stages[@]})) || stages=(release asan aarch64 jetson)
 host=$(uname -m)
 export PATH=/usr/local/cuda/bin:$PATH
 
