@@ -741,6 +741,7 @@ static void test_exports(void **state)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach CI logs as they happen */
     clear_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version),

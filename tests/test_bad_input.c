@@ -1267,6 +1267,7 @@ static void test_status_strings(void **state)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach CI logs as they happen */
     tc_clear_env();
     const struct CMUnitTest tests[] = {
         T(test_null_attention),

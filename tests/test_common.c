@@ -435,7 +435,7 @@ double tc_max_score(const edgeattn_tensor *q, const edgeattn_tensor *k, double s
 
 double tc_tolerance_f32_scores(double smax)
 {
-    return fmax(1e-5, 2.0 * 0x1p-24 * smax);
+    return fmax(1e-5, 4.0 * 0x1p-24 * smax);
 }
 
 void tc_compare(tc_result *res, const tc_tensor *out, const tc_tensor *lse, const double *ref,
@@ -621,9 +621,11 @@ edgeattn_context *tc_create_tier(const edgeattn_config *cfg, const tc_tier *tier
 void tc_clear_env(void)
 {
     static const char *const vars[] = {"EDGEATTN_BACKEND", "EDGEATTN_CPU_MASK", "EDGEATTN_CPU_TILES"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
-        if (getenv(vars[i])) {
-            print_message("note: ignoring %s=%s (this suite sets it itself)\n", vars[i], getenv(vars[i]));
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *val = getenv(vars[i]);
+        if (val) {
+            print_message("note: ignoring %s=%s (this suite sets it itself)\n", vars[i], val);
             unsetenv(vars[i]);
         }
+    }
 }

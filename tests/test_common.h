@@ -140,8 +140,9 @@ tc_result tc_attn_run(edgeattn_context *ctx, tc_attn_data *d, double tol);
 
 /* max over b, h, i, j of |scale * q[b,h,i,:] . k[b,h/group,j,:]| (scale 0: 1/sqrt(D)), masks ignored. */
 double tc_max_score(const edgeattn_tensor *q, const edgeattn_tensor *k, double scale);
-/* FP32 tolerance for scores of size smax: a score s carries a rounding error of about |s| * 2^-24,
- * which changes the softmax weights by that relative amount: max(1e-5, 2 * 2^-24 * smax). */
+/* FP32 tolerance for scores of size smax: each rounding on the way to a score s (q * scale, the dot
+ * product, s - max) costs about |s| * 2^-24, and the softmax turns that into the same relative error
+ * of the weights: max(1e-5, 4 * 2^-24 * smax). */
 double tc_tolerance_f32_scores(double smax);
 
 /* Compares an already written output/lse with a dense double reference (used by decode tests). */

@@ -199,7 +199,7 @@ static void free_workload(workload *w)
 
 static int iterations(void)
 {
-    return tc_long() ? 20000 : 500;
+    return tc_long() ? 20000 : 300;
 }
 
 /* The counted loop. Returns the number of calls made. Statuses are collected, not asserted, while
@@ -338,6 +338,8 @@ static void test_calls_allocate_nothing(void **state)
     make_workload(&w);
     for (int ti = 0; ti < nt; ti++)
         for (int ring = 0; ring < 2; ring++) {
+            if (ring && ti != nt - 1 && !tc_long())
+                continue; /* the ring cache on the best tier (every tier with EDGEATTN_TEST_LONG=1) */
             edgeattn_config cfg;
             base_config(&cfg, ring);
             cfg.cpu_disable_mask = tiers[ti].disable;
@@ -462,6 +464,7 @@ static void test_failed_create_leaves_nothing(void **state)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach CI logs as they happen */
     tc_clear_env();
     (void)tc_seed();
     const struct CMUnitTest tests[] = {
