@@ -36,7 +36,7 @@ if ((${#missing[@]} == 0)); then
     echo "install-deps: all ${#want[@]} packages present"
     exit 0
 fi
-echo "install-deps: installing ${missing[*]}"
+echo "install-deps: missing ${missing[*]}"
 
 if ! command -v apt-get >/dev/null; then
     echo "install-deps: no apt-get here; install these by hand: ${missing[*]}" >&2
@@ -52,4 +52,5 @@ if ((need_arm64)) && [[ "$native_arch" != arm64 ]] &&
     "${sudo[@]}" dpkg --add-architecture arm64
 fi
 "${sudo[@]}" apt-get update
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+# the whole list, as TOOLCHAIN.md gives it (apt leaves the packages already present alone)
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${want[@]}"
