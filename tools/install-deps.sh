@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Installs what edgeattn's build, tests and cross-builds need on Debian 12 / Ubuntu: the one package
-# list of ../shared/TOOLCHAIN.md, and nothing when everything is already there.
-#   tools/install-deps.sh            every package (native build, tests, OpenCL, aarch64 cross + qemu)
-#   tools/install-deps.sh --native   only the native build and tests (e.g. on the board itself)
+# Installs what edgeattn's build, tests and cross-builds need on Debian 12 / Ubuntu: the project's
+# one package list (TOOLCHAIN.md), and nothing when everything is already there.
+#   tools/install-deps.sh            every package: native build and tests, PoCL (OpenCL on the CPU,
+#                                    for the OpenCL backend's tests), aarch64 cross compiler + qemu
+#   tools/install-deps.sh --native   only what a native build and its tests need (tools/bench.sh,
+#                                    or a board): no cross tools, no PoCL
 # Runs apt-get directly as root (CI), through sudo otherwise.
 set -euo pipefail
 
 native=(build-essential meson ninja-build pkg-config libcmocka-dev
-        pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clinfo libclblast-dev xxd)
-cross=(gcc-aarch64-linux-gnu qemu-user
-       libcmocka-dev:arm64 libclblast-dev:arm64 ocl-icd-opencl-dev:arm64)
+        ocl-icd-opencl-dev opencl-headers libclblast-dev xxd)
+full_only=(pocl-opencl-icd clinfo gcc-aarch64-linux-gnu qemu-user
+           libcmocka-dev:arm64 libclblast-dev:arm64 ocl-icd-opencl-dev:arm64)
 
 want=("${native[@]}")
 need_arm64=0
 if [[ "${1:-}" != "--native" ]]; then
-    want+=("${cross[@]}")
+    want+=("${full_only[@]}")
     need_arm64=1
 fi
 
