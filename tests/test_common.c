@@ -618,14 +618,18 @@ edgeattn_context *tc_create_tier(const edgeattn_config *cfg, const tc_tier *tier
     return ctx;
 }
 
+static void clear_one(const char *name)
+{
+    const char *val = getenv(name);
+    if (val) {
+        print_message("note: ignoring %s=%s (this suite sets it itself)\n", name, val);
+        unsetenv(name);
+    }
+}
+
 void tc_clear_env(void)
 {
-    static const char *const vars[] = {"EDGEATTN_BACKEND", "EDGEATTN_CPU_MASK", "EDGEATTN_CPU_TILES"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *val = getenv(vars[i]);
-        if (val) {
-            print_message("note: ignoring %s=%s (this suite sets it itself)\n", vars[i], val);
-            unsetenv(vars[i]);
-        }
-    }
+    clear_one("EDGEATTN_BACKEND");
+    clear_one("EDGEATTN_CPU_MASK");
+    clear_one("EDGEATTN_CPU_TILES");
 }
