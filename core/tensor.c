@@ -8,14 +8,15 @@
 #define ALL_FLOAT ((1u << EDGEATTN_F32) | (1u << EDGEATTN_F16) | (1u << EDGEATTN_BF16))
 #define ONLY_F32 (1u << EDGEATTN_F32)
 
-static edgeattn_tensor make_tensor(void *data, edgeattn_dtype dtype, const int64_t shape[4], const int64_t stride[4])
+/* ok == false (a stride overflowed int64) leaves bytes at 0, which validation refuses. */
+static edgeattn_tensor make_tensor(void *data, edgeattn_dtype dtype, const int64_t shape[4], const int64_t stride[4],
+                                   bool ok)
 {
     edgeattn_tensor t;
     memset(&t, 0, sizeof t);
     t.data = data;
     t.dtype = dtype;
     size_t n = 1, bytes = 0;
-    bool ok = true;
     for (int i = 0; i < 4; i++) {
         t.shape[i] = shape[i];
         t.stride[i] = stride[i];
@@ -30,16 +31,18 @@ EDGEATTN_API edgeattn_tensor edgeattn_tensor_bhsd(void *data, edgeattn_dtype dty
                                                   int64_t d)
 {
     const int64_t shape[4] = {b, h, n, d};
-    const int64_t stride[4] = {h * n * d, n * d, d, 1};
-    return make_tensor(data, dtype, shape, stride);
+    int64_t stride[4] = {0, 0, d, 1};
+    bool ok = !__builtin_mul_overflow(n, d, &stride[1]) && !__builtin_mul_overflow(h, stride[1], &stride[0]);
+    return make_tensor(data, dtype, shape, stride, ok);
 }
 
 EDGEATTN_API edgeattn_tensor edgeattn_tensor_bshd(void *data, edgeattn_dtype dtype, int64_t b, int64_t h, int64_t n,
                                                   int64_t d)
 {
     const int64_t shape[4] = {b, h, n, d};
-    const int64_t stride[4] = {n * h * d, d, h * d, 1};
-    return make_tensor(data, dtype, shape, stride);
+    int64_t stride[4] = {0, d, 0, 1};
+    bool ok = !__builtin_mul_overflow(h, d, &stride[2]) && !__builtin_mul_overflow(n, stride[2], &stride[0]);
+    return make_tensor(data, dtype, shape, stride, ok);
 }
 
 bool ea_ranges_overlap(const void *a, size_t na, const void *b, size_t nb)
