@@ -514,9 +514,14 @@ static void case_qk_rows(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *
     snprintf(c->what, sizeof c->what, "%s mr=%d n=%d dim=%d ldq=%td ldk=%td (+%d) lds=%td", dt_name(dt), mr, n, dim,
              ldq, ldk, front, lds);
     float *q = packed_alloc(mr, ldq);
+    /* With f16 K, half the cases use queries exactly representable in f16: that is when the
+     * neon-fp16 tier takes its FMLAL path (f16 products into f32), which must be covered too. */
+    const bool q_in_f16 = dt == EDGEATTN_F16 && rng_int(r, 0, 1);
     for (int i = 0; i < mr; i++)
-        for (int d = 0; d < dim; d++)
-            q[i * ldq + d] = (float)rng_uniform(r, -1.0, 1.0);
+        for (int d = 0; d < dim; d++) {
+            const float x = (float)rng_uniform(r, -1.0, 1.0);
+            q[i * ldq + d] = q_in_f16 ? ea_f16_to_f32(ea_f32_to_f16(x)) : x;
+        }
     rows_buf k = rows_alloc(r, dt, n, dim, ldk, front, -1.0, 1.0, false);
     const int rows_all = mr + 1;
     float *s = packed_alloc(rows_all, lds), *s_ref = packed_alloc(rows_all, lds);
