@@ -142,6 +142,17 @@ static int setup(void **state)
             snprintf(r->label, sizeof r->label, "cpu tier %s (mask 0x%x, tiles %s)", info.tier,
                      (unsigned)g_tiers[t].disable, tile_variants[v] ? tile_variants[v] : "default");
         }
+    /* the best tier with one thread (no split-KV) and with three (uneven work split) */
+    static const int thread_variants[] = {1, 3};
+    for (size_t v = 0; v < sizeof thread_variants / sizeof thread_variants[0] && g_ntiers > 0; v++) {
+        edgeattn_config c = cfg;
+        c.num_threads = thread_variants[v];
+        runner *r = &g_run[g_nrun++];
+        r->tier = g_tiers[g_ntiers - 1];
+        r->ctx = create_variant(&c, &r->tier, NULL);
+        snprintf(r->label, sizeof r->label, "cpu tier %s (mask 0x%x, tiles default, %d thread(s))", g_tiers[g_ntiers - 1].name,
+                 (unsigned)g_tiers[g_ntiers - 1].disable, thread_variants[v]);
+    }
     add_gpu(&cfg, EDGEATTN_BACKEND_CUDA, "cuda");
     add_gpu(&cfg, EDGEATTN_BACKEND_OPENCL, "opencl");
     print_message("parity over %d context(s):\n", g_nrun);
