@@ -297,7 +297,7 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
     J.c = c;
     J.rows = c->Nq * c->group;
     J.nrb = (J.rows + st->tiles.rb - 1) / st->tiles.rb;
-    J.packed = J.rows > EA_MR;
+    J.packed = J.rows > 2 * EA_MR; /* up to two micro-blocks read K/V in place: packing costs more */
     J.nsplit = 1;
     const int64_t base = (int64_t)c->B * c->Hkv * J.nrb;
     const int64_t slots = ea_cpu_part_items(st->threads);
