@@ -92,19 +92,39 @@ done
 # The closing lines of every test program (cmocka's [  PASSED  ] / [  FAILED  ] and the like), per
 # stage, from meson's log, then meson's own count.
 section "summary"
+total_pass=0
+total_fail=0
 for s in "${stages[@]}"; do
     log="$root/$s/meson-logs/testlog.txt"
     [[ -f "$log" ]] || { echo "$s: no test log"; continue; }
     echo "-- $s"
     # one line per test: its cmocka closing lines, or meson's result when it printed none
-    awk 'function flush() { if (name != "" && !shown) printf "%-38s (%s)\n", name, result; name = "" }
+    # The program's name on one line, then its cmocka closing line alone on the next (or meson's
+    # result when it printed none); test cases are counted for the total below.
+    awk 'function flush() {
+             if (name == "") return
+             if (!shown) {
+                 printf "%s (%s)\n", name, result
+                 if (result ~ /exit status 0/) pass++; else fail++
+             }
+             name = ""
+         }
          /^test:/ { flush(); sub(/^test: */, ""); name = $0; shown = 0; result = "" }
          /^result:/ { sub(/^result: */, ""); result = $0 }
-         /^\[  (PASSED|FAILED|SKIPPED) *\]/ && name != "" { printf "%-38s %s\n", name, $0; shown = 1 }
-         END { flush() }' "$log"
+         /^\[  (PASSED|FAILED) *\] [0-9]+ test/ && name != "" {
+             printf "%s\n%s\n", name, $0; shown = 1
+             if ($0 ~ /PASSED/) pass += $4; else fail += $4
+         }
+         END { flush(); printf "%d %d\n", pass, fail > "/dev/stderr" }' "$log" 2> "$root/$s/counts.txt"
+    read -r p f < "$root/$s/counts.txt"
+    total_pass=$((total_pass + p))
+    total_fail=$((total_fail + f))
     grep -E '^(Ok|Fail|Skipped|Timeout): ' "$log" | tr -s ' ' | tr '\n' ' '
     echo
 done
+# one plain line for CI readers: test cases over all stages (cmocka cases, or whole programs that
+# have no cmocka output)
+echo "tests: $total_pass passed, $total_fail failed"
 if ((${#failed[@]})); then
     echo "run-tests: FAILED stages: ${failed[*]}"
     exit 1
