@@ -91,24 +91,32 @@ static inline float ld_bf16(const void *p, ptrdiff_t i) { return ea_bf16_to_f32(
     }                                                                                               \
     static EA_QK_ROWS_FN(qk_rows_##sfx##_scalar)                                                    \
     {                                                                                               \
-        for (int r = 0; r < mr; r++)                                                                \
-            for (int j = 0; j < n; j++) {                                                           \
+        float row[256]; /* one K row widened once, then used by every query row */                 \
+        for (int j = 0; j < n; j++) {                                                               \
+            for (int d = 0; d < dim; d++)                                                           \
+                row[d] = LD(k, j * ldk + d);                                                        \
+            for (int r = 0; r < mr; r++) {                                                          \
                 float acc = 0.0f;                                                                   \
                 for (int d = 0; d < dim; d++)                                                       \
-                    acc += q[r * ldq + d] * LD(k, j * ldk + d);                                     \
+                    acc += q[r * ldq + d] * row[d];                                                 \
                 s[r * lds + j] = acc;                                                               \
             }                                                                                       \
+        }                                                                                           \
     }                                                                                               \
     static EA_PV_ROWS_FN(pv_rows_##sfx##_scalar)                                                    \
     {                                                                                               \
-        for (int r = 0; r < mr; r++) {                                                              \
-            float *or_ = o + r * ldo;                                                               \
+        float row[256]; /* one V row widened once, then used by every output row */                \
+        for (int r = 0; r < mr; r++)                                                                \
             for (int d = 0; d < dim; d++)                                                           \
-                or_[d] *= alpha[r];                                                                 \
-            for (int j = 0; j < n; j++) {                                                           \
+                o[r * ldo + d] *= alpha[r];                                                         \
+        for (int j = 0; j < n; j++) {                                                               \
+            for (int d = 0; d < dim; d++)                                                           \
+                row[d] = LD(v, j * ldv + d);                                                        \
+            for (int r = 0; r < mr; r++) {                                                          \
                 const float pj = p[r * ldp + j];                                                    \
+                float *or_ = o + r * ldo;                                                           \
                 for (int d = 0; d < dim; d++)                                                       \
-                    or_[d] += pj * LD(v, j * ldv + d);                                              \
+                    or_[d] += pj * row[d];                                                          \
             }                                                                                       \
         }                                                                                           \
     }
