@@ -41,6 +41,12 @@ typedef struct ea_backend_ops {
 } ea_backend_ops;
 
 extern const ea_backend_ops ea_backend_cpu;
+#if defined(EDGEATTN_WITH_CUDA)
+extern const ea_backend_ops ea_backend_cuda;   /* cuda/ (its own issue) */
+#endif
+#if defined(EDGEATTN_WITH_OPENCL)
+extern const ea_backend_ops ea_backend_opencl; /* opencl/ (its own issue) */
+#endif
 
 /* The registry, in priority order; *count receives its length. */
 const ea_backend_ops *const *ea_backend_registry(size_t *count);
