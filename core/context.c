@@ -7,7 +7,6 @@
 #include "core/ea_core.h"
 #include "core/plan.h"
 
-#define ALL_FLOAT ((1u << EDGEATTN_F32) | (1u << EDGEATTN_F16) | (1u << EDGEATTN_BF16))
 
 EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void *buffer, size_t buffer_bytes,
                                              edgeattn_context **out, edgeattn_message *msg)
@@ -174,8 +173,8 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edg
     if (!kv->enabled)
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "kv_append: no KV cache planned (set EDGEATTN_FLAG_KV_CACHE)");
     edgeattn_status st;
-    if ((st = ea_check_tensor(msg, "k", k, ALL_FLOAT, NULL)) != EDGEATTN_OK ||
-        (st = ea_check_tensor(msg, "v", v, ALL_FLOAT, NULL)) != EDGEATTN_OK)
+    if ((st = ea_check_tensor(msg, "k", k, EA_DTYPES_FLOAT, NULL)) != EDGEATTN_OK ||
+        (st = ea_check_tensor(msg, "v", v, EA_DTYPES_FLOAT, NULL)) != EDGEATTN_OK)
         return st;
     for (int i = 0; i < 4; i++)
         if (k->shape[i] != v->shape[i])
@@ -184,9 +183,8 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edg
     if (check_finite != 0 && check_finite != 1)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "kv_append: check_finite must be 0 or 1");
     const int64_t B = k->shape[0], H = k->shape[1], N = k->shape[2], D = k->shape[3];
-    if (D % 16 != 0 || D > EA_MAX_HEAD_DIM)
-        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "k: head_dim %lld not supported (multiples of 16 up to %d)",
-                       (long long)D, EA_MAX_HEAD_DIM);
+    if ((st = ea_check_head_dim(msg, "k", D)) != EDGEATTN_OK)
+        return st;
     if (B > kv->max_batch)
         return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "kv_append: batch %lld exceeds the planned %d", (long long)B,
                        (int)kv->max_batch);

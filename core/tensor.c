@@ -5,8 +5,6 @@
 
 #include "core/ea_core.h"
 
-#define ALL_FLOAT ((1u << EDGEATTN_F32) | (1u << EDGEATTN_F16) | (1u << EDGEATTN_BF16))
-#define ONLY_F32 (1u << EDGEATTN_F32)
 
 /* ok == false (a stride overflowed int64) leaves bytes at 0, which validation refuses. */
 static edgeattn_tensor make_tensor(void *data, edgeattn_dtype dtype, const int64_t shape[4], const int64_t stride[4],
@@ -162,7 +160,7 @@ static edgeattn_status check_params(char *msg, const edgeattn_params *p)
     return EDGEATTN_OK;
 }
 
-static edgeattn_status check_head_dim(char *msg, const char *name, int64_t d)
+edgeattn_status ea_check_head_dim(char *msg, const char *name, int64_t d)
 {
     if (d % 16 != 0 || d < 16 || d > EA_MAX_HEAD_DIM)
         return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "%s: head_dim %lld not supported (multiples of 16 from 16 to %d)",
@@ -187,16 +185,16 @@ static edgeattn_status check_plan_dim(char *msg, const char *what, int64_t got, 
 
 /* Q and out (and the optional lse), common to both calls. */
 static edgeattn_status check_q_out(edgeattn_context *ctx, const edgeattn_tensor *q, edgeattn_tensor *out,
-                                   const edgeattn_params *p, size_t *q_ext, size_t *o_ext)
+                                   const edgeattn_params *p, size_t *q_ext, size_t *o_ext, size_t *l_ext)
 {
     char *msg = ctx->msg;
-    TRY(ea_check_tensor(msg, "q", q, ALL_FLOAT, q_ext));
-    TRY(ea_check_tensor(msg, "out", out, ALL_FLOAT, o_ext));
+    TRY(ea_check_tensor(msg, "q", q, EA_DTYPES_FLOAT, q_ext));
+    TRY(ea_check_tensor(msg, "out", out, EA_DTYPES_FLOAT, o_ext));
     for (int i = 0; i < 4; i++)
         if (out->shape[i] != q->shape[i])
             return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "out: shape[%d] = %lld != q shape[%d] = %lld", i,
                            (long long)out->shape[i], i, (long long)q->shape[i]);
-    TRY(check_head_dim(msg, "q", q->shape[3]));
+    TRY(ea_check_head_dim(msg, "q", q->shape[3]));
     const edgeattn_config *c = &ctx->cfg;
     TRY(check_plan_dim(msg, "batch", q->shape[0], c->max_batch));
     TRY(check_plan_dim(msg, "query heads", q->shape[1], c->max_heads));
@@ -204,15 +202,15 @@ static edgeattn_status check_q_out(edgeattn_context *ctx, const edgeattn_tensor 
     TRY(check_plan_dim(msg, "head_dim", q->shape[3], c->max_head_dim));
     if (ea_ranges_overlap(out->data, *o_ext, q->data, *q_ext))
         return ea_fail(msg, EDGEATTN_ERR_STRIDE, "out overlaps q");
+    *l_ext = 0;
     if (p->lse) {
-        size_t l_ext;
-        TRY(ea_check_tensor(msg, "lse", p->lse, ONLY_F32, &l_ext));
+        TRY(ea_check_tensor(msg, "lse", p->lse, EA_DTYPES_F32, l_ext));
         if (p->lse->shape[0] != q->shape[0] || p->lse->shape[1] != q->shape[1] || p->lse->shape[2] != q->shape[2] ||
             p->lse->shape[3] != 1)
             return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "lse: shape must be [B, Hq, Nq, 1] = [%lld, %lld, %lld, 1]",
                            (long long)q->shape[0], (long long)q->shape[1], (long long)q->shape[2]);
-        if (ea_ranges_overlap(p->lse->data, l_ext, out->data, *o_ext) ||
-            ea_ranges_overlap(p->lse->data, l_ext, q->data, *q_ext))
+        if (ea_ranges_overlap(p->lse->data, *l_ext, out->data, *o_ext) ||
+            ea_ranges_overlap(p->lse->data, *l_ext, q->data, *q_ext))
             return ea_fail(msg, EDGEATTN_ERR_STRIDE, "lse overlaps q or out");
     }
     return EDGEATTN_OK;
@@ -239,11 +237,11 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
                                       ea_attn_call *call)
 {
     char *msg = ctx->msg;
-    size_t q_ext = 0, k_ext = 0, v_ext = 0, o_ext = 0;
+    size_t q_ext = 0, k_ext = 0, v_ext = 0, o_ext = 0, l_ext = 0;
     TRY(check_params(msg, p));
-    TRY(check_q_out(ctx, q, out, p, &q_ext, &o_ext));
-    TRY(ea_check_tensor(msg, "k", k, ALL_FLOAT, &k_ext));
-    TRY(ea_check_tensor(msg, "v", v, ALL_FLOAT, &v_ext));
+    TRY(check_q_out(ctx, q, out, p, &q_ext, &o_ext, &l_ext));
+    TRY(ea_check_tensor(msg, "k", k, EA_DTYPES_FLOAT, &k_ext));
+    TRY(ea_check_tensor(msg, "v", v, EA_DTYPES_FLOAT, &v_ext));
     if (k->dtype != v->dtype)
         return ea_fail(msg, EDGEATTN_ERR_DTYPE, "v: dtype %s != k dtype %s", ea_dtype_name(v->dtype),
                        ea_dtype_name(k->dtype));
@@ -266,8 +264,6 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     if (ea_ranges_overlap(out->data, o_ext, k->data, k_ext) || ea_ranges_overlap(out->data, o_ext, v->data, v_ext))
         return ea_fail(msg, EDGEATTN_ERR_STRIDE, "out overlaps k or v");
     if (p->lse) {
-        size_t l_ext = 0;
-        (void)ea_check_tensor(NULL, "lse", p->lse, ONLY_F32, &l_ext);
         if (ea_ranges_overlap(p->lse->data, l_ext, k->data, k_ext) ||
             ea_ranges_overlap(p->lse->data, l_ext, v->data, v_ext))
             return ea_fail(msg, EDGEATTN_ERR_STRIDE, "lse overlaps k or v");
@@ -281,7 +277,7 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     if (p->bias) {
         const edgeattn_tensor *bt = p->bias;
         size_t b_ext;
-        TRY(ea_check_tensor(msg, "bias", bt, ONLY_F32, &b_ext));
+        TRY(ea_check_tensor(msg, "bias", bt, EA_DTYPES_F32, &b_ext));
         if ((bt->shape[0] != 1 && bt->shape[0] != B) || (bt->shape[1] != 1 && bt->shape[1] != q->shape[1]) ||
             bt->shape[2] != q->shape[2] || bt->shape[3] != Nkv)
             return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH,
@@ -321,7 +317,7 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, const edgeattn_tensor 
 {
     char *msg = ctx->msg;
     const ea_kv_cache *kv = &ctx->kv;
-    size_t q_ext = 0, o_ext = 0;
+    size_t q_ext = 0, o_ext = 0, l_ext = 0;
     if (!kv->enabled)
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "decode: no KV cache planned (set EDGEATTN_FLAG_KV_CACHE)");
     TRY(check_params(msg, p));
@@ -329,7 +325,7 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, const edgeattn_tensor 
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: kv_lens must be NULL (the cache knows its lengths)");
     if (p->bias)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: bias is not supported over the KV cache");
-    TRY(check_q_out(ctx, q, out, p, &q_ext, &o_ext));
+    TRY(check_q_out(ctx, q, out, p, &q_ext, &o_ext, &l_ext));
     if (kv->heads == 0)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: the KV cache is empty");
     if (q->shape[3] != kv->dim)

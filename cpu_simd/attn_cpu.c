@@ -300,18 +300,17 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
     J.packed = J.rows > 2 * EA_MR; /* up to two micro-blocks read K/V in place: packing costs more */
     J.nsplit = 1;
     const int64_t base = (int64_t)c->B * c->Hkv * J.nrb;
-    const int64_t slots = ea_cpu_part_items(st->threads);
-    if (st->threads > 1 && base < 2 * (int64_t)st->threads && slots >= 2 * base) {
+    if (st->threads > 1 && base < 2 * (int64_t)st->threads) { /* too few items: split the KV length */
         int64_t longest = 0; /* keys of the longest sequence */
         for (int32_t b = 0; b < c->B; b++) {
             const int64_t n = c->decode ? c->cache->held[b] : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
             longest = imax(longest, n);
         }
-        int64_t ns = slots / base;
+        int64_t ns = ea_cpu_part_items(st->threads) / base; /* >= 2, and fits the planned slots */
         ns = imin(ns, (longest + 255) / 256); /* at least ~256 keys per split */
         J.nsplit = ns >= 2 ? (int32_t)ns : 1;
     }
-    ea_pool_run(&((ea_cpu_state *)st)->pool, attn_task, &J, base * J.nsplit);
+    ea_pool_run(&st->pool, attn_task, &J, base * J.nsplit);
     if (J.nsplit > 1)
         ea_pool_run(&st->pool, merge_task, &J, base);
     return EDGEATTN_OK;

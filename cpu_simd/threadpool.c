@@ -2,11 +2,6 @@
 
 #include <stddef.h>
 
-typedef struct worker_arg {
-    ea_pool *pool;
-    int index;
-} worker_arg;
-
 static void drain(ea_pool *p, int thread)
 {
     for (;;) {
