@@ -7,7 +7,7 @@
 
 #include "core/ea_core.h"
 
-#define EA_BACKEND_API_VERSION 1
+#define EA_BACKEND_API_VERSION 2
 
 /* What a backend needs for a config, computed before any memory is obtained. */
 typedef struct ea_backend_plan {
@@ -15,7 +15,8 @@ typedef struct ea_backend_plan {
     size_t scratch_per_thread;
     size_t device_bytes;
     int32_t threads;
-    bool kv_on_device;       /* the backend keeps the KV cache itself (core then plans none) */
+    bool kv_on_device;       /* the backend keeps the KV cache itself (core plans only its lengths) */
+    size_t kv_device_bytes;  /* part of device_bytes holding the KV cache (reported as kv_cache_bytes) */
 } ea_backend_plan;
 
 typedef struct ea_backend_ops {
@@ -38,6 +39,24 @@ typedef struct ea_backend_ops {
     edgeattn_status (*decode)(edgeattn_context *ctx, const ea_attn_call *call);
     /* Fills backend, tier, device, cores, threads. Required. */
     void (*info)(const edgeattn_context *ctx, edgeattn_backend_info *info);
+
+    /* ---- GPU backends (all optional; NULL where the backend has no device) */
+    /* Bitmask of 1u << edgeattn_memory this backend accepts in tensors (0 means host only). */
+    uint32_t memory_kinds;
+    /* NaN/Inf scan of a validated device tensor: *finite = false if any NaN or +Inf (or -Inf unless
+     * neg_inf_ok). Called by core for non-host tensors when check_finite is set. */
+    edgeattn_status (*check_finite)(edgeattn_context *ctx, const edgeattn_tensor *t, bool neg_inf_ok, bool *finite);
+    /* kv_on_device backends: writes the rows of a checked append. Core has validated everything and
+     * updates total/held after success. For b < B: rows [skip_b, n_b) of k/v (b, h) go to ring slot
+     * (total_b + r) mod cap of sequence b (skip_b = max(0, n_b - cap)). */
+    edgeattn_status (*kv_write)(edgeattn_context *ctx, const edgeattn_tensor *k, const edgeattn_tensor *v,
+                                const int32_t *n_new);
+    edgeattn_status (*synchronize)(edgeattn_context *ctx);
+    edgeattn_status (*device_region)(edgeattn_context *ctx, edgeattn_memory *memory, void **data, size_t *offset,
+                                     size_t *bytes);
+    /* Validated copy: same shape and dtype, memory kinds accepted by this backend. */
+    edgeattn_status (*copy)(edgeattn_context *ctx, const edgeattn_tensor *dst, const edgeattn_tensor *src);
+    edgeattn_status (*ceilings)(edgeattn_context *ctx, edgeattn_ceilings *out);
 } ea_backend_ops;
 
 extern const ea_backend_ops ea_backend_cpu;

@@ -70,8 +70,9 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
         kv->max_batch = cfg.max_batch;
         kv->max_heads = cfg.max_kv_heads;
         kv->max_dim = cfg.max_head_dim;
-        kv->k = base + lay.kv_k_off;
-        kv->v = base + lay.kv_v_off;
+        kv->on_device = lay.kv_on_device;
+        kv->k = lay.kv_on_device ? NULL : base + lay.kv_k_off;
+        kv->v = lay.kv_on_device ? NULL : base + lay.kv_v_off;
         kv->total = (int64_t *)(void *)(base + lay.kv_total_off);
         kv->held = (int32_t *)(void *)(base + lay.kv_held_off);
         memset(kv->total, 0, sizeof(int64_t) * (size_t)cfg.max_batch);
@@ -152,14 +153,22 @@ EDGEATTN_API edgeattn_status edgeattn_decode(edgeattn_context *ctx, const edgeat
 
 /* ---------------------------------------------------------------- KV cache */
 
-static bool rows_finite(const edgeattn_tensor *t, int64_t b, int64_t h, int64_t n0, int64_t n1)
+/* Rows [0, n) of sequence b of k and v, every head: finite? (host scan or the backend's device scan) */
+static edgeattn_status rows_finite(edgeattn_context *ctx, const edgeattn_tensor *t, const char *name, int64_t b,
+                                   int64_t n)
 {
+    if (n <= 0)
+        return EDGEATTN_OK;
     edgeattn_tensor view = *t;
-    view.data = (char *)t->data + (size_t)(b * t->stride[0] + h * t->stride[1] + n0 * t->stride[2]) *
-                                      ea_dtype_size(t->dtype);
-    view.shape[0] = view.shape[1] = 1;
-    view.shape[2] = n1 - n0;
-    return n1 <= n0 || ea_tensor_finite(&view, false);
+    const size_t off = (size_t)(b * t->stride[0]) * ea_dtype_size(t->dtype);
+    if (t->memory == EDGEATTN_MEM_OPENCL)
+        view.offset += off;
+    else
+        view.data = (char *)t->data + off;
+    view.bytes -= off;
+    view.shape[0] = 1;
+    view.shape[2] = n;
+    return ea_check_finite(ctx, name, &view, false);
 }
 
 EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edgeattn_tensor *k,
@@ -173,8 +182,10 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edg
     if (!kv->enabled)
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "kv_append: no KV cache planned (set EDGEATTN_FLAG_KV_CACHE)");
     edgeattn_status st;
-    if ((st = ea_check_tensor(msg, "k", k, EA_DTYPES_FLOAT, NULL)) != EDGEATTN_OK ||
-        (st = ea_check_tensor(msg, "v", v, EA_DTYPES_FLOAT, NULL)) != EDGEATTN_OK)
+    size_t k_ext, v_ext;
+    if ((st = ea_check_tensor(msg, "k", k, EA_DTYPES_FLOAT, &k_ext)) != EDGEATTN_OK ||
+        (st = ea_check_tensor(msg, "v", v, EA_DTYPES_FLOAT, &v_ext)) != EDGEATTN_OK ||
+        (st = ea_check_memory(ctx, "k", k)) != EDGEATTN_OK || (st = ea_check_memory(ctx, "v", v)) != EDGEATTN_OK)
         return st;
     for (int i = 0; i < 4; i++)
         if (k->shape[i] != v->shape[i])
@@ -207,15 +218,27 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edg
             return ea_fail(msg, EDGEATTN_ERR_CAPACITY,
                            "kv_append: sequence %lld would hold %lld tokens, the cache has room for %d", (long long)b,
                            (long long)(kv->held[b] + n), (int)kv->cap);
-        if (check_finite)
-            for (int64_t h = 0; h < H; h++)
-                if (!rows_finite(k, b, h, 0, n) || !rows_finite(v, b, h, 0, n))
-                    return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "kv_append: k or v of sequence %lld holds NaN or Inf",
-                                   (long long)b);
+        if (check_finite && ((st = rows_finite(ctx, k, "kv_append: k", b, n)) != EDGEATTN_OK ||
+                             (st = rows_finite(ctx, v, "kv_append: v", b, n)) != EDGEATTN_OK))
+            return st;
     }
     /* Everything checked: now write. */
+    const int32_t old_heads = kv->heads, old_dim = kv->dim;
     kv->heads = (int32_t)H;
     kv->dim = (int32_t)D;
+    if (kv->on_device) {
+        st = ctx->backend->kv_write(ctx, k, v, n_new);
+        if (st != EDGEATTN_OK) { /* the device refused: lengths unchanged, nothing counted as written */
+            kv->heads = old_heads;
+            kv->dim = old_dim;
+            return st;
+        }
+        for (int64_t b = 0; b < B; b++) {
+            kv->total[b] += n_new ? n_new[b] : N;
+            kv->held[b] = kv->total[b] < kv->cap ? (int32_t)kv->total[b] : kv->cap;
+        }
+        return EDGEATTN_OK;
+    }
     const size_t es = ea_dtype_size(kv->dtype), kes = ea_dtype_size(k->dtype);
     for (int64_t b = 0; b < B; b++) {
         const int64_t n = n_new ? n_new[b] : N;
@@ -244,6 +267,97 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edg
         kv->held[b] = kv->total[b] < kv->cap ? (int32_t)kv->total[b] : kv->cap;
     }
     return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- GPU memory and ordering */
+
+EDGEATTN_API edgeattn_status edgeattn_synchronize(edgeattn_context *ctx)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    ctx->msg[0] = '\0';
+    return ctx->backend->synchronize ? ctx->backend->synchronize(ctx) : EDGEATTN_OK;
+}
+
+EDGEATTN_API edgeattn_status edgeattn_device_region(edgeattn_context *ctx, edgeattn_memory *memory, void **data,
+                                                    size_t *offset, size_t *bytes)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    ctx->msg[0] = '\0';
+    if (!memory || !data || !offset || !bytes)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_NULL_ARG, "device_region: an output pointer is NULL");
+    if (!ctx->backend->device_region)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED, "device_region: the %s backend has no device memory",
+                       ctx->backend->name);
+    if (ctx->cfg.device_user_bytes == 0)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED, "device_region: config.device_user_bytes was 0");
+    return ctx->backend->device_region(ctx, memory, data, offset, bytes);
+}
+
+/* Host-to-host copy of two checked views of one shape and dtype. */
+static void copy_host(const edgeattn_tensor *dst, const edgeattn_tensor *src)
+{
+    const size_t es = ea_dtype_size(src->dtype), row = (size_t)src->shape[3] * es;
+    for (int64_t b = 0; b < src->shape[0]; b++)
+        for (int64_t h = 0; h < src->shape[1]; h++)
+            for (int64_t n = 0; n < src->shape[2]; n++) {
+                const size_t so = (size_t)(b * src->stride[0] + h * src->stride[1] + n * src->stride[2]) * es;
+                const size_t d0 = (size_t)(b * dst->stride[0] + h * dst->stride[1] + n * dst->stride[2]) * es;
+                memmove((char *)dst->data + d0, (const char *)src->data + so, row);
+            }
+}
+
+EDGEATTN_API edgeattn_status edgeattn_copy(edgeattn_context *ctx, edgeattn_tensor *dst, const edgeattn_tensor *src)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    char *msg = ctx->msg;
+    msg[0] = '\0';
+    edgeattn_status st;
+    size_t d_ext, s_ext;
+    const unsigned any = EA_DTYPES_FLOAT;
+    if ((st = ea_check_tensor(msg, "copy: src", src, any, &s_ext)) != EDGEATTN_OK ||
+        (st = ea_check_tensor(msg, "copy: dst", dst, any, &d_ext)) != EDGEATTN_OK ||
+        (st = ea_check_memory(ctx, "copy: src", src)) != EDGEATTN_OK ||
+        (st = ea_check_memory(ctx, "copy: dst", dst)) != EDGEATTN_OK)
+        return st;
+    if (dst->dtype != src->dtype)
+        return ea_fail(msg, EDGEATTN_ERR_DTYPE, "copy: dst dtype %s != src dtype %s", ea_dtype_name(dst->dtype),
+                       ea_dtype_name(src->dtype));
+    for (int i = 0; i < 4; i++)
+        if (dst->shape[i] != src->shape[i])
+            return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "copy: dst shape[%d] = %lld != src shape[%d] = %lld", i,
+                           (long long)dst->shape[i], i, (long long)src->shape[i]);
+    if (ea_tensors_overlap(dst, d_ext, src, s_ext))
+        return ea_fail(msg, EDGEATTN_ERR_STRIDE, "copy: dst overlaps src");
+    if (dst->memory == EDGEATTN_MEM_HOST && src->memory == EDGEATTN_MEM_HOST && !ctx->backend->copy) {
+        copy_host(dst, src);
+        return EDGEATTN_OK;
+    }
+    if (!ctx->backend->copy)
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "copy: backend %s takes device memory but cannot copy it",
+                       ctx->backend->name);
+    return ctx->backend->copy(ctx, dst, src);
+}
+
+EDGEATTN_API edgeattn_status edgeattn_measure_ceilings(edgeattn_context *ctx, edgeattn_ceilings *ceilings)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    ctx->msg[0] = '\0';
+    if (!ceilings)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_NULL_ARG, "measure_ceilings: ceilings is NULL");
+    if (!ctx->backend->ceilings)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED,
+                       "measure_ceilings: the %s backend has none (edgebench measures CPU ceilings itself)",
+                       ctx->backend->name);
+    edgeattn_ceilings tmp;
+    memset(&tmp, 0, sizeof tmp);
+    edgeattn_status st = ctx->backend->ceilings(ctx, &tmp);
+    if (st == EDGEATTN_OK)
+        *ceilings = tmp;
+    return st;
 }
 
 EDGEATTN_API edgeattn_status edgeattn_kv_reset(edgeattn_context *ctx, int32_t seq)

@@ -61,6 +61,7 @@ typedef struct ea_kv_cache {
     void *k, *v;        /* [max_batch][heads][cap][dim] in dtype (planned for max_heads, max_dim) */
     int64_t *total;     /* [max_batch] tokens appended so far */
     int32_t *held;      /* [max_batch] tokens in the cache (min(total, cap)) */
+    bool on_device;     /* storage belongs to the backend (k, v NULL here); core keeps the lengths */
 } ea_kv_cache;
 
 /* One run of keys for a (sequence, KV head): rows k[0..n), v[0..n) with row strides ldk, ldv
@@ -117,6 +118,13 @@ edgeattn_status ea_check_head_dim(char *msg, const char *name, int64_t d);
 edgeattn_status ea_check_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed,
                                 size_t *extent);
 bool ea_ranges_overlap(const void *a, size_t na, const void *b, size_t nb);
+/* Do two checked views (extents na, nb bytes) share bytes? Memory-kind aware. */
+bool ea_tensors_overlap(const edgeattn_tensor *a, size_t na, const edgeattn_tensor *b, size_t nb);
+/* Is t's memory kind one the context's backend takes? */
+edgeattn_status ea_check_memory(edgeattn_context *ctx, const char *name, const edgeattn_tensor *t);
+/* check_finite for any memory kind (host scan, or the backend's device scan); EDGEATTN_ERR_NONFINITE
+ * with a message naming the tensor. */
+edgeattn_status ea_check_finite(edgeattn_context *ctx, const char *name, const edgeattn_tensor *t, bool neg_inf_ok);
 /* NaN/Inf scan of a valid tensor; neg_inf_ok lets -INFINITY through (bias). true if all finite. */
 bool ea_tensor_finite(const edgeattn_tensor *t, bool neg_inf_ok);
 

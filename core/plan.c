@@ -80,6 +80,9 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
     if (c->num_threads < 0 || c->num_threads > EA_MAX_THREADS)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: num_threads %d outside [0, %d]", (int)c->num_threads,
                        EA_MAX_THREADS);
+    if (c->device_user_bytes > (uint64_t)SIZE_MAX)
+        return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "config: device_user_bytes %llu exceeds size_t",
+                       (unsigned long long)c->device_user_bytes);
     if ((unsigned)c->backend > EDGEATTN_BACKEND_OPENCL)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: backend %d unknown", (int)c->backend);
     return EDGEATTN_OK;
@@ -130,24 +133,29 @@ edgeattn_status ea_plan_layout(const edgeattn_config *cfg, const ea_backend_ops 
     if (st != EDGEATTN_OK)
         return st;
 
+    if (bp.kv_on_device && !(*backend)->kv_write)
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "backend %s keeps the KV cache but has no kv_write", (*backend)->name);
     ea_sizer sz = {0, false};
     memset(lay, 0, sizeof *lay);
     lay->ctx_off = ea_sizer_add(&sz, 1, sizeof(struct edgeattn_context), EDGEATTN_ALIGNMENT);
     size_t kv_bytes = 0;
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && !bp.kv_on_device) {
-        const int32_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
-        size_t rows;
-        bool ok = ea_mul_ok((size_t)cfg->max_batch, (size_t)cfg->max_kv_heads, &rows) &&
-                  ea_mul_ok(rows, (size_t)cap, &rows) && ea_mul_ok(rows, (size_t)cfg->max_head_dim, &rows);
-        if (!ok)
-            sz.overflow = true;
+    if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
         size_t before = sz.total;
-        lay->kv_k_off = ea_sizer_add(&sz, rows, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
-        lay->kv_v_off = ea_sizer_add(&sz, rows, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
+        if (!bp.kv_on_device) {
+            const int32_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
+            size_t rows;
+            bool ok = ea_mul_ok((size_t)cfg->max_batch, (size_t)cfg->max_kv_heads, &rows) &&
+                      ea_mul_ok(rows, (size_t)cap, &rows) && ea_mul_ok(rows, (size_t)cfg->max_head_dim, &rows);
+            if (!ok)
+                sz.overflow = true;
+            lay->kv_k_off = ea_sizer_add(&sz, rows, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
+            lay->kv_v_off = ea_sizer_add(&sz, rows, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
+        }
         lay->kv_total_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, sizeof(int64_t), 64);
         lay->kv_held_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, sizeof(int32_t), 64);
-        kv_bytes = sz.total - before;
+        kv_bytes = bp.kv_on_device ? bp.kv_device_bytes : sz.total - before;
     }
+    lay->kv_on_device = bp.kv_on_device;
     lay->backend_off = ea_sizer_add(&sz, 1, bp.host_bytes, EDGEATTN_ALIGNMENT);
     lay->backend_bytes = bp.host_bytes;
     if (sz.overflow)

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "backends/backend.h"
 #include "core/ea_core.h"
 
 
@@ -49,6 +50,44 @@ bool ea_ranges_overlap(const void *a, size_t na, const void *b, size_t nb)
     return pa < pb + nb && pb < pa + na;
 }
 
+bool ea_tensors_overlap(const edgeattn_tensor *a, size_t na, const edgeattn_tensor *b, size_t nb)
+{
+    if (a->memory != b->memory)
+        return false; /* host and device address spaces are disjoint */
+    if (a->memory == EDGEATTN_MEM_OPENCL) /* same cl_mem: compare offsets; different buffers never alias
+                                             (sub-buffers of one parent are the caller's responsibility) */
+        return a->data == b->data && a->offset < b->offset + nb && b->offset < a->offset + na;
+    return ea_ranges_overlap(a->data, na, b->data, nb);
+}
+
+edgeattn_status ea_check_memory(edgeattn_context *ctx, const char *name, const edgeattn_tensor *t)
+{
+    if (t->memory == EDGEATTN_MEM_HOST)
+        return EDGEATTN_OK;
+    if (!(ctx->backend->memory_kinds & (1u << t->memory)))
+        return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED, "%s: %s memory, but this context runs on the %s backend",
+                       name, t->memory == EDGEATTN_MEM_CUDA ? "CUDA" : "OpenCL", ctx->backend->name);
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_check_finite(edgeattn_context *ctx, const char *name, const edgeattn_tensor *t, bool neg_inf_ok)
+{
+    bool finite = true;
+    if (t->memory == EDGEATTN_MEM_HOST) {
+        finite = ea_tensor_finite(t, neg_inf_ok);
+    } else {
+        if (!ctx->backend->check_finite)
+            return ea_fail(ctx->msg, EDGEATTN_ERR_INTERNAL, "%s: backend %s takes device memory but cannot scan it",
+                           name, ctx->backend->name);
+        edgeattn_status st = ctx->backend->check_finite(ctx, t, neg_inf_ok, &finite);
+        if (st != EDGEATTN_OK)
+            return st;
+    }
+    if (!finite)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_NONFINITE, "%s holds NaN or %s", name, neg_inf_ok ? "+Inf" : "Inf");
+    return EDGEATTN_OK;
+}
+
 edgeattn_status ea_check_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed, size_t *extent)
 {
     if (!t)
@@ -58,8 +97,11 @@ edgeattn_status ea_check_tensor(char *msg, const char *name, const edgeattn_tens
     if ((unsigned)t->dtype >= EDGEATTN_DTYPE_COUNT_ || !(allowed & (1u << t->dtype)))
         return ea_fail(msg, EDGEATTN_ERR_DTYPE, "%s: dtype %d (%s) not supported here", name, (int)t->dtype,
                        ea_dtype_name(t->dtype));
-    if (t->reserved_ != 0)
-        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: reserved field must be zero", name);
+    if ((unsigned)t->memory >= EDGEATTN_MEMORY_COUNT_)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: memory kind %d unknown", name, (int)t->memory);
+    if (t->offset != 0 && t->memory != EDGEATTN_MEM_OPENCL)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: offset %zu set, but only OpenCL tensors take an offset",
+                       name, t->offset);
     for (int i = 0; i < 4; i++) {
         if (t->shape[i] <= 0)
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: shape[%d] = %lld must be > 0", name, i,
@@ -190,6 +232,8 @@ static edgeattn_status check_q_out(edgeattn_context *ctx, const edgeattn_tensor 
     char *msg = ctx->msg;
     TRY(ea_check_tensor(msg, "q", q, EA_DTYPES_FLOAT, q_ext));
     TRY(ea_check_tensor(msg, "out", out, EA_DTYPES_FLOAT, o_ext));
+    TRY(ea_check_memory(ctx, "q", q));
+    TRY(ea_check_memory(ctx, "out", out));
     for (int i = 0; i < 4; i++)
         if (out->shape[i] != q->shape[i])
             return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "out: shape[%d] = %lld != q shape[%d] = %lld", i,
@@ -200,17 +244,17 @@ static edgeattn_status check_q_out(edgeattn_context *ctx, const edgeattn_tensor 
     TRY(check_plan_dim(msg, "query heads", q->shape[1], c->max_heads));
     TRY(check_plan_dim(msg, "query length", q->shape[2], c->max_q_len));
     TRY(check_plan_dim(msg, "head_dim", q->shape[3], c->max_head_dim));
-    if (ea_ranges_overlap(out->data, *o_ext, q->data, *q_ext))
+    if (ea_tensors_overlap(out, *o_ext, q, *q_ext))
         return ea_fail(msg, EDGEATTN_ERR_STRIDE, "out overlaps q");
     *l_ext = 0;
     if (p->lse) {
         TRY(ea_check_tensor(msg, "lse", p->lse, EA_DTYPES_F32, l_ext));
+        TRY(ea_check_memory(ctx, "lse", p->lse));
         if (p->lse->shape[0] != q->shape[0] || p->lse->shape[1] != q->shape[1] || p->lse->shape[2] != q->shape[2] ||
             p->lse->shape[3] != 1)
             return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "lse: shape must be [B, Hq, Nq, 1] = [%lld, %lld, %lld, 1]",
                            (long long)q->shape[0], (long long)q->shape[1], (long long)q->shape[2]);
-        if (ea_ranges_overlap(p->lse->data, *l_ext, out->data, *o_ext) ||
-            ea_ranges_overlap(p->lse->data, *l_ext, q->data, *q_ext))
+        if (ea_tensors_overlap(p->lse, *l_ext, out, *o_ext) || ea_tensors_overlap(p->lse, *l_ext, q, *q_ext))
             return ea_fail(msg, EDGEATTN_ERR_STRIDE, "lse overlaps q or out");
     }
     return EDGEATTN_OK;
@@ -242,6 +286,8 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     TRY(check_q_out(ctx, q, out, p, &q_ext, &o_ext, &l_ext));
     TRY(ea_check_tensor(msg, "k", k, EA_DTYPES_FLOAT, &k_ext));
     TRY(ea_check_tensor(msg, "v", v, EA_DTYPES_FLOAT, &v_ext));
+    TRY(ea_check_memory(ctx, "k", k));
+    TRY(ea_check_memory(ctx, "v", v));
     if (k->dtype != v->dtype)
         return ea_fail(msg, EDGEATTN_ERR_DTYPE, "v: dtype %s != k dtype %s", ea_dtype_name(v->dtype),
                        ea_dtype_name(k->dtype));
@@ -261,11 +307,10 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
                        (long long)q->shape[1], (long long)k->shape[1]);
     TRY(check_plan_dim(msg, "KV heads", k->shape[1], ctx->cfg.max_kv_heads));
     TRY(check_plan_dim(msg, "KV length", k->shape[2], ctx->cfg.max_kv_len));
-    if (ea_ranges_overlap(out->data, o_ext, k->data, k_ext) || ea_ranges_overlap(out->data, o_ext, v->data, v_ext))
+    if (ea_tensors_overlap(out, o_ext, k, k_ext) || ea_tensors_overlap(out, o_ext, v, v_ext))
         return ea_fail(msg, EDGEATTN_ERR_STRIDE, "out overlaps k or v");
     if (p->lse) {
-        if (ea_ranges_overlap(p->lse->data, l_ext, k->data, k_ext) ||
-            ea_ranges_overlap(p->lse->data, l_ext, v->data, v_ext))
+        if (ea_tensors_overlap(p->lse, l_ext, k, k_ext) || ea_tensors_overlap(p->lse, l_ext, v, v_ext))
             return ea_fail(msg, EDGEATTN_ERR_STRIDE, "lse overlaps k or v");
     }
     const int64_t B = q->shape[0], Nkv = k->shape[2];
@@ -278,6 +323,7 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
         const edgeattn_tensor *bt = p->bias;
         size_t b_ext;
         TRY(ea_check_tensor(msg, "bias", bt, EA_DTYPES_F32, &b_ext));
+        TRY(ea_check_memory(ctx, "bias", bt));
         if ((bt->shape[0] != 1 && bt->shape[0] != B) || (bt->shape[1] != 1 && bt->shape[1] != q->shape[1]) ||
             bt->shape[2] != q->shape[2] || bt->shape[3] != Nkv)
             return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH,
@@ -285,18 +331,15 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
                            (long long)bt->shape[0], (long long)bt->shape[1], (long long)bt->shape[2],
                            (long long)bt->shape[3], (long long)B, (long long)q->shape[1], (long long)q->shape[2],
                            (long long)Nkv);
-        if (ea_ranges_overlap(out->data, o_ext, bt->data, b_ext))
+        if (ea_tensors_overlap(out, o_ext, bt, b_ext))
             return ea_fail(msg, EDGEATTN_ERR_STRIDE, "out overlaps bias");
     }
     if (p->check_finite) {
-        if (!ea_tensor_finite(q, false))
-            return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "q holds NaN or Inf");
-        if (!ea_tensor_finite(k, false))
-            return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "k holds NaN or Inf");
-        if (!ea_tensor_finite(v, false))
-            return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "v holds NaN or Inf");
-        if (p->bias && !ea_tensor_finite(p->bias, true))
-            return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "bias holds NaN or +Inf");
+        TRY(ea_check_finite(ctx, "q", q, false));
+        TRY(ea_check_finite(ctx, "k", k, false));
+        TRY(ea_check_finite(ctx, "v", v, false));
+        if (p->bias)
+            TRY(ea_check_finite(ctx, "bias", p->bias, true));
     }
     memset(call, 0, sizeof *call);
     fill_common(call, q, out, p);
@@ -338,8 +381,8 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, const edgeattn_tensor 
         if (kv->held[b] < q->shape[2])
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: sequence %lld holds %d tokens, fewer than Nq = %lld",
                            (long long)b, (int)kv->held[b], (long long)q->shape[2]);
-    if (p->check_finite && !ea_tensor_finite(q, false))
-        return ea_fail(msg, EDGEATTN_ERR_NONFINITE, "q holds NaN or Inf");
+    if (p->check_finite)
+        TRY(ea_check_finite(ctx, "q", q, false));
     memset(call, 0, sizeof *call);
     fill_common(call, q, out, p);
     call->decode = true;

@@ -570,7 +570,8 @@ static void test_tensor_helpers(void **state)
     edgeattn_tensor t = edgeattn_tensor_bhsd(buf, EDGEATTN_F16, 2, 3, 5, 64);
     assert_ptr_equal(t.data, buf);
     assert_int_equal(t.dtype, EDGEATTN_F16);
-    assert_int_equal(t.reserved_, 0);
+    assert_int_equal(t.memory, EDGEATTN_MEM_HOST);
+    assert_int_equal(t.offset, 0);
     const int64_t shape[4] = {2, 3, 5, 64}, bhsd[4] = {3 * 5 * 64, 5 * 64, 64, 1}, bshd[4] = {5 * 3 * 64, 64, 3 * 64, 1};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(t.shape[i], shape[i]);
@@ -719,6 +720,56 @@ static void test_kv_lengths(void **state)
 
 /* ---------------------------------------------------------------- exported symbols */
 
+/* The GPU-memory calls on a CPU context: host copies work through any strides, the device-only
+ * calls say they are unsupported, synchronize is a no-op. */
+static void test_cpu_device_calls(void **state)
+{
+    (void)state;
+    edgeattn_config cfg;
+    edgeattn_config_default(&cfg);
+    cfg.backend = EDGEATTN_BACKEND_CPU;
+    cfg.device_user_bytes = 1 << 20;
+    edgeattn_context *ctx = create_ok(&cfg);
+    assert_int_equal(edgeattn_synchronize(ctx), EDGEATTN_OK);
+    assert_int_equal(edgeattn_synchronize(NULL), EDGEATTN_ERR_NULL_ARG);
+    edgeattn_memory mem;
+    void *data = NULL;
+    size_t off = 0, bytes = 0;
+    assert_int_equal(edgeattn_device_region(ctx, &mem, &data, &off, &bytes), EDGEATTN_ERR_UNSUPPORTED);
+    assert_true(strlen(edgeattn_message_of(ctx)) > 0);
+    assert_int_equal(edgeattn_device_region(ctx, NULL, &data, &off, &bytes), EDGEATTN_ERR_NULL_ARG);
+    edgeattn_ceilings ceil;
+    assert_int_equal(edgeattn_measure_ceilings(ctx, &ceil), EDGEATTN_ERR_UNSUPPORTED);
+    /* copy: BHSD -> BSHD and back gives the same values; a mismatch writes nothing */
+    enum { B = 2, H = 3, N = 5, D = 16 };
+    float *src = frand_array(B * H * N * D), *mid = frand_array(B * H * N * D), *back = frand_array(B * H * N * D);
+    edgeattn_tensor ts = edgeattn_tensor_bhsd(src, EDGEATTN_F32, B, H, N, D);
+    edgeattn_tensor tm = edgeattn_tensor_bshd(mid, EDGEATTN_F32, B, H, N, D);
+    edgeattn_tensor tb = edgeattn_tensor_bhsd(back, EDGEATTN_F32, B, H, N, D);
+    assert_int_equal(edgeattn_copy(ctx, &tm, &ts), EDGEATTN_OK);
+    assert_int_equal(edgeattn_copy(ctx, &tb, &tm), EDGEATTN_OK);
+    assert_memory_equal(src, back, sizeof(float) * B * H * N * D);
+    for (int b = 0; b < B; b++) /* mid really is BSHD */
+        for (int h = 0; h < H; h++)
+            for (int n = 0; n < N; n++)
+                assert_true(mid[((b * N + n) * H + h) * D + 3] == src[((b * H + h) * N + n) * D + 3]);
+    float keep = back[0];
+    edgeattn_tensor wrong = edgeattn_tensor_bhsd(back, EDGEATTN_F16, B, H, N, D);
+    assert_int_equal(edgeattn_copy(ctx, &wrong, &ts), EDGEATTN_ERR_DTYPE);
+    wrong = edgeattn_tensor_bhsd(back, EDGEATTN_F32, B, H, N - 1, D);
+    assert_int_equal(edgeattn_copy(ctx, &wrong, &ts), EDGEATTN_ERR_SHAPE_MISMATCH);
+    wrong = edgeattn_tensor_bhsd(back, EDGEATTN_F32, B, H, N, D);
+    wrong.memory = EDGEATTN_MEM_CUDA;
+    assert_int_equal(edgeattn_copy(ctx, &wrong, &ts), EDGEATTN_ERR_UNSUPPORTED);
+    assert_int_equal(edgeattn_copy(ctx, &ts, &ts), EDGEATTN_ERR_STRIDE);
+    assert_int_equal(edgeattn_copy(ctx, NULL, &ts), EDGEATTN_ERR_NULL_ARG);
+    assert_true(back[0] == keep);
+    free(src);
+    free(mid);
+    free(back);
+    edgeattn_destroy(ctx);
+}
+
 static void test_exports(void **state)
 {
     (void)state;
@@ -727,7 +778,8 @@ static void test_exports(void **state)
                                       "edgeattn_cpu_features",    "edgeattn_plan",          "edgeattn_create",
                                       "edgeattn_destroy",         "edgeattn_message_of",    "edgeattn_get_backend_info",
                                       "edgeattn_attention",       "edgeattn_kv_append",     "edgeattn_kv_reset",
-                                      "edgeattn_kv_length",       "edgeattn_decode"};
+                                      "edgeattn_kv_length",       "edgeattn_decode",        "edgeattn_synchronize",
+                                      "edgeattn_device_region",   "edgeattn_copy",          "edgeattn_measure_ceilings"};
     for (size_t i = 0; i < sizeof api / sizeof api[0]; i++)
         if (!dlsym(RTLD_DEFAULT, api[i]))
             fail_msg("%s is not exported", api[i]);
@@ -756,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_tensor_helpers_huge_strides),
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_kv_lengths),
+        cmocka_unit_test(test_cpu_device_calls),
         cmocka_unit_test(test_exports),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

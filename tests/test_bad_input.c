@@ -887,14 +887,35 @@ static void test_params_invalid(void **state)
     EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
     F->pd.causal = 3;
     EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
-    /* the tensor's reserved field */
+    /* the tensor's memory kind and offset */
     edgeattn_tensor q = Q, o = O, ak = F->ak.t;
-    q.reserved_ = 1;
+    q.memory = (edgeattn_memory)7;
     EXPECT(edgeattn_attention(F->ctx, &q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_INVALID_ARG);
-    o.reserved_ = -1;
+    o.memory = (edgeattn_memory)-1;
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &o, &F->p), EDGEATTN_ERR_INVALID_ARG);
-    ak.reserved_ = 5;
+    o = O;
+    o.offset = 64; /* only OpenCL tensors take an offset */
+    EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &o, &F->p), EDGEATTN_ERR_INVALID_ARG);
+    ak.memory = EDGEATTN_MEMORY_COUNT_;
     EXPECT(edgeattn_kv_append(F->ctx, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_INVALID_ARG);
+    /* device memory of a backend this context does not run on */
+    edgeattn_backend_info info;
+    assert_int_equal(edgeattn_get_backend_info(F->ctx, &info), EDGEATTN_OK);
+    const edgeattn_memory foreign[2] = {EDGEATTN_MEM_CUDA, EDGEATTN_MEM_OPENCL};
+    const edgeattn_backend owner[2] = {EDGEATTN_BACKEND_CUDA, EDGEATTN_BACKEND_OPENCL};
+    for (int i = 0; i < 2; i++) {
+        if (info.backend == owner[i])
+            continue;
+        q = Q;
+        q.memory = foreign[i];
+        EXPECT(edgeattn_attention(F->ctx, &q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_UNSUPPORTED);
+        ak = F->ak.t;
+        ak.memory = foreign[i];
+        EXPECT(edgeattn_kv_append(F->ctx, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_UNSUPPORTED);
+        edgeattn_tensor od = F->outd.t;
+        od.memory = foreign[i];
+        EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &od, &F->pd), EDGEATTN_ERR_UNSUPPORTED);
+    }
 }
 
 /* Puts x at [b,h,n,d] of t, runs the call, expects `want`, restores, checks the context works. */
@@ -982,8 +1003,8 @@ static void test_config_invalid(void **state)
     }
     c = base, c.reserved[0] = 1;
     EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "reserved[0] set");
-    c = base, c.reserved[63] = 0x80;
-    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "reserved[63] set");
+    c = base, c.reserved[sizeof c.reserved - 1] = 0x80;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "the last reserved byte set");
     c = base, c.struct_version = 0;
     EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "struct_version 0");
     c = base, c.struct_version = EDGEATTN_STRUCT_VERSION + 1;

@@ -196,7 +196,8 @@ void tc_tensor_alloc(tc_tensor *x, edgeattn_dtype dt, int64_t b, int64_t h, int6
     x->t.data = (char *)x->alloc + (size_t)front * es;
     x->t.bytes = (body + (size_t)back) * es;
     x->t.dtype = dt;
-    x->t.reserved_ = 0;
+    x->t.memory = EDGEATTN_MEM_HOST;
+    x->t.offset = 0;
     x->t.shape[0] = b;
     x->t.shape[1] = h;
     x->t.shape[2] = n;

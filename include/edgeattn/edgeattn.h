@@ -35,7 +35,7 @@ extern "C" {
 #define EDGEATTN_VERSION_MINOR 1
 #define EDGEATTN_VERSION_PATCH 0
 /* Version of the structs below; edgeattn_config_default() stores it in config.struct_version. */
-#define EDGEATTN_STRUCT_VERSION 1
+#define EDGEATTN_STRUCT_VERSION 2
 
 /* ---------------------------------------------------------------- status codes */
 typedef enum edgeattn_status {
@@ -69,6 +69,16 @@ typedef enum edgeattn_dtype {
     EDGEATTN_BF16 = 2,  /* bfloat16 storage; arithmetic and statistics in FP32 */
     EDGEATTN_DTYPE_COUNT_ = 3
 } edgeattn_dtype;
+
+/* Where a tensor's bytes live. */
+typedef enum edgeattn_memory {
+    EDGEATTN_MEM_HOST = 0,   /* data is a host pointer (on Jetson also memory from cudaMallocManaged or
+                                cudaHostAlloc: the CUDA backend reads it without staging copies) */
+    EDGEATTN_MEM_CUDA = 1,   /* data is a CUdeviceptr (cast to void *) on the context's CUDA device */
+    EDGEATTN_MEM_OPENCL = 2, /* data is a cl_mem of the context's OpenCL context; the view starts
+                                `offset` bytes into it and `bytes` counts from there */
+    EDGEATTN_MEMORY_COUNT_ = 3
+} edgeattn_memory;
 
 typedef enum edgeattn_backend {
     EDGEATTN_BACKEND_AUTO = 0,  /* first of CUDA, OpenCL, CPU that is present and supports the config */
@@ -106,7 +116,15 @@ typedef struct edgeattn_config {
     int32_t num_threads;       /* CPU worker threads including the caller; 0 = online cores */
     edgeattn_backend backend;  /* AUTO, or a forced backend (an unavailable one is an error) */
     uint32_t cpu_disable_mask; /* EDGEATTN_CPU_* bits to turn off (also EDGEATTN_CPU_MASK env) */
-    uint8_t reserved[64];      /* must be zero */
+    /* GPU backends (ignored by the CPU backend): */
+    uint64_t device_user_bytes; /* extra device-pool bytes the caller may place tensors in
+                                   (edgeattn_device_region); 0: none */
+    void *gpu_queue;           /* CUDA: a CUstream (cudaStream_t) of the device's primary context to run
+                                  on; OpenCL: an in-order cl_command_queue whose context and device are
+                                  used. NULL: the context creates its own stream / queue. */
+    const char *kernel_cache_dir; /* OpenCL: directory for compiled program binaries (NULL: no cache);
+                                     the string need only live during create */
+    uint8_t reserved[40];      /* must be zero */
 } edgeattn_config;
 
 typedef struct edgeattn_plan_info {
@@ -131,7 +149,8 @@ typedef struct edgeattn_tensor {
     void *data;             /* first element of the view */
     size_t bytes;           /* bytes readable/writable from data on (bounds of the view's buffer) */
     edgeattn_dtype dtype;
-    int32_t reserved_;      /* must be zero */
+    edgeattn_memory memory; /* EDGEATTN_MEM_HOST (0) unless the tensor lives on the GPU */
+    size_t offset;          /* EDGEATTN_MEM_OPENCL only: byte offset of the view in the cl_mem; else 0 */
     int64_t shape[4];       /* [B, H, N, D] (LSE: [B, H, N, 1]) */
     int64_t stride[4];      /* in elements; stride[3] must be 1 */
 } edgeattn_tensor;
@@ -151,12 +170,22 @@ typedef struct edgeattn_params {
     uint8_t reserved[32];   /* must be zero */
 } edgeattn_params;
 
+/* Device ceilings measured by edgeattn_measure_ceilings (GPU backends). */
+typedef struct edgeattn_ceilings {
+    double copy_gbps;       /* device-to-device copy, bytes read + written per second / 1e9 */
+    double compute_tflops;  /* CUDA: FP16 tensor-core mma (FP32 accumulate); OpenCL: FP32 FMA */
+    char compute_what[48];  /* what compute_tflops measured */
+    uint8_t reserved[32];
+} edgeattn_ceilings;
+
 /* Information about the context's backend, for logs and edgebench. */
 typedef struct edgeattn_backend_info {
     edgeattn_backend backend;
     char backend_name[16];  /* "cpu", "cuda", "opencl" */
     char tier[32];          /* CPU: "scalar", "avx2", "avx512", "neon", "neon-fp16" */
     char device[128];       /* CPU model or GPU name */
+    int32_t compute_capability; /* CUDA: major*10 + minor; 0 elsewhere */
+    int32_t pad_;
     int32_t cores;          /* online CPU cores (or GPU multiprocessors / compute units) */
     int32_t threads;        /* worker threads used */
     uint32_t cpu_features;  /* EDGEATTN_CPU_* detected on this machine */
@@ -268,6 +297,37 @@ EDGEATTN_API edgeattn_status edgeattn_kv_length(const edgeattn_context *ctx, int
  *   EDGEATTN_ERR_INVALID_ARG (Nq greater than the tokens held). */
 EDGEATTN_API edgeattn_status edgeattn_decode(edgeattn_context *ctx, const edgeattn_tensor *q,
                                              edgeattn_tensor *out, const edgeattn_params *params);
+
+/* ---------------------------------------------------------------- GPU memory and ordering
+ * On a GPU backend every call is queued on the context's stream/queue. Calls whose tensors are all
+ * device memory (EDGEATTN_MEM_CUDA / EDGEATTN_MEM_OPENCL) return without waiting for the GPU; a call
+ * that reads or writes host tensors copies them through the device pool and returns when the host
+ * outputs hold the result. check_finite on device tensors waits for the scan. On the CPU backend every
+ * call is complete when it returns. */
+
+/* Waits until everything queued on the context has finished (no-op on the CPU backend).
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_SYSTEM (the driver reported an error). */
+EDGEATTN_API edgeattn_status edgeattn_synchronize(edgeattn_context *ctx);
+
+/* The part of the device pool reserved for the caller (config.device_user_bytes): *memory receives
+ * EDGEATTN_MEM_CUDA or EDGEATTN_MEM_OPENCL, *data the CUdeviceptr / cl_mem, *offset its byte offset in
+ * that handle (0 on CUDA), *bytes its size. Tensors described inside it can be passed to every call.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED (CPU backend, or 0 bytes planned). */
+EDGEATTN_API edgeattn_status edgeattn_device_region(edgeattn_context *ctx, edgeattn_memory *memory, void **data,
+                                                    size_t *offset, size_t *bytes);
+
+/* Copies src into dst: same shape and dtype, any strides, either side host or device memory of this
+ * context. Returns when host memory involved may be reused (host source) or holds the data (host
+ * destination); device-to-device copies are queued.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_SHAPE_MISMATCH; EDGEATTN_ERR_DTYPE;
+ *   EDGEATTN_ERR_STRIDE; EDGEATTN_ERR_UNSUPPORTED (memory kind not of this backend); EDGEATTN_ERR_SYSTEM. */
+EDGEATTN_API edgeattn_status edgeattn_copy(edgeattn_context *ctx, edgeattn_tensor *dst, const edgeattn_tensor *src);
+
+/* Measures the device's copy bandwidth and compute throughput (takes about a second, may obtain and
+ * release temporary device memory: not for the hot path).
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED (CPU backend);
+ *   EDGEATTN_ERR_OUT_OF_MEMORY; EDGEATTN_ERR_SYSTEM. */
+EDGEATTN_API edgeattn_status edgeattn_measure_ceilings(edgeattn_context *ctx, edgeattn_ceilings *ceilings);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,102 @@
+/*
+ * The contract between the CUDA host code (cuda/*.c, plain C11, driver API through dlopen) and the
+ * kernels (cuda/*.cu, compiled by nvcc into the embedded fatbin). Every kernel is `extern "C"` so the
+ * host finds it by name with cuModuleGetFunction, and takes exactly one argument: one of the structs
+ * below, by value. Plain C types only; device addresses are uint64_t (CUdeviceptr).
+ *
+ * Positions (both attention and decode use one rule, so one kernel can serve both):
+ *   sequence b has kv_len_b visible keys, logical key j in [0, kv_len_b) sits at absolute position
+ *   key_pos0_b + j and is stored in row slot(j) of K/V; query i in [0, Nq) sits at absolute position
+ *   qpos(i) = key_pos0_b + kv_len_b - Nq + i (bottom right).
+ *   key j is visible to query i iff (!causal || pos(j) <= qpos(i))
+ *                                 && (window_left  < 0 || pos(j) >= qpos(i) - window_left)
+ *                                 && (window_right < 0 || pos(j) <= qpos(i) + window_right).
+ *   attention: key_pos0 = 0, slot(j) = j, kv_len_b = kv_lens[b] or Nkv.
+ *   decode (ring cache of ring_cap slots): slot(j) = (slot0_b + j) mod ring_cap with
+ *   slot0_b = key_pos0_b mod ring_cap, kv_len_b = tokens held.
+ * Scores: s = scale * q.k; if softcap > 0: s = softcap * tanh(s / softcap); then s += bias (if any);
+ * masked keys do not take part. A row with no visible key writes zeros and lse = -INFINITY.
+ * lse is the natural-log sum of exp(s) over the visible keys.
+ */
+#ifndef EDGEATTN_CUDA_KERNEL_ABI_H
+#define EDGEATTN_CUDA_KERNEL_ABI_H
+
+#include <stdint.h>
+
+#define EA_CU_ABI_VERSION 1
+
+/* Element types (values equal edgeattn_dtype). */
+#define EA_CU_F32 0
+#define EA_CU_F16 1
+#define EA_CU_BF16 2
+
+/* Per-sequence position info (device array of B entries; NULL seq pointer: kv_len = Nkv, key_pos0 = 0,
+ * slot0 = 0 for every sequence). */
+typedef struct ea_cu_seq {
+    int64_t key_pos0; /* absolute position of logical key 0 */
+    int32_t kv_len;   /* visible keys (0 allowed: the rows of that sequence are fully masked) */
+    int32_t slot0;    /* storage row of logical key 0 (decode ring); 0 for attention */
+} ea_cu_seq;
+
+/* A strided 4-D tensor [B, H, N, D] in device memory; strides in elements, stride over D is 1. A
+ * stride of 0 broadcasts (bias over B or H). */
+typedef struct ea_cu_tensor {
+    uint64_t ptr;        /* 0: absent */
+    int64_t sb, sh, sn;  /* element strides of B, H, N */
+    int32_t dtype;       /* EA_CU_* */
+    int32_t pad_;
+} ea_cu_tensor;
+
+/* Attention over [B, Hq, Nq, D] queries and [B, Hkv, Nkv-rows, D] keys/values: the prefill kernels
+ * (tensor-core flash attention and the SIMT fallback) take this. The grid is the kernel's own choice
+ * (see cuda/launch rules in cuda/README.md); block and shared-memory sizes come from the host table
+ * in cuda/kernels.h, which is the single place that pairs each kernel with its launch shape. */
+typedef struct ea_cu_attn_args {
+    ea_cu_tensor q, k, v, out;
+    ea_cu_tensor bias;   /* F32 [B|1, Hq|1, Nq, Nkv] (sb/sh may be 0), ptr 0 = none; indexed by logical key j */
+    ea_cu_tensor lse;    /* F32 [B, Hq, Nq, 1], ptr 0 = none */
+    uint64_t seq;        /* const ea_cu_seq * (device) or 0 */
+    int32_t B, Hq, Hkv, Nq, Nkv, D; /* Nkv: upper bound of kv_len over sequences */
+    int32_t group;       /* Hq / Hkv */
+    int32_t ring_cap;    /* > 0: slots wrap modulo ring_cap (decode); 0: slot(j) = j */
+    float scale;         /* already resolved (never 0) */
+    float softcap;       /* 0: none */
+    int32_t causal;
+    int32_t window_left, window_right; /* -1: unlimited */
+    /* split-KV (decode): the key range of each sequence is cut into num_splits pieces of split_len
+     * keys; partial results go to ws_o [B, Hq, Nq, num_splits, D] (F32) and ws_lse [B, Hq, Nq,
+     * num_splits] (F32), then the combine kernel merges them by log-sum-exp into out/lse. */
+    int32_t num_splits;
+    int32_t split_len;
+    uint64_t ws_o, ws_lse;
+} ea_cu_attn_args;
+
+/* Appends rows to the KV cache: for b < B, h < H, r in [r0_b, n_b): src row (b,h,r) of k_src/v_src
+ * goes to cache row ((b*cache_heads + h)*ring_cap + (slot0_b + r) mod ring_cap) of k_dst/v_dst,
+ * converted to cache_dtype. rows: device int32 [2*B] = {r0_b, n_b} pairs. */
+typedef struct ea_cu_kv_write_args {
+    ea_cu_tensor k_src, v_src;
+    uint64_t k_dst, v_dst;
+    uint64_t rows;       /* int32 [B][2] */
+    uint64_t slot0;      /* int32 [B]: ring slot of row 0 of this append */
+    int32_t B, H, N, D;
+    int32_t cache_heads, ring_cap, cache_dtype, pad_;
+} ea_cu_kv_write_args;
+
+/* NaN/Inf scan of a strided [B, H, N, D] tensor: sets *flag (device uint32) to 1 if any element is
+ * NaN or +Inf, or -Inf when neg_inf_ok is 0. */
+typedef struct ea_cu_finite_args {
+    ea_cu_tensor t;
+    int64_t B, H, N, D;
+    uint64_t flag;
+    int32_t neg_inf_ok, pad_;
+} ea_cu_finite_args;
+
+/* Tensor-core throughput probe for edgebench's ceiling: each warp runs iters dependent-chain-free
+ * m16n8k16 FP16 MMAs (FP32 accumulate) on register data and writes one value per warp to sink. */
+typedef struct ea_cu_peak_args {
+    uint64_t sink;
+    int32_t iters, pad_;
+} ea_cu_peak_args;
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * Which kernel runs a call and with what launch shape: pure C (no driver calls), implemented in
+ * cuda/launch.c beside the kernels it describes, used by the host backend (cuda/backend_cuda.c).
+ * The host loads every kernel listed by ea_cu_kernel_table() at create (raising the dynamic
+ * shared-memory limit where a kernel needs more than 48 KiB), then per call asks ea_cu_plan_*() for
+ * the launches and runs them in order on its stream.
+ */
+#ifndef EDGEATTN_CUDA_KERNELS_H
+#define EDGEATTN_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda/kernel_abi.h"
+
+/* What the host read from the device at create. */
+typedef struct ea_cu_device {
+    int32_t cc_major, cc_minor;
+    int32_t sm_count;
+    int32_t smem_per_block_optin; /* CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN */
+    int32_t smem_per_sm;
+    int64_t l2_bytes;
+} ea_cu_device;
+
+/* One kernel of the module. */
+typedef struct ea_cu_kernel_desc {
+    const char *name;       /* extern "C" name in the fatbin */
+    uint32_t max_smem;      /* largest dynamic shared memory it is ever launched with */
+    int32_t min_cc;         /* lowest compute capability (major*10+minor) it exists for (75 or 80) */
+} ea_cu_kernel_desc;
+
+/* Every kernel; index = kernel id used in ea_cu_launch. */
+const ea_cu_kernel_desc *ea_cu_kernel_table(size_t *count);
+
+typedef struct ea_cu_launch {
+    int32_t kernel;         /* index into ea_cu_kernel_table() */
+    uint32_t grid[3], block[3];
+    uint32_t smem;          /* dynamic shared bytes */
+    int32_t args_kind;      /* 0: ea_cu_attn_args, 1: ea_cu_kv_write_args, 2: ea_cu_finite_args, 3: ea_cu_peak_args */
+} ea_cu_launch;
+
+/* Bytes of F32 split-KV workspace (ws_o + ws_lse, each 256-byte aligned) the plan must reserve so that
+ * any decode/attention call within these maxima can run its split path. */
+size_t ea_cu_split_workspace_bytes(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
+                                   int32_t sm_count_hint);
+
+/* Chooses the kernels for an attention or decode call. args is complete except num_splits, split_len,
+ * ws_o, ws_lse, which this fills (ws: base of the planned workspace, ws_bytes its size). Writes 1 or 2
+ * launches (split + combine) into out and returns their count; 0 if no kernel serves the call (the
+ * host then reports EDGEATTN_ERR_UNSUPPORTED). */
+int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *args, uint64_t ws, size_t ws_bytes,
+                         ea_cu_launch out[2]);
+void ea_cu_plan_kv_write(const ea_cu_device *dev, const ea_cu_kv_write_args *args, ea_cu_launch *out);
+void ea_cu_plan_finite(const ea_cu_device *dev, const ea_cu_finite_args *args, ea_cu_launch *out);
+void ea_cu_plan_peak(const ea_cu_device *dev, ea_cu_launch *out, int64_t *flops_per_launch, int32_t iters);
+
+#endif
