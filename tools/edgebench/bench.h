@@ -21,6 +21,7 @@ typedef struct bench_case {
     int32_t B, Hq, Hkv, Nq, Nkv, D;
     int32_t causal;
     edgeattn_dtype q_dtype, kv_dtype, out_dtype;
+    int32_t opencl_path;      /* 0 library's choice; 1 fused; 2 unfused (EDGEATTN_OPENCL_PATH at create) */
 } bench_case;
 
 /* What running a case measured. */
@@ -33,6 +34,8 @@ typedef struct bench_result {
     int64_t rows_checked, rows_total;
     size_t plan_host_bytes;
     size_t plan_kv_bytes;
+    size_t plan_device_bytes;
+    int batched;              /* GPU: calls queued back to back per timed sample (time = sample / batched) */
     char tier[32];
 } bench_result;
 
@@ -45,6 +48,8 @@ typedef struct bench_opts {
     int check_ref;            /* compare with the double reference */
     double ref_budget;        /* multiply-adds the reference may spend per case before sampling rows */
     uint64_t seed;
+    int host_tensors;         /* GPU backends: pass host tensors (time includes the copies); default:
+                                 inputs and outputs live in device memory (edgeattn_device_region) */
 } bench_opts;
 
 /* Ceilings measured in this run; 0 = not measured. */
@@ -55,6 +60,10 @@ typedef struct bench_ceiling {
     double read_gbs;          /* streaming read bandwidth, all threads */
     size_t read_bytes;        /* buffer size it was measured with */
     int threads;
+    /* GPU backends (edgeattn_measure_ceilings) */
+    double gpu_copy_gbs;      /* device copy, bytes read + written */
+    double gpu_compute_gflops;
+    char gpu_compute_what[48];
 } bench_ceiling;
 
 /* ---- cases.c */
@@ -69,6 +78,10 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len);
 /* The default and the quick suites. */
 const bench_case *bench_default_suite(size_t *count);
 const bench_case *bench_quick_suite(size_t *count);
+/* The measured shapes of the GPU issues: CUDA (FP16, H32 D128 prefill N4096/16384, decode to 128K) and
+ * OpenCL (prefill N4096, decode N32768, fused beside the unfused CLBlast path). */
+const bench_case *bench_cuda_suite(size_t *count);
+const bench_case *bench_opencl_suite(size_t *count);
 const char *bench_dtype_name(edgeattn_dtype dt);
 
 /* ---- run.c */

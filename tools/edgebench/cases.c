@@ -112,7 +112,16 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
             bad = parse_dtype(val, &c->kv_dtype);
         else if (!strcasecmp(key, "out"))
             bad = parse_dtype(val, &c->out_dtype);
-        else if (!strcasecmp(key, "name")) {
+        else if (!strcasecmp(key, "path")) {
+            if (!strcasecmp(val, "fused"))
+                c->opencl_path = 1;
+            else if (!strcasecmp(val, "unfused"))
+                c->opencl_path = 2;
+            else if (!strcasecmp(val, "auto"))
+                c->opencl_path = 0;
+            else
+                bad = 1;
+        } else if (!strcasecmp(key, "name")) {
             snprintf(c->name, sizeof c->name, "%s", val);
         } else {
             snprintf(err, err_len, "case '%s': unknown key '%s' (see --help)", spec, key);
@@ -161,10 +170,11 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
 
 void bench_case_spec(const bench_case *c, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s:B=%d,H=%d,KVH=%d,NQ=%d,NKV=%d,D=%d,causal=%d,q=%s,kv=%s,out=%s,name=%s",
+    static const char *const path[3] = {"", ",path=fused", ",path=unfused"};
+    snprintf(buf, len, "%s:B=%d,H=%d,KVH=%d,NQ=%d,NKV=%d,D=%d,causal=%d,q=%s,kv=%s,out=%s%s,name=%s",
              c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, (int)c->Hq, (int)c->Hkv, (int)c->Nq,
              (int)c->Nkv, (int)c->D, (int)c->causal, bench_dtype_name(c->q_dtype), bench_dtype_name(c->kv_dtype),
-             bench_dtype_name(c->out_dtype), c->name);
+             bench_dtype_name(c->out_dtype), path[c->opencl_path & 3], c->name);
 }
 
 void bench_case_shape(const bench_case *c, char *buf, size_t len)
@@ -225,6 +235,48 @@ static const bench_case quick_suite[] = {
     {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32},
     {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32},
 };
+
+/* CUDA (issue 3's measured shapes; FP16 everywhere, as PyTorch's peers in ../shared/PEERS.md). */
+static const bench_case cuda_suite[] = {
+    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 0},
+    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 0},
+    {"pf-16k", PF, 1, 32, 32, 16384, 16384, 128, 0, F16, F16, F16, 0},
+    {"pf-16k-causal", PF, 1, 32, 32, 16384, 16384, 128, 1, F16, F16, F16, 0},
+    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 0},
+    {"pf-b4-d64", PF, 4, 16, 16, 2048, 2048, 64, 0, F16, F16, F16, 0},
+    {"pf-b4-d64-causal", PF, 4, 16, 16, 2048, 2048, 64, 1, F16, F16, F16, 0},
+    {"pf-4k-bf16", PF, 1, 32, 32, 4096, 4096, 128, 0, BF16, BF16, BF16, 0},
+    {"pf-4k-f32", PF, 1, 32, 32, 4096, 4096, 128, 0, F32, F32, F32, 0},
+    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0},
+    {"dec-128k", DEC, 1, 32, 8, 1, 131072, 128, 0, F16, F16, F16, 0},
+    {"dec-b16-4k", DEC, 16, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0},
+    {"dec-128k-bf16", DEC, 1, 32, 8, 1, 131072, 128, 0, BF16, BF16, BF16, 0},
+};
+
+/* OpenCL (issue 4's measured shapes): FP16 storage, FP32 arithmetic; fused beside unfused. */
+static const bench_case opencl_suite[] = {
+    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 1},
+    {"pf-4k-unfused", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 2},
+    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 1},
+    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 1},
+    {"pf-1k-unfused", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 2},
+    {"pf-1k-f32", PF, 1, 32, 32, 1024, 1024, 128, 0, F32, F32, F32, 1},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0},
+    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0},
+};
+
+const bench_case *bench_cuda_suite(size_t *count)
+{
+    *count = sizeof cuda_suite / sizeof cuda_suite[0];
+    return cuda_suite;
+}
+
+const bench_case *bench_opencl_suite(size_t *count)
+{
+    *count = sizeof opencl_suite / sizeof opencl_suite[0];
+    return opencl_suite;
+}
 
 const bench_case *bench_default_suite(size_t *count)
 {

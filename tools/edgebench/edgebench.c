@@ -45,12 +45,15 @@ static void usage(FILE *f)
             "  --bw-mib N            bandwidth buffer in MiB (default 1024); keep it several times the\n"
             "                        last-level cache, or the figure is the cache's bandwidth\n"
             "  --no-ref              skip the reference check\n"
+            "  --host-tensors        GPU backends: pass host tensors, so the time includes the copies (default:\n"
+            "                        inputs and outputs live in device memory, edgeattn_device_region)\n"
             "  --ref-budget X        multiply-adds the reference may spend per case before it checks a\n"
             "                        random sample of rows (at least 16) instead of all (default 5e7)\n"
             "  --check               exit 2 if a case's error exceeds its bound: 1e-5 when q, K/V and out are\n"
             "                        f32; 2e-3 with f16 among them; 1.6e-2 with bf16\n"
             "  --seed N              random inputs' seed (default 1)\n"
-            "  --list                print the default and quick suites as case specs, then exit\n"
+            "  --list                print the suites as case specs, then exit (the default suite follows the\n"
+            "                        backend: CPU, CUDA or OpenCL shapes)\n"
             "  --version, --help\n"
             "\n"
             "case SPEC: KIND:KEY=VALUE,...   KIND is prefill or decode; keys (case-insensitive):\n"
@@ -59,6 +62,7 @@ static void usage(FILE *f)
             "  NQ  query rows (prefill N; decode 1); NKV key/value rows\n"
             "  causal 0|1  bottom-right aligned (prefill 0; decode: 1 exactly when NQ > 1)\n"
             "  q, kv, out  f32|f16|bf16 (f32, f16, f32); for decode kv is the KV-cache dtype\n"
+            "  path  OpenCL only: fused|unfused|auto (EDGEATTN_OPENCL_PATH for that case)\n"
             "  name  label in the table\n"
             "  e.g. --case \"prefill:B=1,H=8,KVH=8,N=1024,D=64,causal=0,q=f32,kv=f16\"\n"
             "       --case \"decode:H=32,KVH=8,NKV=16384,D=128,kv=f16,name=E\"\n"
@@ -172,7 +176,7 @@ static int parse_u64(const char *s, int base, uint64_t *v)
 
 int main(int argc, char **argv)
 {
-    bench_opts o = {EDGEATTN_BACKEND_AUTO, 0, 0, 10, 2, 1, 5e7, 1};
+    bench_opts o = {EDGEATTN_BACKEND_AUTO, 0, 0, 10, 2, 1, 5e7, 1, 0};
     static bench_case cases[MAX_CASES];
     size_t ncases = 0;
     int quick = 0, ceiling = 1, check = 0, reps_set = 0, warmup_set = 0, bw_set = 0;
@@ -283,6 +287,8 @@ int main(int argc, char **argv)
             }
             bw_mib = u;
             bw_set = 1;
+        } else if (!strcmp(a, "--host-tensors")) {
+            o.host_tensors = 1;
         } else if (!strcmp(a, "--no-ref")) {
             o.check_ref = 0;
         } else if (!strcmp(a, "--ref-budget")) {
@@ -317,6 +323,18 @@ int main(int argc, char **argv)
                 bench_case_spec(&s[k], spec, sizeof spec);
                 printf("%s\n", spec);
             }
+            s = bench_cuda_suite(&n);
+            printf("# default suite on the CUDA backend\n");
+            for (size_t k = 0; k < n; k++) {
+                bench_case_spec(&s[k], spec, sizeof spec);
+                printf("%s\n", spec);
+            }
+            s = bench_opencl_suite(&n);
+            printf("# default suite on the OpenCL backend\n");
+            for (size_t k = 0; k < n; k++) {
+                bench_case_spec(&s[k], spec, sizeof spec);
+                printf("%s\n", spec);
+            }
             return 0;
         } else {
             fprintf(stderr, "edgebench: unknown option %s (see --help)\n", a);
@@ -331,12 +349,6 @@ int main(int argc, char **argv)
             o.warmup = 1;
         if (!bw_set)
             bw_mib = 256;
-    }
-    if (ncases == 0) {
-        size_t n;
-        const bench_case *s = quick ? bench_quick_suite(&n) : bench_default_suite(&n);
-        memcpy(cases, s, n * sizeof *s);
-        ncases = n;
     }
     const int json_stdout = json_path && !strcmp(json_path, "-");
     FILE *tab = json_stdout ? stderr : stdout;
@@ -361,11 +373,30 @@ int main(int argc, char **argv)
     }
     edgeattn_backend_info info;
     st = edgeattn_get_backend_info(ctx, &info);
-    edgeattn_destroy(ctx);
     if (st != EDGEATTN_OK) {
+        edgeattn_destroy(ctx);
         fprintf(stderr, "edgebench: edgeattn_get_backend_info failed: %s (status %d)\n", edgeattn_status_string(st),
                 (int)st);
         return 1;
+    }
+    const int on_gpu = info.backend == EDGEATTN_BACKEND_CUDA || info.backend == EDGEATTN_BACKEND_OPENCL;
+    edgeattn_ceilings gceil;
+    memset(&gceil, 0, sizeof gceil);
+    edgeattn_status gceil_st = EDGEATTN_ERR_UNSUPPORTED;
+    char gceil_msg[256] = "";
+    if (on_gpu && ceiling) {
+        gceil_st = edgeattn_measure_ceilings(ctx, &gceil);
+        snprintf(gceil_msg, sizeof gceil_msg, "%s", edgeattn_message_of(ctx));
+    }
+    edgeattn_destroy(ctx);
+    if (ncases == 0) {
+        size_t n;
+        const bench_case *s = quick                                      ? bench_quick_suite(&n)
+                              : info.backend == EDGEATTN_BACKEND_CUDA   ? bench_cuda_suite(&n)
+                              : info.backend == EDGEATTN_BACKEND_OPENCL ? bench_opencl_suite(&n)
+                                                                        : bench_default_suite(&n);
+        memcpy(cases, s, n * sizeof *s);
+        ncases = n;
     }
     const uint32_t detected = edgeattn_cpu_features();
     char fbuf[64], ubuf[64];
@@ -404,9 +435,22 @@ int main(int argc, char **argv)
             fprintf(tab, "           note: the bandwidth buffer is not much larger than the %zu MiB last-level "
                          "cache: use --bw-mib %zu or more\n",
                     llc >> 20, (4 * llc) >> 20);
+    } else if (ceiling && gceil_st == EDGEATTN_OK) {
+        ceil.gpu_copy_gbs = gceil.copy_gbps;
+        ceil.gpu_compute_gflops = gceil.compute_tflops * 1e3;
+        snprintf(ceil.gpu_compute_what, sizeof ceil.gpu_compute_what, "%s", gceil.compute_what);
+        fprintf(tab, "ceilings   device copy %.0f GB/s (read + write)  compute %.1f TFLOP/s (%s)\n", gceil.copy_gbps,
+                gceil.compute_tflops, gceil.compute_what);
+        fprintf(tab, "           %%ceil: prefill against that compute figure, decode (K/V read once) against the "
+                     "copy figure\n");
     } else if (ceiling) {
-        fprintf(tab, "ceilings   not measured for the %s backend (CPU ceilings only)\n", info.backend_name);
+        fprintf(tab, "ceilings   not measured for the %s backend: %s (status %d): %s\n", info.backend_name,
+                edgeattn_status_string(gceil_st), (int)gceil_st, gceil_msg);
     }
+    if (on_gpu)
+        fprintf(tab, "tensors    %s\n", o.host_tensors ? "host memory (times include the copies to and from the device)"
+                                                       : "device memory (edgeattn_device_region); calls queued back to "
+                                                         "back, time = sample / calls in it");
     fprintf(tab, "timing     median of %d calls after %d warm-up; inputs uniform in [-1, 1), seed %llu\n", o.reps,
             o.warmup, (unsigned long long)o.seed);
     if (o.check_ref)
@@ -414,8 +458,8 @@ int main(int argc, char **argv)
                 "reference  ea_ref_attention (double) on every row when it costs <= %.0e multiply-adds, else on a "
                 "random sample of rows (column rows)\n",
                 o.ref_budget);
-    fprintf(tab, "\n%-18s %-42s %-14s %10s %17s %6s %11s %13s %9s\n", "case", "shape", "q/kv/out", "median ms", "rate",
-            "%ceil", "max rel err", "rows", "plan MiB");
+    fprintf(tab, "\n%-18s %-42s %-14s %10s %17s %6s %11s %13s %9s%s\n", "case", "shape", "q/kv/out", "median ms",
+            "rate", "%ceil", "max rel err", "rows", "plan MiB", on_gpu ? "  dev MiB" : "");
 
     static bench_result res[MAX_CASES];
     int over_bound = 0, in_llc_any = 0;
@@ -430,8 +474,11 @@ int main(int argc, char **argv)
         char shape[64], dt[24], rate[24], pct[12], e[16], rows[24];
         bench_case_shape(c, shape, sizeof shape);
         bench_case_dtypes(c, dt, sizeof dt);
-        snprintf(rate, sizeof rate, "%.1f %s", r->rate, c->kind == BENCH_PREFILL ? "GFLOP/s" : "GB/s");
-        const int in_llc = c->kind == BENCH_DECODE && llc && r->work < (double)llc;
+        if (on_gpu && c->kind == BENCH_PREFILL)
+            snprintf(rate, sizeof rate, "%.1f TFLOP/s", r->rate * 1e-3);
+        else
+            snprintf(rate, sizeof rate, "%.1f %s", r->rate, c->kind == BENCH_PREFILL ? "GFLOP/s" : "GB/s");
+        const int in_llc = !on_gpu && c->kind == BENCH_DECODE && llc && r->work < (double)llc;
         in_llc_any |= in_llc && r->pct_ceiling >= 0.0;
         if (r->pct_ceiling >= 0.0)
             snprintf(pct, sizeof pct, "%.0f%%%s", r->pct_ceiling, in_llc ? "*" : "");
@@ -449,8 +496,11 @@ int main(int argc, char **argv)
             snprintf(e, sizeof e, "-");
             snprintf(rows, sizeof rows, "-");
         }
-        fprintf(tab, "%-18s %-42s %-14s %10.3f %17s %6s %11s %13s %9.1f%s\n", c->name, shape, dt, r->median_ms, rate,
-                pct, e, rows, (double)r->plan_host_bytes / (1u << 20), flag);
+        char devmib[24] = "";
+        if (on_gpu)
+            snprintf(devmib, sizeof devmib, " %8.1f", (double)r->plan_device_bytes / (1u << 20));
+        fprintf(tab, "%-18s %-42s %-14s %10.4f %17s %6s %11s %13s %9.1f%s%s\n", c->name, shape, dt, r->median_ms, rate,
+                pct, e, rows, (double)r->plan_host_bytes / (1u << 20), devmib, flag);
         fflush(tab);
     }
 
@@ -492,6 +542,14 @@ int main(int argc, char **argv)
             json_num(f, ceil.read_gbs);
             fprintf(f, ", \"read_bytes\": %zu, \"threads\": %d, \"llc_bytes\": %zu}", ceil.read_bytes, ceil.threads,
                     llc);
+        } else if (ceil.gpu_copy_gbs > 0.0) {
+            fprintf(f, "{\"gpu_copy_gbs\": ");
+            json_num(f, ceil.gpu_copy_gbs);
+            fprintf(f, ", \"gpu_compute_gflops\": ");
+            json_num(f, ceil.gpu_compute_gflops);
+            fprintf(f, ", \"gpu_compute_what\": ");
+            json_str(f, ceil.gpu_compute_what);
+            fprintf(f, "}");
         } else {
             fprintf(f, "null");
         }
@@ -524,9 +582,9 @@ int main(int argc, char **argv)
             fprintf(f, ", \"error_bound\": ");
             json_num(f, error_bound(c));
             fprintf(f, ", \"rows_checked\": %lld, \"rows_total\": %lld, \"plan_host_bytes\": %zu, "
-                       "\"plan_kv_cache_bytes\": %zu}%s\n",
+                       "\"plan_kv_cache_bytes\": %zu, \"plan_device_bytes\": %zu, \"batched\": %d}%s\n",
                     (long long)r->rows_checked, (long long)r->rows_total, r->plan_host_bytes, r->plan_kv_bytes,
-                    k + 1 < ncases ? "," : "");
+                    r->plan_device_bytes, r->batched, k + 1 < ncases ? "," : "");
         }
         fprintf(f, "  ]\n}\n");
         if (!json_stdout && fclose(f) != 0) {
