@@ -209,31 +209,31 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
 /* The issue's measured cases carry the letters of ../shared/PEERS.md (A, B, C, E), so their rows can
  * be set beside ggml's figures. Fields: name, kind, B, Hq, Hkv, Nq, Nkv, D, causal, q, kv, out. */
 static const bench_case default_suite[] = {
-    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32},
-    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32},
-    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32},
-    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32},
-    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32},
-    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32},
-    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32},
-    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16},
-    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32},
-    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32},
-    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32},
-    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32},
-    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32},
-    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32},
-    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32},
-    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32},
+    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0},
+    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32, 0},
+    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32, 0},
+    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32, 0},
+    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32, 0},
+    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32, 0},
+    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32, 0},
+    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16, 0},
+    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0},
+    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32, 0},
+    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32, 0},
+    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32, 0},
+    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32, 0},
+    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0},
+    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0},
+    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32, 0},
 };
 
 /* Small, odd sizes (not multiples of the tiles), every dtype path once: seconds, not minutes. */
 static const bench_case quick_suite[] = {
-    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32},
-    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32},
-    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32},
-    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32},
-    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32},
+    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32, 0},
+    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32, 0},
+    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32, 0},
+    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32, 0},
+    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32, 0},
 };
 
 /* CUDA (issue 3's measured shapes; FP16 everywhere, as PyTorch's peers in ../shared/PEERS.md). */
