@@ -1,0 +1,322 @@
+// Split-KV decode (flash-decoding) on tensor cores (sm_80+), FP16/BF16 cache, Q of any dtype.
+//
+// CTA = (row block of 16 packed rows, split) x kv head x batch. The packed rows are all query heads of the
+// GQA group times the Nq query rows (hs = Nq), so one CTA reads each K/V byte of its key range once for
+// the whole group. The split's keys are cut into chunks of KPW keys handed round-robin to the NW warps;
+// each warp streams its chunks through its own WST-deep cp.async ring (no CTA barrier in the loop) and
+// keeps its own (m, l, O); the warps merge through shared memory at the end. With num_splits > 1 the
+// CTA writes O/l and the log-sum-exp of its part to the workspace and ea_attn_combine merges the parts.
+#include "tile_common.cuh"
+#include "tile_config.cuh"
+
+template <int D_, int NW_, int KPW_, int WST_>
+struct ea_decode_cfg {
+    static constexpr int D = D_, NW = NW_, KPW = KPW_, WST = WST_;
+    static constexpr int NT = 32 * NW, LD = D + 8, BM = 16;
+    static constexpr int STAGE_BYTES = WST * 2 * KPW * LD * 2; // per warp
+    static constexpr int MERGE_BYTES = NW * (16 * (D + 4) + 32) * 4;
+    static constexpr int SMEM = BM * LD * 2 + (NW * STAGE_BYTES > MERGE_BYTES ? NW * STAGE_BYTES : MERGE_BYTES);
+};
+
+template <typename T, typename C>
+__device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_t *smem) {
+#if EA_SM80
+    constexpr int D = C::D, NW = C::NW, KPW = C::KPW, WST = C::WST, NT = C::NT, LD = C::LD;
+    constexpr int KS = D / 16, DT = D / 8;
+    static_assert(KPW == 16, "one k16 step of P per chunk");
+    uint16_t *sQ = smem;
+    uint16_t *sW = sQ + 16 * LD; // per-warp rings, later the merge area
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int hkv = blockIdx.y, b = blockIdx.z;
+    const int nrb = (a.group * a.Nq + 15) / 16;
+    const int rb = blockIdx.x % nrb, split = blockIdx.x / nrb;
+
+    const ea_rowmap rm = ea_make_rowmap(a, rb * 16, 16); // Nq < 16 or hs rounding: see ea_make_rowmap
+    const ea_seqinfo sq = ea_get_seq(a, b);
+    const ea_score_xf xf = ea_make_xf(a);
+
+    int hq_r[2], i_r[2];
+    bool ok_r[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) ok_r[h] = ea_row_of(a, rm, hkv, g + 8 * h, hq_r[h], i_r[h]);
+
+    int lo = 0, hi = 0;
+    if (rm.i1 >= rm.i0) ea_key_range(a, rm.i0, rm.i1, sq.off, sq.kv_len, lo, hi);
+    const int s0 = split * a.split_len;
+    const int s1 = s0 + a.split_len;
+    const int klo = lo > s0 ? lo : s0, khi = hi < s1 ? hi : s1;
+    const int c_lo = khi > klo ? (klo - s0) / KPW : 0;
+    const int c_hi = khi > klo ? (khi - s0 + KPW - 1) / KPW : 0;
+    // chunks of this warp: c_lo + warp + NW*k
+    const int nc = c_hi - c_lo > warp ? (c_hi - c_lo - warp + NW - 1) / NW : 0;
+
+    const bool q_async = ((a.q.ptr | (uint64_t)(a.q.sn * 2) | (uint64_t)(a.q.sh * 2) | (uint64_t)(a.q.sb * 2)) & 15) == 0;
+    ea_load_q_tile<T, D, LD, 16, NT>(a, rm, b, hkv, sQ, q_async);
+    ea_cp_commit();
+
+    uint16_t *wK = sW + warp * (C::STAGE_BYTES / 2);
+    uint16_t *wV = wK + WST * KPW * LD;
+    const int jend = khi; // keys at or past the split's end (or the visible range) are zero-filled
+#pragma unroll
+    for (int s = 0; s < WST - 1; ++s) {
+        if (s < nc)
+            ea_load_kv_tile<D, LD, KPW>(a, sq, b, hkv, s0 + (c_lo + warp + NW * s) * KPW, jend, wK + s * KPW * LD,
+                                        wV + s * KPW * LD, lane, 32);
+        ea_cp_commit();
+    }
+
+    float o[DT][4];
+#pragma unroll
+    for (int n = 0; n < DT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+    uint32_t qf[KS][4];
+
+    const int q_ld_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
+    const int k_ld_off = ((lane & 7) + (lane >> 4) * 8) * LD + ((lane >> 3) & 1) * 8;
+    const int v_ld_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
+
+    const float *brow[2] = {nullptr, nullptr};
+    if (a.bias.ptr) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+            if (ok_r[h]) brow[h] = (const float *)a.bias.ptr + b * a.bias.sb + hq_r[h] * a.bias.sh + (int64_t)i_r[h] * a.bias.sn;
+    }
+
+    // Q: all warps wait for the Q group (the oldest), then read their fragments
+    ea_cp_wait<WST - 1>();
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < KS; ++k) ea_ldsm_x4(qf[k], ea_smem_addr(sQ + q_ld_off + k * 16));
+
+    for (int it = 0; it < nc; ++it) {
+        ea_cp_wait<WST - 2>();
+        __syncwarp();
+        {
+            const int pf = it + WST - 1;
+            if (pf < nc) {
+                const int st = pf % WST;
+                ea_load_kv_tile<D, LD, KPW>(a, sq, b, hkv, s0 + (c_lo + warp + NW * pf) * KPW, jend,
+                                            wK + st * KPW * LD, wV + st * KPW * LD, lane, 32);
+            }
+            ea_cp_commit();
+        }
+        const int st = it % WST;
+        const uint16_t *cK = wK + st * KPW * LD;
+        const uint16_t *cV = wV + st * KPW * LD;
+        const int j0 = s0 + (c_lo + warp + NW * it) * KPW;
+
+        float s[2][4];
+#pragma unroll
+        for (int n = 0; n < 2; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+        for (int k = 0; k < KS; ++k) {
+            uint32_t kb[4];
+            ea_ldsm_x4(kb, ea_smem_addr(cK + k_ld_off + k * 16));
+            ea_mma_16816<T>(s[0], qf[k], kb[0], kb[1]);
+            ea_mma_16816<T>(s[1], qf[k], kb[2], kb[3]);
+        }
+        const bool full = j0 + KPW <= jend && ea_tile_full(a, rm.i0, rm.i1, j0, j0 + KPW, sq.off);
+        if (xf.generic) {
+#pragma unroll
+            for (int n = 0; n < 2; ++n)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int h = e >> 1, j = j0 + n * 8 + 2 * t4 + (e & 1);
+                    const float *br = (j < jend) ? brow[h] : nullptr;
+                    s[n][e] = ea_xf_generic(a, xf, s[n][e], br, j);
+                }
+        } else {
+#pragma unroll
+            for (int n = 0; n < 2; ++n)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) s[n][e] *= xf.scale_log2;
+        }
+        if (!full) {
+#pragma unroll
+            for (int n = 0; n < 2; ++n)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int h = e >> 1, j = j0 + n * 8 + 2 * t4 + (e & 1);
+                    if (!(j < jend && ea_visible(a, i_r[h], j, sq.off))) s[n][e] = -INFINITY;
+                }
+        }
+        float alpha[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            float mx = fmaxf(mrow[h], fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1])));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float mu = mx == -INFINITY ? 0.f : mx;
+            alpha[h] = ea_exp2(mrow[h] - mu);
+            mrow[h] = mx;
+            float sum = 0.f;
+#pragma unroll
+            for (int n = 0; n < 2; ++n) {
+                s[n][2 * h] = ea_exp2(s[n][2 * h] - mu);
+                s[n][2 * h + 1] = ea_exp2(s[n][2 * h + 1] - mu);
+                sum += s[n][2 * h] + s[n][2 * h + 1];
+            }
+            lrow[h] = lrow[h] * alpha[h] + sum;
+        }
+        uint32_t pa[4];
+        pa[0] = T::pack(s[0][0], s[0][1]);
+        pa[1] = T::pack(s[0][2], s[0][3]);
+        pa[2] = T::pack(s[1][0], s[1][1]);
+        pa[3] = T::pack(s[1][2], s[1][3]);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+            uint32_t vb[4];
+            ea_ldsm_x4_t(vb, ea_smem_addr(cV + v_ld_off + dp * 16));
+            o[2 * dp][0] *= alpha[0];
+            o[2 * dp][1] *= alpha[0];
+            o[2 * dp][2] *= alpha[1];
+            o[2 * dp][3] *= alpha[1];
+            o[2 * dp + 1][0] *= alpha[0];
+            o[2 * dp + 1][1] *= alpha[0];
+            o[2 * dp + 1][2] *= alpha[1];
+            o[2 * dp + 1][3] *= alpha[1];
+            ea_mma_16816<T>(o[2 * dp], pa, vb[0], vb[1]);
+            ea_mma_16816<T>(o[2 * dp + 1], pa, vb[2], vb[3]);
+        }
+    }
+    ea_cp_wait<0>();
+    __syncthreads(); // rings are free: reuse as the merge area
+
+    // merge the NW warps: per warp O[16][D+4], m[16], l[16]
+    float *mO = (float *)sW;
+    float *mM = mO + NW * 16 * (D + 4);
+    float *mL = mM + NW * 16;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        float l = lrow[h];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const int r = g + 8 * h;
+        float *dst = mO + (warp * 16 + r) * (D + 4);
+#pragma unroll
+        for (int n = 0; n < DT; ++n) *(float2 *)(dst + n * 8 + 2 * t4) = make_float2(o[n][2 * h], o[n][2 * h + 1]);
+        if (t4 == 0) {
+            mM[warp * 16 + r] = mrow[h];
+            mL[warp * 16 + r] = l;
+        }
+    }
+    __syncthreads();
+    // each thread: one row r, a run of D columns; NT threads over 16 rows
+    constexpr int TPR = NT / 16; // threads per row
+    const int r = tid / TPR, sub = tid % TPR;
+    int hq, i;
+    const bool ok = ea_row_of(a, rm, hkv, r, hq, i);
+    if (!ok) return;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) mx = fmaxf(mx, mM[w * 16 + r]);
+    const float mu = mx == -INFINITY ? 0.f : mx;
+    float wgt[NW], l = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) {
+        wgt[w] = ea_exp2(mM[w * 16 + r] - mu);
+        l += wgt[w] * mL[w * 16 + r];
+    }
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const float lse2 = l > 0.f ? mu + __log2f(l) : -INFINITY; // log2 domain
+    if (a.num_splits <= 1) {
+        const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn;
+        for (int d = sub * 2; d < D; d += TPR * 2) {
+            float v0 = 0.f, v1 = 0.f;
+#pragma unroll
+            for (int w = 0; w < NW; ++w) {
+                v0 += wgt[w] * mO[(w * 16 + r) * (D + 4) + d];
+                v1 += wgt[w] * mO[(w * 16 + r) * (D + 4) + d + 1];
+            }
+            ea_store2((void *)a.out.ptr, ob + d, a.out.dtype, v0 * inv, v1 * inv);
+        }
+        if (a.lse.ptr && sub == 0)
+            ((float *)a.lse.ptr)[b * a.lse.sb + hq * a.lse.sh + (int64_t)i * a.lse.sn] = lse2 * EA_LN2;
+    } else {
+        const int64_t row = ((int64_t)b * a.Hq + hq) * a.Nq + i;
+        float *wo = (float *)a.ws_o + (row * a.num_splits + split) * D;
+        for (int d = sub * 4; d < D; d += TPR * 4) {
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int w = 0; w < NW; ++w) {
+                const float4 x = *(const float4 *)(mO + (w * 16 + r) * (D + 4) + d);
+                v.x += wgt[w] * x.x;
+                v.y += wgt[w] * x.y;
+                v.z += wgt[w] * x.z;
+                v.w += wgt[w] * x.w;
+            }
+            v.x *= inv; v.y *= inv; v.z *= inv; v.w *= inv;
+            *(float4 *)(wo + d) = v;
+        }
+        if (sub == 0) ((float *)a.ws_lse)[row * a.num_splits + split] = lse2 * EA_LN2;
+    }
+#endif
+}
+
+#define EA_DECODE_KERNEL(NAME, T, CFG)                                                                           \
+    extern "C" __global__ void __launch_bounds__(CFG::NT) NAME(const ea_cu_attn_args a) {                        \
+        extern __shared__ __align__(16) uint16_t ea_smem_dc[];                                                    \
+        ea_decode_body<T, CFG>(a, ea_smem_dc);                                                                   \
+    }
+
+typedef ea_decode_cfg<64, EA_DC_64_NW, EA_DC_KPW, EA_DC_64_WST> ea_dc_d64;
+typedef ea_decode_cfg<80, EA_DC_80_NW, EA_DC_KPW, EA_DC_80_WST> ea_dc_d80;
+typedef ea_decode_cfg<96, EA_DC_96_NW, EA_DC_KPW, EA_DC_96_WST> ea_dc_d96;
+typedef ea_decode_cfg<128, EA_DC_128_NW, EA_DC_KPW, EA_DC_128_WST> ea_dc_d128;
+typedef ea_decode_cfg<256, EA_DC_256_NW, EA_DC_KPW, EA_DC_256_WST> ea_dc_d256;
+static_assert(ea_dc_d64::SMEM == EA_DC_SMEM(64, EA_DC_64_NW, EA_DC_64_WST), "smem");
+static_assert(ea_dc_d80::SMEM == EA_DC_SMEM(80, EA_DC_80_NW, EA_DC_80_WST), "smem");
+static_assert(ea_dc_d96::SMEM == EA_DC_SMEM(96, EA_DC_96_NW, EA_DC_96_WST), "smem");
+static_assert(ea_dc_d128::SMEM == EA_DC_SMEM(128, EA_DC_128_NW, EA_DC_128_WST), "smem");
+static_assert(ea_dc_d256::SMEM == EA_DC_SMEM(256, EA_DC_256_NW, EA_DC_256_WST), "smem");
+
+EA_DECODE_KERNEL(ea_decode_mma_f16_d64, ea_f16_t, ea_dc_d64)
+EA_DECODE_KERNEL(ea_decode_mma_f16_d80, ea_f16_t, ea_dc_d80)
+EA_DECODE_KERNEL(ea_decode_mma_f16_d96, ea_f16_t, ea_dc_d96)
+EA_DECODE_KERNEL(ea_decode_mma_f16_d128, ea_f16_t, ea_dc_d128)
+EA_DECODE_KERNEL(ea_decode_mma_f16_d256, ea_f16_t, ea_dc_d256)
+EA_DECODE_KERNEL(ea_decode_mma_bf16_d64, ea_bf16_t, ea_dc_d64)
+EA_DECODE_KERNEL(ea_decode_mma_bf16_d80, ea_bf16_t, ea_dc_d80)
+EA_DECODE_KERNEL(ea_decode_mma_bf16_d96, ea_bf16_t, ea_dc_d96)
+EA_DECODE_KERNEL(ea_decode_mma_bf16_d128, ea_bf16_t, ea_dc_d128)
+EA_DECODE_KERNEL(ea_decode_mma_bf16_d256, ea_bf16_t, ea_dc_d256)
+
+// Merges num_splits partials per row by log-sum-exp: one warp per output row (b, hq, i).
+extern "C" __global__ void __launch_bounds__(128) ea_attn_combine(const ea_cu_attn_args a) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * 4 + warp;
+    const int64_t rows = (int64_t)a.B * a.Hq * a.Nq;
+    if (row >= rows) return;
+    const int S = a.num_splits, D = a.D;
+    const float *ls = (const float *)a.ws_lse + row * S;
+    float mx = -INFINITY;
+    for (int s = lane; s < S; s += 32) mx = fmaxf(mx, ls[s]);
+#pragma unroll
+    for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const float mu = mx == -INFINITY ? 0.f : mx;
+    float tot = 0.f;
+    for (int s = lane; s < S; s += 32) tot += __expf(ls[s] - mu);
+#pragma unroll
+    for (int o = 16; o; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
+    const float inv = tot > 0.f ? 1.f / tot : 0.f;
+    const int i = (int)(row % a.Nq);
+    const int hq = (int)((row / a.Nq) % a.Hq);
+    const int b = (int)(row / ((int64_t)a.Nq * a.Hq));
+    const float *wo = (const float *)a.ws_o + row * S * D;
+    const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn;
+    for (int d = lane * 2; d < D; d += 64) {
+        float v0 = 0.f, v1 = 0.f;
+        for (int s = 0; s < S; ++s) {
+            const float w = __expf(ls[s] - mu) * inv; // 0 for empty parts (lse = -inf)
+            const float2 x = *(const float2 *)(wo + (int64_t)s * D + d);
+            v0 += w * x.x;
+            v1 += w * x.y;
+        }
+        ea_store2((void *)a.out.ptr, ob + d, a.out.dtype, v0, v1);
+    }
+    if (a.lse.ptr && lane == 0)
+        ((float *)a.lse.ptr)[b * a.lse.sb + hq * a.lse.sh + (int64_t)i * a.lse.sn] =
+            tot > 0.f ? mu + __logf(tot) : -INFINITY;
+}

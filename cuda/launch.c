@@ -1,0 +1,228 @@
+/*
+ * Kernel table and launch planning for the CUDA backend (pure C11, no CUDA headers). The kernels live in
+ * cuda/*.cu (one fatbin, built from cuda/kernels_all.cu); their tile shapes come from cuda/tile_config.cuh,
+ * which both sides include. Rules (see cuda/KERNELS-CUDA.md):
+ *   - tensor-core kernels need cc >= 8.0, K and V both F16 or both BF16, D in {64, 80, 96, 128, 256},
+ *     K/V base and strides 16-byte aligned, out base 8-byte aligned with even strides; Q may be any dtype;
+ *   - few rows per KV head (group * Nq <= EA_DECODE_MAX_ROWS): split-KV decode kernel + combine;
+ *     otherwise the prefill kernel; everything else: the SIMT kernel (split too when rows are few).
+ */
+#include "cuda/kernels.h"
+#include "cuda/tile_config.cuh"
+
+#define EA_DECODE_MAX_ROWS 64
+#define EA_MAX_SPLITS 128
+#define EA_MIN_SPLIT_KEYS 128
+
+enum {
+    K_SIMT = 0,
+    K_MMA_F16 = 1,   /* + d index (64, 80, 96, 128, 256) */
+    K_MMA_BF16 = 6,
+    K_DEC_F16 = 11,
+    K_DEC_BF16 = 16,
+    K_COMBINE = 21,
+    K_KV_WRITE = 22,
+    K_FINITE = 23,
+    K_PEAK = 24,
+    K_COUNT = 25
+};
+
+static const int ea_dims[5] = {64, 80, 96, 128, 256};
+static const int pf_nw[5] = {EA_PF_64_NW, EA_PF_80_NW, EA_PF_96_NW, EA_PF_128_NW, EA_PF_256_NW};
+static const int pf_bn[5] = {EA_PF_64_BN, EA_PF_80_BN, EA_PF_96_BN, EA_PF_128_BN, EA_PF_256_BN};
+static const int pf_st[5] = {EA_PF_64_ST, EA_PF_80_ST, EA_PF_96_ST, EA_PF_128_ST, EA_PF_256_ST};
+static const int dc_nw[5] = {EA_DC_64_NW, EA_DC_80_NW, EA_DC_96_NW, EA_DC_128_NW, EA_DC_256_NW};
+static const int dc_wst[5] = {EA_DC_64_WST, EA_DC_80_WST, EA_DC_96_WST, EA_DC_128_WST, EA_DC_256_WST};
+
+#define PF_SMEM(i) EA_PF_SMEM(ea_dims[i], pf_nw[i], pf_bn[i], pf_st[i])
+#define DC_SMEM(i) EA_DC_SMEM(ea_dims[i], dc_nw[i], dc_wst[i])
+
+static const ea_cu_kernel_desc ea_table[K_COUNT] = {
+    {"ea_attn_simt", EA_SIMT_SMEM(256), 75},
+    {"ea_attn_mma_f16_d64", EA_PF_SMEM(64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), 80},
+    {"ea_attn_mma_f16_d80", EA_PF_SMEM(80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), 80},
+    {"ea_attn_mma_f16_d96", EA_PF_SMEM(96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), 80},
+    {"ea_attn_mma_f16_d128", EA_PF_SMEM(128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), 80},
+    {"ea_attn_mma_f16_d256", EA_PF_SMEM(256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), 80},
+    {"ea_attn_mma_bf16_d64", EA_PF_SMEM(64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), 80},
+    {"ea_attn_mma_bf16_d80", EA_PF_SMEM(80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), 80},
+    {"ea_attn_mma_bf16_d96", EA_PF_SMEM(96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), 80},
+    {"ea_attn_mma_bf16_d128", EA_PF_SMEM(128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), 80},
+    {"ea_attn_mma_bf16_d256", EA_PF_SMEM(256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), 80},
+    {"ea_decode_mma_f16_d64", EA_DC_SMEM(64, EA_DC_64_NW, EA_DC_64_WST), 80},
+    {"ea_decode_mma_f16_d80", EA_DC_SMEM(80, EA_DC_80_NW, EA_DC_80_WST), 80},
+    {"ea_decode_mma_f16_d96", EA_DC_SMEM(96, EA_DC_96_NW, EA_DC_96_WST), 80},
+    {"ea_decode_mma_f16_d128", EA_DC_SMEM(128, EA_DC_128_NW, EA_DC_128_WST), 80},
+    {"ea_decode_mma_f16_d256", EA_DC_SMEM(256, EA_DC_256_NW, EA_DC_256_WST), 80},
+    {"ea_decode_mma_bf16_d64", EA_DC_SMEM(64, EA_DC_64_NW, EA_DC_64_WST), 80},
+    {"ea_decode_mma_bf16_d80", EA_DC_SMEM(80, EA_DC_80_NW, EA_DC_80_WST), 80},
+    {"ea_decode_mma_bf16_d96", EA_DC_SMEM(96, EA_DC_96_NW, EA_DC_96_WST), 80},
+    {"ea_decode_mma_bf16_d128", EA_DC_SMEM(128, EA_DC_128_NW, EA_DC_128_WST), 80},
+    {"ea_decode_mma_bf16_d256", EA_DC_SMEM(256, EA_DC_256_NW, EA_DC_256_WST), 80},
+    {"ea_attn_combine", 0, 75},
+    {"ea_kv_write", 0, 75},
+    {"ea_finite", 0, 75},
+    {"ea_peak_mma", 0, 80},
+};
+
+const ea_cu_kernel_desc *ea_cu_kernel_table(size_t *count) {
+    if (count) *count = K_COUNT;
+    return ea_table;
+}
+
+static int dim_index(int32_t d) {
+    for (int i = 0; i < 5; ++i)
+        if (ea_dims[i] == d) return i;
+    return -1;
+}
+
+static size_t align256(size_t x) { return (x + 255u) & ~(size_t)255u; }
+
+static int aligned_16b(const ea_cu_tensor *t) {
+    /* 16-bit elements: base and every stride a multiple of 16 bytes */
+    return ((t->ptr | (uint64_t)(t->sn * 2) | (uint64_t)(t->sh * 2) | (uint64_t)(t->sb * 2)) & 15u) == 0;
+}
+
+static int out_pairs_ok(const ea_cu_tensor *t) {
+    /* the tile kernels store two adjacent elements at even column offsets */
+    return (t->ptr & 7u) == 0 && (t->sn & 1) == 0 && (t->sh & 1) == 0 && (t->sb & 1) == 0;
+}
+
+static void set_launch(ea_cu_launch *l, int kernel, uint32_t gx, uint32_t gy, uint32_t gz, uint32_t threads,
+                       uint32_t smem, int32_t kind) {
+    l->kernel = kernel;
+    l->grid[0] = gx; l->grid[1] = gy; l->grid[2] = gz;
+    l->block[0] = threads; l->block[1] = 1; l->block[2] = 1;
+    l->smem = smem;
+    l->args_kind = kind;
+}
+
+static size_t split_ws_need(int64_t rows, int32_t s, int32_t d) {
+    return align256((size_t)rows * (size_t)s * (size_t)d * 4u) + align256((size_t)rows * (size_t)s * 4u);
+}
+
+/* Split count: enough CTAs for one full wave of the device (every CTA the same length, no tail), splits
+ * at least EA_MIN_SPLIT_KEYS keys long, at most EA_MAX_SPLITS, and within the workspace. */
+static int32_t choose_splits(const ea_cu_device *dev, int64_t base_ctas, int32_t ctas_per_sm, int32_t nkv,
+                             int64_t rows, int32_t d, size_t ws_bytes) {
+    int64_t slots = (int64_t)(dev->sm_count > 0 ? dev->sm_count : 1) * ctas_per_sm;
+    int64_t s = base_ctas >= slots ? 1 : slots / base_ctas;
+    int64_t by_len = (nkv + EA_MIN_SPLIT_KEYS - 1) / EA_MIN_SPLIT_KEYS;
+    if (s > by_len) s = by_len;
+    if (s > EA_MAX_SPLITS) s = EA_MAX_SPLITS;
+    while (s > 1 && split_ws_need(rows, (int32_t)s, d) > ws_bytes) s /= 2;
+    return s < 1 ? 1 : (int32_t)s;
+}
+
+static int ctas_per_sm(const ea_cu_device *dev, uint32_t smem, uint32_t threads, uint32_t regs_per_thread) {
+    int64_t by_smem = dev->smem_per_sm > 0 ? (int64_t)dev->smem_per_sm / ((int64_t)smem + 1024) : 1;
+    int64_t by_regs = 65536 / ((int64_t)threads * regs_per_thread);
+    int64_t n = by_smem < by_regs ? by_smem : by_regs;
+    if (n < 1) n = 1;
+    if (n > 4) n = 4;
+    return (int)n;
+}
+
+int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t ws, size_t ws_bytes,
+                         ea_cu_launch out[2]) {
+    if (!dev || !a || !out) return 0;
+    if (a->B <= 0 || a->Hq <= 0 || a->Hkv <= 0 || a->Nq <= 0 || a->Nkv < 0) return 0;
+    if (a->D < 16 || a->D > 256 || (a->D & 15)) return 0;
+    if (a->Hq % a->Hkv) return 0;
+    a->group = a->Hq / a->Hkv;
+    const int cc = dev->cc_major * 10 + dev->cc_minor;
+    if (cc < 75) return 0;
+    const int di = dim_index(a->D);
+    const int kv16 = (a->k.dtype == EA_CU_F16 || a->k.dtype == EA_CU_BF16) && a->k.dtype == a->v.dtype;
+    const int mma_ok = cc >= 80 && di >= 0 && kv16 && aligned_16b(&a->k) && aligned_16b(&a->v) && out_pairs_ok(&a->out);
+    const int64_t rows_kv = (int64_t)a->group * a->Nq; /* rows per (b, kv head) */
+    const int64_t rows_total = (int64_t)a->B * a->Hq * a->Nq;
+    const int bf = a->k.dtype == EA_CU_BF16;
+
+    a->num_splits = 1;
+    a->split_len = a->Nkv > 0 ? a->Nkv : 1;
+    a->ws_o = 0;
+    a->ws_lse = 0;
+
+    if (mma_ok && rows_kv > EA_DECODE_MAX_ROWS) {
+        const uint32_t smem = (uint32_t)PF_SMEM(di);
+        if ((int64_t)smem <= dev->smem_per_block_optin) {
+            const int bm = 16 * pf_nw[di];
+            const int64_t gx = a->Nq >= bm ? (int64_t)((a->Nq + bm - 1) / bm) * a->group : (rows_kv + bm - 1) / bm;
+            set_launch(&out[0], (bf ? K_MMA_BF16 : K_MMA_F16) + di, (uint32_t)gx, (uint32_t)a->Hkv, (uint32_t)a->B,
+                       (uint32_t)(32 * pf_nw[di]), smem, 0);
+            return 1;
+        }
+    }
+
+    /* split-KV paths: decode kernel (mma_ok) or SIMT */
+    int kernel, threads;
+    uint32_t smem;
+    int cps;
+    if (mma_ok && (int64_t)DC_SMEM(di) <= dev->smem_per_block_optin) {
+        kernel = (bf ? K_DEC_BF16 : K_DEC_F16) + di;
+        threads = 32 * dc_nw[di];
+        smem = (uint32_t)DC_SMEM(di);
+        cps = ctas_per_sm(dev, smem, (uint32_t)threads, a->D >= 256 ? 255u : 168u);
+    } else {
+        kernel = K_SIMT;
+        threads = 128;
+        smem = (uint32_t)EA_SIMT_SMEM(a->D);
+        if ((int64_t)smem > dev->smem_per_block_optin && smem > 48u * 1024u) return 0;
+        cps = ctas_per_sm(dev, smem, 128u, 128u);
+    }
+    const int64_t hs = a->Nq >= 16 ? (int64_t)(a->Nq + 15) / 16 * 16 : a->Nq;
+    const int64_t nrb = ((int64_t)a->group * hs + 15) / 16;
+    int32_t s = 1;
+    if (rows_kv <= EA_DECODE_MAX_ROWS && ws && a->Nkv > 0)
+        s = choose_splits(dev, (int64_t)a->B * a->Hkv * nrb, cps, a->Nkv, rows_total, a->D, ws_bytes);
+    if (s > 1) {
+        int32_t len = (a->Nkv + s - 1) / s;
+        len = (len + 63) / 64 * 64;
+        s = (a->Nkv + len - 1) / len;
+        if (s > 1) {
+            a->num_splits = s;
+            a->split_len = len;
+            a->ws_o = ws;
+            a->ws_lse = ws + align256((size_t)rows_total * (size_t)s * (size_t)a->D * 4u);
+        }
+    }
+    if (nrb * a->num_splits > 0x7fffffff || a->Hkv > 65535 || a->B > 65535) return 0;
+    set_launch(&out[0], kernel, (uint32_t)(nrb * a->num_splits), (uint32_t)a->Hkv, (uint32_t)a->B, (uint32_t)threads,
+               smem, 0);
+    if (a->num_splits <= 1) return 1;
+    set_launch(&out[1], K_COMBINE, (uint32_t)((rows_total + 3) / 4), 1, 1, 128, 0, 0);
+    return 2;
+}
+
+size_t ea_cu_split_workspace_bytes(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
+                                   int32_t sm_count_hint) {
+    if (max_batch <= 0 || max_heads <= 0 || max_q_len <= 0 || max_head_dim <= 0) return 0;
+    const int64_t nq = max_q_len < EA_DECODE_MAX_ROWS ? max_q_len : EA_DECODE_MAX_ROWS;
+    const int64_t rows = (int64_t)max_batch * max_heads * nq;
+    const int64_t sm = sm_count_hint > 16 ? sm_count_hint : 16;
+    int64_t entries = rows * EA_MAX_SPLITS;
+    const int64_t cap = 256 * sm + 2 * rows;
+    if (entries > cap) entries = cap;
+    return align256((size_t)entries * (size_t)max_head_dim * 4u) + align256((size_t)entries * 4u) + 256u;
+}
+
+void ea_cu_plan_kv_write(const ea_cu_device *dev, const ea_cu_kv_write_args *a, ea_cu_launch *out) {
+    (void)dev;
+    set_launch(out, K_KV_WRITE, (uint32_t)((a->N + 3) / 4), (uint32_t)a->H, (uint32_t)a->B, 128, 0, 1);
+}
+
+void ea_cu_plan_finite(const ea_cu_device *dev, const ea_cu_finite_args *a, ea_cu_launch *out) {
+    int64_t total = a->B * a->H * a->N * a->D;
+    int64_t blocks = (total + 255) / 256;
+    int64_t cap = (int64_t)(dev && dev->sm_count > 0 ? dev->sm_count : 16) * 8;
+    if (blocks > cap) blocks = cap;
+    if (blocks < 1) blocks = 1;
+    set_launch(out, K_FINITE, (uint32_t)blocks, 1, 1, 256, 0, 2);
+}
+
+void ea_cu_plan_peak(const ea_cu_device *dev, ea_cu_launch *out, int64_t *flops_per_launch, int32_t iters) {
+    const int64_t blocks = (int64_t)(dev && dev->sm_count > 0 ? dev->sm_count : 1) * 8;
+    set_launch(out, K_PEAK, (uint32_t)blocks, 1, 1, 256, 0, 3);
+    if (flops_per_launch) *flops_per_launch = blocks * 8 * (int64_t)iters * 8 * 4096;
+}

@@ -1,0 +1,123 @@
+// Pieces shared by the tensor-core tile kernels (prefill and split-KV decode): the row map of a CTA,
+// Q/K/V tile loads into padded shared memory, score transform and masking, online softmax.
+#ifndef EDGEATTN_CUDA_TILE_COMMON_CUH
+#define EDGEATTN_CUDA_TILE_COMMON_CUH
+
+#include "mma.cuh"
+
+// Rows of one CTA. The row space of one (b, kv head) is the group's query heads times Nq, laid out
+// head-major with a per-head stride hs: hs = Nq packs heads back to back (few query rows: decode,
+// GQA groups share one tile); hs = Nq rounded up to the tile (many rows: prefill, no tile straddles
+// two heads, so causal skipping stays exact).
+struct ea_rowmap {
+    int hs;          // rows per head in the flattened space
+    int r0;          // first flattened row of this CTA
+    int i0, i1;      // smallest and largest query index any valid row of this CTA has (i1 < i0: none)
+};
+
+__device__ __forceinline__ ea_rowmap ea_make_rowmap(const ea_cu_attn_args &a, int r0, int bm) {
+    ea_rowmap m;
+    m.hs = a.Nq >= bm ? (a.Nq + bm - 1) / bm * bm : a.Nq;
+    m.r0 = r0;
+    int rlast = r0 + bm - 1;
+    int hmax = a.group * m.hs - 1;
+    if (rlast > hmax) rlast = hmax;
+    int h0 = r0 / m.hs, h1 = rlast / m.hs;
+    if (h0 == h1) {
+        m.i0 = r0 % m.hs;
+        m.i1 = rlast % m.hs;
+        if (m.i1 > a.Nq - 1) m.i1 = a.Nq - 1;
+    } else {
+        m.i0 = 0;
+        m.i1 = a.Nq - 1;
+    }
+    return m;
+}
+
+// Flattened row -> (query head, query index); valid = false for padding rows.
+__device__ __forceinline__ bool ea_row_of(const ea_cu_attn_args &a, const ea_rowmap &m, int hkv, int rr, int &hq,
+                                          int &i) {
+    int r = m.r0 + rr;
+    int hl = r / m.hs;
+    i = r - hl * m.hs;
+    hq = hkv * a.group + hl;
+    return hl < a.group && i < a.Nq;
+}
+
+// Loads BM query rows (D columns, any input dtype) into sQ[BM][LD] as T; invalid rows are zeros.
+// Same dtype with 16-byte rows: cp.async (caller commits); otherwise converting loads.
+template <typename T, int D, int LD, int BM, int NT>
+__device__ __forceinline__ void ea_load_q_tile(const ea_cu_attn_args &a, const ea_rowmap &m, int b, int hkv,
+                                               uint16_t *sQ, bool async_ok) {
+    const int tid = threadIdx.x;
+    constexpr int CPR = D / 8; // 16-byte chunks per row
+    if (a.q.dtype == T::dtype && async_ok) {
+        for (int c = tid; c < BM * CPR; c += NT) {
+            int rr = c / CPR, cc = c % CPR;
+            int hq, i;
+            bool ok = ea_row_of(a, m, hkv, rr, hq, i);
+            const uint16_t *src = (const uint16_t *)a.q.ptr;
+            if (ok) src += b * a.q.sb + hq * a.q.sh + (int64_t)i * a.q.sn + cc * 8;
+            ea_cp_async16(ea_smem_addr(sQ + rr * LD + cc * 8), ok ? (const void *)src : (const void *)a.q.ptr,
+                          ok ? 16 : 0);
+        }
+    } else {
+        for (int c = tid; c < BM * D; c += NT) {
+            int rr = c / D, d = c % D;
+            int hq, i;
+            bool ok = ea_row_of(a, m, hkv, rr, hq, i);
+            float v = 0.f;
+            if (ok) v = ea_load((const void *)a.q.ptr, b * a.q.sb + hq * a.q.sh + (int64_t)i * a.q.sn + d, a.q.dtype);
+            sQ[rr * LD + d] = T::from_f(v);
+        }
+    }
+}
+
+// Loads keys [j0, j0 + ROWS) of K and V (storage rows via the ring slot map) into sK/sV[ROWS][LD];
+// keys at or past jend are zero-filled (V must be finite there: P = 0 times garbage could be NaN).
+// Threads tid0.. (nthreads of them) share the work.
+template <int D, int LD, int ROWS>
+__device__ __forceinline__ void ea_load_kv_tile(const ea_cu_attn_args &a, const ea_seqinfo &s, int b, int hkv,
+                                                int j0, int jend, uint16_t *sK, uint16_t *sV, int tid,
+                                                int nthreads) {
+    constexpr int CPR = D / 8;
+    const uint16_t *kb = (const uint16_t *)a.k.ptr + b * a.k.sb + hkv * a.k.sh;
+    const uint16_t *vb = (const uint16_t *)a.v.ptr + b * a.v.sb + hkv * a.v.sh;
+    for (int c = tid; c < ROWS * CPR; c += nthreads) {
+        int rr = c / CPR, cc = c % CPR;
+        int j = j0 + rr;
+        bool ok = j < jend;
+        int slot = ok ? ea_slot(a, s, j) : 0;
+        const uint16_t *ks = kb + (int64_t)slot * a.k.sn + cc * 8;
+        const uint16_t *vs = vb + (int64_t)slot * a.v.sn + cc * 8;
+        ea_cp_async16(ea_smem_addr(sK + rr * LD + cc * 8), ks, ok ? 16 : 0);
+        ea_cp_async16(ea_smem_addr(sV + rr * LD + cc * 8), vs, ok ? 16 : 0);
+    }
+}
+
+// Score transform to the log2 domain: t = (softcap * tanh(scale*acc/softcap) + bias) * log2(e), or
+// acc * scale * log2(e) in the common case (no softcap, no bias).
+struct ea_score_xf {
+    float scale_log2, scale, softcap, inv_softcap;
+    bool generic;
+};
+
+__device__ __forceinline__ ea_score_xf ea_make_xf(const ea_cu_attn_args &a) {
+    ea_score_xf x;
+    x.scale = a.scale;
+    x.scale_log2 = a.scale * EA_LOG2E;
+    x.softcap = a.softcap;
+    x.inv_softcap = a.softcap > 0.f ? 1.f / a.softcap : 0.f;
+    x.generic = a.softcap > 0.f || a.bias.ptr != 0;
+    return x;
+}
+
+__device__ __forceinline__ float ea_xf_generic(const ea_cu_attn_args &a, const ea_score_xf &x, float acc,
+                                               const float *brow, int j) {
+    float s = acc * x.scale;
+    if (x.softcap > 0.f) s = x.softcap * tanhf(s * x.inv_softcap);
+    if (brow) s += __ldg(brow + j);
+    return s * EA_LOG2E;
+}
+
+#endif
