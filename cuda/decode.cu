@@ -30,7 +30,8 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t4 = lane & 3;
     const int hkv = blockIdx.y, b = blockIdx.z;
-    const int nrb = (a.group * a.Nq + 15) / 16;
+    const int hs = a.Nq >= 16 ? (a.Nq + 15) / 16 * 16 : a.Nq;
+    const int nrb = (a.group * hs + 15) / 16;
     const int rb = blockIdx.x % nrb, split = blockIdx.x / nrb;
 
     const ea_rowmap rm = ea_make_rowmap(a, rb * 16, 16); // Nq < 16 or hs rounding: see ea_make_rowmap
