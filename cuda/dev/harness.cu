@@ -590,6 +590,8 @@ static void checks(bool small) {
         { Case c; c.B = 1; c.Hq = 32; c.Hkv = 8; c.Nq = 1; c.Nkv = 131072; c.D = 128; c.max_check_rows = 8; add(c); }
     } else {
         { Case c; c.B = 2; c.Hq = 8; c.Hkv = 2; c.Nq = 1; c.Nkv = 700; c.D = 128; add(c); }
+        { Case c; c.B = 1; c.Hq = 2; c.Hkv = 1; c.Nq = 200; c.Nkv = 230; c.D = 128; c.causal = 1; add(c); }
+        { Case c; c.B = 1; c.Hq = 2; c.Hkv = 1; c.Nq = 100; c.Nkv = 100; c.D = 64; c.kvdt = c.qdt = EA_CU_BF16; add(c); }
         { Case c; c.B = 2; c.Hq = 4; c.Hkv = 2; c.Nq = 20; c.Nkv = 50; c.D = 64; c.qdt = c.kvdt = c.odt = EA_CU_F32; c.causal = 1; add(c); }
     }
     for (auto &c : cs) check(c);
