@@ -1,0 +1,1328 @@
+/*
+ * The CUDA backend: host C on the driver API (libcuda.so.1 through dlopen, cuda/cu_loader.h), kernels
+ * from the embedded fatbin (the .cu files of cuda/), launch shapes from cuda/launch.c (cuda/kernels.h).
+ *
+ * create: the primary context of the device (EDGEATTN_CUDA_DEVICE, default 0) is retained, ONE
+ * cuMemAlloc gives the whole device pool, one non-blocking stream is created (or config.gpu_queue is
+ * used), the module is loaded and every kernel looked up. Pool layout (every piece 256-byte aligned):
+ *   KV cache K, V   [max_batch][kv heads][cap][dim] in kv_cache_dtype (when the KV cache is planned)
+ *   staging         q, out [max_batch, max_heads, max_q_len, max_head_dim] F32; k, v [max_batch,
+ *                   max_kv_heads, max_kv_len, max_head_dim] F32; lse [max_batch, max_heads, max_q_len]
+ *                   F32; bias F32 up to EA_CUDA_BIAS_STAGE_MAX bytes
+ *   seq             ea_cu_seq [max_batch]; kv_write rows int32 [max_batch][2] and slot0 int32 [max_batch]
+ *   split-KV workspace (ea_cu_split_workspace_bytes), NaN flag, and the caller's region
+ *   (config.device_user_bytes, edgeattn_device_region).
+ *
+ * Calls: tensors in device memory (EDGEATTN_MEM_CUDA) are used in place and the call returns without
+ * waiting. Host tensors the device can address (managed, cuMemHostRegister / cudaHostAlloc memory; on
+ * Jetson-class integrated GPUs with pageable memory access any host memory) are used in place too;
+ * other host tensors are copied through the staging areas. A call that involves any host tensor
+ * synchronises the stream before it returns. Nothing on the hot path allocates, loads a module or
+ * synchronises otherwise.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/backend.h"
+#include "core/ea_core.h"
+#include "cuda/backend_cuda.h"
+#include "cuda/cu_loader.h"
+#include "cuda/kernels.h"
+
+#define CU_ALIGN 256
+#define CU_MAX_KERNELS 64
+#define CU_MAX_PITCH ((size_t)2147483647) /* CU_DEVICE_ATTRIBUTE_MAX_PITCH on every GPU so far */
+#define CU_CHUNK 64                       /* per-sequence parameters are uploaded in chunks of this many */
+
+/* ---------------------------------------------------------------- plan */
+
+typedef struct cu_layout {
+    size_t kv_k, kv_v, kv_bytes; /* each of K and V: kv_bytes */
+    size_t q_stage, q_bytes;
+    size_t out_stage, out_bytes;
+    size_t k_stage, v_stage, kvs_bytes;
+    size_t lse_stage, lse_bytes;
+    size_t bias_stage, bias_bytes;
+    size_t seq, rows, slot0;
+    size_t ws, ws_bytes;
+    size_t flag;
+    size_t user, user_bytes;
+    size_t total;
+} cu_layout;
+
+/* Device facts needed by the plan and the calls. */
+typedef struct cu_devinfo {
+    int ordinal;
+    CUdevice dev;
+    ea_cu_device di;
+    int cc;
+    int integrated, pageable;
+    size_t total_mem;
+    char name[128];
+} cu_devinfo;
+
+typedef struct cu_state {
+    ea_cu_driver drv;
+    cu_devinfo dv;
+    CUcontext ctx;
+    bool ctx_retained;
+    CUstream stream;
+    bool own_stream;
+    CUmodule mod;
+    CUfunction fn[CU_MAX_KERNELS];
+    size_t nfn;
+    CUdeviceptr pool;
+    cu_layout L;
+    int32_t kv_cap;
+} cu_state;
+
+/* count = a*b*c*d elements of elem bytes, overflow remembered in the sizer */
+static size_t add4(ea_sizer *sz, int64_t a, int64_t b, int64_t c, int64_t d, size_t elem)
+{
+    size_t n = 1;
+    const int64_t f[4] = {a, b, c, d};
+    for (int i = 0; i < 4; i++)
+        if (f[i] < 0 || !ea_mul_ok(n, (size_t)f[i], &n))
+            sz->overflow = true;
+    return ea_sizer_add(sz, sz->overflow ? 0 : n, elem, CU_ALIGN);
+}
+
+static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinfo *dv, cu_layout *L, char *msg)
+{
+    memset(L, 0, sizeof *L);
+    ea_sizer sz = {0, false};
+    const int64_t B = cfg->max_batch, Hq = cfg->max_heads, Hkv = cfg->max_kv_heads, Nq = cfg->max_q_len,
+                  Nkv = cfg->max_kv_len, D = cfg->max_head_dim;
+    if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
+        const int64_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
+        const size_t es = ea_dtype_size(cfg->kv_cache_dtype);
+        L->kv_k = add4(&sz, B, Hkv, cap, D, es);
+        L->kv_v = add4(&sz, B, Hkv, cap, D, es);
+        L->kv_bytes = L->kv_v - L->kv_k;
+    }
+    L->q_stage = add4(&sz, B, Hq, Nq, D, 4);
+    L->out_stage = add4(&sz, B, Hq, Nq, D, 4);
+    L->q_bytes = L->out_bytes = L->out_stage - L->q_stage;
+    /* k, v: attention inputs, and the kept rows of a kv_append (at most the ring's capacity) */
+    const int64_t kv_rows = cfg->kv_cache_window > Nkv ? cfg->kv_cache_window : Nkv;
+    L->k_stage = add4(&sz, B, Hkv, kv_rows, D, 4);
+    L->v_stage = add4(&sz, B, Hkv, kv_rows, D, 4);
+    L->kvs_bytes = L->v_stage - L->k_stage;
+    L->lse_stage = add4(&sz, B, Hq, Nq, 1, 4);
+    L->lse_bytes = sz.total - L->lse_stage;
+    /* bias: [B, Hq, Nq, Nkv] F32 can be huge; staged up to EA_CUDA_BIAS_STAGE_MAX */
+    size_t bias = 0;
+    bool ok = ea_mul_ok((size_t)B, (size_t)Hq, &bias) && ea_mul_ok(bias, (size_t)Nq, &bias) &&
+              ea_mul_ok(bias, (size_t)Nkv, &bias) && ea_mul_ok(bias, 4, &bias);
+    if (!ok || bias > EA_CUDA_BIAS_STAGE_MAX)
+        bias = EA_CUDA_BIAS_STAGE_MAX;
+    L->bias_stage = ea_sizer_add(&sz, bias, 1, CU_ALIGN);
+    L->bias_bytes = bias;
+    L->seq = ea_sizer_add(&sz, (size_t)B, sizeof(ea_cu_seq), CU_ALIGN);
+    L->rows = ea_sizer_add(&sz, (size_t)B * 2, sizeof(int32_t), CU_ALIGN);
+    L->slot0 = ea_sizer_add(&sz, (size_t)B, sizeof(int32_t), CU_ALIGN);
+    L->ws_bytes = ea_cu_split_workspace_bytes(cfg->max_batch, cfg->max_heads, cfg->max_q_len, cfg->max_head_dim,
+                                              dv->di.sm_count);
+    L->ws = ea_sizer_add(&sz, L->ws_bytes, 1, CU_ALIGN);
+    L->flag = ea_sizer_add(&sz, 1, CU_ALIGN, CU_ALIGN);
+    if (cfg->device_user_bytes > (uint64_t)SIZE_MAX)
+        sz.overflow = true;
+    L->user_bytes = (size_t)cfg->device_user_bytes;
+    L->user = ea_sizer_add(&sz, L->user_bytes, 1, CU_ALIGN);
+    if (sz.overflow)
+        return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cuda: the device pool for this config exceeds size_t");
+    L->total = (sz.total + CU_ALIGN - 1) & ~(size_t)(CU_ALIGN - 1);
+    return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- device selection */
+
+/* EDGEATTN_CUDA_DEVICE: -1 malformed, else the ordinal (default 0). */
+static int env_ordinal(void)
+{
+    const char *e = getenv("EDGEATTN_CUDA_DEVICE");
+    if (!e || !*e)
+        return 0;
+    int v = 0;
+    for (const char *p = e; *p; p++) {
+        if (*p < '0' || *p > '9' || v > 100000)
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    return v;
+}
+
+static edgeattn_status cu_fail(const ea_cu_driver *d, char *msg, CUresult r, const char *what)
+{
+    const edgeattn_status st = r == EA_CUDA_ERROR_OUT_OF_MEMORY ? EDGEATTN_ERR_OUT_OF_MEMORY : EDGEATTN_ERR_SYSTEM;
+    return ea_fail(msg, st, "cuda: %s failed: %s", what, ea_cu_error_name(d, r));
+}
+
+#define CU_TRY(d, msg, call, what)                                                                               \
+    do {                                                                                                         \
+        const CUresult r_ = (call);                                                                              \
+        if (r_ != EA_CUDA_SUCCESS)                                                                               \
+            return cu_fail((d), (msg), r_, (what));                                                              \
+    } while (0)
+
+/* Reads what the plan and the kernels need about the chosen device (driver open). */
+static edgeattn_status cu_query_device(ea_cu_driver *d, cu_devinfo *dv, char *msg)
+{
+    memset(dv, 0, sizeof *dv);
+    int count = 0;
+    CU_TRY(d, msg, d->DeviceGetCount(&count), "cuDeviceGetCount");
+    const int ord = env_ordinal();
+    if (ord < 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "cuda: EDGEATTN_CUDA_DEVICE=\"%s\" is not a device ordinal",
+                       getenv("EDGEATTN_CUDA_DEVICE"));
+    if (ord >= count)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "cuda: EDGEATTN_CUDA_DEVICE=%d, but this machine has %d device(s)",
+                       ord, count);
+    dv->ordinal = ord;
+    CU_TRY(d, msg, d->DeviceGet(&dv->dev, ord), "cuDeviceGet");
+    struct {
+        int attr;
+        int *out;
+    } const a[] = {
+        {EA_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, &dv->di.cc_major},
+        {EA_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, &dv->di.cc_minor},
+        {EA_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, &dv->di.sm_count},
+        {EA_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, &dv->di.smem_per_block_optin},
+        {EA_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR, &dv->di.smem_per_sm},
+        {EA_CU_DEVICE_ATTRIBUTE_INTEGRATED, &dv->integrated},
+        {EA_CU_DEVICE_ATTRIBUTE_PAGEABLE_MEMORY_ACCESS, &dv->pageable},
+    };
+    for (size_t i = 0; i < sizeof a / sizeof a[0]; i++)
+        CU_TRY(d, msg, d->DeviceGetAttribute(a[i].out, a[i].attr, dv->dev), "cuDeviceGetAttribute");
+    int l2 = 0;
+    CU_TRY(d, msg, d->DeviceGetAttribute(&l2, EA_CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, dv->dev), "cuDeviceGetAttribute");
+    dv->di.l2_bytes = l2;
+    dv->cc = dv->di.cc_major * 10 + dv->di.cc_minor;
+    CU_TRY(d, msg, d->DeviceGetName(dv->name, (int)sizeof dv->name, dv->dev), "cuDeviceGetName");
+    dv->name[sizeof dv->name - 1] = '\0';
+    CU_TRY(d, msg, d->DeviceTotalMem(&dv->total_mem, dv->dev), "cuDeviceTotalMem");
+    if (dv->cc < 75 || !ea_cu_fatbin_runs_on(dv->cc))
+        return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE,
+                       "cuda: %s (sm_%d) is not covered by this build's kernels (sm_75 and newer; see -Dnvcc_archs)",
+                       dv->name, dv->cc);
+    return EDGEATTN_OK;
+}
+
+static bool cuda_probe(void)
+{
+    ea_cu_driver d;
+    if (!ea_cu_driver_open(&d, NULL, 0))
+        return false;
+    bool ok = false;
+    int count = 0;
+    if (d.DeviceGetCount(&count) == EA_CUDA_SUCCESS && count > 0) {
+        const int ord = env_ordinal();
+        if (ord < 0 || ord >= count) {
+            ok = true; /* a driver and devices: plan reports the bad EDGEATTN_CUDA_DEVICE */
+        } else {
+            cu_devinfo dv;
+            char m[EA_MSG_LEN];
+            ok = cu_query_device(&d, &dv, m) == EDGEATTN_OK;
+        }
+    }
+    ea_cu_driver_close(&d);
+    return ok;
+}
+
+static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
+{
+    ea_cu_driver d;
+    char why[EA_MSG_LEN];
+    if (!ea_cu_driver_open(&d, why, sizeof why))
+        return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE, "cuda: %s", why);
+    cu_devinfo dv;
+    edgeattn_status st = cu_query_device(&d, &dv, msg);
+    ea_cu_driver_close(&d);
+    if (st != EDGEATTN_OK)
+        return st;
+    cu_layout L;
+    if ((st = cu_layout_for(cfg, &dv, &L, msg)) != EDGEATTN_OK)
+        return st;
+    out->host_bytes = sizeof(cu_state) + 64;
+    out->scratch_per_thread = 0;
+    out->device_bytes = L.total;
+    out->threads = 1;
+    out->kv_on_device = (cfg->flags & EDGEATTN_FLAG_KV_CACHE) != 0;
+    out->kv_device_bytes = 2 * L.kv_bytes;
+    return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- create / destroy */
+
+static void cu_teardown(cu_state *s)
+{
+    ea_cu_driver *d = &s->drv;
+    if (!d->lib)
+        return;
+    if (s->ctx_retained) {
+        CUcontext prev;
+        d->CtxPushCurrent(s->ctx);
+        if (s->stream)
+            ea_cu_stream_sync(d, s->stream); /* finish what is queued before the memory goes */
+        if (s->own_stream && s->stream)
+            d->StreamDestroy(s->stream);
+        if (s->mod)
+            d->ModuleUnload(s->mod);
+        if (s->pool)
+            ea_cu_mem_free(d, s->pool);
+        d->CtxPopCurrent(&prev);
+        d->DevicePrimaryCtxRelease(s->dv.dev);
+    }
+    s->stream = NULL;
+    s->mod = NULL;
+    s->pool = 0;
+    s->ctx_retained = false;
+    ea_cu_driver_close(d);
+}
+
+static edgeattn_status cu_init_device(cu_state *s, const edgeattn_config *cfg, char *msg)
+{
+    ea_cu_driver *d = &s->drv;
+    edgeattn_status st = cu_query_device(d, &s->dv, msg);
+    if (st != EDGEATTN_OK)
+        return st;
+    if ((st = cu_layout_for(cfg, &s->dv, &s->L, msg)) != EDGEATTN_OK)
+        return st;
+    CU_TRY(d, msg, d->DevicePrimaryCtxRetain(&s->ctx, s->dv.dev), "cuDevicePrimaryCtxRetain");
+    s->ctx_retained = true;
+    CU_TRY(d, msg, d->CtxPushCurrent(s->ctx), "cuCtxPushCurrent");
+    st = EDGEATTN_OK;
+    CUresult r;
+    if ((r = ea_cu_mem_alloc(d, &s->pool, s->L.total)) != EA_CUDA_SUCCESS) {
+        size_t fr = 0, to = 0;
+        d->MemGetInfo(&fr, &to);
+        st = ea_fail(msg, r == EA_CUDA_ERROR_OUT_OF_MEMORY ? EDGEATTN_ERR_OUT_OF_MEMORY : EDGEATTN_ERR_SYSTEM,
+                     "cuda: cuMemAlloc of the %zu-byte device pool failed: %s (%zu of %zu bytes free on %s)",
+                     s->L.total, ea_cu_error_name(d, r), fr, to, s->dv.name);
+        s->pool = 0;
+        goto out;
+    }
+    if (cfg->gpu_queue) {
+        s->stream = (CUstream)cfg->gpu_queue;
+        CUcontext sc = NULL;
+        if ((r = d->StreamGetCtx(s->stream, &sc)) != EA_CUDA_SUCCESS) {
+            st = ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "cuda: config.gpu_queue is not a usable CUstream (%s)",
+                         ea_cu_error_name(d, r));
+            s->stream = NULL;
+            goto out;
+        }
+        if (sc != s->ctx) {
+            st = ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                         "cuda: config.gpu_queue belongs to another context than device %d's primary context",
+                         s->dv.ordinal);
+            s->stream = NULL;
+            goto out;
+        }
+        s->own_stream = false;
+    } else {
+        if ((r = d->StreamCreate(&s->stream, EA_CU_STREAM_NON_BLOCKING)) != EA_CUDA_SUCCESS) {
+            st = cu_fail(d, msg, r, "cuStreamCreate");
+            s->stream = NULL;
+            goto out;
+        }
+        s->own_stream = true;
+    }
+    if ((r = ea_cu_module_load(d, &s->mod, ea_cuda_fatbin)) != EA_CUDA_SUCCESS) {
+        st = ea_fail(msg, r == EA_CUDA_ERROR_NO_BINARY_FOR_GPU ? EDGEATTN_ERR_BACKEND_UNAVAILABLE : EDGEATTN_ERR_SYSTEM,
+                     "cuda: cuModuleLoadData of the embedded kernels failed on %s (sm_%d): %s", s->dv.name, s->dv.cc,
+                     ea_cu_error_name(d, r));
+        s->mod = NULL;
+        goto out;
+    }
+    size_t n = 0;
+    const ea_cu_kernel_desc *tab = ea_cu_kernel_table(&n);
+    if (n > CU_MAX_KERNELS) {
+        st = ea_fail(msg, EDGEATTN_ERR_INTERNAL, "cuda: %zu kernels, the backend holds %d", n, CU_MAX_KERNELS);
+        goto out;
+    }
+    s->nfn = n;
+    for (size_t i = 0; i < n; i++) {
+        s->fn[i] = NULL;
+        if (tab[i].min_cc > s->dv.cc)
+            continue;
+        if ((r = d->ModuleGetFunction(&s->fn[i], s->mod, tab[i].name)) != EA_CUDA_SUCCESS) {
+            st = ea_fail(msg, EDGEATTN_ERR_SYSTEM, "cuda: kernel %s not in the embedded fatbin: %s", tab[i].name,
+                         ea_cu_error_name(d, r));
+            goto out;
+        }
+        if (tab[i].max_smem > 48u * 1024u) {
+            if ((int64_t)tab[i].max_smem > s->dv.di.smem_per_block_optin) {
+                s->fn[i] = NULL; /* launch.c does not pick it on this device */
+                continue;
+            }
+            if ((r = d->FuncSetAttribute(s->fn[i], EA_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                         (int)tab[i].max_smem)) != EA_CUDA_SUCCESS) {
+                st = ea_fail(msg, EDGEATTN_ERR_SYSTEM, "cuda: %s: %u bytes of shared memory refused: %s", tab[i].name,
+                             tab[i].max_smem, ea_cu_error_name(d, r));
+                goto out;
+            }
+        }
+    }
+out:;
+    CUcontext prev;
+    d->CtxPopCurrent(&prev);
+    return st;
+}
+
+static edgeattn_status cuda_init(edgeattn_context *ctx, ea_arena *arena, char *msg)
+{
+    cu_state *s = ea_arena_alloc(arena, 1, sizeof(cu_state), 64);
+    if (!s)
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "cuda: arena smaller than the plan");
+    char why[EA_MSG_LEN];
+    if (!ea_cu_driver_open(&s->drv, why, sizeof why))
+        return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE, "cuda: %s", why);
+    edgeattn_status st = cu_init_device(s, &ctx->cfg, msg);
+    if (st != EDGEATTN_OK) {
+        cu_teardown(s);
+        return st;
+    }
+    s->kv_cap = ctx->kv.enabled ? ctx->kv.cap : 0;
+    ctx->backend_state = s;
+    return EDGEATTN_OK;
+}
+
+static void cuda_fini(edgeattn_context *ctx)
+{
+    cu_state *s = ctx->backend_state;
+    if (s)
+        cu_teardown(s);
+    ctx->backend_state = NULL;
+}
+
+/* ---------------------------------------------------------------- calls: helpers */
+
+typedef struct cu_call {
+    cu_state *s;
+    char *msg;
+    bool host;     /* a host tensor is involved: synchronise before returning */
+    bool pushed;
+} cu_call;
+
+static edgeattn_status call_begin(cu_call *c, edgeattn_context *ctx)
+{
+    c->s = ctx->backend_state;
+    c->msg = ctx->msg;
+    c->host = false;
+    c->pushed = false;
+    CU_TRY(&c->s->drv, c->msg, c->s->drv.CtxPushCurrent(c->s->ctx), "cuCtxPushCurrent");
+    c->pushed = true;
+    return EDGEATTN_OK;
+}
+
+/* Synchronises when host memory was involved (and st is OK so far), pops the context. */
+static edgeattn_status call_end(cu_call *c, edgeattn_status st)
+{
+    ea_cu_driver *d = &c->s->drv;
+    if (c->host) {
+        const CUresult r = ea_cu_stream_sync(d, c->s->stream);
+        if (r != EA_CUDA_SUCCESS && st == EDGEATTN_OK)
+            st = cu_fail(d, c->msg, r, "cuStreamSynchronize");
+    }
+    if (c->pushed) {
+        CUcontext prev;
+        d->CtxPopCurrent(&prev);
+    }
+    return st;
+}
+
+static size_t view_extent(const edgeattn_tensor *t)
+{
+    size_t ext = 0;
+    if (ea_check_tensor(NULL, "t", t, EA_DTYPES_FLOAT, &ext) != EDGEATTN_OK)
+        return 0;
+    return ext;
+}
+
+/* Is [p, p + n) inside the pool? */
+static bool in_pool(const cu_state *s, uint64_t p, size_t n)
+{
+    return p >= s->pool && n <= s->L.total && p - s->pool <= s->L.total - n;
+}
+
+/* A device tensor: element-aligned, of this device, inside its allocation where the driver can tell. */
+static edgeattn_status check_device_ptr(cu_state *s, const char *name, uint64_t p, size_t extent, size_t es,
+                                        char *msg)
+{
+    if (p % es != 0)
+        return ea_fail(msg, EDGEATTN_ERR_MISALIGNED, "%s: device address 0x%llx is not aligned to its %zu-byte elements",
+                       name, (unsigned long long)p, es);
+    if (in_pool(s, p, extent))
+        return EDGEATTN_OK;
+    ea_cu_driver *d = &s->drv;
+    int ord = -1;
+    CUresult r = d->PointerGetAttribute(&ord, EA_CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, p);
+    if (r == EA_CUDA_ERROR_INVALID_VALUE)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: 0x%llx is not CUDA device memory (EDGEATTN_MEM_CUDA)", name,
+                       (unsigned long long)p);
+    if (r == EA_CUDA_SUCCESS && ord != s->dv.ordinal)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: memory of CUDA device %d, this context runs on device %d",
+                       name, ord, s->dv.ordinal);
+    CUdeviceptr start = 0;
+    size_t size = 0;
+    if (d->PointerGetAttribute(&start, EA_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, p) == EA_CUDA_SUCCESS &&
+        d->PointerGetAttribute(&size, EA_CU_POINTER_ATTRIBUTE_RANGE_SIZE, p) == EA_CUDA_SUCCESS && size > 0 &&
+        (p - start > size || extent > size - (p - start)))
+        return ea_fail(msg, EDGEATTN_ERR_STRIDE,
+                       "%s: the view needs %zu bytes from 0x%llx, its allocation ends %zu bytes after it", name, extent,
+                       (unsigned long long)p, (size_t)(start + size - p));
+    return EDGEATTN_OK;
+}
+
+/* A host pointer the device can read and write in place: its device address, or 0. */
+static uint64_t host_direct(cu_state *s, const void *h, size_t extent)
+{
+    ea_cu_driver *d = &s->drv;
+    const CUdeviceptr p = (CUdeviceptr)(uintptr_t)h;
+    CUdeviceptr dp = 0;
+    if (d->PointerGetAttribute(&dp, EA_CU_POINTER_ATTRIBUTE_DEVICE_POINTER, p) == EA_CUDA_SUCCESS && dp) {
+        CUdeviceptr start = 0;
+        size_t size = 0;
+        if (d->PointerGetAttribute(&start, EA_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, p) == EA_CUDA_SUCCESS &&
+            d->PointerGetAttribute(&size, EA_CU_POINTER_ATTRIBUTE_RANGE_SIZE, p) == EA_CUDA_SUCCESS && size > 0 &&
+            (p < start || p - start > size || extent > size - (p - start)))
+            return 0; /* the view runs past the registered range: stage it */
+        return dp;
+    }
+    if (s->dv.integrated && s->dv.pageable)
+        return p; /* Jetson: the GPU reads pageable host memory through the host page tables */
+    return 0;
+}
+
+/* One row space of a copy: rows [b, h, n] of row_bytes each at base + (b*st0 + h*st1 + n*st2)*es. */
+typedef struct cu_side {
+    bool host;
+    char *hp;       /* host base */
+    CUdeviceptr dp; /* device base */
+    int64_t st[3];  /* element strides */
+} cu_side;
+
+static edgeattn_status copy_1d(cu_state *s, const cu_side *src, size_t so, const cu_side *dst, size_t dof, size_t n,
+                               char *msg)
+{
+    ea_cu_driver *d = &s->drv;
+    d->count.copies++;
+    CUresult r;
+    const char *what;
+    if (src->host && dst->host) {
+        memmove(dst->hp + dof, src->hp + so, n);
+        return EDGEATTN_OK;
+    } else if (src->host) {
+        r = d->MemcpyHtoDAsync(dst->dp + dof, src->hp + so, n, s->stream);
+        what = "cuMemcpyHtoDAsync";
+    } else if (dst->host) {
+        r = d->MemcpyDtoHAsync(dst->hp + dof, src->dp + so, n, s->stream);
+        what = "cuMemcpyDtoHAsync";
+    } else {
+        r = d->MemcpyDtoDAsync(dst->dp + dof, src->dp + so, n, s->stream);
+        what = "cuMemcpyDtoDAsync";
+    }
+    if (r != EA_CUDA_SUCCESS)
+        return cu_fail(d, msg, r, what);
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status copy_2d(cu_state *s, const cu_side *src, size_t so, size_t spitch, const cu_side *dst,
+                               size_t dof, size_t dpitch, size_t width, size_t height, char *msg)
+{
+    if (height == 1 || (spitch == width && dpitch == width))
+        return copy_1d(s, src, so, dst, dof, width * height, msg);
+    if (spitch > CU_MAX_PITCH || dpitch > CU_MAX_PITCH || (src->host && dst->host)) {
+        for (size_t i = 0; i < height; i++) {
+            edgeattn_status st = copy_1d(s, src, so + i * spitch, dst, dof + i * dpitch, width, msg);
+            if (st != EDGEATTN_OK)
+                return st;
+        }
+        return EDGEATTN_OK;
+    }
+    ea_cu_driver *d = &s->drv;
+    ea_CUDA_MEMCPY2D p;
+    memset(&p, 0, sizeof p);
+    if (src->host) {
+        p.srcMemoryType = EA_CU_MEMORYTYPE_HOST;
+        p.srcHost = src->hp + so;
+    } else {
+        p.srcMemoryType = EA_CU_MEMORYTYPE_DEVICE;
+        p.srcDevice = src->dp + so;
+    }
+    p.srcPitch = spitch;
+    if (dst->host) {
+        p.dstMemoryType = EA_CU_MEMORYTYPE_HOST;
+        p.dstHost = dst->hp + dof;
+    } else {
+        p.dstMemoryType = EA_CU_MEMORYTYPE_DEVICE;
+        p.dstDevice = dst->dp + dof;
+    }
+    p.dstPitch = dpitch;
+    p.WidthInBytes = width;
+    p.Height = height;
+    d->count.copies++;
+    const CUresult r = d->Memcpy2DAsync(&p, s->stream);
+    if (r != EA_CUDA_SUCCESS)
+        return cu_fail(d, msg, r, "cuMemcpy2DAsync");
+    return EDGEATTN_OK;
+}
+
+/* Copies rows [shape0, shape1, shape2] of row_bytes between two row spaces with any strides: the
+ * dims are ordered by the source's strides, dims that step uniformly in both spaces are merged into
+ * one 2-D copy, the others are looped over. */
+static edgeattn_status copy_rows(cu_state *s, const int64_t shape[3], size_t es, size_t row_bytes, const cu_side *src,
+                                 const cu_side *dst, char *msg)
+{
+    int dims[3], n = 0;
+    for (int i = 0; i < 3; i++)
+        if (shape[i] > 1)
+            dims[n++] = i;
+    for (int a = 1; a < n; a++) /* outermost (largest source stride) first */
+        for (int b = a; b > 0 && src->st[dims[b]] > src->st[dims[b - 1]]; b--) {
+            const int t = dims[b];
+            dims[b] = dims[b - 1];
+            dims[b - 1] = t;
+        }
+    size_t height = 1, sp = row_bytes, dp = row_bytes;
+    int inner = n; /* dims[inner..n) form the 2-D copy */
+    if (n > 0) {
+        const int last = dims[n - 1];
+        sp = (size_t)src->st[last] * es;
+        dp = (size_t)dst->st[last] * es;
+        height = (size_t)shape[last];
+        inner = n - 1;
+        while (inner > 0) {
+            const int o = dims[inner - 1];
+            if ((size_t)src->st[o] * es != sp * height || (size_t)dst->st[o] * es != dp * height)
+                break;
+            height *= (size_t)shape[o];
+            inner--;
+        }
+    }
+    /* loop over dims[0..inner) (at most two) */
+    const int64_t n0 = inner > 0 ? shape[dims[0]] : 1, n1 = inner > 1 ? shape[dims[1]] : 1;
+    for (int64_t i = 0; i < n0; i++)
+        for (int64_t j = 0; j < n1; j++) {
+            size_t so = 0, dof = 0;
+            if (inner > 0) {
+                so += (size_t)(i * src->st[dims[0]]) * es;
+                dof += (size_t)(i * dst->st[dims[0]]) * es;
+            }
+            if (inner > 1) {
+                so += (size_t)(j * src->st[dims[1]]) * es;
+                dof += (size_t)(j * dst->st[dims[1]]) * es;
+            }
+            edgeattn_status st = copy_2d(s, src, so, sp, dst, dof, dp, row_bytes, height, msg);
+            if (st != EDGEATTN_OK)
+                return st;
+        }
+    return EDGEATTN_OK;
+}
+
+/* Dense strides for t's shape in t's own dim order (outermost = largest stride). */
+static void dense_like(const edgeattn_tensor *t, int64_t st[3])
+{
+    int dims[3] = {0, 1, 2};
+    for (int a = 1; a < 3; a++)
+        for (int b = a; b > 0 && t->stride[dims[b]] > t->stride[dims[b - 1]]; b--) {
+            const int x = dims[b];
+            dims[b] = dims[b - 1];
+            dims[b - 1] = x;
+        }
+    int64_t step = t->shape[3];
+    for (int a = 2; a >= 0; a--) {
+        st[dims[a]] = step;
+        step *= t->shape[dims[a]];
+    }
+}
+
+/* A tensor argument of a call: where the kernel finds it, and how it gets there. */
+typedef struct cu_arg {
+    const edgeattn_tensor *t; /* NULL: absent */
+    ea_cu_tensor d;
+    bool staged;    /* host tensor copied through the pool */
+    bool whole;     /* staged by one copy of its extent (strides kept) */
+    size_t extent;
+    CUdeviceptr stage;
+} cu_arg;
+
+/* Decides where t lives for the kernels (no copy yet). Staged tensors go to [stage, stage + cap). */
+static edgeattn_status arg_prepare(cu_call *c, cu_arg *a, const char *name, const edgeattn_tensor *t, size_t stage_off,
+                                   size_t cap, bool output)
+{
+    cu_state *s = c->s;
+    memset(a, 0, sizeof *a);
+    a->t = t;
+    if (!t)
+        return EDGEATTN_OK;
+    const size_t es = ea_dtype_size(t->dtype);
+    a->extent = view_extent(t);
+    a->d.dtype = (int32_t)t->dtype;
+    a->d.sb = t->stride[0];
+    a->d.sh = t->stride[1];
+    a->d.sn = t->stride[2];
+    if (t->memory == EDGEATTN_MEM_CUDA) {
+        const uint64_t p = (uint64_t)(uintptr_t)t->data;
+        edgeattn_status st = check_device_ptr(s, name, p, a->extent, es, c->msg);
+        if (st != EDGEATTN_OK)
+            return st;
+        a->d.ptr = p;
+        return EDGEATTN_OK;
+    }
+    c->host = true;
+    const uint64_t direct = host_direct(s, t->data, a->extent);
+    if (direct && direct % es == 0) {
+        a->d.ptr = direct;
+        return EDGEATTN_OK;
+    }
+    a->staged = true;
+    a->stage = s->pool + stage_off;
+    a->d.ptr = a->stage;
+    bool aligned = true;
+    for (int i = 0; i < 3; i++)
+        if (t->shape[i] > 1 && ((size_t)t->stride[i] * es) % 16 != 0)
+            aligned = false;
+    if (!output && aligned && a->extent <= cap) {
+        a->whole = true; /* one copy, the view's strides as they are */
+        return EDGEATTN_OK;
+    }
+    size_t dense = 1;
+    for (int i = 0; i < 4; i++)
+        dense *= (size_t)t->shape[i]; /* validated: the element count fits */
+    if (dense > cap / es)
+        return ea_fail(c->msg, EDGEATTN_ERR_CAPACITY,
+                       "%s: a host tensor of %zu bytes exceeds the %zu-byte staging area of this context; pass it in "
+                       "device memory (EDGEATTN_MEM_CUDA, e.g. inside edgeattn_device_region)",
+                       name, dense * es, cap);
+    int64_t st[3];
+    dense_like(t, st);
+    a->d.sb = st[0];
+    a->d.sh = st[1];
+    a->d.sn = st[2];
+    return EDGEATTN_OK;
+}
+
+static cu_side side_host(const edgeattn_tensor *t)
+{
+    cu_side x;
+    memset(&x, 0, sizeof x);
+    x.host = true;
+    x.hp = t->data;
+    for (int i = 0; i < 3; i++)
+        x.st[i] = t->stride[i];
+    return x;
+}
+
+static cu_side side_dev(CUdeviceptr p, const ea_cu_tensor *d)
+{
+    cu_side x;
+    memset(&x, 0, sizeof x);
+    x.dp = p;
+    x.st[0] = d->sb;
+    x.st[1] = d->sh;
+    x.st[2] = d->sn;
+    return x;
+}
+
+/* Host -> staging for a staged input. */
+static edgeattn_status arg_upload(cu_call *c, const cu_arg *a)
+{
+    if (!a->t || !a->staged)
+        return EDGEATTN_OK;
+    const edgeattn_tensor *t = a->t;
+    const size_t es = ea_dtype_size(t->dtype);
+    const cu_side src = side_host(t), dst = side_dev(a->stage, &a->d);
+    if (a->whole)
+        return copy_1d(c->s, &src, 0, &dst, 0, a->extent, c->msg);
+    return copy_rows(c->s, t->shape, es, (size_t)t->shape[3] * es, &src, &dst, c->msg);
+}
+
+/* Staging -> host for a staged output. */
+static edgeattn_status arg_download(cu_call *c, const cu_arg *a)
+{
+    if (!a->t || !a->staged)
+        return EDGEATTN_OK;
+    const edgeattn_tensor *t = a->t;
+    const size_t es = ea_dtype_size(t->dtype);
+    const cu_side src = side_dev(a->stage, &a->d), dst = side_host(t);
+    return copy_rows(c->s, t->shape, es, (size_t)t->shape[3] * es, &src, &dst, c->msg);
+}
+
+/* Uploads n bytes of per-sequence parameters from host memory to pool offset off (stream-ordered). */
+static edgeattn_status upload_small(cu_call *c, size_t off, const void *src, size_t n)
+{
+    ea_cu_driver *d = &c->s->drv;
+    d->count.copies++;
+    CU_TRY(d, c->msg, d->MemcpyHtoDAsync(c->s->pool + off, src, n, c->s->stream), "cuMemcpyHtoDAsync");
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status run_launches(cu_call *c, const ea_cu_launch *l, int n, void *args)
+{
+    cu_state *s = c->s;
+    for (int i = 0; i < n; i++) {
+        if (l[i].kernel < 0 || (size_t)l[i].kernel >= s->nfn || !s->fn[l[i].kernel])
+            return ea_fail(c->msg, EDGEATTN_ERR_UNSUPPORTED, "cuda: kernel %d is not available on %s (sm_%d)",
+                           (int)l[i].kernel, s->dv.name, s->dv.cc);
+    }
+    for (int i = 0; i < n; i++) {
+        const CUresult r = ea_cu_launch_kernel(&s->drv, s->fn[l[i].kernel], l[i].grid, l[i].block, l[i].smem, s->stream, args);
+        if (r != EA_CUDA_SUCCESS) {
+            size_t cnt = 0;
+            const ea_cu_kernel_desc *tab = ea_cu_kernel_table(&cnt);
+            return ea_fail(c->msg, EDGEATTN_ERR_SYSTEM, "cuda: launch of %s failed: %s", tab[l[i].kernel].name,
+                           ea_cu_error_name(&s->drv, r));
+        }
+    }
+    return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- attention and decode */
+
+static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_attn_call *call)
+{
+    cu_state *s = c->s;
+    const cu_layout *L = &s->L;
+    edgeattn_status st;
+    cu_arg q, k, v, out, bias, lse;
+    if ((st = arg_prepare(c, &q, "q", call->q, L->q_stage, L->q_bytes, false)) != EDGEATTN_OK ||
+        (st = arg_prepare(c, &out, "out", call->out, L->out_stage, L->out_bytes, true)) != EDGEATTN_OK ||
+        (st = arg_prepare(c, &lse, "lse", call->lse, L->lse_stage, L->lse_bytes, true)) != EDGEATTN_OK)
+        return st;
+    ea_cu_attn_args a;
+    memset(&a, 0, sizeof a);
+    const ea_kv_cache *kv = call->cache;
+    if (!call->decode) {
+        if ((st = arg_prepare(c, &k, "k", call->k, L->k_stage, L->kvs_bytes, false)) != EDGEATTN_OK ||
+            (st = arg_prepare(c, &v, "v", call->v, L->v_stage, L->kvs_bytes, false)) != EDGEATTN_OK ||
+            (st = arg_prepare(c, &bias, "bias", call->bias, L->bias_stage, L->bias_bytes, false)) != EDGEATTN_OK)
+            return st;
+        a.k = k.d;
+        a.v = v.d;
+        if (call->bias) {
+            a.bias = bias.d;
+            if (call->bias->shape[0] == 1)
+                a.bias.sb = 0;
+            if (call->bias->shape[1] == 1)
+                a.bias.sh = 0;
+        }
+        a.Nkv = call->Nkv;
+        a.ring_cap = 0;
+    } else {
+        memset(&k, 0, sizeof k);
+        memset(&v, 0, sizeof v);
+        memset(&bias, 0, sizeof bias);
+        const int64_t dim = kv->dim, cap = kv->cap;
+        a.k.ptr = s->pool + L->kv_k;
+        a.v.ptr = s->pool + L->kv_v;
+        a.k.sb = a.v.sb = (int64_t)kv->heads * cap * dim;
+        a.k.sh = a.v.sh = cap * dim;
+        a.k.sn = a.v.sn = dim;
+        a.k.dtype = a.v.dtype = (int32_t)kv->dtype;
+        int32_t nmax = 0;
+        for (int32_t b = 0; b < call->B; b++)
+            nmax = kv->held[b] > nmax ? kv->held[b] : nmax;
+        a.Nkv = nmax;
+        a.ring_cap = kv->cap;
+    }
+    a.q = q.d;
+    a.out = out.d;
+    if (call->lse) {
+        a.lse = lse.d;
+    }
+    a.B = call->B;
+    a.Hq = call->Hq;
+    a.Hkv = call->Hkv;
+    a.Nq = call->Nq;
+    a.D = call->D;
+    a.group = call->group;
+    a.scale = call->scale;
+    a.softcap = call->softcap;
+    a.causal = call->causal ? 1 : 0;
+    a.window_left = call->window_left;
+    a.window_right = call->window_right;
+    const bool need_seq = call->decode || call->kv_lens;
+    a.seq = need_seq ? s->pool + L->seq : 0;
+    ea_cu_launch l[2];
+    const int nl = ea_cu_plan_attention(&s->dv.di, &a, s->pool + L->ws, L->ws_bytes, l);
+    if (nl <= 0)
+        return ea_fail(c->msg, EDGEATTN_ERR_UNSUPPORTED,
+                       "cuda: no kernel serves this call on %s (sm_%d): D %d, q %s, k/v %s, out %s", s->dv.name,
+                       s->dv.cc, (int)call->D, ea_dtype_name(call->q->dtype), ea_dtype_name(call->kv_dtype),
+                       ea_dtype_name(call->out->dtype));
+    /* Everything decided: now copy and launch. */
+    if ((st = arg_upload(c, &q)) != EDGEATTN_OK || (st = arg_upload(c, &k)) != EDGEATTN_OK ||
+        (st = arg_upload(c, &v)) != EDGEATTN_OK || (st = arg_upload(c, &bias)) != EDGEATTN_OK)
+        return st;
+    if (need_seq) {
+        ea_cu_seq buf[CU_CHUNK];
+        for (int32_t b0 = 0; b0 < call->B; b0 += CU_CHUNK) {
+            const int32_t n = call->B - b0 < CU_CHUNK ? call->B - b0 : CU_CHUNK;
+            for (int32_t i = 0; i < n; i++) {
+                const int32_t b = b0 + i;
+                memset(&buf[i], 0, sizeof buf[i]);
+                if (call->decode) {
+                    const int64_t held = kv->held[b], first = kv->total[b] - held;
+                    buf[i].key_pos0 = first;
+                    buf[i].kv_len = (int32_t)held;
+                    buf[i].slot0 = (int32_t)(first % kv->cap);
+                } else {
+                    buf[i].kv_len = call->kv_lens[b];
+                }
+            }
+            if ((st = upload_small(c, L->seq + (size_t)b0 * sizeof(ea_cu_seq), buf, (size_t)n * sizeof(ea_cu_seq))) !=
+                EDGEATTN_OK)
+                return st;
+        }
+    }
+    if ((st = run_launches(c, l, nl, &a)) != EDGEATTN_OK)
+        return st;
+    (void)ctx;
+    if ((st = arg_download(c, &out)) != EDGEATTN_OK || (st = arg_download(c, &lse)) != EDGEATTN_OK)
+        return st;
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status cuda_attention(edgeattn_context *ctx, const ea_attn_call *call)
+{
+    cu_call c;
+    edgeattn_status st = call_begin(&c, ctx);
+    if (st != EDGEATTN_OK)
+        return st;
+    st = attn_body(&c, ctx, call);
+    return call_end(&c, st);
+}
+
+/* ---------------------------------------------------------------- KV cache */
+
+/* One source of an append: where the kernel could read it in place (0: it must be staged). */
+static edgeattn_status kv_source(cu_call *c, const char *name, const edgeattn_tensor *t, uint64_t *direct)
+{
+    const size_t es = ea_dtype_size(t->dtype), ext = view_extent(t);
+    if (t->memory == EDGEATTN_MEM_CUDA) {
+        *direct = (uint64_t)(uintptr_t)t->data;
+        return check_device_ptr(c->s, name, *direct, ext, es, c->msg);
+    }
+    c->host = true;
+    *direct = host_direct(c->s, t->data, ext);
+    if (*direct % es != 0)
+        *direct = 0;
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, const edgeattn_tensor *k, const edgeattn_tensor *v,
+                               const int32_t *n_new)
+{
+    cu_state *s = c->s;
+    const cu_layout *L = &s->L;
+    const ea_kv_cache *kv = &ctx->kv;
+    const int32_t B = (int32_t)k->shape[0], H = (int32_t)k->shape[1], N = (int32_t)k->shape[2],
+                  D = (int32_t)k->shape[3], cap = kv->cap;
+    edgeattn_status st;
+    /* rows kept per sequence: [skip_b, n_b) with skip_b = max(0, n_b - cap) */
+    int32_t rmax = 0;
+    for (int32_t b = 0; b < B; b++) {
+        const int32_t n = n_new ? n_new[b] : N, keep = n < cap ? n : cap;
+        rmax = keep > rmax ? keep : rmax;
+    }
+    if (rmax == 0)
+        return EDGEATTN_OK;
+    const edgeattn_tensor *t[2] = {k, v};
+    uint64_t direct[2];
+    if ((st = kv_source(c, "kv_append: k", k, &direct[0])) != EDGEATTN_OK ||
+        (st = kv_source(c, "kv_append: v", v, &direct[1])) != EDGEATTN_OK)
+        return st;
+    /* Both in place, or both staged (the kernel takes one row range per sequence for both): the kept
+     * rows of each sequence, dense [B][H][rmax][D] in the source dtype. */
+    const bool staged = !direct[0] || !direct[1];
+    ea_cu_tensor d[2];
+    const size_t stage[2] = {L->k_stage, L->v_stage};
+    for (int i = 0; i < 2; i++) {
+        memset(&d[i], 0, sizeof d[i]);
+        d[i].dtype = (int32_t)t[i]->dtype;
+        if (!staged) {
+            d[i].ptr = direct[i];
+            d[i].sb = t[i]->stride[0];
+            d[i].sh = t[i]->stride[1];
+            d[i].sn = t[i]->stride[2];
+            continue;
+        }
+        const size_t es = ea_dtype_size(t[i]->dtype);
+        if ((size_t)B * (size_t)H * (size_t)rmax * (size_t)D > L->kvs_bytes / es)
+            return ea_fail(c->msg, EDGEATTN_ERR_CAPACITY, "kv_append: %d x %d x %d rows exceed the staging area", (int)B,
+                           (int)H, (int)rmax);
+        d[i].ptr = s->pool + stage[i];
+        d[i].sn = D;
+        d[i].sh = (int64_t)rmax * D;
+        d[i].sb = (int64_t)H * rmax * D;
+    }
+    ea_cu_kv_write_args a;
+    memset(&a, 0, sizeof a);
+    a.k_src = d[0];
+    a.v_src = d[1];
+    a.k_dst = s->pool + L->kv_k;
+    a.v_dst = s->pool + L->kv_v;
+    a.rows = s->pool + L->rows;
+    a.slot0 = s->pool + L->slot0;
+    a.B = B;
+    a.H = H;
+    a.D = D;
+    a.N = staged ? rmax : N;
+    a.cache_heads = kv->heads; /* core set it for this append */
+    a.ring_cap = cap;
+    a.cache_dtype = (int32_t)kv->dtype;
+    ea_cu_launch l;
+    ea_cu_plan_kv_write(&s->dv.di, &a, &l);
+    if (l.kernel < 0 || (size_t)l.kernel >= s->nfn || !s->fn[l.kernel])
+        return ea_fail(c->msg, EDGEATTN_ERR_UNSUPPORTED, "kv_append: the kv_write kernel is not available");
+    if (staged) { /* copies: the kept rows of each sequence, from host or device memory */
+        for (int i = 0; i < 2; i++) {
+            const size_t es = ea_dtype_size(t[i]->dtype);
+            for (int32_t b = 0; b < B; b++) {
+                const int32_t n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
+                if (n - skip <= 0)
+                    continue;
+                const int64_t shape[3] = {1, H, n - skip};
+                const size_t off = (size_t)(b * t[i]->stride[0] + skip * t[i]->stride[2]) * es;
+                cu_side src;
+                if (t[i]->memory == EDGEATTN_MEM_CUDA) {
+                    memset(&src, 0, sizeof src);
+                    src.dp = (uint64_t)(uintptr_t)t[i]->data + off;
+                    for (int j = 0; j < 3; j++)
+                        src.st[j] = t[i]->stride[j];
+                } else {
+                    src = side_host(t[i]);
+                    src.hp += off;
+                }
+                const cu_side dst = side_dev(d[i].ptr + (size_t)b * (size_t)d[i].sb * es, &d[i]);
+                if ((st = copy_rows(s, shape, es, (size_t)D * es, &src, &dst, c->msg)) != EDGEATTN_OK)
+                    return st;
+            }
+        }
+    }
+    int32_t rows[2 * CU_CHUNK], slot0[CU_CHUNK];
+    for (int32_t b0 = 0; b0 < B; b0 += CU_CHUNK) {
+        const int32_t cnt = B - b0 < CU_CHUNK ? B - b0 : CU_CHUNK;
+        for (int32_t i = 0; i < cnt; i++) {
+            const int32_t b = b0 + i;
+            const int32_t n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
+            rows[2 * i] = staged ? 0 : skip;
+            rows[2 * i + 1] = staged ? n - skip : n;
+            slot0[i] = (int32_t)((kv->total[b] + (staged ? skip : 0)) % cap);
+        }
+        if ((st = upload_small(c, L->rows + (size_t)b0 * 2 * sizeof(int32_t), rows,
+                               (size_t)cnt * 2 * sizeof(int32_t))) != EDGEATTN_OK ||
+            (st = upload_small(c, L->slot0 + (size_t)b0 * sizeof(int32_t), slot0, (size_t)cnt * sizeof(int32_t))) !=
+                EDGEATTN_OK)
+            return st;
+    }
+    return run_launches(c, &l, 1, &a);
+}
+
+static edgeattn_status cuda_kv_write(edgeattn_context *ctx, const edgeattn_tensor *k, const edgeattn_tensor *v,
+                                     const int32_t *n_new)
+{
+    cu_call c;
+    edgeattn_status st = call_begin(&c, ctx);
+    if (st != EDGEATTN_OK)
+        return st;
+    st = kv_body(&c, ctx, k, v, n_new);
+    return call_end(&c, st);
+}
+
+/* ---------------------------------------------------------------- check_finite */
+
+static edgeattn_status finite_body(cu_call *c, const edgeattn_tensor *t, bool neg_inf_ok, bool *finite)
+{
+    cu_state *s = c->s;
+    ea_cu_driver *d = &s->drv;
+    cu_arg a;
+    edgeattn_status st = arg_prepare(c, &a, "check_finite", t, 0, 0, false);
+    if (st != EDGEATTN_OK)
+        return st;
+    if (a.staged) /* core scans host tensors itself; never here */
+        return ea_fail(c->msg, EDGEATTN_ERR_INTERNAL, "cuda: check_finite of a host tensor");
+    ea_cu_finite_args f;
+    memset(&f, 0, sizeof f);
+    f.t = a.d;
+    f.B = t->shape[0];
+    f.H = t->shape[1];
+    f.N = t->shape[2];
+    f.D = t->shape[3];
+    f.flag = s->pool + s->L.flag;
+    f.neg_inf_ok = neg_inf_ok ? 1 : 0;
+    ea_cu_launch l;
+    ea_cu_plan_finite(&s->dv.di, &f, &l);
+    d->count.copies++;
+    CU_TRY(d, c->msg, d->MemsetD8Async(f.flag, 0, sizeof(uint32_t), s->stream), "cuMemsetD8Async");
+    if ((st = run_launches(c, &l, 1, &f)) != EDGEATTN_OK)
+        return st;
+    uint32_t flag = 0;
+    d->count.copies++;
+    CU_TRY(d, c->msg, d->MemcpyDtoHAsync(&flag, f.flag, sizeof flag, s->stream), "cuMemcpyDtoHAsync");
+    CU_TRY(d, c->msg, ea_cu_stream_sync(d, s->stream), "cuStreamSynchronize");
+    *finite = flag == 0;
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status cuda_check_finite(edgeattn_context *ctx, const edgeattn_tensor *t, bool neg_inf_ok,
+                                         bool *finite)
+{
+    cu_call c;
+    edgeattn_status st = call_begin(&c, ctx);
+    if (st != EDGEATTN_OK)
+        return st;
+    st = finite_body(&c, t, neg_inf_ok, finite);
+    c.host = false; /* synchronised already */
+    return call_end(&c, st);
+}
+
+/* ---------------------------------------------------------------- synchronize, region, copy */
+
+static edgeattn_status cuda_synchronize(edgeattn_context *ctx)
+{
+    cu_call c;
+    edgeattn_status st = call_begin(&c, ctx);
+    if (st != EDGEATTN_OK)
+        return st;
+    c.host = true; /* call_end synchronises and reports the driver's error */
+    return call_end(&c, EDGEATTN_OK);
+}
+
+static edgeattn_status cuda_device_region(edgeattn_context *ctx, edgeattn_memory *memory, void **data, size_t *offset,
+                                          size_t *bytes)
+{
+    cu_state *s = ctx->backend_state;
+    if (s->L.user_bytes == 0)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED, "device_region: config.device_user_bytes was 0");
+    *memory = EDGEATTN_MEM_CUDA;
+    *data = (void *)(uintptr_t)(s->pool + s->L.user);
+    *offset = 0;
+    *bytes = s->L.user_bytes;
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status copy_body(cu_call *c, const edgeattn_tensor *dst, const edgeattn_tensor *src)
+{
+    cu_state *s = c->s;
+    const size_t es = ea_dtype_size(src->dtype), row = (size_t)src->shape[3] * es;
+    cu_side sd, dd;
+    const edgeattn_tensor *t[2] = {src, dst};
+    cu_side *side[2] = {&sd, &dd};
+    for (int i = 0; i < 2; i++) {
+        if (t[i]->memory == EDGEATTN_MEM_CUDA) {
+            const uint64_t p = (uint64_t)(uintptr_t)t[i]->data;
+            edgeattn_status st =
+                check_device_ptr(s, i == 0 ? "copy: src" : "copy: dst", p, view_extent(t[i]), es, c->msg);
+            if (st != EDGEATTN_OK)
+                return st;
+            memset(side[i], 0, sizeof *side[i]);
+            side[i]->dp = p;
+            for (int j = 0; j < 3; j++)
+                side[i]->st[j] = t[i]->stride[j];
+        } else {
+            *side[i] = side_host(t[i]);
+            c->host = true;
+        }
+    }
+    if (sd.host && dd.host)
+        c->host = false; /* plain memmove, nothing queued */
+    return copy_rows(s, src->shape, es, row, &sd, &dd, c->msg);
+}
+
+static edgeattn_status cuda_copy(edgeattn_context *ctx, const edgeattn_tensor *dst, const edgeattn_tensor *src)
+{
+    cu_call c;
+    edgeattn_status st = call_begin(&c, ctx);
+    if (st != EDGEATTN_OK)
+        return st;
+    st = copy_body(&c, dst, src);
+    return call_end(&c, st);
+}
+
+/* ---------------------------------------------------------------- ceilings */
+
+static int cmp_float(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define CEIL_REPS 7
+
+/* Times fn-like work between two events: ms of each repetition; median returned. */
+static edgeattn_status ceil_body(cu_call *c, edgeattn_ceilings *out)
+{
+    cu_state *s = c->s;
+    ea_cu_driver *d = &s->drv;
+    edgeattn_status st = EDGEATTN_OK;
+    size_t fr = 0, to = 0;
+    CU_TRY(d, c->msg, d->MemGetInfo(&fr, &to), "cuMemGetInfo");
+    size_t bytes = (size_t)1 << 30;
+    while (bytes > ((size_t)16 << 20) && 2 * bytes > fr / 2)
+        bytes /= 2;
+    if (2 * bytes > fr)
+        return ea_fail(c->msg, EDGEATTN_ERR_OUT_OF_MEMORY, "measure_ceilings: %zu bytes free on the device, need %zu",
+                       fr, 2 * bytes);
+    CUdeviceptr a = 0, b = 0;
+    CUevent e0 = NULL, e1 = NULL;
+    CUresult r;
+    float ms[CEIL_REPS];
+    if ((r = ea_cu_mem_alloc(d, &a, bytes)) != EA_CUDA_SUCCESS || (r = ea_cu_mem_alloc(d, &b, bytes)) != EA_CUDA_SUCCESS) {
+        st = cu_fail(d, c->msg, r, "cuMemAlloc (measure_ceilings)");
+        goto done;
+    }
+    if ((r = d->EventCreate(&e0, EA_CU_EVENT_DEFAULT)) != EA_CUDA_SUCCESS ||
+        (r = d->EventCreate(&e1, EA_CU_EVENT_DEFAULT)) != EA_CUDA_SUCCESS) {
+        st = cu_fail(d, c->msg, r, "cuEventCreate");
+        goto done;
+    }
+    if ((r = d->MemsetD8Async(a, 1, bytes, s->stream)) != EA_CUDA_SUCCESS) {
+        st = cu_fail(d, c->msg, r, "cuMemsetD8Async");
+        goto done;
+    }
+    /* copy bandwidth: one warm-up, then CEIL_REPS timed copies */
+    for (int i = -1; i < CEIL_REPS; i++) {
+        if ((r = d->EventRecord(e0, s->stream)) != EA_CUDA_SUCCESS ||
+            (r = d->MemcpyDtoDAsync(b, a, bytes, s->stream)) != EA_CUDA_SUCCESS ||
+            (r = d->EventRecord(e1, s->stream)) != EA_CUDA_SUCCESS || (r = ea_cu_event_sync(d, e1)) != EA_CUDA_SUCCESS) {
+            st = cu_fail(d, c->msg, r, "copy bandwidth measurement");
+            goto done;
+        }
+        if (i >= 0 && (r = d->EventElapsedTime(&ms[i], e0, e1)) != EA_CUDA_SUCCESS) {
+            st = cu_fail(d, c->msg, r, "cuEventElapsedTime");
+            goto done;
+        }
+    }
+    qsort(ms, CEIL_REPS, sizeof ms[0], cmp_float);
+    out->copy_gbps = ms[CEIL_REPS / 2] > 0 ? 2.0 * (double)bytes / (ms[CEIL_REPS / 2] * 1e-3) / 1e9 : 0.0;
+    /* tensor-core throughput */
+    size_t nk = 0;
+    const ea_cu_kernel_desc *tab = ea_cu_kernel_table(&nk);
+    ea_cu_launch l;
+    int64_t flops = 0;
+    int32_t iters = 1024;
+    ea_cu_plan_peak(&s->dv.di, &l, &flops, iters);
+    if (l.kernel < 0 || (size_t)l.kernel >= s->nfn || !s->fn[l.kernel]) {
+        out->compute_tflops = 0.0;
+        snprintf(out->compute_what, sizeof out->compute_what, "n/a: %s needs sm_%d",
+                 l.kernel >= 0 && (size_t)l.kernel < nk ? tab[l.kernel].name : "peak kernel",
+                 l.kernel >= 0 && (size_t)l.kernel < nk ? (int)tab[l.kernel].min_cc : 80);
+        goto done;
+    }
+    ea_cu_peak_args pa;
+    memset(&pa, 0, sizeof pa);
+    pa.sink = b;
+    for (int round = 0; round < 2; round++) {
+        pa.iters = iters;
+        ea_cu_plan_peak(&s->dv.di, &l, &flops, iters);
+        for (int i = -1; i < CEIL_REPS; i++) {
+            if ((r = d->EventRecord(e0, s->stream)) != EA_CUDA_SUCCESS ||
+                (st = run_launches(c, &l, 1, &pa)) != EDGEATTN_OK ||
+                (r = d->EventRecord(e1, s->stream)) != EA_CUDA_SUCCESS || (r = ea_cu_event_sync(d, e1)) != EA_CUDA_SUCCESS) {
+                if (st == EDGEATTN_OK)
+                    st = cu_fail(d, c->msg, r, "tensor-core measurement");
+                goto done;
+            }
+            if (i >= 0 && (r = d->EventElapsedTime(&ms[i], e0, e1)) != EA_CUDA_SUCCESS) {
+                st = cu_fail(d, c->msg, r, "cuEventElapsedTime");
+                goto done;
+            }
+        }
+        qsort(ms, CEIL_REPS, sizeof ms[0], cmp_float);
+        const float med = ms[CEIL_REPS / 2];
+        if (round == 0 && med < 20.0f) { /* aim for about 20 ms per launch */
+            double scale = med > 0.01f ? 20.0 / med : 2000.0;
+            double it = (double)iters * scale;
+            iters = it > (double)(1 << 24) ? (1 << 24) : (int32_t)it;
+            continue;
+        }
+        out->compute_tflops = med > 0 ? (double)flops / (med * 1e-3) / 1e12 : 0.0;
+        snprintf(out->compute_what, sizeof out->compute_what, "FP16 mma.sync m16n8k16, FP32 accumulate");
+        break;
+    }
+done:
+    if (e0)
+        d->EventDestroy(e0);
+    if (e1)
+        d->EventDestroy(e1);
+    if (a || b)
+        ea_cu_stream_sync(d, s->stream);
+    if (a)
+        ea_cu_mem_free(d, a);
+    if (b)
+        ea_cu_mem_free(d, b);
+    return st;
+}
+
+static edgeattn_status cuda_ceilings(edgeattn_context *ctx, edgeattn_ceilings *out)
+{
+    cu_call c;
+    edgeattn_status st = call_begin(&c, ctx);
+    if (st != EDGEATTN_OK)
+        return st;
+    st = ceil_body(&c, out);
+    return call_end(&c, st);
+}
+
+/* ---------------------------------------------------------------- info */
+
+static void cuda_info(const edgeattn_context *ctx, edgeattn_backend_info *info)
+{
+    const cu_state *s = ctx->backend_state;
+    info->backend = EDGEATTN_BACKEND_CUDA;
+    snprintf(info->backend_name, sizeof info->backend_name, "cuda");
+    snprintf(info->tier, sizeof info->tier, "sm_%d %s", s->dv.cc, s->dv.cc >= 80 ? "mma" : "simt");
+    snprintf(info->device, sizeof info->device, "%s", s->dv.name);
+    info->compute_capability = s->dv.cc;
+    info->cores = s->dv.di.sm_count;
+    info->threads = 1;
+    info->device_memory = s->dv.total_mem;
+}
+
+bool ea_cuda_counters(const edgeattn_context *ctx, ea_cu_counters *out)
+{
+    if (!ctx || ctx->backend != &ea_backend_cuda || !ctx->backend_state)
+        return false;
+    const cu_state *s = ctx->backend_state;
+    *out = s->drv.count;
+    return true;
+}
+
+bool ea_cuda_device_of(const edgeattn_context *ctx, int *ordinal, CUcontext *cu_ctx, CUstream *stream)
+{
+    if (!ctx || ctx->backend != &ea_backend_cuda || !ctx->backend_state)
+        return false;
+    const cu_state *s = ctx->backend_state;
+    if (ordinal)
+        *ordinal = s->dv.ordinal;
+    if (cu_ctx)
+        *cu_ctx = s->ctx;
+    if (stream)
+        *stream = s->stream;
+    return true;
+}
+
+const ea_backend_ops ea_backend_cuda = {
+    .api_version = EA_BACKEND_API_VERSION,
+    .id = EDGEATTN_BACKEND_CUDA,
+    .name = "cuda",
+    .probe = cuda_probe,
+    .plan = cuda_plan,
+    .init = cuda_init,
+    .fini = cuda_fini,
+    .supports_config = NULL,
+    .attention = cuda_attention,
+    .decode = cuda_attention,
+    .info = cuda_info,
+    .memory_kinds = 1u << EDGEATTN_MEM_CUDA,
+    .check_finite = cuda_check_finite,
+    .kv_write = cuda_kv_write,
+    .synchronize = cuda_synchronize,
+    .device_region = cuda_device_region,
+    .copy = cuda_copy,
+    .ceilings = cuda_ceilings,
+};
