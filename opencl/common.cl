@@ -1,0 +1,85 @@
+/* Shared by every program: element access in any storage dtype (FP32 math), the per-call parameter
+ * structs passed by value (their layout is mirrored by opencl/ocl_internal.h: keep them in step). */
+#define EA_F32 0
+#define EA_F16 1
+#define EA_BF16 2
+#define EA_SEQ_MAX 16
+
+/* A strided view: element (b, h, n, d) is at off + b*sb + h*sh + n*sn + d (elements, may broadcast
+ * with a stride of 0). */
+typedef struct ea_view {
+    long off, sb, sh, sn;
+} ea_view;
+
+/* One attention launch (fused kernels, combine). Query rows of the launch: b in [b0, b0 + nb),
+ * KV heads [h0, h0 + nh), query index i in [i0, i0 + ni) of nq_total. Row r of a KV head's block:
+ * i = i0 + r / group, query head = hkv * group + r % group. Key j of sequence b is visible to query i
+ * iff j < kv_len[b] and the causal / window rules hold on d = j - (kv_len - nq_total + i). */
+typedef struct ea_attn_p {
+    ea_view q, k, v, o, bias, lse;
+    long ws_off, ws_lse_off;
+    int q_dt, kv_dt, o_dt, has_bias;
+    int has_lse, nsplit, b0, h0;
+    int nh, group, i0, ni;
+    int nq_total, D, ring_cap, causal;
+    int wl, wr;
+    float scale, softcap;
+    int kv_len[EA_SEQ_MAX];
+    int slot0[EA_SEQ_MAX];
+} ea_attn_p;
+
+float ea_ld1(__global const uchar *p, long i, int dt)
+{
+    if (dt == EA_F32)
+        return ((__global const float *)p)[i];
+    if (dt == EA_F16)
+        return vload_half(0, (__global const half *)p + i);
+    return as_float(((uint)((__global const ushort *)p)[i]) << 16);
+}
+
+float4 ea_ld4(__global const uchar *p, long i, int dt)
+{
+    if (dt == EA_F32)
+        return vload4(0, (__global const float *)p + i);
+    if (dt == EA_F16)
+        return vload_half4(0, (__global const half *)p + i);
+    const uint4 u = convert_uint4(vload4(0, (__global const ushort *)p + i)) << (uint4)16;
+    return as_float4(u);
+}
+
+ushort ea_f2bf(float x)
+{
+    uint u = as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (ushort)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (ushort)(u >> 16);
+}
+
+void ea_st1(__global uchar *p, long i, int dt, float x)
+{
+    if (dt == EA_F32)
+        ((__global float *)p)[i] = x;
+    else if (dt == EA_F16)
+        vstore_half_rte(x, 0, (__global half *)p + i);
+    else
+        ((__global ushort *)p)[i] = ea_f2bf(x);
+}
+
+void ea_st4(__global uchar *p, long i, int dt, float4 x)
+{
+    if (dt == EA_F32) {
+        vstore4(x, 0, (__global float *)p + i);
+    } else if (dt == EA_F16) {
+        vstore_half4_rte(x, 0, (__global half *)p + i);
+    } else {
+        const ushort4 u = (ushort4)(ea_f2bf(x.x), ea_f2bf(x.y), ea_f2bf(x.z), ea_f2bf(x.w));
+        vstore4(u, 0, (__global ushort *)p + i);
+    }
+}
+
+/* Is key j visible to the query whose bottom-right offset is qo = kv_len - nq_total + i? */
+bool ea_visible(int j, int qo, int causal, int wl, int wr)
+{
+    return (!causal || j <= qo) && (wl < 0 || j >= qo - wl) && (wr < 0 || j <= qo + wr);
+}

@@ -1,0 +1,860 @@
+/*
+ * The OpenCL backend: device choice, the memory plan, program builds (with the optional on-disk
+ * binary cache), the pools, and the ops table. The calls themselves are in ocl_run.c.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "opencl/ocl_internal.h"
+
+extern const char ea_ocl_src_common[];
+extern const char ea_ocl_src_flash[];
+extern const char ea_ocl_src_util[];
+extern const unsigned long long ea_ocl_src_hash;
+
+edgeattn_status ea_ocl_fail_cl(char *msg, cl_int err, const char *what)
+{
+    char buf[32];
+    return ea_fail(msg, EDGEATTN_ERR_SYSTEM, "opencl: %s failed: %s", what, ea_ocl_error_name(err, buf, sizeof buf));
+}
+
+/* ---------------------------------------------------------------- device choice */
+
+typedef struct ocl_pick {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_device_type type;
+} ocl_pick;
+
+static bool ci_contains(const char *hay, const char *needle)
+{
+    const size_t n = strlen(needle);
+    for (const char *p = hay; *p; p++) {
+        size_t i = 0;
+        while (i < n && p[i] && tolower((unsigned char)p[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n)
+            return true;
+    }
+    return n == 0;
+}
+
+/* Chooses the device: EDGEATTN_OPENCL_DEVICE ("P:D" or a name substring) when set, else the first
+ * GPU, then accelerator, then (when !gpu_only) any device. */
+static edgeattn_status ocl_choose(ea_ocl_api *api, bool gpu_only, ocl_pick *out, char *msg)
+{
+    cl_platform_id plats[16];
+    cl_uint np = 0;
+    if (api->clGetPlatformIDs(16, plats, &np) != CL_SUCCESS || np == 0)
+        return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE, "opencl: no OpenCL platform on this machine");
+    if (np > 16)
+        np = 16;
+    const char *env = getenv("EDGEATTN_OPENCL_DEVICE");
+    unsigned want_p = 0, want_d = 0;
+    int by_index = 0;
+    if (env && *env) {
+        char tail;
+        if (sscanf(env, "%u:%u%c", &want_p, &want_d, &tail) == 2)
+            by_index = 1;
+        else if (strlen(env) > 96)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "EDGEATTN_OPENCL_DEVICE: longer than 96 characters");
+    } else {
+        env = NULL;
+    }
+    ocl_pick best = {0}, second = {0}, any = {0};
+    bool have_best = false, have_second = false, have_any = false;
+    char list[160] = "";
+    for (cl_uint p = 0; p < np; p++) {
+        cl_device_id devs[32];
+        cl_uint nd = 0;
+        if (api->clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 32, devs, &nd) != CL_SUCCESS)
+            nd = 0;
+        if (nd > 32)
+            nd = 32;
+        char pname[128] = "";
+        api->clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname - 1, pname, NULL);
+        for (cl_uint d = 0; d < nd; d++) {
+            char dname[160] = "", vendor[96] = "";
+            cl_device_type type = 0;
+            api->clGetDeviceInfo(devs[d], CL_DEVICE_NAME, sizeof dname - 1, dname, NULL);
+            api->clGetDeviceInfo(devs[d], CL_DEVICE_VENDOR, sizeof vendor - 1, vendor, NULL);
+            api->clGetDeviceInfo(devs[d], CL_DEVICE_TYPE, sizeof type, &type, NULL);
+            const size_t o = strlen(list);
+            if (o + 8 < sizeof list)
+                snprintf(list + o, sizeof list - o, "%s%u:%u %.40s", o ? ", " : "", (unsigned)p, (unsigned)d, dname);
+            const ocl_pick cur = {plats[p], devs[d], type};
+            if (env) {
+                const bool match = by_index ? (p == want_p && d == want_d)
+                                            : (ci_contains(pname, env) || ci_contains(dname, env) || ci_contains(vendor, env));
+                if (match && !have_best) {
+                    best = cur;
+                    have_best = true;
+                }
+                continue;
+            }
+            if ((type & CL_DEVICE_TYPE_GPU) && !have_best) {
+                best = cur;
+                have_best = true;
+            } else if ((type & CL_DEVICE_TYPE_ACCELERATOR) && !have_second) {
+                second = cur;
+                have_second = true;
+            } else if (!have_any) {
+                any = cur;
+                have_any = true;
+            }
+        }
+    }
+    if (env) {
+        if (!have_best)
+            return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE,
+                           "EDGEATTN_OPENCL_DEVICE=%s matches no OpenCL device (devices: %s)", env,
+                           list[0] ? list : "none");
+        if (gpu_only && !(best.type & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)))
+            return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE,
+                           "opencl: EDGEATTN_OPENCL_DEVICE=%s is not a GPU (force the opencl backend to use it)", env);
+        *out = best;
+        return EDGEATTN_OK;
+    }
+    if (have_best)
+        *out = best;
+    else if (have_second)
+        *out = second;
+    else if (have_any && !gpu_only)
+        *out = any;
+    else
+        return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE, "opencl: no %sOpenCL device on this machine",
+                       gpu_only ? "GPU " : "");
+    return EDGEATTN_OK;
+}
+
+static bool ocl_probe(void)
+{
+    ea_ocl_api api;
+    if (!ea_ocl_load(&api, NULL, 0))
+        return false;
+    ocl_pick pick;
+    char msg[EA_MSG_LEN];
+    /* any device at all; the device rule of a config is supports_config's and plan's */
+    cl_platform_id plats[16];
+    cl_uint np = 0;
+    bool any = false;
+    if (api.clGetPlatformIDs(16, plats, &np) == CL_SUCCESS)
+        for (cl_uint p = 0; p < np && p < 16 && !any; p++) {
+            cl_uint nd = 0;
+            any = api.clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) == CL_SUCCESS && nd > 0;
+        }
+    (void)pick;
+    (void)msg;
+    ea_ocl_unload(&api);
+    return any;
+}
+
+/* AUTO takes OpenCL only for a GPU or accelerator (never a caller queue: the handle could be a CUDA
+ * stream); a forced backend always claims the config, and plan reports a device problem. */
+static bool ocl_supports(const edgeattn_config *cfg)
+{
+    if (cfg->backend != EDGEATTN_BACKEND_AUTO)
+        return true;
+    if (cfg->gpu_queue)
+        return false;
+    ea_ocl_api api;
+    if (!ea_ocl_load(&api, NULL, 0))
+        return false;
+    ocl_pick pick;
+    char msg[EA_MSG_LEN];
+    const bool ok = ocl_choose(&api, true, &pick, msg) == EDGEATTN_OK;
+    ea_ocl_unload(&api);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- plan */
+
+static edgeattn_status ocl_path_env(int *path, char *msg)
+{
+    const char *e = getenv("EDGEATTN_OPENCL_PATH");
+    *path = EA_OCL_PATH_FUSED;
+    if (!e || !*e || !strcmp(e, "auto") || !strcmp(e, "fused"))
+        return EDGEATTN_OK;
+    if (!strcmp(e, "unfused")) {
+        *path = EA_OCL_PATH_UNFUSED;
+        return EDGEATTN_OK;
+    }
+    return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "EDGEATTN_OPENCL_PATH=%.32s: expected fused, unfused or auto", e);
+}
+
+static size_t round_up(size_t x, size_t a)
+{
+    return (x + a - 1) / a * a;
+}
+
+/* Upper bound of CLBlast's SGEMM temporary buffer (padded copies of A, B and C). */
+static size_t blast_tmp_bound(size_t m, size_t n, size_t k)
+{
+    const size_t mp = round_up(m, 128) + 128, np = round_up(n, 128) + 128, kp = round_up(k, 128) + 128;
+    return (mp * kp + kp * np + mp * np) * sizeof(float);
+}
+
+static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, char *msg)
+{
+    memset(L, 0, sizeof *L);
+    edgeattn_status st = ocl_path_env(&L->path, msg);
+    if (st != EDGEATTN_OK)
+        return st;
+    const size_t D = (size_t)cfg->max_head_dim;
+    const int32_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
+    const int32_t group_max = cfg->max_heads; /* Hq / Hkv is at most max_heads */
+    L->dmax = cfg->max_head_dim;
+    L->rows_kv = cfg->max_kv_len > cap ? cfg->max_kv_len : cap;
+    const size_t per_row = D * 4 * 2 + 4 + (size_t)cfg->max_kv_len * 4;
+    size_t rows_all = (size_t)cfg->max_batch * (size_t)cfg->max_heads * (size_t)cfg->max_q_len;
+    size_t rows = ((size_t)16 << 20) / per_row;
+    if (rows > rows_all)
+        rows = rows_all;
+    if (rows < (size_t)group_max)
+        rows = (size_t)group_max;
+    L->rows_cap = (int32_t)(rows > (1u << 30) ? (1u << 30) : rows);
+    ea_sizer sz = {0, false};
+    L->st_kv_bytes = (size_t)L->rows_kv * D * 4;
+    L->st_k = ea_sizer_add(&sz, L->st_kv_bytes, 1, 256);
+    L->st_v = ea_sizer_add(&sz, L->st_kv_bytes, 1, 256);
+    L->st_rows_bytes = (size_t)L->rows_cap * per_row + 4 * 256;
+    L->st_rows = ea_sizer_add(&sz, L->st_rows_bytes, 1, 256);
+    L->ws = ea_sizer_add(&sz, (size_t)EA_OCL_WS_ENTRIES * D, 4, 256);
+    L->ws_lse = ea_sizer_add(&sz, EA_OCL_WS_ENTRIES, 4, 256);
+    L->flag = ea_sizer_add(&sz, 16, 4, 256);
+    if (L->path == EA_OCL_PATH_UNFUSED) {
+        size_t ur = ((size_t)64 << 20) / ((size_t)L->rows_kv * 4);
+        const size_t ur_max = (size_t)group_max * (size_t)cfg->max_q_len;
+        if (ur > ur_max)
+            ur = ur_max;
+        if (ur < (size_t)group_max)
+            ur = (size_t)group_max;
+        L->uf_rows = (int32_t)ur;
+        L->uf_q = ea_sizer_add(&sz, ur * D, 4, 256);
+        L->uf_o = ea_sizer_add(&sz, ur * D, 4, 256);
+        L->uf_l = ea_sizer_add(&sz, ur, 4, 256);
+        L->uf_k = ea_sizer_add(&sz, (size_t)L->rows_kv * D, 4, 256);
+        L->uf_v = ea_sizer_add(&sz, (size_t)L->rows_kv * D, 4, 256);
+        L->uf_s = ea_sizer_add(&sz, ur * (size_t)L->rows_kv, 4, 256);
+        const size_t t1 = blast_tmp_bound(ur, (size_t)L->rows_kv, D), t2 = blast_tmp_bound(ur, D, (size_t)L->rows_kv);
+        L->blast_tmp_bytes = t1 > t2 ? t1 : t2;
+    }
+    L->work_bytes = sz.total;
+    if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
+        size_t n;
+        if (!ea_mul_ok((size_t)cfg->max_batch * (size_t)cfg->max_kv_heads, (size_t)cap, &n) || !ea_mul_ok(n, D, &n) ||
+            !ea_mul_ok(n, ea_dtype_size(cfg->kv_cache_dtype), &n))
+            sz.overflow = true;
+        else
+            L->kv_bytes_each = round_up(n, 256);
+    }
+    L->user_bytes = (size_t)cfg->device_user_bytes;
+    size_t total = 0;
+    if (sz.overflow || !ea_add_ok(L->work_bytes, L->blast_tmp_bytes, &total) ||
+        !ea_add_ok(total, L->user_bytes, &total) || !ea_add_ok(total, L->kv_bytes_each, &total) ||
+        !ea_add_ok(total, L->kv_bytes_each, &total))
+        return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "opencl: device plan overflows size_t");
+    L->device_total = total;
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
+{
+    ea_ocl_layout L;
+    edgeattn_status st = ocl_layout(cfg, &L, msg);
+    if (st != EDGEATTN_OK)
+        return st;
+    if (!cfg->gpu_queue) { /* a forced backend must have its device (EDGEATTN_OPENCL_DEVICE included) */
+        ea_ocl_api api;
+        char why[96];
+        if (!ea_ocl_load(&api, why, sizeof why))
+            return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE, "opencl: %s", why);
+        ocl_pick pick;
+        st = ocl_choose(&api, cfg->backend == EDGEATTN_BACKEND_AUTO, &pick, msg);
+        ea_ocl_unload(&api);
+        if (st != EDGEATTN_OK)
+            return st;
+    }
+    out->host_bytes = sizeof(ea_ocl_state);
+    out->scratch_per_thread = 0;
+    out->device_bytes = L.device_total;
+    out->threads = 1;
+    out->kv_on_device = (cfg->flags & EDGEATTN_FLAG_KV_CACHE) != 0;
+    out->kv_device_bytes = 2 * L.kv_bytes_each;
+    return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- tiles */
+
+static size_t tiles_local_bytes(const ea_ocl_tiles *t, int dmax)
+{
+    const size_t dp = (size_t)dmax + 4;
+    return 4 * ((size_t)t->bm * dp + (size_t)t->bn * dp + (size_t)t->bm * (size_t)(t->bn + 4) +
+                (size_t)t->bm * (size_t)(t->bn / 4));
+}
+
+static int tiles_threads(const ea_ocl_tiles *t)
+{
+    return (t->bm / t->tm) * (t->bn / 4);
+}
+
+static bool tiles_valid(const ea_ocl_tiles *t, int dmax)
+{
+    if (t->tm < 1 || t->tm > 8 || t->bm < t->tm || t->bm % t->tm || t->bm > 256 || t->bn < 4 || t->bn % 4 ||
+        t->bn > 128)
+        return false;
+    return (dmax / 4) % (t->bn / 4) == 0;
+}
+
+static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
+{
+    return tiles_valid(t, dmax) && tiles_local_bytes(t, dmax) + 256 <= s->local_mem &&
+           (size_t)tiles_threads(t) <= s->max_wg;
+}
+
+/* The per-class table (head dim 128), shrunk until the tile fits local memory and work-group size. */
+static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *dec)
+{
+    static const ea_ocl_tiles table[][2] = {
+        [EA_OCL_CLASS_OTHER] = {{16, 2, 32}, {8, 1, 32}},
+        [EA_OCL_CLASS_NVIDIA] = {{32, 4, 32}, {8, 1, 64}},
+        [EA_OCL_CLASS_MALI] = {{16, 2, 16}, {4, 1, 32}},
+        [EA_OCL_CLASS_ADRENO] = {{32, 4, 16}, {8, 1, 32}},
+        [EA_OCL_CLASS_CPU] = {{32, 4, 32}, {8, 1, 32}},
+    };
+    ea_ocl_tiles *t[2] = {pf, dec};
+    for (int k = 0; k < 2; k++) {
+        *t[k] = table[s->dev_class][k];
+        while (!tiles_fit(s, t[k], dmax)) {
+            if (t[k]->bn > 16 || (t[k]->bn > 4 && t[k]->bm <= t[k]->tm))
+                t[k]->bn /= 2;
+            else if (t[k]->bm > t[k]->tm)
+                t[k]->bm /= 2;
+            else if (t[k]->tm > 1)
+                t[k]->tm /= 2, t[k]->bm = t[k]->tm;
+            else
+                break;
+        }
+    }
+}
+
+/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN,dec=BMxTMxBN" (either part may be left out). */
+static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *dec, char *msg)
+{
+    const char *e = getenv("EDGEATTN_OPENCL_TILES");
+    if (!e || !*e)
+        return EDGEATTN_OK;
+    const char *p = e;
+    while (*p) {
+        ea_ocl_tiles t;
+        int used = 0;
+        ea_ocl_tiles *dst = NULL;
+        if (!strncmp(p, "pf=", 3))
+            dst = pf, p += 3;
+        else if (!strncmp(p, "dec=", 4))
+            dst = dec, p += 4;
+        if (!dst || sscanf(p, "%dx%dx%d%n", &t.bm, &t.tm, &t.bn, &used) != 3)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "EDGEATTN_OPENCL_TILES=%.64s: expected pf=BMxTMxBN,dec=BMxTMxBN", e);
+        if (!tiles_fit(s, &t, dmax))
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "EDGEATTN_OPENCL_TILES: %dx%dx%d invalid for head dim %d (TM 1..8 dividing BM, BN a multiple "
+                           "of 4 with BN/4 dividing %d, %zu bytes of local memory and %zu work-items at most)",
+                           t.bm, t.tm, t.bn, dmax, dmax / 4, (size_t)s->local_mem, s->max_wg);
+        *dst = t;
+        p += used;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "EDGEATTN_OPENCL_TILES=%.64s: unexpected '%c'", e, *p);
+    }
+    return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- programs and the binary cache */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+#define EA_CACHE_MAGIC "EAOCLBIN"
+
+typedef struct cache_header {
+    char magic[8];
+    uint32_t version, key_len;
+    uint64_t bin_len, bin_hash;
+} cache_header;
+
+/* Reads a cache entry; returns a malloc'd binary whose key matches, else NULL. */
+static unsigned char *cache_read(const char *path, const char *key, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    cache_header h;
+    unsigned char *bin = NULL;
+    char *k = NULL;
+    const size_t klen = strlen(key);
+    if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, EA_CACHE_MAGIC, 8) != 0 || h.version != 1 ||
+        h.key_len != klen || h.bin_len == 0 || h.bin_len > ((uint64_t)1 << 30))
+        goto fail;
+    k = malloc(klen + 1);
+    bin = malloc((size_t)h.bin_len);
+    if (!k || !bin || fread(k, 1, klen, f) != klen || memcmp(k, key, klen) != 0 ||
+        fread(bin, 1, (size_t)h.bin_len, f) != (size_t)h.bin_len ||
+        fnv1a(0xcbf29ce484222325ull, bin, (size_t)h.bin_len) != h.bin_hash)
+        goto fail;
+    free(k);
+    fclose(f);
+    *len = (size_t)h.bin_len;
+    return bin;
+fail:
+    free(k);
+    free(bin);
+    fclose(f);
+    return NULL;
+}
+
+/* Writes an entry atomically (temporary file in the same folder, then rename). */
+static bool cache_write(const char *path, const char *key, const unsigned char *bin, size_t len)
+{
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return false;
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return false;
+    cache_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, EA_CACHE_MAGIC, 8);
+    h.version = 1;
+    h.key_len = (uint32_t)strlen(key);
+    h.bin_len = len;
+    h.bin_hash = fnv1a(0xcbf29ce484222325ull, bin, len);
+    bool ok = fwrite(&h, sizeof h, 1, f) == 1 && fwrite(key, 1, h.key_len, f) == h.key_len &&
+              fwrite(bin, 1, len, f) == len;
+    ok = (fclose(f) == 0) && ok;
+    if (ok && rename(tmp, path) == 0)
+        return true;
+    remove(tmp);
+    return false;
+}
+
+/* Builds (or loads from the cache) a program from nsrc strings with options. */
+static edgeattn_status build_program(ea_ocl_state *s, const char *cache_dir, const char **src, int nsrc,
+                                     const char *opts, const char *what, cl_program *out, char *msg)
+{
+    char key[1024];
+    uint64_t hsrc = 0xcbf29ce484222325ull;
+    for (int i = 0; i < nsrc; i++)
+        hsrc = fnv1a(hsrc, src[i], strlen(src[i]));
+    snprintf(key, sizeof key, "%s|%s|%s|%s|%016llx|%016llx|%s", s->platform_name, s->device_name, s->driver,
+             s->version, (unsigned long long)ea_ocl_src_hash, (unsigned long long)hsrc, opts);
+    char path[4096] = "";
+    cl_int err = CL_SUCCESS;
+    cl_program prog = NULL;
+    if (cache_dir && *cache_dir) {
+        const uint64_t hk = fnv1a(0xcbf29ce484222325ull, key, strlen(key));
+        snprintf(path, sizeof path, "%s/edgeattn-ocl-%016llx.bin", cache_dir, (unsigned long long)hk);
+        size_t len = 0;
+        unsigned char *bin = cache_read(path, key, &len);
+        if (bin) {
+            cl_int bst = CL_SUCCESS;
+            prog = ea_ocl_create_program_bin(&s->api, s->context, s->device, len, bin, &bst, &err);
+            free(bin);
+            if (prog && (err != CL_SUCCESS || bst != CL_SUCCESS ||
+                         s->api.clBuildProgram(prog, 1, &s->device, opts, NULL, NULL) != CL_SUCCESS)) {
+                s->api.clReleaseProgram(prog);
+                prog = NULL;
+            }
+            if (prog) {
+                s->programs_from_cache++;
+                *out = prog;
+                return EDGEATTN_OK;
+            }
+        }
+    }
+    size_t lens[8];
+    for (int i = 0; i < nsrc; i++)
+        lens[i] = strlen(src[i]);
+    prog = ea_ocl_create_program_src(&s->api, s->context, (cl_uint)nsrc, src, lens, &err);
+    if (!prog || err != CL_SUCCESS)
+        return ea_ocl_fail_cl(msg, err, "clCreateProgramWithSource");
+    err = s->api.clBuildProgram(prog, 1, &s->device, opts, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        char log[2048] = "";
+        s->api.clGetProgramBuildInfo(prog, s->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+        s->api.clReleaseProgram(prog);
+        for (char *p = log; *p; p++)
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
+        char buf[32];
+        const char *l = log;
+        while (*l == ' ')
+            l++;
+        return ea_fail(msg, EDGEATTN_ERR_SYSTEM, "opencl: building the %s program failed (%s): %.160s", what,
+                       ea_ocl_error_name(err, buf, sizeof buf), l);
+    }
+    s->programs_built++;
+    if (path[0]) { /* best effort: a cache that cannot be written only costs the next start a build */
+        size_t len = 0;
+        if (s->api.clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof len, &len, NULL) == CL_SUCCESS && len > 0) {
+            unsigned char *bin = malloc(len);
+            if (bin && s->api.clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS &&
+                cache_write(path, key, bin, len))
+                s->programs_cache_saved++;
+            free(bin);
+        }
+    }
+    *out = prog;
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_ocl_variant *v, char *msg)
+{
+    char pro_pf[160], pro_dec[160], opts[96];
+    snprintf(pro_pf, sizeof pro_pf, "\n#define FK_NAME ea_flash_pf\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n",
+             v->pf.bm, v->pf.tm, v->pf.bn);
+    snprintf(pro_dec, sizeof pro_dec,
+             "\n#undef FK_NAME\n#undef FK_BM\n#undef FK_TM\n#undef FK_BN\n#define FK_NAME ea_flash_dec\n"
+             "#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n",
+             v->dec.bm, v->dec.tm, v->dec.bn);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d", v->dmax);
+    const char *src[5] = {ea_ocl_src_common, pro_pf, ea_ocl_src_flash, pro_dec, ea_ocl_src_flash};
+    char what[32];
+    snprintf(what, sizeof what, "flash (head dim %d)", v->dmax);
+    edgeattn_status st = build_program(s, cache_dir, src, 5, opts, what, &v->prog, msg);
+    if (st != EDGEATTN_OK)
+        return st;
+    cl_int err;
+    v->k_pf = ea_ocl_create_kernel(&s->api, v->prog, "ea_flash_pf", &err);
+    if (err != CL_SUCCESS)
+        return ea_ocl_fail_cl(msg, err, "clCreateKernel(ea_flash_pf)");
+    v->k_dec = ea_ocl_create_kernel(&s->api, v->prog, "ea_flash_dec", &err);
+    if (err != CL_SUCCESS)
+        return ea_ocl_fail_cl(msg, err, "clCreateKernel(ea_flash_dec)");
+    /* the compiled kernel may allow fewer work-items than the device (registers) */
+    const ea_ocl_tiles *t[2] = {&v->pf, &v->dec};
+    const cl_kernel k[2] = {v->k_pf, v->k_dec};
+    for (int i = 0; i < 2; i++) {
+        size_t wg = 0;
+        if (s->api.clGetKernelWorkGroupInfo(k[i], s->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) ==
+                CL_SUCCESS &&
+            wg < (size_t)tiles_threads(t[i]))
+            return ea_fail(msg, EDGEATTN_ERR_SYSTEM,
+                           "opencl: kernel %s (head dim %d, tiles %dx%dx%d) allows %zu work-items, needs %d: set "
+                           "smaller tiles with EDGEATTN_OPENCL_TILES",
+                           i ? "ea_flash_dec" : "ea_flash_pf", v->dmax, t[i]->bm, t[i]->tm, t[i]->bn, wg,
+                           tiles_threads(t[i]));
+    }
+    return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- init / fini */
+
+static void info_str(ea_ocl_state *s, cl_device_info what, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (s->api.clGetDeviceInfo(s->device, what, len - 1, buf, NULL) != CL_SUCCESS)
+        buf[0] = '\0';
+    buf[len - 1] = '\0';
+}
+
+static void ocl_release(ea_ocl_state *s)
+{
+    ea_ocl_api *a = &s->api;
+    if (!a->lib)
+        return;
+    if (s->queue)
+        a->clFinish(s->queue);
+    for (int i = 0; i < EA_OCL_NVAR; i++) {
+        if (s->var[i].k_pf)
+            a->clReleaseKernel(s->var[i].k_pf);
+        if (s->var[i].k_dec)
+            a->clReleaseKernel(s->var[i].k_dec);
+        if (s->var[i].prog)
+            a->clReleaseProgram(s->var[i].prog);
+    }
+    for (int i = 0; i < EA_K_COUNT; i++)
+        if (s->k[i])
+            a->clReleaseKernel(s->k[i]);
+    if (s->util_prog)
+        a->clReleaseProgram(s->util_prog);
+    cl_mem mems[5] = {s->kv_k, s->kv_v, s->user, s->work, s->blast_tmp};
+    for (int i = 0; i < 5; i++)
+        if (mems[i])
+            a->clReleaseMemObject(mems[i]);
+    if (s->queue)
+        a->clReleaseCommandQueue(s->queue);
+    if (s->context)
+        a->clReleaseContext(s->context);
+    if (s->blast.lib)
+        ea_clblast_unload(&s->blast);
+    ea_ocl_unload(a);
+}
+
+static edgeattn_status make_buffer(ea_ocl_state *s, size_t bytes, const char *what, cl_mem *out, char *msg)
+{
+    if (bytes == 0)
+        return EDGEATTN_OK;
+    if (bytes > s->max_alloc)
+        return ea_fail(msg, EDGEATTN_ERR_OUT_OF_MEMORY,
+                       "opencl: the %s needs %zu bytes, more than the device's largest buffer (%llu bytes)", what, bytes,
+                       (unsigned long long)s->max_alloc);
+    cl_int err;
+    *out = ea_ocl_create_buffer(&s->api, s->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (!*out || err != CL_SUCCESS) {
+        *out = NULL;
+        char buf[32];
+        return ea_fail(msg, EDGEATTN_ERR_OUT_OF_MEMORY, "opencl: could not obtain %zu bytes for the %s (%s)", bytes,
+                       what, ea_ocl_error_name(err, buf, sizeof buf));
+    }
+    /* touch it now, so a lazily allocating driver fails here and not in the first call */
+    const cl_uchar zero = 0;
+    err = s->api.clEnqueueFillBuffer(s->queue, *out, &zero, 1, 0, bytes, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return ea_ocl_fail_cl(msg, err, "clEnqueueFillBuffer");
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, char *msg)
+{
+    const edgeattn_config *cfg = &ctx->cfg;
+    char why[96];
+    edgeattn_status st = ocl_layout(cfg, &s->lay, msg);
+    if (st != EDGEATTN_OK)
+        return st;
+    if (!ea_ocl_load(&s->api, why, sizeof why))
+        return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE, "opencl: %s", why);
+    ea_ocl_api *a = &s->api;
+    cl_int err;
+    if (cfg->gpu_queue) {
+        cl_command_queue q = (cl_command_queue)cfg->gpu_queue;
+        cl_command_queue_properties props = 0;
+        if ((err = a->clGetCommandQueueInfo(q, CL_QUEUE_CONTEXT, sizeof s->context, &s->context, NULL)) != CL_SUCCESS ||
+            (err = a->clGetCommandQueueInfo(q, CL_QUEUE_DEVICE, sizeof s->device, &s->device, NULL)) != CL_SUCCESS ||
+            (err = a->clGetCommandQueueInfo(q, CL_QUEUE_PROPERTIES, sizeof props, &props, NULL)) != CL_SUCCESS) {
+            s->context = NULL;
+            return ea_ocl_fail_cl(msg, err, "config.gpu_queue: clGetCommandQueueInfo");
+        }
+        if (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) {
+            s->context = NULL;
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config.gpu_queue: the queue must be in-order");
+        }
+        a->clRetainContext(s->context);
+        a->clRetainCommandQueue(q);
+        s->queue = q;
+        a->clGetDeviceInfo(s->device, CL_DEVICE_PLATFORM, sizeof s->platform, &s->platform, NULL);
+    } else {
+        ocl_pick pick;
+        st = ocl_choose(a, cfg->backend == EDGEATTN_BACKEND_AUTO, &pick, msg);
+        if (st != EDGEATTN_OK)
+            return st;
+        s->platform = pick.platform;
+        s->device = pick.device;
+        const cl_context_properties props[3] = {CL_CONTEXT_PLATFORM, (cl_context_properties)pick.platform, 0};
+        s->context = a->clCreateContext(props, 1, &s->device, NULL, NULL, &err);
+        if (!s->context || err != CL_SUCCESS) {
+            s->context = NULL;
+            return ea_ocl_fail_cl(msg, err, "clCreateContext");
+        }
+        s->queue = a->clCreateCommandQueue(s->context, s->device, 0, &err);
+        if (!s->queue || err != CL_SUCCESS) {
+            s->queue = NULL;
+            return ea_ocl_fail_cl(msg, err, "clCreateCommandQueue");
+        }
+    }
+    /* device limits */
+    info_str(s, CL_DEVICE_NAME, s->device_name, sizeof s->device_name);
+    info_str(s, CL_DEVICE_VENDOR, s->vendor, sizeof s->vendor);
+    info_str(s, CL_DRIVER_VERSION, s->driver, sizeof s->driver);
+    info_str(s, CL_DEVICE_VERSION, s->version, sizeof s->version);
+    s->platform_name[0] = '\0';
+    a->clGetPlatformInfo(s->platform, CL_PLATFORM_NAME, sizeof s->platform_name - 1, s->platform_name, NULL);
+    s->platform_name[sizeof s->platform_name - 1] = '\0';
+    char ext[4096] = "";
+    a->clGetDeviceInfo(s->device, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL);
+    s->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+    a->clGetDeviceInfo(s->device, CL_DEVICE_TYPE, sizeof s->type, &s->type, NULL);
+    a->clGetDeviceInfo(s->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof s->cus, &s->cus, NULL);
+    a->clGetDeviceInfo(s->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof s->max_wg, &s->max_wg, NULL);
+    a->clGetDeviceInfo(s->device, CL_DEVICE_MAX_PARAMETER_SIZE, sizeof s->max_param, &s->max_param, NULL);
+    a->clGetDeviceInfo(s->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof s->local_mem, &s->local_mem, NULL);
+    a->clGetDeviceInfo(s->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof s->global_mem, &s->global_mem, NULL);
+    a->clGetDeviceInfo(s->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof s->max_alloc, &s->max_alloc, NULL);
+    a->clGetDeviceInfo(s->device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof s->vec_float, &s->vec_float, NULL);
+    a->clGetDeviceInfo(s->device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_HALF, sizeof s->vec_half, &s->vec_half, NULL);
+    if (s->cus < 1)
+        s->cus = 1;
+    if (s->max_param < sizeof(ea_ocl_attn_p) + 8 * sizeof(cl_mem))
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "opencl: the device takes %zu bytes of kernel arguments, %zu needed",
+                       s->max_param, sizeof(ea_ocl_attn_p) + 8 * sizeof(cl_mem));
+    char lname[256];
+    snprintf(lname, sizeof lname, "%s %s %s", s->vendor, s->device_name, s->platform_name);
+    for (char *p = lname; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (s->type & CL_DEVICE_TYPE_CPU)
+        s->dev_class = EA_OCL_CLASS_CPU;
+    else if (strstr(lname, "nvidia"))
+        s->dev_class = EA_OCL_CLASS_NVIDIA;
+    else if (strstr(lname, "mali"))
+        s->dev_class = EA_OCL_CLASS_MALI;
+    else if (strstr(lname, "adreno") || strstr(lname, "qualcomm"))
+        s->dev_class = EA_OCL_CLASS_ADRENO;
+    else
+        s->dev_class = EA_OCL_CLASS_OTHER;
+
+    /* programs: the head-dim variants up to the planned one, and the utility program */
+    static const int dims[EA_OCL_NVAR] = {64, 128, 256};
+    s->nvar = 0;
+    for (int i = 0; i < EA_OCL_NVAR; i++) {
+        if (i > 0 && dims[i - 1] >= cfg->max_head_dim)
+            break;
+        ea_ocl_variant *v = &s->var[s->nvar++];
+        v->dmax = dims[i];
+        tiles_default(s, v->dmax, &v->pf, &v->dec);
+        if ((st = tiles_env(s, v->dmax, &v->pf, &v->dec, msg)) != EDGEATTN_OK)
+            return st;
+        if (!tiles_fit(s, &v->pf, v->dmax) || !tiles_fit(s, &v->dec, v->dmax))
+            return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                           "opencl: no tile for head dim %d fits %llu bytes of local memory", v->dmax,
+                           (unsigned long long)s->local_mem);
+        if ((st = build_variant(s, cfg->kernel_cache_dir, v, msg)) != EDGEATTN_OK)
+            return st;
+    }
+    const char *usrc[2] = {ea_ocl_src_common, ea_ocl_src_util};
+    if ((st = build_program(s, cfg->kernel_cache_dir, usrc, 2, "-cl-std=CL1.2", "utility", &s->util_prog, msg)) !=
+        EDGEATTN_OK)
+        return st;
+    static const char *const knames[EA_K_COUNT] = {"ea_combine",   "ea_kv_write", "ea_finite",     "ea_gather_q",
+                                                   "ea_gather_kv", "ea_softmax",  "ea_store_rows", "ea_fma_peak"};
+    for (int i = 0; i < EA_K_COUNT; i++) {
+        s->k[i] = ea_ocl_create_kernel(a, s->util_prog, knames[i], &err);
+        if (err != CL_SUCCESS) {
+            s->k[i] = NULL;
+            return ea_ocl_fail_cl(msg, err, knames[i]);
+        }
+    }
+
+    /* pools */
+    if ((st = make_buffer(s, s->lay.work_bytes, "work pool (staging, split-KV workspace)", &s->work, msg)) != EDGEATTN_OK ||
+        (st = make_buffer(s, s->lay.kv_bytes_each, "KV cache (K)", &s->kv_k, msg)) != EDGEATTN_OK ||
+        (st = make_buffer(s, s->lay.kv_bytes_each, "KV cache (V)", &s->kv_v, msg)) != EDGEATTN_OK ||
+        (st = make_buffer(s, s->lay.user_bytes, "user region", &s->user, msg)) != EDGEATTN_OK ||
+        (st = make_buffer(s, s->lay.blast_tmp_bytes, "CLBlast temporary buffer", &s->blast_tmp, msg)) != EDGEATTN_OK)
+        return st;
+    if (s->lay.path == EA_OCL_PATH_UNFUSED) {
+        s->blast_ok = ea_clblast_load(&s->blast, s->blast_why, sizeof s->blast_why);
+    }
+    if ((err = a->clFinish(s->queue)) != CL_SUCCESS)
+        return ea_ocl_fail_cl(msg, err, "clFinish");
+    s->max_batch = cfg->max_batch;
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status ocl_init(edgeattn_context *ctx, ea_arena *arena, char *msg)
+{
+    ea_ocl_state *s = ea_arena_alloc(arena, 1, sizeof(ea_ocl_state), 64);
+    if (!s)
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
+    memset(s, 0, sizeof *s);
+    edgeattn_status st = ocl_init_state(ctx, s, msg);
+    if (st != EDGEATTN_OK) {
+        ocl_release(s);
+        return st;
+    }
+    ctx->backend_state = s;
+    return EDGEATTN_OK;
+}
+
+static void ocl_fini(edgeattn_context *ctx)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    if (s)
+        ocl_release(s);
+    ctx->backend_state = NULL;
+}
+
+static void ocl_info(const edgeattn_context *ctx, edgeattn_backend_info *info)
+{
+    const ea_ocl_state *s = ctx->backend_state;
+    info->backend = EDGEATTN_BACKEND_OPENCL;
+    snprintf(info->backend_name, sizeof info->backend_name, "opencl");
+    const char *kind = (s->type & CL_DEVICE_TYPE_GPU) ? "gpu" : (s->type & CL_DEVICE_TYPE_CPU) ? "cpu" : "acc";
+    const bool pocl = strstr(s->platform_name, "Portable") != NULL || strstr(s->platform_name, "pocl") != NULL;
+    snprintf(info->tier, sizeof info->tier, "%s-%s f32%s", pocl ? "pocl" : "opencl", kind,
+             s->lay.path == EA_OCL_PATH_UNFUSED ? " unfused" : "");
+    snprintf(info->device, sizeof info->device, "%.100s (%.24s)", s->device_name, s->platform_name);
+    info->cores = (int32_t)s->cus;
+    info->threads = 1;
+    info->device_memory = (size_t)s->global_mem;
+}
+
+static edgeattn_status ocl_synchronize(edgeattn_context *ctx)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    const cl_int err = s->api.clFinish(s->queue);
+    return err == CL_SUCCESS ? EDGEATTN_OK : ea_ocl_fail_cl(ctx->msg, err, "clFinish");
+}
+
+static edgeattn_status ocl_device_region(edgeattn_context *ctx, edgeattn_memory *memory, void **data, size_t *offset,
+                                         size_t *bytes)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    *memory = EDGEATTN_MEM_OPENCL;
+    *data = (void *)s->user;
+    *offset = 0;
+    *bytes = s->lay.user_bytes;
+    return EDGEATTN_OK;
+}
+
+bool ea_ocl_debug_info(const edgeattn_context *ctx, ea_ocl_debug *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!ctx || ctx->backend->id != EDGEATTN_BACKEND_OPENCL || !ctx->backend_state)
+        return false;
+    const ea_ocl_state *s = ctx->backend_state;
+    memcpy(out->counts, s->api.counts, sizeof out->counts);
+    out->programs_from_cache = s->programs_from_cache;
+    out->programs_built = s->programs_built;
+    out->programs_cache_saved = s->programs_cache_saved;
+    out->path = s->lay.path;
+    out->nvar = s->nvar;
+    for (int i = 0; i < s->nvar; i++) {
+        out->pf[i] = s->var[i].pf;
+        out->dec[i] = s->var[i].dec;
+        out->dmax[i] = s->var[i].dmax;
+    }
+    return true;
+}
+
+const ea_backend_ops ea_backend_opencl = {
+    .api_version = EA_BACKEND_API_VERSION,
+    .id = EDGEATTN_BACKEND_OPENCL,
+    .name = "opencl",
+    .probe = ocl_probe,
+    .plan = ocl_plan,
+    .init = ocl_init,
+    .fini = ocl_fini,
+    .supports_config = ocl_supports,
+    .attention = ea_ocl_attention,
+    .decode = ea_ocl_attention,
+    .info = ocl_info,
+    .memory_kinds = (1u << EDGEATTN_MEM_HOST) | (1u << EDGEATTN_MEM_OPENCL),
+    .check_finite = ea_ocl_check_finite,
+    .kv_write = ea_ocl_kv_write,
+    .synchronize = ocl_synchronize,
+    .device_region = ocl_device_region,
+    .copy = ea_ocl_copy,
+    .ceilings = ea_ocl_ceilings,
+};

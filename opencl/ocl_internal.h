@@ -1,0 +1,129 @@
+/* The OpenCL backend's state and the pieces shared by its host files (not installed). */
+#ifndef EDGEATTN_OPENCL_OCL_INTERNAL_H
+#define EDGEATTN_OPENCL_OCL_INTERNAL_H
+
+#include "backends/backend.h"
+#include "core/ea_core.h"
+#include "opencl/ocl_clblast.h"
+#include "opencl/ocl_loader.h"
+
+#define EA_OCL_SEQ_MAX 16 /* = EA_SEQ_MAX in common.cl: sequences per launch */
+#define EA_OCL_NVAR 3     /* head-dim variants: 64, 128, 256 */
+#define EA_OCL_WS_ENTRIES 4096 /* split-KV partial rows (row x split) the workspace holds */
+
+/* Mirrors of the structs in common.cl / util.cl (passed by value as kernel arguments). */
+typedef struct ea_ocl_view {
+    cl_long off, sb, sh, sn;
+} ea_ocl_view;
+
+typedef struct ea_ocl_attn_p {
+    ea_ocl_view q, k, v, o, bias, lse;
+    cl_long ws_off, ws_lse_off;
+    cl_int q_dt, kv_dt, o_dt, has_bias;
+    cl_int has_lse, nsplit, b0, h0;
+    cl_int nh, group, i0, ni;
+    cl_int nq_total, D, ring_cap, causal;
+    cl_int wl, wr;
+    cl_float scale, softcap;
+    cl_int kv_len[EA_OCL_SEQ_MAX];
+    cl_int slot0[EA_OCL_SEQ_MAX];
+} ea_ocl_attn_p;
+
+typedef struct ea_ocl_rows_p {
+    ea_ocl_view k, v;
+    cl_long kd_off, vd_off;
+    cl_int src_dt, cache_dt, heads, cap;
+    cl_int D, b0, h0, nh;
+    cl_int r0[EA_OCL_SEQ_MAX];
+    cl_int n[EA_OCL_SEQ_MAX];
+    cl_int slot0[EA_OCL_SEQ_MAX];
+} ea_ocl_rows_p;
+
+typedef struct ea_ocl_tiles {
+    int bm, tm, bn; /* rows per work-group, rows per work-item, keys per tile */
+} ea_ocl_tiles;
+
+typedef struct ea_ocl_variant {
+    int dmax;
+    ea_ocl_tiles pf, dec;
+    cl_program prog;
+    cl_kernel k_pf, k_dec;
+} ea_ocl_variant;
+
+enum { EA_K_COMBINE, EA_K_KV_WRITE, EA_K_FINITE, EA_K_GATHER_Q, EA_K_GATHER_KV, EA_K_SOFTMAX, EA_K_STORE,
+       EA_K_PEAK, EA_K_COUNT };
+
+enum { EA_OCL_PATH_FUSED = 0, EA_OCL_PATH_UNFUSED = 1 };
+
+/* Device classes of the tile table. */
+enum { EA_OCL_CLASS_OTHER, EA_OCL_CLASS_NVIDIA, EA_OCL_CLASS_MALI, EA_OCL_CLASS_ADRENO, EA_OCL_CLASS_CPU };
+
+/* Where everything lives in the work pool (bytes), computed from the config alone. */
+typedef struct ea_ocl_layout {
+    int path;
+    int dmax;             /* max_head_dim */
+    int32_t rows_kv;      /* key rows a staged K/V head holds */
+    int32_t rows_cap;     /* query rows (x heads) a staging unit holds */
+    int32_t uf_rows;      /* unfused: query rows per GEMM */
+    size_t st_k, st_v, st_kv_bytes; /* staging of one K / V head (any dtype) */
+    size_t st_rows, st_rows_bytes;  /* staging of q, out, lse, bias rows */
+    size_t ws, ws_lse;              /* split-KV partials */
+    size_t flag;
+    size_t uf_q, uf_k, uf_v, uf_s, uf_o, uf_l; /* unfused F32 scratch */
+    size_t work_bytes;
+    size_t blast_tmp_bytes;         /* separate buffer (CLBlast takes a whole cl_mem) */
+    size_t kv_bytes_each;           /* KV cache: K and V buffers */
+    size_t user_bytes;
+    size_t device_total;
+} ea_ocl_layout;
+
+typedef struct ea_ocl_state {
+    ea_ocl_api api;
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    cl_device_type type;
+    char device_name[128], vendor[64], platform_name[64], driver[64], version[64];
+    cl_uint cus;
+    size_t max_wg, max_param;
+    cl_ulong local_mem, global_mem, max_alloc;
+    bool fp16;
+    cl_uint vec_float, vec_half;
+    int dev_class;
+    ea_ocl_layout lay;
+    ea_ocl_variant var[EA_OCL_NVAR];
+    int nvar;
+    cl_program util_prog;
+    cl_kernel k[EA_K_COUNT];
+    cl_mem kv_k, kv_v, user, work, blast_tmp;
+    ea_clblast blast;
+    bool blast_ok;
+    char blast_why[96];
+    int programs_from_cache, programs_built, programs_cache_saved;
+    int max_batch;
+} ea_ocl_state;
+
+/* ---- ocl_backend.c */
+edgeattn_status ea_ocl_fail_cl(char *msg, cl_int err, const char *what);
+
+/* ---- ocl_run.c: the calls */
+edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *call);
+edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, const edgeattn_tensor *k, const edgeattn_tensor *v,
+                                const int32_t *n_new);
+edgeattn_status ea_ocl_check_finite(edgeattn_context *ctx, const edgeattn_tensor *t, bool neg_inf_ok, bool *finite);
+edgeattn_status ea_ocl_copy(edgeattn_context *ctx, const edgeattn_tensor *dst, const edgeattn_tensor *src);
+edgeattn_status ea_ocl_ceilings(edgeattn_context *ctx, edgeattn_ceilings *out);
+
+/* ---- for tests (tests/opencl): loader counters, program cache statistics, the device in use */
+typedef struct ea_ocl_debug {
+    long counts[EA_OCL_N_COUNT];
+    int programs_from_cache, programs_built, programs_cache_saved;
+    int path;
+    ea_ocl_tiles pf[EA_OCL_NVAR], dec[EA_OCL_NVAR];
+    int dmax[EA_OCL_NVAR], nvar;
+} ea_ocl_debug;
+/* false if ctx does not run on the OpenCL backend. */
+bool ea_ocl_debug_info(const edgeattn_context *ctx, ea_ocl_debug *out);
+
+#endif

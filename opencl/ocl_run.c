@@ -1,0 +1,789 @@
+/*
+ * The OpenCL backend's calls: attention and decode (fused kernels or the unfused CLBlast path),
+ * KV-cache appends, NaN/Inf scans, copies and the ceiling measurements.
+ *
+ * Device tensors (cl_mem) are used in place and the call returns once its work is queued. Host
+ * tensors go through the staging area of the work pool in units of (sequence, KV heads, query rows)
+ * sized by the plan: inputs with blocking writes (the caller may reuse them on return), outputs with
+ * reads that the call waits for before returning. Nothing here creates a buffer, program or kernel.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "opencl/ocl_internal.h"
+
+#define CL_TRY(s_, msg_, call_, what_)                                                                           \
+    do {                                                                                                         \
+        const cl_int e_ = (call_);                                                                               \
+        if (e_ != CL_SUCCESS)                                                                                    \
+            return ea_ocl_fail_cl((msg_), e_, (what_));                                                          \
+    } while (0)
+
+/* ---------------------------------------------------------------- transfers */
+
+enum { X_WRITE, X_READ, X_COPY };
+
+/* A box of n1 x n2 rows of row_bytes: row (a, b) at host/src + a*h1 + b*h2 and at dst/dev + a*d1 + b*d2
+ * (bytes). One rectangular command where the pitches allow it, else one per slice, else one per row. */
+static cl_int box_xfer(ea_ocl_state *s, int mode, bool blocking, char *host, cl_mem src_mem, size_t src_off,
+                       size_t h1, size_t h2, cl_mem mem, size_t off, size_t d1, size_t d2, size_t row_bytes, size_t n1,
+                       size_t n2)
+{
+    ea_ocl_api *a = &s->api;
+    if (n1 == 0 || n2 == 0 || row_bytes == 0)
+        return CL_SUCCESS;
+    if (h1 < h2) { /* the dim with the larger source pitch is the slice */
+        size_t t = h1;
+        h1 = h2, h2 = t;
+        t = d1, d1 = d2, d2 = t;
+        t = n1, n1 = n2, n2 = t;
+    }
+    if (n2 == 1)
+        h2 = d2 = row_bytes;
+    if (n1 == 1)
+        h1 = n2 * h2, d1 = n2 * d2;
+    const cl_bool bl = blocking ? CL_TRUE : CL_FALSE;
+    const bool rows_ok = h2 >= row_bytes && d2 >= row_bytes;
+    const bool slab_ok = rows_ok && h1 >= n2 * h2 && h1 % h2 == 0 && d1 >= n2 * d2 && d1 % d2 == 0;
+    const size_t zero[3] = {0, 0, 0};
+    if (rows_ok) {
+        const size_t slices = slab_ok ? 1 : n1;
+        for (size_t i = 0; i < slices; i++) {
+            const size_t region[3] = {row_bytes, n2, slab_ok ? n1 : 1};
+            const size_t dorg[3] = {off + i * d1, 0, 0};
+            const size_t hs = slab_ok ? h1 : 0, ds = slab_ok ? d1 : 0;
+            cl_int err;
+            if (mode == X_WRITE)
+                err = a->clEnqueueWriteBufferRect(s->queue, mem, bl, dorg, zero, region, d2, ds, h2, hs, host + i * h1, 0,
+                                                  NULL, NULL);
+            else if (mode == X_READ)
+                err = a->clEnqueueReadBufferRect(s->queue, mem, bl, dorg, zero, region, d2, ds, h2, hs, host + i * h1, 0,
+                                                 NULL, NULL);
+            else {
+                const size_t sorg[3] = {src_off + i * h1, 0, 0};
+                err = a->clEnqueueCopyBufferRect(s->queue, src_mem, mem, sorg, dorg, region, h2, hs, d2, ds, 0, NULL,
+                                                 NULL);
+            }
+            if (err != CL_SUCCESS)
+                return err;
+        }
+        return CL_SUCCESS;
+    }
+    for (size_t i = 0; i < n1; i++)
+        for (size_t j = 0; j < n2; j++) {
+            const size_t ho = i * h1 + j * h2, dof = off + i * d1 + j * d2;
+            cl_int err;
+            if (mode == X_WRITE)
+                err = a->clEnqueueWriteBuffer(s->queue, mem, bl, dof, row_bytes, host + ho, 0, NULL, NULL);
+            else if (mode == X_READ)
+                err = a->clEnqueueReadBuffer(s->queue, mem, bl, dof, row_bytes, host + ho, 0, NULL, NULL);
+            else
+                err = a->clEnqueueCopyBuffer(s->queue, src_mem, mem, src_off + ho, dof, row_bytes, 0, NULL, NULL);
+            if (err != CL_SUCCESS)
+                return err;
+        }
+    return CL_SUCCESS;
+}
+
+/* Stages (or reads back) the slab b, heads [h_first, +nh), rows [i_first, +ni), row_elems elements of
+ * a host tensor at byte offset off of the work pool, in the host's order of heads and rows, and
+ * describes the staged copy with absolute indices (*v). */
+static cl_int slab_xfer(ea_ocl_state *s, int mode, const edgeattn_tensor *t, int64_t b, int64_t h_first, int64_t nh,
+                        int64_t i_first, int64_t ni, int64_t row_elems, size_t off, ea_ocl_view *v)
+{
+    const size_t es = ea_dtype_size(t->dtype);
+    const bool bcast_h = t->shape[1] == 1, bcast_b = t->shape[0] == 1;
+    if (bcast_h)
+        h_first = 0, nh = 1;
+    const bool heads_outer = t->stride[1] >= t->stride[2];
+    const int64_t dsh = heads_outer ? ni * row_elems : row_elems, dsn = heads_outer ? row_elems : nh * row_elems;
+    v->sb = 0;
+    v->sh = bcast_h ? 0 : dsh;
+    v->sn = dsn;
+    v->off = (cl_long)(off / es) - (bcast_h ? 0 : h_first * dsh) - i_first * dsn;
+    char *host = (char *)t->data +
+                 (size_t)((bcast_b ? 0 : b) * t->stride[0] + h_first * t->stride[1] + i_first * t->stride[2]) * es;
+    return box_xfer(s, mode, mode == X_WRITE, host, NULL, 0, (size_t)t->stride[1] * es, (size_t)t->stride[2] * es,
+                    s->work, off, (size_t)dsh * es, (size_t)dsn * es, (size_t)row_elems * es, (size_t)nh, (size_t)ni);
+}
+
+/* A cl_mem tensor in place: its handle and view (stride 0 where a dim has extent 1, which is how a
+ * broadcast bias is read). */
+static edgeattn_status dev_view(char *msg, const char *name, const edgeattn_tensor *t, cl_mem *mem, ea_ocl_view *v)
+{
+    const size_t es = ea_dtype_size(t->dtype);
+    if (t->offset % es)
+        return ea_fail(msg, EDGEATTN_ERR_STRIDE, "%s: offset %zu is not a multiple of the element size %zu", name,
+                       t->offset, es);
+    *mem = (cl_mem)t->data;
+    v->off = (cl_long)(t->offset / es);
+    v->sb = t->shape[0] > 1 ? t->stride[0] : 0;
+    v->sh = t->shape[1] > 1 ? t->stride[1] : 0;
+    v->sn = t->shape[2] > 1 ? t->stride[2] : 0;
+    return EDGEATTN_OK;
+}
+
+static size_t align256(size_t x)
+{
+    return (x + 255) & ~(size_t)255;
+}
+
+/* ---------------------------------------------------------------- attention */
+
+typedef struct mems {
+    cl_mem q, k, v, o, bias, lse;
+} mems;
+
+static edgeattn_status set_arg(ea_ocl_state *s, char *msg, cl_kernel k, cl_uint i, size_t n, const void *p)
+{
+    const cl_int err = s->api.clSetKernelArg(k, i, n, p);
+    return err == CL_SUCCESS ? EDGEATTN_OK : ea_ocl_fail_cl(msg, err, "clSetKernelArg");
+}
+
+#define TRY(x)                                                                                                   \
+    do {                                                                                                         \
+        const edgeattn_status st_ = (x);                                                                         \
+        if (st_ != EDGEATTN_OK)                                                                                  \
+            return st_;                                                                                          \
+    } while (0)
+
+static edgeattn_status run_unfused(ea_ocl_state *s, char *msg, const ea_ocl_attn_p *P, const mems *m, int nb)
+{
+    ea_ocl_api *a = &s->api;
+    const ea_ocl_layout *L = &s->lay;
+    const int group = P->group, D = P->D;
+    const int nic = L->uf_rows / group > 0 ? L->uf_rows / group : 1;
+    for (cl_int bl = 0; bl < nb; bl++)
+        for (cl_int hl = 0; hl < P->nh; hl++) {
+            const int kv_len = P->kv_len[bl];
+            const cl_long kf = (cl_long)(L->uf_k / 4), vf = (cl_long)(L->uf_v / 4);
+            if (kv_len > 0) {
+                const size_t g[2] = {(size_t)D / 4, (size_t)kv_len};
+                cl_kernel k = s->k[EA_K_GATHER_KV];
+                const cl_mem src[2] = {m->k, m->v};
+                const ea_ocl_view *views[2] = {&P->k, &P->v};
+                const cl_long dst[2] = {kf, vf};
+                for (int t = 0; t < 2; t++) {
+                    TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &src[t]));
+                    TRY(set_arg(s, msg, k, 1, sizeof(cl_mem), &s->work));
+                    TRY(set_arg(s, msg, k, 2, sizeof(cl_long), &dst[t]));
+                    TRY(set_arg(s, msg, k, 3, sizeof(ea_ocl_view), views[t]));
+                    TRY(set_arg(s, msg, k, 4, sizeof *P, P));
+                    TRY(set_arg(s, msg, k, 5, sizeof(cl_int), &bl));
+                    TRY(set_arg(s, msg, k, 6, sizeof(cl_int), &hl));
+                    CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, k, 2, NULL, g, NULL, 0, NULL, NULL),
+                           "clEnqueueNDRangeKernel(ea_gather_kv)");
+                }
+            }
+            for (int ic = 0; ic < P->ni; ic += nic) {
+                ea_ocl_attn_p P2 = *P;
+                P2.i0 = P->i0 + ic;
+                P2.ni = P->ni - ic < nic ? P->ni - ic : nic;
+                const size_t rows = (size_t)group * (size_t)P2.ni;
+                const cl_long qf = (cl_long)(L->uf_q / 4), sf = (cl_long)(L->uf_s / 4), of = (cl_long)(L->uf_o / 4),
+                              lf = (cl_long)(L->uf_l / 4), ld = kv_len;
+                if (kv_len > 0) {
+                    cl_kernel k = s->k[EA_K_GATHER_Q];
+                    const size_t g[2] = {(size_t)D / 4, rows};
+                    TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &m->q));
+                    TRY(set_arg(s, msg, k, 1, sizeof(cl_mem), &s->work));
+                    TRY(set_arg(s, msg, k, 2, sizeof(cl_long), &qf));
+                    TRY(set_arg(s, msg, k, 3, sizeof P2, &P2));
+                    TRY(set_arg(s, msg, k, 4, sizeof(cl_int), &bl));
+                    TRY(set_arg(s, msg, k, 5, sizeof(cl_int), &hl));
+                    CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, k, 2, NULL, g, NULL, 0, NULL, NULL),
+                           "clEnqueueNDRangeKernel(ea_gather_q)");
+                    size_t need1 = 0, need2 = 0;
+                    int bs = s->blast.tmp_size(EA_BLAST_ROW_MAJOR, EA_BLAST_NO_TRANS, EA_BLAST_TRANS, rows,
+                                               (size_t)kv_len, (size_t)D, (size_t)qf, (size_t)D, (size_t)kf, (size_t)D,
+                                               (size_t)sf, (size_t)ld, &s->queue, &need1);
+                    if (bs == 0)
+                        bs = s->blast.tmp_size(EA_BLAST_ROW_MAJOR, EA_BLAST_NO_TRANS, EA_BLAST_NO_TRANS, rows, (size_t)D,
+                                               (size_t)kv_len, (size_t)sf, (size_t)ld, (size_t)vf, (size_t)D,
+                                               (size_t)of, (size_t)D, &s->queue, &need2);
+                    if (bs != 0)
+                        return ea_fail(msg, EDGEATTN_ERR_SYSTEM, "opencl: CLBlastSGemmTempBufferSize returned %d", bs);
+                    if (need1 > L->blast_tmp_bytes || need2 > L->blast_tmp_bytes)
+                        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                                       "opencl unfused: CLBlast asks for %zu temporary bytes, %zu planned",
+                                       need1 > need2 ? need1 : need2, L->blast_tmp_bytes);
+                    bs = s->blast.sgemm(EA_BLAST_ROW_MAJOR, EA_BLAST_NO_TRANS, EA_BLAST_TRANS, rows, (size_t)kv_len,
+                                        (size_t)D, 1.0f, s->work, (size_t)qf, (size_t)D, s->work, (size_t)kf, (size_t)D,
+                                        0.0f, s->work, (size_t)sf, (size_t)ld, &s->queue, NULL, s->blast_tmp);
+                    if (bs != 0)
+                        return ea_fail(msg, EDGEATTN_ERR_SYSTEM, "opencl unfused: CLBlastSgemm (Q K^T) returned %d", bs);
+                    k = s->k[EA_K_SOFTMAX];
+                    const size_t gs = rows * 64, ls = 64;
+                    TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &s->work));
+                    TRY(set_arg(s, msg, k, 1, sizeof(cl_long), &sf));
+                    TRY(set_arg(s, msg, k, 2, sizeof(cl_long), &ld));
+                    TRY(set_arg(s, msg, k, 3, sizeof(cl_mem), &m->bias));
+                    TRY(set_arg(s, msg, k, 4, sizeof(cl_mem), &s->work));
+                    TRY(set_arg(s, msg, k, 5, sizeof(cl_long), &lf));
+                    TRY(set_arg(s, msg, k, 6, sizeof P2, &P2));
+                    TRY(set_arg(s, msg, k, 7, sizeof(cl_int), &bl));
+                    TRY(set_arg(s, msg, k, 8, sizeof(cl_int), &hl));
+                    CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, k, 1, NULL, &gs, &ls, 0, NULL, NULL),
+                           "clEnqueueNDRangeKernel(ea_softmax)");
+                    bs = s->blast.sgemm(EA_BLAST_ROW_MAJOR, EA_BLAST_NO_TRANS, EA_BLAST_NO_TRANS, rows, (size_t)D,
+                                        (size_t)kv_len, 1.0f, s->work, (size_t)sf, (size_t)ld, s->work, (size_t)vf,
+                                        (size_t)D, 0.0f, s->work, (size_t)of, (size_t)D, &s->queue, NULL, s->blast_tmp);
+                    if (bs != 0)
+                        return ea_fail(msg, EDGEATTN_ERR_SYSTEM, "opencl unfused: CLBlastSgemm (P V) returned %d", bs);
+                }
+                cl_kernel k = s->k[EA_K_STORE];
+                const cl_int empty = kv_len == 0;
+                const size_t g[2] = {(size_t)D / 4, rows};
+                TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &s->work));
+                TRY(set_arg(s, msg, k, 1, sizeof(cl_long), &of));
+                TRY(set_arg(s, msg, k, 2, sizeof(cl_mem), &s->work));
+                TRY(set_arg(s, msg, k, 3, sizeof(cl_long), &lf));
+                TRY(set_arg(s, msg, k, 4, sizeof(cl_mem), &m->o));
+                TRY(set_arg(s, msg, k, 5, sizeof(cl_mem), &m->lse));
+                TRY(set_arg(s, msg, k, 6, sizeof P2, &P2));
+                TRY(set_arg(s, msg, k, 7, sizeof(cl_int), &bl));
+                TRY(set_arg(s, msg, k, 8, sizeof(cl_int), &hl));
+                TRY(set_arg(s, msg, k, 9, sizeof(cl_int), &empty));
+                CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, k, 2, NULL, g, NULL, 0, NULL, NULL),
+                       "clEnqueueNDRangeKernel(ea_store_rows)");
+            }
+        }
+    return EDGEATTN_OK;
+}
+
+/* One launch: sequences [b0, b0+nb), KV heads [h0, h0+nh), queries [i0, i0+ni). */
+static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call *c, const ea_ocl_attn_p *base,
+                                  const mems *m, int b0, int nb, int h0, int nh, int i0, int ni)
+{
+    ea_ocl_api *a = &s->api;
+    ea_ocl_attn_p P = *base;
+    P.b0 = b0, P.h0 = h0, P.nh = nh, P.i0 = i0, P.ni = ni;
+    int kvmax = 0;
+    for (int bl = 0; bl < nb; bl++) {
+        const int b = b0 + bl;
+        if (c->decode) {
+            const int64_t total = c->cache->total[b];
+            const int32_t held = c->cache->held[b];
+            P.kv_len[bl] = held;
+            P.slot0[bl] = (cl_int)((total - held) % c->cache->cap);
+        } else {
+            P.kv_len[bl] = c->kv_lens ? c->kv_lens[b] : c->Nkv;
+            P.slot0[bl] = 0;
+        }
+        kvmax = P.kv_len[bl] > kvmax ? P.kv_len[bl] : kvmax;
+    }
+    if (s->lay.path == EA_OCL_PATH_UNFUSED)
+        return run_unfused(s, msg, &P, m, nb);
+
+    const ea_ocl_variant *v = &s->var[0];
+    for (int i = 0; i < s->nvar && v->dmax < c->D; i++)
+        v = &s->var[i];
+    const int R = c->group * ni;
+    const bool dec = R <= v->dec.bm;
+    const ea_ocl_tiles *t = dec ? &v->dec : &v->pf;
+    cl_kernel k = dec ? v->k_dec : v->k_pf;
+    const int nt = (t->bm / t->tm) * (t->bn / 4);
+    const int nrb = (R + t->bm - 1) / t->bm;
+    const long nwg = (long)nrb * nh * nb;
+    const long target = 2l * (long)s->cus;
+    P.nsplit = 1;
+    if (nwg < target && kvmax >= 4 * t->bn) {
+        long ns = (target + nwg - 1) / nwg;
+        const long by_len = kvmax / (2 * t->bn);
+        const long rows_total = (long)nb * nh * c->group * ni;
+        ns = ns < by_len ? ns : by_len;
+        ns = ns < 64 ? ns : 64;
+        ns = ns < EA_OCL_WS_ENTRIES / rows_total ? ns : EA_OCL_WS_ENTRIES / rows_total;
+        if (ns >= 2)
+            P.nsplit = (cl_int)ns;
+    }
+    P.ws_off = (cl_long)(s->lay.ws / 4);
+    P.ws_lse_off = (cl_long)(s->lay.ws_lse / 4);
+    const cl_mem args[7] = {m->q, m->k, m->v, m->o, m->bias, m->lse, s->work};
+    for (cl_uint i = 0; i < 7; i++)
+        TRY(set_arg(s, msg, k, i, sizeof(cl_mem), &args[i]));
+    TRY(set_arg(s, msg, k, 7, sizeof P, &P));
+    const size_t g[3] = {(size_t)nrb * (size_t)nt, (size_t)nh * (size_t)P.nsplit, (size_t)nb};
+    const size_t l[3] = {(size_t)nt, 1, 1};
+    CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, k, 3, NULL, g, l, 0, NULL, NULL),
+           "clEnqueueNDRangeKernel(flash attention)");
+    if (P.nsplit > 1) {
+        cl_kernel kc = s->k[EA_K_COMBINE];
+        TRY(set_arg(s, msg, kc, 0, sizeof(cl_mem), &s->work));
+        TRY(set_arg(s, msg, kc, 1, sizeof(cl_mem), &m->o));
+        TRY(set_arg(s, msg, kc, 2, sizeof(cl_mem), &m->lse));
+        TRY(set_arg(s, msg, kc, 3, sizeof P, &P));
+        const size_t gc[2] = {(size_t)c->D / 4, (size_t)nb * (size_t)nh * (size_t)c->group * (size_t)ni};
+        CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, kc, 2, NULL, gc, NULL, 0, NULL, NULL),
+               "clEnqueueNDRangeKernel(ea_combine)");
+    }
+    return EDGEATTN_OK;
+}
+
+static int32_t clamp_window(int32_t w, int64_t lim)
+{
+    return (w >= 0 && (int64_t)w > lim) ? -1 : w;
+}
+
+edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    char *msg = ctx->msg;
+    if (s->lay.path == EA_OCL_PATH_UNFUSED && !s->blast_ok)
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                       "opencl: EDGEATTN_OPENCL_PATH=unfused needs CLBlast (%s); the fused path works without it",
+                       s->blast_why);
+    ea_ocl_attn_p P;
+    memset(&P, 0, sizeof P);
+    P.q_dt = c->q->dtype;
+    P.kv_dt = c->kv_dtype;
+    P.o_dt = c->out->dtype;
+    P.has_bias = c->bias != NULL;
+    P.has_lse = c->lse != NULL;
+    P.group = c->group;
+    P.nq_total = c->Nq;
+    P.D = c->D;
+    P.ring_cap = c->decode ? c->cache->cap : 0;
+    P.causal = c->causal;
+    const int64_t lim = (int64_t)c->Nkv + c->Nq + 1;
+    P.wl = clamp_window(c->window_left, lim);
+    P.wr = clamp_window(c->window_right, lim);
+    P.scale = c->scale;
+    P.softcap = c->softcap;
+    mems m = {NULL, NULL, NULL, NULL, s->work, s->work};
+    const bool q_host = c->q->memory == EDGEATTN_MEM_HOST, o_host = c->out->memory == EDGEATTN_MEM_HOST;
+    const bool b_host = c->bias && c->bias->memory == EDGEATTN_MEM_HOST;
+    const bool l_host = c->lse && c->lse->memory == EDGEATTN_MEM_HOST;
+    bool k_host = false, v_host = false;
+    if (!q_host)
+        TRY(dev_view(msg, "q", c->q, &m.q, &P.q));
+    if (!o_host)
+        TRY(dev_view(msg, "out", c->out, &m.o, &P.o));
+    if (c->bias && !b_host)
+        TRY(dev_view(msg, "bias", c->bias, &m.bias, &P.bias));
+    if (c->lse && !l_host)
+        TRY(dev_view(msg, "lse", c->lse, &m.lse, &P.lse));
+    if (c->decode) {
+        const ea_kv_cache *kv = c->cache;
+        m.k = s->kv_k;
+        m.v = s->kv_v;
+        P.k.off = P.v.off = 0;
+        P.k.sb = P.v.sb = (cl_long)kv->heads * kv->cap * kv->dim;
+        P.k.sh = P.v.sh = (cl_long)kv->cap * kv->dim;
+        P.k.sn = P.v.sn = kv->dim;
+    } else {
+        k_host = c->k->memory == EDGEATTN_MEM_HOST;
+        v_host = c->v->memory == EDGEATTN_MEM_HOST;
+        if (!k_host)
+            TRY(dev_view(msg, "k", c->k, &m.k, &P.k));
+        if (!v_host)
+            TRY(dev_view(msg, "v", c->v, &m.v, &P.v));
+    }
+    if (!(q_host || o_host || b_host || l_host || k_host || v_host)) {
+        for (int b0 = 0; b0 < c->B; b0 += EA_OCL_SEQ_MAX) {
+            const int nb = c->B - b0 < EA_OCL_SEQ_MAX ? c->B - b0 : EA_OCL_SEQ_MAX;
+            TRY(run_launch(s, msg, c, &P, &m, b0, nb, 0, c->Hkv, 0, c->Nq));
+        }
+        return EDGEATTN_OK;
+    }
+
+    /* host tensors: units of (sequence, KV heads, query rows) through the staging area */
+    const ea_ocl_layout *L = &s->lay;
+    const size_t es_kv = ea_dtype_size(c->kv_dtype), es_q = ea_dtype_size(c->q->dtype),
+                 es_o = ea_dtype_size(c->out->dtype);
+    const int group = c->group, D = c->D;
+    if (k_host)
+        m.k = s->work;
+    if (v_host)
+        m.v = s->work;
+    if (q_host)
+        m.q = s->work;
+    if (o_host)
+        m.o = s->work;
+    if (b_host)
+        m.bias = s->work;
+    if (l_host)
+        m.lse = s->work;
+    for (int b = 0; b < c->B; b++) {
+        const int kv_len = c->decode ? c->cache->held[b] : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
+        int nh = c->Hkv;
+        if ((k_host || v_host) && kv_len > 0) {
+            const size_t per = (size_t)kv_len * (size_t)D * es_kv;
+            const size_t fit = L->st_kv_bytes / per;
+            nh = fit < (size_t)nh ? (int)fit : nh;
+        }
+        if (nh * group > L->rows_cap)
+            nh = L->rows_cap / group;
+        if (nh < 1)
+            nh = 1;
+        for (int h0 = 0; h0 < c->Hkv; h0 += nh) {
+            const int nhc = c->Hkv - h0 < nh ? c->Hkv - h0 : nh;
+            cl_int err = CL_SUCCESS;
+            if (k_host)
+                err = slab_xfer(s, X_WRITE, c->k, b, h0, nhc, 0, kv_len, D, L->st_k, &P.k);
+            if (err == CL_SUCCESS && v_host)
+                err = slab_xfer(s, X_WRITE, c->v, b, h0, nhc, 0, kv_len, D, L->st_v, &P.v);
+            if (err != CL_SUCCESS)
+                return ea_ocl_fail_cl(msg, err, "staging k/v (clEnqueueWriteBufferRect)");
+            int ni = L->rows_cap / (nhc * group);
+            ni = ni < 1 ? 1 : ni > c->Nq ? c->Nq : ni;
+            for (int i0 = 0; i0 < c->Nq; i0 += ni) {
+                const int nic = c->Nq - i0 < ni ? c->Nq - i0 : ni;
+                const size_t rows = (size_t)nhc * (size_t)group * (size_t)nic;
+                size_t off = L->st_rows;
+                const size_t q_off = off;
+                off = align256(off + rows * (size_t)D * es_q);
+                const size_t o_off = off;
+                off = align256(off + rows * (size_t)D * es_o);
+                const size_t l_off = off;
+                off = align256(off + rows * 4);
+                const size_t b_off = off;
+                const int hq0 = h0 * group, nhq = nhc * group;
+                if (q_host && err == CL_SUCCESS)
+                    err = slab_xfer(s, X_WRITE, c->q, b, hq0, nhq, i0, nic, D, q_off, &P.q);
+                if (b_host && kv_len > 0 && err == CL_SUCCESS)
+                    err = slab_xfer(s, X_WRITE, c->bias, b, hq0, nhq, i0, nic, kv_len, b_off, &P.bias);
+                if (err != CL_SUCCESS)
+                    return ea_ocl_fail_cl(msg, err, "staging q/bias (clEnqueueWriteBufferRect)");
+                if (o_host) { /* where the kernel writes: the staged layout of the same slab */
+                    const bool ho = c->out->stride[1] >= c->out->stride[2];
+                    P.o.sb = 0;
+                    P.o.sh = ho ? (cl_long)nic * D : D;
+                    P.o.sn = ho ? D : (cl_long)nhq * D;
+                    P.o.off = (cl_long)(o_off / es_o) - hq0 * P.o.sh - (cl_long)i0 * P.o.sn;
+                }
+                if (l_host) {
+                    const bool ho = c->lse->stride[1] >= c->lse->stride[2];
+                    P.lse.sb = 0;
+                    P.lse.sh = ho ? nic : 1;
+                    P.lse.sn = ho ? 1 : nhq;
+                    P.lse.off = (cl_long)(l_off / 4) - hq0 * P.lse.sh - (cl_long)i0 * P.lse.sn;
+                }
+                TRY(run_launch(s, msg, c, &P, &m, b, 1, h0, nhc, i0, nic));
+                ea_ocl_view dummy;
+                if (o_host)
+                    err = slab_xfer(s, X_READ, c->out, b, hq0, nhq, i0, nic, D, o_off, &dummy);
+                if (l_host && err == CL_SUCCESS)
+                    err = slab_xfer(s, X_READ, c->lse, b, hq0, nhq, i0, nic, 1, l_off, &dummy);
+                if (err != CL_SUCCESS)
+                    return ea_ocl_fail_cl(msg, err, "reading out/lse (clEnqueueReadBufferRect)");
+            }
+        }
+    }
+    CL_TRY(s, msg, s->api.clFinish(s->queue), "clFinish");
+    return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- KV cache */
+
+edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, const edgeattn_tensor *k, const edgeattn_tensor *v,
+                                const int32_t *n_new)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    char *msg = ctx->msg;
+    ea_ocl_api *a = &s->api;
+    const ea_kv_cache *kv = &ctx->kv;
+    const int B = (int)k->shape[0], H = (int)k->shape[1], N = (int)k->shape[2], D = (int)k->shape[3];
+    const int cap = kv->cap;
+    const size_t ces = ea_dtype_size(kv->dtype), ses = ea_dtype_size(k->dtype);
+    const size_t head_bytes = (size_t)cap * (size_t)D * ces;
+    ea_ocl_rows_p P;
+    memset(&P, 0, sizeof P);
+    P.src_dt = k->dtype;
+    P.cache_dt = kv->dtype;
+    P.heads = kv->heads;
+    P.cap = cap;
+    P.D = D;
+    cl_mem km = s->work, vm = s->work;
+    const bool host = k->memory == EDGEATTN_MEM_HOST || v->memory == EDGEATTN_MEM_HOST;
+    if (k->memory != EDGEATTN_MEM_HOST)
+        TRY(dev_view(msg, "k", k, &km, &P.k));
+    if (v->memory != EDGEATTN_MEM_HOST)
+        TRY(dev_view(msg, "v", v, &vm, &P.v));
+    cl_kernel kw = s->k[EA_K_KV_WRITE];
+    if (!host) {
+        for (int b0 = 0; b0 < B; b0 += EA_OCL_SEQ_MAX) {
+            const int nb = B - b0 < EA_OCL_SEQ_MAX ? B - b0 : EA_OCL_SEQ_MAX;
+            P.b0 = b0, P.h0 = 0, P.nh = H;
+            for (int bl = 0; bl < nb; bl++) {
+                const int n = n_new ? n_new[b0 + bl] : N;
+                P.n[bl] = n;
+                P.r0[bl] = n > cap ? n - cap : 0;
+                P.slot0[bl] = (cl_int)(kv->total[b0 + bl] % cap);
+            }
+            const cl_mem args[4] = {km, vm, s->kv_k, s->kv_v};
+            for (cl_uint i = 0; i < 4; i++)
+                TRY(set_arg(s, msg, kw, i, sizeof(cl_mem), &args[i]));
+            TRY(set_arg(s, msg, kw, 4, sizeof P, &P));
+            const size_t g[3] = {(size_t)D / 4, (size_t)N, (size_t)nb * (size_t)H};
+            CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, kw, 3, NULL, g, NULL, 0, NULL, NULL),
+                   "clEnqueueNDRangeKernel(ea_kv_write)");
+        }
+        return EDGEATTN_OK;
+    }
+    /* a host source: straight into the ring when the dtype matches, else staged and converted */
+    for (int b = 0; b < B; b++) {
+        const int n = n_new ? n_new[b] : N;
+        const int skip = n > cap ? n - cap : 0;
+        if (n - skip <= 0)
+            continue;
+        const int64_t first = kv->total[b] + skip;
+        const edgeattn_tensor *src[2] = {k, v};
+        const cl_mem dst[2] = {s->kv_k, s->kv_v};
+        bool direct = true;
+        for (int t = 0; t < 2; t++)
+            direct = direct && src[t]->memory == EDGEATTN_MEM_HOST && src[t]->dtype == kv->dtype;
+        if (direct) {
+            for (int t = 0; t < 2; t++) {
+                int r = skip;
+                while (r < n) { /* ring segments */
+                    const int slot = (int)((first + (r - skip)) % cap);
+                    const int len = n - r < cap - slot ? n - r : cap - slot;
+                    char *hp = (char *)src[t]->data +
+                               (size_t)(b * src[t]->stride[0] + (int64_t)r * src[t]->stride[2]) * ses;
+                    const size_t doff = ((size_t)b * (size_t)kv->heads * (size_t)cap + (size_t)slot) * (size_t)D * ces;
+                    const cl_int err = box_xfer(s, X_WRITE, true, hp, NULL, 0, (size_t)src[t]->stride[1] * ses,
+                                                (size_t)src[t]->stride[2] * ses, dst[t], doff, head_bytes,
+                                                (size_t)D * ces, (size_t)D * ces, (size_t)H, (size_t)len);
+                    if (err != CL_SUCCESS)
+                        return ea_ocl_fail_cl(msg, err, "kv_append: clEnqueueWriteBufferRect");
+                    r += len;
+                }
+            }
+            continue;
+        }
+        const size_t per_head = (size_t)(n - skip) * (size_t)D * 4;
+        int nh = (int)(s->lay.st_kv_bytes / per_head);
+        nh = nh < 1 ? 1 : nh > H ? H : nh;
+        for (int h0 = 0; h0 < H; h0 += nh) {
+            const int nhc = H - h0 < nh ? H - h0 : nh;
+            cl_mem km2 = km, vm2 = vm;
+            ea_ocl_rows_p P2 = P;
+            cl_int err = CL_SUCCESS;
+            if (k->memory == EDGEATTN_MEM_HOST) {
+                err = slab_xfer(s, X_WRITE, k, b, h0, nhc, skip, n - skip, D, s->lay.st_k, &P2.k);
+                km2 = s->work;
+            }
+            if (err == CL_SUCCESS && v->memory == EDGEATTN_MEM_HOST) {
+                err = slab_xfer(s, X_WRITE, v, b, h0, nhc, skip, n - skip, D, s->lay.st_v, &P2.v);
+                vm2 = s->work;
+            }
+            if (err != CL_SUCCESS)
+                return ea_ocl_fail_cl(msg, err, "kv_append: staging (clEnqueueWriteBufferRect)");
+            P2.b0 = b, P2.h0 = h0, P2.nh = nhc;
+            P2.n[0] = n;
+            P2.r0[0] = skip;
+            P2.slot0[0] = (cl_int)(kv->total[b] % cap);
+            const cl_mem args[4] = {km2, vm2, s->kv_k, s->kv_v};
+            for (cl_uint i = 0; i < 4; i++)
+                TRY(set_arg(s, msg, kw, i, sizeof(cl_mem), &args[i]));
+            TRY(set_arg(s, msg, kw, 4, sizeof P2, &P2));
+            const size_t g[3] = {(size_t)D / 4, (size_t)n, (size_t)nhc};
+            CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, kw, 3, NULL, g, NULL, 0, NULL, NULL),
+                   "clEnqueueNDRangeKernel(ea_kv_write)");
+        }
+    }
+    return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- NaN/Inf scan */
+
+edgeattn_status ea_ocl_check_finite(edgeattn_context *ctx, const edgeattn_tensor *t, bool neg_inf_ok, bool *finite)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    char *msg = ctx->msg;
+    ea_ocl_api *a = &s->api;
+    cl_mem mem;
+    ea_ocl_view v;
+    TRY(dev_view(msg, "tensor", t, &mem, &v));
+    const cl_uint zero = 0;
+    CL_TRY(s, msg, a->clEnqueueFillBuffer(s->queue, s->work, &zero, sizeof zero, s->lay.flag, sizeof zero, 0, NULL, NULL),
+           "clEnqueueFillBuffer");
+    cl_kernel k = s->k[EA_K_FINITE];
+    const cl_int dt = t->dtype, H = (cl_int)t->shape[1], N = (cl_int)t->shape[2], D = (cl_int)t->shape[3];
+    const cl_int nio = neg_inf_ok;
+    const cl_mem flag_mem = s->work;
+    TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &mem));
+    TRY(set_arg(s, msg, k, 1, sizeof v, &v));
+    TRY(set_arg(s, msg, k, 2, sizeof dt, &dt));
+    TRY(set_arg(s, msg, k, 3, sizeof H, &H));
+    TRY(set_arg(s, msg, k, 4, sizeof N, &N));
+    TRY(set_arg(s, msg, k, 5, sizeof D, &D));
+    TRY(set_arg(s, msg, k, 6, sizeof nio, &nio));
+    const cl_long flag_off = (cl_long)(s->lay.flag / 4);
+    TRY(set_arg(s, msg, k, 7, sizeof(cl_mem), &flag_mem));
+    TRY(set_arg(s, msg, k, 8, sizeof flag_off, &flag_off));
+    const size_t hn = (size_t)H * (size_t)N;
+    const size_t g[2] = {(hn + 63) / 64 * 64, (size_t)t->shape[0]};
+    CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, k, 2, NULL, g, NULL, 0, NULL, NULL),
+           "clEnqueueNDRangeKernel(ea_finite)");
+    cl_uint flag = 0;
+    CL_TRY(s, msg, a->clEnqueueReadBuffer(s->queue, s->work, CL_TRUE, s->lay.flag, sizeof flag, &flag, 0, NULL, NULL),
+           "clEnqueueReadBuffer(flag)");
+    *finite = flag == 0;
+    return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- copy */
+
+edgeattn_status ea_ocl_copy(edgeattn_context *ctx, const edgeattn_tensor *dst, const edgeattn_tensor *src)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    char *msg = ctx->msg;
+    const size_t es = ea_dtype_size(src->dtype), row = (size_t)src->shape[3] * es;
+    const bool sh = src->memory == EDGEATTN_MEM_HOST, dh = dst->memory == EDGEATTN_MEM_HOST;
+    cl_mem sm = NULL, dm = NULL;
+    ea_ocl_view sv, dv;
+    if (!sh)
+        TRY(dev_view(msg, "copy: src", src, &sm, &sv));
+    if (!dh)
+        TRY(dev_view(msg, "copy: dst", dst, &dm, &dv));
+    for (int64_t b = 0; b < src->shape[0]; b++) {
+        const size_t so = (size_t)(b * src->stride[0]) * es, dof = (size_t)(b * dst->stride[0]) * es;
+        const size_t sp1 = (size_t)src->stride[1] * es, sp2 = (size_t)src->stride[2] * es;
+        const size_t dp1 = (size_t)dst->stride[1] * es, dp2 = (size_t)dst->stride[2] * es;
+        const size_t n1 = (size_t)src->shape[1], n2 = (size_t)src->shape[2];
+        cl_int err = CL_SUCCESS;
+        if (sh && dh) {
+            for (size_t i = 0; i < n1; i++)
+                for (size_t j = 0; j < n2; j++)
+                    memmove((char *)dst->data + dof + i * dp1 + j * dp2, (const char *)src->data + so + i * sp1 + j * sp2,
+                            row);
+        } else if (sh) {
+            err = box_xfer(s, X_WRITE, true, (char *)src->data + so, NULL, 0, sp1, sp2, dm, dst->offset + dof, dp1, dp2,
+                           row, n1, n2);
+        } else if (dh) {
+            err = box_xfer(s, X_READ, false, (char *)dst->data + dof, NULL, 0, dp1, dp2, sm, src->offset + so, sp1, sp2,
+                           row, n1, n2);
+        } else {
+            err = box_xfer(s, X_COPY, false, NULL, sm, src->offset + so, sp1, sp2, dm, dst->offset + dof, dp1, dp2, row,
+                           n1, n2);
+        }
+        if (err != CL_SUCCESS)
+            return ea_ocl_fail_cl(msg, err, "copy");
+    }
+    if (dh && !sh)
+        CL_TRY(s, msg, s->api.clFinish(s->queue), "clFinish");
+    return EDGEATTN_OK;
+}
+
+/* ---------------------------------------------------------------- ceilings */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Seconds the event ran (profiling), or -1. */
+static double event_seconds(ea_ocl_api *a, cl_event e)
+{
+    cl_ulong t0 = 0, t1 = 0;
+    if (a->clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL) != CL_SUCCESS ||
+        a->clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) != CL_SUCCESS || t1 <= t0)
+        return -1.0;
+    return 1e-9 * (double)(t1 - t0);
+}
+
+edgeattn_status ea_ocl_ceilings(edgeattn_context *ctx, edgeattn_ceilings *out)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    char *msg = ctx->msg;
+    ea_ocl_api *a = &s->api;
+    cl_int err;
+    CL_TRY(s, msg, a->clFinish(s->queue), "clFinish");
+    /* a temporary profiling queue on the same device; wall clock if the driver refuses one */
+    cl_command_queue q = a->clCreateCommandQueue(s->context, s->device, CL_QUEUE_PROFILING_ENABLE, &err);
+    const bool prof = q && err == CL_SUCCESS;
+    if (!prof)
+        q = s->queue;
+    size_t bytes = (size_t)256 << 20;
+    if (bytes > s->max_alloc / 2)
+        bytes = (size_t)(s->max_alloc / 2);
+    if (bytes > s->global_mem / 8)
+        bytes = (size_t)(s->global_mem / 8);
+    bytes &= ~(size_t)4095;
+    cl_mem bufs[2] = {NULL, NULL};
+    edgeattn_status st = EDGEATTN_OK;
+    for (int i = 0; i < 2 && st == EDGEATTN_OK; i++) {
+        bufs[i] = ea_ocl_create_buffer(a, s->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+        if (!bufs[i] || err != CL_SUCCESS) {
+            bufs[i] = NULL;
+            st = ea_fail(msg, EDGEATTN_ERR_OUT_OF_MEMORY, "measure_ceilings: could not obtain %zu bytes", bytes);
+        }
+    }
+    double best_copy = 0.0, best_fma = 0.0;
+    if (st == EDGEATTN_OK) {
+        const cl_uchar zero = 0;
+        err = a->clEnqueueFillBuffer(q, bufs[0], &zero, 1, 0, bytes, 0, NULL, NULL);
+        if (err == CL_SUCCESS)
+            err = a->clEnqueueCopyBuffer(q, bufs[0], bufs[1], 0, 0, bytes, 0, NULL, NULL); /* warm-up */
+        if (err == CL_SUCCESS)
+            err = a->clFinish(q);
+        for (int rep = 0; rep < 5 && err == CL_SUCCESS; rep++) {
+            cl_event e = NULL;
+            const double t0 = now_s();
+            err = a->clEnqueueCopyBuffer(q, bufs[rep & 1], bufs[1 - (rep & 1)], 0, 0, bytes, 0, NULL, prof ? &e : NULL);
+            if (err == CL_SUCCESS)
+                err = a->clFinish(q);
+            double t = now_s() - t0;
+            if (e) {
+                const double te = event_seconds(a, e);
+                if (te > 0)
+                    t = te;
+                a->clReleaseEvent(e);
+            }
+            if (err == CL_SUCCESS && t > 0 && 2.0 * (double)bytes / t > best_copy)
+                best_copy = 2.0 * (double)bytes / t;
+        }
+        /* FMA: grow the iteration count until a launch takes ~50 ms */
+        cl_kernel k = s->k[EA_K_PEAK];
+        const size_t wg = s->max_wg >= 256 ? 256 : s->max_wg;
+        const size_t global = (size_t)s->cus * wg * (s->type & CL_DEVICE_TYPE_CPU ? 1 : 16);
+        int iters = 256;
+        const cl_float seed = 1.0f;
+        for (int rep = 0; rep < 12 && err == CL_SUCCESS; rep++) {
+            if ((err = a->clSetKernelArg(k, 0, sizeof(cl_mem), &bufs[0])) != CL_SUCCESS ||
+                (err = a->clSetKernelArg(k, 1, sizeof iters, &iters)) != CL_SUCCESS ||
+                (err = a->clSetKernelArg(k, 2, sizeof seed, &seed)) != CL_SUCCESS)
+                break;
+            cl_event e = NULL;
+            const double t0 = now_s();
+            err = a->clEnqueueNDRangeKernel(q, k, 1, NULL, &global, &wg, 0, NULL, prof ? &e : NULL);
+            if (err == CL_SUCCESS)
+                err = a->clFinish(q);
+            double t = now_s() - t0;
+            if (e) {
+                const double te = event_seconds(a, e);
+                if (te > 0)
+                    t = te;
+                a->clReleaseEvent(e);
+            }
+            if (err != CL_SUCCESS || t <= 0)
+                break;
+            const double flops = 32.0 * (double)iters * (double)global / t;
+            if (t > 0.02 && flops > best_fma)
+                best_fma = flops;
+            if (t < 0.05 && iters < (1 << 24))
+                iters *= t < 0.005 ? 8 : 2;
+            else if (rep >= 6)
+                break;
+        }
+        if (err != CL_SUCCESS)
+            st = ea_ocl_fail_cl(msg, err, "measure_ceilings");
+    }
+    for (int i = 0; i < 2; i++)
+        if (bufs[i])
+            a->clReleaseMemObject(bufs[i]);
+    if (prof)
+        a->clReleaseCommandQueue(q);
+    if (st != EDGEATTN_OK)
+        return st;
+    out->copy_gbps = best_copy / 1e9;
+    out->compute_tflops = best_fma / 1e12;
+    snprintf(out->compute_what, sizeof out->compute_what, "FP32 FMA (OpenCL, %u CUs)", (unsigned)s->cus);
+    return EDGEATTN_OK;
+}

@@ -1,0 +1,191 @@
+/* Kernels that do not depend on the head dim: split-KV combine, KV-cache append, NaN/Inf scan, the
+ * unfused path's gather / softmax / store, and the FP32 FMA probe for edgebench's ceiling. */
+
+/* Merges nsplit partial rows (normalised output, log-sum-exp) into out and lse. Global size:
+ * (D/4, nb * nh * group * ni); row index as written by the fused kernel. */
+__kernel void ea_combine(__global const float *wsb, __global uchar *ob, __global float *lseb, const ea_attn_p P)
+{
+    const int d4 = (int)get_global_id(0);
+    const long row = (long)get_global_id(1);
+    const int heads = P.nh * P.group;
+    const int il = (int)(row % P.ni);
+    const int hq = (int)((row / P.ni) % heads);
+    const long bl = row / ((long)P.ni * heads);
+    const long b = P.b0 + bl, h = (long)P.h0 * P.group + hq, i = P.i0 + il;
+    const long ent0 = row * P.nsplit;
+    float mx = -INFINITY;
+    for (int s = 0; s < P.nsplit; s++)
+        mx = fmax(mx, wsb[P.ws_lse_off + ent0 + s]);
+    float4 acc = (float4)(0.0f);
+    float wsum = 0.0f;
+    if (mx != -INFINITY) {
+        for (int s = 0; s < P.nsplit; s++) {
+            const float w = exp(wsb[P.ws_lse_off + ent0 + s] - mx);
+            wsum += w;
+            acc = fma((float4)(w), vload4(0, wsb + P.ws_off + (ent0 + s) * P.D + 4 * d4), acc);
+        }
+        acc /= wsum;
+    }
+    ea_st4(ob, P.o.off + b * P.o.sb + h * P.o.sh + i * P.o.sn + 4 * d4, P.o_dt, acc);
+    if (d4 == 0 && P.has_lse)
+        lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] = mx == -INFINITY ? -INFINITY : mx + log(wsum);
+}
+
+/* Rows to append, per sequence of the launch: rows [r0, n) of the source go to ring slot
+ * (slot0 + r) mod cap. */
+typedef struct ea_rows_p {
+    ea_view k, v;
+    long kd_off, vd_off;
+    int src_dt, cache_dt, heads, cap;
+    int D, b0, h0, nh;
+    int r0[EA_SEQ_MAX];
+    int n[EA_SEQ_MAX];
+    int slot0[EA_SEQ_MAX];
+} ea_rows_p;
+
+/* Global size: (D/4, N, nb * nh); heads h0 .. h0+nh-1 of a cache with `heads` heads per sequence. */
+__kernel void ea_kv_write(__global const uchar *ks, __global const uchar *vs, __global uchar *kd, __global uchar *vd,
+                          const ea_rows_p P)
+{
+    const int d4 = (int)get_global_id(0), r = (int)get_global_id(1), bh = (int)get_global_id(2);
+    const int bl = bh / P.nh, h = P.h0 + bh % P.nh;
+    if (r < P.r0[bl] || r >= P.n[bl])
+        return;
+    const long b = P.b0 + bl;
+    const long slot = (P.slot0[bl] + (long)r) % P.cap;
+    const long dst = ((b * P.heads + h) * P.cap + slot) * P.D + 4 * d4;
+    ea_st4(kd, P.kd_off + dst, P.cache_dt, ea_ld4(ks, P.k.off + b * P.k.sb + h * P.k.sh + r * P.k.sn + 4 * d4, P.src_dt));
+    ea_st4(vd, P.vd_off + dst, P.cache_dt, ea_ld4(vs, P.v.off + b * P.v.sb + h * P.v.sh + r * P.v.sn + 4 * d4, P.src_dt));
+}
+
+/* Sets *flag when an element is NaN or +Inf (or -Inf unless neg_inf_ok). Global size: (H*N, B). */
+__kernel void ea_finite(__global const uchar *t, const ea_view V, int dt, int H, int N, int D, int neg_inf_ok,
+                        __global uint *flag, long flag_off)
+{
+    const long hn = (long)get_global_id(0), b = (long)get_global_id(1);
+    if (hn >= (long)H * N)
+        return;
+    const long base = V.off + b * V.sb + (hn / N) * V.sh + (hn % N) * V.sn;
+    bool bad = false;
+    for (int d = 0; d < D; d++) {
+        const float x = ea_ld1(t, base + d, dt);
+        bad = bad || isnan(x) || (isinf(x) && !(neg_inf_ok && x < 0.0f));
+    }
+    if (bad)
+        flag[flag_off] = 1u;
+}
+
+/* ---- unfused path: F32 staging of one (sequence, KV head) and a block of query rows */
+
+/* Q rows of the group, head-major (row g * ni + il), scaled: dst[row * D + d]. Global (D/4, group*ni). */
+__kernel void ea_gather_q(__global const uchar *qb, __global float *dst, long dst_off, const ea_attn_p P, int bl, int hl)
+{
+    const int d4 = (int)get_global_id(0), row = (int)get_global_id(1);
+    const long g = row / P.ni, il = row % P.ni;
+    const long b = P.b0 + bl, h = (long)(P.h0 + hl) * P.group + g, i = P.i0 + il;
+    vstore4(ea_ld4(qb, P.q.off + b * P.q.sb + h * P.q.sh + i * P.q.sn + 4 * d4, P.q_dt) * P.scale, 0,
+            dst + dst_off + (long)row * P.D + 4 * d4);
+}
+
+/* Keys 0..kv_len-1 in logical order (ring resolved): dst[j * D + d]. Global (D/4, kv_len). */
+__kernel void ea_gather_kv(__global const uchar *src, __global float *dst, long dst_off, const ea_view V,
+                           const ea_attn_p P, int bl, int hl)
+{
+    const int d4 = (int)get_global_id(0), j = (int)get_global_id(1);
+    const long b = P.b0 + bl, hkv = P.h0 + hl;
+    long slot = P.slot0[bl] + (long)j;
+    if (P.ring_cap > 0 && slot >= P.ring_cap)
+        slot -= P.ring_cap;
+    vstore4(ea_ld4(src, V.off + b * V.sb + hkv * V.sh + slot * V.sn + 4 * d4, P.kv_dt), 0,
+            dst + dst_off + (long)j * P.D + 4 * d4);
+}
+
+/* Scores S[row][0..kv_len) (row = g * ni + il, pitch ld) -> softcap, bias, mask, softmax in place;
+ * lse[row]. One work-group of EA_SM_WG work-items per row. */
+#define EA_SM_WG 64
+__kernel __attribute__((reqd_work_group_size(EA_SM_WG, 1, 1))) void ea_softmax(
+    __global float *S, long s_off, long ld, __global const float *biasb, __global float *lse_tmp, long lse_off,
+    const ea_attn_p P, int bl, int hl)
+{
+    __local float red[EA_SM_WG];
+    const int tid = (int)get_local_id(0), row = (int)get_group_id(0);
+    const int g = row / P.ni, il = row % P.ni;
+    const long b = P.b0 + bl, h = (long)(P.h0 + hl) * P.group + g, i = P.i0 + il;
+    const int kv_len = P.kv_len[bl];
+    const int qo = kv_len - P.nq_total + (int)i;
+    __global float *s = S + s_off + (long)row * ld;
+    float mx = -INFINITY;
+    for (int j = tid; j < kv_len; j += EA_SM_WG) {
+        float x = s[j];
+        if (P.softcap > 0.0f)
+            x = P.softcap * tanh(x / P.softcap);
+        const bool vis = ea_visible(j, qo, P.causal, P.wl, P.wr);
+        if (vis && P.has_bias)
+            x += biasb[P.bias.off + b * P.bias.sb + h * P.bias.sh + i * P.bias.sn + j];
+        x = vis ? x : -INFINITY;
+        s[j] = x;
+        mx = fmax(mx, x);
+    }
+    red[tid] = mx;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int w = EA_SM_WG / 2; w > 0; w /= 2) {
+        if (tid < w)
+            red[tid] = fmax(red[tid], red[tid + w]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    mx = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const float mu = mx == -INFINITY ? 0.0f : mx;
+    float sum = 0.0f;
+    for (int j = tid; j < kv_len; j += EA_SM_WG) {
+        const float p = exp(s[j] - mu);
+        s[j] = p;
+        sum += p;
+    }
+    red[tid] = sum;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int w = EA_SM_WG / 2; w > 0; w /= 2) {
+        if (tid < w)
+            red[tid] += red[tid + w];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    sum = red[0];
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    for (int j = tid; j < kv_len; j += EA_SM_WG)
+        s[j] *= inv;
+    if (tid == 0)
+        lse_tmp[lse_off + row] = sum > 0.0f ? mu + log(sum) : -INFINITY;
+}
+
+/* O rows (row = g * ni + il, pitch D) -> out and lse. Global (D/4, group*ni). empty: kv_len 0. */
+__kernel void ea_store_rows(__global const float *Of, long of_off, __global const float *lse_tmp, long lse_off,
+                            __global uchar *ob, __global float *lseb, const ea_attn_p P, int bl, int hl, int empty)
+{
+    const int d4 = (int)get_global_id(0), row = (int)get_global_id(1);
+    const long g = row / P.ni, il = row % P.ni;
+    const long b = P.b0 + bl, h = (long)(P.h0 + hl) * P.group + g, i = P.i0 + il;
+    const float4 x = empty ? (float4)(0.0f) : vload4(0, Of + of_off + (long)row * P.D + 4 * d4);
+    ea_st4(ob, P.o.off + b * P.o.sb + h * P.o.sh + i * P.o.sn + 4 * d4, P.o_dt, x);
+    if (d4 == 0 && P.has_lse)
+        lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] = empty ? -INFINITY : lse_tmp[lse_off + row];
+}
+
+/* FP32 FMA throughput: 16 independent chains per work-item, registers only. 32 * iters FLOP each. */
+__kernel void ea_fma_peak(__global float *sink, int iters, float seed)
+{
+    const float gid = (float)get_global_id(0);
+    const float mb = 0.999999f - seed * 1e-12f, ad = seed * 1e-7f;
+    float a0 = gid, a1 = gid + 1, a2 = gid + 2, a3 = gid + 3, a4 = gid + 4, a5 = gid + 5, a6 = gid + 6, a7 = gid + 7;
+    float a8 = gid + 8, a9 = gid + 9, a10 = gid + 10, a11 = gid + 11, a12 = gid + 12, a13 = gid + 13, a14 = gid + 14,
+          a15 = gid + 15;
+    for (int it = 0; it < iters; it++) {
+        a0 = fma(a0, mb, ad); a1 = fma(a1, mb, ad); a2 = fma(a2, mb, ad); a3 = fma(a3, mb, ad);
+        a4 = fma(a4, mb, ad); a5 = fma(a5, mb, ad); a6 = fma(a6, mb, ad); a7 = fma(a7, mb, ad);
+        a8 = fma(a8, mb, ad); a9 = fma(a9, mb, ad); a10 = fma(a10, mb, ad); a11 = fma(a11, mb, ad);
+        a12 = fma(a12, mb, ad); a13 = fma(a13, mb, ad); a14 = fma(a14, mb, ad); a15 = fma(a15, mb, ad);
+    }
+    const float r = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + ((a8 + a9) + (a10 + a11)) +
+                    ((a12 + a13) + (a14 + a15));
+    if (r == 1234.5678f)
+        sink[get_global_id(0)] = r;
+}
