@@ -11,21 +11,23 @@
 #include "tile_common.cuh"
 #include "tile_config.cuh"
 
-template <int D_, int NW_, int BN_, int STAGES_, bool QREG_>
+template <int D_, int NW_, int BN_, int STAGES_, bool QREG_, int MT_, int MINB_, bool GEN_ = true>
 struct ea_prefill_cfg {
-    static constexpr int D = D_, NW = NW_, BN = BN_, STAGES = STAGES_;
+    static constexpr int D = D_, NW = NW_, BN = BN_, STAGES = STAGES_, MT = MT_, MINB = MINB_;
     static constexpr bool QREG = QREG_;
-    static constexpr int BM = 16 * NW, NT = 32 * NW, LD = D + 8;
+    static constexpr bool GEN = GEN_; // softcap / bias support compiled in
+    static constexpr int BM = 16 * MT * NW, NT = 32 * NW, LD = D + 8;
     static constexpr int SMEM = (BM * LD + 2 * STAGES * BN * LD) * 2;
 };
 
 template <typename T, typename C>
 __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16_t *smem) {
 #if EA_SM80
-    constexpr int D = C::D, BN = C::BN, BM = C::BM, NT = C::NT, LD = C::LD, ST = C::STAGES;
+    constexpr int D = C::D, BN = C::BN, BM = C::BM, NT = C::NT, LD = C::LD, ST = C::STAGES, MT = C::MT;
     constexpr int KS = D / 16;  // k16 steps over D
     constexpr int NTL = BN / 8; // n8 tiles of S
     constexpr int DT = D / 8;   // n8 tiles of O
+    constexpr int R = 2 * MT;   // rows per thread
     uint16_t *sQ = smem;
     uint16_t *sK = sQ + BM * LD;
     uint16_t *sV = sK + ST * BN * LD;
@@ -49,11 +51,14 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
     const ea_seqinfo sq = ea_get_seq(a, b);
     const ea_score_xf xf = ea_make_xf(a);
 
-    // rows of this thread: warp*16 + g and + 8
-    int hq_r[2], i_r[2];
-    bool ok_r[2];
+    // rows of this thread: warp*16*MT + mt*16 + g (+8); index q = 2*mt + h
+    // only the query index stays live through the loop (mask); the head is recomputed where needed
+    int i_r[R];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) ok_r[h] = ea_row_of(a, rm, hkv, warp * 16 + g + 8 * h, hq_r[h], i_r[h]);
+    for (int q = 0; q < R; ++q) {
+        int hq;
+        i_r[q] = ea_row_of(a, rm, hkv, warp * 16 * MT + (q >> 1) * 16 + g + 8 * (q & 1), hq, i_r[q]) ? i_r[q] : -1;
+    }
 
     int lo = 0, hi = 0;
     if (rm.i1 >= rm.i0) ea_key_range(a, rm.i0, rm.i1, sq.off, sq.kv_len, lo, hi);
@@ -70,30 +75,31 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
         ea_cp_commit();
     }
 
-    float o[DT][4];
+    float o[MT][DT][4];
 #pragma unroll
-    for (int n = 0; n < DT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
-    uint32_t qf[C::QREG ? KS : 1][4];
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int n = 0; n < DT; ++n) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.f;
+    float mrow[R], lrow[R];
+#pragma unroll
+    for (int q = 0; q < R; ++q) { mrow[q] = -INFINITY; lrow[q] = 0.f; }
+    uint32_t qf[C::QREG ? MT : 1][C::QREG ? KS : 1][4];
 
     // per-lane ldmatrix offsets (in elements) within a tile
-    const int q_ld_off = (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
+    const int q_ld_off = (warp * 16 * MT + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
     const int k_ld_off = ((lane & 7) + (lane >> 4) * 8) * LD + ((lane >> 3) & 1) * 8;
     const int v_ld_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
 
-    const float *brow[2] = {nullptr, nullptr};
-    if (a.bias.ptr) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-            if (ok_r[h]) brow[h] = (const float *)a.bias.ptr + b * a.bias.sb + hq_r[h] * a.bias.sh + (int64_t)i_r[h] * a.bias.sn;
-    }
 
     for (int it = 0; it < ntiles; ++it) {
         ea_cp_wait<ST - 2>();
         __syncthreads();
         if (C::QREG && it == 0) {
 #pragma unroll
-            for (int k = 0; k < KS; ++k) ea_ldsm_x4(qf[C::QREG ? k : 0], ea_smem_addr(sQ + q_ld_off + k * 16));
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int k = 0; k < KS; ++k)
+                    ea_ldsm_x4(qf[C::QREG ? mt : 0][C::QREG ? k : 0], ea_smem_addr(sQ + q_ld_off + mt * 16 * LD + k * 16));
         }
         {
             const int pf = it + ST - 1;
@@ -110,97 +116,125 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
         const int j0 = (tb_lo + it) * BN;
 
         // S = Q K^T
-        float s[NTL][4];
+        float s[MT][NTL][4];
 #pragma unroll
-        for (int n = 0; n < NTL; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int n = 0; n < NTL; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
 #pragma unroll
         for (int k = 0; k < KS; ++k) {
-            uint32_t qa[4];
-            if (!C::QREG) ea_ldsm_x4(qa, ea_smem_addr(sQ + q_ld_off + k * 16));
+            uint32_t qa[C::QREG ? 1 : MT][4];
+            if (!C::QREG) {
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+                    ea_ldsm_x4(qa[C::QREG ? 0 : mt], ea_smem_addr(sQ + q_ld_off + mt * 16 * LD + k * 16));
+            }
 #pragma unroll
             for (int np = 0; np < NTL / 2; ++np) {
                 uint32_t kb[4];
                 ea_ldsm_x4(kb, ea_smem_addr(cK + k_ld_off + np * 16 * LD + k * 16));
-                if (C::QREG) {
-                    ea_mma_16816<T>(s[2 * np], qf[C::QREG ? k : 0], kb[0], kb[1]);
-                    ea_mma_16816<T>(s[2 * np + 1], qf[C::QREG ? k : 0], kb[2], kb[3]);
-                } else {
-                    ea_mma_16816<T>(s[2 * np], qa, kb[0], kb[1]);
-                    ea_mma_16816<T>(s[2 * np + 1], qa, kb[2], kb[3]);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    const uint32_t *af = C::QREG ? qf[C::QREG ? mt : 0][C::QREG ? k : 0] : qa[C::QREG ? 0 : mt];
+                    ea_mma_16816<T>(s[mt][2 * np], af, kb[0], kb[1]);
+                    ea_mma_16816<T>(s[mt][2 * np + 1], af, kb[2], kb[3]);
                 }
             }
         }
 
         // scores -> log2 domain, mask on boundary tiles
         const bool full = j0 + BN <= sq.kv_len && ea_tile_full(a, rm.i0, rm.i1, j0, j0 + BN, sq.off);
-        if (xf.generic) {
 #pragma unroll
-            for (int n = 0; n < NTL; ++n)
+        for (int mt = 0; mt < MT; ++mt) {
+            if (C::GEN && xf.generic) {
+                const float *brow[2] = {nullptr, nullptr};
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int h = e >> 1, j = j0 + n * 8 + 2 * t4 + (e & 1);
-                    const float *br = (j < sq.kv_len) ? brow[h] : nullptr;
-                    s[n][e] = ea_xf_generic(a, xf, s[n][e], br, j);
+                for (int h = 0; h < 2; ++h) {
+                    int hq, i;
+                    if (a.bias.ptr && ea_row_of(a, rm, hkv, warp * 16 * MT + mt * 16 + g + 8 * h, hq, i))
+                        brow[h] = (const float *)a.bias.ptr + b * a.bias.sb + hq * a.bias.sh + (int64_t)i * a.bias.sn;
                 }
-        } else {
 #pragma unroll
-            for (int n = 0; n < NTL; ++n)
+                for (int n = 0; n < NTL; ++n)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) s[n][e] *= xf.scale_log2;
-        }
-        if (!full) {
+                    for (int e = 0; e < 4; ++e) {
+                        const int j = j0 + n * 8 + 2 * t4 + (e & 1);
+                        const float *br = (j < sq.kv_len) ? brow[e >> 1] : nullptr;
+                        s[mt][n][e] = ea_xf_generic(a, xf, s[mt][n][e], br, j);
+                    }
+            } else {
 #pragma unroll
-            for (int n = 0; n < NTL; ++n)
+                for (int n = 0; n < NTL; ++n)
 #pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    const int h = e >> 1, j = j0 + n * 8 + 2 * t4 + (e & 1);
-                    if (!(j < sq.kv_len && ea_visible(a, i_r[h], j, sq.off))) s[n][e] = -INFINITY;
-                }
+                    for (int e = 0; e < 4; ++e) s[mt][n][e] *= xf.scale_log2;
+            }
+            if (!full) {
+                int jlo[2], jhi[2];
+#pragma unroll
+                for (int h = 0; h < 2; ++h) ea_row_bounds(a, i_r[2 * mt + h], sq.off, sq.kv_len, jlo[h], jhi[h]);
+#pragma unroll
+                for (int n = 0; n < NTL; ++n)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int h = e >> 1, j = j0 + n * 8 + 2 * t4 + (e & 1);
+                        if (j < jlo[h] || j > jhi[h]) s[mt][n][e] = -INFINITY;
+                    }
+            }
         }
 
-        // online softmax (two rows per thread, a quad shares a row)
-        float alpha[2];
+        // online softmax (2*MT rows per thread, a quad shares a row)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            float mx = mrow[h];
+        for (int mt = 0; mt < MT; ++mt) {
+            float alpha[2];
 #pragma unroll
-            for (int n = 0; n < NTL; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mu = mx == -INFINITY ? 0.f : mx;
-            alpha[h] = ea_exp2(mrow[h] - mu);
-            mrow[h] = mx;
-            float sum = 0.f;
+            for (int h = 0; h < 2; ++h) {
+                const int q = 2 * mt + h;
+                float mx = mrow[q];
 #pragma unroll
-            for (int n = 0; n < NTL; ++n) {
-                s[n][2 * h] = ea_exp2(s[n][2 * h] - mu);
-                s[n][2 * h + 1] = ea_exp2(s[n][2 * h + 1] - mu);
-                sum += s[n][2 * h] + s[n][2 * h + 1];
+                for (int n = 0; n < NTL; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mu = mx == -INFINITY ? 0.f : mx;
+                alpha[h] = ea_exp2(mrow[q] - mu);
+                mrow[q] = mx;
+                float sum = 0.f;
+#pragma unroll
+                for (int n = 0; n < NTL; ++n) {
+                    s[mt][n][2 * h] = ea_exp2(s[mt][n][2 * h] - mu);
+                    s[mt][n][2 * h + 1] = ea_exp2(s[mt][n][2 * h + 1] - mu);
+                    sum += s[mt][n][2 * h] + s[mt][n][2 * h + 1];
+                }
+                lrow[q] = lrow[q] * alpha[h] + sum;
             }
-            lrow[h] = lrow[h] * alpha[h] + sum;
-        }
 #pragma unroll
-        for (int n = 0; n < DT; ++n) {
-            o[n][0] *= alpha[0];
-            o[n][1] *= alpha[0];
-            o[n][2] *= alpha[1];
-            o[n][3] *= alpha[1];
+            for (int n = 0; n < DT; ++n) {
+                o[mt][n][0] *= alpha[0];
+                o[mt][n][1] *= alpha[0];
+                o[mt][n][2] *= alpha[1];
+                o[mt][n][3] *= alpha[1];
+            }
         }
 
         // O += P V
 #pragma unroll
         for (int kp = 0; kp < BN / 16; ++kp) {
-            uint32_t pa[4];
-            pa[0] = T::pack(s[2 * kp][0], s[2 * kp][1]);
-            pa[1] = T::pack(s[2 * kp][2], s[2 * kp][3]);
-            pa[2] = T::pack(s[2 * kp + 1][0], s[2 * kp + 1][1]);
-            pa[3] = T::pack(s[2 * kp + 1][2], s[2 * kp + 1][3]);
+            uint32_t pa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                pa[mt][0] = T::pack(s[mt][2 * kp][0], s[mt][2 * kp][1]);
+                pa[mt][1] = T::pack(s[mt][2 * kp][2], s[mt][2 * kp][3]);
+                pa[mt][2] = T::pack(s[mt][2 * kp + 1][0], s[mt][2 * kp + 1][1]);
+                pa[mt][3] = T::pack(s[mt][2 * kp + 1][2], s[mt][2 * kp + 1][3]);
+            }
 #pragma unroll
             for (int dp = 0; dp < D / 16; ++dp) {
                 uint32_t vb[4];
                 ea_ldsm_x4_t(vb, ea_smem_addr(cV + v_ld_off + kp * 16 * LD + dp * 16));
-                ea_mma_16816<T>(o[2 * dp], pa, vb[0], vb[1]);
-                ea_mma_16816<T>(o[2 * dp + 1], pa, vb[2], vb[3]);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    ea_mma_16816<T>(o[mt][2 * dp], pa[mt], vb[0], vb[1]);
+                    ea_mma_16816<T>(o[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+                }
             }
         }
     }
@@ -208,19 +242,21 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
 
     // epilogue
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-        float l = lrow[h];
+    for (int q = 0; q < R; ++q) {
+        const int mt = q >> 1, h = q & 1;
+        float l = lrow[q];
         l += __shfl_xor_sync(0xffffffffu, l, 1);
         l += __shfl_xor_sync(0xffffffffu, l, 2);
-        if (!ok_r[h]) continue;
+        int hq, i;
+        if (!ea_row_of(a, rm, hkv, warp * 16 * MT + mt * 16 + g + 8 * h, hq, i)) continue;
         const float inv = l > 0.f ? 1.f / l : 0.f;
-        const int64_t ob = b * a.out.sb + hq_r[h] * a.out.sh + (int64_t)i_r[h] * a.out.sn;
+        const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn;
 #pragma unroll
         for (int n = 0; n < DT; ++n)
-            ea_store2((void *)a.out.ptr, ob + n * 8 + 2 * t4, a.out.dtype, o[n][2 * h] * inv, o[n][2 * h + 1] * inv);
+            ea_store2((void *)a.out.ptr, ob + n * 8 + 2 * t4, a.out.dtype, o[mt][n][2 * h] * inv, o[mt][n][2 * h + 1] * inv);
         if (a.lse.ptr && t4 == 0) {
-            const float mu = mrow[h] == -INFINITY ? 0.f : mrow[h];
-            ((float *)a.lse.ptr)[b * a.lse.sb + hq_r[h] * a.lse.sh + (int64_t)i_r[h] * a.lse.sn] =
+            const float mu = mrow[q] == -INFINITY ? 0.f : mrow[q];
+            ((float *)a.lse.ptr)[b * a.lse.sb + hq * a.lse.sh + (int64_t)i * a.lse.sn] =
                 l > 0.f ? (mu + __log2f(l)) * EA_LN2 : -INFINITY;
         }
     }
@@ -228,21 +264,21 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
 }
 
 #define EA_PREFILL_KERNEL(NAME, T, CFG)                                                                          \
-    extern "C" __global__ void __launch_bounds__(CFG::NT, 1) NAME(const ea_cu_attn_args a) {                     \
+    extern "C" __global__ void __launch_bounds__(CFG::NT, CFG::MINB) NAME(const ea_cu_attn_args a) {                     \
         extern __shared__ __align__(16) uint16_t ea_smem_pf[];                                                    \
         ea_prefill_body<T, CFG>(a, ea_smem_pf);                                                                  \
     }
 
-typedef ea_prefill_cfg<64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST, EA_PF_64_QREG != 0> ea_pf_d64;
-typedef ea_prefill_cfg<80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST, EA_PF_80_QREG != 0> ea_pf_d80;
-typedef ea_prefill_cfg<96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST, EA_PF_96_QREG != 0> ea_pf_d96;
-typedef ea_prefill_cfg<128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST, EA_PF_128_QREG != 0> ea_pf_d128;
-typedef ea_prefill_cfg<256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST, EA_PF_256_QREG != 0> ea_pf_d256;
-static_assert(ea_pf_d64::SMEM == EA_PF_SMEM(64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), "smem");
-static_assert(ea_pf_d80::SMEM == EA_PF_SMEM(80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), "smem");
-static_assert(ea_pf_d96::SMEM == EA_PF_SMEM(96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), "smem");
-static_assert(ea_pf_d128::SMEM == EA_PF_SMEM(128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), "smem");
-static_assert(ea_pf_d256::SMEM == EA_PF_SMEM(256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), "smem");
+typedef ea_prefill_cfg<64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST, EA_PF_64_QREG != 0, EA_PF_64_MT, EA_PF_64_MINB> ea_pf_d64;
+typedef ea_prefill_cfg<80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST, EA_PF_80_QREG != 0, EA_PF_80_MT, EA_PF_80_MINB> ea_pf_d80;
+typedef ea_prefill_cfg<96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST, EA_PF_96_QREG != 0, EA_PF_96_MT, EA_PF_96_MINB> ea_pf_d96;
+typedef ea_prefill_cfg<128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST, EA_PF_128_QREG != 0, EA_PF_128_MT, EA_PF_128_MINB> ea_pf_d128;
+typedef ea_prefill_cfg<256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST, EA_PF_256_QREG != 0, EA_PF_256_MT, EA_PF_256_MINB> ea_pf_d256;
+static_assert(ea_pf_d64::SMEM == EA_PF_SMEM(64, EA_PF_64_MT * EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), "smem");
+static_assert(ea_pf_d80::SMEM == EA_PF_SMEM(80, EA_PF_80_MT * EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), "smem");
+static_assert(ea_pf_d96::SMEM == EA_PF_SMEM(96, EA_PF_96_MT * EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), "smem");
+static_assert(ea_pf_d128::SMEM == EA_PF_SMEM(128, EA_PF_128_MT * EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), "smem");
+static_assert(ea_pf_d256::SMEM == EA_PF_SMEM(256, EA_PF_256_MT * EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), "smem");
 
 EA_PREFILL_KERNEL(ea_attn_mma_f16_d64, ea_f16_t, ea_pf_d64)
 EA_PREFILL_KERNEL(ea_attn_mma_f16_d80, ea_f16_t, ea_pf_d80)

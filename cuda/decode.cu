@@ -135,12 +135,18 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
                 for (int e = 0; e < 4; ++e) s[n][e] *= xf.scale_log2;
         }
         if (!full) {
+            int jlo[2], jhi[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                ea_row_bounds(a, ok_r[h] ? i_r[h] : -1, sq.off, sq.kv_len, jlo[h], jhi[h]);
+                if (jhi[h] > jend - 1) jhi[h] = jend - 1;
+            }
 #pragma unroll
             for (int n = 0; n < 2; ++n)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
                     const int h = e >> 1, j = j0 + n * 8 + 2 * t4 + (e & 1);
-                    if (!(j < jend && ea_visible(a, i_r[h], j, sq.off))) s[n][e] = -INFINITY;
+                    if (j < jlo[h] || j > jhi[h]) s[n][e] = -INFINITY;
                 }
         }
         float alpha[2];
@@ -284,40 +290,72 @@ EA_DECODE_KERNEL(ea_decode_mma_bf16_d96, ea_bf16_t, ea_dc_d96)
 EA_DECODE_KERNEL(ea_decode_mma_bf16_d128, ea_bf16_t, ea_dc_d128)
 EA_DECODE_KERNEL(ea_decode_mma_bf16_d256, ea_bf16_t, ea_dc_d256)
 
-// Merges num_splits partials per row by log-sum-exp: one warp per output row (b, hq, i).
+// Merges num_splits partials per row by log-sum-exp. One CTA (128 threads) per output row (b, hq, i):
+// the split weights go to shared memory once, then thread (split group, float4 column) sums its splits
+// with independent loads in flight, and the groups are added through shared memory.
 extern "C" __global__ void __launch_bounds__(128) ea_attn_combine(const ea_cu_attn_args a) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int64_t row = (int64_t)blockIdx.x * 4 + warp;
-    const int64_t rows = (int64_t)a.B * a.Hq * a.Nq;
-    if (row >= rows) return;
+    __shared__ float sw[EA_COMBINE_MAX_SPLITS];
+    __shared__ float sred[8];
+    __shared__ __align__(16) float spart[128 * 4];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int64_t row = blockIdx.x;
     const int S = a.num_splits, D = a.D;
     const float *ls = (const float *)a.ws_lse + row * S;
-    float mx = -INFINITY;
-    for (int s = lane; s < S; s += 32) mx = fmaxf(mx, ls[s]);
+    float x = tid < S ? ls[tid] : -INFINITY;
+    float mx = x;
 #pragma unroll
     for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (lane == 0) sred[warp] = mx;
+    __syncthreads();
+    mx = fmaxf(fmaxf(sred[0], sred[1]), fmaxf(sred[2], sred[3]));
     const float mu = mx == -INFINITY ? 0.f : mx;
-    float tot = 0.f;
-    for (int s = lane; s < S; s += 32) tot += __expf(ls[s] - mu);
+    const float e = tid < S ? __expf(x - mu) : 0.f;
+    float tot = e;
 #pragma unroll
     for (int o = 16; o; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
+    if (lane == 0) sred[4 + warp] = tot;
+    __syncthreads();
+    tot = sred[4] + sred[5] + sred[6] + sred[7];
     const float inv = tot > 0.f ? 1.f / tot : 0.f;
+    if (tid < S) sw[tid] = e * inv;
+    __syncthreads();
+    const int NC = D / 4, G = 128 / NC;
+    const int c = tid % NC, sg = tid / NC;
+    const float *wo = (const float *)a.ws_o + row * S * D + c * 4;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (sg < G) {
+        int s = sg;
+        for (; s + 3 * G < S; s += 4 * G) {
+            float4 v[4];
+#pragma unroll
+            for (int u = 0; u < 4; ++u) v[u] = *(const float4 *)(wo + (int64_t)(s + u * G) * D);
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const float w = sw[s + u * G];
+                acc.x += w * v[u].x; acc.y += w * v[u].y; acc.z += w * v[u].z; acc.w += w * v[u].w;
+            }
+        }
+        for (; s < S; s += G) {
+            const float4 v = *(const float4 *)(wo + (int64_t)s * D);
+            const float w = sw[s];
+            acc.x += w * v.x; acc.y += w * v.y; acc.z += w * v.z; acc.w += w * v.w;
+        }
+        *(float4 *)(spart + (sg * NC + c) * 4) = acc;
+    }
+    __syncthreads();
+    if (tid >= NC) return;
+    acc = *(const float4 *)(spart + c * 4);
+    for (int g2 = 1; g2 < G; ++g2) {
+        const float4 v = *(const float4 *)(spart + (g2 * NC + c) * 4);
+        acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
+    }
     const int i = (int)(row % a.Nq);
     const int hq = (int)((row / a.Nq) % a.Hq);
     const int b = (int)(row / ((int64_t)a.Nq * a.Hq));
-    const float *wo = (const float *)a.ws_o + row * S * D;
-    const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn;
-    for (int d = lane * 2; d < D; d += 64) {
-        float v0 = 0.f, v1 = 0.f;
-        for (int s = 0; s < S; ++s) {
-            const float w = __expf(ls[s] - mu) * inv; // 0 for empty parts (lse = -inf)
-            const float2 x = *(const float2 *)(wo + (int64_t)s * D + d);
-            v0 += w * x.x;
-            v1 += w * x.y;
-        }
-        ea_store2((void *)a.out.ptr, ob + d, a.out.dtype, v0, v1);
-    }
-    if (a.lse.ptr && lane == 0)
+    const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn + c * 4;
+    ea_store2((void *)a.out.ptr, ob, a.out.dtype, acc.x, acc.y);
+    ea_store2((void *)a.out.ptr, ob + 2, a.out.dtype, acc.z, acc.w);
+    if (a.lse.ptr && tid == 0)
         ((float *)a.lse.ptr)[b * a.lse.sb + hq * a.lse.sh + (int64_t)i * a.lse.sn] =
             tot > 0.f ? mu + __logf(tot) : -INFINITY;
 }

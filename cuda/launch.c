@@ -1,6 +1,6 @@
 /*
  * Kernel table and launch planning for the CUDA backend (pure C11, no CUDA headers). The kernels live in
- * cuda/*.cu (one fatbin, built from cuda/kernels_all.cu); their tile shapes come from cuda/tile_config.cuh,
+ * cuda/ *.cu (one fatbin, built from cuda/kernels_all.cu); their tile shapes come from cuda/tile_config.cuh,
  * which both sides include. Rules (see cuda/KERNELS-CUDA.md):
  *   - tensor-core kernels need cc >= 8.0, K and V both F16 or both BF16, D in {64, 80, 96, 128, 256},
  *     K/V base and strides 16-byte aligned, out base 8-byte aligned with even strides; Q may be any dtype;
@@ -11,7 +11,7 @@
 #include "cuda/tile_config.cuh"
 
 #define EA_DECODE_MAX_ROWS 64
-#define EA_MAX_SPLITS 128
+#define EA_MAX_SPLITS EA_COMBINE_MAX_SPLITS
 #define EA_MIN_SPLIT_KEYS 128
 
 enum {
@@ -29,26 +29,27 @@ enum {
 
 static const int ea_dims[5] = {64, 80, 96, 128, 256};
 static const int pf_nw[5] = {EA_PF_64_NW, EA_PF_80_NW, EA_PF_96_NW, EA_PF_128_NW, EA_PF_256_NW};
+static const int pf_mt[5] = {EA_PF_64_MT, EA_PF_80_MT, EA_PF_96_MT, EA_PF_128_MT, EA_PF_256_MT};
 static const int pf_bn[5] = {EA_PF_64_BN, EA_PF_80_BN, EA_PF_96_BN, EA_PF_128_BN, EA_PF_256_BN};
 static const int pf_st[5] = {EA_PF_64_ST, EA_PF_80_ST, EA_PF_96_ST, EA_PF_128_ST, EA_PF_256_ST};
 static const int dc_nw[5] = {EA_DC_64_NW, EA_DC_80_NW, EA_DC_96_NW, EA_DC_128_NW, EA_DC_256_NW};
 static const int dc_wst[5] = {EA_DC_64_WST, EA_DC_80_WST, EA_DC_96_WST, EA_DC_128_WST, EA_DC_256_WST};
 
-#define PF_SMEM(i) EA_PF_SMEM(ea_dims[i], pf_nw[i], pf_bn[i], pf_st[i])
+#define PF_SMEM(i) EA_PF_SMEM(ea_dims[i], pf_mt[i] * pf_nw[i], pf_bn[i], pf_st[i])
 #define DC_SMEM(i) EA_DC_SMEM(ea_dims[i], dc_nw[i], dc_wst[i])
 
 static const ea_cu_kernel_desc ea_table[K_COUNT] = {
     {"ea_attn_simt", EA_SIMT_SMEM(256), 75},
-    {"ea_attn_mma_f16_d64", EA_PF_SMEM(64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), 80},
-    {"ea_attn_mma_f16_d80", EA_PF_SMEM(80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), 80},
-    {"ea_attn_mma_f16_d96", EA_PF_SMEM(96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), 80},
-    {"ea_attn_mma_f16_d128", EA_PF_SMEM(128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), 80},
-    {"ea_attn_mma_f16_d256", EA_PF_SMEM(256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), 80},
-    {"ea_attn_mma_bf16_d64", EA_PF_SMEM(64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), 80},
-    {"ea_attn_mma_bf16_d80", EA_PF_SMEM(80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), 80},
-    {"ea_attn_mma_bf16_d96", EA_PF_SMEM(96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), 80},
-    {"ea_attn_mma_bf16_d128", EA_PF_SMEM(128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), 80},
-    {"ea_attn_mma_bf16_d256", EA_PF_SMEM(256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), 80},
+    {"ea_attn_mma_f16_d64", EA_PF_SMEM(64, EA_PF_64_MT * EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), 80},
+    {"ea_attn_mma_f16_d80", EA_PF_SMEM(80, EA_PF_80_MT * EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), 80},
+    {"ea_attn_mma_f16_d96", EA_PF_SMEM(96, EA_PF_96_MT * EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), 80},
+    {"ea_attn_mma_f16_d128", EA_PF_SMEM(128, EA_PF_128_MT * EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), 80},
+    {"ea_attn_mma_f16_d256", EA_PF_SMEM(256, EA_PF_256_MT * EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), 80},
+    {"ea_attn_mma_bf16_d64", EA_PF_SMEM(64, EA_PF_64_MT * EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), 80},
+    {"ea_attn_mma_bf16_d80", EA_PF_SMEM(80, EA_PF_80_MT * EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), 80},
+    {"ea_attn_mma_bf16_d96", EA_PF_SMEM(96, EA_PF_96_MT * EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), 80},
+    {"ea_attn_mma_bf16_d128", EA_PF_SMEM(128, EA_PF_128_MT * EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), 80},
+    {"ea_attn_mma_bf16_d256", EA_PF_SMEM(256, EA_PF_256_MT * EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), 80},
     {"ea_decode_mma_f16_d64", EA_DC_SMEM(64, EA_DC_64_NW, EA_DC_64_WST), 80},
     {"ea_decode_mma_f16_d80", EA_DC_SMEM(80, EA_DC_80_NW, EA_DC_80_WST), 80},
     {"ea_decode_mma_f16_d96", EA_DC_SMEM(96, EA_DC_96_NW, EA_DC_96_WST), 80},
@@ -147,7 +148,7 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     if (mma_ok && rows_kv > EA_DECODE_MAX_ROWS) {
         const uint32_t smem = (uint32_t)PF_SMEM(di);
         if ((int64_t)smem <= dev->smem_per_block_optin) {
-            const int bm = 16 * pf_nw[di];
+            const int bm = 16 * pf_mt[di] * pf_nw[di];
             const int64_t gx = a->Nq >= bm ? (int64_t)((a->Nq + bm - 1) / bm) * a->group : (rows_kv + bm - 1) / bm;
             set_launch(&out[0], (bf ? K_MMA_BF16 : K_MMA_F16) + di, (uint32_t)gx, (uint32_t)a->Hkv, (uint32_t)a->B,
                        (uint32_t)(32 * pf_nw[di]), smem, 0);
@@ -191,7 +192,8 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     set_launch(&out[0], kernel, (uint32_t)(nrb * a->num_splits), (uint32_t)a->Hkv, (uint32_t)a->B, (uint32_t)threads,
                smem, 0);
     if (a->num_splits <= 1) return 1;
-    set_launch(&out[1], K_COMBINE, (uint32_t)((rows_total + 3) / 4), 1, 1, 128, 0, 0);
+    if (rows_total > 0x7fffffff) return 0;
+    set_launch(&out[1], K_COMBINE, (uint32_t)rows_total, 1, 1, 128, 0, 0);
     return 2;
 }
 

@@ -95,6 +95,20 @@ __device__ __forceinline__ void ea_load_kv_tile(const ea_cu_attn_args &a, const 
     }
 }
 
+// Visible keys of query i form one interval [jlo, jhi] (logical keys, clamped to [0, kv_len)); i < 0
+// (padding row): empty.
+__device__ __forceinline__ void ea_row_bounds(const ea_cu_attn_args &a, int i, int off, int kv_len, int &jlo,
+                                              int &jhi) {
+    if (i < 0) { jlo = 1; jhi = 0; return; }
+    const long long p = (long long)i + off;
+    long long lo = 0, hi = (long long)kv_len - 1;
+    if (a.causal && p < hi) hi = p;
+    if (a.window_right >= 0 && p + a.window_right < hi) hi = p + a.window_right;
+    if (a.window_left >= 0 && p - a.window_left > lo) lo = p - a.window_left;
+    if (hi < lo) { jlo = 1; jhi = 0; return; }
+    jlo = (int)lo; jhi = (int)hi;
+}
+
 // Score transform to the log2 domain: t = (softcap * tanh(scale*acc/softcap) + bias) * log2(e), or
 // acc * scale * log2(e) in the common case (no softcap, no bias).
 struct ea_score_xf {
@@ -112,10 +126,14 @@ __device__ __forceinline__ ea_score_xf ea_make_xf(const ea_cu_attn_args &a) {
     return x;
 }
 
+// tanh(x) = 1 - 2 / (exp(2x) + 1): a few instructions and registers, absolute error ~1e-7 (softcap scales
+// it by the cap; scores matter in absolute terms inside exp).
+__device__ __forceinline__ float ea_tanh(float x) { return 1.f - __fdividef(2.f, __expf(2.f * x) + 1.f); }
+
 __device__ __forceinline__ float ea_xf_generic(const ea_cu_attn_args &a, const ea_score_xf &x, float acc,
                                                const float *brow, int j) {
     float s = acc * x.scale;
-    if (x.softcap > 0.f) s = x.softcap * tanhf(s * x.inv_softcap);
+    if (x.softcap > 0.f) s = x.softcap * ea_tanh(s * x.inv_softcap);
     if (brow) s += __ldg(brow + j);
     return s * EA_LOG2E;
 }

@@ -6,7 +6,17 @@ OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 ARCH="-gencode arch=compute_90,code=sm_90"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader
 nvcc -std=c++17 -O3 $ARCH -Xptxas -v -cubin -o /tmp/k.cubin cuda/kernels_all.cu 2> /tmp/ptxas.txt || { cat /tmp/ptxas.txt; exit 1; }
-grep -E "Compiling entry|registers|stack" /tmp/ptxas.txt | paste - - - | awk '{print $6, $(NF-14), $(NF-13), $(NF-10), $(NF-6), $(NF-2)}' > $OUT/ptxas.txt 2>/dev/null || cp /tmp/ptxas.txt $OUT/ptxas.txt
+python3 - <<'PY' > $OUT/ptxas.txt
+import re
+name=None
+for l in open('/tmp/ptxas.txt'):
+    m=re.search(r"Compiling entry function '(\w+)'",l)
+    if m: name=m.group(1)
+    m=re.search(r'(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads',l)
+    if m: st=m.groups()
+    m=re.search(r'Used (\d+) registers',l)
+    if m and name: print(f"{name:28s} regs {m.group(1):>3s} stack {st[0]} spill {st[1]}/{st[2]}"); name=None
+PY
 cuobjdump -sass /tmp/k.cubin > /tmp/sass.txt
 python3 - <<'PY' > $OUT/sass.txt
 import re
@@ -20,12 +30,13 @@ for line in open('/tmp/sass.txt'):
 for k,v in sorted(cnt.items()): print(k, ' '.join(f'{a}={b}' for a,b in sorted(v.items())))
 PY
 cat $OUT/sass.txt
+nvcc -std=c++17 -O3 $ARCH -cubin -o /tmp/kv.cubin cuda/dev/variants.cu || exit 1
 nvcc -std=c++17 -O3 $ARCH -I. -o /tmp/harness cuda/dev/harness.cu cuda/launch.c -lcuda || exit 1
 /tmp/harness /tmp/k.cubin check 2>&1 | tee $OUT/check.txt
 if [ "$1" != "quick" ]; then
   compute-sanitizer --tool memcheck /tmp/harness /tmp/k.cubin small 2>&1 | tail -8 | tee $OUT/sanitizer.txt
   compute-sanitizer --tool racecheck /tmp/harness /tmp/k.cubin small 2>&1 | tail -8 | tee -a $OUT/sanitizer.txt
 fi
-/tmp/harness /tmp/k.cubin bench 2>&1 | grep -v "^  kernel" | tee $OUT/bench.txt
+/tmp/harness /tmp/kv.cubin bench 2>&1 | grep -v "^  kernel" | tee $OUT/bench.txt
 if [ -f .device-carry-k/peers/torch_sdpa.py ]; then PYTHONUNBUFFERED=1 python3 .device-carry-k/peers/torch_sdpa.py 2>&1 | tee $OUT/peers.txt; fi
 echo "=== summary"; grep -c "^ok" $OUT/check.txt; grep -E "FAIL|UNSUPP|checks:" $OUT/check.txt | head -30; grep ERROR $OUT/sanitizer.txt | head

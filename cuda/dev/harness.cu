@@ -47,6 +47,20 @@ static uint64_t g_ws;
 static size_t g_ws_bytes;
 static int g_fail = 0;
 
+// Extra prefill variants (cuda/dev/variants.cu), launched in place of the planned prefill kernel.
+struct Variant { const char *name; int D, bm, nt, bn, st, m16; CUfunction fn; };
+static Variant g_var[] = {
+    {"ea_dev_pf_d128_mt1_nw8_st2", 128, 128, 256, 64, 2, 8, 0},
+    {"ea_dev_pf_d128_mt1_nw8_st3", 128, 128, 256, 64, 3, 8, 0},
+    {"ea_dev_pf_d128_mt1_nw4_st2", 128, 64, 128, 64, 2, 4, 0},
+    {"ea_dev_pf_d128_mt2_nw4_st3", 128, 128, 128, 64, 3, 8, 0},
+    {"ea_dev_pf_d128_mt2_nw8_st2", 128, 256, 256, 64, 2, 16, 0},
+    {"ea_dev_pf_d128_mt2_nw4_st2_nogen", 128, 128, 128, 64, 2, 8, 0},
+    {"ea_dev_pf_d64_mt1_nw4_st3", 64, 64, 128, 64, 3, 4, 0},
+    {"ea_dev_pf_d64_mt2_nw4_st3", 64, 128, 128, 64, 3, 8, 0},
+};
+static Variant *g_ovr = nullptr;
+
 // ------------------------------------------------------------------ host conversions
 static uint16_t f2h(float f) {
     __half h = __float2half_rn(f);
@@ -129,12 +143,13 @@ struct Case {
 
 static void launch(const ea_cu_launch &l, void *args) {
     void *params[] = {args};
-    CU(cuLaunchKernel(g_fn[l.kernel], l.grid[0], l.grid[1], l.grid[2], l.block[0], l.block[1], l.block[2], l.smem,
+    CU(cuLaunchKernel(l.kernel < 0 ? g_ovr->fn : g_fn[l.kernel], l.grid[0], l.grid[1], l.grid[2], l.block[0], l.block[1], l.block[2], l.smem,
                       0, params, nullptr));
 }
 
 static const char *kname(int k) {
     size_t n;
+    if (k < 0) return g_ovr->name;
     return ea_cu_kernel_table(&n)[k].name;
 }
 
@@ -225,6 +240,13 @@ static void build(const Case &c, Built &w, bool fill) {
     w.a.window_left = c.wl;
     w.a.window_right = c.wr;
     w.nl = ea_cu_plan_attention(&g_dev, &w.a, g_ws, g_ws_bytes, w.l);
+    if (g_ovr && w.nl == 1 && w.l[0].kernel >= 1 && w.l[0].kernel <= 10 && c.D == g_ovr->D) {
+        const int bm = g_ovr->bm, grp = c.Hq / c.Hkv;
+        w.l[0].kernel = -1;
+        w.l[0].grid[0] = c.Nq >= bm ? (unsigned)((c.Nq + bm - 1) / bm * grp) : (unsigned)((grp * c.Nq + bm - 1) / bm);
+        w.l[0].block[0] = g_ovr->nt;
+        w.l[0].smem = (g_ovr->m16 * 16 * (c.D + 8) + 2 * g_ovr->st * g_ovr->bn * (c.D + 8)) * 2;
+    }
 }
 
 static void release(Built &w) {
@@ -624,6 +646,14 @@ int main(int argc, char **argv) {
         cuFuncGetAttribute(&regs, CU_FUNC_ATTRIBUTE_NUM_REGS, g_fn[i]);
         if (mode != "small") printf("  kernel %-26s regs %3d smem %6u\n", t[i].name, regs, t[i].max_smem);
     }
+    for (auto &v : g_var) {
+        if (cuModuleGetFunction(&v.fn, mod, v.name) != CUDA_SUCCESS) { v.fn = 0; continue; }
+        CU(cuFuncSetAttribute(v.fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, 160 * 1024));
+        int regs, lbytes;
+        cuFuncGetAttribute(&regs, CU_FUNC_ATTRIBUTE_NUM_REGS, v.fn);
+        cuFuncGetAttribute(&lbytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, v.fn);
+        if (mode != "small") printf("  variant %-28s regs %3d local %d\n", v.name, regs, lbytes);
+    }
     g_ws_bytes = ea_cu_split_workspace_bytes(16, 64, 64, 256, p.multiProcessorCount);
     CK(cudaMalloc((void **)&g_ws, g_ws_bytes));
     printf("workspace %zu bytes\n", g_ws_bytes);
@@ -641,11 +671,30 @@ int main(int argc, char **argv) {
             bench_prefill(4, 16, 2048, 64, causal, EA_CU_F16);
             bench_prefill(1, 32, 4096, 128, causal, EA_CU_BF16);
         }
+        for (auto &v : g_var) {
+            if (!v.fn) continue;
+            g_ovr = &v;
+            Case c; c.B = 1; c.Hq = 4; c.Hkv = 2; c.Nq = 1000; c.Nkv = 1100; c.D = v.D; c.causal = 1; c.max_check_rows = 300;
+            check(c);
+            c.causal = 0; c.Nq = 129; c.Nkv = 129; c.wl = 40; check(c);
+            for (int causal = 0; causal < 2; ++causal) {
+                if (v.D == 128) { bench_prefill(1, 32, 4096, 128, causal, EA_CU_F16); bench_prefill(1, 32, 16384, 128, causal, EA_CU_F16); }
+                else bench_prefill(4, 16, 2048, 64, causal, EA_CU_F16);
+            }
+            g_ovr = nullptr;
+        }
         bench_decode(1, 32, 8, 4096, 128, EA_CU_F16);
         bench_decode(1, 32, 8, 32768, 128, EA_CU_F16);
         bench_decode(1, 32, 8, 131072, 128, EA_CU_F16);
         bench_decode(16, 32, 8, 4096, 128, EA_CU_F16);
         bench_decode(1, 32, 8, 131072, 128, EA_CU_BF16);
+        // shared-memory carveout preference 100 on every kernel (no L1/smem reconfiguration between launches)
+        for (auto f : g_fn) cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100);
+        printf("with carveout 100:\n");
+        bench_decode(1, 32, 8, 4096, 128, EA_CU_F16);
+        bench_decode(1, 32, 8, 131072, 128, EA_CU_F16);
+        bench_decode(16, 32, 8, 4096, 128, EA_CU_F16);
+        bench_prefill(1, 32, 4096, 128, 0, EA_CU_F16);
     }
     return g_fail ? 1 : 0;
 }

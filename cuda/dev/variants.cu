@@ -1,0 +1,16 @@
+// Development-only tile variants (not in the library's fatbin): the module of kernels_all.cu plus extra
+// prefill configurations, built into the harness's cubin so one device call can time several shapes.
+#include "../kernels_all.cu"
+
+#define EA_DEV_PF(NAME, T, D, NW, BN, ST, QREG, MT, MINB, ...)                                                      \
+    typedef ea_prefill_cfg<D, NW, BN, ST, QREG, MT, MINB, ##__VA_ARGS__> NAME##_cfg;                                          \
+    EA_PREFILL_KERNEL(NAME, T, NAME##_cfg)
+
+EA_DEV_PF(ea_dev_pf_d128_mt1_nw8_st2, ea_f16_t, 128, 8, 64, 2, true, 1, 1)
+EA_DEV_PF(ea_dev_pf_d128_mt1_nw8_st3, ea_f16_t, 128, 8, 64, 3, true, 1, 1)
+EA_DEV_PF(ea_dev_pf_d128_mt1_nw4_st2, ea_f16_t, 128, 4, 64, 2, true, 1, 2)
+EA_DEV_PF(ea_dev_pf_d128_mt2_nw4_st3, ea_f16_t, 128, 4, 64, 3, false, 2, 1)
+EA_DEV_PF(ea_dev_pf_d128_mt2_nw8_st2, ea_f16_t, 128, 8, 64, 2, false, 2, 1)
+EA_DEV_PF(ea_dev_pf_d64_mt1_nw4_st3, ea_f16_t, 64, 4, 64, 3, true, 1, 1)
+EA_DEV_PF(ea_dev_pf_d64_mt2_nw4_st3, ea_f16_t, 64, 4, 64, 3, true, 2, 2)
+EA_DEV_PF(ea_dev_pf_d128_mt2_nw4_st2_nogen, ea_f16_t, 128, 4, 64, 2, false, 2, 2, false)
