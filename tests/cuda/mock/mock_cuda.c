@@ -1,0 +1,389 @@
+/*
+ * A stand-in libcuda.so.1 for machines without a GPU: "device memory" is host memory, copies are
+ * memcpy, and each kernel of the fatbin is emulated on the CPU from its contract (cuda/kernel_abi.h),
+ * by name. It tests the CUDA backend's host side here (staging, strides, sequence info, the ring
+ * cache, device pointers, counters) with the shared suites and tests/cuda/test_cuda.c; the real
+ * kernels run only on the device machine. Loaded through LD_LIBRARY_PATH by the *_mockcuda tests.
+ * Single-threaded, synchronous: every "async" call has finished when it returns.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cu_loader.h"
+#include "cuda/kernel_abi.h"
+
+#define API __attribute__((visibility("default")))
+
+/* ---------------------------------------------------------------- allocations */
+typedef struct range {
+    uintptr_t p;
+    size_t n;
+    int kind; /* 1 device, 2 registered host, 3 managed, 4 pinned host */
+} range;
+#define MAX_RANGES 4096
+static range g_r[MAX_RANGES];
+static int g_nr;
+static int g_ctx_obj, g_stream_obj[64], g_nstream, g_event_obj[64], g_nevent, g_mod_obj;
+static const char *g_fn_names[128];
+static int g_nfn;
+
+static const range *find(uintptr_t p)
+{
+    for (int i = 0; i < g_nr; i++)
+        if (p >= g_r[i].p && p < g_r[i].p + (g_r[i].n ? g_r[i].n : 1))
+            return &g_r[i];
+    return NULL;
+}
+static void add(uintptr_t p, size_t n, int kind)
+{
+    if (g_nr < MAX_RANGES)
+        g_r[g_nr++] = (range){p, n, kind};
+}
+static void del(uintptr_t p)
+{
+    for (int i = 0; i < g_nr; i++)
+        if (g_r[i].p == p) {
+            g_r[i] = g_r[--g_nr];
+            return;
+        }
+}
+
+API CUresult cuInit(unsigned f) { (void)f; return 0; }
+API CUresult cuDriverGetVersion(int *v) { *v = 13000; return 0; }
+API CUresult cuGetErrorName(CUresult e, const char **s)
+{
+    *s = e == 0 ? "CUDA_SUCCESS" : e == 1 ? "CUDA_ERROR_INVALID_VALUE" : e == 2 ? "CUDA_ERROR_OUT_OF_MEMORY"
+                                                                                 : "CUDA_ERROR_MOCK";
+    return 0;
+}
+API CUresult cuGetErrorString(CUresult e, const char **s) { return cuGetErrorName(e, s); }
+API CUresult cuDeviceGetCount(int *n) { *n = 1; return 0; }
+API CUresult cuDeviceGet(CUdevice *d, int o) { *d = o; return o == 0 ? 0 : EA_CUDA_ERROR_INVALID_DEVICE; }
+API CUresult cuDeviceGetAttribute(int *v, int a, CUdevice d)
+{
+    (void)d;
+    switch (a) {
+    case EA_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *v = 9; break;
+    case EA_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *v = 0; break;
+    case EA_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *v = 132; break;
+    case EA_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: *v = 232448; break;
+    case EA_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_MULTIPROCESSOR: *v = 233472; break;
+    case EA_CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE: *v = 50 << 20; break;
+    default: *v = 0; break;
+    }
+    return 0;
+}
+API CUresult cuDeviceGetName(char *n, int len, CUdevice d)
+{
+    (void)d;
+    strncpy(n, "edgeattn mock GPU (CPU emulation)", (size_t)len);
+    return 0;
+}
+API CUresult cuDeviceTotalMem_v2(size_t *b, CUdevice d) { (void)d; *b = (size_t)80 << 30; return 0; }
+API CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice d) { (void)d; *c = (CUcontext)(void *)&g_ctx_obj; return 0; }
+API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice d) { (void)d; return 0; }
+API CUresult cuCtxPushCurrent_v2(CUcontext c) { (void)c; return 0; }
+API CUresult cuCtxPopCurrent_v2(CUcontext *c) { *c = (CUcontext)(void *)&g_ctx_obj; return 0; }
+API CUresult cuCtxSynchronize(void) { return 0; }
+API CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t n)
+{
+    void *m = aligned_alloc(256, (n + 255) & ~(size_t)255);
+    if (!m)
+        return EA_CUDA_ERROR_OUT_OF_MEMORY;
+    memset(m, 0xA5, n); /* device memory starts as garbage */
+    add((uintptr_t)m, n, 1);
+    *p = (CUdeviceptr)(uintptr_t)m;
+    return 0;
+}
+API CUresult cuMemFree_v2(CUdeviceptr p)
+{
+    del((uintptr_t)p);
+    free((void *)(uintptr_t)p);
+    return 0;
+}
+API CUresult cuMemGetInfo_v2(size_t *f, size_t *t) { *f = (size_t)256 << 20; *t = (size_t)80 << 30; return 0; }
+API CUresult cuMemAllocManaged(CUdeviceptr *p, size_t n, unsigned f)
+{
+    (void)f;
+    CUresult r = cuMemAlloc_v2(p, n);
+    if (r == 0)
+        g_r[g_nr - 1].kind = 3;
+    return r;
+}
+API CUresult cuMemAllocHost_v2(void **p, size_t n)
+{
+    CUdeviceptr d;
+    CUresult r = cuMemAlloc_v2(&d, n);
+    if (r == 0) {
+        g_r[g_nr - 1].kind = 4;
+        *p = (void *)(uintptr_t)d;
+    }
+    return r;
+}
+API CUresult cuMemFreeHost(void *p) { return cuMemFree_v2((CUdeviceptr)(uintptr_t)p); }
+API CUresult cuMemHostRegister_v2(void *p, size_t n, unsigned f) { (void)f; add((uintptr_t)p, n, 2); return 0; }
+API CUresult cuMemHostUnregister(void *p) { del((uintptr_t)p); return 0; }
+
+static CUresult check_dev(CUdeviceptr p, size_t n)
+{
+    const range *r = find((uintptr_t)p);
+    if (!r || (uintptr_t)p + n > r->p + r->n)
+        return EA_CUDA_ERROR_INVALID_VALUE; /* a real GPU would fault: make it an error here */
+    return 0;
+}
+API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, CUstream st)
+{
+    (void)st;
+    if (check_dev(d, n))
+        return EA_CUDA_ERROR_INVALID_VALUE;
+    memcpy((void *)(uintptr_t)d, s, n);
+    return 0;
+}
+API CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, CUstream st)
+{
+    (void)st;
+    if (check_dev(s, n))
+        return EA_CUDA_ERROR_INVALID_VALUE;
+    memcpy(d, (const void *)(uintptr_t)s, n);
+    return 0;
+}
+API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, CUstream st)
+{
+    (void)st;
+    if (check_dev(s, n) || check_dev(d, n))
+        return EA_CUDA_ERROR_INVALID_VALUE;
+    memmove((void *)(uintptr_t)d, (const void *)(uintptr_t)s, n);
+    return 0;
+}
+API CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void *s, size_t n) { return cuMemcpyHtoDAsync_v2(d, s, n, NULL); }
+API CUresult cuMemcpyDtoH_v2(void *d, CUdeviceptr s, size_t n) { return cuMemcpyDtoHAsync_v2(d, s, n, NULL); }
+API CUresult cuMemcpy2DAsync_v2(const ea_CUDA_MEMCPY2D *p, CUstream st)
+{
+    (void)st;
+    if (p->WidthInBytes > p->srcPitch || p->WidthInBytes > p->dstPitch)
+        return EA_CUDA_ERROR_INVALID_VALUE;
+    for (size_t y = 0; y < p->Height; y++) {
+        const char *s = p->srcMemoryType == EA_CU_MEMORYTYPE_HOST ? (const char *)p->srcHost
+                                                                  : (const char *)(uintptr_t)p->srcDevice;
+        char *d = p->dstMemoryType == EA_CU_MEMORYTYPE_HOST ? (char *)p->dstHost : (char *)(uintptr_t)p->dstDevice;
+        s += p->srcXInBytes + y * p->srcPitch;
+        d += p->dstXInBytes + y * p->dstPitch;
+        if (p->srcMemoryType == EA_CU_MEMORYTYPE_DEVICE && check_dev((uintptr_t)s, p->WidthInBytes))
+            return EA_CUDA_ERROR_INVALID_VALUE;
+        if (p->dstMemoryType == EA_CU_MEMORYTYPE_DEVICE && check_dev((uintptr_t)d, p->WidthInBytes))
+            return EA_CUDA_ERROR_INVALID_VALUE;
+        memmove(d, s, p->WidthInBytes);
+    }
+    return 0;
+}
+API CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream st)
+{
+    (void)st;
+    if (check_dev(d, n))
+        return EA_CUDA_ERROR_INVALID_VALUE;
+    memset((void *)(uintptr_t)d, v, n);
+    return 0;
+}
+API CUresult cuStreamCreate(CUstream *s, unsigned f)
+{
+    (void)f;
+    *s = (CUstream)(void *)&g_stream_obj[g_nstream++ % 64];
+    return 0;
+}
+API CUresult cuStreamDestroy_v2(CUstream s) { (void)s; return 0; }
+API CUresult cuStreamSynchronize(CUstream s) { (void)s; return 0; }
+API CUresult cuStreamGetCtx(CUstream s, CUcontext *c) { (void)s; *c = (CUcontext)(void *)&g_ctx_obj; return 0; }
+API CUresult cuEventCreate(CUevent *e, unsigned f) { (void)f; *e = (CUevent)(void *)&g_event_obj[g_nevent++ % 64]; return 0; }
+API CUresult cuEventDestroy_v2(CUevent e) { (void)e; return 0; }
+API CUresult cuEventRecord(CUevent e, CUstream s) { (void)e; (void)s; return 0; }
+API CUresult cuEventSynchronize(CUevent e) { (void)e; return 0; }
+API CUresult cuEventElapsedTime(float *ms, CUevent a, CUevent b) { (void)a; (void)b; *ms = 1.0f; return 0; }
+API CUresult cuModuleLoadData(CUmodule *m, const void *img) { (void)img; *m = (CUmodule)(void *)&g_mod_obj; return 0; }
+API CUresult cuModuleUnload(CUmodule m) { (void)m; return 0; }
+API CUresult cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name)
+{
+    (void)m;
+    for (int i = 0; i < g_nfn; i++)
+        if (strcmp(g_fn_names[i], name) == 0) {
+            *f = (CUfunction)(void *)&g_fn_names[i];
+            return 0;
+        }
+    if (g_nfn >= 128)
+        return EA_CUDA_ERROR_NOT_FOUND;
+    g_fn_names[g_nfn] = name; /* the host's table is static: the pointer stays valid */
+    *f = (CUfunction)(void *)&g_fn_names[g_nfn++];
+    return 0;
+}
+API CUresult cuFuncSetAttribute(CUfunction f, int a, int v) { (void)f; (void)a; (void)v; return 0; }
+API CUresult cuPointerGetAttribute(void *data, int attr, CUdeviceptr p)
+{
+    const range *r = find((uintptr_t)p);
+    if (!r)
+        return EA_CUDA_ERROR_INVALID_VALUE;
+    switch (attr) {
+    case EA_CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL: *(int *)data = 0; return 0;
+    case EA_CU_POINTER_ATTRIBUTE_DEVICE_POINTER: *(CUdeviceptr *)data = p; return 0;
+    case EA_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR: *(CUdeviceptr *)data = r->p; return 0;
+    case EA_CU_POINTER_ATTRIBUTE_RANGE_SIZE: *(size_t *)data = r->n; return 0;
+    case EA_CU_POINTER_ATTRIBUTE_CONTEXT: *(CUcontext *)data = (CUcontext)(void *)&g_ctx_obj; return 0;
+    case EA_CU_POINTER_ATTRIBUTE_MEMORY_TYPE:
+        *(unsigned *)data = r->kind == 2 || r->kind == 4 ? EA_CU_MEMORYTYPE_HOST : EA_CU_MEMORYTYPE_DEVICE;
+        return 0;
+    default: return EA_CUDA_ERROR_INVALID_VALUE;
+    }
+}
+
+/* ---------------------------------------------------------------- kernels on the CPU */
+static float ld(const ea_cu_tensor *t, int64_t i)
+{
+    const void *b = (const void *)(uintptr_t)t->ptr;
+    if (t->dtype == EA_CU_F32)
+        return ((const float *)b)[i];
+    uint16_t h = ((const uint16_t *)b)[i];
+    if (t->dtype == EA_CU_BF16) {
+        uint32_t u = (uint32_t)h << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+    __extension__ _Float16 f16;
+    memcpy(&f16, &h, 2);
+    return (float)f16;
+}
+static void st(uint64_t ptr, int dtype, int64_t i, float x)
+{
+    void *b = (void *)(uintptr_t)ptr;
+    if (dtype == EA_CU_F32) {
+        ((float *)b)[i] = x;
+    } else if (dtype == EA_CU_F16) {
+        __extension__ _Float16 h = (_Float16)x;
+        memcpy((uint16_t *)b + i, &h, 2);
+    } else {
+        uint32_t u;
+        memcpy(&u, &x, 4);
+        if ((u & 0x7fffffffu) > 0x7f800000u)
+            u = (u | 0x400000u);
+        else
+            u += 0x7fffu + ((u >> 16) & 1u);
+        ((uint16_t *)b)[i] = (uint16_t)(u >> 16);
+    }
+}
+static int64_t off(const ea_cu_tensor *t, int64_t b, int64_t h, int64_t n) { return b * t->sb + h * t->sh + n * t->sn; }
+
+static int g_bad_access; /* a kernel read outside any allocation */
+static void touch(const ea_cu_tensor *t, int64_t i, int es)
+{
+    if (!find((uintptr_t)t->ptr + (uintptr_t)(i * es)))
+        g_bad_access = 1;
+}
+
+static void k_attention(const ea_cu_attn_args *a)
+{
+    const int D = a->D;
+    double *s = malloc(sizeof(double) * (size_t)(a->Nkv > 0 ? a->Nkv : 1));
+    const ea_cu_seq *seq = (const ea_cu_seq *)(uintptr_t)a->seq;
+    for (int b = 0; b < a->B; b++) {
+        const int64_t pos0 = seq ? seq[b].key_pos0 : 0;
+        const int kvl = seq ? seq[b].kv_len : a->Nkv;
+        const int slot0 = seq ? seq[b].slot0 : 0;
+        for (int h = 0; h < a->Hq; h++) {
+            const int hk = h / a->group;
+            for (int i = 0; i < a->Nq; i++) {
+                const int64_t qpos = pos0 + kvl - a->Nq + i;
+                double m = -INFINITY;
+                for (int j = 0; j < kvl; j++) {
+                    const int64_t pos = pos0 + j;
+                    const bool vis = (!a->causal || pos <= qpos) && (a->window_left < 0 || pos >= qpos - a->window_left) &&
+                                     (a->window_right < 0 || pos <= qpos + a->window_right);
+                    if (!vis) {
+                        s[j] = -INFINITY;
+                        continue;
+                    }
+                    const int64_t row = a->ring_cap > 0 ? (slot0 + j) % a->ring_cap : j;
+                    double dot = 0;
+                    for (int d = 0; d < D; d++) {
+                        touch(&a->k, off(&a->k, b, hk, row) + d, a->k.dtype == EA_CU_F32 ? 4 : 2);
+                        dot += (double)ld(&a->q, off(&a->q, b, h, i) + d) * (double)ld(&a->k, off(&a->k, b, hk, row) + d);
+                    }
+                    double x = (double)a->scale * dot;
+                    if (a->softcap > 0)
+                        x = a->softcap * tanh(x / a->softcap);
+                    if (a->bias.ptr)
+                        x += ld(&a->bias, off(&a->bias, b, h, i) + j);
+                    s[j] = x;
+                    if (x > m)
+                        m = x;
+                }
+                double sum = 0;
+                if (m != -INFINITY)
+                    for (int j = 0; j < kvl; j++)
+                        sum += s[j] == -INFINITY ? 0 : exp(s[j] - m);
+                for (int d = 0; d < D; d++) {
+                    double acc = 0;
+                    if (sum > 0)
+                        for (int j = 0; j < kvl; j++) {
+                            if (s[j] == -INFINITY)
+                                continue;
+                            const int64_t row = a->ring_cap > 0 ? (slot0 + j) % a->ring_cap : j;
+                            acc += exp(s[j] - m) / sum * (double)ld(&a->v, off(&a->v, b, hk, row) + d);
+                        }
+                    st(a->out.ptr, a->out.dtype, off(&a->out, b, h, i) + d, (float)acc);
+                }
+                if (a->lse.ptr)
+                    st(a->lse.ptr, EA_CU_F32, off(&a->lse, b, h, i), sum > 0 ? (float)(m + log(sum)) : -INFINITY);
+            }
+        }
+    }
+    free(s);
+}
+
+static void k_kv_write(const ea_cu_kv_write_args *a)
+{
+    const int32_t *rows = (const int32_t *)(uintptr_t)a->rows, *slot0 = (const int32_t *)(uintptr_t)a->slot0;
+    for (int b = 0; b < a->B; b++)
+        for (int h = 0; h < a->H; h++)
+            for (int r = rows[2 * b]; r < rows[2 * b + 1]; r++) {
+                const int64_t slot = (slot0[b] + r) % a->ring_cap;
+                const int64_t drow = ((int64_t)(b * a->cache_heads + h) * a->ring_cap + slot) * a->D;
+                for (int d = 0; d < a->D; d++) {
+                    st(a->k_dst, a->cache_dtype, drow + d, ld(&a->k_src, off(&a->k_src, b, h, r) + d));
+                    st(a->v_dst, a->cache_dtype, drow + d, ld(&a->v_src, off(&a->v_src, b, h, r) + d));
+                }
+            }
+}
+
+static void k_finite(const ea_cu_finite_args *a)
+{
+    for (int64_t b = 0; b < a->B; b++)
+        for (int64_t h = 0; h < a->H; h++)
+            for (int64_t n = 0; n < a->N; n++)
+                for (int64_t d = 0; d < a->D; d++) {
+                    const float x = ld(&a->t, off(&a->t, b, h, n) + d);
+                    if (isnan(x) || (isinf(x) && !(a->neg_inf_ok && x < 0)))
+                        *(uint32_t *)(uintptr_t)a->flag = 1;
+                }
+}
+
+API CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                            unsigned bz, unsigned smem, CUstream s, void **params, void **extra)
+{
+    (void)s;
+    (void)extra;
+    (void)smem;
+    if (!gx || !gy || !gz || !bx || !by || !bz || bx * by * bz > 1024 || gy > 65535 || gz > 65535)
+        return EA_CUDA_ERROR_INVALID_VALUE;
+    const char *name = *(const char *const *)(const void *)f;
+    if (strcmp(name, "ea_attn_combine") == 0 || strcmp(name, "ea_peak_mma") == 0)
+        return 0;
+    if (strcmp(name, "ea_kv_write") == 0)
+        k_kv_write(params[0]);
+    else if (strcmp(name, "ea_finite") == 0)
+        k_finite(params[0]);
+    else if (strncmp(name, "ea_attn_", 8) == 0 || strncmp(name, "ea_decode_", 10) == 0)
+        k_attention(params[0]);
+    else
+        return EA_CUDA_ERROR_NOT_FOUND;
+    return g_bad_access ? 700 /* CUDA_ERROR_ILLEGAL_ADDRESS */ : 0;
+}

@@ -1,0 +1,1047 @@
+/*
+ * The CUDA backend's own tests: device-memory tensors (the context's region and external device
+ * pointers), host memory the device addresses in place (registered, managed), asynchronous calls and
+ * synchronize, the device KV cache filled from device memory and decoded, long sequences (16K
+ * prefill, 128K decode), canaries around every output, bad input specific to CUDA, no allocation or
+ * module load after create, the ceilings and a caller's stream.
+ *
+ * Without a CUDA driver or device every case passes with a note. EDGEATTN_TEST_REQUIRE_CUDA=1 (the
+ * device machine's script, the mock tests) makes that a failure instead. EDGEATTN_TEST_MOCK_CUDA=1:
+ * running against tests/cuda/mock (CPU emulation): the long cases are skipped there.
+ */
+#include "test_common.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/reference.h"
+#include "cuda/backend_cuda.h"
+#include "cuda/cu_loader.h"
+
+static bool g_have;     /* a CUDA context can be created here */
+static bool g_mock;
+static ea_cu_driver g_drv; /* the test's own handle on the driver (external memory) */
+static bool g_drv_ok;
+
+static bool env_on(const char *name)
+{
+    const char *e = getenv(name);
+    return e && strcmp(e, "1") == 0;
+}
+
+static void base_config(edgeattn_config *cfg)
+{
+    edgeattn_config_default(cfg);
+    cfg->backend = EDGEATTN_BACKEND_CUDA;
+    cfg->max_batch = 4;
+    cfg->max_q_len = 300;
+    cfg->max_kv_len = 700;
+    cfg->max_heads = 8;
+    cfg->max_kv_heads = 8;
+    cfg->max_head_dim = 256;
+    cfg->device_user_bytes = (uint64_t)64 << 20;
+}
+
+static edgeattn_context *create_cuda(const edgeattn_config *cfg)
+{
+    edgeattn_context *ctx = tc_create(cfg);
+    edgeattn_backend_info info;
+    assert_int_equal(edgeattn_get_backend_info(ctx, &info), EDGEATTN_OK);
+    assert_string_equal(info.backend_name, "cuda");
+    return ctx;
+}
+
+#define NEED_GPU()                                                                                               \
+    do {                                                                                                         \
+        if (!g_have) {                                                                                           \
+            print_message("note: no CUDA device here: %s skipped\n", __func__);                                 \
+            return;                                                                                              \
+        }                                                                                                        \
+    } while (0)
+
+static int group_setup(void **state)
+{
+    (void)state;
+    tc_clear_env();
+    (void)tc_seed();
+    g_mock = env_on("EDGEATTN_TEST_MOCK_CUDA");
+    edgeattn_config cfg;
+    base_config(&cfg);
+    edgeattn_context *ctx = NULL;
+    edgeattn_message msg;
+    const edgeattn_status st = edgeattn_create(&cfg, NULL, 0, &ctx, &msg);
+    if (st == EDGEATTN_ERR_BACKEND_UNAVAILABLE) {
+        if (env_on("EDGEATTN_TEST_REQUIRE_CUDA")) {
+            print_error("EDGEATTN_TEST_REQUIRE_CUDA=1 but the CUDA backend is unavailable: %s\n", msg.text);
+            return -1;
+        }
+        print_message("note: CUDA backend unavailable (%s): every case of this suite is skipped\n", msg.text);
+        g_have = false;
+        return 0;
+    }
+    if (st != EDGEATTN_OK) {
+        print_error("forced CUDA create failed: %d (%s): %s\n", (int)st, edgeattn_status_string(st), msg.text);
+        return -1;
+    }
+    edgeattn_backend_info info;
+    edgeattn_get_backend_info(ctx, &info);
+    print_message("CUDA: %s, tier %s, %d SMs, %zu MiB, sm_%d%s\n", info.device, info.tier, (int)info.cores,
+                  info.device_memory >> 20, (int)info.compute_capability, g_mock ? " (mock driver)" : "");
+    edgeattn_destroy(ctx);
+    g_have = true;
+    char why[256];
+    g_drv_ok = ea_cu_driver_open(&g_drv, why, sizeof why);
+    if (!g_drv_ok) {
+        print_error("driver open for the test failed: %s\n", why);
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (g_drv_ok)
+        ea_cu_driver_close(&g_drv);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- device mirrors of host tensors */
+
+/* A bump allocator over a device range. */
+typedef struct dev_arena {
+    uint64_t base;
+    size_t size, used;
+} dev_arena;
+
+static uint64_t dev_take(dev_arena *a, size_t n)
+{
+    const size_t off = (a->used + 255) & ~(size_t)255;
+    if (off > a->size || n > a->size - off)
+        fail_msg("device arena of %zu bytes full (%zu used, %zu wanted)", a->size, off, n);
+    a->used = off + n;
+    return a->base + off;
+}
+
+static dev_arena region_of(edgeattn_context *ctx)
+{
+    edgeattn_memory mem;
+    void *data;
+    size_t off, bytes;
+    assert_int_equal(edgeattn_device_region(ctx, &mem, &data, &off, &bytes), EDGEATTN_OK);
+    assert_int_equal(mem, EDGEATTN_MEM_CUDA);
+    assert_int_equal(off, 0);
+    dev_arena a = {(uint64_t)(uintptr_t)data, bytes, 0};
+    return a;
+}
+
+/* The whole allocation of x as one flat tensor (host, or at dev in device memory). */
+static edgeattn_tensor flat(const tc_tensor *x, uint64_t dev)
+{
+    edgeattn_tensor t = edgeattn_tensor_bhsd(dev ? (void *)(uintptr_t)dev : x->alloc, x->t.dtype, 1, 1, 1,
+                                             (int64_t)x->alloc_elems);
+    t.memory = dev ? EDGEATTN_MEM_CUDA : EDGEATTN_MEM_HOST;
+    return t;
+}
+
+/* A device copy of x's whole allocation (padding and canaries included); *dt is x's view in it. */
+typedef struct mirror {
+    const tc_tensor *x;
+    uint64_t dev;
+    edgeattn_tensor t;
+} mirror;
+
+static mirror mirror_to(edgeattn_context *ctx, uint64_t dev, const tc_tensor *x)
+{
+    mirror m;
+    m.x = x;
+    m.dev = dev;
+    m.t = x->t;
+    m.t.memory = EDGEATTN_MEM_CUDA;
+    m.t.data = (void *)(uintptr_t)(dev + (uint64_t)((const char *)x->t.data - (const char *)x->alloc));
+    edgeattn_tensor h = flat(x, 0), d = flat(x, dev);
+    assert_int_equal(edgeattn_copy(ctx, &d, &h), EDGEATTN_OK);
+    return m;
+}
+
+static mirror mirror_in(edgeattn_context *ctx, dev_arena *a, const tc_tensor *x)
+{
+    return mirror_to(ctx, dev_take(a, x->alloc_elems * tc_dtype_size(x->t.dtype)), x);
+}
+
+static void mirror_back(edgeattn_context *ctx, const mirror *m)
+{
+    edgeattn_tensor h = flat(m->x, 0), d = flat(m->x, m->dev);
+    assert_int_equal(edgeattn_copy(ctx, &h, &d), EDGEATTN_OK);
+}
+
+/* Runs case d with every tensor in device memory from arena a (outputs canary-filled there). */
+static tc_result run_device(edgeattn_context *ctx, dev_arena *a, tc_attn_data *d, double tol)
+{
+    tc_result res;
+    memset(&res, 0, sizeof res);
+    tc_fill_canary(&d->out);
+    if (d->c.lse)
+        tc_fill_canary(&d->lse);
+    const size_t mark = a->used;
+    mirror q = mirror_in(ctx, a, &d->q), k = mirror_in(ctx, a, &d->k), v = mirror_in(ctx, a, &d->v),
+           o = mirror_in(ctx, a, &d->out);
+    mirror l, b;
+    edgeattn_params p = d->params;
+    if (d->c.lse) {
+        l = mirror_in(ctx, a, &d->lse);
+        p.lse = &l.t;
+    }
+    if (d->params.bias) {
+        b = mirror_in(ctx, a, &d->bias);
+        p.bias = &b.t;
+    }
+    res.status = edgeattn_attention(ctx, &q.t, &k.t, &v.t, &o.t, &p);
+    if (res.status != EDGEATTN_OK) {
+        snprintf(res.why, sizeof res.why, "attention returned %d: %s", (int)res.status, edgeattn_message_of(ctx));
+        a->used = mark;
+        return res;
+    }
+    assert_int_equal(edgeattn_synchronize(ctx), EDGEATTN_OK);
+    mirror_back(ctx, &o);
+    if (d->c.lse)
+        mirror_back(ctx, &l);
+    tc_compare(&res, &d->out, d->c.lse ? &d->lse : NULL, d->ref, d->ref_lse, d->c.B, d->c.Hq, d->c.Nq, d->c.D, tol);
+    if (res.ok && (res.err > tol || res.lse_err > tol)) {
+        res.ok = false;
+        snprintf(res.why, sizeof res.why, "err %.3g lse_err %.3g > tol %.3g", res.err, res.lse_err, tol);
+    }
+    a->used = mark;
+    return res;
+}
+
+static tc_attn_case random_case(tc_rng *r, int i)
+{
+    static const int dims[] = {16, 48, 64, 80, 96, 128, 256};
+    static const edgeattn_dtype dts[] = {EDGEATTN_F16, EDGEATTN_BF16, EDGEATTN_F32};
+    const int hkv = TC_PICK(r, ((int[]){1, 2, 4}));
+    tc_attn_case c = tc_case(tc_randint(r, 1, 3), hkv * TC_PICK(r, ((int[]){1, 2, 4})) > 8 ? hkv : hkv * TC_PICK(r, ((int[]){1, 2})),
+                             hkv, tc_randint(r, 1, 200), tc_randint(r, 1, 300), TC_PICK(r, dims));
+    c.kvdt = TC_PICK(r, dts);
+    c.qdt = tc_randint(r, 0, 2) ? c.kvdt : TC_PICK(r, dts);
+    c.odt = TC_PICK(r, dts);
+    c.qlayout = tc_randint(r, 0, 1);
+    c.kvlayout = tc_randint(r, 0, 1);
+    c.olayout = tc_randint(r, 0, 1);
+    c.pad = TC_PICK(r, ((int[]){0, 0, 8, 3}));
+    switch (i % 6) {
+    case 1: c.causal = 1; break;
+    case 2: c.wl = tc_randint(r, 0, 40), c.wr = tc_randint(r, -1, 10); break;
+    case 3:
+        c.use_kv_lens = 1;
+        for (int b = 0; b < c.B; b++)
+            c.kv_lens[b] = tc_randint(r, 0, c.Nkv);
+        c.causal = tc_randint(r, 0, 1);
+        break;
+    case 4: c.bias_mode = tc_randint(r, TC_BIAS_FULL, TC_BIAS_BCAST_BH); break;
+    case 5: c.softcap = 20.0f, c.scale = 0.2f; break;
+    default: break;
+    }
+    c.lse = tc_randint(r, 0, 1);
+    return c;
+}
+
+/* ---------------------------------------------------------------- cases */
+
+static void test_info_and_region(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    edgeattn_plan_info pi;
+    edgeattn_message msg;
+    assert_int_equal(edgeattn_plan(&cfg, &pi, &msg), EDGEATTN_OK);
+    assert_int_equal(pi.backend, EDGEATTN_BACKEND_CUDA);
+    assert_true(pi.device_bytes >= cfg.device_user_bytes);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    edgeattn_backend_info info;
+    assert_int_equal(edgeattn_get_backend_info(ctx, &info), EDGEATTN_OK);
+    assert_int_equal(info.backend, EDGEATTN_BACKEND_CUDA);
+    assert_true(info.compute_capability >= 75);
+    assert_true(info.cores > 0);
+    assert_true(info.device_memory > 0);
+    assert_int_equal(info.device_bytes, pi.device_bytes);
+    assert_true(strncmp(info.tier, "sm_", 3) == 0);
+    dev_arena a = region_of(ctx);
+    assert_int_equal(a.size, cfg.device_user_bytes);
+    assert_true(a.base % 256 == 0);
+    edgeattn_destroy(ctx);
+    /* no user bytes: no region */
+    cfg.device_user_bytes = 0;
+    ctx = create_cuda(&cfg);
+    edgeattn_memory m;
+    void *d;
+    size_t o, n;
+    assert_int_equal(edgeattn_device_region(ctx, &m, &d, &o, &n), EDGEATTN_ERR_UNSUPPORTED);
+    edgeattn_destroy(ctx);
+}
+
+/* Random cases with every tensor in the context's device region, outputs in canary-filled views. */
+static void test_device_tensors(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 3001);
+    const int n = tc_long() ? 120 : 36;
+    for (int i = 0; i < n; i++) {
+        tc_attn_case c = random_case(&r, i);
+        tc_attn_data d;
+        tc_attn_prepare(&d, &c, tc_seed(), 4000 + (uint64_t)i);
+        double tol = tc_tolerance(c.qdt, c.kvdt, c.odt);
+        if (c.qdt == EDGEATTN_F32 && c.kvdt == EDGEATTN_F32 && c.odt == EDGEATTN_F32)
+            tol = fmax(tol, tc_tolerance_f32_scores(tc_max_score(&d.q.t, &d.k.t, c.scale)));
+        tc_result res = run_device(ctx, &a, &d, tol);
+        if (!res.ok) {
+            char desc[512];
+            tc_case_describe(&c, desc, sizeof desc);
+            tc_attn_free(&d);
+            edgeattn_destroy(ctx);
+            fail_msg("device tensors, %s: %s (seed %llu)", desc, res.why, (unsigned long long)tc_seed());
+        }
+        tc_attn_free(&d);
+    }
+    edgeattn_destroy(ctx);
+}
+
+/* Host tensors (staged copies), the same random cases through tc_attn_run. */
+static void test_host_tensors(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 3002);
+    const int n = tc_long() ? 120 : 30;
+    for (int i = 0; i < n; i++) {
+        tc_attn_case c = random_case(&r, i);
+        tc_attn_data d;
+        tc_attn_prepare(&d, &c, tc_seed(), 5000 + (uint64_t)i);
+        double tol = tc_tolerance(c.qdt, c.kvdt, c.odt);
+        if (c.qdt == EDGEATTN_F32 && c.kvdt == EDGEATTN_F32 && c.odt == EDGEATTN_F32)
+            tol = fmax(tol, tc_tolerance_f32_scores(tc_max_score(&d.q.t, &d.k.t, c.scale)));
+        tc_result res = tc_attn_run(ctx, &d, tol);
+        if (!res.ok) {
+            char desc[512];
+            tc_case_describe(&c, desc, sizeof desc);
+            tc_attn_free(&d);
+            edgeattn_destroy(ctx);
+            fail_msg("host tensors, %s: %s (seed %llu)", desc, res.why, (unsigned long long)tc_seed());
+        }
+        tc_attn_free(&d);
+    }
+    edgeattn_destroy(ctx);
+}
+
+/* Device memory the test allocates itself (cuMemAlloc in the primary context), and host memory the
+ * device addresses in place (cuMemHostRegister, managed). */
+static void test_external_memory(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    cfg.device_user_bytes = 0;
+    edgeattn_context *ctx = create_cuda(&cfg);
+    int ord;
+    CUcontext cctx;
+    assert_true(ea_cuda_device_of(ctx, &ord, &cctx, NULL));
+    ea_cu_driver *dr = &g_drv;
+    CUdevice dev;
+    assert_int_equal(dr->DeviceGet(&dev, ord), 0);
+    CUcontext prim;
+    assert_int_equal(dr->DevicePrimaryCtxRetain(&prim, dev), 0);
+    assert_ptr_equal(prim, cctx); /* the application's cudart work shares this context */
+    assert_int_equal(dr->CtxPushCurrent(prim), 0);
+    CUdeviceptr mem = 0;
+    const size_t bytes = (size_t)32 << 20;
+    assert_int_equal(dr->MemAlloc_(&mem, bytes), 0);
+    dev_arena a = {mem, bytes, 0};
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 3003);
+    for (int i = 0; i < 12; i++) {
+        tc_attn_case c = random_case(&r, i);
+        tc_attn_data d;
+        tc_attn_prepare(&d, &c, tc_seed(), 6000 + (uint64_t)i);
+        const double tol = fmax(tc_tolerance(c.qdt, c.kvdt, c.odt),
+                                tc_tolerance_f32_scores(tc_max_score(&d.q.t, &d.k.t, c.scale)));
+        tc_result res = run_device(ctx, &a, &d, tol);
+        if (!res.ok)
+            fail_msg("external device memory, case %d: %s (seed %llu)", i, res.why, (unsigned long long)tc_seed());
+        /* registered host memory: read and written in place */
+        if (dr->MemHostRegister && dr->MemHostUnregister && i % 3 == 0) {
+            const tc_tensor *xs[4] = {&d.q, &d.k, &d.v, &d.out};
+            for (int j = 0; j < 4; j++)
+                assert_int_equal(dr->MemHostRegister(xs[j]->alloc, xs[j]->alloc_elems * tc_dtype_size(xs[j]->t.dtype),
+                                                     EA_CU_MEMHOSTREGISTER_PORTABLE),
+                                 0);
+            ea_cu_counters before, after;
+            assert_true(ea_cuda_counters(ctx, &before));
+            res = tc_attn_run(ctx, &d, tol);
+            assert_true(ea_cuda_counters(ctx, &after));
+            for (int j = 0; j < 4; j++)
+                assert_int_equal(dr->MemHostUnregister(xs[j]->alloc), 0);
+            if (!res.ok)
+                fail_msg("registered host memory, case %d: %s (seed %llu)", i, res.why, (unsigned long long)tc_seed());
+            if (!d.params.bias && !d.c.lse && !d.c.use_kv_lens && after.copies != before.copies)
+                fail_msg("registered host memory was copied (%llu copies), not used in place",
+                         (unsigned long long)(after.copies - before.copies));
+        }
+        tc_attn_free(&d);
+    }
+    /* managed memory as EDGEATTN_MEM_HOST: in place */
+    if (dr->MemAllocManaged_) {
+        tc_attn_case c = tc_case(1, 4, 2, 33, 65, 64);
+        c.qdt = c.kvdt = c.odt = EDGEATTN_F16;
+        tc_attn_data d;
+        tc_attn_prepare(&d, &c, tc_seed(), 6100);
+        CUdeviceptr man = 0;
+        assert_int_equal(dr->MemAllocManaged_(&man, (size_t)4 << 20, EA_CU_MEM_ATTACH_GLOBAL), 0);
+        char *h = (char *)(uintptr_t)man;
+        tc_tensor *xs[4] = {&d.q, &d.k, &d.v, &d.out};
+        edgeattn_tensor t[4];
+        size_t off = 0;
+        for (int j = 0; j < 4; j++) {
+            const size_t n = xs[j]->alloc_elems * tc_dtype_size(xs[j]->t.dtype);
+            memcpy(h + off, xs[j]->alloc, n);
+            t[j] = xs[j]->t;
+            t[j].data = h + off + ((char *)xs[j]->t.data - (char *)xs[j]->alloc);
+            off = (off + n + 255) & ~(size_t)255;
+        }
+        assert_int_equal(edgeattn_attention(ctx, &t[0], &t[1], &t[2], &t[3], &d.params), EDGEATTN_OK);
+        memcpy(d.out.alloc, (char *)t[3].data - ((char *)d.out.t.data - (char *)d.out.alloc),
+               d.out.alloc_elems * tc_dtype_size(d.out.t.dtype));
+        tc_result res;
+        memset(&res, 0, sizeof res);
+        tc_compare(&res, &d.out, NULL, d.ref, d.ref_lse, c.B, c.Hq, c.Nq, c.D, 2e-3);
+        if (!res.ok || res.err > 2e-3)
+            fail_msg("managed memory: %s err %.3g", res.why, res.err);
+        dr->MemFree_(man);
+        tc_attn_free(&d);
+    }
+    dr->MemFree_(mem);
+    CUcontext prev;
+    dr->CtxPopCurrent(&prev);
+    dr->DevicePrimaryCtxRelease(dev);
+    edgeattn_destroy(ctx);
+}
+
+/* Device-only calls return without synchronising; synchronize waits; results are right after it. */
+static void test_async_and_synchronize(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_attn_case c = tc_case(2, 8, 2, 128, 600, 128);
+    c.qdt = c.kvdt = c.odt = EDGEATTN_F16;
+    c.causal = 1;
+    c.lse = 1;
+    tc_attn_data d;
+    tc_attn_prepare(&d, &c, tc_seed(), 7000);
+    tc_fill_canary(&d.out);
+    tc_fill_canary(&d.lse);
+    mirror q = mirror_in(ctx, &a, &d.q), k = mirror_in(ctx, &a, &d.k), v = mirror_in(ctx, &a, &d.v),
+           o = mirror_in(ctx, &a, &d.out), l = mirror_in(ctx, &a, &d.lse);
+    edgeattn_params p = d.params;
+    p.lse = &l.t;
+    assert_int_equal(edgeattn_synchronize(ctx), EDGEATTN_OK);
+    ea_cu_counters before, after;
+    assert_true(ea_cuda_counters(ctx, &before));
+    const int reps = g_mock ? 3 : 50; /* the mock emulates each call on the CPU */
+    for (int i = 0; i < reps; i++)
+        assert_int_equal(edgeattn_attention(ctx, &q.t, &k.t, &v.t, &o.t, &p), EDGEATTN_OK);
+    assert_true(ea_cuda_counters(ctx, &after));
+    assert_int_equal(after.sync, before.sync);       /* queued, not waited for */
+    assert_int_equal(after.mem_alloc, before.mem_alloc);
+    assert_true(after.launches >= before.launches + (uint64_t)reps);
+    assert_int_equal(edgeattn_synchronize(ctx), EDGEATTN_OK);
+    assert_true(ea_cuda_counters(ctx, &after));
+    assert_int_equal(after.sync, before.sync + 1);
+    mirror_back(ctx, &o);
+    mirror_back(ctx, &l);
+    tc_result res;
+    memset(&res, 0, sizeof res);
+    tc_compare(&res, &d.out, &d.lse, d.ref, d.ref_lse, c.B, c.Hq, c.Nq, c.D, 2e-3);
+    if (!res.ok || res.err > 2e-3 || res.lse_err > 2e-3)
+        fail_msg("after the queued calls: %s (err %.3g, lse %.3g)", res.why, res.err, res.lse_err);
+    tc_attn_free(&d);
+    edgeattn_destroy(ctx);
+}
+
+/* Host reference of a decode: the last `held` keys of sequence b (logical rows of all_k/all_v). */
+typedef struct kv_hist {
+    int B, H, D, cap;
+    size_t maxrows;
+    edgeattn_dtype dt;
+    float *k, *v; /* [B][H][maxrows][D] every token appended (F32 copies of the stored values) */
+    int64_t total[TC_MAX_B];
+} kv_hist;
+
+/* KV cache filled from device memory (with a ring window), decoded from device q/out; and the same
+ * cache read through host q/out. */
+static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int window, int steps, int max_new,
+                          int nq_max, uint64_t stream)
+{
+    edgeattn_config cfg;
+    base_config(&cfg);
+    cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+    cfg.kv_cache_dtype = cdt;
+    cfg.kv_cache_window = window;
+    cfg.max_batch = B;
+    cfg.max_heads = Hq;
+    cfg.max_kv_heads = Hkv;
+    cfg.max_head_dim = D;
+    cfg.max_kv_len = window > 0 ? 64 : steps * max_new;
+    cfg.max_q_len = nq_max > max_new ? nq_max : max_new;
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), stream);
+    kv_hist hist;
+    memset(&hist, 0, sizeof hist);
+    hist.maxrows = (size_t)steps * (size_t)max_new;
+    hist.k = calloc((size_t)B * Hkv * hist.maxrows * D, sizeof(float));
+    hist.v = calloc((size_t)B * Hkv * hist.maxrows * D, sizeof(float));
+    assert_non_null(hist.k);
+    assert_non_null(hist.v);
+    for (int step = 0; step < steps; step++) {
+        const int N = tc_randint(&r, 1, max_new);
+        int32_t n_new[TC_MAX_B];
+        for (int b = 0; b < B; b++)
+            n_new[b] = step == 0 ? N : tc_randint(&r, 0, N);
+        const edgeattn_dtype sdt = TC_PICK(&r, ((edgeattn_dtype[]){EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16}));
+        tc_tensor k, v;
+        tc_tensor_alloc(&k, sdt, B, Hkv, N, D, tc_randint(&r, 0, 1), tc_randint(&r, 0, 3), 2, 2);
+        tc_tensor_alloc(&v, sdt, B, Hkv, N, D, tc_randint(&r, 0, 1), tc_randint(&r, 0, 3), 2, 2);
+        tc_fill_random(&k, &r, -1, 1);
+        tc_fill_random(&v, &r, -1, 1);
+        const size_t mark = a.used;
+        const bool on_dev = step % 3 != 2; /* every third append from host memory */
+        mirror mk = mirror_in(ctx, &a, &k), mv = mirror_in(ctx, &a, &v);
+        const edgeattn_status st = edgeattn_kv_append(ctx, on_dev ? &mk.t : &k.t, on_dev ? &mv.t : &v.t, n_new,
+                                                      step % 2);
+        if (st != EDGEATTN_OK)
+            fail_msg("kv_append step %d: %d %s", step, (int)st, edgeattn_message_of(ctx));
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < Hkv; h++)
+                for (int i = 0; i < n_new[b]; i++)
+                    for (int dd = 0; dd < D; dd++) {
+                        const size_t o = (((size_t)b * Hkv + h) * hist.maxrows + (size_t)hist.total[b] + i) * D + dd;
+                        hist.k[o] = tc_round(cdt, tc_get(&k.t, b, h, i, dd));
+                        hist.v[o] = tc_round(cdt, tc_get(&v.t, b, h, i, dd));
+                    }
+        for (int b = 0; b < B; b++)
+            hist.total[b] += n_new[b];
+        a.used = mark;
+        tc_tensor_free(&k);
+        tc_tensor_free(&v);
+        /* decode: Nq <= held of every sequence */
+        int held_min = 1 << 30;
+        for (int b = 0; b < B; b++) {
+            int32_t held;
+            int64_t total;
+            assert_int_equal(edgeattn_kv_length(ctx, b, &total, &held), EDGEATTN_OK);
+            assert_int_equal(total, hist.total[b]);
+            held_min = held < held_min ? held : held_min;
+        }
+        if (held_min < 1)
+            continue;
+        const int Nq = tc_randint(&r, 1, held_min < nq_max ? held_min : nq_max);
+        tc_tensor q, out, lse;
+        const edgeattn_dtype qdt = TC_PICK(&r, ((edgeattn_dtype[]){EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16}));
+        tc_tensor_alloc(&q, qdt, B, Hq, Nq, D, tc_randint(&r, 0, 1), 1, 1, 1);
+        tc_tensor_alloc(&out, qdt, B, Hq, Nq, D, tc_randint(&r, 0, 1), 2, 3, 1);
+        tc_tensor_alloc(&lse, EDGEATTN_F32, B, Hq, Nq, 1, TC_BHSD, 1, 1, 1);
+        tc_fill_random(&q, &r, -1, 1);
+        tc_fill_canary(&out);
+        tc_fill_canary(&lse);
+        edgeattn_params p;
+        edgeattn_params_default(&p);
+        p.causal = Nq > 1 ? 1 : tc_randint(&r, 0, 1);
+        if (tc_randint(&r, 0, 3) == 0)
+            p.window_left = tc_randint(&r, 0, 20);
+        /* reference over the held keys */
+        double *ref = malloc(sizeof(double) * (size_t)B * Hq * Nq * D), *ref_lse = malloc(sizeof(double) * (size_t)B * Hq * Nq);
+        assert_non_null(ref);
+        assert_non_null(ref_lse);
+        for (int b = 0; b < B; b++) {
+            int32_t held;
+            assert_int_equal(edgeattn_kv_length(ctx, b, NULL, &held), EDGEATTN_OK);
+            const size_t first = (size_t)(hist.total[b] - held);
+            edgeattn_tensor kt = edgeattn_tensor_bhsd(hist.k + (size_t)b * Hkv * hist.maxrows * D, EDGEATTN_F32, 1, Hkv,
+                                                      held, D);
+            kt.stride[1] = (int64_t)hist.maxrows * D;
+            kt.data = (float *)kt.data + first * D;
+            kt.bytes = sizeof(float) * ((size_t)(Hkv - 1) * hist.maxrows * D + (size_t)held * D);
+            edgeattn_tensor vt = kt;
+            vt.data = hist.v + (size_t)b * Hkv * hist.maxrows * D + first * D;
+            edgeattn_tensor qt = q.t;
+            qt.shape[0] = 1;
+            qt.data = (char *)q.t.data + (size_t)b * (size_t)q.t.stride[0] * tc_dtype_size(qdt);
+            qt.bytes -= (size_t)b * (size_t)q.t.stride[0] * tc_dtype_size(qdt);
+            assert_int_equal(ea_ref_attention(&qt, &kt, &vt, &p, ref + (size_t)b * Hq * Nq * D, ref_lse + (size_t)b * Hq * Nq),
+                             EDGEATTN_OK);
+        }
+        const double tol = tc_tolerance(qdt, cdt, qdt);
+        /* device q/out/lse */
+        const size_t mark2 = a.used;
+        mirror mq = mirror_in(ctx, &a, &q), mo = mirror_in(ctx, &a, &out), ml = mirror_in(ctx, &a, &lse);
+        edgeattn_params pd = p;
+        pd.lse = &ml.t;
+        edgeattn_status s2 = edgeattn_decode(ctx, &mq.t, &mo.t, &pd);
+        if (s2 != EDGEATTN_OK)
+            fail_msg("decode (device) step %d: %d %s", step, (int)s2, edgeattn_message_of(ctx));
+        mirror_back(ctx, &mo);
+        mirror_back(ctx, &ml);
+        tc_result res;
+        memset(&res, 0, sizeof res);
+        tc_compare(&res, &out, &lse, ref, ref_lse, B, Hq, Nq, D, tol);
+        if (!res.ok || res.err > tol || res.lse_err > tol)
+            fail_msg("decode (device) step %d, B %d Hq %d Hkv %d D %d Nq %d window %d cache %s: %s err %.3g lse %.3g "
+                     "(seed %llu)",
+                     step, B, Hq, Hkv, D, Nq, window, tc_dtype_name(cdt), res.why, res.err, res.lse_err,
+                     (unsigned long long)tc_seed());
+        a.used = mark2;
+        /* host q/out */
+        tc_fill_canary(&out);
+        tc_fill_canary(&lse);
+        edgeattn_params ph = p;
+        edgeattn_tensor lt = lse.t;
+        ph.lse = &lt;
+        s2 = edgeattn_decode(ctx, &q.t, &out.t, &ph);
+        if (s2 != EDGEATTN_OK)
+            fail_msg("decode (host) step %d: %d %s", step, (int)s2, edgeattn_message_of(ctx));
+        tc_compare(&res, &out, &lse, ref, ref_lse, B, Hq, Nq, D, tol);
+        if (!res.ok || res.err > tol || res.lse_err > tol)
+            fail_msg("decode (host) step %d: %s err %.3g (seed %llu)", step, res.why, res.err,
+                     (unsigned long long)tc_seed());
+        free(ref);
+        free(ref_lse);
+        tc_tensor_free(&q);
+        tc_tensor_free(&out);
+        tc_tensor_free(&lse);
+    }
+    free(hist.k);
+    free(hist.v);
+    edgeattn_destroy(ctx);
+}
+
+static void test_kv_cache_device(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    kv_decode_run(2, 8, 2, 128, EDGEATTN_F16, 0, 8, 40, 8, 8001);
+    kv_decode_run(3, 4, 4, 64, EDGEATTN_BF16, 0, 6, 30, 4, 8002);
+    kv_decode_run(2, 8, 1, 80, EDGEATTN_F32, 0, 5, 20, 3, 8003);
+    kv_decode_run(2, 4, 2, 128, EDGEATTN_F16, 64, 10, 50, 6, 8004); /* ring: 64 slots, appends up to 50 */
+    kv_decode_run(1, 2, 1, 256, EDGEATTN_BF16, 64, 6, 100, 2, 8005); /* appends longer than the ring */
+}
+
+/* 16K prefill: rows blocks of the output compared with the reference (bottom-right causal makes a
+ * block of rows [r0, r0+R) the last rows of a call over keys [0, r0+R)). */
+static void test_long_prefill(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    if (g_mock) {
+        print_message("note: 16K prefill skipped under the mock driver (CPU emulation)\n");
+        return;
+    }
+    const int N = 16384, H = 4, D = 128, R = 32;
+    edgeattn_config cfg;
+    base_config(&cfg);
+    cfg.max_batch = 1;
+    cfg.max_heads = H;
+    cfg.max_kv_heads = H;
+    cfg.max_q_len = N;
+    cfg.max_kv_len = N;
+    cfg.max_head_dim = D;
+    cfg.device_user_bytes = 0;
+    edgeattn_context *ctx = create_cuda(&cfg);
+    for (int causal = 0; causal <= 1; causal++) {
+        tc_attn_case c = tc_case(1, H, H, N, N, D);
+        c.qdt = c.kvdt = c.odt = EDGEATTN_F16;
+        tc_rng r;
+        tc_rng_init(&r, tc_seed(), 9000 + (uint64_t)causal);
+        tc_tensor q, k, v, out;
+        tc_tensor_alloc(&q, EDGEATTN_F16, 1, H, N, D, TC_BSHD, 0, 0, 0);
+        tc_tensor_alloc(&k, EDGEATTN_F16, 1, H, N, D, TC_BSHD, 0, 0, 0);
+        tc_tensor_alloc(&v, EDGEATTN_F16, 1, H, N, D, TC_BSHD, 0, 0, 0);
+        tc_tensor_alloc(&out, EDGEATTN_F16, 1, H, N, D, TC_BSHD, 0, 0, 0);
+        tc_fill_random(&q, &r, -2, 2);
+        tc_fill_random(&k, &r, -2, 2);
+        tc_fill_random(&v, &r, -1, 1);
+        tc_fill_canary(&out);
+        edgeattn_params p;
+        edgeattn_params_default(&p);
+        p.causal = causal;
+        assert_int_equal(edgeattn_attention(ctx, &q.t, &k.t, &v.t, &out.t, &p), EDGEATTN_OK);
+        const int r0s[] = {0, 1000, 8191, N - R};
+        double worst = 0;
+        for (size_t bi = 0; bi < sizeof r0s / sizeof r0s[0]; bi++) {
+            const int r0 = r0s[bi], nk = causal ? r0 + R : N;
+            edgeattn_tensor qt = q.t, kt = k.t, vt = v.t;
+            qt.data = (char *)q.t.data + (size_t)r0 * (size_t)q.t.stride[2] * 2;
+            qt.shape[2] = R;
+            kt.shape[2] = vt.shape[2] = nk;
+            double *ref = malloc(sizeof(double) * H * R * D), *rl = malloc(sizeof(double) * H * R);
+            assert_int_equal(ea_ref_attention(&qt, &kt, &vt, &p, ref, rl), EDGEATTN_OK);
+            double m = 0;
+            for (int i = 0; i < H * R * D; i++)
+                m = fmax(m, fabs(ref[i]));
+            for (int h = 0; h < H; h++)
+                for (int i = 0; i < R; i++)
+                    for (int dd = 0; dd < D; dd++)
+                        worst = fmax(worst, fabs(tc_get(&out.t, 0, h, r0 + i, dd) - ref[((size_t)h * R + i) * D + dd]) /
+                                                (m > 0 ? m : 1));
+            free(ref);
+            free(rl);
+        }
+        char why[256];
+        if (!tc_check_written(&out, "out", why, sizeof why))
+            fail_msg("16K prefill: %s", why);
+        print_message("16K prefill F16 H%d D%d %s: max rel err %.3g over the sampled rows\n", H, D,
+                      causal ? "causal" : "full", worst);
+        if (worst > 2e-3)
+            fail_msg("16K prefill (%s): err %.3g > 2e-3 (seed %llu)", causal ? "causal" : "full", worst,
+                     (unsigned long long)tc_seed());
+        tc_tensor_free(&q);
+        tc_tensor_free(&k);
+        tc_tensor_free(&v);
+        tc_tensor_free(&out);
+    }
+    edgeattn_destroy(ctx);
+}
+
+/* 128K decode: Hq 32, Hkv 8, D 128, F16 cache filled from device memory in chunks. */
+static void test_long_decode(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    if (g_mock) {
+        print_message("note: 128K decode skipped under the mock driver (CPU emulation)\n");
+        return;
+    }
+    const int N = 131072, Hq = 32, Hkv = 8, D = 128, CH = 16384;
+    edgeattn_config cfg;
+    base_config(&cfg);
+    cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+    cfg.kv_cache_dtype = EDGEATTN_F16;
+    cfg.max_batch = 1;
+    cfg.max_heads = Hq;
+    cfg.max_kv_heads = Hkv;
+    cfg.max_q_len = 16;
+    cfg.max_kv_len = N;
+    cfg.max_head_dim = D;
+    cfg.device_user_bytes = (uint64_t)CH * Hkv * D * 2 * 2 + ((uint64_t)1 << 20);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 9100);
+    tc_tensor k, v; /* whole history on the host, BHSD */
+    tc_tensor_alloc(&k, EDGEATTN_F16, 1, Hkv, N, D, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&v, EDGEATTN_F16, 1, Hkv, N, D, TC_BHSD, 0, 0, 0);
+    tc_fill_random(&k, &r, -2, 2);
+    tc_fill_random(&v, &r, -1, 1);
+    const uint64_t dk = dev_take(&a, (size_t)CH * Hkv * D * 2), dv = dev_take(&a, (size_t)CH * Hkv * D * 2);
+    for (int c0 = 0; c0 < N; c0 += CH) {
+        edgeattn_tensor hk = k.t, hv = v.t;
+        hk.data = (char *)k.t.data + (size_t)c0 * D * 2;
+        hv.data = (char *)v.t.data + (size_t)c0 * D * 2;
+        hk.shape[2] = hv.shape[2] = CH;
+        edgeattn_tensor ek = edgeattn_tensor_bhsd((void *)(uintptr_t)dk, EDGEATTN_F16, 1, Hkv, CH, D),
+                        ev = edgeattn_tensor_bhsd((void *)(uintptr_t)dv, EDGEATTN_F16, 1, Hkv, CH, D);
+        ek.memory = ev.memory = EDGEATTN_MEM_CUDA;
+        assert_int_equal(edgeattn_copy(ctx, &ek, &hk), EDGEATTN_OK);
+        assert_int_equal(edgeattn_copy(ctx, &ev, &hv), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_append(ctx, &ek, &ev, NULL, 0), EDGEATTN_OK);
+    }
+    int32_t held;
+    assert_int_equal(edgeattn_kv_length(ctx, 0, NULL, &held), EDGEATTN_OK);
+    assert_int_equal(held, N);
+    for (int nq = 1; nq <= 4; nq *= 4) {
+        tc_tensor q, out;
+        tc_tensor_alloc(&q, EDGEATTN_F16, 1, Hq, nq, D, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&out, EDGEATTN_F16, 1, Hq, nq, D, TC_BHSD, 0, 1, 1);
+        tc_fill_random(&q, &r, -2, 2);
+        tc_fill_canary(&out);
+        edgeattn_params p;
+        edgeattn_params_default(&p);
+        p.causal = 1;
+        assert_int_equal(edgeattn_decode(ctx, &q.t, &out.t, &p), EDGEATTN_OK);
+        double *ref = malloc(sizeof(double) * Hq * nq * D), *rl = malloc(sizeof(double) * Hq * nq);
+        assert_int_equal(ea_ref_attention(&q.t, &k.t, &v.t, &p, ref, rl), EDGEATTN_OK);
+        tc_result res;
+        memset(&res, 0, sizeof res);
+        tc_compare(&res, &out, NULL, ref, rl, 1, Hq, nq, D, 2e-3);
+        print_message("128K decode F16 Hq%d Hkv%d D%d Nq %d: max rel err %.3g\n", Hq, Hkv, D, nq, res.err);
+        if (!res.ok || res.err > 2e-3)
+            fail_msg("128K decode Nq %d: %s err %.3g (seed %llu)", nq, res.why, res.err, (unsigned long long)tc_seed());
+        free(ref);
+        free(rl);
+        tc_tensor_free(&q);
+        tc_tensor_free(&out);
+    }
+    tc_tensor_free(&k);
+    tc_tensor_free(&v);
+    edgeattn_destroy(ctx);
+}
+
+/* Failed calls specific to CUDA: the status, and no output written. */
+static void test_bad_input_cuda(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    cfg.max_batch = 1;
+    cfg.max_heads = 1;
+    cfg.max_kv_heads = 1;
+    cfg.max_q_len = 4096;
+    cfg.max_kv_len = 8192;
+    cfg.max_head_dim = 16; /* a full host bias 4096 x 8192 F32 = 128 MiB > the staging bound */
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_attn_case c = tc_case(1, 1, 1, 64, 128, 16);
+    tc_attn_data d;
+    tc_attn_prepare(&d, &c, tc_seed(), 9200);
+    mirror q = mirror_in(ctx, &a, &d.q), k = mirror_in(ctx, &a, &d.k), v = mirror_in(ctx, &a, &d.v),
+           o = mirror_in(ctx, &a, &d.out);
+    void *snap = tc_snapshot(&d.out);
+#define BAD(qq, kk, vv, oo, pp, want)                                                                            \
+    do {                                                                                                         \
+        const edgeattn_status s_ = edgeattn_attention(ctx, (qq), (kk), (vv), (oo), (pp));                       \
+        if (s_ != (want))                                                                                        \
+            fail_msg("line %d: status %d (%s), wanted %d: %s", __LINE__, (int)s_, edgeattn_status_string(s_),    \
+                     (int)(want), edgeattn_message_of(ctx));                                                     \
+        assert_true(edgeattn_message_of(ctx)[0] != '\0');                                                       \
+        mirror_back(ctx, &o);                                                                                    \
+        assert_true(tc_unchanged(&d.out, snap));                                                                 \
+    } while (0)
+    /* a device address not aligned to its elements */
+    edgeattn_tensor t = q.t;
+    t.data = (char *)t.data + 2; /* (bytes kept: the view claims 2 bytes past its end, which the
+                                      alignment check must catch first) */
+    BAD(&t, &k.t, &v.t, &o.t, &d.params, EDGEATTN_ERR_MISALIGNED);
+    /* a host pointer labelled as device memory */
+    t = q.t;
+    t.data = d.q.t.data;
+    BAD(&t, &k.t, &v.t, &o.t, &d.params, EDGEATTN_ERR_INVALID_ARG);
+    /* OpenCL memory on a CUDA context */
+    t = q.t;
+    t.memory = EDGEATTN_MEM_OPENCL;
+    BAD(&t, &k.t, &v.t, &o.t, &d.params, EDGEATTN_ERR_UNSUPPORTED);
+    /* a view that runs past the end of its allocation (bytes claims more than there is) */
+    if (g_drv_ok) {
+        int ord;
+        CUcontext cc;
+        assert_true(ea_cuda_device_of(ctx, &ord, &cc, NULL));
+        assert_int_equal(g_drv.CtxPushCurrent(cc), 0);
+        CUdeviceptr small = 0;
+        assert_int_equal(g_drv.MemAlloc_(&small, 1024), 0);
+        t = q.t;
+        t.data = (void *)(uintptr_t)small;
+        t.bytes = (size_t)1 << 20;
+        BAD(&t, &k.t, &v.t, &o.t, &d.params, EDGEATTN_ERR_STRIDE);
+        g_drv.MemFree_(small);
+        CUcontext prev;
+        g_drv.CtxPopCurrent(&prev);
+    }
+    /* a host bias larger than the staging area: refused (a device bias is the way) */
+    tc_attn_free(&d);
+    free(snap);
+    a.used = 0;
+    {
+        tc_attn_case cb = tc_case(1, 1, 1, 4096, 8192, 16);
+        tc_tensor bq, bk, bv, bo, bias;
+        tc_rng r;
+        tc_rng_init(&r, tc_seed(), 9201);
+        tc_tensor_alloc(&bq, EDGEATTN_F16, 1, 1, cb.Nq, 16, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&bk, EDGEATTN_F16, 1, 1, cb.Nkv, 16, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&bv, EDGEATTN_F16, 1, 1, cb.Nkv, 16, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&bo, EDGEATTN_F16, 1, 1, cb.Nq, 16, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&bias, EDGEATTN_F32, 1, 1, cb.Nq, cb.Nkv, TC_BHSD, 0, 0, 0);
+        tc_fill_random(&bq, &r, -1, 1);
+        tc_fill_random(&bk, &r, -1, 1);
+        tc_fill_random(&bv, &r, -1, 1);
+        memset(bias.alloc, 0, bias.alloc_elems * 4);
+        tc_fill_canary(&bo);
+        void *s2 = tc_snapshot(&bo);
+        edgeattn_params p;
+        edgeattn_params_default(&p);
+        p.bias = &bias.t;
+        const edgeattn_status st = edgeattn_attention(ctx, &bq.t, &bk.t, &bv.t, &bo.t, &p);
+        if (st != EDGEATTN_ERR_CAPACITY)
+            fail_msg("host bias of 128 MiB: status %d, wanted CAPACITY: %s", (int)st, edgeattn_message_of(ctx));
+        assert_true(tc_unchanged(&bo, s2));
+        free(s2);
+        tc_tensor_free(&bq);
+        tc_tensor_free(&bk);
+        tc_tensor_free(&bv);
+        tc_tensor_free(&bo);
+        tc_tensor_free(&bias);
+    }
+    /* the context still works */
+    tc_attn_case c2 = tc_case(1, 1, 1, 20, 30, 16);
+    tc_attn_data d2;
+    tc_attn_prepare(&d2, &c2, tc_seed(), 9202);
+    tc_result res = tc_attn_run(ctx, &d2, 1e-5);
+    if (!res.ok)
+        fail_msg("after the refused calls: %s", res.why);
+    tc_attn_free(&d2);
+    edgeattn_destroy(ctx);
+#undef BAD
+}
+
+/* After create: attention, decode, kv_append and copy (device and host tensors) allocate nothing and
+ * load nothing; device-only calls do not synchronise. */
+static void test_no_alloc_after_create(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+    cfg.max_kv_len = 512;
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_attn_case c = tc_case(2, 8, 4, 16, 64, 128);
+    c.qdt = c.kvdt = c.odt = EDGEATTN_F16;
+    tc_attn_data d;
+    tc_attn_prepare(&d, &c, tc_seed(), 9300);
+    mirror q = mirror_in(ctx, &a, &d.q), k = mirror_in(ctx, &a, &d.k), v = mirror_in(ctx, &a, &d.v),
+           o = mirror_in(ctx, &a, &d.out);
+    tc_tensor qd;
+    tc_tensor_alloc(&qd, EDGEATTN_F16, 2, 8, 1, 128, TC_BHSD, 0, 0, 0);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 9301);
+    tc_fill_random(&qd, &r, -1, 1);
+    mirror mqd = mirror_in(ctx, &a, &qd);
+    tc_tensor od;
+    tc_tensor_alloc(&od, EDGEATTN_F16, 2, 8, 1, 128, TC_BHSD, 0, 0, 0);
+    mirror mod = mirror_in(ctx, &a, &od);
+    assert_int_equal(edgeattn_synchronize(ctx), EDGEATTN_OK);
+    ea_cu_counters c0, c1;
+    assert_true(ea_cuda_counters(ctx, &c0));
+    for (int i = 0; i < 6; i++) { /* 6 x 64 rows fill the 512-row cache to 384 */
+        assert_int_equal(edgeattn_attention(ctx, &q.t, &k.t, &v.t, &o.t, &d.params), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_append(ctx, &k.t, &v.t, NULL, 0), EDGEATTN_OK);
+        assert_int_equal(edgeattn_decode(ctx, &mqd.t, &mod.t, NULL), EDGEATTN_OK);
+        edgeattn_tensor src = o.t;
+        src.shape[2] = 1;
+        assert_int_equal(edgeattn_copy(ctx, &mod.t, &src), EDGEATTN_OK);
+    }
+    assert_true(ea_cuda_counters(ctx, &c1));
+    assert_int_equal(c1.mem_alloc, c0.mem_alloc);
+    assert_int_equal(c1.mem_free, c0.mem_free);
+    assert_int_equal(c1.module_load, c0.module_load);
+    assert_int_equal(c1.sync, c0.sync);
+    /* host tensors: staged, synchronised, still no allocation */
+    assert_int_equal(edgeattn_kv_reset(ctx, -1), EDGEATTN_OK);
+    for (int i = 0; i < 4; i++) {
+        tc_result res = tc_attn_run(ctx, &d, 2e-3);
+        if (!res.ok)
+            fail_msg("host run %d: %s", i, res.why);
+        assert_int_equal(edgeattn_kv_append(ctx, &d.k.t, &d.v.t, NULL, 1), EDGEATTN_OK);
+        assert_int_equal(edgeattn_decode(ctx, &qd.t, &od.t, NULL), EDGEATTN_OK);
+    }
+    assert_true(ea_cuda_counters(ctx, &c1));
+    assert_int_equal(c1.mem_alloc, c0.mem_alloc);
+    assert_int_equal(c1.module_load, c0.module_load);
+    tc_tensor_free(&qd);
+    tc_tensor_free(&od);
+    tc_attn_free(&d);
+    edgeattn_destroy(ctx);
+}
+
+static void test_ceilings(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    ea_cu_counters c0, c1;
+    assert_true(ea_cuda_counters(ctx, &c0));
+    edgeattn_ceilings ce;
+    const edgeattn_status st = edgeattn_measure_ceilings(ctx, &ce);
+    if (st != EDGEATTN_OK)
+        fail_msg("measure_ceilings: %d %s", (int)st, edgeattn_message_of(ctx));
+    assert_true(ea_cuda_counters(ctx, &c1));
+    assert_int_equal(c1.mem_alloc - c0.mem_alloc, c1.mem_free - c0.mem_free); /* temporaries freed */
+    print_message("ceilings: copy %.1f GB/s, compute %.1f TFLOP/s (%s)\n", ce.copy_gbps, ce.compute_tflops,
+                  ce.compute_what);
+    assert_true(ce.copy_gbps > 0);
+    assert_true(ce.compute_what[0] != '\0');
+    edgeattn_destroy(ctx);
+}
+
+/* config.gpu_queue: the caller's stream is used. */
+static void test_user_stream(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    ea_cu_driver *dr = &g_drv;
+    CUdevice dev;
+    assert_int_equal(dr->DeviceGet(&dev, 0), 0);
+    CUcontext prim;
+    assert_int_equal(dr->DevicePrimaryCtxRetain(&prim, dev), 0);
+    assert_int_equal(dr->CtxPushCurrent(prim), 0);
+    CUstream s = NULL;
+    assert_int_equal(dr->StreamCreate(&s, EA_CU_STREAM_NON_BLOCKING), 0);
+    edgeattn_config cfg;
+    base_config(&cfg);
+    cfg.gpu_queue = s;
+    edgeattn_context *ctx = create_cuda(&cfg);
+    CUstream used;
+    assert_true(ea_cuda_device_of(ctx, NULL, NULL, &used));
+    assert_ptr_equal(used, s);
+    tc_attn_case c = tc_case(1, 4, 4, 40, 50, 64);
+    tc_attn_data d;
+    tc_attn_prepare(&d, &c, tc_seed(), 9400);
+    tc_result res = tc_attn_run(ctx, &d, 1e-5);
+    if (!res.ok)
+        fail_msg("on the caller's stream: %s", res.why);
+    tc_attn_free(&d);
+    edgeattn_destroy(ctx);
+    assert_int_equal(dr->StreamDestroy(s), 0); /* still ours: destroy did not touch it */
+    CUcontext prev;
+    dr->CtxPopCurrent(&prev);
+    dr->DevicePrimaryCtxRelease(dev);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_info_and_region),
+        cmocka_unit_test(test_device_tensors),
+        cmocka_unit_test(test_host_tensors),
+        cmocka_unit_test(test_external_memory),
+        cmocka_unit_test(test_async_and_synchronize),
+        cmocka_unit_test(test_kv_cache_device),
+        cmocka_unit_test(test_bad_input_cuda),
+        cmocka_unit_test(test_no_alloc_after_create),
+        cmocka_unit_test(test_ceilings),
+        cmocka_unit_test(test_user_stream),
+        cmocka_unit_test(test_long_prefill),
+        cmocka_unit_test(test_long_decode),
+    };
+    return cmocka_run_group_tests_name("cuda", tests, group_setup, group_teardown);
+}
