@@ -43,8 +43,10 @@ static bool ci_contains(const char *hay, const char *needle)
     return n == 0;
 }
 
-/* Chooses the device: EDGEATTN_OPENCL_DEVICE ("P:D" or a name substring) when set, else the first
- * GPU, then accelerator, then (when !gpu_only) any device. */
+/* Chooses the device: EDGEATTN_OPENCL_DEVICE ("P:D" or a case-insensitive substring of the platform,
+ * device or vendor name) when set, whatever its type (naming a device is the explicit choice, so AUTO
+ * takes it too: this is how the shared suites run on PoCL's CPU device); else the first GPU, then
+ * accelerator, then (when !gpu_only, i.e. a forced backend) any device. */
 static edgeattn_status ocl_choose(ea_ocl_api *api, bool gpu_only, ocl_pick *out, char *msg)
 {
     cl_platform_id plats[16];
@@ -113,10 +115,7 @@ static edgeattn_status ocl_choose(ea_ocl_api *api, bool gpu_only, ocl_pick *out,
             return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE,
                            "EDGEATTN_OPENCL_DEVICE=%s matches no OpenCL device (devices: %s)", env,
                            list[0] ? list : "none");
-        if (gpu_only && !(best.type & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)))
-            return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE,
-                           "opencl: EDGEATTN_OPENCL_DEVICE=%s is not a GPU (force the opencl backend to use it)", env);
-        *out = best;
+        *out = best; /* named explicitly: taken whatever its type, also by AUTO */
         return EDGEATTN_OK;
     }
     if (have_best)
