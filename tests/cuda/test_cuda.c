@@ -22,6 +22,7 @@
 
 static bool g_have;     /* a CUDA context can be created here */
 static bool g_mock;
+static bool g_short; /* EDGEATTN_TEST_CUDA_SHORT=1: few cases, no long ones (compute-sanitizer runs) */
 static ea_cu_driver g_drv; /* the test's own handle on the driver (external memory) */
 static bool g_drv_ok;
 
@@ -67,6 +68,7 @@ static int group_setup(void **state)
     tc_clear_env();
     (void)tc_seed();
     g_mock = env_on("EDGEATTN_TEST_MOCK_CUDA");
+    g_short = env_on("EDGEATTN_TEST_CUDA_SHORT");
     edgeattn_config cfg;
     base_config(&cfg);
     edgeattn_context *ctx = NULL;
@@ -295,7 +297,7 @@ static void test_device_tensors(void **state)
     dev_arena a = region_of(ctx);
     tc_rng r;
     tc_rng_init(&r, tc_seed(), 3001);
-    const int n = tc_long() ? 120 : 36;
+    const int n = g_short ? 8 : tc_long() ? 120 : 36;
     for (int i = 0; i < n; i++) {
         tc_attn_case c = random_case(&r, i);
         tc_attn_data d;
@@ -326,7 +328,7 @@ static void test_host_tensors(void **state)
     edgeattn_context *ctx = create_cuda(&cfg);
     tc_rng r;
     tc_rng_init(&r, tc_seed(), 3002);
-    const int n = tc_long() ? 120 : 30;
+    const int n = g_short ? 6 : tc_long() ? 120 : 30;
     for (int i = 0; i < n; i++) {
         tc_attn_case c = random_case(&r, i);
         tc_attn_data d;
@@ -373,7 +375,7 @@ static void test_external_memory(void **state)
     dev_arena a = {mem, bytes, 0};
     tc_rng r;
     tc_rng_init(&r, tc_seed(), 3003);
-    for (int i = 0; i < 12; i++) {
+    for (int i = 0; i < (g_short ? 4 : 12); i++) {
         tc_attn_case c = random_case(&r, i);
         tc_attn_data d;
         tc_attn_prepare(&d, &c, tc_seed(), 6000 + (uint64_t)i);
@@ -464,7 +466,7 @@ static void test_async_and_synchronize(void **state)
     assert_int_equal(edgeattn_synchronize(ctx), EDGEATTN_OK);
     ea_cu_counters before, after;
     assert_true(ea_cuda_counters(ctx, &before));
-    const int reps = g_mock ? 3 : 50; /* the mock emulates each call on the CPU */
+    const int reps = g_mock || g_short ? 3 : 50; /* the mock emulates each call on the CPU */
     for (int i = 0; i < reps; i++)
         assert_int_equal(edgeattn_attention(ctx, &q.t, &k.t, &v.t, &o.t, &p), EDGEATTN_OK);
     assert_true(ea_cuda_counters(ctx, &after));
@@ -649,6 +651,8 @@ static void test_kv_cache_device(void **state)
     NEED_GPU();
     kv_decode_run(2, 8, 2, 128, EDGEATTN_F16, 0, 8, 40, 8, 8001);
     kv_decode_run(3, 4, 4, 64, EDGEATTN_BF16, 0, 6, 30, 4, 8002);
+    if (g_short)
+        return;
     kv_decode_run(2, 8, 1, 80, EDGEATTN_F32, 0, 5, 20, 3, 8003);
     kv_decode_run(2, 4, 2, 128, EDGEATTN_F16, 64, 10, 50, 6, 8004); /* ring: 64 slots, appends up to 50 */
     kv_decode_run(1, 2, 1, 256, EDGEATTN_BF16, 64, 6, 100, 2, 8005); /* appends longer than the ring */
@@ -660,8 +664,8 @@ static void test_long_prefill(void **state)
 {
     (void)state;
     NEED_GPU();
-    if (g_mock) {
-        print_message("note: 16K prefill skipped under the mock driver (CPU emulation)\n");
+    if (g_mock || g_short) {
+        print_message("note: 16K prefill skipped (%s)\n", g_mock ? "mock driver" : "EDGEATTN_TEST_CUDA_SHORT=1");
         return;
     }
     const int N = 16384, H = 4, D = 128, R = 32;
@@ -735,8 +739,8 @@ static void test_long_decode(void **state)
 {
     (void)state;
     NEED_GPU();
-    if (g_mock) {
-        print_message("note: 128K decode skipped under the mock driver (CPU emulation)\n");
+    if (g_mock || g_short) {
+        print_message("note: 128K decode skipped (%s)\n", g_mock ? "mock driver" : "EDGEATTN_TEST_CUDA_SHORT=1");
         return;
     }
     const int N = 131072, Hq = 32, Hkv = 8, D = 128, CH = 16384;
