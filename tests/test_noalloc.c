@@ -360,11 +360,12 @@ static void test_calls_allocate_nothing(void **state)
             const long allocs = stop_counting(counts);
             if (st != EDGEATTN_OK)
                 fail_msg("%s: create returned %d: %s", label, (int)st, msg.text);
-            if (allocs != 1 || counts[C_PTHREAD_CREATE] != cfg.num_threads - 1) {
+            /* workers: the plan's thread count minus the caller (GPU backends plan 1: none) */
+            if (allocs != 1 || counts[C_PTHREAD_CREATE] != info.num_threads - 1) {
                 char buf[256];
                 describe_counts(counts, buf, sizeof buf);
                 fail_msg("%s: create should obtain its memory once and start %d thread(s): %s", label,
-                         (int)cfg.num_threads - 1, buf);
+                         (int)info.num_threads - 1, buf);
             }
 
             prepare_outputs(&w);
@@ -414,11 +415,11 @@ static void test_caller_buffer_context(void **state)
         const long allocs = stop_counting(counts);
         if (st != EDGEATTN_OK)
             fail_msg("create with a caller buffer of %zu bytes returned %d: %s", info.host_bytes, (int)st, msg.text);
-        if (allocs != 0 || counts[C_PTHREAD_CREATE] != cfg.num_threads - 1) {
+        if (allocs != 0 || counts[C_PTHREAD_CREATE] != info.num_threads - 1) {
             char buf2[256];
             describe_counts(counts, buf2, sizeof buf2);
             fail_msg("create with a caller buffer should obtain nothing and start %d thread(s): %s",
-                     (int)cfg.num_threads - 1, buf2);
+                     (int)info.num_threads - 1, buf2);
         }
         prepare_outputs(&w);
         tally t;
