@@ -11,11 +11,12 @@
 #include "tile_common.cuh"
 #include "tile_config.cuh"
 
-template <int D_, int NW_, int BN_, int STAGES_, bool QREG_, int MT_, int MINB_, bool GEN_ = true>
+template <int D_, int NW_, int BN_, int STAGES_, bool QREG_, int MT_, int MINB_, bool GEN_ = true, int PARTS_ = 1>
 struct ea_prefill_cfg {
     static constexpr int D = D_, NW = NW_, BN = BN_, STAGES = STAGES_, MT = MT_, MINB = MINB_;
     static constexpr bool QREG = QREG_;
     static constexpr bool GEN = GEN_; // softcap / bias support compiled in
+    static constexpr int PARTS = PARTS_; // softmax + P.V in slices of the key tile (overlap)
     static constexpr int BM = 16 * MT * NW, NT = 32 * NW, LD = D + 8;
     static constexpr int SMEM = (BM * LD + 2 * STAGES * BN * LD) * 2;
 };
@@ -67,11 +68,11 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
 
     const bool q_async = ((a.q.ptr | (uint64_t)(a.q.sn * 2) | (uint64_t)(a.q.sh * 2) | (uint64_t)(a.q.sb * 2)) & 15) == 0;
     ea_load_q_tile<T, D, LD, BM, NT>(a, rm, b, hkv, sQ, q_async);
+    ea_kv_loader<D, LD, BN, NT> ld;
+    ld.init(a, b, hkv, tid);
 #pragma unroll
     for (int s = 0; s < ST - 1; ++s) {
-        if (s < ntiles)
-            ea_load_kv_tile<D, LD, BN>(a, sq, b, hkv, (tb_lo + s) * BN, sq.kv_len, sK + s * BN * LD, sV + s * BN * LD,
-                                       tid, NT);
+        if (s < ntiles) ld.load(a, sq, (tb_lo + s) * BN, sq.kv_len, sK + s * BN * LD, sV + s * BN * LD);
         ea_cp_commit();
     }
 
@@ -105,8 +106,7 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
             const int pf = it + ST - 1;
             if (pf < ntiles) {
                 const int st = pf % ST;
-                ea_load_kv_tile<D, LD, BN>(a, sq, b, hkv, (tb_lo + pf) * BN, sq.kv_len, sK + st * BN * LD,
-                                           sV + st * BN * LD, tid, NT);
+                ld.load(a, sq, (tb_lo + pf) * BN, sq.kv_len, sK + st * BN * LD, sV + st * BN * LD);
             }
             ea_cp_commit();
         }
@@ -162,11 +162,6 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
                         const float *br = (j < sq.kv_len) ? brow[e >> 1] : nullptr;
                         s[mt][n][e] = ea_xf_generic(a, xf, s[mt][n][e], br, j);
                     }
-            } else {
-#pragma unroll
-                for (int n = 0; n < NTL; ++n)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) s[mt][n][e] *= xf.scale_log2;
             }
             if (!full) {
                 int jlo[2], jhi[2];
@@ -182,58 +177,72 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
             }
         }
 
-        // online softmax (2*MT rows per thread, a quad shares a row)
+        // online softmax (2*MT rows per thread, a quad shares a row), then O += P V, in PARTS slices of the
+        // key tile: the exp/sum of slice p+1 has no dependence on the P.V MMAs of slice p, so the warp issues
+        // them while the tensor cores work. Raw scores times sl are log2-domain (sl = scale*log2(e); 1 when
+        // the generic transform already ran): one FFMA per exp2. The running max is raised only when a row's
+        // max grows by more than EA_RESCALE_SLACK (log2 units), so O is rescaled rarely (P <= 2^slack).
+        const float sl = (C::GEN && xf.generic) ? 1.f : xf.scale_log2;
+        constexpr int PARTS = C::PARTS, NTP = NTL / PARTS, KPP = BN / 16 / PARTS;
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-            float alpha[2];
+        for (int pt = 0; pt < PARTS; ++pt) {
+            bool any_rescale = false;
+            float alpha[R];
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int q = 2 * mt + h;
-                float mx = mrow[q];
+            for (int q = 0; q < R; ++q) {
+                const int mt = q >> 1, h = q & 1;
+                float mx = -INFINITY;
 #pragma unroll
-                for (int n = 0; n < NTL; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
+                for (int n = pt * NTP; n < (pt + 1) * NTP; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * h], s[mt][n][2 * h + 1]));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float mu = mx == -INFINITY ? 0.f : mx;
-                alpha[h] = ea_exp2(mrow[q] - mu);
-                mrow[q] = mx;
+                mx *= sl;
+                alpha[q] = 1.f;
+                if (mx > mrow[q] + EA_RESCALE_SLACK) {
+                    alpha[q] = ea_exp2(mrow[q] - mx);
+                    mrow[q] = mx;
+                    any_rescale = true;
+                }
+                const float mu = mrow[q] == -INFINITY ? 0.f : mrow[q];
                 float sum = 0.f;
 #pragma unroll
-                for (int n = 0; n < NTL; ++n) {
-                    s[mt][n][2 * h] = ea_exp2(s[mt][n][2 * h] - mu);
-                    s[mt][n][2 * h + 1] = ea_exp2(s[mt][n][2 * h + 1] - mu);
+                for (int n = pt * NTP; n < (pt + 1) * NTP; ++n) {
+                    s[mt][n][2 * h] = ea_exp2(fmaf(s[mt][n][2 * h], sl, -mu));
+                    s[mt][n][2 * h + 1] = ea_exp2(fmaf(s[mt][n][2 * h + 1], sl, -mu));
                     sum += s[mt][n][2 * h] + s[mt][n][2 * h + 1];
                 }
-                lrow[q] = lrow[q] * alpha[h] + sum;
+                lrow[q] = lrow[q] * alpha[q] + sum;
+            }
+            if (__any_sync(0xffffffffu, any_rescale)) {
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int n = 0; n < DT; ++n) {
+                        o[mt][n][0] *= alpha[2 * mt];
+                        o[mt][n][1] *= alpha[2 * mt];
+                        o[mt][n][2] *= alpha[2 * mt + 1];
+                        o[mt][n][3] *= alpha[2 * mt + 1];
+                    }
             }
 #pragma unroll
-            for (int n = 0; n < DT; ++n) {
-                o[mt][n][0] *= alpha[0];
-                o[mt][n][1] *= alpha[0];
-                o[mt][n][2] *= alpha[1];
-                o[mt][n][3] *= alpha[1];
-            }
-        }
-
-        // O += P V
-#pragma unroll
-        for (int kp = 0; kp < BN / 16; ++kp) {
-            uint32_t pa[MT][4];
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-                pa[mt][0] = T::pack(s[mt][2 * kp][0], s[mt][2 * kp][1]);
-                pa[mt][1] = T::pack(s[mt][2 * kp][2], s[mt][2 * kp][3]);
-                pa[mt][2] = T::pack(s[mt][2 * kp + 1][0], s[mt][2 * kp + 1][1]);
-                pa[mt][3] = T::pack(s[mt][2 * kp + 1][2], s[mt][2 * kp + 1][3]);
-            }
-#pragma unroll
-            for (int dp = 0; dp < D / 16; ++dp) {
-                uint32_t vb[4];
-                ea_ldsm_x4_t(vb, ea_smem_addr(cV + v_ld_off + kp * 16 * LD + dp * 16));
+            for (int kp = pt * KPP; kp < (pt + 1) * KPP; ++kp) {
+                uint32_t pa[MT][4];
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt) {
-                    ea_mma_16816<T>(o[mt][2 * dp], pa[mt], vb[0], vb[1]);
-                    ea_mma_16816<T>(o[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+                    pa[mt][0] = T::pack(s[mt][2 * kp][0], s[mt][2 * kp][1]);
+                    pa[mt][1] = T::pack(s[mt][2 * kp][2], s[mt][2 * kp][3]);
+                    pa[mt][2] = T::pack(s[mt][2 * kp + 1][0], s[mt][2 * kp + 1][1]);
+                    pa[mt][3] = T::pack(s[mt][2 * kp + 1][2], s[mt][2 * kp + 1][3]);
+                }
+#pragma unroll
+                for (int dp = 0; dp < D / 16; ++dp) {
+                    uint32_t vb[4];
+                    ea_ldsm_x4_t(vb, ea_smem_addr(cV + v_ld_off + kp * 16 * LD + dp * 16));
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        ea_mma_16816<T>(o[mt][2 * dp], pa[mt], vb[0], vb[1]);
+                        ea_mma_16816<T>(o[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+                    }
                 }
             }
         }

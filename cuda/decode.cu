@@ -60,11 +60,11 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     uint16_t *wK = sW + warp * (C::STAGE_BYTES / 2);
     uint16_t *wV = wK + WST * KPW * LD;
     const int jend = khi; // keys at or past the split's end (or the visible range) are zero-filled
+    ea_kv_loader<D, LD, KPW, 32> ld;
+    ld.init(a, b, hkv, lane);
 #pragma unroll
     for (int s = 0; s < WST - 1; ++s) {
-        if (s < nc)
-            ea_load_kv_tile<D, LD, KPW>(a, sq, b, hkv, s0 + (c_lo + warp + NW * s) * KPW, jend, wK + s * KPW * LD,
-                                        wV + s * KPW * LD, lane, 32);
+        if (s < nc) ld.load(a, sq, s0 + (c_lo + warp + NW * s) * KPW, jend, wK + s * KPW * LD, wV + s * KPW * LD);
         ea_cp_commit();
     }
 
@@ -98,8 +98,7 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
             const int pf = it + WST - 1;
             if (pf < nc) {
                 const int st = pf % WST;
-                ea_load_kv_tile<D, LD, KPW>(a, sq, b, hkv, s0 + (c_lo + warp + NW * pf) * KPW, jend,
-                                            wK + st * KPW * LD, wV + st * KPW * LD, lane, 32);
+                ld.load(a, sq, s0 + (c_lo + warp + NW * pf) * KPW, jend, wK + st * KPW * LD, wV + st * KPW * LD);
             }
             ea_cp_commit();
         }
@@ -128,11 +127,6 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
                     const float *br = (j < jend) ? brow[h] : nullptr;
                     s[n][e] = ea_xf_generic(a, xf, s[n][e], br, j);
                 }
-        } else {
-#pragma unroll
-            for (int n = 0; n < 2; ++n)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) s[n][e] *= xf.scale_log2;
         }
         if (!full) {
             int jlo[2], jhi[2];
@@ -149,23 +143,40 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
                     if (j < jlo[h] || j > jhi[h]) s[n][e] = -INFINITY;
                 }
         }
+        // softmax as in the prefill tile: FFMA-folded scale, running max raised only past the slack
+        const float sl = xf.generic ? 1.f : xf.scale_log2;
         float alpha[2];
+        bool any_rescale = false;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            float mx = fmaxf(mrow[h], fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1])));
+            float mx = fmaxf(fmaxf(s[0][2 * h], s[0][2 * h + 1]), fmaxf(s[1][2 * h], s[1][2 * h + 1]));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mu = mx == -INFINITY ? 0.f : mx;
-            alpha[h] = ea_exp2(mrow[h] - mu);
-            mrow[h] = mx;
+            mx *= sl;
+            alpha[h] = 1.f;
+            if (mx > mrow[h] + EA_RESCALE_SLACK) {
+                alpha[h] = ea_exp2(mrow[h] - mx);
+                mrow[h] = mx;
+                any_rescale = true;
+            }
+            const float mu = mrow[h] == -INFINITY ? 0.f : mrow[h];
             float sum = 0.f;
 #pragma unroll
             for (int n = 0; n < 2; ++n) {
-                s[n][2 * h] = ea_exp2(s[n][2 * h] - mu);
-                s[n][2 * h + 1] = ea_exp2(s[n][2 * h + 1] - mu);
+                s[n][2 * h] = ea_exp2(fmaf(s[n][2 * h], sl, -mu));
+                s[n][2 * h + 1] = ea_exp2(fmaf(s[n][2 * h + 1], sl, -mu));
                 sum += s[n][2 * h] + s[n][2 * h + 1];
             }
             lrow[h] = lrow[h] * alpha[h] + sum;
+        }
+        if (__any_sync(0xffffffffu, any_rescale)) {
+#pragma unroll
+            for (int n = 0; n < DT; ++n) {
+                o[n][0] *= alpha[0];
+                o[n][1] *= alpha[0];
+                o[n][2] *= alpha[1];
+                o[n][3] *= alpha[1];
+            }
         }
         uint32_t pa[4];
         pa[0] = T::pack(s[0][0], s[0][1]);
@@ -176,14 +187,6 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
         for (int dp = 0; dp < D / 16; ++dp) {
             uint32_t vb[4];
             ea_ldsm_x4_t(vb, ea_smem_addr(cV + v_ld_off + dp * 16));
-            o[2 * dp][0] *= alpha[0];
-            o[2 * dp][1] *= alpha[0];
-            o[2 * dp][2] *= alpha[1];
-            o[2 * dp][3] *= alpha[1];
-            o[2 * dp + 1][0] *= alpha[0];
-            o[2 * dp + 1][1] *= alpha[0];
-            o[2 * dp + 1][2] *= alpha[1];
-            o[2 * dp + 1][3] *= alpha[1];
             ea_mma_16816<T>(o[2 * dp], pa, vb[0], vb[1]);
             ea_mma_16816<T>(o[2 * dp + 1], pa, vb[2], vb[3]);
         }

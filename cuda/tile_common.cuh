@@ -75,25 +75,51 @@ __device__ __forceinline__ void ea_load_q_tile(const ea_cu_attn_args &a, const e
 
 // Loads keys [j0, j0 + ROWS) of K and V (storage rows via the ring slot map) into sK/sV[ROWS][LD];
 // keys at or past jend are zero-filled (V must be finite there: P = 0 times garbage could be NaN).
-// Threads tid0.. (nthreads of them) share the work.
-template <int D, int LD, int ROWS>
-__device__ __forceinline__ void ea_load_kv_tile(const ea_cu_attn_args &a, const ea_seqinfo &s, int b, int hkv,
-                                                int j0, int jend, uint16_t *sK, uint16_t *sV, int tid,
-                                                int nthreads) {
-    constexpr int CPR = D / 8;
-    const uint16_t *kb = (const uint16_t *)a.k.ptr + b * a.k.sb + hkv * a.k.sh;
-    const uint16_t *vb = (const uint16_t *)a.v.ptr + b * a.v.sb + hkv * a.v.sh;
-    for (int c = tid; c < ROWS * CPR; c += nthreads) {
-        int rr = c / CPR, cc = c % CPR;
-        int j = j0 + rr;
-        bool ok = j < jend;
-        int slot = ok ? ea_slot(a, s, j) : 0;
-        const uint16_t *ks = kb + (int64_t)slot * a.k.sn + cc * 8;
-        const uint16_t *vs = vb + (int64_t)slot * a.v.sn + cc * 8;
-        ea_cp_async16(ea_smem_addr(sK + rr * LD + cc * 8), ks, ok ? 16 : 0);
-        ea_cp_async16(ea_smem_addr(sV + rr * LD + cc * 8), vs, ok ? 16 : 0);
+// NTH threads (thread index tid) share the work. Interior tiles of a plain (non-ring) cache take the fast
+// path: per-thread base pointers fixed at start, one 64-bit offset per tile, constant strides.
+template <int D, int LD, int ROWS, int NTH>
+struct ea_kv_loader {
+    static constexpr int CPR = D / 8; // 16-byte chunks per row
+    static constexpr bool FAST = (NTH % CPR) == 0 && ((ROWS * CPR) % NTH) == 0;
+    static constexpr int RSTEP = FAST ? NTH / CPR : 1;
+    int b, hkv, tid; // nothing else stays live across the main loop: bases are recomputed per tile
+
+    __device__ __forceinline__ void init(const ea_cu_attn_args &a, int b_, int hkv_, int tid_) {
+        (void)a;
+        b = b_;
+        hkv = hkv_;
+        tid = tid_;
     }
-}
+
+    __device__ __forceinline__ void load(const ea_cu_attn_args &a, const ea_seqinfo &s, int j0, int jend,
+                                         uint16_t *sK, uint16_t *sV) const {
+        const uint16_t *kb = (const uint16_t *)a.k.ptr + b * a.k.sb + hkv * a.k.sh;
+        const uint16_t *vb = (const uint16_t *)a.v.ptr + b * a.v.sb + hkv * a.v.sh;
+        if constexpr (FAST) {
+            if (a.ring_cap == 0 && j0 + ROWS <= jend) {
+                const int r = tid / CPR, c = tid % CPR;
+                const uint16_t *kq = kb + (int64_t)(j0 + r) * a.k.sn + c * 8;
+                const uint16_t *vq = vb + (int64_t)(j0 + r) * a.v.sn + c * 8;
+                const int soff = r * LD + c * 8;
+                const uint32_t ks = ea_smem_addr(sK + soff), vs = ea_smem_addr(sV + soff);
+#pragma unroll
+                for (int k = 0; k < ROWS * CPR / NTH; ++k) {
+                    ea_cp_async16(ks + k * RSTEP * LD * 2, kq + (int64_t)k * RSTEP * a.k.sn, 16);
+                    ea_cp_async16(vs + k * RSTEP * LD * 2, vq + (int64_t)k * RSTEP * a.v.sn, 16);
+                }
+                return;
+            }
+        }
+        for (int c = tid; c < ROWS * CPR; c += NTH) {
+            const int rr = c / CPR, cc = c % CPR;
+            const int j = j0 + rr;
+            const bool ok = j < jend;
+            const int slot = ok ? ea_slot(a, s, j) : 0;
+            ea_cp_async16(ea_smem_addr(sK + rr * LD + cc * 8), kb + (int64_t)slot * a.k.sn + cc * 8, ok ? 16 : 0);
+            ea_cp_async16(ea_smem_addr(sV + rr * LD + cc * 8), vb + (int64_t)slot * a.v.sn + cc * 8, ok ? 16 : 0);
+        }
+    }
+};
 
 // Visible keys of query i form one interval [jlo, jhi] (logical keys, clamped to [0, kv_len)); i < 0
 // (padding row): empty.

@@ -49,6 +49,7 @@
 #define EA_DC_256_NW 4
 #define EA_DC_256_WST 2
 #define EA_DC_KPW 16
+#define EA_RESCALE_SLACK 8.0f /* log2 units the running max may lag before O is rescaled */
 #define EA_COMBINE_MAX_SPLITS 128 /* one CTA of 128 threads per row holds the weights */
 
 #define EA_PF_SMEM(D, M16, BN, ST) ((16 * (M16) * ((D) + 8) + 2 * (ST) * (BN) * ((D) + 8)) * 2)

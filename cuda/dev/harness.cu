@@ -56,6 +56,11 @@ static Variant g_var[] = {
     {"ea_dev_pf_d128_mt2_nw4_st3", 128, 128, 128, 64, 3, 8, 0},
     {"ea_dev_pf_d128_mt2_nw8_st2", 128, 256, 256, 64, 2, 16, 0},
     {"ea_dev_pf_d128_mt2_nw4_st2_nogen", 128, 128, 128, 64, 2, 8, 0},
+    {"ea_dev_pf_d128_mt2_p2", 128, 128, 128, 64, 2, 8, 0},
+    {"ea_dev_pf_d128_mt2_p2_nogen", 128, 128, 128, 64, 2, 8, 0},
+    {"ea_dev_pf_d128_mt2_p4_nogen", 128, 128, 128, 64, 2, 8, 0},
+    {"ea_dev_pf_d128_mt1_nw8_p2", 128, 128, 256, 64, 2, 8, 0},
+    {"ea_dev_pf_d64_mt2_p2", 64, 128, 128, 64, 2, 8, 0},
     {"ea_dev_pf_d64_mt1_nw4_st3", 64, 64, 128, 64, 3, 4, 0},
     {"ea_dev_pf_d64_mt2_nw4_st3", 64, 128, 128, 64, 3, 8, 0},
 };
@@ -406,16 +411,23 @@ static void bench_prefill(int B, int H, int N, int D, int causal, int dt) {
     release(w);
 }
 
-static void bench_decode(int B, int Hq, int Hkv, int N, int D, int dt) {
+static void bench_decode(int B, int Hq, int Hkv, int N, int D, int dt, int waves = 1) {
     Case c;
     c.B = B; c.Hq = Hq; c.Hkv = Hkv; c.Nq = 1; c.Nkv = N; c.D = D;
     c.qdt = c.kvdt = c.odt = dt; c.lse = 0;
     Built w;
+    const int sm = g_dev.sm_count;
+    g_dev.sm_count = sm * waves; // plan for more waves (experiment)
     build(c, w, false);
+    g_dev.sm_count = sm;
     float ms = time_it(w, 50);
+    int nl = w.nl;
+    w.nl = 1;
+    float ms1 = time_it(w, 50); // split kernel alone
+    w.nl = nl;
     double bytes = 2.0 * B * Hkv * (double)N * D * dsize(dt);
-    printf("bench decode  %-5s B%d Hq%d Hkv%d N%-7d D%d %-24s splits %3d x %6d %9.4f ms %7.0f GB/s\n", dname(dt), B,
-           Hq, Hkv, N, D, kname(w.l[0].kernel), w.a.num_splits, w.a.split_len, ms, bytes / ms / 1e6);
+    printf("bench decode  %-5s B%d Hq%d Hkv%d N%-7d D%d %-24s splits %3d x %6d %9.4f ms %7.0f GB/s (split kernel alone %.4f ms)\n",
+           dname(dt), B, Hq, Hkv, N, D, kname(w.l[0].kernel), w.a.num_splits, w.a.split_len, ms, bytes / ms / 1e6, ms1);
     fflush(stdout);
     release(w);
 }
@@ -688,13 +700,8 @@ int main(int argc, char **argv) {
         bench_decode(1, 32, 8, 131072, 128, EA_CU_F16);
         bench_decode(16, 32, 8, 4096, 128, EA_CU_F16);
         bench_decode(1, 32, 8, 131072, 128, EA_CU_BF16);
-        // shared-memory carveout preference 100 on every kernel (no L1/smem reconfiguration between launches)
-        for (auto f : g_fn) cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100);
-        printf("with carveout 100:\n");
-        bench_decode(1, 32, 8, 4096, 128, EA_CU_F16);
-        bench_decode(1, 32, 8, 131072, 128, EA_CU_F16);
-        bench_decode(16, 32, 8, 4096, 128, EA_CU_F16);
-        bench_prefill(1, 32, 4096, 128, 0, EA_CU_F16);
+        for (int waves = 2; waves <= 4; waves *= 2) bench_decode(1, 32, 8, 131072, 128, EA_CU_F16, waves);
+        bench_decode(16, 32, 8, 4096, 128, EA_CU_F16, 2);
     }
     return g_fail ? 1 : 0;
 }
