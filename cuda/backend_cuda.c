@@ -123,6 +123,12 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
     L->seq = ea_sizer_add(&sz, (size_t)B, sizeof(ea_cu_seq), CU_ALIGN);
     L->rows = ea_sizer_add(&sz, (size_t)B * 2, sizeof(int32_t), CU_ALIGN);
     L->slot0 = ea_sizer_add(&sz, (size_t)B, sizeof(int32_t), CU_ALIGN);
+    /* launch.c sizes the workspace in int64 (at most rows x 128 splits x D x 4 bytes): a config whose
+     * B x Hq x Nq x D x 4 x 256 overflows int64 is refused before it gets there */
+    size_t ws_bound = 0;
+    if (!ea_mul_ok((size_t)B, (size_t)Hq, &ws_bound) || !ea_mul_ok(ws_bound, (size_t)Nq, &ws_bound) ||
+        !ea_mul_ok(ws_bound, (size_t)D * 4 * 256, &ws_bound) || ws_bound > (size_t)INT64_MAX)
+        return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cuda: the device pool for this config exceeds size_t");
     L->ws_bytes = ea_cu_split_workspace_bytes(cfg->max_batch, cfg->max_heads, cfg->max_q_len, cfg->max_head_dim,
                                               dv->di.sm_count);
     L->ws = ea_sizer_add(&sz, L->ws_bytes, 1, CU_ALIGN);
@@ -565,6 +571,15 @@ static edgeattn_status copy_2d(cu_state *s, const cu_side *src, size_t so, size_
     p.Height = height;
     d->count.copies++;
     const CUresult r = d->Memcpy2DAsync(&p, s->stream);
+    if (r == EA_CUDA_ERROR_INVALID_VALUE && !src->host && !dst->host) {
+        /* device-to-device 2-D copies may insist on cuMemAllocPitch pitches: row by row instead */
+        for (size_t i = 0; i < height; i++) {
+            edgeattn_status st = copy_1d(s, src, so + i * spitch, dst, dof + i * dpitch, width, msg);
+            if (st != EDGEATTN_OK)
+                return st;
+        }
+        return EDGEATTN_OK;
+    }
     if (r != EA_CUDA_SUCCESS)
         return cu_fail(d, msg, r, "cuMemcpy2DAsync");
     return EDGEATTN_OK;
