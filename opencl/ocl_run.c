@@ -764,7 +764,7 @@ edgeattn_status ea_ocl_ceilings(edgeattn_context *ctx, edgeattn_ceilings *out)
             }
             if (err != CL_SUCCESS || t <= 0)
                 break;
-            const double flops = 32.0 * (double)iters * (double)global / t;
+            const double flops = 64.0 * (double)iters * (double)global / t;
             if (t > 0.02 && flops > best_fma)
                 best_fma = flops;
             if (t < 0.05 && iters < (1 << 24))

@@ -10,6 +10,7 @@
  *   - the unfused path (CLBlast GEMMs) vs the reference, or UNSUPPORTED where CLBlast is absent;
  *   - EDGEATTN_OPENCL_DEVICE / _PATH / _TILES errors, and AUTO never taking a CPU device by itself;
  *   - no buffer, program or kernel created after create (the loader's counters) over many calls.
+ * EDGEATTN_TEST_REQUIRE_OPENCL=1 turns "no device" into a failure (the device machine sets it).
  */
 #include "test_common.h"
 
@@ -42,6 +43,9 @@ static int group_setup(void **state)
     (void)tc_seed();
     char why[96];
     if (!ea_ocl_load(&g_api, why, sizeof why)) {
+        const char *req = getenv("EDGEATTN_TEST_REQUIRE_OPENCL");
+        if (req && *req && strcmp(req, "0") != 0)
+            fail_msg("EDGEATTN_TEST_REQUIRE_OPENCL is set, but: %s", why);
         print_message("note: %s: OpenCL tests skipped\n", why);
         return 0;
     }
@@ -53,6 +57,9 @@ static int group_setup(void **state)
     edgeattn_message msg;
     const edgeattn_status st = edgeattn_plan(&cfg, &info, &msg);
     if (st != EDGEATTN_OK) {
+        const char *req = getenv("EDGEATTN_TEST_REQUIRE_OPENCL");
+        if (req && *req && strcmp(req, "0") != 0)
+            fail_msg("EDGEATTN_TEST_REQUIRE_OPENCL is set, but: %s", msg.text);
         print_message("note: no OpenCL device (%s): OpenCL tests skipped\n", msg.text);
         return 0;
     }
