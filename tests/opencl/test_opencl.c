@@ -506,6 +506,45 @@ static void test_kv_cache_device(void **state)
     decode_scenario(24, EDGEATTN_BF16, 33);
 }
 
+/* Host tensors through a small staging area: a long planned KV length leaves room for a few query
+ * rows per unit only, so calls are cut into (sequence, KV heads, query rows) pieces. */
+static void test_staging_in_pieces(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    edgeattn_config cfg = ocl_config();
+    cfg.max_kv_len = 65536;
+    cfg.max_q_len = 64;
+    edgeattn_context *ctx = tc_create(&cfg);
+    const ea_ocl_state *s = ctx->backend_state;
+    print_message("staging unit: %d query rows, K/V heads of %d rows\n", (int)s->lay.rows_cap, (int)s->lay.rows_kv);
+    assert_true(s->lay.rows_cap < 128);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 91);
+    for (int i = 0; i < 8; i++) {
+        tc_attn_case c = tc_case(tc_randint(&r, 1, 3), 8, i % 2 ? 2 : 4, tc_randint(&r, 20, 64),
+                                 tc_randint(&r, 1, 300), i % 3 ? 64 : 128);
+        c.causal = i & 1;
+        c.lse = 1;
+        c.bias_mode = tc_randint(&r, 0, 4);
+        c.qlayout = tc_randint(&r, 0, 1);
+        c.kvlayout = tc_randint(&r, 0, 1);
+        c.olayout = tc_randint(&r, 0, 1);
+        c.pad = tc_randint(&r, 0, 2);
+        c.qdt = i % 4 == 3 ? EDGEATTN_F16 : EDGEATTN_F32;
+        tc_attn_data d;
+        tc_attn_prepare(&d, &c, tc_seed(), 9100 + (uint64_t)i);
+        const tc_result res = tc_attn_run(ctx, &d, tc_tolerance(c.qdt, c.kvdt, c.odt));
+        if (!res.ok) {
+            char desc[512];
+            tc_case_describe(&c, desc, sizeof desc);
+            fail_msg("pieces: %s: %s (seed %llu)", desc, res.why, (unsigned long long)tc_seed());
+        }
+        tc_attn_free(&d);
+    }
+    edgeattn_destroy(ctx);
+}
+
 /* ---------------------------------------------------------------- program-binary cache */
 
 static int count_entries(const char *dir, const char *prefix)
@@ -903,6 +942,7 @@ int main(void)
         cmocka_unit_test(test_device_region_tensors),
         cmocka_unit_test(test_own_buffers_and_queue),
         cmocka_unit_test(test_kv_cache_device),
+        cmocka_unit_test(test_staging_in_pieces),
         cmocka_unit_test(test_binary_cache),
         cmocka_unit_test(test_unfused_path),
         cmocka_unit_test(test_environment),
