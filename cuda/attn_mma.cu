@@ -299,3 +299,21 @@ EA_PREFILL_KERNEL(ea_attn_mma_bf16_d80, ea_bf16_t, ea_pf_d80)
 EA_PREFILL_KERNEL(ea_attn_mma_bf16_d96, ea_bf16_t, ea_pf_d96)
 EA_PREFILL_KERNEL(ea_attn_mma_bf16_d128, ea_bf16_t, ea_pf_d128)
 EA_PREFILL_KERNEL(ea_attn_mma_bf16_d256, ea_bf16_t, ea_pf_d256)
+
+// Plain variants (no softcap, no bias compiled in: fewer live registers in the main loop); the planner picks
+// them when neither option is set.
+typedef ea_prefill_cfg<64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST, EA_PF_64_QREG != 0, EA_PF_64_MT, EA_PF_64_MINB, false> ea_pf_d64_plain;
+typedef ea_prefill_cfg<80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST, EA_PF_80_QREG != 0, EA_PF_80_MT, EA_PF_80_MINB, false> ea_pf_d80_plain;
+typedef ea_prefill_cfg<96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST, EA_PF_96_QREG != 0, EA_PF_96_MT, EA_PF_96_MINB, false> ea_pf_d96_plain;
+typedef ea_prefill_cfg<128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST, EA_PF_128_QREG != 0, EA_PF_128_MT, EA_PF_128_MINB, false> ea_pf_d128_plain;
+typedef ea_prefill_cfg<256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST, EA_PF_256_QREG != 0, EA_PF_256_MT, EA_PF_256_MINB, false> ea_pf_d256_plain;
+EA_PREFILL_KERNEL(ea_attn_mma_f16_d64_plain, ea_f16_t, ea_pf_d64_plain)
+EA_PREFILL_KERNEL(ea_attn_mma_f16_d80_plain, ea_f16_t, ea_pf_d80_plain)
+EA_PREFILL_KERNEL(ea_attn_mma_f16_d96_plain, ea_f16_t, ea_pf_d96_plain)
+EA_PREFILL_KERNEL(ea_attn_mma_f16_d128_plain, ea_f16_t, ea_pf_d128_plain)
+EA_PREFILL_KERNEL(ea_attn_mma_f16_d256_plain, ea_f16_t, ea_pf_d256_plain)
+EA_PREFILL_KERNEL(ea_attn_mma_bf16_d64_plain, ea_bf16_t, ea_pf_d64_plain)
+EA_PREFILL_KERNEL(ea_attn_mma_bf16_d80_plain, ea_bf16_t, ea_pf_d80_plain)
+EA_PREFILL_KERNEL(ea_attn_mma_bf16_d96_plain, ea_bf16_t, ea_pf_d96_plain)
+EA_PREFILL_KERNEL(ea_attn_mma_bf16_d128_plain, ea_bf16_t, ea_pf_d128_plain)
+EA_PREFILL_KERNEL(ea_attn_mma_bf16_d256_plain, ea_bf16_t, ea_pf_d256_plain)

@@ -24,7 +24,9 @@ enum {
     K_KV_WRITE = 22,
     K_FINITE = 23,
     K_PEAK = 24,
-    K_COUNT = 25
+    K_MMA_F16_PLAIN = 25, /* prefill without softcap/bias support compiled in */
+    K_MMA_BF16_PLAIN = 30,
+    K_COUNT = 35
 };
 
 static const int ea_dims[5] = {64, 80, 96, 128, 256};
@@ -64,6 +66,16 @@ static const ea_cu_kernel_desc ea_table[K_COUNT] = {
     {"ea_kv_write", 0, 75},
     {"ea_finite", 0, 75},
     {"ea_peak_mma", 0, 80},
+    {"ea_attn_mma_f16_d64_plain", EA_PF_SMEM(64, EA_PF_64_MT * EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), 80},
+    {"ea_attn_mma_f16_d80_plain", EA_PF_SMEM(80, EA_PF_80_MT * EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), 80},
+    {"ea_attn_mma_f16_d96_plain", EA_PF_SMEM(96, EA_PF_96_MT * EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), 80},
+    {"ea_attn_mma_f16_d128_plain", EA_PF_SMEM(128, EA_PF_128_MT * EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), 80},
+    {"ea_attn_mma_f16_d256_plain", EA_PF_SMEM(256, EA_PF_256_MT * EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), 80},
+    {"ea_attn_mma_bf16_d64_plain", EA_PF_SMEM(64, EA_PF_64_MT * EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), 80},
+    {"ea_attn_mma_bf16_d80_plain", EA_PF_SMEM(80, EA_PF_80_MT * EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), 80},
+    {"ea_attn_mma_bf16_d96_plain", EA_PF_SMEM(96, EA_PF_96_MT * EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), 80},
+    {"ea_attn_mma_bf16_d128_plain", EA_PF_SMEM(128, EA_PF_128_MT * EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), 80},
+    {"ea_attn_mma_bf16_d256_plain", EA_PF_SMEM(256, EA_PF_256_MT * EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), 80},
 };
 
 const ea_cu_kernel_desc *ea_cu_kernel_table(size_t *count) {
@@ -150,7 +162,9 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
         if ((int64_t)smem <= dev->smem_per_block_optin) {
             const int bm = 16 * pf_mt[di] * pf_nw[di];
             const int64_t gx = a->Nq >= bm ? (int64_t)((a->Nq + bm - 1) / bm) * a->group : (rows_kv + bm - 1) / bm;
-            set_launch(&out[0], (bf ? K_MMA_BF16 : K_MMA_F16) + di, (uint32_t)gx, (uint32_t)a->Hkv, (uint32_t)a->B,
+            const int plain = a->softcap <= 0.f && a->bias.ptr == 0;
+            const int base = plain ? (bf ? K_MMA_BF16_PLAIN : K_MMA_F16_PLAIN) : (bf ? K_MMA_BF16 : K_MMA_F16);
+            set_launch(&out[0], base + di, (uint32_t)gx, (uint32_t)a->Hkv, (uint32_t)a->B,
                        (uint32_t)(32 * pf_nw[di]), smem, 0);
             return 1;
         }

@@ -50,19 +50,11 @@ static int g_fail = 0;
 // Extra prefill variants (cuda/dev/variants.cu), launched in place of the planned prefill kernel.
 struct Variant { const char *name; int D, bm, nt, bn, st, m16; CUfunction fn; };
 static Variant g_var[] = {
-    {"ea_dev_pf_d128_mt1_nw8_st2", 128, 128, 256, 64, 2, 8, 0},
-    {"ea_dev_pf_d128_mt1_nw8_st3", 128, 128, 256, 64, 3, 8, 0},
-    {"ea_dev_pf_d128_mt1_nw4_st2", 128, 64, 128, 64, 2, 4, 0},
-    {"ea_dev_pf_d128_mt2_nw4_st3", 128, 128, 128, 64, 3, 8, 0},
-    {"ea_dev_pf_d128_mt2_nw8_st2", 128, 256, 256, 64, 2, 16, 0},
-    {"ea_dev_pf_d128_mt2_nw4_st2_nogen", 128, 128, 128, 64, 2, 8, 0},
-    {"ea_dev_pf_d128_mt2_p2", 128, 128, 128, 64, 2, 8, 0},
-    {"ea_dev_pf_d128_mt2_p2_nogen", 128, 128, 128, 64, 2, 8, 0},
-    {"ea_dev_pf_d128_mt2_p4_nogen", 128, 128, 128, 64, 2, 8, 0},
-    {"ea_dev_pf_d128_mt1_nw8_p2", 128, 128, 256, 64, 2, 8, 0},
-    {"ea_dev_pf_d64_mt2_p2", 64, 128, 128, 64, 2, 8, 0},
-    {"ea_dev_pf_d64_mt1_nw4_st3", 64, 64, 128, 64, 3, 4, 0},
-    {"ea_dev_pf_d64_mt2_nw4_st3", 64, 128, 128, 64, 3, 8, 0},
+    {"ea_dev_pf_d128_mt2_bn32_st2", 128, 128, 128, 32, 2, 8, 0},
+    {"ea_dev_pf_d128_mt2_bn32_st3", 128, 128, 128, 32, 3, 8, 0},
+    {"ea_dev_pf_d128_mt2_bn32_st3_q", 128, 128, 128, 32, 3, 8, 0},
+    {"ea_dev_pf_d64_mt2_q0", 64, 128, 128, 64, 2, 8, 0},
+    {"ea_dev_pf_d64_mt2_bn32_st3", 64, 128, 128, 32, 3, 8, 0},
 };
 static Variant *g_ovr = nullptr;
 
@@ -245,7 +237,7 @@ static void build(const Case &c, Built &w, bool fill) {
     w.a.window_left = c.wl;
     w.a.window_right = c.wr;
     w.nl = ea_cu_plan_attention(&g_dev, &w.a, g_ws, g_ws_bytes, w.l);
-    if (g_ovr && w.nl == 1 && w.l[0].kernel >= 1 && w.l[0].kernel <= 10 && c.D == g_ovr->D) {
+    if (g_ovr && w.nl == 1 && ((w.l[0].kernel >= 1 && w.l[0].kernel <= 10) || w.l[0].kernel >= 25) && c.D == g_ovr->D) {
         const int bm = g_ovr->bm, grp = c.Hq / c.Hkv;
         w.l[0].kernel = -1;
         w.l[0].grid[0] = c.Nq >= bm ? (unsigned)((c.Nq + bm - 1) / bm * grp) : (unsigned)((grp * c.Nq + bm - 1) / bm);
