@@ -76,6 +76,11 @@ typedef struct cu_state {
     CUdeviceptr pool;
     cu_layout L;
     int32_t kv_cap;
+    /* allocations of external device pointers already checked (start, size), so that a caller's
+     * tensors cost no driver query after the first call; round-robin */
+    CUdeviceptr seen_start[8];
+    size_t seen_size[8];
+    unsigned seen_next;
 } cu_state;
 
 /* count = a*b*c*d elements of elem bytes, overflow remembered in the sizer */
@@ -453,7 +458,9 @@ static bool in_pool(const cu_state *s, uint64_t p, size_t n)
     return p >= s->pool && n <= s->L.total && p - s->pool <= s->L.total - n;
 }
 
-/* A device tensor: element-aligned, of this device, inside its allocation where the driver can tell. */
+/* A device tensor: element-aligned, of this device, inside its allocation where the driver can tell
+ * (a pointer of another device or no CUDA memory at all is refused; what the driver cannot tell, e.g.
+ * for memory it does not track, is let through). */
 static edgeattn_status check_device_ptr(cu_state *s, const char *name, uint64_t p, size_t extent, size_t es,
                                         char *msg)
 {
@@ -462,6 +469,10 @@ static edgeattn_status check_device_ptr(cu_state *s, const char *name, uint64_t 
                        name, (unsigned long long)p, es);
     if (in_pool(s, p, extent))
         return EDGEATTN_OK;
+    for (int i = 0; i < 8; i++)
+        if (s->seen_size[i] && p >= s->seen_start[i] && p - s->seen_start[i] <= s->seen_size[i] &&
+            extent <= s->seen_size[i] - (p - s->seen_start[i]))
+            return EDGEATTN_OK;
     ea_cu_driver *d = &s->drv;
     int ord = -1;
     CUresult r = d->PointerGetAttribute(&ord, EA_CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, p);
@@ -475,10 +486,17 @@ static edgeattn_status check_device_ptr(cu_state *s, const char *name, uint64_t 
     size_t size = 0;
     if (d->PointerGetAttribute(&start, EA_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, p) == EA_CUDA_SUCCESS &&
         d->PointerGetAttribute(&size, EA_CU_POINTER_ATTRIBUTE_RANGE_SIZE, p) == EA_CUDA_SUCCESS && size > 0 &&
-        (p - start > size || extent > size - (p - start)))
-        return ea_fail(msg, EDGEATTN_ERR_STRIDE,
-                       "%s: the view needs %zu bytes from 0x%llx, its allocation ends %zu bytes after it", name, extent,
-                       (unsigned long long)p, (size_t)(start + size - p));
+        p >= start) {
+        if (p - start > size || extent > size - (p - start))
+            return ea_fail(msg, EDGEATTN_ERR_STRIDE,
+                           "%s: the view needs %zu bytes from 0x%llx, its allocation ends %zu bytes after it", name,
+                           extent, (unsigned long long)p, (size_t)(start + size - p));
+        if (r == EA_CUDA_SUCCESS) { /* remember it (an allocation freed and reused is the caller's business) */
+            s->seen_start[s->seen_next % 8] = start;
+            s->seen_size[s->seen_next % 8] = size;
+            s->seen_next++;
+        }
+    }
     return EDGEATTN_OK;
 }
 
