@@ -11,12 +11,14 @@
 #include "tile_common.cuh"
 #include "tile_config.cuh"
 
-template <int D_, int NW_, int BN_, int STAGES_, bool QREG_, int MT_, int MINB_, bool GEN_ = true, int PARTS_ = 1>
+template <int D_, int NW_, int BN_, int STAGES_, bool QREG_, int MT_, int MINB_, bool GEN_ = true, int PARTS_ = 1,
+          bool LATE_ = false>
 struct ea_prefill_cfg {
     static constexpr int D = D_, NW = NW_, BN = BN_, STAGES = STAGES_, MT = MT_, MINB = MINB_;
     static constexpr bool QREG = QREG_;
     static constexpr bool GEN = GEN_; // softcap / bias support compiled in
     static constexpr int PARTS = PARTS_; // softmax + P.V in slices of the key tile (overlap)
+    static constexpr bool LATE = LATE_;  // K/V prefetch issued after the Q.K^T MMAs
     static constexpr int BM = 16 * MT * NW, NT = 32 * NW, LD = D + 8;
     static constexpr int SMEM = (BM * LD + 2 * STAGES * BN * LD) * 2;
 };
@@ -102,14 +104,17 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
                 for (int k = 0; k < KS; ++k)
                     ea_ldsm_x4(qf[C::QREG ? mt : 0][C::QREG ? k : 0], ea_smem_addr(sQ + q_ld_off + mt * 16 * LD + k * 16));
         }
-        {
+        // prefetch of tile it+ST-1 into the stage freed by tile it-1 (every warp is past it: barrier above);
+        // LATE issues it after the Q.K^T MMAs so the tensor cores start first
+        auto prefetch = [&]() {
             const int pf = it + ST - 1;
             if (pf < ntiles) {
                 const int st = pf % ST;
                 ld.load(a, sq, (tb_lo + pf) * BN, sq.kv_len, sK + st * BN * LD, sV + st * BN * LD);
             }
             ea_cp_commit();
-        }
+        };
+        if (!C::LATE) prefetch();
         const int st = it % ST;
         const uint16_t *cK = sK + st * BN * LD;
         const uint16_t *cV = sV + st * BN * LD;
@@ -141,6 +146,8 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
                 }
             }
         }
+
+        if (C::LATE) prefetch();
 
         // scores -> log2 domain, mask on boundary tiles
         const bool full = j0 + BN <= sq.kv_len && ea_tile_full(a, rm.i0, rm.i1, j0, j0 + BN, sq.off);

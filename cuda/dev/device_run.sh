@@ -34,8 +34,9 @@ nvcc -std=c++17 -O3 $ARCH -cubin -o /tmp/kv.cubin cuda/dev/variants.cu || exit 1
 nvcc -std=c++17 -O3 $ARCH -I. -o /tmp/harness cuda/dev/harness.cu cuda/launch.c -lcuda || exit 1
 /tmp/harness /tmp/k.cubin check 2>&1 | tee $OUT/check.txt
 if [ "$1" != "quick" ]; then
-  compute-sanitizer --tool memcheck /tmp/harness /tmp/k.cubin small 2>&1 | tail -8 | tee $OUT/sanitizer.txt
-  compute-sanitizer --tool racecheck /tmp/harness /tmp/k.cubin small 2>&1 | tail -8 | tee -a $OUT/sanitizer.txt
+  compute-sanitizer --tool memcheck /tmp/harness /tmp/k.cubin small > /tmp/memcheck.txt 2>&1
+  compute-sanitizer --tool racecheck /tmp/harness /tmp/k.cubin small > /tmp/racecheck.txt 2>&1
+  (grep -v "^ok" /tmp/memcheck.txt | head -60; grep -v "^ok" /tmp/racecheck.txt | head -40) | tee $OUT/sanitizer.txt
 fi
 /tmp/harness /tmp/kv.cubin bench 2>&1 | grep -v "^  kernel" | tee $OUT/bench.txt
 if [ -f .device-carry-k/peers/torch_sdpa.py ]; then PYTHONUNBUFFERED=1 python3 .device-carry-k/peers/torch_sdpa.py 2>&1 | tee $OUT/peers.txt; fi
