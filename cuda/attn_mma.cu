@@ -324,3 +324,12 @@ EA_PREFILL_KERNEL(ea_attn_mma_bf16_d80_plain, ea_bf16_t, ea_pf_d80_plain)
 EA_PREFILL_KERNEL(ea_attn_mma_bf16_d96_plain, ea_bf16_t, ea_pf_d96_plain)
 EA_PREFILL_KERNEL(ea_attn_mma_bf16_d128_plain, ea_bf16_t, ea_pf_d128_plain)
 EA_PREFILL_KERNEL(ea_attn_mma_bf16_d256_plain, ea_bf16_t, ea_pf_d256_plain)
+
+// D128 for parts with at most 99 KB of shared memory per block (sm_86, sm_89): keys in tiles of 32.
+typedef ea_prefill_cfg<128, EA_PF_128S_NW, EA_PF_128S_BN, EA_PF_128S_ST, EA_PF_128S_QREG != 0, EA_PF_128S_MT, EA_PF_128S_MINB> ea_pf_d128s;
+typedef ea_prefill_cfg<128, EA_PF_128S_NW, EA_PF_128S_BN, EA_PF_128S_ST, EA_PF_128S_QREG != 0, EA_PF_128S_MT, EA_PF_128S_MINB, false> ea_pf_d128s_plain;
+static_assert(ea_pf_d128s::SMEM == EA_PF_SMEM(128, EA_PF_128S_MT * EA_PF_128S_NW, EA_PF_128S_BN, EA_PF_128S_ST), "smem");
+EA_PREFILL_KERNEL(ea_attn_mma_f16_d128_s, ea_f16_t, ea_pf_d128s)
+EA_PREFILL_KERNEL(ea_attn_mma_bf16_d128_s, ea_bf16_t, ea_pf_d128s)
+EA_PREFILL_KERNEL(ea_attn_mma_f16_d128_s_plain, ea_f16_t, ea_pf_d128s_plain)
+EA_PREFILL_KERNEL(ea_attn_mma_bf16_d128_s_plain, ea_bf16_t, ea_pf_d128s_plain)

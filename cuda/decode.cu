@@ -293,6 +293,12 @@ EA_DECODE_KERNEL(ea_decode_mma_bf16_d96, ea_bf16_t, ea_dc_d96)
 EA_DECODE_KERNEL(ea_decode_mma_bf16_d128, ea_bf16_t, ea_dc_d128)
 EA_DECODE_KERNEL(ea_decode_mma_bf16_d256, ea_bf16_t, ea_dc_d256)
 
+// D128 for parts with at most 99 KB of shared memory per block (sm_86, sm_89): two stages per warp.
+typedef ea_decode_cfg<128, EA_DC_128S_NW, EA_DC_KPW, EA_DC_128S_WST> ea_dc_d128s;
+static_assert(ea_dc_d128s::SMEM == EA_DC_SMEM(128, EA_DC_128S_NW, EA_DC_128S_WST), "smem");
+EA_DECODE_KERNEL(ea_decode_mma_f16_d128_s, ea_f16_t, ea_dc_d128s)
+EA_DECODE_KERNEL(ea_decode_mma_bf16_d128_s, ea_bf16_t, ea_dc_d128s)
+
 // Merges num_splits partials per row by log-sum-exp. One CTA (128 threads) per output row (b, hq, i):
 // the split weights go to shared memory once, then thread (split group, float4 column) sums its splits
 // with independent loads in flight, and the groups are added through shared memory.

@@ -26,7 +26,9 @@ enum {
     K_PEAK = 24,
     K_MMA_F16_PLAIN = 25, /* prefill without softcap/bias support compiled in */
     K_MMA_BF16_PLAIN = 30,
-    K_COUNT = 35
+    K_MMA_S = 35,         /* D128 small shared memory: f16, bf16, f16 plain, bf16 plain */
+    K_DEC_S = 39,         /* D128 small shared memory: f16, bf16 */
+    K_COUNT = 41
 };
 
 static const int ea_dims[5] = {64, 80, 96, 128, 256};
@@ -39,6 +41,8 @@ static const int dc_wst[5] = {EA_DC_64_WST, EA_DC_80_WST, EA_DC_96_WST, EA_DC_12
 
 #define PF_SMEM(i) EA_PF_SMEM(ea_dims[i], pf_mt[i] * pf_nw[i], pf_bn[i], pf_st[i])
 #define DC_SMEM(i) EA_DC_SMEM(ea_dims[i], dc_nw[i], dc_wst[i])
+#define PF128S_SMEM EA_PF_SMEM(128, EA_PF_128S_MT * EA_PF_128S_NW, EA_PF_128S_BN, EA_PF_128S_ST)
+#define DC128S_SMEM EA_DC_SMEM(128, EA_DC_128S_NW, EA_DC_128S_WST)
 
 static const ea_cu_kernel_desc ea_table[K_COUNT] = {
     {"ea_attn_simt", EA_SIMT_SMEM(256), 75},
@@ -76,6 +80,12 @@ static const ea_cu_kernel_desc ea_table[K_COUNT] = {
     {"ea_attn_mma_bf16_d96_plain", EA_PF_SMEM(96, EA_PF_96_MT * EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), 80},
     {"ea_attn_mma_bf16_d128_plain", EA_PF_SMEM(128, EA_PF_128_MT * EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST), 80},
     {"ea_attn_mma_bf16_d256_plain", EA_PF_SMEM(256, EA_PF_256_MT * EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST), 80},
+    {"ea_attn_mma_f16_d128_s", PF128S_SMEM, 80},
+    {"ea_attn_mma_bf16_d128_s", PF128S_SMEM, 80},
+    {"ea_attn_mma_f16_d128_s_plain", PF128S_SMEM, 80},
+    {"ea_attn_mma_bf16_d128_s_plain", PF128S_SMEM, 80},
+    {"ea_decode_mma_f16_d128_s", DC128S_SMEM, 80},
+    {"ea_decode_mma_bf16_d128_s", DC128S_SMEM, 80},
 };
 
 const ea_cu_kernel_desc *ea_cu_kernel_table(size_t *count) {
@@ -158,14 +168,23 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     a->ws_lse = 0;
 
     if (mma_ok && rows_kv > EA_DECODE_MAX_ROWS) {
-        const uint32_t smem = (uint32_t)PF_SMEM(di);
-        if ((int64_t)smem <= dev->smem_per_block_optin) {
-            const int bm = 16 * pf_mt[di] * pf_nw[di];
+        const int plain = a->softcap <= 0.f && a->bias.ptr == 0;
+        int kernel = -1, bm = 0, threads = 0;
+        uint32_t smem = 0;
+        if ((int64_t)PF_SMEM(di) <= dev->smem_per_block_optin) {
+            kernel = (plain ? (bf ? K_MMA_BF16_PLAIN : K_MMA_F16_PLAIN) : (bf ? K_MMA_BF16 : K_MMA_F16)) + di;
+            bm = 16 * pf_mt[di] * pf_nw[di];
+            threads = 32 * pf_nw[di];
+            smem = (uint32_t)PF_SMEM(di);
+        } else if (a->D == 128 && (int64_t)PF128S_SMEM <= dev->smem_per_block_optin) {
+            kernel = K_MMA_S + (plain ? 2 : 0) + bf;
+            bm = 16 * EA_PF_128S_MT * EA_PF_128S_NW;
+            threads = 32 * EA_PF_128S_NW;
+            smem = (uint32_t)PF128S_SMEM;
+        }
+        if (kernel >= 0) {
             const int64_t gx = a->Nq >= bm ? (int64_t)((a->Nq + bm - 1) / bm) * a->group : (rows_kv + bm - 1) / bm;
-            const int plain = a->softcap <= 0.f && a->bias.ptr == 0;
-            const int base = plain ? (bf ? K_MMA_BF16_PLAIN : K_MMA_F16_PLAIN) : (bf ? K_MMA_BF16 : K_MMA_F16);
-            set_launch(&out[0], base + di, (uint32_t)gx, (uint32_t)a->Hkv, (uint32_t)a->B,
-                       (uint32_t)(32 * pf_nw[di]), smem, 0);
+            set_launch(&out[0], kernel, (uint32_t)gx, (uint32_t)a->Hkv, (uint32_t)a->B, (uint32_t)threads, smem, 0);
             return 1;
         }
     }
@@ -179,6 +198,11 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
         threads = 32 * dc_nw[di];
         smem = (uint32_t)DC_SMEM(di);
         cps = ctas_per_sm(dev, smem, (uint32_t)threads, a->D >= 256 ? 255u : 168u);
+    } else if (mma_ok && a->D == 128 && (int64_t)DC128S_SMEM <= dev->smem_per_block_optin) {
+        kernel = K_DEC_S + bf;
+        threads = 32 * EA_DC_128S_NW;
+        smem = (uint32_t)DC128S_SMEM;
+        cps = ctas_per_sm(dev, smem, (uint32_t)threads, 168u);
     } else {
         kernel = K_SIMT;
         threads = 128;

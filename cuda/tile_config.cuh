@@ -38,6 +38,16 @@
 #define EA_PF_256_MT 1
 #define EA_PF_256_MINB 1
 
+/* Small-shared-memory D128 configurations for parts with <= 99 KB per block (sm_86, sm_89): 87 KB and 74 KB. */
+#define EA_PF_128S_NW 4
+#define EA_PF_128S_BN 32
+#define EA_PF_128S_ST 3
+#define EA_PF_128S_QREG 0
+#define EA_PF_128S_MT 2
+#define EA_PF_128S_MINB 2
+#define EA_DC_128S_NW 4
+#define EA_DC_128S_WST 2
+
 #define EA_DC_64_NW 4
 #define EA_DC_64_WST 4
 #define EA_DC_80_NW 4

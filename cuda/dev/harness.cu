@@ -235,7 +235,7 @@ static void build(const Case &c, Built &w, bool fill) {
     w.a.window_left = c.wl;
     w.a.window_right = c.wr;
     w.nl = ea_cu_plan_attention(&g_dev, &w.a, g_ws, g_ws_bytes, w.l);
-    if (g_ovr && w.nl == 1 && ((w.l[0].kernel >= 1 && w.l[0].kernel <= 10) || w.l[0].kernel >= 25) && c.D == g_ovr->D) {
+    if (g_ovr && w.nl == 1 && ((w.l[0].kernel >= 1 && w.l[0].kernel <= 10) || (w.l[0].kernel >= 25 && w.l[0].kernel <= 38)) && c.D == g_ovr->D) {
         const int bm = g_ovr->bm, grp = c.Hq / c.Hkv;
         w.l[0].kernel = -1;
         w.l[0].grid[0] = c.Nq >= bm ? (unsigned)((c.Nq + bm - 1) / bm * grp) : (unsigned)((grp * c.Nq + bm - 1) / bm);
@@ -663,6 +663,18 @@ int main(int argc, char **argv) {
     if (mode == "check" || mode == "all" || mode == "small") {
         check_utils();
         checks(mode == "small");
+        if (mode != "small") {
+            // as a 99 KB part (sm_86 / sm_89) would plan them: the small-shared-memory D128 kernels
+            const ea_cu_device keep = g_dev;
+            g_dev.smem_per_block_optin = 101376;
+            g_dev.smem_per_sm = 102400;
+            for (int dt : {EA_CU_F16, EA_CU_BF16}) {
+                Case c; c.B = 2; c.Hq = 4; c.Hkv = 2; c.Nq = 300; c.Nkv = 333; c.D = 128; c.causal = 1; c.qdt = c.kvdt = c.odt = dt; check(c);
+                c.causal = 0; c.softcap = 4.f; c.Nq = 129; check(c);
+                c.softcap = 0.f; c.Nq = 1; c.Nkv = 3000; c.Hq = 8; check(c);
+            }
+            g_dev = keep;
+        }
         printf("checks: %d failed\n", g_fail);
     }
     if (mode == "bench" || mode == "all") {
