@@ -46,7 +46,7 @@ meson test -C "$B" --no-rebuild --print-errorlogs --timeout-multiplier 2 \
     cuda parity bad_input numerics cuda_mockcuda parity_mockcuda bad_input_mockcuda numerics_mockcuda \
     > "$OUT/test-cuda.log" 2>&1
 rc_cuda=$?
-grep -E "^CUDA:|16K prefill|128K decode|ceilings:|parity over|^  cuda" "$B/meson-logs/testlog.txt" | sort -u | tee -a "$sum"
+grep -E "^CUDA:|16K prefill|128K decode|ceilings:|queue note|parity over|^  cuda" "$B/meson-logs/testlog.txt" | sort -u | tee -a "$sum"
 grep -E "^ *[0-9]+/[0-9]+ " "$OUT/test-cuda.log" | tee -a "$sum"
 note "CUDA suites: $([[ $rc_cuda == 0 ]] && echo ok || echo "FAILED ($rc_cuda)") in $((SECONDS - t)) s"
 cp "$B/meson-logs/testlog.txt" "$OUT/testlog-cuda.txt"

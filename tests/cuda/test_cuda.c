@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/reference.h"
 #include "cuda/backend_cuda.h"
@@ -514,6 +515,71 @@ static void test_async_and_synchronize(void **state)
     if (!res.ok || res.err > 2e-3 || res.lse_err > 2e-3)
         fail_msg("after the queued calls: %s (err %.3g, lse %.3g)", res.why, res.err, res.lse_err);
     tc_attn_free(&d);
+    edgeattn_destroy(ctx);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* Informational (speed is never asserted): with a few milliseconds of device-only work queued, does
+ * a call that uploads per-sequence lengths (a small pageable host-to-device copy) return at once, or
+ * does the driver wait for the queue? Prints both times for the device run's log. */
+static void test_queue_not_drained(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    if (g_mock) {
+        print_message("note: timing note skipped under the mock driver\n");
+        return;
+    }
+    edgeattn_config cfg;
+    base_config(&cfg);
+    cfg.max_batch = 1;
+    cfg.max_q_len = 2048;
+    cfg.max_kv_len = 2048;
+    cfg.max_head_dim = 128;
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_tensor q, k, v, o;
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 7100);
+    tc_tensor *xs[4] = {&q, &k, &v, &o};
+    for (int i = 0; i < 4; i++) {
+        tc_tensor_alloc(xs[i], EDGEATTN_F16, 1, 8, 2048, 128, TC_BHSD, 0, 0, 0);
+        tc_fill_random(xs[i], &r, -1, 1);
+    }
+    mirror mq = mirror_in(ctx, &a, &q), mk = mirror_in(ctx, &a, &k), mv = mirror_in(ctx, &a, &v),
+           mo = mirror_in(ctx, &a, &o);
+    edgeattn_params p;
+    edgeattn_params_default(&p);
+    assert_int_equal(edgeattn_attention(ctx, &mq.t, &mk.t, &mv.t, &mo.t, &p), EDGEATTN_OK);
+    assert_int_equal(edgeattn_synchronize(ctx), EDGEATTN_OK);
+    double t0 = now_ms();
+    assert_int_equal(edgeattn_attention(ctx, &mq.t, &mk.t, &mv.t, &mo.t, &p), EDGEATTN_OK);
+    assert_int_equal(edgeattn_synchronize(ctx), EDGEATTN_OK);
+    const double one = now_ms() - t0;
+    const int reps = one > 0 ? (int)fmin(400.0, fmax(10.0, 5.0 / one)) : 10;
+    t0 = now_ms();
+    for (int i = 0; i < reps; i++)
+        assert_int_equal(edgeattn_attention(ctx, &mq.t, &mk.t, &mv.t, &mo.t, &p), EDGEATTN_OK);
+    const double t1 = now_ms();
+    const int32_t lens[1] = {2000};
+    p.kv_lens = lens;
+    assert_int_equal(edgeattn_attention(ctx, &mq.t, &mk.t, &mv.t, &mo.t, &p), EDGEATTN_OK);
+    const double t2 = now_ms();
+    assert_int_equal(edgeattn_synchronize(ctx), EDGEATTN_OK);
+    const double t3 = now_ms();
+    print_message("queue note: one call %.3f ms; %d queued in %.3f ms; a call with kv_lens (upload) returned after "
+                  "%.3f ms; synchronize then waited %.3f ms (%s)\n",
+                  one, reps, t1 - t0, t2 - t1, t3 - t2,
+                  t3 - t2 > 0.5 * (t3 - t0) * 0.5 ? "the upload did not drain the queue"
+                                                 : "the upload may have waited for the queue");
+    for (int i = 0; i < 4; i++)
+        tc_tensor_free(xs[i]);
     edgeattn_destroy(ctx);
 }
 
@@ -1069,6 +1135,7 @@ int main(void)
         cmocka_unit_test(test_host_tensors),
         cmocka_unit_test(test_external_memory),
         cmocka_unit_test(test_async_and_synchronize),
+        cmocka_unit_test(test_queue_not_drained),
         cmocka_unit_test(test_kv_cache_device),
         cmocka_unit_test(test_bad_input_cuda),
         cmocka_unit_test(test_no_alloc_after_create),
