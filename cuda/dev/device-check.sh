@@ -9,6 +9,7 @@
 # From the repo root on the device machine (carry .device-carry):
 #   source .device-carry/env.sh; bash cuda/dev/device-check.sh
 # Env: ARCHS (default 90; 80 for an A100), BUILD (default /tmp/ea-cuda-check), SKIP_SANITIZER=1,
+#      SAN_TIMEOUT (seconds per sanitizer tool, default 150; status 124 = ran out of time),
 #      EDGEATTN_TEST_SEED to repeat a run.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -64,7 +65,7 @@ rc_san=0
 if [[ "${SKIP_SANITIZER:-0}" != 1 ]] && command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
         t=$SECONDS
-        EDGEATTN_TEST_CUDA_SHORT=1 timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 99 \
+        EDGEATTN_TEST_CUDA_SHORT=1 timeout "${SAN_TIMEOUT:-150}" compute-sanitizer --tool "$tool" --error-exitcode 99 \
             --print-limit 20 "$B/tests/cuda/test_cuda" > "$OUT/sanitizer-$tool.log" 2>&1
         r=$?
         ((r == 0)) || rc_san=$r

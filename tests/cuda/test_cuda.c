@@ -532,8 +532,8 @@ static void test_queue_not_drained(void **state)
 {
     (void)state;
     NEED_GPU();
-    if (g_mock) {
-        print_message("note: timing note skipped under the mock driver\n");
+    if (g_mock || g_short) {
+        print_message("note: timing note skipped (%s)\n", g_mock ? "mock driver" : "EDGEATTN_TEST_CUDA_SHORT=1");
         return;
     }
     edgeattn_config cfg;
@@ -1075,6 +1075,10 @@ static void test_ceilings(void **state)
 {
     (void)state;
     NEED_GPU();
+    if (g_short) {
+        print_message("note: ceilings skipped (EDGEATTN_TEST_CUDA_SHORT=1)\n");
+        return;
+    }
     edgeattn_config cfg;
     base_config(&cfg);
     edgeattn_context *ctx = create_cuda(&cfg);
