@@ -1,8 +1,9 @@
 /* Fused flash attention, instantiated once per tile shape: the host prepends
  *   #define FK_NAME <kernel name>, FK_BM (query rows per work-group), FK_TM (rows per work-item),
- *   FK_BN (keys per tile, a multiple of 4), and the program-wide EA_DMAX (largest head dim served)
- * and #undefs them afterwards. Work-item (rt, ct) of the NT = (BM/TM) * (BN/4) work-items owns rows
- * rt*TM .. rt*TM+TM-1 of the block, key columns ct + b*CT (b < 4) of each tile for the scores, and
+ *   FK_BN (keys per tile, a multiple of 4), FK_TN (key columns per work-item), and the program-wide
+ * EA_DMAX (largest head dim served) and #undefs them afterwards. Work-item (rt, ct) of the
+ * NT = (BM/TM) * (BN/TN) work-items owns rows rt*TM .. rt*TM+TM-1 of the block, key columns
+ * ct + b*CT (b < TN) of each tile for the scores, and
  * dims 4*(ct + e*CT) .. +3 (e < DMAX/4/CT) of the output. Q, the K or V tile and the probabilities
  * go through local memory; statistics are FP32, the online softmax rescales per tile.
  *
@@ -11,7 +12,7 @@
  * (causal, window, kv_len) is computed once: tiles outside it are never loaded. A work-group with
  * split index s of nsplit handles its share of those tiles and writes a partial result (normalised
  * output and log-sum-exp) for the combine kernel; with nsplit == 1 it writes out and lse itself. */
-#define FK_CT (FK_BN / 4)
+#define FK_CT (FK_BN / FK_TN)
 #define FK_RT (FK_BM / FK_TM)
 #define FK_NT (FK_RT * FK_CT)
 #define FK_DP4 (EA_DMAX / 4 + 1)   /* row pitch of Q/K/V tiles in float4: +1 shifts banks */
@@ -89,17 +90,17 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        float s[FK_TM][4];
+        float s[FK_TM][FK_TN];
         for (int a = 0; a < FK_TM; a++)
-            for (int c = 0; c < 4; c++)
+            for (int c = 0; c < FK_TN; c++)
                 s[a][c] = 0.0f;
         for (int d4 = 0; d4 < D4; d4++) {
-            float4 kk[4];
-            for (int c = 0; c < 4; c++)
+            float4 kk[FK_TN];
+            for (int c = 0; c < FK_TN; c++)
                 kk[c] = KVs[(ct + c * FK_CT) * FK_DP4 + d4];
             for (int a = 0; a < FK_TM; a++) {
                 const float4 qq = Qs[(rt * FK_TM + a) * FK_DP4 + d4];
-                for (int c = 0; c < 4; c++)
+                for (int c = 0; c < FK_TN; c++)
                     s[a][c] = fma(qq.x, kk[c].x, fma(qq.y, kk[c].y, fma(qq.z, kk[c].z, fma(qq.w, kk[c].w, s[a][c]))));
             }
         }
@@ -108,7 +109,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
             const int qo = qo0 + rr / group;
             const long h = (long)hkv * group + rr % group;
             float pm = -INFINITY;
-            for (int c = 0; c < 4; c++) {
+            for (int c = 0; c < FK_TN; c++) {
                 const int j = j0 + ct + c * FK_CT;
                 float x = s[a][c];
                 if (P.softcap > 0.0f)
@@ -144,7 +145,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
             const float mu = mx == -INFINITY ? 0.0f : mx;
             alpha[a] = exp(m[a] - mu);
             m[a] = mx;
-            for (int c = 0; c < 4; c++)
+            for (int c = 0; c < FK_TN; c++)
                 Ps[(rt * FK_TM + a) * FK_BNP + ct + c * FK_CT] = exp(s[a][c] - mu);
         }
         barrier(CLK_LOCAL_MEM_FENCE);

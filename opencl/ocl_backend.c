@@ -293,20 +293,20 @@ static size_t tiles_local_bytes(const ea_ocl_tiles *t, int dmax)
 {
     const size_t dp = (size_t)dmax + 4;
     return 4 * ((size_t)t->bm * dp + (size_t)t->bn * dp + (size_t)t->bm * (size_t)(t->bn + 4) +
-                (size_t)t->bm * (size_t)(t->bn / 4));
+                (size_t)t->bm * (size_t)(t->bn / t->tn));
 }
 
 static int tiles_threads(const ea_ocl_tiles *t)
 {
-    return (t->bm / t->tm) * (t->bn / 4);
+    return (t->bm / t->tm) * (t->bn / t->tn);
 }
 
 static bool tiles_valid(const ea_ocl_tiles *t, int dmax)
 {
     if (t->tm < 1 || t->tm > 8 || t->bm < t->tm || t->bm % t->tm || t->bm > 256 || t->bn < 4 || t->bn % 4 ||
-        t->bn > 128)
+        t->bn > 128 || (t->tn != 1 && t->tn != 2 && t->tn != 4 && t->tn != 8) || t->bn % t->tn)
         return false;
-    return (dmax / 4) % (t->bn / 4) == 0;
+    return (dmax / 4) % (t->bn / t->tn) == 0;
 }
 
 static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
@@ -318,18 +318,19 @@ static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
 /* The per-class table (head dim 128), shrunk until the tile fits local memory and work-group size. */
 static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *dec)
 {
+    /* {BM, TM, BN, TN}: prefill, then decode (few rows: the query heads of a GQA group) */
     static const ea_ocl_tiles table[][2] = {
-        [EA_OCL_CLASS_OTHER] = {{16, 2, 32}, {8, 1, 32}},
-        [EA_OCL_CLASS_NVIDIA] = {{32, 4, 32}, {8, 1, 64}},
-        [EA_OCL_CLASS_MALI] = {{16, 2, 16}, {4, 1, 32}},
-        [EA_OCL_CLASS_ADRENO] = {{32, 4, 16}, {8, 1, 32}},
-        [EA_OCL_CLASS_CPU] = {{32, 4, 32}, {8, 1, 32}},
+        [EA_OCL_CLASS_OTHER] = {{16, 2, 32, 4}, {8, 1, 32, 4}},
+        [EA_OCL_CLASS_NVIDIA] = {{32, 4, 32, 4}, {8, 1, 64, 4}},
+        [EA_OCL_CLASS_MALI] = {{16, 2, 16, 4}, {4, 1, 32, 4}},
+        [EA_OCL_CLASS_ADRENO] = {{32, 4, 16, 4}, {8, 1, 32, 4}},
+        [EA_OCL_CLASS_CPU] = {{32, 8, 32, 4}, {8, 1, 32, 4}},
     };
     ea_ocl_tiles *t[2] = {pf, dec};
     for (int k = 0; k < 2; k++) {
         *t[k] = table[s->dev_class][k];
         while (!tiles_fit(s, t[k], dmax)) {
-            if (t[k]->bn > 16 || (t[k]->bn > 4 && t[k]->bm <= t[k]->tm))
+            if ((t[k]->bn > 16 || (t[k]->bn > 4 && t[k]->bm <= t[k]->tm)) && t[k]->bn / 2 >= t[k]->tn)
                 t[k]->bn /= 2;
             else if (t[k]->bm > t[k]->tm)
                 t[k]->bm /= 2;
@@ -341,7 +342,7 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
     }
 }
 
-/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN,dec=BMxTMxBN" (either part may be left out). */
+/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN[xTN],dec=BMxTMxBN[xTN]" (either part may be left out; TN 4). */
 static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *dec, char *msg)
 {
     const char *e = getenv("EDGEATTN_OPENCL_TILES");
@@ -349,8 +350,8 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
         return EDGEATTN_OK;
     const char *p = e;
     while (*p) {
-        ea_ocl_tiles t;
-        int used = 0;
+        ea_ocl_tiles t = {0, 0, 0, 4};
+        int used = 0, used2 = 0;
         ea_ocl_tiles *dst = NULL;
         if (!strncmp(p, "pf=", 3))
             dst = pf, p += 3;
@@ -358,12 +359,15 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
             dst = dec, p += 4;
         if (!dst || sscanf(p, "%dx%dx%d%n", &t.bm, &t.tm, &t.bn, &used) != 3)
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
-                           "EDGEATTN_OPENCL_TILES=%.64s: expected pf=BMxTMxBN,dec=BMxTMxBN", e);
+                           "EDGEATTN_OPENCL_TILES=%.64s: expected pf=BMxTMxBN[xTN],dec=BMxTMxBN[xTN]", e);
+        if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.tn, &used2) == 1)
+            used += used2;
         if (!tiles_fit(s, &t, dmax))
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
-                           "EDGEATTN_OPENCL_TILES: %dx%dx%d invalid for head dim %d (TM 1..8 dividing BM, BN a multiple "
-                           "of 4 with BN/4 dividing %d, %zu bytes of local memory and %zu work-items at most)",
-                           t.bm, t.tm, t.bn, dmax, dmax / 4, (size_t)s->local_mem, s->max_wg);
+                           "EDGEATTN_OPENCL_TILES: %dx%dx%dx%d invalid for head dim %d (TM 1..8 dividing BM, BN a "
+                           "multiple of 4, TN 1/2/4/8 with BN/TN dividing %d, %zu bytes of local memory and %zu "
+                           "work-items at most)",
+                           t.bm, t.tm, t.bn, t.tn, dmax, dmax / 4, (size_t)s->local_mem, s->max_wg);
         *dst = t;
         p += used;
         if (*p == ',')
@@ -521,13 +525,14 @@ static edgeattn_status build_program(ea_ocl_state *s, const char *cache_dir, con
 
 static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_ocl_variant *v, char *msg)
 {
-    char pro_pf[160], pro_dec[160], opts[96];
-    snprintf(pro_pf, sizeof pro_pf, "\n#define FK_NAME ea_flash_pf\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n",
-             v->pf.bm, v->pf.tm, v->pf.bn);
+    char pro_pf[192], pro_dec[224], opts[96];
+    snprintf(pro_pf, sizeof pro_pf,
+             "\n#define FK_NAME ea_flash_pf\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n",
+             v->pf.bm, v->pf.tm, v->pf.bn, v->pf.tn);
     snprintf(pro_dec, sizeof pro_dec,
-             "\n#undef FK_NAME\n#undef FK_BM\n#undef FK_TM\n#undef FK_BN\n#define FK_NAME ea_flash_dec\n"
-             "#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n",
-             v->dec.bm, v->dec.tm, v->dec.bn);
+             "\n#undef FK_NAME\n#undef FK_BM\n#undef FK_TM\n#undef FK_BN\n#undef FK_TN\n#define FK_NAME ea_flash_dec\n"
+             "#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n",
+             v->dec.bm, v->dec.tm, v->dec.bn, v->dec.tn);
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d", v->dmax);
     const char *src[5] = {ea_ocl_src_common, pro_pf, ea_ocl_src_flash, pro_dec, ea_ocl_src_flash};
     char what[32];
@@ -551,9 +556,9 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
                 CL_SUCCESS &&
             wg < (size_t)tiles_threads(t[i]))
             return ea_fail(msg, EDGEATTN_ERR_SYSTEM,
-                           "opencl: kernel %s (head dim %d, tiles %dx%dx%d) allows %zu work-items, needs %d: set "
+                           "opencl: kernel %s (head dim %d, tiles %dx%dx%dx%d) allows %zu work-items, needs %d: set "
                            "smaller tiles with EDGEATTN_OPENCL_TILES",
-                           i ? "ea_flash_dec" : "ea_flash_pf", v->dmax, t[i]->bm, t[i]->tm, t[i]->bn, wg,
+                           i ? "ea_flash_dec" : "ea_flash_pf", v->dmax, t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, wg,
                            tiles_threads(t[i]));
     }
     return EDGEATTN_OK;

@@ -40,7 +40,7 @@ typedef struct ea_ocl_rows_p {
 } ea_ocl_rows_p;
 
 typedef struct ea_ocl_tiles {
-    int bm, tm, bn; /* rows per work-group, rows per work-item, keys per tile */
+    int bm, tm, bn, tn; /* rows per work-group, rows per work-item, keys per tile, keys per work-item */
 } ea_ocl_tiles;
 
 typedef struct ea_ocl_variant {

@@ -284,7 +284,7 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
     const bool dec = R <= v->dec.bm;
     const ea_ocl_tiles *t = dec ? &v->dec : &v->pf;
     cl_kernel k = dec ? v->k_dec : v->k_pf;
-    const int nt = (t->bm / t->tm) * (t->bn / 4);
+    const int nt = (t->bm / t->tm) * (t->bn / t->tn);
     const int nrb = (R + t->bm - 1) / t->bm;
     const long nwg = (long)nrb * nh * nb;
     const long target = 2l * (long)s->cus;

@@ -72,8 +72,9 @@ static int group_setup(void **state)
     ea_ocl_debug dbg;
     assert_true(ea_ocl_debug_info(ctx, &dbg));
     for (int i = 0; i < dbg.nvar; i++)
-        print_message("  head dim %d: prefill tiles %dx%dx%d, decode tiles %dx%dx%d\n", dbg.dmax[i], dbg.pf[i].bm,
-                      dbg.pf[i].tm, dbg.pf[i].bn, dbg.dec[i].bm, dbg.dec[i].tm, dbg.dec[i].bn);
+        print_message("  head dim %d: prefill tiles %dx%dx%dx%d, decode tiles %dx%dx%dx%d (BMxTMxBNxTN)\n", dbg.dmax[i],
+                      dbg.pf[i].bm, dbg.pf[i].tm, dbg.pf[i].bn, dbg.pf[i].tn, dbg.dec[i].bm, dbg.dec[i].tm,
+                      dbg.dec[i].bn, dbg.dec[i].tn);
     const ea_ocl_state *s = ctx->backend_state;
     g_type = s->type;
     edgeattn_destroy(ctx);
@@ -771,7 +772,7 @@ static void test_environment(void **state)
     assert_int_equal(plan_status(&cfg, NULL, text), EDGEATTN_ERR_INVALID_ARG);
     unsetenv("EDGEATTN_OPENCL_PATH");
     static const char *const bad_tiles[] = {"pf=0x1x16", "pf=16x3x16", "pf=32x16x16", "dec=8x1x6", "pf=16x2", "xx=1x1x4",
-                                            "pf=16x2x16;dec=8x1x16"};
+                                            "pf=16x2x16;dec=8x1x16", "pf=16x2x16x3", "pf=16x2x16x16"};
     for (size_t i = 0; i < sizeof bad_tiles / sizeof bad_tiles[0]; i++) {
         setenv("EDGEATTN_OPENCL_TILES", bad_tiles[i], 1);
         ctx = NULL;
@@ -779,12 +780,13 @@ static void test_environment(void **state)
             fail_msg("EDGEATTN_OPENCL_TILES=%s: create did not refuse it (%s)", bad_tiles[i], msg.text);
     }
     /* a valid override, used for sweeps: results still right */
-    setenv("EDGEATTN_OPENCL_TILES", "pf=16x2x16,dec=4x1x8", 1);
+    setenv("EDGEATTN_OPENCL_TILES", "pf=16x2x16x8,dec=4x1x8", 1);
     ctx = tc_create(&cfg);
     unsetenv("EDGEATTN_OPENCL_TILES");
     ea_ocl_debug dbg;
     assert_true(ea_ocl_debug_info(ctx, &dbg));
     assert_int_equal(dbg.pf[0].bm, 16);
+    assert_int_equal(dbg.pf[0].tn, 8);
     assert_int_equal(dbg.dec[0].bn, 8);
     tc_rng r;
     tc_rng_init(&r, tc_seed(), 61);
