@@ -287,6 +287,60 @@ static void test_info_and_region(void **state)
     edgeattn_destroy(ctx);
 }
 
+/* edgeattn_copy host -> device -> device -> host through views of any layout and padding: the data
+ * arrives exactly, nothing outside the destination views is written. */
+static void test_copy_strided(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 3010);
+    for (int i = 0; i < 40; i++) {
+        const edgeattn_dtype dt = TC_PICK(&r, ((edgeattn_dtype[]){EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16}));
+        const int B = tc_randint(&r, 1, 3), H = tc_randint(&r, 1, 5), N = tc_randint(&r, 1, 70),
+                  D = TC_PICK(&r, ((int[]){1, 16, 48, 128}));
+        tc_tensor src, mid1, mid2, dst;
+        tc_tensor_alloc(&src, dt, B, H, N, D, tc_randint(&r, 0, 1), tc_randint(&r, 0, 5), tc_randint(&r, 0, 3), 2);
+        tc_tensor_alloc(&mid1, dt, B, H, N, D, tc_randint(&r, 0, 1), tc_randint(&r, 0, 5), tc_randint(&r, 0, 3), 2);
+        tc_tensor_alloc(&mid2, dt, B, H, N, D, tc_randint(&r, 0, 1), tc_randint(&r, 0, 5), tc_randint(&r, 0, 3), 2);
+        tc_tensor_alloc(&dst, dt, B, H, N, D, tc_randint(&r, 0, 1), tc_randint(&r, 0, 5), tc_randint(&r, 0, 3), 2);
+        tc_fill_random(&src, &r, -3, 3);
+        tc_fill_canary(&mid1);
+        tc_fill_canary(&mid2);
+        tc_fill_canary(&dst);
+        const size_t mark = a.used;
+        mirror m1 = mirror_in(ctx, &a, &mid1), m2 = mirror_in(ctx, &a, &mid2);
+        assert_int_equal(edgeattn_copy(ctx, &m1.t, &src.t), EDGEATTN_OK);  /* host -> device */
+        assert_int_equal(edgeattn_copy(ctx, &m2.t, &m1.t), EDGEATTN_OK);   /* device -> device */
+        assert_int_equal(edgeattn_copy(ctx, &dst.t, &m2.t), EDGEATTN_OK);  /* device -> host */
+        mirror_back(ctx, &m1);
+        mirror_back(ctx, &m2);
+        const tc_tensor *outs[3] = {&mid1, &mid2, &dst};
+        for (int o = 0; o < 3; o++) {
+            char why[256];
+            for (int b = 0; b < B; b++)
+                for (int h = 0; h < H; h++)
+                    for (int n = 0; n < N; n++)
+                        for (int d = 0; d < D; d++)
+                            if (tc_get(&outs[o]->t, b, h, n, d) != tc_get(&src.t, b, h, n, d))
+                                fail_msg("copy %d (case %d, %s [%d,%d,%d,%d]): element [%d,%d,%d,%d] differs", o, i,
+                                         tc_dtype_name(dt), B, H, N, D, b, h, n, d);
+            if (!tc_check_written(outs[o], "copy", why, sizeof why))
+                fail_msg("copy %d (case %d): %s", o, i, why);
+        }
+        a.used = mark;
+        tc_tensor_free(&src);
+        tc_tensor_free(&mid1);
+        tc_tensor_free(&mid2);
+        tc_tensor_free(&dst);
+    }
+    edgeattn_destroy(ctx);
+}
+
 /* Random cases with every tensor in the context's device region, outputs in canary-filled views. */
 static void test_device_tensors(void **state)
 {
@@ -1141,6 +1195,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info_and_region),
+        cmocka_unit_test(test_copy_strided),
         cmocka_unit_test(test_device_tensors),
         cmocka_unit_test(test_host_tensors),
         cmocka_unit_test(test_external_memory),
