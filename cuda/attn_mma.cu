@@ -55,18 +55,22 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
     const ea_score_xf xf = ea_make_xf(a);
 
     // rows of this thread: warp*16*MT + mt*16 + g (+8); index q = 2*mt + h
-    // only the query index stays live through the loop (mask); the head is recomputed where needed
-    int i_r[R];
-#pragma unroll
-    for (int q = 0; q < R; ++q) {
-        int hq;
-        i_r[q] = ea_row_of(a, rm, hkv, warp * 16 * MT + (q >> 1) * 16 + g + 8 * (q & 1), hq, i_r[q]) ? i_r[q] : -1;
-    }
-
+    // Few registers stay live through the loop: the rows' (head, index) are recomputed on masked tiles and
+    // in the epilogue; tiles visible to every row of the CTA are those with jf_lo <= j0 <= jf_hi.
     int lo = 0, hi = 0;
     if (rm.i1 >= rm.i0) ea_key_range(a, rm.i0, rm.i1, sq.off, sq.kv_len, lo, hi);
     const int tb_lo = lo / BN;
     const int ntiles = hi > lo ? (hi + BN - 1) / BN - tb_lo : 0;
+    int jf_lo, jf_hi;
+    {
+        long long flo = -(1LL << 40), fhi = (long long)sq.kv_len - BN;
+        const long long p0 = (long long)rm.i0 + sq.off, p1 = (long long)rm.i1 + sq.off;
+        if (a.window_left >= 0) flo = p1 - a.window_left;
+        if (a.causal && p0 - BN + 1 < fhi) fhi = p0 - BN + 1;
+        if (a.window_right >= 0 && p0 + a.window_right - BN + 1 < fhi) fhi = p0 + a.window_right - BN + 1;
+        jf_lo = flo < -(1LL << 30) ? -(1 << 30) : (int)flo;
+        jf_hi = fhi < -(1LL << 30) ? -(1 << 30) - 1 : (int)fhi;
+    }
 
     const bool q_async = ((a.q.ptr | (uint64_t)(a.q.sn * 2) | (uint64_t)(a.q.sh * 2) | (uint64_t)(a.q.sb * 2)) & 15) == 0;
     ea_load_q_tile<T, D, LD, BM, NT>(a, rm, b, hkv, sQ, q_async);
@@ -150,7 +154,7 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
         if (C::LATE) prefetch();
 
         // scores -> log2 domain, mask on boundary tiles
-        const bool full = j0 + BN <= sq.kv_len && ea_tile_full(a, rm.i0, rm.i1, j0, j0 + BN, sq.off);
+        const bool full = j0 >= jf_lo && j0 <= jf_hi;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
             if (C::GEN && xf.generic) {
@@ -173,7 +177,11 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
             if (!full) {
                 int jlo[2], jhi[2];
 #pragma unroll
-                for (int h = 0; h < 2; ++h) ea_row_bounds(a, i_r[2 * mt + h], sq.off, sq.kv_len, jlo[h], jhi[h]);
+                for (int h = 0; h < 2; ++h) {
+                    int hq, i;
+                    const bool ok = ea_row_of(a, rm, hkv, warp * 16 * MT + mt * 16 + g + 8 * h, hq, i);
+                    ea_row_bounds(a, ok ? i : -1, sq.off, sq.kv_len, jlo[h], jhi[h]);
+                }
 #pragma unroll
                 for (int n = 0; n < NTL; ++n)
 #pragma unroll
@@ -285,11 +293,11 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
         ea_prefill_body<T, CFG>(a, ea_smem_pf);                                                                  \
     }
 
-typedef ea_prefill_cfg<64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST, EA_PF_64_QREG != 0, EA_PF_64_MT, EA_PF_64_MINB> ea_pf_d64;
-typedef ea_prefill_cfg<80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST, EA_PF_80_QREG != 0, EA_PF_80_MT, EA_PF_80_MINB> ea_pf_d80;
-typedef ea_prefill_cfg<96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST, EA_PF_96_QREG != 0, EA_PF_96_MT, EA_PF_96_MINB> ea_pf_d96;
-typedef ea_prefill_cfg<128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST, EA_PF_128_QREG != 0, EA_PF_128_MT, EA_PF_128_MINB> ea_pf_d128;
-typedef ea_prefill_cfg<256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST, EA_PF_256_QREG != 0, EA_PF_256_MT, EA_PF_256_MINB> ea_pf_d256;
+typedef ea_prefill_cfg<64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST, EA_PF_64_QREG != 0, EA_PF_64_MT, EA_PF_64_MINB, true, 1, EA_PF_64_LATE != 0> ea_pf_d64;
+typedef ea_prefill_cfg<80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST, EA_PF_80_QREG != 0, EA_PF_80_MT, EA_PF_80_MINB, true, 1, EA_PF_80_LATE != 0> ea_pf_d80;
+typedef ea_prefill_cfg<96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST, EA_PF_96_QREG != 0, EA_PF_96_MT, EA_PF_96_MINB, true, 1, EA_PF_96_LATE != 0> ea_pf_d96;
+typedef ea_prefill_cfg<128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST, EA_PF_128_QREG != 0, EA_PF_128_MT, EA_PF_128_MINB, true, 1, EA_PF_128_LATE != 0> ea_pf_d128;
+typedef ea_prefill_cfg<256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST, EA_PF_256_QREG != 0, EA_PF_256_MT, EA_PF_256_MINB, true, 1, EA_PF_256_LATE != 0> ea_pf_d256;
 static_assert(ea_pf_d64::SMEM == EA_PF_SMEM(64, EA_PF_64_MT * EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST), "smem");
 static_assert(ea_pf_d80::SMEM == EA_PF_SMEM(80, EA_PF_80_MT * EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST), "smem");
 static_assert(ea_pf_d96::SMEM == EA_PF_SMEM(96, EA_PF_96_MT * EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST), "smem");
@@ -309,11 +317,11 @@ EA_PREFILL_KERNEL(ea_attn_mma_bf16_d256, ea_bf16_t, ea_pf_d256)
 
 // Plain variants (no softcap, no bias compiled in: fewer live registers in the main loop); the planner picks
 // them when neither option is set.
-typedef ea_prefill_cfg<64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST, EA_PF_64_QREG != 0, EA_PF_64_MT, EA_PF_64_MINB, false> ea_pf_d64_plain;
-typedef ea_prefill_cfg<80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST, EA_PF_80_QREG != 0, EA_PF_80_MT, EA_PF_80_MINB, false> ea_pf_d80_plain;
-typedef ea_prefill_cfg<96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST, EA_PF_96_QREG != 0, EA_PF_96_MT, EA_PF_96_MINB, false> ea_pf_d96_plain;
-typedef ea_prefill_cfg<128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST, EA_PF_128_QREG != 0, EA_PF_128_MT, EA_PF_128_MINB, false> ea_pf_d128_plain;
-typedef ea_prefill_cfg<256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST, EA_PF_256_QREG != 0, EA_PF_256_MT, EA_PF_256_MINB, false> ea_pf_d256_plain;
+typedef ea_prefill_cfg<64, EA_PF_64_NW, EA_PF_64_BN, EA_PF_64_ST, EA_PF_64_QREG != 0, EA_PF_64_MT, EA_PF_64_MINB, false, 1, EA_PF_64_LATE != 0> ea_pf_d64_plain;
+typedef ea_prefill_cfg<80, EA_PF_80_NW, EA_PF_80_BN, EA_PF_80_ST, EA_PF_80_QREG != 0, EA_PF_80_MT, EA_PF_80_MINB, false, 1, EA_PF_80_LATE != 0> ea_pf_d80_plain;
+typedef ea_prefill_cfg<96, EA_PF_96_NW, EA_PF_96_BN, EA_PF_96_ST, EA_PF_96_QREG != 0, EA_PF_96_MT, EA_PF_96_MINB, false, 1, EA_PF_96_LATE != 0> ea_pf_d96_plain;
+typedef ea_prefill_cfg<128, EA_PF_128_NW, EA_PF_128_BN, EA_PF_128_ST, EA_PF_128_QREG != 0, EA_PF_128_MT, EA_PF_128_MINB, false, 1, EA_PF_128_LATE != 0> ea_pf_d128_plain;
+typedef ea_prefill_cfg<256, EA_PF_256_NW, EA_PF_256_BN, EA_PF_256_ST, EA_PF_256_QREG != 0, EA_PF_256_MT, EA_PF_256_MINB, false, 1, EA_PF_256_LATE != 0> ea_pf_d256_plain;
 EA_PREFILL_KERNEL(ea_attn_mma_f16_d64_plain, ea_f16_t, ea_pf_d64_plain)
 EA_PREFILL_KERNEL(ea_attn_mma_f16_d80_plain, ea_f16_t, ea_pf_d80_plain)
 EA_PREFILL_KERNEL(ea_attn_mma_f16_d96_plain, ea_f16_t, ea_pf_d96_plain)

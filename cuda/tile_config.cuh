@@ -2,7 +2,7 @@
  * and by the launch planner (launch.c, C11), so the two cannot disagree.
  * Prefill: EA_PF_<D>_{NW,BN,ST,QREG,MT,MINB}: warps (16*MT query rows each), keys per tile, cp.async
  * stages, Q held in registers (1) or re-read from shared memory (0), m16 tiles per warp, CTAs per SM the
- * register budget is set for (__launch_bounds__ minBlocks). Decode: EA_DC_<D>_{NW,WST}: warps, stages per warp
+ * register budget is set for (__launch_bounds__ minBlocks), K/V prefetch issued after Q.K^T (LATE). Decode: EA_DC_<D>_{NW,WST}: warps, stages per warp
  * (16 keys a stage). Shared bytes follow from these (EA_PF_SMEM / EA_DC_SMEM). */
 #ifndef EDGEATTN_CUDA_TILE_CONFIG_H
 #define EDGEATTN_CUDA_TILE_CONFIG_H
@@ -12,30 +12,35 @@
 #define EA_PF_64_ST 2
 #define EA_PF_64_QREG 1
 #define EA_PF_64_MT 2
+#define EA_PF_64_LATE 0
 #define EA_PF_64_MINB 2
 #define EA_PF_80_NW 4
 #define EA_PF_80_BN 64
 #define EA_PF_80_ST 3
 #define EA_PF_80_QREG 1
 #define EA_PF_80_MT 1
+#define EA_PF_80_LATE 0
 #define EA_PF_80_MINB 1
 #define EA_PF_96_NW 4
 #define EA_PF_96_BN 64
 #define EA_PF_96_ST 3
 #define EA_PF_96_QREG 1
 #define EA_PF_96_MT 1
+#define EA_PF_96_LATE 0
 #define EA_PF_96_MINB 1
 #define EA_PF_128_NW 4
 #define EA_PF_128_BN 64
 #define EA_PF_128_ST 2
 #define EA_PF_128_QREG 0
 #define EA_PF_128_MT 2
+#define EA_PF_128_LATE 1
 #define EA_PF_128_MINB 2
 #define EA_PF_256_NW 4
 #define EA_PF_256_BN 32
 #define EA_PF_256_ST 2
 #define EA_PF_256_QREG 0
 #define EA_PF_256_MT 1
+#define EA_PF_256_LATE 0
 #define EA_PF_256_MINB 1
 
 /* Small-shared-memory D128 configurations for parts with <= 99 KB per block (sm_86, sm_89): 87 KB and 74 KB. */
@@ -45,6 +50,7 @@
 #define EA_PF_128S_QREG 0
 #define EA_PF_128S_MT 2
 #define EA_PF_128S_MINB 2
+#define EA_PF_128S_LATE 0
 #define EA_DC_128S_NW 4
 #define EA_DC_128S_WST 2
 

@@ -38,6 +38,10 @@ if [ "$1" != "quick" ]; then
   compute-sanitizer --tool racecheck /tmp/harness /tmp/k.cubin small > /tmp/racecheck.txt 2>&1
   (grep -v "^ok" /tmp/memcheck.txt | head -60; grep -v "^ok" /tmp/racecheck.txt | head -40) | tee $OUT/sanitizer.txt
 fi
+if [ "$1" != "quick" ]; then
+  timeout 120 ncu --clock-control none -k regex:"ea_attn_mma_f16_d128_plain|ea_decode_mma_f16_d128" -c 2 --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis /tmp/harness /tmp/k.cubin one > /tmp/ncu.txt 2>&1
+  grep -E "ea_|Throughput|Stall|Issued|Eligible|Active Warps|Warp Cycles|Bandwidth|Duration|Pipe|Bank" /tmp/ncu.txt | head -80 > $OUT/ncu.txt
+fi
 /tmp/harness /tmp/kv.cubin bench 2>&1 | grep -v "^  kernel" | tee $OUT/bench.txt
 if [ -f .device-carry-k/peers/torch_sdpa.py ]; then PYTHONUNBUFFERED=1 python3 .device-carry-k/peers/torch_sdpa.py 2>&1 | tee $OUT/peers.txt; fi
 echo "=== summary"; grep -c "^ok" $OUT/check.txt; grep -E "FAIL|UNSUPP|checks:" $OUT/check.txt | head -30; grep ERROR $OUT/sanitizer.txt | head

@@ -50,7 +50,7 @@ static int g_fail = 0;
 // Extra prefill variants (cuda/dev/variants.cu), launched in place of the planned prefill kernel.
 struct Variant { const char *name; int D, bm, nt, bn, st, m16; CUfunction fn; };
 static Variant g_var[] = {
-    {"ea_dev_pf_d128_late", 128, 128, 128, 64, 2, 8, 0},
+    {"ea_dev_pf_d128_early", 128, 128, 128, 64, 2, 8, 0},
     {"ea_dev_pf_d64_late", 64, 128, 128, 64, 2, 8, 0},
     {"ea_dev_pf_d128_mt2_bn32_st3", 128, 128, 128, 32, 3, 8, 0},
 };
@@ -676,6 +676,12 @@ int main(int argc, char **argv) {
             g_dev = keep;
         }
         printf("checks: %d failed\n", g_fail);
+    }
+    if (mode == "one") { // a single prefill and a single decode call (profilers)
+        Case c; c.B = 1; c.Hq = 32; c.Hkv = 32; c.Nq = 4096; c.Nkv = 4096; c.D = 128; c.lse = 1;
+        Built w; build(c, w, false); run(w); CK(cudaDeviceSynchronize()); release(w);
+        Case d; d.B = 1; d.Hq = 32; d.Hkv = 8; d.Nq = 1; d.Nkv = 131072; d.D = 128; d.lse = 0;
+        Built x; build(d, x, false); run(x); CK(cudaDeviceSynchronize()); release(x);
     }
     if (mode == "bench" || mode == "all") {
         bench_peak();
