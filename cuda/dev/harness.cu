@@ -53,6 +53,7 @@ static Variant g_var[] = {
     {"ea_dev_pf_d128_early", 128, 128, 128, 64, 2, 8, 0},
     {"ea_dev_pf_d64_late", 64, 128, 128, 64, 2, 8, 0},
     {"ea_dev_pf_d128_mt2_bn32_st3", 128, 128, 128, 32, 3, 8, 0},
+    {"ea_dev_pf_d64_bn128", 64, 128, 128, 128, 2, 8, 0},
 };
 static Variant *g_ovr = nullptr;
 

@@ -9,3 +9,4 @@
 EA_DEV_PF(ea_dev_pf_d128_early, ea_f16_t, 128, 4, 64, 2, false, 2, 2, false, 1, false)
 EA_DEV_PF(ea_dev_pf_d64_late, ea_f16_t, 64, 4, 64, 2, true, 2, 2, false, 1, true)
 EA_DEV_PF(ea_dev_pf_d128_mt2_bn32_st3, ea_f16_t, 128, 4, 32, 3, false, 2, 2, false)
+EA_DEV_PF(ea_dev_pf_d64_bn128, ea_f16_t, 64, 4, 128, 2, false, 2, 2, false, 1, false)
