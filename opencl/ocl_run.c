@@ -287,7 +287,8 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
     const int nt = (t->bm / t->tm) * (t->bn / t->tn);
     const int nrb = (R + t->bm - 1) / t->bm;
     const long nwg = (long)nrb * nh * nb;
-    const long target = 2l * (long)s->cus;
+    /* enough work-groups in flight: decode-like launches (few rows, memory-bound) want more */
+    const long target = (dec ? 8l : 2l) * (long)s->cus;
     P.nsplit = 1;
     if (nwg < target && kvmax >= 4 * t->bn) {
         long ns = (target + nwg - 1) / nwg;

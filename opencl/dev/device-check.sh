@@ -6,10 +6,11 @@
 # Builds in /tmp (CUDA off, so AUTO in the shared suites takes the OpenCL device), runs test_opencl,
 # the shared suites (parity adds the forced OpenCL backend; bad_input, numerics and noalloc run
 # through AUTO on the device named by EDGEATTN_OPENCL_DEVICE, default "nvidia"), then edgebench's
-# OpenCL suite (fused beside unfused CLBlast, ceilings measured in the same run). Writes at most 6
-# files to $OUT: build.log, test_opencl.log, suites.log, bench.txt, bench.json, env.txt.
+# OpenCL suite (fused beside unfused CLBlast, ceilings measured in the same run). Writes at most 7
+# files to $OUT: build.log, test_opencl.log, suites.log, bench.txt, bench.json, env.txt, sweep.txt.
 # Environment: EDGEATTN_OPENCL_DEVICE (default nvidia), BENCH_ARGS (extra edgebench options),
-# BENCH_ONLY=1 (skip the tests).
+# BENCH_ONLY=1 (skip the tests), TILE_SWEEP="pf=BMxTMxBN[xTN] ..." or TILE_SWEEP=default (times the
+# issue's prefill and decode shapes per EDGEATTN_OPENCL_TILES value into sweep.txt, before the suite).
 set -uo pipefail
 out=${OUT:-/tmp/ocl-device-out}
 mkdir -p "$out"
@@ -49,6 +50,23 @@ if [[ "${BENCH_ONLY:-0}" != 1 ]]; then
         timeout 400 "$b/tests/test_$s" >> "$out/suites.log" 2>&1 || status=1
     done
     grep -E '^---- |^\[  (PASSED|FAILED)|opencl \(|worst err' "$out/suites.log"
+fi
+
+if [[ -n "${TILE_SWEEP:-}" ]]; then
+    step "tile sweep (sweep.txt)"
+    [[ "$TILE_SWEEP" == default ]] &&
+        TILE_SWEEP="pf=32x4x32 pf=16x4x64x8 pf=32x4x32x8 pf=32x8x32 pf=16x2x32 pf=32x2x32x8 pf=64x8x16x2 dec=8x1x64,pf=32x4x16x4 dec=4x1x64 dec=8x1x32 dec=16x2x64"
+    : > "$out/sweep.txt"
+    for t in $TILE_SWEEP; do
+        echo "---- EDGEATTN_OPENCL_TILES=$t" >> "$out/sweep.txt"
+        EDGEATTN_OPENCL_TILES=$t timeout 60 "$b/tools/edgebench/edgebench" --backend opencl --reps 3 --warmup 1 \
+            --no-ceiling --no-ref \
+            --case "prefill:H=32,N=4096,D=128,q=f16,kv=f16,out=f16,name=pf-4k" \
+            --case "prefill:H=32,N=4096,D=128,causal=1,q=f16,kv=f16,out=f16,name=pf-4k-causal" \
+            --case "decode:H=32,KVH=8,NKV=32768,D=128,q=f16,kv=f16,out=f16,name=dec-32k" 2>&1 |
+            grep -E '^(pf|dec)|rror|failed' >> "$out/sweep.txt"
+    done
+    cat "$out/sweep.txt"
 fi
 
 step "edgebench --backend opencl"
