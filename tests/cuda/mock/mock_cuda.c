@@ -7,6 +7,7 @@
  * Single-threaded, synchronous: every "async" call has finished when it returns.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ static range g_r[MAX_RANGES];
 static int g_nr;
 static int g_ctx_obj, g_stream_obj[64], g_nstream, g_event_obj[64], g_nevent, g_mod_obj;
 static const char *g_fn_names[128];
+static int g_fn_smem[128]; /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES as set by the host */
 static int g_nfn;
 
 static const range *find(uintptr_t p)
@@ -216,7 +218,16 @@ API CUresult cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name)
     *f = (CUfunction)(void *)&g_fn_names[g_nfn++];
     return 0;
 }
-API CUresult cuFuncSetAttribute(CUfunction f, int a, int v) { (void)f; (void)a; (void)v; return 0; }
+API CUresult cuFuncSetAttribute(CUfunction f, int a, int v)
+{
+    const int i = (int)((const char *const *)(const void *)f - g_fn_names);
+    if (a == EA_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) {
+        if (v > 232448)
+            return EA_CUDA_ERROR_INVALID_VALUE;
+        g_fn_smem[i] = v;
+    }
+    return 0;
+}
 API CUresult cuPointerGetAttribute(void *data, int attr, CUdeviceptr p)
 {
     const range *r = find((uintptr_t)p);
@@ -281,6 +292,15 @@ static void touch(const ea_cu_tensor *t, int64_t i, int es)
 
 static void k_attention(const ea_cu_attn_args *a)
 {
+    if (a->num_splits > 1) { /* the split workspace must lie in device memory */
+        const size_t rows = (size_t)a->B * (size_t)a->Hq * (size_t)a->Nq;
+        ea_cu_tensor wo = {a->ws_o, 0, 0, 0, EA_CU_F32, 0}, wl = {a->ws_lse, 0, 0, 0, EA_CU_F32, 0};
+        touch(&wo, (int64_t)(rows * (size_t)a->num_splits * (size_t)a->D) - 1, 4);
+        touch(&wl, (int64_t)(rows * (size_t)a->num_splits) - 1, 4);
+        const range *r = find((uintptr_t)a->ws_o);
+        if (!r || a->ws_lse + rows * (size_t)a->num_splits * 4 > r->p + r->n)
+            g_bad_access = 1;
+    }
     const int D = a->D;
     double *s = malloc(sizeof(double) * (size_t)(a->Nkv > 0 ? a->Nkv : 1));
     const ea_cu_seq *seq = (const ea_cu_seq *)(uintptr_t)a->seq;
@@ -375,6 +395,11 @@ API CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
     if (!gx || !gy || !gz || !bx || !by || !bz || bx * by * bz > 1024 || gy > 65535 || gz > 65535)
         return EA_CUDA_ERROR_INVALID_VALUE;
     const char *name = *(const char *const *)(const void *)f;
+    const int fi = (int)((const char *const *)(const void *)f - g_fn_names);
+    if (getenv("EDGEATTN_MOCK_CUDA_TRACE"))
+        fprintf(stderr, "mock launch %s grid %u,%u,%u block %u smem %u\n", name, gx, gy, gz, bx, smem);
+    if (smem > 48u * 1024u && (int)smem > g_fn_smem[fi])
+        return EA_CUDA_ERROR_INVALID_VALUE; /* as the driver: above 48 KiB only after cuFuncSetAttribute */
     if (strcmp(name, "ea_attn_combine") == 0 || strcmp(name, "ea_peak_mma") == 0)
         return 0;
     if (strcmp(name, "ea_kv_write") == 0)
