@@ -9,7 +9,7 @@
 # From the repo root on the device machine (carry .device-carry):
 #   source .device-carry/env.sh; bash cuda/dev/device-check.sh
 # Env: ARCHS (default 90; 80 for an A100), BUILD (default /tmp/ea-cuda-check), SKIP_SANITIZER=1,
-#      SAN_TIMEOUT (seconds per sanitizer tool, default 150; status 124 = ran out of time),
+#      JOBS (ninja -j), SAN_TIMEOUT (seconds per sanitizer tool, default 150; status 124 = ran out of time),
 #      EDGEATTN_TEST_SEED to repeat a run.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -32,7 +32,7 @@ else
     meson setup "$B" -Dbuildtype=release -Dnvcc_archs="$ARCHS" -Dopencl=disabled -Dcuda=enabled > "$OUT/build.log" 2>&1
 fi
 rc=$?
-((rc == 0)) && { ninja -C "$B" >> "$OUT/build.log" 2>&1; rc=$?; }
+((rc == 0)) && { ninja -C "$B" ${JOBS:+-j "$JOBS"} >> "$OUT/build.log" 2>&1; rc=$?; }
 if ((rc != 0)); then
     tail -40 "$OUT/build.log"
     note "BUILD FAILED (see build.log)"
@@ -48,7 +48,7 @@ meson test -C "$B" --no-rebuild --print-errorlogs --timeout-multiplier 2 \
     > "$OUT/test-cuda.log" 2>&1
 rc_cuda=$?
 grep -E "^CUDA:|16K prefill|128K decode|ceilings:|queue note|parity over|^  cuda" "$B/meson-logs/testlog.txt" | sort -u | tee -a "$sum"
-grep -E "^ *[0-9]+/[0-9]+ " "$OUT/test-cuda.log" | tee -a "$sum"
+awk '/^Summary of Failures/ { exit } /^ *[0-9]+\/[0-9]+ / { print }' "$OUT/test-cuda.log" | tee -a "$sum"
 note "CUDA suites: $([[ $rc_cuda == 0 ]] && echo ok || echo "FAILED ($rc_cuda)") in $((SECONDS - t)) s"
 cp "$B/meson-logs/testlog.txt" "$OUT/testlog-cuda.txt"
 
@@ -57,7 +57,7 @@ t=$SECONDS
 CUDA_VISIBLE_DEVICES= EDGEATTN_TEST_REQUIRE_CUDA=0 meson test -C "$B" --no-rebuild --print-errorlogs \
     api noalloc header_c > "$OUT/test-cpu.log" 2>&1
 rc_cpu=$?
-grep -E "^ *[0-9]+/[0-9]+ " "$OUT/test-cpu.log" | tee -a "$sum"
+awk '/^Summary of Failures/ { exit } /^ *[0-9]+\/[0-9]+ / { print }' "$OUT/test-cpu.log" | tee -a "$sum"
 note "CPU-only suites (GPU hidden): $([[ $rc_cpu == 0 ]] && echo ok || echo "FAILED ($rc_cpu)") in $((SECONDS - t)) s"
 
 # 4. compute-sanitizer on test_cuda, short mode
