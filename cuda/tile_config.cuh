@@ -12,7 +12,7 @@
 #define EA_PF_64_ST 2
 #define EA_PF_64_QREG 1
 #define EA_PF_64_MT 2
-#define EA_PF_64_LATE 0
+#define EA_PF_64_LATE 1
 #define EA_PF_64_MINB 2
 #define EA_PF_80_NW 4
 #define EA_PF_80_BN 64
