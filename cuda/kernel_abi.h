@@ -1,6 +1,6 @@
 /*
- * The contract between the CUDA host code (cuda/*.c, plain C11, driver API through dlopen) and the
- * kernels (cuda/*.cu, compiled by nvcc into the embedded fatbin). Every kernel is `extern "C"` so the
+ * The contract between the CUDA host code (the cuda/ C files, plain C11, driver API through dlopen) and the
+ * kernels (the cuda/ .cu files, compiled by nvcc into the embedded fatbin). Every kernel is `extern "C"` so the
  * host finds it by name with cuModuleGetFunction, and takes exactly one argument: one of the structs
  * below, by value. Plain C types only; device addresses are uint64_t (CUdeviceptr).
  *
