@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# One device-machine call for both GPU backends (H100/H200; run from the repository root after
+# `source .device-carry/env.sh`, with .device-carry carried: it holds cmocka, CLBlast and peers/).
+#
+#   tools/device-check.sh [STEP...]     steps: build bench peers tests ocl sanitizer (default: all)
+#
+#   build      meson build in $BUILD (default /tmp/ea-dev) with CUDA (sm_$ARCHS, default 90) and OpenCL
+#   bench      edgebench --backend cuda (the CUDA suite, ceilings measured in the same run)
+#   peers      PyTorch SDPA peers (FlashAttention-2, cuDNN) from .device-carry/peers/torch_sdpa.py
+#   tests      every suite on CUDA (AUTO picks it), CPU-only suites with the GPU hidden
+#   ocl        OpenCL on NVIDIA's driver: test_opencl, shared suites forced to OpenCL, edgebench suite
+#   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
+#
+# Output: $OUT/summary.txt (also printed last), bench-cuda.txt, peers.txt, bench-ocl.txt and every log
+# in $OUT/logs.tgz (the device tool returns at most 8 files).
+set -uo pipefail
+OUT=${OUT:-/tmp/ea-out}
+B=${BUILD:-/tmp/ea-dev}
+ARCHS=${ARCHS:-90}
+L=/tmp/ea-logs
+mkdir -p "$OUT" "$L"
+export PATH=/usr/local/cuda/bin:$PATH
+steps=("$@")
+((${#steps[@]})) || steps=(build bench peers tests ocl sanitizer)
+sum=$OUT/summary.txt
+note() { echo "$*" | tee -a "$sum"; }
+want() { local s; for s in "${steps[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
+t0=$SECONDS
+note "== $(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)"
+
+if want build; then
+    { meson setup "$B" -Dbuildtype=release -Dnvcc_archs="$ARCHS" -Dcuda=enabled -Dopencl=enabled &&
+        ninja -C "$B"; } > "$L/build.log" 2>&1 || { tail -30 "$L/build.log"; note "BUILD FAILED"; tar czf "$OUT/logs.tgz" -C "$L" .; exit 1; }
+    note "build ok at $((SECONDS - t0)) s"
+fi
+EB=$B/tools/edgebench/edgebench
+
+if want bench; then
+    timeout 300 "$EB" --backend cuda --reps 15 --json "$L/bench-cuda.json" > "$OUT/bench-cuda.txt" 2>&1
+    note "edgebench cuda: status $? at $((SECONDS - t0)) s"
+fi
+if want peers; then
+    (cd .device-carry/peers && PYTHONUNBUFFERED=1 timeout 240 python3 torch_sdpa.py) > "$OUT/peers.txt" 2>&1
+    note "peers: status $? at $((SECONDS - t0)) s"
+fi
+if want tests; then
+    EDGEATTN_TEST_REQUIRE_CUDA=1 meson test -C "$B" --no-rebuild --print-errorlogs --timeout-multiplier 3 \
+        --no-suite opencl > "$L/test-gpu.log" 2>&1
+    r=$?
+    awk '/^Summary of Failures/ { exit } /^ *[0-9]+\/[0-9]+ / { print }' "$L/test-gpu.log" | grep -v " OK " | tee -a "$sum"
+    grep -E "16K prefill|128K decode|ceilings:|parity over" "$B/meson-logs/testlog.txt" | sort -u | head -20 | tee -a "$sum"
+    cp "$B/meson-logs/testlog.txt" "$L/testlog-gpu.txt"
+    note "tests on CUDA: status $r at $((SECONDS - t0)) s"
+    CUDA_VISIBLE_DEVICES= meson test -C "$B" --no-rebuild --print-errorlogs api noalloc > "$L/test-cpu.log" 2>&1
+    note "api + noalloc with the GPU hidden: status $?"
+fi
+if want ocl; then
+    export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
+    EDGEATTN_TEST_REQUIRE_OPENCL=1 timeout 300 "$B/tests/opencl/test_opencl" > "$L/test-opencl.log" 2>&1
+    note "test_opencl ($EDGEATTN_OPENCL_DEVICE): status $?"; grep -E '^\[  (PASSED|FAILED)' "$L/test-opencl.log" | tee -a "$sum"
+    for s in parity bad_input numerics noalloc; do
+        EDGEATTN_BACKEND=opencl timeout 300 "$B/tests/test_$s" > "$L/ocl-$s.log" 2>&1
+        note "$s on OpenCL: status $?"; grep -E '^\[  FAILED' "$L/ocl-$s.log" | head -5 | tee -a "$sum"
+    done
+    timeout 300 "$EB" --backend opencl --reps 5 --json "$L/bench-ocl.json" > "$OUT/bench-ocl.txt" 2>&1
+    note "edgebench opencl: status $? at $((SECONDS - t0)) s"
+fi
+if want sanitizer && command -v compute-sanitizer > /dev/null; then
+    for tool in memcheck racecheck; do
+        EDGEATTN_TEST_CUDA_SHORT=1 timeout 150 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 20 \
+            "$B/tests/cuda/test_cuda" > "$L/sanitizer-$tool.log" 2>&1
+        note "compute-sanitizer $tool: status $?; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$L/sanitizer-$tool.log" | tail -1)"
+    done
+fi
+tar czf "$OUT/logs.tgz" -C "$L" .
+note "== total $((SECONDS - t0)) s"
+cat "$OUT/bench-cuda.txt" 2>/dev/null | tail -22
