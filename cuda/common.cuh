@@ -42,15 +42,19 @@ __device__ __forceinline__ void ea_store(void *base, int64_t idx, int dtype, flo
     else if (dtype == EA_CU_F16) ((uint16_t *)base)[idx] = ea_f_to_h(v);
     else ((uint16_t *)base)[idx] = ea_f_to_bf16(v);
 }
-// Two adjacent elements (idx even in the D dimension, rows 4-byte aligned for 16-bit types).
+// Two adjacent elements; one wide store when the address allows it (a caller's view may start at any
+// element, so alignment is checked on the address, not assumed from idx).
 __device__ __forceinline__ void ea_store2(void *base, int64_t idx, int dtype, float a, float b) {
     if (dtype == EA_CU_F32) {
-        if ((idx & 1) == 0) *(float2 *)((float *)base + idx) = make_float2(a, b);
-        else { ((float *)base)[idx] = a; ((float *)base)[idx + 1] = b; }
+        float *p = (float *)base + idx;
+        if (((uintptr_t)p & 7u) == 0) *(float2 *)p = make_float2(a, b);
+        else { p[0] = a; p[1] = b; }
     } else {
-        uint32_t lo = dtype == EA_CU_F16 ? ea_f_to_h(a) : ea_f_to_bf16(a);
-        uint32_t hi = dtype == EA_CU_F16 ? ea_f_to_h(b) : ea_f_to_bf16(b);
-        *(uint32_t *)((uint16_t *)base + idx) = lo | (hi << 16);
+        uint16_t lo = dtype == EA_CU_F16 ? ea_f_to_h(a) : ea_f_to_bf16(a);
+        uint16_t hi = dtype == EA_CU_F16 ? ea_f_to_h(b) : ea_f_to_bf16(b);
+        uint16_t *p = (uint16_t *)base + idx;
+        if (((uintptr_t)p & 3u) == 0) *(uint32_t *)p = (uint32_t)lo | ((uint32_t)hi << 16);
+        else { p[0] = lo; p[1] = hi; }
     }
 }
 __device__ __forceinline__ int ea_dtype_size(int dtype) { return dtype == EA_CU_F32 ? 4 : 2; }

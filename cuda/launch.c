@@ -157,7 +157,10 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     if (cc < 75) return 0;
     const int di = dim_index(a->D);
     const int kv16 = (a->k.dtype == EA_CU_F16 || a->k.dtype == EA_CU_BF16) && a->k.dtype == a->v.dtype;
-    const int mma_ok = cc >= 80 && di >= 0 && kv16 && aligned_16b(&a->k) && aligned_16b(&a->v) && out_pairs_ok(&a->out);
+    /* Q must share K's 16-bit type: an F32 Q rounded to F16/BF16 for the tensor cores loses ~11 bits of
+     * every score, which large logits turn into visible error; F32 (or mixed) Q takes the SIMT path. */
+    const int mma_ok = cc >= 80 && di >= 0 && kv16 && a->q.dtype == a->k.dtype && aligned_16b(&a->k) &&
+                       aligned_16b(&a->v) && out_pairs_ok(&a->out);
     const int64_t rows_kv = (int64_t)a->group * a->Nq; /* rows per (b, kv head) */
     const int64_t rows_total = (int64_t)a->B * a->Hq * a->Nq;
     const int bf = a->k.dtype == EA_CU_BF16;

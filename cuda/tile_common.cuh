@@ -152,9 +152,9 @@ __device__ __forceinline__ ea_score_xf ea_make_xf(const ea_cu_attn_args &a) {
     return x;
 }
 
-// tanh(x) = 1 - 2 / (exp(2x) + 1): a few instructions and registers, absolute error ~1e-7 (softcap scales
-// it by the cap; scores matter in absolute terms inside exp).
-__device__ __forceinline__ float ea_tanh(float x) { return 1.f - __fdividef(2.f, __expf(2.f * x) + 1.f); }
+// tanh for softcap: the accurate tanhf. The short form 1 - 2/(exp(2x)+1) loses every digit near 0, and
+// softcap multiplies the result back up, so a large cap would turn small scores into 0.
+__device__ __forceinline__ float ea_tanh(float x) { return tanhf(x); }
 
 __device__ __forceinline__ float ea_xf_generic(const ea_cu_attn_args &a, const ea_score_xf &x, float acc,
                                                const float *brow, int j) {

@@ -177,6 +177,7 @@ static void test_plan_reports_bytes(void **state)
     edgeattn_config c;
     edgeattn_config_default(&c);
     c.num_threads = 2;
+    c.backend = EDGEATTN_BACKEND_CPU; /* (AUTO takes a GPU where there is one) */
     const edgeattn_plan_info p0 = plan_ok(&c);
     assert_int_equal(p0.backend, EDGEATTN_BACKEND_CPU);
     assert_true(p0.host_bytes > 0);
@@ -471,6 +472,7 @@ static void test_backend_info(void **state)
     edgeattn_config c;
     edgeattn_config_default(&c);
     c.num_threads = 2;
+    c.backend = EDGEATTN_BACKEND_CPU; /* (AUTO takes a GPU where there is one) */
     edgeattn_context *ctx = create_ok(&c);
     edgeattn_backend_info info;
     memset(&info, 0xff, sizeof info);
@@ -513,6 +515,7 @@ static void test_cpu_mask_env(void **state)
     edgeattn_config c;
     edgeattn_config_default(&c);
     c.num_threads = 1;
+    c.backend = EDGEATTN_BACKEND_CPU; /* the mask is about the CPU backend's tiers */
     char val[32];
     /* every feature off through the environment: the scalar tier */
     snprintf(val, sizeof val, "0x%x", (unsigned)(f | 0xffff0000u));
