@@ -555,7 +555,8 @@ static void test_cpu_mask_env(void **state)
 #endif
     }
     unsetenv("EDGEATTN_CPU_MASK");
-    /* EDGEATTN_BACKEND=cpu forces the CPU backend */
+    /* EDGEATTN_BACKEND=cpu forces the CPU backend (over AUTO, which takes a GPU where there is one) */
+    c.backend = EDGEATTN_BACKEND_AUTO;
     setenv("EDGEATTN_BACKEND", "cpu", 1);
     ctx = create_ok(&c);
     assert_int_equal(edgeattn_get_backend_info(ctx, &info), EDGEATTN_OK);
