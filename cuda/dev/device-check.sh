@@ -2,9 +2,9 @@
 # The CUDA backend on a real GPU, in one device call (about 5-8 minutes on an H100/H200):
 #   build (sm_90 only) in /tmp, the CUDA suite (test_cuda: device/host/external memory, async,
 #   device KV cache, 16K prefill, 128K decode, bad input, no allocation after create), the shared
-#   suites on CUDA (parity adds CUDA by itself; bad_input and numerics pick CUDA through AUTO), the
-#   CPU-only suites with the GPU hidden, then compute-sanitizer memcheck and racecheck on test_cuda in
-#   short mode. Logs go to $OUT (at most 8 files); the last lines printed are the summary.
+#   suites on CUDA (parity adds CUDA by itself; bad_input, numerics, noalloc and api pick CUDA through
+#   AUTO), the same suites on the CPU with the GPU hidden (CUDA_VISIBLE_DEVICES=), then
+#   compute-sanitizer memcheck and racecheck on test_cuda in short mode. Logs go to $OUT (at most 8 files); the last lines printed are the summary.
 #
 # From the repo root on the device machine (carry .device-carry):
 #   source .device-carry/env.sh; bash cuda/dev/device-check.sh
@@ -44,7 +44,7 @@ note "build ok in $((SECONDS - t0)) s ($(grep -c warning "$OUT/build.log") warni
 export EDGEATTN_TEST_REQUIRE_CUDA=1
 t=$SECONDS
 meson test -C "$B" --no-rebuild --print-errorlogs --timeout-multiplier 2 \
-    cuda parity bad_input numerics cuda_mockcuda parity_mockcuda bad_input_mockcuda numerics_mockcuda \
+    cuda parity bad_input numerics noalloc api cuda_mockcuda parity_mockcuda bad_input_mockcuda numerics_mockcuda \
     > "$OUT/test-cuda.log" 2>&1
 rc_cuda=$?
 grep -E "^CUDA:|16K prefill|128K decode|ceilings:|queue note|parity over|^  cuda" "$B/meson-logs/testlog.txt" | sort -u | tee -a "$sum"
@@ -52,10 +52,10 @@ awk '/^Summary of Failures/ { exit } /^ *[0-9]+\/[0-9]+ / { print }' "$OUT/test-
 note "CUDA suites: $([[ $rc_cuda == 0 ]] && echo ok || echo "FAILED ($rc_cuda)") in $((SECONDS - t)) s"
 cp "$B/meson-logs/testlog.txt" "$OUT/testlog-cuda.txt"
 
-# 3. suites that expect the CPU backend under AUTO (api, noalloc) with the GPU hidden
+# 3. the same suites on the CPU backend (AUTO with the GPU hidden)
 t=$SECONDS
 CUDA_VISIBLE_DEVICES= EDGEATTN_TEST_REQUIRE_CUDA=0 meson test -C "$B" --no-rebuild --print-errorlogs \
-    api noalloc header_c > "$OUT/test-cpu.log" 2>&1
+    api noalloc bad_input numerics header_c > "$OUT/test-cpu.log" 2>&1
 rc_cpu=$?
 awk '/^Summary of Failures/ { exit } /^ *[0-9]+\/[0-9]+ / { print }' "$OUT/test-cpu.log" | tee -a "$sum"
 note "CPU-only suites (GPU hidden): $([[ $rc_cpu == 0 ]] && echo ok || echo "FAILED ($rc_cpu)") in $((SECONDS - t)) s"
