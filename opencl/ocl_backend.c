@@ -135,8 +135,6 @@ static bool ocl_probe(void)
     ea_ocl_api api;
     if (!ea_ocl_load(&api, NULL, 0))
         return false;
-    ocl_pick pick;
-    char msg[EA_MSG_LEN];
     /* any device at all; the device rule of a config is supports_config's and plan's */
     cl_platform_id plats[16];
     cl_uint np = 0;
@@ -146,8 +144,6 @@ static bool ocl_probe(void)
             cl_uint nd = 0;
             any = api.clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) == CL_SUCCESS && nd > 0;
         }
-    (void)pick;
-    (void)msg;
     ea_ocl_unload(&api);
     return any;
 }
@@ -241,6 +237,7 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, 
         L->uf_s = ea_sizer_add(&sz, ur * (size_t)L->rows_kv, 4, 256);
         const size_t t1 = blast_tmp_bound(ur, (size_t)L->rows_kv, D), t2 = blast_tmp_bound(ur, D, (size_t)L->rows_kv);
         L->blast_tmp_bytes = t1 > t2 ? t1 : t2;
+        L->blast_tmp = ea_sizer_add(&sz, L->blast_tmp_bytes, 1, 4096);
     }
     L->work_bytes = sz.total;
     if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
@@ -253,8 +250,7 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, 
     }
     L->user_bytes = (size_t)cfg->device_user_bytes;
     size_t total = 0;
-    if (sz.overflow || !ea_add_ok(L->work_bytes, L->blast_tmp_bytes, &total) ||
-        !ea_add_ok(total, L->user_bytes, &total) || !ea_add_ok(total, L->kv_bytes_each, &total) ||
+    if (sz.overflow || !ea_add_ok(L->work_bytes, L->user_bytes, &total) || !ea_add_ok(total, L->kv_bytes_each, &total) ||
         !ea_add_ok(total, L->kv_bytes_each, &total))
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "opencl: device plan overflows size_t");
     L->device_total = total;
@@ -594,7 +590,7 @@ static void ocl_release(ea_ocl_state *s)
             a->clReleaseKernel(s->k[i]);
     if (s->util_prog)
         a->clReleaseProgram(s->util_prog);
-    cl_mem mems[5] = {s->kv_k, s->kv_v, s->user, s->work, s->blast_tmp};
+    cl_mem mems[5] = {s->blast_tmp, s->kv_k, s->kv_v, s->user, s->work};
     for (int i = 0; i < 5; i++)
         if (mems[i])
             a->clReleaseMemObject(mems[i]);
@@ -754,10 +750,22 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
     if ((st = make_buffer(s, s->lay.work_bytes, "work pool (staging, split-KV workspace)", &s->work, msg)) != EDGEATTN_OK ||
         (st = make_buffer(s, s->lay.kv_bytes_each, "KV cache (K)", &s->kv_k, msg)) != EDGEATTN_OK ||
         (st = make_buffer(s, s->lay.kv_bytes_each, "KV cache (V)", &s->kv_v, msg)) != EDGEATTN_OK ||
-        (st = make_buffer(s, s->lay.user_bytes, "user region", &s->user, msg)) != EDGEATTN_OK ||
-        (st = make_buffer(s, s->lay.blast_tmp_bytes, "CLBlast temporary buffer", &s->blast_tmp, msg)) != EDGEATTN_OK)
+        (st = make_buffer(s, s->lay.user_bytes, "user region", &s->user, msg)) != EDGEATTN_OK)
         return st;
     if (s->lay.path == EA_OCL_PATH_UNFUSED) {
+        /* CLBlast's temporary buffer: a sub-buffer carved from the work pool */
+        cl_uint align_bits = 0;
+        a->clGetDeviceInfo(s->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits, NULL);
+        if (align_bits / 8 > 4096 || (align_bits >= 8 && s->lay.blast_tmp % (align_bits / 8) != 0))
+            return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "opencl: sub-buffer alignment of %u bits not supported",
+                           (unsigned)align_bits);
+        const cl_buffer_region region = {s->lay.blast_tmp, s->lay.blast_tmp_bytes};
+        s->api.counts[EA_OCL_N_SUBBUFFER]++;
+        s->blast_tmp = a->clCreateSubBuffer(s->work, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+        if (!s->blast_tmp || err != CL_SUCCESS) {
+            s->blast_tmp = NULL;
+            return ea_ocl_fail_cl(msg, err, "clCreateSubBuffer (CLBlast temporary buffer)");
+        }
         s->blast_ok = ea_clblast_load(&s->blast, s->blast_why, sizeof s->blast_why);
     }
     if ((err = a->clFinish(s->queue)) != CL_SUCCESS)

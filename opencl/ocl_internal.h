@@ -70,8 +70,8 @@ typedef struct ea_ocl_layout {
     size_t ws, ws_lse;              /* split-KV partials */
     size_t flag;
     size_t uf_q, uf_k, uf_v, uf_s, uf_o, uf_l; /* unfused F32 scratch */
+    size_t blast_tmp, blast_tmp_bytes; /* a sub-buffer (CLBlast takes a whole cl_mem), 4 KiB aligned */
     size_t work_bytes;
-    size_t blast_tmp_bytes;         /* separate buffer (CLBlast takes a whole cl_mem) */
     size_t kv_bytes_each;           /* KV cache: K and V buffers */
     size_t user_bytes;
     size_t device_total;

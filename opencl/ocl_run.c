@@ -45,7 +45,9 @@ static cl_int box_xfer(ea_ocl_state *s, int mode, bool blocking, char *host, cl_
     if (n1 == 1)
         h1 = n2 * h2, d1 = n2 * d2;
     const cl_bool bl = blocking ? CL_TRUE : CL_FALSE;
-    const bool rows_ok = h2 >= row_bytes && d2 >= row_bytes;
+    /* a copy within one buffer needs equal pitches on both sides (clEnqueueCopyBufferRect's rule) */
+    const bool same = mode == X_COPY && src_mem == mem && (h1 != d1 || h2 != d2);
+    const bool rows_ok = h2 >= row_bytes && d2 >= row_bytes && !same;
     const bool slab_ok = rows_ok && h1 >= n2 * h2 && h1 % h2 == 0 && d1 >= n2 * d2 && d1 % d2 == 0;
     const size_t zero[3] = {0, 0, 0};
     if (rows_ok) {

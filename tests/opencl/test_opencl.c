@@ -546,6 +546,63 @@ static void test_staging_in_pieces(void **state)
     edgeattn_destroy(ctx);
 }
 
+/* edgeattn_copy between strided views: host BHSD with padding -> device BSHD view at an offset ->
+ * device BHSD view in another buffer -> host BSHD; every element lands where it should and nothing
+ * outside the views is written. */
+static void test_copy_strided(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    edgeattn_config cfg = ocl_config();
+    cfg.device_user_bytes = 4u << 20;
+    edgeattn_context *ctx = tc_create(&cfg);
+    edgeattn_memory kind;
+    void *data;
+    size_t roff, rbytes;
+    assert_int_equal(edgeattn_device_region(ctx, &kind, &data, &roff, &rbytes), EDGEATTN_OK);
+    static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 95);
+    for (int k = 0; k < 6; k++) {
+        const edgeattn_dtype dt = dts[k % 3];
+        const int B = 2, H = 3, N = 1 + k * 5, D = 16 * (1 + k % 2);
+        tc_tensor a, b, z;
+        tc_tensor_alloc(&a, dt, B, H, N, D, TC_BHSD, k % 3, 2, 3);
+        tc_tensor_alloc(&b, dt, B, H, N, D, TC_BSHD, (k + 1) % 3, 1, 2);
+        tc_tensor_alloc(&z, dt, B, H, N, D, TC_BHSD, 2, 4, 4);
+        tc_fill_random(&a, &r, -1, 1);
+        tc_fill_canary(&b);
+        tc_fill_canary(&z);
+        dev_tensor db, dz;
+        to_device(ctx, &b, (cl_mem)data, roff + 512, &db);            /* canaries on the device */
+        to_device(ctx, &z, (cl_mem)data, roff + (2u << 20) + 1024, &dz);
+        assert_int_equal(edgeattn_copy(ctx, &db.t, &a.t), EDGEATTN_OK);  /* host -> device, BHSD -> BSHD */
+        if (edgeattn_copy(ctx, &dz.t, &db.t) != EDGEATTN_OK) /* device -> device, BSHD -> BHSD */
+            fail_msg("device copy case %d: %s", k, edgeattn_message_of(ctx));
+        tc_tensor back;
+        tc_tensor_alloc(&back, dt, B, H, N, D, TC_BSHD, 1, 3, 1);
+        tc_fill_canary(&back);
+        assert_int_equal(edgeattn_copy(ctx, &back.t, &dz.t), EDGEATTN_OK); /* device -> host */
+        from_device(ctx, &dz, &z);
+        char why[256];
+        if (!tc_check_written(&z, "device copy", why, sizeof why) || !tc_check_written(&back, "host copy", why, sizeof why))
+            fail_msg("copy case %d (%s): %s", k, tc_dtype_name(dt), why);
+        for (int bb = 0; bb < B; bb++)
+            for (int h = 0; h < H; h++)
+                for (int n = 0; n < N; n++)
+                    for (int d = 0; d < D; d++) {
+                        const float x = tc_get(&a.t, bb, h, n, d);
+                        if (tc_get(&z.t, bb, h, n, d) != x || tc_get(&back.t, bb, h, n, d) != x)
+                            fail_msg("copy case %d: element [%d,%d,%d,%d] differs", k, bb, h, n, d);
+                    }
+        tc_tensor_free(&a);
+        tc_tensor_free(&b);
+        tc_tensor_free(&z);
+        tc_tensor_free(&back);
+    }
+    edgeattn_destroy(ctx);
+}
+
 /* ---------------------------------------------------------------- program-binary cache */
 
 static int count_entries(const char *dir, const char *prefix)
@@ -712,6 +769,27 @@ static void test_unfused_path(void **state)
         tc_tensor_free(&q);
         tc_tensor_free(&out);
     }
+    edgeattn_destroy(ctx);
+
+    /* without CLBlast: the unfused path says UNSUPPORTED, a fused context still works */
+    setenv("EDGEATTN_CLBLAST_LIBRARY", "libclblast-not-installed.so.1", 1);
+    setenv("EDGEATTN_OPENCL_PATH", "unfused", 1);
+    edgeattn_config small = ocl_config();
+    ctx = tc_create(&small);
+    unsetenv("EDGEATTN_OPENCL_PATH");
+    tc_attn_case c2 = tc_case(1, 2, 1, 5, 9, 32);
+    tc_attn_data d2;
+    tc_attn_prepare(&d2, &c2, tc_seed(), 53);
+    const tc_result r3 = tc_attn_run(ctx, &d2, 1e-5);
+    assert_int_equal(r3.status, EDGEATTN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(edgeattn_message_of(ctx), "CLBlast"));
+    edgeattn_destroy(ctx);
+    ctx = tc_create(&small);
+    const tc_result r4 = tc_attn_run(ctx, &d2, 1e-5);
+    unsetenv("EDGEATTN_CLBLAST_LIBRARY");
+    if (!r4.ok)
+        fail_msg("fused without CLBlast: %s", r4.why);
+    tc_attn_free(&d2);
     edgeattn_destroy(ctx);
 }
 
@@ -945,6 +1023,7 @@ int main(void)
         cmocka_unit_test(test_own_buffers_and_queue),
         cmocka_unit_test(test_kv_cache_device),
         cmocka_unit_test(test_staging_in_pieces),
+        cmocka_unit_test(test_copy_strided),
         cmocka_unit_test(test_binary_cache),
         cmocka_unit_test(test_unfused_path),
         cmocka_unit_test(test_environment),
