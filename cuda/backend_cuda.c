@@ -506,7 +506,18 @@ static uint64_t host_direct(cu_state *s, const void *h, size_t extent)
     ea_cu_driver *d = &s->drv;
     const CUdeviceptr p = (CUdeviceptr)(uintptr_t)h;
     CUdeviceptr dp = 0;
-    if (d->PointerGetAttribute(&dp, EA_CU_POINTER_ATTRIBUTE_DEVICE_POINTER, p) == EA_CUDA_SUCCESS && dp) {
+    if (d->PointerGetAttributes) { /* no API error for plain host memory */
+        int attr[3] = {EA_CU_POINTER_ATTRIBUTE_DEVICE_POINTER, EA_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR,
+                       EA_CU_POINTER_ATTRIBUTE_RANGE_SIZE};
+        CUdeviceptr start = 0;
+        size_t size = 0;
+        void *data[3] = {&dp, &start, &size};
+        if (d->PointerGetAttributes(3, attr, data, p) == EA_CUDA_SUCCESS && dp) {
+            if (size > 0 && (p < start || p - start > size || extent > size - (p - start)))
+                return 0; /* the view runs past the registered range: stage it */
+            return dp;
+        }
+    } else if (d->PointerGetAttribute(&dp, EA_CU_POINTER_ATTRIBUTE_DEVICE_POINTER, p) == EA_CUDA_SUCCESS && dp) {
         CUdeviceptr start = 0;
         size_t size = 0;
         if (d->PointerGetAttribute(&start, EA_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, p) == EA_CUDA_SUCCESS &&

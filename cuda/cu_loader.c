@@ -77,6 +77,7 @@ bool ea_cu_driver_open(ea_cu_driver *d, char *why, size_t whylen)
         {"cuFuncSetAttribute", NULL, &d->FuncSetAttribute, true},
         {"cuLaunchKernel", NULL, &d->LaunchKernel_, true},
         {"cuPointerGetAttribute", NULL, &d->PointerGetAttribute, true},
+        {"cuPointerGetAttributes", NULL, &d->PointerGetAttributes, false},
         {"cuMemAllocManaged", NULL, &d->MemAllocManaged_, false},
         {"cuMemAllocHost_v2", NULL, &d->MemAllocHost_, false},
         {"cuMemFreeHost", NULL, &d->MemFreeHost_, false},

@@ -145,6 +145,9 @@ typedef struct ea_cu_driver {
     CUresult (*LaunchKernel_)(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                               unsigned bz, unsigned smem, CUstream s, void **params, void **extra);
     CUresult (*PointerGetAttribute)(void *data, int attrib, CUdeviceptr p);
+    /* optional: unlike the singular call, an address the driver does not know is not an error (the
+     * attributes read as 0), so probing host memory raises no API errors (compute-sanitizer) */
+    CUresult (*PointerGetAttributes)(unsigned n, int *attribs, void **data, CUdeviceptr p);
     /* optional (NULL when the driver lacks them; only tests use them) */
     CUresult (*MemAllocManaged_)(CUdeviceptr *p, size_t bytes, unsigned int flags);
     CUresult (*MemAllocHost_)(void **p, size_t bytes);

@@ -246,6 +246,22 @@ API CUresult cuPointerGetAttribute(void *data, int attr, CUdeviceptr p)
     }
 }
 
+/* As the driver documents it: an unknown address is not an error, its attributes read as 0. */
+API CUresult cuPointerGetAttributes(unsigned n, int *attrs, void **data, CUdeviceptr p)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (cuPointerGetAttribute(data[i], attrs[i], p) != 0) {
+            if (attrs[i] == EA_CU_POINTER_ATTRIBUTE_RANGE_SIZE)
+                *(size_t *)data[i] = 0;
+            else if (attrs[i] == EA_CU_POINTER_ATTRIBUTE_DEVICE_POINTER ||
+                     attrs[i] == EA_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR)
+                *(CUdeviceptr *)data[i] = 0;
+            else
+                *(unsigned *)data[i] = 0;
+        }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- kernels on the CPU */
 static float ld(const ea_cu_tensor *t, int64_t i)
 {
