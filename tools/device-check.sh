@@ -10,6 +10,7 @@
 #   tests      every suite on CUDA (AUTO picks it), CPU-only suites with the GPU hidden
 #   ocl        OpenCL on NVIDIA's driver: test_opencl, shared suites forced to OpenCL, edgebench suite
 #   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
+#   sweep      OpenCL tile sweep (EDGEATTN_OPENCL_TILES; list in $SWEEP) on the issue's shapes -> sweep.txt
 #
 # Output: $OUT/summary.txt (also printed last), bench-cuda.txt, peers.txt, bench-ocl.txt and every log
 # in $OUT/logs.tgz (the device tool returns at most 8 files).
@@ -30,7 +31,19 @@ note "== $(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null) $(nvidia-s
 
 if want build; then
     { meson setup "$B" -Dbuildtype=release -Dnvcc_archs="$ARCHS" -Dcuda=enabled -Dopencl=enabled &&
-        ninja -C "$B"; } > "$L/build.log" 2>&1 || { tail -30 "$L/build.log"; note "BUILD FAILED"; tar czf "$OUT/logs.tgz" -C "$L" .; exit 1; }
+        ninja -C "$B"; } > "$L/build.log" 2>&1 || { tail -30 "$L/build.log"; note "BUILD FAILED"; if want sweep; then
+    export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
+    : > "$OUT/sweep.txt"
+    for t in ${SWEEP:-pf=32x4x32x4 pf=32x2x32x4 pf=32x4x32x8 pf=32x8x32x8 pf=64x8x16x4 pf=64x4x16x4 pf=64x8x16x2 pf=16x2x32x4 pf=32x4x16x4 pf=32x8x16x2 dec=8x1x64x4 dec=4x1x64x4 dec=8x1x32x4 dec=16x2x64x4 dec=8x1x64x8}; do
+        echo "---- EDGEATTN_OPENCL_TILES=$t" >> "$OUT/sweep.txt"
+        EDGEATTN_OPENCL_TILES=$t timeout 60 "$EB" --backend opencl --reps 3 --warmup 1 --no-ceiling --no-ref \
+            --case "prefill:H=32,N=4096,D=128,q=f16,kv=f16,out=f16,path=fused,name=pf-4k" \
+            --case "decode:H=32,KVH=8,NKV=32768,D=128,q=f16,kv=f16,out=f16,name=dec-32k" 2>&1 |
+            grep -E '^(pf|dec)|rror|failed' >> "$OUT/sweep.txt"
+    done
+    note "sweep done at $((SECONDS - t0)) s"
+fi
+tar czf "$OUT/logs.tgz" -C "$L" .; exit 1; }
     note "build ok at $((SECONDS - t0)) s"
 fi
 EB=$B/tools/edgebench/edgebench
@@ -71,6 +84,18 @@ if want sanitizer && command -v compute-sanitizer > /dev/null; then
             "$B/tests/cuda/test_cuda" > "$L/sanitizer-$tool.log" 2>&1
         note "compute-sanitizer $tool: status $?; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$L/sanitizer-$tool.log" | tail -1)"
     done
+fi
+if want sweep; then
+    export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
+    : > "$OUT/sweep.txt"
+    for t in ${SWEEP:-pf=32x4x32x4 pf=32x2x32x4 pf=32x4x32x8 pf=32x8x32x8 pf=64x8x16x4 pf=64x4x16x4 pf=64x8x16x2 pf=16x2x32x4 pf=32x4x16x4 pf=32x8x16x2 dec=8x1x64x4 dec=4x1x64x4 dec=8x1x32x4 dec=16x2x64x4 dec=8x1x64x8}; do
+        echo "---- EDGEATTN_OPENCL_TILES=$t" >> "$OUT/sweep.txt"
+        EDGEATTN_OPENCL_TILES=$t timeout 60 "$EB" --backend opencl --reps 3 --warmup 1 --no-ceiling --no-ref \
+            --case "prefill:H=32,N=4096,D=128,q=f16,kv=f16,out=f16,path=fused,name=pf-4k" \
+            --case "decode:H=32,KVH=8,NKV=32768,D=128,q=f16,kv=f16,out=f16,name=dec-32k" 2>&1 |
+            grep -E '^(pf|dec)|rror|failed' >> "$OUT/sweep.txt"
+    done
+    note "sweep done at $((SECONDS - t0)) s"
 fi
 tar czf "$OUT/logs.tgz" -C "$L" .
 note "== total $((SECONDS - t0)) s"
