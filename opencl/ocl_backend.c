@@ -311,7 +311,14 @@ static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
            (size_t)tiles_threads(t) <= s->max_wg;
 }
 
-/* The per-class table (head dim 128), shrunk until the tile fits local memory and work-group size. */
+/* Output accumulators per work-item (floats): TM rows x DMAX / (BN/TN) dims. */
+static int tiles_acc(const ea_ocl_tiles *t, int dmax)
+{
+    return t->tm * dmax / (t->bn / t->tn);
+}
+
+/* The per-class table (head dim 128), shrunk until the tile fits local memory and work-group size;
+ * on GPUs also until the output accumulators stay within 128 registers (else they spill). */
 static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *dec)
 {
     /* {BM, TM, BN, TN}: prefill, then decode (few rows: the query heads of a GQA group) */
@@ -325,8 +332,13 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
     ea_ocl_tiles *t[2] = {pf, dec};
     for (int k = 0; k < 2; k++) {
         *t[k] = table[s->dev_class][k];
-        while (!tiles_fit(s, t[k], dmax)) {
-            if ((t[k]->bn > 16 || (t[k]->bn > 4 && t[k]->bm <= t[k]->tm)) && t[k]->bn / 2 >= t[k]->tn)
+        const bool gpu = s->dev_class != EA_OCL_CLASS_CPU;
+        while (!tiles_fit(s, t[k], dmax) || (gpu && tiles_acc(t[k], dmax) > 128)) {
+            if (gpu && tiles_acc(t[k], dmax) > 128 && t[k]->tn > 1)
+                t[k]->tn /= 2;
+            else if (gpu && tiles_acc(t[k], dmax) > 128 && t[k]->tm > 1)
+                t[k]->tm /= 2;
+            else if ((t[k]->bn > 16 || (t[k]->bn > 4 && t[k]->bm <= t[k]->tm)) && t[k]->bn / 2 >= t[k]->tn)
                 t[k]->bn /= 2;
             else if (t[k]->bm > t[k]->tm)
                 t[k]->bm /= 2;
@@ -713,6 +725,30 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
         s->dev_class = EA_OCL_CLASS_ADRENO;
     else
         s->dev_class = EA_OCL_CLASS_OTHER;
+    /* EDGEATTN_OPENCL_LOCAL_MEM: pretend the device has at most this many bytes of local memory
+     * (with EDGEATTN_OPENCL_CLASS, PoCL then picks the tiles a GPU would) */
+    const char *lm = getenv("EDGEATTN_OPENCL_LOCAL_MEM");
+    if (lm && *lm) {
+        char *end = NULL;
+        const unsigned long long v = strtoull(lm, &end, 0);
+        if (!end || *end || v < 1024)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "EDGEATTN_OPENCL_LOCAL_MEM=%.32s: expected bytes (>= 1024)", lm);
+        if (v < s->local_mem)
+            s->local_mem = v;
+    }
+    /* EDGEATTN_OPENCL_CLASS: take another class's tile table (tests run every table on PoCL) */
+    const char *cls = getenv("EDGEATTN_OPENCL_CLASS");
+    if (cls && *cls) {
+        static const char *const names[] = {"other", "nvidia", "mali", "adreno", "cpu"};
+        int found = -1;
+        for (int i = 0; i < 5; i++)
+            if (!strcmp(cls, names[i]))
+                found = i;
+        if (found < 0)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "EDGEATTN_OPENCL_CLASS=%.32s: expected other, nvidia, mali, adreno or cpu", cls);
+        s->dev_class = found;
+    }
 
     /* programs: the head-dim variants up to the planned one, and the utility program */
     static const int dims[EA_OCL_NVAR] = {64, 128, 256};
