@@ -5,7 +5,8 @@
 // the whole group. The split's keys are cut into chunks of KPW keys handed round-robin to the NW warps;
 // each warp streams its chunks through its own WST-deep cp.async ring (no CTA barrier in the loop) and
 // keeps its own (m, l, O); the warps merge through shared memory at the end. With num_splits > 1 the
-// CTA writes O/l and the log-sum-exp of its part to the workspace and ea_attn_combine merges the parts.
+// CTA writes O/l and the log-sum-exp of its part to the workspace; the last CTA of each row block to
+// finish merges the parts (ea_decode_fused_merge; ea_attn_combine, a second launch, when a.ws_cnt is 0).
 #include "tile_common.cuh"
 #include "tile_config.cuh"
 
@@ -18,12 +19,135 @@ struct ea_decode_cfg {
     static constexpr int SMEM = BM * LD * 2 + (NW * STAGE_BYTES > MERGE_BYTES ? NW * STAGE_BYTES : MERGE_BYTES);
 };
 
+// Fused split merge (num_splits > 1 and a.ws_cnt set): every CTA of a (b, kv head, row block) writes its
+// partial (O normalised by its l, natural-log lse) to the workspace, fences, and counts itself in on the
+// row block's uint32 counter with atomicInc(cnt, S - 1), which wraps to 0 on the last arrival: the counter
+// is 0 again after every call (the host zeroes the counter area once at create). The CTA that arrives last
+// reads every partial of its rows (L2 loads, __ldcg) and merges them by log-sum-exp into out/lse with the
+// numerics of ea_attn_combine (fully masked rows: zeros, lse = -inf). sm: the CTA's free merge area (at
+// least 16 * EA_COMBINE_MAX_SPLITS + 4 * NT floats, 16-byte aligned).
+template <int D, int NT>
+__device__ __forceinline__ void ea_decode_fused_merge(const ea_cu_attn_args &a, const ea_rowmap &rm, float *sm,
+                                                      int b, int hkv, int nrb, int rb) {
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int S = a.num_splits;
+    __threadfence(); // this thread's partial writes are visible device-wide before the CTA counts in
+    __syncthreads(); // also: every thread is done with the merge area
+    unsigned old = 0;
+    if (tid == 0) old = atomicInc((unsigned *)a.ws_cnt + ((int64_t)b * a.Hkv + hkv) * nrb + rb, (unsigned)(S - 1));
+    if (!__syncthreads_or(tid == 0 && old == (unsigned)(S - 1))) return;
+    __threadfence();
+
+    // valid rows of the block (the same in every warp)
+    int hq_l, i_l;
+    const unsigned vmask = __ballot_sync(0xffffffffu, lane < 16 && ea_row_of(a, rm, hkv, lane, hq_l, i_l));
+    const int nv = __popc(vmask);
+    float *sw = sm;                                          // [16][S] merge weights
+    float4 *spart = (float4 *)(sm + 16 * EA_COMBINE_MAX_SPLITS); // [NT] partial sums of split groups
+    constexpr int NWARP = NT / 32;
+    for (int v = warp; v < nv; v += NWARP) {
+        unsigned m = vmask;
+        for (int k = 0; k < v; ++k) m &= m - 1;
+        int hq, i;
+        ea_row_of(a, rm, hkv, __ffs(m) - 1, hq, i);
+        const int64_t row = ((int64_t)b * a.Hq + hq) * a.Nq + i;
+        const float *ls = (const float *)a.ws_lse + row * S;
+        float x[EA_COMBINE_MAX_SPLITS / 32];
+        float mx = -INFINITY;
+#pragma unroll
+        for (int u = 0; u < EA_COMBINE_MAX_SPLITS / 32; ++u) {
+            const int s = lane + 32 * u;
+            x[u] = s < S ? __ldcg(ls + s) : -INFINITY;
+            mx = fmaxf(mx, x[u]);
+        }
+#pragma unroll
+        for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        const float mu = mx == -INFINITY ? 0.f : mx;
+        float tot = 0.f;
+#pragma unroll
+        for (int u = 0; u < EA_COMBINE_MAX_SPLITS / 32; ++u) {
+            x[u] = lane + 32 * u < S ? __expf(x[u] - mu) : 0.f;
+            tot += x[u];
+        }
+#pragma unroll
+        for (int o = 16; o; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
+        const float inv = tot > 0.f ? 1.f / tot : 0.f;
+#pragma unroll
+        for (int u = 0; u < EA_COMBINE_MAX_SPLITS / 32; ++u)
+            if (lane + 32 * u < S) sw[v * S + lane + 32 * u] = x[u] * inv;
+        if (a.lse.ptr && lane == 0)
+            ((float *)a.lse.ptr)[b * a.lse.sb + hq * a.lse.sh + (int64_t)i * a.lse.sn] =
+                tot > 0.f ? mu + __logf(tot) : -INFINITY;
+    }
+    __syncthreads();
+
+    // O: items (valid row, float4 column); with few items the splits are cut into G groups of threads
+    constexpr int NC = D / 4;
+    const int items = nv * NC;
+    if (items == 0) return;
+    int G = items >= NT ? 1 : NT / items;
+    if (G > S) G = S;
+    const int it0 = G > 1 ? tid % items : tid;
+    const int sg = G > 1 ? tid / items : 0;
+    for (int it = it0; it < items && sg < G; it += (G > 1 ? items : NT)) {
+        const int v = it / NC, c = it % NC;
+        unsigned m = vmask;
+        for (int k = 0; k < v; ++k) m &= m - 1;
+        int hq, i;
+        ea_row_of(a, rm, hkv, __ffs(m) - 1, hq, i);
+        const int64_t row = ((int64_t)b * a.Hq + hq) * a.Nq + i;
+        const float *wo = (const float *)a.ws_o + row * S * D + c * 4;
+        const float *w = sw + v * S;
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+        int s = sg;
+        for (; s + 7 * G < S; s += 8 * G) {
+            float4 x[8];
+#pragma unroll
+            for (int u = 0; u < 8; ++u) x[u] = __ldcg((const float4 *)(wo + (int64_t)(s + u * G) * D));
+#pragma unroll
+            for (int u = 0; u < 8; ++u) {
+                const float wt = w[s + u * G];
+                acc.x += wt * x[u].x; acc.y += wt * x[u].y; acc.z += wt * x[u].z; acc.w += wt * x[u].w;
+            }
+        }
+        for (; s < S; s += G) {
+            const float4 x = __ldcg((const float4 *)(wo + (int64_t)s * D));
+            const float wt = w[s];
+            acc.x += wt * x.x; acc.y += wt * x.y; acc.z += wt * x.z; acc.w += wt * x.w;
+        }
+        if (G > 1) {
+            spart[sg * items + it] = acc;
+        } else {
+            const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn + c * 4;
+            ea_store2((void *)a.out.ptr, ob, a.out.dtype, acc.x, acc.y);
+            ea_store2((void *)a.out.ptr, ob + 2, a.out.dtype, acc.z, acc.w);
+        }
+    }
+    if (G == 1) return;
+    __syncthreads();
+    if (tid >= items) return;
+    float4 acc = spart[tid];
+    for (int g2 = 1; g2 < G; ++g2) {
+        const float4 x = spart[g2 * items + tid];
+        acc.x += x.x; acc.y += x.y; acc.z += x.z; acc.w += x.w;
+    }
+    const int v = tid / NC, c = tid % NC;
+    unsigned m = vmask;
+    for (int k = 0; k < v; ++k) m &= m - 1;
+    int hq, i;
+    ea_row_of(a, rm, hkv, __ffs(m) - 1, hq, i);
+    const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn + c * 4;
+    ea_store2((void *)a.out.ptr, ob, a.out.dtype, acc.x, acc.y);
+    ea_store2((void *)a.out.ptr, ob + 2, a.out.dtype, acc.z, acc.w);
+}
+
 template <typename T, typename C>
 __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_t *smem) {
 #if EA_SM80
     constexpr int D = C::D, NW = C::NW, KPW = C::KPW, WST = C::WST, NT = C::NT, LD = C::LD;
     constexpr int KS = D / 16, DT = D / 8;
     static_assert(KPW == 16, "one k16 step of P per chunk");
+    static_assert(C::SMEM - 16 * LD * 2 >= (16 * EA_COMBINE_MAX_SPLITS + 4 * NT) * 4, "fused merge area");
     uint16_t *sQ = smem;
     uint16_t *sW = sQ + 16 * LD; // per-warp rings, later the merge area
 
@@ -218,50 +342,53 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     const int r = tid / TPR, sub = tid % TPR;
     int hq, i;
     const bool ok = ea_row_of(a, rm, hkv, r, hq, i);
-    if (!ok) return;
-    float mx = -INFINITY;
+    if (ok) {
+        float mx = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < NW; ++w) mx = fmaxf(mx, mM[w * 16 + r]);
-    const float mu = mx == -INFINITY ? 0.f : mx;
-    float wgt[NW], l = 0.f;
+        for (int w = 0; w < NW; ++w) mx = fmaxf(mx, mM[w * 16 + r]);
+        const float mu = mx == -INFINITY ? 0.f : mx;
+        float wgt[NW], l = 0.f;
 #pragma unroll
-    for (int w = 0; w < NW; ++w) {
-        wgt[w] = ea_exp2(mM[w * 16 + r] - mu);
-        l += wgt[w] * mL[w * 16 + r];
-    }
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    const float lse2 = l > 0.f ? mu + __log2f(l) : -INFINITY; // log2 domain
-    if (a.num_splits <= 1) {
-        const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn;
-        for (int d = sub * 2; d < D; d += TPR * 2) {
-            float v0 = 0.f, v1 = 0.f;
-#pragma unroll
-            for (int w = 0; w < NW; ++w) {
-                v0 += wgt[w] * mO[(w * 16 + r) * (D + 4) + d];
-                v1 += wgt[w] * mO[(w * 16 + r) * (D + 4) + d + 1];
-            }
-            ea_store2((void *)a.out.ptr, ob + d, a.out.dtype, v0 * inv, v1 * inv);
+        for (int w = 0; w < NW; ++w) {
+            wgt[w] = ea_exp2(mM[w * 16 + r] - mu);
+            l += wgt[w] * mL[w * 16 + r];
         }
-        if (a.lse.ptr && sub == 0)
-            ((float *)a.lse.ptr)[b * a.lse.sb + hq * a.lse.sh + (int64_t)i * a.lse.sn] = lse2 * EA_LN2;
-    } else {
-        const int64_t row = ((int64_t)b * a.Hq + hq) * a.Nq + i;
-        float *wo = (float *)a.ws_o + (row * a.num_splits + split) * D;
-        for (int d = sub * 4; d < D; d += TPR * 4) {
-            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        const float inv = l > 0.f ? 1.f / l : 0.f;
+        const float lse2 = l > 0.f ? mu + __log2f(l) : -INFINITY; // log2 domain
+        if (a.num_splits <= 1) {
+            const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn;
+            for (int d = sub * 2; d < D; d += TPR * 2) {
+                float v0 = 0.f, v1 = 0.f;
 #pragma unroll
-            for (int w = 0; w < NW; ++w) {
-                const float4 x = *(const float4 *)(mO + (w * 16 + r) * (D + 4) + d);
-                v.x += wgt[w] * x.x;
-                v.y += wgt[w] * x.y;
-                v.z += wgt[w] * x.z;
-                v.w += wgt[w] * x.w;
+                for (int w = 0; w < NW; ++w) {
+                    v0 += wgt[w] * mO[(w * 16 + r) * (D + 4) + d];
+                    v1 += wgt[w] * mO[(w * 16 + r) * (D + 4) + d + 1];
+                }
+                ea_store2((void *)a.out.ptr, ob + d, a.out.dtype, v0 * inv, v1 * inv);
             }
-            v.x *= inv; v.y *= inv; v.z *= inv; v.w *= inv;
-            *(float4 *)(wo + d) = v;
+            if (a.lse.ptr && sub == 0)
+                ((float *)a.lse.ptr)[b * a.lse.sb + hq * a.lse.sh + (int64_t)i * a.lse.sn] = lse2 * EA_LN2;
+        } else {
+            const int64_t row = ((int64_t)b * a.Hq + hq) * a.Nq + i;
+            float *wo = (float *)a.ws_o + (row * a.num_splits + split) * D;
+            for (int d = sub * 4; d < D; d += TPR * 4) {
+                float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+                for (int w = 0; w < NW; ++w) {
+                    const float4 x = *(const float4 *)(mO + (w * 16 + r) * (D + 4) + d);
+                    v.x += wgt[w] * x.x;
+                    v.y += wgt[w] * x.y;
+                    v.z += wgt[w] * x.z;
+                    v.w += wgt[w] * x.w;
+                }
+                v.x *= inv; v.y *= inv; v.z *= inv; v.w *= inv;
+                *(float4 *)(wo + d) = v;
+            }
+            if (sub == 0) ((float *)a.ws_lse)[row * a.num_splits + split] = lse2 * EA_LN2;
         }
-        if (sub == 0) ((float *)a.ws_lse)[row * a.num_splits + split] = lse2 * EA_LN2;
     }
+    if (a.num_splits <= 1 || !a.ws_cnt) return; // unsplit, or ea_attn_combine merges (second launch)
+    ea_decode_fused_merge<D, NT>(a, rm, (float *)sW, b, hkv, nrb, rb);
 #endif
 }
 

@@ -69,6 +69,11 @@ typedef struct ea_cu_attn_args {
     int32_t num_splits;
     int32_t split_len;
     uint64_t ws_o, ws_lse;
+    /* fused merge (decode kernels, num_splits > 1): uint32 arrival counters, one per (b, kv head, row
+     * block of 16 packed rows) at index (b*Hkv + hkv)*row_blocks + rb, zero before the call and zero again
+     * after it (the last CTA of a row block merges the partials into out/lse and wraps its counter to 0;
+     * no combine launch). 0: the combine kernel merges (second launch). Set by ea_cu_plan_attention. */
+    uint64_t ws_cnt;
 } ea_cu_attn_args;
 
 /* Appends rows to the KV cache: for b < B, h < H, r in [r0_b, n_b): src row (b,h,r) of k_src/v_src

@@ -4,8 +4,14 @@
  * which both sides include. Rules (see cuda/KERNELS-CUDA.md):
  *   - tensor-core kernels need cc >= 8.0, K and V both F16 or both BF16, D in {64, 80, 96, 128, 256},
  *     K/V base and strides 16-byte aligned, out base 8-byte aligned with even strides; Q may be any dtype;
- *   - few rows per KV head (group * Nq <= EA_DECODE_MAX_ROWS): split-KV decode kernel + combine;
- *     otherwise the prefill kernel; everything else: the SIMT kernel (split too when rows are few).
+ *   - few rows per KV head (group * Nq <= EA_DECODE_MAX_ROWS): split-KV decode kernel, which merges its
+ *     splits itself (one launch; counters in the workspace); otherwise the prefill kernel; everything else:
+ *     the SIMT kernel (split too when rows are few, then + combine).
+ * Split workspace layout (base ws, 256-byte aligned pieces):
+ *   ws + 0:                       uint32 counters[EA_SPLIT_COUNTERS] (16 KiB): zeroed ONCE by the host
+ *                                 after allocation; every call leaves them zero again;
+ *   ws_o  = ws + 16 KiB:          F32 [B*Hq*Nq][num_splits][D] partial outputs;
+ *   ws_lse = ws_o + align256(..): F32 [B*Hq*Nq][num_splits] partial log-sum-exps.
  */
 #include "cuda/kernels.h"
 #include "cuda/tile_config.cuh"
@@ -13,6 +19,11 @@
 #define EA_DECODE_MAX_ROWS 64
 #define EA_MAX_SPLITS EA_COMBINE_MAX_SPLITS
 #define EA_MIN_SPLIT_KEYS 128
+/* Arrival counters of the fused split merge at the start of the workspace. A split launch has at most
+ * (SMs x CTAs/SM) / 2 (b, kv head, row block) groups, so 4096 covers any device up to 2048 SMs; a call
+ * with more groups falls back to the combine launch. */
+#define EA_SPLIT_COUNTERS 4096
+#define EA_SPLIT_CNT_BYTES ((size_t)EA_SPLIT_COUNTERS * 4u)
 
 enum {
     K_SIMT = 0,
@@ -121,7 +132,7 @@ static void set_launch(ea_cu_launch *l, int kernel, uint32_t gx, uint32_t gy, ui
 }
 
 static size_t split_ws_need(int64_t rows, int32_t s, int32_t d) {
-    return align256((size_t)rows * (size_t)s * (size_t)d * 4u) + align256((size_t)rows * (size_t)s * 4u);
+    return EA_SPLIT_CNT_BYTES + align256((size_t)rows * (size_t)s * (size_t)d * 4u) + align256((size_t)rows * (size_t)s * 4u);
 }
 
 /* Split count: enough CTAs for one full wave of the device (every CTA the same length, no tail), splits
@@ -169,6 +180,7 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     a->split_len = a->Nkv > 0 ? a->Nkv : 1;
     a->ws_o = 0;
     a->ws_lse = 0;
+    a->ws_cnt = 0;
 
     if (mma_ok && rows_kv > EA_DECODE_MAX_ROWS) {
         const int plain = a->softcap <= 0.f && a->bias.ptr == 0;
@@ -225,14 +237,18 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
         if (s > 1) {
             a->num_splits = s;
             a->split_len = len;
-            a->ws_o = ws;
-            a->ws_lse = ws + align256((size_t)rows_total * (size_t)s * (size_t)a->D * 4u);
+            a->ws_o = ws + EA_SPLIT_CNT_BYTES;
+            a->ws_lse = a->ws_o + align256((size_t)rows_total * (size_t)s * (size_t)a->D * 4u);
         }
     }
     if (nrb * a->num_splits > 0x7fffffff || a->Hkv > 65535 || a->B > 65535) return 0;
     set_launch(&out[0], kernel, (uint32_t)(nrb * a->num_splits), (uint32_t)a->Hkv, (uint32_t)a->B, (uint32_t)threads,
                smem, 0);
     if (a->num_splits <= 1) return 1;
+    if (kernel != K_SIMT && (int64_t)a->B * a->Hkv * nrb <= EA_SPLIT_COUNTERS) {
+        a->ws_cnt = ws; /* the decode kernel merges its splits (last CTA of each row block) */
+        return 1;
+    }
     if (rows_total > 0x7fffffff) return 0;
     set_launch(&out[1], K_COMBINE, (uint32_t)rows_total, 1, 1, 128, 0, 0);
     return 2;
@@ -247,7 +263,28 @@ size_t ea_cu_split_workspace_bytes(int32_t max_batch, int32_t max_heads, int32_t
     int64_t entries = rows * EA_MAX_SPLITS;
     const int64_t cap = 256 * sm + 2 * rows;
     if (entries > cap) entries = cap;
-    return align256((size_t)entries * (size_t)max_head_dim * 4u) + align256((size_t)entries * 4u) + 256u;
+    return EA_SPLIT_CNT_BYTES + align256((size_t)entries * (size_t)max_head_dim * 4u) + align256((size_t)entries * 4u) +
+           256u;
+}
+
+/* The counter area of the split workspace: bytes [offset, offset + bytes) from its base must be zero before
+ * the first call (the host zeroes them once at create, e.g. cuMemsetD32(ws + offset, 0, bytes / 4)); the
+ * kernels leave them zero after every call. Same arguments as ea_cu_split_workspace_bytes; bytes is 0 when
+ * that is 0. (Prototypes here until cuda/kernels.h declares them.) */
+size_t ea_cu_split_counters_offset(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
+                                   int32_t sm_count_hint);
+size_t ea_cu_split_counters_bytes(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
+                                  int32_t sm_count_hint);
+size_t ea_cu_split_counters_offset(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
+                                   int32_t sm_count_hint) {
+    (void)max_batch; (void)max_heads; (void)max_q_len; (void)max_head_dim; (void)sm_count_hint;
+    return 0;
+}
+
+size_t ea_cu_split_counters_bytes(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
+                                  int32_t sm_count_hint) {
+    return ea_cu_split_workspace_bytes(max_batch, max_heads, max_q_len, max_head_dim, sm_count_hint) ? EA_SPLIT_CNT_BYTES
+                                                                                                      : 0;
 }
 
 void ea_cu_plan_kv_write(const ea_cu_device *dev, const ea_cu_kv_write_args *a, ea_cu_launch *out) {

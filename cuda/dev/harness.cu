@@ -5,7 +5,9 @@
 //
 //   nvcc -std=c++17 -O3 -arch=sm_90 -cubin -o /tmp/k.cubin cuda/kernels_all.cu
 //   nvcc -std=c++17 -O3 -arch=sm_90 -I. -o /tmp/harness cuda/dev/harness.cu cuda/launch.c -lcuda
-//   /tmp/harness /tmp/k.cubin [check|bench|all|small]
+//   /tmp/harness /tmp/k.cubin [check|bench|all|small|dec|one]
+// dec: the fused split-merge decode checks (every split call twice, counters checked zero) + decode timings
+// (fused vs split + combine). The workspace's counter area is zeroed once after allocation, as the host does.
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
@@ -20,6 +22,8 @@
 
 extern "C" {
 #include "cuda/kernels.h"
+size_t ea_cu_split_counters_offset(int32_t, int32_t, int32_t, int32_t, int32_t);
+size_t ea_cu_split_counters_bytes(int32_t, int32_t, int32_t, int32_t, int32_t);
 }
 
 #define CK(x)                                                                                                    \
@@ -45,6 +49,7 @@ static std::vector<CUfunction> g_fn;
 static ea_cu_device g_dev;
 static uint64_t g_ws;
 static size_t g_ws_bytes;
+static size_t g_cnt_off, g_cnt_bytes; // counter area of the workspace: zeroed once, must stay zero
 static int g_fail = 0;
 
 // Extra prefill variants (cuda/dev/variants.cu), launched in place of the planned prefill kernel.
@@ -314,14 +319,26 @@ static void check(const Case &c) {
     Built w;
     build(c, w, true);
     if (w.nl == 0) { printf("UNSUPPORTED %s\n", describe(c).c_str()); g_fail++; release(w); return; }
+    // split calls run twice (same inputs, fresh canaries): the fused merge's counters must be reset
+    const int reps = w.a.num_splits > 1 ? 2 : 1;
+    for (int rep = 0; rep < reps; ++rep) {
     w.out.canary();
     if (c.lse) w.lse.canary();
-    if (w.a.num_splits > 1) CK(cudaMemset((void *)g_ws, 0xff, g_ws_bytes));
+    if (w.a.num_splits > 1) { // NaN into the partials, never into the counters
+        CK(cudaMemset((void *)g_ws, 0xff, g_cnt_off));
+        CK(cudaMemset((void *)(g_ws + g_cnt_off + g_cnt_bytes), 0xff, g_ws_bytes - g_cnt_off - g_cnt_bytes));
+    }
     run(w);
     CK(cudaGetLastError());
     CK(cudaDeviceSynchronize());
     w.out.download();
     if (c.lse) w.lse.download();
+    int64_t cnt_bad = 0;
+    if (g_cnt_bytes) {
+        std::vector<uint32_t> cnt(g_cnt_bytes / 4);
+        CK(cudaMemcpy(cnt.data(), (void *)(g_ws + g_cnt_off), g_cnt_bytes, cudaMemcpyDeviceToHost));
+        for (uint32_t x : cnt) cnt_bad += x != 0;
+    }
     // every element written (finite)
     int64_t unwritten = 0;
     for (int b = 0; b < c.B; ++b)
@@ -357,11 +374,14 @@ static void check(const Case &c) {
         }
     }
     const double rel = maxref > 0 ? maxerr / maxref : maxerr;
-    const bool ok = unwritten == 0 && rel < tol_for(c) && lse_bad == 0 && lse_err < tol_for(c);
+    const bool ok = unwritten == 0 && rel < tol_for(c) && lse_bad == 0 && lse_err < tol_for(c) && cnt_bad == 0;
     if (!ok) g_fail++;
-    printf("%s %-80s %-24s splits %3d rel %.2e lse %.1e%s%s\n", ok ? "ok  " : "FAIL", describe(c).c_str(),
-           kname(w.l[0].kernel), w.a.num_splits, rel, lse_err, unwritten ? " UNWRITTEN" : "", lse_bad ? " LSE-INF" : "");
+    printf("%s %-80s %-24s splits %3d%s%s rel %.2e lse %.1e%s%s%s\n", ok ? "ok  " : "FAIL", describe(c).c_str(),
+           kname(w.l[0].kernel), w.a.num_splits, w.a.num_splits > 1 ? (w.a.ws_cnt ? " fused" : " +comb") : "",
+           reps > 1 ? (rep ? " run2" : " run1") : "", rel, lse_err,
+           unwritten ? " UNWRITTEN" : "", lse_bad ? " LSE-INF" : "", cnt_bad ? " COUNTERS-NOT-ZERO" : "");
     fflush(stdout);
+    }
     release(w);
 }
 
@@ -417,8 +437,29 @@ static void bench_decode(int B, int Hq, int Hkv, int N, int D, int dt, int waves
     float ms1 = time_it(w, 50); // split kernel alone
     w.nl = nl;
     double bytes = 2.0 * B * Hkv * (double)N * D * dsize(dt);
-    printf("bench decode  %-5s B%d Hq%d Hkv%d N%-7d D%d %-24s splits %3d x %6d %9.4f ms %7.0f GB/s (split kernel alone %.4f ms)\n",
-           dname(dt), B, Hq, Hkv, N, D, kname(w.l[0].kernel), w.a.num_splits, w.a.split_len, ms, bytes / ms / 1e6, ms1);
+    if (nl == 1 && w.a.num_splits > 1 && w.a.ws_cnt) { // the same split kernel + ea_attn_combine (before fusing)
+        size_t nk;
+        const ea_cu_kernel_desc *t = ea_cu_kernel_table(&nk);
+        int kc = -1;
+        for (size_t k = 0; k < nk; ++k)
+            if (!strcmp(t[k].name, "ea_attn_combine")) kc = (int)k;
+        const uint64_t cnt = w.a.ws_cnt;
+        w.a.ws_cnt = 0;
+        w.l[1] = w.l[0];
+        w.l[1].kernel = kc;
+        w.l[1].grid[0] = (unsigned)((int64_t)B * Hq * 1); w.l[1].grid[1] = w.l[1].grid[2] = 1;
+        w.l[1].block[0] = 128; w.l[1].smem = 0;
+        w.nl = 2;
+        const float ms2 = time_it(w, 50);
+        w.nl = 1;
+        const float ms3 = time_it(w, 50);
+        w.nl = 1;
+        w.a.ws_cnt = cnt;
+        printf("bench decode  %-5s B%d N%-7d unfused: split + combine %9.4f ms %7.0f GB/s, split kernel alone %.4f ms %7.0f GB/s\n",
+               dname(dt), B, N, ms2, bytes / ms2 / 1e6, ms3, bytes / ms3 / 1e6);
+    }
+    printf("bench decode  %-5s B%d Hq%d Hkv%d N%-7d D%d %-24s splits %3d x %6d %d launch %9.4f ms %7.0f GB/s (first kernel alone %.4f ms)\n",
+           dname(dt), B, Hq, Hkv, N, D, kname(w.l[0].kernel), w.a.num_splits, w.a.split_len, nl, ms, bytes / ms / 1e6, ms1);
     fflush(stdout);
     release(w);
 }
@@ -555,6 +596,26 @@ static void bench_peak() {
     fflush(stdout);
 }
 
+// The fused split merge: decode shapes over tile and split edges, both group sizes, B, Nq, dtypes.
+static void decode_checks() {
+    for (int n : {1, 17, 64, 65, 1000, 4096, 131072})
+        for (int grp : {4, 8})
+            for (int B : {1, 3})
+                for (int nq : {1, 2})
+                    for (int dt : {EA_CU_F16, EA_CU_BF16}) {
+                        Case c; c.B = B; c.Hkv = n >= 131072 ? 1 : 2; c.Hq = grp * c.Hkv; c.Nq = nq; c.Nkv = n; c.D = 128;
+                        c.qdt = c.kvdt = c.odt = dt;
+                        if (n >= 4096) c.max_check_rows = 12;
+                        check(c);
+                    }
+    // other head dims, causal with Nq > 1 and a fully masked sequence (seq: b == 2 has kv_len 0)
+    for (int d : {64, 80, 96, 256}) {
+        Case c; c.B = 3; c.Hq = 8; c.Hkv = 2; c.Nq = 2; c.Nkv = 3000; c.D = d; c.causal = 1; c.seq = 1; check(c);
+    }
+    { Case c; c.B = 3; c.Hq = 32; c.Hkv = 8; c.Nq = 1; c.Nkv = 5000; c.D = 128; c.seq = 1; c.ring = 1; check(c); }
+    { Case c; c.B = 1; c.Hq = 2; c.Hkv = 2; c.Nq = 1; c.Nkv = 20000; c.D = 128; c.qdt = c.kvdt = c.odt = EA_CU_BF16; check(c); } // group 1: split groups
+}
+
 static void checks(bool small) {
     const int F16 = EA_CU_F16, BF = EA_CU_BF16, F32 = EA_CU_F32;
     std::vector<Case> cs;
@@ -618,6 +679,8 @@ static void checks(bool small) {
         { Case c; c.B = 1; c.Hq = 2; c.Hkv = 1; c.Nq = 200; c.Nkv = 230; c.D = 128; c.causal = 1; add(c); }
         { Case c; c.B = 1; c.Hq = 2; c.Hkv = 1; c.Nq = 100; c.Nkv = 100; c.D = 64; c.kvdt = c.qdt = EA_CU_BF16; add(c); }
         { Case c; c.B = 2; c.Hq = 4; c.Hkv = 2; c.Nq = 20; c.Nkv = 50; c.D = 64; c.qdt = c.kvdt = c.odt = EA_CU_F32; c.causal = 1; add(c); }
+        { Case c; c.B = 3; c.Hq = 16; c.Hkv = 2; c.Nq = 2; c.Nkv = 1000; c.D = 128; c.kvdt = c.qdt = c.odt = EA_CU_BF16; c.seq = 1; add(c); }
+        { Case c; c.B = 1; c.Hq = 2; c.Hkv = 2; c.Nq = 1; c.Nkv = 900; c.D = 64; add(c); }
     }
     for (auto &c : cs) check(c);
 }
@@ -659,8 +722,11 @@ int main(int argc, char **argv) {
         if (mode != "small") printf("  variant %-28s regs %3d local %d\n", v.name, regs, lbytes);
     }
     g_ws_bytes = ea_cu_split_workspace_bytes(16, 64, 64, 256, p.multiProcessorCount);
+    g_cnt_off = ea_cu_split_counters_offset(16, 64, 64, 256, p.multiProcessorCount);
+    g_cnt_bytes = ea_cu_split_counters_bytes(16, 64, 64, 256, p.multiProcessorCount);
     CK(cudaMalloc((void **)&g_ws, g_ws_bytes));
-    printf("workspace %zu bytes\n", g_ws_bytes);
+    CK(cudaMemset((void *)(g_ws + g_cnt_off), 0, g_cnt_bytes)); // once, as the host does at create
+    printf("workspace %zu bytes, counters [%zu, %zu)\n", g_ws_bytes, g_cnt_off, g_cnt_off + g_cnt_bytes);
     if (mode == "check" || mode == "all" || mode == "small") {
         check_utils();
         checks(mode == "small");
@@ -677,6 +743,16 @@ int main(int argc, char **argv) {
             g_dev = keep;
         }
         printf("checks: %d failed\n", g_fail);
+    }
+    if (mode == "dec") { // the fused decode: checks and timings
+        decode_checks();
+        printf("checks: %d failed\n", g_fail);
+        bench_peak();
+        bench_decode(1, 32, 8, 4096, 128, EA_CU_F16);
+        bench_decode(1, 32, 8, 32768, 128, EA_CU_F16);
+        bench_decode(1, 32, 8, 131072, 128, EA_CU_F16);
+        bench_decode(16, 32, 8, 4096, 128, EA_CU_F16);
+        bench_decode(1, 32, 8, 131072, 128, EA_CU_BF16);
     }
     if (mode == "one") { // a single prefill and a single decode call (profilers)
         Case c; c.B = 1; c.Hq = 32; c.Hkv = 32; c.Nq = 4096; c.Nkv = 4096; c.D = 128; c.lse = 1;
