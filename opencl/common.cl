@@ -33,7 +33,7 @@ float ea_ld1(__global const uchar *p, long i, int dt)
     if (dt == EA_F32)
         return ((__global const float *)p)[i];
     if (dt == EA_F16)
-        return vload_half(0, (__global const half *)p + i);
+        return vload_half(0, (__global const half *)(p + 2 * i)); /* byte arithmetic: no half pointer math */
     return as_float(((uint)((__global const ushort *)p)[i]) << 16);
 }
 
@@ -42,7 +42,7 @@ float4 ea_ld4(__global const uchar *p, long i, int dt)
     if (dt == EA_F32)
         return vload4(0, (__global const float *)p + i);
     if (dt == EA_F16)
-        return vload_half4(0, (__global const half *)p + i);
+        return vload_half4(0, (__global const half *)(p + 2 * i));
     const uint4 u = convert_uint4(vload4(0, (__global const ushort *)p + i)) << (uint4)16;
     return as_float4(u);
 }
@@ -61,7 +61,7 @@ void ea_st1(__global uchar *p, long i, int dt, float x)
     if (dt == EA_F32)
         ((__global float *)p)[i] = x;
     else if (dt == EA_F16)
-        vstore_half_rte(x, 0, (__global half *)p + i);
+        vstore_half_rte(x, 0, (__global half *)(p + 2 * i));
     else
         ((__global ushort *)p)[i] = ea_f2bf(x);
 }
@@ -71,7 +71,7 @@ void ea_st4(__global uchar *p, long i, int dt, float4 x)
     if (dt == EA_F32) {
         vstore4(x, 0, (__global float *)p + i);
     } else if (dt == EA_F16) {
-        vstore_half4_rte(x, 0, (__global half *)p + i);
+        vstore_half4_rte(x, 0, (__global half *)(p + 2 * i));
     } else {
         const ushort4 u = (ushort4)(ea_f2bf(x.x), ea_f2bf(x.y), ea_f2bf(x.z), ea_f2bf(x.w));
         vstore4(u, 0, (__global ushort *)p + i);

@@ -62,6 +62,15 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     if (P.wr >= 0)
         jhi = min(jhi, qo0 + rlast / group + P.wr);
     const int ntile = (r0 < R && jhi >= jlo) ? (jhi - jlo + FK_BN) / FK_BN : 0;
+    /* keys every row of the block sees: tiles inside [jlo_all, jhi_all] need no per-element mask */
+    const bool rows_full = r0 + FK_BM <= R;
+    int jlo_all = 0, jhi_all = kv_len - 1;
+    if (P.wl >= 0)
+        jlo_all = max(jlo_all, qo0 + rlast / group - P.wl);
+    if (P.causal)
+        jhi_all = min(jhi_all, qo0 + r0 / group);
+    if (P.wr >= 0)
+        jhi_all = min(jhi_all, qo0 + r0 / group + P.wr);
     const int tps = (ntile + P.nsplit - 1) / P.nsplit;
     const int t_begin = split * tps, t_end = min(ntile, t_begin + tps);
 
@@ -104,6 +113,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
                     s[a][c] = fma(qq.x, kk[c].x, fma(qq.y, kk[c].y, fma(qq.z, kk[c].z, fma(qq.w, kk[c].w, s[a][c]))));
             }
         }
+        const bool full = rows_full && j0 >= jlo_all && j0 + FK_BN - 1 <= jhi_all;
         for (int a = 0; a < FK_TM; a++) {
             const int rr = r0 + rt * FK_TM + a;
             const int qo = qo0 + rr / group;
@@ -114,7 +124,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
                 float x = s[a][c];
                 if (P.softcap > 0.0f)
                     x = P.softcap * tanh(x / P.softcap);
-                const bool vis = rr < R && j <= jhi && ea_visible(j, qo, P.causal, P.wl, P.wr);
+                const bool vis = full || (rr < R && j <= jhi && ea_visible(j, qo, P.causal, P.wl, P.wr));
                 if (vis && P.has_bias)
                     x += biasb[P.bias.off + b * P.bias.sb + h * P.bias.sh + (long)(P.i0 + rr / group) * P.bias.sn + j];
                 x = vis ? x : -INFINITY;
