@@ -55,7 +55,7 @@ fi
 if [[ -n "${TILE_SWEEP:-}" ]]; then
     step "tile sweep (sweep.txt)"
     [[ "$TILE_SWEEP" == default ]] &&
-        TILE_SWEEP="pf=32x4x32 pf=16x4x64x8 pf=32x4x32x8 pf=32x8x32 pf=16x2x32 pf=32x2x32x8 pf=64x8x16x2 dec=8x1x64,pf=32x4x16x4 dec=4x1x64 dec=8x1x32 dec=16x2x64"
+        TILE_SWEEP="pf=32x4x32 pf=16x4x64x8 pf=32x4x32x8 pf=32x8x32 pf=16x2x32 pf=32x2x32x8 pf=16x4x32 pf=32x4x16 dec=4x1x64 dec=8x1x32 dec=16x2x64"
     : > "$out/sweep.txt"
     for t in $TILE_SWEEP; do
         echo "---- EDGEATTN_OPENCL_TILES=$t" >> "$out/sweep.txt"
