@@ -1157,6 +1157,36 @@ static void test_ceilings(void **state)
     edgeattn_destroy(ctx);
 }
 
+/* EDGEATTN_CUDA_DEVICE: a malformed or absent ordinal is an error of plan and create (not a silent
+ * fall-back), 0 works. */
+static void test_device_env(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    static const char *const bad[] = {"4096", "abc", "-1", "1x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("EDGEATTN_CUDA_DEVICE", bad[i], 1);
+        edgeattn_plan_info pi;
+        edgeattn_message msg;
+        memset(&msg, 0, sizeof msg);
+        const edgeattn_status st = edgeattn_plan(&cfg, &pi, &msg);
+        edgeattn_context *ctx = NULL;
+        const edgeattn_status st2 = edgeattn_create(&cfg, NULL, 0, &ctx, &msg);
+        unsetenv("EDGEATTN_CUDA_DEVICE");
+        if (st != EDGEATTN_ERR_INVALID_ARG || st2 != EDGEATTN_ERR_INVALID_ARG || ctx || !strstr(msg.text, "EDGEATTN_CUDA_DEVICE"))
+            fail_msg("EDGEATTN_CUDA_DEVICE=%s: plan %d, create %d (%s)", bad[i], (int)st, (int)st2, msg.text);
+    }
+    setenv("EDGEATTN_CUDA_DEVICE", "0", 1);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    unsetenv("EDGEATTN_CUDA_DEVICE");
+    int ord = -1;
+    assert_true(ea_cuda_device_of(ctx, &ord, NULL, NULL));
+    assert_int_equal(ord, 0);
+    edgeattn_destroy(ctx);
+}
+
 /* config.gpu_queue: the caller's stream is used. */
 static void test_user_stream(void **state)
 {
@@ -1206,6 +1236,7 @@ int main(void)
         cmocka_unit_test(test_no_alloc_after_create),
         cmocka_unit_test(test_ceilings),
         cmocka_unit_test(test_user_stream),
+        cmocka_unit_test(test_device_env),
         cmocka_unit_test(test_long_prefill),
         cmocka_unit_test(test_long_decode),
     };
