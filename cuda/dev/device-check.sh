@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CUDA backend on a real GPU, in one device call (about 5-8 minutes on an H100/H200):
+# The CUDA backend on a real GPU, in one device call (about 5-9 minutes on an H100/H200; the device
+# tool allows 10 per command: SKIP_SANITIZER=1 on a first run, the sanitizers alone on a second):
 #   build (sm_90 only) in /tmp, the CUDA suite (test_cuda: device/host/external memory, async,
 #   device KV cache, 16K prefill, 128K decode, bad input, no allocation after create), the shared
 #   suites on CUDA (parity adds CUDA by itself; bad_input, numerics, noalloc and api pick CUDA through
@@ -9,7 +10,7 @@
 # From the repo root on the device machine (carry .device-carry):
 #   source .device-carry/env.sh; bash cuda/dev/device-check.sh
 # Env: ARCHS (default 90; 80 for an A100), BUILD (default /tmp/ea-cuda-check), SKIP_SANITIZER=1,
-#      JOBS (ninja -j), SAN_TIMEOUT (seconds per sanitizer tool, default 150; status 124 = ran out of time),
+#      JOBS (ninja -j), SAN_TIMEOUT (seconds per sanitizer tool, default 120; status 124 = ran out of time),
 #      EDGEATTN_TEST_SEED to repeat a run.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -65,7 +66,7 @@ rc_san=0
 if [[ "${SKIP_SANITIZER:-0}" != 1 ]] && command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
         t=$SECONDS
-        EDGEATTN_TEST_CUDA_SHORT=1 timeout "${SAN_TIMEOUT:-150}" compute-sanitizer --tool "$tool" --error-exitcode 99 \
+        EDGEATTN_TEST_CUDA_SHORT=1 timeout "${SAN_TIMEOUT:-120}" compute-sanitizer --tool "$tool" --error-exitcode 99 \
             --print-limit 20 "$B/tests/cuda/test_cuda" > "$OUT/sanitizer-$tool.log" 2>&1
         r=$?
         ((r == 0)) || rc_san=$r
