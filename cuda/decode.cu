@@ -141,7 +141,117 @@ __device__ __forceinline__ void ea_decode_fused_merge(const ea_cu_attn_args &a, 
     ea_store2((void *)a.out.ptr, ob + 2, a.out.dtype, acc.z, acc.w);
 }
 
-template <typename T, typename C>
+// Candidate fused merge (dev variant only, cuda/dev/variants.cu; not yet measured): the CTA counts in with
+// one fence by thread 0 after the barrier (cooperative-groups grid-sync pattern), and each thread of the
+// last CTA issues the lse and O loads of up to 32 splits at once, merging by an online max over chunks:
+// one round of L2 loads for S <= 32 * G instead of lse round + barrier + ceil(S / 8 / G) rounds.
+template <int D, int NT>
+__device__ __forceinline__ void ea_decode_fused_merge2(const ea_cu_attn_args &a, const ea_rowmap &rm, float *sm,
+                                                       int b, int hkv, int nrb, int rb) {
+    const int tid = threadIdx.x, lane = tid & 31;
+    const int S = a.num_splits;
+    __syncthreads(); // every thread's partial writes are done (and the merge area is free)
+    unsigned old = 0;
+    if (tid == 0) {
+        __threadfence(); // cumulative over the CTA's writes ordered before it by the barrier
+        old = atomicInc((unsigned *)a.ws_cnt + ((int64_t)b * a.Hkv + hkv) * nrb + rb, (unsigned)(S - 1));
+        __threadfence();
+    }
+    if (!__syncthreads_or(tid == 0 && old == (unsigned)(S - 1))) return;
+
+    int hq_l, i_l;
+    const unsigned vmask = __ballot_sync(0xffffffffu, lane < 16 && ea_row_of(a, rm, hkv, lane, hq_l, i_l));
+    const int nv = __popc(vmask);
+    constexpr int NC = D / 4, CH = 32;
+    const int items = nv * NC;
+    if (items == 0) return;
+    int G = items >= NT ? 1 : NT / items;
+    if (G > S) G = S;
+    const int it0 = G > 1 ? tid % items : tid;
+    const int sg = G > 1 ? tid / items : 0;
+    float4 *spart = (float4 *)sm;     // [NT] O sums of the split groups
+    float *sml = sm + 4 * NT;         // [NT][2] (m, l) of the split groups
+    for (int it = it0; it < items && sg < G; it += (G > 1 ? items : NT)) {
+        const int v = it / NC, c = it % NC;
+        unsigned m = vmask;
+        for (int k = 0; k < v; ++k) m &= m - 1;
+        int hq, i;
+        ea_row_of(a, rm, hkv, __ffs(m) - 1, hq, i);
+        const int64_t row = ((int64_t)b * a.Hq + hq) * a.Nq + i;
+        const float *ls = (const float *)a.ws_lse + row * S;
+        const float *wo = (const float *)a.ws_o + row * S * D + c * 4;
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+        float mrun = -INFINITY, l = 0.f;
+        for (int s0 = sg; s0 < S; s0 += CH * G) {
+            float x[CH];
+            float4 o[CH];
+#pragma unroll
+            for (int u = 0; u < CH; ++u) {
+                const int s = s0 + u * G;
+                x[u] = -INFINITY;
+                o[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+                if (s < S) {
+                    x[u] = __ldcg(ls + s);
+                    o[u] = __ldcg((const float4 *)(wo + (int64_t)s * D));
+                }
+            }
+            float cm = mrun;
+#pragma unroll
+            for (int u = 0; u < CH; ++u) cm = fmaxf(cm, x[u]);
+            const float mu = cm == -INFINITY ? 0.f : cm;
+            const float sc = __expf(mrun - mu);
+            acc.x *= sc; acc.y *= sc; acc.z *= sc; acc.w *= sc;
+            l *= sc;
+#pragma unroll
+            for (int u = 0; u < CH; ++u) {
+                const float e = __expf(x[u] - mu);
+                l += e;
+                acc.x += e * o[u].x; acc.y += e * o[u].y; acc.z += e * o[u].z; acc.w += e * o[u].w;
+            }
+            mrun = cm;
+        }
+        if (G > 1) {
+            spart[sg * items + it] = acc;
+            sml[2 * (sg * items + it)] = mrun;
+            sml[2 * (sg * items + it) + 1] = l;
+            continue;
+        }
+        const float inv = l > 0.f ? 1.f / l : 0.f;
+        const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn + c * 4;
+        ea_store2((void *)a.out.ptr, ob, a.out.dtype, acc.x * inv, acc.y * inv);
+        ea_store2((void *)a.out.ptr, ob + 2, a.out.dtype, acc.z * inv, acc.w * inv);
+        if (a.lse.ptr && c == 0)
+            ((float *)a.lse.ptr)[b * a.lse.sb + hq * a.lse.sh + (int64_t)i * a.lse.sn] =
+                l > 0.f ? mrun + __logf(l) : -INFINITY;
+    }
+    if (G == 1) return;
+    __syncthreads();
+    if (tid >= items) return;
+    float mx = -INFINITY;
+    for (int g2 = 0; g2 < G; ++g2) mx = fmaxf(mx, sml[2 * (g2 * items + tid)]);
+    const float mu = mx == -INFINITY ? 0.f : mx;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    float l = 0.f;
+    for (int g2 = 0; g2 < G; ++g2) {
+        const float w = __expf(sml[2 * (g2 * items + tid)] - mu);
+        const float4 x = spart[g2 * items + tid];
+        l += w * sml[2 * (g2 * items + tid) + 1];
+        acc.x += w * x.x; acc.y += w * x.y; acc.z += w * x.z; acc.w += w * x.w;
+    }
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const int v = tid / NC, c = tid % NC;
+    unsigned m = vmask;
+    for (int k = 0; k < v; ++k) m &= m - 1;
+    int hq, i;
+    ea_row_of(a, rm, hkv, __ffs(m) - 1, hq, i);
+    const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn + c * 4;
+    ea_store2((void *)a.out.ptr, ob, a.out.dtype, acc.x * inv, acc.y * inv);
+    ea_store2((void *)a.out.ptr, ob + 2, a.out.dtype, acc.z * inv, acc.w * inv);
+    if (a.lse.ptr && c == 0)
+        ((float *)a.lse.ptr)[b * a.lse.sb + hq * a.lse.sh + (int64_t)i * a.lse.sn] = l > 0.f ? mu + __logf(l) : -INFINITY;
+}
+
+template <typename T, typename C, int MERGE = 1>
 __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_t *smem) {
 #if EA_SM80
     constexpr int D = C::D, NW = C::NW, KPW = C::KPW, WST = C::WST, NT = C::NT, LD = C::LD;
@@ -388,7 +498,10 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
         }
     }
     if (a.num_splits <= 1 || !a.ws_cnt) return; // unsplit, or ea_attn_combine merges (second launch)
-    ea_decode_fused_merge<D, NT>(a, rm, (float *)sW, b, hkv, nrb, rb);
+    if (MERGE == 2)
+        ea_decode_fused_merge2<D, NT>(a, rm, (float *)sW, b, hkv, nrb, rb);
+    else
+        ea_decode_fused_merge<D, NT>(a, rm, (float *)sW, b, hkv, nrb, rb);
 #endif
 }
 

@@ -33,7 +33,7 @@ cat $OUT/sass.txt
 nvcc -std=c++17 -O3 $ARCH -cubin -o /tmp/kv.cubin cuda/dev/variants.cu || exit 1
 nvcc -std=c++17 -O3 $ARCH -I. -o /tmp/harness cuda/dev/harness.cu cuda/launch.c -lcuda || exit 1
 /tmp/harness /tmp/k.cubin check 2>&1 | tee $OUT/check.txt
-/tmp/harness /tmp/k.cubin dec 2>&1 | grep -v "^  kernel" > $OUT/dec.txt; grep -E "FAIL|checks:|^bench decode" $OUT/dec.txt
+/tmp/harness /tmp/kv.cubin dec 2>&1 | grep -v "^  kernel" > $OUT/dec.txt; grep -E "FAIL|checks:|^bench decode" $OUT/dec.txt
 if [ "$1" != "quick" ]; then
   compute-sanitizer --tool memcheck /tmp/harness /tmp/k.cubin small > /tmp/memcheck.txt 2>&1
   compute-sanitizer --tool racecheck /tmp/harness /tmp/k.cubin small > /tmp/racecheck.txt 2>&1

@@ -61,6 +61,13 @@ static Variant g_var[] = {
     {"ea_dev_pf_d64_bn128", 64, 128, 128, 128, 2, 8, 0},
 };
 static Variant *g_ovr = nullptr;
+// Decode variants (cuda/dev/variants.cu): with g_dec_ovr, launched in place of the planned fused D128 decode.
+struct DVariant { const char *name, *replaces; CUfunction fn; };
+static DVariant g_dvar[] = {
+    {"ea_dev_dc_f16_d128_m2", "ea_decode_mma_f16_d128", 0},
+    {"ea_dev_dc_bf16_d128_m2", "ea_decode_mma_bf16_d128", 0},
+};
+static bool g_dec_ovr = false;
 
 // ------------------------------------------------------------------ host conversions
 static uint16_t f2h(float f) {
@@ -144,12 +151,13 @@ struct Case {
 
 static void launch(const ea_cu_launch &l, void *args) {
     void *params[] = {args};
-    CU(cuLaunchKernel(l.kernel < 0 ? g_ovr->fn : g_fn[l.kernel], l.grid[0], l.grid[1], l.grid[2], l.block[0], l.block[1], l.block[2], l.smem,
+    CU(cuLaunchKernel(l.kernel <= -10 ? g_dvar[-10 - l.kernel].fn : l.kernel < 0 ? g_ovr->fn : g_fn[l.kernel], l.grid[0], l.grid[1], l.grid[2], l.block[0], l.block[1], l.block[2], l.smem,
                       0, params, nullptr));
 }
 
 static const char *kname(int k) {
     size_t n;
+    if (k <= -10) return g_dvar[-10 - k].name;
     if (k < 0) return g_ovr->name;
     return ea_cu_kernel_table(&n)[k].name;
 }
@@ -241,6 +249,9 @@ static void build(const Case &c, Built &w, bool fill) {
     w.a.window_left = c.wl;
     w.a.window_right = c.wr;
     w.nl = ea_cu_plan_attention(&g_dev, &w.a, g_ws, g_ws_bytes, w.l);
+    if (g_dec_ovr && w.nl == 1 && w.a.ws_cnt)
+        for (size_t v = 0; v < sizeof g_dvar / sizeof g_dvar[0]; ++v)
+            if (g_dvar[v].fn && !strcmp(kname(w.l[0].kernel), g_dvar[v].replaces)) { w.l[0].kernel = -10 - (int)v; break; }
     if (g_ovr && w.nl == 1 && ((w.l[0].kernel >= 1 && w.l[0].kernel <= 10) || (w.l[0].kernel >= 25 && w.l[0].kernel <= 38)) && c.D == g_ovr->D) {
         const int bm = g_ovr->bm, grp = c.Hq / c.Hkv;
         w.l[0].kernel = -1;
@@ -437,7 +448,7 @@ static void bench_decode(int B, int Hq, int Hkv, int N, int D, int dt, int waves
     float ms1 = time_it(w, 50); // split kernel alone
     w.nl = nl;
     double bytes = 2.0 * B * Hkv * (double)N * D * dsize(dt);
-    if (nl == 1 && w.a.num_splits > 1 && w.a.ws_cnt) { // the same split kernel + ea_attn_combine (before fusing)
+    if (nl == 1 && w.a.num_splits > 1 && w.a.ws_cnt && w.l[0].kernel >= 0) { // the same split kernel + ea_attn_combine (before fusing)
         size_t nk;
         const ea_cu_kernel_desc *t = ea_cu_kernel_table(&nk);
         int kc = -1;
@@ -597,8 +608,9 @@ static void bench_peak() {
 }
 
 // The fused split merge: decode shapes over tile and split edges, both group sizes, B, Nq, dtypes.
-static void decode_checks() {
-    for (int n : {1, 17, 64, 65, 1000, 4096, 131072})
+static void decode_checks(bool d128_split_only = false) {
+    for (int n : {1, 17, 64, 65, 1000, 4096, 131072}) {
+        if (d128_split_only && n < 1000) continue;
         for (int grp : {4, 8})
             for (int B : {1, 3})
                 for (int nq : {1, 2})
@@ -608,6 +620,13 @@ static void decode_checks() {
                         if (n >= 4096) c.max_check_rows = 12;
                         check(c);
                     }
+    }
+    if (d128_split_only) {
+        Case c; c.B = 3; c.Hq = 32; c.Hkv = 8; c.Nq = 1; c.Nkv = 5000; c.D = 128; c.seq = 1; c.ring = 1; check(c);
+        c.B = 1; c.Hq = 2; c.Hkv = 2; c.Nkv = 20000; c.seq = c.ring = 0; c.qdt = c.kvdt = c.odt = EA_CU_BF16; check(c);
+        c.B = 3; c.Hq = 16; c.Hkv = 2; c.Nq = 2; c.Nkv = 3000; c.causal = 1; c.seq = 1; check(c);
+        return;
+    }
     // other head dims, causal with Nq > 1 and a fully masked sequence (seq: b == 2 has kv_len 0)
     for (int d : {64, 80, 96, 256}) {
         Case c; c.B = 3; c.Hq = 8; c.Hkv = 2; c.Nq = 2; c.Nkv = 3000; c.D = d; c.causal = 1; c.seq = 1; check(c);
@@ -721,6 +740,12 @@ int main(int argc, char **argv) {
         cuFuncGetAttribute(&lbytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, v.fn);
         if (mode != "small") printf("  variant %-28s regs %3d local %d\n", v.name, regs, lbytes);
     }
+    for (auto &v : g_dvar) {
+        if (cuModuleGetFunction(&v.fn, mod, v.name) != CUDA_SUCCESS) { v.fn = 0; continue; }
+        for (size_t i = 0; i < n; ++i)
+            if (!strcmp(t[i].name, v.replaces) && t[i].max_smem > 48 * 1024)
+                CU(cuFuncSetAttribute(v.fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)t[i].max_smem));
+    }
     g_ws_bytes = ea_cu_split_workspace_bytes(16, 64, 64, 256, p.multiProcessorCount);
     g_cnt_off = ea_cu_split_counters_offset(16, 64, 64, 256, p.multiProcessorCount);
     g_cnt_bytes = ea_cu_split_counters_bytes(16, 64, 64, 256, p.multiProcessorCount);
@@ -753,6 +778,19 @@ int main(int argc, char **argv) {
         bench_decode(1, 32, 8, 131072, 128, EA_CU_F16);
         bench_decode(16, 32, 8, 4096, 128, EA_CU_F16);
         bench_decode(1, 32, 8, 131072, 128, EA_CU_BF16);
+        bool any = false;
+        for (auto &v : g_dvar) any |= v.fn != 0;
+        if (any) { // the candidate merge (variants cubin): checks, then the same timings
+            g_dec_ovr = true;
+            decode_checks(true);
+            printf("checks: %d failed (with the decode variants)\n", g_fail);
+            bench_decode(1, 32, 8, 4096, 128, EA_CU_F16);
+            bench_decode(1, 32, 8, 32768, 128, EA_CU_F16);
+            bench_decode(1, 32, 8, 131072, 128, EA_CU_F16);
+            bench_decode(16, 32, 8, 4096, 128, EA_CU_F16);
+            bench_decode(1, 32, 8, 131072, 128, EA_CU_BF16);
+            g_dec_ovr = false;
+        }
     }
     if (mode == "one") { // a single prefill and a single decode call (profilers)
         Case c; c.B = 1; c.Hq = 32; c.Hkv = 32; c.Nq = 4096; c.Nkv = 4096; c.D = 128; c.lse = 1;
