@@ -572,7 +572,19 @@ edgeattn_context *tc_create(const edgeattn_config *cfg)
     edgeattn_context *ctx = NULL;
     edgeattn_message msg;
     memset(&msg, 0, sizeof msg);
-    const edgeattn_status st = edgeattn_create(cfg, NULL, 0, &ctx, &msg);
+    edgeattn_config c = *cfg;
+    /* EDGEATTN_TEST_BACKEND=cpu|cuda|opencl: configs that say AUTO run on that backend (the suites
+     * clear EDGEATTN_BACKEND, and AUTO prefers CUDA where both GPU backends are built) */
+    const char *tb = getenv("EDGEATTN_TEST_BACKEND");
+    if (tb && c.backend == EDGEATTN_BACKEND_AUTO) {
+        if (!strcmp(tb, "cpu"))
+            c.backend = EDGEATTN_BACKEND_CPU;
+        else if (!strcmp(tb, "cuda"))
+            c.backend = EDGEATTN_BACKEND_CUDA;
+        else if (!strcmp(tb, "opencl"))
+            c.backend = EDGEATTN_BACKEND_OPENCL;
+    }
+    const edgeattn_status st = edgeattn_create(&c, NULL, 0, &ctx, &msg);
     if (st != EDGEATTN_OK || !ctx)
         fail_msg("edgeattn_create: status %d (%s): %s", (int)st, edgeattn_status_string(st), msg.text);
     return ctx;

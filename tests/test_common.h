@@ -161,7 +161,8 @@ typedef struct tc_tier {
  * neon-fp16. Returns the count. */
 int tc_cpu_tiers(tc_tier *tiers, int max);
 
-/* Creates a context or fails the test with the library's message. */
+/* Creates a context or fails the test with the library's message. EDGEATTN_TEST_BACKEND=cpu|cuda|opencl
+ * turns a config's AUTO into that backend (how tests/opencl re-runs the shared suites). */
 edgeattn_context *tc_create(const edgeattn_config *cfg);
 /* Creates a context and checks that its backend info names tier->name. */
 edgeattn_context *tc_create_tier(const edgeattn_config *cfg, const tc_tier *tier);

@@ -1,6 +1,7 @@
 /* Runs a shared suite (argv[1]) on the OpenCL backend, or exits 77 (meson: skipped) when this
- * machine has no OpenCL device. The suite itself picks OpenCL through EDGEATTN_OPENCL_DEVICE
- * (set by tests/opencl/meson.build), which AUTO honours. */
+ * machine has no OpenCL device. Sets EDGEATTN_TEST_BACKEND=opencl (tc_create forces OpenCL for AUTO
+ * configs) and EDGEATTN_OPENCL_DEVICE (the caller's value, else the device a forced backend would
+ * take), which AUTO honours too (noalloc creates its contexts itself). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -41,6 +42,7 @@ int main(int argc, char **argv)
         printf("no OpenCL device here: %s skipped\n", argv[1]);
         return 77;
     }
+    setenv("EDGEATTN_TEST_BACKEND", "opencl", 1); /* tc_create: AUTO configs run on OpenCL (even with CUDA built) */
     const char *env = getenv("EDGEATTN_OPENCL_DEVICE");
     if (!env || !*env)
         setenv("EDGEATTN_OPENCL_DEVICE", pick + 1, 1);
