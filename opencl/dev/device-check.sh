@@ -17,6 +17,7 @@ mkdir -p "$out"
 b=/tmp/edgeattn-ocl-build
 export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
 export EDGEATTN_TEST_REQUIRE_OPENCL=1
+export EDGEATTN_TEST_BACKEND=opencl # tc_create: AUTO configs of the shared suites run on OpenCL
 status=0
 step() { printf '\n==== %s\n' "$*"; }
 
