@@ -35,6 +35,8 @@
 #define CU_MAX_KERNELS 64
 #define CU_MAX_PITCH ((size_t)2147483647) /* CU_DEVICE_ATTRIBUTE_MAX_PITCH on every GPU so far */
 #define CU_CHUNK 64                       /* per-sequence parameters are uploaded in chunks of this many */
+#define CU_UP_SLOTS 16                    /* pinned upload slots for per-call parameters */
+#define CU_UP_SLOT_BYTES ((size_t)CU_CHUNK * sizeof(ea_cu_seq)) /* the largest upload (one chunk) */
 
 /* ---------------------------------------------------------------- plan */
 
@@ -81,6 +83,13 @@ typedef struct cu_state {
     CUdeviceptr seen_start[8];
     size_t seen_size[8];
     unsigned seen_next;
+    /* Per-call parameters (sequence info, append rows) go up from pinned slots, each reused only
+     * after the copy that read it has run (its event): a copy from pageable memory may make the
+     * driver wait for the stream. NULL: cuMemAllocHost refused, pageable copies instead. */
+    char *up_host;
+    CUevent up_ev[CU_UP_SLOTS];
+    bool up_used[CU_UP_SLOTS];
+    unsigned up_next;
 } cu_state;
 
 /* count = a*b*c*d elements of elem bytes, overflow remembered in the sizer */
@@ -283,6 +292,14 @@ static void cu_teardown(cu_state *s)
             d->ModuleUnload(s->mod);
         if (s->pool)
             ea_cu_mem_free(d, s->pool);
+        for (int i = 0; i < CU_UP_SLOTS; i++)
+            if (s->up_ev[i])
+                d->EventDestroy(s->up_ev[i]);
+        if (s->up_host && d->MemFreeHost_) {
+            d->count.mem_free++;
+            d->MemFreeHost_(s->up_host);
+        }
+        s->up_host = NULL;
         d->CtxPopCurrent(&prev);
         d->DevicePrimaryCtxRelease(s->dv.dev);
     }
@@ -375,6 +392,35 @@ static edgeattn_status cu_init_device(cu_state *s, const edgeattn_config *cfg, c
                 goto out;
             }
         }
+    }
+    /* The fused split-KV decode counts arriving CTAs in counters at the start of the workspace; the
+     * last CTA of each group resets its counter, so they need zeroing once, here. */
+    const size_t cnt_bytes = ea_cu_split_counters_bytes(cfg->max_batch, cfg->max_heads, cfg->max_q_len,
+                                                        cfg->max_head_dim, s->dv.di.sm_count);
+    if (cnt_bytes) {
+        const size_t cnt_off = ea_cu_split_counters_offset(cfg->max_batch, cfg->max_heads, cfg->max_q_len,
+                                                           cfg->max_head_dim, s->dv.di.sm_count);
+        if ((r = d->MemsetD8Async(s->pool + s->L.ws + cnt_off, 0, cnt_bytes, s->stream)) != EA_CUDA_SUCCESS ||
+            (r = ea_cu_stream_sync(d, s->stream)) != EA_CUDA_SUCCESS) {
+            st = cu_fail(d, msg, r, "zeroing the split-KV counters");
+            goto out;
+        }
+    }
+    /* pinned upload slots (optional: without them, pageable copies) */
+    void *up = NULL;
+    if (d->MemAllocHost_ && d->MemFreeHost_) {
+        d->count.mem_alloc++;
+        if (d->MemAllocHost_(&up, CU_UP_SLOTS * CU_UP_SLOT_BYTES) != EA_CUDA_SUCCESS)
+            up = NULL;
+    }
+    if (up) {
+        s->up_host = up;
+        for (int i = 0; i < CU_UP_SLOTS; i++)
+            if ((r = d->EventCreate(&s->up_ev[i], EA_CU_EVENT_DISABLE_TIMING)) != EA_CUDA_SUCCESS) {
+                s->up_ev[i] = NULL;
+                st = cu_fail(d, msg, r, "cuEventCreate");
+                goto out;
+            }
     }
 out:;
     CUcontext prev;
@@ -798,9 +844,28 @@ static edgeattn_status arg_download(cu_call *c, const cu_arg *a)
 /* Uploads n bytes of per-sequence parameters from host memory to pool offset off (stream-ordered). */
 static edgeattn_status upload_small(cu_call *c, size_t off, const void *src, size_t n)
 {
-    ea_cu_driver *d = &c->s->drv;
+    cu_state *s = c->s;
+    ea_cu_driver *d = &s->drv;
     d->count.copies++;
-    CU_TRY(d, c->msg, d->MemcpyHtoDAsync(c->s->pool + off, src, n, c->s->stream), "cuMemcpyHtoDAsync");
+    if (!s->up_host || n > CU_UP_SLOT_BYTES) {
+        CU_TRY(d, c->msg, d->MemcpyHtoDAsync(s->pool + off, src, n, s->stream), "cuMemcpyHtoDAsync");
+        return EDGEATTN_OK;
+    }
+    const unsigned i = s->up_next++ % CU_UP_SLOTS;
+    if (s->up_used[i]) {
+        CUresult r = d->EventQuery(s->up_ev[i]);
+        if (r == EA_CUDA_ERROR_NOT_READY) { /* 16 uploads queued ahead of the GPU: wait for the oldest */
+            d->count.throttle++;
+            r = d->EventSynchronize_(s->up_ev[i]);
+        }
+        if (r != EA_CUDA_SUCCESS)
+            return cu_fail(d, c->msg, r, "cuEventQuery (upload slot)");
+    }
+    char *slot = s->up_host + (size_t)i * CU_UP_SLOT_BYTES;
+    memcpy(slot, src, n);
+    CU_TRY(d, c->msg, d->MemcpyHtoDAsync(s->pool + off, slot, n, s->stream), "cuMemcpyHtoDAsync");
+    CU_TRY(d, c->msg, d->EventRecord(s->up_ev[i], s->stream), "cuEventRecord");
+    s->up_used[i] = true;
     return EDGEATTN_OK;
 }
 

@@ -44,6 +44,14 @@ typedef struct ea_cu_launch {
 size_t ea_cu_split_workspace_bytes(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
                                    int32_t sm_count_hint);
 
+/* The counter area of that workspace: bytes [offset, offset + bytes) from its base must be zero before the
+ * first call (the host zeroes them once at create); the fused split-KV decode leaves them zero after
+ * every call. Same arguments as ea_cu_split_workspace_bytes; bytes is 0 when that is 0. */
+size_t ea_cu_split_counters_offset(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
+                                   int32_t sm_count_hint);
+size_t ea_cu_split_counters_bytes(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
+                                  int32_t sm_count_hint);
+
 /* Chooses the kernels for an attention or decode call. args is complete except num_splits, split_len,
  * ws_o, ws_lse, which this fills (ws: base of the planned workspace, ws_bytes its size). Writes 1 or 2
  * launches (split + combine) into out and returns their count; 0 if no kernel serves the call (the

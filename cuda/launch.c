@@ -267,14 +267,6 @@ size_t ea_cu_split_workspace_bytes(int32_t max_batch, int32_t max_heads, int32_t
            256u;
 }
 
-/* The counter area of the split workspace: bytes [offset, offset + bytes) from its base must be zero before
- * the first call (the host zeroes them once at create, e.g. cuMemsetD32(ws + offset, 0, bytes / 4)); the
- * kernels leave them zero after every call. Same arguments as ea_cu_split_workspace_bytes; bytes is 0 when
- * that is 0. (Prototypes here until cuda/kernels.h declares them.) */
-size_t ea_cu_split_counters_offset(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
-                                   int32_t sm_count_hint);
-size_t ea_cu_split_counters_bytes(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
-                                  int32_t sm_count_hint);
 size_t ea_cu_split_counters_offset(int32_t max_batch, int32_t max_heads, int32_t max_q_len, int32_t max_head_dim,
                                    int32_t sm_count_hint) {
     (void)max_batch; (void)max_heads; (void)max_q_len; (void)max_head_dim; (void)sm_count_hint;
