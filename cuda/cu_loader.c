@@ -69,6 +69,7 @@ bool ea_cu_driver_open(ea_cu_driver *d, char *why, size_t whylen)
         {"cuEventDestroy_v2", NULL, &d->EventDestroy, true},
         {"cuEventRecord", NULL, &d->EventRecord, true},
         {"cuEventSynchronize", NULL, &d->EventSynchronize_, true},
+        {"cuEventQuery", NULL, &d->EventQuery, true},
         /* _v2 since 12.8; older drivers (JetPack) only have the original, same signature */
         {"cuEventElapsedTime_v2", "cuEventElapsedTime", &d->EventElapsedTime, true},
         {"cuModuleLoadData", NULL, &d->ModuleLoadData_, true},

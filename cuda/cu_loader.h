@@ -101,6 +101,7 @@ typedef struct ea_cu_counters {
     uint64_t sync;         /* cuStreamSynchronize / cuCtxSynchronize / cuEventSynchronize */
     uint64_t launches;     /* cuLaunchKernel */
     uint64_t copies;       /* cuMemcpy*Async / cuMemsetD8Async */
+    uint64_t throttle;     /* waits for an upload slot still in flight (the queue is 16 uploads deep) */
 } ea_cu_counters;
 
 typedef struct ea_cu_driver {
@@ -137,6 +138,7 @@ typedef struct ea_cu_driver {
     CUresult (*EventDestroy)(CUevent e);
     CUresult (*EventRecord)(CUevent e, CUstream s);
     CUresult (*EventSynchronize_)(CUevent e);
+    CUresult (*EventQuery)(CUevent e);
     CUresult (*EventElapsedTime)(float *ms, CUevent a, CUevent b);
     CUresult (*ModuleLoadData_)(CUmodule *m, const void *image);
     CUresult (*ModuleUnload)(CUmodule m);

@@ -201,6 +201,7 @@ API CUresult cuEventCreate(CUevent *e, unsigned f) { (void)f; *e = (CUevent)(voi
 API CUresult cuEventDestroy_v2(CUevent e) { (void)e; return 0; }
 API CUresult cuEventRecord(CUevent e, CUstream s) { (void)e; (void)s; return 0; }
 API CUresult cuEventSynchronize(CUevent e) { (void)e; return 0; }
+API CUresult cuEventQuery(CUevent e) { (void)e; return 0; }
 API CUresult cuEventElapsedTime(float *ms, CUevent a, CUevent b) { (void)a; (void)b; *ms = 1.0f; return 0; }
 API CUresult cuModuleLoadData(CUmodule *m, const void *img) { (void)img; *m = (CUmodule)(void *)&g_mod_obj; return 0; }
 API CUresult cuModuleUnload(CUmodule m) { (void)m; return 0; }
