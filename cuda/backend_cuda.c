@@ -521,18 +521,31 @@ static edgeattn_status check_device_ptr(cu_state *s, const char *name, uint64_t 
             return EDGEATTN_OK;
     ea_cu_driver *d = &s->drv;
     int ord = -1;
-    CUresult r = d->PointerGetAttribute(&ord, EA_CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, p);
+    CUdeviceptr start = 0;
+    size_t size = 0;
+    CUresult r;
+    bool have_range = false;
+    if (d->PointerGetAttributes) { /* an unknown address reads as memory type 0, not as an API error */
+        unsigned mt = 0;
+        int attr[4] = {EA_CU_POINTER_ATTRIBUTE_MEMORY_TYPE, EA_CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                       EA_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, EA_CU_POINTER_ATTRIBUTE_RANGE_SIZE};
+        void *data[4] = {&mt, &ord, &start, &size};
+        r = d->PointerGetAttributes(4, attr, data, p);
+        if (r == EA_CUDA_SUCCESS && mt == 0)
+            r = EA_CUDA_ERROR_INVALID_VALUE;
+        have_range = r == EA_CUDA_SUCCESS;
+    } else {
+        r = d->PointerGetAttribute(&ord, EA_CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, p);
+        have_range = d->PointerGetAttribute(&start, EA_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, p) == EA_CUDA_SUCCESS &&
+                     d->PointerGetAttribute(&size, EA_CU_POINTER_ATTRIBUTE_RANGE_SIZE, p) == EA_CUDA_SUCCESS;
+    }
     if (r == EA_CUDA_ERROR_INVALID_VALUE)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: 0x%llx is not CUDA device memory (EDGEATTN_MEM_CUDA)", name,
                        (unsigned long long)p);
     if (r == EA_CUDA_SUCCESS && ord != s->dv.ordinal)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: memory of CUDA device %d, this context runs on device %d",
                        name, ord, s->dv.ordinal);
-    CUdeviceptr start = 0;
-    size_t size = 0;
-    if (d->PointerGetAttribute(&start, EA_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, p) == EA_CUDA_SUCCESS &&
-        d->PointerGetAttribute(&size, EA_CU_POINTER_ATTRIBUTE_RANGE_SIZE, p) == EA_CUDA_SUCCESS && size > 0 &&
-        p >= start) {
+    if (have_range && size > 0 && p >= start) {
         if (p - start > size || extent > size - (p - start))
             return ea_fail(msg, EDGEATTN_ERR_STRIDE,
                            "%s: the view needs %zu bytes from 0x%llx, its allocation ends %zu bytes after it", name,
