@@ -52,7 +52,7 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
     for (size_t i = 0; i < sizeof c->reserved; i++)
         if (c->reserved[i])
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: reserved bytes must be zero");
-    if (c->flags & ~(uint32_t)EDGEATTN_FLAG_KV_CACHE)
+    if (c->flags & ~(uint32_t)(EDGEATTN_FLAG_KV_CACHE | EDGEATTN_FLAG_DEVICE_TENSORS))
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: unknown flags 0x%x", (unsigned)c->flags);
     const struct {
         const char *name;

@@ -47,6 +47,7 @@ typedef struct cu_layout {
     size_t k_stage, v_stage, kvs_bytes;
     size_t lse_stage, lse_bytes;
     size_t bias_stage, bias_bytes;
+    bool no_staging; /* EDGEATTN_FLAG_DEVICE_TENSORS: the staging areas above are empty */
     size_t seq, rows, slot0;
     size_t ws, ws_bytes;
     size_t flag;
@@ -109,6 +110,9 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
     ea_sizer sz = {0, false};
     const int64_t B = cfg->max_batch, Hq = cfg->max_heads, Hkv = cfg->max_kv_heads, Nq = cfg->max_q_len,
                   Nkv = cfg->max_kv_len, D = cfg->max_head_dim;
+    /* EDGEATTN_FLAG_DEVICE_TENSORS: no staging areas (size 0; a call that would stage is refused) */
+    const int64_t st = (cfg->flags & EDGEATTN_FLAG_DEVICE_TENSORS) ? 0 : 1;
+    L->no_staging = st == 0;
     if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
         const int64_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
         const size_t es = ea_dtype_size(cfg->kv_cache_dtype);
@@ -116,15 +120,15 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
         L->kv_v = add4(&sz, B, Hkv, cap, D, es);
         L->kv_bytes = L->kv_v - L->kv_k;
     }
-    L->q_stage = add4(&sz, B, Hq, Nq, D, 4);
-    L->out_stage = add4(&sz, B, Hq, Nq, D, 4);
+    L->q_stage = add4(&sz, B * st, Hq, Nq, D, 4);
+    L->out_stage = add4(&sz, B * st, Hq, Nq, D, 4);
     L->q_bytes = L->out_bytes = L->out_stage - L->q_stage;
     /* k, v: attention inputs, and the kept rows of a kv_append (at most the ring's capacity) */
     const int64_t kv_rows = cfg->kv_cache_window > Nkv ? cfg->kv_cache_window : Nkv;
-    L->k_stage = add4(&sz, B, Hkv, kv_rows, D, 4);
-    L->v_stage = add4(&sz, B, Hkv, kv_rows, D, 4);
+    L->k_stage = add4(&sz, B * st, Hkv, kv_rows, D, 4);
+    L->v_stage = add4(&sz, B * st, Hkv, kv_rows, D, 4);
     L->kvs_bytes = L->v_stage - L->k_stage;
-    L->lse_stage = add4(&sz, B, Hq, Nq, 1, 4);
+    L->lse_stage = add4(&sz, B * st, Hq, Nq, 1, 4);
     L->lse_bytes = sz.total - L->lse_stage;
     /* bias: [B, Hq, Nq, Nkv] F32 can be huge; staged up to EA_CUDA_BIAS_STAGE_MAX */
     size_t bias = 0;
@@ -132,6 +136,8 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
               ea_mul_ok(bias, (size_t)Nkv, &bias) && ea_mul_ok(bias, 4, &bias);
     if (!ok || bias > EA_CUDA_BIAS_STAGE_MAX)
         bias = EA_CUDA_BIAS_STAGE_MAX;
+    if (!st)
+        bias = 0;
     L->bias_stage = ea_sizer_add(&sz, bias, 1, CU_ALIGN);
     L->bias_bytes = bias;
     L->seq = ea_sizer_add(&sz, (size_t)B, sizeof(ea_cu_seq), CU_ALIGN);
@@ -781,6 +787,10 @@ static edgeattn_status arg_prepare(cu_call *c, cu_arg *a, const char *name, cons
         a->d.ptr = direct;
         return EDGEATTN_OK;
     }
+    if (s->L.no_staging)
+        return ea_fail(c->msg, EDGEATTN_ERR_UNSUPPORTED,
+                       "%s: host memory the GPU cannot address, and the context was created with "
+                       "EDGEATTN_FLAG_DEVICE_TENSORS (no staging): pass device, pinned or managed memory", name);
     a->staged = true;
     a->stage = s->pool + stage_off;
     a->d.ptr = a->stage;
@@ -1060,6 +1070,10 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, const edgeattn
     /* Both in place, or both staged (the kernel takes one row range per sequence for both): the kept
      * rows of each sequence, dense [B][H][rmax][D] in the source dtype. */
     const bool staged = !direct[0] || !direct[1];
+    if (staged && L->no_staging)
+        return ea_fail(c->msg, EDGEATTN_ERR_UNSUPPORTED,
+                       "kv_append: host k/v the GPU cannot address, and the context was created with "
+                       "EDGEATTN_FLAG_DEVICE_TENSORS (no staging): pass device, pinned or managed memory");
     ea_cu_tensor d[2];
     const size_t stage[2] = {L->k_stage, L->v_stage};
     for (int i = 0; i < 2; i++) {

@@ -373,6 +373,68 @@ static void test_device_tensors(void **state)
     edgeattn_destroy(ctx);
 }
 
+/* EDGEATTN_FLAG_DEVICE_TENSORS: the plan drops the staging areas, device tensors work as before, a
+ * host tensor (which would need staging) is refused and nothing is written. */
+static void test_device_tensors_only(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    cfg.flags |= EDGEATTN_FLAG_KV_CACHE;
+    edgeattn_plan_info with, without;
+    edgeattn_message msg;
+    assert_int_equal(edgeattn_plan(&cfg, &with, &msg), EDGEATTN_OK);
+    cfg.flags |= EDGEATTN_FLAG_DEVICE_TENSORS;
+    assert_int_equal(edgeattn_plan(&cfg, &without, &msg), EDGEATTN_OK);
+    /* q/out/k/v staging in F32 at the maxima is at least this much */
+    const size_t staging = (size_t)4 * 4 * 8 * (2 * 300 + 2 * 700) * 256;
+    if (without.device_bytes + staging > with.device_bytes)
+        fail_msg("device bytes %zu with staging, %zu without: expected at least %zu less", with.device_bytes,
+                 without.device_bytes, staging);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 3101);
+    for (int i = 0; i < (g_short ? 3 : 8); i++) {
+        tc_attn_case c = random_case(&r, i);
+        tc_attn_data d;
+        tc_attn_prepare(&d, &c, tc_seed(), 4100 + (uint64_t)i);
+        double tol = tc_tolerance(c.qdt, c.kvdt, c.odt);
+        if (c.qdt == EDGEATTN_F32 && c.kvdt == EDGEATTN_F32 && c.odt == EDGEATTN_F32)
+            tol = fmax(tol, tc_tolerance_f32_scores(tc_max_score(&d.q.t, &d.k.t, c.scale)));
+        tc_result res = run_device(ctx, &a, &d, tol);
+        if (!res.ok) {
+            char desc[512];
+            tc_case_describe(&c, desc, sizeof desc);
+            tc_attn_free(&d);
+            edgeattn_destroy(ctx);
+            fail_msg("device tensors without staging, %s: %s", desc, res.why);
+        }
+        if (i == 0) { /* the same case with host tensors: refused, the canary-filled output untouched */
+            tc_fill_canary(&d.out);
+            const size_t ob = d.out.alloc_elems * tc_dtype_size(d.out.t.dtype);
+            unsigned char *before = malloc(ob);
+            assert_non_null(before);
+            memcpy(before, d.out.alloc, ob);
+            const edgeattn_status st = edgeattn_attention(ctx, &d.q.t, &d.k.t, &d.v.t, &d.out.t, &d.params);
+            if (st != EDGEATTN_ERR_UNSUPPORTED)
+                fail_msg("host tensors without staging: status %d (%s), expected UNSUPPORTED", (int)st,
+                         edgeattn_message_of(ctx));
+            assert_non_null(strstr(edgeattn_message_of(ctx), "EDGEATTN_FLAG_DEVICE_TENSORS"));
+            assert_memory_equal(before, d.out.alloc, ob);
+            free(before);
+            /* kv_append from host memory: refused too, nothing appended */
+            assert_int_equal(edgeattn_kv_append(ctx, &d.k.t, &d.v.t, NULL, 0), EDGEATTN_ERR_UNSUPPORTED);
+            int64_t total = -1;
+            assert_int_equal(edgeattn_kv_length(ctx, 0, &total, NULL), EDGEATTN_OK);
+            assert_int_equal(total, 0);
+        }
+        tc_attn_free(&d);
+    }
+    edgeattn_destroy(ctx);
+}
+
 /* Host tensors (staged copies), the same random cases through tc_attn_run. */
 static void test_host_tensors(void **state)
 {
@@ -1227,6 +1289,7 @@ int main(void)
         cmocka_unit_test(test_info_and_region),
         cmocka_unit_test(test_copy_strided),
         cmocka_unit_test(test_device_tensors),
+        cmocka_unit_test(test_device_tensors_only),
         cmocka_unit_test(test_host_tensors),
         cmocka_unit_test(test_external_memory),
         cmocka_unit_test(test_async_and_synchronize),
