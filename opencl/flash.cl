@@ -18,6 +18,12 @@
 #define FK_DP4 (EA_DMAX / 4 + 1)   /* row pitch of Q/K/V tiles in float4: +1 shifts banks */
 #define FK_BNP (FK_BN + 4)         /* row pitch of the probability tile in floats */
 #define FK_DV4 (EA_DMAX / 4 / FK_CT)
+#define FK_NLD ((FK_BN * (EA_DMAX / 4) + FK_NT - 1) / FK_NT) /* float4 loads per work-item per tile */
+#ifdef EA_NO_PREFETCH /* EDGEATTN_OPENCL_PREFETCH=0 */
+#define FK_PREFETCH 0
+#else
+#define FK_PREFETCH (FK_NLD <= 16) /* V tile read into registers while the scores are computed */
+#endif
 
 __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     __global const uchar *qb, __global const uchar *kb, __global const uchar *vb, __global uchar *ob,
@@ -98,6 +104,20 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
             KVs[c * FK_DP4 + d4] = x;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+#if FK_PREFETCH
+        float4 vreg[FK_NLD];
+        for (int u = 0; u < FK_NLD; u++) {
+            const int e = tid + u * FK_NT;
+            const int c = e / (EA_DMAX / 4), d4 = e % (EA_DMAX / 4), j = j0 + c;
+            vreg[u] = (float4)(0.0f);
+            if (e < FK_BN * (EA_DMAX / 4) && j <= jhi && d4 < D4) {
+                int slot = slot0 + j;
+                if (P.ring_cap > 0 && slot >= P.ring_cap)
+                    slot -= P.ring_cap;
+                vreg[u] = ea_ld4(vb, P.v.off + b * P.v.sb + (long)hkv * P.v.sh + (long)slot * P.v.sn + 4 * d4, P.kv_dt);
+            }
+        }
+#endif
 
         float s[FK_TM][FK_TN];
         for (int a = 0; a < FK_TM; a++)
@@ -136,6 +156,13 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         barrier(CLK_LOCAL_MEM_FENCE);
 
         /* V tile (K is no longer read), new row maxima, probabilities of this work-item's scores */
+#if FK_PREFETCH
+        for (int u = 0; u < FK_NLD; u++) {
+            const int e = tid + u * FK_NT;
+            if (e < FK_BN * (EA_DMAX / 4))
+                KVs[(e / (EA_DMAX / 4)) * FK_DP4 + e % (EA_DMAX / 4)] = vreg[u];
+        }
+#else
         for (int e = tid; e < FK_BN * (EA_DMAX / 4); e += FK_NT) {
             const int c = e / (EA_DMAX / 4), d4 = e % (EA_DMAX / 4), j = j0 + c;
             float4 x = (float4)(0.0f);
@@ -147,6 +174,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
             }
             KVs[c * FK_DP4 + d4] = x;
         }
+#endif
         float alpha[FK_TM];
         for (int a = 0; a < FK_TM; a++) {
             float mx = m[a];
@@ -219,3 +247,5 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #undef FK_DP4
 #undef FK_BNP
 #undef FK_DV4
+#undef FK_NLD
+#undef FK_PREFETCH

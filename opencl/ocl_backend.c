@@ -541,7 +541,9 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
              "\n#undef FK_NAME\n#undef FK_BM\n#undef FK_TM\n#undef FK_BN\n#undef FK_TN\n#define FK_NAME ea_flash_dec\n"
              "#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n",
              v->dec.bm, v->dec.tm, v->dec.bn, v->dec.tn);
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d", v->dmax);
+    const char *pf_env = getenv("EDGEATTN_OPENCL_PREFETCH"); /* 0: V tiles loaded after the scores (A/B) */
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s", v->dmax,
+             pf_env && !strcmp(pf_env, "0") ? " -DEA_NO_PREFETCH" : "");
     const char *src[5] = {ea_ocl_src_common, pro_pf, ea_ocl_src_flash, pro_dec, ea_ocl_src_flash};
     char what[32];
     snprintf(what, sizeof what, "flash (head dim %d)", v->dmax);
