@@ -537,8 +537,9 @@ static void run_relocated(edgeattn_context *ctx, tc_attn_data *d, int kind, doub
     if (!res.ok || res.err > tol || res.lse_err > tol)
         fail_msg("%s host memory: %s err %.3g lse %.3g (seed %llu)", kinds[kind], res.why, res.err, res.lse_err,
                  (unsigned long long)tc_seed());
+    /* at most the kv_lens upload (none when the device already holds the same lengths) */
     const uint64_t seq_copies = d->c.use_kv_lens ? (uint64_t)(d->c.B + 63) / 64 : 0;
-    if (after.copies - before.copies != seq_copies)
+    if (after.copies - before.copies > seq_copies)
         fail_msg("%s host memory was staged (%llu copies), not used in place", kinds[kind],
                  (unsigned long long)(after.copies - before.copies));
 }
