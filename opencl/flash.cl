@@ -22,8 +22,29 @@
 #ifdef EA_NO_PREFETCH /* EDGEATTN_OPENCL_PREFETCH=0 */
 #define FK_PREFETCH 0
 #else
-#define FK_PREFETCH (FK_NLD <= 16) /* V tile read into registers while the scores are computed */
+#define FK_PREFETCH (FK_NLD <= 16) /* K/V tiles read into registers while the previous phase computes */
 #endif
+
+/* This work-item's share of the K or V tile starting at key jb, into registers. */
+#define FK_LOAD_REGS(REG, BUF, VIEW, JB)                                                                         \
+    for (int u = 0; u < FK_NLD; u++) {                                                                           \
+        const int e = tid + u * FK_NT;                                                                           \
+        const int c = e / (EA_DMAX / 4), d4 = e % (EA_DMAX / 4), j = (JB) + c;                                   \
+        REG[u] = (float4)(0.0f);                                                                                 \
+        if (e < FK_BN * (EA_DMAX / 4) && j <= jhi && d4 < D4) {                                                  \
+            int slot = slot0 + j;                                                                                \
+            if (P.ring_cap > 0 && slot >= P.ring_cap)                                                            \
+                slot -= P.ring_cap;                                                                              \
+            REG[u] = ea_ld4(BUF, VIEW.off + b * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4,   \
+                            P.kv_dt);                                                                            \
+        }                                                                                                        \
+    }
+#define FK_STORE_REGS(REG)                                                                                       \
+    for (int u = 0; u < FK_NLD; u++) {                                                                           \
+        const int e = tid + u * FK_NT;                                                                           \
+        if (e < FK_BN * (EA_DMAX / 4))                                                                           \
+            KVs[(e / (EA_DMAX / 4)) * FK_DP4 + e % (EA_DMAX / 4)] = REG[u];                                      \
+    }
 
 __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     __global const uchar *qb, __global const uchar *kb, __global const uchar *vb, __global uchar *ob,
@@ -89,9 +110,18 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
             o[a][e] = (float4)(0.0f);
     }
 
+#if FK_PREFETCH
+    float4 kreg[FK_NLD], vreg[FK_NLD];
+    if (t_begin < t_end) {
+        FK_LOAD_REGS(kreg, kb, P.k, jlo + t_begin * FK_BN)
+    }
+#endif
     for (int t = t_begin; t < t_end; t++) {
         const int j0 = jlo + t * FK_BN;
         barrier(CLK_LOCAL_MEM_FENCE);
+#if FK_PREFETCH
+        FK_STORE_REGS(kreg)
+#else
         for (int e = tid; e < FK_BN * (EA_DMAX / 4); e += FK_NT) {
             const int c = e / (EA_DMAX / 4), d4 = e % (EA_DMAX / 4), j = j0 + c;
             float4 x = (float4)(0.0f);
@@ -103,20 +133,10 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
             }
             KVs[c * FK_DP4 + d4] = x;
         }
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
 #if FK_PREFETCH
-        float4 vreg[FK_NLD];
-        for (int u = 0; u < FK_NLD; u++) {
-            const int e = tid + u * FK_NT;
-            const int c = e / (EA_DMAX / 4), d4 = e % (EA_DMAX / 4), j = j0 + c;
-            vreg[u] = (float4)(0.0f);
-            if (e < FK_BN * (EA_DMAX / 4) && j <= jhi && d4 < D4) {
-                int slot = slot0 + j;
-                if (P.ring_cap > 0 && slot >= P.ring_cap)
-                    slot -= P.ring_cap;
-                vreg[u] = ea_ld4(vb, P.v.off + b * P.v.sb + (long)hkv * P.v.sh + (long)slot * P.v.sn + 4 * d4, P.kv_dt);
-            }
-        }
+        FK_LOAD_REGS(vreg, vb, P.v, j0)
 #endif
 
         float s[FK_TM][FK_TN];
@@ -157,11 +177,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 
         /* V tile (K is no longer read), new row maxima, probabilities of this work-item's scores */
 #if FK_PREFETCH
-        for (int u = 0; u < FK_NLD; u++) {
-            const int e = tid + u * FK_NT;
-            if (e < FK_BN * (EA_DMAX / 4))
-                KVs[(e / (EA_DMAX / 4)) * FK_DP4 + e % (EA_DMAX / 4)] = vreg[u];
-        }
+        FK_STORE_REGS(vreg)
 #else
         for (int e = tid; e < FK_BN * (EA_DMAX / 4); e += FK_NT) {
             const int c = e / (EA_DMAX / 4), d4 = e % (EA_DMAX / 4), j = j0 + c;
@@ -187,6 +203,11 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
                 Ps[(rt * FK_TM + a) * FK_BNP + ct + c * FK_CT] = exp(s[a][c] - mu);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+#if FK_PREFETCH
+        if (t + 1 < t_end) { /* the next K tile travels while this one's P.V is computed */
+            FK_LOAD_REGS(kreg, kb, P.k, j0 + FK_BN)
+        }
+#endif
 
         for (int a = 0; a < FK_TM; a++) {
             l[a] *= alpha[a];
@@ -249,3 +270,5 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #undef FK_DV4
 #undef FK_NLD
 #undef FK_PREFETCH
+#undef FK_LOAD_REGS
+#undef FK_STORE_REGS
