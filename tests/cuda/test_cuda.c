@@ -342,21 +342,16 @@ static void test_copy_strided(void **state)
 }
 
 /* Random cases with every tensor in the context's device region, outputs in canary-filled views. */
-static void test_device_tensors(void **state)
+/* n random cases with every tensor in ctx's device region; case i uses stream seed salt + i. */
+static void device_cases(edgeattn_context *ctx, uint64_t rng_stream, uint64_t salt, int n, const char *what)
 {
-    (void)state;
-    NEED_GPU();
-    edgeattn_config cfg;
-    base_config(&cfg);
-    edgeattn_context *ctx = create_cuda(&cfg);
     dev_arena a = region_of(ctx);
     tc_rng r;
-    tc_rng_init(&r, tc_seed(), 3001);
-    const int n = g_short ? 8 : tc_long() ? 120 : 36;
+    tc_rng_init(&r, tc_seed(), rng_stream);
     for (int i = 0; i < n; i++) {
         tc_attn_case c = random_case(&r, i);
         tc_attn_data d;
-        tc_attn_prepare(&d, &c, tc_seed(), 4000 + (uint64_t)i);
+        tc_attn_prepare(&d, &c, tc_seed(), salt + (uint64_t)i);
         double tol = tc_tolerance(c.qdt, c.kvdt, c.odt);
         if (c.qdt == EDGEATTN_F32 && c.kvdt == EDGEATTN_F32 && c.odt == EDGEATTN_F32)
             tol = fmax(tol, tc_tolerance_f32_scores(tc_max_score(&d.q.t, &d.k.t, c.scale)));
@@ -366,10 +361,20 @@ static void test_device_tensors(void **state)
             tc_case_describe(&c, desc, sizeof desc);
             tc_attn_free(&d);
             edgeattn_destroy(ctx);
-            fail_msg("device tensors, %s: %s (seed %llu)", desc, res.why, (unsigned long long)tc_seed());
+            fail_msg("%s, %s: %s (seed %llu)", what, desc, res.why, (unsigned long long)tc_seed());
         }
         tc_attn_free(&d);
     }
+}
+
+static void test_device_tensors(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    device_cases(ctx, 3001, 4000, g_short ? 8 : tc_long() ? 120 : 36, "device tensors");
     edgeattn_destroy(ctx);
 }
 
@@ -393,45 +398,31 @@ static void test_device_tensors_only(void **state)
         fail_msg("device bytes %zu with staging, %zu without: expected at least %zu less", with.device_bytes,
                  without.device_bytes, staging);
     edgeattn_context *ctx = create_cuda(&cfg);
-    dev_arena a = region_of(ctx);
+    device_cases(ctx, 3101, 4100, g_short ? 3 : 8, "device tensors without staging");
+    /* a case with host tensors: refused, the canary-filled output untouched */
     tc_rng r;
-    tc_rng_init(&r, tc_seed(), 3101);
-    for (int i = 0; i < (g_short ? 3 : 8); i++) {
-        tc_attn_case c = random_case(&r, i);
-        tc_attn_data d;
-        tc_attn_prepare(&d, &c, tc_seed(), 4100 + (uint64_t)i);
-        double tol = tc_tolerance(c.qdt, c.kvdt, c.odt);
-        if (c.qdt == EDGEATTN_F32 && c.kvdt == EDGEATTN_F32 && c.odt == EDGEATTN_F32)
-            tol = fmax(tol, tc_tolerance_f32_scores(tc_max_score(&d.q.t, &d.k.t, c.scale)));
-        tc_result res = run_device(ctx, &a, &d, tol);
-        if (!res.ok) {
-            char desc[512];
-            tc_case_describe(&c, desc, sizeof desc);
-            tc_attn_free(&d);
-            edgeattn_destroy(ctx);
-            fail_msg("device tensors without staging, %s: %s", desc, res.why);
-        }
-        if (i == 0) { /* the same case with host tensors: refused, the canary-filled output untouched */
-            tc_fill_canary(&d.out);
-            const size_t ob = d.out.alloc_elems * tc_dtype_size(d.out.t.dtype);
-            unsigned char *before = malloc(ob);
-            assert_non_null(before);
-            memcpy(before, d.out.alloc, ob);
-            const edgeattn_status st = edgeattn_attention(ctx, &d.q.t, &d.k.t, &d.v.t, &d.out.t, &d.params);
-            if (st != EDGEATTN_ERR_UNSUPPORTED)
-                fail_msg("host tensors without staging: status %d (%s), expected UNSUPPORTED", (int)st,
-                         edgeattn_message_of(ctx));
-            assert_non_null(strstr(edgeattn_message_of(ctx), "EDGEATTN_FLAG_DEVICE_TENSORS"));
-            assert_memory_equal(before, d.out.alloc, ob);
-            free(before);
-            /* kv_append from host memory: refused too, nothing appended */
-            assert_int_equal(edgeattn_kv_append(ctx, &d.k.t, &d.v.t, NULL, 0), EDGEATTN_ERR_UNSUPPORTED);
-            int64_t total = -1;
-            assert_int_equal(edgeattn_kv_length(ctx, 0, &total, NULL), EDGEATTN_OK);
-            assert_int_equal(total, 0);
-        }
-        tc_attn_free(&d);
-    }
+    tc_rng_init(&r, tc_seed(), 3102);
+    tc_attn_case c = random_case(&r, 0);
+    tc_attn_data d;
+    tc_attn_prepare(&d, &c, tc_seed(), 4200);
+    tc_fill_canary(&d.out);
+    const size_t ob = d.out.alloc_elems * tc_dtype_size(d.out.t.dtype);
+    unsigned char *before = malloc(ob);
+    assert_non_null(before);
+    memcpy(before, d.out.alloc, ob);
+    const edgeattn_status st = edgeattn_attention(ctx, &d.q.t, &d.k.t, &d.v.t, &d.out.t, &d.params);
+    if (st != EDGEATTN_ERR_UNSUPPORTED)
+        fail_msg("host tensors without staging: status %d (%s), expected UNSUPPORTED", (int)st,
+                 edgeattn_message_of(ctx));
+    assert_non_null(strstr(edgeattn_message_of(ctx), "EDGEATTN_FLAG_DEVICE_TENSORS"));
+    assert_memory_equal(before, d.out.alloc, ob);
+    free(before);
+    /* kv_append from host memory: refused too, nothing appended */
+    assert_int_equal(edgeattn_kv_append(ctx, &d.k.t, &d.v.t, NULL, 0), EDGEATTN_ERR_UNSUPPORTED);
+    int64_t total = -1;
+    assert_int_equal(edgeattn_kv_length(ctx, 0, &total, NULL), EDGEATTN_OK);
+    assert_int_equal(total, 0);
+    tc_attn_free(&d);
     edgeattn_destroy(ctx);
 }
 
