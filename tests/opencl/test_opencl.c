@@ -835,9 +835,13 @@ static void test_environment(void **state)
     assert_int_not_equal(chosen, EDGEATTN_BACKEND_OPENCL);
     setenv("EDGEATTN_OPENCL_DEVICE", "0:0", 1);
     assert_int_equal(plan_status(&cfg, NULL, NULL), EDGEATTN_OK);
-    /* AUTO with a device named explicitly takes it */
+    /* AUTO with a device named explicitly takes it (CUDA, first in the registry, wins where present) */
+    edgeattn_config cudac = autoc;
+    cudac.backend = EDGEATTN_BACKEND_CUDA;
+    edgeattn_plan_info cuda_info;
+    const bool have_cuda = edgeattn_plan(&cudac, &cuda_info, NULL) == EDGEATTN_OK;
     assert_int_equal(plan_status(&autoc, &chosen, NULL), EDGEATTN_OK);
-    assert_int_equal(chosen, EDGEATTN_BACKEND_OPENCL);
+    assert_int_equal(chosen, have_cuda ? EDGEATTN_BACKEND_CUDA : EDGEATTN_BACKEND_OPENCL);
     unsetenv("EDGEATTN_OPENCL_DEVICE");
     /* AUTO without a name: OpenCL only for a GPU or accelerator */
     assert_int_equal(plan_status(&autoc, &chosen, NULL), EDGEATTN_OK);
