@@ -19,7 +19,7 @@
 #define FK_BNP (FK_BN + 4)         /* row pitch of the probability tile in floats */
 #define FK_DV4 (EA_DMAX / 4 / FK_CT)
 #define FK_NLD ((FK_BN * (EA_DMAX / 4) + FK_NT - 1) / FK_NT) /* float4 loads per work-item per tile */
-#ifdef EA_NO_PREFETCH /* EDGEATTN_OPENCL_PREFETCH=0 */
+#ifdef EA_NO_PREFETCH /* the default; EDGEATTN_OPENCL_PREFETCH=1 turns the prefetch on */
 #define FK_PREFETCH 0
 #else
 #define FK_PREFETCH (FK_NLD <= 16) /* K/V tiles read into registers while the previous phase computes */
