@@ -98,10 +98,12 @@ enum {
 /* Attention kinds and flags. */
 enum {
     EDGEATTN_FLAG_KV_CACHE = 1u << 0, /* plan a KV cache (max_batch sequences x max_kv_len tokens) */
-    /* GPU backends: every tensor will be device memory (or host memory the GPU addresses directly,
+    /* CUDA backend: every tensor will be device memory (or host memory the GPU addresses directly,
      * e.g. managed or pinned memory, or any host memory on Jetson): no staging area is planned, which
      * on a long KV cache saves as much device memory as the K/V inputs would take. A host tensor that
-     * would need staging is then refused with EDGEATTN_ERR_UNSUPPORTED. Ignored by the CPU backend. */
+     * would need staging is then refused with EDGEATTN_ERR_UNSUPPORTED. The OpenCL backend stages
+     * host tensors through a bounded area in pieces and plans the same with or without the flag; the
+     * CPU backend ignores it. */
     EDGEATTN_FLAG_DEVICE_TENSORS = 1u << 1
 };
 
