@@ -117,7 +117,6 @@ edgeattn_status ea_check_head_dim(char *msg, const char *name, int64_t d);
  * strides >= 0 and non-overlapping, view inside bytes; *extent = bytes spanned from data. */
 edgeattn_status ea_check_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed,
                                 size_t *extent);
-bool ea_ranges_overlap(const void *a, size_t na, const void *b, size_t nb);
 /* Do two checked views (extents na, nb bytes) share bytes? Memory-kind aware. */
 bool ea_tensors_overlap(const edgeattn_tensor *a, size_t na, const edgeattn_tensor *b, size_t nb);
 /* Is t's memory kind one the context's backend takes? */

@@ -44,7 +44,7 @@ EDGEATTN_API edgeattn_tensor edgeattn_tensor_bshd(void *data, edgeattn_dtype dty
     return make_tensor(data, dtype, shape, stride, ok);
 }
 
-bool ea_ranges_overlap(const void *a, size_t na, const void *b, size_t nb)
+static bool ranges_overlap(const void *a, size_t na, const void *b, size_t nb)
 {
     uintptr_t pa = (uintptr_t)a, pb = (uintptr_t)b;
     return pa < pb + nb && pb < pa + na;
@@ -57,7 +57,7 @@ bool ea_tensors_overlap(const edgeattn_tensor *a, size_t na, const edgeattn_tens
     if (a->memory == EDGEATTN_MEM_OPENCL) /* same cl_mem: compare offsets; different buffers never alias
                                              (sub-buffers of one parent are the caller's responsibility) */
         return a->data == b->data && a->offset < b->offset + nb && b->offset < a->offset + na;
-    return ea_ranges_overlap(a->data, na, b->data, nb);
+    return ranges_overlap(a->data, na, b->data, nb);
 }
 
 edgeattn_status ea_check_memory(edgeattn_context *ctx, const char *name, const edgeattn_tensor *t)

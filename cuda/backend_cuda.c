@@ -1308,6 +1308,36 @@ static int cmp_float(const void *a, const void *b)
 #define CEIL_REPS 7
 
 /* Times fn-like work between two events: ms of each repetition; median returned. */
+/* One warm-up, then CEIL_REPS timed runs between events e0 and e1 of either a kernel launch (l, args)
+ * or, with l NULL, a device copy of bytes from src to dst; *med receives the median in ms. */
+static edgeattn_status time_median(cu_call *c, CUevent e0, CUevent e1, const ea_cu_launch *l, void *args,
+                                   CUdeviceptr dst, CUdeviceptr src, size_t bytes, float *med)
+{
+    ea_cu_driver *d = &c->s->drv;
+    CUstream q = c->s->stream;
+    float ms[CEIL_REPS];
+    for (int i = -1; i < CEIL_REPS; i++) {
+        CUresult r = d->EventRecord(e0, q);
+        edgeattn_status st = EDGEATTN_OK;
+        if (r == EA_CUDA_SUCCESS) {
+            if (l)
+                st = run_launches(c, l, 1, args);
+            else
+                r = d->MemcpyDtoDAsync(dst, src, bytes, q);
+        }
+        if (st != EDGEATTN_OK)
+            return st;
+        if (r != EA_CUDA_SUCCESS || (r = d->EventRecord(e1, q)) != EA_CUDA_SUCCESS ||
+            (r = ea_cu_event_sync(d, e1)) != EA_CUDA_SUCCESS)
+            return cu_fail(d, c->msg, r, l ? "tensor-core measurement" : "copy bandwidth measurement");
+        if (i >= 0 && (r = d->EventElapsedTime(&ms[i], e0, e1)) != EA_CUDA_SUCCESS)
+            return cu_fail(d, c->msg, r, "cuEventElapsedTime");
+    }
+    qsort(ms, CEIL_REPS, sizeof ms[0], cmp_float);
+    *med = ms[CEIL_REPS / 2];
+    return EDGEATTN_OK;
+}
+
 static edgeattn_status ceil_body(cu_call *c, edgeattn_ceilings *out)
 {
     cu_state *s = c->s;
@@ -1324,7 +1354,7 @@ static edgeattn_status ceil_body(cu_call *c, edgeattn_ceilings *out)
     CUdeviceptr a = 0, b = 0;
     CUevent e0 = NULL, e1 = NULL;
     CUresult r;
-    float ms[CEIL_REPS];
+    float med = 0.0f;
     if ((r = ea_cu_mem_alloc(d, &a, bytes)) != EA_CUDA_SUCCESS || (r = ea_cu_mem_alloc(d, &b, bytes)) != EA_CUDA_SUCCESS) {
         st = cu_fail(d, c->msg, r, "cuMemAlloc (measure_ceilings)");
         goto done;
@@ -1338,21 +1368,10 @@ static edgeattn_status ceil_body(cu_call *c, edgeattn_ceilings *out)
         st = cu_fail(d, c->msg, r, "cuMemsetD8Async");
         goto done;
     }
-    /* copy bandwidth: one warm-up, then CEIL_REPS timed copies */
-    for (int i = -1; i < CEIL_REPS; i++) {
-        if ((r = d->EventRecord(e0, s->stream)) != EA_CUDA_SUCCESS ||
-            (r = d->MemcpyDtoDAsync(b, a, bytes, s->stream)) != EA_CUDA_SUCCESS ||
-            (r = d->EventRecord(e1, s->stream)) != EA_CUDA_SUCCESS || (r = ea_cu_event_sync(d, e1)) != EA_CUDA_SUCCESS) {
-            st = cu_fail(d, c->msg, r, "copy bandwidth measurement");
-            goto done;
-        }
-        if (i >= 0 && (r = d->EventElapsedTime(&ms[i], e0, e1)) != EA_CUDA_SUCCESS) {
-            st = cu_fail(d, c->msg, r, "cuEventElapsedTime");
-            goto done;
-        }
-    }
-    qsort(ms, CEIL_REPS, sizeof ms[0], cmp_float);
-    out->copy_gbps = ms[CEIL_REPS / 2] > 0 ? 2.0 * (double)bytes / (ms[CEIL_REPS / 2] * 1e-3) / 1e9 : 0.0;
+    /* copy bandwidth */
+    if ((st = time_median(c, e0, e1, NULL, NULL, b, a, bytes, &med)) != EDGEATTN_OK)
+        goto done;
+    out->copy_gbps = med > 0 ? 2.0 * (double)bytes / (med * 1e-3) / 1e9 : 0.0;
     /* tensor-core throughput */
     size_t nk = 0;
     const ea_cu_kernel_desc *tab = ea_cu_kernel_table(&nk);
@@ -1373,21 +1392,8 @@ static edgeattn_status ceil_body(cu_call *c, edgeattn_ceilings *out)
     for (int round = 0; round < 2; round++) {
         pa.iters = iters;
         ea_cu_plan_peak(&s->dv.di, &l, &flops, iters);
-        for (int i = -1; i < CEIL_REPS; i++) {
-            if ((r = d->EventRecord(e0, s->stream)) != EA_CUDA_SUCCESS ||
-                (st = run_launches(c, &l, 1, &pa)) != EDGEATTN_OK ||
-                (r = d->EventRecord(e1, s->stream)) != EA_CUDA_SUCCESS || (r = ea_cu_event_sync(d, e1)) != EA_CUDA_SUCCESS) {
-                if (st == EDGEATTN_OK)
-                    st = cu_fail(d, c->msg, r, "tensor-core measurement");
-                goto done;
-            }
-            if (i >= 0 && (r = d->EventElapsedTime(&ms[i], e0, e1)) != EA_CUDA_SUCCESS) {
-                st = cu_fail(d, c->msg, r, "cuEventElapsedTime");
-                goto done;
-            }
-        }
-        qsort(ms, CEIL_REPS, sizeof ms[0], cmp_float);
-        const float med = ms[CEIL_REPS / 2];
+        if ((st = time_median(c, e0, e1, &l, &pa, 0, 0, 0, &med)) != EDGEATTN_OK)
+            goto done;
         if (round == 0 && med < 20.0f) { /* aim for about 20 ms per launch */
             double scale = med > 0.01f ? 20.0 / med : 2000.0;
             double it = (double)iters * scale;

@@ -691,6 +691,22 @@ static double event_seconds(ea_ocl_api *a, cl_event e)
     return 1e-9 * (double)(t1 - t0);
 }
 
+/* Waits for the command just enqueued (err: its enqueue status) and gives its duration: from its
+ * profiling event e when there is one, else host time since t0. Releases e. Returns the status. */
+static cl_int finish_timed(ea_ocl_api *a, cl_command_queue q, cl_int err, cl_event e, double t0, double *t)
+{
+    if (err == CL_SUCCESS)
+        err = a->clFinish(q);
+    *t = now_s() - t0;
+    if (e) {
+        const double te = event_seconds(a, e);
+        if (te > 0)
+            *t = te;
+        a->clReleaseEvent(e);
+    }
+    return err;
+}
+
 edgeattn_status ea_ocl_ceilings(edgeattn_context *ctx, edgeattn_ceilings *out)
 {
     ea_ocl_state *s = ctx->backend_state;
@@ -730,15 +746,8 @@ edgeattn_status ea_ocl_ceilings(edgeattn_context *ctx, edgeattn_ceilings *out)
             cl_event e = NULL;
             const double t0 = now_s();
             err = a->clEnqueueCopyBuffer(q, bufs[rep & 1], bufs[1 - (rep & 1)], 0, 0, bytes, 0, NULL, prof ? &e : NULL);
-            if (err == CL_SUCCESS)
-                err = a->clFinish(q);
-            double t = now_s() - t0;
-            if (e) {
-                const double te = event_seconds(a, e);
-                if (te > 0)
-                    t = te;
-                a->clReleaseEvent(e);
-            }
+            double t;
+            err = finish_timed(a, q, err, e, t0, &t);
             if (err == CL_SUCCESS && t > 0 && 2.0 * (double)bytes / t > best_copy)
                 best_copy = 2.0 * (double)bytes / t;
         }
@@ -756,15 +765,8 @@ edgeattn_status ea_ocl_ceilings(edgeattn_context *ctx, edgeattn_ceilings *out)
             cl_event e = NULL;
             const double t0 = now_s();
             err = a->clEnqueueNDRangeKernel(q, k, 1, NULL, &global, &wg, 0, NULL, prof ? &e : NULL);
-            if (err == CL_SUCCESS)
-                err = a->clFinish(q);
-            double t = now_s() - t0;
-            if (e) {
-                const double te = event_seconds(a, e);
-                if (te > 0)
-                    t = te;
-                a->clReleaseEvent(e);
-            }
+            double t;
+            err = finish_timed(a, q, err, e, t0, &t);
             if (err != CL_SUCCESS || t <= 0)
                 break;
             const double flops = 64.0 * (double)iters * (double)global / t;
