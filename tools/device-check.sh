@@ -11,6 +11,8 @@
 #   ocl        OpenCL on NVIDIA's driver: test_opencl, shared suites forced to OpenCL, edgebench suite
 #   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
 #   sweep      OpenCL tile sweep (EDGEATTN_OPENCL_TILES; list in $SWEEP) on the issue's shapes -> sweep.txt
+#   ptx        NVIDIA OpenCL's compiled programs (PTX) for the default tiles, with ptxas -v (registers,
+#              spills, stack) and the SASS instruction mix of each fused kernel -> ptx.tgz, ptx.txt
 #
 # Output: $OUT/summary.txt (also printed last), bench-cuda.txt, peers.txt, bench-ocl.txt and every log
 # in $OUT/logs.tgz (the device tool returns at most 8 files).
@@ -31,19 +33,7 @@ note "== $(date -u +%FT%TZ) $(git rev-parse --short HEAD 2>/dev/null) $(nvidia-s
 
 if want build; then
     { meson setup "$B" -Dbuildtype=release -Dnvcc_archs="$ARCHS" -Dcuda=enabled -Dopencl=enabled &&
-        ninja -C "$B"; } > "$L/build.log" 2>&1 || { tail -30 "$L/build.log"; note "BUILD FAILED"; if want sweep; then
-    export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
-    : > "$OUT/sweep.txt"
-    for t in ${SWEEP:-pf=32x4x32x4 pf=32x2x32x4 pf=32x4x32x8 pf=32x8x32x8 pf=64x8x16x4 pf=64x4x16x4 pf=64x8x16x2 pf=16x2x32x4 pf=32x4x16x4 pf=32x8x16x2 dec=8x1x64x4 dec=4x1x64x4 dec=8x1x32x4 dec=16x2x64x4 dec=8x1x64x8}; do
-        echo "---- EDGEATTN_OPENCL_TILES=$t" >> "$OUT/sweep.txt"
-        EDGEATTN_OPENCL_TILES=$t timeout 60 "$EB" --backend opencl --reps 3 --warmup 1 --no-ceiling --no-ref \
-            --case "prefill:H=32,N=4096,D=128,q=f16,kv=f16,out=f16,path=fused,name=pf-4k" \
-            --case "decode:H=32,KVH=8,NKV=32768,D=128,q=f16,kv=f16,out=f16,name=dec-32k" 2>&1 |
-            grep -E '^(pf|dec)|rror|failed' >> "$OUT/sweep.txt"
-    done
-    note "sweep done at $((SECONDS - t0)) s"
-fi
-tar czf "$OUT/logs.tgz" -C "$L" .; exit 1; }
+        ninja -C "$B"; } > "$L/build.log" 2>&1 || { tail -30 "$L/build.log"; note "BUILD FAILED"; tar czf "$OUT/logs.tgz" -C "$L" .; exit 1; }
     note "build ok at $((SECONDS - t0)) s"
 fi
 EB=$B/tools/edgebench/edgebench
@@ -96,6 +86,21 @@ if want sweep; then
             grep -E '^(pf|dec)|rror|failed' >> "$OUT/sweep.txt"
     done
     note "sweep done at $((SECONDS - t0)) s"
+fi
+if want ptx; then
+    export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
+    P=/tmp/ea-ptx; rm -rf "$P"; mkdir -p "$P/cache"
+    timeout 120 "$EB" --backend opencl --reps 1 --warmup 0 --no-ceiling --no-ref --kernel-cache "$P/cache" \
+        --case "prefill:H=32,N=1024,D=128,q=f16,kv=f16,out=f16,path=fused,name=pf" > "$L/ptx-bench.log" 2>&1
+    python3 opencl/dev/cache2ptx.py "$P/cache" "$P" > "$OUT/ptx.txt" 2>&1
+    for f in "$P"/*.ptx; do
+        echo "==== $(basename "$f")" >> "$OUT/ptx.txt"
+        ptxas -arch=sm_90 -v -o "${f%.ptx}.cubin" "$f" >> "$OUT/ptx.txt" 2>&1
+        cuobjdump -sass "${f%.ptx}.cubin" > "${f%.ptx}.sass" 2>/dev/null
+        python3 opencl/dev/sass-mix.py "${f%.ptx}.sass" >> "$OUT/ptx.txt" 2>&1
+    done
+    tar czf "$OUT/ptx.tgz" -C "$P" --exclude cache --exclude '*.cubin' .
+    note "ptx done at $((SECONDS - t0)) s"
 fi
 tar czf "$OUT/logs.tgz" -C "$L" .
 note "== total $((SECONDS - t0)) s"

@@ -50,6 +50,7 @@ typedef struct bench_opts {
     uint64_t seed;
     int host_tensors;         /* GPU backends: pass host tensors (time includes the copies); default:
                                  inputs and outputs live in device memory (edgeattn_device_region) */
+    const char *kernel_cache; /* OpenCL: program-binary cache directory (config kernel_cache_dir) */
 } bench_opts;
 
 /* Ceilings measured in this run; 0 = not measured. */

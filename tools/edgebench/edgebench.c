@@ -47,6 +47,8 @@ static void usage(FILE *f)
             "  --no-ref              skip the reference check\n"
             "  --host-tensors        GPU backends: pass host tensors, so the time includes the copies (default:\n"
             "                        inputs and outputs live in device memory, edgeattn_device_region)\n"
+            "  --kernel-cache DIR    OpenCL: keep compiled programs in DIR (kernel_cache_dir), so a second\n"
+            "                        run starts without building them\n"
             "  --ref-budget X        multiply-adds the reference may spend per case before it checks a\n"
             "                        random sample of rows (at least 16) instead of all (default 5e7)\n"
             "  --check               exit 2 if a case's error exceeds its bound: 1e-5 when q, K/V and out are\n"
@@ -287,6 +289,9 @@ int main(int argc, char **argv)
             }
             bw_mib = u;
             bw_set = 1;
+        } else if (!strcmp(a, "--kernel-cache")) {
+            NEED_ARG();
+            o.kernel_cache = argv[++i];
         } else if (!strcmp(a, "--host-tensors")) {
             o.host_tensors = 1;
         } else if (!strcmp(a, "--no-ref")) {

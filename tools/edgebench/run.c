@@ -198,6 +198,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     cfg.max_heads = c->Hq;
     cfg.max_kv_heads = c->Hkv;
     cfg.max_head_dim = c->D;
+    cfg.kernel_cache_dir = o->kernel_cache;
     cfg.num_threads = o->threads;
     cfg.backend = o->backend;
     cfg.cpu_disable_mask = o->cpu_disable_mask;
