@@ -1,49 +1,74 @@
 /* Fused flash attention, instantiated once per tile shape: the host prepends
- *   #define FK_NAME <kernel name>, FK_BM (query rows per work-group), FK_TM (rows per work-item),
- *   FK_BN (keys per tile, a multiple of 4), FK_TN (key columns per work-item), and the program-wide
- * EA_DMAX (largest head dim served) and #undefs them afterwards. Work-item (rt, ct) of the
- * NT = (BM/TM) * (BN/TN) work-items owns rows rt*TM .. rt*TM+TM-1 of the block, key columns
- * ct + b*CT (b < TN) of each tile for the scores, and
- * dims 4*(ct + e*CT) .. +3 (e < DMAX/4/CT) of the output. Q, the K or V tile and the probabilities
- * go through local memory; statistics are FP32, the online softmax rescales per tile.
+ *   #define FK_NAME <kernel name>, FK_BM (query rows per work-group), FK_TM (score rows per work-item),
+ *   FK_BN (keys per tile), FK_TN (score columns per work-item), FK_PM (output rows per work-item)
+ * and the program-wide EA_DMAX (largest head dim served), and #undefs them afterwards.
+ *
+ * The two products of a tile use different work-item layouts, each a register block fed by float4
+ * loads from local memory:
+ *   scores  S = Q K^T   work-item (qr, qc) owns rows qr + a*QR (a < TM) and keys qc + c*QC (c < TN);
+ *                       per float4 of the head dim: TM + TN loads, 4*TM*TN multiply-adds.
+ *   output  O += P V    work-item (pr, pc) owns rows pr*PM + a (a < PM) and float4 columns pc + e*PC
+ *                       (e < PD4) of the head dim; per key: PM/4 + PD4 loads, 4*PM*PD4 multiply-adds.
+ * The probabilities P go through local memory transposed (key-major), so PM consecutive rows of one key
+ * are one float4. Scores are kept in log2 units (Q is pre-scaled by scale * log2(e) unless a softcap
+ * needs natural units first), so the softmax uses exp2. Statistics are FP32: each score work-item keeps
+ * the running max m of its rows and its part of the row sum l; the rescale factor of each row goes to
+ * the output work-items through local memory, and the parts of l are summed once at the end.
  *
  * Rows of a block are the query heads of one KV head interleaved (row r: query r / group, head
  * r % group), so every query head of a GQA group shares each K/V tile. The key range a block can see
  * (causal, window, kv_len) is computed once: tiles outside it are never loaded. A work-group with
  * split index s of nsplit handles its share of those tiles and writes a partial result (normalised
  * output and log-sum-exp) for the combine kernel; with nsplit == 1 it writes out and lse itself. */
-#define FK_CT (FK_BN / FK_TN)
-#define FK_RT (FK_BM / FK_TM)
-#define FK_NT (FK_RT * FK_CT)
-#define FK_DP4 (EA_DMAX / 4 + 1)   /* row pitch of Q/K/V tiles in float4: +1 shifts banks */
-#define FK_BNP (FK_BN + 4)         /* row pitch of the probability tile in floats */
-#define FK_DV4 (EA_DMAX / 4 / FK_CT)
-#define FK_NLD ((FK_BN * (EA_DMAX / 4) + FK_NT - 1) / FK_NT) /* float4 loads per work-item per tile */
-#ifdef EA_NO_PREFETCH /* the default; EDGEATTN_OPENCL_PREFETCH=1 turns the prefetch on */
-#define FK_PREFETCH 0
-#else
-#define FK_PREFETCH (FK_NLD <= 16) /* K/V tiles read into registers while the previous phase computes */
+#define FK_QC (FK_BN / FK_TN)        /* score work-items across the keys of a tile */
+#define FK_QR (FK_BM / FK_TM)        /* ... and across the rows */
+#define FK_NT (FK_QR * FK_QC)        /* work-items per work-group */
+#define FK_PR (FK_BM / FK_PM)        /* output work-items across the rows */
+#define FK_PC (FK_NT / FK_PR)        /* ... and across the float4 columns of the head dim */
+#define FK_D4 (EA_DMAX / 4)
+#define FK_PD4 (FK_D4 / FK_PC)       /* float4 output columns per work-item */
+#define FK_DP4 (FK_D4 + 1)           /* row pitch of the Q and K/V tiles in float4: +1 shifts banks */
+#define FK_PTP (FK_BM + 4)           /* row pitch of the transposed probability tile in floats */
+#ifndef EA_LOG2E
+#define EA_LOG2E 1.4426950408889634f
+#define EA_LN2 0.6931471805599453f
 #endif
 
-/* This work-item's share of the K or V tile starting at key jb, into registers. */
-#define FK_LOAD_REGS(REG, BUF, VIEW, JB)                                                                         \
-    for (int u = 0; u < FK_NLD; u++) {                                                                           \
-        const int e = tid + u * FK_NT;                                                                           \
-        const int c = e / (EA_DMAX / 4), d4 = e % (EA_DMAX / 4), j = (JB) + c;                                   \
-        REG[u] = (float4)(0.0f);                                                                                 \
-        if (e < FK_BN * (EA_DMAX / 4) && j <= jhi && d4 < D4) {                                                  \
-            int slot = slot0 + j;                                                                                \
-            if (P.ring_cap > 0 && slot >= P.ring_cap)                                                            \
-                slot -= P.ring_cap;                                                                              \
-            REG[u] = ea_ld4(BUF, VIEW.off + b * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4,   \
-                            P.kv_dt);                                                                            \
-        }                                                                                                        \
+/* Scores of this work-item over head-dim float4 columns [0, BOUND). */
+#define FK_QK(BOUND)                                                                                              \
+    _Pragma("unroll 4") for (int d4 = 0; d4 < (BOUND); d4++)                                                      \
+    {                                                                                                             \
+        float4 qv[FK_TM], kv[FK_TN];                                                                              \
+        _Pragma("unroll") for (int a = 0; a < FK_TM; a++) qv[a] = qp[a * (FK_QR * FK_DP4) + d4];                 \
+        _Pragma("unroll") for (int c = 0; c < FK_TN; c++) kv[c] = kp[c * (FK_QC * FK_DP4) + d4];                 \
+        _Pragma("unroll") for (int a = 0; a < FK_TM; a++)                                                         \
+        {                                                                                                         \
+            _Pragma("unroll") for (int c = 0; c < FK_TN; c++)                                                     \
+            {                                                                                                     \
+                s[a][c] = fma(qv[a].x, kv[c].x, s[a][c]);                                                         \
+                s[a][c] = fma(qv[a].y, kv[c].y, s[a][c]);                                                         \
+                s[a][c] = fma(qv[a].z, kv[c].z, s[a][c]);                                                         \
+                s[a][c] = fma(qv[a].w, kv[c].w, s[a][c]);                                                         \
+            }                                                                                                     \
+        }                                                                                                         \
     }
-#define FK_STORE_REGS(REG)                                                                                       \
-    for (int u = 0; u < FK_NLD; u++) {                                                                           \
-        const int e = tid + u * FK_NT;                                                                           \
-        if (e < FK_BN * (EA_DMAX / 4))                                                                           \
-            KVs[(e / (EA_DMAX / 4)) * FK_DP4 + e % (EA_DMAX / 4)] = REG[u];                                      \
+
+/* The K or V tile of keys j0 .. j0+BN-1 into KVs as FP32; zero past the visible range and the head dim. */
+#define FK_LOAD_TILE(BUF, VIEW)                                                                                   \
+    _Pragma("unroll") for (int u = 0; u < (FK_BN * FK_D4 + FK_NT - 1) / FK_NT; u++)                               \
+    {                                                                                                             \
+        const int e = tid + u * FK_NT;                                                                            \
+        const int c = e / FK_D4, d4 = e % FK_D4, j = j0 + c;                                                      \
+        const bool in = (FK_BN * FK_D4) % FK_NT == 0 || e < FK_BN * FK_D4;                                        \
+        float4 x = (float4)(0.0f);                                                                                \
+        if (in && j <= jhi && d4 < D4) {                                                                          \
+            int slot = slot0 + j;                                                                                 \
+            if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
+                slot -= P.ring_cap;                                                                               \
+            x = ea_ld4(BUF, VIEW.off + b * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4, P.kv_dt); \
+        }                                                                                                         \
+        if (in)                                                                                                   \
+            KVs[c * FK_DP4 + d4] = x;                                                                             \
     }
 
 __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
@@ -52,11 +77,13 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 {
     __local float4 Qs[FK_BM * FK_DP4];
     __local float4 KVs[FK_BN * FK_DP4];
-    __local float Ps[FK_BM * FK_BNP];
-    __local float Pm[FK_BM * FK_CT];
+    __local float Pt[FK_BN * FK_PTP];
+    __local float Pm[FK_BM * FK_QC]; /* partial row maxima; at the end, the parts of the row sums */
+    __local float As[FK_BM];         /* per-row rescale factor of the tile; at the end, the row maxima */
 
     const int tid = (int)get_local_id(0);
-    const int rt = tid / FK_CT, ct = tid % FK_CT;
+    const int qr = tid / FK_QC, qc = tid % FK_QC;
+    const int pr = tid / FK_PC, pc = tid % FK_PC;
     const int r0 = (int)get_group_id(0) * FK_BM;
     const int hs = (int)get_group_id(1);
     const int split = hs % P.nsplit, hl = hs / P.nsplit;
@@ -67,14 +94,16 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     const int kv_len = P.kv_len[bl], slot0 = P.slot0[bl];
     const int D4 = P.D / 4;
     const int qo0 = kv_len - P.nq_total + P.i0; /* qo of local query 0 */
+    /* log2 units from the start, unless the softcap needs natural units (then after it) */
+    const float qscale = P.softcap > 0.0f ? P.scale : P.scale * EA_LOG2E;
 
     /* Q block, pre-scaled; zero beyond the rows and the head dim */
-    for (int e = tid; e < FK_BM * (EA_DMAX / 4); e += FK_NT) {
-        const int r = e / (EA_DMAX / 4), d4 = e % (EA_DMAX / 4), rr = r0 + r;
+    for (int e = tid; e < FK_BM * FK_D4; e += FK_NT) {
+        const int r = e / FK_D4, d4 = e % FK_D4, rr = r0 + r;
         float4 x = (float4)(0.0f);
         if (rr < R && d4 < D4) {
             const long h = (long)hkv * group + rr % group, i = P.i0 + rr / group;
-            x = ea_ld4(qb, P.q.off + b * P.q.sb + h * P.q.sh + i * P.q.sn + 4 * d4, P.q_dt) * P.scale;
+            x = ea_ld4(qb, P.q.off + b * P.q.sb + h * P.q.sh + i * P.q.sn + 4 * d4, P.q_dt) * qscale;
         }
         Qs[r * FK_DP4 + d4] = x;
     }
@@ -102,173 +131,176 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     const int t_begin = split * tps, t_end = min(ntile, t_begin + tps);
 
     float m[FK_TM], l[FK_TM];
-    float4 o[FK_TM][FK_DV4];
-    for (int a = 0; a < FK_TM; a++) {
+    float4 o[FK_PM][FK_PD4];
+    _Pragma("unroll") for (int a = 0; a < FK_TM; a++)
+    {
         m[a] = -INFINITY;
         l[a] = 0.0f;
-        for (int e = 0; e < FK_DV4; e++)
-            o[a][e] = (float4)(0.0f);
     }
+    _Pragma("unroll") for (int a = 0; a < FK_PM; a++)
+    {
+        _Pragma("unroll") for (int e = 0; e < FK_PD4; e++) o[a][e] = (float4)(0.0f);
+    }
+    __local const float4 *qp = Qs + qr * FK_DP4;
+    __local const float4 *kp = KVs + qc * FK_DP4;
 
-#if FK_PREFETCH
-    float4 kreg[FK_NLD], vreg[FK_NLD];
-    if (t_begin < t_end) {
-        FK_LOAD_REGS(kreg, kb, P.k, jlo + t_begin * FK_BN)
-    }
-#endif
     for (int t = t_begin; t < t_end; t++) {
         const int j0 = jlo + t * FK_BN;
+        barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's P.V is done with KVs and Pt */
+        FK_LOAD_TILE(kb, P.k)
         barrier(CLK_LOCAL_MEM_FENCE);
-#if FK_PREFETCH
-        FK_STORE_REGS(kreg)
-#else
-        for (int e = tid; e < FK_BN * (EA_DMAX / 4); e += FK_NT) {
-            const int c = e / (EA_DMAX / 4), d4 = e % (EA_DMAX / 4), j = j0 + c;
-            float4 x = (float4)(0.0f);
-            if (j <= jhi && d4 < D4) {
-                int slot = slot0 + j;
-                if (P.ring_cap > 0 && slot >= P.ring_cap)
-                    slot -= P.ring_cap;
-                x = ea_ld4(kb, P.k.off + b * P.k.sb + (long)hkv * P.k.sh + (long)slot * P.k.sn + 4 * d4, P.kv_dt);
-            }
-            KVs[c * FK_DP4 + d4] = x;
-        }
-#endif
-        barrier(CLK_LOCAL_MEM_FENCE);
-#if FK_PREFETCH
-        FK_LOAD_REGS(vreg, vb, P.v, j0)
-#endif
 
         float s[FK_TM][FK_TN];
-        for (int a = 0; a < FK_TM; a++)
-            for (int c = 0; c < FK_TN; c++)
-                s[a][c] = 0.0f;
-        for (int d4 = 0; d4 < D4; d4++) {
-            float4 kk[FK_TN];
-            for (int c = 0; c < FK_TN; c++)
-                kk[c] = KVs[(ct + c * FK_CT) * FK_DP4 + d4];
-            for (int a = 0; a < FK_TM; a++) {
-                const float4 qq = Qs[(rt * FK_TM + a) * FK_DP4 + d4];
-                for (int c = 0; c < FK_TN; c++)
-                    s[a][c] = fma(qq.x, kk[c].x, fma(qq.y, kk[c].y, fma(qq.z, kk[c].z, fma(qq.w, kk[c].w, s[a][c]))));
-            }
+        _Pragma("unroll") for (int a = 0; a < FK_TM; a++)
+        {
+            _Pragma("unroll") for (int c = 0; c < FK_TN; c++) s[a][c] = 0.0f;
         }
+        if (D4 == FK_D4) {
+            FK_QK(FK_D4)
+        } else {
+            FK_QK(D4)
+        }
+
+        /* softcap, bias and masks; partial row maxima */
         const bool full = rows_full && j0 >= jlo_all && j0 + FK_BN - 1 <= jhi_all;
-        for (int a = 0; a < FK_TM; a++) {
-            const int rr = r0 + rt * FK_TM + a;
+        _Pragma("unroll") for (int a = 0; a < FK_TM; a++)
+        {
+            const int row = qr + a * FK_QR, rr = r0 + row;
             const int qo = qo0 + rr / group;
             const long h = (long)hkv * group + rr % group;
             float pm = -INFINITY;
-            for (int c = 0; c < FK_TN; c++) {
-                const int j = j0 + ct + c * FK_CT;
+            _Pragma("unroll") for (int c = 0; c < FK_TN; c++)
+            {
+                const int j = j0 + qc + c * FK_QC;
                 float x = s[a][c];
                 if (P.softcap > 0.0f)
-                    x = P.softcap * tanh(x / P.softcap);
+                    x = P.softcap * tanh(x / P.softcap) * EA_LOG2E;
                 const bool vis = full || (rr < R && j <= jhi && ea_visible(j, qo, P.causal, P.wl, P.wr));
                 if (vis && P.has_bias)
-                    x += biasb[P.bias.off + b * P.bias.sb + h * P.bias.sh + (long)(P.i0 + rr / group) * P.bias.sn + j];
+                    x = fma(biasb[P.bias.off + b * P.bias.sb + h * P.bias.sh + (long)(P.i0 + rr / group) * P.bias.sn +
+                                  j],
+                            EA_LOG2E, x);
                 x = vis ? x : -INFINITY;
                 s[a][c] = x;
                 pm = fmax(pm, x);
             }
-            Pm[(rt * FK_TM + a) * FK_CT + ct] = pm;
+            Pm[row * FK_QC + qc] = pm;
         }
-        barrier(CLK_LOCAL_MEM_FENCE);
+        barrier(CLK_LOCAL_MEM_FENCE); /* maxima visible; K no longer read */
 
-        /* V tile (K is no longer read), new row maxima, probabilities of this work-item's scores */
-#if FK_PREFETCH
-        FK_STORE_REGS(vreg)
-#else
-        for (int e = tid; e < FK_BN * (EA_DMAX / 4); e += FK_NT) {
-            const int c = e / (EA_DMAX / 4), d4 = e % (EA_DMAX / 4), j = j0 + c;
-            float4 x = (float4)(0.0f);
-            if (j <= jhi && d4 < D4) {
-                int slot = slot0 + j;
-                if (P.ring_cap > 0 && slot >= P.ring_cap)
-                    slot -= P.ring_cap;
-                x = ea_ld4(vb, P.v.off + b * P.v.sb + (long)hkv * P.v.sh + (long)slot * P.v.sn + 4 * d4, P.kv_dt);
-            }
-            KVs[c * FK_DP4 + d4] = x;
-        }
-#endif
-        float alpha[FK_TM];
-        for (int a = 0; a < FK_TM; a++) {
+        /* V tile; new row maxima, probabilities (transposed into Pt), rescale factors */
+        FK_LOAD_TILE(vb, P.v)
+        _Pragma("unroll") for (int a = 0; a < FK_TM; a++)
+        {
+            const int row = qr + a * FK_QR;
             float mx = m[a];
-            for (int c = 0; c < FK_CT; c++)
-                mx = fmax(mx, Pm[(rt * FK_TM + a) * FK_CT + c]);
+            _Pragma("unroll") for (int c = 0; c < FK_QC; c++) mx = fmax(mx, Pm[row * FK_QC + c]);
             const float mu = mx == -INFINITY ? 0.0f : mx;
-            alpha[a] = exp(m[a] - mu);
+            const float alpha = exp2(m[a] - mu);
             m[a] = mx;
-            for (int c = 0; c < FK_TN; c++)
-                Ps[(rt * FK_TM + a) * FK_BNP + ct + c * FK_CT] = exp(s[a][c] - mu);
+            float ls = 0.0f;
+            _Pragma("unroll") for (int c = 0; c < FK_TN; c++)
+            {
+                const float p = exp2(s[a][c] - mu);
+                ls += p;
+                Pt[(qc + c * FK_QC) * FK_PTP + row] = p;
+            }
+            l[a] = fma(l[a], alpha, ls);
+            if (qc == 0)
+                As[row] = alpha;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-#if FK_PREFETCH
-        if (t + 1 < t_end) { /* the next K tile travels while this one's P.V is computed */
-            FK_LOAD_REGS(kreg, kb, P.k, j0 + FK_BN)
-        }
-#endif
 
-        for (int a = 0; a < FK_TM; a++) {
-            l[a] *= alpha[a];
-            for (int e = 0; e < FK_DV4; e++)
-                o[a][e] *= alpha[a];
-        }
-        for (int c = 0; c < FK_BN; c += 4) {
-            float4 pv[FK_TM];
-            for (int a = 0; a < FK_TM; a++) {
-                pv[a] = vload4(0, Ps + (rt * FK_TM + a) * FK_BNP + c);
-                l[a] += (pv[a].x + pv[a].y) + (pv[a].z + pv[a].w);
+        /* O = O * alpha + P V */
+        {
+            float al[FK_PM];
+            _Pragma("unroll") for (int a = 0; a < FK_PM; a++) al[a] = As[pr * FK_PM + a];
+            _Pragma("unroll") for (int a = 0; a < FK_PM; a++)
+            {
+                _Pragma("unroll") for (int e = 0; e < FK_PD4; e++) o[a][e] *= al[a];
             }
-            for (int e = 0; e < FK_DV4; e++) {
-                const int dv = ct + e * FK_CT;
-                const float4 v0 = KVs[(c + 0) * FK_DP4 + dv], v1 = KVs[(c + 1) * FK_DP4 + dv];
-                const float4 v2 = KVs[(c + 2) * FK_DP4 + dv], v3 = KVs[(c + 3) * FK_DP4 + dv];
-                for (int a = 0; a < FK_TM; a++)
-                    o[a][e] = fma((float4)(pv[a].w), v3,
-                                  fma((float4)(pv[a].z), v2, fma((float4)(pv[a].y), v1, fma((float4)(pv[a].x), v0, o[a][e]))));
+        }
+        __local const float *pp = Pt + pr * FK_PM;
+        __local const float4 *vp = KVs + pc;
+        _Pragma("unroll 4") for (int c = 0; c < FK_BN; c++)
+        {
+            float pa[FK_PM];
+#if FK_PM % 4 == 0
+            _Pragma("unroll") for (int a = 0; a < FK_PM; a += 4)
+            {
+                const float4 x = vload4(0, pp + c * FK_PTP + a);
+                pa[a] = x.x;
+                pa[a + 1] = x.y;
+                pa[a + 2] = x.z;
+                pa[a + 3] = x.w;
+            }
+#else
+            _Pragma("unroll") for (int a = 0; a < FK_PM; a++) pa[a] = pp[c * FK_PTP + a];
+#endif
+            float4 vv[FK_PD4];
+            _Pragma("unroll") for (int e = 0; e < FK_PD4; e++) vv[e] = vp[c * FK_DP4 + e * FK_PC];
+            _Pragma("unroll") for (int a = 0; a < FK_PM; a++)
+            {
+                _Pragma("unroll") for (int e = 0; e < FK_PD4; e++) o[a][e] = fma((float4)(pa[a]), vv[e], o[a][e]);
             }
         }
     }
 
-    for (int a = 0; a < FK_TM; a++) {
-        const int rr = r0 + rt * FK_TM + a;
+    /* row sums (the parts of the score work-items) and maxima to the output work-items */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    _Pragma("unroll") for (int a = 0; a < FK_TM; a++)
+    {
+        const int row = qr + a * FK_QR;
+        Pm[row * FK_QC + qc] = l[a];
+        if (qc == 0)
+            As[row] = m[a];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    _Pragma("unroll") for (int a = 0; a < FK_PM; a++)
+    {
+        const int row = pr * FK_PM + a, rr = r0 + row;
         if (rr >= R)
             continue;
+        float lsum = 0.0f;
+        _Pragma("unroll") for (int c = 0; c < FK_QC; c++) lsum += Pm[row * FK_QC + c];
         const long h = (long)hkv * group + rr % group, i = P.i0 + rr / group;
-        const float inv = l[a] > 0.0f ? 1.0f / l[a] : 0.0f;
-        const float lse = l[a] > 0.0f ? m[a] + log(l[a]) : -INFINITY;
+        const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
+        const float lse = lsum > 0.0f ? (As[row] + log2(lsum)) * EA_LN2 : -INFINITY;
         if (P.nsplit == 1) {
             const long base = P.o.off + b * P.o.sb + h * P.o.sh + i * P.o.sn;
-            for (int e = 0; e < FK_DV4; e++) {
-                const int d = 4 * (ct + e * FK_CT);
+            _Pragma("unroll") for (int e = 0; e < FK_PD4; e++)
+            {
+                const int d = 4 * (pc + e * FK_PC);
                 if (d < P.D)
                     ea_st4(ob, base + d, P.o_dt, o[a][e] * inv);
             }
-            if (ct == 0 && P.has_lse)
+            if (pc == 0 && P.has_lse)
                 lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] = lse;
         } else {
             /* partial row (bl, head within the launch, query within the launch), split s */
-            const long row = ((long)bl * P.nh * group + (long)hl * group + rr % group) * P.ni + rr / group;
-            const long ent = row * P.nsplit + split;
-            for (int e = 0; e < FK_DV4; e++) {
-                const int d = 4 * (ct + e * FK_CT);
+            const long prow = ((long)bl * P.nh * group + (long)hl * group + rr % group) * P.ni + rr / group;
+            const long ent = prow * P.nsplit + split;
+            _Pragma("unroll") for (int e = 0; e < FK_PD4; e++)
+            {
+                const int d = 4 * (pc + e * FK_PC);
                 if (d < P.D)
                     vstore4(o[a][e] * inv, 0, wsb + P.ws_off + ent * P.D + d);
             }
-            if (ct == 0)
+            if (pc == 0)
                 wsb[P.ws_lse_off + ent] = lse;
         }
     }
 }
 
-#undef FK_CT
-#undef FK_RT
+#undef FK_QC
+#undef FK_QR
 #undef FK_NT
+#undef FK_PR
+#undef FK_PC
+#undef FK_D4
+#undef FK_PD4
 #undef FK_DP4
-#undef FK_BNP
-#undef FK_DV4
-#undef FK_NLD
-#undef FK_PREFETCH
-#undef FK_LOAD_REGS
-#undef FK_STORE_REGS
+#undef FK_PTP
+#undef FK_QK
+#undef FK_LOAD_TILE

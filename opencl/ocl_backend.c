@@ -287,9 +287,8 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
 
 static size_t tiles_local_bytes(const ea_ocl_tiles *t, int dmax)
 {
-    const size_t dp = (size_t)dmax + 4;
-    return 4 * ((size_t)t->bm * dp + (size_t)t->bn * dp + (size_t)t->bm * (size_t)(t->bn + 4) +
-                (size_t)t->bm * (size_t)(t->bn / t->tn));
+    const size_t dp4 = (size_t)dmax / 4 + 1, bm = (size_t)t->bm, bn = (size_t)t->bn;
+    return 16 * (bm + bn) * dp4 + 4 * bn * (bm + 4) + 4 * bm * (bn / (size_t)t->tn) + 4 * bm;
 }
 
 static int tiles_threads(const ea_ocl_tiles *t)
@@ -297,12 +296,26 @@ static int tiles_threads(const ea_ocl_tiles *t)
     return (t->bm / t->tm) * (t->bn / t->tn);
 }
 
+/* Output work-items across the head dim (PC in flash.cl); 0 if PM does not split the block evenly. */
+static int tiles_pc(const ea_ocl_tiles *t, int dmax)
+{
+    if ((t->pm != 1 && t->pm != 2 && t->pm != 4 && t->pm != 8) || t->bm < 1 || t->tm < 1 || t->tn < 1)
+        return 0;
+    if (t->bm % t->pm)
+        return 0;
+    const int nt = tiles_threads(t), pr = t->bm / t->pm;
+    if (nt % pr)
+        return 0;
+    const int pc = nt / pr;
+    return (dmax / 4) % pc == 0 ? pc : 0;
+}
+
 static bool tiles_valid(const ea_ocl_tiles *t, int dmax)
 {
     if (t->tm < 1 || t->tm > 8 || t->bm < t->tm || t->bm % t->tm || t->bm > 256 || t->bn < 4 || t->bn % 4 ||
         t->bn > 128 || (t->tn != 1 && t->tn != 2 && t->tn != 4 && t->tn != 8) || t->bn % t->tn)
         return false;
-    return (dmax / 4) % (t->bn / t->tn) == 0;
+    return tiles_pc(t, dmax) > 0;
 }
 
 static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
@@ -311,46 +324,77 @@ static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
            (size_t)tiles_threads(t) <= s->max_wg;
 }
 
-/* Output accumulators per work-item (floats): TM rows x DMAX / (BN/TN) dims. */
+/* Accumulators per work-item (floats): the larger of the score block (TM x TN) and the output block
+ * (PM rows x DMAX / PC dims). */
 static int tiles_acc(const ea_ocl_tiles *t, int dmax)
 {
-    return t->tm * dmax / (t->bn / t->tn);
+    const int pc = tiles_pc(t, dmax), so = t->tm * t->tn;
+    const int out = pc ? t->pm * dmax / pc : 1 << 20;
+    return so > out ? so : out;
+}
+
+/* The output rows per work-item for BM x TM x BN x TN: the valid PM whose output block is closest to
+ * square (PM rows by 4*PD4 dims, fewest local loads per multiply-add), preferring at most 64
+ * accumulators; 0 if none is valid. */
+static int tiles_pick_pm(const ea_ocl_tiles *t0, int dmax)
+{
+    int best = 0, best_cost = 1 << 30;
+    for (int pm = 8; pm >= 1; pm /= 2) {
+        ea_ocl_tiles t = *t0;
+        t.pm = pm;
+        const int pc = tiles_pc(&t, dmax);
+        if (!pc)
+            continue;
+        const int cols = dmax / pc, acc = pm * cols;
+        const int cost = (acc > 64 ? 1000 : 0) + (pm > cols ? pm - cols : cols - pm);
+        if (cost < best_cost)
+            best = pm, best_cost = cost;
+    }
+    return best;
 }
 
 /* The per-class table (head dim 128), shrunk until the tile fits local memory and work-group size;
- * on GPUs also until the output accumulators stay within 128 registers (else they spill). */
+ * on GPUs also until the accumulators stay within 128 registers (else they spill). PM 0: picked. */
 static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *dec)
 {
-    /* {BM, TM, BN, TN}: prefill, then decode (few rows: the query heads of a GQA group) */
+    /* {BM, TM, BN, TN, PM}: prefill, then decode (few rows: the query heads of a GQA group) */
     static const ea_ocl_tiles table[][2] = {
-        [EA_OCL_CLASS_OTHER] = {{16, 2, 32, 4}, {8, 1, 32, 4}},
-        [EA_OCL_CLASS_NVIDIA] = {{32, 2, 32, 4}, {8, 1, 64, 4}}, /* H200 sweep: 18.7 vs 13.5 TFLOP/s at 32x4x32x4 */
-        [EA_OCL_CLASS_MALI] = {{16, 2, 16, 4}, {4, 1, 32, 4}},
-        [EA_OCL_CLASS_ADRENO] = {{32, 4, 16, 4}, {8, 1, 32, 4}},
-        [EA_OCL_CLASS_CPU] = {{32, 8, 32, 4}, {8, 1, 32, 4}},
+        [EA_OCL_CLASS_OTHER] = {{16, 2, 32, 4, 0}, {8, 1, 32, 4, 0}},
+        [EA_OCL_CLASS_NVIDIA] = {{32, 4, 32, 4, 8}, {8, 1, 64, 4, 0}},
+        [EA_OCL_CLASS_MALI] = {{16, 2, 16, 4, 0}, {4, 1, 32, 4, 0}},
+        [EA_OCL_CLASS_ADRENO] = {{32, 4, 16, 4, 0}, {8, 1, 32, 4, 0}},
+        [EA_OCL_CLASS_CPU] = {{32, 8, 32, 4, 0}, {8, 1, 32, 4, 0}},
     };
     ea_ocl_tiles *t[2] = {pf, dec};
+    const bool gpu = s->dev_class != EA_OCL_CLASS_CPU;
     for (int k = 0; k < 2; k++) {
-        *t[k] = table[s->dev_class][k];
-        const bool gpu = s->dev_class != EA_OCL_CLASS_CPU;
-        while (!tiles_fit(s, t[k], dmax) || (gpu && tiles_acc(t[k], dmax) > 128)) {
-            if (gpu && tiles_acc(t[k], dmax) > 128 && t[k]->tn > 1)
-                t[k]->tn /= 2;
-            else if (gpu && tiles_acc(t[k], dmax) > 128 && t[k]->tm > 1)
-                t[k]->tm /= 2;
-            else if ((t[k]->bn > 16 || (t[k]->bn > 4 && t[k]->bm <= t[k]->tm)) && t[k]->bn / 2 >= t[k]->tn)
-                t[k]->bn /= 2;
-            else if (t[k]->bm > t[k]->tm)
-                t[k]->bm /= 2;
-            else if (t[k]->tm > 1)
-                t[k]->tm /= 2, t[k]->bm = t[k]->tm;
+        ea_ocl_tiles *x = t[k];
+        *x = table[s->dev_class][k];
+        if (!tiles_pc(x, dmax))
+            x->pm = tiles_pick_pm(x, dmax);
+        while (!tiles_fit(s, x, dmax) || (gpu && tiles_acc(x, dmax) > 128)) {
+            if (x->bn > 16)
+                x->bn /= 2;
+            else if (x->bm > 16 && (x->bm / 2) % x->tm == 0)
+                x->bm /= 2;
+            else if (x->tn > 1)
+                x->tn /= 2;
+            else if (x->tm > 1)
+                x->tm /= 2;
+            else if (x->bn > 4)
+                x->bn /= 2;
+            else if (x->bm > 1)
+                x->bm /= 2;
             else
                 break;
+            if (x->tn > x->bn)
+                x->tn = x->bn;
+            x->pm = tiles_pick_pm(x, dmax);
         }
     }
 }
 
-/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN[xTN],dec=BMxTMxBN[xTN]" (either part may be left out; TN 4). */
+/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN[xTN[xPM]],dec=..." (either part may be left out; TN 4, PM picked). */
 static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *dec, char *msg)
 {
     const char *e = getenv("EDGEATTN_OPENCL_TILES");
@@ -358,7 +402,7 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
         return EDGEATTN_OK;
     const char *p = e;
     while (*p) {
-        ea_ocl_tiles t = {0, 0, 0, 4};
+        ea_ocl_tiles t = {0, 0, 0, 4, 0};
         int used = 0, used2 = 0;
         ea_ocl_tiles *dst = NULL;
         if (!strncmp(p, "pf=", 3))
@@ -367,15 +411,21 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
             dst = dec, p += 4;
         if (!dst || sscanf(p, "%dx%dx%d%n", &t.bm, &t.tm, &t.bn, &used) != 3)
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
-                           "EDGEATTN_OPENCL_TILES=%.64s: expected pf=BMxTMxBN[xTN],dec=BMxTMxBN[xTN]", e);
-        if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.tn, &used2) == 1)
+                           "EDGEATTN_OPENCL_TILES=%.64s: expected pf=BMxTMxBN[xTN[xPM]],dec=BMxTMxBN[xTN[xPM]]", e);
+        if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.tn, &used2) == 1) {
             used += used2;
+            if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.pm, &used2) == 1)
+                used += used2;
+        }
+        if (!t.pm && t.tn > 0 && t.tm > 0)
+            t.pm = tiles_pick_pm(&t, dmax);
         if (!tiles_fit(s, &t, dmax))
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
-                           "EDGEATTN_OPENCL_TILES: %dx%dx%dx%d invalid for head dim %d (TM 1..8 dividing BM, BN a "
-                           "multiple of 4, TN 1/2/4/8 with BN/TN dividing %d, %zu bytes of local memory and %zu "
+                           "EDGEATTN_OPENCL_TILES: %dx%dx%dx%dx%d invalid for head dim %d (TM 1..8 dividing BM, BN a "
+                           "multiple of 4, TN 1/2/4/8 dividing BN, PM 1/2/4/8 dividing BM with the work-items "
+                           "splitting rows and %d float4 columns evenly, %zu bytes of local memory and %zu "
                            "work-items at most)",
-                           t.bm, t.tm, t.bn, t.tn, dmax, dmax / 4, (size_t)s->local_mem, s->max_wg);
+                           t.bm, t.tm, t.bn, t.tn, t.pm, dmax, dmax / 4, (size_t)s->local_mem, s->max_wg);
         *dst = t;
         p += used;
         if (*p == ',')
@@ -533,20 +583,17 @@ static edgeattn_status build_program(ea_ocl_state *s, const char *cache_dir, con
 
 static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_ocl_variant *v, char *msg)
 {
-    char pro_pf[192], pro_dec[224], opts[96];
+    char pro_pf[224], pro_dec[288], opts[96];
     snprintf(pro_pf, sizeof pro_pf,
-             "\n#define FK_NAME ea_flash_pf\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n",
-             v->pf.bm, v->pf.tm, v->pf.bn, v->pf.tn);
+             "\n#define FK_NAME ea_flash_pf\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
+             "#define FK_PM %d\n",
+             v->pf.bm, v->pf.tm, v->pf.bn, v->pf.tn, v->pf.pm);
     snprintf(pro_dec, sizeof pro_dec,
-             "\n#undef FK_NAME\n#undef FK_BM\n#undef FK_TM\n#undef FK_BN\n#undef FK_TN\n#define FK_NAME ea_flash_dec\n"
-             "#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n",
-             v->dec.bm, v->dec.tm, v->dec.bn, v->dec.tn);
-    /* Register prefetch of the next K/V tile: off unless EDGEATTN_OPENCL_PREFETCH=1. Measured on an H200
-     * (NVIDIA OpenCL, 32x2x32x4): prefill N4096 14.7 ms without, 20.6 ms with; decode N32768 0.206 ms
-     * without, 0.400 ms with (the extra registers cost occupancy). Untimed on Mali/Adreno. */
-    const char *pf_env = getenv("EDGEATTN_OPENCL_PREFETCH");
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s", v->dmax,
-             pf_env && !strcmp(pf_env, "1") ? "" : " -DEA_NO_PREFETCH");
+             "\n#undef FK_NAME\n#undef FK_BM\n#undef FK_TM\n#undef FK_BN\n#undef FK_TN\n#undef FK_PM\n"
+             "#define FK_NAME ea_flash_dec\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
+             "#define FK_PM %d\n",
+             v->dec.bm, v->dec.tm, v->dec.bn, v->dec.tn, v->dec.pm);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d", v->dmax);
     const char *src[5] = {ea_ocl_src_common, pro_pf, ea_ocl_src_flash, pro_dec, ea_ocl_src_flash};
     char what[32];
     snprintf(what, sizeof what, "flash (head dim %d)", v->dmax);
@@ -569,9 +616,9 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
                 CL_SUCCESS &&
             wg < (size_t)tiles_threads(t[i]))
             return ea_fail(msg, EDGEATTN_ERR_SYSTEM,
-                           "opencl: kernel %s (head dim %d, tiles %dx%dx%dx%d) allows %zu work-items, needs %d: set "
+                           "opencl: kernel %s (head dim %d, tiles %dx%dx%dx%dx%d) allows %zu work-items, needs %d: set "
                            "smaller tiles with EDGEATTN_OPENCL_TILES",
-                           i ? "ea_flash_dec" : "ea_flash_pf", v->dmax, t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, wg,
+                           i ? "ea_flash_dec" : "ea_flash_pf", v->dmax, t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, t[i]->pm, wg,
                            tiles_threads(t[i]));
     }
     return EDGEATTN_OK;

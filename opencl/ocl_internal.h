@@ -40,7 +40,8 @@ typedef struct ea_ocl_rows_p {
 } ea_ocl_rows_p;
 
 typedef struct ea_ocl_tiles {
-    int bm, tm, bn, tn; /* rows per work-group, rows per work-item, keys per tile, keys per work-item */
+    int bm, tm, bn, tn; /* rows per work-group; score rows and key columns per work-item; keys per tile */
+    int pm;             /* output rows per work-item (flash.cl: FK_PM) */
 } ea_ocl_tiles;
 
 typedef struct ea_ocl_variant {

@@ -72,9 +72,9 @@ static int group_setup(void **state)
     ea_ocl_debug dbg;
     assert_true(ea_ocl_debug_info(ctx, &dbg));
     for (int i = 0; i < dbg.nvar; i++)
-        print_message("  head dim %d: prefill tiles %dx%dx%dx%d, decode tiles %dx%dx%dx%d (BMxTMxBNxTN)\n", dbg.dmax[i],
-                      dbg.pf[i].bm, dbg.pf[i].tm, dbg.pf[i].bn, dbg.pf[i].tn, dbg.dec[i].bm, dbg.dec[i].tm,
-                      dbg.dec[i].bn, dbg.dec[i].tn);
+        print_message("  head dim %d: prefill tiles %dx%dx%dx%dx%d, decode tiles %dx%dx%dx%dx%d (BMxTMxBNxTNxPM)\n",
+                      dbg.dmax[i], dbg.pf[i].bm, dbg.pf[i].tm, dbg.pf[i].bn, dbg.pf[i].tn, dbg.pf[i].pm,
+                      dbg.dec[i].bm, dbg.dec[i].tm, dbg.dec[i].bn, dbg.dec[i].tn, dbg.dec[i].pm);
     const ea_ocl_state *s = ctx->backend_state;
     g_type = s->type;
     edgeattn_destroy(ctx);
@@ -854,7 +854,8 @@ static void test_environment(void **state)
     assert_int_equal(plan_status(&cfg, NULL, text), EDGEATTN_ERR_INVALID_ARG);
     unsetenv("EDGEATTN_OPENCL_PATH");
     static const char *const bad_tiles[] = {"pf=0x1x16", "pf=16x3x16", "pf=32x16x16", "dec=8x1x6", "pf=16x2", "xx=1x1x4",
-                                            "pf=16x2x16;dec=8x1x16", "pf=16x2x16x3", "pf=16x2x16x16"};
+                                            "pf=16x2x16;dec=8x1x16", "pf=16x2x16x3", "pf=16x2x16x16",
+                                            "pf=32x4x32x4x3", "pf=32x4x32x4x16", "dec=8x1x64x4x8"};
     for (size_t i = 0; i < sizeof bad_tiles / sizeof bad_tiles[0]; i++) {
         setenv("EDGEATTN_OPENCL_TILES", bad_tiles[i], 1);
         ctx = NULL;

@@ -178,7 +178,7 @@ static int parse_u64(const char *s, int base, uint64_t *v)
 
 int main(int argc, char **argv)
 {
-    bench_opts o = {EDGEATTN_BACKEND_AUTO, 0, 0, 10, 2, 1, 5e7, 1, 0};
+    bench_opts o = {EDGEATTN_BACKEND_AUTO, 0, 0, 10, 2, 1, 5e7, 1, 0, NULL};
     static bench_case cases[MAX_CASES];
     size_t ncases = 0;
     int quick = 0, ceiling = 1, check = 0, reps_set = 0, warmup_set = 0, bw_set = 0;
