@@ -29,14 +29,32 @@
 #define FK_PD4 (FK_D4 / FK_PC)       /* float4 output columns per work-item */
 #define FK_DP4 (FK_D4 + 1)           /* row pitch of the Q and K/V tiles in float4: +1 shifts banks */
 #define FK_PTP (FK_BM + 4)           /* row pitch of the transposed probability tile in floats */
+#define FK_NLD ((FK_BN * FK_D4 + FK_NT - 1) / FK_NT) /* float4 of a K or V tile per work-item */
+/* Register prefetch: the V tile is fetched while the scores are computed and the next K tile while
+ * P.V is, so the loads' latency hides behind the arithmetic (few work-groups fit a compute unit: the
+ * Q tile fills most of the local memory). Build options may set EA_PREFETCH (0/1), EA_UNROLL_QK and
+ * EA_UNROLL_PV (unroll factors of the two inner loops) for tuning sweeps. */
+#ifdef EA_PREFETCH
+#define FK_PF EA_PREFETCH
+#else
+#define FK_PF (FK_NLD <= 8)
+#endif
 #ifndef EA_LOG2E
 #define EA_LOG2E 1.4426950408889634f
 #define EA_LN2 0.6931471805599453f
+#define EA_STR(x) #x
+#define EA_PRAGMA(x) _Pragma(EA_STR(x))
+#ifndef EA_UNROLL_QK
+#define EA_UNROLL_QK 2
+#endif
+#ifndef EA_UNROLL_PV
+#define EA_UNROLL_PV 2
+#endif
 #endif
 
 /* Scores of this work-item over head-dim float4 columns [0, BOUND). */
 #define FK_QK(BOUND)                                                                                              \
-    _Pragma("unroll 4") for (int d4 = 0; d4 < (BOUND); d4++)                                                      \
+    EA_PRAGMA(unroll EA_UNROLL_QK) for (int d4 = 0; d4 < (BOUND); d4++)                                          \
     {                                                                                                             \
         float4 qv[FK_TM], kv[FK_TN];                                                                              \
         _Pragma("unroll") for (int a = 0; a < FK_TM; a++) qv[a] = qp[a * (FK_QR * FK_DP4) + d4];                 \
@@ -53,22 +71,28 @@
         }                                                                                                         \
     }
 
-/* The K or V tile of keys j0 .. j0+BN-1 into KVs as FP32; zero past the visible range and the head dim. */
-#define FK_LOAD_TILE(BUF, VIEW)                                                                                   \
-    _Pragma("unroll") for (int u = 0; u < (FK_BN * FK_D4 + FK_NT - 1) / FK_NT; u++)                               \
+/* This work-item's share of the K or V tile of keys JB .. JB+BN-1 into REG[FK_NLD] as FP32; zero past the
+ * visible range and the head dim. Element e = tid + u*NT of the tile is key e / D4, float4 column e % D4. */
+#define FK_FETCH(REG, BUF, VIEW, JB)                                                                              \
+    _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
     {                                                                                                             \
         const int e = tid + u * FK_NT;                                                                            \
-        const int c = e / FK_D4, d4 = e % FK_D4, j = j0 + c;                                                      \
-        const bool in = (FK_BN * FK_D4) % FK_NT == 0 || e < FK_BN * FK_D4;                                        \
-        float4 x = (float4)(0.0f);                                                                                \
-        if (in && j <= jhi && d4 < D4) {                                                                          \
+        const int c = e / FK_D4, d4 = e % FK_D4, j = (JB) + c;                                                    \
+        REG[u] = (float4)(0.0f);                                                                                  \
+        if (((FK_BN * FK_D4) % FK_NT == 0 || e < FK_BN * FK_D4) && j <= jhi && d4 < D4) {                         \
             int slot = slot0 + j;                                                                                 \
             if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
                 slot -= P.ring_cap;                                                                               \
-            x = ea_ld4(BUF, VIEW.off + b * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4, P.kv_dt); \
+            REG[u] = ea_ld4(BUF, VIEW.off + b * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4,    \
+                            P.kv_dt);                                                                             \
         }                                                                                                         \
-        if (in)                                                                                                   \
-            KVs[c * FK_DP4 + d4] = x;                                                                             \
+    }
+#define FK_STORE(REG)                                                                                             \
+    _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
+    {                                                                                                             \
+        const int e = tid + u * FK_NT;                                                                            \
+        if ((FK_BN * FK_D4) % FK_NT == 0 || e < FK_BN * FK_D4)                                                    \
+            KVs[(e / FK_D4) * FK_DP4 + e % FK_D4] = REG[u];                                                       \
     }
 
 __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
@@ -143,11 +167,23 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     }
     __local const float4 *qp = Qs + qr * FK_DP4;
     __local const float4 *kp = KVs + qc * FK_DP4;
+    float4 kreg[FK_NLD], vreg[FK_NLD];
+#if FK_PF
+    if (t_begin < t_end) {
+        FK_FETCH(kreg, kb, P.k, jlo + t_begin * FK_BN)
+    }
+#endif
 
     for (int t = t_begin; t < t_end; t++) {
         const int j0 = jlo + t * FK_BN;
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's P.V is done with KVs and Pt */
-        FK_LOAD_TILE(kb, P.k)
+#if FK_PF
+        FK_STORE(kreg)
+        FK_FETCH(vreg, vb, P.v, j0) /* in flight while the scores are computed */
+#else
+        FK_FETCH(kreg, kb, P.k, j0)
+        FK_STORE(kreg)
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
 
         float s[FK_TM][FK_TN];
@@ -189,7 +225,10 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         barrier(CLK_LOCAL_MEM_FENCE); /* maxima visible; K no longer read */
 
         /* V tile; new row maxima, probabilities (transposed into Pt), rescale factors */
-        FK_LOAD_TILE(vb, P.v)
+#if !FK_PF
+        FK_FETCH(vreg, vb, P.v, j0)
+#endif
+        FK_STORE(vreg)
         _Pragma("unroll") for (int a = 0; a < FK_TM; a++)
         {
             const int row = qr + a * FK_QR;
@@ -210,6 +249,11 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
                 As[row] = alpha;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+#if FK_PF
+        if (t + 1 < t_end) { /* the next K tile travels while P.V is computed */
+            FK_FETCH(kreg, kb, P.k, j0 + FK_BN)
+        }
+#endif
 
         /* O = O * alpha + P V */
         {
@@ -222,7 +266,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         }
         __local const float *pp = Pt + pr * FK_PM;
         __local const float4 *vp = KVs + pc;
-        _Pragma("unroll 4") for (int c = 0; c < FK_BN; c++)
+        EA_PRAGMA(unroll EA_UNROLL_PV) for (int c = 0; c < FK_BN; c++)
         {
             float pa[FK_PM];
 #if FK_PM % 4 == 0
@@ -302,5 +346,8 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #undef FK_PD4
 #undef FK_DP4
 #undef FK_PTP
+#undef FK_NLD
+#undef FK_PF
 #undef FK_QK
-#undef FK_LOAD_TILE
+#undef FK_FETCH
+#undef FK_STORE

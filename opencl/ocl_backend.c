@@ -583,7 +583,7 @@ static edgeattn_status build_program(ea_ocl_state *s, const char *cache_dir, con
 
 static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_ocl_variant *v, char *msg)
 {
-    char pro_pf[224], pro_dec[288], opts[96];
+    char pro_pf[224], pro_dec[288], opts[384];
     snprintf(pro_pf, sizeof pro_pf,
              "\n#define FK_NAME ea_flash_pf\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
              "#define FK_PM %d\n",
@@ -593,7 +593,14 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
              "#define FK_NAME ea_flash_dec\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
              "#define FK_PM %d\n",
              v->dec.bm, v->dec.tm, v->dec.bn, v->dec.tn, v->dec.pm);
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d", v->dmax);
+    /* EDGEATTN_OPENCL_OPTIONS: extra build options for tuning (e.g. -DEA_PREFETCH=0, -DEA_UNROLL_QK=4 or
+     * NVIDIA's -cl-nv-maxrregcount=N); part of the binary-cache key like every option */
+    const char *extra = getenv("EDGEATTN_OPENCL_OPTIONS");
+    if (extra && strlen(extra) > 256)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "EDGEATTN_OPENCL_OPTIONS: %zu characters, 256 at most",
+                       strlen(extra));
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s", v->dmax, extra && *extra ? " " : "",
+             extra ? extra : "");
     const char *src[5] = {ea_ocl_src_common, pro_pf, ea_ocl_src_flash, pro_dec, ea_ocl_src_flash};
     char what[32];
     snprintf(what, sizeof what, "flash (head dim %d)", v->dmax);

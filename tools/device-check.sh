@@ -78,9 +78,12 @@ fi
 if want sweep; then
     export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
     : > "$OUT/sweep.txt"
-    for t in ${SWEEP:-pf=32x4x32x4 pf=32x2x32x4 pf=32x4x32x8 pf=32x8x32x8 pf=64x8x16x4 pf=64x4x16x4 pf=64x8x16x2 pf=16x2x32x4 pf=32x4x16x4 pf=32x8x16x2 dec=8x1x64x4 dec=4x1x64x4 dec=8x1x32x4 dec=16x2x64x4 dec=8x1x64x8}; do
-        echo "---- EDGEATTN_OPENCL_TILES=$t" >> "$OUT/sweep.txt"
-        EDGEATTN_OPENCL_TILES=$t timeout 60 "$EB" --backend opencl --reps 3 --warmup 1 --no-ceiling --no-ref \
+    # an entry is TILES[@OPTIONS], OPTIONS being EDGEATTN_OPENCL_OPTIONS with + for spaces
+    for t in ${SWEEP:-pf=32x4x32x4x8 pf=64x4x16x2x8 pf=64x4x16x4x8 dec=8x1x64x4 dec=8x1x32x4}; do
+        tiles=${t%%@*}; opts=; [[ $t == *@* ]] && opts=${t#*@}; opts=${opts//+/ }
+        echo "---- EDGEATTN_OPENCL_TILES=$tiles EDGEATTN_OPENCL_OPTIONS=$opts" >> "$OUT/sweep.txt"
+        EDGEATTN_OPENCL_TILES=$tiles EDGEATTN_OPENCL_OPTIONS=$opts timeout 60 "$EB" --backend opencl --reps 3 \
+            --warmup 1 --no-ceiling --no-ref \
             --case "prefill:H=32,N=4096,D=128,q=f16,kv=f16,out=f16,path=fused,name=pf-4k" \
             --case "decode:H=32,KVH=8,NKV=32768,D=128,q=f16,kv=f16,out=f16,name=dec-32k" 2>&1 |
             grep -E '^(pf|dec)|rror|failed' >> "$OUT/sweep.txt"
