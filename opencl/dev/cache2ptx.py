@@ -3,11 +3,12 @@
 
     cache2ptx.py CACHE_DIR OUT_DIR
 
-On NVIDIA's OpenCL the binary is PTX text: it lands in OUT_DIR/<entry>.ptx, ready for
+On NVIDIA's OpenCL the binary is PTX text: it lands in OUT_DIR/flash-d<DMAX>.ptx (utility.ptx for the utility program), ready for
 `ptxas -arch=sm_90 -v`; other drivers' binaries land in <entry>.bin. The entry layout is the one
 opencl/ocl_backend.c writes: magic "EAOCLBIN", u32 version, u32 key length, u64 binary length,
 u64 hash, the key, the binary."""
 import os
+import re
 import struct
 import sys
 
@@ -26,6 +27,8 @@ def main():
         text = blob.rstrip(b"\0")
         is_ptx = b".version" in text[:4096] and b".target" in text[:4096]
         base = os.path.splitext(name)[0]
+        m = re.search(r"-DEA_DMAX=(\d+)", key)
+        base = f"flash-d{m.group(1)}" if m else ("utility" if "ea_combine" in text.decode("utf-8", "replace") else base)
         out = os.path.join(dst, base + (".ptx" if is_ptx else ".bin"))
         with open(out, "wb") as f:
             f.write(text if is_ptx else blob)

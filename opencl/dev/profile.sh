@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Profiles the fused OpenCL kernel with Nsight Compute on the device machine (ncu does not see OpenCL
+# launches, so the PTX NVIDIA's OpenCL compiled is run through the CUDA driver by opencl/dev/ptxrun.c).
+#
+#   source .device-carry/env.sh; EB=build/device/tools/edgebench/edgebench opencl/dev/profile.sh TILES[@OPTS]...
+#
+# TILES is an EDGEATTN_OPENCL_TILES prefill entry (pf=BMxTMxBNxTN[xPM]); OPTS are EDGEATTN_OPENCL_OPTIONS with
+# + for spaces. Per entry: the time of prefill N 4096 H 32 D 128 f16 through the CUDA driver, ptxas -v, and
+# (N 2048) the ncu sections on throughput, shared-memory wavefronts, warp stalls and occupancy.
+# Writes $OUT/profile.txt.
+set -uo pipefail
+OUT=${OUT:-/tmp/ea-out}
+EB=${EB:-build/device/tools/edgebench/edgebench}
+W=/tmp/ea-prof
+mkdir -p "$OUT" "$W"
+export PATH=/usr/local/cuda/bin:$PATH
+NCU=$(command -v ncu || ls /usr/local/cuda*/nsight-compute*/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+gcc -O2 -I/usr/local/cuda/include opencl/dev/ptxrun.c -o "$W/ptxrun" -L/usr/local/cuda/lib64/stubs -lcuda -lm || exit 1
+log=$OUT/profile.txt
+echo "ncu: ${NCU:-not found}" > "$log"
+for ent in "$@"; do
+    tiles=${ent%%@*}; opts=; [[ $ent == *@* ]] && opts=${ent#*@}; opts=${opts//+/ }
+    spec=${tiles#pf=}; IFS=x read -r bm tm bn tn pm <<< "$spec"; tn=${tn:-4}
+    nt=$(( (bm / tm) * (bn / tn) ))
+    rm -rf "$W/cache" "$W/ptx"; mkdir -p "$W/cache"
+    EDGEATTN_OPENCL_DEVICE=nvidia EDGEATTN_OPENCL_TILES=$tiles EDGEATTN_OPENCL_OPTIONS=$opts "$EB" --backend opencl \
+        --reps 1 --warmup 0 --no-ceiling --no-ref --kernel-cache "$W/cache" \
+        --case "prefill:H=32,N=1024,D=128,q=f16,kv=f16,out=f16,name=pf" > "$W/eb.log" 2>&1
+    python3 opencl/dev/cache2ptx.py "$W/cache" "$W/ptx" > /dev/null
+    ptx=$W/ptx/flash-d128.ptx
+    {
+        echo "==== $tiles $opts (BM $bm, NT $nt; $(basename "$ptx"))"
+        ptxas -arch=sm_90 -v -o /dev/null "$ptx" 2>&1 | grep -A2 "ea_flash_pf" | grep -E "registers|stack"
+        "$W/ptxrun" "$ptx" ea_flash_pf "$bm" "$nt" 4096 32 128
+        if [[ -n $NCU ]]; then
+            timeout 240 "$NCU" --launch-skip 2 --launch-count 1 --section SpeedOfLight --section ComputeWorkloadAnalysis \
+                --section MemoryWorkloadAnalysis_Tables --section SchedulerStats --section WarpStateStats \
+                --section Occupancy --section LaunchStats "$W/ptxrun" "$ptx" ea_flash_pf "$bm" "$nt" 2048 32 128 2>&1 |
+                grep -vE '^==PROF==|^\s*$' | grep -E 'Throughput|Pipe|Shared|Bank|Wavefront|Stall|stall|Occupancy|Warp Cycles|Issued|Eligible|Active Warps|Registers|Block Limit|No Eligible|One or More|Executed Ipc|Issue Slots|---- |OPT|smsp|Theoretical|Achieved' | cut -c1-160
+        fi
+    } >> "$log" 2>&1
+done
+cat "$log"
