@@ -6,6 +6,7 @@
  *   /tmp/ptxrun FILE.ptx KERNEL BM NT [N H D]       (prefill, B 1, KV heads = H, f16 storage)
  *   ncu --set full /tmp/ptxrun ...
  *
+ * Replace %envreg0..2 in the PTX by 0 first (NVIDIA OpenCL adds them to %ctaid; profile.sh does).
  * BM and NT are the kernel's rows per work-group and work-items (its tiles: BM, (BM/TM)*(BN/TN)).
  * The parameter block mirrors ea_attn_p in opencl/common.cl. Prints the median of 10 launches. */
 #include <cuda.h>
