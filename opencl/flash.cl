@@ -95,7 +95,11 @@
             KVs[(e / FK_D4) * FK_DP4 + e % FK_D4] = REG[u];                                                       \
     }
 
+#ifdef EA_NO_REQD_WG /* lets NVIDIA's -cl-nv-maxrregcount take effect (a required size overrides it) */
+__kernel void FK_NAME(
+#else
 __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
+#endif
     __global const uchar *qb, __global const uchar *kb, __global const uchar *vb, __global uchar *ob,
     __global const float *biasb, __global float *lseb, __global float *wsb, const ea_attn_p P)
 {
@@ -106,8 +110,16 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     __local float As[FK_BM];         /* per-row rescale factor of the tile; at the end, the row maxima */
 
     const int tid = (int)get_local_id(0);
+#if FK_QR % 2 == 0 && FK_PR % 2 == 0
+    /* Lane bit 0 picks the row and lane bit 1 the column of a work-item pair, so every local load of the
+     * inner loops is the same for lanes n and n^1 (K, V) or n and n^2 (Q, P): NVIDIA serves such loads
+     * at twice the bandwidth (LDS.128 in 2 wavefronts instead of 4). */
+    const int qr = ((tid >> 1) / FK_QC) * 2 + (tid & 1), qc = (tid >> 1) % FK_QC;
+    const int pr = ((tid >> 1) / FK_PC) * 2 + (tid & 1), pc = (tid >> 1) % FK_PC;
+#else
     const int qr = tid / FK_QC, qc = tid % FK_QC;
     const int pr = tid / FK_PC, pc = tid % FK_PC;
+#endif
     const int r0 = (int)get_group_id(0) * FK_BM;
     const int hs = (int)get_group_id(1);
     const int split = hs % P.nsplit, hl = hs / P.nsplit;

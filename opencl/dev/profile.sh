@@ -35,10 +35,19 @@ for ent in "$@"; do
         ptxas -arch=sm_90 -v -o /dev/null "$ptx" 2>&1 | grep -A2 "ea_flash_pf" | grep -E "registers|stack"
         "$W/ptxrun" "$ptx" ea_flash_pf "$bm" "$nt" 4096 32 128
         if [[ -n $NCU ]]; then
-            timeout 240 "$NCU" --launch-skip 2 --launch-count 1 --section SpeedOfLight --section ComputeWorkloadAnalysis \
-                --section MemoryWorkloadAnalysis_Tables --section SchedulerStats --section WarpStateStats \
-                --section Occupancy --section LaunchStats "$W/ptxrun" "$ptx" ea_flash_pf "$bm" "$nt" 2048 32 128 2>&1 |
-                grep -vE '^==PROF==|^\s*$' | grep -E 'Throughput|Pipe|Shared|Bank|Wavefront|Stall|stall|Occupancy|Warp Cycles|Issued|Eligible|Active Warps|Registers|Block Limit|No Eligible|One or More|Executed Ipc|Issue Slots|---- |OPT|smsp|Theoretical|Achieved' | cut -c1-160
+            st=smsp__average_warps_issue_stalled
+            m=sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active
+            m=$m,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum
+            m=$m,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,smsp__inst_executed_op_shared_ld.sum
+            m=$m,l1tex__data_pipe_lsu_wavefronts_mem_shared.avg.pct_of_peak_sustained_elapsed,smsp__inst_executed.sum
+            m=$m,sm__warps_active.avg.per_cycle_active,smsp__issue_active.avg.pct_of_peak_sustained_active
+            for r in barrier short_scoreboard long_scoreboard mio_throttle math_pipe_throttle wait not_selected selected \
+                no_instruction lg_throttle dispatch_stall branch_resolving imc_miss misc; do
+                m=$m,${st}_${r}_per_issue_active.ratio
+            done
+            timeout 240 "$NCU" --launch-skip 2 --launch-count 1 --section Occupancy --metrics "$m" \
+                "$W/ptxrun" "$ptx" ea_flash_pf "$bm" "$nt" 2048 32 128 2>&1 |
+                grep -vE '^==PROF==|^\s*$|^    -+' | grep -E 'smsp__|sm__|l1tex__|Theoretical|Achieved|Block Limit' | cut -c1-150
         fi
     } >> "$log" 2>&1
 done
