@@ -52,12 +52,19 @@
 #endif
 #endif
 
+#ifdef FK_QH
+#define FK_QP (EA_DMAX + 8) /* row pitch of the F16 Q tile in halves: +8 shifts banks, keeps 8-byte alignment */
+#define FK_QLOAD(A, D4) vloada_half4(0, (__local const half *)(qp + (A) * (FK_QR * FK_QP) + 4 * (D4)))
+#else
+#define FK_QLOAD(A, D4) qp[(A) * (FK_QR * FK_DP4) + (D4)]
+#endif
+
 /* Scores of this work-item over head-dim float4 columns [0, BOUND). */
 #define FK_QK(BOUND)                                                                                              \
     EA_PRAGMA(unroll EA_UNROLL_QK) for (int d4 = 0; d4 < (BOUND); d4++)                                          \
     {                                                                                                             \
         float4 qv[FK_TM], kv[FK_TN];                                                                              \
-        _Pragma("unroll") for (int a = 0; a < FK_TM; a++) qv[a] = qp[a * (FK_QR * FK_DP4) + d4];                 \
+        _Pragma("unroll") for (int a = 0; a < FK_TM; a++) qv[a] = FK_QLOAD(a, d4);                                \
         _Pragma("unroll") for (int c = 0; c < FK_TN; c++) kv[c] = kp[c * (FK_QC * FK_DP4) + d4];                 \
         _Pragma("unroll") for (int a = 0; a < FK_TM; a++)                                                         \
         {                                                                                                         \
@@ -103,7 +110,11 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     __global const uchar *qb, __global const uchar *kb, __global const uchar *vb, __global uchar *ob,
     __global const float *biasb, __global float *lseb, __global float *wsb, const ea_attn_p P)
 {
+#ifdef FK_QH /* F16 Q kept as F16 bits in local memory (half the bytes; scaled after Q K^T) */
+    __local ushort Qs[FK_BM * FK_QP];
+#else
     __local float4 Qs[FK_BM * FK_DP4];
+#endif
     __local float4 KVs[FK_BN * FK_DP4];
     __local float Pt[FK_BN * FK_PTP];
     __local float Pm[FK_BM * FK_QC]; /* partial row maxima; at the end, the parts of the row sums */
@@ -133,15 +144,22 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     /* log2 units from the start, unless the softcap needs natural units (then after it) */
     const float qscale = P.softcap > 0.0f ? P.scale : P.scale * EA_LOG2E;
 
-    /* Q block, pre-scaled; zero beyond the rows and the head dim */
+    /* Q block, pre-scaled (F16 bits as they are); zero beyond the rows and the head dim */
     for (int e = tid; e < FK_BM * FK_D4; e += FK_NT) {
         const int r = e / FK_D4, d4 = e % FK_D4, rr = r0 + r;
+        const long h = (long)hkv * group + rr % group, i = P.i0 + rr / group;
+        const long at = P.q.off + b * P.q.sb + h * P.q.sh + i * P.q.sn + 4 * d4;
+#ifdef FK_QH
+        ushort4 x = (ushort4)(0);
+        if (rr < R && d4 < D4)
+            x = vload4(0, (__global const ushort *)qb + at);
+        vstore4(x, 0, Qs + r * FK_QP + 4 * d4);
+#else
         float4 x = (float4)(0.0f);
-        if (rr < R && d4 < D4) {
-            const long h = (long)hkv * group + rr % group, i = P.i0 + rr / group;
-            x = ea_ld4(qb, P.q.off + b * P.q.sb + h * P.q.sh + i * P.q.sn + 4 * d4, P.q_dt) * qscale;
-        }
+        if (rr < R && d4 < D4)
+            x = ea_ld4(qb, at, P.q_dt) * qscale;
         Qs[r * FK_DP4 + d4] = x;
+#endif
     }
 
     /* keys any row of this block can see: [jlo, jhi] */
@@ -177,7 +195,11 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     {
         _Pragma("unroll") for (int e = 0; e < FK_PD4; e++) o[a][e] = (float4)(0.0f);
     }
+#ifdef FK_QH
+    __local const ushort *qp = Qs + qr * FK_QP;
+#else
     __local const float4 *qp = Qs + qr * FK_DP4;
+#endif
     __local const float4 *kp = KVs + qc * FK_DP4;
     float4 kreg[FK_NLD], vreg[FK_NLD];
 #if FK_PF
@@ -203,11 +225,15 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         {
             _Pragma("unroll") for (int c = 0; c < FK_TN; c++) s[a][c] = 0.0f;
         }
+#ifdef EA_QK_CONST /* one loop over the padded head dim (Q is zero past D): fewer registers */
+        FK_QK(FK_D4)
+#else
         if (D4 == FK_D4) {
             FK_QK(FK_D4)
         } else {
             FK_QK(D4)
         }
+#endif
 
         /* softcap, bias and masks; partial row maxima */
         const bool full = rows_full && j0 >= jlo_all && j0 + FK_BN - 1 <= jhi_all;
@@ -221,6 +247,9 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
             {
                 const int j = j0 + qc + c * FK_QC;
                 float x = s[a][c];
+#ifdef FK_QH
+                x *= qscale;
+#endif
                 if (P.softcap > 0.0f)
                     x = P.softcap * tanh(x / P.softcap) * EA_LOG2E;
                 const bool vis = full || (rr < R && j <= jhi && ea_visible(j, qo, P.causal, P.wl, P.wr));
@@ -361,5 +390,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #undef FK_NLD
 #undef FK_PF
 #undef FK_QK
+#undef FK_QP
+#undef FK_QLOAD
 #undef FK_FETCH
 #undef FK_STORE

@@ -288,7 +288,8 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
 static size_t tiles_local_bytes(const ea_ocl_tiles *t, int dmax)
 {
     const size_t dp4 = (size_t)dmax / 4 + 1, bm = (size_t)t->bm, bn = (size_t)t->bn;
-    return 16 * (bm + bn) * dp4 + 4 * bn * (bm + 4) + 4 * bm * (bn / (size_t)t->tn) + 4 * bm;
+    const size_t q = t->qh ? 2 * bm * ((size_t)dmax + 8) : 16 * bm * dp4;
+    return q + 16 * bn * dp4 + 4 * bn * (bm + 4) + 4 * bm * (bn / (size_t)t->tn) + 4 * bm;
 }
 
 static int tiles_threads(const ea_ocl_tiles *t)
@@ -355,19 +356,20 @@ static int tiles_pick_pm(const ea_ocl_tiles *t0, int dmax)
 
 /* The per-class table (head dim 128), shrunk until the tile fits local memory and work-group size;
  * on GPUs also until the accumulators stay within 128 registers (else they spill). PM 0: picked. */
-static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *dec)
+static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *pfh, ea_ocl_tiles *dec)
 {
-    /* {BM, TM, BN, TN, PM}: prefill, then decode (few rows: the query heads of a GQA group) */
-    static const ea_ocl_tiles table[][2] = {
-        [EA_OCL_CLASS_OTHER] = {{16, 2, 32, 4, 0}, {8, 1, 32, 4, 0}},
-        [EA_OCL_CLASS_NVIDIA] = {{32, 4, 32, 4, 8}, {8, 1, 64, 4, 0}},
-        [EA_OCL_CLASS_MALI] = {{16, 2, 16, 4, 0}, {4, 1, 32, 4, 0}},
-        [EA_OCL_CLASS_ADRENO] = {{32, 4, 16, 4, 0}, {8, 1, 32, 4, 0}},
-        [EA_OCL_CLASS_CPU] = {{32, 8, 32, 4, 0}, {8, 1, 32, 4, 0}},
+    /* {BM, TM, BN, TN, PM}: prefill, prefill with F16 Q (Q as F16 in local memory leaves room for longer
+     * K/V tiles), then decode (few rows: the query heads of a GQA group) */
+    static const ea_ocl_tiles table[][3] = {
+        [EA_OCL_CLASS_OTHER] = {{16, 2, 32, 4, 0, 0}, {16, 2, 32, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
+        [EA_OCL_CLASS_NVIDIA] = {{64, 4, 16, 2, 8, 0}, {64, 4, 32, 4, 8, 1}, {8, 1, 64, 4, 0, 0}},
+        [EA_OCL_CLASS_MALI] = {{16, 2, 16, 4, 0, 0}, {16, 2, 16, 4, 0, 1}, {4, 1, 32, 4, 0, 0}},
+        [EA_OCL_CLASS_ADRENO] = {{32, 4, 16, 4, 0, 0}, {32, 4, 16, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
+        [EA_OCL_CLASS_CPU] = {{32, 8, 32, 4, 0, 0}, {32, 8, 32, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
     };
-    ea_ocl_tiles *t[2] = {pf, dec};
+    ea_ocl_tiles *t[3] = {pf, pfh, dec};
     const bool gpu = s->dev_class != EA_OCL_CLASS_CPU;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         ea_ocl_tiles *x = t[k];
         *x = table[s->dev_class][k];
         if (!tiles_pc(x, dmax))
@@ -394,24 +396,28 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
     }
 }
 
-/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN[xTN[xPM]],dec=..." (either part may be left out; TN 4, PM picked). */
-static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *dec, char *msg)
+/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN[xTN[xPM]],pfh=...,dec=..." (any part may be left out; TN 4, PM picked):
+ * prefill, prefill with F16 Q, decode. */
+static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *pfh,
+                                 ea_ocl_tiles *dec, char *msg)
 {
     const char *e = getenv("EDGEATTN_OPENCL_TILES");
     if (!e || !*e)
         return EDGEATTN_OK;
     const char *p = e;
     while (*p) {
-        ea_ocl_tiles t = {0, 0, 0, 4, 0};
+        ea_ocl_tiles t = {0, 0, 0, 4, 0, 0};
         int used = 0, used2 = 0;
         ea_ocl_tiles *dst = NULL;
         if (!strncmp(p, "pf=", 3))
             dst = pf, p += 3;
+        else if (!strncmp(p, "pfh=", 4))
+            dst = pfh, p += 4, t.qh = 1;
         else if (!strncmp(p, "dec=", 4))
             dst = dec, p += 4;
         if (!dst || sscanf(p, "%dx%dx%d%n", &t.bm, &t.tm, &t.bn, &used) != 3)
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
-                           "EDGEATTN_OPENCL_TILES=%.64s: expected pf=BMxTMxBN[xTN[xPM]],dec=BMxTMxBN[xTN[xPM]]", e);
+                           "EDGEATTN_OPENCL_TILES=%.64s: expected pf=BMxTMxBN[xTN[xPM]],pfh=...,dec=... (any of them)", e);
         if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.tn, &used2) == 1) {
             used += used2;
             if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.pm, &used2) == 1)
@@ -583,50 +589,53 @@ static edgeattn_status build_program(ea_ocl_state *s, const char *cache_dir, con
 
 static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_ocl_variant *v, char *msg)
 {
-    char pro_pf[224], pro_dec[288], opts[384];
-    snprintf(pro_pf, sizeof pro_pf,
-             "\n#define FK_NAME ea_flash_pf\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
-             "#define FK_PM %d\n",
-             v->pf.bm, v->pf.tm, v->pf.bn, v->pf.tn, v->pf.pm);
-    snprintf(pro_dec, sizeof pro_dec,
-             "\n#undef FK_NAME\n#undef FK_BM\n#undef FK_TM\n#undef FK_BN\n#undef FK_TN\n#undef FK_PM\n"
-             "#define FK_NAME ea_flash_dec\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
-             "#define FK_PM %d\n",
-             v->dec.bm, v->dec.tm, v->dec.bn, v->dec.tn, v->dec.pm);
+    static const char *const kname[3] = {"ea_flash_pf", "ea_flash_pfh", "ea_flash_dec"};
+    const ea_ocl_tiles *t[3] = {&v->pf, &v->pfh, &v->dec};
+    cl_kernel *kk[3] = {&v->k_pf, &v->k_pfh, &v->k_dec};
+    char pro[3][320], opts[384];
+    for (int i = 0; i < 3; i++)
+        snprintf(pro[i], sizeof pro[i],
+                 "\n#undef FK_NAME\n#undef FK_BM\n#undef FK_TM\n#undef FK_BN\n#undef FK_TN\n#undef FK_PM\n#undef FK_QH\n"
+                 "#define FK_NAME %s\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
+                 "#define FK_PM %d\n%s",
+                 kname[i], t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, t[i]->pm, t[i]->qh ? "#define FK_QH 1\n" : "");
     /* EDGEATTN_OPENCL_OPTIONS: extra build options for tuning (e.g. -DEA_PREFETCH=0, -DEA_UNROLL_QK=4 or
      * NVIDIA's -cl-nv-maxrregcount=N); part of the binary-cache key like every option */
     const char *extra = getenv("EDGEATTN_OPENCL_OPTIONS");
     if (extra && strlen(extra) > 256)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "EDGEATTN_OPENCL_OPTIONS: %zu characters, 256 at most",
                        strlen(extra));
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s", v->dmax, extra && *extra ? " " : "",
+    /* NVIDIA (H200 sweep, prefill N4096): 128 registers let 4 work-groups of 128 share a multiprocessor,
+     * 22.2 TFLOP/s against 19.8 at the compiler's 252 (the cap needs the work-group size left open); the
+     * register prefetch costs more in spills than it hides there. */
+    const char *cls = "";
+    if (s->dev_class == EA_OCL_CLASS_NVIDIA)
+        cls = s->nv_options ? " -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128" : " -DEA_PREFETCH=0";
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s", v->dmax, cls, extra && *extra ? " " : "",
              extra ? extra : "");
-    const char *src[5] = {ea_ocl_src_common, pro_pf, ea_ocl_src_flash, pro_dec, ea_ocl_src_flash};
+    const char *src[7] = {ea_ocl_src_common, pro[0], ea_ocl_src_flash, pro[1], ea_ocl_src_flash, pro[2],
+                          ea_ocl_src_flash};
     char what[32];
     snprintf(what, sizeof what, "flash (head dim %d)", v->dmax);
-    edgeattn_status st = build_program(s, cache_dir, src, 5, opts, what, &v->prog, msg);
+    edgeattn_status st = build_program(s, cache_dir, src, 7, opts, what, &v->prog, msg);
     if (st != EDGEATTN_OK)
         return st;
     cl_int err;
-    v->k_pf = ea_ocl_create_kernel(&s->api, v->prog, "ea_flash_pf", &err);
-    if (err != CL_SUCCESS)
-        return ea_ocl_fail_cl(msg, err, "clCreateKernel(ea_flash_pf)");
-    v->k_dec = ea_ocl_create_kernel(&s->api, v->prog, "ea_flash_dec", &err);
-    if (err != CL_SUCCESS)
-        return ea_ocl_fail_cl(msg, err, "clCreateKernel(ea_flash_dec)");
-    /* the compiled kernel may allow fewer work-items than the device (registers) */
-    const ea_ocl_tiles *t[2] = {&v->pf, &v->dec};
-    const cl_kernel k[2] = {v->k_pf, v->k_dec};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
+        *kk[i] = ea_ocl_create_kernel(&s->api, v->prog, kname[i], &err);
+        if (err != CL_SUCCESS) {
+            *kk[i] = NULL;
+            return ea_ocl_fail_cl(msg, err, kname[i]);
+        }
+        /* the compiled kernel may allow fewer work-items than the device (registers) */
         size_t wg = 0;
-        if (s->api.clGetKernelWorkGroupInfo(k[i], s->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) ==
+        if (s->api.clGetKernelWorkGroupInfo(*kk[i], s->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) ==
                 CL_SUCCESS &&
             wg < (size_t)tiles_threads(t[i]))
             return ea_fail(msg, EDGEATTN_ERR_SYSTEM,
                            "opencl: kernel %s (head dim %d, tiles %dx%dx%dx%dx%d) allows %zu work-items, needs %d: set "
                            "smaller tiles with EDGEATTN_OPENCL_TILES",
-                           i ? "ea_flash_dec" : "ea_flash_pf", v->dmax, t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, t[i]->pm, wg,
-                           tiles_threads(t[i]));
+                           kname[i], v->dmax, t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, t[i]->pm, wg, tiles_threads(t[i]));
     }
     return EDGEATTN_OK;
 }
@@ -651,6 +660,8 @@ static void ocl_release(ea_ocl_state *s)
     for (int i = 0; i < EA_OCL_NVAR; i++) {
         if (s->var[i].k_pf)
             a->clReleaseKernel(s->var[i].k_pf);
+        if (s->var[i].k_pfh)
+            a->clReleaseKernel(s->var[i].k_pfh);
         if (s->var[i].k_dec)
             a->clReleaseKernel(s->var[i].k_dec);
         if (s->var[i].prog)
@@ -756,6 +767,7 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
     char ext[4096] = "";
     a->clGetDeviceInfo(s->device, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL);
     s->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+    s->nv_options = strstr(ext, "cl_nv_compiler_options") != NULL;
     a->clGetDeviceInfo(s->device, CL_DEVICE_TYPE, sizeof s->type, &s->type, NULL);
     a->clGetDeviceInfo(s->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof s->cus, &s->cus, NULL);
     a->clGetDeviceInfo(s->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof s->max_wg, &s->max_wg, NULL);
@@ -817,10 +829,10 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
             break;
         ea_ocl_variant *v = &s->var[s->nvar++];
         v->dmax = dims[i];
-        tiles_default(s, v->dmax, &v->pf, &v->dec);
-        if ((st = tiles_env(s, v->dmax, &v->pf, &v->dec, msg)) != EDGEATTN_OK)
+        tiles_default(s, v->dmax, &v->pf, &v->pfh, &v->dec);
+        if ((st = tiles_env(s, v->dmax, &v->pf, &v->pfh, &v->dec, msg)) != EDGEATTN_OK)
             return st;
-        if (!tiles_fit(s, &v->pf, v->dmax) || !tiles_fit(s, &v->dec, v->dmax))
+        if (!tiles_fit(s, &v->pf, v->dmax) || !tiles_fit(s, &v->pfh, v->dmax) || !tiles_fit(s, &v->dec, v->dmax))
             return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                            "opencl: no tile for head dim %d fits %llu bytes of local memory", v->dmax,
                            (unsigned long long)s->local_mem);
@@ -939,6 +951,7 @@ bool ea_ocl_debug_info(const edgeattn_context *ctx, ea_ocl_debug *out)
     out->nvar = s->nvar;
     for (int i = 0; i < s->nvar; i++) {
         out->pf[i] = s->var[i].pf;
+        out->pfh[i] = s->var[i].pfh;
         out->dec[i] = s->var[i].dec;
         out->dmax[i] = s->var[i].dmax;
     }

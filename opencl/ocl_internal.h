@@ -42,13 +42,14 @@ typedef struct ea_ocl_rows_p {
 typedef struct ea_ocl_tiles {
     int bm, tm, bn, tn; /* rows per work-group; score rows and key columns per work-item; keys per tile */
     int pm;             /* output rows per work-item (flash.cl: FK_PM) */
+    int qh;             /* the F16-Q prefill kernel (FK_QH: Q as F16 bits in local memory) */
 } ea_ocl_tiles;
 
 typedef struct ea_ocl_variant {
     int dmax;
-    ea_ocl_tiles pf, dec;
+    ea_ocl_tiles pf, pfh, dec; /* prefill, prefill with F16 Q, decode */
     cl_program prog;
-    cl_kernel k_pf, k_dec;
+    cl_kernel k_pf, k_pfh, k_dec;
 } ea_ocl_variant;
 
 enum { EA_K_COMBINE, EA_K_KV_WRITE, EA_K_FINITE, EA_K_GATHER_Q, EA_K_GATHER_KV, EA_K_SOFTMAX, EA_K_STORE,
@@ -90,6 +91,7 @@ typedef struct ea_ocl_state {
     size_t max_wg, max_param;
     cl_ulong local_mem, global_mem, max_alloc;
     bool fp16;
+    bool nv_options; /* cl_nv_compiler_options: -cl-nv-maxrregcount is understood */
     cl_uint vec_float, vec_half;
     int dev_class;
     ea_ocl_layout lay;
@@ -121,7 +123,7 @@ typedef struct ea_ocl_debug {
     long counts[EA_OCL_N_COUNT];
     int programs_from_cache, programs_built, programs_cache_saved;
     int path;
-    ea_ocl_tiles pf[EA_OCL_NVAR], dec[EA_OCL_NVAR];
+    ea_ocl_tiles pf[EA_OCL_NVAR], pfh[EA_OCL_NVAR], dec[EA_OCL_NVAR];
     int dmax[EA_OCL_NVAR], nvar;
 } ea_ocl_debug;
 /* false if ctx does not run on the OpenCL backend. */

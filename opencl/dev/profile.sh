@@ -30,9 +30,12 @@ for ent in "$@"; do
     # NVIDIA's OpenCL adds %envreg0..2 (the group offset its runtime sets) to %ctaid: 0 for a CUDA launch
     ptx=$W/ptx/flash-d128-cuda.ptx
     sed -E 's/%envreg[0-9]+/0/g' "$W/ptx/flash-d128.ptx" > "$ptx"
+    maxreg=; [[ $opts =~ maxrregcount=([0-9]+) ]] && maxreg=${BASH_REMATCH[1]}
+    export PTXRUN_MAXREG=$maxreg; [[ -z $maxreg ]] && unset PTXRUN_MAXREG
     {
         echo "==== $tiles $opts (BM $bm, NT $nt; $(basename "$ptx"))"
-        ptxas -arch=sm_90 -v -o /dev/null "$ptx" 2>&1 | grep -A2 "ea_flash_pf" | grep -E "registers|stack"
+        ptxas -arch=sm_90 -v ${maxreg:+--maxrregcount=$maxreg} -o /dev/null "$ptx" 2>&1 | grep -A2 "ea_flash_pf" |
+            grep -E "registers|stack"
         "$W/ptxrun" "$ptx" ea_flash_pf "$bm" "$nt" 4096 32 128
         if [[ -n $NCU ]]; then
             st=smsp__average_warps_issue_stalled

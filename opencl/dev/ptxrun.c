@@ -95,9 +95,11 @@ int main(int argc, char **argv)
     CK(cuDevicePrimaryCtxRetain(&ctx, dev));
     CK(cuCtxSetCurrent(ctx));
     char log[8192] = "";
-    CUjit_option opt[2] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
-    void *optv[2] = {log, (void *)(uintptr_t)sizeof log};
-    if (cuModuleLoadDataEx(&mod, ptx, 2, opt, optv) != CUDA_SUCCESS) {
+    /* PTXRUN_MAXREG=N: the register cap of -cl-nv-maxrregcount=N (a PTX without .reqntid) */
+    const char *mr = getenv("PTXRUN_MAXREG");
+    CUjit_option opt[3] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES, CU_JIT_MAX_REGISTERS};
+    void *optv[3] = {log, (void *)(uintptr_t)sizeof log, (void *)(uintptr_t)(mr ? atoi(mr) : 0)};
+    if (cuModuleLoadDataEx(&mod, ptx, mr ? 3 : 2, opt, optv) != CUDA_SUCCESS) {
         fprintf(stderr, "module load failed: %s\n", log);
         return 1;
     }

@@ -72,9 +72,11 @@ static int group_setup(void **state)
     ea_ocl_debug dbg;
     assert_true(ea_ocl_debug_info(ctx, &dbg));
     for (int i = 0; i < dbg.nvar; i++)
-        print_message("  head dim %d: prefill tiles %dx%dx%dx%dx%d, decode tiles %dx%dx%dx%dx%d (BMxTMxBNxTNxPM)\n",
+        print_message("  head dim %d: prefill tiles %dx%dx%dx%dx%d, with F16 Q %dx%dx%dx%dx%d, decode tiles "
+                      "%dx%dx%dx%dx%d (BMxTMxBNxTNxPM)\n",
                       dbg.dmax[i], dbg.pf[i].bm, dbg.pf[i].tm, dbg.pf[i].bn, dbg.pf[i].tn, dbg.pf[i].pm,
-                      dbg.dec[i].bm, dbg.dec[i].tm, dbg.dec[i].bn, dbg.dec[i].tn, dbg.dec[i].pm);
+                      dbg.pfh[i].bm, dbg.pfh[i].tm, dbg.pfh[i].bn, dbg.pfh[i].tn, dbg.pfh[i].pm, dbg.dec[i].bm,
+                      dbg.dec[i].tm, dbg.dec[i].bn, dbg.dec[i].tn, dbg.dec[i].pm);
     const ea_ocl_state *s = ctx->backend_state;
     g_type = s->type;
     edgeattn_destroy(ctx);
