@@ -121,7 +121,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     __local float As[FK_BM];         /* per-row rescale factor of the tile; at the end, the row maxima */
 
     const int tid = (int)get_local_id(0);
-#if FK_QR % 2 == 0 && FK_PR % 2 == 0
+#if FK_QR % 2 == 0 && FK_PR % 2 == 0 && !defined(EA_NO_PAIRS)
     /* Lane bit 0 picks the row and lane bit 1 the column of a work-item pair, so every local load of the
      * inner loops is the same for lanes n and n^1 (K, V) or n and n^2 (Q, P): NVIDIA serves such loads
      * at twice the bandwidth (LDS.128 in 2 wavefronts instead of 4). */
@@ -363,7 +363,8 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
             if (pc == 0 && P.has_lse)
                 lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] = lse;
         } else {
-            /* partial row (bl, head within the launch, query within the launch), split s */
+            /* partial row (bl, head within the launch, query within the launch), split s: the normalised
+             * output, the row max (log2 units) and the row sum */
             const long prow = ((long)bl * P.nh * group + (long)hl * group + rr % group) * P.ni + rr / group;
             const long ent = prow * P.nsplit + split;
             _Pragma("unroll") for (int e = 0; e < FK_PD4; e++)
@@ -372,8 +373,10 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
                 if (d < P.D)
                     vstore4(o[a][e] * inv, 0, wsb + P.ws_off + ent * P.D + d);
             }
-            if (pc == 0)
-                wsb[P.ws_lse_off + ent] = lse;
+            if (pc == 0) { /* max and sum apart: with a huge max, m + log(l) would lose l */
+                wsb[P.ws_lse_off + 2 * ent] = As[row];
+                wsb[P.ws_lse_off + 2 * ent + 1] = lsum;
+            }
         }
     }
 }

@@ -219,7 +219,7 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, 
     L->st_rows_bytes = (size_t)L->rows_cap * per_row + 4 * 256;
     L->st_rows = ea_sizer_add(&sz, L->st_rows_bytes, 1, 256);
     L->ws = ea_sizer_add(&sz, (size_t)EA_OCL_WS_ENTRIES * D, 4, 256);
-    L->ws_lse = ea_sizer_add(&sz, EA_OCL_WS_ENTRIES, 4, 256);
+    L->ws_lse = ea_sizer_add(&sz, 2 * (size_t)EA_OCL_WS_ENTRIES, 4, 256); /* (max, sum) per entry */
     L->flag = ea_sizer_add(&sz, 16, 4, 256);
     if (L->path == EA_OCL_PATH_UNFUSED) {
         size_t ur = ((size_t)64 << 20) / ((size_t)L->rows_kv * 4);

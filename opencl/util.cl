@@ -1,7 +1,7 @@
 /* Kernels that do not depend on the head dim: split-KV combine, KV-cache append, NaN/Inf scan, the
  * unfused path's gather / softmax / store, and the FP32 FMA probe for edgebench's ceiling. */
 
-/* Merges nsplit partial rows (normalised output, log-sum-exp) into out and lse. Global size:
+/* Merges nsplit partial rows (normalised output, row max in log2 units, row sum) into out and lse. Global size:
  * (D/4, nb * nh * group * ni); row index as written by the fused kernel. */
 __kernel void ea_combine(__global const float *wsb, __global uchar *ob, __global float *lseb, const ea_attn_p P)
 {
@@ -13,22 +13,29 @@ __kernel void ea_combine(__global const float *wsb, __global uchar *ob, __global
     const long bl = row / ((long)P.ni * heads);
     const long b = P.b0 + bl, h = (long)P.h0 * P.group + hq, i = P.i0 + il;
     const long ent0 = row * P.nsplit;
+    /* split s left (m_s, l_s): max in log2 units and sum of its visible keys; weight l_s * 2^(m_s - M) */
+    __global const float *ml = wsb + P.ws_lse_off + 2 * ent0;
     float mx = -INFINITY;
     for (int s = 0; s < P.nsplit; s++)
-        mx = fmax(mx, wsb[P.ws_lse_off + ent0 + s]);
+        if (ml[2 * s + 1] > 0.0f)
+            mx = fmax(mx, ml[2 * s]);
     float4 acc = (float4)(0.0f);
     float wsum = 0.0f;
     if (mx != -INFINITY) {
         for (int s = 0; s < P.nsplit; s++) {
-            const float w = exp(wsb[P.ws_lse_off + ent0 + s] - mx);
-            wsum += w;
-            acc = fma((float4)(w), vload4(0, wsb + P.ws_off + (ent0 + s) * P.D + 4 * d4), acc);
+            const float l = ml[2 * s + 1];
+            if (l > 0.0f) {
+                const float w = l * exp2(ml[2 * s] - mx);
+                wsum += w;
+                acc = fma((float4)(w), vload4(0, wsb + P.ws_off + (ent0 + s) * P.D + 4 * d4), acc);
+            }
         }
         acc /= wsum;
     }
     ea_st4(ob, P.o.off + b * P.o.sb + h * P.o.sh + i * P.o.sn + 4 * d4, P.o_dt, acc);
     if (d4 == 0 && P.has_lse)
-        lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] = mx == -INFINITY ? -INFINITY : mx + log(wsum);
+        lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] =
+            mx == -INFINITY ? -INFINITY : (mx + log2(wsum)) * 0.6931471805599453f;
 }
 
 /* Rows to append, per sequence of the launch: rows [r0, n) of the source go to ring slot
