@@ -44,6 +44,11 @@
 #define EA_LN2 0.6931471805599453f
 #define EA_STR(x) #x
 #define EA_PRAGMA(x) _Pragma(EA_STR(x))
+#ifdef EA_NATIVE_EXP /* the device's fast exp2 (NVIDIA: ex2.approx, a few ulp) */
+#define EA_EXP2 native_exp2
+#else
+#define EA_EXP2 exp2
+#endif
 #ifndef EA_UNROLL_QK
 #define EA_UNROLL_QK 2
 #endif
@@ -276,12 +281,12 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
             float mx = m[a];
             _Pragma("unroll") for (int c = 0; c < FK_QC; c++) mx = fmax(mx, Pm[row * FK_QC + c]);
             const float mu = mx == -INFINITY ? 0.0f : mx;
-            const float alpha = exp2(m[a] - mu);
+            const float alpha = EA_EXP2(m[a] - mu);
             m[a] = mx;
             float ls = 0.0f;
             _Pragma("unroll") for (int c = 0; c < FK_TN; c++)
             {
-                const float p = exp2(s[a][c] - mu);
+                const float p = EA_EXP2(s[a][c] - mu);
                 ls += p;
                 Pt[(qc + c * FK_QC) * FK_PTP + row] = p;
             }
@@ -300,9 +305,13 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         {
             float al[FK_PM];
             _Pragma("unroll") for (int a = 0; a < FK_PM; a++) al[a] = As[pr * FK_PM + a];
-            _Pragma("unroll") for (int a = 0; a < FK_PM; a++)
-            {
-                _Pragma("unroll") for (int e = 0; e < FK_PD4; e++) o[a][e] *= al[a];
+            bool keep = true; /* the row maxima did not move: nothing to rescale (common after a few tiles) */
+            _Pragma("unroll") for (int a = 0; a < FK_PM; a++) keep = keep && al[a] == 1.0f;
+            if (!keep) {
+                _Pragma("unroll") for (int a = 0; a < FK_PM; a++)
+                {
+                    _Pragma("unroll") for (int e = 0; e < FK_PD4; e++) o[a][e] *= al[a];
+                }
             }
         }
         __local const float *pp = Pt + pr * FK_PM;
