@@ -599,8 +599,9 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
                  "#define FK_NAME %s\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
                  "#define FK_PM %d\n%s",
                  kname[i], t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, t[i]->pm, t[i]->qh ? "#define FK_QH 1\n" : "");
-    /* EDGEATTN_OPENCL_OPTIONS: extra build options for tuning (e.g. -DEA_PREFETCH=0, -DEA_UNROLL_QK=4 or
-     * NVIDIA's -cl-nv-maxrregcount=N); part of the binary-cache key like every option */
+    /* EDGEATTN_OPENCL_OPTIONS: build options for tuning sweeps (e.g. -DEA_PREFETCH=0, -DEA_UNROLL_QK=4 or
+     * NVIDIA's -cl-nv-maxrregcount=N), in place of the device class's own; part of the binary-cache key
+     * like every option */
     const char *extra = getenv("EDGEATTN_OPENCL_OPTIONS");
     if (extra && strlen(extra) > 256)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "EDGEATTN_OPENCL_OPTIONS: %zu characters, 256 at most",
@@ -609,7 +610,9 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
      * 22.2 TFLOP/s against 19.8 at the compiler's 252 (the cap needs the work-group size left open); the
      * register prefetch costs more in spills than it hides there. */
     const char *cls = "";
-    if (s->dev_class == EA_OCL_CLASS_NVIDIA)
+    if (extra && *extra) /* a tuning sweep states every option itself */
+        cls = "";
+    else if (s->dev_class == EA_OCL_CLASS_NVIDIA)
         cls = s->nv_options ? " -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128" : " -DEA_PREFETCH=0";
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s", v->dmax, cls, extra && *extra ? " " : "",
              extra ? extra : "");

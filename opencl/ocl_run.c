@@ -298,7 +298,7 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
         const long by_len = kvmax / (2 * t->bn);
         const long rows_total = (long)nb * nh * c->group * ni;
         ns = ns < by_len ? ns : by_len;
-        ns = ns < 128 ? ns : 128;
+        ns = ns < 64 ? ns : 64;
         ns = ns < EA_OCL_WS_ENTRIES / rows_total ? ns : EA_OCL_WS_ENTRIES / rows_total;
         if (ns >= 2)
             P.nsplit = (cl_int)ns;
