@@ -30,10 +30,21 @@
 #define FK_DP4 (FK_D4 + 1)           /* row pitch of the Q and K/V tiles in float4: +1 shifts banks */
 #define FK_PTP (FK_BM + 4)           /* row pitch of the transposed probability tile in floats */
 #define FK_NLD ((FK_BN * FK_D4 + FK_NT - 1) / FK_NT) /* float4 of a K or V tile per work-item */
+#ifdef FK_UNROLL_QK
+#define FK_UQK FK_UNROLL_QK
+#else
+#define FK_UQK EA_UNROLL_QK
+#endif
+#ifdef FK_UNROLL_PV
+#define FK_UPV FK_UNROLL_PV
+#else
+#define FK_UPV EA_UNROLL_PV
+#endif
 /* Register prefetch: the V tile is fetched while the scores are computed and the next K tile while
  * P.V is, so the loads' latency hides behind the arithmetic (few work-groups fit a compute unit: the
  * Q tile fills most of the local memory). Build options may set EA_PREFETCH (0/1), EA_UNROLL_QK and
- * EA_UNROLL_PV (unroll factors of the two inner loops) for tuning sweeps. */
+ * EA_UNROLL_PV (unroll factors of the two inner loops) for tuning sweeps; the host may set them per kernel
+ * as FK_UNROLL_QK / FK_UNROLL_PV. */
 #ifdef EA_PREFETCH
 #define FK_PF EA_PREFETCH
 #else
@@ -66,7 +77,7 @@
 
 /* Scores of this work-item over head-dim float4 columns [0, BOUND). */
 #define FK_QK(BOUND)                                                                                              \
-    EA_PRAGMA(unroll EA_UNROLL_QK) for (int d4 = 0; d4 < (BOUND); d4++)                                          \
+    EA_PRAGMA(unroll FK_UQK) for (int d4 = 0; d4 < (BOUND); d4++)                                                \
     {                                                                                                             \
         float4 qv[FK_TM], kv[FK_TN];                                                                              \
         _Pragma("unroll") for (int a = 0; a < FK_TM; a++) qv[a] = FK_QLOAD(a, d4);                                \
@@ -82,6 +93,19 @@
             }                                                                                                     \
         }                                                                                                         \
     }
+
+/* ACC = OP(ACC, x) over the QC partials of row ROW in Pm (float4 loads when QC allows) */
+#define FK_ADD(a, b) ((a) + (b))
+#if FK_QC % 4 == 0
+#define FK_ROW_REDUCE(ACC, OP, ROW)                                                                               \
+    _Pragma("unroll") for (int c = 0; c < FK_QC; c += 4)                                                          \
+    {                                                                                                             \
+        const float4 x = vload4(0, Pm + (ROW) * FK_QC + c);                                                       \
+        ACC = OP(OP(ACC, x.x), OP(x.y, OP(x.z, x.w)));                                                            \
+    }
+#else
+#define FK_ROW_REDUCE(ACC, OP, ROW) _Pragma("unroll") for (int c = 0; c < FK_QC; c++) ACC = OP(ACC, Pm[(ROW) * FK_QC + c]);
+#endif
 
 /* This work-item's share of the K or V tile of keys JB .. JB+BN-1 into REG[FK_NLD] as FP32; zero past the
  * visible range and the head dim. Element e = tid + u*NT of the tile is key e / D4, float4 column e % D4. */
@@ -279,7 +303,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         {
             const int row = qr + a * FK_QR;
             float mx = m[a];
-            _Pragma("unroll") for (int c = 0; c < FK_QC; c++) mx = fmax(mx, Pm[row * FK_QC + c]);
+            FK_ROW_REDUCE(mx, fmax, row)
             const float mu = mx == -INFINITY ? 0.0f : mx;
             const float alpha = EA_EXP2(m[a] - mu);
             m[a] = mx;
@@ -316,7 +340,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         }
         __local const float *pp = Pt + pr * FK_PM;
         __local const float4 *vp = KVs + pc;
-        EA_PRAGMA(unroll EA_UNROLL_PV) for (int c = 0; c < FK_BN; c++)
+        EA_PRAGMA(unroll FK_UPV) for (int c = 0; c < FK_BN; c++)
         {
             float pa[FK_PM];
 #if FK_PM % 4 == 0
@@ -357,7 +381,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         if (rr >= R)
             continue;
         float lsum = 0.0f;
-        _Pragma("unroll") for (int c = 0; c < FK_QC; c++) lsum += Pm[row * FK_QC + c];
+        FK_ROW_REDUCE(lsum, FK_ADD, row)
         const long h = (long)hkv * group + rr % group, i = P.i0 + rr / group;
         const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
         const float lse = lsum > 0.0f ? (As[row] + log2(lsum)) * EA_LN2 : -INFINITY;
@@ -400,6 +424,10 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #undef FK_DP4
 #undef FK_PTP
 #undef FK_NLD
+#undef FK_UQK
+#undef FK_UPV
+#undef FK_ADD
+#undef FK_ROW_REDUCE
 #undef FK_PF
 #undef FK_QK
 #undef FK_QP
