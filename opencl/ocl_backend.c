@@ -362,7 +362,7 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
      * K/V tiles), then decode (few rows: the query heads of a GQA group) */
     static const ea_ocl_tiles table[][3] = {
         [EA_OCL_CLASS_OTHER] = {{16, 2, 32, 4, 0, 0}, {16, 2, 32, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
-        [EA_OCL_CLASS_NVIDIA] = {{64, 4, 16, 2, 8, 0}, {64, 4, 32, 4, 8, 1}, {8, 1, 64, 4, 0, 0}},
+        [EA_OCL_CLASS_NVIDIA] = {{64, 4, 16, 2, 8, 0}, {64, 2, 32, 4, 4, 1}, {8, 1, 64, 4, 0, 0}},
         [EA_OCL_CLASS_MALI] = {{16, 2, 16, 4, 0, 0}, {16, 2, 16, 4, 0, 1}, {4, 1, 32, 4, 0, 0}},
         [EA_OCL_CLASS_ADRENO] = {{32, 4, 16, 4, 0, 0}, {32, 4, 16, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
         [EA_OCL_CLASS_CPU] = {{32, 8, 32, 4, 0, 0}, {32, 8, 32, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
