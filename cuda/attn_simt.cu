@@ -121,6 +121,9 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_simt(const ea_cu_attn_
 #pragma unroll
         for (int c = 0; c < EA_SIMT_MAXC; ++c)
             if (u + 8 * c < D) wo[u + 8 * c] = o[c] * inv;
-        if (u == 0) ((float *)a.ws_lse)[row * a.num_splits + split] = lse;
+        if (u == 0) { // (max in natural-log units, sum) apart: m + log(l) would lose l under a -1e30 bias
+            ((float *)a.ws_lse)[2 * (row * a.num_splits + split)] = l > 0.f ? mu * EA_LN2 : -INFINITY;
+            ((float *)a.ws_lse)[2 * (row * a.num_splits + split) + 1] = l;
+        }
     }
 }

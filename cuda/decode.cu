@@ -51,13 +51,15 @@ __device__ __forceinline__ void ea_decode_fused_merge(const ea_cu_attn_args &a, 
         int hq, i;
         ea_row_of(a, rm, hkv, __ffs(m) - 1, hq, i);
         const int64_t row = ((int64_t)b * a.Hq + hq) * a.Nq + i;
-        const float *ls = (const float *)a.ws_lse + row * S;
-        float x[EA_COMBINE_MAX_SPLITS / 32];
+        const float2 *ls = (const float2 *)a.ws_lse + row * S; // (m, l) per split
+        float x[EA_COMBINE_MAX_SPLITS / 32], xl[EA_COMBINE_MAX_SPLITS / 32];
         float mx = -INFINITY;
 #pragma unroll
         for (int u = 0; u < EA_COMBINE_MAX_SPLITS / 32; ++u) {
             const int s = lane + 32 * u;
-            x[u] = s < S ? __ldcg(ls + s) : -INFINITY;
+            const float2 ml = s < S ? __ldcg(ls + s) : make_float2(-INFINITY, 0.f);
+            x[u] = ml.y > 0.f ? ml.x : -INFINITY;
+            xl[u] = ml.y;
             mx = fmaxf(mx, x[u]);
         }
 #pragma unroll
@@ -66,7 +68,7 @@ __device__ __forceinline__ void ea_decode_fused_merge(const ea_cu_attn_args &a, 
         float tot = 0.f;
 #pragma unroll
         for (int u = 0; u < EA_COMBINE_MAX_SPLITS / 32; ++u) {
-            x[u] = lane + 32 * u < S ? __expf(x[u] - mu) : 0.f;
+            x[u] = lane + 32 * u < S && xl[u] > 0.f ? xl[u] * __expf(x[u] - mu) : 0.f;
             tot += x[u];
         }
 #pragma unroll
@@ -178,20 +180,23 @@ __device__ __forceinline__ void ea_decode_fused_merge2(const ea_cu_attn_args &a,
         int hq, i;
         ea_row_of(a, rm, hkv, __ffs(m) - 1, hq, i);
         const int64_t row = ((int64_t)b * a.Hq + hq) * a.Nq + i;
-        const float *ls = (const float *)a.ws_lse + row * S;
+        const float2 *ls = (const float2 *)a.ws_lse + row * S; // (m, l) per split
         const float *wo = (const float *)a.ws_o + row * S * D + c * 4;
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
         float mrun = -INFINITY, l = 0.f;
         for (int s0 = sg; s0 < S; s0 += CH * G) {
-            float x[CH];
+            float x[CH], xl[CH];
             float4 o[CH];
 #pragma unroll
             for (int u = 0; u < CH; ++u) {
                 const int s = s0 + u * G;
                 x[u] = -INFINITY;
+                xl[u] = 0.f;
                 o[u] = make_float4(0.f, 0.f, 0.f, 0.f);
                 if (s < S) {
-                    x[u] = __ldcg(ls + s);
+                    const float2 ml = __ldcg(ls + s);
+                    x[u] = ml.y > 0.f ? ml.x : -INFINITY;
+                    xl[u] = ml.y;
                     o[u] = __ldcg((const float4 *)(wo + (int64_t)s * D));
                 }
             }
@@ -204,7 +209,7 @@ __device__ __forceinline__ void ea_decode_fused_merge2(const ea_cu_attn_args &a,
             l *= sc;
 #pragma unroll
             for (int u = 0; u < CH; ++u) {
-                const float e = __expf(x[u] - mu);
+                const float e = xl[u] > 0.f ? xl[u] * __expf(x[u] - mu) : 0.f;
                 l += e;
                 acc.x += e * o[u].x; acc.y += e * o[u].y; acc.z += e * o[u].z; acc.w += e * o[u].w;
             }
@@ -494,7 +499,10 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
                 v.x *= inv; v.y *= inv; v.z *= inv; v.w *= inv;
                 *(float4 *)(wo + d) = v;
             }
-            if (sub == 0) ((float *)a.ws_lse)[row * a.num_splits + split] = lse2 * EA_LN2;
+            if (sub == 0) { // (max in natural-log units, sum) apart: m + log(l) would lose l under a -1e30 bias
+                ((float *)a.ws_lse)[2 * (row * a.num_splits + split)] = l > 0.f ? mu * EA_LN2 : -INFINITY;
+                ((float *)a.ws_lse)[2 * (row * a.num_splits + split) + 1] = l;
+            }
         }
     }
     if (a.num_splits <= 1 || !a.ws_cnt) return; // unsplit, or ea_attn_combine merges (second launch)
@@ -549,8 +557,9 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_combine(const ea_cu_at
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int64_t row = blockIdx.x;
     const int S = a.num_splits, D = a.D;
-    const float *ls = (const float *)a.ws_lse + row * S;
-    float x = tid < S ? ls[tid] : -INFINITY;
+    const float2 *ls = (const float2 *)a.ws_lse + row * S; // (m, l) per split
+    const float2 ml = tid < S ? ls[tid] : make_float2(-INFINITY, 0.f);
+    const float x = ml.y > 0.f ? ml.x : -INFINITY;
     float mx = x;
 #pragma unroll
     for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
@@ -558,7 +567,7 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_combine(const ea_cu_at
     __syncthreads();
     mx = fmaxf(fmaxf(sred[0], sred[1]), fmaxf(sred[2], sred[3]));
     const float mu = mx == -INFINITY ? 0.f : mx;
-    const float e = tid < S ? __expf(x - mu) : 0.f;
+    const float e = tid < S && ml.y > 0.f ? ml.y * __expf(x - mu) : 0.f;
     float tot = e;
 #pragma unroll
     for (int o = 16; o; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);

@@ -64,8 +64,8 @@ typedef struct ea_cu_attn_args {
     int32_t causal;
     int32_t window_left, window_right; /* -1: unlimited */
     /* split-KV (decode): the key range of each sequence is cut into num_splits pieces of split_len
-     * keys; partial results go to ws_o [B, Hq, Nq, num_splits, D] (F32) and ws_lse [B, Hq, Nq,
-     * num_splits] (F32), then the combine kernel merges them by log-sum-exp into out/lse. */
+     * keys; partial results go to ws_o [B, Hq, Nq, num_splits, D] (F32) and ws_lse [B, Hq, Nq, num_splits, 2]
+     * (F32 row max in natural-log units and row sum), then the combine kernel merges them into out/lse. */
     int32_t num_splits;
     int32_t split_len;
     uint64_t ws_o, ws_lse;

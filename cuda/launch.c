@@ -11,7 +11,8 @@
  *   ws + 0:                       uint32 counters[EA_SPLIT_COUNTERS] (16 KiB): zeroed ONCE by the host
  *                                 after allocation; every call leaves them zero again;
  *   ws_o  = ws + 16 KiB:          F32 [B*Hq*Nq][num_splits][D] partial outputs;
- *   ws_lse = ws_o + align256(..): F32 [B*Hq*Nq][num_splits] partial log-sum-exps.
+ *   ws_lse = ws_o + align256(..): F32 [B*Hq*Nq][num_splits][2] partial (row max in natural-log units,
+ *            row sum); kept apart because m + log(l) loses l when m is huge (a -1e30 bias).
  */
 #include "cuda/kernels.h"
 #include "cuda/tile_config.cuh"
@@ -132,7 +133,7 @@ static void set_launch(ea_cu_launch *l, int kernel, uint32_t gx, uint32_t gy, ui
 }
 
 static size_t split_ws_need(int64_t rows, int32_t s, int32_t d) {
-    return EA_SPLIT_CNT_BYTES + align256((size_t)rows * (size_t)s * (size_t)d * 4u) + align256((size_t)rows * (size_t)s * 4u);
+    return EA_SPLIT_CNT_BYTES + align256((size_t)rows * (size_t)s * (size_t)d * 4u) + align256((size_t)rows * (size_t)s * 8u);
 }
 
 /* Split count: enough CTAs for one full wave of the device (every CTA the same length, no tail), splits
@@ -263,7 +264,7 @@ size_t ea_cu_split_workspace_bytes(int32_t max_batch, int32_t max_heads, int32_t
     int64_t entries = rows * EA_MAX_SPLITS;
     const int64_t cap = 256 * sm + 2 * rows;
     if (entries > cap) entries = cap;
-    return EA_SPLIT_CNT_BYTES + align256((size_t)entries * (size_t)max_head_dim * 4u) + align256((size_t)entries * 4u) +
+    return EA_SPLIT_CNT_BYTES + align256((size_t)entries * (size_t)max_head_dim * 4u) + align256((size_t)entries * 8u) +
            256u;
 }
 

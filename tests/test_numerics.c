@@ -234,6 +234,16 @@ static void test_fully_masked_rows(void **state)
             set_dtypes(&b, set);
             cases[n++] = b;
         }
+        /* -1e30 over whole rows with a long KV: many KV tiles and splits, and the rows must stay uniform
+         * (merging splits by m + log l alone loses l when m is -1e30) */
+        for (int nq = 1; nq <= 3; nq += 2) {
+            tc_attn_case h = tc_case(2, 4, 2, nq, 590 - 15 * nq, nq == 1 ? 128 : 64); /* plan: KV 600 */
+            h.bias_mode = TC_BIAS_BCAST_B;
+            h.bias_content = TC_BIAS_HUGE_NEG_ROWS;
+            h.lse = 1;
+            set_dtypes(&h, set);
+            cases[n++] = h;
+        }
         /* -inf bias over whole rows on the rows path (one query row per head) */
         tc_attn_case r = tc_case(3, 4, 4, 1, 100, 64);
         r.bias_mode = TC_BIAS_FULL;
