@@ -15,7 +15,7 @@ W=/tmp/ea-prof
 mkdir -p "$OUT" "$W"
 export PATH=/usr/local/cuda/bin:$PATH
 NCU=$(command -v ncu || ls /usr/local/cuda*/nsight-compute*/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-gcc -O2 -I/usr/local/cuda/include opencl/dev/ptxrun.c -o "$W/ptxrun" -L/usr/local/cuda/lib64/stubs -lcuda -lm || exit 1
+gcc -O2 -I. -Iinclude -I/usr/local/cuda/include $(pkg-config --cflags OpenCL 2>/dev/null) opencl/dev/ptxrun.c -o "$W/ptxrun" -L/usr/local/cuda/lib64/stubs -lcuda -lm || exit 1
 log=$OUT/profile.txt
 echo "ncu: ${NCU:-not found}" > "$log"
 for ent in "$@"; do

@@ -2,13 +2,13 @@
  * of the program-binary cache) through the CUDA driver API, so Nsight Compute can profile it: ncu does
  * not see OpenCL launches. Development tool for the device machine, not built by Meson:
  *
- *   gcc -O2 -I/usr/local/cuda/include opencl/dev/ptxrun.c -o /tmp/ptxrun -L/usr/local/cuda/lib64/stubs -lcuda
+ *   gcc -O2 -I. -Iinclude -I/usr/local/cuda/include opencl/dev/ptxrun.c -o /tmp/ptxrun -L/usr/local/cuda/lib64/stubs -lcuda
  *   /tmp/ptxrun FILE.ptx KERNEL BM NT [N H D]       (prefill, B 1, KV heads = H, f16 storage)
  *   ncu --set full /tmp/ptxrun ...
  *
  * Replace %envreg0..2 in the PTX by 0 first (NVIDIA OpenCL adds them to %ctaid; profile.sh does).
  * BM and NT are the kernel's rows per work-group and work-items (its tiles: BM, (BM/TM)*(BN/TN)).
- * The parameter block mirrors ea_attn_p in opencl/common.cl. Prints the median of 10 launches. */
+ * The parameter block is opencl/ocl_internal.h's mirror of ea_attn_p. Prints the median of 10 launches. */
 #include <cuda.h>
 #include <math.h>
 #include <stdint.h>
@@ -16,22 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct view {
-    int64_t off, sb, sh, sn;
-} view;
-
-typedef struct attn_p {
-    view q, k, v, o, bias, lse;
-    int64_t ws_off, ws_lse_off;
-    int32_t q_dt, kv_dt, o_dt, has_bias;
-    int32_t has_lse, nsplit, b0, h0;
-    int32_t nh, group, i0, ni;
-    int32_t nq_total, D, ring_cap, causal;
-    int32_t wl, wr;
-    float scale, softcap;
-    int32_t kv_len[16];
-    int32_t slot0[16];
-} attn_p;
+#include "opencl/ocl_internal.h" /* ea_ocl_attn_p: the kernel's parameter block */
 
 #define CK(x)                                                                                                    \
     do {                                                                                                         \
@@ -119,9 +104,9 @@ int main(int argc, char **argv)
     CK(cuMemAlloc(&o, elems * 2));
     CK(cuMemAlloc(&dummy, 1 << 20));
 
-    attn_p P;
+    ea_ocl_attn_p P;
     memset(&P, 0, sizeof P);
-    const view vw = {0, (int64_t)h * n * d, (int64_t)n * d, d};
+    const ea_ocl_view vw = {0, (cl_long)h * n * d, (cl_long)n * d, d};
     P.q = P.k = P.v = P.o = vw;
     P.q_dt = P.kv_dt = P.o_dt = 1;
     P.nsplit = 1;
