@@ -4,9 +4,10 @@
 #
 #   source .device-carry/env.sh; EB=build/device/tools/edgebench/edgebench opencl/dev/profile.sh TILES[@OPTS]...
 #
-# TILES is an EDGEATTN_OPENCL_TILES prefill entry (pf=BMxTMxBNxTN[xPM]); OPTS are EDGEATTN_OPENCL_OPTIONS with
-# + for spaces. Per entry: the time of prefill N 4096 H 32 D 128 f16 through the CUDA driver, ptxas -v, and
-# (N 2048) the ncu sections on throughput, shared-memory wavefronts, warp stalls and occupancy.
+# TILES is an EDGEATTN_OPENCL_TILES prefill entry (pf=BMxTMxBNxTN[xPM], or pfh=... for the F16-Q kernel);
+# OPTS are EDGEATTN_OPENCL_OPTIONS with + for spaces (without OPTS the NVIDIA class options apply). Per
+# entry: the time of prefill N 4096 H 32 D 128 f16 through the CUDA driver, ptxas -v, and (N 2048) ncu's
+# pipe use, shared-memory wavefronts, warp stalls and occupancy.
 # Writes $OUT/profile.txt.
 set -uo pipefail
 OUT=${OUT:-/tmp/ea-out}
@@ -20,7 +21,7 @@ log=$OUT/profile.txt
 echo "ncu: ${NCU:-not found}" > "$log"
 for ent in "$@"; do
     tiles=${ent%%@*}; opts=; [[ $ent == *@* ]] && opts=${ent#*@}; opts=${opts//+/ }
-    spec=${tiles#pf=}; IFS=x read -r bm tm bn tn pm <<< "$spec"; tn=${tn:-4}
+    kern=ea_flash_${tiles%%=*}; spec=${tiles#*=}; IFS=x read -r bm tm bn tn pm <<< "$spec"; tn=${tn:-4}
     nt=$(( (bm / tm) * (bn / tn) ))
     rm -rf "$W/cache" "$W/ptx"; mkdir -p "$W/cache"
     EDGEATTN_OPENCL_DEVICE=nvidia EDGEATTN_OPENCL_TILES=$tiles EDGEATTN_OPENCL_OPTIONS=$opts "$EB" --backend opencl \
@@ -30,13 +31,14 @@ for ent in "$@"; do
     # NVIDIA's OpenCL adds %envreg0..2 (the group offset its runtime sets) to %ctaid: 0 for a CUDA launch
     ptx=$W/ptx/flash-d128-cuda.ptx
     sed -E 's/%envreg[0-9]+/0/g' "$W/ptx/flash-d128.ptx" > "$ptx"
-    maxreg=; [[ $opts =~ maxrregcount=([0-9]+) ]] && maxreg=${BASH_REMATCH[1]}
+    # the register cap: the one in OPTS, else NVIDIA's class default (opencl/ocl_backend.c)
+    maxreg=128; [[ -n $opts ]] && maxreg=; [[ $opts =~ maxrregcount=([0-9]+) ]] && maxreg=${BASH_REMATCH[1]}
     export PTXRUN_MAXREG=$maxreg; [[ -z $maxreg ]] && unset PTXRUN_MAXREG
     {
         echo "==== $tiles $opts (BM $bm, NT $nt; $(basename "$ptx"))"
-        ptxas -arch=sm_90 -v ${maxreg:+--maxrregcount=$maxreg} -o /dev/null "$ptx" 2>&1 | grep -A2 "ea_flash_pf" |
+        ptxas -arch=sm_90 -v ${maxreg:+--maxrregcount=$maxreg} -o /dev/null "$ptx" 2>&1 | grep -A2 "for $kern\$\|for '$kern'" |
             grep -E "registers|stack"
-        "$W/ptxrun" "$ptx" ea_flash_pf "$bm" "$nt" 4096 32 128
+        "$W/ptxrun" "$ptx" "$kern" "$bm" "$nt" 4096 32 128
         if [[ -n $NCU ]]; then
             st=smsp__average_warps_issue_stalled
             m=sm__pipe_fma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_lsu.avg.pct_of_peak_sustained_active
@@ -49,7 +51,7 @@ for ent in "$@"; do
                 m=$m,${st}_${r}_per_issue_active.ratio
             done
             timeout 240 "$NCU" --launch-skip 2 --launch-count 1 --section Occupancy --metrics "$m" \
-                "$W/ptxrun" "$ptx" ea_flash_pf "$bm" "$nt" 2048 32 128 2>&1 |
+                "$W/ptxrun" "$ptx" "$kern" "$bm" "$nt" 2048 32 128 2>&1 |
                 grep -vE '^==PROF==|^\s*$|^    -+' | grep -E 'smsp__|sm__|l1tex__|Theoretical|Achieved|Block Limit' | cut -c1-150
         fi
     } >> "$log" 2>&1
