@@ -10,7 +10,8 @@
 #   tests      every suite on CUDA (AUTO picks it), CPU-only suites with the GPU hidden
 #   ocl        OpenCL on NVIDIA's driver: test_opencl, shared suites forced to OpenCL, edgebench suite
 #   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
-#   sweep      OpenCL tile sweep (EDGEATTN_OPENCL_TILES; list in $SWEEP) on the shapes -> sweep.txt
+#   sweep      OpenCL tile/option sweep: $SWEEP lists TILES[@OPTIONS] entries (EDGEATTN_OPENCL_TILES, and
+#              EDGEATTN_OPENCL_OPTIONS with + for spaces) timed on the shapes -> sweep.txt
 #   ptx        NVIDIA OpenCL's compiled programs (PTX) for the default tiles, with ptxas -v (registers,
 #              spills, stack) and the SASS instruction mix of each fused kernel -> ptx.tgz, ptx.txt
 #
