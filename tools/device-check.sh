@@ -99,7 +99,10 @@ if want ptx; then
     python3 opencl/dev/cache2ptx.py "$P/cache" "$P" > "$OUT/ptx.txt" 2>&1
     for f in "$P"/*.ptx; do
         echo "==== $(basename "$f")" >> "$OUT/ptx.txt"
-        ptxas -arch=sm_90 -v -o "${f%.ptx}.cubin" "$f" >> "$OUT/ptx.txt" 2>&1
+        # NVIDIA's class options cap registers at 128 (opencl/ocl_backend.c); a sweep's options say their own
+        mr=128; [[ -n ${EDGEATTN_OPENCL_OPTIONS:-} ]] && mr=
+        [[ ${EDGEATTN_OPENCL_OPTIONS:-} =~ maxrregcount=([0-9]+) ]] && mr=${BASH_REMATCH[1]}
+        ptxas -arch=sm_90 -v ${mr:+--maxrregcount=$mr} -o "${f%.ptx}.cubin" "$f" >> "$OUT/ptx.txt" 2>&1
         cuobjdump -sass "${f%.ptx}.cubin" > "${f%.ptx}.sass" 2>/dev/null
         python3 opencl/dev/sass-mix.py "${f%.ptx}.sass" >> "$OUT/ptx.txt" 2>&1
     done
