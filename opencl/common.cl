@@ -4,6 +4,8 @@
 #define EA_F16 1
 #define EA_BF16 2
 #define EA_SEQ_MAX 16
+#define EA_LOG2E 1.4426950408889634f
+#define EA_LN2 0.6931471805599453f
 
 /* A strided view: element (b, h, n, d) is at off + b*sb + h*sh + n*sn + d (elements, may broadcast
  * with a stride of 0). */
@@ -82,4 +84,10 @@ void ea_st4(__global uchar *p, long i, int dt, float4 x)
 bool ea_visible(int j, int qo, int causal, int wl, int wr)
 {
     return (!causal || j <= qo) && (wl < 0 || j >= qo - wl) && (wr < 0 || j <= qo + wr);
+}
+
+/* Natural-log log-sum-exp of a row from its max m (log2 units) and sum l; -inf for a row that saw no key. */
+float ea_lse(float m, float l)
+{
+    return l > 0.0f ? (m + log2(l)) * EA_LN2 : -INFINITY;
 }

@@ -19,7 +19,7 @@
  * r % group), so every query head of a GQA group shares each K/V tile. The key range a block can see
  * (causal, window, kv_len) is computed once: tiles outside it are never loaded. A work-group with
  * split index s of nsplit handles its share of those tiles and writes a partial result (normalised
- * output and log-sum-exp) for the combine kernel; with nsplit == 1 it writes out and lse itself. */
+ * output, row max, row sum) for the combine kernel; with nsplit == 1 it writes out and lse itself. */
 #define FK_QC (FK_BN / FK_TN)        /* score work-items across the keys of a tile */
 #define FK_QR (FK_BM / FK_TM)        /* ... and across the rows */
 #define FK_NT (FK_QR * FK_QC)        /* work-items per work-group */
@@ -50,9 +50,7 @@
 #else
 #define FK_PF (FK_NLD <= 8)
 #endif
-#ifndef EA_LOG2E
-#define EA_LOG2E 1.4426950408889634f
-#define EA_LN2 0.6931471805599453f
+#ifndef EA_STR /* program-wide, defined by the first instantiation */
 #define EA_STR(x) #x
 #define EA_PRAGMA(x) _Pragma(EA_STR(x))
 #ifdef EA_NATIVE_EXP /* the device's fast exp2 (NVIDIA: ex2.approx, a few ulp) */
@@ -384,7 +382,6 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         FK_ROW_REDUCE(lsum, FK_ADD, row)
         const long h = (long)hkv * group + rr % group, i = P.i0 + rr / group;
         const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
-        const float lse = lsum > 0.0f ? (As[row] + log2(lsum)) * EA_LN2 : -INFINITY;
         if (P.nsplit == 1) {
             const long base = P.o.off + b * P.o.sb + h * P.o.sh + i * P.o.sn;
             _Pragma("unroll") for (int e = 0; e < FK_PD4; e++)
@@ -394,7 +391,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
                     ea_st4(ob, base + d, P.o_dt, o[a][e] * inv);
             }
             if (pc == 0 && P.has_lse)
-                lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] = lse;
+                lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] = ea_lse(As[row], lsum);
         } else {
             /* partial row (bl, head within the launch, query within the launch), split s: the normalised
              * output, the row max (log2 units) and the row sum */

@@ -292,11 +292,6 @@ static size_t tiles_local_bytes(const ea_ocl_tiles *t, int dmax)
     return q + 16 * bn * dp4 + 4 * bn * (bm + 4) + 4 * bm * (bn / (size_t)t->tn) + 4 * bm;
 }
 
-static int tiles_threads(const ea_ocl_tiles *t)
-{
-    return (t->bm / t->tm) * (t->bn / t->tn);
-}
-
 /* Output work-items across the head dim (PC in flash.cl); 0 if PM does not split the block evenly. */
 static int tiles_pc(const ea_ocl_tiles *t, int dmax)
 {
@@ -304,7 +299,7 @@ static int tiles_pc(const ea_ocl_tiles *t, int dmax)
         return 0;
     if (t->bm % t->pm)
         return 0;
-    const int nt = tiles_threads(t), pr = t->bm / t->pm;
+    const int nt = ea_ocl_tiles_threads(t), pr = t->bm / t->pm;
     if (nt % pr)
         return 0;
     const int pc = nt / pr;
@@ -322,7 +317,7 @@ static bool tiles_valid(const ea_ocl_tiles *t, int dmax)
 static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
 {
     return tiles_valid(t, dmax) && tiles_local_bytes(t, dmax) + 256 <= s->local_mem &&
-           (size_t)tiles_threads(t) <= s->max_wg;
+           (size_t)ea_ocl_tiles_threads(t) <= s->max_wg;
 }
 
 /* Accumulators per work-item (floats): the larger of the score block (TM x TN) and the output block
@@ -596,7 +591,8 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
     /* NVIDIA (H200 sweeps): the score loop unrolled 8 (prefill) or 16 (decode), P.V 4: prefill N4096
      * 11.2 ms vs 11.6 at 2/2, decode N32768 0.198 ms vs 0.37 */
     const char *extra = getenv("EDGEATTN_OPENCL_OPTIONS");
-    const bool nv = s->dev_class == EA_OCL_CLASS_NVIDIA && !(extra && *extra);
+    const bool sweep = extra && *extra; /* a tuning sweep states every option itself */
+    const bool nv = s->dev_class == EA_OCL_CLASS_NVIDIA && !sweep;
     const char *unroll[3] = {nv ? "#define FK_UNROLL_QK 8\n#define FK_UNROLL_PV 4\n" : "",
                              nv ? "#define FK_UNROLL_QK 8\n#define FK_UNROLL_PV 4\n" : "",
                              nv ? "#define FK_UNROLL_QK 16\n#define FK_UNROLL_PV 4\n" : ""};
@@ -617,13 +613,10 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
     /* NVIDIA (H200 sweep, prefill N4096): 128 registers let 4 work-groups of 128 share a multiprocessor,
      * 22.2 TFLOP/s against 19.8 at the compiler's 252 (the cap needs the work-group size left open); the
      * register prefetch costs more in spills than it hides there. */
-    const char *cls = "";
-    if (extra && *extra) /* a tuning sweep states every option itself */
-        cls = "";
-    else if (s->dev_class == EA_OCL_CLASS_NVIDIA)
-        cls = s->nv_options ? " -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128" : " -DEA_PREFETCH=0";
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s", v->dmax, cls, extra && *extra ? " " : "",
-             extra ? extra : "");
+    const char *cls = !nv ? "" : s->nv_options ? " -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128"
+                                              : " -DEA_PREFETCH=0";
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s", v->dmax, cls, sweep ? " " : "",
+             sweep ? extra : "");
     const char *src[7] = {ea_ocl_src_common, pro[0], ea_ocl_src_flash, pro[1], ea_ocl_src_flash, pro[2],
                           ea_ocl_src_flash};
     char what[32];
@@ -642,11 +635,11 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
         size_t wg = 0;
         if (s->api.clGetKernelWorkGroupInfo(*kk[i], s->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL) ==
                 CL_SUCCESS &&
-            wg < (size_t)tiles_threads(t[i]))
+            wg < (size_t)ea_ocl_tiles_threads(t[i]))
             return ea_fail(msg, EDGEATTN_ERR_SYSTEM,
                            "opencl: kernel %s (head dim %d, tiles %dx%dx%dx%dx%d) allows %zu work-items, needs %d: set "
                            "smaller tiles with EDGEATTN_OPENCL_TILES",
-                           kname[i], v->dmax, t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, t[i]->pm, wg, tiles_threads(t[i]));
+                           kname[i], v->dmax, t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, t[i]->pm, wg, ea_ocl_tiles_threads(t[i]));
     }
     return EDGEATTN_OK;
 }

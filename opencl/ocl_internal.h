@@ -45,6 +45,12 @@ typedef struct ea_ocl_tiles {
     int qh;             /* the F16-Q prefill kernel (FK_QH: Q as F16 bits in local memory) */
 } ea_ocl_tiles;
 
+/* Work-items per work-group of a tile: (BM/TM) x (BN/TN). */
+static inline int ea_ocl_tiles_threads(const ea_ocl_tiles *t)
+{
+    return (t->bm / t->tm) * (t->bn / t->tn);
+}
+
 typedef struct ea_ocl_variant {
     int dmax;
     ea_ocl_tiles pf, pfh, dec; /* prefill, prefill with F16 Q, decode */

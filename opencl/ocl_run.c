@@ -287,7 +287,7 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
     const bool qh = !dec && P.q_dt == EDGEATTN_F16; /* Q kept as F16 bits in local memory */
     const ea_ocl_tiles *t = dec ? &v->dec : qh ? &v->pfh : &v->pf;
     cl_kernel k = dec ? v->k_dec : qh ? v->k_pfh : v->k_pf;
-    const int nt = (t->bm / t->tm) * (t->bn / t->tn);
+    const int nt = ea_ocl_tiles_threads(t);
     const int nrb = (R + t->bm - 1) / t->bm;
     const long nwg = (long)nrb * nh * nb;
     /* enough work-groups in flight: decode-like launches (few rows, memory-bound) want more */

@@ -34,8 +34,7 @@ __kernel void ea_combine(__global const float *wsb, __global uchar *ob, __global
     }
     ea_st4(ob, P.o.off + b * P.o.sb + h * P.o.sh + i * P.o.sn + 4 * d4, P.o_dt, acc);
     if (d4 == 0 && P.has_lse)
-        lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] =
-            mx == -INFINITY ? -INFINITY : (mx + log2(wsum)) * 0.6931471805599453f;
+        lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] = ea_lse(mx, wsum); /* wsum 0: -inf */
 }
 
 /* Rows to append, per sequence of the launch: rows [r0, n) of the source go to ring slot
