@@ -10,7 +10,7 @@ set -euo pipefail
 
 native=(build-essential meson ninja-build pkg-config libcmocka-dev
         ocl-icd-opencl-dev opencl-headers libclblast-dev xxd)
-full_only=(pocl-opencl-icd clinfo gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+full_only=(pocl-opencl-icd clinfo oclgrind gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
            libcmocka-dev:arm64 libclblast-dev:arm64 ocl-icd-opencl-dev:arm64)
 
 want=("${native[@]}")
