@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # One device-machine call for both GPU backends (H100/H200; run from the repository root after
-# `source .device-carry/env.sh`, with .device-carry carried: it holds cmocka, CLBlast and peers/).
+# `source .device-carry/env.sh`, with .device-carry carried: tools/device/prepare.sh fills it with
+# cmocka and CLBlast; docs/GPU-MACHINE.md).
 #
 #   tools/device-check.sh [STEP...]     steps: build bench peers tests ocl sanitizer (default: all)
 #
 #   build      meson build in $BUILD (default /tmp/ea-dev) with CUDA (sm_$ARCHS, default 90) and OpenCL
 #   bench      edgebench --backend cuda (the CUDA suite, ceilings measured in the same run)
-#   peers      PyTorch SDPA peers (FlashAttention-2, cuDNN) from .device-carry/peers/torch_sdpa.py
+#   peers      PyTorch SDPA peers (FlashAttention-2, cuDNN): tools/peers/torch_sdpa.py
 #   tests      every suite on CUDA (AUTO picks it), CPU-only suites with the GPU hidden
 #   ocl        OpenCL on NVIDIA's driver: test_opencl, shared suites forced to OpenCL, edgebench suite
 #   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
 #   sweep      OpenCL tile/option sweep: $SWEEP lists TILES[@OPTIONS] entries (EDGEATTN_OPENCL_TILES, and
-#              EDGEATTN_OPENCL_OPTIONS with + for spaces) timed on the shapes -> sweep.txt
+#              EDGEATTN_OPENCL_OPTIONS with + for spaces) timed on the measured GPU shapes -> sweep.txt
 #   ptx        NVIDIA OpenCL's compiled programs (PTX) for the default tiles, with ptxas -v (registers,
 #              spills, stack) and the SASS instruction mix of each fused kernel -> ptx.tgz, ptx.txt
 #
@@ -44,7 +45,7 @@ if want bench; then
     note "edgebench cuda: status $? at $((SECONDS - t0)) s"
 fi
 if want peers; then
-    (cd .device-carry/peers && PYTHONUNBUFFERED=1 timeout 240 python3 torch_sdpa.py) > "$OUT/peers.txt" 2>&1
+    PYTHONUNBUFFERED=1 timeout 240 python3 tools/peers/torch_sdpa.py > "$OUT/peers.txt" 2>&1
     note "peers: status $? at $((SECONDS - t0)) s"
 fi
 if want tests; then

@@ -44,5 +44,5 @@ if [ "$1" != "quick" ]; then
   grep -E "ea_|Throughput|Stall|Issued|Eligible|Active Warps|Warp Cycles|Bandwidth|Duration|Pipe|Bank" /tmp/ncu.txt | head -80 > $OUT/ncu.txt
 fi
 /tmp/harness /tmp/kv.cubin bench 2>&1 | grep -v "^  kernel" | tee $OUT/bench.txt
-if [ -f .device-carry-k/peers/torch_sdpa.py ]; then PYTHONUNBUFFERED=1 python3 .device-carry-k/peers/torch_sdpa.py 2>&1 | tee $OUT/peers.txt; fi
+if python3 -c 'import torch' 2>/dev/null; then PYTHONUNBUFFERED=1 python3 tools/peers/torch_sdpa.py 2>&1 | tee $OUT/peers.txt; fi
 echo "=== summary"; grep -c "^ok" $OUT/check.txt; grep -E "FAIL|UNSUPP|checks:" $OUT/check.txt $OUT/dec.txt | head -30; grep ERROR $OUT/sanitizer.txt | head
