@@ -78,6 +78,7 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
         memset(kv->total, 0, sizeof(int64_t) * (size_t)cfg.max_batch);
         memset(kv->held, 0, sizeof(int32_t) * (size_t)cfg.max_batch);
     }
+    ctx->lens = (int32_t *)(void *)(base + lay.lens_off);
     ea_arena_init(&ctx->arena, base + lay.backend_off, lay.backend_bytes);
     st = be->init(ctx, &ctx->arena, m);
     if (st != EDGEATTN_OK) {
@@ -103,10 +104,13 @@ EDGEATTN_API const char *edgeattn_message_of(const edgeattn_context *ctx)
     return ctx ? ctx->msg : "context is NULL";
 }
 
-EDGEATTN_API edgeattn_status edgeattn_get_backend_info(const edgeattn_context *ctx, edgeattn_backend_info *info)
+EDGEATTN_API edgeattn_status edgeattn_get_backend_info(edgeattn_context *ctx, edgeattn_backend_info *info)
 {
-    if (!ctx || !info)
+    if (!ctx)
         return EDGEATTN_ERR_NULL_ARG;
+    ctx->msg[0] = '\0';
+    if (!info)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_NULL_ARG, "get_backend_info: info is NULL");
     memset(info, 0, sizeof *info);
     ctx->backend->info(ctx, info);
     info->host_bytes = ctx->plan.host_bytes;
@@ -172,7 +176,7 @@ static edgeattn_status rows_finite(edgeattn_context *ctx, const edgeattn_tensor 
 }
 
 EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edgeattn_tensor *k,
-                                                const edgeattn_tensor *v, const int32_t *n_new, int32_t check_finite)
+                                                const edgeattn_tensor *v, const int32_t *n_new_arg, int32_t check_finite)
 {
     if (!ctx)
         return EDGEATTN_ERR_NULL_ARG;
@@ -205,6 +209,12 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edg
     if (D > kv->max_dim)
         return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "kv_append: head_dim %lld exceeds the planned %d", (long long)D,
                        (int)kv->max_dim);
+    /* n_new is read once, here: everything below (and the backend) uses the copy */
+    const int32_t *n_new = NULL;
+    if (n_new_arg) {
+        memcpy(ctx->lens, n_new_arg, sizeof(int32_t) * (size_t)B);
+        n_new = ctx->lens;
+    }
     if (kv->heads != 0 && (H != kv->heads || D != kv->dim))
         return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH,
                        "kv_append: [heads %lld, head_dim %lld] != the cache's [%d, %d] (reset it to change)",
@@ -382,16 +392,18 @@ EDGEATTN_API edgeattn_status edgeattn_kv_reset(edgeattn_context *ctx, int32_t se
     return EDGEATTN_OK;
 }
 
-EDGEATTN_API edgeattn_status edgeattn_kv_length(const edgeattn_context *ctx, int32_t seq, int64_t *total,
+EDGEATTN_API edgeattn_status edgeattn_kv_length(edgeattn_context *ctx, int32_t seq, int64_t *total,
                                                 int32_t *held)
 {
     if (!ctx)
         return EDGEATTN_ERR_NULL_ARG;
+    ctx->msg[0] = '\0';
     const ea_kv_cache *kv = &ctx->kv;
     if (!kv->enabled)
-        return EDGEATTN_ERR_UNSUPPORTED;
+        return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED, "kv_length: no KV cache planned (set EDGEATTN_FLAG_KV_CACHE)");
     if (seq < 0 || seq >= kv->max_batch)
-        return EDGEATTN_ERR_INVALID_ARG;
+        return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "kv_length: seq %d outside [0, %d)", (int)seq,
+                       (int)kv->max_batch);
     if (total)
         *total = kv->total[seq];
     if (held)

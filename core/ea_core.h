@@ -105,6 +105,8 @@ struct edgeattn_context {
     ea_arena arena;
     edgeattn_plan_info plan;
     ea_kv_cache kv;
+    int32_t *lens; /* [max_batch]: a call's kv_lens (attention) or n_new (kv_append), copied at validation
+                      so that nothing later reads the caller's array (it may alias an output) */
     char msg[EA_MSG_LEN];
 };
 

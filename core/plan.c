@@ -29,6 +29,7 @@ EDGEATTN_API void edgeattn_params_default(edgeattn_params *params)
     if (!params)
         return;
     memset(params, 0, sizeof *params);
+    params->struct_version = EDGEATTN_STRUCT_VERSION;
     params->window_left = -1;
     params->window_right = -1;
 }
@@ -156,6 +157,7 @@ edgeattn_status ea_plan_layout(const edgeattn_config *cfg, const ea_backend_ops 
         kv_bytes = bp.kv_on_device ? bp.kv_device_bytes : sz.total - before;
     }
     lay->kv_on_device = bp.kv_on_device;
+    lay->lens_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, sizeof(int32_t), 64);
     lay->backend_off = ea_sizer_add(&sz, 1, bp.host_bytes, EDGEATTN_ALIGNMENT);
     lay->backend_bytes = bp.host_bytes;
     if (sz.overflow)

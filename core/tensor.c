@@ -182,6 +182,11 @@ static bool reserved_zero(const uint8_t *r, size_t n)
 /* Checks shared by attention and decode: params and the query/output pair. */
 static edgeattn_status check_params(char *msg, const edgeattn_params *p)
 {
+    if (p->struct_version != EDGEATTN_STRUCT_VERSION)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "params: struct_version %u is not %d; fill the struct with edgeattn_params_default() "
+                       "first (or pass NULL for the defaults): a zero-initialised params is refused",
+                       (unsigned)p->struct_version, EDGEATTN_STRUCT_VERSION);
     if (!reserved_zero(p->reserved, sizeof p->reserved))
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: reserved bytes must be zero");
     if (!isfinite(p->scale) || p->scale < 0.0f)
@@ -314,11 +319,14 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
             return ea_fail(msg, EDGEATTN_ERR_STRIDE, "lse overlaps k or v");
     }
     const int64_t B = q->shape[0], Nkv = k->shape[2];
-    if (p->kv_lens)
+    if (p->kv_lens) {
+        /* Read once: the backends see only this copy (the caller's array may lie inside an output). */
+        memcpy(ctx->lens, p->kv_lens, sizeof(int32_t) * (size_t)B);
         for (int64_t b = 0; b < B; b++)
-            if (p->kv_lens[b] < 0 || p->kv_lens[b] > Nkv)
+            if (ctx->lens[b] < 0 || ctx->lens[b] > Nkv)
                 return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "kv_lens[%lld] = %d outside [0, %lld]", (long long)b,
-                               (int)p->kv_lens[b], (long long)Nkv);
+                               (int)ctx->lens[b], (long long)Nkv);
+    }
     if (p->bias) {
         const edgeattn_tensor *bt = p->bias;
         size_t b_ext;
@@ -333,6 +341,8 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
                            (long long)Nkv);
         if (ea_tensors_overlap(out, o_ext, bt, b_ext))
             return ea_fail(msg, EDGEATTN_ERR_STRIDE, "out overlaps bias");
+        if (p->lse && ea_tensors_overlap(p->lse, l_ext, bt, b_ext))
+            return ea_fail(msg, EDGEATTN_ERR_STRIDE, "lse overlaps bias");
     }
     if (p->check_finite) {
         TRY(ea_check_finite(ctx, "q", q, false));
@@ -350,7 +360,7 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     call->k = k;
     call->v = v;
     call->kv_dtype = k->dtype;
-    call->kv_lens = p->kv_lens;
+    call->kv_lens = p->kv_lens ? ctx->lens : NULL;
     call->bias = p->bias;
     return EDGEATTN_OK;
 }

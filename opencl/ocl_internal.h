@@ -32,8 +32,9 @@ typedef struct ea_ocl_attn_p {
 typedef struct ea_ocl_rows_p {
     ea_ocl_view k, v;
     cl_long kd_off, vd_off;
-    cl_int src_dt, cache_dt, heads, cap;
-    cl_int D, b0, h0, nh;
+    cl_int k_dt, v_dt, cache_dt, heads; /* source dtypes of K and V (each its own), the cache's */
+    cl_int cap, D, b0, h0;
+    cl_int nh;
     cl_int r0[EA_OCL_SEQ_MAX];
     cl_int n[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];

@@ -495,7 +495,8 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, const edgeattn_tensor *k,
     const size_t head_bytes = (size_t)cap * (size_t)D * ces;
     ea_ocl_rows_p P;
     memset(&P, 0, sizeof P);
-    P.src_dt = k->dtype;
+    P.k_dt = k->dtype;
+    P.v_dt = v->dtype;
     P.cache_dt = kv->dtype;
     P.heads = kv->heads;
     P.cap = cap;

@@ -42,8 +42,9 @@ __kernel void ea_combine(__global const float *wsb, __global uchar *ob, __global
 typedef struct ea_rows_p {
     ea_view k, v;
     long kd_off, vd_off;
-    int src_dt, cache_dt, heads, cap;
-    int D, b0, h0, nh;
+    int k_dt, v_dt, cache_dt, heads; /* K and V sources may differ in dtype */
+    int cap, D, b0, h0;
+    int nh;
     int r0[EA_SEQ_MAX];
     int n[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
@@ -60,8 +61,8 @@ __kernel void ea_kv_write(__global const uchar *ks, __global const uchar *vs, __
     const long b = P.b0 + bl;
     const long slot = (P.slot0[bl] + (long)r) % P.cap;
     const long dst = ((b * P.heads + h) * P.cap + slot) * P.D + 4 * d4;
-    ea_st4(kd, P.kd_off + dst, P.cache_dt, ea_ld4(ks, P.k.off + b * P.k.sb + h * P.k.sh + r * P.k.sn + 4 * d4, P.src_dt));
-    ea_st4(vd, P.vd_off + dst, P.cache_dt, ea_ld4(vs, P.v.off + b * P.v.sb + h * P.v.sh + r * P.v.sn + 4 * d4, P.src_dt));
+    ea_st4(kd, P.kd_off + dst, P.cache_dt, ea_ld4(ks, P.k.off + b * P.k.sb + h * P.k.sh + r * P.k.sn + 4 * d4, P.k_dt));
+    ea_st4(vd, P.vd_off + dst, P.cache_dt, ea_ld4(vs, P.v.off + b * P.v.sb + h * P.v.sh + r * P.v.sn + 4 * d4, P.v_dt));
 }
 
 /* Sets *flag when an element is NaN or +Inf (or -Inf unless neg_inf_ok). Global size: (H*N, B). */

@@ -7,7 +7,14 @@
  *     edgeattn_create() (or supplied by the caller). edgeattn_attention(), edgeattn_decode() and the
  *     KV-cache calls allocate nothing, create no threads and load nothing.
  *   - On any failed call nothing the caller owns is written (outputs, the KV cache and its lengths
- *     are unchanged); the context stays usable and edgeattn_message() says what was wrong.
+ *     are unchanged); the context stays usable and edgeattn_message_of() says what was wrong. Every
+ *     call on a context writes that message: "" after a success, the reason after a failure.
+ *   - Public structs the caller fills (edgeattn_config, edgeattn_params) carry struct_version: start
+ *     from edgeattn_config_default() / edgeattn_params_default(). A zero-initialised struct is refused
+ *     (EDGEATTN_ERR_INVALID_ARG, naming the default function), never silently taken as meaningful.
+ *   - Caller arrays read by a call (kv_lens, n_new) are copied once at validation; caller tensors
+ *     that would be both read and written (an output overlapping any input, lse overlapping bias) are
+ *     refused with EDGEATTN_ERR_STRIDE.
  *   - A context may be used by one thread at a time. Different contexts are fully independent:
  *     the library has no mutable global state.
  *   - Tensors are described by edgeattn_tensor: a logical shape [B, H, N, D] with element strides,
@@ -34,8 +41,9 @@ extern "C" {
 #define EDGEATTN_VERSION_MAJOR 0
 #define EDGEATTN_VERSION_MINOR 1
 #define EDGEATTN_VERSION_PATCH 0
-/* Version of the structs below; edgeattn_config_default() stores it in config.struct_version. */
-#define EDGEATTN_STRUCT_VERSION 2
+/* Version of the structs below; edgeattn_config_default() and edgeattn_params_default() store it in
+ * struct_version. A struct with another value (0 from a zero-initialised struct) is refused. */
+#define EDGEATTN_STRUCT_VERSION 3
 
 /* ---------------------------------------------------------------- status codes */
 typedef enum edgeattn_status {
@@ -164,16 +172,19 @@ typedef struct edgeattn_tensor {
 
 /* ---------------------------------------------------------------- attention options */
 typedef struct edgeattn_params {
+    uint32_t struct_version; /* EDGEATTN_STRUCT_VERSION (set by edgeattn_params_default); 0 is refused */
     float scale;            /* 0: 1/sqrt(D) */
     float softcap;          /* > 0: s = softcap * tanh(s / softcap) after scaling, before bias */
     int32_t causal;         /* 1: key j visible to query i iff j <= i + (kv_len - q_len) (bottom right) */
     int32_t window_left;    /* >= 0: key j visible only if j >= pos(i) - window_left; -1: unlimited */
     int32_t window_right;   /* >= 0: key j visible only if j <= pos(i) + window_right; -1: unlimited */
     int32_t check_finite;   /* 1: return EDGEATTN_ERR_NONFINITE if Q/K/V (or bias NaN/+Inf) hold NaN/Inf */
-    const int32_t *kv_lens; /* attention only: [B] valid keys per sequence (<= N of K/V); NULL = all */
+    const int32_t *kv_lens; /* attention only: [B] valid keys per sequence (<= N of K/V); NULL = all.
+                               Read once at validation (it may alias anything, outputs included). */
     const edgeattn_tensor *bias; /* optional F32 additive bias [B or 1, Hq or 1, Nq, Nkv] */
     edgeattn_tensor *lse;   /* optional F32 output [B, Hq, Nq, 1]: natural-log sum of exp of the
-                               scaled scores; -INFINITY for a fully masked row */
+                               scaled scores; -INFINITY for a fully masked row. Must not overlap q, k,
+                               v, out or bias. */
     uint8_t reserved[32];   /* must be zero */
 } edgeattn_params;
 
@@ -216,8 +227,9 @@ EDGEATTN_API const char *edgeattn_status_string(edgeattn_status status);
  * Does nothing if config is NULL. */
 EDGEATTN_API void edgeattn_config_default(edgeattn_config *config);
 
-/* Fills *params with defaults: scale 0 (1/sqrt(D)), no softcap, not causal, windows -1, no check,
- * no kv_lens, bias or lse. Does nothing if params is NULL. */
+/* Fills *params with defaults: struct_version, scale 0 (1/sqrt(D)), no softcap, not causal, windows -1
+ * (unlimited), no check, no kv_lens, bias or lse. Does nothing if params is NULL. A NULL params
+ * argument to a call means these defaults. */
 EDGEATTN_API void edgeattn_params_default(edgeattn_params *params);
 
 /* Describes a dense tensor: BHSD (layout [B][H][N][D]) or BSHD ([B][N][H][D]). The logical shape is
@@ -252,13 +264,14 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
 /* Stops the threads and releases what create obtained (never a caller buffer). NULL is a no-op. */
 EDGEATTN_API void edgeattn_destroy(edgeattn_context *ctx);
 
-/* The message of the context's last failed call ("" after a success). Never NULL; valid until the
- * next call on ctx. A NULL ctx gives a constant string. */
+/* The message of the context's last call: "" after a success, the reason after a failure (every
+ * failing call writes its own). Never NULL; valid until the next call on ctx. A NULL ctx gives a
+ * constant string. */
 EDGEATTN_API const char *edgeattn_message_of(const edgeattn_context *ctx);
 
 /* Backend, tier, device and memory of the context.
  * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG. */
-EDGEATTN_API edgeattn_status edgeattn_get_backend_info(const edgeattn_context *ctx, edgeattn_backend_info *info);
+EDGEATTN_API edgeattn_status edgeattn_get_backend_info(edgeattn_context *ctx, edgeattn_backend_info *info);
 
 /* Attention: out[b,h,i,:] = softmax_j(s[b,h,i,j]) . V[b,h/(Hq/Hkv),j,:], with
  * s = scale * Q[b,h,i,:] . K[b,h/(Hq/Hkv),j,:], softcap, + bias, masks (params). Q/out: [B, Hq, Nq, D];
@@ -276,7 +289,9 @@ EDGEATTN_API edgeattn_status edgeattn_attention(edgeattn_context *ctx, const edg
 /* KV cache (config flag EDGEATTN_FLAG_KV_CACHE). Appends rows of k/v [B, Hkv, N, D] to sequences
  * 0..B-1; n_new[b] (NULL: N for all) rows of sequence b are taken. Without a window, a sequence that
  * would exceed max_kv_len is refused (EDGEATTN_ERR_CAPACITY) and nothing is appended to any sequence;
- * with kv_cache_window W the oldest tokens are overwritten and only the last W are kept.
+ * with kv_cache_window W the oldest tokens are overwritten and only the last W are kept. k and v may
+ * each be F32, F16 or BF16 (they need not match each other or the cache: rows are converted to the
+ * cache dtype on the way in), in any layout. n_new is read once, at validation.
  * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED (no KV cache planned);
  *   EDGEATTN_ERR_INVALID_ARG (n_new entry < 0 or > N); EDGEATTN_ERR_SHAPE_MISMATCH; EDGEATTN_ERR_HEAD_DIM;
  *   EDGEATTN_ERR_DTYPE; EDGEATTN_ERR_STRIDE; EDGEATTN_ERR_OVERFLOW; EDGEATTN_ERR_CAPACITY;
@@ -292,7 +307,7 @@ EDGEATTN_API edgeattn_status edgeattn_kv_reset(edgeattn_context *ctx, int32_t se
 /* Tokens appended to sequence seq so far (*total) and tokens held in the cache (*held, <= window).
  * Either pointer may be NULL.
  * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG (ctx); EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_INVALID_ARG. */
-EDGEATTN_API edgeattn_status edgeattn_kv_length(const edgeattn_context *ctx, int32_t seq, int64_t *total,
+EDGEATTN_API edgeattn_status edgeattn_kv_length(edgeattn_context *ctx, int32_t seq, int64_t *total,
                                                 int32_t *held);
 
 /* Decode over the KV cache: q [B, Hq, Nq, D] are the queries of the last Nq tokens appended to
@@ -304,6 +319,17 @@ EDGEATTN_API edgeattn_status edgeattn_kv_length(const edgeattn_context *ctx, int
  *   EDGEATTN_ERR_INVALID_ARG (Nq greater than the tokens held). */
 EDGEATTN_API edgeattn_status edgeattn_decode(edgeattn_context *ctx, const edgeattn_tensor *q,
                                              edgeattn_tensor *out, const edgeattn_params *params);
+
+/* ---------------------------------------------------------------- FP16 / BF16 conversion
+ * For applications that hold K/V or Q in FP16/BF16 without a compiler type for them: element i of
+ * dst receives src[i] converted. FP32 -> FP16/BF16 rounds to nearest even; NaN stays NaN, values
+ * beyond the FP16 range become +-Inf; FP16/BF16 -> FP32 is exact. src and dst must not overlap
+ * unless they are the same pointer of a same-size type (never here: the sizes differ). n = 0 or a
+ * NULL pointer does nothing. Safe to call from any thread; no context needed. */
+EDGEATTN_API void edgeattn_f32_to_f16(const float *src, uint16_t *dst, size_t n);
+EDGEATTN_API void edgeattn_f16_to_f32(const uint16_t *src, float *dst, size_t n);
+EDGEATTN_API void edgeattn_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+EDGEATTN_API void edgeattn_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 
 /* ---------------------------------------------------------------- GPU memory and ordering
  * On a GPU backend every call is queued on the context's stream/queue. Calls whose tensors are all
