@@ -22,11 +22,14 @@ typedef struct bench_case {
     int32_t causal;
     edgeattn_dtype q_dtype, kv_dtype, out_dtype;
     int32_t opencl_path;      /* 0 library's choice; 1 fused; 2 unfused (EDGEATTN_OPENCL_PATH at create) */
+    int32_t auto_name;        /* name made from the shape (no name= key): bench_case_set_n renames it */
 } bench_case;
 
 /* What running a case measured. */
 typedef struct bench_result {
     double median_ms, min_ms;
+    double p10_ms, p90_ms;    /* 10th and 90th percentiles of the samples (linear between ranks) */
+    int samples;              /* timed samples the figures come from (--reps) */
     double rate;              /* prefill: GFLOP/s over unmasked pairs; decode: GB/s of K/V read */
     double work;              /* prefill: FLOP per call; decode: K/V bytes per call */
     double pct_ceiling;       /* rate / ceiling * 100, or -1 when there is no ceiling */
@@ -71,6 +74,9 @@ typedef struct bench_ceiling {
 /* Parses "prefill:B=1,H=8,KVH=8,N=1024,D=64,causal=0,q=f32,kv=f16" (see --help). Returns 0 or -1
  * with a message in err. */
 int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len);
+/* Sets the case's length to n for --sweep: prefill Nq = Nkv = n, decode Nkv = n (Nq kept). A name made
+ * from the shape loses its length. Returns 0, or -1 with a message (decode with Nq > n). */
+int bench_case_set_n(bench_case *c, int32_t n, char *err, size_t err_len);
 /* Writes the case back as a spec string. */
 void bench_case_spec(const bench_case *c, char *buf, size_t len);
 /* Shape and dtype (q/kv/out) columns of the table. */
@@ -79,8 +85,9 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len);
 /* The default and the quick suites. */
 const bench_case *bench_default_suite(size_t *count);
 const bench_case *bench_quick_suite(size_t *count);
-/* The measured shapes of the GPU issues: CUDA (FP16, H32 D128 prefill N4096/16384, decode to 128K) and
- * OpenCL (prefill N4096, decode N32768, fused beside the unfused CLBlast path). */
+/* The GPU suites: CUDA (FP16, H32 D128 prefill N1024..16384, decode up to 128K cached tokens) and
+ * OpenCL (FP16 storage, prefill N1024/4096, decode N4096/32768, the fused kernel beside the unfused
+ * CLBlast path). */
 const bench_case *bench_cuda_suite(size_t *count);
 const bench_case *bench_opencl_suite(size_t *count);
 const char *bench_dtype_name(edgeattn_dtype dt);

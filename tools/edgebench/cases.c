@@ -123,6 +123,7 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
                 bad = 1;
         } else if (!strcasecmp(key, "name")) {
             snprintf(c->name, sizeof c->name, "%s", val);
+            c->auto_name = 0;
         } else {
             snprintf(err, err_len, "case '%s': unknown key '%s' (see --help)", spec, key);
             return -1;
@@ -162,9 +163,29 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
         snprintf(err, err_len, "case '%s': H = %d is not a multiple of KVH = %d", spec, (int)c->Hq, (int)c->Hkv);
         return -1;
     }
-    if (!c->name[0])
+    if (!c->name[0]) {
         snprintf(c->name, sizeof c->name, "%s-h%d-d%d-n%d", c->kind == BENCH_PREFILL ? "pf" : "dec", (int)c->Hq,
                  (int)c->D, (int)c->Nkv);
+        c->auto_name = 1;
+    }
+    return 0;
+}
+
+int bench_case_set_n(bench_case *c, int32_t n, char *err, size_t err_len)
+{
+    if (c->kind == BENCH_PREFILL) {
+        c->Nq = c->Nkv = n;
+    } else {
+        if (c->Nq > n) {
+            snprintf(err, err_len, "case %s: --sweep N=%d is shorter than its %d decode queries", c->name, (int)n,
+                     (int)c->Nq);
+            return -1;
+        }
+        c->Nkv = n;
+    }
+    if (c->auto_name) /* the length is in the shape column and the JSON's n, not in the name */
+        snprintf(c->name, sizeof c->name, "%s-h%d-d%d", c->kind == BENCH_PREFILL ? "pf" : "dec", (int)c->Hq,
+                 (int)c->D);
     return 0;
 }
 
@@ -206,64 +227,72 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
 #define PF BENCH_PREFILL
 #define DEC BENCH_DECODE
 
-/* The issue's measured cases carry the letters of ../shared/PEERS.md (A, B, C, E), so their rows can
- * be set beside ggml's figures. Fields: name, kind, B, Hq, Hkv, Nq, Nkv, D, causal, q, kv, out. */
+/* The CPU suite. A, B, C and E are the shapes of the README's comparison with ggml's CPU flash
+ * attention (A: prefill H8 D64 N1024 with FP16 K/V; B: prefill H8 D128 N2048 causal; C and E: decode
+ * of a grouped-query model, Hq32 Hkv8 D128, over 4096 and 16384 cached tokens), kept under those
+ * letters so a run can be set beside that table; -kv32 and -bf16 are the same shapes with other K/V
+ * dtypes. The rest cover a short sequence, GQA prefill, batches and several decode queries.
+ * Fields: name, kind, B, Hq, Hkv, Nq, Nkv, D, causal, q, kv, out, OpenCL path, auto_name. */
 static const bench_case default_suite[] = {
-    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0},
-    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32, 0},
-    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32, 0},
-    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32, 0},
-    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32, 0},
-    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32, 0},
-    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32, 0},
-    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16, 0},
-    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0},
-    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32, 0},
-    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32, 0},
-    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32, 0},
-    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32, 0},
-    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0},
-    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0},
-    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32, 0},
+    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0, 0},
+    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32, 0, 0},
+    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32, 0, 0},
+    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32, 0, 0},
+    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32, 0, 0},
+    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32, 0, 0},
+    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32, 0, 0},
+    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16, 0, 0},
+    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0},
+    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32, 0, 0},
+    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32, 0, 0},
+    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32, 0, 0},
+    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32, 0, 0},
+    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0, 0},
+    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0},
+    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32, 0, 0},
 };
 
 /* Small, odd sizes (not multiples of the tiles), every dtype path once: seconds, not minutes. */
 static const bench_case quick_suite[] = {
-    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32, 0},
-    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32, 0},
-    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32, 0},
-    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32, 0},
-    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32, 0},
+    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32, 0, 0},
+    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32, 0, 0},
+    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32, 0, 0},
+    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32, 0, 0},
+    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32, 0, 0},
 };
 
-/* CUDA (issue 3's measured shapes; FP16 everywhere, as PyTorch's peers in ../shared/PEERS.md). */
+/* CUDA: the shapes of the README's GPU table, a 7B-class layer (H32 D128) at 1K, 4K and 16K prefill
+ * and 4K to 128K cached tokens for decode, plus batches with D64. FP16 everywhere, the dtype GPU
+ * attention libraries are usually measured in, with one BF16 and one FP32 row for the other paths. */
 static const bench_case cuda_suite[] = {
-    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 0},
-    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 0},
-    {"pf-16k", PF, 1, 32, 32, 16384, 16384, 128, 0, F16, F16, F16, 0},
-    {"pf-16k-causal", PF, 1, 32, 32, 16384, 16384, 128, 1, F16, F16, F16, 0},
-    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 0},
-    {"pf-b4-d64", PF, 4, 16, 16, 2048, 2048, 64, 0, F16, F16, F16, 0},
-    {"pf-b4-d64-causal", PF, 4, 16, 16, 2048, 2048, 64, 1, F16, F16, F16, 0},
-    {"pf-4k-bf16", PF, 1, 32, 32, 4096, 4096, 128, 0, BF16, BF16, BF16, 0},
-    {"pf-4k-f32", PF, 1, 32, 32, 4096, 4096, 128, 0, F32, F32, F32, 0},
-    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0},
-    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0},
-    {"dec-128k", DEC, 1, 32, 8, 1, 131072, 128, 0, F16, F16, F16, 0},
-    {"dec-b16-4k", DEC, 16, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0},
-    {"dec-128k-bf16", DEC, 1, 32, 8, 1, 131072, 128, 0, BF16, BF16, BF16, 0},
+    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 0, 0},
+    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 0, 0},
+    {"pf-16k", PF, 1, 32, 32, 16384, 16384, 128, 0, F16, F16, F16, 0, 0},
+    {"pf-16k-causal", PF, 1, 32, 32, 16384, 16384, 128, 1, F16, F16, F16, 0, 0},
+    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 0, 0},
+    {"pf-b4-d64", PF, 4, 16, 16, 2048, 2048, 64, 0, F16, F16, F16, 0, 0},
+    {"pf-b4-d64-causal", PF, 4, 16, 16, 2048, 2048, 64, 1, F16, F16, F16, 0, 0},
+    {"pf-4k-bf16", PF, 1, 32, 32, 4096, 4096, 128, 0, BF16, BF16, BF16, 0, 0},
+    {"pf-4k-f32", PF, 1, 32, 32, 4096, 4096, 128, 0, F32, F32, F32, 0, 0},
+    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0},
+    {"dec-128k", DEC, 1, 32, 8, 1, 131072, 128, 0, F16, F16, F16, 0, 0},
+    {"dec-b16-4k", DEC, 16, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0},
+    {"dec-128k-bf16", DEC, 1, 32, 8, 1, 131072, 128, 0, BF16, BF16, BF16, 0, 0},
 };
 
-/* OpenCL (issue 4's measured shapes): FP16 storage, FP32 arithmetic; fused beside unfused. */
+/* OpenCL: FP16 storage (FP32 arithmetic) at the same H32 D128 layer shape; prefill at 1K and 4K with
+ * the fused kernel beside the unfused path (CLBlast GEMMs), so a run shows which one a device favours;
+ * decode at 4K and 32K cached tokens. */
 static const bench_case opencl_suite[] = {
-    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 1},
-    {"pf-4k-unfused", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 2},
-    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 1},
-    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 1},
-    {"pf-1k-unfused", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 2},
-    {"pf-1k-f32", PF, 1, 32, 32, 1024, 1024, 128, 0, F32, F32, F32, 1},
-    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0},
-    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0},
+    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 1, 0},
+    {"pf-4k-unfused", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 2, 0},
+    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 1, 0},
+    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 1, 0},
+    {"pf-1k-unfused", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 2, 0},
+    {"pf-1k-f32", PF, 1, 32, 32, 1024, 1024, 128, 0, F32, F32, F32, 1, 0},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0},
+    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0},
 };
 
 const bench_case *bench_cuda_suite(size_t *count)

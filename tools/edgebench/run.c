@@ -57,6 +57,15 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The q-quantile (0..1) of n sorted samples, linear between the closest ranks. */
+static double quantile(const double *sorted, int n, double q)
+{
+    const double pos = q * (double)(n - 1);
+    const int lo = (int)pos;
+    const double frac = pos - (double)lo;
+    return lo + 1 < n ? sorted[lo] + frac * (sorted[lo + 1] - sorted[lo]) : sorted[n - 1];
+}
+
 /* Keys visible to query row i (bottom-right causal alignment). */
 static int64_t visible_keys(const bench_case *c, int64_t i)
 {
@@ -326,6 +335,9 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     qsort(times, (size_t)n, sizeof(double), cmp_double);
     r->median_ms = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
     r->min_ms = times[0];
+    r->p10_ms = quantile(times, n, 0.10);
+    r->p90_ms = quantile(times, n, 0.90);
+    r->samples = n;
 
     if (c->kind == BENCH_PREFILL) {
         double pairs = 0.0;
