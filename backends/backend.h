@@ -61,10 +61,10 @@ typedef struct ea_backend_ops {
 
 extern const ea_backend_ops ea_backend_cpu;
 #if defined(EDGEATTN_WITH_CUDA)
-extern const ea_backend_ops ea_backend_cuda;   /* cuda/ (its own issue) */
+extern const ea_backend_ops ea_backend_cuda;   /* cuda/ */
 #endif
 #if defined(EDGEATTN_WITH_OPENCL)
-extern const ea_backend_ops ea_backend_opencl; /* opencl/ (its own issue) */
+extern const ea_backend_ops ea_backend_opencl; /* opencl/ */
 #endif
 
 /* The registry, in priority order; *count receives its length. */

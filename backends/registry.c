@@ -1,6 +1,6 @@
 #include "backends/backend.h"
 
-/* Priority order. CUDA and OpenCL join this table in their own issues (built only when enabled). */
+/* Priority order: CUDA, OpenCL, CPU (the GPU backends only where the build enabled them). */
 static const ea_backend_ops *const registry[] = {
 #if defined(EDGEATTN_WITH_CUDA)
     &ea_backend_cuda,

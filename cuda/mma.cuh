@@ -8,7 +8,7 @@
 // So the C fragments of two adjacent n8 tiles, packed to 16 bits, are exactly the A fragment of one k16
 // step: P never leaves registers between Q.K^T and P.V.
 //
-// INT8 (next issue) slots in beside these: mma.sync.m16n8k32.row.col.s32.s8.s8.s32 has the same
+// INT8 (planned, docs/INTENT.md) slots in beside these: mma.sync.m16n8k32.row.col.s32.s8.s8.s32 has the same
 // thread/row mapping with 4 bytes per register (A k 4t..4t+3 / 4t+16.., B likewise), so the tile
 // loaders (ldmatrix on 16-byte rows) are shared; add ea_mma_s8_16832() below and an s8 traits struct.
 #ifndef EDGEATTN_CUDA_MMA_CUH

@@ -4,8 +4,8 @@
  *
  * Widening needs no FP16 arithmetic: f16 -> f32 is FCVTL (vcvt_f32_f16), part of base ARMv8 NEON,
  * and bf16 -> f32 is a 16-bit left shift into the high half of each 32-bit lane (vshll_n_u16).
- * Both are exact. No bf16 vector types are used, so gcc 12's bf16-constant miscompile (TOOLCHAIN.md,
- * pitfall 4) cannot arise here.
+ * Both are exact. No bf16 vector types are used, so gcc 12's bf16-constant miscompile (docs/BUILDING.md,
+ * trap 4) cannot arise here.
  */
 #ifndef EDGEATTN_CPU_ARM_NEON_COMMON_H
 #define EDGEATTN_CPU_ARM_NEON_COMMON_H

@@ -10,7 +10,7 @@
 # files to $OUT: build.log, test_opencl.log, suites.log, bench.txt, bench.json, env.txt, sweep.txt.
 # Environment: EDGEATTN_OPENCL_DEVICE (default nvidia), BENCH_ARGS (extra edgebench options),
 # BENCH_ONLY=1 (skip the tests), TILE_SWEEP="pf=BMxTMxBN[xTN] ..." or TILE_SWEEP=default (times the
-# issue's prefill and decode shapes per EDGEATTN_OPENCL_TILES value into sweep.txt, before the suite).
+# measured prefill and decode shapes per EDGEATTN_OPENCL_TILES value into sweep.txt, before the suite).
 set -uo pipefail
 out=${OUT:-/tmp/ocl-device-out}
 mkdir -p "$out"
