@@ -1,8 +1,8 @@
 /*
  * hello_attention: the smallest complete use of edgeattn, built against the installed library.
  *
- *   make -C examples             # uses pkg-config edgeattn (set PKG_CONFIG_PATH for a custom prefix)
- *   ./examples/hello_attention
+ *   make -C examples             # through pkg-config; PREFIX=... for a prefix other than /usr/local
+ *   ./examples/hello_attention   # (examples/Makefile says how to run from a non-system prefix)
  *
  * Plans the memory, hands the library one buffer of exactly that size (the library obtains nothing
  * else), runs causal attention with grouped-query heads on random inputs, prints the backend and an
