@@ -12,6 +12,7 @@ be imported; otherwise (or with --no-matplotlib) it writes the SVG itself, so it
 Python 3. PNG needs matplotlib.
 """
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -137,13 +138,15 @@ def build_panels(runs):
                         "compute peak (%s)" % ce.get("gpu_compute_what", "")
                 else:
                     what_c = "streaming read" if ce.get("read_gbs") else "device copy (read + write)"
-                ceilings.append({"value": v, "label": what_c + tag})
+                ceilings.append({"value": v, "label": what_c, "tag": tag})
         if not series:
             continue
         top = max([p[5] for s in series for p in s["points"]] + [c["value"] for c in ceilings])
+        bottom = min([p[4] for s in series for p in s["points"] if p[4] > 0] + [c["value"] for c in ceilings])
         u = unit_for(top)
         panels.append({"kind": kind, "unit": u, "scale": 1000.0 ** (2 - u), "ylabel": PREFIXES[u] + what,
-                       "series": series, "ceilings": ceilings, "top": top})
+                       "series": series, "ceilings": ceilings, "top": top,
+                       "bottom": bottom})
     return panels
 
 
@@ -198,7 +201,10 @@ def plot_matplotlib(runs, panels, args):
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FixedLocator, NullLocator
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8), squeeze=False)
+    entries = max(len(pn["series"]) + 3 for pn in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.6 + 0.2 * entries), squeeze=False,
+                             layout="constrained")
+    legends = []
     for ax, pn in zip(axes[0], panels):
         sc = pn["scale"]
         any_over = any_llc = False
@@ -218,7 +224,7 @@ def plot_matplotlib(runs, panels, args):
         for i, c in enumerate(pn["ceilings"]):
             v = c["value"] * sc
             ax.axhline(v, color="black", lw=1.2, ls=("--", ":", "-.")[i % 3])
-            ax.annotate("%s %s %s" % (c["label"], fmt_num(v), pn["ylabel"]), xy=(0.01, v), xycoords=("axes fraction",
+            ax.annotate("%s %s %s%s" % (c["label"], fmt_num(v), pn["ylabel"], c["tag"]), xy=(0.01, v), xycoords=("axes fraction",
                         "data"), xytext=(2, 3), textcoords="offset points", fontsize=8)
         ax.set_xscale("log", base=2)
         xt = x_ticks(pn)
@@ -227,6 +233,7 @@ def plot_matplotlib(runs, panels, args):
         ax.set_xticklabels([fmt_len(x) for x in xt])
         if args.logy:
             ax.set_yscale("log")
+            ax.set_ylim(pn["bottom"] * sc / 1.6, pn["top"] * sc * 1.6)
         else:
             ax.set_ylim(0, pn["top"] * sc * 1.12)
         ax.set_xlabel("sequence length n (prefill Nq = Nkv, decode Nkv)")
@@ -242,9 +249,9 @@ def plot_matplotlib(runs, panels, args):
             labels.append("K/V fit in the last-level cache")
         handles.append(Line2D([], [], color="gray", marker="|", ms=10, ls=""))
         labels.append("bars: p10..p90 of %s samples" % samples_of(runs))
-        ax.legend(handles, labels, fontsize=8, loc="best")
+        # under the panel, so that it never hides a point
+        legends.append(ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.13)))
     fig.suptitle(title_of(runs, args.title), fontsize=12)
-    fig.tight_layout()
     fig.savefig(args.output, dpi=args.dpi)
 
 
@@ -272,7 +279,7 @@ def plot_svg(runs, panels, args):
         lx0, lx1 = lx0 - pad, lx1 + pad
         vals = [p[5] * sc for s in pn["series"] for p in s["points"]] + [c["value"] * sc for c in pn["ceilings"]]
         if args.logy:
-            yt = log_ticks(min(v for v in vals if v > 0), max(vals))
+            yt = log_ticks(pn["bottom"] * sc, max(vals))
             ly0, ly1 = math.log10(yt[0]), math.log10(yt[-1])
 
             def Y(v, ly0=ly0, ly1=ly1):
@@ -307,7 +314,7 @@ def plot_svg(runs, panels, args):
             out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="black" stroke-width="1.2" '
                        'stroke-dasharray="%s"/>' % (x0, y, x0 + w, y, ("6,4", "2,3", "8,3,2,3")[j % 3]))
             out.append('<text x="%d" y="%.1f" font-size="10">%s</text>' %
-                       (x0 + 4, y - 4, escape("%s %s %s" % (c["label"], fmt_num(v), pn["ylabel"]))))
+                       (x0 + 4, y - 4, escape("%s %s %s%s" % (c["label"], fmt_num(v), pn["ylabel"], c["tag"]))))
         legend = []
         any_over = any_llc = False
         for s in pn["series"]:
@@ -377,10 +384,7 @@ def main():
     ext = os.path.splitext(args.output)[1].lower()
     use_mpl = not args.no_matplotlib
     if use_mpl:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            use_mpl = False
+        use_mpl = importlib.util.find_spec("matplotlib") is not None
     if use_mpl:
         plot_matplotlib(runs, panels, args)
     elif ext == ".svg":
