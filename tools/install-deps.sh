@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what edgeattn's build, tests and cross-builds need on Debian 12 / Ubuntu: the project's
-# one package list (TOOLCHAIN.md), and nothing when everything is already there.
+# one package list (docs/BUILDING.md explains it), and nothing when everything is already there.
 #   tools/install-deps.sh            every package: native build and tests, PoCL (OpenCL on the CPU,
 #                                    for the OpenCL backend's tests), aarch64 cross compiler + qemu
 #   tools/install-deps.sh --native   only what a native build and its tests need (tools/bench.sh,
@@ -54,5 +54,5 @@ if ((need_arm64)) && [[ "$native_arch" != arm64 ]] &&
     "${sudo[@]}" dpkg --add-architecture arm64
 fi
 "${sudo[@]}" apt-get update
-# the whole list, as TOOLCHAIN.md gives it (apt leaves the packages already present alone)
+# the whole list, as docs/BUILDING.md gives it (apt leaves the packages already present alone)
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${want[@]}"
