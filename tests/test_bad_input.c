@@ -729,6 +729,135 @@ static void test_aliasing(void **state)
     /* decode out on top of decode q */
     edgeattn_tensor od = F->qd.t;
     EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &od, NULL), EDGEATTN_ERR_STRIDE);
+    /* lse on top of the bias: the lse values would land in the caller's bias */
+    reset_outputs(F);
+    edgeattn_tensor lb = F->lse.t;
+    lb.data = F->bias.t.data;
+    lb.bytes = F->bias.t.bytes;
+    F->p.lse = &lb;
+    assert_int_equal(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_STRIDE);
+    assert_non_null(strstr(edgeattn_message_of(F->ctx), "lse overlaps bias"));
+    EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_STRIDE);
+    F->p.lse = &lb;
+    /* lse on top of k, and on top of q */
+    lb.data = K.data;
+    lb.bytes = K.bytes;
+    F->p.lse = &lb;
+    EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_STRIDE);
+    lb.data = Q.data;
+    lb.bytes = Q.bytes;
+    F->p.lse = &lb;
+    EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_STRIDE);
+}
+
+/* kv_lens (a caller array) inside an output: the call is valid, the lengths are read once before
+ * anything is written, and the result is the one the same lengths give from a separate array. */
+static void test_kv_lens_inside_output(void **state)
+{
+    FX;
+    const int32_t lens[B] = {9, 4};
+    /* the expected result, with kv_lens in its own array */
+    tc_tensor want;
+    tc_tensor_alloc(&want, EDGEATTN_F32, B, HQ, NQ, D, TC_BHSD, 0, 0, 0);
+    tc_fill_canary(&want);
+    edgeattn_params p;
+    edgeattn_params_default(&p);
+    p.causal = 1;
+    p.kv_lens = lens;
+    assert_int_equal(edgeattn_attention(F->ctx, &Q, &K, &V, &want.t, &p), EDGEATTN_OK);
+    for (int where = 0; where < 3; where++) {
+        reset_outputs(F);
+        /* 0: the first elements of out's view; 1: the last elements of out's view; 2: inside lse */
+        int32_t *in;
+        if (where == 2) {
+            in = (int32_t *)F->lse.t.data;
+            p.lse = &F->lse_t;
+        } else {
+            const size_t last = tc_off(&F->out.t, B - 1, HQ - 1, NQ - 1, D - B);
+            in = where == 0 ? (int32_t *)F->out.t.data : (int32_t *)F->out.t.data + last;
+            p.lse = NULL;
+        }
+        memcpy(in, lens, sizeof lens);
+        p.kv_lens = in;
+        const edgeattn_status st = edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &p);
+        if (st != EDGEATTN_OK)
+            fail_msg("kv_lens inside %s: returned %d: %s", where == 2 ? "lse" : "out", (int)st,
+                     edgeattn_message_of(F->ctx));
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t h = 0; h < HQ; h++)
+                for (int64_t i = 0; i < NQ; i++)
+                    for (int64_t d = 0; d < D; d++) {
+                        const float got = tc_get(&F->out.t, b, h, i, d), ref = tc_get(&want.t, b, h, i, d);
+                        if (!(fabsf(got - ref) <= 1e-6f * (1.0f + fabsf(ref))))
+                            fail_msg("kv_lens inside %s (case %d): out[%lld,%lld,%lld,%lld] = %g, expected %g",
+                                     where == 2 ? "lse" : "out", where, (long long)b, (long long)h, (long long)i,
+                                     (long long)d, (double)got, (double)ref);
+                    }
+    }
+    tc_tensor_free(&want);
+    USABLE();
+}
+
+/* A zero-initialised params struct (or one from an older header) is refused, naming the function
+ * that fills it; it is never read as "window 0 on both sides". */
+static void test_params_zero_initialised(void **state)
+{
+    FX;
+    edgeattn_params z;
+    memset(&z, 0, sizeof z);
+    z.causal = 1;
+    assert_int_equal(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &z), EDGEATTN_ERR_INVALID_ARG);
+    assert_non_null(strstr(edgeattn_message_of(F->ctx), "edgeattn_params_default"));
+    EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &z), EDGEATTN_ERR_INVALID_ARG);
+    assert_int_equal(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &z), EDGEATTN_ERR_INVALID_ARG);
+    assert_non_null(strstr(edgeattn_message_of(F->ctx), "edgeattn_params_default"));
+    EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &z), EDGEATTN_ERR_INVALID_ARG);
+    edgeattn_params old = F->p;
+    old.struct_version = EDGEATTN_STRUCT_VERSION - 1;
+    EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &old), EDGEATTN_ERR_INVALID_ARG);
+    old.struct_version = EDGEATTN_STRUCT_VERSION + 1;
+    EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &old), EDGEATTN_ERR_INVALID_ARG);
+    /* and a zero-initialised config, for both plan and create */
+    edgeattn_config zc;
+    memset(&zc, 0, sizeof zc);
+    EXPECT_CONFIG(&zc, EDGEATTN_ERR_INVALID_ARG, "a zero-initialised config");
+}
+
+/* Every failing call writes its own message: after a failure of one call, a failure of another
+ * never leaves the first one's message behind. */
+static void test_message_is_each_calls_own(void **state)
+{
+    FX;
+    char stale[256];
+    edgeattn_tensor none = Q;
+    none.data = NULL;
+#define FAIL_FIRST()                                                                                                do {                                                                                                               assert_int_equal(edgeattn_attention(F->ctx, &none, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_NULL_ARG);         snprintf(stale, sizeof stale, "%s", edgeattn_message_of(F->ctx));                                              assert_true(stale[0] != '\0');                                                                              } while (0)
+#define OWN(call, want, word)                                                                                       do {                                                                                                               FAIL_FIRST();                                                                                                  const edgeattn_status st_ = (call);                                                                            const char *m_ = edgeattn_message_of(F->ctx);                                                                  if (st_ != (want) || !m_[0] || strcmp(m_, stale) == 0 || !strstr(m_, (word)))                                      fail_msg("line %d: %s returned %d with message \"%s\" (expected %d, its own message naming %s)",                        __LINE__, #call, (int)st_, m_, (int)(want), (word));                                          } while (0)
+    int64_t t;
+    int32_t h;
+    OWN(edgeattn_kv_length(F->ctx, B, &t, &h), EDGEATTN_ERR_INVALID_ARG, "kv_length");
+    OWN(edgeattn_kv_length(F->ctx, -1, &t, &h), EDGEATTN_ERR_INVALID_ARG, "kv_length");
+    OWN(edgeattn_kv_reset(F->ctx, B), EDGEATTN_ERR_INVALID_ARG, "kv_reset");
+    OWN(edgeattn_get_backend_info(F->ctx, NULL), EDGEATTN_ERR_NULL_ARG, "info");
+    OWN(edgeattn_kv_append(F->ctx, NULL, &F->av.t, NULL, 0), EDGEATTN_ERR_NULL_ARG, "k");
+    OWN(edgeattn_decode(F->ctx, &F->qd.t, NULL, &F->pd), EDGEATTN_ERR_NULL_ARG, "out");
+    edgeattn_memory mem;
+    void *data;
+    size_t off;
+    OWN(edgeattn_device_region(F->ctx, &mem, &data, &off, NULL), EDGEATTN_ERR_NULL_ARG, "device_region");
+    OWN(edgeattn_copy(F->ctx, NULL, &F->q.t), EDGEATTN_ERR_NULL_ARG, "copy");
+    OWN(edgeattn_measure_ceilings(F->ctx, NULL), EDGEATTN_ERR_NULL_ARG, "ceilings");
+    /* and a success clears it */
+    FAIL_FIRST();
+    assert_int_equal(edgeattn_kv_length(F->ctx, 0, &t, &h), EDGEATTN_OK);
+    assert_string_equal(edgeattn_message_of(F->ctx), "");
+    FAIL_FIRST();
+    edgeattn_backend_info info;
+    assert_int_equal(edgeattn_get_backend_info(F->ctx, &info), EDGEATTN_OK);
+    assert_string_equal(edgeattn_message_of(F->ctx), "");
+#undef OWN
+#undef FAIL_FIRST
+    USABLE();
 }
 
 /* ---------------------------------------------------------------- beyond the plan, overflow */
@@ -1304,6 +1433,9 @@ int main(void)
         T(test_stride_last_dim),
         T(test_view_outside_bytes),
         T(test_aliasing),
+        T(test_kv_lens_inside_output),
+        T(test_params_zero_initialised),
+        T(test_message_is_each_calls_own),
         T(test_beyond_plan),
         T(test_overflow),
         T(test_window_invalid),
