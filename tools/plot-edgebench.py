@@ -75,7 +75,8 @@ def load(paths):
 def run_label(d):
     b = d.get("backend", {})
     s = "%s %s" % (b.get("name", "?"), b.get("tier", ""))
-    return "%s, %s, %s threads" % (s.strip(), b.get("device", "?"), b.get("threads", "?"))
+    t = b.get("threads", "?")
+    return "%s, %s, %s thread%s" % (s.strip(), b.get("device", "?"), t, "" if t == 1 else "s")
 
 
 def shape_of(c):
