@@ -145,6 +145,7 @@ static void test_params_default(void **state)
     edgeattn_params p;
     memset(&p, 0xff, sizeof p);
     edgeattn_params_default(&p);
+    assert_int_equal(p.struct_version, EDGEATTN_STRUCT_VERSION);
     assert_true(p.scale == 0.0f);
     assert_true(p.softcap == 0.0f);
     assert_int_equal(p.causal, 0);
@@ -156,6 +157,70 @@ static void test_params_default(void **state)
     assert_null(p.lse);
     for (size_t i = 0; i < sizeof p.reserved; i++)
         assert_int_equal(p.reserved[i], 0);
+}
+
+/* The public conversion helpers: exact values, round to nearest even at the halfway points, range
+ * limits, NaN and Inf, and every FP16 / BF16 value through FP32 and back unchanged. */
+static float bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void test_conversion_helpers(void **state)
+{
+    (void)state;
+    const float src[] = {1.0f, -2.0f, 0.0f, 65504.0f, 65520.0f, 1e-8f, 0x1p-24f, 0x1p-25f, 0x1.8p-24f,
+                         1.0f + 0x1p-11f, 1.0f + 0x3p-11f, INFINITY, -INFINITY, NAN, 3.14159265f};
+    enum { N = sizeof src / sizeof src[0] };
+    const uint16_t want_f16[N] = {0x3c00, 0xc000, 0x0000, 0x7bff, 0x7c00, 0x0000, 0x0001, 0x0000, 0x0002,
+                                  0x3c00 /* tie to even */, 0x3c02 /* tie to even, up */, 0x7c00, 0xfc00, 0, 0x4248};
+    uint16_t h[N + 1];
+    h[N] = 0xdead; /* n is respected */
+    edgeattn_f32_to_f16(src, h, N);
+    assert_int_equal(h[N], 0xdead);
+    for (int i = 0; i < N; i++) {
+        if (isnan(src[i])) {
+            assert_true((h[i] & 0x7c00) == 0x7c00 && (h[i] & 0x03ff) != 0);
+            continue;
+        }
+        if (h[i] != want_f16[i])
+            fail_msg("edgeattn_f32_to_f16(%a) = 0x%04x, expected 0x%04x", (double)src[i], h[i], want_f16[i]);
+    }
+    const float bsrc[] = {1.0f, bits_f32(0x3f808000u) /* tie: even stays */, bits_f32(0x3f818000u) /* tie: up */,
+                          -0.5f, INFINITY, bits_f32(0x7f7fffffu) /* rounds to Inf */};
+    const uint16_t want_bf16[] = {0x3f80, 0x3f80, 0x3f82, 0xbf00, 0x7f80, 0x7f80};
+    uint16_t bh[6];
+    edgeattn_f32_to_bf16(bsrc, bh, 6);
+    for (int i = 0; i < 6; i++)
+        if (bh[i] != want_bf16[i])
+            fail_msg("edgeattn_f32_to_bf16(%a) = 0x%04x, expected 0x%04x", (double)bsrc[i], bh[i], want_bf16[i]);
+    /* every 16-bit pattern: to FP32 and back is the identity (NaNs stay NaN) */
+    static uint16_t all[65536], back[65536];
+    static float wide[65536];
+    for (uint32_t i = 0; i < 65536; i++)
+        all[i] = (uint16_t)i;
+    edgeattn_f16_to_f32(all, wide, 65536);
+    edgeattn_f32_to_f16(wide, back, 65536);
+    for (uint32_t i = 0; i < 65536; i++) {
+        const bool nan = (i & 0x7c00) == 0x7c00 && (i & 0x3ff);
+        if (nan ? !isnan(wide[i]) : back[i] != all[i])
+            fail_msg("f16 0x%04x -> %a -> 0x%04x", (unsigned)i, (double)wide[i], back[i]);
+    }
+    assert_true(wide[0x3c00] == 1.0f && wide[0x0001] == 0x1p-24f && wide[0xfbff] == -65504.0f);
+    edgeattn_bf16_to_f32(all, wide, 65536);
+    edgeattn_f32_to_bf16(wide, back, 65536);
+    for (uint32_t i = 0; i < 65536; i++) {
+        const bool nan = (i & 0x7f80) == 0x7f80 && (i & 0x7f);
+        if (nan ? !isnan(wide[i]) : back[i] != all[i])
+            fail_msg("bf16 0x%04x -> %a -> 0x%04x", (unsigned)i, (double)wide[i], back[i]);
+    }
+    /* NULL and n = 0 do nothing */
+    edgeattn_f32_to_f16(NULL, h, 3);
+    edgeattn_f16_to_f32(h, NULL, 3);
+    edgeattn_f32_to_bf16(src, h, 0);
+    assert_int_equal(h[N], 0xdead);
 }
 
 /* ---------------------------------------------------------------- plan and caller buffer */
@@ -803,6 +868,7 @@ int main(void)
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_config_default),
         cmocka_unit_test(test_params_default),
+        cmocka_unit_test(test_conversion_helpers),
         cmocka_unit_test(test_plan_reports_bytes),
         cmocka_unit_test(test_create_with_exact_caller_buffer),
         cmocka_unit_test(test_two_contexts_do_not_interfere),
