@@ -63,7 +63,7 @@ if want ocl; then
     export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
     EDGEATTN_TEST_REQUIRE_OPENCL=1 timeout 300 "$B/tests/opencl/test_opencl" > "$L/test-opencl.log" 2>&1
     note "test_opencl ($EDGEATTN_OPENCL_DEVICE): status $?"; grep -E '^\[  (PASSED|FAILED)' "$L/test-opencl.log" | tee -a "$sum"
-    for s in parity bad_input numerics; do # (noalloc makes its own contexts: AUTO takes CUDA here)
+    for s in parity bad_input numerics mix; do # (noalloc makes its own contexts: AUTO takes CUDA here)
         EDGEATTN_TEST_BACKEND=opencl timeout 300 "$B/tests/test_$s" > "$L/ocl-$s.log" 2>&1
         note "$s on OpenCL: status $?"; grep -E '^\[  FAILED' "$L/ocl-$s.log" | head -5 | tee -a "$sum"
     done
@@ -76,6 +76,10 @@ if want sanitizer && command -v compute-sanitizer > /dev/null; then
             "$B/tests/cuda/test_cuda" > "$L/sanitizer-$tool.log" 2>&1
         note "compute-sanitizer $tool: status $?; $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$L/sanitizer-$tool.log" | tail -1)"
     done
+    # the random call mix on CUDA (every kernel variant the mix reaches, state carried between calls)
+    timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 "$B/tests/test_mix" \
+        > "$L/sanitizer-mix.log" 2>&1
+    note "compute-sanitizer memcheck on test_mix: status $?; $(grep -E 'ERROR SUMMARY' "$L/sanitizer-mix.log" | tail -1)"
 fi
 if want sweep; then
     export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
