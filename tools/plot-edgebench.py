@@ -84,8 +84,8 @@ def shape_of(c):
     heads = "H%d" % c["Hq"] if c["Hq"] == c["Hkv"] else "Hq%d/kv%d" % (c["Hq"], c["Hkv"])
     parts = ["B%d" % c["B"]] if c.get("B", 1) > 1 else []
     parts += [heads, "D%d" % c["D"]]
-    if c["kind"] == "decode" and c.get("Nq", 1) > 1:
-        parts.append("Nq%d" % c["Nq"])
+    if (c["kind"] == "decode" and c.get("Nq", 1) > 1) or (c["kind"] == "prefill" and c.get("Nq") != c.get("Nkv")):
+        parts.append("Nq%d" % c["Nq"])  # n is Nkv
     if c["kind"] == "prefill" and c.get("causal"):
         parts.append("causal")
     parts.append("%s/%s/%s" % (c["q"], c["kv"], c["out"]))
