@@ -47,10 +47,18 @@ typedef struct ea_backend_ops {
      * neg_inf_ok). Called by core for non-host tensors when check_finite is set. */
     edgeattn_status (*check_finite)(edgeattn_context *ctx, const edgeattn_tensor *t, bool neg_inf_ok, bool *finite);
     /* kv_on_device backends: writes the rows of a checked append. Core has validated everything and
-     * updates total/held after success. For b < B: rows [skip_b, n_b) of k/v (b, h) go to ring slot
-     * (total_b + r) mod cap of sequence b (skip_b = max(0, n_b - cap)). */
-    edgeattn_status (*kv_write)(edgeattn_context *ctx, const edgeattn_tensor *k, const edgeattn_tensor *v,
-                                const int32_t *n_new);
+     * updates total/held after success. For b < B, with s = seq_ids[b] and t = the lengths' index
+     * ea_kv_idx(kv, layer, s): rows [skip_b, n_b) of k/v (b, h) go to ring slot (total[t] + r) mod cap
+     * of (layer, s) (skip_b = max(0, n_b - cap)); keys rotated by ctx->rope (style NONE: not) at
+     * position total[t] + r. n_new NULL: N for every b. */
+    edgeattn_status (*kv_write)(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
+                                const edgeattn_tensor *v, const int32_t *n_new);
+    /* kv_on_device: copies every slot of (layer, src) to (layer, dst) (K and V, all heads). */
+    edgeattn_status (*kv_copy)(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst);
+    /* kv_on_device: slots [slot, slot + n) of (layer, seq) (no wrap) into rows [row0, row0 + n) of the
+     * checked host tensors k, v [1, heads, N, dim], converted to their dtypes; returns when written. */
+    edgeattn_status (*kv_read)(edgeattn_context *ctx, int32_t layer, int32_t seq, int32_t slot, int32_t n,
+                               const edgeattn_tensor *k, const edgeattn_tensor *v, int64_t row0);
     edgeattn_status (*synchronize)(edgeattn_context *ctx);
     edgeattn_status (*device_region)(edgeattn_context *ctx, edgeattn_memory *memory, void **data, size_t *offset,
                                      size_t *bytes);

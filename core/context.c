@@ -67,18 +67,25 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
         kv->dtype = cfg.kv_cache_dtype;
         kv->window = cfg.kv_cache_window;
         kv->cap = cfg.kv_cache_window > 0 ? cfg.kv_cache_window : cfg.max_kv_len;
+        kv->layers = cfg.num_layers;
         kv->max_batch = cfg.max_batch;
         kv->max_heads = cfg.max_kv_heads;
         kv->max_dim = cfg.max_head_dim;
+        kv->layer_elems = (size_t)cfg.max_batch * (size_t)cfg.max_kv_heads * (size_t)kv->cap * (size_t)cfg.max_head_dim;
         kv->on_device = lay.kv_on_device;
         kv->k = lay.kv_on_device ? NULL : base + lay.kv_k_off;
         kv->v = lay.kv_on_device ? NULL : base + lay.kv_v_off;
         kv->total = (int64_t *)(void *)(base + lay.kv_total_off);
         kv->held = (int32_t *)(void *)(base + lay.kv_held_off);
-        memset(kv->total, 0, sizeof(int64_t) * (size_t)cfg.max_batch);
-        memset(kv->held, 0, sizeof(int32_t) * (size_t)cfg.max_batch);
+        const size_t seqs = (size_t)cfg.num_layers * (size_t)cfg.max_batch;
+        memset(kv->total, 0, sizeof(int64_t) * seqs);
+        memset(kv->held, 0, sizeof(int32_t) * seqs);
     }
     ctx->lens = (int32_t *)(void *)(base + lay.lens_off);
+    ctx->ids = (int32_t *)(void *)(base + lay.ids_off);
+    ctx->qlens = (int32_t *)(void *)(base + lay.qlens_off);
+    ctx->mark = (uint8_t *)(base + lay.mark_off);
+    memset(ctx->mark, 0, (size_t)cfg.max_batch);
     ea_arena_init(&ctx->arena, base + lay.backend_off, lay.backend_bytes);
     st = be->init(ctx, &ctx->arena, m);
     if (st != EDGEATTN_OK) {
@@ -137,7 +144,8 @@ EDGEATTN_API edgeattn_status edgeattn_attention(edgeattn_context *ctx, const edg
     return ctx->backend->attention(ctx, &call);
 }
 
-EDGEATTN_API edgeattn_status edgeattn_decode(edgeattn_context *ctx, const edgeattn_tensor *q, edgeattn_tensor *out,
+EDGEATTN_API edgeattn_status edgeattn_decode(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids,
+                                             const int32_t *q_lens, const edgeattn_tensor *q, edgeattn_tensor *out,
                                              const edgeattn_params *params)
 {
     if (!ctx)
@@ -149,134 +157,10 @@ EDGEATTN_API edgeattn_status edgeattn_decode(edgeattn_context *ctx, const edgeat
         params = &defaults;
     }
     ea_attn_call call;
-    edgeattn_status st = ea_validate_decode(ctx, q, out, params, &call);
+    edgeattn_status st = ea_validate_decode(ctx, layer, seq_ids, q_lens, q, out, params, &call);
     if (st != EDGEATTN_OK)
         return st;
     return ctx->backend->decode(ctx, &call);
-}
-
-/* ---------------------------------------------------------------- KV cache */
-
-/* Rows [0, n) of sequence b of k and v, every head: finite? (host scan or the backend's device scan) */
-static edgeattn_status rows_finite(edgeattn_context *ctx, const edgeattn_tensor *t, const char *name, int64_t b,
-                                   int64_t n)
-{
-    if (n <= 0)
-        return EDGEATTN_OK;
-    edgeattn_tensor view = *t;
-    const size_t off = (size_t)(b * t->stride[0]) * ea_dtype_size(t->dtype);
-    if (t->memory == EDGEATTN_MEM_OPENCL)
-        view.offset += off;
-    else
-        view.data = (char *)t->data + off;
-    view.bytes -= off;
-    view.shape[0] = 1;
-    view.shape[2] = n;
-    return ea_check_finite(ctx, name, &view, false);
-}
-
-EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edgeattn_tensor *k,
-                                                const edgeattn_tensor *v, const int32_t *n_new_arg, int32_t check_finite)
-{
-    if (!ctx)
-        return EDGEATTN_ERR_NULL_ARG;
-    char *msg = ctx->msg;
-    msg[0] = '\0';
-    ea_kv_cache *kv = &ctx->kv;
-    if (!kv->enabled)
-        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "kv_append: no KV cache planned (set EDGEATTN_FLAG_KV_CACHE)");
-    edgeattn_status st;
-    size_t k_ext, v_ext;
-    if ((st = ea_check_tensor(msg, "k", k, EA_DTYPES_FLOAT, &k_ext)) != EDGEATTN_OK ||
-        (st = ea_check_tensor(msg, "v", v, EA_DTYPES_FLOAT, &v_ext)) != EDGEATTN_OK ||
-        (st = ea_check_memory(ctx, "k", k)) != EDGEATTN_OK || (st = ea_check_memory(ctx, "v", v)) != EDGEATTN_OK)
-        return st;
-    for (int i = 0; i < 4; i++)
-        if (k->shape[i] != v->shape[i])
-            return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "v: shape[%d] = %lld != k shape[%d] = %lld", i,
-                           (long long)v->shape[i], i, (long long)k->shape[i]);
-    if (check_finite != 0 && check_finite != 1)
-        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "kv_append: check_finite must be 0 or 1");
-    const int64_t B = k->shape[0], H = k->shape[1], N = k->shape[2], D = k->shape[3];
-    if ((st = ea_check_head_dim(msg, "k", D)) != EDGEATTN_OK)
-        return st;
-    if (B > kv->max_batch)
-        return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "kv_append: batch %lld exceeds the planned %d", (long long)B,
-                       (int)kv->max_batch);
-    if (H > kv->max_heads)
-        return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "kv_append: KV heads %lld exceed the planned %d", (long long)H,
-                       (int)kv->max_heads);
-    if (D > kv->max_dim)
-        return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "kv_append: head_dim %lld exceeds the planned %d", (long long)D,
-                       (int)kv->max_dim);
-    /* n_new is read once, here: everything below (and the backend) uses the copy */
-    const int32_t *n_new = NULL;
-    if (n_new_arg) {
-        memcpy(ctx->lens, n_new_arg, sizeof(int32_t) * (size_t)B);
-        n_new = ctx->lens;
-    }
-    if (kv->heads != 0 && (H != kv->heads || D != kv->dim))
-        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH,
-                       "kv_append: [heads %lld, head_dim %lld] != the cache's [%d, %d] (reset it to change)",
-                       (long long)H, (long long)D, (int)kv->heads, (int)kv->dim);
-    for (int64_t b = 0; b < B; b++) {
-        const int64_t n = n_new ? n_new[b] : N;
-        if (n < 0 || n > N)
-            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "n_new[%lld] = %lld outside [0, %lld]", (long long)b,
-                           (long long)n, (long long)N);
-        if (kv->window == 0 && kv->held[b] + n > kv->cap)
-            return ea_fail(msg, EDGEATTN_ERR_CAPACITY,
-                           "kv_append: sequence %lld would hold %lld tokens, the cache has room for %d", (long long)b,
-                           (long long)(kv->held[b] + n), (int)kv->cap);
-        if (check_finite && ((st = rows_finite(ctx, k, "kv_append: k", b, n)) != EDGEATTN_OK ||
-                             (st = rows_finite(ctx, v, "kv_append: v", b, n)) != EDGEATTN_OK))
-            return st;
-    }
-    /* Everything checked: now write. */
-    const int32_t old_heads = kv->heads, old_dim = kv->dim;
-    kv->heads = (int32_t)H;
-    kv->dim = (int32_t)D;
-    if (kv->on_device) {
-        st = ctx->backend->kv_write(ctx, k, v, n_new);
-        if (st != EDGEATTN_OK) { /* the device refused: lengths unchanged, nothing counted as written */
-            kv->heads = old_heads;
-            kv->dim = old_dim;
-            return st;
-        }
-        for (int64_t b = 0; b < B; b++) {
-            kv->total[b] += n_new ? n_new[b] : N;
-            kv->held[b] = kv->total[b] < kv->cap ? (int32_t)kv->total[b] : kv->cap;
-        }
-        return EDGEATTN_OK;
-    }
-    const size_t es = ea_dtype_size(kv->dtype), kes = ea_dtype_size(k->dtype);
-    for (int64_t b = 0; b < B; b++) {
-        const int64_t n = n_new ? n_new[b] : N;
-        const int64_t skip = n > kv->cap ? n - kv->cap : 0; /* ring: older rows would be overwritten */
-        for (int64_t h = 0; h < H; h++) {
-            const size_t head = ((size_t)b * (size_t)H + (size_t)h) * (size_t)kv->cap;
-            for (int64_t r = skip; r < n; r++) {
-                const int64_t pos = kv->total[b] + r;
-                const size_t slot = (size_t)(pos % kv->cap);
-                char *kd = (char *)kv->k + (head + slot) * (size_t)D * es;
-                char *vd = (char *)kv->v + (head + slot) * (size_t)D * es;
-                const ptrdiff_t ko = (ptrdiff_t)(b * k->stride[0] + h * k->stride[1] + r * k->stride[2]);
-                const ptrdiff_t vo = (ptrdiff_t)(b * v->stride[0] + h * v->stride[1] + r * v->stride[2]);
-                if (k->dtype == kv->dtype && v->dtype == kv->dtype) {
-                    memcpy(kd, (const char *)k->data + (size_t)ko * kes, (size_t)D * es);
-                    memcpy(vd, (const char *)v->data + (size_t)vo * kes, (size_t)D * es);
-                } else {
-                    for (int64_t d = 0; d < D; d++) {
-                        ea_store_f32(kd, kv->dtype, d, ea_load_f32(k->data, k->dtype, ko + d));
-                        ea_store_f32(vd, kv->dtype, d, ea_load_f32(v->data, v->dtype, vo + d));
-                    }
-                }
-            }
-        }
-        kv->total[b] += n;
-        kv->held[b] = kv->total[b] < kv->cap ? (int32_t)kv->total[b] : kv->cap;
-    }
-    return EDGEATTN_OK;
 }
 
 /* ---------------------------------------------------------------- GPU memory and ordering */
@@ -368,45 +252,4 @@ EDGEATTN_API edgeattn_status edgeattn_measure_ceilings(edgeattn_context *ctx, ed
     if (st == EDGEATTN_OK)
         *ceilings = tmp;
     return st;
-}
-
-EDGEATTN_API edgeattn_status edgeattn_kv_reset(edgeattn_context *ctx, int32_t seq)
-{
-    if (!ctx)
-        return EDGEATTN_ERR_NULL_ARG;
-    ctx->msg[0] = '\0';
-    ea_kv_cache *kv = &ctx->kv;
-    if (!kv->enabled)
-        return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED, "kv_reset: no KV cache planned");
-    if (seq < -1 || seq >= kv->max_batch)
-        return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "kv_reset: seq %d outside [-1, %d)", (int)seq,
-                       (int)kv->max_batch);
-    bool empty = true;
-    for (int32_t b = 0; b < kv->max_batch; b++) {
-        if (seq == -1 || seq == b)
-            kv->total[b] = kv->held[b] = 0;
-        empty = empty && kv->total[b] == 0;
-    }
-    if (empty)
-        kv->heads = kv->dim = 0;
-    return EDGEATTN_OK;
-}
-
-EDGEATTN_API edgeattn_status edgeattn_kv_length(edgeattn_context *ctx, int32_t seq, int64_t *total,
-                                                int32_t *held)
-{
-    if (!ctx)
-        return EDGEATTN_ERR_NULL_ARG;
-    ctx->msg[0] = '\0';
-    const ea_kv_cache *kv = &ctx->kv;
-    if (!kv->enabled)
-        return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED, "kv_length: no KV cache planned (set EDGEATTN_FLAG_KV_CACHE)");
-    if (seq < 0 || seq >= kv->max_batch)
-        return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "kv_length: seq %d outside [0, %d)", (int)seq,
-                       (int)kv->max_batch);
-    if (total)
-        *total = kv->total[seq];
-    if (held)
-        *held = kv->held[seq];
-    return EDGEATTN_OK;
 }

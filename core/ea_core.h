@@ -15,6 +15,7 @@
 #define EA_MSG_LEN 256
 #define EA_MAX_HEAD_DIM 256
 #define EA_MAX_THREADS 256
+#define EA_MAX_LAYERS 1024
 
 #if defined(__GNUC__) || defined(__clang__)
 #define EA_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -50,19 +51,38 @@ void ea_arena_init(ea_arena *a, void *base, size_t size);
 /* count*elem bytes aligned to align, zeroed; NULL when the arena is full or the size overflows. */
 void *ea_arena_alloc(ea_arena *a, size_t count, size_t elem, size_t align);
 
+/* ---- RoPE, resolved at create */
+typedef struct ea_rope {
+    int32_t style;      /* EDGEATTN_ROPE_* (NONE: off) */
+    int32_t dim;        /* rotated values per head (even) */
+    double pos_scale;   /* 1 / linear_scale */
+    double inv_freq[EA_MAX_HEAD_DIM / 2]; /* base^(-2p/dim) */
+} ea_rope;
+/* cos/sin of the angles of position pos: cs[2p] = cos, cs[2p+1] = sin, p < dim/2. */
+void ea_rope_angles(const ea_rope *r, int64_t pos, float *cs);
+/* Rotates x (dim values of one head, stride 1) in place by the angles cs. */
+void ea_rope_apply(const ea_rope *r, const float *cs, float *x);
+
 /* ---- KV cache (host memory, inside the arena) */
 typedef struct ea_kv_cache {
     bool enabled;
     edgeattn_dtype dtype;
     int32_t cap;        /* slots per (sequence, head): window or max_kv_len */
     int32_t window;     /* 0: no ring */
-    int32_t max_batch, max_heads, max_dim;
-    int32_t heads, dim; /* fixed by the first append after a full reset (0: empty) */
-    void *k, *v;        /* [max_batch][heads][cap][dim] in dtype (planned for max_heads, max_dim) */
-    int64_t *total;     /* [max_batch] tokens appended so far */
-    int32_t *held;      /* [max_batch] tokens in the cache (min(total, cap)) */
+    int32_t layers, max_batch, max_heads, max_dim;
+    int32_t heads, dim; /* fixed by the first append into an empty cache (0: empty) */
+    size_t layer_elems; /* elements of one layer's K (or V): max_batch * max_heads * cap * max_dim */
+    void *k, *v;        /* [layers] x [max_batch][heads][cap][dim] in dtype (planned for max_heads,
+                           max_dim), layer l at l * layer_elems */
+    int64_t *total;     /* [layers][max_batch] tokens appended so far */
+    int32_t *held;      /* [layers][max_batch] tokens in the cache (min(total, cap)) */
     bool on_device;     /* storage belongs to the backend (k, v NULL here); core keeps the lengths */
 } ea_kv_cache;
+
+static inline size_t ea_kv_idx(const ea_kv_cache *kv, int32_t layer, int32_t seq)
+{
+    return (size_t)layer * (size_t)kv->max_batch + (size_t)seq;
+}
 
 /* One run of keys for a (sequence, KV head): rows k[0..n), v[0..n) with row strides ldk, ldv
  * (elements), the first at absolute key position pos0. */
@@ -76,6 +96,10 @@ typedef struct ea_kv_seg {
 /* A validated, normalised call handed to a backend (attention or decode). */
 typedef struct ea_attn_call {
     bool decode;
+    int32_t layer;                     /* decode: the cache layer */
+    const int32_t *seq_ids;            /* decode: [B] cache sequence of batch row b (never NULL) */
+    const int32_t *q_lens;             /* decode: [B] query rows of batch row b, or NULL: Nq for all */
+    const ea_rope *rope;               /* decode: RoPE for the queries, or NULL */
     int32_t B, Hq, Hkv, Nq, Nkv, D, group; /* group = Hq / Hkv */
     const edgeattn_tensor *q, *k, *v;      /* k, v NULL for decode */
     edgeattn_tensor *out;
@@ -89,7 +113,7 @@ typedef struct ea_attn_call {
     const ea_kv_cache *cache;          /* decode */
 } ea_attn_call;
 
-/* Key segments (at most 2) of sequence b, KV head h; returns their count. Also *total = the
+/* Key segments (at most 2) of batch row b, KV head h; returns their count. Also *total = the
  * position one past the last key (kv length for attention, tokens appended for decode). */
 int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg segs[2], int64_t *total);
 
@@ -105,8 +129,13 @@ struct edgeattn_context {
     ea_arena arena;
     edgeattn_plan_info plan;
     ea_kv_cache kv;
-    int32_t *lens; /* [max_batch]: a call's kv_lens (attention) or n_new (kv_append), copied at validation
-                      so that nothing later reads the caller's array (it may alias an output) */
+    ea_rope rope;
+    /* [max_batch] each: a call's caller arrays, copied at validation so that nothing later reads the
+     * caller's memory (it may alias an output) */
+    int32_t *lens;  /* kv_lens (attention) or n_new (kv_append) */
+    int32_t *ids;   /* seq_ids (identity when the caller passed NULL) */
+    int32_t *qlens; /* q_lens (decode) */
+    uint8_t *mark;  /* [max_batch] zero between calls: finds repeated seq ids */
     char msg[EA_MSG_LEN];
 };
 
@@ -119,6 +148,13 @@ edgeattn_status ea_check_head_dim(char *msg, const char *name, int64_t d);
  * strides >= 0 and non-overlapping, view inside bytes; *extent = bytes spanned from data. */
 edgeattn_status ea_check_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed,
                                 size_t *extent);
+/* The same for a tensor that is only read: a stride of 0 over B, H or N (broadcast) is allowed. */
+edgeattn_status ea_check_input_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed,
+                                      size_t *extent);
+/* KV-cache call helpers (core/kvcache.c): the layer in range; seq_ids (NULL: 0..B-1) copied into
+ * ctx->ids, in range and distinct. */
+edgeattn_status ea_check_layer(edgeattn_context *ctx, const char *fn, int32_t layer);
+edgeattn_status ea_take_seq_ids(edgeattn_context *ctx, const char *fn, const int32_t *seq_ids, int64_t B);
 /* Do two checked views (extents na, nb bytes) share bytes? Memory-kind aware. */
 bool ea_tensors_overlap(const edgeattn_tensor *a, size_t na, const edgeattn_tensor *b, size_t nb);
 /* Is t's memory kind one the context's backend takes? */
@@ -133,14 +169,17 @@ bool ea_tensor_finite(const edgeattn_tensor *t, bool neg_inf_ok);
 edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tensor *q, const edgeattn_tensor *k,
                                       const edgeattn_tensor *v, edgeattn_tensor *out, const edgeattn_params *p,
                                       ea_attn_call *call);
-edgeattn_status ea_validate_decode(edgeattn_context *ctx, const edgeattn_tensor *q, edgeattn_tensor *out,
-                                   const edgeattn_params *p, ea_attn_call *call);
+edgeattn_status ea_validate_decode(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const int32_t *q_lens,
+                                   const edgeattn_tensor *q, edgeattn_tensor *out, const edgeattn_params *p,
+                                   ea_attn_call *call);
 
 /* ---- plan (core/plan.c) */
 edgeattn_status ea_check_config(const edgeattn_config *cfg, char *msg);
 /* Resolves EDGEATTN_BACKEND / EDGEATTN_CPU_MASK into a copy of the config. */
 edgeattn_status ea_resolve_config(const edgeattn_config *in, edgeattn_config *out, char *msg);
 int32_t ea_resolve_threads(int32_t requested);
+/* RoPE tables for head dim head_dim (rope.dim 0 means all of it). */
+void ea_rope_resolve(const edgeattn_config *c, int32_t head_dim, ea_rope *r);
 
 /* Element load/store in any storage dtype. */
 float ea_load_f32(const void *base, edgeattn_dtype dt, ptrdiff_t i);

@@ -1,5 +1,6 @@
 /* Config checks, environment overrides and the memory plan. Nothing here obtains memory. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@ EDGEATTN_API void edgeattn_config_default(edgeattn_config *config)
     config->max_head_dim = 128;
     config->kv_cache_dtype = EDGEATTN_F16;
     config->backend = EDGEATTN_BACKEND_AUTO;
+    config->num_layers = 1;
 }
 
 EDGEATTN_API void edgeattn_params_default(edgeattn_params *params)
@@ -86,7 +88,76 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
                        (unsigned long long)c->device_user_bytes);
     if ((unsigned)c->backend > EDGEATTN_BACKEND_OPENCL)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: backend %d unknown", (int)c->backend);
+    if (c->num_layers <= 0 || c->num_layers > EA_MAX_LAYERS)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: num_layers %d outside [1, %d]", (int)c->num_layers,
+                       EA_MAX_LAYERS);
+    if (c->pad_ != 0 || c->rope.pad_ != 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: padding fields must be zero");
+    const edgeattn_rope *r = &c->rope;
+    if ((unsigned)r->style > EDGEATTN_ROPE_INTERLEAVED)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: rope.style %d unknown", (int)r->style);
+    if (r->style != EDGEATTN_ROPE_NONE) {
+        if (!(c->flags & EDGEATTN_FLAG_KV_CACHE))
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "config: rope is applied by kv_append and decode: it needs EDGEATTN_FLAG_KV_CACHE");
+        if (r->dim < 0 || r->dim % 2 != 0 || r->dim > c->max_head_dim)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "config: rope.dim %d must be even and <= max_head_dim %d (0: the whole head)",
+                           (int)r->dim, (int)c->max_head_dim);
+        if (!(r->theta > 1.0f) || !isfinite(r->theta))
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: rope.theta %g must be finite and > 1",
+                           (double)r->theta);
+        if (!isfinite(r->linear_scale) || (r->linear_scale != 0.0f && r->linear_scale < 1.0f))
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: rope.linear_scale %g must be >= 1 (0: none)",
+                           (double)r->linear_scale);
+        if (!isfinite(r->ntk_alpha) || (r->ntk_alpha != 0.0f && r->ntk_alpha < 1.0f))
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: rope.ntk_alpha %g must be >= 1 (0: none)",
+                           (double)r->ntk_alpha);
+    } else if (r->dim != 0 || r->theta != 0.0f || r->linear_scale != 0.0f || r->ntk_alpha != 0.0f) {
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "config: rope fields set but rope.style is EDGEATTN_ROPE_NONE (set the style to use them)");
+    }
+    if (c->parallel_user && !c->parallel_for)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: parallel_user set without parallel_for");
     return EDGEATTN_OK;
+}
+
+void ea_rope_resolve(const edgeattn_config *c, int32_t head_dim, ea_rope *r)
+{
+    memset(r, 0, sizeof *r);
+    const edgeattn_rope *in = &c->rope;
+    if (in->style == EDGEATTN_ROPE_NONE)
+        return;
+    r->style = in->style;
+    r->dim = in->dim > 0 ? in->dim : head_dim;
+    r->pos_scale = in->linear_scale > 0.0f ? 1.0 / (double)in->linear_scale : 1.0;
+    double base = (double)in->theta;
+    if (in->ntk_alpha > 1.0f && r->dim > 2)
+        base *= pow((double)in->ntk_alpha, (double)r->dim / (double)(r->dim - 2));
+    for (int32_t p = 0; p < r->dim / 2; p++)
+        r->inv_freq[p] = pow(base, -2.0 * (double)p / (double)r->dim);
+}
+
+void ea_rope_angles(const ea_rope *r, int64_t pos, float *cs)
+{
+    const double x = (double)pos * r->pos_scale;
+    for (int32_t p = 0; p < r->dim / 2; p++) {
+        const double a = x * r->inv_freq[p];
+        cs[2 * p] = (float)cos(a);
+        cs[2 * p + 1] = (float)sin(a);
+    }
+}
+
+void ea_rope_apply(const ea_rope *r, const float *cs, float *x)
+{
+    const int32_t half = r->dim / 2;
+    for (int32_t p = 0; p < half; p++) {
+        const int32_t i0 = r->style == EDGEATTN_ROPE_HALF ? p : 2 * p;
+        const int32_t i1 = r->style == EDGEATTN_ROPE_HALF ? p + half : 2 * p + 1;
+        const float c = cs[2 * p], s = cs[2 * p + 1], a = x[i0], b = x[i1];
+        x[i0] = a * c - b * s;
+        x[i1] = a * s + b * c;
+    }
 }
 
 edgeattn_status ea_resolve_config(const edgeattn_config *in, edgeattn_config *out, char *msg)
@@ -134,8 +205,9 @@ edgeattn_status ea_plan_layout(const edgeattn_config *cfg, const ea_backend_ops 
     if (st != EDGEATTN_OK)
         return st;
 
-    if (bp.kv_on_device && !(*backend)->kv_write)
-        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "backend %s keeps the KV cache but has no kv_write", (*backend)->name);
+    if (bp.kv_on_device && (!(*backend)->kv_write || !(*backend)->kv_copy || !(*backend)->kv_read))
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "backend %s keeps the KV cache but lacks kv_write, kv_copy or kv_read",
+                       (*backend)->name);
     ea_sizer sz = {0, false};
     memset(lay, 0, sizeof *lay);
     lay->ctx_off = ea_sizer_add(&sz, 1, sizeof(struct edgeattn_context), EDGEATTN_ALIGNMENT);
@@ -145,19 +217,24 @@ edgeattn_status ea_plan_layout(const edgeattn_config *cfg, const ea_backend_ops 
         if (!bp.kv_on_device) {
             const int32_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
             size_t rows;
-            bool ok = ea_mul_ok((size_t)cfg->max_batch, (size_t)cfg->max_kv_heads, &rows) &&
+            bool ok = ea_mul_ok((size_t)cfg->num_layers, (size_t)cfg->max_batch, &rows) &&
+                      ea_mul_ok(rows, (size_t)cfg->max_kv_heads, &rows) &&
                       ea_mul_ok(rows, (size_t)cap, &rows) && ea_mul_ok(rows, (size_t)cfg->max_head_dim, &rows);
             if (!ok)
                 sz.overflow = true;
             lay->kv_k_off = ea_sizer_add(&sz, rows, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
             lay->kv_v_off = ea_sizer_add(&sz, rows, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
         }
-        lay->kv_total_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, sizeof(int64_t), 64);
-        lay->kv_held_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, sizeof(int32_t), 64);
+        const size_t seqs = (size_t)cfg->num_layers * (size_t)cfg->max_batch; /* <= 2^10 * 2^31: no overflow */
+        lay->kv_total_off = ea_sizer_add(&sz, seqs, sizeof(int64_t), 64);
+        lay->kv_held_off = ea_sizer_add(&sz, seqs, sizeof(int32_t), 64);
         kv_bytes = bp.kv_on_device ? bp.kv_device_bytes : sz.total - before;
     }
     lay->kv_on_device = bp.kv_on_device;
     lay->lens_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, sizeof(int32_t), 64);
+    lay->ids_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, sizeof(int32_t), 64);
+    lay->qlens_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, sizeof(int32_t), 64);
+    lay->mark_off = ea_sizer_add(&sz, (size_t)cfg->max_batch, 1, 64);
     lay->backend_off = ea_sizer_add(&sz, 1, bp.host_bytes, EDGEATTN_ALIGNMENT);
     lay->backend_bytes = bp.host_bytes;
     if (sz.overflow)

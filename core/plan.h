@@ -10,6 +10,9 @@ typedef struct ea_layout {
     size_t kv_k_off, kv_v_off, kv_total_off, kv_held_off;
     bool kv_on_device; /* k/v storage is the backend's (kv_k_off, kv_v_off unused) */
     size_t lens_off;   /* [max_batch] int32: the copy of a call's kv_lens / n_new */
+    size_t ids_off;    /* [max_batch] int32: the copy of a call's seq_ids */
+    size_t qlens_off;  /* [max_batch] int32: the copy of a decode's q_lens */
+    size_t mark_off;   /* [max_batch] bytes, zero between calls: repeated seq ids */
     size_t backend_off, backend_bytes;
     size_t total;
 } ea_layout;

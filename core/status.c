@@ -33,6 +33,7 @@ EDGEATTN_API const char *edgeattn_status_string(edgeattn_status status)
     case EDGEATTN_ERR_UNSUPPORTED: return "unsupported request";
     case EDGEATTN_ERR_SYSTEM: return "system resource error";
     case EDGEATTN_ERR_INTERNAL: return "internal error";
+    case EDGEATTN_ERR_LAYER: return "layer index out of range";
     }
     return "unknown status";
 }

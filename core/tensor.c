@@ -88,7 +88,22 @@ edgeattn_status ea_check_finite(edgeattn_context *ctx, const char *name, const e
     return EDGEATTN_OK;
 }
 
+static edgeattn_status check_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed,
+                                    size_t *extent, bool broadcast_ok);
+
 edgeattn_status ea_check_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed, size_t *extent)
+{
+    return check_tensor(msg, name, t, allowed, extent, false);
+}
+
+edgeattn_status ea_check_input_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed,
+                                      size_t *extent)
+{
+    return check_tensor(msg, name, t, allowed, extent, true);
+}
+
+static edgeattn_status check_tensor(char *msg, const char *name, const edgeattn_tensor *t, unsigned allowed,
+                                    size_t *extent, bool broadcast_ok)
 {
     if (!t)
         return ea_fail(msg, EDGEATTN_ERR_NULL_ARG, "%s: tensor pointer is NULL", name);
@@ -132,7 +147,7 @@ edgeattn_status ea_check_tensor(char *msg, const char *name, const edgeattn_tens
      * the whole extent of the dims inside it. */
     int order[4], n = 0;
     for (int i = 0; i < 4; i++)
-        if (t->shape[i] > 1)
+        if (t->shape[i] > 1 && !(broadcast_ok && i < 3 && t->stride[i] == 0)) /* a broadcast dim reads one row */
             order[n++] = i;
     for (int a = 1; a < n; a++) /* insertion sort by stride */
         for (int b = a; b > 0 && t->stride[order[b]] < t->stride[order[b - 1]]; b--) {
@@ -235,7 +250,7 @@ static edgeattn_status check_q_out(edgeattn_context *ctx, const edgeattn_tensor 
                                    const edgeattn_params *p, size_t *q_ext, size_t *o_ext, size_t *l_ext)
 {
     char *msg = ctx->msg;
-    TRY(ea_check_tensor(msg, "q", q, EA_DTYPES_FLOAT, q_ext));
+    TRY(ea_check_input_tensor(msg, "q", q, EA_DTYPES_FLOAT, q_ext));
     TRY(ea_check_tensor(msg, "out", out, EA_DTYPES_FLOAT, o_ext));
     TRY(ea_check_memory(ctx, "q", q));
     TRY(ea_check_memory(ctx, "out", out));
@@ -289,8 +304,8 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     size_t q_ext = 0, k_ext = 0, v_ext = 0, o_ext = 0, l_ext = 0;
     TRY(check_params(msg, p));
     TRY(check_q_out(ctx, q, out, p, &q_ext, &o_ext, &l_ext));
-    TRY(ea_check_tensor(msg, "k", k, EA_DTYPES_FLOAT, &k_ext));
-    TRY(ea_check_tensor(msg, "v", v, EA_DTYPES_FLOAT, &v_ext));
+    TRY(ea_check_input_tensor(msg, "k", k, EA_DTYPES_FLOAT, &k_ext));
+    TRY(ea_check_input_tensor(msg, "v", v, EA_DTYPES_FLOAT, &v_ext));
     TRY(ea_check_memory(ctx, "k", k));
     TRY(ea_check_memory(ctx, "v", v));
     if (k->dtype != v->dtype)
@@ -330,7 +345,7 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     if (p->bias) {
         const edgeattn_tensor *bt = p->bias;
         size_t b_ext;
-        TRY(ea_check_tensor(msg, "bias", bt, EA_DTYPES_F32, &b_ext));
+        TRY(ea_check_input_tensor(msg, "bias", bt, EA_DTYPES_F32, &b_ext));
         TRY(ea_check_memory(ctx, "bias", bt));
         if ((bt->shape[0] != 1 && bt->shape[0] != B) || (bt->shape[1] != 1 && bt->shape[1] != q->shape[1]) ||
             bt->shape[2] != q->shape[2] || bt->shape[3] != Nkv)
@@ -365,14 +380,16 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     return EDGEATTN_OK;
 }
 
-edgeattn_status ea_validate_decode(edgeattn_context *ctx, const edgeattn_tensor *q, edgeattn_tensor *out,
-                                   const edgeattn_params *p, ea_attn_call *call)
+edgeattn_status ea_validate_decode(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const int32_t *q_lens,
+                                   const edgeattn_tensor *q, edgeattn_tensor *out, const edgeattn_params *p,
+                                   ea_attn_call *call)
 {
     char *msg = ctx->msg;
     const ea_kv_cache *kv = &ctx->kv;
     size_t q_ext = 0, o_ext = 0, l_ext = 0;
     if (!kv->enabled)
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "decode: no KV cache planned (set EDGEATTN_FLAG_KV_CACHE)");
+    TRY(ea_check_layer(ctx, "decode", layer));
     TRY(check_params(msg, p));
     if (p->kv_lens)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: kv_lens must be NULL (the cache knows its lengths)");
@@ -387,15 +404,30 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, const edgeattn_tensor 
     if (q->shape[1] % kv->heads != 0)
         return ea_fail(msg, EDGEATTN_ERR_GQA_RATIO, "q heads %lld not a multiple of KV cache heads %d",
                        (long long)q->shape[1], (int)kv->heads);
-    for (int64_t b = 0; b < q->shape[0]; b++)
-        if (kv->held[b] < q->shape[2])
-            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: sequence %lld holds %d tokens, fewer than Nq = %lld",
-                           (long long)b, (int)kv->held[b], (long long)q->shape[2]);
+    const int64_t B = q->shape[0], Nq = q->shape[2];
+    TRY(ea_take_seq_ids(ctx, "decode", seq_ids, B));
+    if (q_lens)
+        memcpy(ctx->qlens, q_lens, sizeof(int32_t) * (size_t)B); /* read once */
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t nq = q_lens ? ctx->qlens[b] : Nq;
+        const int32_t held = kv->held[ea_kv_idx(kv, layer, ctx->ids[b])];
+        if (q_lens && (nq < 1 || nq > Nq))
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: q_lens[%lld] = %lld outside [1, Nq = %lld]",
+                           (long long)b, (long long)nq, (long long)Nq);
+        if (held < nq)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "decode: layer %d sequence %d holds %d tokens, fewer than its %lld queries", (int)layer,
+                           (int)ctx->ids[b], (int)held, (long long)nq);
+    }
     if (p->check_finite)
         TRY(ea_check_finite(ctx, "q", q, false));
     memset(call, 0, sizeof *call);
     fill_common(call, q, out, p);
     call->decode = true;
+    call->layer = layer;
+    call->seq_ids = ctx->ids;
+    call->q_lens = q_lens ? ctx->qlens : NULL;
+    call->rope = ctx->rope.style != EDGEATTN_ROPE_NONE ? &ctx->rope : NULL;
     call->Hkv = kv->heads;
     call->Nkv = kv->cap;
     call->group = call->Hq / call->Hkv;
@@ -420,10 +452,13 @@ int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg s
         return n > 0 ? 1 : 0;
     }
     const ea_kv_cache *kv = c->cache;
-    const int64_t t = kv->total[b];
-    const int32_t held = kv->held[b];
+    const int32_t seq = c->seq_ids[b];
+    const size_t at = ea_kv_idx(kv, c->layer, seq);
+    const int64_t t = kv->total[at];
+    const int32_t held = kv->held[at];
     *total = t;
-    const size_t head_off = ((size_t)b * (size_t)kv->heads + (size_t)h) * (size_t)kv->cap * (size_t)kv->dim;
+    const size_t head_off = (size_t)c->layer * kv->layer_elems +
+                            ((size_t)seq * (size_t)kv->heads + (size_t)h) * (size_t)kv->cap * (size_t)kv->dim;
     const char *kb = (const char *)kv->k + head_off * es, *vb = (const char *)kv->v + head_off * es;
     if (held == 0)
         return 0;

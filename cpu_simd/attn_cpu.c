@@ -79,9 +79,12 @@ static void write_rows(const ea_attn_call *c, int32_t b, int32_t kvh, int32_t r0
                        const float *m, const float *l)
 {
     const int32_t D = c->D;
+    const int32_t nq = c->q_lens ? c->q_lens[b] : c->Nq;
     for (int32_t r = 0; r < R; r++) {
         int32_t h, i;
         row_coords(c, kvh, r0 + r, &h, &i);
+        if (i >= nq)
+            continue; /* past this sequence's queries (ragged decode): not written */
         const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
         const ptrdiff_t off = toff(c->out, b, h, i);
         const float *orow = o + (size_t)r * (size_t)D;
@@ -132,14 +135,19 @@ static void attn_task(void *arg, int64_t t, int thread)
     const int nseg = ea_call_kv_segments(c, b, kvh, segs, &total);
     const int64_t first = nseg ? segs[0].pos0 : total;
 
-    /* 1. rows: visible intervals, scaled queries, fresh statistics */
+    /* 1. rows: visible intervals, scaled (and rotated) queries, fresh statistics */
     int64_t ulo = INT64_MAX, uhi = INT64_MIN;
     const size_t qes = ea_dtype_size(c->q->dtype);
+    const int32_t nq = c->q_lens ? c->q_lens[b] : c->Nq;
+    float cs[EA_MAX_HEAD_DIM];
+    int32_t cs_i = -1; /* the query index cs holds the angles of (rows are query-major) */
     for (int32_t r = 0; r < R; r++) {
         int32_t h, i;
         row_coords(c, kvh, r0 + r, &h, &i);
-        const int64_t qpos = i + total - c->Nq;
+        const int64_t qpos = i + total - nq;
         int64_t a = first, z = total - 1;
+        if (i >= nq) /* past this sequence's queries (ragged decode): sees nothing, not written */
+            a = 1, z = 0;
         if (c->causal)
             z = imin(z, qpos);
         if (c->window_left >= 0)
@@ -162,6 +170,13 @@ static void attn_task(void *arg, int64_t t, int thread)
             const char *src = (const char *)c->q->data + (size_t)qo * qes;
             for (int32_t d = 0; d < D; d++)
                 qr[d] = ea_load_f32(src, c->q->dtype, d) * c->scale;
+        }
+        if (c->rope && i < nq) {
+            if (cs_i != i) {
+                ea_rope_angles(c->rope, qpos, cs);
+                cs_i = i;
+            }
+            ea_rope_apply(c->rope, cs, qr);
         }
         m[r] = -INFINITY;
         l[r] = 0.0f;
@@ -303,7 +318,8 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
     if (st->threads > 1 && base < 2 * (int64_t)st->threads) { /* too few items: split the KV length */
         int64_t longest = 0; /* keys of the longest sequence */
         for (int32_t b = 0; b < c->B; b++) {
-            const int64_t n = c->decode ? c->cache->held[b] : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
+            const int64_t n = c->decode ? c->cache->held[ea_kv_idx(c->cache, c->layer, c->seq_ids[b])]
+                                        : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
             longest = imax(longest, n);
         }
         int64_t ns = ea_cpu_part_items(st->threads) / base; /* >= 2, and fits the planned slots */

@@ -137,12 +137,12 @@ static int converse(edgeattn_context *ctx, int prompt, int steps, double tol)
     /* prefill: the prompt's K/V go into the cache, then the prompt attends to itself */
     make_tokens(0, prompt);
     edgeattn_tensor k = history_rows(hist_k, 0, prompt), v = history_rows(hist_v, 0, prompt);
-    if (failed(edgeattn_kv_append(ctx, &k, &v, NULL, 0), "edgeattn_kv_append (prompt)", ctx, NULL))
+    if (failed(edgeattn_kv_append(ctx, 0, NULL, &k, &v, NULL, 0), "edgeattn_kv_append (prompt)", ctx, NULL))
         return 1;
     edgeattn_tensor tq = edgeattn_tensor_bhsd(q, EDGEATTN_F32, 1, HQ, MAX_PROMPT, D);
     edgeattn_tensor to = edgeattn_tensor_bhsd(out, EDGEATTN_F32, 1, HQ, MAX_PROMPT, D);
     tq.shape[2] = to.shape[2] = prompt; /* the first `prompt` rows of each head */
-    if (failed(edgeattn_decode(ctx, &tq, &to, &causal), "edgeattn_decode (prompt)", ctx, NULL))
+    if (failed(edgeattn_decode(ctx, 0, NULL, NULL, &tq, &to, &causal), "edgeattn_decode (prompt)", ctx, NULL))
         return 1;
     double err = check_rows(0, prompt);
     worst = err > worst ? err : worst;
@@ -157,8 +157,8 @@ static int converse(edgeattn_context *ctx, int prompt, int steps, double tol)
         make_tokens(pos, 1); /* (a real model computes these from the previous output) */
         k = history_rows(hist_k, pos, 1);
         v = history_rows(hist_v, pos, 1);
-        if (failed(edgeattn_kv_append(ctx, &k, &v, NULL, 0), "edgeattn_kv_append (token)", ctx, NULL) ||
-            failed(edgeattn_decode(ctx, &tq, &to, &one), "edgeattn_decode (token)", ctx, NULL))
+        if (failed(edgeattn_kv_append(ctx, 0, NULL, &k, &v, NULL, 0), "edgeattn_kv_append (token)", ctx, NULL) ||
+            failed(edgeattn_decode(ctx, 0, NULL, NULL, &tq, &to, &one), "edgeattn_decode (token)", ctx, NULL))
             return 1;
         err = check_rows(pos, 1);
         worst = err > worst ? err : worst;
@@ -169,7 +169,7 @@ static int converse(edgeattn_context *ctx, int prompt, int steps, double tol)
     }
 
     int64_t total = 0;
-    if (failed(edgeattn_kv_length(ctx, 0, &total, NULL), "edgeattn_kv_length", ctx, NULL))
+    if (failed(edgeattn_kv_length(ctx, 0, 0, &total, NULL), "edgeattn_kv_length", ctx, NULL))
         return 1;
     if (total != prompt + steps) {
         fprintf(stderr, "chat_decode: the cache holds %lld tokens, expected %d\n", (long long)total, prompt + steps);
@@ -212,9 +212,9 @@ int main(void)
     if (rc == 0) {
         /* the cache is full: one more token is refused and nothing changes */
         edgeattn_tensor k = history_rows(hist_k, 0, 1), v = history_rows(hist_v, 0, 1);
-        const edgeattn_status st = edgeattn_kv_append(ctx, &k, &v, NULL, 0);
+        const edgeattn_status st = edgeattn_kv_append(ctx, 0, NULL, &k, &v, NULL, 0);
         int64_t total = 0;
-        edgeattn_kv_length(ctx, 0, &total, NULL);
+        edgeattn_kv_length(ctx, 0, 0, &total, NULL);
         if (st != EDGEATTN_ERR_CAPACITY || total != MAX_TOKENS) {
             fprintf(stderr, "chat_decode: appending to a full cache gave %s and %lld tokens\n",
                     edgeattn_status_string(st), (long long)total);

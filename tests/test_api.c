@@ -332,10 +332,10 @@ static void test_create_with_exact_caller_buffer(void **state)
     const double e = naive_err(q, k, v, o, B, Hq, Hkv, N, N, D, 1);
     if (!(e < 1e-5))
         fail_msg("attention in a caller buffer: error %g vs a naive attention", e);
-    assert_int_equal(edgeattn_kv_append(ctx, &tk, &tv, NULL, 0), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &tk, &tv, NULL, 0), EDGEATTN_OK);
     edgeattn_tensor tq1 = edgeattn_tensor_bhsd(q, EDGEATTN_F32, B, Hq, 1, D);
     edgeattn_tensor to1 = edgeattn_tensor_bhsd(o, EDGEATTN_F32, B, Hq, 1, D);
-    assert_int_equal(edgeattn_decode(ctx, &tq1, &to1, NULL), EDGEATTN_OK);
+    assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &tq1, &to1, NULL), EDGEATTN_OK);
     edgeattn_destroy(ctx);
     for (size_t i = 0; i < guard; i++)
         if (mem[i] != 0xa5)
@@ -422,7 +422,7 @@ static void script_step(script *s, edgeattn_context *ctx, int step)
         int32_t n_new[8];
         for (int b = 0; b < B; b++)
             n_new[b] = 1 + (step + b * 7) % N;
-        const edgeattn_status st = edgeattn_kv_append(ctx, &k, &v, n_new, 0);
+        const edgeattn_status st = edgeattn_kv_append(ctx, 0, NULL, &k, &v, n_new, 0);
         if (st == EDGEATTN_ERR_CAPACITY)
             assert_int_equal(edgeattn_kv_reset(ctx, -1), EDGEATTN_OK);
         else
@@ -433,7 +433,7 @@ static void script_step(script *s, edgeattn_context *ctx, int step)
         int32_t held = 1 << 30;
         for (int b = 0; b < B; b++) {
             int32_t h;
-            assert_int_equal(edgeattn_kv_length(ctx, b, NULL, &h), EDGEATTN_OK);
+            assert_int_equal(edgeattn_kv_length(ctx, 0, b, NULL, &h), EDGEATTN_OK);
             held = h < held ? h : held;
         }
         if (held < 1)
@@ -442,7 +442,7 @@ static void script_step(script *s, edgeattn_context *ctx, int step)
         edgeattn_tensor q = edgeattn_tensor_bhsd(s->q, EDGEATTN_F32, B, Hq, nq, D);
         edgeattn_tensor to = edgeattn_tensor_bhsd(o, EDGEATTN_F32, B, Hq, nq, D);
         p.causal = 1;
-        assert_int_equal(edgeattn_decode(ctx, &q, &to, &p), EDGEATTN_OK);
+        assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &q, &to, &p), EDGEATTN_OK);
         s->nrec += (size_t)B * Hq * nq * D;
         break;
     }
@@ -501,12 +501,12 @@ static void test_two_contexts_do_not_interfere(void **state)
     assert_string_equal(edgeattn_message_of(ca), msg_a);
     /* and the KV caches are separate */
     int64_t ta, tb;
-    assert_int_equal(edgeattn_kv_length(ca, 0, &ta, NULL), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(ca, 0, 0, &ta, NULL), EDGEATTN_OK);
     assert_int_equal(edgeattn_kv_reset(cb, -1), EDGEATTN_OK);
     int64_t ta2;
-    assert_int_equal(edgeattn_kv_length(ca, 0, &ta2, NULL), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(ca, 0, 0, &ta2, NULL), EDGEATTN_OK);
     assert_int_equal(ta, ta2);
-    assert_int_equal(edgeattn_kv_length(cb, 0, &tb, NULL), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(cb, 0, 0, &tb, NULL), EDGEATTN_OK);
     assert_int_equal(tb, 0);
     edgeattn_destroy(ca);
     edgeattn_destroy(cb);
@@ -738,7 +738,7 @@ static void test_kv_lengths(void **state)
     for (int b = 0; b < 3; b++) {
         int64_t t = -1;
         int32_t h = -1;
-        assert_int_equal(edgeattn_kv_length(ctx, b, &t, &h), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_length(ctx, 0, b, &t, &h), EDGEATTN_OK);
         assert_int_equal(t, 0);
         assert_int_equal(h, 0);
     }
@@ -747,42 +747,42 @@ static void test_kv_lengths(void **state)
     const int32_t n1[3] = {7, 3, 0};
     int64_t want_total[3] = {0, 0, 0};
     for (int round = 0; round < 4; round++) {
-        assert_int_equal(edgeattn_kv_append(ctx, &tk, &tk, n1, 0), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &tk, &tk, n1, 0), EDGEATTN_OK);
         for (int b = 0; b < 3; b++) {
             want_total[b] += n1[b];
             int64_t t;
             int32_t h;
-            assert_int_equal(edgeattn_kv_length(ctx, b, &t, &h), EDGEATTN_OK);
+            assert_int_equal(edgeattn_kv_length(ctx, 0, b, &t, &h), EDGEATTN_OK);
             assert_int_equal(t, want_total[b]);
             assert_int_equal(h, want_total[b] < 10 ? want_total[b] : 10);
         }
     }
     /* batch smaller than max_batch: only the first sequences */
     edgeattn_tensor t1 = edgeattn_tensor_bshd(k, EDGEATTN_F32, 1, 2, 7, 32);
-    assert_int_equal(edgeattn_kv_append(ctx, &t1, &t1, NULL, 0), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &t1, &t1, NULL, 0), EDGEATTN_OK);
     want_total[0] += 7;
     int64_t t;
     int32_t h;
-    assert_int_equal(edgeattn_kv_length(ctx, 0, &t, &h), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(ctx, 0, 0, &t, &h), EDGEATTN_OK);
     assert_int_equal(t, want_total[0]);
-    assert_int_equal(edgeattn_kv_length(ctx, 1, &t, &h), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(ctx, 0, 1, &t, &h), EDGEATTN_OK);
     assert_int_equal(t, want_total[1]);
     /* reset one, then all */
     assert_int_equal(edgeattn_kv_reset(ctx, 1), EDGEATTN_OK);
-    assert_int_equal(edgeattn_kv_length(ctx, 1, &t, &h), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(ctx, 0, 1, &t, &h), EDGEATTN_OK);
     assert_int_equal(t, 0);
     assert_int_equal(h, 0);
-    assert_int_equal(edgeattn_kv_length(ctx, 0, &t, &h), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(ctx, 0, 0, &t, &h), EDGEATTN_OK);
     assert_int_equal(t, want_total[0]);
     assert_int_equal(edgeattn_kv_reset(ctx, -1), EDGEATTN_OK);
     for (int b = 0; b < 3; b++) {
-        assert_int_equal(edgeattn_kv_length(ctx, b, &t, &h), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_length(ctx, 0, b, &t, &h), EDGEATTN_OK);
         assert_int_equal(t, 0);
         assert_int_equal(h, 0);
     }
     /* after a full reset the cache takes another head dim */
     edgeattn_tensor t16 = edgeattn_tensor_bhsd(k, EDGEATTN_F32, 1, 1, 7, 16);
-    assert_int_equal(edgeattn_kv_append(ctx, &t16, &t16, NULL, 0), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &t16, &t16, NULL, 0), EDGEATTN_OK);
     edgeattn_destroy(ctx);
     free(k);
 }

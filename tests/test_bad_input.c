@@ -47,7 +47,7 @@ static void snapshot_all(fx *F)
         F->snap[i] = tc_snapshot(buffers(F, i));
     }
     for (int b = 0; b < B; b++)
-        assert_int_equal(edgeattn_kv_length(F->ctx, b, &F->total[b], &F->held[b]), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_length(F->ctx, 0, b, &F->total[b], &F->held[b]), EDGEATTN_OK);
 }
 
 static void reset_outputs(fx *F)
@@ -107,9 +107,9 @@ static int setup(void **state)
     F->kv_lens[0] = NKV;
     F->kv_lens[1] = 7;
     const int32_t n_new[B] = {10, 6};
-    assert_int_equal(edgeattn_kv_append(F->ctx, &F->ak.t, &F->av.t, n_new, 1), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_append(F->ctx, 0, NULL, &F->ak.t, &F->av.t, n_new, 1), EDGEATTN_OK);
     reset_outputs(F);
-    assert_int_equal(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_OK);
+    assert_int_equal(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_OK);
     F->dec_ref_first = tc_get(&F->outd.t, 0, 0, 0, 0);
     reset_outputs(F);
     snapshot_all(F);
@@ -148,7 +148,7 @@ static void check_untouched(fx *F, const char *expr, int line)
     for (int b = 0; b < B; b++) {
         int64_t t;
         int32_t h;
-        assert_int_equal(edgeattn_kv_length(F->ctx, b, &t, &h), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_length(F->ctx, 0, b, &t, &h), EDGEATTN_OK);
         if (t != F->total[b] || h != F->held[b])
             fail_msg("line %d: %s failed but changed KV sequence %d from (%lld, %d) to (%lld, %d)", line, expr, b,
                      (long long)F->total[b], (int)F->held[b], (long long)t, (int)h);
@@ -169,7 +169,7 @@ static void check_usable(fx *F, const char *expr, int line)
     char why[256];
     if (!tc_check_written(&F->out, "out", why, sizeof why))
         fail_msg("line %d: after %s: %s", line, expr, why);
-    st = edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd);
+    st = edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd);
     if (st != EDGEATTN_OK)
         fail_msg("line %d: after %s a valid decode returned %d (%s): %s", line, expr, (int)st, st_name(st),
                  edgeattn_message_of(F->ctx));
@@ -300,34 +300,34 @@ static void test_null_kv_and_decode(void **state)
 {
     FX;
     edgeattn_tensor k = F->ak.t, v = F->av.t, q = F->qd.t, o = F->outd.t;
-    EXPECT_NOCTX(edgeattn_kv_append(NULL, &k, &v, NULL, 0), EDGEATTN_ERR_NULL_ARG);
-    EXPECT(edgeattn_kv_append(F->ctx, NULL, &v, NULL, 0), EDGEATTN_ERR_NULL_ARG);
-    EXPECT(edgeattn_kv_append(F->ctx, &k, NULL, NULL, 0), EDGEATTN_ERR_NULL_ARG);
+    EXPECT_NOCTX(edgeattn_kv_append(NULL, 0, NULL, &k, &v, NULL, 0), EDGEATTN_ERR_NULL_ARG);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, NULL, &v, NULL, 0), EDGEATTN_ERR_NULL_ARG);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &k, NULL, NULL, 0), EDGEATTN_ERR_NULL_ARG);
     k.data = NULL;
-    EXPECT(edgeattn_kv_append(F->ctx, &k, &v, NULL, 0), EDGEATTN_ERR_NULL_ARG);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &k, &v, NULL, 0), EDGEATTN_ERR_NULL_ARG);
     k = F->ak.t, v.data = NULL;
-    EXPECT(edgeattn_kv_append(F->ctx, &k, &v, NULL, 0), EDGEATTN_ERR_NULL_ARG);
-    EXPECT_NOCTX(edgeattn_decode(NULL, &q, &o, &F->pd), EDGEATTN_ERR_NULL_ARG);
-    EXPECT(edgeattn_decode(F->ctx, NULL, &o, &F->pd), EDGEATTN_ERR_NULL_ARG);
-    EXPECT(edgeattn_decode(F->ctx, &q, NULL, &F->pd), EDGEATTN_ERR_NULL_ARG);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &k, &v, NULL, 0), EDGEATTN_ERR_NULL_ARG);
+    EXPECT_NOCTX(edgeattn_decode(NULL, 0, NULL, NULL, &q, &o, &F->pd), EDGEATTN_ERR_NULL_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, NULL, &o, &F->pd), EDGEATTN_ERR_NULL_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &q, NULL, &F->pd), EDGEATTN_ERR_NULL_ARG);
     q.data = NULL;
-    EXPECT(edgeattn_decode(F->ctx, &q, &o, &F->pd), EDGEATTN_ERR_NULL_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &q, &o, &F->pd), EDGEATTN_ERR_NULL_ARG);
     q = F->qd.t, o.data = NULL;
-    EXPECT(edgeattn_decode(F->ctx, &q, &o, &F->pd), EDGEATTN_ERR_NULL_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &q, &o, &F->pd), EDGEATTN_ERR_NULL_ARG);
     o = F->outd.t;
     edgeattn_tensor lse = F->lsed.t;
     lse.data = NULL;
     F->pd.lse = &lse;
-    EXPECT(edgeattn_decode(F->ctx, &q, &o, &F->pd), EDGEATTN_ERR_NULL_ARG);
-    EXPECT(edgeattn_decode(F->ctx, &q, &o, NULL), EDGEATTN_OK); /* defaults */
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &q, &o, &F->pd), EDGEATTN_ERR_NULL_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &q, &o, NULL), EDGEATTN_OK); /* defaults */
     int64_t t;
     int32_t h;
     EXPECT_NOCTX(edgeattn_kv_reset(NULL, 0), EDGEATTN_ERR_NULL_ARG);
-    EXPECT_NOCTX(edgeattn_kv_length(NULL, 0, &t, &h), EDGEATTN_ERR_NULL_ARG);
-    assert_int_equal(edgeattn_kv_length(F->ctx, 0, NULL, NULL), EDGEATTN_OK); /* both optional */
-    assert_int_equal(edgeattn_kv_length(F->ctx, 1, &t, NULL), EDGEATTN_OK);
+    EXPECT_NOCTX(edgeattn_kv_length(NULL, 0, 0, &t, &h), EDGEATTN_ERR_NULL_ARG);
+    assert_int_equal(edgeattn_kv_length(F->ctx, 0, 0, NULL, NULL), EDGEATTN_OK); /* both optional */
+    assert_int_equal(edgeattn_kv_length(F->ctx, 0, 1, &t, NULL), EDGEATTN_OK);
     assert_int_equal(t, F->total[1]);
-    assert_int_equal(edgeattn_kv_length(F->ctx, 1, NULL, &h), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(F->ctx, 0, 1, NULL, &h), EDGEATTN_OK);
     assert_int_equal(h, F->held[1]);
     edgeattn_backend_info info;
     EXPECT_NOCTX(edgeattn_get_backend_info(NULL, &info), EDGEATTN_ERR_NULL_ARG);
@@ -390,10 +390,10 @@ static void test_zero_and_negative_sizes(void **state)
             edgeattn_tensor ak = F->ak.t, av = F->av.t;
             ak.shape[i] = bad[j];
             av.shape[i] = bad[j];
-            EXPECT(edgeattn_kv_append(F->ctx, &ak, &av, NULL, 0), EDGEATTN_ERR_INVALID_ARG);
+            EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &av, NULL, 0), EDGEATTN_ERR_INVALID_ARG);
             edgeattn_tensor qd = F->qd.t, od = F->outd.t;
             qd.shape[i] = bad[j];
-            EXPECT(edgeattn_decode(F->ctx, &qd, &od, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+            EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &qd, &od, &F->pd), EDGEATTN_ERR_INVALID_ARG);
         }
 }
 
@@ -468,20 +468,20 @@ static void test_shape_mismatch(void **state)
     /* decode: out differs from q; q head dim differs from the cache's */
     edgeattn_tensor qd = F->qd.t, od = F->outd.t;
     od.shape[2] = 1;
-    EXPECT(edgeattn_decode(F->ctx, &qd, &od, &F->pd), EDGEATTN_ERR_SHAPE_MISMATCH);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &qd, &od, &F->pd), EDGEATTN_ERR_SHAPE_MISMATCH);
     od = F->outd.t;
     qd.shape[3] = od.shape[3] = 32;
-    EXPECT(edgeattn_decode(F->ctx, &qd, &od, &F->pd), EDGEATTN_ERR_SHAPE_MISMATCH);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &qd, &od, &F->pd), EDGEATTN_ERR_SHAPE_MISMATCH);
     /* kv_append: k and v shapes differ; heads or head dim differ from what the cache holds */
     edgeattn_tensor ak = F->ak.t, av = F->av.t;
     av.shape[2] = 9;
-    EXPECT(edgeattn_kv_append(F->ctx, &ak, &av, NULL, 0), EDGEATTN_ERR_SHAPE_MISMATCH);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &av, NULL, 0), EDGEATTN_ERR_SHAPE_MISMATCH);
     av = F->av.t;
     ak.shape[1] = av.shape[1] = 1;
-    EXPECT(edgeattn_kv_append(F->ctx, &ak, &av, NULL, 0), EDGEATTN_ERR_SHAPE_MISMATCH);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &av, NULL, 0), EDGEATTN_ERR_SHAPE_MISMATCH);
     ak = F->ak.t, av = F->av.t;
     ak.shape[3] = av.shape[3] = 32;
-    EXPECT(edgeattn_kv_append(F->ctx, &ak, &av, NULL, 0), EDGEATTN_ERR_SHAPE_MISMATCH);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &av, NULL, 0), EDGEATTN_ERR_SHAPE_MISMATCH);
 }
 
 static void test_gqa_ratio(void **state)
@@ -501,7 +501,7 @@ static void test_gqa_ratio(void **state)
     EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, NULL), EDGEATTN_ERR_GQA_RATIO);
     edgeattn_tensor qd = F->qd.t, od = F->outd.t;
     qd.shape[1] = od.shape[1] = 3; /* decode: 3 query heads over the cache's 2 */
-    EXPECT(edgeattn_decode(F->ctx, &qd, &od, NULL), EDGEATTN_ERR_GQA_RATIO);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &qd, &od, NULL), EDGEATTN_ERR_GQA_RATIO);
 }
 
 static void test_head_dim(void **state)
@@ -528,8 +528,8 @@ static void test_head_dim(void **state)
         void *so = tc_snapshot(&o), *sod = tc_snapshot(&od);
         /* 512 and 264 are also beyond this context's max_head_dim 64: the head dim error comes first */
         EXPECT(edgeattn_attention(F->ctx, &q.t, &k.t, &v.t, &o.t, NULL), EDGEATTN_ERR_HEAD_DIM);
-        EXPECT(edgeattn_kv_append(F->ctx, &k.t, &v.t, NULL, 0), EDGEATTN_ERR_HEAD_DIM);
-        EXPECT(edgeattn_decode(F->ctx, &qd.t, &od.t, NULL), EDGEATTN_ERR_HEAD_DIM);
+        EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &k.t, &v.t, NULL, 0), EDGEATTN_ERR_HEAD_DIM);
+        EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &qd.t, &od.t, NULL), EDGEATTN_ERR_HEAD_DIM);
         assert_true(tc_unchanged(&o, so));
         assert_true(tc_unchanged(&od, sod));
         free(so);
@@ -558,10 +558,10 @@ static void test_dtype(void **state)
         EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, &F->p), EDGEATTN_ERR_DTYPE);
         edgeattn_tensor ak = F->ak.t, av = F->av.t;
         ak.dtype = dt;
-        EXPECT(edgeattn_kv_append(F->ctx, &ak, &av, NULL, 0), EDGEATTN_ERR_DTYPE);
+        EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &av, NULL, 0), EDGEATTN_ERR_DTYPE);
         edgeattn_tensor qd = F->qd.t, od = F->outd.t;
         od.dtype = dt;
-        EXPECT(edgeattn_decode(F->ctx, &qd, &od, &F->pd), EDGEATTN_ERR_DTYPE);
+        EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &qd, &od, &F->pd), EDGEATTN_ERR_DTYPE);
     }
     edgeattn_tensor q = Q, k = K, v = V, o = O;
     /* K and V must share a dtype (v viewed as f16 over its own buffer: half the bytes per element) */
@@ -579,7 +579,7 @@ static void test_dtype(void **state)
     edgeattn_tensor lsed = F->lsed.t;
     lsed.dtype = EDGEATTN_BF16;
     F->pd.lse = &lsed;
-    EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_DTYPE);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_DTYPE);
 }
 
 /* ---------------------------------------------------------------- strides and views */
@@ -592,8 +592,12 @@ static void test_stride_overlap(void **state)
     EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, &F->p), EDGEATTN_ERR_STRIDE);
     q = Q, o.stride[2] = 32; /* rows of 64 elements every 32 */
     EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, &F->p), EDGEATTN_ERR_STRIDE);
-    o = O, k.stride[2] = 0; /* every key the same row (k is read-only, but aliasing is refused) */
+    o = O, k.stride[2] = 32; /* rows of 64 keys every 32: partly overlapping rows (a stride of 0, a
+                              * broadcast, is allowed on inputs: test_broadcast_inputs) */
     EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, &F->p), EDGEATTN_ERR_STRIDE);
+    k = K, o.stride[1] = 0; /* an output may not broadcast */
+    EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, &F->p), EDGEATTN_ERR_STRIDE);
+    o = O;
     k = K, v.stride[0] = v.stride[1]; /* batch 1 on top of head 1 */
     EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, &F->p), EDGEATTN_ERR_STRIDE);
     v = V;
@@ -603,10 +607,10 @@ static void test_stride_overlap(void **state)
     EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, &F->p), EDGEATTN_ERR_STRIDE);
     edgeattn_tensor od = F->outd.t;
     od.stride[1] = 1; /* heads one element apart */
-    EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &od, &F->pd), EDGEATTN_ERR_STRIDE);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &od, &F->pd), EDGEATTN_ERR_STRIDE);
     edgeattn_tensor ak = F->ak.t;
     ak.stride[2] = 16;
-    EXPECT(edgeattn_kv_append(F->ctx, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_STRIDE);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_STRIDE);
 }
 
 static void test_stride_negative(void **state)
@@ -622,7 +626,7 @@ static void test_stride_negative(void **state)
         EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, &F->p), EDGEATTN_ERR_STRIDE);
         edgeattn_tensor ak = F->ak.t;
         ak.stride[i] = -F->ak.t.stride[i];
-        EXPECT(edgeattn_kv_append(F->ctx, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_STRIDE);
+        EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_STRIDE);
     }
 }
 
@@ -640,10 +644,10 @@ static void test_stride_last_dim(void **state)
         EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, &F->p), EDGEATTN_ERR_STRIDE);
         edgeattn_tensor av = F->av.t;
         av.stride[3] = bad[i];
-        EXPECT(edgeattn_kv_append(F->ctx, &F->ak.t, &av, NULL, 0), EDGEATTN_ERR_STRIDE);
+        EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &F->ak.t, &av, NULL, 0), EDGEATTN_ERR_STRIDE);
         edgeattn_tensor qd = F->qd.t;
         qd.stride[3] = bad[i];
-        EXPECT(edgeattn_decode(F->ctx, &qd, &F->outd.t, &F->pd), EDGEATTN_ERR_STRIDE);
+        EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &qd, &F->outd.t, &F->pd), EDGEATTN_ERR_STRIDE);
     }
 }
 
@@ -686,10 +690,10 @@ static void test_view_outside_bytes(void **state)
     EXPECT(edgeattn_attention(F->ctx, &q, &k, &v, &o, &F->p), EDGEATTN_ERR_STRIDE);
     edgeattn_tensor ak = F->ak.t;
     ak.bytes = extent_bytes(&ak) - es;
-    EXPECT(edgeattn_kv_append(F->ctx, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_STRIDE);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_STRIDE);
     edgeattn_tensor od = F->outd.t;
     od.bytes = extent_bytes(&od) - es;
-    EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &od, &F->pd), EDGEATTN_ERR_STRIDE);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &od, &F->pd), EDGEATTN_ERR_STRIDE);
     /* a view whose strides step past its buffer (shape fits, stride does not) */
     q = Q;
     q.stride[0] = Q.stride[0] * 4;
@@ -728,7 +732,7 @@ static void test_aliasing(void **state)
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_STRIDE);
     /* decode out on top of decode q */
     edgeattn_tensor od = F->qd.t;
-    EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &od, NULL), EDGEATTN_ERR_STRIDE);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &od, NULL), EDGEATTN_ERR_STRIDE);
     /* lse on top of the bias: the lse values would land in the caller's bias */
     reset_outputs(F);
     edgeattn_tensor lb = F->lse.t;
@@ -809,9 +813,9 @@ static void test_params_zero_initialised(void **state)
     assert_int_equal(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &z), EDGEATTN_ERR_INVALID_ARG);
     assert_non_null(strstr(edgeattn_message_of(F->ctx), "edgeattn_params_default"));
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &z), EDGEATTN_ERR_INVALID_ARG);
-    assert_int_equal(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &z), EDGEATTN_ERR_INVALID_ARG);
+    assert_int_equal(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &z), EDGEATTN_ERR_INVALID_ARG);
     assert_non_null(strstr(edgeattn_message_of(F->ctx), "edgeattn_params_default"));
-    EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &z), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &z), EDGEATTN_ERR_INVALID_ARG);
     edgeattn_params old = F->p;
     old.struct_version = EDGEATTN_STRUCT_VERSION - 1;
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &old), EDGEATTN_ERR_INVALID_ARG);
@@ -835,12 +839,12 @@ static void test_message_is_each_calls_own(void **state)
 #define OWN(call, want, word)                                                                                       do {                                                                                                               FAIL_FIRST();                                                                                                  const edgeattn_status st_ = (call);                                                                            const char *m_ = edgeattn_message_of(F->ctx);                                                                  if (st_ != (want) || !m_[0] || strcmp(m_, stale) == 0 || !strstr(m_, (word)))                                      fail_msg("line %d: %s returned %d with message \"%s\" (expected %d, its own message naming %s)",                        __LINE__, #call, (int)st_, m_, (int)(want), (word));                                          } while (0)
     int64_t t;
     int32_t h;
-    OWN(edgeattn_kv_length(F->ctx, B, &t, &h), EDGEATTN_ERR_INVALID_ARG, "kv_length");
-    OWN(edgeattn_kv_length(F->ctx, -1, &t, &h), EDGEATTN_ERR_INVALID_ARG, "kv_length");
+    OWN(edgeattn_kv_length(F->ctx, 0, B, &t, &h), EDGEATTN_ERR_INVALID_ARG, "kv_length");
+    OWN(edgeattn_kv_length(F->ctx, 0, -1, &t, &h), EDGEATTN_ERR_INVALID_ARG, "kv_length");
     OWN(edgeattn_kv_reset(F->ctx, B), EDGEATTN_ERR_INVALID_ARG, "kv_reset");
     OWN(edgeattn_get_backend_info(F->ctx, NULL), EDGEATTN_ERR_NULL_ARG, "info");
-    OWN(edgeattn_kv_append(F->ctx, NULL, &F->av.t, NULL, 0), EDGEATTN_ERR_NULL_ARG, "k");
-    OWN(edgeattn_decode(F->ctx, &F->qd.t, NULL, &F->pd), EDGEATTN_ERR_NULL_ARG, "out");
+    OWN(edgeattn_kv_append(F->ctx, 0, NULL, NULL, &F->av.t, NULL, 0), EDGEATTN_ERR_NULL_ARG, "k");
+    OWN(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, NULL, &F->pd), EDGEATTN_ERR_NULL_ARG, "out");
     edgeattn_memory mem;
     void *data;
     size_t off;
@@ -849,7 +853,7 @@ static void test_message_is_each_calls_own(void **state)
     OWN(edgeattn_measure_ceilings(F->ctx, NULL), EDGEATTN_ERR_NULL_ARG, "ceilings");
     /* and a success clears it */
     FAIL_FIRST();
-    assert_int_equal(edgeattn_kv_length(F->ctx, 0, &t, &h), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(F->ctx, 0, 0, &t, &h), EDGEATTN_OK);
     assert_string_equal(edgeattn_message_of(F->ctx), "");
     FAIL_FIRST();
     edgeattn_backend_info info;
@@ -898,7 +902,7 @@ static void test_beyond_plan(void **state)
     const int64_t kv_bad[][3] = {{B + 1, HKV, D}, {B, HKV * 2, D}, {B, HKV, 128}};
     for (size_t i = 0; i < 3; i++) {
         edgeattn_tensor k = edgeattn_tensor_bhsd(ip, EDGEATTN_F32, kv_bad[i][0], kv_bad[i][1], 3, kv_bad[i][2]);
-        EXPECT(edgeattn_kv_append(F->ctx, &k, &k, NULL, 0), EDGEATTN_ERR_CAPACITY);
+        EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &k, &k, NULL, 0), EDGEATTN_ERR_CAPACITY);
     }
     /* decode: more sequences, query heads, head dim or query rows than planned */
     const int64_t dec_bad[][4] = {{B + 1, HQ, 1, D}, {B, HQ * 2, 1, D}, {B, HQ, 1, 128}, {1, HQ, MAX_Q + 1, D}};
@@ -907,7 +911,7 @@ static void test_beyond_plan(void **state)
                                                  dec_bad[i][3]);
         edgeattn_tensor o = edgeattn_tensor_bhsd(op, EDGEATTN_F32, dec_bad[i][0], dec_bad[i][1], dec_bad[i][2],
                                                  dec_bad[i][3]);
-        EXPECT(edgeattn_decode(F->ctx, &q, &o, NULL), EDGEATTN_ERR_CAPACITY);
+        EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &q, &o, NULL), EDGEATTN_ERR_CAPACITY);
         assert_true(tc_unchanged(&outb, osnap));
     }
     free(osnap);
@@ -938,11 +942,11 @@ static void test_overflow(void **state)
     edgeattn_tensor ak = F->ak.t, av = F->av.t;
     ak.shape[2] = av.shape[2] = INT64_MAX / 4;
     ak.bytes = av.bytes = SIZE_MAX;
-    EXPECT(edgeattn_kv_append(F->ctx, &ak, &av, NULL, 0), EDGEATTN_ERR_OVERFLOW);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &av, NULL, 0), EDGEATTN_ERR_OVERFLOW);
     edgeattn_tensor qd = F->qd.t;
     qd.stride[1] = INT64_MAX;
     qd.bytes = SIZE_MAX;
-    EXPECT(edgeattn_decode(F->ctx, &qd, &F->outd.t, &F->pd), EDGEATTN_ERR_OVERFLOW);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &qd, &F->outd.t, &F->pd), EDGEATTN_ERR_OVERFLOW);
     /* a plan that does not fit in size_t */
     edgeattn_config cfg;
     edgeattn_config_default(&cfg);
@@ -968,9 +972,9 @@ static void test_window_invalid(void **state)
         F->p.window_right = bad[i];
         EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_INVALID_ARG);
         F->pd.window_left = bad[i];
-        EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+        EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
         F->pd.window_right = bad[i];
-        EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+        EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
     }
 }
 
@@ -985,9 +989,9 @@ static void test_kv_lens_invalid(void **state)
     /* kv_lens and bias have no meaning for decode (the cache knows its lengths) */
     const int32_t ok[B] = {1, 1};
     F->pd.kv_lens = ok;
-    EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
     F->pd.bias = &F->bias_t;
-    EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
 }
 
 static void test_params_invalid(void **state)
@@ -1000,9 +1004,9 @@ static void test_params_invalid(void **state)
         F->p.softcap = bad_f[i];
         EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_INVALID_ARG);
         F->pd.scale = bad_f[i];
-        EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+        EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
         F->pd.softcap = bad_f[i];
-        EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+        EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
     }
     F->p.causal = 2;
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_INVALID_ARG);
@@ -1013,9 +1017,9 @@ static void test_params_invalid(void **state)
     F->p.reserved[31] = 1;
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_INVALID_ARG);
     F->pd.reserved[0] = 1;
-    EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
     F->pd.causal = 3;
-    EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
     /* the tensor's memory kind and offset */
     edgeattn_tensor q = Q, o = O, ak = F->ak.t;
     q.memory = (edgeattn_memory)7;
@@ -1026,7 +1030,7 @@ static void test_params_invalid(void **state)
     o.offset = 64; /* only OpenCL tensors take an offset */
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &o, &F->p), EDGEATTN_ERR_INVALID_ARG);
     ak.memory = EDGEATTN_MEMORY_COUNT_;
-    EXPECT(edgeattn_kv_append(F->ctx, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_INVALID_ARG);
     /* device memory of a backend this context does not run on */
     edgeattn_backend_info info;
     assert_int_equal(edgeattn_get_backend_info(F->ctx, &info), EDGEATTN_OK);
@@ -1040,10 +1044,10 @@ static void test_params_invalid(void **state)
         EXPECT(edgeattn_attention(F->ctx, &q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_UNSUPPORTED);
         ak = F->ak.t;
         ak.memory = foreign[i];
-        EXPECT(edgeattn_kv_append(F->ctx, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_UNSUPPORTED);
+        EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &ak, &F->av.t, NULL, 0), EDGEATTN_ERR_UNSUPPORTED);
         edgeattn_tensor od = F->outd.t;
         od.memory = foreign[i];
-        EXPECT(edgeattn_decode(F->ctx, &F->qd.t, &od, &F->pd), EDGEATTN_ERR_UNSUPPORTED);
+        EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &od, &F->pd), EDGEATTN_ERR_UNSUPPORTED);
     }
 }
 
@@ -1088,14 +1092,14 @@ static void test_check_finite(void **state)
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_OK);
     /* decode: a NaN in q */
     F->pd.check_finite = 1;
-    WITH_VALUE(&F->qd.t, 1, 3, 1, 0, NAN, edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd),
+    WITH_VALUE(&F->qd.t, 1, 3, 1, 0, NAN, edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd),
                EDGEATTN_ERR_NONFINITE);
     /* kv_append: an Inf in sequence 1's v or a NaN in sequence 0's k: nothing is appended anywhere */
     WITH_VALUE(&F->av.t, 1, 0, 2, 5, INFINITY,
-               edgeattn_kv_append(F->ctx, &F->ak.t, &F->av.t, ((const int32_t[]){1, 3}), 1), EDGEATTN_ERR_NONFINITE);
-    WITH_VALUE(&F->ak.t, 0, 1, 0, 0, NAN, edgeattn_kv_append(F->ctx, &F->ak.t, &F->av.t, NULL, 1),
+               edgeattn_kv_append(F->ctx, 0, NULL, &F->ak.t, &F->av.t, ((const int32_t[]){1, 3}), 1), EDGEATTN_ERR_NONFINITE);
+    WITH_VALUE(&F->ak.t, 0, 1, 0, 0, NAN, edgeattn_kv_append(F->ctx, 0, NULL, &F->ak.t, &F->av.t, NULL, 1),
                EDGEATTN_ERR_NONFINITE);
-    EXPECT(edgeattn_kv_append(F->ctx, &F->ak.t, &F->av.t, NULL, 2), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &F->ak.t, &F->av.t, NULL, 2), EDGEATTN_ERR_INVALID_ARG);
 }
 
 /* ---------------------------------------------------------------- config, buffer, backend */
@@ -1283,28 +1287,28 @@ static void test_kv_overflow_no_window(void **state)
     tc_fill_random(&k, &r, -1, 1);
     tc_fill_random(&v, &r, -1, 1);
     const int32_t n1[B] = {10, MAX_KV - 6 + 1};
-    EXPECT(edgeattn_kv_append(F->ctx, &k.t, &v.t, n1, 0), EDGEATTN_ERR_CAPACITY);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &k.t, &v.t, n1, 0), EDGEATTN_ERR_CAPACITY);
     const int32_t n2[B] = {MAX_KV - 10 + 1, 0};
-    EXPECT(edgeattn_kv_append(F->ctx, &k.t, &v.t, n2, 0), EDGEATTN_ERR_CAPACITY);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &k.t, &v.t, n2, 0), EDGEATTN_ERR_CAPACITY);
     /* without n_new: 30 rows each overflow both */
-    EXPECT(edgeattn_kv_append(F->ctx, &k.t, &v.t, NULL, 1), EDGEATTN_ERR_CAPACITY);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &k.t, &v.t, NULL, 1), EDGEATTN_ERR_CAPACITY);
     /* filling exactly to capacity works; one more token does not */
     const int32_t n3[B] = {MAX_KV - 10, MAX_KV - 6};
-    assert_int_equal(edgeattn_kv_append(F->ctx, &k.t, &v.t, n3, 0), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_append(F->ctx, 0, NULL, &k.t, &v.t, n3, 0), EDGEATTN_OK);
     for (int b = 0; b < B; b++) {
         int64_t t;
         int32_t h;
-        assert_int_equal(edgeattn_kv_length(F->ctx, b, &t, &h), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_length(F->ctx, 0, b, &t, &h), EDGEATTN_OK);
         assert_int_equal(t, MAX_KV);
         assert_int_equal(h, MAX_KV);
     }
     F->dec_ref_first = NAN; /* the cache changed on purpose: recompute the decode check value */
-    assert_int_equal(edgeattn_decode(F->ctx, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_OK);
+    assert_int_equal(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_OK);
     F->dec_ref_first = tc_get(&F->outd.t, 0, 0, 0, 0);
     reset_outputs(F);
     snapshot_all(F);
     const int32_t n4[B] = {0, 1};
-    EXPECT(edgeattn_kv_append(F->ctx, &k.t, &v.t, n4, 0), EDGEATTN_ERR_CAPACITY);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &k.t, &v.t, n4, 0), EDGEATTN_ERR_CAPACITY);
     tc_tensor_free(&k);
     tc_tensor_free(&v);
 }
@@ -1314,14 +1318,14 @@ static void test_kv_append_invalid(void **state)
     FX;
     static const int32_t bad[][B] = {{-1, 0}, {0, 11}, {INT32_MIN, 1}, {1, INT32_MAX}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        EXPECT(edgeattn_kv_append(F->ctx, &F->ak.t, &F->av.t, bad[i], 0), EDGEATTN_ERR_INVALID_ARG);
-    EXPECT(edgeattn_kv_append(F->ctx, &F->ak.t, &F->av.t, NULL, -1), EDGEATTN_ERR_INVALID_ARG);
+        EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &F->ak.t, &F->av.t, bad[i], 0), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &F->ak.t, &F->av.t, NULL, -1), EDGEATTN_ERR_INVALID_ARG);
     EXPECT(edgeattn_kv_reset(F->ctx, B), EDGEATTN_ERR_INVALID_ARG);
     EXPECT(edgeattn_kv_reset(F->ctx, -2), EDGEATTN_ERR_INVALID_ARG);
     int64_t t = 12345;
     int32_t h = 678;
-    assert_int_equal(edgeattn_kv_length(F->ctx, B, &t, &h), EDGEATTN_ERR_INVALID_ARG);
-    assert_int_equal(edgeattn_kv_length(F->ctx, -1, &t, &h), EDGEATTN_ERR_INVALID_ARG);
+    assert_int_equal(edgeattn_kv_length(F->ctx, 0, B, &t, &h), EDGEATTN_ERR_INVALID_ARG);
+    assert_int_equal(edgeattn_kv_length(F->ctx, 0, -1, &t, &h), EDGEATTN_ERR_INVALID_ARG);
     assert_int_equal(t, 12345);
     assert_int_equal(h, 678);
 }
@@ -1338,12 +1342,12 @@ static void test_decode_nq_beyond_held(void **state)
     tc_fill_random(&q, &r, -1, 1);
     tc_fill_canary(&o);
     void *so = tc_snapshot(&o);
-    EXPECT(edgeattn_decode(F->ctx, &q.t, &o.t, NULL), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &q.t, &o.t, NULL), EDGEATTN_ERR_INVALID_ARG);
     assert_true(tc_unchanged(&o, so));
     /* only sequence 0 (10 tokens): 7 rows are fine */
     edgeattn_tensor q1 = q.t, o1 = o.t;
     q1.shape[0] = o1.shape[0] = 1;
-    EXPECT(edgeattn_decode(F->ctx, &q1, &o1, NULL), EDGEATTN_OK);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &q1, &o1, NULL), EDGEATTN_OK);
     /* an empty sequence: nothing held at all */
     assert_int_equal(edgeattn_kv_reset(F->ctx, 1), EDGEATTN_OK);
     F->dec_ref_first = NAN;
@@ -1353,7 +1357,7 @@ static void test_decode_nq_beyond_held(void **state)
     edgeattn_tensor o2 = o.t;
     o2.shape[2] = NQ_DEC;
     void *so2 = tc_snapshot(&o);
-    const edgeattn_status st = edgeattn_decode(F->ctx, &q2, &o2, NULL);
+    const edgeattn_status st = edgeattn_decode(F->ctx, 0, NULL, NULL, &q2, &o2, NULL);
     assert_int_equal(st, EDGEATTN_ERR_INVALID_ARG);
     assert_true(edgeattn_message_of(F->ctx)[0] != '\0');
     assert_true(tc_unchanged(&o, so2));
@@ -1371,16 +1375,16 @@ static void test_no_kv_cache(void **state)
     edgeattn_context *ctx = tc_create(&cfg);
     tc_fill_canary(&F->outd);
     void *so = tc_snapshot(&F->outd);
-    edgeattn_status st = edgeattn_decode(ctx, &F->qd.t, &F->outd.t, NULL);
+    edgeattn_status st = edgeattn_decode(ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, NULL);
     assert_int_equal(st, EDGEATTN_ERR_UNSUPPORTED);
     assert_true(edgeattn_message_of(ctx)[0] != '\0');
     assert_true(tc_unchanged(&F->outd, so));
-    st = edgeattn_kv_append(ctx, &F->ak.t, &F->av.t, NULL, 0);
+    st = edgeattn_kv_append(ctx, 0, NULL, &F->ak.t, &F->av.t, NULL, 0);
     assert_int_equal(st, EDGEATTN_ERR_UNSUPPORTED);
     assert_true(edgeattn_message_of(ctx)[0] != '\0');
     assert_int_equal(edgeattn_kv_reset(ctx, 0), EDGEATTN_ERR_UNSUPPORTED);
     assert_true(edgeattn_message_of(ctx)[0] != '\0');
-    assert_int_equal(edgeattn_kv_length(ctx, 0, NULL, NULL), EDGEATTN_ERR_UNSUPPORTED);
+    assert_int_equal(edgeattn_kv_length(ctx, 0, 0, NULL, NULL), EDGEATTN_ERR_UNSUPPORTED);
     /* the context still runs attention */
     assert_int_equal(edgeattn_attention(ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_OK);
     assert_string_equal(edgeattn_message_of(ctx), "");
@@ -1395,7 +1399,7 @@ static void test_no_kv_cache(void **state)
 static void test_status_strings(void **state)
 {
     (void)state;
-    const int last = EDGEATTN_ERR_INTERNAL;
+    const int last = EDGEATTN_ERR_LAYER;
     for (int i = 0; i <= last; i++) {
         const char *s = edgeattn_status_string((edgeattn_status)i);
         assert_non_null(s);

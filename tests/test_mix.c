@@ -172,7 +172,7 @@ static int op_append(edgeattn_context *ctx, shadow *s, tc_rng *r, const char *wh
     tc_tensor_alloc(&v, vdt, B, s->heads, N, s->dim, tc_randint(r, 0, 1), 0, 0, pad);
     tc_fill_random(&k, r, -1.0, 1.0);
     tc_fill_random(&v, r, -1.0, 1.0);
-    const edgeattn_status st = edgeattn_kv_append(ctx, &k.t, &v.t, all ? NULL : n_new, tc_randint(r, 0, 1));
+    const edgeattn_status st = edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, all ? NULL : n_new, tc_randint(r, 0, 1));
     int fail = 0;
     if (st != EDGEATTN_OK) {
         print_error("FAIL %s op %d: kv_append B=%d N=%d k=%s v=%s returned %d: %s\n", who, op, B, N,
@@ -254,7 +254,7 @@ static int op_decode(edgeattn_context *ctx, const shadow *s, tc_rng *r, const ch
     tc_fill_canary(&lse);
     edgeattn_tensor lt = lse.t;
     p.lse = want_lse ? &lt : NULL;
-    const edgeattn_status st = edgeattn_decode(ctx, &q.t, &out.t, &p);
+    const edgeattn_status st = edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p);
     tc_result res;
     memset(&res, 0, sizeof res);
     if (st != EDGEATTN_OK)
@@ -286,7 +286,7 @@ static int op_lengths(edgeattn_context *ctx, const shadow *s, const char *who, i
     for (int b = 0; b < MAX_B; b++) {
         int64_t t = -1;
         int32_t h = -1;
-        const edgeattn_status st = edgeattn_kv_length(ctx, b, &t, &h);
+        const edgeattn_status st = edgeattn_kv_length(ctx, 0, b, &t, &h);
         if (st != EDGEATTN_OK || t != s->total[b] || h != held_of(s, b)) {
             print_error("FAIL %s op %d: kv_length(%d) = %d (%lld, %d), expected (%lld, %d)\n", who, op, b, (int)st,
                         (long long)t, (int)h, (long long)s->total[b], held_of(s, b));

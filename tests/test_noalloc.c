@@ -235,14 +235,14 @@ static void run_workload(edgeattn_context *ctx, workload *w, bool ring, tally *t
         edgeattn_status want = EDGEATTN_OK;
         int64_t total0 = 0;
         int32_t held0 = 0;
-        note(t, edgeattn_kv_length(ctx, 0, &total0, &held0), EDGEATTN_OK, "kv_length", i);
+        note(t, edgeattn_kv_length(ctx, 0, 0, &total0, &held0), EDGEATTN_OK, "kv_length", i);
         if (!ring && held0 + n_new[0] > MAX_KV)
             want = EDGEATTN_ERR_CAPACITY; /* full: refused, nothing appended */
-        note(t, edgeattn_kv_append(ctx, &w->ak.t, &w->av.t, n_new, i & 1), want, "kv_append", i);
+        note(t, edgeattn_kv_append(ctx, 0, NULL, &w->ak.t, &w->av.t, n_new, i & 1), want, "kv_append", i);
         if (want != EDGEATTN_OK)
             note(t, edgeattn_kv_reset(ctx, -1), EDGEATTN_OK, "kv_reset", i);
         int32_t held1 = 0;
-        note(t, edgeattn_kv_length(ctx, 1, NULL, &held1), EDGEATTN_OK, "kv_length", i);
+        note(t, edgeattn_kv_length(ctx, 0, 1, NULL, &held1), EDGEATTN_OK, "kv_length", i);
         if (held1 >= 2) {
             edgeattn_params p;
             edgeattn_params_default(&p);
@@ -250,7 +250,7 @@ static void run_workload(edgeattn_context *ctx, workload *w, bool ring, tally *t
             p.window_left = (i % 5 == 0) ? 7 : -1;
             edgeattn_tensor lse = w->lsed.t;
             p.lse = (i & 1) ? &lse : NULL;
-            note(t, edgeattn_decode(ctx, &w->qd.t, &w->outd.t, &p), EDGEATTN_OK, "decode", i);
+            note(t, edgeattn_decode(ctx, 0, NULL, NULL, &w->qd.t, &w->outd.t, &p), EDGEATTN_OK, "decode", i);
         }
         /* failing calls every few iterations */
         if (i % 7 == 0) {
@@ -268,9 +268,9 @@ static void run_workload(edgeattn_context *ctx, workload *w, bool ring, tally *t
             edgeattn_params p;
             edgeattn_params_default(&p);
             p.window_left = -3;
-            note(t, edgeattn_decode(ctx, &w->qd.t, &w->outd.t, &p), EDGEATTN_ERR_INVALID_ARG, "decode (bad window)", i);
+            note(t, edgeattn_decode(ctx, 0, NULL, NULL, &w->qd.t, &w->outd.t, &p), EDGEATTN_ERR_INVALID_ARG, "decode (bad window)", i);
             const int32_t too_many[B] = {4, 0};
-            note(t, edgeattn_kv_append(ctx, &w->ak.t, &w->av.t, too_many, 0), EDGEATTN_ERR_INVALID_ARG,
+            note(t, edgeattn_kv_append(ctx, 0, NULL, &w->ak.t, &w->av.t, too_many, 0), EDGEATTN_ERR_INVALID_ARG,
                  "kv_append (n_new > N)", i);
             edgeattn_backend_info info;
             note(t, edgeattn_get_backend_info(ctx, &info), EDGEATTN_OK, "get_backend_info", i);

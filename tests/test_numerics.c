@@ -336,12 +336,12 @@ static void test_decode_scaled(void **state)
                 edgeattn_config c = cfg;
                 c.cpu_disable_mask = g_tiers[t].disable;
                 edgeattn_context *ctx = tc_create(&c);
-                assert_int_equal(edgeattn_kv_append(ctx, &k.t, &v.t, n_new, 1), EDGEATTN_OK);
+                assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, n_new, 1), EDGEATTN_OK);
                 tc_fill_canary(&out);
                 tc_fill_canary(&lse);
                 edgeattn_tensor lt = lse.t;
                 p.lse = &lt;
-                const edgeattn_status st = edgeattn_decode(ctx, &q.t, &out.t, &p);
+                const edgeattn_status st = edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p);
                 tc_result res;
                 memset(&res, 0, sizeof res);
                 if (st != EDGEATTN_OK)

@@ -670,7 +670,7 @@ static int run_decode_case(const dec_case *dc, uint64_t stream)
                             SH(1, b, h, total[b] + i, d) = tc_round(dc->cache_dt, tc_get(&v.t, b, h, i, d));
                         }
             for (int c = 0; c < nctx; c++) {
-                const edgeattn_status st = edgeattn_kv_append(ctx[c], &k.t, &v.t, n_new, tc_randint(&r, 0, 1));
+                const edgeattn_status st = edgeattn_kv_append(ctx[c], 0, NULL, &k.t, &v.t, n_new, tc_randint(&r, 0, 1));
                 if (st != EDGEATTN_OK)
                     fail_msg("%s on %s step %d: kv_append returned %d: %s (seed %llu)", desc, label[c], step, (int)st,
                              edgeattn_message_of(ctx[c]), (unsigned long long)seed);
@@ -689,7 +689,7 @@ static int run_decode_case(const dec_case *dc, uint64_t stream)
             for (int c = 0; c < nctx; c++) {
                 int64_t t = -1;
                 int32_t hd = -1;
-                assert_int_equal(edgeattn_kv_length(ctx[c], b, &t, &hd), EDGEATTN_OK);
+                assert_int_equal(edgeattn_kv_length(ctx[c], 0, b, &t, &hd), EDGEATTN_OK);
                 if (t != total[b] || hd != held[b])
                     fail_msg("%s on %s step %d: kv_length(%d) = (%lld, %d), expected (%lld, %d)", desc, label[c],
                              step, b, (long long)t, (int)hd, (long long)total[b], (int)held[b]);
@@ -745,7 +745,7 @@ static int run_decode_case(const dec_case *dc, uint64_t stream)
             tc_fill_canary(&lse);
             edgeattn_tensor lt = lse.t;
             p.lse = want_lse ? &lt : NULL;
-            const edgeattn_status st = edgeattn_decode(ctx[c], &q.t, &out.t, &p);
+            const edgeattn_status st = edgeattn_decode(ctx[c], 0, NULL, NULL, &q.t, &out.t, &p);
             tc_result res;
             memset(&res, 0, sizeof res);
             if (st != EDGEATTN_OK)

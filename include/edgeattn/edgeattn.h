@@ -64,7 +64,8 @@ typedef enum edgeattn_status {
     EDGEATTN_ERR_NONFINITE = 14,        /* NaN or Inf in an input, with check_finite set */
     EDGEATTN_ERR_UNSUPPORTED = 15,      /* a valid request this backend/config cannot serve */
     EDGEATTN_ERR_SYSTEM = 16,           /* the OS refused something at create (threads) */
-    EDGEATTN_ERR_INTERNAL = 17          /* a bug in edgeattn; please report */
+    EDGEATTN_ERR_INTERNAL = 17,         /* a bug in edgeattn; please report */
+    EDGEATTN_ERR_LAYER = 18             /* a layer index outside [0, config.num_layers) */
 } edgeattn_status;
 
 /* Required alignment (bytes) of a caller-supplied memory block. */
@@ -115,6 +116,35 @@ enum {
     EDGEATTN_FLAG_DEVICE_TENSORS = 1u << 1
 };
 
+/* Rotary position embedding (RoPE), applied by the library to keys as kv_append stores them and to
+ * queries in decode (edgeattn_attention takes q and k as given: rotate them first). Pair p (0 <= p < dim/2) of a
+ * head's first `dim` values is rotated by the angle pos * f_p with f_p = base^(-2p/dim), where
+ * base = theta * ntk_alpha^(dim / (dim - 2)) (NTK-aware scaling; alpha 1: none) and pos is the
+ * token's absolute position divided by linear_scale (1: none). Angles are computed in double and
+ * rounded to FP32 sin/cos, so positions past 100,000 keep their accuracy. */
+typedef enum edgeattn_rope_style {
+    EDGEATTN_ROPE_NONE = 0,        /* no rotation (the default) */
+    EDGEATTN_ROPE_HALF = 1,        /* pairs (p, p + dim/2): GPT-NeoX, Hugging Face Llama */
+    EDGEATTN_ROPE_INTERLEAVED = 2  /* pairs (2p, 2p + 1): GPT-J, Meta's and llama2.c's Llama */
+} edgeattn_rope_style;
+
+typedef struct edgeattn_rope {
+    edgeattn_rope_style style;
+    int32_t dim;               /* rotated values per head: even, <= head dim; 0 = the whole head dim */
+    float theta;               /* base (10000 for Llama 2, 500000 for Llama 3) */
+    float linear_scale;        /* positions are divided by this (>= 1); 0 means 1 */
+    float ntk_alpha;           /* NTK-aware base scaling (>= 1); 0 means 1 */
+    int32_t pad_;
+} edgeattn_rope;
+
+/* A caller-supplied parallel-for (config.parallel_for): must call fn(arg, task, worker) once for
+ * every task in [0, n_tasks), with worker in [0, n_workers) such that no two calls running at the same
+ * time share a worker index (a thread's own index in the caller's pool does), and return when all have
+ * returned. n_workers is the context's num_threads. */
+typedef void (*edgeattn_task_fn)(void *arg, int32_t task, int32_t worker);
+typedef void (*edgeattn_parallel_for_fn)(void *user, edgeattn_task_fn fn, void *arg, int32_t n_tasks,
+                                         int32_t n_workers);
+
 /* ---------------------------------------------------------------- config and plan */
 typedef struct edgeattn_config {
     uint32_t struct_version;   /* EDGEATTN_STRUCT_VERSION (set by edgeattn_config_default) */
@@ -139,6 +169,15 @@ typedef struct edgeattn_config {
                                   used. NULL: the context creates its own stream / queue. */
     const char *kernel_cache_dir; /* OpenCL: directory for compiled program binaries (NULL: no cache);
                                      the string need only live during create */
+    /* A whole model in one context: */
+    int32_t num_layers;        /* layers whose KV caches the context holds (default 1); kv calls take
+                                  a layer in [0, num_layers) */
+    int32_t pad_;
+    edgeattn_rope rope;        /* RoPE applied by the library (style NONE: none, the default) */
+    /* CPU backend: run parallel work through the caller's pool instead of the context's own threads
+     * (then create starts no threads; num_threads says how many workers the caller's pool has). */
+    edgeattn_parallel_for_fn parallel_for;
+    void *parallel_user;       /* passed to parallel_for */
     uint8_t reserved[40];      /* must be zero */
 } edgeattn_config;
 
@@ -286,39 +325,78 @@ EDGEATTN_API edgeattn_status edgeattn_attention(edgeattn_context *ctx, const edg
                                                 const edgeattn_tensor *k, const edgeattn_tensor *v,
                                                 edgeattn_tensor *out, const edgeattn_params *params);
 
-/* KV cache (config flag EDGEATTN_FLAG_KV_CACHE). Appends rows of k/v [B, Hkv, N, D] to sequences
- * 0..B-1; n_new[b] (NULL: N for all) rows of sequence b are taken. Without a window, a sequence that
- * would exceed max_kv_len is refused (EDGEATTN_ERR_CAPACITY) and nothing is appended to any sequence;
- * with kv_cache_window W the oldest tokens are overwritten and only the last W are kept. k and v may
- * each be F32, F16 or BF16 (they need not match each other or the cache: rows are converted to the
- * cache dtype on the way in), in any layout. n_new is read once, at validation.
- * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED (no KV cache planned);
- *   EDGEATTN_ERR_INVALID_ARG (n_new entry < 0 or > N); EDGEATTN_ERR_SHAPE_MISMATCH; EDGEATTN_ERR_HEAD_DIM;
- *   EDGEATTN_ERR_DTYPE; EDGEATTN_ERR_STRIDE; EDGEATTN_ERR_OVERFLOW; EDGEATTN_ERR_CAPACITY;
- *   EDGEATTN_ERR_NONFINITE (check_finite set). */
-EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, const edgeattn_tensor *k,
-                                                const edgeattn_tensor *v, const int32_t *n_new,
-                                                int32_t check_finite);
+/* ---------------------------------------------------------------- KV cache
+ * With EDGEATTN_FLAG_KV_CACHE the context holds, for each of config.num_layers layers, a cache of
+ * max_batch sequences (ids 0..max_batch-1) of up to max_kv_len tokens (or a ring of the last
+ * kv_cache_window tokens). Each (layer, sequence) counts its own tokens: an engine appends to layer
+ * l, then decodes layer l, for every layer of a step. The KV heads and head dim are fixed by the
+ * first append into an empty cache (every layer and sequence empty).
+ *
+ * Calls name the sequences they touch: seq_ids[b] is the cache sequence that batch row b of the
+ * tensors belongs to (distinct ids in [0, max_batch)); NULL means 0..B-1. Arrays are read once, at
+ * validation. */
 
-/* Empties sequence seq of the cache (seq -1: all sequences).
+/* Appends rows of k/v [B, Hkv, N, D] to layer `layer`: n_new[b] (NULL: N for all) rows of batch row b
+ * go to sequence seq_ids[b]. RoPE (config.rope) rotates each key at its absolute position. Without a
+ * window, a sequence that would exceed max_kv_len is refused (EDGEATTN_ERR_CAPACITY) and nothing is
+ * appended to any sequence; with kv_cache_window W the oldest tokens are overwritten and only the
+ * last W are kept. k and v may each be F32, F16 or BF16 (they need not match each other or the
+ * cache: rows are converted to the cache dtype on the way in), in any layout; a stride of 0 over B
+ * or H (one row broadcast) is allowed.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED (no KV cache planned);
+ *   EDGEATTN_ERR_LAYER; EDGEATTN_ERR_INVALID_ARG (n_new entry < 0 or > N, a seq id out of range or
+ *   repeated); EDGEATTN_ERR_SHAPE_MISMATCH; EDGEATTN_ERR_HEAD_DIM; EDGEATTN_ERR_DTYPE; EDGEATTN_ERR_STRIDE;
+ *   EDGEATTN_ERR_OVERFLOW; EDGEATTN_ERR_CAPACITY; EDGEATTN_ERR_NONFINITE (check_finite set). */
+EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids,
+                                                const edgeattn_tensor *k, const edgeattn_tensor *v,
+                                                const int32_t *n_new, int32_t check_finite);
+
+/* Decode over layer `layer` of the cache: batch row b of q [B, Hq, Nq, D] holds the queries of the
+ * last q_lens[b] (NULL: Nq) tokens appended to sequence seq_ids[b], query i at position
+ * total - q_lens[b] + i; out [B, Hq, Nq, D]. Rows i >= q_lens[b] of out (and lse) are not written.
+ * Causal (bottom right) is applied when params->causal is set (the usual choice for more than one
+ * query); window_left/right, scale, softcap, check_finite and lse apply as in edgeattn_attention;
+ * kv_lens and bias must be NULL. config.rope, when set, rotates each query at its position.
+ * @return as edgeattn_attention, plus EDGEATTN_ERR_UNSUPPORTED (no KV cache planned),
+ *   EDGEATTN_ERR_LAYER and EDGEATTN_ERR_INVALID_ARG (a q_lens entry < 1 or > Nq or greater than the
+ *   tokens held, a seq id out of range or repeated). */
+EDGEATTN_API edgeattn_status edgeattn_decode(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids,
+                                             const int32_t *q_lens, const edgeattn_tensor *q, edgeattn_tensor *out,
+                                             const edgeattn_params *params);
+
+/* Tokens appended to (layer, seq) so far (*total) and tokens held in the cache (*held, <= window).
+ * Either pointer may be NULL.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG (ctx); EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_LAYER;
+ *   EDGEATTN_ERR_INVALID_ARG. */
+EDGEATTN_API edgeattn_status edgeattn_kv_length(edgeattn_context *ctx, int32_t layer, int32_t seq, int64_t *total,
+                                                int32_t *held);
+
+/* Empties sequence seq in every layer (seq -1: every sequence).
  * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_INVALID_ARG. */
 EDGEATTN_API edgeattn_status edgeattn_kv_reset(edgeattn_context *ctx, int32_t seq);
 
-/* Tokens appended to sequence seq so far (*total) and tokens held in the cache (*held, <= window).
- * Either pointer may be NULL.
- * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG (ctx); EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_INVALID_ARG. */
-EDGEATTN_API edgeattn_status edgeattn_kv_length(edgeattn_context *ctx, int32_t seq, int64_t *total,
-                                                int32_t *held);
+/* Rolls sequence seq back to its first `length` tokens in every layer (a layer holding fewer keeps
+ * what it has): the next append continues at position `length`. With a window, the tokens that
+ * remain must still be in the ring (length >= total - held); else EDGEATTN_ERR_INVALID_ARG and
+ * nothing changes.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_INVALID_ARG. */
+EDGEATTN_API edgeattn_status edgeattn_kv_truncate(edgeattn_context *ctx, int32_t seq, int64_t length);
 
-/* Decode over the KV cache: q [B, Hq, Nq, D] are the queries of the last Nq tokens appended to
- * sequences 0..B-1 (so query i sits at position total_b - Nq + i); out [B, Hq, Nq, D]. Causal (bottom
- * right) is applied when params->causal is set (the usual choice for Nq > 1); window_left/right, scale,
- * softcap, check_finite and lse apply as in edgeattn_attention; kv_lens and bias must be NULL.
- * The KV length is split across threads and the partial results are merged by log-sum-exp.
- * @return as edgeattn_attention, plus EDGEATTN_ERR_UNSUPPORTED (no KV cache planned) and
- *   EDGEATTN_ERR_INVALID_ARG (Nq greater than the tokens held). */
-EDGEATTN_API edgeattn_status edgeattn_decode(edgeattn_context *ctx, const edgeattn_tensor *q,
-                                             edgeattn_tensor *out, const edgeattn_params *params);
+/* Makes sequence dst a copy of sequence src in every layer (its tokens, positions and lengths), e.g.
+ * to start several continuations from one prompt; dst's former contents are dropped. The copy takes
+ * dst's own cache rows (sharing a prefix without copying needs a paged cache).
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_INVALID_ARG
+ *   (src or dst out of range, or equal). */
+EDGEATTN_API edgeattn_status edgeattn_kv_fork(edgeattn_context *ctx, int32_t src, int32_t dst);
+
+/* Reads the cached keys and values of (layer, seq) at positions first .. first + N - 1 into k and v
+ * [1, Hkv, N, D] (any dtype and layout, host memory), as stored (after
+ * RoPE and the cache dtype's rounding): for saving a session or shifting a context. The positions
+ * must be held (first >= total - held, first + N <= total).
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_LAYER;
+ *   EDGEATTN_ERR_INVALID_ARG; EDGEATTN_ERR_SHAPE_MISMATCH; EDGEATTN_ERR_DTYPE; EDGEATTN_ERR_STRIDE. */
+EDGEATTN_API edgeattn_status edgeattn_kv_read(edgeattn_context *ctx, int32_t layer, int32_t seq, int64_t first,
+                                              edgeattn_tensor *k, edgeattn_tensor *v);
 
 /* ---------------------------------------------------------------- FP16 / BF16 conversion
  * For applications that hold K/V or Q in FP16/BF16 without a compiler type for them: element i of

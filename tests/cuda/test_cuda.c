@@ -418,9 +418,9 @@ static void test_device_tensors_only(void **state)
     assert_memory_equal(before, d.out.alloc, ob);
     free(before);
     /* kv_append from host memory: refused too, nothing appended */
-    assert_int_equal(edgeattn_kv_append(ctx, &d.k.t, &d.v.t, NULL, 0), EDGEATTN_ERR_UNSUPPORTED);
+    assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &d.k.t, &d.v.t, NULL, 0), EDGEATTN_ERR_UNSUPPORTED);
     int64_t total = -1;
-    assert_int_equal(edgeattn_kv_length(ctx, 0, &total, NULL), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(ctx, 0, 0, &total, NULL), EDGEATTN_OK);
     assert_int_equal(total, 0);
     tc_attn_free(&d);
     edgeattn_destroy(ctx);
@@ -741,7 +741,7 @@ static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int
         const size_t mark = a.used;
         const bool on_dev = step % 3 != 2; /* every third append from host memory */
         mirror mk = mirror_in(ctx, &a, &k), mv = mirror_in(ctx, &a, &v);
-        const edgeattn_status st = edgeattn_kv_append(ctx, on_dev ? &mk.t : &k.t, on_dev ? &mv.t : &v.t, n_new,
+        const edgeattn_status st = edgeattn_kv_append(ctx, 0, NULL, on_dev ? &mk.t : &k.t, on_dev ? &mv.t : &v.t, n_new,
                                                       step % 2);
         if (st != EDGEATTN_OK)
             fail_msg("kv_append step %d: %d %s", step, (int)st, edgeattn_message_of(ctx));
@@ -763,7 +763,7 @@ static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int
         for (int b = 0; b < B; b++) {
             int32_t held;
             int64_t total;
-            assert_int_equal(edgeattn_kv_length(ctx, b, &total, &held), EDGEATTN_OK);
+            assert_int_equal(edgeattn_kv_length(ctx, 0, b, &total, &held), EDGEATTN_OK);
             assert_int_equal(total, hist.total[b]);
             held_min = held < held_min ? held : held_min;
         }
@@ -789,7 +789,7 @@ static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int
         assert_non_null(ref_lse);
         for (int b = 0; b < B; b++) {
             int32_t held;
-            assert_int_equal(edgeattn_kv_length(ctx, b, NULL, &held), EDGEATTN_OK);
+            assert_int_equal(edgeattn_kv_length(ctx, 0, b, NULL, &held), EDGEATTN_OK);
             const size_t first = (size_t)(hist.total[b] - held);
             edgeattn_tensor kt = edgeattn_tensor_bhsd(hist.k + (size_t)b * Hkv * hist.maxrows * D, EDGEATTN_F32, 1, Hkv,
                                                       held, D);
@@ -811,7 +811,7 @@ static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int
         mirror mq = mirror_in(ctx, &a, &q), mo = mirror_in(ctx, &a, &out), ml = mirror_in(ctx, &a, &lse);
         edgeattn_params pd = p;
         pd.lse = &ml.t;
-        edgeattn_status s2 = edgeattn_decode(ctx, &mq.t, &mo.t, &pd);
+        edgeattn_status s2 = edgeattn_decode(ctx, 0, NULL, NULL, &mq.t, &mo.t, &pd);
         if (s2 != EDGEATTN_OK)
             fail_msg("decode (device) step %d: %d %s", step, (int)s2, edgeattn_message_of(ctx));
         mirror_back(ctx, &mo);
@@ -831,7 +831,7 @@ static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int
         edgeattn_params ph = p;
         edgeattn_tensor lt = lse.t;
         ph.lse = &lt;
-        s2 = edgeattn_decode(ctx, &q.t, &out.t, &ph);
+        s2 = edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &ph);
         if (s2 != EDGEATTN_OK)
             fail_msg("decode (host) step %d: %d %s", step, (int)s2, edgeattn_message_of(ctx));
         tc_compare(&res, &out, &lse, ref, ref_lse, B, Hq, Nq, D, tol);
@@ -979,10 +979,10 @@ static void test_long_decode(void **state)
         ek.memory = ev.memory = EDGEATTN_MEM_CUDA;
         assert_int_equal(edgeattn_copy(ctx, &ek, &hk), EDGEATTN_OK);
         assert_int_equal(edgeattn_copy(ctx, &ev, &hv), EDGEATTN_OK);
-        assert_int_equal(edgeattn_kv_append(ctx, &ek, &ev, NULL, 0), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &ek, &ev, NULL, 0), EDGEATTN_OK);
     }
     int32_t held;
-    assert_int_equal(edgeattn_kv_length(ctx, 0, NULL, &held), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_length(ctx, 0, 0, NULL, &held), EDGEATTN_OK);
     assert_int_equal(held, N);
     for (int nq = 1; nq <= 4; nq *= 4) {
         tc_tensor q, out;
@@ -993,7 +993,7 @@ static void test_long_decode(void **state)
         edgeattn_params p;
         edgeattn_params_default(&p);
         p.causal = 1;
-        assert_int_equal(edgeattn_decode(ctx, &q.t, &out.t, &p), EDGEATTN_OK);
+        assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p), EDGEATTN_OK);
         double *ref = malloc(sizeof(double) * Hq * nq * D), *rl = malloc(sizeof(double) * Hq * nq);
         assert_int_equal(ea_ref_attention(&q.t, &k.t, &v.t, &p, ref, rl), EDGEATTN_OK);
         tc_result res;
@@ -1156,8 +1156,8 @@ static void test_no_alloc_after_create(void **state)
     assert_true(ea_cuda_counters(ctx, &c0));
     for (int i = 0; i < 6; i++) { /* 6 x 64 rows fill the 512-row cache to 384 */
         assert_int_equal(edgeattn_attention(ctx, &q.t, &k.t, &v.t, &o.t, &d.params), EDGEATTN_OK);
-        assert_int_equal(edgeattn_kv_append(ctx, &k.t, &v.t, NULL, 0), EDGEATTN_OK);
-        assert_int_equal(edgeattn_decode(ctx, &mqd.t, &mod.t, NULL), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, NULL, 0), EDGEATTN_OK);
+        assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &mqd.t, &mod.t, NULL), EDGEATTN_OK);
         edgeattn_tensor src = o.t;
         src.shape[2] = 1;
         assert_int_equal(edgeattn_copy(ctx, &mod.t, &src), EDGEATTN_OK);
@@ -1173,8 +1173,8 @@ static void test_no_alloc_after_create(void **state)
         tc_result res = tc_attn_run(ctx, &d, 2e-3);
         if (!res.ok)
             fail_msg("host run %d: %s", i, res.why);
-        assert_int_equal(edgeattn_kv_append(ctx, &d.k.t, &d.v.t, NULL, 1), EDGEATTN_OK);
-        assert_int_equal(edgeattn_decode(ctx, &qd.t, &od.t, NULL), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &d.k.t, &d.v.t, NULL, 1), EDGEATTN_OK);
+        assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &qd.t, &od.t, NULL), EDGEATTN_OK);
     }
     assert_true(ea_cuda_counters(ctx, &c1));
     assert_int_equal(c1.mem_alloc, c0.mem_alloc);

@@ -414,12 +414,12 @@ static void decode_scenario(int window, edgeattn_dtype cache_dt, uint64_t stream
                         }
             edgeattn_status st;
             if (step % 3 == 2) { /* host tensors */
-                st = edgeattn_kv_append(ctx, &k.t, &v.t, n_new, 0);
+                st = edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, n_new, 0);
             } else {
                 dev_tensor dk, dv;
                 to_device(ctx, &k, mem, roff, &dk);
                 to_device(ctx, &v, mem, next_off(roff, &k), &dv);
-                st = edgeattn_kv_append(ctx, &dk.t, &dv.t, n_new, step & 1);
+                st = edgeattn_kv_append(ctx, 0, NULL, &dk.t, &dv.t, n_new, step & 1);
             }
             if (st != EDGEATTN_OK)
                 fail_msg("kv_append step %d: %s", step, edgeattn_message_of(ctx));
@@ -469,7 +469,7 @@ static void decode_scenario(int window, edgeattn_dtype cache_dt, uint64_t stream
         to_device(ctx, &out, mem, next_off(base, &q), &dout);
         to_device(ctx, &lse, mem, next_off(next_off(base, &q), &out), &dlse);
         p.lse = &dlse.t;
-        if (edgeattn_decode(ctx, &dq.t, &dout.t, &p) != EDGEATTN_OK)
+        if (edgeattn_decode(ctx, 0, NULL, NULL, &dq.t, &dout.t, &p) != EDGEATTN_OK)
             fail_msg("decode step %d: %s", step, edgeattn_message_of(ctx));
         from_device(ctx, &dout, &out);
         from_device(ctx, &dlse, &lse);
@@ -483,7 +483,7 @@ static void decode_scenario(int window, edgeattn_dtype cache_dt, uint64_t stream
         tc_fill_canary(&lse);
         edgeattn_tensor lt = lse.t;
         p.lse = &lt;
-        assert_int_equal(edgeattn_decode(ctx, &q.t, &out.t, &p), EDGEATTN_OK);
+        assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p), EDGEATTN_OK);
         tc_compare(&res, &out, &lse, ref, ref_lse, B, HQ, Nq, D, tc_tolerance(EDGEATTN_F16, cache_dt, EDGEATTN_F32));
         if (!res.ok)
             fail_msg("decode (host) window=%d step %d: %s", window, step, res.why);
@@ -746,7 +746,7 @@ static void test_unfused_path(void **state)
         tc_tensor_alloc(&v, EDGEATTN_F32, 1, 2, 30, 64, TC_BHSD, 0, 0, 0);
         tc_fill_random(&k, &r, -1, 1);
         tc_fill_random(&v, &r, -1, 1);
-        assert_int_equal(edgeattn_kv_append(ctx, &k.t, &v.t, NULL, 0), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, NULL, 0), EDGEATTN_OK);
         tc_tensor_alloc(&q, EDGEATTN_F32, 1, 8, 2, 64, TC_BHSD, 0, 0, 0);
         tc_tensor_alloc(&out, EDGEATTN_F32, 1, 8, 2, 64, TC_BHSD, 1, 1, 1);
         tc_fill_random(&q, &r, -1, 1);
@@ -754,7 +754,7 @@ static void test_unfused_path(void **state)
         edgeattn_params p;
         edgeattn_params_default(&p);
         p.causal = 1;
-        assert_int_equal(edgeattn_decode(ctx, &q.t, &out.t, &p), EDGEATTN_OK);
+        assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p), EDGEATTN_OK);
         /* reference: K/V rounded to the F16 cache */
         for (size_t i = 0; i < k.alloc_elems; i++) {
             ((float *)k.alloc)[i] = tc_round(EDGEATTN_F16, ((float *)k.alloc)[i]);
@@ -943,18 +943,18 @@ static void test_no_creation_after_create(void **state)
             fail_msg("%s", res.why);
         if (it % 8 == 0)
             assert_int_equal(edgeattn_kv_reset(ctx, -1), EDGEATTN_OK);
-        assert_int_equal(edgeattn_kv_append(ctx, &dk.t, &v.t, NULL, it & 1), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &dk.t, &v.t, NULL, it & 1), EDGEATTN_OK);
         edgeattn_params p;
         edgeattn_params_default(&p);
         p.check_finite = 1;
-        assert_int_equal(edgeattn_decode(ctx, &dq.t, &dout.t, &p), EDGEATTN_OK);
-        assert_int_equal(edgeattn_decode(ctx, &q.t, &out.t, &p), EDGEATTN_OK);
+        assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &dq.t, &dout.t, &p), EDGEATTN_OK);
+        assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p), EDGEATTN_OK);
         assert_int_equal(edgeattn_copy(ctx, &dout.t, &q.t), EDGEATTN_OK);
         assert_int_equal(edgeattn_copy(ctx, &out.t, &dq.t), EDGEATTN_OK);
         /* failing calls too */
         edgeattn_tensor bad = dq.t;
         bad.offset += 1;
-        assert_int_not_equal(edgeattn_decode(ctx, &bad, &dout.t, &p), EDGEATTN_OK);
+        assert_int_not_equal(edgeattn_decode(ctx, 0, NULL, NULL, &bad, &dout.t, &p), EDGEATTN_OK);
     }
     assert_int_equal(edgeattn_synchronize(ctx), EDGEATTN_OK);
     assert_true(ea_ocl_debug_info(ctx, &after));

@@ -289,13 +289,13 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     p.causal = c->causal;
 
     if (c->kind == BENCH_DECODE)
-        TRY_LIB(edgeattn_kv_append(ctx, &kx, &vx, NULL, 0), "edgeattn_kv_append");
+        TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kx, &vx, NULL, 0), "edgeattn_kv_append");
 #define ONE_CALL()                                                                                               \
     do {                                                                                                         \
         if (c->kind == BENCH_PREFILL)                                                                            \
             TRY_LIB(edgeattn_attention(ctx, &qx, &kx, &vx, &ox, &p), "edgeattn_attention");                     \
         else                                                                                                     \
-            TRY_LIB(edgeattn_decode(ctx, &qx, &ox, &p), "edgeattn_decode");                                     \
+            TRY_LIB(edgeattn_decode(ctx, 0, NULL, NULL, &qx, &ox, &p), "edgeattn_decode");                                     \
     } while (0)
     if (!on_gpu) {
         for (int i = 0; i < o->warmup + o->reps; i++) {

@@ -1,0 +1,387 @@
+/* The KV cache calls: append, lengths, reset, truncate, fork and read. Core owns the lengths of every
+ * (layer, sequence); the rows live in the host block (CPU backend) or in the backend's device pool
+ * (kv_on_device: core checks everything, then asks the backend to move the rows). */
+#include <string.h>
+
+#include "backends/backend.h"
+#include "core/ea_core.h"
+
+static edgeattn_status check_cache(edgeattn_context *ctx, const char *fn)
+{
+    if (!ctx->kv.enabled)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED, "%s: no KV cache planned (set EDGEATTN_FLAG_KV_CACHE)", fn);
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_check_layer(edgeattn_context *ctx, const char *fn, int32_t layer)
+{
+    if (layer < 0 || layer >= ctx->kv.layers)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_LAYER, "%s: layer %d outside [0, %d) (config.num_layers)", fn, (int)layer,
+                       (int)ctx->kv.layers);
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status check_seq(edgeattn_context *ctx, const char *fn, const char *what, int32_t seq)
+{
+    if (seq < 0 || seq >= ctx->kv.max_batch)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "%s: %s %d outside [0, %d) (config.max_batch)", fn, what,
+                       (int)seq, (int)ctx->kv.max_batch);
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_take_seq_ids(edgeattn_context *ctx, const char *fn, const int32_t *seq_ids, int64_t B)
+{
+    int32_t *ids = ctx->ids;
+    if (!seq_ids) {
+        for (int32_t b = 0; b < (int32_t)B; b++)
+            ids[b] = b;
+        return EDGEATTN_OK;
+    }
+    memcpy(ids, seq_ids, sizeof(int32_t) * (size_t)B); /* read once: the copy is what counts */
+    for (int64_t b = 0; b < B; b++)
+        if (ids[b] < 0 || ids[b] >= ctx->kv.max_batch)
+            return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "%s: seq_ids[%lld] = %d outside [0, %d)", fn,
+                           (long long)b, (int)ids[b], (int)ctx->kv.max_batch);
+    /* distinct: mark each id (the marks are cleared on the way out) */
+    edgeattn_status st = EDGEATTN_OK;
+    int64_t b = 0;
+    for (; b < B; b++) {
+        if (ctx->mark[ids[b]]) {
+            st = ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "%s: seq_ids[%lld] = %d appears twice", fn, (long long)b,
+                         (int)ids[b]);
+            break;
+        }
+        ctx->mark[ids[b]] = 1;
+    }
+    for (int64_t c = 0; c < b; c++)
+        ctx->mark[ids[c]] = 0;
+    return st;
+}
+
+/* Rows [0, n) of batch row b of t, every head: finite? (host scan or the backend's device scan) */
+static edgeattn_status rows_finite(edgeattn_context *ctx, const edgeattn_tensor *t, const char *name, int64_t b,
+                                   int64_t n)
+{
+    if (n <= 0)
+        return EDGEATTN_OK;
+    edgeattn_tensor view = *t;
+    const size_t off = (size_t)(b * t->stride[0]) * ea_dtype_size(t->dtype);
+    if (t->memory == EDGEATTN_MEM_OPENCL)
+        view.offset += off;
+    else
+        view.data = (char *)t->data + off;
+    view.bytes -= off;
+    view.shape[0] = 1;
+    view.shape[2] = n;
+    return ea_check_finite(ctx, name, &view, false);
+}
+
+/* Row (layer, seq, head, slot) of the host cache's K or V. */
+static char *host_row(const ea_kv_cache *kv, void *base, int32_t layer, int32_t seq, int32_t h, int64_t slot)
+{
+    const size_t row = (((size_t)seq * (size_t)kv->heads + (size_t)h) * (size_t)kv->cap + (size_t)slot);
+    return (char *)base + ((size_t)layer * kv->layer_elems + row * (size_t)kv->dim) * ea_dtype_size(kv->dtype);
+}
+
+/* Host cache: rows [skip, n) of batch row b go to (layer, seq) at positions total + r, keys rotated. */
+static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const edgeattn_tensor *k,
+                       const edgeattn_tensor *v, int64_t b, int64_t n, int64_t total)
+{
+    ea_kv_cache *kv = &ctx->kv;
+    const int32_t H = kv->heads, D = kv->dim;
+    const size_t es = ea_dtype_size(kv->dtype), kes = ea_dtype_size(k->dtype), ves = ea_dtype_size(v->dtype);
+    const bool rope = ctx->rope.style != EDGEATTN_ROPE_NONE;
+    float cs[EA_MAX_HEAD_DIM], row[EA_MAX_HEAD_DIM];
+    const int64_t skip = n > kv->cap ? n - kv->cap : 0; /* ring: older rows would be overwritten */
+    for (int64_t r = skip; r < n; r++) {
+        const int64_t pos = total + r, slot = pos % kv->cap;
+        if (rope)
+            ea_rope_angles(&ctx->rope, pos, cs);
+        for (int32_t h = 0; h < H; h++) {
+            char *kd = host_row(kv, kv->k, layer, seq, h, slot), *vd = host_row(kv, kv->v, layer, seq, h, slot);
+            const ptrdiff_t ko = (ptrdiff_t)(b * k->stride[0] + h * k->stride[1] + r * k->stride[2]);
+            const ptrdiff_t vo = (ptrdiff_t)(b * v->stride[0] + h * v->stride[1] + r * v->stride[2]);
+            if (k->dtype == kv->dtype && !rope) {
+                memcpy(kd, (const char *)k->data + (size_t)ko * kes, (size_t)D * es);
+            } else {
+                for (int32_t d = 0; d < D; d++)
+                    row[d] = ea_load_f32(k->data, k->dtype, ko + d);
+                if (rope)
+                    ea_rope_apply(&ctx->rope, cs, row);
+                for (int32_t d = 0; d < D; d++)
+                    ea_store_f32(kd, kv->dtype, d, row[d]);
+            }
+            if (v->dtype == kv->dtype) {
+                memcpy(vd, (const char *)v->data + (size_t)vo * ves, (size_t)D * es);
+            } else {
+                for (int32_t d = 0; d < D; d++)
+                    ea_store_f32(vd, kv->dtype, d, ea_load_f32(v->data, v->dtype, vo + d));
+            }
+        }
+    }
+}
+
+EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids,
+                                                const edgeattn_tensor *k, const edgeattn_tensor *v,
+                                                const int32_t *n_new_arg, int32_t check_finite)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    char *msg = ctx->msg;
+    msg[0] = '\0';
+    ea_kv_cache *kv = &ctx->kv;
+    edgeattn_status st;
+    if ((st = check_cache(ctx, "kv_append")) != EDGEATTN_OK || (st = ea_check_layer(ctx, "kv_append", layer)) != EDGEATTN_OK)
+        return st;
+    size_t k_ext, v_ext;
+    if ((st = ea_check_input_tensor(msg, "k", k, EA_DTYPES_FLOAT, &k_ext)) != EDGEATTN_OK ||
+        (st = ea_check_input_tensor(msg, "v", v, EA_DTYPES_FLOAT, &v_ext)) != EDGEATTN_OK ||
+        (st = ea_check_memory(ctx, "k", k)) != EDGEATTN_OK || (st = ea_check_memory(ctx, "v", v)) != EDGEATTN_OK)
+        return st;
+    for (int i = 0; i < 4; i++)
+        if (k->shape[i] != v->shape[i])
+            return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "v: shape[%d] = %lld != k shape[%d] = %lld", i,
+                           (long long)v->shape[i], i, (long long)k->shape[i]);
+    if (check_finite != 0 && check_finite != 1)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "kv_append: check_finite must be 0 or 1");
+    const int64_t B = k->shape[0], H = k->shape[1], N = k->shape[2], D = k->shape[3];
+    if ((st = ea_check_head_dim(msg, "k", D)) != EDGEATTN_OK)
+        return st;
+    if (B > kv->max_batch)
+        return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "kv_append: batch %lld exceeds the planned %d", (long long)B,
+                       (int)kv->max_batch);
+    if (H > kv->max_heads)
+        return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "kv_append: KV heads %lld exceed the planned %d", (long long)H,
+                       (int)kv->max_heads);
+    if (D > kv->max_dim)
+        return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "kv_append: head_dim %lld exceeds the planned %d", (long long)D,
+                       (int)kv->max_dim);
+    if (kv->heads != 0 && (H != kv->heads || D != kv->dim))
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH,
+                       "kv_append: [heads %lld, head_dim %lld] != the cache's [%d, %d] (reset it to change)",
+                       (long long)H, (long long)D, (int)kv->heads, (int)kv->dim);
+    if (ctx->cfg.rope.style != EDGEATTN_ROPE_NONE && ctx->cfg.rope.dim > D)
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "kv_append: config.rope.dim %d exceeds head_dim %lld",
+                       (int)ctx->cfg.rope.dim, (long long)D);
+    if ((st = ea_take_seq_ids(ctx, "kv_append", seq_ids, B)) != EDGEATTN_OK)
+        return st;
+    /* n_new is read once, here: everything below (and the backend) uses the copy */
+    const int32_t *n_new = NULL;
+    if (n_new_arg) {
+        memcpy(ctx->lens, n_new_arg, sizeof(int32_t) * (size_t)B);
+        n_new = ctx->lens;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t n = n_new ? n_new[b] : N;
+        const size_t at = ea_kv_idx(kv, layer, ctx->ids[b]);
+        if (n < 0 || n > N)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "n_new[%lld] = %lld outside [0, %lld]", (long long)b,
+                           (long long)n, (long long)N);
+        if (kv->window == 0 && kv->held[at] + n > kv->cap)
+            return ea_fail(msg, EDGEATTN_ERR_CAPACITY,
+                           "kv_append: layer %d sequence %d would hold %lld tokens, the cache has room for %d",
+                           (int)layer, (int)ctx->ids[b], (long long)(kv->held[at] + n), (int)kv->cap);
+        if (check_finite && ((st = rows_finite(ctx, k, "kv_append: k", b, n)) != EDGEATTN_OK ||
+                             (st = rows_finite(ctx, v, "kv_append: v", b, n)) != EDGEATTN_OK))
+            return st;
+    }
+    /* Everything checked: now write. */
+    const int32_t old_heads = kv->heads, old_dim = kv->dim;
+    if (kv->heads == 0) {
+        kv->heads = (int32_t)H;
+        kv->dim = (int32_t)D;
+        ea_rope_resolve(&ctx->cfg, kv->dim, &ctx->rope);
+    }
+    if (kv->on_device) {
+        st = ctx->backend->kv_write(ctx, layer, ctx->ids, k, v, n_new);
+        if (st != EDGEATTN_OK) { /* the device refused: lengths unchanged, nothing counted as written */
+            kv->heads = old_heads;
+            kv->dim = old_dim;
+            return st;
+        }
+    } else {
+        for (int64_t b = 0; b < B; b++)
+            host_write(ctx, layer, ctx->ids[b], k, v, b, n_new ? n_new[b] : N, kv->total[ea_kv_idx(kv, layer, ctx->ids[b])]);
+    }
+    for (int64_t b = 0; b < B; b++) {
+        const size_t at = ea_kv_idx(kv, layer, ctx->ids[b]);
+        kv->total[at] += n_new ? n_new[b] : N;
+        kv->held[at] = kv->total[at] < kv->cap ? (int32_t)kv->total[at] : kv->cap;
+    }
+    return EDGEATTN_OK;
+}
+
+EDGEATTN_API edgeattn_status edgeattn_kv_length(edgeattn_context *ctx, int32_t layer, int32_t seq, int64_t *total,
+                                                int32_t *held)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    ctx->msg[0] = '\0';
+    edgeattn_status st;
+    if ((st = check_cache(ctx, "kv_length")) != EDGEATTN_OK || (st = ea_check_layer(ctx, "kv_length", layer)) != EDGEATTN_OK ||
+        (st = check_seq(ctx, "kv_length", "seq", seq)) != EDGEATTN_OK)
+        return st;
+    const size_t at = ea_kv_idx(&ctx->kv, layer, seq);
+    if (total)
+        *total = ctx->kv.total[at];
+    if (held)
+        *held = ctx->kv.held[at];
+    return EDGEATTN_OK;
+}
+
+/* After a sequence emptied: when every (layer, sequence) is empty, the cache's shape is free again. */
+static void release_shape_if_empty(ea_kv_cache *kv)
+{
+    const size_t n = (size_t)kv->layers * (size_t)kv->max_batch;
+    for (size_t i = 0; i < n; i++)
+        if (kv->total[i] != 0)
+            return;
+    kv->heads = kv->dim = 0;
+}
+
+EDGEATTN_API edgeattn_status edgeattn_kv_reset(edgeattn_context *ctx, int32_t seq)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    ctx->msg[0] = '\0';
+    ea_kv_cache *kv = &ctx->kv;
+    edgeattn_status st;
+    if ((st = check_cache(ctx, "kv_reset")) != EDGEATTN_OK)
+        return st;
+    if (seq < -1 || seq >= kv->max_batch)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "kv_reset: seq %d outside [-1, %d)", (int)seq,
+                       (int)kv->max_batch);
+    for (int32_t l = 0; l < kv->layers; l++)
+        for (int32_t b = 0; b < kv->max_batch; b++)
+            if (seq == -1 || seq == b)
+                kv->total[ea_kv_idx(kv, l, b)] = kv->held[ea_kv_idx(kv, l, b)] = 0;
+    release_shape_if_empty(kv);
+    return EDGEATTN_OK;
+}
+
+EDGEATTN_API edgeattn_status edgeattn_kv_truncate(edgeattn_context *ctx, int32_t seq, int64_t length)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    ctx->msg[0] = '\0';
+    ea_kv_cache *kv = &ctx->kv;
+    edgeattn_status st;
+    if ((st = check_cache(ctx, "kv_truncate")) != EDGEATTN_OK || (st = check_seq(ctx, "kv_truncate", "seq", seq)) != EDGEATTN_OK)
+        return st;
+    if (length < 0)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "kv_truncate: length %lld must be >= 0", (long long)length);
+    for (int32_t l = 0; l < kv->layers; l++) { /* check every layer before changing any */
+        const size_t at = ea_kv_idx(kv, l, seq);
+        if (length < kv->total[at] && length < kv->total[at] - kv->held[at])
+            return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG,
+                           "kv_truncate: layer %d of sequence %d holds positions %lld..%lld (window %d): the tokens "
+                           "before %lld are gone, so it cannot end at %lld",
+                           (int)l, (int)seq, (long long)(kv->total[at] - kv->held[at]), (long long)(kv->total[at] - 1),
+                           (int)kv->window, (long long)(kv->total[at] - kv->held[at]), (long long)length);
+    }
+    for (int32_t l = 0; l < kv->layers; l++) {
+        const size_t at = ea_kv_idx(kv, l, seq);
+        if (length < kv->total[at]) {
+            kv->held[at] -= (int32_t)(kv->total[at] - length);
+            kv->total[at] = length;
+        }
+    }
+    release_shape_if_empty(kv);
+    return EDGEATTN_OK;
+}
+
+EDGEATTN_API edgeattn_status edgeattn_kv_fork(edgeattn_context *ctx, int32_t src, int32_t dst)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    ctx->msg[0] = '\0';
+    ea_kv_cache *kv = &ctx->kv;
+    edgeattn_status st;
+    if ((st = check_cache(ctx, "kv_fork")) != EDGEATTN_OK || (st = check_seq(ctx, "kv_fork", "src", src)) != EDGEATTN_OK ||
+        (st = check_seq(ctx, "kv_fork", "dst", dst)) != EDGEATTN_OK)
+        return st;
+    if (src == dst)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "kv_fork: src and dst are both sequence %d", (int)src);
+    for (int32_t l = 0; l < kv->layers; l++) {
+        if (kv->held[ea_kv_idx(kv, l, src)] > 0) {
+            if (kv->on_device) {
+                if ((st = ctx->backend->kv_copy(ctx, l, src, dst)) != EDGEATTN_OK)
+                    return st; /* layers before l are copied but dst's lengths are untouched yet */
+            } else {
+                const size_t bytes = (size_t)kv->cap * (size_t)kv->dim * ea_dtype_size(kv->dtype);
+                for (int32_t h = 0; h < kv->heads; h++) {
+                    memcpy(host_row(kv, kv->k, l, dst, h, 0), host_row(kv, kv->k, l, src, h, 0), bytes);
+                    memcpy(host_row(kv, kv->v, l, dst, h, 0), host_row(kv, kv->v, l, src, h, 0), bytes);
+                }
+            }
+        }
+    }
+    for (int32_t l = 0; l < kv->layers; l++) {
+        const size_t s = ea_kv_idx(kv, l, src), d = ea_kv_idx(kv, l, dst);
+        kv->total[d] = kv->total[s];
+        kv->held[d] = kv->held[s];
+    }
+    release_shape_if_empty(kv);
+    return EDGEATTN_OK;
+}
+
+EDGEATTN_API edgeattn_status edgeattn_kv_read(edgeattn_context *ctx, int32_t layer, int32_t seq, int64_t first,
+                                              edgeattn_tensor *k, edgeattn_tensor *v)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    char *msg = ctx->msg;
+    msg[0] = '\0';
+    ea_kv_cache *kv = &ctx->kv;
+    edgeattn_status st;
+    if ((st = check_cache(ctx, "kv_read")) != EDGEATTN_OK || (st = ea_check_layer(ctx, "kv_read", layer)) != EDGEATTN_OK ||
+        (st = check_seq(ctx, "kv_read", "seq", seq)) != EDGEATTN_OK)
+        return st;
+    size_t k_ext, v_ext;
+    if ((st = ea_check_tensor(msg, "kv_read: k", k, EA_DTYPES_FLOAT, &k_ext)) != EDGEATTN_OK ||
+        (st = ea_check_tensor(msg, "kv_read: v", v, EA_DTYPES_FLOAT, &v_ext)) != EDGEATTN_OK)
+        return st;
+    if (k->memory != EDGEATTN_MEM_HOST || v->memory != EDGEATTN_MEM_HOST)
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "kv_read: k and v must be host memory");
+    if (ea_tensors_overlap(k, k_ext, v, v_ext))
+        return ea_fail(msg, EDGEATTN_ERR_STRIDE, "kv_read: k overlaps v");
+    const size_t at = ea_kv_idx(kv, layer, seq);
+    const int64_t total = kv->total[at], held = kv->held[at];
+    for (int i = 0; i < 4; i++)
+        if (k->shape[i] != v->shape[i])
+            return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "kv_read: v shape[%d] = %lld != k shape[%d] = %lld", i,
+                           (long long)v->shape[i], i, (long long)k->shape[i]);
+    const int64_t N = k->shape[2];
+    if (kv->heads == 0 || held == 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "kv_read: layer %d sequence %d is empty", (int)layer, (int)seq);
+    if (k->shape[0] != 1 || k->shape[1] != kv->heads || k->shape[3] != kv->dim)
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "kv_read: k shape must be [1, %d, N, %d] (the cache's heads and "
+                       "head dim)", (int)kv->heads, (int)kv->dim);
+    if (first < total - held || first + N > total)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "kv_read: positions %lld..%lld, but layer %d sequence %d holds %lld..%lld", (long long)first,
+                       (long long)(first + N - 1), (int)layer, (int)seq, (long long)(total - held), (long long)(total - 1));
+    /* at most two runs of ring slots */
+    int64_t r = 0;
+    while (r < N) {
+        const int64_t slot = (first + r) % kv->cap, len = N - r < kv->cap - slot ? N - r : kv->cap - slot;
+        if (kv->on_device) {
+            if ((st = ctx->backend->kv_read(ctx, layer, seq, (int32_t)slot, (int32_t)len, k, v, r)) != EDGEATTN_OK)
+                return st;
+        } else {
+            for (int32_t h = 0; h < kv->heads; h++)
+                for (int64_t i = 0; i < len; i++) {
+                    const char *ks = host_row(kv, kv->k, layer, seq, h, slot + i);
+                    const char *vs = host_row(kv, kv->v, layer, seq, h, slot + i);
+                    const ptrdiff_t ko = (ptrdiff_t)(h * k->stride[1] + (r + i) * k->stride[2]);
+                    const ptrdiff_t vo = (ptrdiff_t)(h * v->stride[1] + (r + i) * v->stride[2]);
+                    for (int32_t d = 0; d < kv->dim; d++) {
+                        ea_store_f32(k->data, k->dtype, ko + d, ea_load_f32(ks, kv->dtype, d));
+                        ea_store_f32(v->data, v->dtype, vo + d, ea_load_f32(vs, kv->dtype, d));
+                    }
+                }
+        }
+        r += len;
+    }
+    return EDGEATTN_OK;
+}
