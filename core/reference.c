@@ -97,3 +97,21 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
     free(s);
     return EDGEATTN_OK;
 }
+
+void ea_ref_rope(const edgeattn_rope *rope, int64_t head_dim, int64_t pos, double *x)
+{
+    if (!rope || rope->style == EDGEATTN_ROPE_NONE)
+        return;
+    const int64_t dim = rope->dim > 0 ? rope->dim : head_dim, half = dim / 2;
+    const double scale = rope->linear_scale > 0.0f ? (double)rope->linear_scale : 1.0;
+    const double alpha = rope->ntk_alpha > 0.0f ? (double)rope->ntk_alpha : 1.0;
+    const double base = (double)rope->theta * (alpha > 1.0 && dim > 2 ? pow(alpha, (double)dim / (double)(dim - 2)) : 1.0);
+    for (int64_t p = 0; p < half; p++) {
+        const double angle = ((double)pos / scale) * pow(base, -2.0 * (double)p / (double)dim);
+        const int64_t i0 = rope->style == EDGEATTN_ROPE_HALF ? p : 2 * p;
+        const int64_t i1 = rope->style == EDGEATTN_ROPE_HALF ? p + half : 2 * p + 1;
+        const double a = x[i0], b = x[i1], c = cos(angle), s = sin(angle);
+        x[i0] = a * c - b * s;
+        x[i1] = a * s + b * c;
+    }
+}

@@ -16,6 +16,10 @@
 edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor *k, const edgeattn_tensor *v,
                                  const edgeattn_params *params, double *out, double *lse);
 
+/* Rotates one head's values x[0..head_dim) in place by RoPE at position pos, in double (the
+ * definition of edgeattn_config.rope; style NONE or a NULL rope does nothing). */
+void ea_ref_rope(const edgeattn_rope *rope, int64_t head_dim, int64_t pos, double *x);
+
 /* Reads element [b,h,n,d] of a tensor as double (F32, F16 or BF16). */
 double ea_ref_load(const edgeattn_tensor *t, int64_t b, int64_t h, int64_t n, int64_t d);
 
