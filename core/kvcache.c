@@ -121,6 +121,16 @@ static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const 
     }
 }
 
+/* After a sequence emptied: when every (layer, sequence) is empty, the cache's shape is free again. */
+static void release_shape_if_empty(ea_kv_cache *kv)
+{
+    const size_t n = (size_t)kv->layers * (size_t)kv->max_batch;
+    for (size_t i = 0; i < n; i++)
+        if (kv->total[i] != 0)
+            return;
+    kv->heads = kv->dim = 0;
+}
+
 EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids,
                                                 const edgeattn_tensor *k, const edgeattn_tensor *v,
                                                 const int32_t *n_new_arg, int32_t check_finite)
@@ -203,11 +213,16 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
         for (int64_t b = 0; b < B; b++)
             host_write(ctx, layer, ctx->ids[b], k, v, b, n_new ? n_new[b] : N, kv->total[ea_kv_idx(kv, layer, ctx->ids[b])]);
     }
+    int64_t added = 0;
     for (int64_t b = 0; b < B; b++) {
         const size_t at = ea_kv_idx(kv, layer, ctx->ids[b]);
-        kv->total[at] += n_new ? n_new[b] : N;
-        kv->held[at] = kv->total[at] < kv->cap ? (int32_t)kv->total[at] : kv->cap;
+        const int64_t n = n_new ? n_new[b] : N;
+        kv->total[at] += n;
+        kv->held[at] = kv->held[at] + n < kv->cap ? (int32_t)(kv->held[at] + n) : kv->cap;
+        added += n;
     }
+    if (added == 0)
+        release_shape_if_empty(kv); /* nothing appended: an empty cache keeps its shape free */
     return EDGEATTN_OK;
 }
 
@@ -227,16 +242,6 @@ EDGEATTN_API edgeattn_status edgeattn_kv_length(edgeattn_context *ctx, int32_t l
     if (held)
         *held = ctx->kv.held[at];
     return EDGEATTN_OK;
-}
-
-/* After a sequence emptied: when every (layer, sequence) is empty, the cache's shape is free again. */
-static void release_shape_if_empty(ea_kv_cache *kv)
-{
-    const size_t n = (size_t)kv->layers * (size_t)kv->max_batch;
-    for (size_t i = 0; i < n; i++)
-        if (kv->total[i] != 0)
-            return;
-    kv->heads = kv->dim = 0;
 }
 
 EDGEATTN_API edgeattn_status edgeattn_kv_reset(edgeattn_context *ctx, int32_t seq)
