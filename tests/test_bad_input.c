@@ -1158,6 +1158,183 @@ static void test_config_invalid(void **state)
     EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "backend 9");
     c = base, c.backend = (edgeattn_backend)-1;
     EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "backend -1");
+    static const int32_t bad_layers[] = {0, -1, 1025, INT32_MIN};
+    for (size_t j = 0; j < sizeof bad_layers / sizeof bad_layers[0]; j++) {
+        c = base, c.num_layers = bad_layers[j];
+        EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "num_layers out of range");
+    }
+    c = base, c.pad_ = 1;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "the config's padding set");
+    /* RoPE */
+    edgeattn_rope good = {EDGEATTN_ROPE_HALF, 0, 10000.0f, 0.0f, 0.0f, 0};
+    c = base, c.rope = good;
+    EXPECT_CONFIG(&c, EDGEATTN_OK, "a valid rope");
+    c = base, c.rope = good, c.flags = 0;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "rope without a KV cache");
+    c = base, c.rope = good, c.rope.style = (edgeattn_rope_style)3;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "rope style 3");
+    static const int32_t bad_rdim[] = {-2, 3, 130, 256};
+    for (size_t j = 0; j < sizeof bad_rdim / sizeof bad_rdim[0]; j++) {
+        c = base, c.rope = good, c.rope.dim = bad_rdim[j];
+        EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "rope.dim odd, negative or beyond max_head_dim");
+    }
+    static const float bad_theta[] = {0.0f, 1.0f, -5.0f, NAN, INFINITY};
+    for (size_t j = 0; j < sizeof bad_theta / sizeof bad_theta[0]; j++) {
+        c = base, c.rope = good, c.rope.theta = bad_theta[j];
+        EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "rope.theta not > 1");
+    }
+    static const float bad_scale[] = {0.5f, -1.0f, NAN, INFINITY};
+    for (size_t j = 0; j < sizeof bad_scale / sizeof bad_scale[0]; j++) {
+        c = base, c.rope = good, c.rope.linear_scale = bad_scale[j];
+        EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "rope.linear_scale below 1");
+        c = base, c.rope = good, c.rope.ntk_alpha = bad_scale[j];
+        EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "rope.ntk_alpha below 1");
+    }
+    c = base, c.rope.theta = 10000.0f; /* style NONE with fields set: a forgotten style */
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "rope fields without a style");
+    c = base, c.parallel_user = &c;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "parallel_user without parallel_for");
+}
+
+/* The KV-cache calls' own arguments: layer, sequence ids, query counts, truncate, fork, read. */
+static void test_kv_call_arguments(void **state)
+{
+    FX;
+    edgeattn_tensor k = F->ak.t, v = F->av.t, q = F->qd.t, o = F->outd.t;
+    int64_t t;
+    int32_t h;
+    /* layers: the fixture has one */
+    static const int32_t bad_layer[] = {1, -1, INT32_MAX, INT32_MIN};
+    for (size_t i = 0; i < sizeof bad_layer / sizeof bad_layer[0]; i++) {
+        EXPECT(edgeattn_kv_append(F->ctx, bad_layer[i], NULL, &k, &v, NULL, 0), EDGEATTN_ERR_LAYER);
+        EXPECT(edgeattn_decode(F->ctx, bad_layer[i], NULL, NULL, &q, &o, &F->pd), EDGEATTN_ERR_LAYER);
+        EXPECT(edgeattn_kv_length(F->ctx, bad_layer[i], 0, &t, &h), EDGEATTN_ERR_LAYER);
+        tc_tensor rk, rv;
+        tc_tensor_alloc(&rk, EDGEATTN_F32, 1, HKV, 2, D, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&rv, EDGEATTN_F32, 1, HKV, 2, D, TC_BHSD, 0, 0, 0);
+        EXPECT(edgeattn_kv_read(F->ctx, bad_layer[i], 0, 0, &rk.t, &rv.t), EDGEATTN_ERR_LAYER);
+        tc_tensor_free(&rk);
+        tc_tensor_free(&rv);
+    }
+    /* sequence ids: out of range, repeated */
+    const int32_t ids_out[B] = {0, B}, ids_neg[B] = {-1, 0}, ids_rep[B] = {1, 1};
+    EXPECT(edgeattn_kv_append(F->ctx, 0, ids_out, &k, &v, NULL, 0), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, ids_neg, &k, &v, NULL, 0), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_append(F->ctx, 0, ids_rep, &k, &v, NULL, 0), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, ids_out, NULL, &q, &o, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, ids_rep, NULL, &q, &o, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+    /* the ids swapped: valid */
+    const int32_t ids_swap[B] = {1, 0};
+    EXPECT(edgeattn_decode(F->ctx, 0, ids_swap, NULL, &q, &o, &F->pd), EDGEATTN_OK);
+    /* q_lens: 0, negative, beyond Nq */
+    const int32_t ql_zero[B] = {0, 1}, ql_neg[B] = {1, -3}, ql_big[B] = {NQ_DEC + 1, 1};
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, ql_zero, &q, &o, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, ql_neg, &q, &o, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_decode(F->ctx, 0, NULL, ql_big, &q, &o, &F->pd), EDGEATTN_ERR_INVALID_ARG);
+    /* kv_length / truncate / fork: sequences out of range */
+    EXPECT(edgeattn_kv_length(F->ctx, 0, B, &t, &h), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_length(F->ctx, 0, -1, &t, &h), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_truncate(F->ctx, B, 0), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_truncate(F->ctx, 0, -1), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_fork(F->ctx, 0, 0), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_fork(F->ctx, 0, B), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT(edgeattn_kv_fork(F->ctx, -1, 1), EDGEATTN_ERR_INVALID_ARG);
+    EXPECT_NOCTX(edgeattn_kv_truncate(NULL, 0, 0), EDGEATTN_ERR_NULL_ARG);
+    EXPECT_NOCTX(edgeattn_kv_fork(NULL, 0, 1), EDGEATTN_ERR_NULL_ARG);
+    /* kv_read: positions not held, wrong shapes, NULLs, device memory, outputs overlapping */
+    tc_tensor rk, rv;
+    tc_tensor_alloc(&rk, EDGEATTN_F32, 1, HKV, 4, D, TC_BHSD, 1, 1, 1);
+    tc_tensor_alloc(&rv, EDGEATTN_F16, 1, HKV, 4, D, TC_BSHD, 1, 1, 1);
+    tc_fill_canary(&rk);
+    tc_fill_canary(&rv);
+    void *sk = tc_snapshot(&rk), *sv = tc_snapshot(&rv);
+    const edgeattn_status bad_reads[] = {
+        edgeattn_kv_read(F->ctx, 0, 1, F->total[1] - 3, &rk.t, &rv.t),  /* runs past the end */
+        edgeattn_kv_read(F->ctx, 0, 0, -1, &rk.t, &rv.t),                /* before the start */
+        edgeattn_kv_read(F->ctx, 0, B, 0, &rk.t, &rv.t),                 /* sequence out of range */
+        edgeattn_kv_read(F->ctx, 0, 0, 0, NULL, &rv.t),
+        edgeattn_kv_read(F->ctx, 0, 0, 0, &rk.t, NULL),
+        edgeattn_kv_read(F->ctx, 0, 0, 0, &rk.t, &rk.t),                 /* k and v the same buffer */
+    };
+    const edgeattn_status want_reads[] = {EDGEATTN_ERR_INVALID_ARG, EDGEATTN_ERR_INVALID_ARG, EDGEATTN_ERR_INVALID_ARG,
+                                          EDGEATTN_ERR_NULL_ARG,    EDGEATTN_ERR_NULL_ARG,    EDGEATTN_ERR_STRIDE};
+    for (size_t i = 0; i < sizeof bad_reads / sizeof bad_reads[0]; i++)
+        if (bad_reads[i] != want_reads[i])
+            fail_msg("bad kv_read #%zu returned %d, expected %d", i, (int)bad_reads[i], (int)want_reads[i]);
+    edgeattn_tensor wrong = rk.t;
+    wrong.shape[1] = HKV - 1; /* fewer heads than the cache holds */
+    edgeattn_tensor wrongv = rv.t;
+    wrongv.shape[1] = HKV - 1;
+    assert_int_equal(edgeattn_kv_read(F->ctx, 0, 0, 0, &wrong, &wrongv), EDGEATTN_ERR_SHAPE_MISMATCH);
+    wrong = rk.t;
+    wrong.memory = EDGEATTN_MEM_CUDA;
+    assert_true(edgeattn_kv_read(F->ctx, 0, 0, 0, &wrong, &rv.t) != EDGEATTN_OK);
+    if (!tc_unchanged(&rk, sk) || !tc_unchanged(&rv, sv))
+        fail_msg("a failed kv_read wrote into its outputs");
+    /* and a valid read of what the fixture appended: K rows as F32 (the cache is F16) */
+    assert_int_equal(edgeattn_kv_read(F->ctx, 0, 0, 2, &rk.t, &rv.t), EDGEATTN_OK);
+    for (int hh = 0; hh < HKV; hh++)
+        for (int i = 0; i < 4; i++)
+            for (int d = 0; d < D; d++) {
+                const float want_k = tc_round(EDGEATTN_F16, tc_get(&F->ak.t, 0, hh, 2 + i, d));
+                const float want_v = tc_round(EDGEATTN_F16, tc_get(&F->av.t, 0, hh, 2 + i, d));
+                if (tc_get(&rk.t, 0, hh, i, d) != want_k || tc_get(&rv.t, 0, hh, i, d) != want_v)
+                    fail_msg("kv_read [%d, %d, %d]: %g/%g, expected %g/%g", hh, i, d, (double)tc_get(&rk.t, 0, hh, i, d),
+                             (double)tc_get(&rv.t, 0, hh, i, d), (double)want_k, (double)want_v);
+            }
+    free(sk);
+    free(sv);
+    tc_tensor_free(&rk);
+    tc_tensor_free(&rv);
+    USABLE();
+}
+
+/* Read-only inputs may broadcast (stride 0): the result equals the one from materialised copies. */
+static void test_broadcast_inputs(void **state)
+{
+    FX;
+    /* k and v: batch row 0 for every batch row */
+    edgeattn_tensor kb = K, vb = V;
+    kb.stride[0] = 0;
+    vb.stride[0] = 0;
+    tc_tensor k0, v0, want;
+    tc_tensor_alloc(&k0, EDGEATTN_F32, B, HKV, NKV, D, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&v0, EDGEATTN_F32, B, HKV, NKV, D, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&want, EDGEATTN_F32, B, HQ, NQ, D, TC_BHSD, 0, 0, 0);
+    for (int b = 0; b < B; b++)
+        for (int hh = 0; hh < HKV; hh++)
+            for (int j = 0; j < NKV; j++)
+                for (int d = 0; d < D; d++) {
+                    tc_set(&k0.t, b, hh, j, d, tc_get(&K, 0, hh, j, d));
+                    tc_set(&v0.t, b, hh, j, d, tc_get(&V, 0, hh, j, d));
+                }
+    edgeattn_params p;
+    edgeattn_params_default(&p);
+    p.causal = 1;
+    assert_int_equal(edgeattn_attention(F->ctx, &Q, &k0.t, &v0.t, &want.t, &p), EDGEATTN_OK);
+    reset_outputs(F);
+    const edgeattn_status st = edgeattn_attention(F->ctx, &Q, &kb, &vb, &F->out.t, &p);
+    if (st != EDGEATTN_OK)
+        fail_msg("broadcast k/v refused: %d: %s", (int)st, edgeattn_message_of(F->ctx));
+    for (int b = 0; b < B; b++)
+        for (int hh = 0; hh < HQ; hh++)
+            for (int i = 0; i < NQ; i++)
+                for (int d = 0; d < D; d++) {
+                    const float got = tc_get(&F->out.t, b, hh, i, d), ref = tc_get(&want.t, b, hh, i, d);
+                    if (!(fabsf(got - ref) <= 1e-6f * (1.0f + fabsf(ref))))
+                        fail_msg("broadcast k/v: out[%d,%d,%d,%d] = %g, expected %g", b, hh, i, d, (double)got,
+                                 (double)ref);
+                }
+    /* an output may not broadcast */
+    reset_outputs(F);
+    snapshot_all(F);
+    edgeattn_tensor ob = F->out.t;
+    ob.stride[0] = 0;
+    EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &ob, &p), EDGEATTN_ERR_STRIDE);
+    tc_tensor_free(&k0);
+    tc_tensor_free(&v0);
+    tc_tensor_free(&want);
+    USABLE();
 }
 
 static void test_caller_buffer(void **state)
@@ -1440,6 +1617,8 @@ int main(void)
         T(test_kv_lens_inside_output),
         T(test_params_zero_initialised),
         T(test_message_is_each_calls_own),
+        T(test_kv_call_arguments),
+        T(test_broadcast_inputs),
         T(test_beyond_plan),
         T(test_overflow),
         T(test_window_invalid),
