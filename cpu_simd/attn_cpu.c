@@ -11,8 +11,9 @@
  *      each micro-block of EA_MR rows that sees the tile: S = Q·Kᵀ, softcap, bias, mask, online
  *      softmax (running max m, sum l, FP32), O = alpha·O + P·V;
  *   3. out = O / l (zeros for a row that saw no key), lse = m + log l; or, when the KV length is
- *      split across threads, the partial (O, m, l) goes to a slot and a second pass merges the
- *      slots by log-sum-exp.
+ *      split across threads, the partial (O, m, l) goes to a slot, and the split that finishes
+ *      last in its group (an atomic arrival count) merges the group's slots by log-sum-exp.
+ * A call estimated too small to share runs on the caller's thread, unsplit.
  * Nothing here allocates: scratch and partial slots were planned at create.
  */
 #include <math.h>
@@ -20,10 +21,22 @@
 
 #include "cpu_simd/attn_cpu.h"
 
-bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, ea_cpu_scratch_layout *sl)
+/* Rows up to this take the rows path (K/V read in place): packing a tile costs more. */
+#define EA_PACK_ROWS (2 * EA_MR)
+
+void ea_cpu_fit_tiles(int32_t max_q_len, int32_t max_heads, ea_cpu_tiles *t, bool *can_pack)
+{
+    const int64_t rows = (int64_t)max_q_len * (int64_t)max_heads;
+    const int64_t rb = (rows + EA_MR - 1) / EA_MR * EA_MR;
+    if (rb < t->rb)
+        t->rb = (int32_t)rb;
+    *can_pack = rows > EA_PACK_ROWS;
+}
+
+bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, ea_cpu_scratch_layout *sl)
 {
     ea_sizer sz = {0, false};
-    const size_t rb = (size_t)t->rb, kb = (size_t)t->kb, d = (size_t)max_dim;
+    const size_t rb = (size_t)t->rb, kb = (size_t)t->kb, d = (size_t)max_dim, pk = can_pack ? 1 : 0;
     sl->q = ea_sizer_add(&sz, rb * d, sizeof(float), 64);     /* [rb][D] scaled queries */
     sl->o = ea_sizer_add(&sz, rb * d, sizeof(float), 64);     /* [rb][D] unnormalised output */
     sl->m = ea_sizer_add(&sz, rb, sizeof(float), 64);         /* [rb] running max */
@@ -32,8 +45,8 @@ bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, ea_cpu_scratch_
     sl->lo = ea_sizer_add(&sz, rb, sizeof(int64_t), 64);      /* [rb] first visible key */
     sl->hi = ea_sizer_add(&sz, rb, sizeof(int64_t), 64);      /* [rb] last visible key */
     sl->s = ea_sizer_add(&sz, EA_MR * kb, sizeof(float), 64); /* [EA_MR][kb] scores / probabilities */
-    sl->kt = ea_sizer_add(&sz, d * kb, sizeof(float), 64);    /* [D][kb] packed Kᵀ */
-    sl->v32 = ea_sizer_add(&sz, kb * d, sizeof(float), 64);   /* [kb][D] packed V */
+    sl->kt = ea_sizer_add(&sz, pk * d * kb, sizeof(float), 64);  /* [D][kb] packed Kᵀ (packed path) */
+    sl->v32 = ea_sizer_add(&sz, pk * kb * d, sizeof(float), 64); /* [kb][D] packed V (packed path) */
     ea_sizer_add(&sz, 0, 1, 64);
     sl->bytes = sz.total;
     return !sz.overflow;
@@ -100,6 +113,8 @@ static void write_rows(const ea_attn_call *c, int32_t b, int32_t kvh, int32_t r0
             ((float *)c->lse->data)[toff(c->lse, b, h, i)] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
     }
 }
+
+static void merge_group(const job *J, int64_t t, int thread);
 
 static void attn_task(void *arg, int64_t t, int thread)
 {
@@ -252,7 +267,7 @@ static void attn_task(void *arg, int64_t t, int thread)
         }
     }
 
-    /* 3. finish or park the partial */
+    /* 3. finish, or park the partial; the group's last split merges */
     if (J->nsplit == 1) {
         write_rows(c, b, kvh, r0, R, o, m, l);
         return;
@@ -261,12 +276,15 @@ static void attn_task(void *arg, int64_t t, int thread)
     memcpy(slot, o, sizeof(float) * (size_t)R * (size_t)D);
     memcpy(slot + (size_t)RB * (size_t)D, m, sizeof(float) * (size_t)R);
     memcpy(slot + (size_t)RB * (size_t)D + RB, l, sizeof(float) * (size_t)R);
+    /* acq_rel: releases this slot, and the last arrival acquires every other split's */
+    const int64_t group = item / J->nsplit;
+    if (atomic_fetch_add_explicit(&st->arrive[group], 1, memory_order_acq_rel) == J->nsplit - 1)
+        merge_group(J, group, thread);
 }
 
 /* Merges the nsplit partials of one (b, KV head, row block) by log-sum-exp. */
-static void merge_task(void *arg, int64_t t, int thread)
+static void merge_group(const job *J, int64_t t, int thread)
 {
-    const job *J = arg;
     const ea_cpu_state *st = J->st;
     const ea_attn_call *c = J->c;
     const int32_t RB = st->tiles.rb, D = c->D, ns = J->nsplit;
@@ -305,6 +323,26 @@ static void merge_task(void *arg, int64_t t, int thread)
     write_rows(c, b, kvh, r0, R, o, m, l);
 }
 
+/* Multiply-adds of Q·Kᵀ the call will do, roughly: query rows x visible keys x head dim. */
+static int64_t work_estimate(const ea_attn_call *c)
+{
+    int64_t work = 0;
+    for (int32_t b = 0; b < c->B; b++) {
+        const int64_t keys = c->decode ? c->cache->held[ea_kv_idx(c->cache, c->layer, c->seq_ids[b])]
+                                       : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
+        const int64_t nq = c->q_lens ? c->q_lens[b] : c->Nq;
+        int64_t vis = keys; /* per query row */
+        if (c->causal && nq > 1)
+            vis = imax(1, keys - (nq - 1) / 2);
+        if (c->window_left >= 0) {
+            const int64_t right = c->causal ? 0 : (c->window_right >= 0 ? c->window_right : keys);
+            vis = imin(vis, c->window_left + 1 + right);
+        }
+        work += nq * vis;
+    }
+    return work * c->Hq * c->D;
+}
+
 edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
 {
     job J;
@@ -312,22 +350,26 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
     J.c = c;
     J.rows = c->Nq * c->group;
     J.nrb = (J.rows + st->tiles.rb - 1) / st->tiles.rb;
-    J.packed = J.rows > 2 * EA_MR; /* up to two micro-blocks read K/V in place: packing costs more */
+    J.packed = J.rows > EA_PACK_ROWS && st->can_pack; /* the rows path for few rows: packing costs more */
     J.nsplit = 1;
     const int64_t base = (int64_t)c->B * c->Hkv * J.nrb;
-    if (st->threads > 1 && base < 2 * (int64_t)st->threads) { /* too few items: split the KV length */
+    if (st->threads <= 1 || work_estimate(c) < (ea_pool_awake(&st->pool) ? st->inline_work : st->wake_work)) {
+        ea_pool_run_inline(attn_task, &J, base);
+        return EDGEATTN_OK;
+    }
+    if (base < 2 * (int64_t)st->threads) { /* too few items: split the KV length */
         int64_t longest = 0; /* keys of the longest sequence */
         for (int32_t b = 0; b < c->B; b++) {
             const int64_t n = c->decode ? c->cache->held[ea_kv_idx(c->cache, c->layer, c->seq_ids[b])]
                                         : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
             longest = imax(longest, n);
         }
-        int64_t ns = ea_cpu_part_items(st->threads) / base; /* >= 2, and fits the planned slots */
+        int64_t ns = st->part_items / base; /* >= 2, and fits the planned slots */
         ns = imin(ns, (longest + 255) / 256); /* at least ~256 keys per split */
         J.nsplit = ns >= 2 ? (int32_t)ns : 1;
     }
-    ea_pool_run(&st->pool, attn_task, &J, base * J.nsplit);
     if (J.nsplit > 1)
-        ea_pool_run(&st->pool, merge_task, &J, base);
-    return EDGEATTN_OK;
+        for (int64_t g = 0; g < base; g++)
+            atomic_store_explicit(&st->arrive[g], 0, memory_order_relaxed); /* published by the hand-off */
+    return ea_pool_run(&st->pool, attn_task, &J, base * J.nsplit);
 }

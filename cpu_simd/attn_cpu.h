@@ -14,9 +14,12 @@ typedef struct ea_cpu_scratch_layout {
 } ea_cpu_scratch_layout;
 
 typedef struct ea_cpu_state {
-    ea_cpu_kernels k;
-    ea_cpu_tiles tiles;
     ea_pool pool;
+    ea_cpu_kernels k;
+    ea_cpu_tiles tiles;     /* rb capped to what the config's calls can need (ea_cpu_fit_tiles) */
+    bool can_pack;          /* a call can have more rows than the rows path takes: kt/v32 exist */
+    int64_t inline_work;    /* calls of fewer multiply-adds run on the caller's thread ... */
+    int64_t wake_work;      /* ... or of fewer than this while every worker sleeps */
     int32_t threads;
     int32_t max_dim;
     uint32_t features, features_used;
@@ -24,11 +27,25 @@ typedef struct ea_cpu_state {
     ea_cpu_scratch_layout sl;
     char *scratch;          /* [threads][sl.bytes] */
     float *part;            /* split-KV partials: [part_items][tiles.rb][max_dim + 2] */
+    atomic_int *arrive;     /* [part_items] split-KV partials finished, per merge group */
     int64_t part_items;
 } ea_cpu_state;
 
+/* A call runs on the caller's thread, unsplit, when its estimated multiply-adds (query rows x
+ * visible keys x head dim, Q·Kᵀ only) are below EA_CPU_INLINE_WORK, or below EA_CPU_WAKE_WORK
+ * while every worker sleeps. Handing work to a spinning worker costs about a microsecond; waking a
+ * sleeping one costs the caller a system call and brings the worker tens of microseconds later,
+ * after a small call is over. Measured on a 2-core Zen 3 (AVX2, ~14k multiply-adds per
+ * microsecond per thread in decode); EDGEATTN_CPU_INLINE="<awake>[,<asleep>]" overrides them. */
+#define EA_CPU_INLINE_WORK 65536
+#define EA_CPU_WAKE_WORK 1048576
+
+/* Caps tiles->rb to the rows one work item of this config can have (max_q_len x max_heads: a call
+ * may use a single KV head, making the GQA group all of its query heads), rounded up to EA_MR, and
+ * says whether any call can take the packed path (which needs the kt/v32 tiles). */
+void ea_cpu_fit_tiles(int32_t max_q_len, int32_t max_heads, ea_cpu_tiles *t, bool *can_pack);
 /* Scratch layout for a config and tiles; false on overflow. */
-bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, ea_cpu_scratch_layout *sl);
+bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, ea_cpu_scratch_layout *sl);
 /* Partial-result slots reserved for split-KV (a multiple of the thread count). */
 int64_t ea_cpu_part_items(int32_t threads);
 

@@ -1,5 +1,7 @@
 /* The CPU backend: always present; SIMD tier chosen once at create by the init ladder. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -15,11 +17,56 @@ static bool cpu_probe(void)
 typedef struct cpu_plan {
     uint32_t features, used;
     ea_cpu_tiles tiles;
+    bool can_pack;
     int32_t threads;
+    int64_t inline_work, wake_work, spin_ns;
     ea_cpu_scratch_layout sl;
-    size_t state_off, tid_off, scratch_off, part_off, total;
+    size_t state_off, tid_off, scratch_off, part_off, arrive_off, total;
     int64_t part_items;
 } cpu_plan;
+
+/* A non-negative integer environment variable no larger than max; def when unset, -1 when bad. */
+static int64_t env_int(const char *name, int64_t def, int64_t max)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return def;
+    char *end = NULL;
+    errno = 0;
+    const long long x = strtoll(v, &end, 10);
+    if (errno || !end || *end || x < 0 || x > max)
+        return -1;
+    return (int64_t)x;
+}
+
+/* EDGEATTN_CPU_INLINE="A" or "A,S": the inline thresholds (multiply-adds) with workers awake and
+ * asleep; "A" alone sets both (0: every call is shared). Returns false when malformed. */
+static bool env_inline(int64_t *awake, int64_t *asleep)
+{
+    *awake = EA_CPU_INLINE_WORK;
+    *asleep = EA_CPU_WAKE_WORK;
+    const char *v = getenv("EDGEATTN_CPU_INLINE");
+    if (!v || !*v)
+        return true;
+    char *end = NULL;
+    errno = 0;
+    const long long a = strtoll(v, &end, 10);
+    if (errno || end == v || a < 0 || (*end && *end != ','))
+        return false;
+    long long z = a;
+    if (*end == ',') {
+        const char *s = end + 1;
+        z = strtoll(s, &end, 10);
+        if (errno || end == s || *end || z < 0)
+            return false;
+    }
+    *awake = a;
+    *asleep = z;
+    return true;
+}
+
+/* Workers spin this long after a job before they sleep (EDGEATTN_CPU_SPIN_US overrides). */
+#define EA_CPU_SPIN_US 100
 
 static edgeattn_status plan_cpu(const edgeattn_config *cfg, cpu_plan *p, char *msg)
 {
@@ -30,16 +77,28 @@ static edgeattn_status plan_cpu(const edgeattn_config *cfg, cpu_plan *p, char *m
                        "EDGEATTN_CPU_TILES: expected \"kb=K,rb=R\" with K a multiple of 16 in [16, %d] and R a "
                        "multiple of %d",
                        EA_KB_MAX, EA_MR);
+    if (!env_inline(&p->inline_work, &p->wake_work))
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "EDGEATTN_CPU_INLINE: expected \"A\" or \"A,S\": the multiply-adds under which a call runs on "
+                       "the caller's thread while workers are awake (A) and asleep (S), integers >= 0");
+    p->spin_ns = env_int("EDGEATTN_CPU_SPIN_US", EA_CPU_SPIN_US, 1000000);
+    if (p->spin_ns < 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "EDGEATTN_CPU_SPIN_US: expected the microseconds idle workers spin before sleeping (0 to "
+                       "1000000)");
+    p->spin_ns *= 1000;
+    ea_cpu_fit_tiles(cfg->max_q_len, cfg->max_heads, &p->tiles, &p->can_pack);
     p->threads = ea_resolve_threads(cfg->num_threads);
-    if (!ea_cpu_scratch_plan(cfg->max_head_dim, &p->tiles, &p->sl))
+    if (!ea_cpu_scratch_plan(cfg->max_head_dim, &p->tiles, p->can_pack, &p->sl))
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cpu: scratch size overflows");
     p->part_items = ea_cpu_part_items(p->threads);
     ea_sizer sz = {0, false};
     p->state_off = ea_sizer_add(&sz, 1, sizeof(ea_cpu_state), 64);
-    p->tid_off = ea_sizer_add(&sz, 1, ea_pool_tid_bytes(p->threads), 64);
+    p->tid_off = ea_sizer_add(&sz, 1, ea_pool_tid_bytes(p->threads, cfg->parallel_for != NULL), 64);
     p->scratch_off = ea_sizer_add(&sz, (size_t)p->threads, p->sl.bytes, 64);
     p->part_off = ea_sizer_add(&sz, (size_t)p->part_items * (size_t)p->tiles.rb,
                                sizeof(float) * ((size_t)cfg->max_head_dim + 2), 64);
+    p->arrive_off = ea_sizer_add(&sz, (size_t)p->part_items, sizeof(atomic_int), 64);
     if (sz.overflow)
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cpu: plan overflows");
     p->total = sz.total;
@@ -71,6 +130,9 @@ static edgeattn_status cpu_init(edgeattn_context *ctx, ea_arena *arena, char *ms
         return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "cpu: arena smaller than the plan");
     ea_cpu_state *s = (ea_cpu_state *)(void *)(base + p.state_off);
     s->tiles = p.tiles;
+    s->can_pack = p.can_pack;
+    s->inline_work = p.inline_work;
+    s->wake_work = p.wake_work;
     s->threads = p.threads;
     s->max_dim = ctx->cfg.max_head_dim;
     s->features = p.features;
@@ -78,10 +140,14 @@ static edgeattn_status cpu_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     s->sl = p.sl;
     s->scratch = base + p.scratch_off;
     s->part = (float *)(void *)(base + p.part_off);
+    s->arrive = (atomic_int *)(void *)(base + p.arrive_off);
+    for (int64_t i = 0; i < p.part_items; i++)
+        atomic_init(&s->arrive[i], 0);
     s->part_items = p.part_items;
     ea_cpu_model(s->model, sizeof s->model);
     ea_cpu_kernels_init(&s->k, p.used);
-    st = ea_pool_start(&s->pool, p.threads, (pthread_t *)(void *)(base + p.tid_off));
+    st = ea_pool_start(&s->pool, p.threads, (pthread_t *)(void *)(base + p.tid_off), p.spin_ns,
+                       ctx->cfg.parallel_for, ctx->cfg.parallel_user);
     if (st != EDGEATTN_OK)
         return ea_fail(msg, st, "cpu: could not start %d worker threads", (int)p.threads - 1);
     ctx->backend_state = s;
@@ -97,7 +163,12 @@ static void cpu_fini(edgeattn_context *ctx)
 
 static edgeattn_status cpu_attention(edgeattn_context *ctx, const ea_attn_call *call)
 {
-    return ea_cpu_run(ctx->backend_state, call);
+    const edgeattn_status st = ea_cpu_run(ctx->backend_state, call);
+    if (st != EDGEATTN_OK)
+        return ea_fail(ctx->msg, st,
+                       "cpu: config.parallel_for broke its contract (a worker index outside [0, num_threads) or "
+                       "tasks not run): the outputs are incomplete");
+    return st;
 }
 
 static void cpu_info(const edgeattn_context *ctx, edgeattn_backend_info *info)

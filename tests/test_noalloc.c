@@ -11,7 +11,9 @@
  * threads) or nothing at all with a caller buffer; thousands of attention, kv_append, decode,
  * kv_reset, kv_length and failing calls (bad arguments, requests beyond the plan, a full KV cache)
  * on every CPU tier then make zero calls; destroy frees only what create obtained. Results of the
- * counted calls are compared with the reference afterwards, so they really ran.
+ * counted calls are compared with the reference afterwards, so they really ran. With
+ * config.parallel_for, create starts no thread and the work runs through the caller's pool; a
+ * decode-only plan holds the cache and little else.
  */
 #include "test_common.h"
 
@@ -441,6 +443,194 @@ static void test_caller_buffer_context(void **state)
     free_workload(&w);
 }
 
+/* ---------------------------------------------------------------- a caller-supplied pool */
+
+/* The caller's own pool as an engine would have one: a helper thread (worker 1) and the calling
+ * thread (worker 0) take tasks from an atomic counter. worker_shift moves the indices out of range,
+ * to see the library notice a pool that breaks the contract. */
+typedef struct test_pool {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long gen, done_gen;
+    bool stop;
+    edgeattn_task_fn fn;
+    void *arg;
+    int32_t n;
+    int32_t worker_shift;
+    atomic_int next;
+    atomic_long calls, tasks, bad_n_workers;
+    atomic_long by_worker[2];
+} test_pool;
+
+static void pool_drain(test_pool *tp, int w)
+{
+    for (;;) {
+        const int t = atomic_fetch_add(&tp->next, 1);
+        if (t >= tp->n)
+            return;
+        tp->fn(tp->arg, t, w + tp->worker_shift);
+        atomic_fetch_add(&tp->tasks, 1);
+        atomic_fetch_add(&tp->by_worker[w], 1);
+    }
+}
+
+static void *pool_helper(void *arg)
+{
+    test_pool *tp = arg;
+    pthread_mutex_lock(&tp->mu);
+    for (;;) {
+        while (tp->gen == tp->done_gen && !tp->stop)
+            pthread_cond_wait(&tp->cv, &tp->mu);
+        if (tp->stop)
+            break;
+        pthread_mutex_unlock(&tp->mu);
+        pool_drain(tp, 1);
+        pthread_mutex_lock(&tp->mu);
+        tp->done_gen = tp->gen;
+        pthread_cond_broadcast(&tp->cv);
+    }
+    pthread_mutex_unlock(&tp->mu);
+    return NULL;
+}
+
+static void pool_parallel_for(void *user, edgeattn_task_fn fn, void *arg, int32_t n_tasks, int32_t n_workers)
+{
+    test_pool *tp = user;
+    atomic_fetch_add(&tp->calls, 1);
+    if (n_workers != 2)
+        atomic_fetch_add(&tp->bad_n_workers, 1);
+    pthread_mutex_lock(&tp->mu);
+    tp->fn = fn;
+    tp->arg = arg;
+    tp->n = n_tasks;
+    atomic_store(&tp->next, 0);
+    tp->gen++;
+    pthread_cond_broadcast(&tp->cv);
+    pthread_mutex_unlock(&tp->mu);
+    pool_drain(tp, 0);
+    pthread_mutex_lock(&tp->mu);
+    while (tp->done_gen != tp->gen)
+        pthread_cond_wait(&tp->cv, &tp->mu);
+    pthread_mutex_unlock(&tp->mu);
+}
+
+static void pool_start(test_pool *tp)
+{
+    memset(tp, 0, sizeof *tp);
+    assert_int_equal(pthread_mutex_init(&tp->mu, NULL), 0);
+    assert_int_equal(pthread_cond_init(&tp->cv, NULL), 0);
+    assert_int_equal(pthread_create(&tp->th, NULL, pool_helper, tp), 0);
+}
+
+static void pool_stop(test_pool *tp)
+{
+    pthread_mutex_lock(&tp->mu);
+    tp->stop = true;
+    pthread_cond_broadcast(&tp->cv);
+    pthread_mutex_unlock(&tp->mu);
+    pthread_join(tp->th, NULL);
+    pthread_cond_destroy(&tp->cv);
+    pthread_mutex_destroy(&tp->mu);
+}
+
+/* config.parallel_for: create starts no thread, every call's parallel work goes through the
+ * caller's pool (both of its workers run tasks, the split-KV merge included), nothing allocates,
+ * and the results are right. EDGEATTN_CPU_INLINE=0 makes every call shared, however small. */
+static void test_caller_parallel_for(void **state)
+{
+    (void)state;
+    setenv("EDGEATTN_CPU_INLINE", "0", 1);
+    test_pool tp;
+    pool_start(&tp);
+    workload w;
+    make_workload(&w);
+    edgeattn_config cfg;
+    base_config(&cfg, false);
+    cfg.parallel_for = pool_parallel_for;
+    cfg.parallel_user = &tp;
+    edgeattn_plan_info info;
+    assert_int_equal(edgeattn_plan(&cfg, &info, NULL), EDGEATTN_OK);
+    assert_int_equal(info.num_threads, 2);
+    edgeattn_context *ctx = NULL;
+    edgeattn_message msg;
+    start_counting();
+    const edgeattn_status st = edgeattn_create(&cfg, NULL, 0, &ctx, &msg);
+    long counts[C_COUNT];
+    const long allocs = stop_counting(counts);
+    if (st != EDGEATTN_OK)
+        fail_msg("create with parallel_for returned %d: %s", (int)st, msg.text);
+    if (allocs != 1 || counts[C_PTHREAD_CREATE] != 0) {
+        char buf[256];
+        describe_counts(counts, buf, sizeof buf);
+        fail_msg("create with parallel_for should obtain its memory once and start no thread: %s", buf);
+    }
+    prepare_outputs(&w);
+    tally t;
+    memset(&t, 0, sizeof t);
+    start_counting();
+    run_workload(ctx, &w, false, &t);
+    char what[160];
+    snprintf(what, sizeof what, "parallel_for: %ld calls after create", t.calls);
+    expect_none(what);
+    if (t.unexpected)
+        fail_msg("parallel_for: %ld unexpected status(es), first: %s", t.unexpected, t.first_bad);
+    check_results(ctx, &w, "parallel_for");
+    const long calls = atomic_load(&tp.calls), tasks = atomic_load(&tp.tasks);
+    print_message("parallel_for: %ld calls of the pool, %ld tasks (worker 0: %ld, worker 1: %ld)\n", calls, tasks,
+                  atomic_load(&tp.by_worker[0]), atomic_load(&tp.by_worker[1]));
+    assert_true(calls >= iterations()); /* one per attention call at least */
+    assert_int_equal(atomic_load(&tp.bad_n_workers), 0);
+    assert_true(atomic_load(&tp.by_worker[0]) > 0 && atomic_load(&tp.by_worker[1]) > 0);
+
+    /* a pool that hands out worker indices past n_workers: refused, not run on foreign scratch */
+    tp.worker_shift = 2;
+    tc_attn_data *d = &w.half;
+    d->params.lse = &d->lse_t;
+    assert_int_equal(edgeattn_attention(ctx, &d->q.t, &d->k.t, &d->v.t, &d->out.t, &d->params),
+                     EDGEATTN_ERR_INTERNAL);
+    assert_non_null(strstr(edgeattn_message_of(ctx), "parallel_for"));
+    tp.worker_shift = 0;
+    assert_int_equal(edgeattn_attention(ctx, &d->q.t, &d->k.t, &d->v.t, &d->out.t, &d->params), EDGEATTN_OK);
+    edgeattn_destroy(ctx);
+    pool_stop(&tp);
+    free_workload(&w);
+    unsetenv("EDGEATTN_CPU_INLINE");
+}
+
+/* A whole model in one context (8 layers, GQA 8/2, D 64, F32 cache, decode only): the plan is the
+ * cache and little more, because per-thread scratch is sized for the rows a decode can have, not
+ * for prefill tiles. */
+static void test_decode_only_plan(void **state)
+{
+    (void)state;
+    edgeattn_config cfg;
+    edgeattn_config_default(&cfg);
+    cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+    cfg.num_layers = 8;
+    cfg.max_batch = 1;
+    cfg.max_q_len = 1;
+    cfg.max_kv_len = 1024;
+    cfg.max_heads = 8;
+    cfg.max_kv_heads = 2;
+    cfg.max_head_dim = 64;
+    cfg.kv_cache_dtype = EDGEATTN_F32;
+    cfg.num_threads = 2;
+    edgeattn_plan_info dec, pre;
+    assert_int_equal(edgeattn_plan(&cfg, &dec, NULL), EDGEATTN_OK);
+    cfg.max_q_len = 1024;
+    assert_int_equal(edgeattn_plan(&cfg, &pre, NULL), EDGEATTN_OK);
+    print_message("8 layers, 8/2 heads, D 64, F32, 1024 tokens: cache %zu bytes; max_q_len 1: plan %zu (%.3fx), "
+                  "scratch %zu per thread; max_q_len 1024: plan %zu, scratch %zu per thread\n",
+                  dec.kv_cache_bytes, dec.host_bytes, (double)dec.host_bytes / (double)dec.kv_cache_bytes,
+                  dec.scratch_bytes_per_thread, pre.host_bytes, pre.scratch_bytes_per_thread);
+    assert_true(dec.kv_cache_bytes >= (size_t)8 * 2 * 1024 * 64 * 4 * 2); /* K and V, plus lengths */
+    assert_true((double)dec.host_bytes <= 1.1 * (double)dec.kv_cache_bytes);
+    /* no packed K/V tiles and no 128-row query tiles for one query row of 8 heads */
+    assert_true(dec.scratch_bytes_per_thread * 8 <= pre.scratch_bytes_per_thread);
+    assert_true(dec.scratch_bytes_per_thread <= 16 * 1024);
+}
+
 /* A failed create (bad config, buffer too small) obtains nothing, or gives back what it obtained. */
 static void test_failed_create_leaves_nothing(void **state)
 {
@@ -472,6 +662,8 @@ int main(void)
         cmocka_unit_test(test_calls_allocate_nothing),
         cmocka_unit_test(test_caller_buffer_context),
         cmocka_unit_test(test_failed_create_leaves_nothing),
+        cmocka_unit_test(test_caller_parallel_for),
+        cmocka_unit_test(test_decode_only_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
