@@ -231,7 +231,10 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
  * attention (A: prefill H8 D64 N1024 with FP16 K/V; B: prefill H8 D128 N2048 causal; C and E: decode
  * of a grouped-query model, Hq32 Hkv8 D128, over 4096 and 16384 cached tokens), kept under those
  * letters so a run can be set beside that table; -kv32 and -bf16 are the same shapes with other K/V
- * dtypes. The rest cover a short sequence, GQA prefill, batches and several decode queries.
+ * dtypes. The rest cover a short sequence, GQA prefill, batches and several decode queries; dec-s*
+ * are one layer of a small GQA model (Hq8 Hkv2 D64, F32 cache) over 64 to 1024 cached tokens, calls
+ * of a few microseconds where handing work to threads costs as much as the work (compare
+ * --threads 1 with --threads 2).
  * Fields: name, kind, B, Hq, Hkv, Nq, Nkv, D, causal, q, kv, out, OpenCL path, auto_name. */
 static const bench_case default_suite[] = {
     {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0, 0},
@@ -250,6 +253,9 @@ static const bench_case default_suite[] = {
     {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0, 0},
     {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0},
     {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32, 0, 0},
+    {"dec-s64", DEC, 1, 8, 2, 1, 64, 64, 0, F32, F32, F32, 0, 0},
+    {"dec-s256", DEC, 1, 8, 2, 1, 256, 64, 0, F32, F32, F32, 0, 0},
+    {"dec-s1024", DEC, 1, 8, 2, 1, 1024, 64, 0, F32, F32, F32, 0, 0},
 };
 
 /* Small, odd sizes (not multiples of the tiles), every dtype path once: seconds, not minutes. */
