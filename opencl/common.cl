@@ -6,6 +6,7 @@
 #define EA_SEQ_MAX 16
 #define EA_LOG2E 1.4426950408889634f
 #define EA_LN2 0.6931471805599453f
+#define EA_ROPE_HALF 1 /* = EDGEATTN_ROPE_HALF; EDGEATTN_ROPE_INTERLEAVED otherwise */
 
 /* A strided view: element (b, h, n, d) is at off + b*sb + h*sh + n*sn + d (elements, may broadcast
  * with a stride of 0). */
@@ -14,20 +15,27 @@ typedef struct ea_view {
 } ea_view;
 
 /* One attention launch (fused kernels, combine). Query rows of the launch: b in [b0, b0 + nb),
- * KV heads [h0, h0 + nh), query index i in [i0, i0 + ni) of nq_total. Row r of a KV head's block:
- * i = i0 + r / group, query head = hkv * group + r % group. Key j of sequence b is visible to query i
- * iff j < kv_len[b] and the causal / window rules hold on d = j - (kv_len - nq_total + i). */
+ * KV heads [h0, h0 + nh), query index i in [i0, i0 + ni). Row r of a KV head's block:
+ * i = i0 + r / group, query head = hkv * group + r % group. Sequence bl of the launch has nq[bl]
+ * queries (rows i >= nq[bl] are neither computed nor written: ragged decode) and reads K/V at batch
+ * index kv_b[bl] (decode: its cache sequence). Key j of sequence b is visible to query i iff
+ * j < kv_len[b] and the causal / window rules hold on d = j - (kv_len - nq + i). With rope_style set,
+ * query i of sequence bl is rotated by the angles of table row tab0[bl] + i - i0 (rope_dim floats:
+ * cos, sin of each pair) at float offset rope_off of the workspace buffer. */
 typedef struct ea_attn_p {
     ea_view q, k, v, o, bias, lse;
-    long ws_off, ws_lse_off;
+    long ws_off, ws_lse_off, rope_off;
     int q_dt, kv_dt, o_dt, has_bias;
     int has_lse, nsplit, b0, h0;
     int nh, group, i0, ni;
-    int nq_total, D, ring_cap, causal;
-    int wl, wr;
+    int D, ring_cap, causal, wl;
+    int wr, rope_style, rope_dim, pad_;
     float scale, softcap;
     int kv_len[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
+    int nq[EA_SEQ_MAX];
+    int kv_b[EA_SEQ_MAX];
+    int tab0[EA_SEQ_MAX];
 } ea_attn_p;
 
 float ea_ld1(__global const uchar *p, long i, int dt)
@@ -80,7 +88,7 @@ void ea_st4(__global uchar *p, long i, int dt, float4 x)
     }
 }
 
-/* Is key j visible to the query whose bottom-right offset is qo = kv_len - nq_total + i? */
+/* Is key j visible to the query whose bottom-right offset is qo = kv_len - nq + i? */
 bool ea_visible(int j, int qo, int causal, int wl, int wr)
 {
     return (!causal || j <= qo) && (wl < 0 || j >= qo - wl) && (wr < 0 || j <= qo + wr);
@@ -90,4 +98,38 @@ bool ea_visible(int j, int qo, int causal, int wl, int wr)
 float ea_lse(float m, float l)
 {
     return l > 0.0f ? (m + log2(l)) * EA_LN2 : -INFINITY;
+}
+
+/* RoPE of the float4 x = elements d0 .. d0+3 of a row (row: index of its element 0 in p, dtype dt), by
+ * the angles cs (cs[2p] = cos, cs[2p+1] = sin of pair p, computed on the host in double). HALF pairs
+ * are (p, p + rdim/2), the partner read from the row; INTERLEAVED pairs (2p, 2p+1) lie in x itself. Only
+ * the first rdim values rotate. The products are those of core's ea_rope_apply: a*c - b*s, a*s + b*c. */
+float4 ea_rope4(float4 x, __global const uchar *p, long row, int dt, int d0, int style, int rdim,
+                __global const float *cs)
+{
+    if (d0 >= rdim)
+        return x;
+    float v[4] = {x.x, x.y, x.z, x.w}, r[4];
+    const int hd = rdim / 2;
+    for (int c = 0; c < 4; c++) {
+        const int d = d0 + c;
+        r[c] = v[c];
+        if (d >= rdim)
+            continue;
+        bool first;
+        int pr;
+        float o;
+        if (style == EA_ROPE_HALF) {
+            first = d < hd;
+            pr = first ? d : d - hd;
+            o = ea_ld1(p, row + (first ? d + hd : d - hd), dt);
+        } else {
+            first = (d & 1) == 0;
+            pr = d >> 1;
+            o = v[c ^ 1];
+        }
+        const float cz = cs[2 * pr], sn = cs[2 * pr + 1];
+        r[c] = first ? v[c] * cz - o * sn : o * sn + v[c] * cz;
+    }
+    return (float4)(r[0], r[1], r[2], r[3]);
 }

@@ -117,7 +117,7 @@
             int slot = slot0 + j;                                                                                 \
             if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
                 slot -= P.ring_cap;                                                                               \
-            REG[u] = ea_ld4(BUF, VIEW.off + b * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4,    \
+            REG[u] = ea_ld4(BUF, VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4,  \
                             P.kv_dt);                                                                             \
         }                                                                                                         \
     }
@@ -164,10 +164,12 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     const int bl = (int)get_group_id(2);
     const long b = P.b0 + bl;
     const int hkv = P.h0 + hl;
-    const int group = P.group, R = group * P.ni;
+    const long kvb = P.kv_b[bl]; /* K/V batch index (decode: the cache sequence) */
+    const int nq = P.nq[bl];
+    const int group = P.group, R = group * clamp(nq - P.i0, 0, P.ni); /* rows past nq: none */
     const int kv_len = P.kv_len[bl], slot0 = P.slot0[bl];
     const int D4 = P.D / 4;
-    const int qo0 = kv_len - P.nq_total + P.i0; /* qo of local query 0 */
+    const int qo0 = kv_len - nq + P.i0; /* qo of local query 0 */
     /* log2 units from the start, unless the softcap needs natural units (then after it) */
     const float qscale = P.softcap > 0.0f ? P.scale : P.scale * EA_LOG2E;
 
@@ -176,15 +178,20 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         const int r = e / FK_D4, d4 = e % FK_D4, rr = r0 + r;
         const long h = (long)hkv * group + rr % group, i = P.i0 + rr / group;
         const long at = P.q.off + b * P.q.sb + h * P.q.sh + i * P.q.sn + 4 * d4;
-#ifdef FK_QH
+#ifdef FK_QH /* never launched with RoPE (rotated values are not F16 any more): the host picks FK_PF then */
         ushort4 x = (ushort4)(0);
         if (rr < R && d4 < D4)
             x = vload4(0, (__global const ushort *)qb + at);
         vstore4(x, 0, Qs + r * FK_QP + 4 * d4);
 #else
         float4 x = (float4)(0.0f);
-        if (rr < R && d4 < D4)
-            x = ea_ld4(qb, at, P.q_dt) * qscale;
+        if (rr < R && d4 < D4) {
+            x = ea_ld4(qb, at, P.q_dt);
+            if (P.rope_style) /* rotated at its position (angles from the host's table) */
+                x = ea_rope4(x, qb, at - 4 * d4, P.q_dt, 4 * d4, P.rope_style, P.rope_dim,
+                             wsb + P.rope_off + (long)(P.tab0[bl] + (int)i - P.i0) * P.rope_dim);
+            x *= qscale;
+        }
         Qs[r * FK_DP4 + d4] = x;
 #endif
     }

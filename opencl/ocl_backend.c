@@ -221,6 +221,17 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, 
     L->ws = ea_sizer_add(&sz, (size_t)EA_OCL_WS_ENTRIES * D, 4, 256);
     L->ws_lse = ea_sizer_add(&sz, 2 * (size_t)EA_OCL_WS_ENTRIES, 4, 256); /* (max, sum) per entry */
     L->flag = ea_sizer_add(&sz, 16, 4, 256);
+    if (cfg->rope.style != EDGEATTN_ROPE_NONE) {
+        /* RoPE angles, cos and sin of each pair in FP32 computed on the host in double (devices without
+         * cl_khr_fp64 exist), for rope_rows positions per upload: a decode's queries or an append's keys
+         * (larger calls go in pieces) */
+        size_t pos = (size_t)cfg->max_batch * (size_t)cfg->max_q_len;
+        pos = pos < 64 ? 64 : pos > 1024 ? 1024 : pos;
+        L->rope_rows = (int32_t)pos;
+        L->rope_dim = cfg->rope.dim > 0 ? cfg->rope.dim : cfg->max_head_dim;
+        L->rope_bytes = pos * (size_t)L->rope_dim * 4;
+        L->rope = ea_sizer_add(&sz, L->rope_bytes, 1, 256);
+    }
     if (L->path == EA_OCL_PATH_UNFUSED) {
         size_t ur = ((size_t)64 << 20) / ((size_t)L->rows_kv * 4);
         const size_t ur_max = (size_t)group_max * (size_t)cfg->max_q_len;
@@ -241,12 +252,15 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, 
     }
     L->work_bytes = sz.total;
     if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
+        /* per layer [max_batch][heads][cap][dim] in the cache dtype, layers 256-byte aligned */
         size_t n;
+        L->kv_layers = cfg->num_layers;
         if (!ea_mul_ok((size_t)cfg->max_batch * (size_t)cfg->max_kv_heads, (size_t)cap, &n) || !ea_mul_ok(n, D, &n) ||
-            !ea_mul_ok(n, ea_dtype_size(cfg->kv_cache_dtype), &n))
+            !ea_mul_ok(n, ea_dtype_size(cfg->kv_cache_dtype), &n) || n > SIZE_MAX - 256)
             sz.overflow = true;
-        else
-            L->kv_bytes_each = round_up(n, 256);
+        else if (L->kv_layer_bytes = round_up(n, 256),
+                 !ea_mul_ok(L->kv_layer_bytes, (size_t)cfg->num_layers, &L->kv_bytes_each))
+            sz.overflow = true;
     }
     L->user_bytes = (size_t)cfg->device_user_bytes;
     size_t total = 0;
@@ -255,6 +269,18 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, 
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "opencl: device plan overflows size_t");
     L->device_total = total;
     return EDGEATTN_OK;
+}
+
+/* The backend's host block: the state, the cl_mem handles of the KV-cache buffers (one per layer at
+ * most) and the host copies of the RoPE table; ocl_init takes them from the arena in this order. */
+static size_t ocl_host_bytes(const edgeattn_config *cfg, const ea_ocl_layout *L)
+{
+    ea_sizer sz = {0, false};
+    ea_sizer_add(&sz, 1, sizeof(ea_ocl_state), 64);
+    ea_sizer_add(&sz, 2 * (size_t)cfg->num_layers, sizeof(cl_mem), 64);
+    if (L->rope_bytes)
+        ea_sizer_add(&sz, EA_OCL_ROPE_SLOTS, L->rope_bytes, 64);
+    return sz.total;
 }
 
 static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
@@ -274,7 +300,7 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
         if (st != EDGEATTN_OK)
             return st;
     }
-    out->host_bytes = sizeof(ea_ocl_state);
+    out->host_bytes = ocl_host_bytes(cfg, &L);
     out->scratch_per_thread = 0;
     out->device_bytes = L.device_total;
     out->threads = 1;
@@ -676,8 +702,17 @@ static void ocl_release(ea_ocl_state *s)
             a->clReleaseKernel(s->k[i]);
     if (s->util_prog)
         a->clReleaseProgram(s->util_prog);
-    cl_mem mems[5] = {s->blast_tmp, s->kv_k, s->kv_v, s->user, s->work};
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < EA_OCL_ROPE_SLOTS; i++)
+        if (s->rope_ev[i])
+            a->clReleaseEvent(s->rope_ev[i]);
+    for (int i = 0; i < s->kv_nbuf; i++) {
+        if (s->kv_k[i])
+            a->clReleaseMemObject(s->kv_k[i]);
+        if (s->kv_v[i])
+            a->clReleaseMemObject(s->kv_v[i]);
+    }
+    cl_mem mems[3] = {s->blast_tmp, s->user, s->work};
+    for (int i = 0; i < 3; i++)
         if (mems[i])
             a->clReleaseMemObject(mems[i]);
     if (s->queue)
@@ -847,8 +882,9 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
     if ((st = build_program(s, cfg->kernel_cache_dir, usrc, 2, "-cl-std=CL1.2", "utility", &s->util_prog, msg)) !=
         EDGEATTN_OK)
         return st;
-    static const char *const knames[EA_K_COUNT] = {"ea_combine",   "ea_kv_write", "ea_finite",     "ea_gather_q",
-                                                   "ea_gather_kv", "ea_softmax",  "ea_store_rows", "ea_fma_peak"};
+    static const char *const knames[EA_K_COUNT] = {"ea_combine",   "ea_kv_write", "ea_convert",    "ea_finite",
+                                                   "ea_gather_q",  "ea_gather_kv", "ea_softmax",  "ea_store_rows",
+                                                   "ea_fma_peak"};
     for (int i = 0; i < EA_K_COUNT; i++) {
         s->k[i] = ea_ocl_create_kernel(a, s->util_prog, knames[i], &err);
         if (err != CL_SUCCESS) {
@@ -859,10 +895,27 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
 
     /* pools */
     if ((st = make_buffer(s, s->lay.work_bytes, "work pool (staging, split-KV workspace)", &s->work, msg)) != EDGEATTN_OK ||
-        (st = make_buffer(s, s->lay.kv_bytes_each, "KV cache (K)", &s->kv_k, msg)) != EDGEATTN_OK ||
-        (st = make_buffer(s, s->lay.kv_bytes_each, "KV cache (V)", &s->kv_v, msg)) != EDGEATTN_OK ||
         (st = make_buffer(s, s->lay.user_bytes, "user region", &s->user, msg)) != EDGEATTN_OK)
         return st;
+    if (s->lay.kv_layers > 0) {
+        /* as many whole layers per buffer as the device's largest buffer takes, spread evenly */
+        const size_t lb = s->lay.kv_layer_bytes;
+        if (lb > s->max_alloc)
+            return ea_fail(msg, EDGEATTN_ERR_OUT_OF_MEMORY,
+                           "opencl: one layer of the KV cache needs %zu bytes, more than the device's largest buffer "
+                           "(%llu bytes)", lb, (unsigned long long)s->max_alloc);
+        const int layers = s->lay.kv_layers;
+        const size_t fit = (size_t)(s->max_alloc / lb);
+        const int lpb = fit < (size_t)layers ? (int)fit : layers;
+        s->kv_nbuf = (layers + lpb - 1) / lpb;
+        s->kv_lpb = (layers + s->kv_nbuf - 1) / s->kv_nbuf;
+        for (int i = 0; i < s->kv_nbuf; i++) {
+            const int nl = layers - i * s->kv_lpb < s->kv_lpb ? layers - i * s->kv_lpb : s->kv_lpb;
+            if ((st = make_buffer(s, lb * (size_t)nl, "KV cache (K)", &s->kv_k[i], msg)) != EDGEATTN_OK ||
+                (st = make_buffer(s, lb * (size_t)nl, "KV cache (V)", &s->kv_v[i], msg)) != EDGEATTN_OK)
+                return st;
+        }
+    }
     if (s->lay.path == EA_OCL_PATH_UNFUSED) {
         /* CLBlast's temporary buffer: a sub-buffer carved from the work pool */
         cl_uint align_bits = 0;
@@ -891,7 +944,16 @@ static edgeattn_status ocl_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     if (!s)
         return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
     memset(s, 0, sizeof *s);
+    const edgeattn_config *cfg = &ctx->cfg;
+    cl_mem *handles = ea_arena_alloc(arena, 2 * (size_t)cfg->num_layers, sizeof(cl_mem), 64);
+    if (!handles)
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
+    s->kv_k = handles;
+    s->kv_v = handles + cfg->num_layers;
     edgeattn_status st = ocl_init_state(ctx, s, msg);
+    if (st == EDGEATTN_OK && s->lay.rope_bytes &&
+        !(s->rope_host = ea_arena_alloc(arena, EA_OCL_ROPE_SLOTS, s->lay.rope_bytes, 64)))
+        st = ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
     if (st != EDGEATTN_OK) {
         ocl_release(s);
         return st;
@@ -977,6 +1039,8 @@ const ea_backend_ops ea_backend_opencl = {
     .memory_kinds = (1u << EDGEATTN_MEM_HOST) | (1u << EDGEATTN_MEM_OPENCL),
     .check_finite = ea_ocl_check_finite,
     .kv_write = ea_ocl_kv_write,
+    .kv_copy = ea_ocl_kv_copy,
+    .kv_read = ea_ocl_kv_read,
     .synchronize = ocl_synchronize,
     .device_region = ocl_device_region,
     .copy = ea_ocl_copy,

@@ -10,6 +10,7 @@
 #define EA_OCL_SEQ_MAX 16 /* = EA_SEQ_MAX in common.cl: sequences per launch */
 #define EA_OCL_NVAR 3     /* head-dim variants: 64, 128, 256 */
 #define EA_OCL_WS_ENTRIES 4096 /* split-KV partial rows (row x split) the workspace holds */
+#define EA_OCL_ROPE_SLOTS 4    /* host copies of the RoPE angle table in flight (non-blocking uploads) */
 
 /* Mirrors of the structs in common.cl / util.cl (passed by value as kernel arguments). */
 typedef struct ea_ocl_view {
@@ -18,26 +19,32 @@ typedef struct ea_ocl_view {
 
 typedef struct ea_ocl_attn_p {
     ea_ocl_view q, k, v, o, bias, lse;
-    cl_long ws_off, ws_lse_off;
+    cl_long ws_off, ws_lse_off, rope_off;
     cl_int q_dt, kv_dt, o_dt, has_bias;
     cl_int has_lse, nsplit, b0, h0;
     cl_int nh, group, i0, ni;
-    cl_int nq_total, D, ring_cap, causal;
-    cl_int wl, wr;
+    cl_int D, ring_cap, causal, wl;
+    cl_int wr, rope_style, rope_dim, pad_;
     cl_float scale, softcap;
     cl_int kv_len[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];
+    cl_int nq[EA_OCL_SEQ_MAX];   /* queries of the sequence: rows i >= nq are not written */
+    cl_int kv_b[EA_OCL_SEQ_MAX]; /* K/V batch index (decode: the cache sequence, seq_ids[b]) */
+    cl_int tab0[EA_OCL_SEQ_MAX]; /* RoPE table row of query i0 */
 } ea_ocl_attn_p;
 
 typedef struct ea_ocl_rows_p {
     ea_ocl_view k, v;
-    cl_long kd_off, vd_off;
+    cl_long kd_off, vd_off, rope_off;
     cl_int k_dt, v_dt, cache_dt, heads; /* source dtypes of K and V (each its own), the cache's */
     cl_int cap, D, b0, h0;
-    cl_int nh;
+    cl_int nh, wk, wv, rope_style;
+    cl_int rope_dim, pad_;
     cl_int r0[EA_OCL_SEQ_MAX];
     cl_int n[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];
+    cl_int dseq[EA_OCL_SEQ_MAX]; /* cache sequence (seq_ids[b]) */
+    cl_int tab0[EA_OCL_SEQ_MAX]; /* RoPE table row of row r0 */
 } ea_ocl_rows_p;
 
 typedef struct ea_ocl_tiles {
@@ -59,8 +66,8 @@ typedef struct ea_ocl_variant {
     cl_kernel k_pf, k_pfh, k_dec;
 } ea_ocl_variant;
 
-enum { EA_K_COMBINE, EA_K_KV_WRITE, EA_K_FINITE, EA_K_GATHER_Q, EA_K_GATHER_KV, EA_K_SOFTMAX, EA_K_STORE,
-       EA_K_PEAK, EA_K_COUNT };
+enum { EA_K_COMBINE, EA_K_KV_WRITE, EA_K_CONVERT, EA_K_FINITE, EA_K_GATHER_Q, EA_K_GATHER_KV, EA_K_SOFTMAX,
+       EA_K_STORE, EA_K_PEAK, EA_K_COUNT };
 
 enum { EA_OCL_PATH_FUSED = 0, EA_OCL_PATH_UNFUSED = 1 };
 
@@ -80,8 +87,12 @@ typedef struct ea_ocl_layout {
     size_t flag;
     size_t uf_q, uf_k, uf_v, uf_s, uf_o, uf_l; /* unfused F32 scratch */
     size_t blast_tmp, blast_tmp_bytes; /* a sub-buffer (CLBlast takes a whole cl_mem), 4 KiB aligned */
+    size_t rope, rope_bytes;        /* RoPE angle table (cos, sin in FP32 from double), 0 without RoPE */
+    int32_t rope_rows, rope_dim;    /* positions the table holds, floats per position */
     size_t work_bytes;
-    size_t kv_bytes_each;           /* KV cache: K and V buffers */
+    size_t kv_layer_bytes;          /* KV cache: one layer of K (or V), 256-byte aligned */
+    int32_t kv_layers;
+    size_t kv_bytes_each;           /* every layer of K (or V): kv_layers * kv_layer_bytes */
     size_t user_bytes;
     size_t device_total;
 } ea_ocl_layout;
@@ -106,7 +117,13 @@ typedef struct ea_ocl_state {
     int nvar;
     cl_program util_prog;
     cl_kernel k[EA_K_COUNT];
-    cl_mem kv_k, kv_v, user, work, blast_tmp;
+    cl_mem *kv_k, *kv_v;  /* [kv_nbuf] each (host block): kv_lpb layers per buffer (a device's largest
+                             buffer may hold fewer than all of them) */
+    int kv_nbuf, kv_lpb;
+    cl_mem user, work, blast_tmp;
+    float *rope_host;     /* [EA_OCL_ROPE_SLOTS] tables of lay.rope_bytes (host block) */
+    cl_event rope_ev[EA_OCL_ROPE_SLOTS]; /* the upload of each slot still in flight, or NULL */
+    int rope_next;
     ea_clblast blast;
     bool blast_ok;
     char blast_why[96];
@@ -119,8 +136,11 @@ edgeattn_status ea_ocl_fail_cl(char *msg, cl_int err, const char *what);
 
 /* ---- ocl_run.c: the calls */
 edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *call);
-edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, const edgeattn_tensor *k, const edgeattn_tensor *v,
-                                const int32_t *n_new);
+edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
+                                const edgeattn_tensor *v, const int32_t *n_new);
+edgeattn_status ea_ocl_kv_copy(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst);
+edgeattn_status ea_ocl_kv_read(edgeattn_context *ctx, int32_t layer, int32_t seq, int32_t slot, int32_t n,
+                               const edgeattn_tensor *k, const edgeattn_tensor *v, int64_t row0);
 edgeattn_status ea_ocl_check_finite(edgeattn_context *ctx, const edgeattn_tensor *t, bool neg_inf_ok, bool *finite);
 edgeattn_status ea_ocl_copy(edgeattn_context *ctx, const edgeattn_tensor *dst, const edgeattn_tensor *src);
 edgeattn_status ea_ocl_ceilings(edgeattn_context *ctx, edgeattn_ceilings *out);

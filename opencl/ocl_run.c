@@ -91,20 +91,26 @@ static cl_int box_xfer(ea_ocl_state *s, int mode, bool blocking, char *host, cl_
 
 /* Stages (or reads back) the slab b, heads [h_first, +nh), rows [i_first, +ni), row_elems elements of
  * a host tensor at byte offset off of the work pool, in the host's order of heads and rows, and
- * describes the staged copy with absolute indices (*v). */
+ * describes the staged copy with absolute indices (*v). A dim of extent 1 or stride 0 (a broadcast
+ * input) is staged once, with stride 0 in the view: OpenCL reads a pitch of 0 as "tightly packed",
+ * so such a dim never reaches a rectangular transfer. */
 static cl_int slab_xfer(ea_ocl_state *s, int mode, const edgeattn_tensor *t, int64_t b, int64_t h_first, int64_t nh,
                         int64_t i_first, int64_t ni, int64_t row_elems, size_t off, ea_ocl_view *v)
 {
     const size_t es = ea_dtype_size(t->dtype);
-    const bool bcast_h = t->shape[1] == 1, bcast_b = t->shape[0] == 1;
+    const bool bcast_b = t->shape[0] == 1 || t->stride[0] == 0;
+    const bool bcast_h = t->shape[1] == 1 || t->stride[1] == 0;
+    const bool bcast_n = t->shape[2] == 1 || t->stride[2] == 0;
     if (bcast_h)
         h_first = 0, nh = 1;
+    if (bcast_n)
+        i_first = 0, ni = 1;
     const bool heads_outer = t->stride[1] >= t->stride[2];
     const int64_t dsh = heads_outer ? ni * row_elems : row_elems, dsn = heads_outer ? row_elems : nh * row_elems;
     v->sb = 0;
     v->sh = bcast_h ? 0 : dsh;
-    v->sn = dsn;
-    v->off = (cl_long)(off / es) - (bcast_h ? 0 : h_first * dsh) - i_first * dsn;
+    v->sn = bcast_n ? 0 : dsn;
+    v->off = (cl_long)(off / es) - h_first * v->sh - i_first * v->sn;
     char *host = (char *)t->data +
                  (size_t)((bcast_b ? 0 : b) * t->stride[0] + h_first * t->stride[1] + i_first * t->stride[2]) * es;
     return box_xfer(s, mode, mode == X_WRITE, host, NULL, 0, (size_t)t->stride[1] * es, (size_t)t->stride[2] * es,
@@ -130,6 +136,56 @@ static edgeattn_status dev_view(char *msg, const char *name, const edgeattn_tens
 static size_t align256(size_t x)
 {
     return (x + 255) & ~(size_t)255;
+}
+
+/* The buffer holding layer `layer` of the K or V cache (bufs: s->kv_k or s->kv_v) and the layer's byte
+ * offset in it. */
+static cl_mem kv_buf(const ea_ocl_state *s, cl_mem *bufs, int32_t layer, size_t *off)
+{
+    *off = (size_t)(layer % s->kv_lpb) * s->lay.kv_layer_bytes;
+    return bufs[layer / s->kv_lpb];
+}
+
+/* ---------------------------------------------------------------- RoPE angle tables
+ * cos and sin of every rotated pair of the positions a launch needs, computed on the host in double
+ * by core's ea_rope_angles (so the device rotates by exactly the FP32 values the CPU backend uses,
+ * with or without cl_khr_fp64) and uploaded into the planned table of the work pool. The upload does
+ * not block: the host copy comes from a ring of EA_OCL_ROPE_SLOTS copies in the host block, and a copy
+ * is refilled only after the event of its previous upload has completed. In-order queues keep the
+ * device table from changing under a kernel that still reads it. */
+
+/* Fills the table for nb runs: run bl holds cnt[bl] positions pos0[bl] + r at rows tab0[bl] + r; then
+ * uploads rows [0, rows). */
+static edgeattn_status rope_upload(ea_ocl_state *s, char *msg, const ea_rope *rope, int nb, const int64_t *pos0,
+                                   const cl_int *tab0, const int *cnt, size_t rows)
+{
+    ea_ocl_api *a = &s->api;
+    const int slot = s->rope_next;
+    const size_t rd = (size_t)rope->dim;
+    if (rows > (size_t)s->lay.rope_rows || rd > (size_t)s->lay.rope_dim)
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: %zu RoPE positions of %zu values exceed the planned table",
+                       rows, rd);
+    if (s->rope_ev[slot]) { /* this copy's last upload must be done before the copy changes */
+        const cl_int err = a->clWaitForEvents(1, &s->rope_ev[slot]);
+        a->clReleaseEvent(s->rope_ev[slot]);
+        s->rope_ev[slot] = NULL;
+        if (err != CL_SUCCESS)
+            return ea_ocl_fail_cl(msg, err, "clWaitForEvents (RoPE table)");
+    }
+    if (rows == 0)
+        return EDGEATTN_OK;
+    float *tab = s->rope_host + (size_t)slot * (s->lay.rope_bytes / sizeof(float));
+    for (int bl = 0; bl < nb; bl++)
+        for (int r = 0; r < cnt[bl]; r++)
+            ea_rope_angles(rope, pos0[bl] + r, tab + ((size_t)tab0[bl] + (size_t)r) * rd);
+    s->rope_next = (slot + 1) % EA_OCL_ROPE_SLOTS;
+    const cl_int err = a->clEnqueueWriteBuffer(s->queue, s->work, CL_FALSE, s->lay.rope, rows * rd * sizeof(float), tab,
+                                               0, NULL, &s->rope_ev[slot]);
+    if (err != CL_SUCCESS) {
+        s->rope_ev[slot] = NULL;
+        return ea_ocl_fail_cl(msg, err, "clEnqueueWriteBuffer (RoPE table)");
+    }
+    return EDGEATTN_OK;
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -160,6 +216,10 @@ static edgeattn_status run_unfused(ea_ocl_state *s, char *msg, const ea_ocl_attn
     for (cl_int bl = 0; bl < nb; bl++)
         for (cl_int hl = 0; hl < P->nh; hl++) {
             const int kv_len = P->kv_len[bl];
+            /* queries of this sequence in the launch (ragged decode: rows past nq are left alone) */
+            const int ni_b = P->nq[bl] - P->i0 < P->ni ? P->nq[bl] - P->i0 : P->ni;
+            if (ni_b <= 0)
+                continue;
             const cl_long kf = (cl_long)(L->uf_k / 4), vf = (cl_long)(L->uf_v / 4);
             if (kv_len > 0) {
                 const size_t g[2] = {(size_t)D / 4, (size_t)kv_len};
@@ -179,10 +239,11 @@ static edgeattn_status run_unfused(ea_ocl_state *s, char *msg, const ea_ocl_attn
                            "clEnqueueNDRangeKernel(ea_gather_kv)");
                 }
             }
-            for (int ic = 0; ic < P->ni; ic += nic) {
+            for (int ic = 0; ic < ni_b; ic += nic) {
                 ea_ocl_attn_p P2 = *P;
                 P2.i0 = P->i0 + ic;
-                P2.ni = P->ni - ic < nic ? P->ni - ic : nic;
+                P2.ni = ni_b - ic < nic ? ni_b - ic : nic;
+                P2.tab0[bl] = P->tab0[bl] + ic; /* RoPE rows follow the queries */
                 const size_t rows = (size_t)group * (size_t)P2.ni;
                 const cl_long qf = (cl_long)(L->uf_q / 4), sf = (cl_long)(L->uf_s / 4), of = (cl_long)(L->uf_o / 4),
                               lf = (cl_long)(L->uf_l / 4), ld = kv_len;
@@ -263,18 +324,37 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
     ea_ocl_attn_p P = *base;
     P.b0 = b0, P.h0 = h0, P.nh = nh, P.i0 = i0, P.ni = ni;
     int kvmax = 0;
+    int64_t pos0[EA_OCL_SEQ_MAX];
+    int cnt[EA_OCL_SEQ_MAX];
     for (int bl = 0; bl < nb; bl++) {
         const int b = b0 + bl;
-        if (c->decode) {
-            const int64_t total = c->cache->total[b];
-            const int32_t held = c->cache->held[b];
+        if (c->decode) { /* batch row b reads cache sequence seq_ids[b] of the call's layer */
+            const int32_t seq = c->seq_ids[b];
+            const size_t at = ea_kv_idx(c->cache, c->layer, seq);
+            const int64_t total = c->cache->total[at];
+            const int32_t held = c->cache->held[at];
             P.kv_len[bl] = held;
             P.slot0[bl] = (cl_int)((total - held) % c->cache->cap);
+            P.kv_b[bl] = seq;
+            P.nq[bl] = c->q_lens ? c->q_lens[b] : c->Nq;
+            pos0[bl] = total - P.nq[bl] + i0; /* query i sits at total - nq + i */
         } else {
             P.kv_len[bl] = c->kv_lens ? c->kv_lens[b] : c->Nkv;
             P.slot0[bl] = 0;
+            P.kv_b[bl] = b;
+            P.nq[bl] = c->Nq;
+            pos0[bl] = 0;
         }
+        P.tab0[bl] = bl * ni;
+        cnt[bl] = P.nq[bl] - i0 < ni ? P.nq[bl] - i0 : ni;
+        cnt[bl] = cnt[bl] < 0 ? 0 : cnt[bl];
         kvmax = P.kv_len[bl] > kvmax ? P.kv_len[bl] : kvmax;
+    }
+    if (c->decode && c->rope) { /* queries rotated at their positions */
+        P.rope_style = c->rope->style;
+        P.rope_dim = c->rope->dim;
+        P.rope_off = (cl_long)(s->lay.rope / sizeof(float));
+        TRY(rope_upload(s, msg, c->rope, nb, pos0, P.tab0, cnt, (size_t)nb * (size_t)ni));
     }
     if (s->lay.path == EA_OCL_PATH_UNFUSED)
         return run_unfused(s, msg, &P, m, nb);
@@ -284,7 +364,8 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
         v = &s->var[i];
     const int R = c->group * ni;
     const bool dec = R <= v->dec.bm;
-    const bool qh = !dec && P.q_dt == EDGEATTN_F16; /* Q kept as F16 bits in local memory */
+    /* Q kept as F16 bits in local memory; not with RoPE (the rotated queries are not F16 values) */
+    const bool qh = !dec && P.q_dt == EDGEATTN_F16 && !P.rope_style;
     const ea_ocl_tiles *t = dec ? &v->dec : qh ? &v->pfh : &v->pf;
     cl_kernel k = dec ? v->k_dec : qh ? v->k_pfh : v->k_pf;
     const int nt = ea_ocl_tiles_threads(t);
@@ -347,7 +428,6 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
     P.has_bias = c->bias != NULL;
     P.has_lse = c->lse != NULL;
     P.group = c->group;
-    P.nq_total = c->Nq;
     P.D = c->D;
     P.ring_cap = c->decode ? c->cache->cap : 0;
     P.causal = c->causal;
@@ -369,11 +449,12 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
         TRY(dev_view(msg, "bias", c->bias, &m.bias, &P.bias));
     if (c->lse && !l_host)
         TRY(dev_view(msg, "lse", c->lse, &m.lse, &P.lse));
-    if (c->decode) {
+    if (c->decode) { /* the call's layer of the cache; batch index = cache sequence (P.kv_b) */
         const ea_kv_cache *kv = c->cache;
-        m.k = s->kv_k;
-        m.v = s->kv_v;
-        P.k.off = P.v.off = 0;
+        size_t loff;
+        m.k = kv_buf(s, s->kv_k, c->layer, &loff);
+        m.v = kv_buf(s, s->kv_v, c->layer, &loff);
+        P.k.off = P.v.off = (cl_long)(loff / ea_dtype_size(kv->dtype));
         P.k.sb = P.v.sb = (cl_long)kv->heads * kv->cap * kv->dim;
         P.k.sh = P.v.sh = (cl_long)kv->cap * kv->dim;
         P.k.sn = P.v.sn = kv->dim;
@@ -388,7 +469,17 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
     if (!(q_host || o_host || b_host || l_host || k_host || v_host)) {
         for (int b0 = 0; b0 < c->B; b0 += EA_OCL_SEQ_MAX) {
             const int nb = c->B - b0 < EA_OCL_SEQ_MAX ? c->B - b0 : EA_OCL_SEQ_MAX;
-            TRY(run_launch(s, msg, c, &P, &m, b0, nb, 0, c->Hkv, 0, c->Nq));
+            int nq_max = c->Nq; /* ragged decode: no launch for rows no sequence has */
+            if (c->q_lens) {
+                nq_max = 1;
+                for (int bl = 0; bl < nb; bl++)
+                    nq_max = c->q_lens[b0 + bl] > nq_max ? c->q_lens[b0 + bl] : nq_max;
+            }
+            int step = nq_max; /* with RoPE, the positions of a launch fit the angle table */
+            if (c->decode && c->rope && step * nb > s->lay.rope_rows)
+                step = s->lay.rope_rows / nb > 0 ? s->lay.rope_rows / nb : 1;
+            for (int i0 = 0; i0 < nq_max; i0 += step)
+                TRY(run_launch(s, msg, c, &P, &m, b0, nb, 0, c->Hkv, i0, nq_max - i0 < step ? nq_max - i0 : step));
         }
         return EDGEATTN_OK;
     }
@@ -411,7 +502,9 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
     if (l_host)
         m.lse = s->work;
     for (int b = 0; b < c->B; b++) {
-        const int kv_len = c->decode ? c->cache->held[b] : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
+        const int kv_len = c->decode ? c->cache->held[ea_kv_idx(c->cache, c->layer, c->seq_ids[b])]
+                                     : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
+        const int nq_b = c->decode && c->q_lens ? c->q_lens[b] : c->Nq; /* rows past it: not computed nor read */
         int nh = c->Hkv;
         if ((k_host || v_host) && kv_len > 0) {
             const size_t per = (size_t)kv_len * (size_t)D * es_kv;
@@ -432,9 +525,11 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
             if (err != CL_SUCCESS)
                 return ea_ocl_fail_cl(msg, err, "staging k/v (clEnqueueWriteBufferRect)");
             int ni = L->rows_cap / (nhc * group);
-            ni = ni < 1 ? 1 : ni > c->Nq ? c->Nq : ni;
-            for (int i0 = 0; i0 < c->Nq; i0 += ni) {
-                const int nic = c->Nq - i0 < ni ? c->Nq - i0 : ni;
+            ni = ni < 1 ? 1 : ni > nq_b ? nq_b : ni;
+            if (c->decode && c->rope && ni > L->rope_rows)
+                ni = L->rope_rows;
+            for (int i0 = 0; i0 < nq_b; i0 += ni) {
+                const int nic = nq_b - i0 < ni ? nq_b - i0 : ni;
                 const size_t rows = (size_t)nhc * (size_t)group * (size_t)nic;
                 size_t off = L->st_rows;
                 const size_t q_off = off;
@@ -482,17 +577,42 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
 
 /* ---------------------------------------------------------------- KV cache */
 
-edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, const edgeattn_tensor *k, const edgeattn_tensor *v,
-                                const int32_t *n_new)
+/* Can a host source go to the cache with rectangular writes? Not with a stride of 0 over heads or rows
+ * (a broadcast input): OpenCL takes a pitch of 0 for "tightly packed". */
+static bool direct_ok(const edgeattn_tensor *t)
+{
+    return (t->shape[1] == 1 || t->stride[1] != 0) && (t->shape[2] == 1 || t->stride[2] != 0);
+}
+
+static edgeattn_status launch_kv_write(ea_ocl_state *s, char *msg, cl_mem ks, cl_mem vs, cl_mem kd, cl_mem vd,
+                                       const ea_ocl_rows_p *P, size_t rows, size_t nbh)
+{
+    if (rows == 0 || nbh == 0)
+        return EDGEATTN_OK;
+    cl_kernel kw = s->k[EA_K_KV_WRITE];
+    const cl_mem args[5] = {ks, vs, kd, vd, s->work};
+    for (cl_uint i = 0; i < 5; i++)
+        TRY(set_arg(s, msg, kw, i, sizeof(cl_mem), &args[i]));
+    TRY(set_arg(s, msg, kw, 5, sizeof *P, P));
+    const size_t g[3] = {(size_t)P->D / 4, rows, nbh};
+    CL_TRY(s, msg, s->api.clEnqueueNDRangeKernel(s->queue, kw, 3, NULL, g, NULL, 0, NULL, NULL),
+           "clEnqueueNDRangeKernel(ea_kv_write)");
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
+                                const edgeattn_tensor *v, const int32_t *n_new)
 {
     ea_ocl_state *s = ctx->backend_state;
     char *msg = ctx->msg;
-    ea_ocl_api *a = &s->api;
     const ea_kv_cache *kv = &ctx->kv;
     const int B = (int)k->shape[0], H = (int)k->shape[1], N = (int)k->shape[2], D = (int)k->shape[3];
     const int cap = kv->cap;
-    const size_t ces = ea_dtype_size(kv->dtype), ses = ea_dtype_size(k->dtype);
+    const size_t ces = ea_dtype_size(kv->dtype);
     const size_t head_bytes = (size_t)cap * (size_t)D * ces;
+    const ea_rope *rope = ctx->rope.style != EDGEATTN_ROPE_NONE ? &ctx->rope : NULL;
+    size_t loff;
+    const cl_mem kdst = kv_buf(s, s->kv_k, layer, &loff), vdst = kv_buf(s, s->kv_v, layer, &loff);
     ea_ocl_rows_p P;
     memset(&P, 0, sizeof P);
     P.k_dt = k->dtype;
@@ -501,93 +621,209 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, const edgeattn_tensor *k,
     P.heads = kv->heads;
     P.cap = cap;
     P.D = D;
+    P.kd_off = P.vd_off = (cl_long)(loff / ces);
+    if (rope) {
+        P.rope_style = rope->style;
+        P.rope_dim = rope->dim;
+        P.rope_off = (cl_long)(s->lay.rope / sizeof(float));
+    }
+    const bool k_host = k->memory == EDGEATTN_MEM_HOST, v_host = v->memory == EDGEATTN_MEM_HOST;
+    /* a host source of the cache dtype goes straight into the ring (keys only without RoPE) */
+    const bool k_direct = k_host && k->dtype == kv->dtype && !rope && direct_ok(k);
+    const bool v_direct = v_host && v->dtype == kv->dtype && direct_ok(v);
+    P.wk = !k_direct;
+    P.wv = !v_direct;
     cl_mem km = s->work, vm = s->work;
-    const bool host = k->memory == EDGEATTN_MEM_HOST || v->memory == EDGEATTN_MEM_HOST;
-    if (k->memory != EDGEATTN_MEM_HOST)
+    if (!k_host)
         TRY(dev_view(msg, "k", k, &km, &P.k));
-    if (v->memory != EDGEATTN_MEM_HOST)
+    if (!v_host)
         TRY(dev_view(msg, "v", v, &vm, &P.v));
-    cl_kernel kw = s->k[EA_K_KV_WRITE];
-    if (!host) {
+    const edgeattn_tensor *src[2] = {k, v};
+    const bool direct[2] = {k_direct, v_direct};
+    const cl_mem dst[2] = {kdst, vdst};
+    for (int b = 0; b < B && (k_direct || v_direct); b++) {
+        const int n = n_new ? n_new[b] : N;
+        const int skip = n > cap ? n - cap : 0; /* ring: rows that would be overwritten at once */
+        if (n - skip <= 0)
+            continue;
+        const int32_t seq = seq_ids[b];
+        const int64_t first = kv->total[ea_kv_idx(kv, layer, seq)] + skip;
+        for (int t = 0; t < 2; t++) {
+            if (!direct[t])
+                continue;
+            const size_t ses = ea_dtype_size(src[t]->dtype);
+            int r = skip;
+            while (r < n) { /* ring segments */
+                const int slot = (int)((first + (r - skip)) % cap);
+                const int len = n - r < cap - slot ? n - r : cap - slot;
+                char *hp = (char *)src[t]->data + (size_t)(b * src[t]->stride[0] + (int64_t)r * src[t]->stride[2]) * ses;
+                const size_t doff = loff + ((size_t)seq * (size_t)kv->heads * (size_t)cap + (size_t)slot) * (size_t)D * ces;
+                const cl_int err = box_xfer(s, X_WRITE, true, hp, NULL, 0, (size_t)src[t]->stride[1] * ses,
+                                            (size_t)src[t]->stride[2] * ses, dst[t], doff, head_bytes, (size_t)D * ces,
+                                            (size_t)D * ces, (size_t)H, (size_t)len);
+                if (err != CL_SUCCESS)
+                    return ea_ocl_fail_cl(msg, err, "kv_append: clEnqueueWriteBufferRect");
+                r += len;
+            }
+        }
+    }
+    if (!P.wk && !P.wv)
+        return EDGEATTN_OK;
+    int64_t pos0[EA_OCL_SEQ_MAX];
+    int cnt[EA_OCL_SEQ_MAX];
+    if (!(P.wk && k_host) && !(P.wv && v_host)) {
+        /* device sources: launches of up to EA_OCL_SEQ_MAX sequences; with RoPE, pieces of rows whose
+         * positions fit the angle table */
         for (int b0 = 0; b0 < B; b0 += EA_OCL_SEQ_MAX) {
             const int nb = B - b0 < EA_OCL_SEQ_MAX ? B - b0 : EA_OCL_SEQ_MAX;
+            int chunk = N;
+            if (rope && chunk * nb > s->lay.rope_rows)
+                chunk = s->lay.rope_rows / nb > 0 ? s->lay.rope_rows / nb : 1;
             P.b0 = b0, P.h0 = 0, P.nh = H;
-            for (int bl = 0; bl < nb; bl++) {
-                const int n = n_new ? n_new[b0 + bl] : N;
-                P.n[bl] = n;
-                P.r0[bl] = n > cap ? n - cap : 0;
-                P.slot0[bl] = (cl_int)(kv->total[b0 + bl] % cap);
+            for (int off = 0;; off += chunk) {
+                bool any = false;
+                for (int bl = 0; bl < nb; bl++) {
+                    const int b = b0 + bl, n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
+                    const int32_t seq = seq_ids[b];
+                    const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
+                    const int ra = skip + off < n ? skip + off : n;
+                    const int rb = ra + chunk < n ? ra + chunk : n;
+                    P.r0[bl] = ra;
+                    P.n[bl] = rb;
+                    P.dseq[bl] = seq;
+                    P.slot0[bl] = (cl_int)(total % cap);
+                    P.tab0[bl] = bl * chunk;
+                    pos0[bl] = total + ra;
+                    cnt[bl] = rb - ra;
+                    any = any || rb > ra;
+                }
+                if (!any)
+                    break;
+                if (rope)
+                    TRY(rope_upload(s, msg, rope, nb, pos0, P.tab0, cnt, (size_t)nb * (size_t)chunk));
+                TRY(launch_kv_write(s, msg, km, vm, kdst, vdst, &P, (size_t)chunk, (size_t)nb * (size_t)H));
             }
-            const cl_mem args[4] = {km, vm, s->kv_k, s->kv_v};
-            for (cl_uint i = 0; i < 4; i++)
-                TRY(set_arg(s, msg, kw, i, sizeof(cl_mem), &args[i]));
-            TRY(set_arg(s, msg, kw, 4, sizeof P, &P));
-            const size_t g[3] = {(size_t)D / 4, (size_t)N, (size_t)nb * (size_t)H};
-            CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, kw, 3, NULL, g, NULL, 0, NULL, NULL),
-                   "clEnqueueNDRangeKernel(ea_kv_write)");
         }
         return EDGEATTN_OK;
     }
-    /* a host source: straight into the ring when the dtype matches, else staged and converted */
+    /* host sources for the kernel: per sequence, pieces of rows (the angle table) and of heads (the
+     * staging area), staged with rectangular writes and converted (and rotated) on the device */
     for (int b = 0; b < B; b++) {
         const int n = n_new ? n_new[b] : N;
         const int skip = n > cap ? n - cap : 0;
         if (n - skip <= 0)
             continue;
-        const int64_t first = kv->total[b] + skip;
-        const edgeattn_tensor *src[2] = {k, v};
-        const cl_mem dst[2] = {s->kv_k, s->kv_v};
-        bool direct = true;
-        for (int t = 0; t < 2; t++)
-            direct = direct && src[t]->memory == EDGEATTN_MEM_HOST && src[t]->dtype == kv->dtype;
-        if (direct) {
-            for (int t = 0; t < 2; t++) {
-                int r = skip;
-                while (r < n) { /* ring segments */
-                    const int slot = (int)((first + (r - skip)) % cap);
-                    const int len = n - r < cap - slot ? n - r : cap - slot;
-                    char *hp = (char *)src[t]->data +
-                               (size_t)(b * src[t]->stride[0] + (int64_t)r * src[t]->stride[2]) * ses;
-                    const size_t doff = ((size_t)b * (size_t)kv->heads * (size_t)cap + (size_t)slot) * (size_t)D * ces;
-                    const cl_int err = box_xfer(s, X_WRITE, true, hp, NULL, 0, (size_t)src[t]->stride[1] * ses,
-                                                (size_t)src[t]->stride[2] * ses, dst[t], doff, head_bytes,
-                                                (size_t)D * ces, (size_t)D * ces, (size_t)H, (size_t)len);
-                    if (err != CL_SUCCESS)
-                        return ea_ocl_fail_cl(msg, err, "kv_append: clEnqueueWriteBufferRect");
-                    r += len;
-                }
+        const int32_t seq = seq_ids[b];
+        const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
+        int chunk = n - skip;
+        if (rope && chunk > s->lay.rope_rows)
+            chunk = s->lay.rope_rows;
+        for (int ra = skip; ra < n; ra += chunk) {
+            const int rb = n - ra < chunk ? n : ra + chunk;
+            P.b0 = b;
+            P.r0[0] = ra;
+            P.n[0] = rb;
+            P.dseq[0] = seq;
+            P.slot0[0] = (cl_int)(total % cap);
+            P.tab0[0] = 0;
+            if (rope) {
+                pos0[0] = total + ra;
+                cnt[0] = rb - ra;
+                TRY(rope_upload(s, msg, rope, 1, pos0, P.tab0, cnt, (size_t)(rb - ra)));
             }
+            const size_t per_head = (size_t)(rb - ra) * (size_t)D * 4;
+            int nh = (int)(s->lay.st_kv_bytes / per_head);
+            nh = nh < 1 ? 1 : nh > H ? H : nh;
+            for (int h0 = 0; h0 < H; h0 += nh) {
+                const int nhc = H - h0 < nh ? H - h0 : nh;
+                cl_mem km2 = km, vm2 = vm;
+                ea_ocl_rows_p P2 = P;
+                cl_int err = CL_SUCCESS;
+                if (P.wk && k_host) {
+                    err = slab_xfer(s, X_WRITE, k, b, h0, nhc, ra, rb - ra, D, s->lay.st_k, &P2.k);
+                    km2 = s->work;
+                }
+                if (err == CL_SUCCESS && P.wv && v_host) {
+                    err = slab_xfer(s, X_WRITE, v, b, h0, nhc, ra, rb - ra, D, s->lay.st_v, &P2.v);
+                    vm2 = s->work;
+                }
+                if (err != CL_SUCCESS)
+                    return ea_ocl_fail_cl(msg, err, "kv_append: staging (clEnqueueWriteBufferRect)");
+                P2.h0 = h0, P2.nh = nhc;
+                TRY(launch_kv_write(s, msg, km2, vm2, kdst, vdst, &P2, (size_t)(rb - ra), (size_t)nhc));
+            }
+        }
+    }
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_ocl_kv_copy(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    const ea_kv_cache *kv = &ctx->kv;
+    /* a sequence's rows of one layer are one block: [heads][cap][dim] */
+    const size_t per = (size_t)kv->heads * (size_t)kv->cap * (size_t)kv->dim * ea_dtype_size(kv->dtype);
+    for (int t = 0; t < 2; t++) {
+        size_t loff;
+        const cl_mem buf = kv_buf(s, t ? s->kv_v : s->kv_k, layer, &loff);
+        CL_TRY(s, ctx->msg,
+               s->api.clEnqueueCopyBuffer(s->queue, buf, buf, loff + (size_t)src * per, loff + (size_t)dst * per, per, 0,
+                                          NULL, NULL),
+               "kv_fork: clEnqueueCopyBuffer");
+    }
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_ocl_kv_read(edgeattn_context *ctx, int32_t layer, int32_t seq, int32_t slot, int32_t n,
+                               const edgeattn_tensor *k, const edgeattn_tensor *v, int64_t row0)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    char *msg = ctx->msg;
+    const ea_kv_cache *kv = &ctx->kv;
+    const int H = kv->heads, D = kv->dim, cap = kv->cap;
+    const size_t ces = ea_dtype_size(kv->dtype);
+    const edgeattn_tensor *out[2] = {k, v};
+    for (int t = 0; t < 2; t++) {
+        const edgeattn_tensor *x = out[t];
+        const size_t es = ea_dtype_size(x->dtype);
+        size_t loff;
+        const cl_mem buf = kv_buf(s, t ? s->kv_v : s->kv_k, layer, &loff);
+        const size_t elem0 = loff / ces + ((size_t)seq * (size_t)H * (size_t)cap + (size_t)slot) * (size_t)D;
+        char *host = (char *)x->data + (size_t)(row0 * x->stride[2]) * es;
+        const size_t hp1 = (size_t)x->stride[1] * es, hp2 = (size_t)x->stride[2] * es;
+        if (x->dtype == kv->dtype) { /* as stored: rectangular reads straight from the ring */
+            const cl_int err = box_xfer(s, X_READ, true, host, NULL, 0, hp1, hp2, buf, elem0 * ces,
+                                        (size_t)cap * (size_t)D * ces, (size_t)D * ces, (size_t)D * ces, (size_t)H,
+                                        (size_t)n);
+            if (err != CL_SUCCESS)
+                return ea_ocl_fail_cl(msg, err, "kv_read: clEnqueueReadBufferRect");
             continue;
         }
-        const size_t per_head = (size_t)(n - skip) * (size_t)D * 4;
+        /* converted on the device into the staging area (heads at a time), then read */
+        const size_t per_head = (size_t)n * (size_t)D * es;
         int nh = (int)(s->lay.st_kv_bytes / per_head);
         nh = nh < 1 ? 1 : nh > H ? H : nh;
+        const size_t st = t ? s->lay.st_v : s->lay.st_k;
         for (int h0 = 0; h0 < H; h0 += nh) {
             const int nhc = H - h0 < nh ? H - h0 : nh;
-            cl_mem km2 = km, vm2 = vm;
-            ea_ocl_rows_p P2 = P;
-            cl_int err = CL_SUCCESS;
-            if (k->memory == EDGEATTN_MEM_HOST) {
-                err = slab_xfer(s, X_WRITE, k, b, h0, nhc, skip, n - skip, D, s->lay.st_k, &P2.k);
-                km2 = s->work;
-            }
-            if (err == CL_SUCCESS && v->memory == EDGEATTN_MEM_HOST) {
-                err = slab_xfer(s, X_WRITE, v, b, h0, nhc, skip, n - skip, D, s->lay.st_v, &P2.v);
-                vm2 = s->work;
-            }
-            if (err != CL_SUCCESS)
-                return ea_ocl_fail_cl(msg, err, "kv_append: staging (clEnqueueWriteBufferRect)");
-            P2.b0 = b, P2.h0 = h0, P2.nh = nhc;
-            P2.n[0] = n;
-            P2.r0[0] = skip;
-            P2.slot0[0] = (cl_int)(kv->total[b] % cap);
-            const cl_mem args[4] = {km2, vm2, s->kv_k, s->kv_v};
-            for (cl_uint i = 0; i < 4; i++)
-                TRY(set_arg(s, msg, kw, i, sizeof(cl_mem), &args[i]));
-            TRY(set_arg(s, msg, kw, 4, sizeof P2, &P2));
+            const ea_ocl_view sv = {(cl_long)(elem0 + (size_t)h0 * (size_t)cap * (size_t)D), 0,
+                                    (cl_long)cap * D, D};
+            const ea_ocl_view tv = {(cl_long)(st / es), 0, (cl_long)n * D, D};
+            const cl_int sdt = kv->dtype, tdt = x->dtype;
+            cl_kernel kc = s->k[EA_K_CONVERT];
+            TRY(set_arg(s, msg, kc, 0, sizeof(cl_mem), &buf));
+            TRY(set_arg(s, msg, kc, 1, sizeof(cl_mem), &s->work));
+            TRY(set_arg(s, msg, kc, 2, sizeof sv, &sv));
+            TRY(set_arg(s, msg, kc, 3, sizeof tv, &tv));
+            TRY(set_arg(s, msg, kc, 4, sizeof sdt, &sdt));
+            TRY(set_arg(s, msg, kc, 5, sizeof tdt, &tdt));
             const size_t g[3] = {(size_t)D / 4, (size_t)n, (size_t)nhc};
-            CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, kw, 3, NULL, g, NULL, 0, NULL, NULL),
-                   "clEnqueueNDRangeKernel(ea_kv_write)");
+            CL_TRY(s, msg, s->api.clEnqueueNDRangeKernel(s->queue, kc, 3, NULL, g, NULL, 0, NULL, NULL),
+                   "clEnqueueNDRangeKernel(ea_convert)");
+            const cl_int err = box_xfer(s, X_READ, true, host + (size_t)h0 * hp1, NULL, 0, hp1, hp2, s->work, st,
+                                        per_head, (size_t)D * es, (size_t)D * es, (size_t)nhc, (size_t)n);
+            if (err != CL_SUCCESS)
+                return ea_ocl_fail_cl(msg, err, "kv_read: clEnqueueReadBufferRect");
         }
     }
     return EDGEATTN_OK;

@@ -1,5 +1,6 @@
-/* Kernels that do not depend on the head dim: split-KV combine, KV-cache append, NaN/Inf scan, the
- * unfused path's gather / softmax / store, and the FP32 FMA probe for edgebench's ceiling. */
+/* Kernels that do not depend on the head dim: split-KV combine, KV-cache append (RoPE on the keys) and
+ * read-back conversion, NaN/Inf scan, the unfused path's gather / softmax / store, and the FP32 FMA
+ * probe for edgebench's ceiling. */
 
 /* Merges nsplit partial rows (normalised output, row max in log2 units, row sum) into out and lse. Global size:
  * (D/4, nb * nh * group * ni); row index as written by the fused kernel. */
@@ -12,6 +13,8 @@ __kernel void ea_combine(__global const float *wsb, __global uchar *ob, __global
     const int hq = (int)((row / P.ni) % heads);
     const long bl = row / ((long)P.ni * heads);
     const long b = P.b0 + bl, h = (long)P.h0 * P.group + hq, i = P.i0 + il;
+    if (i >= P.nq[bl]) /* past this sequence's queries (ragged decode): not written */
+        return;
     const long ent0 = row * P.nsplit;
     /* split s left (m_s, l_s): max in log2 units and sum of its visible keys; weight l_s * 2^(m_s - M) */
     __global const float *ml = wsb + P.ws_lse_off + 2 * ent0;
@@ -37,32 +40,56 @@ __kernel void ea_combine(__global const float *wsb, __global uchar *ob, __global
         lseb[P.lse.off + b * P.lse.sb + h * P.lse.sh + i * P.lse.sn] = ea_lse(mx, wsum); /* wsum 0: -inf */
 }
 
-/* Rows to append, per sequence of the launch: rows [r0, n) of the source go to ring slot
- * (slot0 + r) mod cap. */
+/* Rows to append, per sequence bl of the launch (source batch index b0 + bl): rows [r0, n) of the
+ * source go to cache sequence dseq[bl], ring slot (slot0 + r) mod cap. wk / wv: K / V written here
+ * (a host source of the cache dtype goes straight into the ring instead). With rope_style set, key row
+ * r is rotated by the angles of table row tab0[bl] + r - r0 (rope_dim floats at rope_off of tab). */
 typedef struct ea_rows_p {
     ea_view k, v;
-    long kd_off, vd_off;
+    long kd_off, vd_off, rope_off;
     int k_dt, v_dt, cache_dt, heads; /* K and V sources may differ in dtype */
     int cap, D, b0, h0;
-    int nh;
+    int nh, wk, wv, rope_style;
+    int rope_dim, pad_;
     int r0[EA_SEQ_MAX];
     int n[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
+    int dseq[EA_SEQ_MAX];
+    int tab0[EA_SEQ_MAX];
 } ea_rows_p;
 
-/* Global size: (D/4, N, nb * nh); heads h0 .. h0+nh-1 of a cache with `heads` heads per sequence. */
+/* Global size: (D/4, rows, nb * nh), row r = r0[bl] + global id 1; heads h0 .. h0+nh-1 of a cache with
+ * `heads` heads per sequence. */
 __kernel void ea_kv_write(__global const uchar *ks, __global const uchar *vs, __global uchar *kd, __global uchar *vd,
-                          const ea_rows_p P)
+                          __global const float *tab, const ea_rows_p P)
 {
-    const int d4 = (int)get_global_id(0), r = (int)get_global_id(1), bh = (int)get_global_id(2);
+    const int d4 = (int)get_global_id(0), rr = (int)get_global_id(1), bh = (int)get_global_id(2);
     const int bl = bh / P.nh, h = P.h0 + bh % P.nh;
-    if (r < P.r0[bl] || r >= P.n[bl])
+    const int r = P.r0[bl] + rr;
+    if (r >= P.n[bl])
         return;
-    const long b = P.b0 + bl;
+    const long b = P.b0 + bl, seq = P.dseq[bl];
     const long slot = (P.slot0[bl] + (long)r) % P.cap;
-    const long dst = ((b * P.heads + h) * P.cap + slot) * P.D + 4 * d4;
-    ea_st4(kd, P.kd_off + dst, P.cache_dt, ea_ld4(ks, P.k.off + b * P.k.sb + h * P.k.sh + r * P.k.sn + 4 * d4, P.k_dt));
-    ea_st4(vd, P.vd_off + dst, P.cache_dt, ea_ld4(vs, P.v.off + b * P.v.sb + h * P.v.sh + r * P.v.sn + 4 * d4, P.v_dt));
+    const long dst = ((seq * P.heads + h) * P.cap + slot) * P.D + 4 * d4;
+    if (P.wk) {
+        const long row = P.k.off + b * P.k.sb + h * P.k.sh + r * P.k.sn;
+        float4 x = ea_ld4(ks, row + 4 * d4, P.k_dt);
+        if (P.rope_style)
+            x = ea_rope4(x, ks, row, P.k_dt, 4 * d4, P.rope_style, P.rope_dim,
+                         tab + P.rope_off + (long)(P.tab0[bl] + rr) * P.rope_dim);
+        ea_st4(kd, P.kd_off + dst, P.cache_dt, x);
+    }
+    if (P.wv)
+        ea_st4(vd, P.vd_off + dst, P.cache_dt, ea_ld4(vs, P.v.off + b * P.v.sb + h * P.v.sh + r * P.v.sn + 4 * d4, P.v_dt));
+}
+
+/* Rows of a view converted to another dtype (kv_read): element (h, n, d) of S in s_dt to T in t_dt.
+ * Global size (D/4, N, H). */
+__kernel void ea_convert(__global const uchar *src, __global uchar *dst, const ea_view S, const ea_view T, int s_dt,
+                         int t_dt)
+{
+    const long d4 = get_global_id(0), n = get_global_id(1), h = get_global_id(2);
+    ea_st4(dst, T.off + h * T.sh + n * T.sn + 4 * d4, t_dt, ea_ld4(src, S.off + h * S.sh + n * S.sn + 4 * d4, s_dt));
 }
 
 /* Sets *flag when an element is NaN or +Inf (or -Inf unless neg_inf_ok). Global size: (H*N, B). */
@@ -84,14 +111,19 @@ __kernel void ea_finite(__global const uchar *t, const ea_view V, int dt, int H,
 
 /* ---- unfused path: F32 staging of one (sequence, KV head) and a block of query rows */
 
-/* Q rows of the group, head-major (row g * ni + il), scaled: dst[row * D + d]. Global (D/4, group*ni). */
+/* Q rows of the group, head-major (row g * ni + il), rotated (RoPE, rows below nq) and scaled:
+ * dst[row * D + d]; the RoPE table lives in the same buffer as dst. Global (D/4, group*ni). */
 __kernel void ea_gather_q(__global const uchar *qb, __global float *dst, long dst_off, const ea_attn_p P, int bl, int hl)
 {
     const int d4 = (int)get_global_id(0), row = (int)get_global_id(1);
     const long g = row / P.ni, il = row % P.ni;
     const long b = P.b0 + bl, h = (long)(P.h0 + hl) * P.group + g, i = P.i0 + il;
-    vstore4(ea_ld4(qb, P.q.off + b * P.q.sb + h * P.q.sh + i * P.q.sn + 4 * d4, P.q_dt) * P.scale, 0,
-            dst + dst_off + (long)row * P.D + 4 * d4);
+    const long at = P.q.off + b * P.q.sb + h * P.q.sh + i * P.q.sn;
+    float4 x = ea_ld4(qb, at + 4 * d4, P.q_dt);
+    if (P.rope_style && i < P.nq[bl])
+        x = ea_rope4(x, qb, at, P.q_dt, 4 * d4, P.rope_style, P.rope_dim,
+                     dst + P.rope_off + (long)(P.tab0[bl] + (int)il) * P.rope_dim);
+    vstore4(x * P.scale, 0, dst + dst_off + (long)row * P.D + 4 * d4);
 }
 
 /* Keys 0..kv_len-1 in logical order (ring resolved): dst[j * D + d]. Global (D/4, kv_len). */
@@ -99,7 +131,7 @@ __kernel void ea_gather_kv(__global const uchar *src, __global float *dst, long 
                            const ea_attn_p P, int bl, int hl)
 {
     const int d4 = (int)get_global_id(0), j = (int)get_global_id(1);
-    const long b = P.b0 + bl, hkv = P.h0 + hl;
+    const long b = P.kv_b[bl], hkv = P.h0 + hl;
     long slot = P.slot0[bl] + (long)j;
     if (P.ring_cap > 0 && slot >= P.ring_cap)
         slot -= P.ring_cap;
@@ -119,7 +151,7 @@ __kernel __attribute__((reqd_work_group_size(EA_SM_WG, 1, 1))) void ea_softmax(
     const int g = row / P.ni, il = row % P.ni;
     const long b = P.b0 + bl, h = (long)(P.h0 + hl) * P.group + g, i = P.i0 + il;
     const int kv_len = P.kv_len[bl];
-    const int qo = kv_len - P.nq_total + (int)i;
+    const int qo = kv_len - P.nq[bl] + (int)i;
     __global float *s = S + s_off + (long)row * ld;
     float mx = -INFINITY;
     for (int j = tid; j < kv_len; j += EA_SM_WG) {
@@ -171,6 +203,8 @@ __kernel void ea_store_rows(__global const float *Of, long of_off, __global cons
     const int d4 = (int)get_global_id(0), row = (int)get_global_id(1);
     const long g = row / P.ni, il = row % P.ni;
     const long b = P.b0 + bl, h = (long)(P.h0 + hl) * P.group + g, i = P.i0 + il;
+    if (i >= P.nq[bl]) /* past this sequence's queries (ragged decode): not written */
+        return;
     const float4 x = empty ? (float4)(0.0f) : vload4(0, Of + of_off + (long)row * P.D + 4 * d4);
     ea_st4(ob, P.o.off + b * P.o.sb + h * P.o.sh + i * P.o.sn + 4 * d4, P.o_dt, x);
     if (d4 == 0 && P.has_lse)
