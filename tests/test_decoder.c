@@ -4,7 +4,9 @@
  * every layer, RoPE applied by the library) must give the same tokens, and logits within 1e-4, as
  * the same program with its plain C attention loop and its own RoPE.
  *
- * Usage (meson passes the arguments): test_decoder LLAMA_DECODE [PYTHON3 MAKE_CHECKPOINT_PY]
+ * The example is compiled into this program with its main renamed llama_decode_main (so the test
+ * also runs under a cross build's exe_wrapper) and called with the arguments a user would type.
+ * Usage (meson passes the arguments): test_decoder [PYTHON3 MAKE_CHECKPOINT_PY]
  *
  * The checkpoint is written here, in the llama2.c format, with random weights (4 layers, dim 64,
  * GQA 4/2, head dim 16, a classifier of its own); EDGEATTN_TEST_SEED picks other weights. Runs:
@@ -44,7 +46,9 @@ enum {
     KV_DIM = KV_HEADS * HD
 };
 
-static const char *g_decoder, *g_python, *g_script;
+int llama_decode_main(int argc, char **argv); /* examples/llama_decode.c */
+
+static const char *g_python, *g_script;
 static char g_dir[256];
 static char g_ckpt[320];
 static uint64_t g_seed;
@@ -107,7 +111,8 @@ static void write_checkpoint(const char *path, uint64_t seed)
 
 /* ---------------------------------------------------------------- running the decoder */
 
-/* Runs argv (NULL-terminated) with stdout to /dev/null; returns its exit status (-1: killed). */
+/* Runs the program argv (NULL-terminated) with stdout to /dev/null; returns its exit status (-1:
+ * killed). */
 static int spawn(char *const argv[])
 {
     fflush(NULL);
@@ -135,9 +140,9 @@ static run_result decode(const char *ckpt, int32_t vocab, const char *tag, ...)
     snprintf(logits_path, sizeof logits_path, "%s/%s.logits", g_dir, tag);
     char steps[16];
     snprintf(steps, sizeof steps, "%d", STEPS);
-    char *argv[24];
+    char *argv[25];
     int n = 0;
-    argv[n++] = (char *)g_decoder;
+    argv[n++] = "llama_decode";
     argv[n++] = (char *)ckpt;
     argv[n++] = "--steps";
     argv[n++] = steps;
@@ -148,8 +153,9 @@ static run_result decode(const char *ckpt, int32_t vocab, const char *tag, ...)
     for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 23;)
         argv[n++] = (char *)a;
     va_end(ap);
+    argv[n++] = "--quiet";
     argv[n] = NULL;
-    const int rc = spawn(argv);
+    const int rc = llama_decode_main(n, argv);
     if (rc != 0)
         fail_msg("llama_decode (%s) exited with %d", tag, rc);
 
@@ -272,8 +278,8 @@ static void truncated_checkpoint(void **state)
     }
     fclose(in);
     assert_int_equal(fclose(out), 0);
-    char *argv[] = {(char *)g_decoder, path, "--steps", "4", NULL};
-    assert_int_equal(spawn(argv), 1);
+    char *argv[] = {"llama_decode", path, "--steps", "4", NULL};
+    assert_int_equal(llama_decode_main(4, argv), 1);
     remove(path);
 }
 
@@ -344,14 +350,13 @@ static int teardown(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2 && argc != 4) {
-        fprintf(stderr, "usage: test_decoder LLAMA_DECODE [PYTHON3 MAKE_CHECKPOINT_PY]\n");
+    if (argc != 1 && argc != 3) {
+        fprintf(stderr, "usage: test_decoder [PYTHON3 MAKE_CHECKPOINT_PY]\n");
         return 2;
     }
-    g_decoder = argv[1];
-    if (argc == 4) {
-        g_python = argv[2];
-        g_script = argv[3];
+    if (argc == 3) {
+        g_python = argv[1];
+        g_script = argv[2];
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(edgeattn_one_thread), cmocka_unit_test(edgeattn_two_threads),
