@@ -50,8 +50,8 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
     } else {
         r0 = blockIdx.x * BM;
     }
-    const ea_rowmap rm = ea_make_rowmap(a, r0, BM);
     const ea_seqinfo sq = ea_get_seq(a, b);
+    const ea_rowmap rm = ea_make_rowmap(a, r0, BM, sq.q_len);
     const ea_score_xf xf = ea_make_xf(a);
 
     // rows of this thread: warp*16*MT + mt*16 + g (+8); index q = 2*mt + h
@@ -73,9 +73,9 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
     }
 
     const bool q_async = ((a.q.ptr | (uint64_t)(a.q.sn * 2) | (uint64_t)(a.q.sh * 2) | (uint64_t)(a.q.sb * 2)) & 15) == 0;
-    ea_load_q_tile<T, D, LD, BM, NT>(a, rm, b, hkv, sQ, q_async);
+    ea_load_q_tile<T, D, LD, BM, NT>(a, rm, sq.qpos0, b, hkv, sQ, q_async);
     ea_kv_loader<D, LD, BN, NT> ld;
-    ld.init(a, b, hkv, tid);
+    ld.init(a, sq.kv_b, hkv, tid);
 #pragma unroll
     for (int s = 0; s < ST - 1; ++s) {
         if (s < ntiles) ld.load(a, sq, (tb_lo + s) * BN, sq.kv_len, sK + s * BN * LD, sV + s * BN * LD);

@@ -24,8 +24,8 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_simt(const ea_cu_attn_
     const int hs = a.Nq >= EA_SIMT_BM ? (a.Nq + EA_SIMT_BM - 1) / EA_SIMT_BM * EA_SIMT_BM : a.Nq;
     const int nrb = (a.group * hs + EA_SIMT_BM - 1) / EA_SIMT_BM;
     const int rb = blockIdx.x % nrb, split = blockIdx.x / nrb;
-    const ea_rowmap rm = ea_make_rowmap(a, rb * EA_SIMT_BM, EA_SIMT_BM);
     const ea_seqinfo sq = ea_get_seq(a, b);
+    const ea_rowmap rm = ea_make_rowmap(a, rb * EA_SIMT_BM, EA_SIMT_BM, sq.q_len);
     const ea_score_xf xf = ea_make_xf(a);
 
     int hq, i;
@@ -33,13 +33,17 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_simt(const ea_cu_attn_
     const float *brow = nullptr;
     if (a.bias.ptr && ok) brow = (const float *)a.bias.ptr + b * a.bias.sb + hq * a.bias.sh + (int64_t)i * a.bias.sn;
 
-    // Q tile
+    // Q tile (RoPE: the first rope.dim columns of valid rows rotated in FP32)
+    const int rdim = a.rope.inv_freq ? a.rope.dim : 0;
     for (int c = tid; c < EA_SIMT_BM * D; c += 128) {
         const int rr = c / D, d = c % D;
         int hq2, i2;
         const bool ok2 = ea_row_of(a, rm, hkv, rr, hq2, i2);
+        if (ok2 && d < rdim) continue;
         sQ[rr * LDF + d] = ok2 ? ea_load((const void *)a.q.ptr, b * a.q.sb + hq2 * a.q.sh + (int64_t)i2 * a.q.sn + d, a.q.dtype) : 0.f;
     }
+    if (rdim)
+        ea_rope_q_rows<128>(a, rm, sq.qpos0, b, hkv, EA_SIMT_BM, [&](int rr, int d, float x) { sQ[rr * LDF + d] = x; });
 
     int lo = 0, hi = 0;
     if (rm.i1 >= rm.i0) ea_key_range(a, rm.i0, rm.i1, sq.off, sq.kv_len, lo, hi);
@@ -51,7 +55,7 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_simt(const ea_cu_attn_
 #pragma unroll
     for (int c = 0; c < EA_SIMT_MAXC; ++c) o[c] = 0.f;
     float m = -INFINITY, l = 0.f;
-    const int64_t kb = b * a.k.sb + hkv * a.k.sh, vb = b * a.v.sb + hkv * a.v.sh;
+    const int64_t kb = sq.kv_b * a.k.sb + hkv * a.k.sh, vb = sq.kv_b * a.v.sb + hkv * a.v.sh;
 
     for (int j0 = klo - (klo - s0) % EA_SIMT_BN; j0 < khi; j0 += EA_SIMT_BN) {
         __syncthreads();

@@ -5,13 +5,18 @@
  * create: the primary context of the device (EDGEATTN_CUDA_DEVICE, default 0) is retained, ONE
  * cuMemAlloc gives the whole device pool, one non-blocking stream is created (or config.gpu_queue is
  * used), the module is loaded and every kernel looked up. Pool layout (every piece 256-byte aligned):
- *   KV cache K, V   [max_batch][kv heads][cap][dim] in kv_cache_dtype (when the KV cache is planned)
+ *   KV cache K, V   [num_layers] x [max_batch][kv heads][cap][dim] in kv_cache_dtype (when the KV cache
+ *                   is planned; each layer planned for max_kv_heads x max_head_dim, used densely with
+ *                   the cache's heads and dim)
  *   staging         q, out [max_batch, max_heads, max_q_len, max_head_dim] F32; k, v [max_batch,
  *                   max_kv_heads, max_kv_len, max_head_dim] F32; lse [max_batch, max_heads, max_q_len]
  *                   F32; bias F32 up to EA_CUDA_BIAS_STAGE_MAX bytes
- *   seq             ea_cu_seq [max_batch]; kv_write rows int32 [max_batch][2] and slot0 int32 [max_batch]
+ *   seq             ea_cu_seq [max_batch]; kv_write rows ea_cu_kv_row [max_batch]
+ *   RoPE            the inverse frequencies, double [EA_MAX_HEAD_DIM / 2] (config.rope set: 1 KiB)
  *   split-KV workspace (ea_cu_split_workspace_bytes), NaN flag, and the caller's region
  *   (config.device_user_bytes, edgeattn_device_region).
+ * RoPE is applied by the kernels (ea_kv_write to keys, the attention kernels to decode queries) from that
+ * table, angles in double (cuda/kernel_abi.h): no per-call table, nothing more to upload per call.
  *
  * Calls: tensors in device memory (EDGEATTN_MEM_CUDA) are used in place and the call returns without
  * waiting. Host tensors the device can address (managed, cuMemHostRegister / cudaHostAlloc memory; on
@@ -37,18 +42,23 @@
 #define CU_CHUNK 64                       /* per-sequence parameters are uploaded in chunks of this many */
 #define CU_UP_SLOTS 16                    /* pinned upload slots for per-call parameters */
 #define CU_UP_SLOT_BYTES ((size_t)CU_CHUNK * sizeof(ea_cu_seq)) /* the largest upload (one chunk) */
+#define CU_READ_BOUNCE ((size_t)64 << 10) /* kv_read: host bytes for cache rows converted on the host */
+_Static_assert(sizeof(ea_cu_kv_row) <= sizeof(ea_cu_seq), "kv_write rows fit an upload slot");
+_Static_assert((EA_MAX_HEAD_DIM / 2) * sizeof(double) <= CU_UP_SLOT_BYTES, "the RoPE table fits an upload slot");
 
 /* ---------------------------------------------------------------- plan */
 
 typedef struct cu_layout {
-    size_t kv_k, kv_v, kv_bytes; /* each of K and V: kv_bytes */
+    size_t kv_k, kv_v, kv_bytes; /* each of K and V: kv_bytes (every layer) */
+    size_t kv_layer;             /* bytes of one layer of K (or V) */
     size_t q_stage, q_bytes;
     size_t out_stage, out_bytes;
     size_t k_stage, v_stage, kvs_bytes;
     size_t lse_stage, lse_bytes;
     size_t bias_stage, bias_bytes;
     bool no_staging; /* EDGEATTN_FLAG_DEVICE_TENSORS: the staging areas above are empty */
-    size_t seq, rows, slot0;
+    size_t seq, rows;
+    size_t rope;
     size_t ws, ws_bytes;
     size_t flag;
     size_t user, user_bytes;
@@ -94,6 +104,10 @@ typedef struct cu_state {
     /* what the pool's per-sequence parameters hold: entries [0, seq_valid) equal seq_shadow */
     ea_cu_seq *seq_shadow;
     int32_t seq_valid;
+    /* what the pool's RoPE table holds (rope_dim / 2 entries; rope_dim 0: nothing yet) */
+    int32_t rope_dim;
+    double rope_shadow[EA_MAX_HEAD_DIM / 2];
+    char *bounce; /* CU_READ_BOUNCE host bytes (kv_read conversions) */
 } cu_state;
 
 /* count = a*b*c*d elements of elem bytes, overflow remembered in the sizer */
@@ -119,9 +133,13 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
     if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
         const int64_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
         const size_t es = ea_dtype_size(cfg->kv_cache_dtype);
-        L->kv_k = add4(&sz, B, Hkv, cap, D, es);
-        L->kv_v = add4(&sz, B, Hkv, cap, D, es);
+        /* every layer: num_layers (<= 2^10) x max_batch (< 2^31) fits int64 */
+        L->kv_k = add4(&sz, (int64_t)cfg->num_layers * B, Hkv, cap, D, es);
+        L->kv_v = add4(&sz, (int64_t)cfg->num_layers * B, Hkv, cap, D, es);
         L->kv_bytes = L->kv_v - L->kv_k;
+        ea_sizer one = {0, false};
+        add4(&one, B, Hkv, cap, D, es);
+        L->kv_layer = one.total;
     }
     L->q_stage = add4(&sz, B * st, Hq, Nq, D, 4);
     L->out_stage = add4(&sz, B * st, Hq, Nq, D, 4);
@@ -144,8 +162,9 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
     L->bias_stage = ea_sizer_add(&sz, bias, 1, CU_ALIGN);
     L->bias_bytes = bias;
     L->seq = ea_sizer_add(&sz, (size_t)B, sizeof(ea_cu_seq), CU_ALIGN);
-    L->rows = ea_sizer_add(&sz, (size_t)B * 2, sizeof(int32_t), CU_ALIGN);
-    L->slot0 = ea_sizer_add(&sz, (size_t)B, sizeof(int32_t), CU_ALIGN);
+    L->rows = ea_sizer_add(&sz, (size_t)B, sizeof(ea_cu_kv_row), CU_ALIGN);
+    if (cfg->rope.style != EDGEATTN_ROPE_NONE)
+        L->rope = ea_sizer_add(&sz, EA_MAX_HEAD_DIM / 2, sizeof(double), CU_ALIGN);
     /* launch.c sizes the workspace in int64 (at most rows x 128 splits x D x 4 bytes): a config whose
      * B x Hq x Nq x D x 4 x 256 overflows int64 is refused before it gets there */
     size_t ws_bound = 0;
@@ -278,7 +297,7 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
      * again: a decode step then queues no copy before its kernel) */
     size_t shadow = 0;
     if (!ea_mul_ok((size_t)cfg->max_batch, sizeof(ea_cu_seq), &shadow) ||
-        !ea_add_ok(shadow, sizeof(cu_state) + 128, &out->host_bytes))
+        !ea_add_ok(shadow, sizeof(cu_state) + 192 + CU_READ_BOUNCE, &out->host_bytes))
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cuda: the host part of the plan exceeds size_t");
     out->scratch_per_thread = 0;
     out->device_bytes = L.total;
@@ -446,10 +465,13 @@ static edgeattn_status cuda_init(edgeattn_context *ctx, ea_arena *arena, char *m
 {
     cu_state *s = ea_arena_alloc(arena, 1, sizeof(cu_state), 64);
     ea_cu_seq *shadow = ea_arena_alloc(arena, (size_t)ctx->cfg.max_batch, sizeof(ea_cu_seq), 64);
-    if (!s || !shadow)
+    char *bounce = ea_arena_alloc(arena, 1, CU_READ_BOUNCE, 64);
+    if (!s || !shadow || !bounce)
         return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "cuda: arena smaller than the plan");
     s->seq_shadow = shadow;
     s->seq_valid = 0;
+    s->rope_dim = 0;
+    s->bounce = bounce;
     char why[EA_MSG_LEN];
     if (!ea_cu_driver_open(&s->drv, why, sizeof why))
         return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE, "cuda: %s", why);
@@ -507,10 +529,11 @@ static edgeattn_status call_end(cu_call *c, edgeattn_status st)
     return st;
 }
 
+/* Bytes spanned by a validated view (inputs may broadcast: a stride of 0 over B, H or N). */
 static size_t view_extent(const edgeattn_tensor *t)
 {
     size_t ext = 0;
-    if (ea_check_tensor(NULL, "t", t, EA_DTYPES_FLOAT, &ext) != EDGEATTN_OK)
+    if (ea_check_input_tensor(NULL, "t", t, EA_DTYPES_FLOAT, &ext) != EDGEATTN_OK)
         return 0;
     return ext;
 }
@@ -645,7 +668,9 @@ static edgeattn_status copy_2d(cu_state *s, const cu_side *src, size_t so, size_
 {
     if (height == 1 || (spitch == width && dpitch == width))
         return copy_1d(s, src, so, dst, dof, width * height, msg);
-    if (spitch > CU_MAX_PITCH || dpitch > CU_MAX_PITCH || (src->host && dst->host)) {
+    /* row by row: pitches a 2-D copy refuses or reads differently (below the width, e.g. 0 for a
+     * broadcast source: cuMemcpy2D takes pitch 0 as invalid), beyond the device's limit, host to host */
+    if (spitch < width || dpitch < width || spitch > CU_MAX_PITCH || dpitch > CU_MAX_PITCH || (src->host && dst->host)) {
         for (size_t i = 0; i < height; i++) {
             edgeattn_status st = copy_1d(s, src, so + i * spitch, dst, dof + i * dpitch, width, msg);
             if (st != EDGEATTN_OK)
@@ -742,7 +767,15 @@ static edgeattn_status copy_rows(cu_state *s, const int64_t shape[3], size_t es,
     return EDGEATTN_OK;
 }
 
-/* Dense strides for t's shape in t's own dim order (outermost = largest stride). */
+/* Shape [B, H, N] of the distinct rows of an input: 1 where it broadcasts (stride 0). */
+static void rows_shape(const edgeattn_tensor *t, int64_t shape[3])
+{
+    for (int i = 0; i < 3; i++)
+        shape[i] = t->stride[i] == 0 ? 1 : t->shape[i];
+}
+
+/* Dense strides for t's distinct rows in t's own dim order (outermost = largest stride); a dim that
+ * broadcasts (stride 0) keeps stride 0, so a staged copy holds each distinct row once. */
 static void dense_like(const edgeattn_tensor *t, int64_t st[3])
 {
     int dims[3] = {0, 1, 2};
@@ -752,10 +785,12 @@ static void dense_like(const edgeattn_tensor *t, int64_t st[3])
             dims[b] = dims[b - 1];
             dims[b - 1] = x;
         }
+    int64_t shape[3];
+    rows_shape(t, shape);
     int64_t step = t->shape[3];
     for (int a = 2; a >= 0; a--) {
-        st[dims[a]] = step;
-        step *= t->shape[dims[a]];
+        st[dims[a]] = t->stride[dims[a]] == 0 ? 0 : step;
+        step *= shape[dims[a]];
     }
 }
 
@@ -813,9 +848,11 @@ static edgeattn_status arg_prepare(cu_call *c, cu_arg *a, const char *name, cons
         a->whole = true; /* one copy, the view's strides as they are */
         return EDGEATTN_OK;
     }
-    size_t dense = 1;
-    for (int i = 0; i < 4; i++)
-        dense *= (size_t)t->shape[i]; /* validated: the element count fits */
+    int64_t rs[3];
+    rows_shape(t, rs);
+    size_t dense = (size_t)t->shape[3]; /* validated: the element count fits */
+    for (int i = 0; i < 3; i++)
+        dense *= (size_t)rs[i];
     if (dense > cap / es)
         return ea_fail(c->msg, EDGEATTN_ERR_CAPACITY,
                        "%s: a host tensor of %zu bytes exceeds the %zu-byte staging area of this context; pass it in "
@@ -861,18 +898,32 @@ static edgeattn_status arg_upload(cu_call *c, const cu_arg *a)
     const cu_side src = side_host(t), dst = side_dev(a->stage, &a->d);
     if (a->whole)
         return copy_1d(c->s, &src, 0, &dst, 0, a->extent, c->msg);
-    return copy_rows(c->s, t->shape, es, (size_t)t->shape[3] * es, &src, &dst, c->msg);
+    int64_t rs[3]; /* each distinct row once: the staged view broadcasts where t does */
+    rows_shape(t, rs);
+    return copy_rows(c->s, rs, es, (size_t)t->shape[3] * es, &src, &dst, c->msg);
 }
 
-/* Staging -> host for a staged output. */
-static edgeattn_status arg_download(cu_call *c, const cu_arg *a)
+/* Staging -> host for a staged output; q_lens (ragged decode, or NULL): only rows i < q_lens[b] of batch
+ * row b, the others are not the call's to write. */
+static edgeattn_status arg_download(cu_call *c, const cu_arg *a, const int32_t *q_lens)
 {
     if (!a->t || !a->staged)
         return EDGEATTN_OK;
     const edgeattn_tensor *t = a->t;
     const size_t es = ea_dtype_size(t->dtype);
     const cu_side src = side_dev(a->stage, &a->d), dst = side_host(t);
-    return copy_rows(c->s, t->shape, es, (size_t)t->shape[3] * es, &src, &dst, c->msg);
+    if (!q_lens)
+        return copy_rows(c->s, t->shape, es, (size_t)t->shape[3] * es, &src, &dst, c->msg);
+    for (int64_t b = 0; b < t->shape[0]; b++) {
+        const int64_t shape[3] = {1, t->shape[1], q_lens[b]};
+        cu_side sb = src, db = dst;
+        sb.dp += (size_t)(b * a->d.sb) * es;
+        db.hp += (size_t)(b * t->stride[0]) * es;
+        edgeattn_status st = copy_rows(c->s, shape, es, (size_t)t->shape[3] * es, &sb, &db, c->msg);
+        if (st != EDGEATTN_OK)
+            return st;
+    }
+    return EDGEATTN_OK;
 }
 
 /* Uploads n bytes of per-sequence parameters from host memory to pool offset off (stream-ordered). */
@@ -923,6 +974,31 @@ static edgeattn_status run_launches(cu_call *c, const ea_cu_launch *l, int n, vo
     return EDGEATTN_OK;
 }
 
+/* The RoPE of the context (ctx->rope, resolved by core at the first append into an empty cache) as the
+ * kernels take it; the pool's table is uploaded when it differs from what was sent last (once per
+ * cache shape). style NONE: *out is all zero (no rotation). */
+static edgeattn_status rope_args(cu_call *c, const ea_rope *r, ea_cu_rope *out)
+{
+    cu_state *s = c->s;
+    memset(out, 0, sizeof *out);
+    if (!r || r->style == EDGEATTN_ROPE_NONE || r->dim <= 0)
+        return EDGEATTN_OK;
+    const size_t n = (size_t)(r->dim / 2) * sizeof(double);
+    if (s->rope_dim != r->dim || memcmp(s->rope_shadow, r->inv_freq, n) != 0) {
+        s->rope_dim = 0;
+        edgeattn_status st = upload_small(c, s->L.rope, r->inv_freq, n);
+        if (st != EDGEATTN_OK)
+            return st;
+        memcpy(s->rope_shadow, r->inv_freq, n);
+        s->rope_dim = r->dim;
+    }
+    out->inv_freq = s->pool + s->L.rope;
+    out->pos_scale = r->pos_scale;
+    out->style = r->style;
+    out->dim = r->dim;
+    return EDGEATTN_OK;
+}
+
 /* ---------------------------------------------------------------- attention and decode */
 
 static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_attn_call *call)
@@ -958,16 +1034,20 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
         memset(&k, 0, sizeof k);
         memset(&v, 0, sizeof v);
         memset(&bias, 0, sizeof bias);
+        /* the call's layer; batch row b reads cache sequence seq_ids[b] (ea_cu_seq.kv_b) */
         const int64_t dim = kv->dim, cap = kv->cap;
-        a.k.ptr = s->pool + L->kv_k;
-        a.v.ptr = s->pool + L->kv_v;
+        const size_t lay = (size_t)call->layer * L->kv_layer;
+        a.k.ptr = s->pool + L->kv_k + lay;
+        a.v.ptr = s->pool + L->kv_v + lay;
         a.k.sb = a.v.sb = (int64_t)kv->heads * cap * dim;
         a.k.sh = a.v.sh = cap * dim;
         a.k.sn = a.v.sn = dim;
         a.k.dtype = a.v.dtype = (int32_t)kv->dtype;
         int32_t nmax = 0;
-        for (int32_t b = 0; b < call->B; b++)
-            nmax = kv->held[b] > nmax ? kv->held[b] : nmax;
+        for (int32_t b = 0; b < call->B; b++) {
+            const int32_t held = kv->held[ea_kv_idx(kv, call->layer, call->seq_ids[b])];
+            nmax = held > nmax ? held : nmax;
+        }
         a.Nkv = nmax;
         a.ring_cap = kv->cap;
     }
@@ -1000,6 +1080,8 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
     if ((st = arg_upload(c, &q)) != EDGEATTN_OK || (st = arg_upload(c, &k)) != EDGEATTN_OK ||
         (st = arg_upload(c, &v)) != EDGEATTN_OK || (st = arg_upload(c, &bias)) != EDGEATTN_OK)
         return st;
+    if (call->decode && (st = rope_args(c, call->rope, &a.rope)) != EDGEATTN_OK)
+        return st;
     if (need_seq) {
         ea_cu_seq buf[CU_CHUNK];
         for (int32_t b0 = 0; b0 < call->B; b0 += CU_CHUNK) {
@@ -1008,12 +1090,17 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
                 const int32_t b = b0 + i;
                 memset(&buf[i], 0, sizeof buf[i]);
                 if (call->decode) {
-                    const int64_t held = kv->held[b], first = kv->total[b] - held;
+                    const size_t at = ea_kv_idx(kv, call->layer, call->seq_ids[b]);
+                    const int64_t held = kv->held[at], first = kv->total[at] - held;
                     buf[i].key_pos0 = first;
                     buf[i].kv_len = (int32_t)held;
                     buf[i].slot0 = (int32_t)(first % kv->cap);
+                    buf[i].kv_b = call->seq_ids[b];
+                    buf[i].q_len = call->q_lens ? call->q_lens[b] : call->Nq;
                 } else {
                     buf[i].kv_len = call->kv_lens[b];
+                    buf[i].kv_b = b;
+                    buf[i].q_len = call->Nq;
                 }
             }
             const size_t nb = (size_t)n * sizeof(ea_cu_seq);
@@ -1031,7 +1118,8 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
     if ((st = run_launches(c, l, nl, &a)) != EDGEATTN_OK)
         return st;
     (void)ctx;
-    if ((st = arg_download(c, &out)) != EDGEATTN_OK || (st = arg_download(c, &lse)) != EDGEATTN_OK)
+    if ((st = arg_download(c, &out, call->q_lens)) != EDGEATTN_OK ||
+        (st = arg_download(c, &lse, call->q_lens)) != EDGEATTN_OK)
         return st;
     return EDGEATTN_OK;
 }
@@ -1063,8 +1151,12 @@ static edgeattn_status kv_source(cu_call *c, const char *name, const edgeattn_te
     return EDGEATTN_OK;
 }
 
-static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, const edgeattn_tensor *k, const edgeattn_tensor *v,
-                               const int32_t *n_new)
+/* kv_write: for b < B, rows [skip_b, n_b) of k/v batch row b go to layer `layer`, sequence ids[b], ring
+ * slots (total + r) mod cap, keys rotated at position total + r (skip_b = max(0, n_b - cap): a ring keeps
+ * only the last cap rows). Sources the kernel can read in place are used as they are; others are staged
+ * (the kept rows of each batch row, each distinct row once where the source broadcasts). */
+static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, int32_t layer, const int32_t *ids,
+                               const edgeattn_tensor *k, const edgeattn_tensor *v, const int32_t *n_new)
 {
     cu_state *s = c->s;
     const cu_layout *L = &s->L;
@@ -1086,7 +1178,8 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, const edgeattn
         (st = kv_source(c, "kv_append: v", v, &direct[1])) != EDGEATTN_OK)
         return st;
     /* Both in place, or both staged (the kernel takes one row range per sequence for both): the kept
-     * rows of each sequence, dense [B][H][rmax][D] in the source dtype. */
+     * rows of each sequence, [B][H][rmax][D] in the source dtype (H or the rows 1 where the source
+     * broadcasts over them, the staged view then broadcasting too). */
     const bool staged = !direct[0] || !direct[1];
     if (staged && L->no_staging)
         return ea_fail(c->msg, EDGEATTN_ERR_UNSUPPORTED,
@@ -1105,22 +1198,23 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, const edgeattn
             continue;
         }
         const size_t es = ea_dtype_size(t[i]->dtype);
-        if ((size_t)B * (size_t)H * (size_t)rmax * (size_t)D > L->kvs_bytes / es)
+        const int64_t hs = t[i]->stride[1] == 0 ? 1 : H, rs = t[i]->stride[2] == 0 ? 1 : rmax;
+        if ((size_t)B * (size_t)hs * (size_t)rs * (size_t)D > L->kvs_bytes / es)
             return ea_fail(c->msg, EDGEATTN_ERR_CAPACITY, "kv_append: %d x %d x %d rows exceed the staging area", (int)B,
                            (int)H, (int)rmax);
         d[i].ptr = s->pool + stage[i];
-        d[i].sn = D;
-        d[i].sh = (int64_t)rmax * D;
-        d[i].sb = (int64_t)H * rmax * D;
+        d[i].sn = t[i]->stride[2] == 0 ? 0 : D;
+        d[i].sh = t[i]->stride[1] == 0 ? 0 : rs * D;
+        d[i].sb = hs * rs * D;
     }
+    const size_t lay = (size_t)layer * L->kv_layer;
     ea_cu_kv_write_args a;
     memset(&a, 0, sizeof a);
     a.k_src = d[0];
     a.v_src = d[1];
-    a.k_dst = s->pool + L->kv_k;
-    a.v_dst = s->pool + L->kv_v;
+    a.k_dst = s->pool + L->kv_k + lay;
+    a.v_dst = s->pool + L->kv_v + lay;
     a.rows = s->pool + L->rows;
-    a.slot0 = s->pool + L->slot0;
     a.B = B;
     a.H = H;
     a.D = D;
@@ -1139,7 +1233,7 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, const edgeattn
                 const int32_t n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
                 if (n - skip <= 0)
                     continue;
-                const int64_t shape[3] = {1, H, n - skip};
+                const int64_t shape[3] = {1, t[i]->stride[1] == 0 ? 1 : H, t[i]->stride[2] == 0 ? 1 : n - skip};
                 const size_t off = (size_t)(b * t[i]->stride[0] + skip * t[i]->stride[2]) * es;
                 cu_side src;
                 if (t[i]->memory == EDGEATTN_MEM_CUDA) {
@@ -1157,33 +1251,127 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, const edgeattn
             }
         }
     }
-    int32_t rows[2 * CU_CHUNK], slot0[CU_CHUNK];
+    ea_cu_kv_row rows[CU_CHUNK];
     for (int32_t b0 = 0; b0 < B; b0 += CU_CHUNK) {
         const int32_t cnt = B - b0 < CU_CHUNK ? B - b0 : CU_CHUNK;
         for (int32_t i = 0; i < cnt; i++) {
             const int32_t b = b0 + i;
             const int32_t n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
-            rows[2 * i] = staged ? 0 : skip;
-            rows[2 * i + 1] = staged ? n - skip : n;
-            slot0[i] = (int32_t)((kv->total[b] + (staged ? skip : 0)) % cap);
+            memset(&rows[i], 0, sizeof rows[i]);
+            rows[i].r0 = staged ? 0 : skip;
+            rows[i].n = staged ? n - skip : n;
+            rows[i].pos0 = kv->total[ea_kv_idx(kv, layer, ids[b])] + (staged ? skip : 0);
+            rows[i].slot0 = (int32_t)(rows[i].pos0 % cap);
+            rows[i].seq = ids[b];
         }
-        if ((st = upload_small(c, L->rows + (size_t)b0 * 2 * sizeof(int32_t), rows,
-                               (size_t)cnt * 2 * sizeof(int32_t))) != EDGEATTN_OK ||
-            (st = upload_small(c, L->slot0 + (size_t)b0 * sizeof(int32_t), slot0, (size_t)cnt * sizeof(int32_t))) !=
-                EDGEATTN_OK)
+        if ((st = upload_small(c, L->rows + (size_t)b0 * sizeof(ea_cu_kv_row), rows, (size_t)cnt * sizeof(ea_cu_kv_row))) !=
+            EDGEATTN_OK)
             return st;
     }
+    if ((st = rope_args(c, &ctx->rope, &a.rope)) != EDGEATTN_OK)
+        return st;
     return run_launches(c, &l, 1, &a);
 }
 
-static edgeattn_status cuda_kv_write(edgeattn_context *ctx, const edgeattn_tensor *k, const edgeattn_tensor *v,
-                                     const int32_t *n_new)
+static edgeattn_status cuda_kv_write(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids,
+                                     const edgeattn_tensor *k, const edgeattn_tensor *v, const int32_t *n_new)
 {
     cu_call c;
     edgeattn_status st = call_begin(&c, ctx);
     if (st != EDGEATTN_OK)
         return st;
-    st = kv_body(&c, ctx, k, v, n_new);
+    st = kv_body(&c, ctx, layer, seq_ids, k, v, n_new);
+    return call_end(&c, st);
+}
+
+/* Bytes of one (layer, sequence) of K (or V) and its device address. */
+static size_t kv_seq_bytes(const edgeattn_context *ctx)
+{
+    const ea_kv_cache *kv = &ctx->kv;
+    return (size_t)kv->heads * (size_t)kv->cap * (size_t)kv->dim * ea_dtype_size(kv->dtype);
+}
+
+static CUdeviceptr kv_seq_base(const cu_state *s, const edgeattn_context *ctx, bool value, int32_t layer, int32_t seq)
+{
+    return s->pool + (value ? s->L.kv_v : s->L.kv_k) + (size_t)layer * s->L.kv_layer + (size_t)seq * kv_seq_bytes(ctx);
+}
+
+/* kv_fork: every slot of (layer, src) to (layer, dst), K and V: two queued device copies. */
+static edgeattn_status cuda_kv_copy(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst)
+{
+    cu_call c;
+    edgeattn_status st = call_begin(&c, ctx);
+    if (st != EDGEATTN_OK)
+        return st;
+    const size_t bytes = kv_seq_bytes(ctx);
+    cu_side sd, dd;
+    memset(&sd, 0, sizeof sd);
+    memset(&dd, 0, sizeof dd);
+    for (int i = 0; i < 2 && st == EDGEATTN_OK; i++) {
+        sd.dp = kv_seq_base(c.s, ctx, i == 1, layer, src);
+        dd.dp = kv_seq_base(c.s, ctx, i == 1, layer, dst);
+        st = copy_1d(c.s, &sd, 0, &dd, 0, bytes, c.msg);
+    }
+    return call_end(&c, st);
+}
+
+/* kv_read: slots [slot, slot + n) of (layer, seq), every head, into rows [row0, row0 + n) of the host
+ * tensors k and v [1, heads, N, dim]. The cache's dtype: copied straight into the views; another dtype:
+ * through the host bounce buffer in pieces, converted as core converts (ea_load_f32 / ea_store_f32).
+ * Returns when the tensors hold the rows. */
+static edgeattn_status kv_read_body(cu_call *c, const edgeattn_context *ctx, int32_t layer, int32_t seq, int32_t slot,
+                                    int32_t n, const edgeattn_tensor *k, const edgeattn_tensor *v, int64_t row0)
+{
+    cu_state *s = c->s;
+    ea_cu_driver *d = &s->drv;
+    const ea_kv_cache *kv = &ctx->kv;
+    const size_t es = ea_dtype_size(kv->dtype), row = (size_t)kv->dim * es;
+    c->host = true; /* call_end waits for the copies */
+    edgeattn_status st;
+    for (int i = 0; i < 2; i++) {
+        const edgeattn_tensor *t = i ? v : k;
+        const CUdeviceptr base = kv_seq_base(s, ctx, i == 1, layer, seq) + (size_t)slot * row;
+        if (t->dtype == kv->dtype) {
+            cu_side src, dst = side_host(t);
+            memset(&src, 0, sizeof src);
+            src.dp = base;
+            src.st[1] = (int64_t)kv->cap * kv->dim;
+            src.st[2] = kv->dim;
+            dst.hp += (size_t)(row0 * t->stride[2]) * es;
+            const int64_t shape[3] = {1, kv->heads, n};
+            if ((st = copy_rows(s, shape, es, row, &src, &dst, c->msg)) != EDGEATTN_OK)
+                return st;
+            continue;
+        }
+        const int32_t per = (int32_t)(CU_READ_BOUNCE / row); /* >= 64: dim <= 256, 4-byte elements */
+        for (int32_t h = 0; h < kv->heads; h++)
+            for (int32_t r0 = 0; r0 < n; r0 += per) {
+                const int32_t cnt = n - r0 < per ? n - r0 : per;
+                d->count.copies++;
+                CU_TRY(d, c->msg,
+                       d->MemcpyDtoHAsync(s->bounce, base + ((size_t)h * (size_t)kv->cap + (size_t)r0) * row,
+                                          (size_t)cnt * row, s->stream),
+                       "cuMemcpyDtoHAsync");
+                CU_TRY(d, c->msg, ea_cu_stream_sync(d, s->stream), "cuStreamSynchronize");
+                for (int32_t r = 0; r < cnt; r++) {
+                    const ptrdiff_t o = (ptrdiff_t)(h * t->stride[1] + (row0 + r0 + r) * t->stride[2]);
+                    for (int32_t e = 0; e < kv->dim; e++)
+                        ea_store_f32(t->data, t->dtype, o + e,
+                                     ea_load_f32(s->bounce, kv->dtype, (ptrdiff_t)r * kv->dim + e));
+                }
+            }
+    }
+    return EDGEATTN_OK;
+}
+
+static edgeattn_status cuda_kv_read(edgeattn_context *ctx, int32_t layer, int32_t seq, int32_t slot, int32_t n,
+                                    const edgeattn_tensor *k, const edgeattn_tensor *v, int64_t row0)
+{
+    cu_call c;
+    edgeattn_status st = call_begin(&c, ctx);
+    if (st != EDGEATTN_OK)
+        return st;
+    st = kv_read_body(&c, ctx, layer, seq, slot, n, k, v, row0);
     return call_end(&c, st);
 }
 
@@ -1481,6 +1669,8 @@ const ea_backend_ops ea_backend_cuda = {
     .memory_kinds = 1u << EDGEATTN_MEM_CUDA,
     .check_finite = cuda_check_finite,
     .kv_write = cuda_kv_write,
+    .kv_copy = cuda_kv_copy,
+    .kv_read = cuda_kv_read,
     .synchronize = cuda_synchronize,
     .device_region = cuda_device_region,
     .copy = cuda_copy,

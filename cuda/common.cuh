@@ -63,23 +63,56 @@ __device__ __forceinline__ int ea_dtype_size(int dtype) { return dtype == EA_CU_
 struct ea_seqinfo {
     int kv_len;      // visible keys
     int slot0;       // ring slot of logical key 0
-    int off;         // kv_len - Nq: query i sits at logical key position i + off
+    int off;         // kv_len - q_len: query i sits at logical key position i + off
+    int kv_b;        // batch index of this row's K/V (decode: the cache sequence)
+    int q_len;       // queries of this batch row (rows i >= q_len: not computed, not written)
+    long long qpos0; // absolute position of query 0 (RoPE)
 };
 
 __device__ __forceinline__ ea_seqinfo ea_get_seq(const ea_cu_attn_args &a, int b) {
     ea_seqinfo s;
+    long long pos0 = 0;
     if (a.seq) {
         const ea_cu_seq *sq = (const ea_cu_seq *)a.seq + b;
         s.kv_len = sq->kv_len;
         s.slot0 = sq->slot0;
+        s.kv_b = sq->kv_b;
+        s.q_len = sq->q_len;
+        pos0 = sq->key_pos0;
     } else {
         s.kv_len = a.Nkv;
         s.slot0 = 0;
+        s.kv_b = b;
+        s.q_len = a.Nq;
     }
     if (s.kv_len > a.Nkv) s.kv_len = a.Nkv;
     if (s.kv_len < 0) s.kv_len = 0;
-    s.off = s.kv_len - a.Nq;
+    if (s.q_len > a.Nq) s.q_len = a.Nq;
+    if (s.q_len < 0) s.q_len = 0;
+    s.off = s.kv_len - s.q_len;
+    s.qpos0 = pos0 + s.off;
     return s;
+}
+
+// ---------------------------------------------------------------- RoPE (kernel_abi.h)
+// cos and sin (FP32) of the angle of pair p at absolute position pos: the angle (pos * pos_scale) *
+// inv_freq[p] in double exactly as the host computes it, reduced to [-pi, pi] in double (2 pi in two
+// parts: the remainder is exact to about 1e-16 for any position), then sincosf on the FP32 remainder.
+// Five FP64 operations per angle instead of a double cos/sin, which runs at 1/64 rate on most parts.
+__device__ __forceinline__ void ea_rope_cs(const ea_cu_rope &r, long long pos, int p, float &c, float &s) {
+    const double x = (double)pos * r.pos_scale;
+    const double ang = x * __ldg((const double *)r.inv_freq + p);
+    const double k = rint(ang * 0.15915494309189535); // 1 / (2 pi)
+    double red = fma(-k, 6.283185307179586, ang);     // 2 pi, high part
+    red = fma(-k, 2.4492935982947064e-16, red);       // 2 pi, low part
+    sincosf((float)red, &s, &c);
+}
+
+// Element indices of pair p of a head: (p, p + dim/2) or (2p, 2p + 1).
+__device__ __forceinline__ void ea_rope_pair(const ea_cu_rope &r, int p, int &d0, int &d1) {
+    const int half = r.dim >> 1;
+    d0 = r.style == 1 ? p : 2 * p;
+    d1 = r.style == 1 ? p + half : 2 * p + 1;
 }
 
 // Storage row of logical key j.

@@ -273,8 +273,8 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     const int nrb = (a.group * hs + 15) / 16;
     const int rb = blockIdx.x % nrb, split = blockIdx.x / nrb;
 
-    const ea_rowmap rm = ea_make_rowmap(a, rb * 16, 16); // Nq < 16 or hs rounding: see ea_make_rowmap
     const ea_seqinfo sq = ea_get_seq(a, b);
+    const ea_rowmap rm = ea_make_rowmap(a, rb * 16, 16, sq.q_len); // Nq < 16 or hs rounding: see ea_make_rowmap
     const ea_score_xf xf = ea_make_xf(a);
 
     int hq_r[2], i_r[2];
@@ -293,14 +293,14 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     const int nc = c_hi - c_lo > warp ? (c_hi - c_lo - warp + NW - 1) / NW : 0;
 
     const bool q_async = ((a.q.ptr | (uint64_t)(a.q.sn * 2) | (uint64_t)(a.q.sh * 2) | (uint64_t)(a.q.sb * 2)) & 15) == 0;
-    ea_load_q_tile<T, D, LD, 16, NT>(a, rm, b, hkv, sQ, q_async);
+    ea_load_q_tile<T, D, LD, 16, NT>(a, rm, sq.qpos0, b, hkv, sQ, q_async);
     ea_cp_commit();
 
     uint16_t *wK = sW + warp * (C::STAGE_BYTES / 2);
     uint16_t *wV = wK + WST * KPW * LD;
     const int jend = khi; // keys at or past the split's end (or the visible range) are zero-filled
     ea_kv_loader<D, LD, KPW, 32> ld;
-    ld.init(a, b, hkv, lane);
+    ld.init(a, sq.kv_b, hkv, lane);
 #pragma unroll
     for (int s = 0; s < WST - 1; ++s) {
         if (s < nc) ld.load(a, sq, s0 + (c_lo + warp + NW * s) * KPW, jend, wK + s * KPW * LD, wV + s * KPW * LD);
@@ -557,6 +557,10 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_combine(const ea_cu_at
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int64_t row = blockIdx.x;
     const int S = a.num_splits, D = a.D;
+    const int i = (int)(row % a.Nq);
+    const int hq = (int)((row / a.Nq) % a.Hq);
+    const int b = (int)(row / ((int64_t)a.Nq * a.Hq));
+    if (a.seq && i >= ((const ea_cu_seq *)a.seq)[b].q_len) return; // past this row's queries: never written
     const float2 *ls = (const float2 *)a.ws_lse + row * S; // (m, l) per split
     const float2 ml = tid < S ? ls[tid] : make_float2(-INFINITY, 0.f);
     const float x = ml.y > 0.f ? ml.x : -INFINITY;
@@ -607,9 +611,6 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_combine(const ea_cu_at
         const float4 v = *(const float4 *)(spart + (g2 * NC + c) * 4);
         acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
     }
-    const int i = (int)(row % a.Nq);
-    const int hq = (int)((row / a.Nq) % a.Hq);
-    const int b = (int)(row / ((int64_t)a.Nq * a.Hq));
     const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn + c * 4;
     ea_store2((void *)a.out.ptr, ob, a.out.dtype, acc.x, acc.y);
     ea_store2((void *)a.out.ptr, ob + 2, a.out.dtype, acc.z, acc.w);

@@ -5,41 +5,58 @@
  * below, by value. Plain C types only; device addresses are uint64_t (CUdeviceptr).
  *
  * Positions (both attention and decode use one rule, so one kernel can serve both):
- *   sequence b has kv_len_b visible keys, logical key j in [0, kv_len_b) sits at absolute position
- *   key_pos0_b + j and is stored in row slot(j) of K/V; query i in [0, Nq) sits at absolute position
- *   qpos(i) = key_pos0_b + kv_len_b - Nq + i (bottom right).
+ *   batch row b has kv_len_b visible keys and q_len_b queries (rows i >= q_len_b of the call's Nq are
+ *   neither computed nor written, out and lse alike); logical key j in [0, kv_len_b) sits at absolute
+ *   position key_pos0_b + j and is stored in row slot(j) of K/V batch index kv_b_b; query i in
+ *   [0, q_len_b) sits at absolute position qpos(i) = key_pos0_b + kv_len_b - q_len_b + i (bottom right).
  *   key j is visible to query i iff (!causal || pos(j) <= qpos(i))
  *                                 && (window_left  < 0 || pos(j) >= qpos(i) - window_left)
  *                                 && (window_right < 0 || pos(j) <= qpos(i) + window_right).
- *   attention: key_pos0 = 0, slot(j) = j, kv_len_b = kv_lens[b] or Nkv.
+ *   attention: key_pos0 = 0, slot(j) = j, kv_len_b = kv_lens[b] or Nkv, q_len_b = Nq, kv_b_b = b.
  *   decode (ring cache of ring_cap slots): slot(j) = (slot0_b + j) mod ring_cap with
- *   slot0_b = key_pos0_b mod ring_cap, kv_len_b = tokens held.
+ *   slot0_b = key_pos0_b mod ring_cap, kv_len_b = tokens held, kv_b_b = the cache sequence of row b.
  * Scores: s = scale * q.k; if softcap > 0: s = softcap * tanh(s / softcap); then s += bias (if any);
  * masked keys do not take part. A row with no visible key writes zeros and lse = -INFINITY.
  * lse is the natural-log sum of exp(s) over the visible keys.
+ * RoPE (ea_cu_rope, inv_freq != 0): the pair p < dim/2 of a head's first dim values, (p, p + dim/2)
+ * for style 1 or (2p, 2p + 1) for style 2, is rotated by the angle a = (pos * pos_scale) * inv_freq[p]
+ * (double): x0' = x0 c - x1 s, x1' = x0 s + x1 c in FP32 with c, s = cos a, sin a rounded to FP32. The
+ * attention kernels rotate each query at qpos(i) (before the scale), ea_kv_write each key it stores at
+ * its position. The kernels reduce a modulo 2 pi in double and evaluate cos/sin in FP32 (a few FP32 ulps
+ * from the correctly rounded values; double cos/sin would cost 1/64-rate FP64 on most parts).
  */
 #ifndef EDGEATTN_CUDA_KERNEL_ABI_H
 #define EDGEATTN_CUDA_KERNEL_ABI_H
 
 #include <stdint.h>
 
-#define EA_CU_ABI_VERSION 1
+#define EA_CU_ABI_VERSION 2
 
 /* Element types (values equal edgeattn_dtype). */
 #define EA_CU_F32 0
 #define EA_CU_F16 1
 #define EA_CU_BF16 2
 
-/* Per-sequence position info (device array of B entries; NULL seq pointer: kv_len = Nkv, key_pos0 = 0,
- * slot0 = 0 for every sequence). */
+/* Per batch row position info (device array of B entries; NULL seq pointer: kv_len = Nkv, key_pos0 = 0,
+ * slot0 = 0, kv_b = b, q_len = Nq for every row). */
 typedef struct ea_cu_seq {
     int64_t key_pos0; /* absolute position of logical key 0 */
     int32_t kv_len;   /* visible keys (0 allowed: the rows of that sequence are fully masked) */
     int32_t slot0;    /* storage row of logical key 0 (decode ring); 0 for attention */
+    int32_t kv_b;     /* batch index of this row's keys/values in K/V (decode: its cache sequence) */
+    int32_t q_len;    /* queries of this row, 1..Nq: rows i >= q_len are not computed or written */
 } ea_cu_seq;
 
+/* RoPE applied by a kernel (see the header comment); inv_freq 0: none. */
+typedef struct ea_cu_rope {
+    uint64_t inv_freq; /* const double [dim / 2] in device memory, or 0 */
+    double pos_scale;  /* 1 / linear_scale */
+    int32_t style;     /* 1: pairs (p, p + dim/2); 2: pairs (2p, 2p + 1) */
+    int32_t dim;       /* rotated values per head (even, <= D) */
+} ea_cu_rope;
+
 /* A strided 4-D tensor [B, H, N, D] in device memory; strides in elements, stride over D is 1. A
- * stride of 0 broadcasts (bias over B or H). */
+ * stride of 0 broadcasts (inputs only: q, k, v, bias over B, H or N). */
 typedef struct ea_cu_tensor {
     uint64_t ptr;        /* 0: absent */
     int64_t sb, sh, sn;  /* element strides of B, H, N */
@@ -74,18 +91,28 @@ typedef struct ea_cu_attn_args {
      * after it (the last CTA of a row block merges the partials into out/lse and wraps its counter to 0;
      * no combine launch). 0: the combine kernel merges (second launch). Set by ea_cu_plan_attention. */
     uint64_t ws_cnt;
+    ea_cu_rope rope;     /* queries rotated at their positions (needs seq); inv_freq 0: none */
 } ea_cu_attn_args;
 
-/* Appends rows to the KV cache: for b < B, h < H, r in [r0_b, n_b): src row (b,h,r) of k_src/v_src
- * goes to cache row ((b*cache_heads + h)*ring_cap + (slot0_b + r) mod ring_cap) of k_dst/v_dst,
- * converted to cache_dtype. rows: device int32 [2*B] = {r0_b, n_b} pairs. */
+/* One batch row of a KV-cache append. */
+typedef struct ea_cu_kv_row {
+    int64_t pos0;   /* absolute position of source row 0 (RoPE) */
+    int32_t r0, n;  /* source rows [r0, n) are written */
+    int32_t slot0;  /* ring slot of source row 0 (pos0 mod ring_cap) */
+    int32_t seq;    /* cache sequence (batch index in the layer) the rows go to */
+} ea_cu_kv_row;
+
+/* Appends rows to one layer of the KV cache: for b < B, h < H, r in [r0_b, n_b): src row (b,h,r) of
+ * k_src/v_src goes to cache row ((seq_b*cache_heads + h)*ring_cap + (slot0_b + r) mod ring_cap) of
+ * k_dst/v_dst (rows of D elements), converted to cache_dtype; keys rotated by rope at position
+ * pos0_b + r. rows: device ea_cu_kv_row [B]. Sources may broadcast (stride 0 over B, H or N). */
 typedef struct ea_cu_kv_write_args {
     ea_cu_tensor k_src, v_src;
-    uint64_t k_dst, v_dst;
-    uint64_t rows;       /* int32 [B][2] */
-    uint64_t slot0;      /* int32 [B]: ring slot of row 0 of this append */
+    uint64_t k_dst, v_dst; /* the layer's K and V */
+    uint64_t rows;       /* const ea_cu_kv_row * (device) */
     int32_t B, H, N, D;
     int32_t cache_heads, ring_cap, cache_dtype, pad_;
+    ea_cu_rope rope;     /* keys only; inv_freq 0: none */
 } ea_cu_kv_write_args;
 
 /* NaN/Inf scan of a strided [B, H, N, D] tensor: sets *flag (device uint32) to 1 if any element is

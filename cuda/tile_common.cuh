@@ -12,13 +12,15 @@
 struct ea_rowmap {
     int hs;          // rows per head in the flattened space
     int r0;          // first flattened row of this CTA
+    int qn;          // queries of this batch row (ea_seqinfo::q_len): rows with i >= qn are padding
     int i0, i1;      // smallest and largest query index any valid row of this CTA has (i1 < i0: none)
 };
 
-__device__ __forceinline__ ea_rowmap ea_make_rowmap(const ea_cu_attn_args &a, int r0, int bm) {
+__device__ __forceinline__ ea_rowmap ea_make_rowmap(const ea_cu_attn_args &a, int r0, int bm, int qn) {
     ea_rowmap m;
     m.hs = a.Nq >= bm ? (a.Nq + bm - 1) / bm * bm : a.Nq;
     m.r0 = r0;
+    m.qn = qn;
     int rlast = r0 + bm - 1;
     int hmax = a.group * m.hs - 1;
     if (rlast > hmax) rlast = hmax;
@@ -26,32 +28,62 @@ __device__ __forceinline__ ea_rowmap ea_make_rowmap(const ea_cu_attn_args &a, in
     if (h0 == h1) {
         m.i0 = r0 % m.hs;
         m.i1 = rlast % m.hs;
-        if (m.i1 > a.Nq - 1) m.i1 = a.Nq - 1;
     } else {
         m.i0 = 0;
         m.i1 = a.Nq - 1;
     }
+    if (m.i1 > qn - 1) m.i1 = qn - 1;
     return m;
 }
 
-// Flattened row -> (query head, query index); valid = false for padding rows.
+// Flattened row -> (query head, query index); valid = false for padding rows (and rows past q_len).
 __device__ __forceinline__ bool ea_row_of(const ea_cu_attn_args &a, const ea_rowmap &m, int hkv, int rr, int &hq,
                                           int &i) {
     int r = m.r0 + rr;
     int hl = r / m.hs;
     i = r - hl * m.hs;
     hq = hkv * a.group + hl;
-    return hl < a.group && i < a.Nq;
+    return hl < a.group && i < m.qn;
+}
+
+// RoPE on the queries of a CTA's tile: for each (query index i of the tile, pair p) the angle is
+// computed once (at qpos0 + i) and applied to every row of the tile with that index (the query heads
+// of the GQA group), reading Q in FP32. store(rr, d, x) writes element d of tile row rr. The other
+// columns (>= rope.dim) and the padding rows are the caller's.
+template <int NT, typename Store>
+__device__ __forceinline__ void ea_rope_q_rows(const ea_cu_attn_args &a, const ea_rowmap &m, long long qpos0, int b,
+                                               int hkv, int bm, Store store) {
+    if (m.i1 < m.i0) return;
+    const int half = a.rope.dim >> 1, ni = m.i1 - m.i0 + 1;
+    for (int it = threadIdx.x; it < ni * half; it += NT) {
+        const int di = it / half, p = it - di * half, i = m.i0 + di;
+        float c, s;
+        ea_rope_cs(a.rope, qpos0 + i, p, c, s);
+        int d0, d1;
+        ea_rope_pair(a.rope, p, d0, d1);
+        // tile rows with query index i: flattened r = hl * hs + i in [r0, r0 + bm)
+        for (int hl = m.r0 > i ? (m.r0 - i + m.hs - 1) / m.hs : 0; hl < a.group; ++hl) {
+            const int rr = hl * m.hs + i - m.r0;
+            if (rr >= bm) break;
+            const int64_t qo = b * a.q.sb + (int64_t)(hkv * a.group + hl) * a.q.sh + (int64_t)i * a.q.sn;
+            const float x0 = ea_load((const void *)a.q.ptr, qo + d0, a.q.dtype);
+            const float x1 = ea_load((const void *)a.q.ptr, qo + d1, a.q.dtype);
+            store(rr, d0, x0 * c - x1 * s);
+            store(rr, d1, x0 * s + x1 * c);
+        }
+    }
 }
 
 // Loads BM query rows (D columns, any input dtype) into sQ[BM][LD] as T; invalid rows are zeros.
-// Same dtype with 16-byte rows: cp.async (caller commits); otherwise converting loads.
+// Same dtype with 16-byte rows: cp.async (caller commits); otherwise converting loads. With RoPE the
+// rotated columns are computed in FP32 (ea_rope_q_rows) and rounded to T once.
 template <typename T, int D, int LD, int BM, int NT>
-__device__ __forceinline__ void ea_load_q_tile(const ea_cu_attn_args &a, const ea_rowmap &m, int b, int hkv,
-                                               uint16_t *sQ, bool async_ok) {
+__device__ __forceinline__ void ea_load_q_tile(const ea_cu_attn_args &a, const ea_rowmap &m, long long qpos0, int b,
+                                               int hkv, uint16_t *sQ, bool async_ok) {
     const int tid = threadIdx.x;
     constexpr int CPR = D / 8; // 16-byte chunks per row
-    if (a.q.dtype == T::dtype && async_ok) {
+    const int rdim = a.rope.inv_freq ? a.rope.dim : 0;
+    if (a.q.dtype == T::dtype && async_ok && rdim == 0) {
         for (int c = tid; c < BM * CPR; c += NT) {
             int rr = c / CPR, cc = c % CPR;
             int hq, i;
@@ -66,10 +98,14 @@ __device__ __forceinline__ void ea_load_q_tile(const ea_cu_attn_args &a, const e
             int rr = c / D, d = c % D;
             int hq, i;
             bool ok = ea_row_of(a, m, hkv, rr, hq, i);
+            if (ok && d < rdim) continue; // rotated below
             float v = 0.f;
             if (ok) v = ea_load((const void *)a.q.ptr, b * a.q.sb + hq * a.q.sh + (int64_t)i * a.q.sn + d, a.q.dtype);
             sQ[rr * LD + d] = T::from_f(v);
         }
+        if (rdim)
+            ea_rope_q_rows<NT>(a, m, qpos0, b, hkv, BM,
+                               [&](int rr, int d, float x) { sQ[rr * LD + d] = T::from_f(x); });
     }
 }
 

@@ -1,17 +1,15 @@
 // Utility kernels: KV-cache append with dtype conversion, NaN/Inf scan, tensor-core throughput probe.
 #include "mma.cuh"
 
-// grid (ceil(N / 4), H, B), block 128: a warp per source row, lanes over D.
+// grid (ceil(N / 4), H, B), block 128: a warp per source row, lanes over D (over the pairs of the rotated
+// columns of a key with RoPE).
 extern "C" __global__ void __launch_bounds__(128) ea_kv_write(const ea_cu_kv_write_args a) {
     const int b = blockIdx.z, h = blockIdx.y;
     const int r = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    const int *rows = (const int *)a.rows;
-    const int r0 = rows[2 * b], n = rows[2 * b + 1];
-    if (r < r0 || r >= n || r >= a.N) return;
-    const int slot0 = ((const int *)a.slot0)[b];
-    int slot = (slot0 + r) % a.ring_cap;
-    if (slot < 0) slot += a.ring_cap;
-    const int64_t drow = ((int64_t)b * a.cache_heads + h) * a.ring_cap + slot;
+    const ea_cu_kv_row row = ((const ea_cu_kv_row *)a.rows)[b];
+    if (r < row.r0 || r >= row.n || r >= a.N) return;
+    const int slot = (int)(((long long)row.slot0 + r) % a.ring_cap);
+    const int64_t drow = ((int64_t)row.seq * a.cache_heads + h) * a.ring_cap + slot;
 #pragma unroll
     for (int kv = 0; kv < 2; ++kv) {
         const ea_cu_tensor &src = kv ? a.v_src : a.k_src;
@@ -19,7 +17,21 @@ extern "C" __global__ void __launch_bounds__(128) ea_kv_write(const ea_cu_kv_wri
         if (!src.ptr || !dst) continue;
         const int64_t sbase = b * src.sb + h * src.sh + (int64_t)r * src.sn;
         const int64_t dbase = drow * a.D;
-        if (src.dtype == a.cache_dtype && src.dtype != EA_CU_F32) {
+        int d_lo = 0; // columns below d_lo are written already (rotated)
+        if (kv == 0 && a.rope.inv_freq) {
+            const int half = a.rope.dim >> 1;
+            for (int p = lane; p < half; p += 32) {
+                float c, s;
+                ea_rope_cs(a.rope, row.pos0 + r, p, c, s);
+                int d0, d1;
+                ea_rope_pair(a.rope, p, d0, d1);
+                const float x0 = ea_load((const void *)src.ptr, sbase + d0, src.dtype);
+                const float x1 = ea_load((const void *)src.ptr, sbase + d1, src.dtype);
+                ea_store((void *)dst, dbase + d0, a.cache_dtype, x0 * c - x1 * s);
+                ea_store((void *)dst, dbase + d1, a.cache_dtype, x0 * s + x1 * c);
+            }
+            d_lo = a.rope.dim;
+        } else if (src.dtype == a.cache_dtype && src.dtype != EA_CU_F32) {
             // same 16-bit type: 4-byte copies (D is even)
             const uint32_t *s32 = (const uint32_t *)((const uint16_t *)src.ptr + sbase);
             uint32_t *d32 = (uint32_t *)((uint16_t *)dst + dbase);
@@ -28,7 +40,7 @@ extern "C" __global__ void __launch_bounds__(128) ea_kv_write(const ea_cu_kv_wri
                 continue;
             }
         }
-        for (int d = lane; d < a.D; d += 32)
+        for (int d = d_lo + lane; d < a.D; d += 32)
             ea_store((void *)dst, dbase + d, a.cache_dtype, ea_load((const void *)src.ptr, sbase + d, src.dtype));
     }
 }

@@ -224,6 +224,8 @@ static void build(const Case &c, Built &w, bool fill) {
         s.kv_len = c.Nkv;
         s.slot0 = 0;
         s.key_pos0 = 0;
+        s.kv_b = b;
+        s.q_len = c.Nq;
         if (c.seq) {
             // sequences of varying length, some empty
             s.kv_len = b == 0 ? c.Nkv : (int)(urand() * (c.Nkv + 1));
@@ -492,15 +494,21 @@ static void check_utils() {
     CK(cudaMemset((void *)kc.dptr, 0, kc.raw.size()));
     CK(cudaMemset((void *)vc.dptr, 0, vc.raw.size()));
     int rows[4] = {1, 5, 0, 3}, slot0[2] = {5, 2};
-    int *drows, *dslot;
-    CK(cudaMalloc((void **)&drows, sizeof rows));
-    CK(cudaMalloc((void **)&dslot, sizeof slot0));
-    CK(cudaMemcpy(drows, rows, sizeof rows, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dslot, slot0, sizeof slot0, cudaMemcpyHostToDevice));
+    ea_cu_kv_row kr[2];
+    for (int b = 0; b < 2; ++b) {
+        kr[b].pos0 = slot0[b];
+        kr[b].r0 = rows[2 * b];
+        kr[b].n = rows[2 * b + 1];
+        kr[b].slot0 = slot0[b];
+        kr[b].seq = b;
+    }
+    ea_cu_kv_row *drows;
+    CK(cudaMalloc((void **)&drows, sizeof kr));
+    CK(cudaMemcpy(drows, kr, sizeof kr, cudaMemcpyHostToDevice));
     ea_cu_kv_write_args a;
     memset(&a, 0, sizeof a);
     a.k_src = ks.desc(); a.v_src = vs.desc(); a.k_dst = kc.dptr; a.v_dst = vc.dptr;
-    a.rows = (uint64_t)drows; a.slot0 = (uint64_t)dslot;
+    a.rows = (uint64_t)drows;
     a.B = B; a.H = H; a.N = N; a.D = D; a.cache_heads = CH; a.ring_cap = RC; a.cache_dtype = EA_CU_F16;
     ea_cu_launch l;
     ea_cu_plan_kv_write(&g_dev, &a, &l);
@@ -555,7 +563,7 @@ static void check_utils() {
     printf("%s finite (%d bad)\n", fin_bad ? "FAIL" : "ok  ", fin_bad);
     if (fin_bad) g_fail++;
     ks.free_(); vs.free_(); kc.free_(); vc.free_();
-    cudaFree(drows); cudaFree(dslot); cudaFree(flag);
+    cudaFree(drows); cudaFree(flag);
 }
 
 static void bench_peak() {

@@ -1,13 +1,15 @@
 /*
  * The CUDA backend's own tests: device-memory tensors (the context's region and external device
  * pointers), host memory the device addresses in place (registered, managed), asynchronous calls and
- * synchronize, the device KV cache filled from device memory and decoded, long sequences (16K
- * prefill, 128K decode), canaries around every output, bad input specific to CUDA, no allocation or
- * module load after create, the ceilings and a caller's stream.
+ * synchronize, the device KV cache filled from device memory and decoded (layers, sequence ids,
+ * ragged queries, RoPE, fork and read against a shadow of the cache), broadcast inputs, long
+ * sequences (16K prefill, 128K decode), canaries around every output, bad input specific to CUDA,
+ * no allocation or module load after create, the ceilings and a caller's stream.
  *
  * Without a CUDA driver or device every case passes with a note. EDGEATTN_TEST_REQUIRE_CUDA=1 (the
  * device machine's script, the mock tests) makes that a failure instead. EDGEATTN_TEST_MOCK_CUDA=1:
  * running against tests/cuda/mock (CPU emulation): the long cases are skipped there.
+ * EDGEATTN_TEST_FILTER=PATTERN runs only the cases whose names match (cmocka's * and ? wildcards).
  */
 #include "test_common.h"
 
@@ -862,6 +864,619 @@ static void test_kv_cache_device(void **state)
     kv_decode_run(1, 2, 1, 256, EDGEATTN_BF16, 64, 6, 100, 2, 8005); /* appends longer than the ring */
 }
 
+/* ---------------------------------------------------------------- the cache as a model uses it
+ * Layers, sequence ids, ragged decode, RoPE, fork and read on the device cache. A shadow keeps, per
+ * (layer, sequence, head), the raw rows (before RoPE, as the caller passed them) in ring slots exactly
+ * as the cache does, and the token counts; the reference for a decode takes the held rows of each
+ * batch row's sequence, rotates keys and queries in double (ea_ref_rope) and rounds the keys and
+ * values to the cache dtype, then runs ea_ref_attention. */
+
+enum { MD_L = 3, MD_B = 4 };
+
+typedef struct model {
+    edgeattn_context *ctx;
+    dev_arena a;
+    int L, B, H, D, cap, window;
+    edgeattn_dtype cdt;
+    edgeattn_rope rope;
+    int64_t total[MD_L][MD_B];
+    float *raw[2]; /* K, V: [L][B][H][cap][D] */
+    tc_rng r;
+} model;
+
+static float *md_row(const model *m, int kv, int l, int s, int h, int64_t slot)
+{
+    return m->raw[kv] + ((((size_t)l * MD_B + (size_t)s) * (size_t)m->H + (size_t)h) * (size_t)m->cap + (size_t)slot) *
+                            (size_t)m->D;
+}
+
+static int md_held(const model *m, int l, int s)
+{
+    return (int)(m->total[l][s] < m->cap ? m->total[l][s] : m->cap);
+}
+
+/* What the cache holds for position pos of (l, s, h): K rotated in double, both rounded to the cache dtype. */
+static void md_stored(const model *m, int kv, int l, int s, int h, int64_t pos, float *out)
+{
+    const float *x = md_row(m, kv, l, s, h, pos % m->cap);
+    double t[256];
+    for (int d = 0; d < m->D; d++)
+        t[d] = x[d];
+    if (kv == 0)
+        ea_ref_rope(&m->rope, m->D, pos, t);
+    for (int d = 0; d < m->D; d++)
+        out[d] = tc_round(m->cdt, (float)t[d]);
+}
+
+static void md_config(edgeattn_config *cfg, int L, int B, int Hq, int H, int D, edgeattn_dtype cdt, int window,
+                      const edgeattn_rope *rope)
+{
+    base_config(cfg);
+    cfg->flags = EDGEATTN_FLAG_KV_CACHE;
+    cfg->num_layers = L;
+    cfg->max_batch = B;
+    cfg->max_heads = Hq;
+    cfg->max_kv_heads = H;
+    cfg->max_head_dim = D;
+    cfg->kv_cache_dtype = cdt;
+    cfg->kv_cache_window = window;
+    cfg->max_kv_len = window > 0 ? 64 : 160;
+    cfg->max_q_len = 16;
+    cfg->device_user_bytes = (uint64_t)16 << 20;
+    if (rope)
+        cfg->rope = *rope;
+}
+
+static void md_open(model *m, int L, int B, int Hq, int H, int D, edgeattn_dtype cdt, int window,
+                    const edgeattn_rope *rope, uint64_t stream)
+{
+    memset(m, 0, sizeof *m);
+    edgeattn_config cfg;
+    md_config(&cfg, L, B, Hq, H, D, cdt, window, rope);
+    m->ctx = create_cuda(&cfg);
+    m->a = region_of(m->ctx);
+    m->L = L, m->B = B, m->H = H, m->D = D, m->cdt = cdt, m->window = window;
+    m->cap = window > 0 ? window : cfg.max_kv_len;
+    if (rope)
+        m->rope = *rope;
+    for (int i = 0; i < 2; i++) {
+        m->raw[i] = calloc((size_t)MD_L * MD_B * (size_t)H * (size_t)m->cap * (size_t)D, sizeof(float));
+        assert_non_null(m->raw[i]);
+    }
+    tc_rng_init(&m->r, tc_seed(), stream);
+}
+
+static void md_close(model *m)
+{
+    free(m->raw[0]);
+    free(m->raw[1]);
+    edgeattn_destroy(m->ctx);
+}
+
+/* Broadcast bits of an append's k/v: stride 0 over B, H or N. */
+enum { MD_BC_B = 1, MD_BC_H = 2, MD_BC_N = 4 };
+
+/* Appends to layer l: batch row b (of B) goes to ids[b] (NULL: b), n_new[b] rows (NULL: N) of k/v in
+ * dtype sdt, from device memory (on_dev) or host memory, broadcast over the dims of bc. */
+static void md_append(model *m, int l, int B, const int32_t *ids, int N, const int32_t *n_new, edgeattn_dtype sdt,
+                      bool on_dev, unsigned bc)
+{
+    tc_tensor k, v;
+    const int Na = bc & MD_BC_N ? 1 : N; /* one row in memory when it broadcasts over N */
+    tc_tensor_alloc(&k, sdt, B, m->H, Na, m->D, tc_randint(&m->r, 0, 1), tc_randint(&m->r, 0, 3), 1, 1);
+    tc_tensor_alloc(&v, sdt, B, m->H, Na, m->D, tc_randint(&m->r, 0, 1), tc_randint(&m->r, 0, 3), 1, 1);
+    tc_fill_random(&k, &m->r, -1, 1);
+    tc_fill_random(&v, &m->r, -1, 1);
+    for (int i = 0; i < 3; i++)
+        if (bc & (1u << i))
+            k.t.stride[i] = v.t.stride[i] = 0;
+    k.t.shape[2] = v.t.shape[2] = N;
+    const size_t mark = m->a.used;
+    mirror mk, mv;
+    if (on_dev) {
+        mk = mirror_in(m->ctx, &m->a, &k);
+        mv = mirror_in(m->ctx, &m->a, &v);
+    }
+    const edgeattn_status st = edgeattn_kv_append(m->ctx, l, ids, on_dev ? &mk.t : &k.t, on_dev ? &mv.t : &v.t,
+                                                  n_new, tc_randint(&m->r, 0, 1));
+    if (st != EDGEATTN_OK)
+        fail_msg("kv_append layer %d B %d N %d %s %s bcast %u: %d %s", l, B, N, tc_dtype_name(sdt),
+                 on_dev ? "device" : "host", bc, (int)st, edgeattn_message_of(m->ctx));
+    for (int b = 0; b < B; b++) {
+        const int s = ids ? ids[b] : b, n = n_new ? n_new[b] : N;
+        for (int r = n > m->cap ? n - m->cap : 0; r < n; r++)
+            for (int h = 0; h < m->H; h++) {
+                float *dst = md_row(m, 0, l, s, h, (m->total[l][s] + r) % m->cap);
+                float *dsv = md_row(m, 1, l, s, h, (m->total[l][s] + r) % m->cap);
+                for (int d = 0; d < m->D; d++) {
+                    dst[d] = tc_get(&k.t, b, h, r, d);
+                    dsv[d] = tc_get(&v.t, b, h, r, d);
+                }
+            }
+        m->total[l][s] += n;
+    }
+    m->a.used = mark;
+    tc_tensor_free(&k);
+    tc_tensor_free(&v);
+}
+
+/* Decode of layer l: batch row b -> ids[b] (NULL: b) with q_lens[b] queries (NULL: Nq for all), q and
+ * out in qdt / odt, device or host memory, lse; every written row against the reference, every row past
+ * q_lens[b] (out and lse) unchanged. */
+static void md_decode(model *m, int l, int B, const int32_t *ids, int Nq, const int32_t *q_lens, int Hq,
+                      edgeattn_dtype qdt, edgeattn_dtype odt, bool on_dev, const edgeattn_params *params,
+                      const char *what)
+{
+    const int D = m->D;
+    tc_tensor q, out, lse;
+    const int pad = tc_randint(&m->r, 0, 2);
+    tc_tensor_alloc(&q, qdt, B, Hq, Nq, D, tc_randint(&m->r, 0, 1), pad, 1, 1);
+    tc_tensor_alloc(&out, odt, B, Hq, Nq, D, tc_randint(&m->r, 0, 1), pad, 1, 1);
+    tc_tensor_alloc(&lse, EDGEATTN_F32, B, Hq, Nq, 1, TC_BHSD, 1, 1, 1);
+    tc_fill_random(&q, &m->r, -1, 1);
+    tc_fill_canary(&out);
+    tc_fill_canary(&lse);
+    void *out0 = tc_snapshot(&out), *lse0 = tc_snapshot(&lse);
+    edgeattn_params p = *params;
+    const size_t mark = m->a.used;
+    edgeattn_tensor lt = lse.t;
+    mirror mq, mo, ml;
+    if (on_dev) {
+        mq = mirror_in(m->ctx, &m->a, &q);
+        mo = mirror_in(m->ctx, &m->a, &out);
+        ml = mirror_in(m->ctx, &m->a, &lse);
+        p.lse = &ml.t;
+    } else {
+        p.lse = &lt;
+    }
+    const edgeattn_status st = edgeattn_decode(m->ctx, l, ids, q_lens, on_dev ? &mq.t : &q.t, on_dev ? &mo.t : &out.t, &p);
+    if (st != EDGEATTN_OK)
+        fail_msg("%s: decode layer %d: %d %s", what, l, (int)st, edgeattn_message_of(m->ctx));
+    if (on_dev) {
+        assert_int_equal(edgeattn_synchronize(m->ctx), EDGEATTN_OK);
+        mirror_back(m->ctx, &mo);
+        mirror_back(m->ctx, &ml);
+    }
+    m->a.used = mark;
+    const double tol = tc_tolerance(qdt, m->cdt, odt);
+    const size_t oes = tc_dtype_size(odt);
+    for (int b = 0; b < B; b++) {
+        const int s = ids ? ids[b] : b, nq = q_lens ? q_lens[b] : Nq, held = md_held(m, l, s);
+        const int64_t total = m->total[l][s];
+        tc_tensor rk, rv, rq;
+        tc_tensor_alloc(&rk, EDGEATTN_F32, 1, m->H, held, D, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&rv, EDGEATTN_F32, 1, m->H, held, D, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&rq, EDGEATTN_F32, 1, Hq, nq, D, TC_BHSD, 0, 0, 0);
+        float row[256];
+        for (int h = 0; h < m->H; h++)
+            for (int j = 0; j < held; j++) {
+                md_stored(m, 0, l, s, h, total - held + j, row);
+                for (int d = 0; d < D; d++)
+                    tc_set(&rk.t, 0, h, j, d, row[d]);
+                md_stored(m, 1, l, s, h, total - held + j, row);
+                for (int d = 0; d < D; d++)
+                    tc_set(&rv.t, 0, h, j, d, row[d]);
+            }
+        for (int h = 0; h < Hq; h++)
+            for (int i = 0; i < nq; i++) {
+                double x[256];
+                for (int d = 0; d < D; d++)
+                    x[d] = tc_get(&q.t, b, h, i, d);
+                ea_ref_rope(&m->rope, D, total - nq + i, x);
+                for (int d = 0; d < D; d++)
+                    tc_set(&rq.t, 0, h, i, d, (float)x[d]);
+            }
+        double *ref = malloc(sizeof(double) * (size_t)Hq * nq * D), *ref_lse = malloc(sizeof(double) * (size_t)Hq * nq);
+        assert_non_null(ref);
+        assert_non_null(ref_lse);
+        edgeattn_params rp = *params;
+        rp.lse = NULL;
+        assert_int_equal(ea_ref_attention(&rq.t, &rk.t, &rv.t, &rp, ref, ref_lse), EDGEATTN_OK);
+        double mx = 0;
+        for (size_t e = 0; e < (size_t)Hq * nq * D; e++)
+            mx = fmax(mx, fabs(ref[e]));
+        for (int h = 0; h < Hq; h++)
+            for (int i = 0; i < Nq; i++) {
+                if (i >= nq) { /* not this row's query: untouched */
+                    const size_t o = tc_off(&out.t, b, h, i, 0), base = (size_t)((char *)out.t.data - (char *)out.alloc) / oes;
+                    if (memcmp((char *)out.t.data + o * oes, (char *)out0 + (base + o) * oes, (size_t)D * oes))
+                        fail_msg("%s: out[%d,%d,%d] past q_lens[%d] = %d was written", what, b, h, i, b, nq);
+                    const size_t lo = tc_off(&lse.t, b, h, i, 0), lbase = (size_t)((char *)lse.t.data - (char *)lse.alloc) / 4;
+                    if (memcmp((char *)lse.t.data + lo * 4, (char *)lse0 + (lbase + lo) * 4, 4))
+                        fail_msg("%s: lse[%d,%d,%d] past q_lens[%d] = %d was written", what, b, h, i, b, nq);
+                    continue;
+                }
+                const double wl = ref_lse[(size_t)h * nq + i], gl = tc_get(&lse.t, b, h, i, 0);
+                if (!(fabs(gl - wl) <= fmax(tol, 1e-5) * (1.0 + fabs(wl))))
+                    fail_msg("%s: lse[%d,%d,%d] = %.9g, reference %.9g (seq %d, layer %d, seed %llu)", what, b, h, i, gl,
+                             wl, s, l, (unsigned long long)tc_seed());
+                for (int d = 0; d < D; d++) {
+                    const double got = tc_get(&out.t, b, h, i, d), want = ref[((size_t)h * nq + i) * D + d];
+                    const double e = fabs(got - want) / (mx > 0 ? mx : 1.0);
+                    if (!(e <= tol))
+                        fail_msg("%s: out[%d,%d,%d,%d] = %.7g, reference %.7g (err %.3g > %.3g; seq %d, layer %d, "
+                                 "q_len %d, seed %llu)",
+                                 what, b, h, i, d, got, want, e, tol, s, l, nq, (unsigned long long)tc_seed());
+                }
+            }
+        free(ref);
+        free(ref_lse);
+        tc_tensor_free(&rk);
+        tc_tensor_free(&rv);
+        tc_tensor_free(&rq);
+    }
+    /* nothing outside the views either (every view element written where every row is the call's) */
+    char why[256];
+    if (!q_lens && (!tc_check_written(&out, "out", why, sizeof why) || !tc_check_written(&lse, "lse", why, sizeof why)))
+        fail_msg("%s: %s", what, why);
+    const tc_tensor *xs[2] = {&out, &lse};
+    const void *snaps[2] = {out0, lse0};
+    for (int x = 0; x < 2; x++) {
+        const size_t es = tc_dtype_size(xs[x]->t.dtype);
+        for (size_t e = 0; e < xs[x]->alloc_elems; e++)
+            if (!xs[x]->in_view[e] && memcmp((const char *)xs[x]->alloc + e * es, (const char *)snaps[x] + e * es, es))
+                fail_msg("%s: %s element %zu outside the view was written", what, x ? "lse" : "out", e);
+    }
+    free(out0);
+    free(lse0);
+    tc_tensor_free(&q);
+    tc_tensor_free(&out);
+    tc_tensor_free(&lse);
+}
+
+/* kv_read of positions [first, first + N) of (l, s) into host k/v of kdt/vdt, against the model. */
+static void md_read(model *m, int l, int s, int64_t first, int N, edgeattn_dtype kdt, edgeattn_dtype vdt, const char *what)
+{
+    tc_tensor k, v;
+    tc_tensor_alloc(&k, kdt, 1, m->H, N, m->D, tc_randint(&m->r, 0, 1), tc_randint(&m->r, 0, 2), 1, 1);
+    tc_tensor_alloc(&v, vdt, 1, m->H, N, m->D, tc_randint(&m->r, 0, 1), tc_randint(&m->r, 0, 2), 1, 1);
+    tc_fill_canary(&k);
+    tc_fill_canary(&v);
+    const edgeattn_status st = edgeattn_kv_read(m->ctx, l, s, first, &k.t, &v.t);
+    if (st != EDGEATTN_OK)
+        fail_msg("%s: kv_read layer %d seq %d first %lld N %d: %d %s", what, l, s, (long long)first, N, (int)st,
+                 edgeattn_message_of(m->ctx));
+    char why[256];
+    if (!tc_check_written(&k, "k", why, sizeof why) || !tc_check_written(&v, "v", why, sizeof why))
+        fail_msg("%s: kv_read: %s", what, why);
+    /* the cache's rounding, then the destination's; RoPE in FP32 on the device (a few ulps) */
+    const bool rot = m->rope.style != EDGEATTN_ROPE_NONE;
+    float row[256];
+    for (int kv = 0; kv < 2; kv++) {
+        const edgeattn_dtype dt = kv ? vdt : kdt;
+        for (int h = 0; h < m->H; h++)
+            for (int i = 0; i < N; i++) {
+                md_stored(m, kv, l, s, h, first + i, row);
+                for (int d = 0; d < m->D; d++) {
+                    const double want = tc_round(dt, row[d]), got = tc_get(kv ? &v.t : &k.t, 0, h, i, d);
+                    const double ulp = (dt == EDGEATTN_BF16 || m->cdt == EDGEATTN_BF16) ? 8e-3
+                                       : (dt == EDGEATTN_F16 || m->cdt == EDGEATTN_F16)   ? 1e-3
+                                                                                           : 1e-6;
+                    const double tol = kv == 0 && rot ? ulp * fabs(want) + 1e-6 : 0.0;
+                    if (!(fabs(got - want) <= tol))
+                        fail_msg("%s: kv_read layer %d seq %d %s[h %d, pos %lld, %d] = %.9g, expected %.9g", what, l, s,
+                                 kv ? "v" : "k", h, (long long)(first + i), d, got, want);
+                }
+            }
+    }
+    tc_tensor_free(&k);
+    tc_tensor_free(&v);
+}
+
+static void md_fork(model *m, int src, int dst)
+{
+    const edgeattn_status st = edgeattn_kv_fork(m->ctx, src, dst);
+    if (st != EDGEATTN_OK)
+        fail_msg("kv_fork(%d, %d): %d %s", src, dst, (int)st, edgeattn_message_of(m->ctx));
+    for (int l = 0; l < m->L; l++) {
+        for (int kv = 0; kv < 2; kv++)
+            memcpy(md_row(m, kv, l, dst, 0, 0), md_row(m, kv, l, src, 0, 0),
+                   sizeof(float) * (size_t)m->H * (size_t)m->cap * (size_t)m->D);
+        m->total[l][dst] = m->total[l][src];
+    }
+}
+
+static void md_check_lengths(model *m)
+{
+    for (int l = 0; l < m->L; l++)
+        for (int s = 0; s < m->B; s++) {
+            int64_t t = -1;
+            int32_t h = -1;
+            assert_int_equal(edgeattn_kv_length(m->ctx, l, s, &t, &h), EDGEATTN_OK);
+            if (t != m->total[l][s] || h != md_held(m, l, s))
+                fail_msg("kv_length(layer %d, seq %d) = (%lld, %d), expected (%lld, %d)", l, s, (long long)t, (int)h,
+                         (long long)m->total[l][s], md_held(m, l, s));
+        }
+}
+
+static edgeattn_params md_params(int causal, int window_left)
+{
+    edgeattn_params p;
+    edgeattn_params_default(&p);
+    p.causal = causal;
+    p.window_left = window_left;
+    return p;
+}
+
+/* num_layers: the plan grows by one cache per layer; two layers with different contents (and lengths)
+ * are appended and decoded apart, from device and host memory. */
+static void test_kv_layers(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config c1, c2;
+    md_config(&c1, 1, 4, 8, 2, 64, EDGEATTN_F16, 0, NULL);
+    md_config(&c2, 2, 4, 8, 2, 64, EDGEATTN_F16, 0, NULL);
+    edgeattn_plan_info p1, p2;
+    edgeattn_message msg;
+    assert_int_equal(edgeattn_plan(&c1, &p1, &msg), EDGEATTN_OK);
+    assert_int_equal(edgeattn_plan(&c2, &p2, &msg), EDGEATTN_OK);
+    const size_t one = (size_t)2 * 4 * 2 * 160 * 64 * 2; /* K and V of one layer */
+    if (p1.kv_cache_bytes < one || p2.kv_cache_bytes != 2 * p1.kv_cache_bytes ||
+        p2.device_bytes - p1.device_bytes != p1.kv_cache_bytes)
+        fail_msg("plan: kv_cache_bytes %zu / %zu, device_bytes %zu / %zu for 1 / 2 layers", p1.kv_cache_bytes,
+                 p2.kv_cache_bytes, p1.device_bytes, p2.device_bytes);
+    model m;
+    md_open(&m, 2, 4, 8, 2, 64, EDGEATTN_F16, 0, NULL, 8100);
+    const edgeattn_params causal = md_params(1, -1), plain = md_params(0, -1);
+    md_append(&m, 0, 4, NULL, 30, NULL, EDGEATTN_F16, true, 0);
+    md_append(&m, 1, 4, NULL, 21, NULL, EDGEATTN_F32, false, 0);
+    md_append(&m, 1, 4, NULL, 9, (const int32_t[]){9, 0, 4, 2}, EDGEATTN_BF16, true, 0);
+    md_check_lengths(&m);
+    for (int l = 0; l < 2; l++) {
+        md_decode(&m, l, 4, NULL, 1, NULL, 8, EDGEATTN_F16, EDGEATTN_F16, true, &plain, "layers (device)");
+        md_decode(&m, l, 4, NULL, 2, NULL, 8, EDGEATTN_F32, EDGEATTN_F32, false, &causal, "layers (host)");
+    }
+    /* layer 0 again after layer 1 moved on: each layer keeps its own rows */
+    md_append(&m, 0, 2, NULL, 5, NULL, EDGEATTN_F16, false, 0);
+    md_decode(&m, 0, 2, NULL, 3, NULL, 4, EDGEATTN_F16, EDGEATTN_BF16, true, &causal, "layers, after more appends");
+    md_decode(&m, 1, 3, NULL, 1, NULL, 8, EDGEATTN_BF16, EDGEATTN_F32, true, &plain, "layers, after more appends");
+    md_check_lengths(&m);
+    md_close(&m);
+}
+
+/* seq_ids: appends and decodes name their sequences, in a permuted order and as subsets. */
+static void test_kv_seq_ids(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    model m;
+    md_open(&m, 2, 4, 4, 2, 128, EDGEATTN_BF16, 0, NULL, 8200);
+    const edgeattn_params causal = md_params(1, -1), plain = md_params(0, -1);
+    const int32_t perm[4] = {2, 0, 3, 1}, perm2[4] = {1, 3, 0, 2}, sub[2] = {3, 1}, sub1[1] = {2};
+    md_append(&m, 0, 4, perm, 17, NULL, EDGEATTN_BF16, true, 0);
+    md_append(&m, 0, 2, sub, 6, (const int32_t[]){6, 2}, EDGEATTN_F32, false, 0);
+    md_append(&m, 0, 1, sub1, 11, NULL, EDGEATTN_F16, true, 0);
+    md_append(&m, 1, 4, perm2, 8, (const int32_t[]){8, 5, 7, 6}, EDGEATTN_BF16, false, 0);
+    md_check_lengths(&m);
+    md_decode(&m, 0, 4, perm2, 1, NULL, 4, EDGEATTN_BF16, EDGEATTN_BF16, true, &plain, "seq_ids permutation (device)");
+    md_decode(&m, 0, 4, perm, 2, NULL, 4, EDGEATTN_F32, EDGEATTN_F16, false, &causal, "seq_ids permutation (host)");
+    md_decode(&m, 0, 2, sub, 1, NULL, 4, EDGEATTN_BF16, EDGEATTN_F32, true, &plain, "seq_ids subset (device)");
+    md_decode(&m, 0, 1, sub1, 3, NULL, 2, EDGEATTN_F16, EDGEATTN_F16, false, &causal, "seq_ids subset (host)");
+    md_decode(&m, 1, 2, (const int32_t[]){0, 3}, 4, NULL, 4, EDGEATTN_BF16, EDGEATTN_BF16, true, &causal,
+              "seq_ids subset, layer 1");
+    md_close(&m);
+}
+
+/* Ragged decode: batch row b has q_lens[b] queries at the last positions of its sequence; the rows
+ * past them (out and lse) are not written, through device and staged host outputs. Many query rows
+ * per KV head (GQA 8, 10 rows) take the prefill kernel on a GPU, few the split decode kernel, F32
+ * queries the SIMT kernel. */
+static void test_decode_ragged(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    static const edgeattn_dtype cdts[] = {EDGEATTN_F16, EDGEATTN_F32};
+    for (int ci = 0; ci < 2; ci++) {
+        model m;
+        md_open(&m, 1, 4, 8, 1, 64, cdts[ci], 0, NULL, 8300 + (uint64_t)ci);
+        const edgeattn_dtype cdt = cdts[ci];
+        md_append(&m, 0, 4, NULL, 40, (const int32_t[]){40, 12, 25, 33}, cdt, true, 0);
+        const edgeattn_params causal = md_params(1, -1), win = md_params(1, 5);
+        const int32_t ql[4] = {3, 1, 2, 3}, ql10[4] = {10, 4, 1, 7};
+        md_decode(&m, 0, 4, NULL, 3, ql, 8, cdt, cdt, true, &causal, "ragged (device)");
+        md_decode(&m, 0, 4, NULL, 3, ql, 8, cdt, cdt, false, &causal, "ragged (host)");
+        md_decode(&m, 0, 4, NULL, 10, ql10, 8, cdt, EDGEATTN_F32, true, &causal, "ragged, 80 rows per KV head (device)");
+        md_decode(&m, 0, 4, NULL, 10, ql10, 8, cdt, cdt, false, &win, "ragged, window (host)");
+        md_decode(&m, 0, 3, (const int32_t[]){2, 3, 0}, 4, (const int32_t[]){1, 4, 2}, 8, EDGEATTN_F32, cdt, true,
+                  &causal, "ragged with seq_ids, F32 q (device)");
+        md_close(&m);
+    }
+}
+
+/* RoPE: both styles, the whole head or its first values, NTK and linear scaling; keys rotated by the
+ * append (kv_read shows them), queries by the decode; a cache at positions past 100,000 (a window,
+ * one append broadcast over N moves the positions along). */
+static void test_rope(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    static const struct {
+        edgeattn_rope_style style;
+        int dim, D;
+        float theta, lin, ntk;
+        edgeattn_dtype cdt;
+        int window;
+    } cases[] = {
+        {EDGEATTN_ROPE_HALF, 0, 64, 10000.0f, 0.0f, 0.0f, EDGEATTN_F32, 0},
+        {EDGEATTN_ROPE_INTERLEAVED, 0, 128, 500000.0f, 0.0f, 0.0f, EDGEATTN_F16, 0},
+        {EDGEATTN_ROPE_HALF, 16, 64, 10000.0f, 4.0f, 0.0f, EDGEATTN_BF16, 0},
+        {EDGEATTN_ROPE_INTERLEAVED, 32, 80, 10000.0f, 0.0f, 8.0f, EDGEATTN_F32, 48},
+        {EDGEATTN_ROPE_HALF, 0, 128, 500000.0f, 2.0f, 4.0f, EDGEATTN_F16, 48},
+    };
+    const int n = g_short ? 2 : (int)(sizeof cases / sizeof cases[0]);
+    for (int ci = 0; ci < n; ci++) {
+        edgeattn_rope rope;
+        memset(&rope, 0, sizeof rope);
+        rope.style = cases[ci].style;
+        rope.dim = cases[ci].dim;
+        rope.theta = cases[ci].theta;
+        rope.linear_scale = cases[ci].lin;
+        rope.ntk_alpha = cases[ci].ntk;
+        const edgeattn_dtype cdt = cases[ci].cdt;
+        char what[96];
+        snprintf(what, sizeof what, "rope case %d (style %d, dim %d, D %d, %s)", ci, (int)rope.style, rope.dim,
+                 cases[ci].D, tc_dtype_name(cdt));
+        model m;
+        md_open(&m, 2, 3, 4, 2, cases[ci].D, cdt, cases[ci].window, &rope, 8400 + (uint64_t)ci);
+        const edgeattn_params causal = md_params(1, -1), plain = md_params(0, -1);
+        if (cases[ci].window > 0) /* positions past 100,000: one row broadcast over N, then distinct rows */
+            md_append(&m, 0, 3, NULL, 123457, NULL, EDGEATTN_F16, ci % 2 == 0, MD_BC_N);
+        md_append(&m, 0, 3, (const int32_t[]){1, 2, 0}, 14, (const int32_t[]){14, 9, 11}, EDGEATTN_F32, true, 0);
+        md_append(&m, 0, 3, NULL, 5, NULL, cdt, false, 0);
+        md_append(&m, 1, 2, (const int32_t[]){2, 0}, 12, NULL, EDGEATTN_BF16, ci % 2 == 1, 0);
+        md_check_lengths(&m);
+        md_decode(&m, 0, 3, NULL, 1, NULL, 4, cdt, cdt, true, &plain, what);
+        md_decode(&m, 0, 3, (const int32_t[]){2, 0, 1}, 4, (const int32_t[]){4, 1, 3}, 4, cdt == EDGEATTN_F32 ? cdt : EDGEATTN_F16,
+                  EDGEATTN_F32, false, &causal, what);
+        md_decode(&m, 1, 2, (const int32_t[]){0, 2}, 3, NULL, 2, EDGEATTN_F32, cdt, true, &causal, what);
+        md_read(&m, 0, 1, m.total[0][1] - md_held(&m, 0, 1), md_held(&m, 0, 1), EDGEATTN_F32, EDGEATTN_F32, what);
+        md_read(&m, 1, 2, m.total[1][2] - 5, 5, cdt, EDGEATTN_BF16, what);
+        md_close(&m);
+    }
+}
+
+/* kv_fork copies every layer of a sequence (then both continue apart); kv_read returns held rows in
+ * any dtype and layout, across the ring's wrap. */
+static void test_kv_fork_read(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
+    for (int ci = 0; ci < 3; ci++) {
+        const edgeattn_dtype cdt = dts[ci];
+        const int window = ci == 1 ? 0 : 40;
+        model m;
+        md_open(&m, 2, 4, 4, 2, 48, cdt, window, NULL, 8500 + (uint64_t)ci);
+        md_append(&m, 0, 2, NULL, 30, NULL, cdt, true, 0);
+        md_append(&m, 1, 2, NULL, 25, (const int32_t[]){25, 13}, EDGEATTN_F32, false, 0);
+        md_append(&m, 0, 1, (const int32_t[]){0}, 27, NULL, EDGEATTN_F16, true, 0); /* window: wraps */
+        md_fork(&m, 0, 3);
+        md_fork(&m, 1, 2);
+        md_check_lengths(&m);
+        const edgeattn_params causal = md_params(1, -1);
+        md_decode(&m, 0, 2, (const int32_t[]){3, 0}, 2, NULL, 4, EDGEATTN_F32, EDGEATTN_F32, true, &causal, "fork, layer 0");
+        md_decode(&m, 1, 2, (const int32_t[]){2, 3}, 1, NULL, 2, cdt, EDGEATTN_F16, false, &causal, "fork, layer 1");
+        /* they continue apart */
+        md_append(&m, 0, 2, (const int32_t[]){3, 0}, 4, (const int32_t[]){4, 2}, EDGEATTN_BF16, true, 0);
+        md_decode(&m, 0, 2, (const int32_t[]){0, 3}, 2, NULL, 4, EDGEATTN_F16, EDGEATTN_F32, true, &causal, "after the fork");
+        for (int r = 0; r < 4; r++) {
+            const int l = r % 2, s = r == 0 ? 3 : r == 1 ? 2 : r == 2 ? 0 : 1, held = md_held(&m, l, s);
+            if (held == 0)
+                continue;
+            const int N = r == 0 ? held : tc_randint(&m.r, 1, held);
+            const int64_t first = m.total[l][s] - held + tc_randint(&m.r, 0, held - N);
+            md_read(&m, l, s, first, N, TC_PICK(&m.r, dts), TC_PICK(&m.r, dts), "fork/read");
+        }
+        md_close(&m);
+    }
+}
+
+/* Read-only inputs broadcast (stride 0 over B, H or N): q, k, v and bias of attention, from device
+ * memory and from host memory (staged in one piece or row by row); k/v of kv_append (model tests above
+ * and here every dim). */
+static void test_broadcast_inputs(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    edgeattn_config cfg;
+    base_config(&cfg);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 8600);
+    const int n = g_short ? 6 : 24;
+    for (int i = 0; i < n; i++) {
+        const int B = tc_randint(&r, 1, 3), Hkv = tc_randint(&r, 1, 2), Hq = Hkv * tc_randint(&r, 1, 3),
+                  Nq = tc_randint(&r, 1, 40), Nkv = tc_randint(&r, 1, 70), D = TC_PICK(&r, ((int[]){16, 64, 128}));
+        const edgeattn_dtype dt = TC_PICK(&r, ((edgeattn_dtype[]){EDGEATTN_F16, EDGEATTN_BF16, EDGEATTN_F32}));
+        const int pad = TC_PICK(&r, ((int[]){0, 3})); /* 3: strides not 16-byte multiples, staged row by row */
+        tc_tensor q, k, v, out, bias;
+        tc_tensor_alloc(&q, dt, B, Hq, Nq, D, tc_randint(&r, 0, 1), pad, 1, 1);
+        tc_tensor_alloc(&k, dt, B, Hkv, Nkv, D, tc_randint(&r, 0, 1), pad, 1, 1);
+        tc_tensor_alloc(&v, dt, B, Hkv, Nkv, D, tc_randint(&r, 0, 1), pad, 1, 1);
+        tc_tensor_alloc(&out, dt, B, Hq, Nq, D, tc_randint(&r, 0, 1), 0, 1, 1);
+        tc_tensor_alloc(&bias, EDGEATTN_F32, B, Hq, Nq, Nkv, TC_BHSD, pad, 1, 1);
+        tc_fill_random(&q, &r, -1, 1);
+        tc_fill_random(&k, &r, -1, 1);
+        tc_fill_random(&v, &r, -1, 1);
+        tc_fill_random(&bias, &r, -1, 1);
+        const unsigned bq = (unsigned)tc_randint(&r, 0, 7), bk = (unsigned)tc_randint(&r, 0, 7),
+                       bv = (unsigned)tc_randint(&r, 0, 7), bb = (unsigned)tc_randint(&r, 0, 7);
+        for (int d = 0; d < 3; d++) {
+            if (bq & (1u << d))
+                q.t.stride[d] = 0;
+            if (bk & (1u << d))
+                k.t.stride[d] = 0;
+            if (bv & (1u << d))
+                v.t.stride[d] = 0;
+            if (bb & (1u << d))
+                bias.t.stride[d] = 0;
+        }
+        edgeattn_params p;
+        edgeattn_params_default(&p);
+        p.causal = tc_randint(&r, 0, 1);
+        const bool use_bias = tc_randint(&r, 0, 1);
+        if (use_bias)
+            p.bias = &bias.t;
+        double *ref = malloc(sizeof(double) * (size_t)B * Hq * Nq * D), *ref_lse = malloc(sizeof(double) * (size_t)B * Hq * Nq);
+        assert_non_null(ref);
+        assert_non_null(ref_lse);
+        assert_int_equal(ea_ref_attention(&q.t, &k.t, &v.t, &p, ref, ref_lse), EDGEATTN_OK);
+        const double tol = dt == EDGEATTN_F32 ? fmax(tc_tolerance(dt, dt, dt),
+                                                      tc_tolerance_f32_scores(tc_max_score(&q.t, &k.t, 0.0) + 2.0))
+                                               : tc_tolerance(dt, dt, dt);
+        for (int dev = 0; dev < 2; dev++) {
+            tc_fill_canary(&out);
+            const size_t mark = a.used;
+            edgeattn_params pp = p;
+            edgeattn_status st;
+            mirror mo;
+            if (dev) {
+                mirror mq = mirror_in(ctx, &a, &q), mk = mirror_in(ctx, &a, &k), mv = mirror_in(ctx, &a, &v),
+                       mb = mirror_in(ctx, &a, &bias);
+                mo = mirror_in(ctx, &a, &out);
+                if (use_bias)
+                    pp.bias = &mb.t;
+                st = edgeattn_attention(ctx, &mq.t, &mk.t, &mv.t, &mo.t, &pp);
+                if (st == EDGEATTN_OK)
+                    mirror_back(ctx, &mo);
+            } else {
+                st = edgeattn_attention(ctx, &q.t, &k.t, &v.t, &out.t, &pp);
+            }
+            a.used = mark;
+            if (st != EDGEATTN_OK)
+                fail_msg("broadcast case %d (%s): %d %s", i, dev ? "device" : "host", (int)st, edgeattn_message_of(ctx));
+            tc_result res;
+            memset(&res, 0, sizeof res);
+            tc_compare(&res, &out, NULL, ref, ref_lse, B, Hq, Nq, D, tol);
+            if (!res.ok || res.err > tol)
+                fail_msg("broadcast case %d (%s, %s, B %d Hq %d Hkv %d Nq %d Nkv %d D %d, stride-0 bits q %u k %u v %u "
+                         "bias %u%s, pad %d): %s err %.3g (seed %llu)",
+                         i, dev ? "device" : "host", tc_dtype_name(dt), B, Hq, Hkv, Nq, Nkv, D, bq, bk, bv, bb,
+                         use_bias ? "" : " unused", pad, res.why, res.err, (unsigned long long)tc_seed());
+        }
+        free(ref);
+        free(ref_lse);
+        tc_tensor_free(&q);
+        tc_tensor_free(&k);
+        tc_tensor_free(&v);
+        tc_tensor_free(&out);
+        tc_tensor_free(&bias);
+    }
+    edgeattn_destroy(ctx);
+    /* kv_append broadcast over every combination of B, H and N, device and host sources */
+    model m;
+    md_open(&m, 1, 3, 4, 2, 64, EDGEATTN_F16, 0, NULL, 8601);
+    for (unsigned bc = 1; bc < 8; bc++)
+        md_append(&m, 0, 3, (const int32_t[]){2, 0, 1}, 5, (const int32_t[]){5, 3, 4}, bc & 1 ? EDGEATTN_F32 : EDGEATTN_BF16,
+                  bc % 2 == 0, bc);
+    md_check_lengths(&m);
+    const edgeattn_params causal = md_params(1, -1);
+    md_decode(&m, 0, 3, NULL, 2, NULL, 4, EDGEATTN_F16, EDGEATTN_F16, true, &causal, "broadcast appends");
+    md_close(&m);
+}
+
 /* 16K prefill: rows blocks of the output compared with the reference (bottom-right causal makes a
  * block of rows [r0, r0+R) the last rows of a call over keys [0, r0+R)). */
 static void test_long_prefill(void **state)
@@ -1287,6 +1902,12 @@ int main(void)
         cmocka_unit_test(test_async_and_synchronize),
         cmocka_unit_test(test_queue_not_drained),
         cmocka_unit_test(test_kv_cache_device),
+        cmocka_unit_test(test_kv_layers),
+        cmocka_unit_test(test_kv_seq_ids),
+        cmocka_unit_test(test_decode_ragged),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_kv_fork_read),
+        cmocka_unit_test(test_broadcast_inputs),
         cmocka_unit_test(test_bad_input_cuda),
         cmocka_unit_test(test_no_alloc_after_create),
         cmocka_unit_test(test_ceilings),
@@ -1295,5 +1916,8 @@ int main(void)
         cmocka_unit_test(test_long_prefill),
         cmocka_unit_test(test_long_decode),
     };
+    const char *filter = getenv("EDGEATTN_TEST_FILTER"); /* e.g. "test_rope" or "test_kv_*" */
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests_name("cuda", tests, group_setup, group_teardown);
 }

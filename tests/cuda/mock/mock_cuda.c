@@ -264,6 +264,7 @@ API CUresult cuPointerGetAttributes(unsigned n, int *attrs, void **data, CUdevic
 }
 
 /* ---------------------------------------------------------------- kernels on the CPU */
+static int g_bad_access; /* a kernel read outside any allocation */
 static float ld(const ea_cu_tensor *t, int64_t i)
 {
     const void *b = (const void *)(uintptr_t)t->ptr;
@@ -300,7 +301,28 @@ static void st(uint64_t ptr, int dtype, int64_t i, float x)
 }
 static int64_t off(const ea_cu_tensor *t, int64_t b, int64_t h, int64_t n) { return b * t->sb + h * t->sh + n * t->sn; }
 
-static int g_bad_access; /* a kernel read outside any allocation */
+/* RoPE as the contract defines it (kernel_abi.h): the angle in double, cos/sin rounded to FP32, the
+ * pair rotated in FP32. x holds D values of one head (FP32), rotated in place. */
+static void rope_row(const ea_cu_rope *r, int64_t pos, float *x)
+{
+    if (!r->inv_freq)
+        return;
+    const double *f = (const double *)(uintptr_t)r->inv_freq;
+    const range *g = find((uintptr_t)r->inv_freq);
+    if (!g || r->inv_freq + (size_t)(r->dim / 2) * sizeof(double) > g->p + g->n || r->dim % 2 != 0 ||
+        (r->style != 1 && r->style != 2))
+        g_bad_access = 1;
+    const int half = r->dim / 2;
+    for (int p = 0; p < half && !g_bad_access; p++) {
+        const double a = ((double)pos * r->pos_scale) * f[p];
+        const float c = (float)cos(a), s = (float)sin(a);
+        const int i0 = r->style == 1 ? p : 2 * p, i1 = r->style == 1 ? p + half : 2 * p + 1;
+        const float x0 = x[i0], x1 = x[i1];
+        x[i0] = x0 * c - x1 * s;
+        x[i1] = x0 * s + x1 * c;
+    }
+}
+
 static void touch(const ea_cu_tensor *t, int64_t i, int es)
 {
     if (!find((uintptr_t)t->ptr + (uintptr_t)(i * es)))
@@ -320,15 +342,25 @@ static void k_attention(const ea_cu_attn_args *a)
     }
     const int D = a->D;
     double *s = malloc(sizeof(double) * (size_t)(a->Nkv > 0 ? a->Nkv : 1));
+    float *qr = malloc(sizeof(float) * (size_t)D);
     const ea_cu_seq *seq = (const ea_cu_seq *)(uintptr_t)a->seq;
     for (int b = 0; b < a->B; b++) {
         const int64_t pos0 = seq ? seq[b].key_pos0 : 0;
         const int kvl = seq ? seq[b].kv_len : a->Nkv;
         const int slot0 = seq ? seq[b].slot0 : 0;
+        const int kb = seq ? seq[b].kv_b : b;
+        const int qlen = seq ? seq[b].q_len : a->Nq;
+        if (kvl < 0 || kvl > a->Nkv || qlen < 0 || qlen > a->Nq || kb < 0)
+            g_bad_access = 1;
+        if (a->rope.inv_freq && !seq)
+            g_bad_access = 1; /* query positions come from the sequence info */
         for (int h = 0; h < a->Hq; h++) {
             const int hk = h / a->group;
-            for (int i = 0; i < a->Nq; i++) {
-                const int64_t qpos = pos0 + kvl - a->Nq + i;
+            for (int i = 0; i < qlen && !g_bad_access; i++) { /* rows i >= q_len: not computed, not written */
+                const int64_t qpos = pos0 + kvl - qlen + i;
+                for (int d = 0; d < D; d++)
+                    qr[d] = ld(&a->q, off(&a->q, b, h, i) + d);
+                rope_row(&a->rope, qpos, qr);
                 double m = -INFINITY;
                 for (int j = 0; j < kvl; j++) {
                     const int64_t pos = pos0 + j;
@@ -341,8 +373,8 @@ static void k_attention(const ea_cu_attn_args *a)
                     const int64_t row = a->ring_cap > 0 ? (slot0 + j) % a->ring_cap : j;
                     double dot = 0;
                     for (int d = 0; d < D; d++) {
-                        touch(&a->k, off(&a->k, b, hk, row) + d, a->k.dtype == EA_CU_F32 ? 4 : 2);
-                        dot += (double)ld(&a->q, off(&a->q, b, h, i) + d) * (double)ld(&a->k, off(&a->k, b, hk, row) + d);
+                        touch(&a->k, off(&a->k, kb, hk, row) + d, a->k.dtype == EA_CU_F32 ? 4 : 2);
+                        dot += (double)qr[d] * (double)ld(&a->k, off(&a->k, kb, hk, row) + d);
                     }
                     double x = (double)a->scale * dot;
                     if (a->softcap > 0)
@@ -364,7 +396,8 @@ static void k_attention(const ea_cu_attn_args *a)
                             if (s[j] == -INFINITY)
                                 continue;
                             const int64_t row = a->ring_cap > 0 ? (slot0 + j) % a->ring_cap : j;
-                            acc += exp(s[j] - m) / sum * (double)ld(&a->v, off(&a->v, b, hk, row) + d);
+                            touch(&a->v, off(&a->v, kb, hk, row) + d, a->v.dtype == EA_CU_F32 ? 4 : 2);
+                            acc += exp(s[j] - m) / sum * (double)ld(&a->v, off(&a->v, kb, hk, row) + d);
                         }
                     st(a->out.ptr, a->out.dtype, off(&a->out, b, h, i) + d, (float)acc);
                 }
@@ -373,22 +406,40 @@ static void k_attention(const ea_cu_attn_args *a)
             }
         }
     }
+    free(qr);
     free(s);
 }
 
 static void k_kv_write(const ea_cu_kv_write_args *a)
 {
-    const int32_t *rows = (const int32_t *)(uintptr_t)a->rows, *slot0 = (const int32_t *)(uintptr_t)a->slot0;
-    for (int b = 0; b < a->B; b++)
-        for (int h = 0; h < a->H; h++)
-            for (int r = rows[2 * b]; r < rows[2 * b + 1]; r++) {
-                const int64_t slot = (slot0[b] + r) % a->ring_cap;
-                const int64_t drow = ((int64_t)(b * a->cache_heads + h) * a->ring_cap + slot) * a->D;
+    const ea_cu_kv_row *rows = (const ea_cu_kv_row *)(uintptr_t)a->rows;
+    float *kr = malloc(sizeof(float) * (size_t)a->D);
+    for (int b = 0; b < a->B; b++) {
+        const ea_cu_kv_row *w = &rows[b];
+        if (w->r0 < 0 || w->n > a->N || w->slot0 < 0 || w->slot0 >= a->ring_cap || w->seq < 0 ||
+            w->pos0 % a->ring_cap != w->slot0)
+            g_bad_access = 1;
+        for (int h = 0; h < a->H && !g_bad_access; h++)
+            for (int r = w->r0; r < w->n; r++) {
+                const int64_t slot = ((int64_t)w->slot0 + r) % a->ring_cap;
+                const int64_t drow = (((int64_t)w->seq * a->cache_heads + h) * a->ring_cap + slot) * a->D;
+                ea_cu_tensor kd = {a->k_dst, 0, 0, 0, a->cache_dtype, 0}, vd = {a->v_dst, 0, 0, 0, a->cache_dtype, 0};
+                touch(&kd, drow + a->D - 1, a->cache_dtype == EA_CU_F32 ? 4 : 2);
+                touch(&vd, drow + a->D - 1, a->cache_dtype == EA_CU_F32 ? 4 : 2);
+                touch(&a->k_src, off(&a->k_src, b, h, r) + a->D - 1, a->k_src.dtype == EA_CU_F32 ? 4 : 2);
+                touch(&a->v_src, off(&a->v_src, b, h, r) + a->D - 1, a->v_src.dtype == EA_CU_F32 ? 4 : 2);
+                if (g_bad_access)
+                    break;
+                for (int d = 0; d < a->D; d++)
+                    kr[d] = ld(&a->k_src, off(&a->k_src, b, h, r) + d);
+                rope_row(&a->rope, w->pos0 + r, kr);
                 for (int d = 0; d < a->D; d++) {
-                    st(a->k_dst, a->cache_dtype, drow + d, ld(&a->k_src, off(&a->k_src, b, h, r) + d));
+                    st(a->k_dst, a->cache_dtype, drow + d, kr[d]);
                     st(a->v_dst, a->cache_dtype, drow + d, ld(&a->v_src, off(&a->v_src, b, h, r) + d));
                 }
             }
+    }
+    free(kr);
 }
 
 static void k_finite(const ea_cu_finite_args *a)
