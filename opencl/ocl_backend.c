@@ -905,7 +905,18 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
                            "opencl: one layer of the KV cache needs %zu bytes, more than the device's largest buffer "
                            "(%llu bytes)", lb, (unsigned long long)s->max_alloc);
         const int layers = s->lay.kv_layers;
-        const size_t fit = (size_t)(s->max_alloc / lb);
+        size_t fit = (size_t)(s->max_alloc / lb);
+        /* EDGEATTN_OPENCL_KV_LAYERS_PER_BUFFER: at most this many (tests spread the layers over several
+         * buffers, as a device with a small largest buffer does) */
+        const char *lpe = getenv("EDGEATTN_OPENCL_KV_LAYERS_PER_BUFFER");
+        if (lpe && *lpe) {
+            char *end = NULL;
+            const unsigned long v = strtoul(lpe, &end, 10);
+            if (!end || *end || v < 1)
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                               "EDGEATTN_OPENCL_KV_LAYERS_PER_BUFFER=%.32s: expected a count (>= 1)", lpe);
+            fit = v < fit ? (size_t)v : fit;
+        }
         const int lpb = fit < (size_t)layers ? (int)fit : layers;
         s->kv_nbuf = (layers + lpb - 1) / lpb;
         s->kv_lpb = (layers + s->kv_nbuf - 1) / s->kv_nbuf;

@@ -5,6 +5,9 @@
  *     itself on its own context and queue (config.gpu_queue), at offsets, vs the double reference,
  *     outputs canary-filled on the device (every view element written, nothing outside it);
  *   - the KV cache fed from cl_mem tensors, then decode (ring window included);
+ *   - the KV-cache API: every layer in the device cache (several buffers too), seq_ids, ragged q_lens,
+ *     RoPE (both styles, partial, scaled; the angle table in pieces), kv_fork and kv_read, broadcast
+ *     K/V; attention with broadcast q/k/v/bias (host and cl_mem);
  *   - the program-binary cache: a second create loads every program from it, a corrupt entry is
  *     ignored (rebuilt), a foreign file is left alone;
  *   - the unfused path (CLBlast GEMMs) vs the reference, or UNSUPPORTED where CLBlast is absent;
@@ -973,6 +976,744 @@ static void test_no_creation_after_create(void **state)
     edgeattn_destroy(ctx);
 }
 
+/* ---------------------------------------------------------------- the KV-cache API on the device
+ * Every layer in the device cache (spread over several buffers), seq_ids (permutations and subsets),
+ * ragged decode q_lens, RoPE (both styles, partial rope.dim, scalings), kv_fork (kv_copy) and kv_read,
+ * K/V broadcast over B, H or N, host and cl_mem tensors mixed; every decode against the double
+ * reference over a shadow of what was appended (keys rotated in double here). */
+
+enum { KS_L = 3, KS_B = 4, KS_H = 2, KS_D = 64, KS_HQ = 8, KS_T = 420 };
+
+typedef struct kvs {
+    edgeattn_dtype dt;
+    edgeattn_rope rope;
+    int layers, cap, window, max_q;
+    bool split; /* decodes made for the split-KV path: device tensors, every sequence, ragged, group 1 */
+    ea_rope core; /* core's resolved RoPE: the FP32 rotation of the CPU backend, for kv_read's F32 check */
+    int64_t total[KS_L][KS_B];
+    int held[KS_L][KS_B];
+    float *tok; /* [2][KS_L][KS_B][KS_H][KS_T][KS_D]: the rows appended, as given (K before RoPE) */
+    cl_mem mem; /* the device region: cl_mem tensors go there */
+    size_t roff;
+} kvs;
+
+#define KT(s, kv, l, b, h, p, d)                                                                                  \
+    (s)->tok[(((((size_t)(kv) * KS_L + (size_t)(l)) * KS_B + (size_t)(b)) * KS_H + (size_t)(h)) * KS_T +          \
+              (size_t)(p)) * KS_D + (size_t)(d)]
+
+/* What the cache holds for position p of (l, b, h): K rotated in double, both rounded to the cache dtype. */
+static void kvs_stored(const kvs *s, int kv, int l, int b, int h, int64_t p, float *row)
+{
+    double x[KS_D];
+    for (int d = 0; d < KS_D; d++)
+        x[d] = KT(s, kv, l, b, h, p, d);
+    if (kv == 0)
+        ea_ref_rope(&s->rope, KS_D, p, x);
+    for (int d = 0; d < KS_D; d++)
+        row[d] = tc_round(s->dt, (float)x[d]);
+}
+
+/* n distinct sequence ids in random order (ids[] gets them; NULL returned for 0..n-1 one time in three). */
+static const int32_t *kvs_ids(tc_rng *r, int n, const int32_t *from, int nfrom, int32_t *ids)
+{
+    int32_t all[KS_B];
+    memcpy(all, from, sizeof(int32_t) * (size_t)nfrom);
+    for (int i = nfrom - 1; i > 0; i--) {
+        const int j = tc_randint(r, 0, i);
+        const int32_t t = all[i];
+        all[i] = all[j];
+        all[j] = t;
+    }
+    memcpy(ids, all, sizeof(int32_t) * (size_t)n);
+    bool identity = true;
+    for (int b = 0; b < n; b++)
+        identity = identity && ids[b] == b;
+    if (nfrom == KS_B && tc_randint(r, 0, 2) == 0) {
+        for (int b = 0; b < n; b++)
+            ids[b] = b;
+        identity = true;
+    }
+    return identity && tc_randint(r, 0, 1) ? NULL : ids;
+}
+
+/* A random stride-0 dim (B, H or N; -1: none) for a read-only input. */
+static void kvs_bcast(tc_rng *r, edgeattn_tensor *t)
+{
+    const int dim = tc_randint(r, -3, 2);
+    if (dim >= 0 && t->shape[dim] > 1)
+        t->stride[dim] = 0;
+}
+
+/* A tensor of the test on the device (in the region, from *off on) or as it is. */
+static edgeattn_tensor kvs_place(edgeattn_context *ctx, kvs *s, tc_tensor *x, bool device, size_t *off, dev_tensor *dt)
+{
+    if (!device)
+        return x->t;
+    to_device(ctx, x, s->mem, *off, dt);
+    *off = next_off(*off, x);
+    return dt->t;
+}
+
+static void kvs_reset_seq(edgeattn_context *ctx, kvs *s, int seq)
+{
+    assert_int_equal(edgeattn_kv_reset(ctx, seq), EDGEATTN_OK);
+    for (int l = 0; l < KS_L; l++)
+        s->total[l][seq] = s->held[l][seq] = 0;
+}
+
+/* Appends to layer l: random sequences, n_new, dtypes, layouts, broadcasts, host or device. */
+static void kvs_append(edgeattn_context *ctx, kvs *s, tc_rng *r, int l, bool big)
+{
+    static const int32_t every[KS_B] = {0, 1, 2, 3};
+    int32_t ids[KS_B];
+    const int B = tc_randint(r, 1, KS_B);
+    const int32_t *idp = kvs_ids(r, B, every, KS_B, ids);
+    const int N = big ? tc_randint(r, 70, 110) : tc_randint(r, 1, 6);
+    const bool all = tc_randint(r, 0, 3) == 0;
+    int32_t n_new[KS_B];
+    for (int b = 0; b < B; b++) {
+        n_new[b] = all ? N : tc_randint(r, 0, N);
+        const int q = ids[b];
+        if ((s->window == 0 && s->total[l][q] + n_new[b] > s->cap) || s->total[l][q] + n_new[b] > KS_T)
+            kvs_reset_seq(ctx, s, q);
+    }
+    static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
+    tc_tensor k, v;
+    tc_tensor_alloc(&k, TC_PICK(r, dts), B, KS_H, N, KS_D, tc_randint(r, 0, 1), tc_randint(r, 0, 2), 1, 1);
+    tc_tensor_alloc(&v, TC_PICK(r, dts), B, KS_H, N, KS_D, tc_randint(r, 0, 1), 0, 0, 2);
+    if (tc_randint(r, 0, 2) == 0) /* often the cache's own dtype: the direct host path */
+        k.t.dtype = s->dt, tc_tensor_free(&k),
+        tc_tensor_alloc(&k, s->dt, B, KS_H, N, KS_D, tc_randint(r, 0, 1), tc_randint(r, 0, 2), 1, 1);
+    if (tc_randint(r, 0, 2) == 0)
+        tc_tensor_free(&v), tc_tensor_alloc(&v, s->dt, B, KS_H, N, KS_D, tc_randint(r, 0, 1), 0, 0, 2);
+    tc_fill_random(&k, r, -1, 1);
+    tc_fill_random(&v, r, -1, 1);
+    if (tc_randint(r, 0, 2) == 0)
+        kvs_bcast(r, &k.t);
+    if (tc_randint(r, 0, 2) == 0)
+        kvs_bcast(r, &v.t);
+    size_t off = s->roff;
+    dev_tensor dk, dv;
+    const edgeattn_tensor kt = kvs_place(ctx, s, &k, tc_randint(r, 0, 1), &off, &dk);
+    const edgeattn_tensor vt = kvs_place(ctx, s, &v, tc_randint(r, 0, 1), &off, &dv);
+    const edgeattn_status st = edgeattn_kv_append(ctx, l, idp, &kt, &vt, all ? NULL : n_new, tc_randint(r, 0, 1));
+    if (st != EDGEATTN_OK)
+        fail_msg("kv_append layer %d B %d N %d (k %s %s, v %s %s): %s (seed %llu)", l, B, N, tc_dtype_name(kt.dtype),
+                 kt.memory ? "device" : "host", tc_dtype_name(vt.dtype), vt.memory ? "device" : "host",
+                 edgeattn_message_of(ctx), (unsigned long long)tc_seed());
+    for (int b = 0; b < B; b++) {
+        const int q = ids[b];
+        for (int h = 0; h < KS_H; h++)
+            for (int i = 0; i < n_new[b]; i++)
+                for (int d = 0; d < KS_D; d++) {
+                    KT(s, 0, l, q, h, s->total[l][q] + i, d) = tc_get(&k.t, b, h, i, d);
+                    KT(s, 1, l, q, h, s->total[l][q] + i, d) = tc_get(&v.t, b, h, i, d);
+                }
+        s->total[l][q] += n_new[b];
+        s->held[l][q] = s->total[l][q] < s->cap ? (int)s->total[l][q] : s->cap;
+    }
+    tc_tensor_free(&k);
+    tc_tensor_free(&v);
+}
+
+/* Elements of x's allocation outside rows i < nq[b] of the view are as in snap (byte for byte). */
+static bool kvs_untouched_past(const tc_tensor *x, const void *snap, const int32_t *nq, char *why, size_t len)
+{
+    const size_t es = tc_dtype_size(x->t.dtype);
+    unsigned char *mine = calloc(x->alloc_elems, 1);
+    assert_non_null(mine);
+    for (int64_t b = 0; b < x->t.shape[0]; b++)
+        for (int64_t h = 0; h < x->t.shape[1]; h++)
+            for (int64_t i = 0; i < nq[b]; i++)
+                for (int64_t d = 0; d < x->t.shape[3]; d++)
+                    mine[x->front + tc_off(&x->t, b, h, i, d)] = 1;
+    bool ok = true;
+    for (size_t e = 0; e < x->alloc_elems && ok; e++)
+        if (!mine[e] && memcmp((const char *)x->alloc + e * es, (const char *)snap + e * es, es) != 0) {
+            snprintf(why, len, "element %zu of the buffer (outside the rows of the sequences' queries) was written", e);
+            ok = false;
+        }
+    free(mine);
+    return ok;
+}
+
+/* Decode of layer l over random sequences that hold tokens, ragged q_lens, host or device tensors. */
+static void kvs_decode(edgeattn_context *ctx, kvs *s, tc_rng *r, int l)
+{
+    int32_t have[KS_B];
+    int nh = 0;
+    for (int b = 0; b < KS_B; b++)
+        if (s->held[l][b] > 0)
+            have[nh++] = b;
+    if (nh == 0)
+        return;
+    int32_t ids[KS_B];
+    const int B = s->split ? nh : tc_randint(r, 1, nh);
+    const int32_t *idp = kvs_ids(r, B, have, nh, ids);
+    if (!idp)
+        for (int b = 0; b < B; b++)
+            if (ids[b] != b || s->held[l][b] == 0)
+                idp = ids; /* the identity only where it is valid */
+    const bool ragged = s->split || tc_randint(r, 0, 1);
+    int32_t qlens[KS_B];
+    int Nq = 1;
+    for (int b = 0; b < B; b++) {
+        const int h = s->held[l][ids[b]], m = h < s->max_q ? h : s->max_q;
+        qlens[b] = tc_randint(r, 1, m);
+        Nq = qlens[b] > Nq ? qlens[b] : Nq;
+    }
+    if (!ragged) {
+        for (int b = 0; b < B; b++)
+            Nq = qlens[b] < Nq ? qlens[b] : Nq;
+        for (int b = 0; b < B; b++)
+            qlens[b] = Nq;
+    } else if (tc_randint(r, 0, 2) == 0 && Nq < s->max_q) {
+        Nq++; /* no sequence has the last row */
+    }
+    static const int groups[] = {1, 2, 4};
+    const int Hq = s->split ? KS_H : KS_H * TC_PICK(r, groups);
+    static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
+    const edgeattn_dtype qdt = TC_PICK(r, dts), odt = TC_PICK(r, dts);
+    tc_tensor q, out, lse;
+    tc_tensor_alloc(&q, qdt, B, Hq, Nq, KS_D, tc_randint(r, 0, 1), tc_randint(r, 0, 2), 1, 1);
+    tc_tensor_alloc(&out, odt, B, Hq, Nq, KS_D, tc_randint(r, 0, 1), tc_randint(r, 0, 2), 2, 2);
+    tc_tensor_alloc(&lse, EDGEATTN_F32, B, Hq, Nq, 1, TC_BHSD, 1, 1, 1);
+    tc_fill_random(&q, r, -1, 1);
+    if (tc_randint(r, 0, 3) == 0)
+        kvs_bcast(r, &q.t);
+    tc_fill_canary(&out);
+    tc_fill_canary(&lse);
+    void *out_snap = tc_snapshot(&out), *lse_snap = tc_snapshot(&lse);
+    edgeattn_params p;
+    edgeattn_params_default(&p);
+    p.causal = Nq > 1 ? 1 : tc_randint(r, 0, 1);
+    if (tc_randint(r, 0, 3) == 0)
+        p.window_left = tc_randint(r, 0, 30);
+    if (tc_randint(r, 0, 4) == 0)
+        p.softcap = 15.0f;
+    const bool want_lse = tc_randint(r, 0, 1);
+    const bool dev_q = s->split || tc_randint(r, 0, 1), dev_o = s->split || tc_randint(r, 0, 1);
+    size_t off = s->roff;
+    dev_tensor dq, dout, dlse;
+    const edgeattn_tensor qt = kvs_place(ctx, s, &q, dev_q, &off, &dq);
+    edgeattn_tensor ot = kvs_place(ctx, s, &out, dev_o, &off, &dout);
+    edgeattn_tensor lt = kvs_place(ctx, s, &lse, dev_o, &off, &dlse);
+    p.lse = want_lse ? &lt : NULL;
+    const edgeattn_status st = edgeattn_decode(ctx, l, idp, ragged ? qlens : NULL, &qt, &ot, &p);
+    char why[512] = "";
+    if (st != EDGEATTN_OK)
+        snprintf(why, sizeof why, "returned %d: %s", (int)st, edgeattn_message_of(ctx));
+    if (!why[0] && dev_o) {
+        from_device(ctx, &dout, &out);
+        from_device(ctx, &dlse, &lse);
+    }
+    if (!why[0] && kvs_untouched_past(&out, out_snap, qlens, why, sizeof why))
+        kvs_untouched_past(&lse, lse_snap, want_lse ? qlens : (const int32_t[KS_B]){0, 0, 0, 0}, why, sizeof why);
+    const double tol = tc_tolerance(qdt, s->dt, odt);
+    for (int b = 0; b < B && !why[0]; b++) {
+        const int seq = ids[b], held = s->held[l][seq], nq = qlens[b];
+        const int64_t total = s->total[l][seq];
+        tc_tensor rk, rv, rq;
+        tc_tensor_alloc(&rk, EDGEATTN_F32, 1, KS_H, held, KS_D, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&rv, EDGEATTN_F32, 1, KS_H, held, KS_D, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&rq, EDGEATTN_F32, 1, Hq, nq, KS_D, TC_BHSD, 0, 0, 0);
+        float row[KS_D];
+        for (int h = 0; h < KS_H; h++)
+            for (int j = 0; j < held; j++) {
+                kvs_stored(s, 0, l, seq, h, total - held + j, row);
+                for (int d = 0; d < KS_D; d++)
+                    tc_set(&rk.t, 0, h, j, d, row[d]);
+                kvs_stored(s, 1, l, seq, h, total - held + j, row);
+                for (int d = 0; d < KS_D; d++)
+                    tc_set(&rv.t, 0, h, j, d, row[d]);
+            }
+        for (int h = 0; h < Hq; h++)
+            for (int i = 0; i < nq; i++) {
+                double x[KS_D];
+                for (int d = 0; d < KS_D; d++)
+                    x[d] = tc_get(&q.t, b, h, i, d);
+                ea_ref_rope(&s->rope, KS_D, total - nq + i, x); /* the query at its position, in double */
+                for (int d = 0; d < KS_D; d++)
+                    tc_set(&rq.t, 0, h, i, d, (float)x[d]);
+            }
+        double *ref = malloc(sizeof(double) * (size_t)Hq * nq * KS_D), *ref_lse = malloc(sizeof(double) * (size_t)Hq * nq);
+        assert_non_null(ref);
+        assert_non_null(ref_lse);
+        edgeattn_params rp = p;
+        rp.lse = NULL;
+        assert_int_equal(ea_ref_attention(&rq.t, &rk.t, &rv.t, &rp, ref, ref_lse), EDGEATTN_OK);
+        double mx = 0.0, err = 0.0;
+        for (size_t e = 0; e < (size_t)Hq * nq * KS_D; e++)
+            mx = fabs(ref[e]) > mx ? fabs(ref[e]) : mx;
+        for (int h = 0; h < Hq && !why[0]; h++)
+            for (int i = 0; i < nq && !why[0]; i++) {
+                for (int d = 0; d < KS_D; d++) {
+                    const double got = tc_get(&out.t, b, h, i, d), want = ref[((size_t)h * nq + i) * KS_D + d];
+                    const double e = fabs(got - want) / (mx > 0 ? mx : 1.0);
+                    err = e <= err ? err : isnan(e) ? INFINITY : e;
+                }
+                if (want_lse) {
+                    const double got = tc_get(&lse.t, b, h, i, 0), want = ref_lse[(size_t)h * nq + i];
+                    if (!(fabs(got - want) <= 1e-3 * (1.0 + fabs(want))))
+                        snprintf(why, sizeof why, "lse [%d,%d,%d] = %g, reference %g", b, h, i, got, want);
+                }
+            }
+        if (!why[0] && !(err <= tol))
+            snprintf(why, sizeof why, "batch row %d (sequence %d, %d queries, %d held of %lld): max|out-ref|/max|ref| = "
+                     "%.3g > %.3g", b, seq, nq, held, (long long)total, err, tol);
+        free(ref);
+        free(ref_lse);
+        tc_tensor_free(&rk);
+        tc_tensor_free(&rv);
+        tc_tensor_free(&rq);
+    }
+    if (why[0])
+        fail_msg("decode layer %d B %d Hq %d Nq %d ragged %d (q %s %s, out %s %s) causal %d window_left %d softcap %g: "
+                 "%s (seed %llu)", l, B, Hq, Nq, (int)ragged, tc_dtype_name(qdt), dev_q ? "device" : "host",
+                 tc_dtype_name(odt), dev_o ? "device" : "host", p.causal, p.window_left, (double)p.softcap, why,
+                 (unsigned long long)tc_seed());
+    free(out_snap);
+    free(lse_snap);
+    tc_tensor_free(&q);
+    tc_tensor_free(&out);
+    tc_tensor_free(&lse);
+}
+
+/* kv_read of a random run of held positions, into host tensors of random dtypes and layouts. */
+static void kvs_read(edgeattn_context *ctx, const kvs *s, tc_rng *r)
+{
+    const int l = tc_randint(r, 0, s->layers - 1), seq = tc_randint(r, 0, KS_B - 1), held = s->held[l][seq];
+    if (held == 0)
+        return;
+    const int N = tc_randint(r, 1, held);
+    const int64_t first = s->total[l][seq] - held + tc_randint(r, 0, held - N);
+    static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
+    const edgeattn_dtype kdt = tc_randint(r, 0, 1) ? s->dt : TC_PICK(r, dts), vdt = TC_PICK(r, dts);
+    tc_tensor k, v;
+    tc_tensor_alloc(&k, kdt, 1, KS_H, N, KS_D, tc_randint(r, 0, 1), 1, 1, 1);
+    tc_tensor_alloc(&v, vdt, 1, KS_H, N, KS_D, tc_randint(r, 0, 1), 0, 0, 2);
+    tc_fill_canary(&k);
+    tc_fill_canary(&v);
+    char why[256] = "";
+    const edgeattn_status st = edgeattn_kv_read(ctx, l, seq, first, &k.t, &v.t);
+    if (st != EDGEATTN_OK)
+        snprintf(why, sizeof why, "returned %d: %s", (int)st, edgeattn_message_of(ctx));
+    else if (tc_check_written(&k, "k", why, sizeof why) && tc_check_written(&v, "v", why, sizeof why)) {
+        float row[KS_D];
+        for (int kv = 0; kv < 2 && !why[0]; kv++) {
+            const edgeattn_dtype dt = kv ? vdt : kdt;
+            for (int h = 0; h < KS_H && !why[0]; h++)
+                for (int i = 0; i < N && !why[0]; i++) {
+                    kvs_stored(s, kv, l, seq, h, first + i, row);
+                    for (int d = 0; d < KS_D; d++) {
+                        /* the stored value converted to the destination dtype; the device rotates in FP32,
+                         * so a rotated key may sit one rounding of the cache dtype away */
+                        const double want = tc_round(dt, row[d]), got = tc_get(kv ? &v.t : &k.t, 0, h, i, d);
+                        const double ulp = s->dt == EDGEATTN_BF16 || dt == EDGEATTN_BF16   ? 8e-3
+                                           : s->dt == EDGEATTN_F16 || dt == EDGEATTN_F16 ? 1e-3
+                                                                                         : 1e-6;
+                        const double tol = (kv == 0 && s->rope.style != EDGEATTN_ROPE_NONE) || dt != s->dt ? ulp : 0.0;
+                        if (!(fabs(got - want) <= tol * fabs(want) + (tol > 0 ? 1e-6 : 0.0))) {
+                            snprintf(why, sizeof why, "%s[%d, pos %lld, %d] = %.9g, expected %.9g", kv ? "v" : "k", h,
+                                     (long long)(first + i), d, got, want);
+                            break;
+                        }
+                    }
+                    if (kv == 0 && dt == EDGEATTN_F32 && s->dt == EDGEATTN_F32 && s->core.style != EDGEATTN_ROPE_NONE) {
+                        /* F32 throughout: the key core's ea_rope_angles / ea_rope_apply give, to FP32 rounding
+                         * (a product contracted into an FMA differs by an ulp of the pair's magnitude) */
+                        float cs[KS_D], x[KS_D];
+                        for (int d = 0; d < KS_D; d++)
+                            x[d] = KT(s, 0, l, seq, h, first + i, d);
+                        ea_rope_angles(&s->core, first + i, cs);
+                        ea_rope_apply(&s->core, cs, x);
+                        for (int d = 0; d < s->core.dim && !why[0]; d++) {
+                            const int pd = s->core.style == EDGEATTN_ROPE_HALF
+                                               ? (d < s->core.dim / 2 ? d + s->core.dim / 2 : d - s->core.dim / 2)
+                                               : d ^ 1;
+                            const double mag = fabs(KT(s, 0, l, seq, h, first + i, d)) +
+                                               fabs(KT(s, 0, l, seq, h, first + i, pd));
+                            const double got = tc_get(&k.t, 0, h, i, d);
+                            if (!(fabs(got - x[d]) <= 2.5e-7 * mag))
+                                snprintf(why, sizeof why, "k[%d, pos %lld, %d] = %.9g, core's FP32 rotation %.9g", h,
+                                         (long long)(first + i), d, got, (double)x[d]);
+                        }
+                    }
+                }
+        }
+    }
+    if (why[0])
+        fail_msg("kv_read layer %d seq %d first %lld N %d (k %s, v %s, cache %s): %s (seed %llu)", l, seq,
+                 (long long)first, N, tc_dtype_name(kdt), tc_dtype_name(vdt), tc_dtype_name(s->dt), why,
+                 (unsigned long long)tc_seed());
+    tc_tensor_free(&k);
+    tc_tensor_free(&v);
+}
+
+typedef struct kvs_run {
+    const char *what;
+    edgeattn_rope rope;
+    edgeattn_dtype dt;
+    int window, layers, lpb; /* lpb: EDGEATTN_OPENCL_KV_LAYERS_PER_BUFFER (0: unset) */
+    bool unfused;
+    int max_kv; /* 0: 160 */
+} kvs_run;
+
+static void kvs_scenario(const kvs_run *run, uint64_t stream, int steps)
+{
+    kvs s;
+    memset(&s, 0, sizeof s);
+    s.dt = run->dt;
+    s.rope = run->rope;
+    s.layers = run->layers;
+    s.window = run->window;
+    s.max_q = 6;
+    const int max_kv = run->max_kv ? run->max_kv : 160;
+    s.cap = run->window > 0 ? run->window : max_kv;
+    s.split = max_kv > 160;
+    s.tok = calloc((size_t)2 * KS_L * KS_B * KS_H * KS_T * KS_D, sizeof(float));
+    assert_non_null(s.tok);
+    edgeattn_config cfg = ocl_config();
+    cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+    cfg.max_batch = KS_B;
+    cfg.max_q_len = 8;
+    cfg.max_kv_len = max_kv;
+    cfg.max_heads = KS_HQ;
+    cfg.max_kv_heads = KS_H;
+    cfg.max_head_dim = KS_D;
+    cfg.kv_cache_dtype = run->dt;
+    cfg.kv_cache_window = run->window;
+    cfg.num_layers = run->layers;
+    cfg.rope = run->rope;
+    cfg.device_user_bytes = 8u << 20;
+    char lpb[16];
+    snprintf(lpb, sizeof lpb, "%d", run->lpb);
+    if (run->lpb)
+        setenv("EDGEATTN_OPENCL_KV_LAYERS_PER_BUFFER", lpb, 1);
+    if (run->unfused)
+        setenv("EDGEATTN_OPENCL_PATH", "unfused", 1);
+    ea_rope_resolve(&cfg, KS_D, &s.core);
+    edgeattn_context *ctx = tc_create(&cfg);
+    unsetenv("EDGEATTN_OPENCL_KV_LAYERS_PER_BUFFER");
+    unsetenv("EDGEATTN_OPENCL_PATH");
+    const ea_ocl_state *st = ctx->backend_state;
+    if (run->unfused && !st->blast_ok) {
+        print_message("note: %s skipped: CLBlast not present (%s)\n", run->what, st->blast_why);
+        edgeattn_destroy(ctx);
+        free(s.tok);
+        return;
+    }
+    if (run->lpb)
+        assert_int_equal(st->kv_nbuf, (run->layers + run->lpb - 1) / run->lpb);
+    /* the plan grows with the layers */
+    edgeattn_plan_info one, all;
+    edgeattn_config c1 = cfg;
+    c1.num_layers = 1;
+    assert_int_equal(edgeattn_plan(&c1, &one, NULL), EDGEATTN_OK);
+    assert_int_equal(edgeattn_plan(&cfg, &all, NULL), EDGEATTN_OK);
+    assert_true(all.kv_cache_bytes == (size_t)run->layers * one.kv_cache_bytes);
+    assert_true(all.device_bytes == one.device_bytes + (size_t)(run->layers - 1) * one.kv_cache_bytes);
+    edgeattn_memory kind;
+    void *data;
+    size_t rbytes;
+    assert_int_equal(edgeattn_device_region(ctx, &kind, &data, &s.roff, &rbytes), EDGEATTN_OK);
+    s.mem = (cl_mem)data;
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), stream);
+    for (int step = 0; step < steps; step++) {
+        for (int l = 0; l < run->layers; l++) /* an engine's step: append, then decode, layer by layer */
+            kvs_append(ctx, &s, &r, l, step == 0 || tc_randint(&r, 0, max_kv > 160 ? 1 : 9) == 0);
+        for (int l = 0; l < run->layers; l++)
+            for (int n = 0; n < (s.split ? 3 : 1); n++)
+                kvs_decode(ctx, &s, &r, l);
+        const int what = tc_randint(&r, 0, 5);
+        if (what == 0) { /* kv_fork (kv_copy on the device), then the copy is decoded like the source */
+            const int src = tc_randint(&r, 0, KS_B - 1);
+            int dst = tc_randint(&r, 0, KS_B - 2);
+            dst += dst >= src;
+            assert_int_equal(edgeattn_kv_fork(ctx, src, dst), EDGEATTN_OK);
+            for (int l = 0; l < KS_L; l++) {
+                s.total[l][dst] = s.total[l][src];
+                s.held[l][dst] = s.held[l][src];
+                for (int kv = 0; kv < 2; kv++)
+                    memcpy(&KT(&s, kv, l, dst, 0, 0, 0), &KT(&s, kv, l, src, 0, 0, 0),
+                           sizeof(float) * KS_H * KS_T * KS_D);
+            }
+        } else if (what == 1) {
+            kvs_reset_seq(ctx, &s, tc_randint(&r, 0, KS_B - 1));
+        }
+        kvs_read(ctx, &s, &r);
+        kvs_read(ctx, &s, &r);
+    }
+    for (int l = 0; l < run->layers; l++)
+        for (int b = 0; b < KS_B; b++) {
+            int64_t total;
+            int32_t held;
+            assert_int_equal(edgeattn_kv_length(ctx, l, b, &total, &held), EDGEATTN_OK);
+            assert_int_equal(total, s.total[l][b]);
+            assert_int_equal(held, s.held[l][b]);
+        }
+    print_message("kv api: %s: %d steps of %d layer(s)\n", run->what, steps, run->layers);
+    edgeattn_destroy(ctx);
+    free(s.tok);
+}
+
+static void test_kv_layers_ids_rope(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    const kvs_run runs[] = {
+        {"rope half, F32 cache, 3 layers in 3 buffers", {EDGEATTN_ROPE_HALF, 0, 10000.0f, 0.0f, 0.0f, 0},
+         EDGEATTN_F32, 0, 3, 1, false, 0},
+        {"rope interleaved dim 16, F16 ring of 40, 2 layers", {EDGEATTN_ROPE_INTERLEAVED, 16, 500000.0f, 0.0f, 0.0f, 0},
+         EDGEATTN_F16, 40, 2, 0, false, 0},
+        {"rope half dim 32 scaled, BF16 cache, 3 layers in 2 buffers",
+         {EDGEATTN_ROPE_HALF, 32, 10000.0f, 4.0f, 8.0f, 0}, EDGEATTN_BF16, 0, 3, 2, false, 0},
+        {"no rope, F16 ring of 24, 2 layers", {EDGEATTN_ROPE_NONE, 0, 0.0f, 0.0f, 0.0f, 0}, EDGEATTN_F16, 24, 2, 0,
+         false, 0},
+        {"unfused path, rope interleaved, F32 ring of 50, 2 layers",
+         {EDGEATTN_ROPE_INTERLEAVED, 0, 10000.0f, 0.0f, 0.0f, 0}, EDGEATTN_F32, 50, 2, 0, true, 0},
+        /* few rows over up to 400 keys: the split-KV path and its combine, ragged rows included */
+        {"split-KV over 400 keys, rope half, F16 cache, 1 layer", {EDGEATTN_ROPE_HALF, 0, 10000.0f, 0.0f, 0.0f, 0},
+         EDGEATTN_F16, 0, 1, 0, false, 400},
+    };
+    for (int i = 0; i < (int)(sizeof runs / sizeof runs[0]); i++)
+        kvs_scenario(&runs[i], 1300 + (uint64_t)i, tc_long() ? 16 : 6);
+}
+
+/* One case of test_rope_table_pieces: B sequences get n0[b] rows (host or device), then N rows (the
+ * other), HQ x NQ queries each are decoded (device and host tensors) against the reference. */
+static void rope_pieces_case(int B, int HQ, int NQ, int N, bool first_host, uint64_t stream)
+{
+    enum { H = 1, D = 16, MAXB = 16 };
+    edgeattn_config cfg = ocl_config();
+    cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+    cfg.max_batch = B;
+    cfg.max_q_len = NQ;
+    cfg.max_kv_len = 2 * N;
+    cfg.max_heads = HQ;
+    cfg.max_kv_heads = H;
+    cfg.max_head_dim = D;
+    cfg.kv_cache_dtype = EDGEATTN_F32;
+    cfg.rope.style = EDGEATTN_ROPE_HALF;
+    cfg.rope.theta = 10000.0f;
+    cfg.device_user_bytes = 4u << 20;
+    edgeattn_context *ctx = tc_create(&cfg);
+    const ea_ocl_state *st = ctx->backend_state;
+    edgeattn_memory kind;
+    void *data;
+    size_t roff, rbytes;
+    assert_int_equal(edgeattn_device_region(ctx, &kind, &data, &roff, &rbytes), EDGEATTN_OK);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), stream);
+    tc_tensor k[2], v[2];
+    int32_t n0[MAXB], tot[MAXB];
+    for (int b = 0; b < B; b++) {
+        n0[b] = N - (b % 4) * 7; /* the sequences' positions differ */
+        tot[b] = n0[b] + N;
+    }
+    for (int c = 0; c < 2; c++) {
+        const bool host = c == 0 ? first_host : !first_host;
+        tc_tensor_alloc(&k[c], host ? EDGEATTN_F16 : EDGEATTN_F32, B, H, N, D, TC_BHSD, 0, 0, 0); /* F16: staged */
+        tc_tensor_alloc(&v[c], EDGEATTN_F32, B, H, N, D, TC_BSHD, 0, 0, 0);
+        tc_fill_random(&k[c], &r, -1, 1);
+        tc_fill_random(&v[c], &r, -1, 1);
+        dev_tensor dk, dv;
+        edgeattn_tensor kt = k[c].t, vt = v[c].t;
+        if (!host) {
+            to_device(ctx, &k[c], (cl_mem)data, roff, &dk);
+            to_device(ctx, &v[c], (cl_mem)data, next_off(roff, &k[c]), &dv);
+            kt = dk.t;
+            vt = dv.t;
+        }
+        assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &kt, &vt, c == 0 ? n0 : NULL, 0), EDGEATTN_OK);
+    }
+    tc_tensor q, out;
+    tc_tensor_alloc(&q, EDGEATTN_F32, B, HQ, NQ, D, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&out, EDGEATTN_F32, B, HQ, NQ, D, TC_BSHD, 1, 1, 1);
+    tc_fill_random(&q, &r, -1, 1);
+    edgeattn_params p;
+    edgeattn_params_default(&p);
+    p.causal = 1;
+    /* reference: keys at 0 .. tot-1 and queries at tot - NQ + i rotated in double */
+    double *ref = malloc(sizeof(double) * B * HQ * NQ * D), *ref_lse = malloc(sizeof(double) * B * HQ * NQ);
+    assert_non_null(ref);
+    assert_non_null(ref_lse);
+    for (int b = 0; b < B; b++) {
+        tc_tensor rk, rv, rq;
+        tc_tensor_alloc(&rk, EDGEATTN_F32, 1, H, tot[b], D, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&rv, EDGEATTN_F32, 1, H, tot[b], D, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&rq, EDGEATTN_F32, 1, HQ, NQ, D, TC_BHSD, 0, 0, 0);
+        double x[D];
+        for (int j = 0; j < tot[b]; j++) {
+            const int c = j < n0[b] ? 0 : 1, row = c ? j - n0[b] : j;
+            for (int d = 0; d < D; d++) {
+                x[d] = tc_get(&k[c].t, b, 0, row, d);
+                tc_set(&rv.t, 0, 0, j, d, tc_get(&v[c].t, b, 0, row, d));
+            }
+            ea_ref_rope(&cfg.rope, D, j, x);
+            for (int d = 0; d < D; d++)
+                tc_set(&rk.t, 0, 0, j, d, (float)x[d]);
+        }
+        for (int h = 0; h < HQ; h++)
+            for (int i = 0; i < NQ; i++) {
+                for (int d = 0; d < D; d++)
+                    x[d] = tc_get(&q.t, b, h, i, d);
+                ea_ref_rope(&cfg.rope, D, tot[b] - NQ + i, x);
+                for (int d = 0; d < D; d++)
+                    tc_set(&rq.t, 0, h, i, d, (float)x[d]);
+            }
+        assert_int_equal(ea_ref_attention(&rq.t, &rk.t, &rv.t, &p, ref + (size_t)b * HQ * NQ * D,
+                                          ref_lse + (size_t)b * HQ * NQ),
+                         EDGEATTN_OK);
+        tc_tensor_free(&rk);
+        tc_tensor_free(&rv);
+        tc_tensor_free(&rq);
+    }
+    for (int dev = 0; dev < 2; dev++) {
+        tc_fill_canary(&out);
+        dev_tensor dq, dout;
+        edgeattn_tensor qt = q.t, ot = out.t;
+        if (dev) {
+            to_device(ctx, &q, (cl_mem)data, roff, &dq);
+            to_device(ctx, &out, (cl_mem)data, next_off(roff, &q), &dout);
+            qt = dq.t;
+            ot = dout.t;
+        }
+        assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &qt, &ot, &p), EDGEATTN_OK);
+        if (dev)
+            from_device(ctx, &dout, &out);
+        tc_result res;
+        tc_compare(&res, &out, NULL, ref, ref_lse, B, HQ, NQ, D, tc_tolerance(EDGEATTN_F16, EDGEATTN_F32, EDGEATTN_F32));
+        if (!res.ok)
+            fail_msg("rope table in pieces (B %d NQ %d N %d, table of %d positions, decode with %s tensors): %s (seed %llu)",
+                     B, NQ, N, (int)st->lay.rope_rows, dev ? "device" : "host", res.why, (unsigned long long)tc_seed());
+    }
+    free(ref);
+    free(ref_lse);
+    for (int c = 0; c < 2; c++) {
+        tc_tensor_free(&k[c]);
+        tc_tensor_free(&v[c]);
+    }
+    tc_tensor_free(&q);
+    tc_tensor_free(&out);
+    edgeattn_destroy(ctx);
+}
+
+/* Many positions with RoPE: the angle table is uploaded in pieces. 16 sequences x 80 queries (1280
+ * positions for a table of 1024) and appends of 16 x 100 rows from the device; then 2 sequences of
+ * 4 queries (a table of 64 positions) and appends of 150 rows from host tensors (staged). */
+static void test_rope_table_pieces(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    rope_pieces_case(16, 2, 80, 100, true, 1400);
+    rope_pieces_case(2, 2, 4, 150, false, 1401);
+}
+
+/* Attention with q, k, v and bias broadcast (stride 0 over B, H or N), host tensors (staged without a
+ * 0 pitch reaching OpenCL) and cl_mem tensors, against the reference. */
+static void test_broadcast_inputs(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    edgeattn_config cfg = ocl_config();
+    cfg.device_user_bytes = 16u << 20;
+    edgeattn_context *ctx = tc_create(&cfg);
+    edgeattn_memory kind;
+    void *data;
+    size_t roff, rbytes;
+    assert_int_equal(edgeattn_device_region(ctx, &kind, &data, &roff, &rbytes), EDGEATTN_OK);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 1500);
+    static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
+    for (int it = 0; it < 16; it++) {
+        const int B = tc_randint(&r, 1, 3), Hkv = tc_randint(&r, 1, 2), Hq = Hkv * tc_randint(&r, 1, 4);
+        const int Nq = tc_randint(&r, 1, 40), Nkv = tc_randint(&r, 1, 150), D = it % 2 ? 64 : 32;
+        const edgeattn_dtype qdt = TC_PICK(&r, dts), kvdt = TC_PICK(&r, dts), odt = TC_PICK(&r, dts);
+        tc_tensor q, k, v, bias, out, lse;
+        tc_tensor_alloc(&q, qdt, B, Hq, Nq, D, tc_randint(&r, 0, 1), tc_randint(&r, 0, 2), 1, 1);
+        tc_tensor_alloc(&k, kvdt, B, Hkv, Nkv, D, tc_randint(&r, 0, 1), tc_randint(&r, 0, 2), 1, 1);
+        tc_tensor_alloc(&v, kvdt, B, Hkv, Nkv, D, tc_randint(&r, 0, 1), 0, 0, 1);
+        tc_tensor_alloc(&bias, EDGEATTN_F32, B, Hq, Nq, Nkv, TC_BHSD, tc_randint(&r, 0, 2), 0, 0);
+        tc_tensor_alloc(&out, odt, B, Hq, Nq, D, tc_randint(&r, 0, 1), 1, 1, 1);
+        tc_tensor_alloc(&lse, EDGEATTN_F32, B, Hq, Nq, 1, TC_BHSD, 0, 1, 1);
+        tc_fill_random(&q, &r, -1, 1);
+        tc_fill_random(&k, &r, -1, 1);
+        tc_fill_random(&v, &r, -1, 1);
+        tc_fill_random(&bias, &r, -1, 1);
+        /* each input broadcast over one dim (or none), at least one of them over something */
+        tc_tensor *in[4] = {&q, &k, &v, &bias};
+        for (int t = 0; t < 4; t++)
+            kvs_bcast(&r, &in[t]->t);
+        const int forced = tc_randint(&r, 0, 3), fdim = tc_randint(&r, 0, 2);
+        if (in[forced]->t.shape[fdim] > 1)
+            in[forced]->t.stride[fdim] = 0;
+        const bool use_bias = tc_randint(&r, 0, 1);
+        edgeattn_params p;
+        edgeattn_params_default(&p);
+        p.causal = tc_randint(&r, 0, 1);
+        if (tc_randint(&r, 0, 2) == 0)
+            p.window_left = tc_randint(&r, 0, 30);
+        p.bias = use_bias ? &bias.t : NULL;
+        double *ref = malloc(sizeof(double) * B * Hq * Nq * D), *ref_lse = malloc(sizeof(double) * B * Hq * Nq);
+        assert_non_null(ref);
+        assert_non_null(ref_lse);
+        assert_int_equal(ea_ref_attention(&q.t, &k.t, &v.t, &p, ref, ref_lse), EDGEATTN_OK);
+        const double tol = tc_tolerance(qdt, kvdt, odt);
+        char desc[160];
+        snprintf(desc, sizeof desc, "B %d Hq %d Hkv %d Nq %d Nkv %d D %d q %s kv %s out %s strides q %lld/%lld/%lld "
+                 "k %lld/%lld/%lld v %lld/%lld/%lld bias %s", B, Hq, Hkv, Nq, Nkv, D, tc_dtype_name(qdt),
+                 tc_dtype_name(kvdt), tc_dtype_name(odt), (long long)q.t.stride[0], (long long)q.t.stride[1],
+                 (long long)q.t.stride[2], (long long)k.t.stride[0], (long long)k.t.stride[1], (long long)k.t.stride[2],
+                 (long long)v.t.stride[0], (long long)v.t.stride[1], (long long)v.t.stride[2], use_bias ? "on" : "off");
+        for (int dev = 0; dev < 2; dev++) {
+            tc_fill_canary(&out);
+            tc_fill_canary(&lse);
+            edgeattn_tensor qt = q.t, kt = k.t, vt = v.t, bt = bias.t, ot = out.t, lt = lse.t;
+            dev_tensor dq, dk, dv, db, dout, dlse;
+            if (dev) {
+                size_t off = roff;
+                to_device(ctx, &q, (cl_mem)data, off, &dq);
+                off = next_off(off, &q);
+                to_device(ctx, &k, (cl_mem)data, off, &dk);
+                off = next_off(off, &k);
+                to_device(ctx, &v, (cl_mem)data, off, &dv);
+                off = next_off(off, &v);
+                to_device(ctx, &bias, (cl_mem)data, off, &db);
+                off = next_off(off, &bias);
+                to_device(ctx, &out, (cl_mem)data, off, &dout);
+                off = next_off(off, &out);
+                to_device(ctx, &lse, (cl_mem)data, off, &dlse);
+                qt = dq.t, kt = dk.t, vt = dv.t, bt = db.t, ot = dout.t, lt = dlse.t;
+            }
+            edgeattn_params pp = p;
+            pp.bias = use_bias ? &bt : NULL;
+            pp.lse = &lt;
+            const edgeattn_status st = edgeattn_attention(ctx, &qt, &kt, &vt, &ot, &pp);
+            if (st != EDGEATTN_OK)
+                fail_msg("broadcast %s (%s): returned %d: %s", desc, dev ? "device" : "host", (int)st,
+                         edgeattn_message_of(ctx));
+            if (dev) {
+                from_device(ctx, &dout, &out);
+                from_device(ctx, &dlse, &lse);
+            }
+            tc_result res;
+            tc_compare(&res, &out, &lse, ref, ref_lse, B, Hq, Nq, D, tol);
+            if (!res.ok)
+                fail_msg("broadcast %s (%s tensors): %s (seed %llu)", desc, dev ? "device" : "host", res.why,
+                         (unsigned long long)tc_seed());
+        }
+        free(ref);
+        free(ref_lse);
+        for (int t = 0; t < 4; t++)
+            tc_tensor_free(in[t]);
+        tc_tensor_free(&out);
+        tc_tensor_free(&lse);
+    }
+    edgeattn_destroy(ctx);
+}
+
 /* NaN in a device tensor with check_finite: refused, outputs untouched. */
 static void test_check_finite_device(void **state)
 {
@@ -1029,6 +1770,9 @@ int main(void)
         cmocka_unit_test(test_device_region_tensors),
         cmocka_unit_test(test_own_buffers_and_queue),
         cmocka_unit_test(test_kv_cache_device),
+        cmocka_unit_test(test_kv_layers_ids_rope),
+        cmocka_unit_test(test_rope_table_pieces),
+        cmocka_unit_test(test_broadcast_inputs),
         cmocka_unit_test(test_staging_in_pieces),
         cmocka_unit_test(test_copy_strided),
         cmocka_unit_test(test_binary_cache),
