@@ -353,7 +353,7 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
     J.packed = J.rows > EA_PACK_ROWS && st->can_pack; /* the rows path for few rows: packing costs more */
     J.nsplit = 1;
     const int64_t base = (int64_t)c->B * c->Hkv * J.nrb;
-    if (st->threads <= 1 || work_estimate(c) < (ea_pool_awake(&st->pool) ? st->inline_work : st->wake_work)) {
+    if (st->threads <= 1 || work_estimate(c) < (ea_pool_helpful(&st->pool) ? st->inline_work : st->wake_work)) {
         ea_pool_run_inline(attn_task, &J, base);
         return EDGEATTN_OK;
     }
@@ -364,7 +364,11 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
                                         : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
             longest = imax(longest, n);
         }
-        int64_t ns = st->part_items / base; /* >= 2, and fits the planned slots */
+        /* two tasks per thread: a worker that joins late holds the caller up by one task at most,
+         * and each split costs a partial write and its share of the merge (more splits measured
+         * slower when workers are busy elsewhere) */
+        int64_t ns = (2 * (int64_t)st->threads + base - 1) / base;
+        ns = imin(ns, st->part_items / base); /* fits the planned slots */
         ns = imin(ns, (longest + 255) / 256); /* at least ~256 keys per split */
         J.nsplit = ns >= 2 ? (int32_t)ns : 1;
     }

@@ -33,9 +33,10 @@ typedef struct ea_cpu_state {
 
 /* A call runs on the caller's thread, unsplit, when its estimated multiply-adds (query rows x
  * visible keys x head dim, Q·Kᵀ only) are below EA_CPU_INLINE_WORK, or below EA_CPU_WAKE_WORK
- * while every worker sleeps. Handing work to a spinning worker costs about a microsecond; waking a
- * sleeping one costs the caller a system call and brings the worker tens of microseconds later,
- * after a small call is over. Measured on a 2-core Zen 3 (AVX2, ~14k multiply-adds per
+ * while the workers are unlikely to help (ea_pool_helpful: all asleep, or recent jobs run by the
+ * caller alone). Handing work to a spinning worker costs about a microsecond; waking a sleeping one
+ * costs the caller a system call and brings the worker tens of microseconds later, after a small
+ * call is over. Measured on a 2-core Zen 3 (AVX2, ~14k multiply-adds per
  * microsecond per thread in decode); EDGEATTN_CPU_INLINE="<awake>[,<asleep>]" overrides them. */
 #define EA_CPU_INLINE_WORK 65536
 #define EA_CPU_WAKE_WORK 1048576

@@ -63,12 +63,13 @@ static bool spin_while(ea_pool *p, bool (*busy)(ea_pool *, uint64_t), uint64_t x
     }
 }
 
-static void drain(ea_pool *p, int thread)
+/* Runs tasks until none is left; returns how many this thread ran. */
+static int64_t drain(ea_pool *p, int thread)
 {
-    for (;;) {
+    for (int64_t ran = 0;; ran++) {
         const int64_t t = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
         if (t >= p->n_tasks)
-            return;
+            return ran;
         p->fn(p->arg, t, thread);
     }
 }
@@ -141,6 +142,8 @@ edgeattn_status ea_pool_start(ea_pool *p, int threads, pthread_t *tid_mem, int64
     p->launched = 0;
     p->tid = tid_mem;
     p->spin_ns = spin_ns;
+    p->idle_jobs = 0;
+    p->asks = 0;
     p->fn = NULL;
     p->arg = NULL;
     p->n_tasks = 0;
@@ -182,9 +185,15 @@ edgeattn_status ea_pool_start(ea_pool *p, int threads, pthread_t *tid_mem, int64
     return EDGEATTN_OK;
 }
 
-bool ea_pool_awake(ea_pool *p)
+bool ea_pool_helpful(ea_pool *p)
 {
-    return p->pfor || atomic_load_explicit(&p->sleepers, memory_order_relaxed) < p->launched;
+    if (p->pfor)
+        return true;
+    if (atomic_load_explicit(&p->sleepers, memory_order_relaxed) >= p->launched)
+        return false;
+    if (p->idle_jobs < EA_POOL_IDLE_JOBS)
+        return true;
+    return (++p->asks & 31) == 0;
 }
 
 void ea_pool_run_inline(ea_task_fn fn, void *arg, int64_t n_tasks)
@@ -241,7 +250,11 @@ edgeattn_status ea_pool_run(ea_pool *p, ea_task_fn fn, void *arg, int64_t n_task
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
     }
-    drain(p, 0);
+    const int64_t mine = drain(p, 0);
+    if (mine < n_tasks)
+        p->idle_jobs = 0;
+    else if (p->idle_jobs < INT32_MAX)
+        p->idle_jobs++;
     /* every task is taken: close the job once no worker is inside */
     uint64_t s = atomic_load(&p->state);
     for (;;) {

@@ -24,6 +24,8 @@
 
 #include "edgeattn/edgeattn.h"
 
+#define EA_POOL_IDLE_JOBS 4
+
 /* task: index of the task, thread: 0..threads-1 (0 is the caller), for per-thread scratch. */
 typedef void (*ea_task_fn)(void *arg, int64_t task, int thread);
 
@@ -39,6 +41,8 @@ typedef struct ea_pool {
     atomic_int caller_waiting;           /* the caller asleep (or about to be) on done */
     atomic_bool stop;
     int64_t spin_ns;                     /* how long a waiting thread spins before it sleeps */
+    int32_t idle_jobs;                   /* consecutive jobs the caller ran alone (caller only) */
+    uint32_t asks;                       /* ea_pool_helpful calls while idle (caller only) */
     /* the job, written by the caller while it is closed */
     ea_task_fn fn;
     void *arg;
@@ -60,8 +64,11 @@ edgeattn_status ea_pool_start(ea_pool *p, int threads, pthread_t *tid_mem, int64
 /* Runs fn for every task. With one thread it runs them in order on the caller. Returns OK, or
  * INTERNAL when a caller pool broke its contract (a worker index out of range, tasks not run). */
 edgeattn_status ea_pool_run(ea_pool *p, ea_task_fn fn, void *arg, int64_t n_tasks);
-/* Are any of the pool's workers awake (spinning, or inside a job)? A caller pool counts as awake. */
-bool ea_pool_awake(ea_pool *p);
+/* Are the workers likely to help with a job now? No when all of them sleep, or when the last
+ * EA_POOL_IDLE_JOBS jobs were all run by the caller alone (on a machine with more runnable threads
+ * than cores a spinning worker seldom gets a core in time), except for one probe every 32 asks. A
+ * caller pool counts as helpful. Call it only from the thread that runs the pool's jobs. */
+bool ea_pool_helpful(ea_pool *p);
 /* Runs fn for every task on the calling thread (thread index 0). */
 void ea_pool_run_inline(ea_task_fn fn, void *arg, int64_t n_tasks);
 void ea_pool_stop(ea_pool *p);

@@ -395,10 +395,13 @@ static void test_calls_allocate_nothing(void **state)
     free_workload(&w);
 }
 
-/* A caller-supplied buffer: create obtains no memory at all, the calls none, destroy frees nothing. */
+/* A caller-supplied buffer: create obtains no memory at all, the calls none, destroy frees nothing.
+ * Here every call is shared with the workers however small (EDGEATTN_CPU_INLINE=0), so the pool's
+ * hand-off and the split-KV merge run too (the test above keeps the default thresholds). */
 static void test_caller_buffer_context(void **state)
 {
     (void)state;
+    setenv("EDGEATTN_CPU_INLINE", "0", 1);
     workload w;
     make_workload(&w);
     for (int ring = 0; ring < 2; ring++) {
@@ -441,6 +444,7 @@ static void test_caller_buffer_context(void **state)
         free(buf);
     }
     free_workload(&w);
+    unsetenv("EDGEATTN_CPU_INLINE");
 }
 
 /* ---------------------------------------------------------------- a caller-supplied pool */
