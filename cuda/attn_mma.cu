@@ -51,7 +51,7 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
         r0 = blockIdx.x * BM;
     }
     const ea_seqinfo sq = ea_get_seq(a, b);
-    const ea_rowmap rm = ea_make_rowmap(a, r0, BM, sq.q_len);
+    const ea_rowmap rm = ea_make_rowmap(a, r0, BM);
     const ea_score_xf xf = ea_make_xf(a);
 
     // rows of this thread: warp*16*MT + mt*16 + g (+8); index q = 2*mt + h
@@ -75,7 +75,7 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
     const bool q_async = ((a.q.ptr | (uint64_t)(a.q.sn * 2) | (uint64_t)(a.q.sh * 2) | (uint64_t)(a.q.sb * 2)) & 15) == 0;
     ea_load_q_tile<T, D, LD, BM, NT>(a, rm, sq.qpos0, b, hkv, sQ, q_async);
     ea_kv_loader<D, LD, BN, NT> ld;
-    ld.init(a, sq.kv_b, hkv, tid);
+    ld.init(a, b, hkv, tid);
 #pragma unroll
     for (int s = 0; s < ST - 1; ++s) {
         if (s < ntiles) ld.load(a, sq, (tb_lo + s) * BN, sq.kv_len, sK + s * BN * LD, sV + s * BN * LD);
@@ -264,7 +264,8 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
     }
     ea_cp_wait<0>();
 
-    // epilogue
+    // epilogue (rows past this batch row's q_len: not written)
+    const int qlen = ea_q_len(a, b);
 #pragma unroll
     for (int q = 0; q < R; ++q) {
         const int mt = q >> 1, h = q & 1;
@@ -272,7 +273,7 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
         l += __shfl_xor_sync(0xffffffffu, l, 1);
         l += __shfl_xor_sync(0xffffffffu, l, 2);
         int hq, i;
-        if (!ea_row_of(a, rm, hkv, warp * 16 * MT + mt * 16 + g + 8 * h, hq, i)) continue;
+        if (!ea_row_of(a, rm, hkv, warp * 16 * MT + mt * 16 + g + 8 * h, hq, i) || i >= qlen) continue;
         const float inv = l > 0.f ? 1.f / l : 0.f;
         const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn;
 #pragma unroll

@@ -25,11 +25,11 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_simt(const ea_cu_attn_
     const int nrb = (a.group * hs + EA_SIMT_BM - 1) / EA_SIMT_BM;
     const int rb = blockIdx.x % nrb, split = blockIdx.x / nrb;
     const ea_seqinfo sq = ea_get_seq(a, b);
-    const ea_rowmap rm = ea_make_rowmap(a, rb * EA_SIMT_BM, EA_SIMT_BM, sq.q_len);
+    const ea_rowmap rm = ea_make_rowmap(a, rb * EA_SIMT_BM, EA_SIMT_BM);
     const ea_score_xf xf = ea_make_xf(a);
 
     int hq, i;
-    const bool ok = ea_row_of(a, rm, hkv, r, hq, i);
+    const bool ok = ea_row_of(a, rm, hkv, r, hq, i) && i < sq.q_len; // rows past q_len: not written
     const float *brow = nullptr;
     if (a.bias.ptr && ok) brow = (const float *)a.bias.ptr + b * a.bias.sb + hq * a.bias.sh + (int64_t)i * a.bias.sn;
 

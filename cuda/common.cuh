@@ -94,6 +94,15 @@ __device__ __forceinline__ ea_seqinfo ea_get_seq(const ea_cu_attn_args &a, int b
     return s;
 }
 
+// Queries of batch row b (rows i >= it are not written), read where a store needs it: the volatile load
+// stays there (hoisted to the kernel's start, it would hold a register through the main loop).
+__device__ __forceinline__ int ea_q_len(const ea_cu_attn_args &a, int b) {
+    if (!a.seq) return a.Nq;
+    int q;
+    asm volatile("ld.global.nc.b32 %0, [%1];" : "=r"(q) : "l"(&((const ea_cu_seq *)a.seq)[b].q_len));
+    return q < a.Nq ? q : a.Nq;
+}
+
 // ---------------------------------------------------------------- RoPE (kernel_abi.h)
 // cos and sin (FP32) of the angle of pair p at absolute position pos: the angle (pos * pos_scale) *
 // inv_freq[p] in double exactly as the host computes it, reduced to [-pi, pi] in double (2 pi in two

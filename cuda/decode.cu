@@ -40,7 +40,8 @@ __device__ __forceinline__ void ea_decode_fused_merge(const ea_cu_attn_args &a, 
 
     // valid rows of the block (the same in every warp)
     int hq_l, i_l;
-    const unsigned vmask = __ballot_sync(0xffffffffu, lane < 16 && ea_row_of(a, rm, hkv, lane, hq_l, i_l));
+    const int qlen = ea_q_len(a, b); // rows past it (ragged decode): merged nowhere, not written
+    const unsigned vmask = __ballot_sync(0xffffffffu, lane < 16 && ea_row_of(a, rm, hkv, lane, hq_l, i_l) && i_l < qlen);
     const int nv = __popc(vmask);
     float *sw = sm;                                          // [16][S] merge weights
     float4 *spart = (float4 *)(sm + 16 * EA_COMBINE_MAX_SPLITS); // [NT] partial sums of split groups
@@ -162,7 +163,8 @@ __device__ __forceinline__ void ea_decode_fused_merge2(const ea_cu_attn_args &a,
     if (!__syncthreads_or(tid == 0 && old == (unsigned)(S - 1))) return;
 
     int hq_l, i_l;
-    const unsigned vmask = __ballot_sync(0xffffffffu, lane < 16 && ea_row_of(a, rm, hkv, lane, hq_l, i_l));
+    const int qlen = ea_q_len(a, b); // rows past it: merged nowhere, not written
+    const unsigned vmask = __ballot_sync(0xffffffffu, lane < 16 && ea_row_of(a, rm, hkv, lane, hq_l, i_l) && i_l < qlen);
     const int nv = __popc(vmask);
     constexpr int NC = D / 4, CH = 32;
     const int items = nv * NC;
@@ -274,7 +276,7 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     const int rb = blockIdx.x % nrb, split = blockIdx.x / nrb;
 
     const ea_seqinfo sq = ea_get_seq(a, b);
-    const ea_rowmap rm = ea_make_rowmap(a, rb * 16, 16, sq.q_len); // Nq < 16 or hs rounding: see ea_make_rowmap
+    const ea_rowmap rm = ea_make_rowmap(a, rb * 16, 16); // Nq < 16 or hs rounding: see ea_make_rowmap
     const ea_score_xf xf = ea_make_xf(a);
 
     int hq_r[2], i_r[2];
@@ -300,7 +302,7 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     uint16_t *wV = wK + WST * KPW * LD;
     const int jend = khi; // keys at or past the split's end (or the visible range) are zero-filled
     ea_kv_loader<D, LD, KPW, 32> ld;
-    ld.init(a, sq.kv_b, hkv, lane);
+    ld.init(a, b, hkv, lane);
 #pragma unroll
     for (int s = 0; s < WST - 1; ++s) {
         if (s < nc) ld.load(a, sq, s0 + (c_lo + warp + NW * s) * KPW, jend, wK + s * KPW * LD, wV + s * KPW * LD);
@@ -471,6 +473,7 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
         const float inv = l > 0.f ? 1.f / l : 0.f;
         const float lse2 = l > 0.f ? mu + __log2f(l) : -INFINITY; // log2 domain
         if (a.num_splits <= 1) {
+            if (i >= ea_q_len(a, b)) return; // past this batch row's queries: not written (nothing follows)
             const int64_t ob = b * a.out.sb + hq * a.out.sh + (int64_t)i * a.out.sn;
             for (int d = sub * 2; d < D; d += TPR * 2) {
                 float v0 = 0.f, v1 = 0.f;

@@ -9,18 +9,20 @@
 // head-major with a per-head stride hs: hs = Nq packs heads back to back (few query rows: decode,
 // GQA groups share one tile); hs = Nq rounded up to the tile (many rows: prefill, no tile straddles
 // two heads, so causal skipping stays exact).
+//
+// Ragged decode (q_len < Nq for a batch row): rows i >= q_len are computed like the others (their
+// queries exist in memory, their results are finite) and only their stores to out/lse are skipped
+// (ea_q_len at the store): no register stays live through the main loop for it.
 struct ea_rowmap {
     int hs;          // rows per head in the flattened space
     int r0;          // first flattened row of this CTA
-    int qn;          // queries of this batch row (ea_seqinfo::q_len): rows with i >= qn are padding
     int i0, i1;      // smallest and largest query index any valid row of this CTA has (i1 < i0: none)
 };
 
-__device__ __forceinline__ ea_rowmap ea_make_rowmap(const ea_cu_attn_args &a, int r0, int bm, int qn) {
+__device__ __forceinline__ ea_rowmap ea_make_rowmap(const ea_cu_attn_args &a, int r0, int bm) {
     ea_rowmap m;
     m.hs = a.Nq >= bm ? (a.Nq + bm - 1) / bm * bm : a.Nq;
     m.r0 = r0;
-    m.qn = qn;
     int rlast = r0 + bm - 1;
     int hmax = a.group * m.hs - 1;
     if (rlast > hmax) rlast = hmax;
@@ -28,22 +30,22 @@ __device__ __forceinline__ ea_rowmap ea_make_rowmap(const ea_cu_attn_args &a, in
     if (h0 == h1) {
         m.i0 = r0 % m.hs;
         m.i1 = rlast % m.hs;
+        if (m.i1 > a.Nq - 1) m.i1 = a.Nq - 1;
     } else {
         m.i0 = 0;
         m.i1 = a.Nq - 1;
     }
-    if (m.i1 > qn - 1) m.i1 = qn - 1;
     return m;
 }
 
-// Flattened row -> (query head, query index); valid = false for padding rows (and rows past q_len).
+// Flattened row -> (query head, query index); valid = false for padding rows.
 __device__ __forceinline__ bool ea_row_of(const ea_cu_attn_args &a, const ea_rowmap &m, int hkv, int rr, int &hq,
                                           int &i) {
     int r = m.r0 + rr;
     int hl = r / m.hs;
     i = r - hl * m.hs;
     hq = hkv * a.group + hl;
-    return hl < a.group && i < m.qn;
+    return hl < a.group && i < a.Nq;
 }
 
 // RoPE on the queries of a CTA's tile: for each (query index i of the tile, pair p) the angle is
@@ -109,6 +111,17 @@ __device__ __forceinline__ void ea_load_q_tile(const ea_cu_attn_args &a, const e
     }
 }
 
+// K/V batch index of batch row b (ea_cu_seq.kv_b: decode reads cache sequence seq_ids[b]), loaded where
+// a tile load needs it: an L1 hit per tile instead of a register through the main loop (a loaded value
+// is not uniform to the compiler the way blockIdx is: holding it cost up to 20 registers and more
+// spills in the prefill kernels). The volatile load keeps the compiler from hoisting it.
+__device__ __forceinline__ int ea_kv_b_now(const ea_cu_attn_args &a, int b) {
+    if (!a.seq) return b;
+    int v;
+    asm volatile("ld.global.nc.b32 %0, [%1];" : "=r"(v) : "l"(&((const ea_cu_seq *)a.seq)[b].kv_b));
+    return v;
+}
+
 // Loads keys [j0, j0 + ROWS) of K and V (storage rows via the ring slot map) into sK/sV[ROWS][LD];
 // keys at or past jend are zero-filled (V must be finite there: P = 0 times garbage could be NaN).
 // NTH threads (thread index tid) share the work. Interior tiles of a plain (non-ring) cache take the fast
@@ -118,7 +131,8 @@ struct ea_kv_loader {
     static constexpr int CPR = D / 8; // 16-byte chunks per row
     static constexpr bool FAST = (NTH % CPR) == 0 && ((ROWS * CPR) % NTH) == 0;
     static constexpr int RSTEP = FAST ? NTH / CPR : 1;
-    int b, hkv, tid; // nothing else stays live across the main loop: bases are recomputed per tile
+    int b, hkv, tid; // b: the batch row (blockIdx.z); nothing else stays live across the main loop: bases are
+                     // recomputed per tile
 
     __device__ __forceinline__ void init(const ea_cu_attn_args &a, int b_, int hkv_, int tid_) {
         (void)a;
@@ -129,8 +143,9 @@ struct ea_kv_loader {
 
     __device__ __forceinline__ void load(const ea_cu_attn_args &a, const ea_seqinfo &s, int j0, int jend,
                                          uint16_t *sK, uint16_t *sV) const {
-        const uint16_t *kb = (const uint16_t *)a.k.ptr + b * a.k.sb + hkv * a.k.sh;
-        const uint16_t *vb = (const uint16_t *)a.v.ptr + b * a.v.sb + hkv * a.v.sh;
+        const int kvb = ea_kv_b_now(a, b);
+        const uint16_t *kb = (const uint16_t *)a.k.ptr + kvb * a.k.sb + hkv * a.k.sh;
+        const uint16_t *vb = (const uint16_t *)a.v.ptr + kvb * a.v.sb + hkv * a.v.sh;
         if constexpr (FAST) {
             if (a.ring_cap == 0 && j0 + ROWS <= jend) {
                 const int r = tid / CPR, c = tid % CPR;
