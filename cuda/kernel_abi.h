@@ -21,8 +21,8 @@
  * RoPE (ea_cu_rope, inv_freq != 0): the pair p < dim/2 of a head's first dim values, (p, p + dim/2)
  * for style 1 or (2p, 2p + 1) for style 2, is rotated by the angle a = (pos * pos_scale) * inv_freq[p]
  * (double): x0' = x0 c - x1 s, x1' = x0 s + x1 c in FP32 with c, s = cos a, sin a rounded to FP32. The
- * attention kernels rotate each query at qpos(i) (before the scale), ea_kv_write each key it stores at
- * its position. The kernels reduce a modulo 2 pi in double and evaluate cos/sin in FP32 (a few FP32 ulps
+ * attention kernels rotate each query at qpos(i) (the score scale applies to the rotated query),
+ * ea_kv_write each key it stores at its position. The kernels reduce a modulo 2 pi in double and evaluate cos/sin in FP32 (a few FP32 ulps
  * from the correctly rounded values; double cos/sin would cost 1/64-rate FP64 on most parts).
  */
 #ifndef EDGEATTN_CUDA_KERNEL_ABI_H
@@ -91,7 +91,7 @@ typedef struct ea_cu_attn_args {
      * after it (the last CTA of a row block merges the partials into out/lse and wraps its counter to 0;
      * no combine launch). 0: the combine kernel merges (second launch). Set by ea_cu_plan_attention. */
     uint64_t ws_cnt;
-    ea_cu_rope rope;     /* queries rotated at their positions (needs seq); inv_freq 0: none */
+    ea_cu_rope rope;     /* queries rotated at their positions (decode: needs seq); inv_freq 0: none */
 } ea_cu_attn_args;
 
 /* One batch row of a KV-cache append. */

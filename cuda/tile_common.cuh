@@ -114,9 +114,10 @@ __device__ __forceinline__ void ea_load_q_tile(const ea_cu_attn_args &a, const e
 // K/V batch index of batch row b (ea_cu_seq.kv_b: decode reads cache sequence seq_ids[b]), loaded where
 // a tile load needs it: an L1 hit per tile instead of a register through the main loop (a loaded value
 // is not uniform to the compiler the way blockIdx is: holding it cost up to 20 registers and more
-// spills in the prefill kernels). The volatile load keeps the compiler from hoisting it.
+// spills in the prefill kernels). The volatile load keeps the compiler from hoisting it. Attention
+// (no ring) has kv_b = b by the contract: no load there.
 __device__ __forceinline__ int ea_kv_b_now(const ea_cu_attn_args &a, int b) {
-    if (!a.seq) return b;
+    if (!a.seq || a.ring_cap == 0) return b;
     int v;
     asm volatile("ld.global.nc.b32 %0, [%1];" : "=r"(v) : "l"(&((const ea_cu_seq *)a.seq)[b].kv_b));
     return v;
