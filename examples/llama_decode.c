@@ -173,12 +173,17 @@ static int load_model(const char *path, model *m)
 
 /* ------------------------------------------------------------------ plain C building blocks */
 
-static double now(void)
+static double seconds(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+static double now(void) { return seconds(CLOCK_MONOTONIC); }
+/* CPU time of every thread of the process, read once per run (a system call: not around each
+ * attention call). Far below threads x wall time, it says the machine was busy or the threads idle. */
+static double cpu_now(void) { return seconds(CLOCK_PROCESS_CPUTIME_ID); }
 
 static void rmsnorm(float *out, const float *x, const float *w, int n)
 {
@@ -203,12 +208,12 @@ static void matmul(float *out, const float *x, const float *w, int n, int rows)
 }
 
 /* ------------------------------------------------------------------ a small thread pool
- * Persistent workers that wait for a new generation of work, spinning a few rounds and then
- * sleeping on a condition variable; the caller takes tasks too and then waits the same way for the
- * workers to finish. (Spinning longer gains a few microseconds per call on an idle machine and loses
- * milliseconds on a busy one, where a spinning thread keeps the one it waits for off the core.)
- * Tasks are handed out one at a time through an atomic counter. Used by the plain attention over
- * heads, and by edgeattn itself with --app-pool. */
+ * Persistent workers that wait for a new job, spinning a few rounds and then sleeping on a condition
+ * variable. The caller takes tasks too (one at a time, from an atomic counter). A worker must join a
+ * job while it is open; once the caller has run out of tasks it closes the job and waits only for the
+ * workers that joined, never for one that has not been scheduled yet (on a busy machine that wait
+ * would cost a time slice per call). Used by the plain attention over heads, and by edgeattn itself
+ * with --app-pool. */
 
 typedef void (*task_fn)(void *arg, int32_t task, int32_t worker);
 
@@ -218,22 +223,28 @@ typedef struct worker_arg {
     int32_t index;
 } worker_arg;
 
+/* the job word: generation in the high 32 bits, the open flag, the number of workers that joined */
+#define JOB_OPEN (UINT64_C(1) << 31)
+#define JOB_JOINED (JOB_OPEN - 1)
+#define JOB_GEN(w) ((uint32_t)((w) >> 32))
+
 struct pool {
     int32_t threads; /* the caller counts as worker 0 */
     pthread_t *tid;
     worker_arg *args;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    int sleepers; /* workers waiting on wake; under mu */
-    atomic_uint gen;
-    atomic_int next, pending, stop;
+    int sleepers;       /* workers waiting on wake; under mu */
+    int caller_waiting; /* under mu */
+    _Atomic uint64_t job;
+    atomic_int next, finished, stop;
     task_fn fn;
     void *arg;
     int32_t n_tasks;
 };
 
 #ifndef POOL_SPIN
-#define POOL_SPIN 64
+#define POOL_SPIN 256
 #endif
 
 static inline void cpu_relax(void)
@@ -259,31 +270,41 @@ static void *pool_worker(void *argp)
 {
     const worker_arg *a = argp;
     pool *p = a->p;
-    unsigned seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-        unsigned g;
+        uint64_t w;
         int spins = 0;
-        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
+        while (JOB_GEN(w = atomic_load_explicit(&p->job, memory_order_acquire)) == seen) {
             if (++spins < POOL_SPIN) {
                 cpu_relax();
                 continue;
             }
-            pthread_mutex_lock(&p->mu); /* pool_run bumps gen under mu: no lost wake-up */
+            pthread_mutex_lock(&p->mu); /* a new job is published under mu: no lost wake-up */
             p->sleepers++;
-            while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen)
+            while (JOB_GEN(atomic_load_explicit(&p->job, memory_order_acquire)) == seen)
                 pthread_cond_wait(&p->wake, &p->mu);
             p->sleepers--;
             pthread_mutex_unlock(&p->mu);
         }
-        seen = g;
+        seen = JOB_GEN(w);
         if (atomic_load_explicit(&p->stop, memory_order_relaxed))
             return NULL;
+        /* join while the job is open: fails if the caller closed it (or started another) meanwhile */
+        int joined = 0;
+        while ((w & JOB_OPEN) && JOB_GEN(w) == seen)
+            if (atomic_compare_exchange_weak_explicit(&p->job, &w, w + 1, memory_order_acq_rel,
+                                                      memory_order_acquire)) {
+                joined = 1;
+                break;
+            }
+        if (!joined)
+            continue;
         pool_drain(p, a->index);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&p->mu); /* the caller checks pending under mu before it sleeps */
+        atomic_fetch_add_explicit(&p->finished, 1, memory_order_release);
+        pthread_mutex_lock(&p->mu); /* the caller checks finished under mu before it sleeps */
+        if (p->caller_waiting)
             pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        pthread_mutex_unlock(&p->mu);
     }
 }
 
@@ -291,9 +312,9 @@ static int pool_start(pool *p, int32_t threads)
 {
     memset(p, 0, sizeof *p);
     p->threads = threads;
-    atomic_init(&p->gen, 0u);
+    atomic_init(&p->job, 0);
     atomic_init(&p->next, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->finished, 0);
     atomic_init(&p->stop, 0);
     if (threads <= 1)
         return 0;
@@ -325,6 +346,17 @@ static int pool_start(pool *p, int32_t threads)
     return 0;
 }
 
+/* Publishes a new generation of the job word (open or not) and wakes the sleeping workers. */
+static void pool_publish(pool *p, uint64_t open)
+{
+    pthread_mutex_lock(&p->mu);
+    const uint64_t gen = JOB_GEN(atomic_load_explicit(&p->job, memory_order_relaxed)) + 1u;
+    atomic_store_explicit(&p->job, (gen << 32) | open, memory_order_release);
+    if (p->sleepers > 0)
+        pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void pool_run(pool *p, task_fn fn, void *arg, int32_t n_tasks)
 {
     if (p->threads <= 1 || n_tasks <= 1) {
@@ -336,32 +368,29 @@ static void pool_run(pool *p, task_fn fn, void *arg, int32_t n_tasks)
     p->arg = arg;
     p->n_tasks = n_tasks;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1u, memory_order_release);
-    if (p->sleepers > 0)
-        pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->mu);
+    atomic_store_explicit(&p->finished, 0, memory_order_relaxed);
+    pool_publish(p, JOB_OPEN);
     pool_drain(p, 0);
+    /* no task left: close the job; only the workers that joined can still be running tasks */
+    const int joined = (int)(atomic_fetch_and_explicit(&p->job, ~JOB_OPEN, memory_order_acq_rel) & JOB_JOINED);
     for (int spins = 0; spins < POOL_SPIN; spins++) {
-        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
+        if (atomic_load_explicit(&p->finished, memory_order_acquire) == joined)
             return;
         cpu_relax();
     }
     pthread_mutex_lock(&p->mu);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+    p->caller_waiting = 1;
+    while (atomic_load_explicit(&p->finished, memory_order_acquire) < joined)
         pthread_cond_wait(&p->done, &p->mu);
+    p->caller_waiting = 0;
     pthread_mutex_unlock(&p->mu);
 }
 
 static void pool_stop(pool *p)
 {
     if (p->threads > 1) {
-        pthread_mutex_lock(&p->mu);
         atomic_store_explicit(&p->stop, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&p->gen, 1u, memory_order_release);
-        pthread_cond_broadcast(&p->wake);
-        pthread_mutex_unlock(&p->mu);
+        pool_publish(p, 0); /* a closed job of a new generation: every worker wakes and sees stop */
         for (int32_t i = 1; i < p->threads; i++)
             pthread_join(p->tid[i], NULL);
         pthread_cond_destroy(&p->wake);
@@ -799,7 +828,7 @@ int main(int argc, char **argv)
     }
 
     int32_t token = bos;
-    const double t_start = now();
+    const double t_start = now(), cpu_start = cpu_now();
     for (int32_t pos = 0; pos < steps; pos++) {
         if (forward(&d, token, pos))
             goto done;
@@ -819,13 +848,14 @@ int main(int argc, char **argv)
             print_token(&tok, token, next, bos);
         token = next;
     }
-    const double total = now() - t_start;
+    const double total = now() - t_start, cpu_total = cpu_now() - cpu_start;
     if (!quiet)
         printf("\n");
     printf("%d tokens in %.3f s: %.2f tokens/s\n", (int)steps, total, (double)steps / total);
     printf("attention (%s, %d thread%s): %.3f s, %.1f%% of the time, %.1f us per token per layer\n", what,
            (int)threads, threads > 1 ? "s" : "", d.attn_seconds, 100.0 * d.attn_seconds / total,
            1e6 * d.attn_seconds / ((double)steps * (double)m.layers));
+    printf("CPU time of the process: %.3f s in %.3f s\n", cpu_total, total);
     rc = 0;
 
 done:
