@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what edgeattn's build, tests and cross-builds need on Debian 12 / Ubuntu: the project's
-# one package list (below), and nothing when everything is already there.
+# one package list (below; docs/BUILDING.md explains it), and nothing when everything is already there.
 #   tools/install-deps.sh            every package: native build and tests, PoCL (OpenCL on the CPU,
 #                                    for the OpenCL backend's tests), aarch64 cross compiler + qemu
 #   tools/install-deps.sh --native   only what a native build and its tests need (tools/bench.sh,
@@ -22,10 +22,10 @@ meson                     | native | cmd:meson                     | the build s
 ninja-build               | native | cmd:ninja                     | the build runner
 pkg-config                | native | cmd:pkg-config                | finds cmocka, OpenCL, CLBlast
 libcmocka-dev             | native | pc:cmocka                     | the test framework
-ocl-icd-opencl-dev        | native | pc:OpenCL                     | OpenCL ICD loader (the backend dlopens it)
+ocl-icd-opencl-dev        | native | pc:OpenCL                     | OpenCL ICD loader (opened at run time, never linked)
 opencl-headers            | native | hdr:CL/cl.h                   | OpenCL headers (the backend is built where found)
-libclblast-dev            | native | pc:clblast                    | CLBlast (the OpenCL unfused path dlopens it)
-xxd                       | native | cmd:xxd                       | embeds the OpenCL kernel sources
+libclblast-dev            | native | pc:clblast                    | CLBlast header (the OpenCL unfused path; the library is opened at run time)
+xxd                       | native | cmd:xxd                       | (on the list since the first set-up; no build step uses it today)
 pocl-opencl-icd           | full   | file:/etc/OpenCL/vendors/pocl.icd | an OpenCL device on the CPU for the OpenCL tests
 clinfo                    | full   | cmd:clinfo                    | lists OpenCL devices
 oclgrind                  | full   | cmd:oclgrind                  | OpenCL kernels under a checking simulator
