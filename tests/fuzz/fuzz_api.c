@@ -552,9 +552,11 @@ static void op_attention(run *R)
     p->lse = (pb[0] & P_LSE) ? &lse : NULL;
     int32_t *kv_lens = NULL;
     if (pb[0] & P_KV_LENS) {
-        kv_lens = place_ints(R, pb[6] & 7, (int32_t)B, &out, p->lse, &q, p->bias);
+        /* max_batch entries: a mutated q batch up to the plan reads that many */
+        const int32_t nl = R->cfg.max_batch;
+        kv_lens = place_ints(R, pb[6] & 7, nl, &out, p->lse, &q, p->bias);
         if (kv_lens)
-            for (int64_t b = 0; b < B; b++) {
+            for (int64_t b = 0; b < nl; b++) {
                 int32_t x;
                 if (pb[5] >= 0xF0) {
                     const int32_t w[4] = {-1, (int32_t)Nkv + 1, INT32_MIN, INT32_MAX};
@@ -644,9 +646,11 @@ static void op_kv_append(run *R)
     if (d[5] & 1) {
         static const unsigned where[4] = {KVL_BUMP, KVL_PRIVATE, KVL_IN_Q, KVL_IN_BIAS};
         /* KVL_IN_Q / KVL_IN_BIAS stand for "inside k" / "inside v" here */
-        n_new = place_ints(R, where[d[7] & 3], (int32_t)B, NULL, NULL, &k, &v);
+        /* max_batch entries: a mutated k batch up to the plan reads that many */
+        const int32_t nn = R->cfg.max_batch;
+        n_new = place_ints(R, where[d[7] & 3], nn, NULL, NULL, &k, &v);
         if (n_new)
-            for (int64_t b = 0; b < B; b++) {
+            for (int64_t b = 0; b < nn; b++) {
                 const unsigned base = d[5] >> 1;
                 int32_t x;
                 if (base == 0x7F) {
