@@ -681,7 +681,7 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
                 chunk = s->lay.rope_rows / nb > 0 ? s->lay.rope_rows / nb : 1;
             P.b0 = b0, P.h0 = 0, P.nh = H;
             for (int off = 0;; off += chunk) {
-                bool any = false;
+                int rows = 0; /* the launch's longest run (a ring keeps only the last cap rows of N) */
                 for (int bl = 0; bl < nb; bl++) {
                     const int b = b0 + bl, n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
                     const int32_t seq = seq_ids[b];
@@ -695,13 +695,13 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
                     P.tab0[bl] = bl * chunk;
                     pos0[bl] = total + ra;
                     cnt[bl] = rb - ra;
-                    any = any || rb > ra;
+                    rows = rb - ra > rows ? rb - ra : rows;
                 }
-                if (!any)
+                if (rows == 0)
                     break;
                 if (rope)
                     TRY(rope_upload(s, msg, rope, nb, pos0, P.tab0, cnt, (size_t)nb * (size_t)chunk));
-                TRY(launch_kv_write(s, msg, km, vm, kdst, vdst, &P, (size_t)chunk, (size_t)nb * (size_t)H));
+                TRY(launch_kv_write(s, msg, km, vm, kdst, vdst, &P, (size_t)rows, (size_t)nb * (size_t)H));
             }
         }
         return EDGEATTN_OK;
