@@ -46,7 +46,7 @@ if [[ "${BENCH_ONLY:-0}" != 1 ]]; then
 
     step "shared suites on OpenCL"
     : > "$out/suites.log"
-    for s in parity bad_input numerics noalloc; do
+    for s in parity bad_input numerics noalloc mix; do
         echo "---- $s" >> "$out/suites.log"
         timeout 400 "$b/tests/test_$s" >> "$out/suites.log" 2>&1 || status=1
     done
