@@ -323,10 +323,11 @@ static void merge_group(const job *J, int64_t t, int thread)
     write_rows(c, b, kvh, r0, R, o, m, l);
 }
 
-/* Multiply-adds of Q·Kᵀ the call will do, roughly: query rows x visible keys x head dim. */
-static int64_t work_estimate(const ea_attn_call *c)
+/* Multiply-adds of Q·Kᵀ the call will do, roughly: query rows x visible keys x head dim (in double:
+ * the product of the plan's maxima can pass 2^63). */
+static double work_estimate(const ea_attn_call *c)
 {
-    int64_t work = 0;
+    double work = 0.0;
     for (int32_t b = 0; b < c->B; b++) {
         const int64_t keys = c->decode ? c->cache->held[ea_kv_idx(c->cache, c->layer, c->seq_ids[b])]
                                        : (c->kv_lens ? c->kv_lens[b] : c->Nkv);
@@ -338,9 +339,9 @@ static int64_t work_estimate(const ea_attn_call *c)
             const int64_t right = c->causal ? 0 : (c->window_right >= 0 ? c->window_right : keys);
             vis = imin(vis, c->window_left + 1 + right);
         }
-        work += nq * vis;
+        work += (double)nq * (double)vis;
     }
-    return work * c->Hq * c->D;
+    return work * (double)c->Hq * (double)c->D;
 }
 
 edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
@@ -353,7 +354,8 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
     J.packed = J.rows > EA_PACK_ROWS && st->can_pack; /* the rows path for few rows: packing costs more */
     J.nsplit = 1;
     const int64_t base = (int64_t)c->B * c->Hkv * J.nrb;
-    if (st->threads <= 1 || work_estimate(c) < (ea_pool_helpful(&st->pool) ? st->inline_work : st->wake_work)) {
+    if (st->threads <= 1 ||
+        work_estimate(c) < (double)(ea_pool_helpful(&st->pool) ? st->inline_work : st->wake_work)) {
         ea_pool_run_inline(attn_task, &J, base);
         return EDGEATTN_OK;
     }
