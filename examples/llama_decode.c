@@ -433,6 +433,7 @@ typedef struct decoder {
     pool pool;
     /* timing */
     double attn_seconds;
+    float *call_us; /* [steps][layers] each attention call's time, for the medians */
 } decoder;
 
 /* One plain attention head (a pool task): llama2.c's loop over the cached positions 0..pos. */
@@ -541,7 +542,9 @@ static int forward(decoder *d, int32_t token, int32_t pos)
         const double t0 = now();
         if (attention(d, l, pos))
             return 1;
-        d->attn_seconds += now() - t0;
+        const double dt = now() - t0;
+        d->attn_seconds += dt;
+        d->call_us[(size_t)pos * (size_t)m->layers + (size_t)l] = (float)(1e6 * dt);
 
         matmul(d->xb2, d->att_out, m->wo + L * (size_t)dim * (size_t)dim, dim, dim);
         for (int32_t i = 0; i < dim; i++)
@@ -560,6 +563,19 @@ static int forward(decoder *d, int32_t token, int32_t pos)
     rmsnorm(d->x, d->x, m->rms_final, dim);
     matmul(d->logits, d->x, m->wcls, dim, m->vocab);
     return 0;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of v[0..n) (sorts v in place). */
+static double median_us(float *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_float);
+    return n % 2 ? v[n / 2] : 0.5 * ((double)v[n / 2 - 1] + (double)v[n / 2]);
 }
 
 /* ------------------------------------------------------------------ optional tokenizer */
@@ -753,6 +769,7 @@ int main(int argc, char **argv)
     d.hb = zalloc((size_t)m.hidden, sizeof(float), &oom);
     d.hb2 = zalloc((size_t)m.hidden, sizeof(float), &oom);
     d.logits = zalloc((size_t)m.vocab, sizeof(float), &oom);
+    d.call_us = zalloc((size_t)steps * (size_t)m.layers, sizeof(float), &oom);
     if (plain) {
         const size_t cache_floats = (size_t)m.layers * (size_t)steps * (size_t)m.kv_dim;
         d.key_cache = zalloc(cache_floats, sizeof(float), &oom);
@@ -855,6 +872,14 @@ int main(int argc, char **argv)
     printf("attention (%s, %d thread%s): %.3f s, %.1f%% of the time, %.1f us per token per layer\n", what,
            (int)threads, threads > 1 ? "s" : "", d.attn_seconds, 100.0 * d.attn_seconds / total,
            1e6 * d.attn_seconds / ((double)steps * (double)m.layers));
+    /* medians: on a busy machine the sum above also counts the time slices other programs took
+     * during some calls, the median call mostly does not */
+    const int32_t tail = steps < 64 ? steps : 64;
+    const double tail_us =
+        median_us(d.call_us + (size_t)(steps - tail) * (size_t)m.layers, (size_t)tail * (size_t)m.layers);
+    const double all_us = median_us(d.call_us, (size_t)steps * (size_t)m.layers); /* (sorts: after the tail) */
+    printf("attention per layer call: median %.1f us over the run, %.1f us over the last %d positions\n", all_us,
+           tail_us, (int)tail);
     printf("CPU time of the process: %.3f s in %.3f s\n", cpu_total, total);
     rc = 0;
 
@@ -876,6 +901,7 @@ done:
     free(d.hb);
     free(d.hb2);
     free(d.logits);
+    free(d.call_us);
     free(d.key_cache);
     free(d.value_cache);
     free(d.scores);
