@@ -408,8 +408,8 @@ static int run_append(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const
                     s->v[b][h][s->total[b] + i][d] = round_to(cd->cache_dt, (float)ea_ref_load(&v.h, b, h, i, d));
                 }
     const int32_t n_new[2] = {st->n[0], st->n[1]};
-    const edgeattn_status r = st->host ? edgeattn_kv_append(ctx, &k.h, &v.h, n_new, 1)
-                                       : edgeattn_kv_append(ctx, &k.t, &v.t, n_new, 1);
+    const edgeattn_status r = st->host ? edgeattn_kv_append(ctx, 0, NULL, &k.h, &v.h, n_new, 1)
+                                       : edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, n_new, 1);
     if (r != EDGEATTN_OK) {
         failf("kv_append: %s", edgeattn_message_of(ctx));
         goto done;
@@ -467,7 +467,7 @@ static int run_decode(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const
     p.softcap = st->softcap;
     p.check_finite = 1;
     p.lse = st->lse ? &lse.t : NULL;
-    if (edgeattn_decode(ctx, &q.t, &o.t, &p) != EDGEATTN_OK) {
+    if (edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &o.t, &p) != EDGEATTN_OK) {
         failf("decode: %s", edgeattn_message_of(ctx));
         goto done;
     }

@@ -140,7 +140,7 @@ static void expect_lengths(run *R, const char *what)
     for (int32_t b = 0; b < n; b++) {
         int64_t total = -7;
         int32_t held = -7;
-        edgeattn_status st = edgeattn_kv_length(R->ctx, b, &total, &held);
+        edgeattn_status st = edgeattn_kv_length(R->ctx, 0, b, &total, &held);
         FZ_CHECK(st == EDGEATTN_OK, "after %s: kv_length(%d) returned %s", what, (int)b, edgeattn_status_string(st));
         FZ_CHECK(total == R->kv.total[b] && held == R->kv.held[b],
                  "after %s: sequence %d holds (total %lld, held %d), expected (%lld, %d)", what, (int)b,
@@ -587,14 +587,14 @@ static void op_attention(run *R)
     }
     expect_message(edgeattn_message_of(R->ctx), false, "attention", st);
     const edgeattn_params *ap = cp.arg ? cp.arg : NULL;
-    fz_mark_view(&g_mem, &q, FZ_MARK_Q, "attention q");
-    fz_mark_view(&g_mem, &k, FZ_MARK_K, "attention k");
-    fz_mark_view(&g_mem, &v, FZ_MARK_V, "attention v");
-    fz_mark_view(&g_mem, &out, FZ_MARK_OUT, "attention out");
+    fz_mark_view(&g_mem, &q, FZ_MARK_Q, "attention q", true);
+    fz_mark_view(&g_mem, &k, FZ_MARK_K, "attention k", true);
+    fz_mark_view(&g_mem, &v, FZ_MARK_V, "attention v", true);
+    fz_mark_view(&g_mem, &out, FZ_MARK_OUT, "attention out", false);
     if (ap && ap->bias)
-        fz_mark_view(&g_mem, ap->bias, FZ_MARK_BIAS, "attention bias");
+        fz_mark_view(&g_mem, ap->bias, FZ_MARK_BIAS, "attention bias", true);
     if (ap && ap->lse)
-        fz_mark_view(&g_mem, ap->lse, FZ_MARK_LSE, "attention lse");
+        fz_mark_view(&g_mem, ap->lse, FZ_MARK_LSE, "attention lse", false);
     if (ap && ap->kv_lens)
         fz_mark_bytes(&g_mem, ap->kv_lens, 4 * (size_t)q.shape[0], FZ_MARK_INTS);
     /* kv_lens may alias anything, outputs included (read once at validation): not an input here */
@@ -681,7 +681,7 @@ static void op_kv_append(run *R)
     }
 
     fz_mem_snapshot(&g_mem);
-    const edgeattn_status st = edgeattn_kv_append(R->ctx, &k, &v, n_new, check);
+    const edgeattn_status st = edgeattn_kv_append(R->ctx, 0, NULL, &k, &v, n_new, check);
     expect_status_sane(st, "kv_append", true);
     trace("kv_append", st, R->ctx, "");
     trace_tensor("k", &k);
@@ -753,7 +753,7 @@ static void op_decode(run *R)
     }
 
     fz_mem_snapshot(&g_mem);
-    const edgeattn_status st = edgeattn_decode(R->ctx, &q, &out, cp.arg);
+    const edgeattn_status st = edgeattn_decode(R->ctx, 0, NULL, NULL, &q, &out, cp.arg);
     expect_status_sane(st, "decode", true);
     trace("decode", st, R->ctx, "");
     trace_tensor("q", &q);
@@ -768,10 +768,10 @@ static void op_decode(run *R)
     }
     expect_message(edgeattn_message_of(R->ctx), false, "decode", st);
     const edgeattn_params *ap = cp.arg;
-    fz_mark_view(&g_mem, &q, FZ_MARK_Q, "decode q");
-    fz_mark_view(&g_mem, &out, FZ_MARK_OUT, "decode out");
+    fz_mark_view(&g_mem, &q, FZ_MARK_Q, "decode q", true);
+    fz_mark_view(&g_mem, &out, FZ_MARK_OUT, "decode out", false);
     if (ap && ap->lse)
-        fz_mark_view(&g_mem, ap->lse, FZ_MARK_LSE, "decode lse");
+        fz_mark_view(&g_mem, ap->lse, FZ_MARK_LSE, "decode lse", false);
     fz_expect_disjoint(&g_mem, FZ_MARK_OUT, FZ_MARK_Q | FZ_MARK_LSE, "decode accepted out sharing bytes with q or lse");
     fz_expect_disjoint(&g_mem, FZ_MARK_LSE, FZ_MARK_Q, "decode accepted lse sharing bytes with q");
     fz_mem_expect_unchanged(&g_mem, FZ_MARK_OUT | FZ_MARK_LSE, "decode");
@@ -838,7 +838,7 @@ static void op_kv_length(run *R)
     const int32_t seq = seq_from(s, R->kv.on ? R->kv.max_batch : 1, false);
     int64_t total = -5;
     int32_t held = -5;
-    const edgeattn_status st = edgeattn_kv_length(R->ctx, seq, (nulls & 1) ? NULL : &total, (nulls & 2) ? NULL : &held);
+    const edgeattn_status st = edgeattn_kv_length(R->ctx, 0, seq, (nulls & 1) ? NULL : &total, (nulls & 2) ? NULL : &held);
     expect_status_sane(st, "kv_length", true);
     trace("kv_length", st, R->ctx, "");
     if (!R->kv.on) {
@@ -880,8 +880,8 @@ static void op_copy(run *R)
         return;
     }
     expect_message(edgeattn_message_of(R->ctx), false, "copy", st);
-    fz_mark_view(&g_mem, &src, FZ_MARK_Q, "copy src");
-    fz_mark_view(&g_mem, &dst, FZ_MARK_OUT, "copy dst");
+    fz_mark_view(&g_mem, &src, FZ_MARK_Q, "copy src", false);
+    fz_mark_view(&g_mem, &dst, FZ_MARK_OUT, "copy dst", false);
     fz_expect_disjoint(&g_mem, FZ_MARK_OUT, FZ_MARK_Q, "copy accepted dst sharing bytes with src");
     fz_mem_expect_unchanged(&g_mem, FZ_MARK_OUT, "copy");
     const edgeattn_tensor ss = fz_tensor_in_snapshot(&g_mem, &src);
@@ -908,14 +908,14 @@ static void op_nulls(run *R)
     case 2: st = edgeattn_attention(R->ctx, &q, NULL, &v, &out, NULL); break;
     case 3: st = edgeattn_attention(R->ctx, &q, &k, NULL, &out, NULL); break;
     case 4: st = edgeattn_attention(R->ctx, &q, &k, &v, NULL, NULL); break;
-    case 5: st = edgeattn_decode(NULL, &q, &out, NULL); null_ctx = true; break;
-    case 6: st = edgeattn_decode(R->ctx, NULL, &out, NULL); break;
-    case 7: st = edgeattn_decode(R->ctx, &q, NULL, NULL); break;
-    case 8: st = edgeattn_kv_append(NULL, &k, &v, NULL, 0); null_ctx = true; break;
-    case 9: st = edgeattn_kv_append(R->ctx, NULL, &v, NULL, 0); break;
-    case 10: st = edgeattn_kv_append(R->ctx, &k, NULL, NULL, 0); break;
+    case 5: st = edgeattn_decode(NULL, 0, NULL, NULL, &q, &out, NULL); null_ctx = true; break;
+    case 6: st = edgeattn_decode(R->ctx, 0, NULL, NULL, NULL, &out, NULL); break;
+    case 7: st = edgeattn_decode(R->ctx, 0, NULL, NULL, &q, NULL, NULL); break;
+    case 8: st = edgeattn_kv_append(NULL, 0, NULL, &k, &v, NULL, 0); null_ctx = true; break;
+    case 9: st = edgeattn_kv_append(R->ctx, 0, NULL, NULL, &v, NULL, 0); break;
+    case 10: st = edgeattn_kv_append(R->ctx, 0, NULL, &k, NULL, NULL, 0); break;
     case 11: st = edgeattn_kv_reset(NULL, -1); null_ctx = true; break;
-    case 12: st = edgeattn_kv_length(NULL, 0, NULL, NULL); null_ctx = true; break;
+    case 12: st = edgeattn_kv_length(NULL, 0, 0, NULL, NULL); null_ctx = true; break;
     default: {
         const char *m = edgeattn_message_of(NULL);
         FZ_CHECK(m && m[0], "edgeattn_message_of(NULL) is empty");

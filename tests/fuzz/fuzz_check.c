@@ -172,7 +172,7 @@ static bool elem_offset(const edgeattn_tensor *t, size_t es, const int64_t idx[4
     return !__builtin_mul_overflow(o, (uint64_t)es, off);
 }
 
-void fz_mark_view(fz_mem *m, const edgeattn_tensor *t, unsigned bit, const char *what)
+void fz_mark_view(fz_mem *m, const edgeattn_tensor *t, unsigned bit, const char *what, bool input)
 {
     const size_t es = fz_dtype_size(t->dtype);
     FZ_CHECK(es != 0, "%s: accepted a view of dtype %d", what, (int)t->dtype);
@@ -182,17 +182,20 @@ void fz_mark_view(fz_mem *m, const edgeattn_tensor *t, unsigned bit, const char 
     FZ_CHECK(ri >= 0, "%s: accepted a view whose data is outside every caller block", what);
     fz_region *r = &m->r[ri];
     const size_t base = (size_t)((uint8_t *)t->data - r->buf);
+    /* an input may broadcast (stride 0 over B, H or N): such a dim reads one set of elements */
+    int64_t ext[4];
     uint64_t count = 1;
     for (int i = 0; i < 4; i++) {
         FZ_CHECK(t->shape[i] > 0 && t->stride[i] >= 0, "%s: accepted shape[%d] = %lld stride %lld", what, i,
                  (long long)t->shape[i], (long long)t->stride[i]);
-        FZ_CHECK(!__builtin_mul_overflow(count, (uint64_t)t->shape[i], &count) && count <= t->bytes / es,
+        ext[i] = input && i < 3 && t->stride[i] == 0 ? 1 : t->shape[i];
+        FZ_CHECK(!__builtin_mul_overflow(count, (uint64_t)ext[i], &count) && count <= t->bytes / es,
                  "%s: accepted a view of more elements than its %zu bytes hold", what, t->bytes);
     }
     int64_t idx[4];
-    for (idx[0] = 0; idx[0] < t->shape[0]; idx[0]++)
-        for (idx[1] = 0; idx[1] < t->shape[1]; idx[1]++)
-            for (idx[2] = 0; idx[2] < t->shape[2]; idx[2]++)
+    for (idx[0] = 0; idx[0] < ext[0]; idx[0]++)
+        for (idx[1] = 0; idx[1] < ext[1]; idx[1]++)
+            for (idx[2] = 0; idx[2] < ext[2]; idx[2]++)
                 for (idx[3] = 0; idx[3] < t->shape[3]; idx[3]++) {
                     uint64_t off;
                     FZ_CHECK(elem_offset(t, es, idx, &off) && off + es <= t->bytes,

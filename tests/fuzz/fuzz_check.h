@@ -74,7 +74,8 @@ bool fz_extents_overlap(const void *a, size_t na, const void *b, size_t nb);
 
 /* For a view the library accepted: every element lies inside [data, data + bytes) of a region, no
  * element shares a byte with another element of the view; marks its bytes with `bit`. */
-void fz_mark_view(fz_mem *m, const edgeattn_tensor *t, unsigned bit, const char *what);
+/* input: a read-only tensor, which may broadcast (stride 0 over B, H or N). */
+void fz_mark_view(fz_mem *m, const edgeattn_tensor *t, unsigned bit, const char *what, bool input);
 /* Marks n bytes at p (an int array the call read). */
 void fz_mark_bytes(fz_mem *m, const void *p, size_t n, unsigned bit);
 /* No byte carries both a bit of `a` and a bit of `b`. */

@@ -60,8 +60,13 @@ static size_t row_index(const fz_kv_model *m, int64_t b, int64_t h, int64_t slot
 void fz_kv_append(fz_kv_model *m, const edgeattn_tensor *k, const edgeattn_tensor *v, const int32_t *n_new)
 {
     const int64_t B = k->shape[0], H = k->shape[1], N = k->shape[2], D = k->shape[3];
-    m->heads = (int32_t)H;
-    m->dim = (int32_t)D;
+    int64_t added = 0;
+    for (int64_t b = 0; b < B; b++)
+        added += n_new ? n_new[b] : N;
+    if (added > 0 || m->heads) { /* an empty cache takes its shape from the first append of tokens */
+        m->heads = (int32_t)H;
+        m->dim = (int32_t)D;
+    }
     for (int64_t b = 0; b < B; b++) {
         const int64_t n = n_new ? n_new[b] : N;
         const int64_t skip = n > m->cap ? n - m->cap : 0;
@@ -76,7 +81,7 @@ void fz_kv_append(fz_kv_model *m, const edgeattn_tensor *k, const edgeattn_tenso
                     }
                 }
         m->total[b] += n;
-        m->held[b] = m->total[b] < m->cap ? (int32_t)m->total[b] : m->cap;
+        m->held[b] = m->held[b] + n < m->cap ? (int32_t)(m->held[b] + n) : m->cap;
     }
 }
 
