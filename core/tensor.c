@@ -117,6 +117,9 @@ static edgeattn_status check_tensor(char *msg, const char *name, const edgeattn_
     if (t->offset != 0 && t->memory != EDGEATTN_MEM_OPENCL)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: offset %zu set, but only OpenCL tensors take an offset",
                        name, t->offset);
+    if (t->memory != EDGEATTN_MEM_OPENCL && (uintptr_t)t->data % ea_dtype_size(t->dtype) != 0)
+        return ea_fail(msg, EDGEATTN_ERR_MISALIGNED, "%s: data %p is not aligned to its %zu-byte elements", name,
+                       t->data, ea_dtype_size(t->dtype));
     for (int i = 0; i < 4; i++) {
         if (t->shape[i] <= 0)
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "%s: shape[%d] = %lld must be > 0", name, i,
@@ -207,8 +210,9 @@ static edgeattn_status check_params(char *msg, const edgeattn_params *p)
     if (!isfinite(p->scale) || p->scale < 0.0f)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: scale %g must be finite and >= 0 (0 = 1/sqrt(D))",
                        (double)p->scale);
-    if (!isfinite(p->softcap) || p->softcap < 0.0f)
-        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: softcap %g must be finite and >= 0",
+    if (!isfinite(p->softcap) || p->softcap < 0.0f || (p->softcap > 0.0f && !isfinite(1.0f / p->softcap)))
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "params: softcap %g must be finite and >= 0 (0: none), and not so small that 1/softcap overflows",
                        (double)p->softcap);
     if (p->causal != 0 && p->causal != 1)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: causal must be 0 or 1, got %d", (int)p->causal);

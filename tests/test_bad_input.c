@@ -1008,6 +1008,19 @@ static void test_params_invalid(void **state)
         F->pd.softcap = bad_f[i];
         EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);
     }
+    /* a softcap so small that 1/softcap overflows (found by the fuzzer: NaN scores) */
+    F->p.softcap = 1e-39f;
+    EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_INVALID_ARG);
+    /* tensor data not aligned to its elements (found by the fuzzer: misaligned float loads) */
+    {
+        edgeattn_tensor qm = Q, km = F->ak.t;
+        qm.data = (char *)Q.data + 2;
+        qm.bytes -= 4;
+        EXPECT(edgeattn_attention(F->ctx, &qm, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_MISALIGNED);
+        km.data = (char *)km.data + 1;
+        km.bytes -= 4;
+        EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &km, &F->av.t, NULL, 0), EDGEATTN_ERR_MISALIGNED);
+    }
     F->p.causal = 2;
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_INVALID_ARG);
     F->p.causal = -1;

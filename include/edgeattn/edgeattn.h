@@ -58,7 +58,8 @@ typedef enum edgeattn_status {
     EDGEATTN_ERR_CAPACITY = 8,          /* request beyond the plan (batch, lengths, heads, KV cache full) */
     EDGEATTN_ERR_OVERFLOW = 9,          /* a byte count overflows size_t */
     EDGEATTN_ERR_BUFFER_TOO_SMALL = 10, /* caller buffer smaller than the plan */
-    EDGEATTN_ERR_MISALIGNED = 11,       /* caller buffer not aligned to EDGEATTN_ALIGNMENT */
+    EDGEATTN_ERR_MISALIGNED = 11,       /* caller buffer not aligned to EDGEATTN_ALIGNMENT, or tensor data not
+                                           aligned to its element size */
     EDGEATTN_ERR_BACKEND_UNAVAILABLE = 12, /* forced backend not built, not present or unsupported */
     EDGEATTN_ERR_OUT_OF_MEMORY = 13,    /* create could not obtain the planned memory */
     EDGEATTN_ERR_NONFINITE = 14,        /* NaN or Inf in an input, with check_finite set */
