@@ -553,6 +553,7 @@ static void test_caller_parallel_for(void **state)
     base_config(&cfg, false);
     cfg.parallel_for = pool_parallel_for;
     cfg.parallel_user = &tp;
+    cfg.backend = EDGEATTN_BACKEND_CPU; /* the caller's pool serves the CPU backend (GPU runs re-use this suite) */
     edgeattn_plan_info info;
     assert_int_equal(edgeattn_plan(&cfg, &info, NULL), EDGEATTN_OK);
     assert_int_equal(info.num_threads, 2);
