@@ -16,7 +16,9 @@
  *   - cases that must be refused (invalid params, capacity, empty cache, ...) are refused;
  *   - kv_length agrees with the model after every op; copy copies exactly.
  *
- * `fuzz_api --make-seeds=DIR` writes the seed corpus (fuzz_seeds.c) and exits.
+ * `fuzz_api --make-seeds=DIR` writes the seed corpus (fuzz_seeds.c) and exits. Environment:
+ * FUZZ_API_TRACE=1 prints every call, FUZZ_API_STRICT=1 and FUZZ_API_MISALIGNED=1 turn on the cases
+ * of the open findings (README.md).
  */
 #include <float.h>
 #include <math.h>
@@ -25,7 +27,6 @@
 #include <string.h>
 
 #include "core/half.h"
-#include "core/reference.h"
 #include "fuzz_check.h"
 #include "fuzz_input.h"
 #include "fuzz_kv_model.h"
