@@ -31,6 +31,12 @@ cd "$(dirname "$0")/.."
 root=${EDGEATTN_BUILD_ROOT:-build}
 stages=("$@")
 ((${#stages[@]})) || stages=(release asan aarch64 jetson)
+for s in "${stages[@]}"; do
+    case "$s" in
+    release | asan | aarch64 | jetson) ;;
+    *) echo "run-tests: unknown stage '$s' (release, asan, aarch64, jetson)" >&2; exit 2 ;;
+    esac
+done
 host=$(uname -m)
 # shellcheck source=tools/common.sh
 . tools/common.sh
@@ -138,7 +144,6 @@ for s in "${stages[@]}"; do
     asan) section "AddressSanitizer + UBSan build + tests ($root/asan)"; fn=(stage_asan) ;;
     aarch64) section "aarch64 cross build, tests under qemu ($root/aarch64)"; fn=(stage_cross aarch64 cross/aarch64-linux-gnu.ini) ;;
     jetson) section "Jetson Orin cross build, tests under qemu ($root/jetson)"; fn=(stage_cross jetson cross/jetson-orin.ini) ;;
-    *) echo "run-tests: unknown stage '$s' (release, asan, aarch64, jetson)" >&2; exit 2 ;;
     esac
     t0=$SECONDS c0=$(cpu_seconds)
     set +e

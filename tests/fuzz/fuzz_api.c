@@ -16,7 +16,9 @@
  *   - cases that must be refused (invalid params, capacity, empty cache, ...) are refused;
  *   - kv_length agrees with the model after every op; copy copies exactly.
  *
- * `fuzz_api --make-seeds=DIR` writes the seed corpus (fuzz_seeds.c) and exits.
+ * `fuzz_api --make-seeds=DIR` writes the seed corpus (fuzz_seeds.c) and exits. Environment:
+ * FUZZ_API_TRACE=1 prints every call, FUZZ_API_STRICT=1 and FUZZ_API_MISALIGNED=1 turn on the cases
+ * of the open findings (README.md).
  */
 #include <float.h>
 #include <math.h>
@@ -25,7 +27,6 @@
 #include <string.h>
 
 #include "core/half.h"
-#include "core/reference.h"
 #include "fuzz_check.h"
 #include "fuzz_input.h"
 #include "fuzz_kv_model.h"
@@ -38,6 +39,7 @@ static fz_mem g_mem;                /* r[0]: the arena, kept across inputs */
 static bool g_params_versioned;     /* edgeattn_params_default() writes a non-zero first field */
 static bool g_trace;                /* FUZZ_API_TRACE=1: one line per call on stderr */
 static bool g_strict;               /* FUZZ_API_STRICT=1: also check scores that overflow FP32 before softcap */
+static bool g_misaligned;           /* FUZZ_API_MISALIGNED=1: views may start off their element alignment */
 
 /* One line per call when tracing (reproducing a finding, checking what a seed reaches). */
 static void trace(const char *what, edgeattn_status st, const edgeattn_context *ctx, const char *extra)
@@ -375,6 +377,8 @@ static int build_tensor(run *R, const uint8_t td[TENSOR_BYTES], const int64_t hi
                 off += (size_t)(arg % 512) * es;
             if (off > g_mem.r[ri].n)
                 off = g_mem.r[ri].n;
+            if (!g_misaligned) /* an F32 view over an F16 one can start 2 bytes off: see README.md */
+                off -= off % es;
             break;
         }
         /* fall through: nothing to alias yet */
@@ -568,15 +572,15 @@ static void op_attention(run *R)
             }
         p->kv_lens = kv_lens;
     }
-    fz_mem_snapshot(&g_mem);
-    const edgeattn_status st = edgeattn_attention(R->ctx, &q, &k, &v, &out, cp.arg);
-    expect_status_sane(st, "attention", true);
-    trace("attention", st, R->ctx, "");
-    trace_tensor("q", &q);
+    trace_tensor("q", &q); /* before the call: a crash inside it still shows its arguments */
     trace_tensor("k", &k);
     trace_tensor("v", &v);
     trace_tensor("out", &out);
     trace_params(cp.arg);
+    fz_mem_snapshot(&g_mem);
+    const edgeattn_status st = edgeattn_attention(R->ctx, &q, &k, &v, &out, cp.arg);
+    expect_status_sane(st, "attention", true);
+    trace("attention", st, R->ctx, "");
     if (cp.must_fail)
         FZ_CHECK(st != EDGEATTN_OK, "attention accepted invalid params (scale %g softcap %g causal %d check %d window %d,%d)",
                  (double)p->scale, (double)p->softcap, (int)p->causal, (int)p->check_finite, (int)p->window_left,
@@ -680,12 +684,14 @@ static void op_kv_append(run *R)
             }
     }
 
+    trace_tensor("k", &k);
+    trace_tensor("v", &v);
+    if (g_trace)
+        fprintf(stderr, "fuzz_api:   n_new %s check_finite %d\n", n_new ? "yes" : "no", (int)check);
     fz_mem_snapshot(&g_mem);
     const edgeattn_status st = edgeattn_kv_append(R->ctx, 0, NULL, &k, &v, n_new, check);
     expect_status_sane(st, "kv_append", true);
     trace("kv_append", st, R->ctx, "");
-    trace_tensor("k", &k);
-    trace_tensor("v", &v);
     if (must_fail)
         FZ_CHECK(st != EDGEATTN_OK, "kv_append succeeded where it must fail (cache %d, check %d, heads %d/%lld, dim %d/%lld)",
                  (int)m->on, (int)check, (int)m->heads, (long long)kH, (int)m->dim, (long long)kD);
@@ -752,13 +758,13 @@ static void op_decode(run *R)
                 must_fail = true;
     }
 
+    trace_tensor("q", &q);
+    trace_tensor("out", &out);
+    trace_params(cp.arg);
     fz_mem_snapshot(&g_mem);
     const edgeattn_status st = edgeattn_decode(R->ctx, 0, NULL, NULL, &q, &out, cp.arg);
     expect_status_sane(st, "decode", true);
     trace("decode", st, R->ctx, "");
-    trace_tensor("q", &q);
-    trace_tensor("out", &out);
-    trace_params(cp.arg);
     if (must_fail)
         FZ_CHECK(st != EDGEATTN_OK, "decode succeeded where it must fail (cache %d, heads %d, Nq %lld, kv_lens %d bias %d)",
                  (int)m->on, (int)m->heads, (long long)q.shape[2], p->kv_lens != NULL, p->bias != NULL);
@@ -871,6 +877,8 @@ static void op_copy(run *R)
     edgeattn_tensor dst, src;
     build_tensor(R, td[0], hint, role_dtype(d[5]), &dst);
     build_tensor(R, td[1], hint, role_dtype(d[5]), &src);
+    trace_tensor("dst", &dst);
+    trace_tensor("src", &src);
     fz_mem_snapshot(&g_mem);
     const edgeattn_status st = edgeattn_copy(R->ctx, &dst, &src);
     expect_status_sane(st, "copy", true);
@@ -1134,6 +1142,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     g_trace = tr && tr[0] == '1';
     const char *strict = getenv("FUZZ_API_STRICT");
     g_strict = strict && strict[0] == '1';
+    const char *mis = getenv("FUZZ_API_MISALIGNED");
+    g_misaligned = mis && mis[0] == '1';
     fz_mem_init(&g_mem);
     edgeattn_params p;
     memset(&p, 0, sizeof p);
