@@ -38,7 +38,12 @@
  *   --quiet           print only the summary
  *
  * The matrix products are simple single-threaded loops: the point is the attention, whose share
- * of the time is printed at the end (clock_gettime around the attention of every layer).
+ * of the time is printed at the end (clock_gettime around the attention of every layer), with the
+ * median time of one layer's attention call (on a busy machine the sum also counts the time slices
+ * other programs took, the median mostly does not). edgeattn's own workers are usually asleep by the
+ * time the next layer's call comes, and the library runs a call too small to be worth waking them on
+ * the calling thread; with --app-pool its work goes to this program's pool, which wakes its workers
+ * for every call, as the plain loop's does.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -48,7 +53,6 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
