@@ -833,8 +833,8 @@ int main(int argc, char **argv)
         d.tv = edgeattn_tensor_bhsd(d.v, EDGEATTN_F32, 1, m.kv_heads, 1, m.head_dim);
         edgeattn_backend_info info;
         if (edgeattn_get_backend_info(d.ctx, &info) == EDGEATTN_OK && !quiet)
-            printf("edgeattn %s: backend %s, tier %s, %d threads%s; %zu bytes planned, %zu of them the %s KV cache\n",
-                   edgeattn_version(), info.backend_name, info.tier, (int)info.threads,
+            printf("edgeattn %s: backend %s, tier %s, %d thread%s%s; %zu bytes planned, %zu of them the %s KV cache\n",
+                   edgeattn_version(), info.backend_name, info.tier, (int)info.threads, info.threads > 1 ? "s" : "",
                    app_pool ? " (the application's pool)" : "", plan.host_bytes + plan.device_bytes,
                    plan.kv_cache_bytes, cache == EDGEATTN_F16 ? "FP16" : "FP32");
         what = "edgeattn";
