@@ -371,7 +371,8 @@ done:
 #define DEC_D 64
 
 typedef struct step {
-    int append;                 /* 1: kv_append, 0: decode */
+    int append;                 /* 1: kv_append, 0: decode, 2: kv_read of sequence 0's held tokens into host
+                                   tensors of dtype dt (another dtype than the cache's: ea_convert) */
     int n[2];                   /* append: rows per sequence (N = the larger) */
     edgeattn_dtype dt;          /* append: source dtype; decode: q dtype */
     int host, bshd;             /* append: host source; layout */
@@ -421,6 +422,41 @@ static int run_append(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const
     s->total[0] += st->n[0];
     s->total[1] += st->n[1];
     snprintf(g_why, sizeof g_why, "appended (%d, %d)", st->n[0], st->n[1]);
+    rc = 0;
+done:
+    tens_free(&k);
+    tens_free(&v);
+    return rc;
+}
+
+static int run_read(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const step *st)
+{
+    const int cap = cd->window > 0 ? cd->window : 320;
+    const int held = s->total[0] < cap ? s->total[0] : cap, first = s->total[0] - held;
+    tens k, v;
+    int rc = -1;
+    memset(&k, 0, sizeof k);
+    memset(&v, 0, sizeof v);
+    if (held < 1 || tens_make(&k, st->dt, 1, DEC_HKV, held, DEC_D, st->bshd, 0) ||
+        tens_make(&v, st->dt, 1, DEC_HKV, held, DEC_D, !st->bshd, 0)) {
+        failf("tensor setup failed (held %d)", held);
+        goto done;
+    }
+    if (edgeattn_kv_read(ctx, 0, 0, first, &k.h, &v.h) != EDGEATTN_OK) {
+        failf("kv_read: %s", edgeattn_message_of(ctx));
+        goto done;
+    }
+    for (int h = 0; h < DEC_HKV; h++)
+        for (int j = 0; j < held; j++)
+            for (int d = 0; d < DEC_D; d++) {
+                const double gk = ea_ref_load(&k.h, 0, h, j, d), gv = ea_ref_load(&v.h, 0, h, j, d);
+                const double wk = round_to(st->dt, s->k[0][h][first + j][d]), wv = round_to(st->dt, s->v[0][h][first + j][d]);
+                if (gk != wk || gv != wv) {
+                    failf("kv_read [%d, pos %d, %d]: %g/%g, expected %g/%g", h, first + j, d, gk, gv, wk, wv);
+                    goto done;
+                }
+            }
+    snprintf(g_why, sizeof g_why, "read %d tokens as %s", held, dname(st->dt));
     rc = 0;
 done:
     tens_free(&k);
@@ -552,6 +588,7 @@ static const step k_dec_f16[] = {
     {0, {0, 0}, F32, 0, 0, 1, 0, -1, 1, 15.0f, BF16, "ea_flash_dec@64 ea_combine ea_finite"},
     {0, {0, 0}, BF16, 0, 0, 2, 1, 50, 1, 0, F16, "ea_flash_dec@64 ea_combine ea_finite"},
     {0, {0, 0}, F16, 0, 0, 5, 1, -1, 1, 0, F32, "ea_flash_pfh@64 ea_finite"}, /* 15 rows: the prefill tile */
+    {2, {0, 0}, F32, 0, 1, 0, 0, 0, 0, 0, F32, "ea_convert"}, /* the F16 cache read back as F32 */
 };
 static const step k_dec_f32_ring[] = {
     {1, {30, 19}, F16, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write ea_finite"},
@@ -564,6 +601,7 @@ static const step k_dec_bf16_ring[] = {
     {1, {3, 61}, BF16, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write ea_finite"},
     {1, {2, 2}, F16, 1, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
     {0, {0, 0}, F16, 0, 0, 2, 1, -1, 1, 0, F32, "ea_flash_dec@64 ea_finite"},
+    {2, {0, 0}, F16, 0, 0, 0, 0, 0, 0, 0, F32, "ea_convert"}, /* the BF16 ring read back as F16 */
 };
 
 static void run_attention_cases(const ctxdef *cd, const acase *cases, int n)
@@ -588,7 +626,9 @@ static void run_attention_cases(const ctxdef *cd, const acase *cases, int n)
 
 static void step_name(char *name, size_t len, const ctxdef *cd, const step *st, int i)
 {
-    if (st->append)
+    if (st->append == 2)
+        snprintf(name, len, "%s/%d-read-%s", cd->name, i, dname(st->dt));
+    else if (st->append)
         snprintf(name, len, "%s/%d-append-%s%s", cd->name, i, dname(st->dt), st->host ? "-host" : "");
     else
         snprintf(name, len, "%s/%d-decode-nq%d-q%s", cd->name, i, st->nq, dname(st->dt));
@@ -617,7 +657,9 @@ static void run_decode_scenario(const ctxdef *cd, const step *steps, int n)
         else if (!ctx)
             failf("%s", g_ctx_why);
         else
-            rc = st->append ? run_append(ctx, s, cd, st) : run_decode(ctx, s, cd, st);
+            rc = st->append == 2 ? run_read(ctx, s, cd, st)
+                 : st->append ? run_append(ctx, s, cd, st)
+                              : run_decode(ctx, s, cd, st);
         case_end(name, rc);
         if (rc)
             break; /* the cache no longer matches the shadow copy */
