@@ -337,7 +337,7 @@ static double work_estimate(const ea_attn_call *c)
             vis = imax(1, keys - (nq - 1) / 2);
         if (c->window_left >= 0) {
             const int64_t right = c->causal ? 0 : (c->window_right >= 0 ? c->window_right : keys);
-            vis = imin(vis, c->window_left + 1 + right);
+            vis = imin(vis, (int64_t)c->window_left + 1 + right); /* window_left may be INT32_MAX */
         }
         work += (double)nq * (double)vis;
     }
