@@ -53,6 +53,14 @@ typedef struct ea_backend_ops {
      * position total[t] + r. n_new NULL: N for every b. */
     edgeattn_status (*kv_write)(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
                                 const edgeattn_tensor *v, const int32_t *n_new);
+    /* Paged caches (ctx->kv.page > 0): kv_write, kv_read and decode find slot s of (layer, seq) in page
+     * ea_kv_table(kv, layer, seq)[s >> page_shift] at row s & (page - 1) (ea_kv_row_elem gives the element
+     * offset in the K or V pool of pages * page_elems elements); core maps every page a call writes before
+     * it calls kv_write (each exclusive to that (layer, seq)), and never calls kv_copy: a fork shares pages.
+     * kv_read's slots [slot, slot + n) then lie in one page. */
+    /* kv_on_device, paged: copies page src to page dst (K and V, all page_elems elements of each). A
+     * backend without it serves no paged config. */
+    edgeattn_status (*kv_page_copy)(edgeattn_context *ctx, int32_t src, int32_t dst);
     /* kv_on_device: copies every slot of (layer, src) to (layer, dst) (K and V, all heads). */
     edgeattn_status (*kv_copy)(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst);
     /* kv_on_device: slots [slot, slot + n) of (layer, seq) (no wrap) into rows [row0, row0 + n) of the

@@ -44,7 +44,8 @@ edgeattn_status ea_backend_select(const edgeattn_config *cfg, const ea_backend_o
                                "backend %s forced but its runtime is not present on this machine", b->name);
             continue;
         }
-        if (b->supports_config && !b->supports_config(cfg)) {
+        if ((b->supports_config && !b->supports_config(cfg)) ||
+            (cfg->kv_page_size > 0 && b->kv_write && !b->kv_page_copy)) { /* no paged cache on this device */
             if (cfg->backend != EDGEATTN_BACKEND_AUTO)
                 return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE,
                                "backend %s forced but it does not support this config", b->name);

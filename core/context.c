@@ -80,6 +80,25 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
         const size_t seqs = (size_t)cfg.num_layers * (size_t)cfg.max_batch;
         memset(kv->total, 0, sizeof(int64_t) * seqs);
         memset(kv->held, 0, sizeof(int32_t) * seqs);
+        ea_kv_geom g;
+        (void)ea_kv_geometry(&cfg, &g, NULL); /* checked by the plan */
+        if (g.page > 0) {
+            kv->page = g.page;
+            kv->page_shift = g.page_shift;
+            kv->pages = g.pages;
+            kv->pages_per_seq = g.pages_per_seq;
+            kv->page_elems = g.page_elems;
+            kv->table = (int32_t *)(void *)(base + lay.kv_table_off);
+            kv->ref = (int32_t *)(void *)(base + lay.kv_ref_off);
+            kv->free_stack = (int32_t *)(void *)(base + lay.kv_free_off);
+            kv->pmark = (uint8_t *)(base + lay.kv_pmark_off);
+            memset(kv->table, 0xff, sizeof(int32_t) * seqs * (size_t)g.pages_per_seq); /* -1: unmapped */
+            memset(kv->ref, 0, sizeof(int32_t) * (size_t)g.pages);
+            memset(kv->pmark, 0, (size_t)g.pages_per_seq);
+            for (int32_t i = 0; i < g.pages; i++) /* page 0 on top: a fresh pool hands pages out in order */
+                kv->free_stack[i] = g.pages - 1 - i;
+            kv->nfree = g.pages;
+        }
     }
     ctx->lens = (int32_t *)(void *)(base + lay.lens_off);
     ctx->ids = (int32_t *)(void *)(base + lay.ids_off);

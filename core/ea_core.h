@@ -63,6 +63,20 @@ void ea_rope_angles(const ea_rope *r, int64_t pos, float *cs);
 /* Rotates x (dim values of one head, stride 1) in place by the angles cs. */
 void ea_rope_apply(const ea_rope *r, const float *cs, float *x);
 
+/* ---- KV cache geometry, from a config (core and the backends' plans agree through this) */
+typedef struct ea_kv_geom {
+    int32_t cap;           /* slots per (layer, sequence): window or max_kv_len */
+    int32_t page;          /* tokens per page; 0: contiguous layout */
+    int32_t page_shift;    /* log2(page) */
+    int32_t pages;         /* pages in the pool (paged) */
+    int32_t pages_per_seq; /* ceil(cap / page): page-table entries of one (layer, sequence) */
+    size_t page_elems;     /* elements of one page of K (or V): max_kv_heads * page * max_head_dim */
+    size_t pool_elems;     /* elements of all of K (or V): contiguous layers * max_batch * max_kv_heads * cap *
+                              max_head_dim; paged pages * page_elems */
+} ea_kv_geom;
+/* Fills g for a config with EDGEATTN_FLAG_KV_CACHE; EDGEATTN_ERR_OVERFLOW / INVALID_ARG with a message. */
+edgeattn_status ea_kv_geometry(const edgeattn_config *cfg, ea_kv_geom *g, char *msg);
+
 /* ---- KV cache (host memory, inside the arena) */
 typedef struct ea_kv_cache {
     bool enabled;
@@ -71,12 +85,24 @@ typedef struct ea_kv_cache {
     int32_t window;     /* 0: no ring */
     int32_t layers, max_batch, max_heads, max_dim;
     int32_t heads, dim; /* fixed by the first append into an empty cache (0: empty) */
-    size_t layer_elems; /* elements of one layer's K (or V): max_batch * max_heads * cap * max_dim */
-    void *k, *v;        /* [layers] x [max_batch][heads][cap][dim] in dtype (planned for max_heads,
-                           max_dim), layer l at l * layer_elems */
+    size_t layer_elems; /* contiguous: elements of one layer's K (or V): max_batch * max_heads * cap * max_dim */
+    void *k, *v;        /* contiguous: [layers] x [max_batch][heads][cap][dim] in dtype (planned for max_heads,
+                           max_dim), layer l at l * layer_elems. paged: [pages] x [heads][page][dim], page p at
+                           p * page_elems. */
     int64_t *total;     /* [layers][max_batch] tokens appended so far */
     int32_t *held;      /* [layers][max_batch] tokens in the cache (min(total, cap)) */
-    bool on_device;     /* storage belongs to the backend (k, v NULL here); core keeps the lengths */
+    bool on_device;     /* storage belongs to the backend (k, v NULL here); core keeps the lengths (and the
+                           page tables) */
+    /* paged layout (page > 0): slot s of (layer, seq) lives in page table[idx][s >> page_shift] at row
+     * s & (page - 1); every page a (layer, seq) holds rows in is mapped (others -1); ref counts the
+     * (layer, sequence) tables sharing a page (0: on the free stack). */
+    int32_t page, page_shift, pages, pages_per_seq;
+    size_t page_elems;
+    int32_t *table;     /* [layers][max_batch][pages_per_seq] */
+    int32_t *ref;       /* [pages] */
+    int32_t *free_stack;/* [pages]: free_stack[0 .. nfree) are free */
+    int32_t nfree;
+    uint8_t *pmark;     /* [pages_per_seq] zero between calls (page sets of one call) */
 } ea_kv_cache;
 
 static inline size_t ea_kv_idx(const ea_kv_cache *kv, int32_t layer, int32_t seq)
@@ -84,14 +110,69 @@ static inline size_t ea_kv_idx(const ea_kv_cache *kv, int32_t layer, int32_t seq
     return (size_t)layer * (size_t)kv->max_batch + (size_t)seq;
 }
 
-/* One run of keys for a (sequence, KV head): rows k[0..n), v[0..n) with row strides ldk, ldv
- * (elements), the first at absolute key position pos0. */
+/* The page table of (layer, seq) (paged caches only). */
+static inline int32_t *ea_kv_table(const ea_kv_cache *kv, int32_t layer, int32_t seq)
+{
+    return kv->table + ea_kv_idx(kv, layer, seq) * (size_t)kv->pages_per_seq;
+}
+
+/* Element offset (in the K or V storage) of row `slot` of head h of (layer, seq); paged caches need
+ * the slot's page mapped. Rows of one head are contiguous up to the end of the slot's page
+ * (ea_kv_rows_left) or of the cache (contiguous layout). */
+static inline size_t ea_kv_row_elem(const ea_kv_cache *kv, int32_t layer, int32_t seq, int32_t h, int64_t slot)
+{
+    if (kv->page > 0) {
+        const int32_t p = ea_kv_table(kv, layer, seq)[slot >> kv->page_shift];
+        return (size_t)p * kv->page_elems +
+               ((size_t)h * (size_t)kv->page + (size_t)(slot & (kv->page - 1))) * (size_t)kv->dim;
+    }
+    return (size_t)layer * kv->layer_elems +
+           (((size_t)seq * (size_t)kv->heads + (size_t)h) * (size_t)kv->cap + (size_t)slot) * (size_t)kv->dim;
+}
+
+/* Rows from slot on that are contiguous in storage (to the end of the page or of the cache's slots). */
+static inline int64_t ea_kv_rows_left(const ea_kv_cache *kv, int64_t slot)
+{
+    const int64_t to_end = kv->cap - slot;
+    if (kv->page > 0) {
+        const int64_t to_page = kv->page - (slot & (kv->page - 1));
+        return to_page < to_end ? to_page : to_end;
+    }
+    return to_end;
+}
+
+/* One run of keys for a (sequence, KV head): keys at absolute positions pos0 .. pos0 + n - 1.
+ * Attention and contiguous caches: rows k[0..n), v[0..n) with row strides ldk, ldv (elements).
+ * Paged caches: the rows are cut at page boundaries; ea_kv_seg_rows finds them. */
 typedef struct ea_kv_seg {
     const char *k, *v;
     ptrdiff_t ldk, ldv;
     int64_t pos0;
     int32_t n;
+    /* paged (cache != NULL): key pos0 + i is slot slot0 + i of (layer, seq), head h */
+    const ea_kv_cache *cache;
+    int32_t layer, seq, h, slot0;
 } ea_kv_seg;
+
+/* Rows of seg from key position pos (inside it) that are contiguous in storage: sets *k, *v to the
+ * row of pos and returns the count (>= 1, to the end of the segment or of pos's page). es: the
+ * storage's element size. */
+static inline int32_t ea_kv_seg_rows(const ea_kv_seg *seg, int64_t pos, size_t es, const char **k, const char **v)
+{
+    const int64_t i = pos - seg->pos0, left = seg->n - i;
+    if (!seg->cache) {
+        *k = seg->k + (size_t)i * (size_t)seg->ldk * es;
+        *v = seg->v + (size_t)i * (size_t)seg->ldv * es;
+        return (int32_t)left;
+    }
+    const ea_kv_cache *kv = seg->cache;
+    const int64_t slot = seg->slot0 + i;
+    const size_t e = ea_kv_row_elem(kv, seg->layer, seg->seq, seg->h, slot);
+    *k = (const char *)kv->k + e * es;
+    *v = (const char *)kv->v + e * es;
+    const int64_t run = ea_kv_rows_left(kv, slot);
+    return (int32_t)(run < left ? run : left);
+}
 
 /* A validated, normalised call handed to a backend (attention or decode). */
 typedef struct ea_attn_call {

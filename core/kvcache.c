@@ -76,11 +76,101 @@ static edgeattn_status rows_finite(edgeattn_context *ctx, const edgeattn_tensor 
     return ea_check_finite(ctx, name, &view, false);
 }
 
-/* Row (layer, seq, head, slot) of the host cache's K or V. */
+/* Row (layer, seq, head, slot) of the host cache's K or V (a paged cache: the slot's page mapped). */
 static char *host_row(const ea_kv_cache *kv, void *base, int32_t layer, int32_t seq, int32_t h, int64_t slot)
 {
-    const size_t row = (((size_t)seq * (size_t)kv->heads + (size_t)h) * (size_t)kv->cap + (size_t)slot);
-    return (char *)base + ((size_t)layer * kv->layer_elems + row * (size_t)kv->dim) * ea_dtype_size(kv->dtype);
+    return (char *)base + ea_kv_row_elem(kv, layer, seq, h, slot) * ea_dtype_size(kv->dtype);
+}
+
+/* ---- the page pool (paged caches) */
+static void page_unref(ea_kv_cache *kv, int32_t p)
+{
+    if (--kv->ref[p] == 0)
+        kv->free_stack[kv->nfree++] = p;
+}
+
+static int32_t page_take(ea_kv_cache *kv)
+{
+    const int32_t p = kv->free_stack[--kv->nfree];
+    kv->ref[p] = 1;
+    return p;
+}
+
+/* Page-table entries of the slots of positions [p0, p0 + m) (m <= cap), each once: calls
+ * fn(kv, t, page index, arg) and returns the sum of what fn returns. */
+typedef int64_t (*page_fn)(ea_kv_cache *kv, int32_t *t, int32_t pi, void *arg);
+static int64_t each_page(ea_kv_cache *kv, int32_t *t, int64_t p0, int64_t m, page_fn fn, void *arg)
+{
+    int64_t sum = 0;
+    int32_t first = -1;
+    for (int64_t r = 0; r < m;) {
+        const int64_t slot = (p0 + r) % kv->cap;
+        const int32_t pi = (int32_t)(slot >> kv->page_shift);
+        if (pi != first || r == 0) /* m <= cap: only a wrap back into the first page repeats one */
+            sum += fn(kv, t, pi, arg);
+        if (r == 0)
+            first = pi;
+        const int64_t to_page = kv->page - (slot & (kv->page - 1)), to_end = kv->cap - slot;
+        r += to_page < to_end ? to_page : to_end;
+    }
+    return sum;
+}
+
+/* Pages an append must take for the entry: a new one, or a private copy of a shared one. */
+static int64_t page_need(ea_kv_cache *kv, int32_t *t, int32_t pi, void *arg)
+{
+    (void)arg;
+    return t[pi] < 0 || kv->ref[t[pi]] > 1;
+}
+
+/* Makes entry pi mapped and exclusive (a shared page is copied first). */
+static int64_t page_own(ea_kv_cache *kv, int32_t *t, int32_t pi, void *arg)
+{
+    edgeattn_context *ctx = arg;
+    if (t[pi] < 0) {
+        t[pi] = page_take(kv);
+        return 0;
+    }
+    if (kv->ref[t[pi]] == 1)
+        return 0;
+    const int32_t old = t[pi], p = page_take(kv);
+    if (kv->on_device) {
+        if (ctx->backend->kv_page_copy(ctx, old, p) != EDGEATTN_OK) {
+            page_unref(kv, p); /* the entry keeps the shared page */
+            return 1;
+        }
+    } else {
+        const size_t bytes = kv->page_elems * ea_dtype_size(kv->dtype);
+        const size_t off_old = (size_t)old * bytes, off_new = (size_t)p * bytes;
+        memcpy((char *)kv->k + off_new, (const char *)kv->k + off_old, bytes);
+        memcpy((char *)kv->v + off_new, (const char *)kv->v + off_old, bytes);
+    }
+    page_unref(kv, old);
+    t[pi] = p;
+    return 0;
+}
+
+static int64_t page_mark(ea_kv_cache *kv, int32_t *t, int32_t pi, void *arg)
+{
+    (void)t;
+    (void)arg;
+    kv->pmark[pi] = 1;
+    return 0;
+}
+
+/* Gives back every page of (layer, seq) that holds none of its positions [total - held, total). */
+static void pages_trim(ea_kv_cache *kv, int32_t layer, int32_t seq)
+{
+    const size_t at = ea_kv_idx(kv, layer, seq);
+    int32_t *t = ea_kv_table(kv, layer, seq);
+    each_page(kv, t, kv->total[at] - kv->held[at], kv->held[at], page_mark, NULL);
+    for (int32_t pi = 0; pi < kv->pages_per_seq; pi++) {
+        if (t[pi] >= 0 && !kv->pmark[pi]) {
+            page_unref(kv, t[pi]);
+            t[pi] = -1;
+        }
+        kv->pmark[pi] = 0;
+    }
 }
 
 /* Host cache: rows [skip, n) of batch row b go to (layer, seq) at positions total + r, keys rotated. */
@@ -195,7 +285,28 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
                              (st = rows_finite(ctx, v, "kv_append: v", b, n)) != EDGEATTN_OK))
             return st;
     }
+    if (kv->page > 0) { /* the pool must serve every page this call writes into */
+        int64_t need = 0;
+        for (int64_t b = 0; b < B; b++) {
+            const size_t at = ea_kv_idx(kv, layer, ctx->ids[b]);
+            const int64_t n = n_new ? n_new[b] : N, skip = n > kv->cap ? n - kv->cap : 0;
+            need += each_page(kv, ea_kv_table(kv, layer, ctx->ids[b]), kv->total[at] + skip, n - skip, page_need, NULL);
+        }
+        if (need > kv->nfree)
+            return ea_fail(msg, EDGEATTN_ERR_CAPACITY,
+                           "kv_append: the KV page pool is full: this append needs %lld new pages, %d of %d are free "
+                           "(config.kv_pages; kv_reset or kv_truncate give pages back)",
+                           (long long)need, (int)kv->nfree, (int)kv->pages);
+    }
     /* Everything checked: now write. */
+    if (kv->page > 0) {
+        for (int64_t b = 0; b < B; b++) {
+            const size_t at = ea_kv_idx(kv, layer, ctx->ids[b]);
+            const int64_t n = n_new ? n_new[b] : N, skip = n > kv->cap ? n - kv->cap : 0;
+            if (each_page(kv, ea_kv_table(kv, layer, ctx->ids[b]), kv->total[at] + skip, n - skip, page_own, ctx) != 0)
+                return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "kv_append: the device could not copy a shared KV page");
+        }
+    }
     const int32_t old_heads = kv->heads, old_dim = kv->dim;
     if (kv->heads == 0) {
         kv->heads = (int32_t)H;
@@ -258,8 +369,11 @@ EDGEATTN_API edgeattn_status edgeattn_kv_reset(edgeattn_context *ctx, int32_t se
                        (int)kv->max_batch);
     for (int32_t l = 0; l < kv->layers; l++)
         for (int32_t b = 0; b < kv->max_batch; b++)
-            if (seq == -1 || seq == b)
+            if (seq == -1 || seq == b) {
                 kv->total[ea_kv_idx(kv, l, b)] = kv->held[ea_kv_idx(kv, l, b)] = 0;
+                if (kv->page > 0)
+                    pages_trim(kv, l, b);
+            }
     release_shape_if_empty(kv);
     return EDGEATTN_OK;
 }
@@ -289,6 +403,8 @@ EDGEATTN_API edgeattn_status edgeattn_kv_truncate(edgeattn_context *ctx, int32_t
         if (length < kv->total[at]) {
             kv->held[at] -= (int32_t)(kv->total[at] - length);
             kv->total[at] = length;
+            if (kv->page > 0)
+                pages_trim(kv, l, seq);
         }
     }
     release_shape_if_empty(kv);
@@ -307,7 +423,19 @@ EDGEATTN_API edgeattn_status edgeattn_kv_fork(edgeattn_context *ctx, int32_t src
         return st;
     if (src == dst)
         return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "kv_fork: src and dst are both sequence %d", (int)src);
-    for (int32_t l = 0; l < kv->layers; l++) {
+    if (kv->page > 0) { /* share src's pages: dst gives its own back, then maps src's */
+        for (int32_t l = 0; l < kv->layers; l++) {
+            int32_t *ts = ea_kv_table(kv, l, src), *td = ea_kv_table(kv, l, dst);
+            for (int32_t pi = 0; pi < kv->pages_per_seq; pi++) {
+                if (ts[pi] >= 0)
+                    kv->ref[ts[pi]]++;
+                if (td[pi] >= 0)
+                    page_unref(kv, td[pi]);
+                td[pi] = ts[pi];
+            }
+        }
+    }
+    for (int32_t l = 0; l < kv->layers && kv->page == 0; l++) {
         if (kv->held[ea_kv_idx(kv, l, src)] > 0) {
             if (kv->on_device) {
                 if ((st = ctx->backend->kv_copy(ctx, l, src, dst)) != EDGEATTN_OK)
@@ -366,10 +494,11 @@ EDGEATTN_API edgeattn_status edgeattn_kv_read(edgeattn_context *ctx, int32_t lay
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                        "kv_read: positions %lld..%lld, but layer %d sequence %d holds %lld..%lld", (long long)first,
                        (long long)(first + N - 1), (int)layer, (int)seq, (long long)(total - held), (long long)(total - 1));
-    /* at most two runs of ring slots */
+    /* runs of ring slots, each inside one page of a paged cache */
     int64_t r = 0;
     while (r < N) {
-        const int64_t slot = (first + r) % kv->cap, len = N - r < kv->cap - slot ? N - r : kv->cap - slot;
+        const int64_t slot = (first + r) % kv->cap, run = ea_kv_rows_left(kv, slot); /* inside one page */
+        const int64_t len = N - r < run ? N - r : run;
         if (kv->on_device) {
             if ((st = ctx->backend->kv_read(ctx, layer, seq, (int32_t)slot, (int32_t)len, k, v, r)) != EDGEATTN_OK)
                 return st;
@@ -388,5 +517,20 @@ EDGEATTN_API edgeattn_status edgeattn_kv_read(edgeattn_context *ctx, int32_t lay
         }
         r += len;
     }
+    return EDGEATTN_OK;
+}
+
+EDGEATTN_API edgeattn_status edgeattn_kv_pages(edgeattn_context *ctx, int32_t *free_pages, int32_t *total_pages)
+{
+    if (!ctx)
+        return EDGEATTN_ERR_NULL_ARG;
+    ctx->msg[0] = '\0';
+    edgeattn_status st;
+    if ((st = check_cache(ctx, "kv_pages")) != EDGEATTN_OK)
+        return st;
+    if (free_pages)
+        *free_pages = ctx->kv.page > 0 ? ctx->kv.nfree : 0;
+    if (total_pages)
+        *total_pages = ctx->kv.page > 0 ? ctx->kv.pages : 0;
     return EDGEATTN_OK;
 }

@@ -93,6 +93,25 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
                        EA_MAX_LAYERS);
     if (c->pad_ != 0 || c->rope.pad_ != 0)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: padding fields must be zero");
+    if (c->kv_page_size != 0) {
+        const int32_t p = c->kv_page_size;
+        if (p < 16 || p > 1024 || (p & (p - 1)) != 0)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "config: kv_page_size %d must be a power of two from 16 to 1024 (0: contiguous cache)",
+                           (int)p);
+        if (!(c->flags & EDGEATTN_FLAG_KV_CACHE))
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_page_size set without EDGEATTN_FLAG_KV_CACHE");
+    }
+    if (c->kv_pages < 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_pages %d must be >= 0", (int)c->kv_pages);
+    if (c->kv_pages > 0 && c->kv_page_size == 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_pages set without kv_page_size (a paged cache)");
+    if (c->flags & EDGEATTN_FLAG_KV_CACHE) {
+        ea_kv_geom g;
+        edgeattn_status st = ea_kv_geometry(c, &g, msg);
+        if (st != EDGEATTN_OK)
+            return st;
+    }
     const edgeattn_rope *r = &c->rope;
     if ((unsigned)r->style > EDGEATTN_ROPE_INTERLEAVED)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: rope.style %d unknown", (int)r->style);
@@ -119,6 +138,38 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
     }
     if (c->parallel_user && !c->parallel_for)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: parallel_user set without parallel_for");
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_kv_geometry(const edgeattn_config *cfg, ea_kv_geom *g, char *msg)
+{
+    memset(g, 0, sizeof *g);
+    g->cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
+    size_t head; /* max_kv_heads * max_head_dim: < 2^31 * 2^8 */
+    head = (size_t)cfg->max_kv_heads * (size_t)cfg->max_head_dim;
+    if (cfg->kv_page_size <= 0) {
+        size_t n;
+        if (!ea_mul_ok((size_t)cfg->num_layers * (size_t)cfg->max_batch, head, &n) ||
+            !ea_mul_ok(n, (size_t)g->cap, &g->pool_elems))
+            return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "config: the KV cache's size overflows size_t");
+        return EDGEATTN_OK;
+    }
+    g->page = cfg->kv_page_size;
+    while ((1 << g->page_shift) < g->page)
+        g->page_shift++;
+    g->pages_per_seq = (int32_t)(((int64_t)g->cap + g->page - 1) / g->page);
+    const int64_t full = (int64_t)cfg->num_layers * (int64_t)cfg->max_batch * (int64_t)g->pages_per_seq;
+    if (cfg->kv_pages > full)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "config: kv_pages %d exceeds the %lld pages every (layer, sequence) at full length would use",
+                       (int)cfg->kv_pages, (long long)full);
+    if (cfg->kv_pages == 0 && full > INT32_MAX)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "config: a full pool would need %lld pages (more than 2^31 - 1): set kv_pages", (long long)full);
+    g->pages = cfg->kv_pages > 0 ? cfg->kv_pages : (int32_t)full;
+    if (!ea_mul_ok(head, (size_t)g->page, &g->page_elems) || !ea_mul_ok(g->page_elems, (size_t)g->pages, &g->pool_elems) ||
+        g->pool_elems > SIZE_MAX / 4)
+        return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "config: the KV page pool's size overflows size_t");
     return EDGEATTN_OK;
 }
 
@@ -214,20 +265,25 @@ edgeattn_status ea_plan_layout(const edgeattn_config *cfg, const ea_backend_ops 
     size_t kv_bytes = 0;
     if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
         size_t before = sz.total;
+        ea_kv_geom g;
+        if ((st = ea_kv_geometry(cfg, &g, msg)) != EDGEATTN_OK)
+            return st;
         if (!bp.kv_on_device) {
-            const int32_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
-            size_t rows;
-            bool ok = ea_mul_ok((size_t)cfg->num_layers, (size_t)cfg->max_batch, &rows) &&
-                      ea_mul_ok(rows, (size_t)cfg->max_kv_heads, &rows) &&
-                      ea_mul_ok(rows, (size_t)cap, &rows) && ea_mul_ok(rows, (size_t)cfg->max_head_dim, &rows);
-            if (!ok)
-                sz.overflow = true;
-            lay->kv_k_off = ea_sizer_add(&sz, rows, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
-            lay->kv_v_off = ea_sizer_add(&sz, rows, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
+            lay->kv_k_off = ea_sizer_add(&sz, g.pool_elems, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
+            lay->kv_v_off = ea_sizer_add(&sz, g.pool_elems, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
         }
         const size_t seqs = (size_t)cfg->num_layers * (size_t)cfg->max_batch; /* <= 2^10 * 2^31: no overflow */
         lay->kv_total_off = ea_sizer_add(&sz, seqs, sizeof(int64_t), 64);
         lay->kv_held_off = ea_sizer_add(&sz, seqs, sizeof(int32_t), 64);
+        if (g.page > 0) {
+            size_t entries;
+            if (!ea_mul_ok(seqs, (size_t)g.pages_per_seq, &entries))
+                sz.overflow = true;
+            lay->kv_table_off = ea_sizer_add(&sz, entries, sizeof(int32_t), 64);
+            lay->kv_ref_off = ea_sizer_add(&sz, (size_t)g.pages, sizeof(int32_t), 64);
+            lay->kv_free_off = ea_sizer_add(&sz, (size_t)g.pages, sizeof(int32_t), 64);
+            lay->kv_pmark_off = ea_sizer_add(&sz, (size_t)g.pages_per_seq, 1, 64);
+        }
         kv_bytes = bp.kv_on_device ? bp.kv_device_bytes : sz.total - before;
     }
     lay->kv_on_device = bp.kv_on_device;

@@ -453,6 +453,7 @@ int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg s
         segs[0].ldv = (ptrdiff_t)v->stride[2];
         segs[0].pos0 = 0;
         segs[0].n = n;
+        segs[0].cache = NULL;
         return n > 0 ? 1 : 0;
     }
     const ea_kv_cache *kv = c->cache;
@@ -461,26 +462,32 @@ int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg s
     const int64_t t = kv->total[at];
     const int32_t held = kv->held[at];
     *total = t;
-    const size_t head_off = (size_t)c->layer * kv->layer_elems +
-                            ((size_t)seq * (size_t)kv->heads + (size_t)h) * (size_t)kv->cap * (size_t)kv->dim;
-    const char *kb = (const char *)kv->k + head_off * es, *vb = (const char *)kv->v + head_off * es;
     if (held == 0)
         return 0;
     /* positions [t - held, t) live at slots pos % cap (no window: pos itself, as t <= cap) */
     const int64_t first = t - held;
     const int32_t slot0 = (int32_t)(first % kv->cap);
     const int32_t n0 = held < kv->cap - slot0 ? held : kv->cap - slot0;
-    segs[0].k = kb + (size_t)slot0 * (size_t)kv->dim * es;
-    segs[0].v = vb + (size_t)slot0 * (size_t)kv->dim * es;
-    segs[0].ldk = segs[0].ldv = kv->dim;
-    segs[0].pos0 = first;
-    segs[0].n = n0;
-    if (n0 == held)
-        return 1;
-    segs[1].k = kb;
-    segs[1].v = vb;
-    segs[1].ldk = segs[1].ldv = kv->dim;
-    segs[1].pos0 = first + n0;
-    segs[1].n = held - n0;
-    return 2;
+    const int32_t nseg = n0 == held ? 1 : 2;
+    for (int i = 0; i < nseg; i++) {
+        ea_kv_seg *sg = &segs[i];
+        const int32_t s0 = i == 0 ? slot0 : 0;
+        sg->pos0 = i == 0 ? first : first + n0;
+        sg->n = i == 0 ? n0 : held - n0;
+        sg->ldk = sg->ldv = kv->dim;
+        sg->layer = c->layer;
+        sg->seq = seq;
+        sg->h = h;
+        sg->slot0 = s0;
+        if (kv->page > 0) { /* rows found page by page (ea_kv_seg_rows) */
+            sg->cache = kv;
+            sg->k = sg->v = NULL;
+        } else {
+            const size_t e = ea_kv_row_elem(kv, c->layer, seq, h, s0);
+            sg->cache = NULL;
+            sg->k = (const char *)kv->k + e * es;
+            sg->v = (const char *)kv->v + e * es;
+        }
+    }
+    return nseg;
 }

@@ -207,12 +207,12 @@ static void attn_task(void *arg, int64_t t, int thread)
     for (int sg = 0; sg < nseg; sg++) {
         const ea_kv_seg *seg = &segs[sg];
         const int64_t a = imax(seg->pos0, ulo), z = imin(seg->pos0 + seg->n - 1, uhi);
-        for (int64_t j0 = a; j0 <= z; j0 += KB) {
-            const int32_t nt = (int32_t)imin(KB, z - j0 + 1);
+        int32_t nt = 0;
+        for (int64_t j0 = a; j0 <= z; j0 += nt) {
+            const char *kp, *vp; /* rows j0.. are contiguous up to the end of the segment or of a KV page */
+            nt = (int32_t)imin(imin(KB, z - j0 + 1), ea_kv_seg_rows(seg, j0, kes, &kp, &vp));
             const int32_t nbp = (nt + 15) & ~15;
             const int64_t j1 = j0 + nt - 1;
-            const char *kp = seg->k + (size_t)(j0 - seg->pos0) * (size_t)seg->ldk * kes;
-            const char *vp = seg->v + (size_t)(j0 - seg->pos0) * (size_t)seg->ldv * kes;
             if (J->packed) {
                 K->pack_kt[kdt](nt, nbp, D, kp, seg->ldk, kt, KB);
                 K->pack_v[kdt](nt, nbp, D, vp, seg->ldv, v32, D);

@@ -32,6 +32,7 @@ typedef struct shadow {
     edgeattn_dtype dt;
     edgeattn_rope rope;
     int cap, window, layers;
+    int page, pages; /* paged cache: tokens per page and the pool (0: contiguous) */
     int heads, dim; /* 0: fixed by the next append */
     int64_t total[MAX_L][MAX_B];
     int held[MAX_L][MAX_B]; /* min(total, cap), less after a truncate below what the ring dropped */
@@ -180,7 +181,7 @@ static int op_attention(edgeattn_context *ctx, tc_rng *r, const char *who, int o
  * dtypes and layouts, sometimes one row broadcast to every sequence (stride 0 over B); mirrors them
  * into the shadow. Sequences that would overflow a cache without a window are reset first (also in
  * the shadow). 1 on failure. */
-static int op_append(edgeattn_context *ctx, shadow *s, tc_rng *r, const char *who, int op)
+static int op_append(edgeattn_context *ctx, shadow *s, tc_rng *r, const char *who, int op, bool *refused)
 {
     if (s->heads == 0) { /* the first append into an empty cache fixes its heads and dim */
         static const int dims[] = {16, 48, 64, 128};
@@ -219,11 +220,35 @@ static int op_append(edgeattn_context *ctx, shadow *s, tc_rng *r, const char *wh
         k.t.stride[0] = 0;
         v.t.stride[0] = 0;
     }
+    int32_t free_before = 0;
+    int64_t worst = 0; /* pages this append could take at most: its rows' pages, plus a shared one copied */
+    if (s->page > 0) {
+        if (edgeattn_kv_pages(ctx, &free_before, NULL) != EDGEATTN_OK) {
+            print_error("FAIL %s op %d: kv_pages: %s\n", who, op, edgeattn_message_of(ctx));
+            return 1;
+        }
+        for (int b = 0; b < B; b++)
+            worst += (n_new[b] + s->page - 1) / s->page + 1;
+    }
     const edgeattn_status st = edgeattn_kv_append(ctx, l, ids, &k.t, &v.t, all ? NULL : n_new, tc_randint(r, 0, 1));
     int fail = 0;
-    if (st != EDGEATTN_OK) {
+    char said[256];
+    snprintf(said, sizeof said, "%s", edgeattn_message_of(ctx));
+    int32_t free_after = free_before;
+    if (s->page > 0 && edgeattn_kv_pages(ctx, &free_after, NULL) != EDGEATTN_OK)
+        fail = 1;
+    if (st == EDGEATTN_ERR_CAPACITY && s->page > 0 && worst > free_before) {
+        /* the pool may be short: refused with nothing appended and no page taken (the shadow stays,
+         * and later decodes and reads check the cache against it) */
+        if (free_after != free_before || strstr(said, "page pool") == NULL) {
+            print_error("FAIL %s op %d: a refused append took pages (%d -> %d free) or said: %s\n", who, op,
+                        (int)free_before, (int)free_after, said);
+            fail = 1;
+        }
+        *refused = true;
+    } else if (st != EDGEATTN_OK) {
         print_error("FAIL %s op %d: kv_append layer %d B=%d N=%d k=%s v=%s bcast=%d returned %d: %s\n", who, op, l, B,
-                    N, tc_dtype_name(kdt), tc_dtype_name(vdt), (int)bcast, (int)st, edgeattn_message_of(ctx));
+                    N, tc_dtype_name(kdt), tc_dtype_name(vdt), (int)bcast, (int)st, said);
         fail = 1;
     } else {
         for (int b = 0; b < B; b++) {
@@ -544,6 +569,11 @@ static int run_session(const runner *run, uint64_t stream, int ops)
     s.cap = s.window > 0 ? s.window : MAX_KV;
     s.layers = tc_randint(&r, 1, MAX_L);
     random_rope(&r, &s.rope);
+    if (tc_randint(&r, 0, 1)) { /* paged: a full pool, or one too small for every sequence at once */
+        s.page = tc_randint(&r, 0, 1) ? 16 : 32;
+        const int full = s.layers * MAX_B * ((s.cap + s.page - 1) / s.page);
+        s.pages = tc_randint(&r, 0, 1) ? 0 : tc_randint(&r, full / 3, full);
+    }
     s.tok = malloc(sizeof(float) * 2 * MAX_L * MAX_B * MAX_HKV * SHADOW_TOKENS * MAX_D);
     assert_non_null(s.tok);
 
@@ -561,10 +591,13 @@ static int run_session(const runner *run, uint64_t stream, int ops)
     cfg.num_layers = s.layers;
     cfg.rope = s.rope;
     cfg.num_threads = tc_randint(&r, 1, 2);
+    cfg.kv_page_size = s.page;
+    cfg.kv_pages = s.pages;
     edgeattn_context *ctx = create_runner(run, &cfg);
     char who[256];
-    snprintf(who, sizeof who, "%s [cache %s, window %d, %d layer(s), rope %d/%d/%g, %d thread(s), seed %llu stream %llu]",
-             run->label, tc_dtype_name(s.dt), s.window, s.layers, (int)s.rope.style, (int)s.rope.dim,
+    snprintf(who, sizeof who,
+             "%s [cache %s, window %d, pages %d x %d, %d layer(s), rope %d/%d/%g, %d thread(s), seed %llu stream %llu]",
+             run->label, tc_dtype_name(s.dt), s.window, s.pages, s.page, s.layers, (int)s.rope.style, (int)s.rope.dim,
              (double)s.rope.theta, cfg.num_threads, (unsigned long long)tc_seed(), (unsigned long long)stream);
 
     int fails = 0;
@@ -575,7 +608,7 @@ static int run_session(const runner *run, uint64_t stream, int ops)
         if (kind < 20)
             fails += op_attention(ctx, &r, who, op);
         else if (kind < 50)
-            fails += op_append(ctx, &s, &r, who, op);
+            fails += op_append(ctx, &s, &r, who, op, &refused);
         else if (kind < 80)
             fails += op_decode(ctx, &s, &r, who, op);
         else if (kind < 86)
@@ -608,6 +641,14 @@ static int run_session(const runner *run, uint64_t stream, int ops)
         }
     }
     fails += op_lengths(ctx, &s, who, ops);
+    if (s.page > 0) { /* every page comes back once every sequence is empty */
+        int32_t fr = -1, tot = -2;
+        if (edgeattn_kv_reset(ctx, -1) != EDGEATTN_OK || edgeattn_kv_pages(ctx, &fr, &tot) != EDGEATTN_OK || fr != tot) {
+            print_error("FAIL %s: after kv_reset(-1), %d of %d pages free: %s\n", who, (int)fr, (int)tot,
+                        edgeattn_message_of(ctx));
+            fails++;
+        }
+    }
     edgeattn_destroy(ctx);
     free(s.tok);
     return fails;

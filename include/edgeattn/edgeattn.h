@@ -173,13 +173,22 @@ typedef struct edgeattn_config {
     /* A whole model in one context: */
     int32_t num_layers;        /* layers whose KV caches the context holds (default 1); kv calls take
                                   a layer in [0, num_layers) */
-    int32_t pad_;
+    /* Paged KV cache (0, the default: every (layer, sequence) owns max_kv_len (or window) slots).
+     * > 0: tokens per page, a power of two from 16 to 1024. The cache is then a pool of kv_pages pages
+     * shared by every layer and sequence: a (layer, sequence) takes a page when its tokens reach it
+     * and gives it back on kv_reset / kv_truncate; kv_fork shares the source's pages (a shared page is
+     * copied when one of its sequences writes into it). An append the pool cannot serve gets
+     * EDGEATTN_ERR_CAPACITY with nothing appended. Each page holds K and V of every KV head. */
+    int32_t kv_page_size;
     edgeattn_rope rope;        /* RoPE applied by the library (style NONE: none, the default) */
     /* CPU backend: run parallel work through the caller's pool instead of the context's own threads
      * (then create starts no threads; num_threads says how many workers the caller's pool has). */
     edgeattn_parallel_for_fn parallel_for;
     void *parallel_user;       /* passed to parallel_for */
-    uint8_t reserved[40];      /* must be zero */
+    int32_t kv_pages;          /* paged cache: pages in the pool; 0 = enough for every (layer, sequence)
+                                  to reach its capacity (set fewer to share memory between sequences) */
+    int32_t pad_;              /* must be zero */
+    uint8_t reserved[32];      /* must be zero */
 } edgeattn_config;
 
 typedef struct edgeattn_plan_info {
@@ -384,11 +393,17 @@ EDGEATTN_API edgeattn_status edgeattn_kv_reset(edgeattn_context *ctx, int32_t se
 EDGEATTN_API edgeattn_status edgeattn_kv_truncate(edgeattn_context *ctx, int32_t seq, int64_t length);
 
 /* Makes sequence dst a copy of sequence src in every layer (its tokens, positions and lengths), e.g.
- * to start several continuations from one prompt; dst's former contents are dropped. The copy takes
- * dst's own cache rows (sharing a prefix without copying needs a paged cache).
+ * to start several continuations from one prompt; dst's former contents are dropped. A contiguous
+ * cache copies src's rows into dst's own; a paged cache (config.kv_page_size) shares src's pages, so
+ * the prefix is stored once, and copies a shared page only when one of the two writes into it.
  * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_INVALID_ARG
  *   (src or dst out of range, or equal). */
 EDGEATTN_API edgeattn_status edgeattn_kv_fork(edgeattn_context *ctx, int32_t src, int32_t dst);
+
+/* Paged KV cache: pages not in use by any (layer, sequence) (*free_pages) and the pool's size
+ * (*total_pages). A contiguous cache reports 0 and 0. Either pointer may be NULL.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG (ctx); EDGEATTN_ERR_UNSUPPORTED (no KV cache planned). */
+EDGEATTN_API edgeattn_status edgeattn_kv_pages(edgeattn_context *ctx, int32_t *free_pages, int32_t *total_pages);
 
 /* Reads the cached keys and values of (layer, seq) at positions first .. first + N - 1 into k and v
  * [1, Hkv, N, D] (any dtype and layout, host memory), as stored (after
