@@ -158,7 +158,9 @@ edgeattn_status ea_kv_geometry(const edgeattn_config *cfg, ea_kv_geom *g, char *
     while ((1 << g->page_shift) < g->page)
         g->page_shift++;
     g->pages_per_seq = (int32_t)(((int64_t)g->cap + g->page - 1) / g->page);
-    const int64_t full = (int64_t)cfg->num_layers * (int64_t)cfg->max_batch * (int64_t)g->pages_per_seq;
+    int64_t full; /* pages every (layer, sequence) at full length would use (saturated) */
+    if (__builtin_mul_overflow((int64_t)cfg->num_layers * (int64_t)cfg->max_batch, (int64_t)g->pages_per_seq, &full))
+        full = INT64_MAX;
     if (cfg->kv_pages > full)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                        "config: kv_pages %d exceeds the %lld pages every (layer, sequence) at full length would use",

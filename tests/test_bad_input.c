@@ -1207,6 +1207,27 @@ static void test_config_invalid(void **state)
     EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "rope fields without a style");
     c = base, c.parallel_user = &c;
     EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "parallel_user without parallel_for");
+    /* paged KV cache */
+    c = base, c.kv_page_size = 16;
+    EXPECT_CONFIG(&c, EDGEATTN_OK, "a paged cache");
+    static const int32_t bad_page[] = {8, 24, 2048, -16, 1, INT32_MAX, INT32_MIN};
+    for (size_t j = 0; j < sizeof bad_page / sizeof bad_page[0]; j++) {
+        c = base, c.kv_page_size = bad_page[j];
+        EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "kv_page_size not a power of two in [16, 1024]");
+    }
+    c = base, c.kv_page_size = 16, c.flags = 0;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "pages without a KV cache");
+    c = base, c.kv_pages = 4;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "kv_pages without kv_page_size");
+    c = base, c.kv_page_size = 16, c.kv_pages = -1;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "kv_pages -1");
+    c = base, c.kv_page_size = 16, c.kv_pages = INT32_MAX;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "more pages than every sequence can use");
+    c = base, c.kv_page_size = 16, c.max_batch = INT32_MAX, c.num_layers = 1024, c.max_kv_len = INT32_MAX;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "a full pool beyond 2^31 pages");
+    c = base, c.kv_page_size = 16, c.max_batch = INT32_MAX, c.num_layers = 1024, c.max_kv_len = INT32_MAX,
+    c.kv_pages = INT32_MAX - 1;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_OVERFLOW, "a pool whose bytes overflow");
 }
 
 /* The KV-cache calls' own arguments: layer, sequence ids, query counts, truncate, fork, read. */

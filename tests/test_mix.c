@@ -785,8 +785,127 @@ static void test_rope_far_positions(void **state)
         fail_msg("%d RoPE case(s) failed at positions past 100,000 (seed %llu)", fails, (unsigned long long)tc_seed());
 }
 
+/* The page pool's accounting, step by step, on each runner: pages taken as tokens arrive, shared by
+ * a fork, copied when a sharer writes into a shared page (the other keeps its rows), given back by
+ * truncate and reset; a full pool refuses an append whole. Rows are checked through kv_read. */
+static int pool_expect(edgeattn_context *ctx, int want_free, const char *label, const char *step)
+{
+    int32_t fr = -1, tot = -1;
+    if (edgeattn_kv_pages(ctx, &fr, &tot) != EDGEATTN_OK || fr != want_free || tot != 10) {
+        print_error("FAIL paged pool %s, %s: %d of %d pages free, expected %d of 10\n", label, step, (int)fr, (int)tot,
+                    want_free);
+        return 1;
+    }
+    return 0;
+}
+
+static int pool_append(edgeattn_context *ctx, int layer, int seq, int n, tc_tensor *src, int first_row)
+{
+    edgeattn_tensor k = src->t; /* rows [first_row, first_row + n) of src as K and V (V negated below) */
+    k.data = (char *)k.data + (size_t)first_row * (size_t)k.stride[2] * sizeof(float);
+    k.shape[2] = n;
+    k.bytes -= (size_t)first_row * (size_t)k.stride[2] * sizeof(float);
+    const int32_t id = seq;
+    return (int)edgeattn_kv_append(ctx, layer, &id, &k, &k, NULL, 0);
+}
+
+/* Does (layer, seq) hold rows[first .. first + n) at positions pos .. pos + n - 1? */
+static int pool_holds(edgeattn_context *ctx, int layer, int seq, int64_t pos, const tc_tensor *rows, int first, int n,
+                      const char *label, const char *step)
+{
+    tc_tensor k, v;
+    tc_tensor_alloc(&k, EDGEATTN_F32, 1, 1, n, 16, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&v, EDGEATTN_F32, 1, 1, n, 16, TC_BHSD, 0, 0, 0);
+    int bad = edgeattn_kv_read(ctx, layer, seq, pos, &k.t, &v.t) != EDGEATTN_OK;
+    for (int i = 0; i < n && !bad; i++)
+        for (int d = 0; d < 16; d++)
+            if (tc_get(&k.t, 0, 0, i, d) != tc_get(&rows->t, 0, 0, first + i, d) ||
+                tc_get(&v.t, 0, 0, i, d) != tc_get(&rows->t, 0, 0, first + i, d)) {
+                bad = 1;
+                break;
+            }
+    if (bad)
+        print_error("FAIL paged pool %s, %s: layer %d seq %d positions %lld.. do not hold the rows appended: %s\n",
+                    label, step, layer, seq, (long long)pos, edgeattn_message_of(ctx));
+    tc_tensor_free(&k);
+    tc_tensor_free(&v);
+    return bad;
+}
+
+static void test_paged_pool(void **state)
+{
+    (void)state;
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 777);
+    tc_tensor a, b; /* rows of sequence 0 (and its prefix) and of the fork's continuation */
+    tc_tensor_alloc(&a, EDGEATTN_F32, 1, 1, 120, 16, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&b, EDGEATTN_F32, 1, 1, 120, 16, TC_BHSD, 0, 0, 0);
+    tc_fill_random(&a, &r, -1.0, 1.0);
+    tc_fill_random(&b, &r, -1.0, 1.0);
+    int fails = 0;
+    for (int ri = 0; ri < g_nrun; ri++) {
+        edgeattn_config cfg;
+        edgeattn_config_default(&cfg);
+        cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+        cfg.max_batch = 3;
+        cfg.max_q_len = 4;
+        cfg.max_kv_len = 100; /* 7 pages of 16 per (layer, sequence) */
+        cfg.max_heads = 1;
+        cfg.max_kv_heads = 1;
+        cfg.max_head_dim = 16;
+        cfg.kv_cache_dtype = EDGEATTN_F32;
+        cfg.num_layers = 2;
+        cfg.kv_page_size = 16;
+        cfg.kv_pages = 10;
+        edgeattn_context *ctx = create_runner(&g_run[ri], &cfg);
+        const char *lb = g_run[ri].label;
+        int f = 0;
+        f += pool_expect(ctx, 10, lb, "fresh");
+        f += pool_append(ctx, 0, 0, 40, &a, 0) != EDGEATTN_OK;
+        f += pool_expect(ctx, 7, lb, "40 tokens: 3 pages");
+        f += edgeattn_kv_fork(ctx, 0, 1) != EDGEATTN_OK;
+        f += pool_expect(ctx, 7, lb, "fork: pages shared");
+        f += pool_append(ctx, 0, 1, 1, &b, 0) != EDGEATTN_OK;
+        f += pool_expect(ctx, 6, lb, "the fork writes into the shared third page: copied");
+        f += pool_append(ctx, 0, 1, 8, &b, 1) != EDGEATTN_OK;
+        f += pool_expect(ctx, 5, lb, "8 more: one new page");
+        f += pool_holds(ctx, 0, 0, 0, &a, 0, 40, lb, "the source keeps its rows");
+        f += pool_holds(ctx, 0, 1, 0, &a, 0, 40, lb, "the fork's prefix");
+        f += pool_holds(ctx, 0, 1, 40, &b, 0, 9, lb, "the fork's own rows");
+        f += edgeattn_kv_truncate(ctx, 1, 20) != EDGEATTN_OK;
+        f += pool_expect(ctx, 7, lb, "the fork cut to 20: its two own pages back");
+        f += pool_holds(ctx, 0, 1, 0, &a, 0, 20, lb, "the fork after the cut");
+        f += pool_append(ctx, 1, 2, 100, &b, 0) != EDGEATTN_OK;
+        f += pool_expect(ctx, 0, lb, "100 tokens in layer 1: 7 pages");
+        f += pool_append(ctx, 0, 0, 1, &b, 50) != EDGEATTN_OK; /* position 40: the third page has room */
+        f += pool_expect(ctx, 0, lb, "one token into a page it owns");
+        if (pool_append(ctx, 0, 0, 8, &b, 51) != EDGEATTN_ERR_CAPACITY ||
+            strstr(edgeattn_message_of(ctx), "page pool") == NULL) {
+            print_error("FAIL paged pool %s: an append past a full pool: %s\n", lb, edgeattn_message_of(ctx));
+            f++;
+        }
+        int64_t total = -1;
+        f += edgeattn_kv_length(ctx, 0, 0, &total, NULL) != EDGEATTN_OK || total != 41;
+        f += pool_expect(ctx, 0, lb, "the refused append took nothing");
+        f += pool_append(ctx, 1, 1, 1, &b, 0) != EDGEATTN_ERR_CAPACITY; /* a first page: none left either */
+        f += edgeattn_kv_reset(ctx, 2) != EDGEATTN_OK;
+        f += pool_expect(ctx, 7, lb, "reset of sequence 2");
+        f += edgeattn_kv_reset(ctx, -1) != EDGEATTN_OK;
+        f += pool_expect(ctx, 10, lb, "reset of all");
+        edgeattn_destroy(ctx);
+        if (f)
+            print_error("FAIL paged pool %s: %d step(s) failed\n", lb, f);
+        fails += f;
+    }
+    tc_tensor_free(&a);
+    tc_tensor_free(&b);
+    if (fails)
+        fail_msg("%d paged-pool step(s) failed, see above", fails);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_mix), cmocka_unit_test(test_rope_far_positions)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_mix), cmocka_unit_test(test_rope_far_positions),
+                                       cmocka_unit_test(test_paged_pool)};
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -23,7 +23,20 @@ typedef struct bench_case {
     edgeattn_dtype q_dtype, kv_dtype, out_dtype;
     int32_t opencl_path;      /* 0 library's choice; 1 fused; 2 unfused (EDGEATTN_OPENCL_PATH at create) */
     int32_t auto_name;        /* name made from the shape (no name= key): bench_case_set_n renames it */
+    int32_t page;             /* decode: KV-cache page size (config.kv_page_size); 0 contiguous */
+    int32_t ragged;           /* decode: batch row b holds Nkv * {512, 3000, 9000, 16000}[b % 4] / 16000
+                                 tokens (bench_kv_len), appended 256 at a time round-robin */
 } bench_case;
+
+/* Tokens cached for batch row b of a decode case (Nkv unless ragged). */
+static inline int64_t bench_kv_len(const bench_case *c, int64_t b)
+{
+    static const int32_t part[4] = {512, 3000, 9000, 16000};
+    if (!c->ragged)
+        return c->Nkv;
+    const int64_t n = (int64_t)c->Nkv * part[b % 4] / 16000;
+    return n > c->Nq ? n : c->Nq;
+}
 
 /* What running a case measured. */
 typedef struct bench_result {

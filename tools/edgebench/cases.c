@@ -104,6 +104,10 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
             bad = parse_int(val, 1, 1 << 30, &c->Nkv);
         else if (!strcasecmp(key, "D"))
             bad = parse_int(val, 1, 4096, &c->D);
+        else if (!strcasecmp(key, "page"))
+            bad = parse_int(val, 0, 1024, &c->page);
+        else if (!strcasecmp(key, "ragged"))
+            bad = parse_int(val, 0, 1, &c->ragged);
         else if (!strcasecmp(key, "causal"))
             bad = parse_int(val, 0, 1, &c->causal);
         else if (!strcasecmp(key, "q"))
@@ -159,6 +163,14 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
             return -1;
         }
     }
+    if ((c->page || c->ragged) && c->kind != BENCH_DECODE) {
+        snprintf(err, err_len, "case '%s': page and ragged are decode options", spec);
+        return -1;
+    }
+    if (c->page && (c->page < 16 || (c->page & (c->page - 1)))) {
+        snprintf(err, err_len, "case '%s': page must be 0 or a power of two from 16 to 1024", spec);
+        return -1;
+    }
     if (c->Hq % c->Hkv) {
         snprintf(err, err_len, "case '%s': H = %d is not a multiple of KVH = %d", spec, (int)c->Hq, (int)c->Hkv);
         return -1;
@@ -192,10 +204,13 @@ int bench_case_set_n(bench_case *c, int32_t n, char *err, size_t err_len)
 void bench_case_spec(const bench_case *c, char *buf, size_t len)
 {
     static const char *const path[3] = {"", ",path=fused", ",path=unfused"};
-    snprintf(buf, len, "%s:B=%d,H=%d,KVH=%d,NQ=%d,NKV=%d,D=%d,causal=%d,q=%s,kv=%s,out=%s%s,name=%s",
+    char extra[48] = "";
+    if (c->page || c->ragged)
+        snprintf(extra, sizeof extra, ",page=%d,ragged=%d", (int)c->page, (int)c->ragged);
+    snprintf(buf, len, "%s:B=%d,H=%d,KVH=%d,NQ=%d,NKV=%d,D=%d,causal=%d,q=%s,kv=%s,out=%s%s%s,name=%s",
              c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, (int)c->Hq, (int)c->Hkv, (int)c->Nq,
              (int)c->Nkv, (int)c->D, (int)c->causal, bench_dtype_name(c->q_dtype), bench_dtype_name(c->kv_dtype),
-             bench_dtype_name(c->out_dtype), path[c->opencl_path & 3], c->name);
+             bench_dtype_name(c->out_dtype), path[c->opencl_path & 3], extra, c->name);
 }
 
 void bench_case_shape(const bench_case *c, char *buf, size_t len)
@@ -211,8 +226,12 @@ void bench_case_shape(const bench_case *c, char *buf, size_t len)
         snprintf(rows, sizeof rows, "Nkv%d", (int)c->Nkv);
     else
         snprintf(rows, sizeof rows, "Nq%d Nkv%d", (int)c->Nq, (int)c->Nkv);
-    snprintf(buf, len, "%s B%d %s D%d %s%s", c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, heads,
-             (int)c->D, rows, c->kind == BENCH_PREFILL && c->causal ? " causal" : "");
+    char paged[24] = "";
+    if (c->page)
+        snprintf(paged, sizeof paged, " paged %d", (int)c->page);
+    snprintf(buf, len, "%s B%d %s D%d %s%s%s%s", c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, heads,
+             (int)c->D, rows, c->kind == BENCH_PREFILL && c->causal ? " causal" : "", c->ragged ? " ragged" : "",
+             paged);
 }
 
 void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
@@ -234,71 +253,83 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
  * dtypes. The rest cover a short sequence, GQA prefill, batches and several decode queries; dec-s*
  * are one layer of a small GQA model (Hq8 Hkv2 D64, F32 cache) over 64 to 1024 cached tokens, calls
  * of a few microseconds where handing work to threads costs as much as the work (compare
- * --threads 1 with --threads 2).
- * Fields: name, kind, B, Hq, Hkv, Nq, Nkv, D, causal, q, kv, out, OpenCL path, auto_name. */
+ * --threads 1 with --threads 2). dec-rag* decode four sequences of 512, 3000, 9000 and 16000 tokens
+ * at once, in a contiguous cache and in paged caches of 16- and 64-token pages filled round-robin (the
+ * pages of the four sequences interleave in the pool): paging should cost little beside contiguous.
+ * Fields: name, kind, B, Hq, Hkv, Nq, Nkv, D, causal, q, kv, out, OpenCL path, auto_name, page, ragged. */
 static const bench_case default_suite[] = {
-    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0, 0},
-    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32, 0, 0},
-    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32, 0, 0},
-    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32, 0, 0},
-    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32, 0, 0},
-    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32, 0, 0},
-    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32, 0, 0},
-    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16, 0, 0},
-    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0},
-    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32, 0, 0},
-    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32, 0, 0},
-    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32, 0, 0},
-    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32, 0, 0},
-    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0, 0},
-    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0},
-    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32, 0, 0},
-    {"dec-s64", DEC, 1, 8, 2, 1, 64, 64, 0, F32, F32, F32, 0, 0},
-    {"dec-s256", DEC, 1, 8, 2, 1, 256, 64, 0, F32, F32, F32, 0, 0},
-    {"dec-s1024", DEC, 1, 8, 2, 1, 1024, 64, 0, F32, F32, F32, 0, 0},
+    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0, 0, 0, 0},
+    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32, 0, 0, 0, 0},
+    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32, 0, 0, 0, 0},
+    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32, 0, 0, 0, 0},
+    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32, 0, 0, 0, 0},
+    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32, 0, 0, 0, 0},
+    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32, 0, 0, 0, 0},
+    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0},
+    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0},
+    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32, 0, 0, 0, 0},
+    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32, 0, 0, 0, 0},
+    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32, 0, 0, 0, 0},
+    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0, 0, 0, 0},
+    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0},
+    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32, 0, 0, 0, 0},
+    {"dec-s64", DEC, 1, 8, 2, 1, 64, 64, 0, F32, F32, F32, 0, 0, 0, 0},
+    {"dec-s256", DEC, 1, 8, 2, 1, 256, 64, 0, F32, F32, F32, 0, 0, 0, 0},
+    {"dec-s1024", DEC, 1, 8, 2, 1, 1024, 64, 0, F32, F32, F32, 0, 0, 0, 0},
+    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 0, 1},
+    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 16, 1},
+    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 64, 1},
 };
 
 /* Small, odd sizes (not multiples of the tiles), every dtype path once: seconds, not minutes. */
 static const bench_case quick_suite[] = {
-    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32, 0, 0},
-    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32, 0, 0},
-    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32, 0, 0},
-    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32, 0, 0},
-    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32, 0, 0},
+    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32, 0, 0, 0, 0},
+    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32, 0, 0, 0, 0},
+    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32, 0, 0, 0, 0},
+    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32, 0, 0, 0, 0},
+    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32, 0, 0, 0, 0},
+    {"q-dec-rag-p16", DEC, 4, 4, 2, 1, 700, 64, 0, F32, F16, F32, 0, 0, 16, 1},
 };
 
 /* CUDA: the shapes of the README's GPU table, a 7B-class layer (H32 D128) at 1K, 4K and 16K prefill
  * and 4K to 128K cached tokens for decode, plus batches with D64. FP16 everywhere, the dtype GPU
  * attention libraries are usually measured in, with one BF16 and one FP32 row for the other paths. */
 static const bench_case cuda_suite[] = {
-    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 0, 0},
-    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 0, 0},
-    {"pf-16k", PF, 1, 32, 32, 16384, 16384, 128, 0, F16, F16, F16, 0, 0},
-    {"pf-16k-causal", PF, 1, 32, 32, 16384, 16384, 128, 1, F16, F16, F16, 0, 0},
-    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 0, 0},
-    {"pf-b4-d64", PF, 4, 16, 16, 2048, 2048, 64, 0, F16, F16, F16, 0, 0},
-    {"pf-b4-d64-causal", PF, 4, 16, 16, 2048, 2048, 64, 1, F16, F16, F16, 0, 0},
-    {"pf-4k-bf16", PF, 1, 32, 32, 4096, 4096, 128, 0, BF16, BF16, BF16, 0, 0},
-    {"pf-4k-f32", PF, 1, 32, 32, 4096, 4096, 128, 0, F32, F32, F32, 0, 0},
-    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0},
-    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0},
-    {"dec-128k", DEC, 1, 32, 8, 1, 131072, 128, 0, F16, F16, F16, 0, 0},
-    {"dec-b16-4k", DEC, 16, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0},
-    {"dec-128k-bf16", DEC, 1, 32, 8, 1, 131072, 128, 0, BF16, BF16, BF16, 0, 0},
+    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 0, 0, 0, 0},
+    {"pf-16k", PF, 1, 32, 32, 16384, 16384, 128, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"pf-16k-causal", PF, 1, 32, 32, 16384, 16384, 128, 1, F16, F16, F16, 0, 0, 0, 0},
+    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"pf-b4-d64", PF, 4, 16, 16, 2048, 2048, 64, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"pf-b4-d64-causal", PF, 4, 16, 16, 2048, 2048, 64, 1, F16, F16, F16, 0, 0, 0, 0},
+    {"pf-4k-bf16", PF, 1, 32, 32, 4096, 4096, 128, 0, BF16, BF16, BF16, 0, 0, 0, 0},
+    {"pf-4k-f32", PF, 1, 32, 32, 4096, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0},
+    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"dec-128k", DEC, 1, 32, 8, 1, 131072, 128, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"dec-b16-4k", DEC, 16, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"dec-128k-bf16", DEC, 1, 32, 8, 1, 131072, 128, 0, BF16, BF16, BF16, 0, 0, 0, 0},
+    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1},
+    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1},
+    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1},
 };
 
 /* OpenCL: FP16 storage (FP32 arithmetic) at the same H32 D128 layer shape; prefill at 1K and 4K with
  * the fused kernel beside the unfused path (CLBlast GEMMs), so a run shows which one a device favours;
  * decode at 4K and 32K cached tokens. */
 static const bench_case opencl_suite[] = {
-    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 1, 0},
-    {"pf-4k-unfused", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 2, 0},
-    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 1, 0},
-    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 1, 0},
-    {"pf-1k-unfused", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 2, 0},
-    {"pf-1k-f32", PF, 1, 32, 32, 1024, 1024, 128, 0, F32, F32, F32, 1, 0},
-    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0},
-    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0},
+    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 1, 0, 0, 0},
+    {"pf-4k-unfused", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 2, 0, 0, 0},
+    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 1, 0, 0, 0},
+    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 1, 0, 0, 0},
+    {"pf-1k-unfused", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 2, 0, 0, 0},
+    {"pf-1k-f32", PF, 1, 32, 32, 1024, 1024, 128, 0, F32, F32, F32, 1, 0, 0, 0},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0},
+    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1},
+    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1},
+    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1},
 };
 
 const bench_case *bench_cuda_suite(size_t *count)

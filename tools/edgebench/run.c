@@ -66,13 +66,28 @@ static double quantile(const double *sorted, int n, double q)
     return lo + 1 < n ? sorted[lo] + frac * (sorted[lo + 1] - sorted[lo]) : sorted[n - 1];
 }
 
-/* Keys visible to query row i (bottom-right causal alignment). */
-static int64_t visible_keys(const bench_case *c, int64_t i)
+/* Keys visible to query row i of batch row b (bottom-right causal alignment). */
+static int64_t visible_keys(const bench_case *c, int64_t b, int64_t i)
 {
+    const int64_t n = bench_kv_len(c, b);
     if (!c->causal)
-        return c->Nkv;
-    int64_t v = i + (int64_t)c->Nkv - c->Nq + 1;
-    return v < 0 ? 0 : v > c->Nkv ? c->Nkv : v;
+        return n;
+    int64_t v = i + n - c->Nq + 1;
+    return v < 0 ? 0 : v > n ? n : v;
+}
+
+/* Rows [first, first + n) of t (any memory kind). */
+static edgeattn_tensor rows_of(const edgeattn_tensor *t, int64_t first, int64_t n)
+{
+    edgeattn_tensor v = *t;
+    const size_t off = (size_t)(first * t->stride[2]) * dtype_size(t->dtype);
+    if (t->memory == EDGEATTN_MEM_OPENCL)
+        v.offset += off;
+    else
+        v.data = (char *)t->data + off;
+    v.bytes -= off;
+    v.shape[2] = n;
+    return v;
 }
 
 /* A view of one row of t: element [b, h, n, 0..D) as a [1, 1, rows, D] tensor. */
@@ -95,9 +110,10 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
 {
     const int64_t rows = (int64_t)c->B * c->Hq * c->Nq, group = c->Hq / c->Hkv;
     double pairs = 0.0;
-    for (int64_t i = 0; i < c->Nq; i++)
-        pairs += (double)visible_keys(c, i);
-    const double per_row = 2.0 * c->D * (pairs / c->Nq + 1.0);
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t i = 0; i < c->Nq; i++)
+            pairs += (double)visible_keys(c, b, i);
+    const double per_row = 2.0 * c->D * (pairs / ((double)c->Nq * (double)c->B) + 1.0);
     int64_t want = rows;
     if ((double)rows * per_row > o->ref_budget) {
         want = (int64_t)(o->ref_budget / per_row);
@@ -122,7 +138,7 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
             r = rows - 1; /* always the last row: the one that sees every key */
         const int64_t i = r % c->Nq, h = (r / c->Nq) % c->Hq, b = r / ((int64_t)c->Nq * c->Hq);
         /* one query row against the keys it may see: it then sits at position nvis - 1, as in the call */
-        const int64_t nvis = visible_keys(c, i);
+        const int64_t nvis = visible_keys(c, b, i);
         double ref_max = 0.0, diff_max = 0.0;
         if (nvis > 0) {
             const edgeattn_tensor qr = row_view(q, b, h, i, 1), kr = row_view(k, b, h / group, 0, nvis),
@@ -214,6 +230,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     if (c->kind == BENCH_DECODE) {
         cfg.flags |= EDGEATTN_FLAG_KV_CACHE;
         cfg.kv_cache_dtype = c->kv_dtype;
+        cfg.kv_page_size = c->page;
     }
     if (c->opencl_path) { /* read by the OpenCL backend at create */
         const char *old = getenv("EDGEATTN_OPENCL_PATH");
@@ -288,8 +305,22 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     edgeattn_params_default(&p);
     p.causal = c->causal;
 
-    if (c->kind == BENCH_DECODE)
+    if (c->kind == BENCH_DECODE && !c->ragged && !c->page) {
         TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kx, &vx, NULL, 0), "edgeattn_kv_append");
+    } else if (c->kind == BENCH_DECODE) { /* 256 tokens to every sequence that has more, round-robin */
+        int32_t n_new[64];
+        if (c->B > 64)
+            FAIL("%s: ragged or paged decode cases take at most 64 sequences", c->name);
+        for (int64_t at = 0; at < c->Nkv; at += 256) {
+            const int64_t n = c->Nkv - at < 256 ? c->Nkv - at : 256;
+            for (int32_t b = 0; b < c->B; b++) {
+                const int64_t left = bench_kv_len(c, b) - at;
+                n_new[b] = (int32_t)(left < 0 ? 0 : left < n ? left : n);
+            }
+            const edgeattn_tensor kc = rows_of(&kx, at, n), vc = rows_of(&vx, at, n);
+            TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kc, &vc, n_new, 0), "edgeattn_kv_append");
+        }
+    }
 #define ONE_CALL()                                                                                               \
     do {                                                                                                         \
         if (c->kind == BENCH_PREFILL)                                                                            \
@@ -342,7 +373,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     if (c->kind == BENCH_PREFILL) {
         double pairs = 0.0;
         for (int64_t i = 0; i < c->Nq; i++)
-            pairs += (double)visible_keys(c, i);
+            pairs += (double)visible_keys(c, 0, i);
         r->work = 4.0 * c->B * c->Hq * c->D * pairs;          /* QK^T and PV, 2 FLOP per multiply-add */
         r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GFLOP/s */
         if (ceil && ceil->fma_gflops > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
@@ -350,7 +381,10 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         else if (ceil && ceil->gpu_compute_gflops > 0.0 && on_gpu)
             r->pct_ceiling = 100.0 * r->rate / ceil->gpu_compute_gflops;
     } else {
-        r->work = 2.0 * (double)nkv * (double)dtype_size(c->kv_dtype); /* K and V, each read once */
+        double held = 0.0; /* tokens cached over the batch */
+        for (int64_t b = 0; b < c->B; b++)
+            held += (double)bench_kv_len(c, b);
+        r->work = 2.0 * held * c->Hkv * c->D * (double)dtype_size(c->kv_dtype); /* K and V, each read once */
         r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GB/s */
         if (ceil && ceil->read_gbs > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
             r->pct_ceiling = 100.0 * r->rate / ceil->read_gbs;
