@@ -243,6 +243,8 @@ static void run_workload(edgeattn_context *ctx, workload *w, bool ring, tally *t
         note(t, edgeattn_kv_append(ctx, 0, NULL, &w->ak.t, &w->av.t, n_new, i & 1), want, "kv_append", i);
         if (want != EDGEATTN_OK)
             note(t, edgeattn_kv_reset(ctx, -1), EDGEATTN_OK, "kv_reset", i);
+        if (ring && i % 5 == 2) /* paged: sequence 1 shares 0's pages; the next append copies the shared ones */
+            note(t, edgeattn_kv_fork(ctx, 0, 1), EDGEATTN_OK, "kv_fork", i);
         int32_t held1 = 0;
         note(t, edgeattn_kv_length(ctx, 0, 1, NULL, &held1), EDGEATTN_OK, "kv_length", i);
         if (held1 >= 2) {
@@ -326,6 +328,7 @@ static void base_config(edgeattn_config *cfg, bool ring)
     cfg->max_head_dim = D;
     cfg->kv_cache_dtype = ring ? EDGEATTN_BF16 : EDGEATTN_F16;
     cfg->kv_cache_window = ring ? W : 0;
+    cfg->kv_page_size = ring ? 16 : 0; /* the ring in a paged cache: pages mapped and shared in place */
     cfg->num_threads = 2;
 }
 
@@ -346,7 +349,7 @@ static void test_calls_allocate_nothing(void **state)
             base_config(&cfg, ring);
             cfg.cpu_disable_mask = tiers[ti].disable;
             char label[96];
-            snprintf(label, sizeof label, "tier %.32s, %s cache", tiers[ti].name, ring ? "ring" : "linear");
+            snprintf(label, sizeof label, "tier %.32s, %s cache", tiers[ti].name, ring ? "paged ring" : "linear");
 
             edgeattn_plan_info info;
             start_counting();
