@@ -968,6 +968,8 @@ static void config_from_header(run *R, const uint8_t h[HEADER_BYTES])
     }
     if ((mode & MODE_WINDOW) && c->flags)
         c->kv_cache_window = 1 + h[7] % c->max_kv_len;
+    if (c->flags && (h[1] & 0x80)) /* a paged cache with a full pool: the model's capacity rules hold */
+        c->kv_page_size = 16 << (h[2] >> 6);
     c->num_threads = (mode & MODE_TWO_THREADS) ? 2 : 1;
     static const uint32_t masks[4] = {0, EDGEATTN_CPU_AVX512,
                                       EDGEATTN_CPU_AVX2 | EDGEATTN_CPU_AVX512 | EDGEATTN_CPU_NEON | EDGEATTN_CPU_NEON_FP16,
