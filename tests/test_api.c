@@ -848,7 +848,9 @@ static void test_exports(void **state)
                                       "edgeattn_destroy",         "edgeattn_message_of",    "edgeattn_get_backend_info",
                                       "edgeattn_attention",       "edgeattn_kv_append",     "edgeattn_kv_reset",
                                       "edgeattn_kv_length",       "edgeattn_decode",        "edgeattn_synchronize",
-                                      "edgeattn_device_region",   "edgeattn_copy",          "edgeattn_measure_ceilings"};
+                                      "edgeattn_device_region",   "edgeattn_copy",          "edgeattn_measure_ceilings",
+                                      "edgeattn_kv_pages",        "edgeattn_config_fit",    "edgeattn_fit_default",
+                                      "edgeattn_fit_preset"};
     for (size_t i = 0; i < sizeof api / sizeof api[0]; i++)
         if (!dlsym(RTLD_DEFAULT, api[i]))
             fail_msg("%s is not exported", api[i]);
@@ -858,6 +860,82 @@ static void test_exports(void **state)
     for (size_t i = 0; i < sizeof internal / sizeof internal[0]; i++)
         if (dlsym(RTLD_DEFAULT, internal[i]))
             fail_msg("internal symbol %s is exported by the shared library", internal[i]);
+}
+
+/* Configs fitted to a budget: within it, close to it, the most precise dtype that serves the whole
+ * context, a window when allowed, and refusals that write nothing. Plans only (no 2 GiB create). */
+static void test_config_fit(void **state)
+{
+    (void)state;
+    edgeattn_fit_request r;
+    edgeattn_fit_default(&r);
+    r.num_layers = 32, r.num_heads = 32, r.num_kv_heads = 8, r.head_dim = 128; /* an 8B-class model */
+    r.backend = EDGEATTN_BACKEND_CPU;
+    r.num_threads = 2;
+    edgeattn_config c;
+    edgeattn_plan_info info;
+    edgeattn_message msg;
+    const uint64_t budget = 2ull << 30;
+    assert_int_equal(edgeattn_config_fit(&r, budget, &c, &info, &msg), EDGEATTN_OK);
+    const uint64_t used = (uint64_t)info.host_bytes + info.device_bytes;
+    print_message("fit 8B-class, 2 GiB: %s\n", msg.text);
+    assert_true(used <= budget);
+    assert_true((double)used >= 0.95 * (double)budget);
+    assert_int_equal(c.kv_cache_dtype, EDGEATTN_F16); /* F32 holds half the tokens; neither the whole context */
+    assert_int_equal(c.kv_cache_window, 0);
+    assert_true(c.max_kv_len > 15000 && c.max_kv_len < 16384); /* 128 KiB a token in F16, less the scratch */
+    edgeattn_config one_more = c; /* one token more would not fit */
+    one_more.max_kv_len++;
+    edgeattn_plan_info more;
+    assert_int_equal(edgeattn_plan(&one_more, &more, NULL), EDGEATTN_OK);
+    assert_true((uint64_t)more.host_bytes + more.device_bytes > budget);
+    /* a window when allowed: generation goes on past the window */
+    r.allow_window = 1;
+    assert_int_equal(edgeattn_config_fit(&r, budget, &c, NULL, &msg), EDGEATTN_OK);
+    assert_int_equal(c.kv_cache_window, c.max_kv_len);
+    assert_non_null(strstr(msg.text, "window"));
+    r.allow_window = 0;
+    /* a small model: F32 serves the whole context, so F32 it is */
+    r.num_layers = 2, r.num_heads = 4, r.num_kv_heads = 2, r.head_dim = 64, r.max_context = 4096;
+    assert_int_equal(edgeattn_config_fit(&r, 64ull << 20, &c, &info, &msg), EDGEATTN_OK);
+    assert_int_equal(c.kv_cache_dtype, EDGEATTN_F32);
+    assert_int_equal(c.max_kv_len, 4096);
+    /* refusals: nothing written */
+    edgeattn_config before;
+    memset(&before, 0x5a, sizeof before);
+    c = before;
+    assert_int_equal(edgeattn_config_fit(&r, 1 << 16, &c, NULL, &msg), EDGEATTN_ERR_CAPACITY);
+    assert_non_null(strstr(msg.text, "min_context"));
+    assert_memory_equal(&c, &before, sizeof c);
+    edgeattn_fit_request bad = r;
+    bad.kv_dtypes = 0;
+    assert_int_equal(edgeattn_config_fit(&bad, budget, &c, NULL, &msg), EDGEATTN_ERR_INVALID_ARG);
+    bad = r, bad.head_dim = 0;
+    assert_int_equal(edgeattn_config_fit(&bad, budget, &c, NULL, &msg), EDGEATTN_ERR_INVALID_ARG);
+    bad = r, bad.num_heads = 6, bad.num_kv_heads = 4;
+    assert_int_equal(edgeattn_config_fit(&bad, budget, &c, NULL, &msg), EDGEATTN_ERR_GQA_RATIO);
+    bad = r, bad.struct_version = 0;
+    assert_int_equal(edgeattn_config_fit(&bad, budget, &c, NULL, &msg), EDGEATTN_ERR_INVALID_ARG);
+    bad = r, bad.reserved[3] = 1;
+    assert_int_equal(edgeattn_config_fit(&bad, budget, &c, NULL, &msg), EDGEATTN_ERR_INVALID_ARG);
+    bad = r, bad.min_context = bad.max_context + 1;
+    assert_int_equal(edgeattn_config_fit(&bad, budget, &c, NULL, &msg), EDGEATTN_ERR_INVALID_ARG);
+    assert_memory_equal(&c, &before, sizeof c);
+    assert_int_equal(edgeattn_config_fit(NULL, budget, &c, NULL, &msg), EDGEATTN_ERR_NULL_ARG);
+    assert_int_equal(edgeattn_config_fit(&r, budget, NULL, NULL, &msg), EDGEATTN_ERR_NULL_ARG);
+    /* presets: every one enumerates and is found by name */
+    int n = 0;
+    const char *name, *what;
+    uint64_t bytes;
+    edgeattn_backend be;
+    while (edgeattn_fit_preset(NULL, n, &name, &bytes, &be, &what) == EDGEATTN_OK) {
+        uint64_t again = 0;
+        assert_int_equal(edgeattn_fit_preset(name, -1, NULL, &again, NULL, NULL), EDGEATTN_OK);
+        assert_true(again == bytes && bytes > 0 && what[0]);
+        n++;
+    }
+    assert_true(n >= 4);
+    assert_int_equal(edgeattn_fit_preset("no-such-board", -1, NULL, NULL, NULL, NULL), EDGEATTN_ERR_INVALID_ARG);
 }
 
 int main(void)
@@ -880,6 +958,7 @@ int main(void)
         cmocka_unit_test(test_kv_lengths),
         cmocka_unit_test(test_cpu_device_calls),
         cmocka_unit_test(test_exports),
+        cmocka_unit_test(test_config_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -301,6 +301,49 @@ EDGEATTN_API uint32_t edgeattn_cpu_features(void);
 EDGEATTN_API edgeattn_status edgeattn_plan(const edgeattn_config *config, edgeattn_plan_info *info,
                                            edgeattn_message *msg);
 
+/* ---------------------------------------------------------------- fitting a config to a memory budget
+ * A model's attention shape and what the caller allows go in; a config whose plan (host_bytes +
+ * device_bytes: on a board with shared memory both come out of one budget) fits the budget comes out,
+ * with the longest KV cache that fits. */
+typedef struct edgeattn_fit_request {
+    uint32_t struct_version;   /* EDGEATTN_STRUCT_VERSION (set by edgeattn_fit_default) */
+    int32_t num_layers, num_heads, num_kv_heads, head_dim; /* the model (required, no defaults) */
+    int32_t max_context;       /* the model's context length: never planned longer (default 131072) */
+    int32_t min_context;       /* fewer tokens than this is a failure (default 256) */
+    int32_t max_batch;         /* sequences served at once (default 1) */
+    int32_t max_q_len;         /* query rows per call, the prefill chunk (default 512) */
+    uint32_t kv_dtypes;        /* cache dtypes allowed, bits 1u << EDGEATTN_F32/F16/BF16 (default F32 | F16) */
+    int32_t allow_window;      /* 1: when max_context does not fit, a ring of the last tokens that do
+                                  (generation goes on past it, attending to that window); 0 (default): no */
+    edgeattn_backend backend;  /* the backend to plan for (default AUTO: what create would pick here) */
+    int32_t num_threads;       /* CPU threads to plan scratch for (default 0: online cores) */
+    uint8_t reserved[32];      /* must be zero */
+} edgeattn_fit_request;
+
+/* Defaults as listed above; the model's four sizes stay 0 and must be set. Does nothing if NULL. */
+EDGEATTN_API void edgeattn_fit_default(edgeattn_fit_request *request);
+
+/* Fills *config (from edgeattn_config_default, KV cache on) for request within budget_bytes: among the
+ * allowed cache dtypes, the most precise that plans max_context tokens; if none does, the one that plans
+ * the most tokens (as a window when allowed, else as max_kv_len). *plan (may be NULL) receives that
+ * config's plan and msg (may be NULL) a line saying what was chosen and why.
+ * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_INVALID_ARG (a bad request: sizes <= 0,
+ *   no dtype allowed, struct_version, reserved bytes); EDGEATTN_ERR_GQA_RATIO; EDGEATTN_ERR_HEAD_DIM;
+ *   EDGEATTN_ERR_CAPACITY (not even min_context tokens fit); what edgeattn_plan returns for the
+ *   backend. Nothing is written on failure except msg. */
+EDGEATTN_API edgeattn_status edgeattn_config_fit(const edgeattn_fit_request *request, uint64_t budget_bytes,
+                                                 edgeattn_config *config, edgeattn_plan_info *plan,
+                                                 edgeattn_message *msg);
+
+/* Memory presets for common boards (data, documented in the README's table): the budget for
+ * attention and the backend of preset `name` ("phone", "orin-nano-8gb", "agx-orin-64gb",
+ * "desktop-gpu-24gb"), to pass to edgeattn_config_fit. index >= 0 with name NULL enumerates them
+ * (*name_out receives the name; EDGEATTN_ERR_INVALID_ARG past the last).
+ * @return EDGEATTN_OK; EDGEATTN_ERR_INVALID_ARG (unknown name). */
+EDGEATTN_API edgeattn_status edgeattn_fit_preset(const char *name, int32_t index, const char **name_out,
+                                                 uint64_t *budget_bytes, edgeattn_backend *backend,
+                                                 const char **description);
+
 /* Creates a context. buffer/buffer_bytes: caller memory of at least plan.host_bytes, aligned to
  * EDGEATTN_ALIGNMENT, that must outlive the context; or NULL/0 to let create obtain the memory once.
  * Starts num_threads-1 worker threads.

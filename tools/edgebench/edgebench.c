@@ -58,6 +58,12 @@ static void usage(FILE *f)
             "  --check               exit 2 if a case's error exceeds its bound: 1e-5 when q, K/V and out are\n"
             "                        f32; 2e-3 with f16 among them; 1.6e-2 with bf16\n"
             "  --seed N              random inputs' seed (default 1)\n"
+            "  --fit BUDGET --model L,H,KVH,D[,CTX]\n"
+            "                        print the config edgeattn_config_fit makes for a model of L layers, H\n"
+            "                        query heads, KVH KV heads, head dim D (context CTX, default 131072) in\n"
+            "                        BUDGET bytes (suffix K, M, G for KiB, MiB, GiB) or a preset's budget and\n"
+            "                        backend (phone, orin-nano-8gb, agx-orin-64gb, desktop-gpu-24gb; --backend\n"
+            "                        overrides), then exit; --fit-window lets it plan a window\n"
             "  --list                print the suites as case specs, then exit (the default suite follows the\n"
             "                        backend: CPU, CUDA or OpenCL shapes)\n"
             "  --help-json           describe the fields of the --json output, then exit\n"
@@ -301,13 +307,79 @@ static int parse_u64(const char *s, int base, uint64_t *v)
         }                                                                                                        \
     } while (0)
 
+/* --fit: the config edgeattn_config_fit makes, printed. */
+static int run_fit(const char *budget_arg, const char *model, edgeattn_backend backend, int backend_set,
+                   int32_t threads, int window)
+{
+    edgeattn_fit_request r;
+    edgeattn_fit_default(&r);
+    int ctx_len = 0;
+    const int n = model ? sscanf(model, "%d,%d,%d,%d,%d", &r.num_layers, &r.num_heads, &r.num_kv_heads, &r.head_dim,
+                                 &ctx_len) : 0;
+    if (n < 4) {
+        fprintf(stderr, "edgebench: --fit needs --model L,H,KVH,D[,CTX] (layers, heads, KV heads, head dim)\n");
+        return 1;
+    }
+    if (n == 5)
+        r.max_context = ctx_len;
+    uint64_t budget = 0;
+    const char *what = NULL;
+    edgeattn_backend pb = EDGEATTN_BACKEND_AUTO;
+    if (edgeattn_fit_preset(budget_arg, -1, NULL, &budget, &pb, &what) == EDGEATTN_OK) {
+        r.backend = backend_set ? backend : pb;
+    } else {
+        char *end = NULL;
+        const double x = strtod(budget_arg, &end);
+        double mult = 1.0;
+        if (*end == 'K' || *end == 'k')
+            mult = 1024.0, end++;
+        else if (*end == 'M' || *end == 'm')
+            mult = 1048576.0, end++;
+        else if (*end == 'G' || *end == 'g')
+            mult = 1073741824.0, end++;
+        if (*end || !(x > 0.0) || x * mult > 1.8e19) {
+            fprintf(stderr, "edgebench: --fit %s: expected bytes (with K, M or G) or a preset name\n", budget_arg);
+            return 1;
+        }
+        budget = (uint64_t)(x * mult);
+        r.backend = backend;
+    }
+    r.num_threads = threads;
+    r.allow_window = window;
+    edgeattn_config c;
+    edgeattn_plan_info plan;
+    edgeattn_message msg = {{0}};
+    const edgeattn_status st = edgeattn_config_fit(&r, budget, &c, &plan, &msg);
+    if (what)
+        printf("preset %s: %s\n", budget_arg, what);
+    if (st != EDGEATTN_OK) {
+        fprintf(stderr, "edgebench: edgeattn_config_fit: %s (status %d): %s\n", edgeattn_status_string(st), (int)st,
+                msg.text);
+        return 1;
+    }
+    printf("model      %d layers, %d/%d heads, head dim %d, context %d\n", (int)r.num_layers, (int)r.num_heads,
+           (int)r.num_kv_heads, (int)r.head_dim, (int)r.max_context);
+    printf("budget     %.1f MiB\n", (double)budget / 1048576.0);
+    printf("chosen     %s\n", msg.text);
+    printf("config     num_layers=%d max_heads=%d max_kv_heads=%d max_head_dim=%d max_batch=%d max_q_len=%d "
+           "max_kv_len=%d kv_cache_window=%d kv_cache_dtype=%s backend=%s\n",
+           (int)c.num_layers, (int)c.max_heads, (int)c.max_kv_heads, (int)c.max_head_dim, (int)c.max_batch,
+           (int)c.max_q_len, (int)c.max_kv_len, (int)c.kv_cache_window, bench_dtype_name(c.kv_cache_dtype),
+           backend_arg_name(plan.backend));
+    printf("plan       host %zu bytes, device %zu bytes, KV cache %zu bytes, scratch %zu bytes per thread x %d\n",
+           plan.host_bytes, plan.device_bytes, plan.kv_cache_bytes, plan.scratch_bytes_per_thread,
+           (int)plan.num_threads);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bench_opts o = {EDGEATTN_BACKEND_AUTO, 0, 0, 10, 2, 1, 5e7, 1, 0, NULL};
     static bench_case cases[MAX_CASES];
     size_t ncases = 0;
     int quick = 0, ceiling = 1, check = 0, reps_set = 0, warmup_set = 0, bw_set = 0;
-    const char *json_path = NULL, *tier = "best";
+    const char *json_path = NULL, *tier = "best", *fit = NULL, *model = NULL;
+    int fit_window = 0, backend_set = 0;
     uint64_t bw_mib = 1024;
     uint32_t tier_mask = 0, user_mask = 0;
     int32_t sweep[MAX_SWEEP];
@@ -330,6 +402,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--backend")) {
             NEED_ARG();
             const char *b = argv[++i];
+            backend_set = 1;
             if (!strcmp(b, "auto"))
                 o.backend = EDGEATTN_BACKEND_AUTO;
             else if (!strcmp(b, "cpu"))
@@ -451,6 +524,14 @@ int main(int argc, char **argv)
                 return 1;
             }
             o.seed = u;
+        } else if (!strcmp(a, "--fit")) {
+            NEED_ARG();
+            fit = argv[++i];
+        } else if (!strcmp(a, "--model")) {
+            NEED_ARG();
+            model = argv[++i];
+        } else if (!strcmp(a, "--fit-window")) {
+            fit_window = 1;
         } else if (!strcmp(a, "--list")) {
             size_t n;
             char spec[256];
@@ -484,6 +565,8 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    if (fit)
+        return run_fit(fit, model, o.backend, backend_set, o.threads, fit_window);
     o.cpu_disable_mask = tier_mask | user_mask;
     if (quick) {
         if (!reps_set)
