@@ -1,5 +1,6 @@
 /* The context: create obtains (or adopts) one block and lays everything out in it; the calls
  * validate, then hand a normalised call to the backend. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,11 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
             free(block);
         return st;
     }
+    edgeattn_backend_info who;
+    memset(&who, 0, sizeof who);
+    be->info(ctx, &who);
+    ea_tuning_note(&ctx->cfg, who.backend_name, who.device, ctx->tuning_note, sizeof ctx->tuning_note);
+    ctx->cfg.tuning_file = NULL; /* the caller's string need only live during create */
     *out = ctx;
     return EDGEATTN_OK;
 }
@@ -139,6 +145,7 @@ EDGEATTN_API edgeattn_status edgeattn_get_backend_info(edgeattn_context *ctx, ed
         return ea_fail(ctx->msg, EDGEATTN_ERR_NULL_ARG, "get_backend_info: info is NULL");
     memset(info, 0, sizeof *info);
     ctx->backend->info(ctx, info);
+    snprintf(info->tuning, sizeof info->tuning, "%s", ctx->tuning_note);
     info->host_bytes = ctx->plan.host_bytes;
     info->device_bytes = ctx->plan.device_bytes;
     return EDGEATTN_OK;

@@ -217,6 +217,7 @@ struct edgeattn_context {
     int32_t *ids;   /* seq_ids (identity when the caller passed NULL) */
     int32_t *qlens; /* q_lens (decode) */
     uint8_t *mark;  /* [max_batch] zero between calls: finds repeated seq ids */
+    char tuning_note[32]; /* backend info's `tuning` */
     char msg[EA_MSG_LEN];
 };
 
@@ -261,6 +262,18 @@ edgeattn_status ea_resolve_config(const edgeattn_config *in, edgeattn_config *ou
 int32_t ea_resolve_threads(int32_t requested);
 /* RoPE tables for head dim head_dim (rope.dim 0 means all of it). */
 void ea_rope_resolve(const edgeattn_config *c, int32_t head_dim, ea_rope *r);
+
+/* ---- the tuning file (core/tuning.c) */
+/* The file to read (config.tuning_file or EDGEATTN_TUNING_FILE), or NULL. */
+const char *ea_tuning_path(const edgeattn_config *cfg);
+/* Parses the whole file: OK when there is none or it is well formed; else INVALID_ARG with a message. */
+edgeattn_status ea_tuning_validate(const edgeattn_config *cfg, char *msg);
+/* A backend's knob: the environment variable `name` if set, else the tuning file's value when the file's
+ * key is (this library, backend, device), else NULL. buf (len bytes) holds the file's value. */
+const char *ea_knob(const edgeattn_config *cfg, const char *backend, const char *device, const char *name, char *buf,
+                    size_t len);
+/* What the file did for (backend, device): "none", "applied" or "ignored: ...". */
+void ea_tuning_note(const edgeattn_config *cfg, const char *backend, const char *device, char *note, size_t len);
 
 /* Element load/store in any storage dtype. */
 float ea_load_f32(const void *base, edgeattn_dtype dt, ptrdiff_t i);

@@ -138,6 +138,9 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
     }
     if (c->parallel_user && !c->parallel_for)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: parallel_user set without parallel_for");
+    edgeattn_status tst = ea_tuning_validate(c, msg);
+    if (tst != EDGEATTN_OK)
+        return tst;
     return EDGEATTN_OK;
 }
 

@@ -26,9 +26,8 @@ typedef struct cpu_plan {
 } cpu_plan;
 
 /* A non-negative integer environment variable no larger than max; def when unset, -1 when bad. */
-static int64_t env_int(const char *name, int64_t def, int64_t max)
+static int64_t env_int(const char *v, int64_t def, int64_t max)
 {
-    const char *v = getenv(name);
     if (!v || !*v)
         return def;
     char *end = NULL;
@@ -41,11 +40,10 @@ static int64_t env_int(const char *name, int64_t def, int64_t max)
 
 /* EDGEATTN_CPU_INLINE="A" or "A,S": the inline thresholds (multiply-adds) with workers awake and
  * asleep; "A" alone sets both (0: every call is shared). Returns false when malformed. */
-static bool env_inline(int64_t *awake, int64_t *asleep)
+static bool env_inline(const char *v, int64_t *awake, int64_t *asleep)
 {
     *awake = EA_CPU_INLINE_WORK;
     *asleep = EA_CPU_WAKE_WORK;
-    const char *v = getenv("EDGEATTN_CPU_INLINE");
     if (!v || !*v)
         return true;
     char *end = NULL;
@@ -72,16 +70,19 @@ static edgeattn_status plan_cpu(const edgeattn_config *cfg, cpu_plan *p, char *m
 {
     p->features = ea_cpu_detect();
     p->used = p->features & ~cfg->cpu_disable_mask;
-    if (ea_cpu_tiles_for(p->used, &p->tiles) != 0)
+    /* knobs: the environment, else a tuning file made on this CPU (core/tuning.c) */
+    char model[128], tiles[128], inl[128], spin[128];
+    ea_cpu_model(model, sizeof model);
+    if (ea_cpu_tiles_for(p->used, ea_knob(cfg, "cpu", model, "EDGEATTN_CPU_TILES", tiles, sizeof tiles), &p->tiles) != 0)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                        "EDGEATTN_CPU_TILES: expected \"kb=K,rb=R\" with K a multiple of 16 in [16, %d] and R a "
                        "multiple of %d",
                        EA_KB_MAX, EA_MR);
-    if (!env_inline(&p->inline_work, &p->wake_work))
+    if (!env_inline(ea_knob(cfg, "cpu", model, "EDGEATTN_CPU_INLINE", inl, sizeof inl), &p->inline_work, &p->wake_work))
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                        "EDGEATTN_CPU_INLINE: expected \"A\" or \"A,S\": the multiply-adds under which a call runs on "
                        "the caller's thread while workers are awake (A) and asleep (S), integers >= 0");
-    p->spin_ns = env_int("EDGEATTN_CPU_SPIN_US", EA_CPU_SPIN_US, 1000000);
+    p->spin_ns = env_int(ea_knob(cfg, "cpu", model, "EDGEATTN_CPU_SPIN_US", spin, sizeof spin), EA_CPU_SPIN_US, 1000000);
     if (p->spin_ns < 0)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                        "EDGEATTN_CPU_SPIN_US: expected the microseconds idle workers spin before sleeping (0 to "

@@ -17,14 +17,13 @@ static const struct {
     {0, {128, 32}},                     /* scalar */
 };
 
-int ea_cpu_tiles_for(uint32_t features, ea_cpu_tiles *out)
+int ea_cpu_tiles_for(uint32_t features, const char *env, ea_cpu_tiles *out)
 {
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if ((features & table[i].needs) == table[i].needs) {
             *out = table[i].tiles;
             break;
         }
-    const char *env = getenv("EDGEATTN_CPU_TILES");
     if (!env || !*env)
         return 0;
     int kb = out->kb, rb = out->rb;

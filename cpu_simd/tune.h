@@ -14,8 +14,8 @@ typedef struct ea_cpu_tiles {
     int32_t rb;
 } ea_cpu_tiles;
 
-/* Tiles for a feature set (after the disable mask), environment override applied.
- * Returns 0, or -1 when EDGEATTN_CPU_TILES is malformed. */
-int ea_cpu_tiles_for(uint32_t features, ea_cpu_tiles *out);
+/* Tiles for a feature set (after the disable mask), with the override env ("kb=K,rb=R": the
+ * EDGEATTN_CPU_TILES knob, NULL for none) applied. Returns 0, or -1 when it is malformed. */
+int ea_cpu_tiles_for(uint32_t features, const char *env, ea_cpu_tiles *out);
 
 #endif

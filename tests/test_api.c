@@ -98,6 +98,7 @@ static void clear_env(void)
     unsetenv("EDGEATTN_BACKEND");
     unsetenv("EDGEATTN_CPU_MASK");
     unsetenv("EDGEATTN_CPU_TILES");
+    unsetenv("EDGEATTN_TUNING_FILE");
 }
 
 /* ---------------------------------------------------------------- version and defaults */
@@ -938,6 +939,120 @@ static void test_config_fit(void **state)
     assert_int_equal(edgeattn_fit_preset("no-such-board", -1, NULL, NULL, NULL, NULL), EDGEATTN_ERR_INVALID_ARG);
 }
 
+/* Writes a tuning file; returns its path (static buffer). */
+static const char *write_tuning(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/edgeattn-tuning-%d.txt", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void plan_with(const char *file, edgeattn_plan_info *info, edgeattn_status want, char *note)
+{
+    edgeattn_config c;
+    edgeattn_config_default(&c);
+    c.backend = EDGEATTN_BACKEND_CPU;
+    c.num_threads = 1;
+    c.tuning_file = file;
+    edgeattn_message msg = {{0}};
+    assert_int_equal(edgeattn_plan(&c, info, &msg), want);
+    edgeattn_context *ctx = NULL;
+    const edgeattn_status st = edgeattn_create(&c, NULL, 0, &ctx, &msg);
+    if (st != want)
+        fail_msg("create with tuning file returned %d, expected %d: %s", (int)st, (int)want, msg.text);
+    if (want != EDGEATTN_OK) {
+        assert_true(msg.text[0] != '\0');
+        assert_null(ctx);
+        return;
+    }
+    edgeattn_backend_info bi;
+    assert_int_equal(edgeattn_get_backend_info(ctx, &bi), EDGEATTN_OK);
+    snprintf(note, 32, "%s", bi.tuning);
+    edgeattn_destroy(ctx);
+}
+
+/* A tuning file for this CPU changes the tiles (and so the plan); one for another device, backend or
+ * library version is ignored and says so; a malformed one is refused with a message. */
+static void test_tuning_file(void **state)
+{
+    (void)state;
+    clear_env();
+    edgeattn_config c;
+    edgeattn_config_default(&c);
+    c.backend = EDGEATTN_BACKEND_CPU;
+    c.num_threads = 1;
+    edgeattn_context *ctx = NULL;
+    assert_int_equal(edgeattn_create(&c, NULL, 0, &ctx, NULL), EDGEATTN_OK);
+    edgeattn_backend_info bi;
+    assert_int_equal(edgeattn_get_backend_info(ctx, &bi), EDGEATTN_OK);
+    assert_string_equal(bi.tuning, "none");
+    edgeattn_destroy(ctx);
+    edgeattn_plan_info base, got;
+    char note[32];
+    plan_with(NULL, &base, EDGEATTN_OK, note);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "# made by hand\nedgeattn-tuning 1\nlibrary %s\nbackend cpu\ndevice %s\ndriver -\n\n"
+             "set EDGEATTN_CPU_TILES kb=32,rb=16\n",
+             edgeattn_version(), bi.device);
+    plan_with(write_tuning(text), &got, EDGEATTN_OK, note);
+    assert_string_equal(note, "applied");
+    assert_true(got.scratch_bytes_per_thread < base.scratch_bytes_per_thread); /* smaller tiles, smaller scratch */
+    setenv("EDGEATTN_TUNING_FILE", write_tuning(text), 1); /* the environment names it as well */
+    plan_with(NULL, &got, EDGEATTN_OK, note);
+    assert_string_equal(note, "applied");
+    setenv("EDGEATTN_CPU_TILES", "kb=256,rb=128", 1); /* and a variable the user set wins over the file */
+    plan_with(NULL, &got, EDGEATTN_OK, note);
+    assert_true(got.scratch_bytes_per_thread >= base.scratch_bytes_per_thread);
+    clear_env();
+    /* someone else's file: ignored, with the reason */
+    const struct {
+        const char *lib, *backend, *device, *note;
+    } foreign[] = {{"0.0.1", "cpu", bi.device, "ignored: library"},
+                   {edgeattn_version(), "cpu", "Some Other CPU", "ignored: device"}};
+    for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
+        snprintf(text, sizeof text, "edgeattn-tuning 1\nlibrary %s\nbackend %s\ndevice %s\nset EDGEATTN_CPU_TILES kb=32,rb=16\n",
+                 foreign[i].lib, foreign[i].backend, foreign[i].device);
+        plan_with(write_tuning(text), &got, EDGEATTN_OK, note);
+        assert_string_equal(note, foreign[i].note);
+        assert_int_equal(got.scratch_bytes_per_thread, base.scratch_bytes_per_thread);
+    }
+    snprintf(text, sizeof text, "edgeattn-tuning 1\nlibrary %s\nbackend opencl\ndevice X\nset EDGEATTN_OPENCL_PATH fused\n",
+             edgeattn_version());
+    plan_with(write_tuning(text), &got, EDGEATTN_OK, note);
+    assert_string_equal(note, "ignored: backend");
+    /* malformed: refused */
+    static const char *const bad[] = {
+        "",
+        "library 0.1.0\n",
+        "edgeattn-tuning 2\nlibrary 0.1.0\nbackend cpu\ndevice x\n",
+        "edgeattn-tuning 1\nlibrary 0.1.0\nbackend cpu\n",
+        "edgeattn-tuning 1\nset EDGEATTN_CPU_TILES kb=32,rb=16\n",
+        "edgeattn-tuning 1\nlibrary 0.1.0\nbackend cpu\ndevice x\nfrobnicate 3\n",
+        "edgeattn-tuning 1\nlibrary 0.1.0\nbackend cpu\ndevice x\nset EDGEATTN_BACKEND cuda\n",
+        "edgeattn-tuning 1\nlibrary 0.1.0\nbackend cpu\ndevice x\nset EDGEATTN_OPENCL_PATH fused\n",
+        "edgeattn-tuning 1\nlibrary 0.1.0\nbackend cpu\ndevice x\nset EDGEATTN_CPU_TILES\n",
+        "edgeattn-tuning 1\nlibrary 0.1.0\nlibrary 0.1.0\nbackend cpu\ndevice x\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        plan_with(write_tuning(bad[i]), &got, EDGEATTN_ERR_INVALID_ARG, note);
+    char longline[700];
+    memset(longline, 'x', sizeof longline - 2);
+    longline[sizeof longline - 2] = '\n';
+    longline[sizeof longline - 1] = '\0';
+    plan_with(write_tuning(longline), &got, EDGEATTN_ERR_INVALID_ARG, note);
+    /* this CPU's file with a malformed value: the knob's own parser refuses it */
+    snprintf(text, sizeof text, "edgeattn-tuning 1\nlibrary %s\nbackend cpu\ndevice %s\nset EDGEATTN_CPU_TILES kb=33\n",
+             edgeattn_version(), bi.device);
+    plan_with(write_tuning(text), &got, EDGEATTN_ERR_INVALID_ARG, note);
+    plan_with("/nonexistent/edgeattn-tuning.txt", &got, EDGEATTN_ERR_INVALID_ARG, note);
+    unlink(write_tuning(""));
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* progress lines reach CI logs as they happen */
@@ -959,6 +1074,7 @@ int main(void)
         cmocka_unit_test(test_cpu_device_calls),
         cmocka_unit_test(test_exports),
         cmocka_unit_test(test_config_fit),
+        cmocka_unit_test(test_tuning_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

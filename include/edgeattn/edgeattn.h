@@ -188,7 +188,12 @@ typedef struct edgeattn_config {
     int32_t kv_pages;          /* paged cache: pages in the pool; 0 = enough for every (layer, sequence)
                                   to reach its capacity (set fewer to share memory between sequences) */
     int32_t pad_;              /* must be zero */
-    uint8_t reserved[32];      /* must be zero */
+    /* A tuning file written by `edgebench --tune` on this device (NULL: the EDGEATTN_TUNING_FILE
+     * environment variable, or none). Read by plan and create only; the string need only live during
+     * them. A file for another device, backend or library version is ignored (backend info's `tuning`
+     * says so); a malformed or unreadable one is EDGEATTN_ERR_INVALID_ARG. */
+    const char *tuning_file;
+    uint8_t reserved[24];      /* must be zero */
 } edgeattn_config;
 
 typedef struct edgeattn_plan_info {
@@ -260,7 +265,8 @@ typedef struct edgeattn_backend_info {
     size_t host_bytes;
     size_t device_bytes;
     size_t device_memory;   /* total device memory (GPU), 0 on CPU */
-    uint8_t reserved[32];
+    char tuning[32];        /* the tuning file: "none", "applied", or "ignored: device" (library, backend)
+                               when its key is another's */
 } edgeattn_backend_info;
 
 /* ---------------------------------------------------------------- functions */
