@@ -6,6 +6,7 @@
 #define EDGEBENCH_BENCH_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "edgeattn/edgeattn.h"
@@ -131,5 +132,13 @@ float bench_sum_stream(bench_isa isa, const float *p, size_t n);
 /* ---- shared helpers (run.c) */
 double bench_now_s(void);
 uint64_t bench_rng_next(uint64_t *state);
+
+/* The error bound --check applies to a case (that of its least precise dtype). */
+double bench_error_bound(const bench_case *c);
+
+/* --tune: searches the backend's knobs for the cases, writes the tuning file out_path, then times
+ * every case with the defaults and with the file. Returns the exit status. */
+int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o, const edgeattn_backend_info *info,
+               const char *out_path, double seconds, FILE *tab);
 
 #endif

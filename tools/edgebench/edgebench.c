@@ -58,6 +58,11 @@ static void usage(FILE *f)
             "  --check               exit 2 if a case's error exceeds its bound: 1e-5 when q, K/V and out are\n"
             "                        f32; 2e-3 with f16 among them; 1.6e-2 with bf16\n"
             "  --seed N              random inputs' seed (default 1)\n"
+            "  --tune FILE           search the backend's knobs (CPU tiles and inline threshold; OpenCL path\n"
+            "                        and tiles) for the cases (--case, or the suite), keep what is faster and\n"
+            "                        right, write them to FILE (load it with config.tuning_file or\n"
+            "                        EDGEATTN_TUNING_FILE), then time each case with and without it\n"
+            "  --seconds S           --tune's time budget (default 120); Ctrl-C stops early, keeping the best\n"
             "  --fit BUDGET --model L,H,KVH,D[,CTX]\n"
             "                        print the config edgeattn_config_fit makes for a model of L layers, H\n"
             "                        query heads, KVH KV heads, head dim D (context CTX, default 131072) in\n"
@@ -277,7 +282,7 @@ static int parse_sweep(const char *s, int32_t *vals, int max, char *err, size_t 
 }
 
 /* The error bound --check applies: that of the least precise dtype among q, K/V and out. */
-static double error_bound(const bench_case *c)
+double bench_error_bound(const bench_case *c)
 {
     const edgeattn_dtype d[3] = {c->q_dtype, c->kv_dtype, c->out_dtype};
     double bound = 1e-5;
@@ -380,6 +385,8 @@ int main(int argc, char **argv)
     int quick = 0, ceiling = 1, check = 0, reps_set = 0, warmup_set = 0, bw_set = 0;
     const char *json_path = NULL, *tier = "best", *fit = NULL, *model = NULL;
     int fit_window = 0, backend_set = 0;
+    const char *tune_path = NULL;
+    double tune_seconds = 120.0;
     uint64_t bw_mib = 1024;
     uint32_t tier_mask = 0, user_mask = 0;
     int32_t sweep[MAX_SWEEP];
@@ -524,6 +531,17 @@ int main(int argc, char **argv)
                 return 1;
             }
             o.seed = u;
+        } else if (!strcmp(a, "--tune")) {
+            NEED_ARG();
+            tune_path = argv[++i];
+        } else if (!strcmp(a, "--seconds")) {
+            NEED_ARG();
+            char *end = NULL;
+            tune_seconds = strtod(argv[++i], &end);
+            if (*end || !(tune_seconds > 0.0)) {
+                fprintf(stderr, "edgebench: --seconds %s: expected a positive number\n", argv[i]);
+                return 1;
+            }
         } else if (!strcmp(a, "--fit")) {
             NEED_ARG();
             fit = argv[++i];
@@ -642,6 +660,17 @@ int main(int argc, char **argv)
                 }
             }
         ncases = m;
+    }
+    if (tune_path) {
+        if (quick) {
+            if (!reps_set)
+                o.reps = 3;
+            if (!warmup_set)
+                o.warmup = 1;
+        } else if (!reps_set) {
+            o.reps = 5;
+        }
+        return bench_tune(cases, ncases, &o, &info, tune_path, tune_seconds, tab);
     }
     const uint32_t detected = edgeattn_cpu_features();
     char fbuf[64], ubuf[64];
@@ -763,7 +792,7 @@ int main(int argc, char **argv)
         if (o.check_ref) {
             snprintf(e, sizeof e, "%.1e", r->max_rel_err);
             snprintf(rows, sizeof rows, "%lld/%lld", (long long)r->rows_checked, (long long)r->rows_total);
-            if (!(r->max_rel_err <= error_bound(c))) { /* NaN counts as over */
+            if (!(r->max_rel_err <= bench_error_bound(c))) { /* NaN counts as over */
                 over[k] = 1;
                 n_over++;
                 mark = '!';
@@ -902,7 +931,7 @@ int main(int argc, char **argv)
             fprintf(f, ", \"in_llc\": %s, \"max_rel_err\": ", in_llc_of[k] ? "true" : "false");
             json_num(f, r->max_rel_err >= 0.0 ? r->max_rel_err : NAN);
             fprintf(f, ", \"error_bound\": ");
-            json_num(f, error_bound(c));
+            json_num(f, bench_error_bound(c));
             fprintf(f, ", \"over_bound\": %s, \"rows_checked\": %lld, \"rows_total\": %lld, \"plan_host_bytes\": %zu, "
                        "\"plan_kv_cache_bytes\": %zu, \"plan_device_bytes\": %zu, \"batched\": %d}%s\n",
                     over[k] ? "true" : "false", (long long)r->rows_checked, (long long)r->rows_total,

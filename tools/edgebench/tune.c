@@ -1,0 +1,276 @@
+/*
+ * edgebench --tune: searches the knobs the chosen backend reads (the EDGEATTN_* variables a tuning
+ * file persists: CPU tiles and inline threshold, OpenCL tiles and path) for the cases given, by
+ * coordinate descent: one knob (or one part of a composite knob) at a time, every candidate value with
+ * the others at their best so far. A candidate is timed on every case and checked against the double
+ * reference; one whose answer is over its error bound, or that the library refuses, is discarded. The
+ * score is the geometric mean of the cases' fastest samples relative to the defaults' (re-timed every
+ * eight candidates, keeping the fastest: a shared machine's load then biases neither way much). The search stops at
+ * the time budget or on Ctrl-C, keeping the best so far; the file is written, then every case is timed
+ * with the defaults and with the file side by side.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+#define MAX_VALUES 48
+#define MAX_KNOBS 8
+
+/* One dimension of the search: knob `name`, or the part `part` ("pf=") of a composite knob whose
+ * parts are joined by commas. values[0] is "" (the library's default). */
+typedef struct dim {
+    const char *name;
+    const char *part; /* NULL: the whole value */
+    int nvalues;
+    char values[MAX_VALUES][40];
+    int best; /* index into values */
+} dim;
+
+static volatile sig_atomic_t g_stop;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static void add(dim *d, const char *fmt, int a, int b, int c, int e)
+{
+    if (d->nvalues < MAX_VALUES)
+        snprintf(d->values[d->nvalues++], sizeof d->values[0], fmt, a, b, c, e);
+}
+
+/* The search space of a backend; returns the number of dimensions. */
+static int space(edgeattn_backend backend, dim *dims)
+{
+    int n = 0;
+    memset(dims, 0, sizeof(dim) * MAX_KNOBS);
+    for (int i = 0; i < MAX_KNOBS; i++)
+        dims[i].nvalues = 1; /* values[0]: "" = default */
+    if (backend == EDGEATTN_BACKEND_CPU) {
+        dim *t = &dims[n++];
+        t->name = "EDGEATTN_CPU_TILES";
+        static const int kbs[] = {64, 128, 256, 512}, rbs[] = {32, 64, 128, 256};
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                add(t, "kb=%d,rb=%d", kbs[i], rbs[j], 0, 0);
+        dim *in = &dims[n++];
+        in->name = "EDGEATTN_CPU_INLINE";
+        static const int aw[] = {16384, 65536, 262144}, as[] = {262144, 1048576, 4194304};
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++)
+                add(in, "%d,%d", aw[i], as[j], 0, 0);
+    } else if (backend == EDGEATTN_BACKEND_OPENCL) {
+        dim *path = &dims[n++];
+        path->name = "EDGEATTN_OPENCL_PATH";
+        add(path, "fused", 0, 0, 0, 0);
+        add(path, "unfused", 0, 0, 0, 0);
+        static const char *const parts[] = {"pf=", "pfh=", "dec="};
+        for (int p = 0; p < 3; p++) {
+            dim *t = &dims[n++];
+            t->name = "EDGEATTN_OPENCL_TILES";
+            t->part = parts[p];
+            if (p < 2) { /* BM x TM x BN x TN */
+                static const int bm[] = {16, 32, 64}, tm[] = {2, 4}, bn[] = {16, 32, 64}, tn[] = {2, 4};
+                for (int a = 0; a < 3; a++)
+                    for (int b = 0; b < 2; b++)
+                        for (int c = 0; c < 3; c++)
+                            for (int e = 0; e < 2; e++)
+                                add(t, "%dx%dx%dx%d", bm[a], tm[b], bn[c], tn[e]);
+            } else { /* decode: few rows, long key tiles */
+                static const int bm[] = {4, 8, 16}, bn[] = {32, 64, 128}, tn[] = {2, 4};
+                for (int a = 0; a < 3; a++)
+                    for (int c = 0; c < 3; c++)
+                        for (int e = 0; e < 2; e++)
+                            add(t, "%dx1x%dx%d", bm[a], bn[c], tn[e], 0);
+            }
+        }
+    }
+    return n;
+}
+
+/* Sets every knob of dims (with dimension `which` at value `v`, the others at their best) in the
+ * environment; "" unsets. */
+static void apply(const dim *dims, int n, int which, int v)
+{
+    for (int i = 0; i < n; i++) {
+        bool first_of_name = true;
+        for (int j = 0; j < i; j++)
+            first_of_name = first_of_name && strcmp(dims[j].name, dims[i].name) != 0;
+        if (!first_of_name)
+            continue;
+        char value[256] = "";
+        for (int j = i; j < n; j++) {
+            if (strcmp(dims[j].name, dims[i].name) != 0)
+                continue;
+            const char *x = which == -2 ? "" : dims[j].values[j == which ? v : dims[j].best];
+            if (!*x)
+                continue;
+            const size_t len = strlen(value);
+            snprintf(value + len, sizeof value - len, "%s%s%s", len ? "," : "", dims[j].part ? dims[j].part : "", x);
+        }
+        if (*value)
+            setenv(dims[i].name, value, 1);
+        else
+            unsetenv(dims[i].name);
+    }
+}
+
+/* Times every case with the knobs in the environment (each case's fastest sample into times[]): the
+ * geometric mean against base[] (1 when base is NULL); NAN when a case failed or is wrong. */
+static double score(const bench_case *cases, size_t ncases, const bench_opts *o, double *base, double *times)
+{
+    double logsum = 0.0;
+    for (size_t k = 0; k < ncases && !g_stop; k++) {
+        bench_result r;
+        char err[512];
+        if (bench_run_case(&cases[k], o, NULL, &r, err, sizeof err) != 0)
+            return NAN;
+        if (!(r.max_rel_err <= bench_error_bound(&cases[k])))
+            return NAN;
+        times[k] = r.min_ms; /* the fastest sample: what the candidate can do, least disturbed by other load */
+        if (base)
+            logsum += log(r.min_ms / base[k]);
+    }
+    return g_stop ? NAN : exp(logsum / (double)ncases);
+}
+
+int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, const edgeattn_backend_info *info,
+               const char *out_path, double seconds, FILE *tab)
+{
+    dim dims[MAX_KNOBS];
+    const int nd = space(info->backend, dims);
+    if (nd == 0) {
+        fprintf(stderr, "edgebench: --tune: the %s backend exposes no knobs yet\n", info->backend_name);
+        return 1;
+    }
+    for (int i = 0; i < nd; i++)
+        if (getenv(dims[i].name)) {
+            fprintf(stderr, "edgebench: --tune: %s is set in the environment; unset it first\n", dims[i].name);
+            return 1;
+        }
+    if (getenv("EDGEATTN_TUNING_FILE")) {
+        fprintf(stderr, "edgebench: --tune: EDGEATTN_TUNING_FILE is set; unset it to tune from the defaults\n");
+        return 1;
+    }
+    bench_opts o = *o_in;
+    o.backend = info->backend;
+    double *base = calloc(ncases, sizeof(double)), *times = calloc(ncases, sizeof(double));
+    double *tuned = calloc(ncases, sizeof(double));
+    if (!base || !times || !tuned) {
+        free(base), free(times), free(tuned);
+        return 1;
+    }
+    g_stop = 0;
+    void (*old)(int) = signal(SIGINT, on_sigint);
+    const double t0 = bench_now_s();
+    int total = 0;
+    for (int i = 0; i < nd; i++)
+        total += dims[i].nvalues - 1;
+    fprintf(tab, "tune       %s on \"%s\": %d knob dimensions, %d candidates, %zu cases, budget %.0f s (Ctrl-C "
+                 "keeps the best so far)\n",
+            info->backend_name, info->device, nd, total, ncases, seconds);
+    apply(dims, nd, -1, 0);
+    score(cases, ncases, &o, NULL, base);
+    double best = 1.0;
+    int tried = 0, discarded = 0;
+    for (int i = 0; i < nd && !g_stop; i++)
+        for (int v = 1; v < dims[i].nvalues && !g_stop; v++) {
+            const double left = seconds - (bench_now_s() - t0);
+            if (left <= 0.0) {
+                g_stop = 2;
+                break;
+            }
+            if (tried > 0 && tried % 8 == 0) { /* the defaults again: a quieter moment lowers the baseline */
+                apply(dims, nd, -2, 0);
+                if (!isnan(score(cases, ncases, &o, NULL, times)))
+                    for (size_t k = 0; k < ncases; k++)
+                        base[k] = times[k] < base[k] ? times[k] : base[k];
+            }
+            apply(dims, nd, i, v);
+            const double s = score(cases, ncases, &o, base, times);
+            tried++;
+            if (g_stop == 1)
+                break;
+            const char *mark = "";
+            if (isnan(s)) {
+                discarded++;
+                mark = "  discarded (refused or wrong)";
+            } else if (s < best) {
+                best = s;
+                dims[i].best = v;
+                mark = "  best";
+            }
+            fprintf(tab, "  [%3d/%d] %s=%s%s: %s%.3fx of default, best %.3fx, %.0f s left%s\n", tried, total, dims[i].name,
+                    dims[i].part ? dims[i].part : "", dims[i].values[v], isnan(s) ? "-" : "", isnan(s) ? 0.0 : s, best,
+                    left, mark);
+            fflush(tab);
+        }
+    signal(SIGINT, old);
+    fprintf(tab, "tune       %s after %d candidates (%d discarded) in %.0f s: %.3fx of the defaults' time\n",
+            g_stop == 1 ? "interrupted" : g_stop == 2 ? "time budget reached" : "done", tried, discarded,
+            bench_now_s() - t0, best);
+    apply(dims, nd, -1, 0);
+    FILE *f = fopen(out_path, "w");
+    if (!f) {
+        fprintf(stderr, "edgebench: --tune: cannot write %s\n", out_path);
+        free(base), free(times), free(tuned);
+        return 1;
+    }
+    fprintf(f, "# written by edgebench --tune: %d candidates over %zu cases, %.3fx of the defaults' time\n", tried,
+            ncases, best);
+    fprintf(f, "edgeattn-tuning 1\nlibrary %s\nbackend %s\ndevice %s\n", edgeattn_version(), info->backend_name,
+            info->device);
+    int written = 0;
+    for (int i = 0; i < nd; i++) {
+        const char *v = getenv(dims[i].name);
+        bool first = true;
+        for (int j = 0; j < i; j++)
+            first = first && strcmp(dims[j].name, dims[i].name) != 0;
+        if (first && v) {
+            fprintf(f, "set %s %s\n", dims[i].name, v);
+            written++;
+        }
+    }
+    fclose(f);
+    for (int i = 0; i < nd; i++)
+        unsetenv(dims[i].name);
+    fprintf(tab, "wrote      %s (%d knob%s; the defaults won elsewhere)\n\n", out_path, written, written == 1 ? "" : "s");
+
+    /* side by side: defaults, then the file as the library loads it (medians) */
+    g_stop = 0;
+    score(cases, ncases, &o, NULL, base);
+    setenv("EDGEATTN_TUNING_FILE", out_path, 1);
+    const double s = score(cases, ncases, &o, base, tuned);
+    unsetenv("EDGEATTN_TUNING_FILE");
+    edgeattn_config cfg; /* does the library take the file? */
+    edgeattn_config_default(&cfg);
+    cfg.backend = info->backend;
+    cfg.num_threads = o.threads;
+    cfg.cpu_disable_mask = o.cpu_disable_mask;
+    cfg.tuning_file = out_path;
+    edgeattn_context *ctx = NULL;
+    edgeattn_backend_info bi;
+    memset(&bi, 0, sizeof bi);
+    edgeattn_message msg = {{0}};
+    if (edgeattn_create(&cfg, NULL, 0, &ctx, &msg) == EDGEATTN_OK && edgeattn_get_backend_info(ctx, &bi) == EDGEATTN_OK)
+        fprintf(tab, "loaded     a context created with the file reports tuning \"%s\"\n", bi.tuning);
+    else
+        fprintf(tab, "loaded     create with the file failed: %s\n", msg.text);
+    edgeattn_destroy(ctx);
+    fprintf(tab, "%-16s %-44s %12s %12s %8s\n", "case", "shape", "default ms", "tuned ms", "faster");
+    for (size_t k = 0; k < ncases; k++) {
+        char shape[96];
+        bench_case_shape(&cases[k], shape, sizeof shape);
+        fprintf(tab, "%-16s %-44s %12.4f %12.4f %7.3fx\n", cases[k].name, shape, base[k], tuned[k], base[k] / tuned[k]);
+    }
+    fprintf(tab, "geometric mean (fastest samples): tuned takes %.3fx of the defaults' time%s\n", s,
+            isnan(s) ? " (a case failed with the file)" : "");
+    free(base), free(times), free(tuned);
+    return isnan(s) ? 1 : 0;
+}
