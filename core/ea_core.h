@@ -224,7 +224,7 @@ struct edgeattn_context {
 /* ---- validation (core/tensor.c) */
 #define EA_DTYPES_FLOAT ((1u << EDGEATTN_F32) | (1u << EDGEATTN_F16) | (1u << EDGEATTN_BF16))
 #define EA_DTYPES_F32 (1u << EDGEATTN_F32)
-/* Head dims the kernels take: multiples of 16 from 16 to EA_MAX_HEAD_DIM. */
+/* Head dims the kernels take: multiples of 8 from 8 to EA_MAX_HEAD_DIM. */
 edgeattn_status ea_check_head_dim(char *msg, const char *name, int64_t d);
 /* Checks one tensor: non-NULL, dtype in allowed (bitmask of 1u<<dtype), shape > 0, stride[3] == 1,
  * strides >= 0 and non-overlapping, view inside bytes; *extent = bytes spanned from data. */

@@ -70,8 +70,8 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
     if (c->max_heads % c->max_kv_heads != 0)
         return ea_fail(msg, EDGEATTN_ERR_GQA_RATIO, "config: max_heads %d not a multiple of max_kv_heads %d",
                        (int)c->max_heads, (int)c->max_kv_heads);
-    if (c->max_head_dim % 16 != 0 || c->max_head_dim > EA_MAX_HEAD_DIM)
-        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "config: max_head_dim %d not supported (multiples of 16 up to %d)",
+    if (c->max_head_dim % 8 != 0 || c->max_head_dim > EA_MAX_HEAD_DIM)
+        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "config: max_head_dim %d not supported (multiples of 8 up to %d)",
                        (int)c->max_head_dim, EA_MAX_HEAD_DIM);
     if (ea_dtype_size(c->kv_cache_dtype) == 0)
         return ea_fail(msg, EDGEATTN_ERR_DTYPE, "config: kv_cache_dtype %d not supported", (int)c->kv_cache_dtype);

@@ -121,7 +121,7 @@ static void attn_task(void *arg, int64_t t, int thread)
     const job *J = arg;
     const ea_cpu_state *st = J->st;
     const ea_attn_call *c = J->c;
-    const ea_cpu_kernels *K = &st->k;
+    const ea_cpu_kernels *K = c->D % 16 ? &st->k8 : &st->k;
     const int64_t item = t;
     const int32_t split = (int32_t)(t % J->nsplit);
     t /= J->nsplit;

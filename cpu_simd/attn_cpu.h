@@ -15,7 +15,8 @@ typedef struct ea_cpu_scratch_layout {
 
 typedef struct ea_cpu_state {
     ea_pool pool;
-    ea_cpu_kernels k;
+    ea_cpu_kernels k;       /* head dims that are multiples of 16 */
+    ea_cpu_kernels k8;      /* the other multiples of 8 (ea_cpu_kernels_init_dim8) */
     ea_cpu_tiles tiles;     /* rb capped to what the config's calls can need (ea_cpu_fit_tiles) */
     bool can_pack;          /* a call can have more rows than the rows path takes: kt/v32 exist */
     int64_t inline_work;    /* calls of fewer multiply-adds run on the caller's thread ... */

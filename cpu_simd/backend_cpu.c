@@ -147,6 +147,7 @@ static edgeattn_status cpu_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     s->part_items = p.part_items;
     ea_cpu_model(s->model, sizeof s->model);
     ea_cpu_kernels_init(&s->k, p.used);
+    ea_cpu_kernels_init_dim8(&s->k8, p.used);
     st = ea_pool_start(&s->pool, p.threads, (pthread_t *)(void *)(base + p.tid_off), p.spin_ns,
                        ctx->cfg.parallel_for, ctx->cfg.parallel_user);
     if (st != EDGEATTN_OK)

@@ -7,10 +7,13 @@
  * entry of every tier is checked against the scalar version and the double reference by the tests.
  *
  * Common rules for all kernels:
- *  - `dim` (head dim) is a multiple of 16, 16..256. `mr` is 1..EA_MR. Leading dimensions (ld*) are in
- *    elements and >= the row length used.
+ *  - `dim` (head dim) is a multiple of 16, 16..256, for the table of ea_cpu_kernels_init; a multiple
+ *    of 8, 8..256, for the table of ea_cpu_kernels_init_dim8 (the driver uses it when dim % 16 == 8).
+ *    `mr` is 1..EA_MR. Leading dimensions (ld*) are in elements and >= the row length used.
  *  - Packed buffers (q, kt, v32, s, o) are float, 64-byte aligned at row 0, and their leading
  *    dimensions are multiples of 16, so full-width vector loads at any multiple-of-16 column are safe.
+ *    Exception, for the dim8 table only: the leading dimensions of q, o and v32 (the head dim in the
+ *    driver) may be odd multiples of 8, so those rows are only 32-byte aligned.
  *  - Unpacked K/V rows (the *_rows kernels and the packers) have no alignment guarantee; they are
  *    read only inside [0, n) x [0, dim).
  *  - Kernels never allocate, never touch memory outside the ranges stated, and keep statistics in
@@ -100,6 +103,10 @@ typedef struct ea_cpu_kernels {
 /* The init ladder (cpu_simd/dispatch.c): scalar first, then each tier the flags allow overwrites
  * the entries it implements. flags = detected features & ~disable mask. */
 void ea_cpu_kernels_init(ea_cpu_kernels *k, uint32_t flags);
+/* The same ladder for head dims that are any multiple of 8 (see the rules above): equal to
+ * ea_cpu_kernels_init's table on tiers whose kernels step the head dim by 8 or less (scalar, AVX2,
+ * NEON); on AVX-512 the AVX2 entries replace those that step it by 16. Same tier name. */
+void ea_cpu_kernels_init_dim8(ea_cpu_kernels *k, uint32_t flags);
 
 /* Per-tier initialisers; each overwrites only the entries it provides. */
 void ea_cpu_kernels_init_scalar(ea_cpu_kernels *k);

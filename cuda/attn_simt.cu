@@ -1,6 +1,7 @@
 // SIMT fallback (any compute capability >= 7.5): any dtype of Q, K, V, out; any head dim multiple of
-// 16 up to 256; every option; FP32 math throughout. The documented slow path (FP32 inputs, sm_75, odd
-// head dims, misaligned tensors). Same grid and row map as the split-KV decode kernel, so it also
+// 8 up to 256 (ea_attn_combine's float4 columns need a multiple of 4); every option; FP32 math
+// throughout. The documented slow path (FP32 inputs, sm_75, head dims without a tensor-core kernel such
+// as 8, 24, 40, 72, 120, misaligned tensors). Same grid and row map as the split-KV decode kernel, so it also
 // serves decode with splits (partials to the workspace, merged by ea_attn_combine).
 //
 // CTA = 128 threads, 16 packed rows x tiles of 16 keys staged as FP32 in shared memory. Thread

@@ -55,7 +55,9 @@ size_t ea_cu_split_counters_bytes(int32_t max_batch, int32_t max_heads, int32_t 
 /* Chooses the kernels for an attention or decode call. args is complete except num_splits, split_len,
  * ws_o, ws_lse, which this fills (ws: base of the planned workspace, ws_bytes its size). Writes 1 or 2
  * launches (split + combine) into out and returns their count; 0 if no kernel serves the call (the
- * host then reports EDGEATTN_ERR_UNSUPPORTED). */
+ * host then reports EDGEATTN_ERR_UNSUPPORTED): D not a multiple of 8 in [8, 256], Hq % Hkv != 0, empty
+ * shapes, cc < 7.5. Head dims without a tensor-core kernel (all but 64, 80, 96, 128, 256) take the SIMT
+ * kernel. */
 int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *args, uint64_t ws, size_t ws_bytes,
                          ea_cu_launch out[2]);
 void ea_cu_plan_kv_write(const ea_cu_device *dev, const ea_cu_kv_write_args *args, ea_cu_launch *out);

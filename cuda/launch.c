@@ -5,8 +5,9 @@
  *   - tensor-core kernels need cc >= 8.0, K and V both F16 or both BF16, D in {64, 80, 96, 128, 256},
  *     K/V base and strides 16-byte aligned, out base 8-byte aligned with even strides; Q may be any dtype;
  *   - few rows per KV head (group * Nq <= EA_DECODE_MAX_ROWS): split-KV decode kernel, which merges its
- *     splits itself (one launch; counters in the workspace); otherwise the prefill kernel; everything else:
- *     the SIMT kernel (split too when rows are few, then + combine).
+ *     splits itself (one launch; counters in the workspace); otherwise the prefill kernel; everything else
+ *     (F32 or mixed dtypes, sm_75, misaligned tensors, and every other head dim: any multiple of 8 from 8
+ *     to 256, such as 8, 24, 40, 72, 120) the SIMT kernel (split too when rows are few, then + combine).
  * Split workspace layout (base ws, 256-byte aligned pieces):
  *   ws + 0:                       uint32 counters[EA_SPLIT_COUNTERS] (16 KiB): zeroed ONCE by the host
  *                                 after allocation; every call leaves them zero again;
@@ -162,7 +163,7 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
                          ea_cu_launch out[2]) {
     if (!dev || !a || !out) return 0;
     if (a->B <= 0 || a->Hq <= 0 || a->Hkv <= 0 || a->Nq <= 0 || a->Nkv < 0) return 0;
-    if (a->D < 16 || a->D > 256 || (a->D & 15)) return 0;
+    if (a->D < 8 || a->D > 256 || (a->D & 7)) return 0; /* D not in ea_dims (e.g. 8, 24, 72): SIMT below */
     if (a->Hq % a->Hkv) return 0;
     a->group = a->Hq / a->Hkv;
     const int cc = dev->cc_major * 10 + dev->cc_minor;

@@ -12,8 +12,9 @@
  * GQA 4/2, head dim 16, a classifier of its own); EDGEATTN_TEST_SEED picks other weights. Runs:
  * edgeattn with 1 and 2 threads, on its own threads and on the example's pool (--app-pool), the
  * plain loop with 2 threads (bit-identical to 1: each head is one thread's loop), an FP16 cache
- * (looser), a truncated checkpoint (refused), and, when python3 is given, a checkpoint written by
- * tools/make-checkpoint.py (shared classifier).
+ * (looser), a truncated checkpoint (refused), and, when python3 is given, checkpoints written by
+ * tools/make-checkpoint.py (shared classifier), one of them with head dim 8 (llama2.c's smallest
+ * model's shape).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -283,26 +284,43 @@ static void truncated_checkpoint(void **state)
     remove(path);
 }
 
-/* tools/make-checkpoint.py's file (shared classifier) through both attentions. */
-static void script_checkpoint(void **state)
+/* A checkpoint of tools/make-checkpoint.py (shared classifier) with the given shape through both
+ * attentions. */
+static void script_model(const char *dim, const char *hidden, const char *layers, const char *heads,
+                         const char *kv_heads, int vocab, const char *what)
 {
-    (void)state;
     if (!g_python || !g_script) {
         print_message("no python3 given: tools/make-checkpoint.py not tried\n");
         skip();
     }
-    char path[400], seed[32];
+    char path[400], seed[32], voc[16];
     snprintf(path, sizeof path, "%s/script.bin", g_dir);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)(g_seed % 1000000007u));
-    char *argv[] = {(char *)g_python, (char *)g_script, path, "--dim", "96", "--hidden", "256", "--layers", "2",
-                    "--heads", "6", "--kv-heads", "3", "--vocab", "300", "--seq-len", "520", "--seed", seed, NULL};
+    snprintf(voc, sizeof voc, "%d", vocab);
+    char *argv[] = {(char *)g_python, (char *)g_script, path, "--dim", (char *)dim, "--hidden", (char *)hidden,
+                    "--layers", (char *)layers, "--heads", (char *)heads, "--kv-heads", (char *)kv_heads, "--vocab",
+                    voc, "--seq-len", "520", "--seed", seed, NULL};
     assert_int_equal(spawn(argv), 0);
-    run_result plain = decode(path, 300, "sp", "--plain", NULL);
-    run_result ea = decode(path, 300, "se", "--threads", "2", NULL);
-    compare(&ea, &plain, 1e-4, "make-checkpoint.py model, edgeattn against the plain loop");
+    run_result plain = decode(path, vocab, "sp", "--plain", NULL);
+    run_result ea = decode(path, vocab, "se", "--threads", "2", NULL);
+    compare(&ea, &plain, 1e-4, what);
     free_result(&ea);
     free_result(&plain);
     remove(path);
+}
+
+static void script_checkpoint(void **state)
+{
+    (void)state;
+    script_model("96", "256", "2", "6", "3", 300, "make-checkpoint.py model, edgeattn against the plain loop");
+}
+
+/* The shape of llama2.c's smallest model (stories260K: dim 64, 5 layers, 8 heads over 4 KV heads):
+ * head dim 8. */
+static void script_checkpoint_head_dim_8(void **state)
+{
+    (void)state;
+    script_model("64", "172", "5", "8", "4", 512, "head dim 8 (stories260K's shape), edgeattn against the plain loop");
 }
 
 static int setup(void **state)
@@ -362,6 +380,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(edgeattn_one_thread), cmocka_unit_test(edgeattn_two_threads),
         cmocka_unit_test(plain_two_threads),   cmocka_unit_test(edgeattn_f16_cache),
         cmocka_unit_test(truncated_checkpoint), cmocka_unit_test(script_checkpoint),
+        cmocka_unit_test(script_checkpoint_head_dim_8),
     };
     return cmocka_run_group_tests_name("decoder", tests, setup, teardown);
 }

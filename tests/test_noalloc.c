@@ -136,7 +136,7 @@ enum { B = 2, HQ = 4, HKV = 2, D = 64, MAX_Q = 24, MAX_KV = 320, W = 40 };
 typedef struct workload {
     tc_attn_data small, big, masked, half;   /* attention cases, reference computed before counting */
     tc_tensor ak, av, qd, outd, lsed;        /* decode */
-    tc_tensor bad_q, bad_k, bad_o;           /* head dim 72 */
+    tc_tensor bad_q, bad_k, bad_o;           /* head dim 68 */
 } workload;
 
 static void make_workload(workload *w)
@@ -172,9 +172,9 @@ static void make_workload(workload *w)
     tc_tensor_alloc(&w->qd, EDGEATTN_F32, B, HQ, 2, D, TC_BHSD, 0, 0, 0);
     tc_tensor_alloc(&w->outd, EDGEATTN_F32, B, HQ, 2, D, TC_BHSD, 0, 0, 0);
     tc_tensor_alloc(&w->lsed, EDGEATTN_F32, B, HQ, 2, 1, TC_BHSD, 0, 0, 0);
-    tc_tensor_alloc(&w->bad_q, EDGEATTN_F32, 1, 1, 1, 72, TC_BHSD, 0, 0, 0);
-    tc_tensor_alloc(&w->bad_k, EDGEATTN_F32, 1, 1, 5, 72, TC_BHSD, 0, 0, 0);
-    tc_tensor_alloc(&w->bad_o, EDGEATTN_F32, 1, 1, 1, 72, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&w->bad_q, EDGEATTN_F32, 1, 1, 1, 68, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&w->bad_k, EDGEATTN_F32, 1, 1, 5, 68, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&w->bad_o, EDGEATTN_F32, 1, 1, 1, 68, TC_BHSD, 0, 0, 0);
     tc_fill_random(&w->bad_k, &r, -1, 1);
     tc_fill_canary(&w->bad_o);
     tc_fill_random(&w->ak, &r, -1, 1);
@@ -647,7 +647,7 @@ static void test_failed_create_leaves_nothing(void **state)
     base_config(&cfg, false);
     edgeattn_context *ctx = NULL;
     edgeattn_message msg;
-    cfg.max_head_dim = 72;
+    cfg.max_head_dim = 68;
     start_counting();
     assert_int_equal(edgeattn_create(&cfg, NULL, 0, &ctx, &msg), EDGEATTN_ERR_HEAD_DIM);
     expect_none("create with a bad config");

@@ -539,9 +539,11 @@ done:
 #define F16 EDGEATTN_F16
 #define BF16 EDGEATTN_BF16
 
-/* Every head-dim class (programs for 64, 128, 256: D 48, 80 and 208 leave part of the class unused)
- * and every kernel of each (prefill, prefill with F16 Q, decode tile), every storage dtype in each
- * slot, masks, softcap, bias shapes, lse, kv_lens, split-KV with the combine, host tensors. */
+/* Every head-dim class (programs for 64, 128, 256: D 48, 80 and 208 leave part of the class unused;
+ * D 8, 24 and 40, odd multiples of 8, leave most of the 64 class unused and end inside a work-item's
+ * float4 columns) and every kernel of each (prefill, prefill with F16 Q, decode tile), every storage
+ * dtype in each slot, masks, softcap, bias shapes, lse, kv_lens, split-KV with the combine, host
+ * tensors. */
 static const acase k_main[] = {
     {"pf64-bias-causal", "ea_flash_pf@64 ea_finite", 2, 3, 1, 37, 67, 64, F32, F16, BF16, 0, 1, -1, -1, 0, BIAS_FULL,
      1, 0, 0, 1, 0},
@@ -559,6 +561,11 @@ static const acase k_main[] = {
      BIAS_NONE, 1, 0, 0, 0, 0},
     {"pf64-host-staged", "ea_flash_pf@64", 2, 2, 1, 21, 33, 64, F32, F32, F32, 3, 0, -1, 6, 0, BIAS_PER_SEQ, 1, 0, 1, 0,
      0},
+    {"pf64-d24-causal", "ea_flash_pf@64", 2, 2, 1, 19, 35, 24, F32, F16, F32, 0, 1, -1, -1, 0, BIAS_NONE, 1, 0, 0, 0,
+     0},
+    {"pfh64-d8-window", "ea_flash_pfh@64", 1, 4, 2, 17, 29, 8, F16, BF16, BF16, 5, 0, 6, 2, 0, BIAS_ONE, 1, 0, 0, 0, 0},
+    {"dec64-d40-split", "ea_flash_dec@64 ea_combine", 1, 2, 1, 2, 150, 40, BF16, F16, F32, 0, 1, -1, -1, 0, BIAS_NONE,
+     1, 0, 0, 0, 0},
     {"nan-in-k-refused", "ea_finite", 1, 2, 1, 6, 10, 32, F32, BF16, F32, 0, 0, -1, -1, 0, BIAS_NONE, 0, 0, 0, 1, 2},
     {"nan-in-bias-refused", "ea_finite", 1, 2, 1, 6, 10, 32, F16, F16, F32, 0, 0, -1, -1, 0, BIAS_FULL, 0, 0, 0, 1, 4},
 };

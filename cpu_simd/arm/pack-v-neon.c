@@ -1,7 +1,8 @@
 /*
  * Pack of a V tile on NEON: v32[j][d] = (float)v[j][d] for j < n, rows n..nb_pad-1 zero. One function
- * per storage dtype. A straight widening copy, 16 elements per step (dim is a multiple of 16): one
- * or two 128-bit loads, FCVTL/FCVTL2 (f16) or SHLL/SHLL2 (bf16), four aligned 16-byte stores.
+ * per storage dtype. A straight widening copy, 16 elements per step: one or two 128-bit loads,
+ * FCVTL/FCVTL2 (f16) or SHLL/SHLL2 (bf16), four 16-byte stores; a last step of 8 when dim is an odd
+ * multiple of 8.
  */
 #include "cpu_simd/arm/neon-common.h"
 
@@ -12,7 +13,8 @@ static EA_ALWAYS_INLINE void pack_v_body(const int dt, int n, int nb_pad, int di
     for (int j = 0; j < n; j++) {
         float *dst = v32 + j * ldo;
         const ptrdiff_t base = j * ldv;
-        for (int d = 0; d < dim; d += 16) {
+        int d = 0;
+        for (; d + 16 <= dim; d += 16) {
             float32x4_t a0, a1, a2, a3;
             ea_neon_ld8(dt, v, base + d, &a0, &a1);
             ea_neon_ld8(dt, v, base + d + 8, &a2, &a3);
@@ -20,6 +22,12 @@ static EA_ALWAYS_INLINE void pack_v_body(const int dt, int n, int nb_pad, int di
             vst1q_f32(dst + d + 4, a1);
             vst1q_f32(dst + d + 8, a2);
             vst1q_f32(dst + d + 12, a3);
+        }
+        if (d < dim) { /* dim an odd multiple of 8 */
+            float32x4_t a0, a1;
+            ea_neon_ld8(dt, v, base + d, &a0, &a1);
+            vst1q_f32(dst + d, a0);
+            vst1q_f32(dst + d + 4, a1);
         }
     }
     const float32x4_t z = vdupq_n_f32(0.0f);

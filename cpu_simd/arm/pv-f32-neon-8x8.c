@@ -1,13 +1,13 @@
 /*
  * Packed PV on NEON: o[r][d] = alpha[r] * o[r][d] + sum_j p[r][j] * v[j][d], r < mr <= 8, d < dim,
- * j < nb (nb a multiple of 16, dim a multiple of 16).
+ * j < nb (nb a multiple of 16, dim a multiple of 8).
  *
  * The same 8 x 8 register blocking as packed QK (qk-f32-neon-8x8.c), with the roles of the operands
  * taken by p (mr x nb, row-major) and v (nb x dim, row-major): a tile of 8 rows x 8 columns of o is
  * loaded once, scaled by alpha, kept in 16 accumulators over the whole key loop and stored once.
  * Per step of 4 keys: one vector p[r][j..j+3] per row (8 registers) whose lanes are the broadcast
  * operands of FMLA-by-element against two vectors of each v row v[j+i][d0..d0+7]. 0.25 loads per
- * FMA, no horizontal reductions, aligned full-width stores (ldo is a multiple of 16).
+ * FMA, no horizontal reductions, full-width stores (ldo is a multiple of 8).
  */
 #include "cpu_simd/arm/neon-common.h"
 

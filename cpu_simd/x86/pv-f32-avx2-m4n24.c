@@ -2,7 +2,7 @@
  * O = alpha·O + P·V on packed operands, AVX2: register block of 4 rows x 24 head-dim columns (12 ymm
  * accumulators), one broadcast of p[r][j] per row and three loads of the packed V row j per step;
  * alpha·O is added when the block is stored. 8 rows are two passes of 4; the last 8 or 16 columns
- * (dim is a multiple of 16) use narrower blocks.
+ * (dim is a multiple of 8) use narrower blocks.
  */
 #include "cpu_simd/x86/avx2-common.h"
 #include "cpu_simd/x86/kernels-x86.h"

@@ -2,9 +2,9 @@
  * O = alpha·O + P·V with V rows in their storage dtype (f32/f16/bf16) straight from the tensor or KV
  * cache, AVX2, for decode and other small row counts. The head dim is cut into column blocks of NV
  * vectors so that mr x NV accumulators stay in registers (4 rows x 16 columns for the usual GQA
- * decode, 2 x 32 and 8 x 8 at the ends); each V row segment is loaded and widened once per block and
- * multiplied into every row; alpha·O is added when the block is stored. V is read only inside
- * [0, n) x [0, dim).
+ * decode, 2 x 32 and 8 x 8 at the ends; narrower blocks take the last columns, down to 8); each V row
+ * segment is loaded and widened once per block and multiplied into every row; alpha·O is added when
+ * the block is stored. V is read only inside [0, n) x [0, dim).
  */
 #include "cpu_simd/x86/avx2-common.h"
 #include "cpu_simd/x86/kernels-x86.h"
@@ -43,8 +43,13 @@ EA_AINLINE void pv_rows(const int DT, const int MR, int n, int dim, const float 
     int d0 = 0;
     for (; d0 + 8 * NV <= dim; d0 += 8 * NV)
         pv_block(DT, MR, NV, n, p, ldp, v, ldv, d0, alpha, o, ldo);
-    if (d0 < dim) /* NV == 4 and 16 columns left (dim is a multiple of 16) */
+    /* fewer than 8 * NV columns left, a multiple of 8 */
+    if (NV > 2 && d0 + 16 <= dim) {
         pv_block(DT, MR, 2, n, p, ldp, v, ldv, d0, alpha, o, ldo);
+        d0 += 16;
+    }
+    if (NV > 1 && d0 < dim)
+        pv_block(DT, MR, 1, n, p, ldp, v, ldv, d0, alpha, o, ldo);
 }
 
 EA_AINLINE void pv_rows_mr(const int DT, int mr, int n, int dim, const float *restrict p, ptrdiff_t ldp,

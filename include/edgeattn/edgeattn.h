@@ -52,7 +52,7 @@ typedef enum edgeattn_status {
     EDGEATTN_ERR_INVALID_ARG = 2,       /* a size, flag or option that makes no sense (zero, negative, ...) */
     EDGEATTN_ERR_SHAPE_MISMATCH = 3,    /* shapes of Q/K/V/out/bias/lse disagree */
     EDGEATTN_ERR_GQA_RATIO = 4,         /* query heads not a multiple of KV heads */
-    EDGEATTN_ERR_HEAD_DIM = 5,          /* head dim not supported (must be a multiple of 16, 16..256) */
+    EDGEATTN_ERR_HEAD_DIM = 5,          /* head dim not supported (must be a multiple of 8, 8..256) */
     EDGEATTN_ERR_DTYPE = 6,             /* dtype not supported for this tensor */
     EDGEATTN_ERR_STRIDE = 7,            /* strides negative, overlapping, D not contiguous, or view outside its buffer */
     EDGEATTN_ERR_CAPACITY = 8,          /* request beyond the plan (batch, lengths, heads, KV cache full) */
@@ -156,7 +156,7 @@ typedef struct edgeattn_config {
     int32_t max_kv_len;        /* key/value rows per sequence (KV-cache capacity when no window) */
     int32_t max_heads;         /* query heads */
     int32_t max_kv_heads;      /* key/value heads (max_heads must be a multiple) */
-    int32_t max_head_dim;      /* multiple of 16, at most 256 */
+    int32_t max_head_dim;      /* multiple of 8, at most 256 */
     edgeattn_dtype kv_cache_dtype; /* storage of the KV cache: F32, F16 or BF16 */
     int32_t kv_cache_window;   /* > 0: the cache is a ring buffer of the last W tokens per sequence */
     int32_t num_threads;       /* CPU worker threads including the caller; 0 = online cores */

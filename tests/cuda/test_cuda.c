@@ -2,9 +2,10 @@
  * The CUDA backend's own tests: device-memory tensors (the context's region and external device
  * pointers), host memory the device addresses in place (registered, managed), asynchronous calls and
  * synchronize, the device KV cache filled from device memory and decoded (layers, sequence ids,
- * ragged queries, RoPE, fork and read against a shadow of the cache), broadcast inputs, long
- * sequences (16K prefill, 128K decode), canaries around every output, bad input specific to CUDA,
- * no allocation or module load after create, the ceilings and a caller's stream.
+ * ragged queries, RoPE, fork and read against a shadow of the cache), head dims that are odd
+ * multiples of 8 (the SIMT kernel), broadcast inputs, long sequences (16K prefill, 128K decode),
+ * canaries around every output, bad input specific to CUDA, no allocation or module load after
+ * create, the ceilings and a caller's stream.
  *
  * Without a CUDA driver or device the program exits 77 (meson: skipped). EDGEATTN_TEST_REQUIRE_CUDA=1
  * (the device machine's script, the mock tests) makes that a failure instead. EDGEATTN_TEST_MOCK_CUDA=1:
@@ -1336,6 +1337,70 @@ static void test_rope(void **state)
     }
 }
 
+/* Head dims that are odd multiples of 8 (8: llama2.c's smallest model; 24, 40): no tensor-core kernel
+ * has them, the SIMT kernel serves every call (split-KV decode merged by ea_attn_combine). Random
+ * attention cases with device and with host tensors against the reference, then a device cache per
+ * dim (RoPE, a ring, a cache long enough to split): appends from device and host memory, decodes,
+ * kv_read. With the mock libcuda a launch of a tile kernel for these dims fails. */
+static void test_head_dims_mult8(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    static const int dims[] = {8, 24, 40};
+    edgeattn_config cfg;
+    base_config(&cfg);
+    edgeattn_context *ctx = create_cuda(&cfg);
+    dev_arena a = region_of(ctx);
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 8700);
+    const int n = g_short ? 2 : tc_long() ? 24 : 8;
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (int i = 0; i < n; i++) {
+            tc_attn_case c = random_case(&r, i);
+            c.D = dims[di];
+            tc_attn_data d;
+            tc_attn_prepare(&d, &c, tc_seed(), 8800 + 64 * (uint64_t)di + (uint64_t)i);
+            double tol = tc_tolerance(c.qdt, c.kvdt, c.odt);
+            if (c.qdt == EDGEATTN_F32 && c.kvdt == EDGEATTN_F32 && c.odt == EDGEATTN_F32)
+                tol = fmax(tol, tc_tolerance_f32_scores(tc_max_score(&d.q.t, &d.k.t, c.scale)));
+            const tc_result res = i % 2 ? run_device(ctx, &a, &d, tol) : tc_attn_run(ctx, &d, tol);
+            if (!res.ok) {
+                char desc[512];
+                tc_case_describe(&c, desc, sizeof desc);
+                tc_attn_free(&d);
+                edgeattn_destroy(ctx);
+                fail_msg("head dim %d, %s tensors, %s: %s (seed %llu)", dims[di], i % 2 ? "device" : "host", desc,
+                         res.why, (unsigned long long)tc_seed());
+            }
+            tc_attn_free(&d);
+        }
+    edgeattn_destroy(ctx);
+
+    static const edgeattn_dtype cdts[] = {EDGEATTN_F16, EDGEATTN_BF16, EDGEATTN_F32};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        edgeattn_rope rope;
+        memset(&rope, 0, sizeof rope);
+        rope.style = di == 1 ? EDGEATTN_ROPE_HALF : EDGEATTN_ROPE_INTERLEAVED;
+        rope.theta = 10000.0f;
+        const edgeattn_dtype cdt = cdts[di];
+        const int window = di == 1 ? 48 : 0;
+        char what[96];
+        snprintf(what, sizeof what, "head dim %d, %s cache, window %d", dims[di], tc_dtype_name(cdt), window);
+        model m;
+        md_open(&m, 1, 3, 8, 2, dims[di], cdt, window, di == 2 ? NULL : &rope, 8900 + (uint64_t)di);
+        const edgeattn_params causal = md_params(1, -1), plain = md_params(0, -1);
+        md_append(&m, 0, 3, NULL, 40, (const int32_t[]){40, 17, 29}, EDGEATTN_F32, true, 0);
+        md_decode(&m, 0, 3, NULL, 1, NULL, 8, cdt, cdt, true, &plain, what);
+        md_append(&m, 0, 3, NULL, 100, (const int32_t[]){100, 3, 60}, cdt, false, 0); /* 140 keys: 2 splits */
+        md_decode(&m, 0, 3, NULL, 1, NULL, 8, cdt, cdt, false, &plain, what);
+        md_decode(&m, 0, 3, (const int32_t[]){2, 0, 1}, 3, (const int32_t[]){3, 1, 2}, 8, EDGEATTN_F32, cdt, true,
+                  &causal, what);
+        md_check_lengths(&m);
+        md_read(&m, 0, 0, m.total[0][0] - md_held(&m, 0, 0), md_held(&m, 0, 0), cdt, EDGEATTN_F32, what);
+        md_close(&m);
+    }
+}
+
 /* kv_fork copies every layer of a sequence (then both continue apart); kv_read returns held rows in
  * any dtype and layout, across the ring's wrap. */
 static void test_kv_fork_read(void **state)
@@ -1930,6 +1995,7 @@ int main(void)
         cmocka_unit_test(test_kv_seq_ids),
         cmocka_unit_test(test_decode_ragged),
         cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_head_dims_mult8),
         cmocka_unit_test(test_kv_fork_read),
         cmocka_unit_test(test_broadcast_inputs),
         cmocka_unit_test(test_bad_input_cuda),

@@ -413,7 +413,8 @@ static int build_tensor(run *R, const uint8_t td[TENSOR_BYTES], const int64_t hi
     return ri;
 }
 
-/* Head dim from a dims byte: multiples of 16 up to the plan (<= 128), or an unsupported value. */
+/* Head dim from a dims byte: multiples of 16 up to the plan (<= 128), or a weird value: 8 and 24 (odd
+ * multiples of 8, valid where the plan allows them), or one that is unsupported or beyond the plan. */
 static int64_t head_dim(run *R, uint8_t b)
 {
     if (b >= DIM_WEIRD) {

@@ -378,8 +378,16 @@ int fz_make_seeds(const char *dir)
     SEED("bad-head-dim", {
         header(&w, base);
         dims_s d = d0;
-        d.dim_weird = DIM_WEIRD;
+        d.dim_weird = DIM_WEIRD + 2; /* 17 */
         attention(&w, d, p0, NULL);
+    });
+    SEED("prefill-head-dims-8-24", { /* odd multiples of 8 */
+        header(&w, base);
+        dims_s d = d0;
+        d.dim_weird = DIM_WEIRD; /* 8 */
+        attention(&w, d, (params_s){.flags = P_CAUSAL}, NULL);
+        d.dim_weird = DIM_WEIRD + 7; /* 24 */
+        attention(&w, d, (params_s){.flags = P_LSE}, NULL);
     });
     SEED("bad-nan-check-finite", {
         header(&w, base);

@@ -4,7 +4,8 @@
  *   - cl_mem tensors in the context's device region (device_region) and in buffers this test creates
  *     itself on its own context and queue (config.gpu_queue), at offsets, vs the double reference,
  *     outputs canary-filled on the device (every view element written, nothing outside it);
- *   - the KV cache fed from cl_mem tensors, then decode (ring window included);
+ *   - the KV cache fed from cl_mem tensors, then decode (ring window included), head dims 64 and odd
+ *     multiples of 8; random cases at head dims 8, 24, 40, 72, 136;
  *   - the KV-cache API: every layer in the device cache (several buffers too), seq_ids, ragged q_lens,
  *     RoPE (both styles, partial, scaled; the angle table in pieces), kv_fork and kv_read, broadcast
  *     K/V; attention with broadcast q/k/v/bias (host and cl_mem);
@@ -361,10 +362,10 @@ static void test_own_buffers_and_queue(void **state)
     own_cl_close(&o);
 }
 
-/* KV cache appended from cl_mem tensors (and host ones), decode with device q/out/lse. */
-static void decode_scenario(int window, edgeattn_dtype cache_dt, uint64_t stream)
+/* KV cache appended from cl_mem tensors (and host ones), decode with device q/out/lse; head dim D. */
+static void decode_scenario(int window, edgeattn_dtype cache_dt, uint64_t stream, int D)
 {
-    enum { B = 2, HQ = 8, HKV = 2, D = 64 };
+    enum { B = 2, HQ = 8, HKV = 2 };
     const int max_kv = 96;
     edgeattn_config cfg = ocl_config();
     cfg.flags = EDGEATTN_FLAG_KV_CACHE;
@@ -479,8 +480,8 @@ static void decode_scenario(int window, edgeattn_dtype cache_dt, uint64_t stream
         tc_result res;
         tc_compare(&res, &out, &lse, ref, ref_lse, B, HQ, Nq, D, tc_tolerance(EDGEATTN_F16, cache_dt, EDGEATTN_F32));
         if (!res.ok)
-            fail_msg("decode window=%d cache=%s step %d: %s (seed %llu)", window, tc_dtype_name(cache_dt), step,
-                     res.why, (unsigned long long)tc_seed());
+            fail_msg("decode D=%d window=%d cache=%s step %d: %s (seed %llu)", D, window, tc_dtype_name(cache_dt),
+                     step, res.why, (unsigned long long)tc_seed());
         /* the same decode with host tensors */
         tc_fill_canary(&out);
         tc_fill_canary(&lse);
@@ -489,7 +490,7 @@ static void decode_scenario(int window, edgeattn_dtype cache_dt, uint64_t stream
         assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p), EDGEATTN_OK);
         tc_compare(&res, &out, &lse, ref, ref_lse, B, HQ, Nq, D, tc_tolerance(EDGEATTN_F16, cache_dt, EDGEATTN_F32));
         if (!res.ok)
-            fail_msg("decode (host) window=%d step %d: %s", window, step, res.why);
+            fail_msg("decode (host) D=%d window=%d step %d: %s", D, window, step, res.why);
         free(ref);
         free(ref_lse);
         tc_tensor_free(&rk);
@@ -507,9 +508,54 @@ static void test_kv_cache_device(void **state)
 {
     (void)state;
     NEED_DEVICE();
-    decode_scenario(0, EDGEATTN_F16, 31);
-    decode_scenario(0, EDGEATTN_F32, 32);
-    decode_scenario(24, EDGEATTN_BF16, 33);
+    decode_scenario(0, EDGEATTN_F16, 31, 64);
+    decode_scenario(0, EDGEATTN_F32, 32, 64);
+    decode_scenario(24, EDGEATTN_BF16, 33, 64);
+    /* head dims that are odd multiples of 8 */
+    decode_scenario(0, EDGEATTN_F16, 34, 24);
+    decode_scenario(16, EDGEATTN_F32, 35, 8);
+    decode_scenario(0, EDGEATTN_BF16, 36, 40);
+}
+
+/* Head dims that are odd multiples of 8 (and 72, 136: past a variant's 64 or 128, served by the next):
+ * random cases in the device region against the reference; each program pads the head dim to its
+ * EA_DMAX and masks the float4 columns past D. */
+static void test_head_dims_mult8(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    edgeattn_config cfg = ocl_config();
+    cfg.max_head_dim = 256;
+    cfg.device_user_bytes = 16u << 20;
+    edgeattn_context *ctx = tc_create(&cfg);
+    edgeattn_memory kind;
+    void *data = NULL;
+    size_t off = 0, bytes = 0;
+    assert_int_equal(edgeattn_device_region(ctx, &kind, &data, &off, &bytes), EDGEATTN_OK);
+    static const int dims[] = {8, 24, 40, 72, 136};
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 37);
+    int failures = 0;
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (int i = 0; i < 4; i++) {
+            tc_attn_case c = random_case(&r);
+            c.D = dims[di];
+            tc_attn_data d;
+            tc_attn_prepare(&d, &c, tc_seed(), 37000 + 16 * (uint64_t)di + (uint64_t)i);
+            const double tol = tc_tolerance(c.qdt, c.kvdt, c.odt);
+            const tc_result res = i % 2 ? run_device_case(ctx, &d, (cl_mem)data, off + 256, tol) : tc_attn_run(ctx, &d, tol);
+            if (!res.ok) {
+                char desc[512];
+                tc_case_describe(&c, desc, sizeof desc);
+                print_error("FAIL head dim %d case %d (%s tensors): %s\n     %s\n     seed %llu\n", dims[di], i,
+                            i % 2 ? "device" : "host", desc, res.why, (unsigned long long)tc_seed());
+                failures++;
+            }
+            tc_attn_free(&d);
+        }
+    edgeattn_destroy(ctx);
+    if (failures)
+        fail_msg("head dims: %d failing case(s)", failures);
 }
 
 /* Host tensors through a small staging area: a long planned KV length leaves room for a few query
@@ -1800,6 +1846,7 @@ int main(void)
         cmocka_unit_test(test_device_region_tensors),
         cmocka_unit_test(test_own_buffers_and_queue),
         cmocka_unit_test(test_kv_cache_device),
+        cmocka_unit_test(test_head_dims_mult8),
         cmocka_unit_test(test_kv_layers_ids_rope),
         cmocka_unit_test(test_rope_table_pieces),
         cmocka_unit_test(test_broadcast_inputs),

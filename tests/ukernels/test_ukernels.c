@@ -8,6 +8,10 @@
  * exact byte with odd offsets and strides, so a sanitizer build catches any read outside the
  * contract's [0, n) x [0, dim).
  *
+ * Each tier is run twice: its table from ea_cpu_kernels_init at head dims that are multiples of 16,
+ * and its table from ea_cpu_kernels_init_dim8 (name "<tier>/dim8") at every multiple of 8, with
+ * leading dimensions of q, o and v32 that are then odd multiples of 8 too, as the driver passes them.
+ *
  * The file is two tables (tiers, tests) and their runners. `test_ukernels --bench [filter]` times each
  * kernel of each tier at the shapes the driver uses instead of testing.
  * EDGEATTN_TEST_SEED=<seed> repeats a run; EDGEATTN_TEST_LONG=1 sweeps every size combination.
@@ -169,6 +173,7 @@ static rows_buf rows_alloc(rng *r, edgeattn_dtype dt, int rows, int dim, ptrdiff
 typedef struct ctx {
     const char *tier;
     const char *kernel;
+    bool dim8;      /* a dim8 table: head dims every multiple of 8 */
     char what[160]; /* the case: sizes, strides, dtype */
     int failed;
 } ctx;
@@ -245,8 +250,9 @@ static void sweep(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *ref, ca
     const int ndt = per_dtype ? EDGEATTN_DTYPE_COUNT_ : 1;
     int turn = 0;
     for (int dt = 0; dt < ndt; dt++) {
+        const int step = c->dim8 ? 8 : 16;
         for (int mr = 1; mr <= EA_MR; mr++)
-            for (int dim = 16; dim <= 256; dim += 16) {
+            for (int dim = step; dim <= 256; dim += step) {
                 if (g_long) {
                     for (int i = 0; i < nsizes && !c->failed; i++)
                         fn(c, t, ref, &r, mr, dim, sizes[i], (edgeattn_dtype)dt);
@@ -257,9 +263,13 @@ static void sweep(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *ref, ca
                     return;
             }
         static const int shapes[][2] = {{1, 64}, {4, 128}, {8, 64}, {8, 128}, {3, 80}, {8, 256}};
+        static const int shapes8[][2] = {{1, 8}, {4, 24}, {8, 40}, {2, 120}, {8, 248}};
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
             for (int i = 0; i < nsizes && !c->failed; i++)
                 fn(c, t, ref, &r, shapes[s][0], shapes[s][1], sizes[i], (edgeattn_dtype)dt);
+        for (size_t s = 0; c->dim8 && s < sizeof shapes8 / sizeof shapes8[0]; s++)
+            for (int i = 0; i < nsizes && !c->failed; i++)
+                fn(c, t, ref, &r, shapes8[s][0], shapes8[s][1], sizes[i], (edgeattn_dtype)dt);
     }
 }
 
@@ -637,20 +647,28 @@ static const struct test_def {
 /* ---------------------------------------------------------------- runners */
 
 typedef struct tier {
-    const char *name;
+    const char *name;  /* the tier, as the table's name must say */
+    const char *label; /* name, or "<name>/dim8" */
+    bool dim8;         /* the table of ea_cpu_kernels_init_dim8 */
     ea_cpu_kernels k;
 } tier;
 
-/* The tiers this machine and build can run (scalar excluded: it is the reference). */
+/* The tiers this machine and build can run (scalar excluded: it is the reference), each with its
+ * table for multiples of 16 and its table for multiples of 8. */
 static int available_tiers(tier *out)
 {
+    static char labels[NTIER_DEFS][32];
     const uint32_t have = edgeattn_cpu_features();
     int n = 0;
     for (int i = 0; i < NTIER_DEFS; i++) {
         if ((have & tier_defs[i].needs) != tier_defs[i].needs)
             continue;
-        out[n].name = tier_defs[i].name;
+        out[n] = (tier){tier_defs[i].name, tier_defs[i].name, false, {0}};
         ea_cpu_kernels_init(&out[n].k, have & tier_defs[i].needs);
+        n++;
+        snprintf(labels[i], sizeof labels[i], "%s/dim8", tier_defs[i].name);
+        out[n] = (tier){tier_defs[i].name, labels[i], true, {0}};
+        ea_cpu_kernels_init_dim8(&out[n].k, have & tier_defs[i].needs);
         n++;
     }
     return n;
@@ -673,7 +691,7 @@ static void run_unit(void **state)
         }
         fail_msg("the init ladder for %s gave tier \"%s\"", u->t->name, u->t->k.tier);
     }
-    ctx c = {.tier = u->t->name, .kernel = u->test->name, .what = "", .failed = 0};
+    ctx c = {.tier = u->t->label, .kernel = u->test->name, .dim8 = u->t->dim8, .what = "", .failed = 0};
     u->test->run(&c, &u->t->k, &g_scalar);
     if (c.failed)
         fail_msg("%s %s: %d mismatches (EDGEATTN_TEST_SEED=%llu)", c.tier, c.kernel, c.failed,
@@ -833,7 +851,7 @@ static int bench(const char *filter, tier *tiers, int ntiers)
            "one tile of K/V rows\n", 256);
     bench_tier("scalar", &g_scalar, filter);
     for (int i = 0; i < ntiers; i++)
-        if (strcmp(tiers[i].k.tier, tiers[i].name) == 0)
+        if (!tiers[i].dim8 && strcmp(tiers[i].k.tier, tiers[i].name) == 0)
             bench_tier(tiers[i].name, &tiers[i].k, filter);
     return 0;
 }
@@ -847,20 +865,20 @@ int main(int argc, char **argv)
     g_long = lg && *lg && strcmp(lg, "0") != 0;
     ea_cpu_kernels_init_scalar(&g_scalar);
 
-    static tier tiers[NTIER_DEFS];
+    static tier tiers[2 * NTIER_DEFS];
     const int ntiers = available_tiers(tiers);
     if (argc > 1 && strcmp(argv[1], "--bench") == 0)
         return bench(argc > 2 ? argv[2] : NULL, tiers, ntiers);
 
     printf("ukernels: seed %llu (EDGEATTN_TEST_SEED to repeat), tiers:", (unsigned long long)g_seed);
     for (int i = 0; i < ntiers; i++)
-        printf(" %s", tiers[i].name);
+        printf(" %s", tiers[i].label);
     printf("%s\n", ntiers ? "" : " none beyond scalar");
 
-    static unit units[NTIER_DEFS * NTEST_DEFS + 1];
-    static char names[NTIER_DEFS * NTEST_DEFS + 1][48];
-    static struct CMUnitTest tests[NTIER_DEFS * NTEST_DEFS + 1];
-    static tier scalar = {"scalar", {0}};
+    static unit units[2 * NTIER_DEFS * NTEST_DEFS + 1];
+    static char names[2 * NTIER_DEFS * NTEST_DEFS + 1][48];
+    static struct CMUnitTest tests[2 * NTIER_DEFS * NTEST_DEFS + 1];
+    static tier scalar = {"scalar", "scalar", false, {0}};
     scalar.k = g_scalar;
     int n = 0;
     /* the scalar table itself, so that a machine without SIMD tiers still runs (and passes) one test */
@@ -871,7 +889,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < ntiers; i++)
         for (int j = 0; j < NTEST_DEFS; j++) {
             units[n] = (unit){&tiers[i], &test_defs[j]};
-            snprintf(names[n], sizeof names[n], "%s/%s", tiers[i].name, test_defs[j].name);
+            snprintf(names[n], sizeof names[n], "%s/%s", tiers[i].label, test_defs[j].name);
             tests[n] = (struct CMUnitTest){names[n], run_unit, NULL, NULL, &units[n]};
             n++;
         }

@@ -329,6 +329,29 @@ static void touch(const ea_cu_tensor *t, int64_t i, int es)
         g_bad_access = 1;
 }
 
+/* Whether an attention kernel takes a call (cuda/KERNELS-CUDA.md): a tensor-core kernel
+ * (ea_{attn,decode}_mma_<f16|bf16>_d<N>...) exists for one head dim and one K/V type; the SIMT kernel
+ * takes any multiple of 8 up to 256 and any dtypes. A real GPU would compute garbage or fault
+ * outside that; here the launch fails, with a line on stderr, so the host's kernel choice
+ * (cuda/launch.c) is checked by every mock suite. */
+static int kernel_takes(const char *name, const ea_cu_attn_args *a)
+{
+    if (strcmp(name, "ea_attn_simt") == 0)
+        return a->D >= 8 && a->D <= 256 && a->D % 8 == 0;
+    const char *p = strstr(name, "_mma_");
+    if (!p)
+        return 0;
+    p += 5;
+    const int bf = strncmp(p, "bf16_", 5) == 0;
+    if (!bf && strncmp(p, "f16_", 4) != 0)
+        return 0;
+    int d = 0;
+    if (sscanf(p + (bf ? 5 : 4), "d%d", &d) != 1)
+        return 0;
+    const int dt = bf ? EA_CU_BF16 : EA_CU_F16;
+    return a->D == d && a->k.dtype == dt && a->v.dtype == dt;
+}
+
 static void k_attention(const ea_cu_attn_args *a)
 {
     if (a->num_splits > 1) { /* the split workspace must lie in device memory */
@@ -474,8 +497,15 @@ API CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
         k_kv_write(params[0]);
     else if (strcmp(name, "ea_finite") == 0)
         k_finite(params[0]);
-    else if (strncmp(name, "ea_attn_", 8) == 0 || strncmp(name, "ea_decode_", 10) == 0)
-        k_attention(params[0]);
+    else if (strncmp(name, "ea_attn_", 8) == 0 || strncmp(name, "ea_decode_", 10) == 0) {
+        const ea_cu_attn_args *a = params[0];
+        if (!kernel_takes(name, a)) {
+            fprintf(stderr, "mock libcuda: %s launched with D %d, K %d / V %d (dtype codes): not its contract\n",
+                    name, (int)a->D, (int)a->k.dtype, (int)a->v.dtype);
+            return 700; /* CUDA_ERROR_ILLEGAL_ADDRESS, as a kernel running off its tiles could give */
+        }
+        k_attention(a);
+    }
     else
         return EA_CUDA_ERROR_NOT_FOUND;
     return g_bad_access ? 700 /* CUDA_ERROR_ILLEGAL_ADDRESS */ : 0;
