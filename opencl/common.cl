@@ -21,15 +21,21 @@ typedef struct ea_view {
  * index kv_b[bl] (decode: its cache sequence). Key j of sequence b is visible to query i iff
  * j < kv_len[b] and the causal / window rules hold on d = j - (kv_len - nq + i). With rope_style set,
  * query i of sequence bl is rotated by the angles of table row tab0[bl] + i - i0 (rope_dim floats:
- * cos, sin of each pair) at float offset rope_off of the workspace buffer. */
+ * cos, sin of each pair) at float offset rope_off of the workspace buffer.
+ * Paged KV cache (page_shift > 0, decode): K/V slot s of sequence bl lives in page
+ * pg = tab[b0 + bl][s >> page_shift] (tab: pt_pitch int entries per batch row at int offset pt_off of
+ * the workspace buffer) at element pg * page_elems + h * k.sh + (s & (page - 1)) * k.sn (k.off 0;
+ * the same page of the V pool holds V). */
 typedef struct ea_attn_p {
     ea_view q, k, v, o, bias, lse;
     long ws_off, ws_lse_off, rope_off;
+    long pt_off, page_elems;
     int q_dt, kv_dt, o_dt, has_bias;
     int has_lse, nsplit, b0, h0;
     int nh, group, i0, ni;
     int D, ring_cap, causal, wl;
-    int wr, rope_style, rope_dim, pad_;
+    int wr, rope_style, rope_dim, page_shift;
+    int pt_pitch, pad_;
     float scale, softcap;
     int kv_len[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
@@ -86,6 +92,14 @@ void ea_st4(__global uchar *p, long i, int dt, float4 x)
         const ushort4 u = (ushort4)(ea_f2bf(x.x), ea_f2bf(x.y), ea_f2bf(x.z), ea_f2bf(x.w));
         vstore4(u, 0, (__global ushort *)p + i);
     }
+}
+
+/* Element offset of slot `slot`, KV head h, in a paged cache (see ea_attn_p / ea_rows_p): row
+ * `tab_row` of the call's page tables (ints at the workspace buffer's int offset tab_row). */
+long ea_page_row(__global const float *ws, long tab_row, int slot, int shift, long page_elems, long sh, long sn, long h)
+{
+    const int pg = ((__global const int *)ws)[tab_row + (slot >> shift)];
+    return (long)pg * page_elems + h * sh + (long)(slot & ((1 << shift) - 1)) * sn;
 }
 
 /* Is key j visible to the query whose bottom-right offset is qo = kv_len - nq + i? */

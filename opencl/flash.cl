@@ -105,20 +105,45 @@
 #define FK_ROW_REDUCE(ACC, OP, ROW) _Pragma("unroll") for (int c = 0; c < FK_QC; c++) ACC = OP(ACC, Pm[(ROW) * FK_QC + c]);
 #endif
 
-/* This work-item's share of the K or V tile of keys JB .. JB+BN-1 into REG[FK_NLD] as FP32; zero past the
- * visible range and the head dim. Element e = tid + u*NT of the tile is key e / D4, float4 column e % D4. */
-#define FK_FETCH(REG, BUF, VIEW, JB)                                                                              \
+/* Element offset of the row of key c of tile T (ring slot `slot`) in VIEW. A paged cache (EA_PAGED, built
+ * for configs with config.kv_page_size, and a decode launch: page_shift > 0) takes the row's page from
+ * Pg, filled one tile ahead by FK_PAGES (one page-table read per key of a tile, shared by K and V). */
+#ifdef EA_PAGED
+#define FK_ROW(VIEW, T, C, SLOT)                                                                                  \
+    (paged ? VIEW.off + (long)Pg[((T) & 1) * FK_BN + (C)] * P.page_elems + (long)hkv * VIEW.sh +                 \
+                 (long)((SLOT) & pmask) * VIEW.sn                                                                 \
+           : VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(SLOT) * VIEW.sn)
+/* The pages of the keys of tile T into Pg[T & 1] (0 past the visible range). */
+#define FK_PAGES(T)                                                                                               \
+    for (int c = tid; c < FK_BN; c += FK_NT) {                                                                    \
+        const int j = jlo + (T) * FK_BN + c;                                                                      \
+        int pg = 0;                                                                                               \
+        if (j <= jhi) {                                                                                           \
+            int slot = slot0 + j;                                                                                 \
+            if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
+                slot -= P.ring_cap;                                                                               \
+            pg = ptab[slot >> P.page_shift];                                                                      \
+        }                                                                                                         \
+        Pg[((T) & 1) * FK_BN + c] = pg;                                                                           \
+    }
+#else
+#define FK_ROW(VIEW, T, C, SLOT) (VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(SLOT) * VIEW.sn)
+#endif
+
+/* This work-item's share of the K or V tile T (keys jlo + T*BN ...) into REG[FK_NLD] as FP32; zero past
+ * the visible range and the head dim. Element e = tid + u*NT of the tile is key e / D4, float4 column
+ * e % D4. */
+#define FK_FETCH(REG, BUF, VIEW, T)                                                                               \
     _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
     {                                                                                                             \
         const int e = tid + u * FK_NT;                                                                            \
-        const int c = e / FK_D4, d4 = e % FK_D4, j = (JB) + c;                                                    \
+        const int c = e / FK_D4, d4 = e % FK_D4, j = jlo + (T) * FK_BN + c;                                       \
         REG[u] = (float4)(0.0f);                                                                                  \
         if (((FK_BN * FK_D4) % FK_NT == 0 || e < FK_BN * FK_D4) && j <= jhi && d4 < D4) {                         \
             int slot = slot0 + j;                                                                                 \
             if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
                 slot -= P.ring_cap;                                                                               \
-            REG[u] = ea_ld4(BUF, VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4,  \
-                            P.kv_dt);                                                                             \
+            REG[u] = ea_ld4(BUF, FK_ROW(VIEW, T, c, slot) + 4 * d4, P.kv_dt);                                     \
         }                                                                                                         \
     }
 #define FK_STORE(REG)                                                                                             \
@@ -146,6 +171,9 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     __local float Pt[FK_BN * FK_PTP];
     __local float Pm[FK_BM * FK_QC]; /* partial row maxima; at the end, the parts of the row sums */
     __local float As[FK_BM];         /* per-row rescale factor of the tile; at the end, the row maxima */
+#ifdef EA_PAGED
+    __local int Pg[2 * FK_BN]; /* pages of the keys of tiles t (Pg[t & 1]) and t + 1 */
+#endif
 
     const int tid = (int)get_local_id(0);
 #if FK_QR % 2 == 0 && FK_PR % 2 == 0 && !defined(EA_NO_PAIRS)
@@ -217,6 +245,15 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         jhi_all = min(jhi_all, qo0 + r0 / group + P.wr);
     const int tps = (ntile + P.nsplit - 1) / P.nsplit;
     const int t_begin = split * tps, t_end = min(ntile, t_begin + tps);
+#ifdef EA_PAGED
+    const bool paged = P.page_shift > 0; /* uniform: a decode launch of a paged cache */
+    const int pmask = (1 << P.page_shift) - 1;
+    __global const int *ptab = (__global const int *)wsb + P.pt_off + (long)(P.b0 + bl) * P.pt_pitch;
+    if (paged && t_begin < t_end) {
+        FK_PAGES(t_begin)
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#endif
 
     float m[FK_TM], l[FK_TM];
     float4 o[FK_PM][FK_PD4];
@@ -238,7 +275,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     float4 kreg[FK_NLD], vreg[FK_NLD];
 #if FK_PF
     if (t_begin < t_end) {
-        FK_FETCH(kreg, kb, P.k, jlo + t_begin * FK_BN)
+        FK_FETCH(kreg, kb, P.k, t_begin)
     }
 #endif
 
@@ -247,9 +284,17 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's P.V is done with KVs and Pt */
 #if FK_PF
         FK_STORE(kreg)
-        FK_FETCH(vreg, vb, P.v, j0) /* in flight while the scores are computed */
+        FK_FETCH(vreg, vb, P.v, t) /* in flight while the scores are computed */
 #else
-        FK_FETCH(kreg, kb, P.k, j0)
+        FK_FETCH(kreg, kb, P.k, t)
+#endif
+#ifdef EA_PAGED
+        /* the next tile's pages (its readers come after the next barrier; the other half of Pg) */
+        if (paged && t + 1 < t_end) {
+            FK_PAGES(t + 1)
+        }
+#endif
+#if !FK_PF
         FK_STORE(kreg)
 #endif
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -301,7 +346,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 
         /* V tile; new row maxima, probabilities (transposed into Pt), rescale factors */
 #if !FK_PF
-        FK_FETCH(vreg, vb, P.v, j0)
+        FK_FETCH(vreg, vb, P.v, t)
 #endif
         FK_STORE(vreg)
         _Pragma("unroll") for (int a = 0; a < FK_TM; a++)
@@ -326,7 +371,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         barrier(CLK_LOCAL_MEM_FENCE);
 #if FK_PF
         if (t + 1 < t_end) { /* the next K tile travels while P.V is computed */
-            FK_FETCH(kreg, kb, P.k, j0 + FK_BN)
+            FK_FETCH(kreg, kb, P.k, t + 1)
         }
 #endif
 
@@ -438,3 +483,5 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #undef FK_QLOAD
 #undef FK_FETCH
 #undef FK_STORE
+#undef FK_ROW
+#undef FK_PAGES

@@ -221,6 +221,23 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, 
     L->ws = ea_sizer_add(&sz, (size_t)EA_OCL_WS_ENTRIES * D, 4, 256);
     L->ws_lse = ea_sizer_add(&sz, 2 * (size_t)EA_OCL_WS_ENTRIES, 4, 256); /* (max, sum) per entry */
     L->flag = ea_sizer_add(&sz, 16, 4, 256);
+    ea_kv_geom g;
+    memset(&g, 0, sizeof g);
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (st = ea_kv_geometry(cfg, &g, msg)) != EDGEATTN_OK)
+        return st;
+    if (g.page > 0) {
+        /* paged: the page tables of one call's sequences, uploaded once per decode / append */
+        L->paged = true;
+        L->page = g.page;
+        L->page_shift = g.page_shift;
+        L->pages_per_seq = g.pages_per_seq;
+        L->pages = g.pages;
+        L->page_elems = g.page_elems;
+        size_t ent;
+        if (!ea_mul_ok((size_t)cfg->max_batch, (size_t)g.pages_per_seq, &ent) || !ea_mul_ok(ent, 4, &L->ptab_bytes))
+            sz.overflow = true;
+        L->ptab = ea_sizer_add(&sz, L->ptab_bytes, 1, 256);
+    }
     if (cfg->rope.style != EDGEATTN_ROPE_NONE) {
         /* RoPE angles, cos and sin of each pair in FP32 computed on the host in double (devices without
          * cl_khr_fp64 exist), for rope_rows positions per upload: a decode's queries or an append's keys
@@ -251,7 +268,15 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, 
         L->blast_tmp = ea_sizer_add(&sz, L->blast_tmp_bytes, 1, 4096);
     }
     L->work_bytes = sz.total;
-    if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
+    if (L->paged) {
+        /* one pool of pages for K and one for V ([heads][page][dim] each page), whatever the layers */
+        size_t n;
+        L->kv_layers = 1;
+        if (!ea_mul_ok(g.pool_elems, ea_dtype_size(cfg->kv_cache_dtype), &n) || n > SIZE_MAX - 256)
+            sz.overflow = true;
+        else
+            L->kv_layer_bytes = L->kv_bytes_each = round_up(n, 256);
+    } else if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
         /* per layer [max_batch][heads][cap][dim] in the cache dtype, layers 256-byte aligned */
         size_t n;
         L->kv_layers = cfg->num_layers;
@@ -272,7 +297,8 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, 
 }
 
 /* The backend's host block: the state, the cl_mem handles of the KV-cache buffers (one per layer at
- * most) and the host copies of the RoPE table; ocl_init takes them from the arena in this order. */
+ * most), the host copies of the RoPE table and of a call's page tables; ocl_init takes them from the
+ * arena in this order. */
 static size_t ocl_host_bytes(const edgeattn_config *cfg, const ea_ocl_layout *L)
 {
     ea_sizer sz = {0, false};
@@ -280,6 +306,8 @@ static size_t ocl_host_bytes(const edgeattn_config *cfg, const ea_ocl_layout *L)
     ea_sizer_add(&sz, 2 * (size_t)cfg->num_layers, sizeof(cl_mem), 64);
     if (L->rope_bytes)
         ea_sizer_add(&sz, EA_OCL_ROPE_SLOTS, L->rope_bytes, 64);
+    if (L->ptab_bytes)
+        ea_sizer_add(&sz, EA_OCL_PTAB_SLOTS, L->ptab_bytes, 64);
     return sz.total;
 }
 
@@ -342,7 +370,8 @@ static bool tiles_valid(const ea_ocl_tiles *t, int dmax)
 
 static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
 {
-    return tiles_valid(t, dmax) && tiles_local_bytes(t, dmax) + 256 <= s->local_mem &&
+    const size_t pages = s->lay.paged ? 8 * (size_t)t->bn : 0; /* flash.cl's Pg: two tiles of page numbers */
+    return tiles_valid(t, dmax) && tiles_local_bytes(t, dmax) + pages + 256 <= s->local_mem &&
            (size_t)ea_ocl_tiles_threads(t) <= s->max_wg;
 }
 
@@ -641,8 +670,10 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
      * register prefetch costs more in spills than it hides there. */
     const char *cls = !nv ? "" : s->nv_options ? " -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128"
                                               : " -DEA_PREFETCH=0";
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s", v->dmax, cls, sweep ? " " : "",
-             sweep ? extra : "");
+    /* a paged cache's programs read K/V rows through page tables (decode); contiguous configs build the
+     * kernels without that code */
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s%s", v->dmax, s->lay.paged ? " -DEA_PAGED" : "", cls,
+             sweep ? " " : "", sweep ? extra : "");
     const char *src[7] = {ea_ocl_src_common, pro[0], ea_ocl_src_flash, pro[1], ea_ocl_src_flash, pro[2],
                           ea_ocl_src_flash};
     char what[32];
@@ -705,6 +736,9 @@ static void ocl_release(ea_ocl_state *s)
     for (int i = 0; i < EA_OCL_ROPE_SLOTS; i++)
         if (s->rope_ev[i])
             a->clReleaseEvent(s->rope_ev[i]);
+    for (int i = 0; i < EA_OCL_PTAB_SLOTS; i++)
+        if (s->ptab_ev[i])
+            a->clReleaseEvent(s->ptab_ev[i]);
     for (int i = 0; i < s->kv_nbuf; i++) {
         if (s->kv_k[i])
             a->clReleaseMemObject(s->kv_k[i]);
@@ -897,7 +931,21 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
     if ((st = make_buffer(s, s->lay.work_bytes, "work pool (staging, split-KV workspace)", &s->work, msg)) != EDGEATTN_OK ||
         (st = make_buffer(s, s->lay.user_bytes, "user region", &s->user, msg)) != EDGEATTN_OK)
         return st;
-    if (s->lay.kv_layers > 0) {
+    if (s->lay.paged) {
+        /* the page pools: one buffer of K pages and one of V pages */
+        const size_t pb = s->lay.kv_bytes_each;
+        if (pb > s->max_alloc)
+            return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                           "opencl: the KV page pool (%d pages of %zu bytes) needs %zu bytes for K and as many for V, "
+                           "more than the device's largest buffer (%llu bytes): set fewer config.kv_pages",
+                           (int)s->lay.pages,
+                           s->lay.page_elems * ea_dtype_size(cfg->kv_cache_dtype), pb, (unsigned long long)s->max_alloc);
+        s->kv_nbuf = 1;
+        s->kv_lpb = 1;
+        if ((st = make_buffer(s, pb, "KV page pool (K)", &s->kv_k[0], msg)) != EDGEATTN_OK ||
+            (st = make_buffer(s, pb, "KV page pool (V)", &s->kv_v[0], msg)) != EDGEATTN_OK)
+            return st;
+    } else if (s->lay.kv_layers > 0) {
         /* as many whole layers per buffer as the device's largest buffer takes, spread evenly */
         const size_t lb = s->lay.kv_layer_bytes;
         if (lb > s->max_alloc)
@@ -964,6 +1012,9 @@ static edgeattn_status ocl_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     edgeattn_status st = ocl_init_state(ctx, s, msg);
     if (st == EDGEATTN_OK && s->lay.rope_bytes &&
         !(s->rope_host = ea_arena_alloc(arena, EA_OCL_ROPE_SLOTS, s->lay.rope_bytes, 64)))
+        st = ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
+    if (st == EDGEATTN_OK && s->lay.ptab_bytes &&
+        !(s->ptab_host = ea_arena_alloc(arena, EA_OCL_PTAB_SLOTS, s->lay.ptab_bytes, 64)))
         st = ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
     if (st != EDGEATTN_OK) {
         ocl_release(s);
@@ -1051,6 +1102,7 @@ const ea_backend_ops ea_backend_opencl = {
     .check_finite = ea_ocl_check_finite,
     .kv_write = ea_ocl_kv_write,
     .kv_copy = ea_ocl_kv_copy,
+    .kv_page_copy = ea_ocl_kv_page_copy,
     .kv_read = ea_ocl_kv_read,
     .synchronize = ocl_synchronize,
     .device_region = ocl_device_region,

@@ -11,6 +11,7 @@
 #define EA_OCL_NVAR 3     /* head-dim variants: 64, 128, 256 */
 #define EA_OCL_WS_ENTRIES 4096 /* split-KV partial rows (row x split) the workspace holds */
 #define EA_OCL_ROPE_SLOTS 4    /* host copies of the RoPE angle table in flight (non-blocking uploads) */
+#define EA_OCL_PTAB_SLOTS 4    /* host copies of a call's KV page tables in flight (non-blocking uploads) */
 
 /* Mirrors of the structs in common.cl / util.cl (passed by value as kernel arguments). */
 typedef struct ea_ocl_view {
@@ -20,11 +21,13 @@ typedef struct ea_ocl_view {
 typedef struct ea_ocl_attn_p {
     ea_ocl_view q, k, v, o, bias, lse;
     cl_long ws_off, ws_lse_off, rope_off;
+    cl_long pt_off, page_elems; /* paged cache: the call's page tables (int offset in the work pool), page size */
     cl_int q_dt, kv_dt, o_dt, has_bias;
     cl_int has_lse, nsplit, b0, h0;
     cl_int nh, group, i0, ni;
     cl_int D, ring_cap, causal, wl;
-    cl_int wr, rope_style, rope_dim, pad_;
+    cl_int wr, rope_style, rope_dim, page_shift; /* page_shift 0: K/V through the views (no pages) */
+    cl_int pt_pitch, pad_;      /* page-table entries per batch row of the call */
     cl_float scale, softcap;
     cl_int kv_len[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];
@@ -36,10 +39,11 @@ typedef struct ea_ocl_attn_p {
 typedef struct ea_ocl_rows_p {
     ea_ocl_view k, v;
     cl_long kd_off, vd_off, rope_off;
+    cl_long pt_off, page_elems; /* paged cache (page_shift > 0): as in ea_ocl_attn_p */
     cl_int k_dt, v_dt, cache_dt, heads; /* source dtypes of K and V (each its own), the cache's */
     cl_int cap, D, b0, h0;
     cl_int nh, wk, wv, rope_style;
-    cl_int rope_dim, pad_;
+    cl_int rope_dim, page_shift, pt_pitch, pad_;
     cl_int r0[EA_OCL_SEQ_MAX];
     cl_int n[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];
@@ -90,9 +94,13 @@ typedef struct ea_ocl_layout {
     size_t rope, rope_bytes;        /* RoPE angle table (cos, sin in FP32 from double), 0 without RoPE */
     int32_t rope_rows, rope_dim;    /* positions the table holds, floats per position */
     size_t work_bytes;
-    size_t kv_layer_bytes;          /* KV cache: one layer of K (or V), 256-byte aligned */
-    int32_t kv_layers;
+    size_t kv_layer_bytes;          /* KV cache: one layer of K (or V), 256-byte aligned (paged: the pool) */
+    int32_t kv_layers;              /* layers of the contiguous layout (paged: 1, the pool) */
     size_t kv_bytes_each;           /* every layer of K (or V): kv_layers * kv_layer_bytes */
+    bool paged;                     /* config.kv_page_size: K and V pools of pages, one buffer each */
+    int32_t page, page_shift, pages_per_seq, pages;
+    size_t page_elems;
+    size_t ptab, ptab_bytes;        /* paged: the page tables of one call, [max_batch][pages_per_seq] int32 */
     size_t user_bytes;
     size_t device_total;
 } ea_ocl_layout;
@@ -124,6 +132,9 @@ typedef struct ea_ocl_state {
     float *rope_host;     /* [EA_OCL_ROPE_SLOTS] tables of lay.rope_bytes (host block) */
     cl_event rope_ev[EA_OCL_ROPE_SLOTS]; /* the upload of each slot still in flight, or NULL */
     int rope_next;
+    int32_t *ptab_host;   /* paged: [EA_OCL_PTAB_SLOTS] copies of lay.ptab_bytes (host block) */
+    cl_event ptab_ev[EA_OCL_PTAB_SLOTS];
+    int ptab_next;
     ea_clblast blast;
     bool blast_ok;
     char blast_why[96];
@@ -139,6 +150,7 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *call
 edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
                                 const edgeattn_tensor *v, const int32_t *n_new);
 edgeattn_status ea_ocl_kv_copy(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst);
+edgeattn_status ea_ocl_kv_page_copy(edgeattn_context *ctx, int32_t src, int32_t dst);
 edgeattn_status ea_ocl_kv_read(edgeattn_context *ctx, int32_t layer, int32_t seq, int32_t slot, int32_t n,
                                const edgeattn_tensor *k, const edgeattn_tensor *v, int64_t row0);
 edgeattn_status ea_ocl_check_finite(edgeattn_context *ctx, const edgeattn_tensor *t, bool neg_inf_ok, bool *finite);

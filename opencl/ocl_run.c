@@ -139,11 +139,64 @@ static size_t align256(size_t x)
 }
 
 /* The buffer holding layer `layer` of the K or V cache (bufs: s->kv_k or s->kv_v) and the layer's byte
- * offset in it. */
+ * offset in it (a paged cache: the pool, offset 0). */
 static cl_mem kv_buf(const ea_ocl_state *s, cl_mem *bufs, int32_t layer, size_t *off)
 {
+    if (s->lay.paged) {
+        *off = 0;
+        return bufs[0];
+    }
     *off = (size_t)(layer % s->kv_lpb) * s->lay.kv_layer_bytes;
     return bufs[layer / s->kv_lpb];
+}
+
+/* ---------------------------------------------------------------- page tables (paged caches)
+ * A decode or an append uploads the page tables of its batch rows once: row b holds entries
+ * [0, pitch) of the table of (layer, seq_ids[b]), at lay.ptab of the work pool, where the kernels read
+ * them (int offset pt_off, pitch entries per batch row). Like the RoPE table, the upload does not
+ * block: the host copy comes from a ring of EA_OCL_PTAB_SLOTS copies in the host block, refilled only
+ * once its previous upload has completed; the in-order queue keeps the device copy from changing under
+ * a kernel that still reads it. */
+
+/* Page-table entries that slots [slot, slot + n) mod cap (n <= cap) reach: up to the last page touched. */
+static int ptab_entries(const ea_kv_cache *kv, int64_t slot, int64_t n)
+{
+    if (n <= 0)
+        return 0;
+    if (slot + n > kv->cap) /* wraps: the ring's last page is touched */
+        return kv->pages_per_seq;
+    return (int)((slot + n - 1) >> kv->page_shift) + 1;
+}
+
+static edgeattn_status ptab_upload(ea_ocl_state *s, char *msg, const ea_kv_cache *kv, int32_t layer,
+                                   const int32_t *seq_ids, int B, int pitch)
+{
+    ea_ocl_api *a = &s->api;
+    const int slot = s->ptab_next;
+    if ((size_t)B * (size_t)pitch * 4 > s->lay.ptab_bytes || pitch > kv->pages_per_seq)
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: %d page tables of %d entries exceed the planned space", B,
+                       pitch);
+    if (s->ptab_ev[slot]) { /* this copy's last upload must be done before the copy changes */
+        const cl_int err = a->clWaitForEvents(1, &s->ptab_ev[slot]);
+        a->clReleaseEvent(s->ptab_ev[slot]);
+        s->ptab_ev[slot] = NULL;
+        if (err != CL_SUCCESS)
+            return ea_ocl_fail_cl(msg, err, "clWaitForEvents (page tables)");
+    }
+    if (B == 0 || pitch == 0)
+        return EDGEATTN_OK;
+    int32_t *tab = s->ptab_host + (size_t)slot * (s->lay.ptab_bytes / sizeof(int32_t));
+    for (int b = 0; b < B; b++)
+        memcpy(tab + (size_t)b * (size_t)pitch, ea_kv_table(kv, layer, seq_ids[b]), sizeof(int32_t) * (size_t)pitch);
+    s->ptab_next = (slot + 1) % EA_OCL_PTAB_SLOTS;
+    const cl_int err = a->clEnqueueWriteBuffer(s->queue, s->work, CL_FALSE, s->lay.ptab,
+                                               sizeof(int32_t) * (size_t)B * (size_t)pitch, tab, 0, NULL,
+                                               &s->ptab_ev[slot]);
+    if (err != CL_SUCCESS) {
+        s->ptab_ev[slot] = NULL;
+        return ea_ocl_fail_cl(msg, err, "clEnqueueWriteBuffer (page tables)");
+    }
+    return EDGEATTN_OK;
 }
 
 /* ---------------------------------------------------------------- RoPE angle tables
@@ -449,7 +502,27 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
         TRY(dev_view(msg, "bias", c->bias, &m.bias, &P.bias));
     if (c->lse && !l_host)
         TRY(dev_view(msg, "lse", c->lse, &m.lse, &P.lse));
-    if (c->decode) { /* the call's layer of the cache; batch index = cache sequence (P.kv_b) */
+    if (c->decode && c->cache->page > 0) { /* paged: rows through the page tables of the call's rows */
+        const ea_kv_cache *kv = c->cache;
+        size_t loff;
+        m.k = kv_buf(s, s->kv_k, c->layer, &loff);
+        m.v = kv_buf(s, s->kv_v, c->layer, &loff);
+        P.k.off = P.v.off = 0;
+        P.k.sb = P.v.sb = 0;
+        P.k.sh = P.v.sh = (cl_long)kv->page * kv->dim;
+        P.k.sn = P.v.sn = kv->dim;
+        int pitch = 1;
+        for (int b = 0; b < c->B; b++) {
+            const size_t at = ea_kv_idx(kv, c->layer, c->seq_ids[b]);
+            const int n = ptab_entries(kv, (kv->total[at] - kv->held[at]) % kv->cap, kv->held[at]);
+            pitch = n > pitch ? n : pitch;
+        }
+        TRY(ptab_upload(s, msg, kv, c->layer, c->seq_ids, c->B, pitch));
+        P.pt_off = (cl_long)(s->lay.ptab / 4);
+        P.page_elems = (cl_long)kv->page_elems;
+        P.page_shift = kv->page_shift;
+        P.pt_pitch = pitch;
+    } else if (c->decode) { /* the call's layer of the cache; batch index = cache sequence (P.kv_b) */
         const ea_kv_cache *kv = c->cache;
         size_t loff;
         m.k = kv_buf(s, s->kv_k, c->layer, &loff);
@@ -622,15 +695,30 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
     P.cap = cap;
     P.D = D;
     P.kd_off = P.vd_off = (cl_long)(loff / ces);
+    const bool paged = kv->page > 0;
+    if (paged) { /* the page tables of the call's rows (core has mapped every page this call writes) */
+        int pitch = 1;
+        for (int b = 0; b < B; b++) {
+            const int n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
+            const int e = ptab_entries(kv, (kv->total[ea_kv_idx(kv, layer, seq_ids[b])] + skip) % cap, n - skip);
+            pitch = e > pitch ? e : pitch;
+        }
+        TRY(ptab_upload(s, msg, kv, layer, seq_ids, B, pitch));
+        P.pt_off = (cl_long)(s->lay.ptab / 4);
+        P.page_elems = (cl_long)kv->page_elems;
+        P.page_shift = kv->page_shift;
+        P.pt_pitch = pitch;
+    }
     if (rope) {
         P.rope_style = rope->style;
         P.rope_dim = rope->dim;
         P.rope_off = (cl_long)(s->lay.rope / sizeof(float));
     }
     const bool k_host = k->memory == EDGEATTN_MEM_HOST, v_host = v->memory == EDGEATTN_MEM_HOST;
-    /* a host source of the cache dtype goes straight into the ring (keys only without RoPE) */
-    const bool k_direct = k_host && k->dtype == kv->dtype && !rope && direct_ok(k);
-    const bool v_direct = v_host && v->dtype == kv->dtype && direct_ok(v);
+    /* a host source of the cache dtype goes straight into the ring (keys only without RoPE; a paged
+     * cache always through the kernel, which finds the pages) */
+    const bool k_direct = k_host && k->dtype == kv->dtype && !rope && !paged && direct_ok(k);
+    const bool v_direct = v_host && v->dtype == kv->dtype && !paged && direct_ok(v);
     P.wk = !k_direct;
     P.wv = !v_direct;
     cl_mem km = s->work, vm = s->work;
@@ -774,6 +862,20 @@ edgeattn_status ea_ocl_kv_copy(edgeattn_context *ctx, int32_t layer, int32_t src
     return EDGEATTN_OK;
 }
 
+edgeattn_status ea_ocl_kv_page_copy(edgeattn_context *ctx, int32_t src, int32_t dst)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    const size_t bytes = ctx->kv.page_elems * ea_dtype_size(ctx->kv.dtype);
+    for (int t = 0; t < 2; t++) {
+        const cl_mem buf = t ? s->kv_v[0] : s->kv_k[0];
+        CL_TRY(s, ctx->msg,
+               s->api.clEnqueueCopyBuffer(s->queue, buf, buf, (size_t)src * bytes, (size_t)dst * bytes, bytes, 0, NULL,
+                                          NULL),
+               "kv_append: copying a shared KV page (clEnqueueCopyBuffer)");
+    }
+    return EDGEATTN_OK;
+}
+
 edgeattn_status ea_ocl_kv_read(edgeattn_context *ctx, int32_t layer, int32_t seq, int32_t slot, int32_t n,
                                const edgeattn_tensor *k, const edgeattn_tensor *v, int64_t row0)
 {
@@ -788,13 +890,15 @@ edgeattn_status ea_ocl_kv_read(edgeattn_context *ctx, int32_t layer, int32_t seq
         const size_t es = ea_dtype_size(x->dtype);
         size_t loff;
         const cl_mem buf = kv_buf(s, t ? s->kv_v : s->kv_k, layer, &loff);
-        const size_t elem0 = loff / ces + ((size_t)seq * (size_t)H * (size_t)cap + (size_t)slot) * (size_t)D;
+        /* row of head 0 at slot (a paged cache: [slot, slot + n) inside one page) and the head pitch */
+        const size_t elem0 = kv->page > 0 ? ea_kv_row_elem(kv, layer, seq, 0, slot)
+                                          : loff / ces + ((size_t)seq * (size_t)H * (size_t)cap + (size_t)slot) * (size_t)D;
+        const size_t hpitch = (size_t)(kv->page > 0 ? kv->page : cap) * (size_t)D;
         char *host = (char *)x->data + (size_t)(row0 * x->stride[2]) * es;
         const size_t hp1 = (size_t)x->stride[1] * es, hp2 = (size_t)x->stride[2] * es;
         if (x->dtype == kv->dtype) { /* as stored: rectangular reads straight from the ring */
-            const cl_int err = box_xfer(s, X_READ, true, host, NULL, 0, hp1, hp2, buf, elem0 * ces,
-                                        (size_t)cap * (size_t)D * ces, (size_t)D * ces, (size_t)D * ces, (size_t)H,
-                                        (size_t)n);
+            const cl_int err = box_xfer(s, X_READ, true, host, NULL, 0, hp1, hp2, buf, elem0 * ces, hpitch * ces,
+                                        (size_t)D * ces, (size_t)D * ces, (size_t)H, (size_t)n);
             if (err != CL_SUCCESS)
                 return ea_ocl_fail_cl(msg, err, "kv_read: clEnqueueReadBufferRect");
             continue;
@@ -806,8 +910,7 @@ edgeattn_status ea_ocl_kv_read(edgeattn_context *ctx, int32_t layer, int32_t seq
         const size_t st = t ? s->lay.st_v : s->lay.st_k;
         for (int h0 = 0; h0 < H; h0 += nh) {
             const int nhc = H - h0 < nh ? H - h0 : nh;
-            const ea_ocl_view sv = {(cl_long)(elem0 + (size_t)h0 * (size_t)cap * (size_t)D), 0,
-                                    (cl_long)cap * D, D};
+            const ea_ocl_view sv = {(cl_long)(elem0 + (size_t)h0 * hpitch), 0, (cl_long)hpitch, D};
             const ea_ocl_view tv = {(cl_long)(st / es), 0, (cl_long)n * D, D};
             const cl_int sdt = kv->dtype, tdt = x->dtype;
             cl_kernel kc = s->k[EA_K_CONVERT];

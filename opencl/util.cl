@@ -43,14 +43,17 @@ __kernel void ea_combine(__global const float *wsb, __global uchar *ob, __global
 /* Rows to append, per sequence bl of the launch (source batch index b0 + bl): rows [r0, n) of the
  * source go to cache sequence dseq[bl], ring slot (slot0 + r) mod cap. wk / wv: K / V written here
  * (a host source of the cache dtype goes straight into the ring instead). With rope_style set, key row
- * r is rotated by the angles of table row tab0[bl] + r - r0 (rope_dim floats at rope_off of tab). */
+ * r is rotated by the angles of table row tab0[bl] + r - r0 (rope_dim floats at rope_off of tab).
+ * A paged cache (page_shift > 0): the slot's row lies in page tab[b0 + bl][slot >> page_shift] (int
+ * entries, pt_pitch per batch row, at int offset pt_off of tab) as [heads][page][D]. */
 typedef struct ea_rows_p {
     ea_view k, v;
     long kd_off, vd_off, rope_off;
+    long pt_off, page_elems;
     int k_dt, v_dt, cache_dt, heads; /* K and V sources may differ in dtype */
     int cap, D, b0, h0;
     int nh, wk, wv, rope_style;
-    int rope_dim, pad_;
+    int rope_dim, page_shift, pt_pitch, pad_;
     int r0[EA_SEQ_MAX];
     int n[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
@@ -70,7 +73,10 @@ __kernel void ea_kv_write(__global const uchar *ks, __global const uchar *vs, __
         return;
     const long b = P.b0 + bl, seq = P.dseq[bl];
     const long slot = (P.slot0[bl] + (long)r) % P.cap;
-    const long dst = ((seq * P.heads + h) * P.cap + slot) * P.D + 4 * d4;
+    const long dst = (P.page_shift ? ea_page_row(tab, P.pt_off + (long)(P.b0 + bl) * P.pt_pitch, (int)slot, P.page_shift,
+                                                 P.page_elems, (long)P.D << P.page_shift, P.D, h)
+                                   : ((seq * P.heads + h) * P.cap + slot) * P.D) +
+                     4 * d4;
     if (P.wk) {
         const long row = P.k.off + b * P.k.sb + h * P.k.sh + r * P.k.sn;
         float4 x = ea_ld4(ks, row + 4 * d4, P.k_dt);
@@ -126,7 +132,8 @@ __kernel void ea_gather_q(__global const uchar *qb, __global float *dst, long ds
     vstore4(x * P.scale, 0, dst + dst_off + (long)row * P.D + 4 * d4);
 }
 
-/* Keys 0..kv_len-1 in logical order (ring resolved): dst[j * D + d]. Global (D/4, kv_len). */
+/* Keys 0..kv_len-1 in logical order (ring resolved, pages looked up): dst[j * D + d]; the page tables
+ * live in the same buffer as dst. Global (D/4, kv_len). */
 __kernel void ea_gather_kv(__global const uchar *src, __global float *dst, long dst_off, const ea_view V,
                            const ea_attn_p P, int bl, int hl)
 {
@@ -135,8 +142,10 @@ __kernel void ea_gather_kv(__global const uchar *src, __global float *dst, long 
     long slot = P.slot0[bl] + (long)j;
     if (P.ring_cap > 0 && slot >= P.ring_cap)
         slot -= P.ring_cap;
-    vstore4(ea_ld4(src, V.off + b * V.sb + hkv * V.sh + slot * V.sn + 4 * d4, P.kv_dt), 0,
-            dst + dst_off + (long)j * P.D + 4 * d4);
+    const long row = P.page_shift ? V.off + ea_page_row(dst, P.pt_off + (long)(P.b0 + bl) * P.pt_pitch, (int)slot,
+                                                        P.page_shift, P.page_elems, V.sh, V.sn, hkv)
+                                  : V.off + b * V.sb + hkv * V.sh + slot * V.sn;
+    vstore4(ea_ld4(src, row + 4 * d4, P.kv_dt), 0, dst + dst_off + (long)j * P.D + 4 * d4);
 }
 
 /* Scores S[row][0..kv_len) (row = g * ni + il, pitch ld) -> softcap, bias, mask, softmax in place;

@@ -215,6 +215,7 @@ typedef struct ctxdef {
     const char *env[4][2]; /* variables set around create: class, local memory, tiles, options, path */
     int max_head_dim, kv_cache, window;
     edgeattn_dtype cache_dt;
+    int page, pages; /* paged cache: config.kv_page_size, kv_pages (0: contiguous) */
 } ctxdef;
 
 static edgeattn_context *ctx_open(const ctxdef *c)
@@ -234,6 +235,8 @@ static edgeattn_context *ctx_open(const ctxdef *c)
         cfg.flags = EDGEATTN_FLAG_KV_CACHE;
         cfg.kv_cache_dtype = c->cache_dt;
         cfg.kv_cache_window = c->window;
+        cfg.kv_page_size = c->page;
+        cfg.kv_pages = c->pages;
     }
     printf("@@setup %s\n", c->name); /* reports while the programs are built belong to no case */
     fflush(stdout);
@@ -373,7 +376,8 @@ done:
 
 typedef struct step {
     int append;                 /* 1: kv_append, 0: decode, 2: kv_read of sequence 0's held tokens into host
-                                   tensors of dtype dt (another dtype than the cache's: ea_convert) */
+                                   tensors of dtype dt (another dtype than the cache's: ea_convert), 3:
+                                   kv_fork of sequence 0 into 1 (a paged cache shares the pages) */
     int n[2];                   /* append: rows per sequence (N = the larger) */
     edgeattn_dtype dt;          /* append: source dtype; decode: q dtype */
     int host, bshd;             /* append: host source; layout */
@@ -463,6 +467,19 @@ done:
     tens_free(&k);
     tens_free(&v);
     return rc;
+}
+
+static int run_fork(edgeattn_context *ctx, kvstate *s)
+{
+    if (edgeattn_kv_fork(ctx, 0, 1) != EDGEATTN_OK)
+        return failf("kv_fork: %s", edgeattn_message_of(ctx));
+    memcpy(s->k[1], s->k[0], sizeof s->k[0]);
+    memcpy(s->v[1], s->v[0], sizeof s->v[0]);
+    s->total[1] = s->total[0];
+    int32_t fr = 0, tot = 0;
+    edgeattn_kv_pages(ctx, &fr, &tot);
+    snprintf(g_why, sizeof g_why, "forked (%d of %d pages free)", (int)fr, (int)tot);
+    return 0;
 }
 
 static int run_decode(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const step *st)
@@ -612,6 +629,51 @@ static const step k_dec_bf16_ring[] = {
     {2, {0, 0}, F16, 0, 0, 0, 0, 0, 0, 0, F32, "ea_convert"}, /* the BF16 ring read back as F16 */
 };
 
+/* Paged caches: two sequences appended in one call take their pages in turn (interleaved in the pool),
+ * a fork shares sequence 0's pages with sequence 1, then both append (the part-full shared page copied
+ * with clEnqueueCopyBuffer), decode on the decode tile (page 16 below its 32 keys) with and without
+ * split-KV, on the prefill tile, and kv_read through the pages. */
+static const step k_paged16[] = {
+    {1, {37, 21}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {1, {20, 30}, BF16, 1, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F16, 0, 0, 1, 0, -1, 1, 0, F32, "ea_flash_dec@64 ea_finite"},
+    {3, {0, 0}, F32, 0, 0, 0, 0, 0, 0, 0, F32, ""},
+    {1, {9, 14}, F16, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {1, {70, 3}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F32, 0, 0, 1, 0, -1, 1, 0, BF16, "ea_flash_dec@64 ea_combine ea_finite"},
+    {0, {0, 0}, F16, 0, 0, 5, 1, 40, 1, 0, F32, "ea_flash_pfh@64 ea_finite"},
+    {2, {0, 0}, F32, 0, 1, 0, 0, 0, 0, 0, F32, "ea_convert"},
+};
+/* NVIDIA's tiles (64 keys a decode tile, no register prefetch), page 64, a ring of 100 slots whose
+ * second page is part used: writes and reads wrap inside it. */
+static const step k_paged64_ring[] = {
+    {1, {67, 45}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {1, {50, 40}, BF16, 1, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F32, 0, 0, 2, 1, -1, 1, 0, F16, "ea_flash_dec@64 ea_finite"},
+    {3, {0, 0}, F32, 0, 0, 0, 0, 0, 0, 0, F32, ""},
+    {1, {30, 11}, F16, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, BF16, 0, 0, 1, 0, 30, 1, 12.0f, F32, "ea_flash_dec@64 ea_finite"},
+    {0, {0, 0}, F32, 0, 0, 4, 1, -1, 1, 0, F32, "ea_flash_pf@64 ea_finite"},
+    {2, {0, 0}, BF16, 0, 0, 0, 0, 0, 0, 0, F32, "ea_convert"},
+};
+/* Odd tiles (6 work-items fill a page list of 8 keys), every sweep option */
+static const step k_paged_sweep[] = {
+    {1, {37, 21}, F16, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {1, {20, 30}, F32, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F32, 0, 0, 1, 0, -1, 1, 0, F32, "ea_flash_dec@64 ea_finite"},
+    {3, {0, 0}, F32, 0, 0, 0, 0, 0, 0, 0, F32, ""},
+    {1, {4, 13}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F16, 0, 0, 3, 1, -1, 1, 0, F16, "ea_flash_pfh@64 ea_finite"},
+    {0, {0, 0}, F32, 0, 0, 2, 1, -1, 1, 0, F32, "ea_flash_pf@64 ea_finite"},
+};
+/* The unfused path's gather through the pages */
+static const step k_paged_unfused[] = {
+    {1, {37, 21}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {3, {0, 0}, F32, 0, 0, 0, 0, 0, 0, 0, F32, ""},
+    {1, {20, 30}, F16, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F32, 0, 0, 2, 1, -1, 1, 0, F32, "ea_gather_q ea_gather_kv ea_softmax ea_store_rows ea_finite"},
+};
+
 static void run_attention_cases(const ctxdef *cd, const acase *cases, int n)
 {
     edgeattn_context *ctx = NULL;
@@ -634,7 +696,9 @@ static void run_attention_cases(const ctxdef *cd, const acase *cases, int n)
 
 static void step_name(char *name, size_t len, const ctxdef *cd, const step *st, int i)
 {
-    if (st->append == 2)
+    if (st->append == 3)
+        snprintf(name, len, "%s/%d-fork", cd->name, i);
+    else if (st->append == 2)
         snprintf(name, len, "%s/%d-read-%s", cd->name, i, dname(st->dt));
     else if (st->append)
         snprintf(name, len, "%s/%d-append-%s%s", cd->name, i, dname(st->dt), st->host ? "-host" : "");
@@ -665,7 +729,8 @@ static void run_decode_scenario(const ctxdef *cd, const step *steps, int n)
         else if (!ctx)
             failf("%s", g_ctx_why);
         else
-            rc = st->append == 2 ? run_read(ctx, s, cd, st)
+            rc = st->append == 3   ? run_fork(ctx, s)
+                 : st->append == 2 ? run_read(ctx, s, cd, st)
                  : st->append ? run_append(ctx, s, cd, st)
                               : run_decode(ctx, s, cd, st);
         case_end(name, rc);
@@ -731,32 +796,45 @@ int main(int argc, char **argv)
     }
 
     /* the simulator's device counts as a CPU: PoCL's tile table */
-    const ctxdef cpu = {"cpu", {{NULL, NULL}}, 256, 0, 0, F16};
+    const ctxdef cpu = {"cpu", {{NULL, NULL}}, 256, 0, 0, F16, 0, 0};
     run_attention_cases(&cpu, k_main, (int)(sizeof k_main / sizeof k_main[0]));
     run_ceilings(&cpu);
     const ctxdef classes[] = {
-        {"nvidia", {{"EDGEATTN_OPENCL_CLASS", "nvidia"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "49152"}}, 64, 0, 0, F16},
-        {"mali", {{"EDGEATTN_OPENCL_CLASS", "mali"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "32768"}}, 64, 0, 0, F16},
-        {"adreno", {{"EDGEATTN_OPENCL_CLASS", "adreno"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "32768"}}, 64, 0, 0, F16},
-        {"other", {{"EDGEATTN_OPENCL_CLASS", "other"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "32768"}}, 64, 0, 0, F16},
+        {"nvidia", {{"EDGEATTN_OPENCL_CLASS", "nvidia"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "49152"}}, 64, 0, 0, F16, 0, 0},
+        {"mali", {{"EDGEATTN_OPENCL_CLASS", "mali"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "32768"}}, 64, 0, 0, F16, 0, 0},
+        {"adreno", {{"EDGEATTN_OPENCL_CLASS", "adreno"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "32768"}}, 64, 0, 0, F16, 0, 0},
+        {"other", {{"EDGEATTN_OPENCL_CLASS", "other"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "32768"}}, 64, 0, 0, F16, 0, 0},
         /* odd tiles: odd row counts (no lane pairs), 2 or 3 score columns (the scalar row reduce), a tile
          * that the work-items do not split evenly, and every sweep option */
         {"sweep",
          {{"EDGEATTN_OPENCL_TILES", "pf=24x8x8x4x8,pfh=20x4x8x2x4,dec=3x1x8x4x1"},
           {"EDGEATTN_OPENCL_OPTIONS",
            "-DEA_PREFETCH=1 -DEA_QK_CONST -DEA_NATIVE_EXP -DEA_NO_REQD_WG -DEA_UNROLL_QK=3 -DEA_UNROLL_PV=1"}},
-         64, 0, 0, F16},
+         64, 0, 0, F16, 0, 0},
     };
     for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
         run_attention_cases(&classes[i], k_class, (int)(sizeof k_class / sizeof k_class[0]));
-    const ctxdef unfused = {"unfused", {{"EDGEATTN_OPENCL_PATH", "unfused"}}, 64, 0, 0, F16};
+    const ctxdef unfused = {"unfused", {{"EDGEATTN_OPENCL_PATH", "unfused"}}, 64, 0, 0, F16, 0, 0};
     run_attention_cases(&unfused, k_unfused, 1);
-    const ctxdef dec_f16 = {"kv-f16", {{NULL, NULL}}, 64, 1, 0, F16};
-    const ctxdef dec_f32 = {"kv-f32-ring24", {{NULL, NULL}}, 64, 1, 24, F32};
-    const ctxdef dec_bf16 = {"kv-bf16-ring50", {{NULL, NULL}}, 64, 1, 50, BF16};
+    const ctxdef dec_f16 = {"kv-f16", {{NULL, NULL}}, 64, 1, 0, F16, 0, 0};
+    const ctxdef dec_f32 = {"kv-f32-ring24", {{NULL, NULL}}, 64, 1, 24, F32, 0, 0};
+    const ctxdef dec_bf16 = {"kv-bf16-ring50", {{NULL, NULL}}, 64, 1, 50, BF16, 0, 0};
     run_decode_scenario(&dec_f16, k_dec_f16, (int)(sizeof k_dec_f16 / sizeof k_dec_f16[0]));
     run_decode_scenario(&dec_f32, k_dec_f32_ring, (int)(sizeof k_dec_f32_ring / sizeof k_dec_f32_ring[0]));
     run_decode_scenario(&dec_bf16, k_dec_bf16_ring, (int)(sizeof k_dec_bf16_ring / sizeof k_dec_bf16_ring[0]));
+    const ctxdef paged16 = {"kv-paged16-f16", {{NULL, NULL}}, 64, 1, 0, F16, 16, 0};
+    const ctxdef paged64 = {"kv-paged64-f32-ring100",
+                            {{"EDGEATTN_OPENCL_CLASS", "nvidia"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "49152"}},
+                            64, 1, 100, F32, 64, 0};
+    const ctxdef paged_sweep = {"kv-paged16-sweep",
+                                {{"EDGEATTN_OPENCL_TILES", "pf=24x8x8x4x8,pfh=20x4x8x2x4,dec=3x1x8x4x1"},
+                                 {"EDGEATTN_OPENCL_OPTIONS", "-DEA_PREFETCH=1 -DEA_QK_CONST -DEA_UNROLL_QK=3 -DEA_UNROLL_PV=1"}},
+                                64, 1, 0, BF16, 16, 12};
+    const ctxdef paged_unfused = {"kv-paged32-unfused", {{"EDGEATTN_OPENCL_PATH", "unfused"}}, 64, 1, 0, F16, 32, 0};
+    run_decode_scenario(&paged16, k_paged16, (int)(sizeof k_paged16 / sizeof k_paged16[0]));
+    run_decode_scenario(&paged64, k_paged64_ring, (int)(sizeof k_paged64_ring / sizeof k_paged64_ring[0]));
+    run_decode_scenario(&paged_sweep, k_paged_sweep, (int)(sizeof k_paged_sweep / sizeof k_paged_sweep[0]));
+    run_decode_scenario(&paged_unfused, k_paged_unfused, (int)(sizeof k_paged_unfused / sizeof k_paged_unfused[0]));
 
     printf("@@done %d\n", g_failed);
     fprintf(stderr, "@@done\n"); /* what follows (exit) belongs to no case */

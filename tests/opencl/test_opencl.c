@@ -14,7 +14,8 @@
  *   - the unfused path (CLBlast GEMMs) vs the reference, or UNSUPPORTED where CLBlast is absent;
  *   - EDGEATTN_OPENCL_DEVICE / _PATH / _TILES errors, and AUTO never taking a CPU device by itself;
  *   - no buffer, program or kernel created after create (the loader's counters) over many calls.
- * EDGEATTN_TEST_REQUIRE_OPENCL=1 turns "no device" into a failure (the device machine sets it).
+ * EDGEATTN_TEST_REQUIRE_OPENCL=1 turns "no device" into a failure (the device machine sets it);
+ * EDGEATTN_TEST_FILTER=PATTERN runs only the cases whose names match (cmocka's * and ? wildcards).
  */
 #include "test_common.h"
 
@@ -1325,10 +1326,15 @@ static void kvs_decode(edgeattn_context *ctx, kvs *s, tc_rng *r, int l)
     tc_tensor_free(&lse);
 }
 
-/* kv_read of a random run of held positions, into host tensors of random dtypes and layouts. */
-static void kvs_read(edgeattn_context *ctx, const kvs *s, tc_rng *r)
+/* kv_read of a random run of held positions of (l, seq) (-1: a random one), into host tensors of random
+ * dtypes and layouts. */
+static void kvs_read_at(edgeattn_context *ctx, const kvs *s, tc_rng *r, int l, int seq)
 {
-    const int l = tc_randint(r, 0, s->layers - 1), seq = tc_randint(r, 0, KS_B - 1), held = s->held[l][seq];
+    if (l < 0)
+        l = tc_randint(r, 0, s->layers - 1);
+    if (seq < 0)
+        seq = tc_randint(r, 0, KS_B - 1);
+    const int held = s->held[l][seq];
     if (held == 0)
         return;
     const int N = tc_randint(r, 1, held);
@@ -1396,6 +1402,11 @@ static void kvs_read(edgeattn_context *ctx, const kvs *s, tc_rng *r)
     tc_tensor_free(&v);
 }
 
+static void kvs_read(edgeattn_context *ctx, const kvs *s, tc_rng *r)
+{
+    kvs_read_at(ctx, s, r, -1, -1);
+}
+
 typedef struct kvs_run {
     const char *what;
     edgeattn_rope rope;
@@ -1403,6 +1414,7 @@ typedef struct kvs_run {
     int window, layers, lpb; /* lpb: EDGEATTN_OPENCL_KV_LAYERS_PER_BUFFER (0: unset) */
     bool unfused;
     int max_kv; /* 0: 160 */
+    int page;   /* config.kv_page_size (0: contiguous), a full pool */
 } kvs_run;
 
 static void kvs_scenario(const kvs_run *run, uint64_t stream, int steps)
@@ -1432,6 +1444,7 @@ static void kvs_scenario(const kvs_run *run, uint64_t stream, int steps)
     cfg.num_layers = run->layers;
     cfg.rope = run->rope;
     cfg.device_user_bytes = 8u << 20;
+    cfg.kv_page_size = run->page;
     char lpb[16];
     snprintf(lpb, sizeof lpb, "%d", run->lpb);
     if (run->lpb)
@@ -1491,6 +1504,14 @@ static void kvs_scenario(const kvs_run *run, uint64_t stream, int steps)
         kvs_read(ctx, &s, &r);
         kvs_read(ctx, &s, &r);
     }
+    if (run->page > 0) { /* every page back once every sequence is empty */
+        int32_t fr = -1, tot = -2;
+        assert_int_equal(edgeattn_kv_reset(ctx, -1), EDGEATTN_OK);
+        assert_int_equal(edgeattn_kv_pages(ctx, &fr, &tot), EDGEATTN_OK);
+        assert_int_equal(fr, tot);
+        memset(s.total, 0, sizeof s.total);
+        memset(s.held, 0, sizeof s.held);
+    }
     for (int l = 0; l < run->layers; l++)
         for (int b = 0; b < KS_B; b++) {
             int64_t total;
@@ -1510,21 +1531,241 @@ static void test_kv_layers_ids_rope(void **state)
     NEED_DEVICE();
     const kvs_run runs[] = {
         {"rope half, F32 cache, 3 layers in 3 buffers", {EDGEATTN_ROPE_HALF, 0, 10000.0f, 0.0f, 0.0f, 0},
-         EDGEATTN_F32, 0, 3, 1, false, 0},
+         EDGEATTN_F32, 0, 3, 1, false, 0, 0},
         {"rope interleaved dim 16, F16 ring of 40, 2 layers", {EDGEATTN_ROPE_INTERLEAVED, 16, 500000.0f, 0.0f, 0.0f, 0},
-         EDGEATTN_F16, 40, 2, 0, false, 0},
+         EDGEATTN_F16, 40, 2, 0, false, 0, 0},
         {"rope half dim 32 scaled, BF16 cache, 3 layers in 2 buffers",
-         {EDGEATTN_ROPE_HALF, 32, 10000.0f, 4.0f, 8.0f, 0}, EDGEATTN_BF16, 0, 3, 2, false, 0},
+         {EDGEATTN_ROPE_HALF, 32, 10000.0f, 4.0f, 8.0f, 0}, EDGEATTN_BF16, 0, 3, 2, false, 0, 0},
         {"no rope, F16 ring of 24, 2 layers", {EDGEATTN_ROPE_NONE, 0, 0.0f, 0.0f, 0.0f, 0}, EDGEATTN_F16, 24, 2, 0,
-         false, 0},
+         false, 0, 0},
         {"unfused path, rope interleaved, F32 ring of 50, 2 layers",
-         {EDGEATTN_ROPE_INTERLEAVED, 0, 10000.0f, 0.0f, 0.0f, 0}, EDGEATTN_F32, 50, 2, 0, true, 0},
+         {EDGEATTN_ROPE_INTERLEAVED, 0, 10000.0f, 0.0f, 0.0f, 0}, EDGEATTN_F32, 50, 2, 0, true, 0, 0},
         /* few rows over up to 400 keys: the split-KV path and its combine, ragged rows included */
         {"split-KV over 400 keys, rope half, F16 cache, 1 layer", {EDGEATTN_ROPE_HALF, 0, 10000.0f, 0.0f, 0.0f, 0},
-         EDGEATTN_F16, 0, 1, 0, false, 400},
+         EDGEATTN_F16, 0, 1, 0, false, 400, 0},
+        /* paged caches: forks share pages (copied on the device when written), kv_read page by page */
+        {"paged 16, rope half, F16 cache, 3 layers", {EDGEATTN_ROPE_HALF, 0, 10000.0f, 0.0f, 0.0f, 0}, EDGEATTN_F16, 0,
+         3, 0, false, 0, 16},
+        {"paged 64, rope interleaved, F32 ring of 100 (a part page at the ring's end), 2 layers",
+         {EDGEATTN_ROPE_INTERLEAVED, 0, 10000.0f, 0.0f, 0.0f, 0}, EDGEATTN_F32, 100, 2, 0, false, 0, 64},
+        {"paged 16, no rope, BF16 ring of 40, 2 layers", {EDGEATTN_ROPE_NONE, 0, 0.0f, 0.0f, 0.0f, 0}, EDGEATTN_BF16,
+         40, 2, 0, false, 0, 16},
+        {"paged 32, split-KV over 400 keys, F16 cache, 1 layer", {EDGEATTN_ROPE_HALF, 0, 10000.0f, 0.0f, 0.0f, 0},
+         EDGEATTN_F16, 0, 1, 0, false, 400, 32},
+        {"paged 16, unfused path, F32 cache, 2 layers", {EDGEATTN_ROPE_NONE, 0, 0.0f, 0.0f, 0.0f, 0}, EDGEATTN_F32, 0,
+         2, 0, true, 0, 16},
     };
     for (int i = 0; i < (int)(sizeof runs / sizeof runs[0]); i++)
         kvs_scenario(&runs[i], 1300 + (uint64_t)i, tc_long() ? 16 : 6);
+}
+
+/* ---------------------------------------------------------------- paged KV cache
+ * Ragged sequences appended in turns, so the pool hands pages out interleaved over sequences and
+ * layers; page sizes 16 (fewer keys than a decode tile: several pages per tile) and 64; a fork whose
+ * shared prefix ends inside a page, then both sequences appending (the shared page copied on the
+ * device, the full ones still shared); decode (split-KV included) and kv_read against the reference
+ * after every step; every page back after kv_reset. */
+
+/* Appends n[i] rows to sequence ids[i] (i < B) of layer l: host or device tensors, random dtypes. */
+static void kvp_append(edgeattn_context *ctx, kvs *s, tc_rng *r, int l, int B, const int32_t *ids, const int32_t *n)
+{
+    int N = 1;
+    for (int b = 0; b < B; b++)
+        N = n[b] > N ? n[b] : N;
+    static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
+    tc_tensor k, v;
+    tc_tensor_alloc(&k, tc_randint(r, 0, 1) ? s->dt : TC_PICK(r, dts), B, KS_H, N, KS_D, tc_randint(r, 0, 1), 1, 1, 1);
+    tc_tensor_alloc(&v, tc_randint(r, 0, 1) ? s->dt : TC_PICK(r, dts), B, KS_H, N, KS_D, tc_randint(r, 0, 1), 0, 0, 2);
+    tc_fill_random(&k, r, -1, 1);
+    tc_fill_random(&v, r, -1, 1);
+    size_t off = s->roff;
+    dev_tensor dk, dv;
+    const edgeattn_tensor kt = kvs_place(ctx, s, &k, tc_randint(r, 0, 1), &off, &dk);
+    const edgeattn_tensor vt = kvs_place(ctx, s, &v, tc_randint(r, 0, 1), &off, &dv);
+    const edgeattn_status st = edgeattn_kv_append(ctx, l, ids, &kt, &vt, n, tc_randint(r, 0, 1));
+    if (st != EDGEATTN_OK)
+        fail_msg("paged kv_append layer %d B %d N %d: %s (seed %llu)", l, B, N, edgeattn_message_of(ctx),
+                 (unsigned long long)tc_seed());
+    for (int b = 0; b < B; b++) {
+        const int q = ids[b];
+        assert_true(s->total[l][q] + n[b] <= KS_T);
+        for (int h = 0; h < KS_H; h++)
+            for (int i = 0; i < n[b]; i++)
+                for (int d = 0; d < KS_D; d++) {
+                    KT(s, 0, l, q, h, s->total[l][q] + i, d) = tc_get(&k.t, b, h, i, d);
+                    KT(s, 1, l, q, h, s->total[l][q] + i, d) = tc_get(&v.t, b, h, i, d);
+                }
+        s->total[l][q] += n[b];
+        s->held[l][q] = s->total[l][q] < s->cap ? (int)s->total[l][q] : s->cap;
+    }
+    tc_tensor_free(&k);
+    tc_tensor_free(&v);
+}
+
+/* Decodes (random subsets, ragged, split-KV where long) and reads of every layer and sequence. */
+static void kvp_check(edgeattn_context *ctx, kvs *s, tc_rng *r)
+{
+    for (int l = 0; l < s->layers; l++) {
+        for (int n = 0; n < 3; n++)
+            kvs_decode(ctx, s, r, l);
+        for (int q = 0; q < KS_B; q++)
+            kvs_read_at(ctx, s, r, l, q);
+    }
+}
+
+static int kvp_free(edgeattn_context *ctx)
+{
+    int32_t fr = -1;
+    assert_int_equal(edgeattn_kv_pages(ctx, &fr, NULL), EDGEATTN_OK);
+    return fr;
+}
+
+typedef struct kvp_run {
+    const char *what;
+    int page, pages; /* config.kv_page_size, kv_pages (0: full) */
+    edgeattn_dtype dt;
+    edgeattn_rope rope;
+    const char *cls; /* EDGEATTN_OPENCL_CLASS (NULL: the device's own tiles) */
+} kvp_run;
+
+static void kvp_scenario(const kvp_run *run, uint64_t stream)
+{
+    kvs s;
+    memset(&s, 0, sizeof s);
+    s.dt = run->dt;
+    s.rope = run->rope;
+    s.layers = 2;
+    s.max_q = 4;
+    s.cap = 300;
+    s.tok = calloc((size_t)2 * KS_L * KS_B * KS_H * KS_T * KS_D, sizeof(float));
+    assert_non_null(s.tok);
+    edgeattn_config cfg = ocl_config();
+    cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+    cfg.max_batch = KS_B;
+    cfg.max_q_len = 8;
+    cfg.max_kv_len = s.cap;
+    cfg.max_heads = KS_HQ;
+    cfg.max_kv_heads = KS_H;
+    cfg.max_head_dim = KS_D;
+    cfg.kv_cache_dtype = run->dt;
+    cfg.num_layers = s.layers;
+    cfg.rope = run->rope;
+    cfg.device_user_bytes = 8u << 20;
+    cfg.kv_page_size = run->page;
+    cfg.kv_pages = run->pages;
+    if (run->cls) {
+        setenv("EDGEATTN_OPENCL_CLASS", run->cls, 1);
+        setenv("EDGEATTN_OPENCL_LOCAL_MEM", "49152", 1);
+    }
+    edgeattn_context *ctx = tc_create(&cfg);
+    unsetenv("EDGEATTN_OPENCL_CLASS");
+    unsetenv("EDGEATTN_OPENCL_LOCAL_MEM");
+    edgeattn_backend_info bi;
+    assert_int_equal(edgeattn_get_backend_info(ctx, &bi), EDGEATTN_OK);
+    assert_int_equal(bi.backend, EDGEATTN_BACKEND_OPENCL);
+    /* the plan: one pool of pages for K and one for V */
+    edgeattn_plan_info info;
+    assert_int_equal(edgeattn_plan(&cfg, &info, NULL), EDGEATTN_OK);
+    const int32_t pool = run->pages ? run->pages : s.layers * KS_B * ((s.cap + run->page - 1) / run->page);
+    const size_t page_bytes = (size_t)KS_H * (size_t)run->page * KS_D * tc_dtype_size(run->dt);
+    assert_true(info.kv_cache_bytes >= 2 * (size_t)pool * page_bytes &&
+                info.kv_cache_bytes < 2 * (size_t)pool * page_bytes + 512);
+    edgeattn_memory kind;
+    void *data;
+    size_t rbytes;
+    assert_int_equal(edgeattn_device_region(ctx, &kind, &data, &s.roff, &rbytes), EDGEATTN_OK);
+    s.mem = (cl_mem)data;
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), stream);
+    const ea_kv_cache *kv = &ctx->kv;
+
+    /* ragged sequences in turns: every call maps pages for its rows in batch order, layer by layer */
+    static const int32_t rounds[4][KS_B] = {{5, 17, 1, 9}, {11, 40, 0, 23}, {3, 33, 2, 16}, {21, 60, 4, 42}};
+    int32_t ids[KS_B] = {0, 1, 2, 3};
+    for (int rd = 0; rd < 4; rd++) {
+        int32_t n[KS_B];
+        for (int i = KS_B - 1; i > 0; i--) { /* a random batch order */
+            const int j = tc_randint(&r, 0, i);
+            const int32_t t = ids[i];
+            ids[i] = ids[j];
+            ids[j] = t;
+        }
+        for (int b = 0; b < KS_B; b++)
+            n[b] = rounds[rd][ids[b]];
+        for (int l = 0; l < s.layers; l++)
+            kvp_append(ctx, &s, &r, l, KS_B, ids, n);
+        kvp_check(ctx, &s, &r);
+    }
+    /* the pages of a sequence are not one run of the pool (handed out between the others') */
+    bool interleaved = false;
+    for (int l = 0; l < s.layers; l++)
+        for (int q = 0; q < KS_B; q++) {
+            const int32_t *t = ea_kv_table(kv, l, q);
+            for (int pi = 0; pi + 1 < kv->pages_per_seq && t[pi + 1] >= 0; pi++)
+                interleaved = interleaved || t[pi + 1] != t[pi] + 1;
+        }
+    assert_true(interleaved);
+
+    /* fork: sequence 0 (40 tokens: its last page part full) into 2; 2's own pages go back */
+    const int src = 0, dst = 2;
+    int held_dst = 0;
+    for (int l = 0; l < s.layers; l++)
+        for (int pi = 0; pi < kv->pages_per_seq; pi++)
+            held_dst += ea_kv_table(kv, l, dst)[pi] >= 0;
+    const int free0 = kvp_free(ctx);
+    assert_int_equal(edgeattn_kv_fork(ctx, src, dst), EDGEATTN_OK);
+    assert_int_equal(kvp_free(ctx), free0 + held_dst);
+    for (int l = 0; l < s.layers; l++) {
+        assert_memory_equal(ea_kv_table(kv, l, src), ea_kv_table(kv, l, dst), sizeof(int32_t) * kv->pages_per_seq);
+        s.total[l][dst] = s.total[l][src];
+        s.held[l][dst] = s.held[l][src];
+        for (int c = 0; c < 2; c++)
+            memcpy(&KT(&s, c, l, dst, 0, 0, 0), &KT(&s, c, l, src, 0, 0, 0), sizeof(float) * KS_H * KS_T * KS_D);
+    }
+    kvp_check(ctx, &s, &r);
+    /* both append different rows: the part-full page is copied for the first writer, full pages stay shared */
+    const int64_t shared = s.total[0][src];
+    for (int l = 0; l < s.layers; l++) {
+        const int32_t two[2] = {tc_randint(&r, 0, 1) ? src : dst, 0}, n2[2] = {9, 5};
+        const int32_t ids2[2] = {two[0], two[0] == src ? dst : src};
+        kvp_append(ctx, &s, &r, l, 2, ids2, n2);
+        const int32_t *ts = ea_kv_table(kv, l, src), *td = ea_kv_table(kv, l, dst);
+        for (int pi = 0; pi < (int)(shared / run->page); pi++)
+            assert_int_equal(ts[pi], td[pi]);
+        if (shared % run->page)
+            assert_int_not_equal(ts[shared / run->page], td[shared / run->page]);
+    }
+    kvp_check(ctx, &s, &r);
+    /* a long append into the fork (many pages in one call), more turns on every sequence */
+    for (int l = 0; l < s.layers; l++) {
+        const int32_t one[1] = {dst}, n1[1] = {111};
+        kvp_append(ctx, &s, &r, l, 1, one, n1);
+        const int32_t n4[KS_B] = {7, 1, 3, 19};
+        kvp_append(ctx, &s, &r, l, KS_B, (const int32_t[KS_B]){3, 2, 1, 0}, n4);
+    }
+    kvp_check(ctx, &s, &r);
+    print_message("paged: %s: %d of %d pages free before the reset\n", run->what, kvp_free(ctx), pool);
+    assert_int_equal(edgeattn_kv_reset(ctx, -1), EDGEATTN_OK);
+    assert_int_equal(kvp_free(ctx), pool);
+    edgeattn_destroy(ctx);
+    free(s.tok);
+}
+
+static void test_kv_paged(void **state)
+{
+    (void)state;
+    NEED_DEVICE();
+    const kvp_run runs[] = {
+        {"page 16, F16 cache, rope half", 16, 0, EDGEATTN_F16, {EDGEATTN_ROPE_HALF, 0, 10000.0f, 0.0f, 0.0f, 0}, NULL},
+        {"page 64, BF16 cache, a short pool of 24 pages", 64, 24, EDGEATTN_BF16,
+         {EDGEATTN_ROPE_NONE, 0, 0.0f, 0.0f, 0.0f, 0}, NULL},
+        {"page 16, F32 cache, rope interleaved, NVIDIA's tiles (64 keys a decode tile)", 16, 0, EDGEATTN_F32,
+         {EDGEATTN_ROPE_INTERLEAVED, 0, 10000.0f, 0.0f, 0.0f, 0}, "nvidia"},
+        {"page 64, F16 cache, NVIDIA's tiles", 64, 0, EDGEATTN_F16, {EDGEATTN_ROPE_NONE, 0, 0.0f, 0.0f, 0.0f, 0},
+         "nvidia"},
+    };
+    for (int i = 0; i < (int)(sizeof runs / sizeof runs[0]); i++)
+        kvp_scenario(&runs[i], 1350 + (uint64_t)i);
 }
 
 /* One case of test_rope_table_pieces: B sequences get n0[b] rows (host or device), then N rows (the
@@ -1848,6 +2089,7 @@ int main(void)
         cmocka_unit_test(test_kv_cache_device),
         cmocka_unit_test(test_head_dims_mult8),
         cmocka_unit_test(test_kv_layers_ids_rope),
+        cmocka_unit_test(test_kv_paged),
         cmocka_unit_test(test_rope_table_pieces),
         cmocka_unit_test(test_broadcast_inputs),
         cmocka_unit_test(test_staging_in_pieces),
@@ -1858,5 +2100,8 @@ int main(void)
         cmocka_unit_test(test_no_creation_after_create),
         cmocka_unit_test(test_check_finite_device),
     };
+    const char *filter = getenv("EDGEATTN_TEST_FILTER"); /* e.g. "test_kv_*" */
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
