@@ -168,9 +168,16 @@ static bool ocl_supports(const edgeattn_config *cfg)
 
 /* ---------------------------------------------------------------- plan */
 
-static edgeattn_status ocl_path_env(int *path, char *msg)
+/* The device as backend info names it: the tuning file's key. */
+static void ocl_ident(const char *device, const char *platform, char *buf, size_t len)
 {
-    const char *e = getenv("EDGEATTN_OPENCL_PATH");
+    snprintf(buf, len, "%.100s (%.24s)", device, platform);
+}
+
+static edgeattn_status ocl_path_env(const edgeattn_config *cfg, const char *ident, int *path, char *msg)
+{
+    char kb[128];
+    const char *e = ea_knob(cfg, "opencl", ident, "EDGEATTN_OPENCL_PATH", kb, sizeof kb);
     *path = EA_OCL_PATH_FUSED;
     if (!e || !*e || !strcmp(e, "auto") || !strcmp(e, "fused"))
         return EDGEATTN_OK;
@@ -193,10 +200,10 @@ static size_t blast_tmp_bound(size_t m, size_t n, size_t k)
     return (mp * kp + kp * np + mp * np) * sizeof(float);
 }
 
-static edgeattn_status ocl_layout(const edgeattn_config *cfg, ea_ocl_layout *L, char *msg)
+static edgeattn_status ocl_layout(const edgeattn_config *cfg, const char *ident, ea_ocl_layout *L, char *msg)
 {
     memset(L, 0, sizeof *L);
-    edgeattn_status st = ocl_path_env(&L->path, msg);
+    edgeattn_status st = ocl_path_env(cfg, ident, &L->path, msg);
     if (st != EDGEATTN_OK)
         return st;
     const size_t D = (size_t)cfg->max_head_dim;
@@ -314,9 +321,8 @@ static size_t ocl_host_bytes(const edgeattn_config *cfg, const ea_ocl_layout *L)
 static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
 {
     ea_ocl_layout L;
-    edgeattn_status st = ocl_layout(cfg, &L, msg);
-    if (st != EDGEATTN_OK)
-        return st;
+    edgeattn_status st;
+    char ident[160] = "";
     if (!cfg->gpu_queue) { /* a forced backend must have its device (EDGEATTN_OPENCL_DEVICE included) */
         ea_ocl_api api;
         char why[96];
@@ -324,10 +330,19 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
             return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE, "opencl: %s", why);
         ocl_pick pick;
         st = ocl_choose(&api, cfg->backend == EDGEATTN_BACKEND_AUTO, &pick, msg);
+        if (st == EDGEATTN_OK) {
+            char dn[128] = "", pn[64] = "";
+            api.clGetDeviceInfo(pick.device, CL_DEVICE_NAME, sizeof dn - 1, dn, NULL);
+            api.clGetPlatformInfo(pick.platform, CL_PLATFORM_NAME, sizeof pn - 1, pn, NULL);
+            ocl_ident(dn, pn, ident, sizeof ident);
+        }
         ea_ocl_unload(&api);
         if (st != EDGEATTN_OK)
             return st;
     }
+    st = ocl_layout(cfg, ident, &L, msg);
+    if (st != EDGEATTN_OK)
+        return st;
     out->host_bytes = ocl_host_bytes(cfg, &L);
     out->scratch_per_thread = 0;
     out->device_bytes = L.device_total;
@@ -451,7 +466,8 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
 static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *pfh,
                                  ea_ocl_tiles *dec, char *msg)
 {
-    const char *e = getenv("EDGEATTN_OPENCL_TILES");
+    char kb[256];
+    const char *e = ea_knob(s->cfg, "opencl", s->ident, "EDGEATTN_OPENCL_TILES", kb, sizeof kb);
     if (!e || !*e)
         return EDGEATTN_OK;
     const char *p = e;
@@ -645,7 +661,8 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
     char pro[3][384], opts[384];
     /* NVIDIA (H200 sweeps): the score loop unrolled 8 (prefill) or 16 (decode), P.V 4: prefill N4096
      * 11.2 ms vs 11.6 at 2/2, decode N32768 0.198 ms vs 0.37 */
-    const char *extra = getenv("EDGEATTN_OPENCL_OPTIONS");
+    char kb[256];
+    const char *extra = ea_knob(s->cfg, "opencl", s->ident, "EDGEATTN_OPENCL_OPTIONS", kb, sizeof kb);
     const bool sweep = extra && *extra; /* a tuning sweep states every option itself */
     const bool nv = s->dev_class == EA_OCL_CLASS_NVIDIA && !sweep;
     const char *unroll[3] = {nv ? "#define FK_UNROLL_QK 8\n#define FK_UNROLL_PV 4\n" : "",
@@ -786,9 +803,7 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
 {
     const edgeattn_config *cfg = &ctx->cfg;
     char why[96];
-    edgeattn_status st = ocl_layout(cfg, &s->lay, msg);
-    if (st != EDGEATTN_OK)
-        return st;
+    edgeattn_status st;
     if (!ea_ocl_load(&s->api, why, sizeof why))
         return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE, "opencl: %s", why);
     ea_ocl_api *a = &s->api;
@@ -837,6 +852,11 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
     s->platform_name[0] = '\0';
     a->clGetPlatformInfo(s->platform, CL_PLATFORM_NAME, sizeof s->platform_name - 1, s->platform_name, NULL);
     s->platform_name[sizeof s->platform_name - 1] = '\0';
+    s->cfg = &ctx->cfg;
+    if (!ctx->cfg.gpu_queue)
+        ocl_ident(s->device_name, s->platform_name, s->ident, sizeof s->ident);
+    if ((st = ocl_layout(cfg, s->ident, &s->lay, msg)) != EDGEATTN_OK) /* as the plan laid it out */
+        return st;
     char ext[4096] = "";
     a->clGetDeviceInfo(s->device, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL);
     s->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
@@ -1041,7 +1061,7 @@ static void ocl_info(const edgeattn_context *ctx, edgeattn_backend_info *info)
     const bool pocl = strstr(s->platform_name, "Portable") != NULL || strstr(s->platform_name, "pocl") != NULL;
     snprintf(info->tier, sizeof info->tier, "%s-%s f32%s", pocl ? "pocl" : "opencl", kind,
              s->lay.path == EA_OCL_PATH_UNFUSED ? " unfused" : "");
-    snprintf(info->device, sizeof info->device, "%.100s (%.24s)", s->device_name, s->platform_name);
+    ocl_ident(s->device_name, s->platform_name, info->device, sizeof info->device);
     info->cores = (int32_t)s->cus;
     info->threads = 1;
     info->device_memory = (size_t)s->global_mem;

@@ -113,6 +113,10 @@ typedef struct ea_ocl_state {
     cl_command_queue queue;
     cl_device_type type;
     char device_name[128], vendor[64], platform_name[64], driver[64], version[64];
+    /* knobs (ea_knob): the config, and the device as backend info names it ("" on a caller's queue:
+     * a tuning file's knobs then do not apply, as the plan could not check its key) */
+    const edgeattn_config *cfg;
+    char ident[160];
     cl_uint cus;
     size_t max_wg, max_param;
     cl_ulong local_mem, global_mem, max_alloc;
