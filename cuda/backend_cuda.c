@@ -46,7 +46,7 @@
 #define CU_UP_SLOTS 16                    /* pinned upload slots for per-call parameters */
 #define CU_UP_SLOT_BYTES ((size_t)CU_CHUNK * sizeof(ea_cu_seq)) /* the largest upload (one chunk) */
 #define CU_READ_BOUNCE ((size_t)64 << 10) /* kv_read: host bytes for cache rows converted on the host */
-#define CU_TAB_SLOTS 4                    /* pinned upload slots for page tables (one call's each) */
+#define CU_TAB_SLOTS 8                    /* pinned upload slots for page tables (one call's each) */
 #define CU_TAB_PINNED_MAX ((size_t)64 << 20) /* larger page-table slots: pageable copies instead */
 _Static_assert(sizeof(ea_cu_kv_row) <= sizeof(ea_cu_seq), "kv_write rows fit an upload slot");
 _Static_assert((EA_MAX_HEAD_DIM / 2) * sizeof(double) <= CU_UP_SLOT_BYTES, "the RoPE table fits an upload slot");

@@ -1402,7 +1402,8 @@ static void test_kv_fork_read(void **state)
  * (split decode kernel, many query rows per KV head, F32 queries on the SIMT kernel, ragged q_lens),
  * a fork sharing a prefix then both sequences appending (the shared last page copied on write), a ring
  * window whose cap is no multiple of the page (tiles crossing pages and the ring's end), kv_read
- * across pages, and every page back in the pool after kv_reset. Against the shadow and the reference. */
+ * across pages, no copy for a repeated decode (page tables unchanged), and every page back in the pool
+ * after kv_reset. Against the shadow and the reference. */
 static void paged_run(int page, int D, edgeattn_dtype cdt, int window, uint64_t stream)
 {
     const int L = 2, B = 4, Hq = 8, H = 2;
@@ -1449,6 +1450,25 @@ static void paged_run(int page, int D, edgeattn_dtype cdt, int window, uint64_t 
     if (!shortrun) /* 4 x 17 rows per KV head: the decode kernel's row blocks, unsplit */
         md_decode(&m, 1, 3, (const int32_t[]){2, 1, 0}, 17, (const int32_t[]){17, 9, 12}, Hq, cdt, cdt, true, &causal,
                   what);
+    { /* the same decode twice: the second finds its sequence info and page tables on the device already */
+        const size_t mark = m.a.used;
+        tc_tensor q, out;
+        tc_tensor_alloc(&q, cdt, 3, Hq, 1, D, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&out, cdt, 3, Hq, 1, D, TC_BHSD, 0, 0, 0);
+        tc_fill_random(&q, &m.r, -1, 1);
+        mirror mq = mirror_in(m.ctx, &m.a, &q), mo = mirror_in(m.ctx, &m.a, &out);
+        ea_cu_counters c0, c1;
+        assert_int_equal(edgeattn_decode(m.ctx, 1, ids3, NULL, &mq.t, &mo.t, &plain), EDGEATTN_OK);
+        assert_true(ea_cuda_counters(m.ctx, &c0));
+        assert_int_equal(edgeattn_decode(m.ctx, 1, ids3, NULL, &mq.t, &mo.t, &plain), EDGEATTN_OK);
+        assert_true(ea_cuda_counters(m.ctx, &c1));
+        if (c1.copies != c0.copies)
+            fail_msg("%s: a repeated decode queued %llu copies", what, (unsigned long long)(c1.copies - c0.copies));
+        assert_int_equal(edgeattn_synchronize(m.ctx), EDGEATTN_OK);
+        m.a.used = mark;
+        tc_tensor_free(&q);
+        tc_tensor_free(&out);
+    }
     /* fork: seq 3 shares seq 0's pages (every layer), then both append apart */
     md_fork(&m, 0, 3);
     md_check_lengths(&m);
