@@ -12,8 +12,8 @@
 #define EA_SIMT_BN 16
 #define EA_SIMT_MAXC 32 // 256 / 8 output columns per thread
 
-extern "C" __global__ void __launch_bounds__(128) ea_attn_simt(const ea_cu_attn_args a) {
-    extern __shared__ __align__(16) float ea_smem_simt[];
+template <bool PAGED>
+__device__ __forceinline__ void ea_simt_body(const ea_cu_attn_args &a, float *ea_smem_simt) {
     const int D = a.D, LDF = D + 1;
     float *sQ = ea_smem_simt;                  // [16][D+1]
     float *sK = sQ + EA_SIMT_BM * LDF;         // [16][D+1]
@@ -56,7 +56,8 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_simt(const ea_cu_attn_
 #pragma unroll
     for (int c = 0; c < EA_SIMT_MAXC; ++c) o[c] = 0.f;
     float m = -INFINITY, l = 0.f;
-    const int64_t kb = sq.kv_b * a.k.sb + hkv * a.k.sh, vb = sq.kv_b * a.v.sb + hkv * a.v.sh;
+    // (PAGED: the page table row is batch row b's, kv_b unused)
+    const int64_t kb = (PAGED ? 0 : sq.kv_b * a.k.sb) + hkv * a.k.sh, vb = (PAGED ? 0 : sq.kv_b * a.v.sb) + hkv * a.v.sh;
 
     for (int j0 = klo - (klo - s0) % EA_SIMT_BN; j0 < khi; j0 += EA_SIMT_BN) {
         __syncthreads();
@@ -64,9 +65,16 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_simt(const ea_cu_attn_
             const int rr = c / D, d = c % D, j = j0 + rr;
             float kx = 0.f, vx = 0.f;
             if (j < khi && j >= klo) {
-                const int64_t slot = ea_slot(a, sq, j);
-                kx = ea_load((const void *)a.k.ptr, kb + slot * a.k.sn + d, a.k.dtype);
-                vx = ea_load((const void *)a.v.ptr, vb + slot * a.v.sn + d, a.v.dtype);
+                if constexpr (PAGED) {
+                    const int slot = ea_slot(a, sq, j);
+                    const int64_t pb = ea_page_base(a.pages, b, slot), row = ea_page_row(a.pages, slot);
+                    kx = ea_load((const void *)a.k.ptr, pb + kb + row * a.k.sn + d, a.k.dtype);
+                    vx = ea_load((const void *)a.v.ptr, pb + vb + row * a.v.sn + d, a.v.dtype);
+                } else {
+                    const int64_t slot = ea_slot(a, sq, j);
+                    kx = ea_load((const void *)a.k.ptr, kb + slot * a.k.sn + d, a.k.dtype);
+                    vx = ea_load((const void *)a.v.ptr, vb + slot * a.v.sn + d, a.v.dtype);
+                }
             }
             sK[rr * LDF + d] = kx;
             sV[rr * LDF + d] = vx;
@@ -131,4 +139,15 @@ extern "C" __global__ void __launch_bounds__(128) ea_attn_simt(const ea_cu_attn_
             ((float *)a.ws_lse)[2 * (row * a.num_splits + split) + 1] = l;
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(128) ea_attn_simt(const ea_cu_attn_args a) {
+    extern __shared__ __align__(16) float ea_smem_simt[];
+    ea_simt_body<false>(a, ea_smem_simt);
+}
+
+// Paged KV cache (a.pages.table set): one page-table read per key row element it loads.
+extern "C" __global__ void __launch_bounds__(128) ea_attn_simt_paged(const ea_cu_attn_args a) {
+    extern __shared__ __align__(16) float ea_smem_simt[];
+    ea_simt_body<true>(a, ea_smem_simt);
 }

@@ -5,13 +5,16 @@
  * create: the primary context of the device (EDGEATTN_CUDA_DEVICE, default 0) is retained, ONE
  * cuMemAlloc gives the whole device pool, one non-blocking stream is created (or config.gpu_queue is
  * used), the module is loaded and every kernel looked up. Pool layout (every piece 256-byte aligned):
- *   KV cache K, V   [num_layers] x [max_batch][kv heads][cap][dim] in kv_cache_dtype (when the KV cache
- *                   is planned; each layer planned for max_kv_heads x max_head_dim, used densely with
- *                   the cache's heads and dim)
+ *   KV cache K, V   pool_elems of ea_kv_geometry each, in kv_cache_dtype (when the KV cache is planned):
+ *                   contiguous [num_layers] x [max_batch][kv heads][cap][dim] (each layer planned for
+ *                   max_kv_heads x max_head_dim, used densely with the cache's heads and dim); paged
+ *                   (config.kv_page_size) [pages] x [heads][page][dim], page p at p * page_elems
  *   staging         q, out [max_batch, max_heads, max_q_len, max_head_dim] F32; k, v [max_batch,
  *                   max_kv_heads, max_kv_len, max_head_dim] F32; lse [max_batch, max_heads, max_q_len]
  *                   F32; bias F32 up to EA_CUDA_BIAS_STAGE_MAX bytes
  *   seq             ea_cu_seq [max_batch]; kv_write rows ea_cu_kv_row [max_batch]
+ *   page tables     paged cache: int32 [max_batch][pages_per_seq] twice, the page tables of one decode
+ *                   call's sequences and of one append's (seq_ids order), uploaded per call
  *   RoPE            the inverse frequencies, double [EA_MAX_HEAD_DIM / 2] (config.rope set: 1 KiB)
  *   split-KV workspace (ea_cu_split_workspace_bytes), NaN flag, and the caller's region
  *   (config.device_user_bytes, edgeattn_device_region).
@@ -43,6 +46,8 @@
 #define CU_UP_SLOTS 16                    /* pinned upload slots for per-call parameters */
 #define CU_UP_SLOT_BYTES ((size_t)CU_CHUNK * sizeof(ea_cu_seq)) /* the largest upload (one chunk) */
 #define CU_READ_BOUNCE ((size_t)64 << 10) /* kv_read: host bytes for cache rows converted on the host */
+#define CU_TAB_SLOTS 8                    /* pinned upload slots for page tables (one call's each) */
+#define CU_TAB_PINNED_MAX ((size_t)64 << 20) /* larger page-table slots: pageable copies instead */
 _Static_assert(sizeof(ea_cu_kv_row) <= sizeof(ea_cu_seq), "kv_write rows fit an upload slot");
 _Static_assert((EA_MAX_HEAD_DIM / 2) * sizeof(double) <= CU_UP_SLOT_BYTES, "the RoPE table fits an upload slot");
 
@@ -58,6 +63,7 @@ typedef struct cu_layout {
     size_t bias_stage, bias_bytes;
     bool no_staging; /* EDGEATTN_FLAG_DEVICE_TENSORS: the staging areas above are empty */
     size_t seq, rows;
+    size_t tab, wtab, tab_bytes; /* paged cache: the page tables of a decode and of an append (tab_bytes each) */
     size_t rope;
     size_t ws, ws_bytes;
     size_t flag;
@@ -108,6 +114,16 @@ typedef struct cu_state {
     int32_t rope_dim;
     double rope_shadow[EA_MAX_HEAD_DIM / 2];
     char *bounce; /* CU_READ_BOUNCE host bytes (kv_read conversions) */
+    /* Paged cache: a call's page tables are built in tab_build (host), a decode's compared with what the
+     * device's decode table holds (tab_shadow: tab_rows x tab_stride entries; tab_rows 0: unknown) and
+     * sent only when they differ, from pinned slots like the per-call parameters (tab_host, CU_TAB_SLOTS
+     * of L.tab_bytes; NULL: pageable copies from tab_build). */
+    int32_t *tab_build, *tab_shadow;
+    int32_t tab_rows, tab_stride;
+    char *tab_host;
+    CUevent tab_ev[CU_TAB_SLOTS];
+    bool tab_used[CU_TAB_SLOTS];
+    unsigned tab_next;
 } cu_state;
 
 /* count = a*b*c*d elements of elem bytes, overflow remembered in the sizer */
@@ -121,6 +137,17 @@ static size_t add4(ea_sizer *sz, int64_t a, int64_t b, int64_t c, int64_t d, siz
     return ea_sizer_add(sz, sz->overflow ? 0 : n, elem, CU_ALIGN);
 }
 
+/* Bytes of one call's page tables, int32 [max_batch][pages_per_seq] (paged cache; else 0). */
+static size_t cu_tab_bytes(const edgeattn_config *cfg)
+{
+    ea_kv_geom g;
+    size_t n = 0;
+    if (!(cfg->flags & EDGEATTN_FLAG_KV_CACHE) || ea_kv_geometry(cfg, &g, NULL) != EDGEATTN_OK || g.page == 0 ||
+        !ea_mul_ok((size_t)cfg->max_batch, (size_t)g.pages_per_seq * sizeof(int32_t), &n))
+        return 0;
+    return n;
+}
+
 static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinfo *dv, cu_layout *L, char *msg)
 {
     memset(L, 0, sizeof *L);
@@ -130,16 +157,23 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
     /* EDGEATTN_FLAG_DEVICE_TENSORS: no staging areas (size 0; a call that would stage is refused) */
     const int64_t st = (cfg->flags & EDGEATTN_FLAG_DEVICE_TENSORS) ? 0 : 1;
     L->no_staging = st == 0;
+    size_t tab_entries = 0; /* paged cache: entries of one call's page tables */
     if (cfg->flags & EDGEATTN_FLAG_KV_CACHE) {
-        const int64_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
+        ea_kv_geom g;
+        edgeattn_status gs = ea_kv_geometry(cfg, &g, msg);
+        if (gs != EDGEATTN_OK)
+            return gs;
         const size_t es = ea_dtype_size(cfg->kv_cache_dtype);
-        /* every layer: num_layers (<= 2^10) x max_batch (< 2^31) fits int64 */
-        L->kv_k = add4(&sz, (int64_t)cfg->num_layers * B, Hkv, cap, D, es);
-        L->kv_v = add4(&sz, (int64_t)cfg->num_layers * B, Hkv, cap, D, es);
+        L->kv_k = ea_sizer_add(&sz, g.pool_elems, es, CU_ALIGN);
+        L->kv_v = ea_sizer_add(&sz, g.pool_elems, es, CU_ALIGN);
         L->kv_bytes = L->kv_v - L->kv_k;
-        ea_sizer one = {0, false};
-        add4(&one, B, Hkv, cap, D, es);
-        L->kv_layer = one.total;
+        if (g.page == 0) {
+            ea_sizer one = {0, false};
+            add4(&one, B, Hkv, g.cap, D, es);
+            L->kv_layer = one.total;
+        } else if (!ea_mul_ok((size_t)B, (size_t)g.pages_per_seq, &tab_entries)) {
+            sz.overflow = true;
+        }
     }
     L->q_stage = add4(&sz, B * st, Hq, Nq, D, 4);
     L->out_stage = add4(&sz, B * st, Hq, Nq, D, 4);
@@ -163,6 +197,11 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
     L->bias_bytes = bias;
     L->seq = ea_sizer_add(&sz, (size_t)B, sizeof(ea_cu_seq), CU_ALIGN);
     L->rows = ea_sizer_add(&sz, (size_t)B, sizeof(ea_cu_kv_row), CU_ALIGN);
+    if (tab_entries > 0) {
+        L->tab = ea_sizer_add(&sz, tab_entries, sizeof(int32_t), CU_ALIGN);
+        L->wtab = ea_sizer_add(&sz, tab_entries, sizeof(int32_t), CU_ALIGN);
+        L->tab_bytes = tab_entries * sizeof(int32_t);
+    }
     if (cfg->rope.style != EDGEATTN_ROPE_NONE)
         L->rope = ea_sizer_add(&sz, EA_MAX_HEAD_DIM / 2, sizeof(double), CU_ALIGN);
     /* launch.c sizes the workspace in int64 (at most rows x 128 splits x D x 4 bytes): a config whose
@@ -295,9 +334,10 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
         return st;
     /* the state, and a shadow of the per-sequence parameters last uploaded (identical ones are not sent
      * again: a decode step then queues no copy before its kernel) */
-    size_t shadow = 0;
+    size_t shadow = 0, host = 0;
     if (!ea_mul_ok((size_t)cfg->max_batch, sizeof(ea_cu_seq), &shadow) ||
-        !ea_add_ok(shadow, sizeof(cu_state) + 192 + CU_READ_BOUNCE, &out->host_bytes))
+        !ea_add_ok(shadow, sizeof(cu_state) + 192 + CU_READ_BOUNCE, &host) ||
+        !ea_add_ok(host, L.tab_bytes ? 2 * (L.tab_bytes + 64) : 0, &out->host_bytes) || L.tab_bytes > SIZE_MAX / 4)
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cuda: the host part of the plan exceeds size_t");
     out->scratch_per_thread = 0;
     out->device_bytes = L.total;
@@ -333,6 +373,14 @@ static void cu_teardown(cu_state *s)
             d->MemFreeHost_(s->up_host);
         }
         s->up_host = NULL;
+        for (int i = 0; i < CU_TAB_SLOTS; i++)
+            if (s->tab_ev[i])
+                d->EventDestroy(s->tab_ev[i]);
+        if (s->tab_host && d->MemFreeHost_) {
+            d->count.mem_free++;
+            d->MemFreeHost_(s->tab_host);
+        }
+        s->tab_host = NULL;
         d->CtxPopCurrent(&prev);
         d->DevicePrimaryCtxRelease(s->dv.dev);
     }
@@ -455,6 +503,22 @@ static edgeattn_status cu_init_device(cu_state *s, const edgeattn_config *cfg, c
                 goto out;
             }
     }
+    /* pinned page-table slots (paged cache; optional as above, and not for huge tables) */
+    void *tp = NULL;
+    if (s->L.tab_bytes && s->L.tab_bytes <= CU_TAB_PINNED_MAX / CU_TAB_SLOTS && d->MemAllocHost_ && d->MemFreeHost_) {
+        d->count.mem_alloc++;
+        if (d->MemAllocHost_(&tp, CU_TAB_SLOTS * s->L.tab_bytes) != EA_CUDA_SUCCESS)
+            tp = NULL;
+    }
+    if (tp) {
+        s->tab_host = tp;
+        for (int i = 0; i < CU_TAB_SLOTS; i++)
+            if ((r = d->EventCreate(&s->tab_ev[i], EA_CU_EVENT_DISABLE_TIMING)) != EA_CUDA_SUCCESS) {
+                s->tab_ev[i] = NULL;
+                st = cu_fail(d, msg, r, "cuEventCreate");
+                goto out;
+            }
+    }
 out:;
     CUcontext prev;
     d->CtxPopCurrent(&prev);
@@ -468,6 +532,13 @@ static edgeattn_status cuda_init(edgeattn_context *ctx, ea_arena *arena, char *m
     char *bounce = ea_arena_alloc(arena, 1, CU_READ_BOUNCE, 64);
     if (!s || !shadow || !bounce)
         return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "cuda: arena smaller than the plan");
+    const size_t tab_bytes = cu_tab_bytes(&ctx->cfg);
+    if (tab_bytes) {
+        s->tab_build = ea_arena_alloc(arena, tab_bytes, 1, 64);
+        s->tab_shadow = ea_arena_alloc(arena, tab_bytes, 1, 64);
+        if (!s->tab_build || !s->tab_shadow)
+            return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "cuda: arena smaller than the plan");
+    }
     s->seq_shadow = shadow;
     s->seq_valid = 0;
     s->rope_dim = 0;
@@ -954,6 +1025,65 @@ static edgeattn_status upload_small(cu_call *c, size_t off, const void *src, siz
     return EDGEATTN_OK;
 }
 
+/* Uploads n bytes of page tables from host memory to pool offset off (stream-ordered; src may change
+ * once this returns): through the pinned table slots, each reused once the copy that read it has run. */
+static edgeattn_status upload_table(cu_call *c, size_t off, const void *src, size_t n)
+{
+    cu_state *s = c->s;
+    ea_cu_driver *d = &s->drv;
+    d->count.copies++;
+    if (!s->tab_host) {
+        CU_TRY(d, c->msg, d->MemcpyHtoDAsync(s->pool + off, src, n, s->stream), "cuMemcpyHtoDAsync");
+        return EDGEATTN_OK;
+    }
+    const unsigned i = s->tab_next++ % CU_TAB_SLOTS;
+    if (s->tab_used[i]) {
+        CUresult r = d->EventQuery(s->tab_ev[i]);
+        if (r == EA_CUDA_ERROR_NOT_READY) { /* CU_TAB_SLOTS tables queued ahead of the GPU: wait for the oldest */
+            d->count.throttle++;
+            r = d->EventSynchronize_(s->tab_ev[i]);
+        }
+        if (r != EA_CUDA_SUCCESS)
+            return cu_fail(d, c->msg, r, "cuEventQuery (page-table slot)");
+    }
+    char *slot = s->tab_host + (size_t)i * s->L.tab_bytes;
+    memcpy(slot, src, n);
+    CU_TRY(d, c->msg, d->MemcpyHtoDAsync(s->pool + off, slot, n, s->stream), "cuMemcpyHtoDAsync");
+    CU_TRY(d, c->msg, d->EventRecord(s->tab_ev[i], s->stream), "cuEventRecord");
+    s->tab_used[i] = true;
+    return EDGEATTN_OK;
+}
+
+/* Paged cache: the page tables of (layer, ids[b]) for b < B into tab_build, `stride` entries a row (the
+ * first entries of each sequence's table): every entry a slot of the call may be in. A call that ends at
+ * position end (the tokens held, plus an append's rows) touches slots below end, or any slot once end
+ * reaches cap (the ring). n_new / N: the rows an append adds (NULL and 0 for a decode). Returns stride. */
+static int32_t build_tables(cu_state *s, const ea_kv_cache *kv, int32_t layer, const int32_t *ids, int32_t B,
+                            const int32_t *n_new, int32_t N)
+{
+    int32_t stride = 1;
+    for (int32_t b = 0; b < B; b++) {
+        const int64_t end = kv->total[ea_kv_idx(kv, layer, ids[b])] + (n_new ? n_new[b] : N);
+        const int64_t need = end >= kv->cap ? kv->pages_per_seq : (end + kv->page - 1) >> kv->page_shift;
+        stride = need > stride ? (int32_t)need : stride;
+    }
+    for (int32_t b = 0; b < B; b++)
+        memcpy(s->tab_build + (size_t)b * (size_t)stride, ea_kv_table(kv, layer, ids[b]), sizeof(int32_t) * (size_t)stride);
+    return stride;
+}
+
+/* The paged description of the pool's K/V for the kernels (table at pool offset off, stride entries a row). */
+static ea_cu_pages pages_args(const cu_state *s, const ea_kv_cache *kv, size_t off, int32_t stride)
+{
+    ea_cu_pages p;
+    memset(&p, 0, sizeof p);
+    p.table = s->pool + off;
+    p.page_elems = (int64_t)kv->page_elems;
+    p.page_shift = kv->page_shift;
+    p.table_stride = stride;
+    return p;
+}
+
 static edgeattn_status run_launches(cu_call *c, const ea_cu_launch *l, int n, void *args)
 {
     cu_state *s = c->s;
@@ -1014,6 +1144,7 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
     ea_cu_attn_args a;
     memset(&a, 0, sizeof a);
     const ea_kv_cache *kv = call->cache;
+    int32_t tab_stride = 0; /* paged decode: entries per row of the call's page tables */
     if (!call->decode) {
         if ((st = arg_prepare(c, &k, "k", call->k, L->k_stage, L->kvs_bytes, false)) != EDGEATTN_OK ||
             (st = arg_prepare(c, &v, "v", call->v, L->v_stage, L->kvs_bytes, false)) != EDGEATTN_OK ||
@@ -1034,13 +1165,23 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
         memset(&k, 0, sizeof k);
         memset(&v, 0, sizeof v);
         memset(&bias, 0, sizeof bias);
-        /* the call's layer; batch row b reads cache sequence seq_ids[b] (ea_cu_seq.kv_b) */
+        /* the call's layer; batch row b reads cache sequence seq_ids[b] (ea_cu_seq.kv_b); a paged cache:
+         * the pool's pages through the page tables of the call's sequences, row b = seq_ids[b]'s */
         const int64_t dim = kv->dim, cap = kv->cap;
-        const size_t lay = (size_t)call->layer * L->kv_layer;
-        a.k.ptr = s->pool + L->kv_k + lay;
-        a.v.ptr = s->pool + L->kv_v + lay;
-        a.k.sb = a.v.sb = (int64_t)kv->heads * cap * dim;
-        a.k.sh = a.v.sh = cap * dim;
+        if (kv->page > 0) {
+            tab_stride = build_tables(s, kv, call->layer, call->seq_ids, call->B, NULL, 0);
+            a.pages = pages_args(s, kv, L->tab, tab_stride);
+            a.k.ptr = s->pool + L->kv_k;
+            a.v.ptr = s->pool + L->kv_v;
+            a.k.sb = a.v.sb = 0;
+            a.k.sh = a.v.sh = (int64_t)kv->page * dim;
+        } else {
+            const size_t lay = (size_t)call->layer * L->kv_layer;
+            a.k.ptr = s->pool + L->kv_k + lay;
+            a.v.ptr = s->pool + L->kv_v + lay;
+            a.k.sb = a.v.sb = (int64_t)kv->heads * cap * dim;
+            a.k.sh = a.v.sh = cap * dim;
+        }
         a.k.sn = a.v.sn = dim;
         a.k.dtype = a.v.dtype = (int32_t)kv->dtype;
         int32_t nmax = 0;
@@ -1082,6 +1223,19 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
         return st;
     if (call->decode && (st = rope_args(c, call->rope, &a.rope)) != EDGEATTN_OK)
         return st;
+    if (tab_stride > 0) { /* the page tables, unless the device holds these already */
+        const size_t nb = (size_t)call->B * (size_t)tab_stride * sizeof(int32_t);
+        if (s->tab_rows < call->B || s->tab_stride != tab_stride || memcmp(s->tab_build, s->tab_shadow, nb) != 0) {
+            s->tab_rows = 0;
+            if ((st = upload_table(c, L->tab, s->tab_build, nb)) != EDGEATTN_OK)
+                return st;
+            int32_t *t = s->tab_shadow;
+            s->tab_shadow = s->tab_build;
+            s->tab_build = t;
+            s->tab_rows = call->B;
+            s->tab_stride = tab_stride;
+        }
+    }
     if (need_seq) {
         ea_cu_seq buf[CU_CHUNK];
         for (int32_t b0 = 0; b0 < call->B; b0 += CU_CHUNK) {
@@ -1207,13 +1361,18 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, int32_t layer,
         d[i].sh = t[i]->stride[1] == 0 ? 0 : rs * D;
         d[i].sb = hs * rs * D;
     }
-    const size_t lay = (size_t)layer * L->kv_layer;
+    const size_t lay = kv->page > 0 ? 0 : (size_t)layer * L->kv_layer; /* paged: the pool's pages */
     ea_cu_kv_write_args a;
     memset(&a, 0, sizeof a);
     a.k_src = d[0];
     a.v_src = d[1];
     a.k_dst = s->pool + L->kv_k + lay;
     a.v_dst = s->pool + L->kv_v + lay;
+    int32_t tab_stride = 0;
+    if (kv->page > 0) { /* the page tables of the append's sequences (core mapped every page it writes) */
+        tab_stride = build_tables(s, kv, layer, ids, B, n_new, N);
+        a.pages = pages_args(s, kv, L->wtab, tab_stride);
+    }
     a.rows = s->pool + L->rows;
     a.B = B;
     a.H = H;
@@ -1270,6 +1429,9 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, int32_t layer,
     }
     if ((st = rope_args(c, &ctx->rope, &a.rope)) != EDGEATTN_OK)
         return st;
+    if (tab_stride > 0 &&
+        (st = upload_table(c, L->wtab, s->tab_build, (size_t)B * (size_t)tab_stride * sizeof(int32_t))) != EDGEATTN_OK)
+        return st;
     return run_launches(c, &l, 1, &a);
 }
 
@@ -1296,9 +1458,12 @@ static CUdeviceptr kv_seq_base(const cu_state *s, const edgeattn_context *ctx, b
     return s->pool + (value ? s->L.kv_v : s->L.kv_k) + (size_t)layer * s->L.kv_layer + (size_t)seq * kv_seq_bytes(ctx);
 }
 
-/* kv_fork: every slot of (layer, src) to (layer, dst), K and V: two queued device copies. */
+/* kv_fork: every slot of (layer, src) to (layer, dst), K and V: two queued device copies (contiguous
+ * cache; a paged one shares pages instead). */
 static edgeattn_status cuda_kv_copy(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst)
 {
+    if (ctx->kv.page > 0)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_INTERNAL, "cuda: kv_copy on a paged cache");
     cu_call c;
     edgeattn_status st = call_begin(&c, ctx);
     if (st != EDGEATTN_OK)
@@ -1315,10 +1480,35 @@ static edgeattn_status cuda_kv_copy(edgeattn_context *ctx, int32_t layer, int32_
     return call_end(&c, st);
 }
 
+/* kv_page_copy (paged cache, copy on write after a fork): page src to page dst, all page_elems elements
+ * of K and of V: two queued device copies. */
+static edgeattn_status cuda_kv_page_copy(edgeattn_context *ctx, int32_t src, int32_t dst)
+{
+    const ea_kv_cache *kv = &ctx->kv;
+    if (kv->page <= 0 || src < 0 || dst < 0 || src >= kv->pages || dst >= kv->pages)
+        return ea_fail(ctx->msg, EDGEATTN_ERR_INTERNAL, "cuda: kv_page_copy of page %d to %d (pool of %d)", (int)src,
+                       (int)dst, (int)kv->pages);
+    cu_call c;
+    edgeattn_status st = call_begin(&c, ctx);
+    if (st != EDGEATTN_OK)
+        return st;
+    const size_t bytes = kv->page_elems * ea_dtype_size(kv->dtype);
+    cu_side sd, dd;
+    memset(&sd, 0, sizeof sd);
+    memset(&dd, 0, sizeof dd);
+    for (int i = 0; i < 2 && st == EDGEATTN_OK; i++) {
+        const CUdeviceptr base = c.s->pool + (i ? c.s->L.kv_v : c.s->L.kv_k);
+        sd.dp = base + (size_t)src * bytes;
+        dd.dp = base + (size_t)dst * bytes;
+        st = copy_1d(c.s, &sd, 0, &dd, 0, bytes, c.msg);
+    }
+    return call_end(&c, st);
+}
+
 /* kv_read: slots [slot, slot + n) of (layer, seq), every head, into rows [row0, row0 + n) of the host
- * tensors k and v [1, heads, N, dim]. The cache's dtype: copied straight into the views; another dtype:
- * through the host bounce buffer in pieces, converted as core converts (ea_load_f32 / ea_store_f32).
- * Returns when the tensors hold the rows. */
+ * tensors k and v [1, heads, N, dim] (a paged cache: the slots lie in one page). The cache's dtype:
+ * copied straight into the views; another dtype: through the host bounce buffer in pieces, converted as
+ * core converts (ea_load_f32 / ea_store_f32). Returns when the tensors hold the rows. */
 static edgeattn_status kv_read_body(cu_call *c, const edgeattn_context *ctx, int32_t layer, int32_t seq, int32_t slot,
                                     int32_t n, const edgeattn_tensor *k, const edgeattn_tensor *v, int64_t row0)
 {
@@ -1328,14 +1518,16 @@ static edgeattn_status kv_read_body(cu_call *c, const edgeattn_context *ctx, int
     const size_t es = ea_dtype_size(kv->dtype), row = (size_t)kv->dim * es;
     c->host = true; /* call_end waits for the copies */
     edgeattn_status st;
+    /* rows of one head are consecutive (inside a page, or in the sequence's [heads][cap][dim] block) */
+    const int64_t hstride = (int64_t)(kv->page > 0 ? kv->page : kv->cap) * kv->dim;
     for (int i = 0; i < 2; i++) {
         const edgeattn_tensor *t = i ? v : k;
-        const CUdeviceptr base = kv_seq_base(s, ctx, i == 1, layer, seq) + (size_t)slot * row;
+        const CUdeviceptr base = s->pool + (i ? s->L.kv_v : s->L.kv_k) + ea_kv_row_elem(kv, layer, seq, 0, slot) * es;
         if (t->dtype == kv->dtype) {
             cu_side src, dst = side_host(t);
             memset(&src, 0, sizeof src);
             src.dp = base;
-            src.st[1] = (int64_t)kv->cap * kv->dim;
+            src.st[1] = hstride;
             src.st[2] = kv->dim;
             dst.hp += (size_t)(row0 * t->stride[2]) * es;
             const int64_t shape[3] = {1, kv->heads, n};
@@ -1349,7 +1541,7 @@ static edgeattn_status kv_read_body(cu_call *c, const edgeattn_context *ctx, int
                 const int32_t cnt = n - r0 < per ? n - r0 : per;
                 d->count.copies++;
                 CU_TRY(d, c->msg,
-                       d->MemcpyDtoHAsync(s->bounce, base + ((size_t)h * (size_t)kv->cap + (size_t)r0) * row,
+                       d->MemcpyDtoHAsync(s->bounce, base + (size_t)h * (size_t)hstride * es + (size_t)r0 * row,
                                           (size_t)cnt * row, s->stream),
                        "cuMemcpyDtoHAsync");
                 CU_TRY(d, c->msg, ea_cu_stream_sync(d, s->stream), "cuStreamSynchronize");
@@ -1669,6 +1861,7 @@ const ea_backend_ops ea_backend_cuda = {
     .memory_kinds = 1u << EDGEATTN_MEM_CUDA,
     .check_finite = cuda_check_finite,
     .kv_write = cuda_kv_write,
+    .kv_page_copy = cuda_kv_page_copy,
     .kv_copy = cuda_kv_copy,
     .kv_read = cuda_kv_read,
     .synchronize = cuda_synchronize,

@@ -134,6 +134,14 @@ __device__ __forceinline__ int ea_slot(const ea_cu_attn_args &a, const ea_seqinf
     return j;
 }
 
+// Paged K/V (a.pages.table != 0): element offset of the page holding storage slot `slot` of batch row b
+// (one read of the call's page table, through the read-only path), plus the slot's row inside the page.
+__device__ __forceinline__ int64_t ea_page_base(const ea_cu_pages &p, int b, int slot) {
+    const int pg = __ldg((const int *)p.table + (int64_t)b * p.table_stride + (slot >> p.page_shift));
+    return (int64_t)pg * p.page_elems;
+}
+__device__ __forceinline__ int ea_page_row(const ea_cu_pages &p, int slot) { return slot & ((1 << p.page_shift) - 1); }
+
 // Key j (logical, < kv_len) visible to query i? Positions cancel key_pos0: pos(j)-qpos(i) = j-i-off.
 __device__ __forceinline__ bool ea_visible(const ea_cu_attn_args &a, int i, int j, int off) {
     int d = j - i - off; // pos(j) - qpos(i)

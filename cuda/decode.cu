@@ -258,7 +258,7 @@ __device__ __forceinline__ void ea_decode_fused_merge2(const ea_cu_attn_args &a,
         ((float *)a.lse.ptr)[b * a.lse.sb + hq * a.lse.sh + (int64_t)i * a.lse.sn] = l > 0.f ? mu + __logf(l) : -INFINITY;
 }
 
-template <typename T, typename C, int MERGE = 1>
+template <typename T, typename C, int MERGE = 1, bool PAGED = false>
 __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_t *smem) {
 #if EA_SM80
     constexpr int D = C::D, NW = C::NW, KPW = C::KPW, WST = C::WST, NT = C::NT, LD = C::LD;
@@ -301,7 +301,7 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     uint16_t *wK = sW + warp * (C::STAGE_BYTES / 2);
     uint16_t *wV = wK + WST * KPW * LD;
     const int jend = khi; // keys at or past the split's end (or the visible range) are zero-filled
-    ea_kv_loader<D, LD, KPW, 32> ld;
+    ea_kv_loader<D, LD, KPW, 32, PAGED> ld;
     ld.init(a, b, hkv, lane);
 #pragma unroll
     for (int s = 0; s < WST - 1; ++s) {
@@ -521,6 +521,12 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
         extern __shared__ __align__(16) uint16_t ea_smem_dc[];                                                    \
         ea_decode_body<T, CFG>(a, ea_smem_dc);                                                                   \
     }
+// Paged KV cache (a.pages.table set): the same kernel with the page-table tile loader.
+#define EA_DECODE_KERNEL_PAGED(NAME, T, CFG)                                                                     \
+    extern "C" __global__ void __launch_bounds__(CFG::NT) NAME(const ea_cu_attn_args a) {                        \
+        extern __shared__ __align__(16) uint16_t ea_smem_dc[];                                                    \
+        ea_decode_body<T, CFG, 1, true>(a, ea_smem_dc);                                                          \
+    }
 
 typedef ea_decode_cfg<64, EA_DC_64_NW, EA_DC_KPW, EA_DC_64_WST> ea_dc_d64;
 typedef ea_decode_cfg<80, EA_DC_80_NW, EA_DC_KPW, EA_DC_80_WST> ea_dc_d80;
@@ -549,6 +555,19 @@ typedef ea_decode_cfg<128, EA_DC_128S_NW, EA_DC_KPW, EA_DC_128S_WST> ea_dc_d128s
 static_assert(ea_dc_d128s::SMEM == EA_DC_SMEM(128, EA_DC_128S_NW, EA_DC_128S_WST), "smem");
 EA_DECODE_KERNEL(ea_decode_mma_f16_d128_s, ea_f16_t, ea_dc_d128s)
 EA_DECODE_KERNEL(ea_decode_mma_bf16_d128_s, ea_bf16_t, ea_dc_d128s)
+
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_f16_d64_paged, ea_f16_t, ea_dc_d64)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_f16_d80_paged, ea_f16_t, ea_dc_d80)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_f16_d96_paged, ea_f16_t, ea_dc_d96)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_f16_d128_paged, ea_f16_t, ea_dc_d128)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_f16_d256_paged, ea_f16_t, ea_dc_d256)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_bf16_d64_paged, ea_bf16_t, ea_dc_d64)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_bf16_d80_paged, ea_bf16_t, ea_dc_d80)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_bf16_d96_paged, ea_bf16_t, ea_dc_d96)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_bf16_d128_paged, ea_bf16_t, ea_dc_d128)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_bf16_d256_paged, ea_bf16_t, ea_dc_d256)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_f16_d128_s_paged, ea_f16_t, ea_dc_d128s)
+EA_DECODE_KERNEL_PAGED(ea_decode_mma_bf16_d128_s_paged, ea_bf16_t, ea_dc_d128s)
 
 // Merges num_splits partials per row by log-sum-exp. One CTA (128 threads) per output row (b, hq, i):
 // the split weights go to shared memory once, then thread (split group, float4 column) sums its splits

@@ -15,6 +15,10 @@
  *   attention: key_pos0 = 0, slot(j) = j, kv_len_b = kv_lens[b] or Nkv, q_len_b = Nq, kv_b_b = b.
  *   decode (ring cache of ring_cap slots): slot(j) = (slot0_b + j) mod ring_cap with
  *   slot0_b = key_pos0_b mod ring_cap, kv_len_b = tokens held, kv_b_b = the cache sequence of row b.
+ * Where a slot is stored: contiguous K/V (pages.table 0), row slot of batch index kv_b, head h at element
+ * kv_b*sb + h*sh + slot*sn of the tensor; a paged cache (ea_cu_pages, ABI 3) at element
+ * table[b*table_stride + (slot >> page_shift)] * page_elems + h*sh + (slot & (P-1))*sn, P = 1 << page_shift,
+ * the table row taken by the call's batch row b (kv_b and sb unused).
  * Scores: s = scale * q.k; if softcap > 0: s = softcap * tanh(s / softcap); then s += bias (if any);
  * masked keys do not take part. A row with no visible key writes zeros and lse = -INFINITY.
  * lse is the natural-log sum of exp(s) over the visible keys.
@@ -30,12 +34,24 @@
 
 #include <stdint.h>
 
-#define EA_CU_ABI_VERSION 2
+#define EA_CU_ABI_VERSION 3
 
 /* Element types (values equal edgeattn_dtype). */
 #define EA_CU_F32 0
 #define EA_CU_F16 1
 #define EA_CU_BF16 2
+
+/* A paged KV cache (ABI 3): pages of page_elems elements from the K (and V) base address, each holding
+ * [heads][P][dim] of P consecutive slots of one (layer, sequence). table: device int32 [B][table_stride],
+ * row b the page numbers of the call's batch row b (entry i: the page of slots [i*P, (i+1)*P)); every
+ * entry a kernel reads is a page of the pool (entries of slots no key or row of the call touches may be
+ * anything, e.g. -1). table 0: the contiguous layout, no page lookups. */
+typedef struct ea_cu_pages {
+    uint64_t table;       /* const int32_t * (device) or 0 */
+    int64_t page_elems;   /* elements from one page to the next (a multiple of 8) */
+    int32_t page_shift;   /* log2(P), P = slots per page (>= 16) */
+    int32_t table_stride; /* entries per batch row of table */
+} ea_cu_pages;
 
 /* Per batch row position info (device array of B entries; NULL seq pointer: kv_len = Nkv, key_pos0 = 0,
  * slot0 = 0, kv_b = b, q_len = Nq for every row). */
@@ -43,7 +59,8 @@ typedef struct ea_cu_seq {
     int64_t key_pos0; /* absolute position of logical key 0 */
     int32_t kv_len;   /* visible keys (0 allowed: the rows of that sequence are fully masked) */
     int32_t slot0;    /* storage row of logical key 0 (decode ring); 0 for attention */
-    int32_t kv_b;     /* batch index of this row's keys/values in K/V (decode: its cache sequence) */
+    int32_t kv_b;     /* batch index of this row's keys/values in K/V (decode: its cache sequence; unused
+                         with pages: the page table row is the batch row's) */
     int32_t q_len;    /* queries of this row, 1..Nq: rows i >= q_len are not computed or written */
 } ea_cu_seq;
 
@@ -92,6 +109,8 @@ typedef struct ea_cu_attn_args {
      * no combine launch). 0: the combine kernel merges (second launch). Set by ea_cu_plan_attention. */
     uint64_t ws_cnt;
     ea_cu_rope rope;     /* queries rotated at their positions (decode: needs seq); inv_freq 0: none */
+    ea_cu_pages pages;   /* paged K/V (decode, ring_cap > 0: slot0 < ring_cap, kv_len <= ring_cap; K and V
+                            with the same sh and sn); table 0: contiguous */
 } ea_cu_attn_args;
 
 /* One batch row of a KV-cache append. */
@@ -103,16 +122,19 @@ typedef struct ea_cu_kv_row {
 } ea_cu_kv_row;
 
 /* Appends rows to one layer of the KV cache: for b < B, h < H, r in [r0_b, n_b): src row (b,h,r) of
- * k_src/v_src goes to cache row ((seq_b*cache_heads + h)*ring_cap + (slot0_b + r) mod ring_cap) of
- * k_dst/v_dst (rows of D elements), converted to cache_dtype; keys rotated by rope at position
- * pos0_b + r. rows: device ea_cu_kv_row [B]. Sources may broadcast (stride 0 over B, H or N). */
+ * k_src/v_src goes to slot s = (slot0_b + r) mod ring_cap of k_dst/v_dst, converted to cache_dtype; keys
+ * rotated by rope at position pos0_b + r. Contiguous (pages.table 0): cache row
+ * (seq_b*cache_heads + h)*ring_cap + s (rows of D elements, from the layer's K and V). Paged: element
+ * table[b*table_stride + (s >> page_shift)] * page_elems + (h*P + (s & (P-1)))*D from the pool's K and V
+ * (seq_b unused). rows: device ea_cu_kv_row [B]. Sources may broadcast (stride 0 over B, H or N). */
 typedef struct ea_cu_kv_write_args {
     ea_cu_tensor k_src, v_src;
-    uint64_t k_dst, v_dst; /* the layer's K and V */
+    uint64_t k_dst, v_dst; /* the layer's K and V (paged: the pool's) */
     uint64_t rows;       /* const ea_cu_kv_row * (device) */
     int32_t B, H, N, D;
     int32_t cache_heads, ring_cap, cache_dtype, pad_;
     ea_cu_rope rope;     /* keys only; inv_freq 0: none */
+    ea_cu_pages pages;   /* paged cache; table 0: contiguous */
 } ea_cu_kv_write_args;
 
 /* NaN/Inf scan of a strided [B, H, N, D] tensor: sets *flag (device uint32) to 1 if any element is

@@ -7,7 +7,9 @@
  *   - few rows per KV head (group * Nq <= EA_DECODE_MAX_ROWS): split-KV decode kernel, which merges its
  *     splits itself (one launch; counters in the workspace); otherwise the prefill kernel; everything else
  *     (F32 or mixed dtypes, sm_75, misaligned tensors, and every other head dim: any multiple of 8 from 8
- *     to 256, such as 8, 24, 40, 72, 120) the SIMT kernel (split too when rows are few, then + combine).
+ *     to 256, such as 8, 24, 40, 72, 120) the SIMT kernel (split too when rows are few, then + combine);
+ *   - a paged KV cache (args.pages.table set, decode): the _paged twins of the decode and SIMT kernels,
+ *     the decode kernel for many rows too (unsplit row blocks; no paged prefill kernel).
  * Split workspace layout (base ws, 256-byte aligned pieces):
  *   ws + 0:                       uint32 counters[EA_SPLIT_COUNTERS] (16 KiB): zeroed ONCE by the host
  *                                 after allocation; every call leaves them zero again;
@@ -41,7 +43,11 @@ enum {
     K_MMA_BF16_PLAIN = 30,
     K_MMA_S = 35,         /* D128 small shared memory: f16, bf16, f16 plain, bf16 plain */
     K_DEC_S = 39,         /* D128 small shared memory: f16, bf16 */
-    K_COUNT = 41
+    K_DEC_PG_F16 = 41,    /* paged KV cache (args.pages.table set): decode + d index */
+    K_DEC_PG_BF16 = 46,
+    K_DEC_PG_S = 51,      /* paged, D128 small shared memory: f16, bf16 */
+    K_SIMT_PG = 53,       /* paged SIMT */
+    K_COUNT = 54
 };
 
 static const int ea_dims[5] = {64, 80, 96, 128, 256};
@@ -99,6 +105,19 @@ static const ea_cu_kernel_desc ea_table[K_COUNT] = {
     {"ea_attn_mma_bf16_d128_s_plain", PF128S_SMEM, 80},
     {"ea_decode_mma_f16_d128_s", DC128S_SMEM, 80},
     {"ea_decode_mma_bf16_d128_s", DC128S_SMEM, 80},
+    {"ea_decode_mma_f16_d64_paged", EA_DC_SMEM(64, EA_DC_64_NW, EA_DC_64_WST), 80},
+    {"ea_decode_mma_f16_d80_paged", EA_DC_SMEM(80, EA_DC_80_NW, EA_DC_80_WST), 80},
+    {"ea_decode_mma_f16_d96_paged", EA_DC_SMEM(96, EA_DC_96_NW, EA_DC_96_WST), 80},
+    {"ea_decode_mma_f16_d128_paged", EA_DC_SMEM(128, EA_DC_128_NW, EA_DC_128_WST), 80},
+    {"ea_decode_mma_f16_d256_paged", EA_DC_SMEM(256, EA_DC_256_NW, EA_DC_256_WST), 80},
+    {"ea_decode_mma_bf16_d64_paged", EA_DC_SMEM(64, EA_DC_64_NW, EA_DC_64_WST), 80},
+    {"ea_decode_mma_bf16_d80_paged", EA_DC_SMEM(80, EA_DC_80_NW, EA_DC_80_WST), 80},
+    {"ea_decode_mma_bf16_d96_paged", EA_DC_SMEM(96, EA_DC_96_NW, EA_DC_96_WST), 80},
+    {"ea_decode_mma_bf16_d128_paged", EA_DC_SMEM(128, EA_DC_128_NW, EA_DC_128_WST), 80},
+    {"ea_decode_mma_bf16_d256_paged", EA_DC_SMEM(256, EA_DC_256_NW, EA_DC_256_WST), 80},
+    {"ea_decode_mma_f16_d128_s_paged", DC128S_SMEM, 80},
+    {"ea_decode_mma_bf16_d128_s_paged", DC128S_SMEM, 80},
+    {"ea_attn_simt_paged", EA_SIMT_SMEM(256), 75},
 };
 
 const ea_cu_kernel_desc *ea_cu_kernel_table(size_t *count) {
@@ -172,8 +191,13 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     const int kv16 = (a->k.dtype == EA_CU_F16 || a->k.dtype == EA_CU_BF16) && a->k.dtype == a->v.dtype;
     /* Q must share K's 16-bit type: an F32 Q rounded to F16/BF16 for the tensor cores loses ~11 bits of
      * every score, which large logits turn into visible error; F32 (or mixed) Q takes the SIMT path. */
+    /* a paged cache (ring only) takes the paged decode kernels, page starts 16-byte aligned too */
+    const int paged = a->pages.table != 0;
+    if (paged && (a->ring_cap <= 0 || a->pages.page_shift < 4 || a->pages.page_shift > 30 || a->pages.page_elems <= 0 ||
+                  a->pages.table_stride <= 0))
+        return 0;
     const int mma_ok = cc >= 80 && di >= 0 && kv16 && a->q.dtype == a->k.dtype && aligned_16b(&a->k) &&
-                       aligned_16b(&a->v) && out_pairs_ok(&a->out);
+                       aligned_16b(&a->v) && out_pairs_ok(&a->out) && (!paged || ((a->pages.page_elems * 2) & 15) == 0);
     const int64_t rows_kv = (int64_t)a->group * a->Nq; /* rows per (b, kv head) */
     const int64_t rows_total = (int64_t)a->B * a->Hq * a->Nq;
     const int bf = a->k.dtype == EA_CU_BF16;
@@ -184,7 +208,8 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     a->ws_lse = 0;
     a->ws_cnt = 0;
 
-    if (mma_ok && rows_kv > EA_DECODE_MAX_ROWS) {
+    /* (paged: no prefill variant; many rows go to the decode kernel's row blocks, unsplit) */
+    if (mma_ok && rows_kv > EA_DECODE_MAX_ROWS && !paged) {
         const int plain = a->softcap <= 0.f && a->bias.ptr == 0;
         int kernel = -1, bm = 0, threads = 0;
         uint32_t smem = 0;
@@ -211,17 +236,17 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     uint32_t smem;
     int cps;
     if (mma_ok && (int64_t)DC_SMEM(di) <= dev->smem_per_block_optin) {
-        kernel = (bf ? K_DEC_BF16 : K_DEC_F16) + di;
+        kernel = (paged ? (bf ? K_DEC_PG_BF16 : K_DEC_PG_F16) : (bf ? K_DEC_BF16 : K_DEC_F16)) + di;
         threads = 32 * dc_nw[di];
         smem = (uint32_t)DC_SMEM(di);
         cps = ctas_per_sm(dev, smem, (uint32_t)threads, a->D >= 256 ? 255u : 168u);
     } else if (mma_ok && a->D == 128 && (int64_t)DC128S_SMEM <= dev->smem_per_block_optin) {
-        kernel = K_DEC_S + bf;
+        kernel = (paged ? K_DEC_PG_S : K_DEC_S) + bf;
         threads = 32 * EA_DC_128S_NW;
         smem = (uint32_t)DC128S_SMEM;
         cps = ctas_per_sm(dev, smem, (uint32_t)threads, 168u);
     } else {
-        kernel = K_SIMT;
+        kernel = paged ? K_SIMT_PG : K_SIMT;
         threads = 128;
         smem = (uint32_t)EA_SIMT_SMEM(a->D);
         if ((int64_t)smem > dev->smem_per_block_optin && smem > 48u * 1024u) return 0;
@@ -247,7 +272,7 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     set_launch(&out[0], kernel, (uint32_t)(nrb * a->num_splits), (uint32_t)a->Hkv, (uint32_t)a->B, (uint32_t)threads,
                smem, 0);
     if (a->num_splits <= 1) return 1;
-    if (kernel != K_SIMT && (int64_t)a->B * a->Hkv * nrb <= EA_SPLIT_COUNTERS) {
+    if (kernel != K_SIMT && kernel != K_SIMT_PG && (int64_t)a->B * a->Hkv * nrb <= EA_SPLIT_COUNTERS) {
         a->ws_cnt = ws; /* the decode kernel merges its splits (last CTA of each row block) */
         return 1;
     }

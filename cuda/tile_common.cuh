@@ -127,7 +127,10 @@ __device__ __forceinline__ int ea_kv_b_now(const ea_cu_attn_args &a, int b) {
 // keys at or past jend are zero-filled (V must be finite there: P = 0 times garbage could be NaN).
 // NTH threads (thread index tid) share the work. Interior tiles of a plain (non-ring) cache take the fast
 // path: per-thread base pointers fixed at start, one 64-bit offset per tile, constant strides.
-template <int D, int LD, int ROWS, int NTH>
+// PAGED (the paged decode kernels, a.pages.table set): load_paged. A full tile whose slots lie inside one
+// page (and do not wrap the ring) reads the page table once and then loads like the fast path; other
+// tiles read one table entry per row they load. The contiguous kernels compile none of it.
+template <int D, int LD, int ROWS, int NTH, bool PAGED = false>
 struct ea_kv_loader {
     static constexpr int CPR = D / 8; // 16-byte chunks per row
     static constexpr bool FAST = (NTH % CPR) == 0 && ((ROWS * CPR) % NTH) == 0;
@@ -142,8 +145,59 @@ struct ea_kv_loader {
         tid = tid_;
     }
 
+    __device__ __forceinline__ void load_paged(const ea_cu_attn_args &a, const ea_seqinfo &s, int j0, int jend,
+                                               uint16_t *sK, uint16_t *sV) const {
+        const ea_cu_pages &p = a.pages;
+        const uint16_t *kh = (const uint16_t *)a.k.ptr + hkv * a.k.sh;
+        const uint16_t *vh = (const uint16_t *)a.v.ptr + hkv * a.v.sh;
+        const int cap = a.ring_cap; // > 0 with pages (kernel_abi.h)
+        const int sl0 = (int)(((unsigned)s.slot0 + (unsigned)j0) % (unsigned)cap); // slot of key j0 (both < 2^31)
+        const int r0 = ea_page_row(p, sl0); // keys j < kv_len <= cap wrap at most once: slot = sl0 + rr (- cap)
+        if (j0 + ROWS <= jend && r0 + ROWS <= (1 << p.page_shift) && sl0 + ROWS <= cap) {
+            const int64_t pb = ea_page_base(p, b, sl0) + (int64_t)r0 * a.k.sn; // K and V share page and strides
+            if constexpr (FAST) {
+                const int r = tid / CPR, c = tid % CPR;
+                const uint16_t *kq = kh + pb + (int64_t)r * a.k.sn + c * 8;
+                const uint16_t *vq = vh + pb + (int64_t)r * a.v.sn + c * 8;
+                const int soff = r * LD + c * 8;
+                const uint32_t ks = ea_smem_addr(sK + soff), vs = ea_smem_addr(sV + soff);
+#pragma unroll
+                for (int k = 0; k < ROWS * CPR / NTH; ++k) {
+                    ea_cp_async16(ks + k * RSTEP * LD * 2, kq + (int64_t)k * RSTEP * a.k.sn, 16);
+                    ea_cp_async16(vs + k * RSTEP * LD * 2, vq + (int64_t)k * RSTEP * a.v.sn, 16);
+                }
+            } else {
+#pragma unroll 1
+                for (int c = tid; c < ROWS * CPR; c += NTH) {
+                    const int rr = c / CPR, cc = c % CPR;
+                    const int64_t o = pb + (int64_t)rr * a.k.sn + cc * 8;
+                    ea_cp_async16(ea_smem_addr(sK + rr * LD + cc * 8), kh + o, 16);
+                    ea_cp_async16(ea_smem_addr(sV + rr * LD + cc * 8), vh + o, 16);
+                }
+            }
+            return;
+        }
+#pragma unroll 1
+        for (int c = tid; c < ROWS * CPR; c += NTH) {
+            const int rr = c / CPR, cc = c % CPR;
+            const bool ok = j0 + rr < jend;
+            int64_t o = 0;
+            if (ok) {
+                int slot = sl0 + rr;
+                if (slot >= cap) slot -= cap;
+                o = ea_page_base(p, b, slot) + (int64_t)ea_page_row(p, slot) * a.k.sn;
+            }
+            ea_cp_async16(ea_smem_addr(sK + rr * LD + cc * 8), kh + o + cc * 8, ok ? 16 : 0);
+            ea_cp_async16(ea_smem_addr(sV + rr * LD + cc * 8), vh + o + cc * 8, ok ? 16 : 0);
+        }
+    }
+
     __device__ __forceinline__ void load(const ea_cu_attn_args &a, const ea_seqinfo &s, int j0, int jend,
                                          uint16_t *sK, uint16_t *sV) const {
+        if constexpr (PAGED) {
+            load_paged(a, s, j0, jend, sK, sV);
+            return;
+        }
         const int kvb = ea_kv_b_now(a, b);
         const uint16_t *kb = (const uint16_t *)a.k.ptr + kvb * a.k.sb + hkv * a.k.sh;
         const uint16_t *vb = (const uint16_t *)a.v.ptr + kvb * a.v.sb + hkv * a.v.sh;

@@ -2,21 +2,25 @@
 #include "mma.cuh"
 
 // grid (ceil(N / 4), H, B), block 128: a warp per source row, lanes over D (over the pairs of the rotated
-// columns of a key with RoPE).
+// columns of a key with RoPE). A paged cache: one page-table read per row.
 extern "C" __global__ void __launch_bounds__(128) ea_kv_write(const ea_cu_kv_write_args a) {
     const int b = blockIdx.z, h = blockIdx.y;
     const int r = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     const ea_cu_kv_row row = ((const ea_cu_kv_row *)a.rows)[b];
     if (r < row.r0 || r >= row.n || r >= a.N) return;
     const int slot = (int)(((long long)row.slot0 + r) % a.ring_cap);
-    const int64_t drow = ((int64_t)row.seq * a.cache_heads + h) * a.ring_cap + slot;
+    int64_t dbase0; // element of the slot's row in K and V
+    if (a.pages.table)
+        dbase0 = ea_page_base(a.pages, b, slot) + (((int64_t)h << a.pages.page_shift) + ea_page_row(a.pages, slot)) * a.D;
+    else
+        dbase0 = (((int64_t)row.seq * a.cache_heads + h) * a.ring_cap + slot) * a.D;
 #pragma unroll
     for (int kv = 0; kv < 2; ++kv) {
         const ea_cu_tensor &src = kv ? a.v_src : a.k_src;
         const uint64_t dst = kv ? a.v_dst : a.k_dst;
         if (!src.ptr || !dst) continue;
         const int64_t sbase = b * src.sb + h * src.sh + (int64_t)r * src.sn;
-        const int64_t dbase = drow * a.D;
+        const int64_t dbase = dbase0;
         int d_lo = 0; // columns below d_lo are written already (rotated)
         if (kv == 0 && a.rope.inv_freq) {
             const int half = a.rope.dim >> 1;

@@ -883,6 +883,8 @@ typedef struct model {
     int64_t total[MD_L][MD_B];
     float *raw[2]; /* K, V: [L][B][H][cap][D] */
     tc_rng r;
+    bool even_pad; /* md_decode: q/out row padding 0 or 2 and out at the start of its allocation (device
+                      outputs the tensor-core kernels take), else padding 0..2 and out one element in */
 } model;
 
 static float *md_row(const model *m, int kv, int l, int s, int h, int64_t slot)
@@ -909,8 +911,13 @@ static void md_stored(const model *m, int kv, int l, int s, int h, int64_t pos, 
         out[d] = tc_round(m->cdt, (float)t[d]);
 }
 
-static void md_config(edgeattn_config *cfg, int L, int B, int Hq, int H, int D, edgeattn_dtype cdt, int window,
-                      const edgeattn_rope *rope)
+/* A paged cache for md_open_paged: tokens per page, pool pages (0: full), max_kv_len, max_q_len. */
+typedef struct md_paging {
+    int page, pages, kv_len, q_len;
+} md_paging;
+
+static void md_config_ex(edgeattn_config *cfg, int L, int B, int Hq, int H, int D, edgeattn_dtype cdt, int window,
+                         const edgeattn_rope *rope, const md_paging *pg)
 {
     base_config(cfg);
     cfg->flags = EDGEATTN_FLAG_KV_CACHE;
@@ -926,14 +933,26 @@ static void md_config(edgeattn_config *cfg, int L, int B, int Hq, int H, int D, 
     cfg->device_user_bytes = (uint64_t)16 << 20;
     if (rope)
         cfg->rope = *rope;
+    if (pg) {
+        cfg->kv_page_size = pg->page;
+        cfg->kv_pages = pg->pages;
+        cfg->max_kv_len = pg->kv_len;
+        cfg->max_q_len = pg->q_len;
+    }
 }
 
-static void md_open(model *m, int L, int B, int Hq, int H, int D, edgeattn_dtype cdt, int window,
-                    const edgeattn_rope *rope, uint64_t stream)
+static void md_config(edgeattn_config *cfg, int L, int B, int Hq, int H, int D, edgeattn_dtype cdt, int window,
+                      const edgeattn_rope *rope)
+{
+    md_config_ex(cfg, L, B, Hq, H, D, cdt, window, rope, NULL);
+}
+
+static void md_open_ex(model *m, int L, int B, int Hq, int H, int D, edgeattn_dtype cdt, int window,
+                       const edgeattn_rope *rope, uint64_t stream, const md_paging *pg)
 {
     memset(m, 0, sizeof *m);
     edgeattn_config cfg;
-    md_config(&cfg, L, B, Hq, H, D, cdt, window, rope);
+    md_config_ex(&cfg, L, B, Hq, H, D, cdt, window, rope, pg);
     m->ctx = create_cuda(&cfg);
     m->a = region_of(m->ctx);
     m->L = L, m->B = B, m->H = H, m->D = D, m->cdt = cdt, m->window = window;
@@ -945,6 +964,12 @@ static void md_open(model *m, int L, int B, int Hq, int H, int D, edgeattn_dtype
         assert_non_null(m->raw[i]);
     }
     tc_rng_init(&m->r, tc_seed(), stream);
+}
+
+static void md_open(model *m, int L, int B, int Hq, int H, int D, edgeattn_dtype cdt, int window,
+                    const edgeattn_rope *rope, uint64_t stream)
+{
+    md_open_ex(m, L, B, Hq, H, D, cdt, window, rope, stream, NULL);
 }
 
 static void md_close(model *m)
@@ -1010,9 +1035,9 @@ static void md_decode(model *m, int l, int B, const int32_t *ids, int Nq, const 
 {
     const int D = m->D;
     tc_tensor q, out, lse;
-    const int pad = tc_randint(&m->r, 0, 2);
+    const int pad = m->even_pad ? 2 * tc_randint(&m->r, 0, 1) : tc_randint(&m->r, 0, 2);
     tc_tensor_alloc(&q, qdt, B, Hq, Nq, D, tc_randint(&m->r, 0, 1), pad, 1, 1);
-    tc_tensor_alloc(&out, odt, B, Hq, Nq, D, tc_randint(&m->r, 0, 1), pad, 1, 1);
+    tc_tensor_alloc(&out, odt, B, Hq, Nq, D, tc_randint(&m->r, 0, 1), pad, m->even_pad ? 0 : 1, 1);
     tc_tensor_alloc(&lse, EDGEATTN_F32, B, Hq, Nq, 1, TC_BHSD, 1, 1, 1);
     tc_fill_random(&q, &m->r, -1, 1);
     tc_fill_canary(&out);
@@ -1435,6 +1460,119 @@ static void test_kv_fork_read(void **state)
         }
         md_close(&m);
     }
+}
+
+/* The paged cache (config.kv_page_size 16 and 64): appends of one sequence at a time (so the pool hands
+ * its pages out interleaved between sequences and layers) to ragged lengths, decodes over all of them
+ * (split decode kernel, many query rows per KV head, F32 queries on the SIMT kernel, ragged q_lens),
+ * a fork sharing a prefix then both sequences appending (the shared last page copied on write), a ring
+ * window whose cap is no multiple of the page (tiles crossing pages and the ring's end), kv_read
+ * across pages, no copy for a repeated decode (page tables unchanged), and every page back in the pool
+ * after kv_reset. Against the shadow and the reference. */
+static void paged_run(int page, int D, edgeattn_dtype cdt, int window, uint64_t stream)
+{
+    const int L = 2, B = 4, Hq = 8, H = 2;
+    const md_paging pg = {page, 0, window > 0 ? 64 : 700, 24};
+    model m;
+    md_open_ex(&m, L, B, Hq, H, D, cdt, window, NULL, stream, &pg);
+    m.even_pad = true;
+    char what[128];
+    snprintf(what, sizeof what, "paged cache (page %d, D %d, %s, window %d)", page, D, tc_dtype_name(cdt), window);
+    const edgeattn_params causal = md_params(1, -1), plain = md_params(0, -1), win = md_params(1, 37);
+    /* ragged targets: seq 3 stays empty until the fork */
+    const int target[MD_B] = {window > 0 ? 260 : 610, 37, window > 0 ? 150 : 290, 0};
+    const bool shortrun = g_short;
+    for (int round = 0; round < 40; round++) {
+        bool any = false;
+        for (int i = 0; i < 3; i++) {
+            const int s = (round + i) % 3;
+            for (int l = 0; l < L; l++) {
+                const int left = target[s] - (int)m.total[l][s];
+                if (left <= 0)
+                    continue;
+                any = true;
+                int n = tc_randint(&m.r, 1, 40);
+                n = n < left ? n : left;
+                md_append(&m, l, 1, (const int32_t[]){s}, n, NULL, TC_PICK(&m.r, ((edgeattn_dtype[]){cdt, EDGEATTN_F32})),
+                          tc_randint(&m.r, 0, 2) != 0, 0);
+            }
+        }
+        if (!any)
+            break;
+        if (round == 3) /* mid-way: a decode over the sequences as they stand */
+            md_decode(&m, 1, 3, (const int32_t[]){2, 0, 1}, 1, NULL, Hq, cdt, cdt, true, &causal, what);
+    }
+    md_check_lengths(&m);
+    int32_t fr = -1, tot = -1;
+    assert_int_equal(edgeattn_kv_pages(m.ctx, &fr, &tot), EDGEATTN_OK);
+    if (tot <= 0 || fr < 0 || fr >= tot)
+        fail_msg("%s: kv_pages free %d of %d", what, (int)fr, (int)tot);
+    const int32_t ids3[3] = {0, 1, 2};
+    md_decode(&m, 0, 3, ids3, 1, NULL, Hq, cdt, cdt, true, &plain, what);
+    md_decode(&m, 1, 3, (const int32_t[]){1, 2, 0}, 4, (const int32_t[]){4, 1, 3}, Hq, cdt, EDGEATTN_F32, false, &causal,
+              what);
+    md_decode(&m, 0, 3, ids3, 3, NULL, Hq, EDGEATTN_F32, cdt, true, &win, what); /* SIMT */
+    if (!shortrun) /* 4 x 17 rows per KV head: the decode kernel's row blocks, unsplit */
+        md_decode(&m, 1, 3, (const int32_t[]){2, 1, 0}, 17, (const int32_t[]){17, 9, 12}, Hq, cdt, cdt, true, &causal,
+                  what);
+    { /* the same decode twice: the second finds its sequence info and page tables on the device already */
+        const size_t mark = m.a.used;
+        tc_tensor q, out;
+        tc_tensor_alloc(&q, cdt, 3, Hq, 1, D, TC_BHSD, 0, 0, 0);
+        tc_tensor_alloc(&out, cdt, 3, Hq, 1, D, TC_BHSD, 0, 0, 0);
+        tc_fill_random(&q, &m.r, -1, 1);
+        mirror mq = mirror_in(m.ctx, &m.a, &q), mo = mirror_in(m.ctx, &m.a, &out);
+        ea_cu_counters c0, c1;
+        assert_int_equal(edgeattn_decode(m.ctx, 1, ids3, NULL, &mq.t, &mo.t, &plain), EDGEATTN_OK);
+        assert_true(ea_cuda_counters(m.ctx, &c0));
+        assert_int_equal(edgeattn_decode(m.ctx, 1, ids3, NULL, &mq.t, &mo.t, &plain), EDGEATTN_OK);
+        assert_true(ea_cuda_counters(m.ctx, &c1));
+        if (c1.copies != c0.copies)
+            fail_msg("%s: a repeated decode queued %llu copies", what, (unsigned long long)(c1.copies - c0.copies));
+        assert_int_equal(edgeattn_synchronize(m.ctx), EDGEATTN_OK);
+        m.a.used = mark;
+        tc_tensor_free(&q);
+        tc_tensor_free(&out);
+    }
+    /* fork: seq 3 shares seq 0's pages (every layer), then both append apart */
+    md_fork(&m, 0, 3);
+    md_check_lengths(&m);
+    md_decode(&m, 0, 2, (const int32_t[]){3, 0}, 2, NULL, Hq, cdt, cdt, true, &causal, what);
+    for (int step = 0; step < (shortrun ? 2 : 4); step++) {
+        const int n0 = tc_randint(&m.r, 1, 20), n3 = tc_randint(&m.r, 1, 20);
+        for (int l = 0; l < L; l++)
+            md_append(&m, l, 2, (const int32_t[]){3, 0}, n0 > n3 ? n0 : n3, (const int32_t[]){n3, n0}, cdt,
+                      step % 2 == 0, 0);
+        md_decode(&m, step % 2, 4, (const int32_t[]){3, 1, 0, 2}, 1, NULL, Hq, cdt, cdt, true, &plain, what);
+    }
+    md_check_lengths(&m);
+    md_decode(&m, 1, 2, (const int32_t[]){0, 3}, 5, (const int32_t[]){5, 2}, Hq, cdt, cdt, false, &causal, what);
+    for (int r = 0; r < (shortrun ? 2 : 6); r++) {
+        const int l = r % L, s = r % MD_B, held = md_held(&m, l, s);
+        if (held == 0)
+            continue;
+        const int N = r == 0 ? held : tc_randint(&m.r, 1, held < 90 ? held : 90);
+        const int64_t first = m.total[l][s] - held + tc_randint(&m.r, 0, held - N);
+        md_read(&m, l, s, first, N, TC_PICK(&m.r, ((edgeattn_dtype[]){cdt, EDGEATTN_F32})), cdt, what);
+    }
+    assert_int_equal(edgeattn_kv_reset(m.ctx, -1), EDGEATTN_OK);
+    assert_int_equal(edgeattn_kv_pages(m.ctx, &fr, &tot), EDGEATTN_OK);
+    if (fr != tot)
+        fail_msg("%s: after kv_reset %d of %d pages free", what, (int)fr, (int)tot);
+    md_close(&m);
+}
+
+static void test_kv_paged(void **state)
+{
+    (void)state;
+    NEED_GPU();
+    paged_run(16, 128, EDGEATTN_F16, 0, 8600);
+    paged_run(64, 64, EDGEATTN_BF16, 0, 8601);
+    if (g_short)
+        return;
+    paged_run(16, 80, EDGEATTN_F16, 100, 8602);  /* ring of 100 slots: 7 pages, the last of 4 slots */
+    paged_run(64, 128, EDGEATTN_BF16, 90, 8603); /* 2 pages, the last of 26 slots */
+    paged_run(32, 96, EDGEATTN_F32, 0, 8604);    /* F32 cache: the SIMT kernel throughout */
 }
 
 /* Read-only inputs broadcast (stride 0 over B, H or N): q, k, v and bias of attention, from device
@@ -1997,6 +2135,7 @@ int main(void)
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_head_dims_mult8),
         cmocka_unit_test(test_kv_fork_read),
+        cmocka_unit_test(test_kv_paged),
         cmocka_unit_test(test_broadcast_inputs),
         cmocka_unit_test(test_bad_input_cuda),
         cmocka_unit_test(test_no_alloc_after_create),

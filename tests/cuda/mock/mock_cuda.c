@@ -336,7 +336,7 @@ static void touch(const ea_cu_tensor *t, int64_t i, int es)
  * (cuda/launch.c) is checked by every mock suite. */
 static int kernel_takes(const char *name, const ea_cu_attn_args *a)
 {
-    if (strcmp(name, "ea_attn_simt") == 0)
+    if (strncmp(name, "ea_attn_simt", 12) == 0) /* and its _paged twin */
         return a->D >= 8 && a->D <= 256 && a->D % 8 == 0;
     const char *p = strstr(name, "_mma_");
     if (!p)
@@ -350,6 +350,25 @@ static int kernel_takes(const char *name, const ea_cu_attn_args *a)
         return 0;
     const int dt = bf ? EA_CU_BF16 : EA_CU_F16;
     return a->D == d && a->k.dtype == dt && a->v.dtype == dt;
+}
+
+/* Element offset of storage slot `row` of K/V batch index kb (contiguous) or of the call's batch row b
+ * (paged: through the page table, whose entry must be a page, not -1), head h. */
+static int64_t kv_off(const ea_cu_attn_args *a, const ea_cu_tensor *t, int b, int kb, int h, int64_t row)
+{
+    const ea_cu_pages *p = &a->pages;
+    if (!p->table)
+        return off(t, kb, h, row);
+    const int64_t P = (int64_t)1 << p->page_shift;
+    const int32_t *tab = (const int32_t *)(uintptr_t)p->table;
+    const int64_t e = (int64_t)b * p->table_stride + (row >> p->page_shift);
+    const ea_cu_tensor te = {p->table, 0, 0, 0, EA_CU_F32, 0};
+    touch(&te, e, 4);
+    if (g_bad_access || row < 0 || row >= a->ring_cap || (row >> p->page_shift) >= p->table_stride || tab[e] < 0) {
+        g_bad_access = 1;
+        return 0;
+    }
+    return (int64_t)tab[e] * p->page_elems + (int64_t)h * t->sh + (row & (P - 1)) * t->sn;
 }
 
 static void k_attention(const ea_cu_attn_args *a)
@@ -375,6 +394,9 @@ static void k_attention(const ea_cu_attn_args *a)
         const int qlen = seq ? seq[b].q_len : a->Nq;
         if (kvl < 0 || kvl > a->Nkv || qlen < 0 || qlen > a->Nq || kb < 0)
             g_bad_access = 1;
+        if (a->pages.table && (a->ring_cap <= 0 || slot0 < 0 || slot0 >= a->ring_cap || kvl > a->ring_cap ||
+                               a->pages.page_shift < 4 || a->k.sh != a->v.sh || a->k.sn != a->v.sn))
+            g_bad_access = 1; /* kernel_abi.h: what a paged call promises */
         if (a->rope.inv_freq && !seq)
             g_bad_access = 1; /* query positions come from the sequence info */
         for (int h = 0; h < a->Hq; h++) {
@@ -394,10 +416,11 @@ static void k_attention(const ea_cu_attn_args *a)
                         continue;
                     }
                     const int64_t row = a->ring_cap > 0 ? (slot0 + j) % a->ring_cap : j;
+                    const int64_t ko = kv_off(a, &a->k, b, kb, hk, row);
                     double dot = 0;
-                    for (int d = 0; d < D; d++) {
-                        touch(&a->k, off(&a->k, kb, hk, row) + d, a->k.dtype == EA_CU_F32 ? 4 : 2);
-                        dot += (double)qr[d] * (double)ld(&a->k, off(&a->k, kb, hk, row) + d);
+                    for (int d = 0; d < D && !g_bad_access; d++) {
+                        touch(&a->k, ko + d, a->k.dtype == EA_CU_F32 ? 4 : 2);
+                        dot += (double)qr[d] * (double)ld(&a->k, ko + d);
                     }
                     double x = (double)a->scale * dot;
                     if (a->softcap > 0)
@@ -419,8 +442,11 @@ static void k_attention(const ea_cu_attn_args *a)
                             if (s[j] == -INFINITY)
                                 continue;
                             const int64_t row = a->ring_cap > 0 ? (slot0 + j) % a->ring_cap : j;
-                            touch(&a->v, off(&a->v, kb, hk, row) + d, a->v.dtype == EA_CU_F32 ? 4 : 2);
-                            acc += exp(s[j] - m) / sum * (double)ld(&a->v, off(&a->v, kb, hk, row) + d);
+                            const int64_t vo = kv_off(a, &a->v, b, kb, hk, row);
+                            touch(&a->v, vo + d, a->v.dtype == EA_CU_F32 ? 4 : 2);
+                            if (g_bad_access)
+                                break;
+                            acc += exp(s[j] - m) / sum * (double)ld(&a->v, vo + d);
                         }
                     st(a->out.ptr, a->out.dtype, off(&a->out, b, h, i) + d, (float)acc);
                 }
@@ -445,7 +471,20 @@ static void k_kv_write(const ea_cu_kv_write_args *a)
         for (int h = 0; h < a->H && !g_bad_access; h++)
             for (int r = w->r0; r < w->n; r++) {
                 const int64_t slot = ((int64_t)w->slot0 + r) % a->ring_cap;
-                const int64_t drow = (((int64_t)w->seq * a->cache_heads + h) * a->ring_cap + slot) * a->D;
+                int64_t drow = (((int64_t)w->seq * a->cache_heads + h) * a->ring_cap + slot) * a->D;
+                if (a->pages.table) { /* paged: the page of the call's batch row b (mapped: core did) */
+                    const ea_cu_pages *p = &a->pages;
+                    const int64_t e = (int64_t)b * p->table_stride + (slot >> p->page_shift);
+                    const ea_cu_tensor te = {p->table, 0, 0, 0, EA_CU_F32, 0};
+                    touch(&te, e, 4);
+                    const int32_t pg = g_bad_access ? -1 : ((const int32_t *)(uintptr_t)p->table)[e];
+                    if (pg < 0 || (slot >> p->page_shift) >= p->table_stride || p->page_shift < 4 ||
+                        (((int64_t)h + 1) << p->page_shift) * a->D > p->page_elems) {
+                        g_bad_access = 1;
+                        break;
+                    }
+                    drow = (int64_t)pg * p->page_elems + (((int64_t)h << p->page_shift) + (slot & ((1 << p->page_shift) - 1))) * a->D;
+                }
                 ea_cu_tensor kd = {a->k_dst, 0, 0, 0, a->cache_dtype, 0}, vd = {a->v_dst, 0, 0, 0, a->cache_dtype, 0};
                 touch(&kd, drow + a->D - 1, a->cache_dtype == EA_CU_F32 ? 4 : 2);
                 touch(&vd, drow + a->D - 1, a->cache_dtype == EA_CU_F32 ? 4 : 2);
@@ -504,6 +543,8 @@ API CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
                     name, (int)a->D, (int)a->k.dtype, (int)a->v.dtype);
             return 700; /* CUDA_ERROR_ILLEGAL_ADDRESS, as a kernel running off its tiles could give */
         }
+        if ((strstr(name, "_paged") != NULL) != (a->pages.table != 0))
+            return EA_CUDA_ERROR_INVALID_VALUE; /* a paged kernel for a contiguous cache, or the other way */
         k_attention(a);
     }
     else
