@@ -318,6 +318,36 @@ static bool cuda_probe(void)
     return ok;
 }
 
+/* The knobs (environment, else a tuning file made on this device): EDGEATTN_CUDA_SPLITS="keys=K,waves=W"
+ * (split-KV decode: at least K keys per split, 64..65536; splits fill W waves of the device, 1..8) and
+ * EDGEATTN_CUDA_DECODE=auto|small|simt (the decode kernel: the built-in choice, D128's
+ * small-shared-memory twin, or the SIMT kernel). */
+static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, char *msg)
+{
+    char buf[128];
+    const char *v = ea_knob(cfg, "cuda", dv->name, "EDGEATTN_CUDA_SPLITS", buf, sizeof buf);
+    dv->di.split_min_keys = dv->di.split_waves = dv->di.decode_kernel = 0;
+    if (v && *v) {
+        int keys = 0, waves = 0, used = 0;
+        if (sscanf(v, "keys=%d,waves=%d%n", &keys, &waves, &used) != 2 || v[used] || keys < 64 || keys > 65536 ||
+            waves < 1 || waves > 8)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "EDGEATTN_CUDA_SPLITS=%.48s: expected keys=K,waves=W (K 64..65536, W 1..8)", v);
+        dv->di.split_min_keys = keys;
+        dv->di.split_waves = waves;
+    }
+    v = ea_knob(cfg, "cuda", dv->name, "EDGEATTN_CUDA_DECODE", buf, sizeof buf);
+    if (v && *v) {
+        if (!strcmp(v, "small"))
+            dv->di.decode_kernel = 1;
+        else if (!strcmp(v, "simt"))
+            dv->di.decode_kernel = 2;
+        else if (strcmp(v, "auto") != 0)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "EDGEATTN_CUDA_DECODE=%.32s: expected auto, small or simt", v);
+    }
+    return EDGEATTN_OK;
+}
+
 static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
 {
     ea_cu_driver d;
@@ -327,6 +357,8 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
     cu_devinfo dv;
     edgeattn_status st = cu_query_device(&d, &dv, msg);
     ea_cu_driver_close(&d);
+    if (st == EDGEATTN_OK)
+        st = cu_knobs(cfg, &dv, msg);
     if (st != EDGEATTN_OK)
         return st;
     cu_layout L;
@@ -395,7 +427,7 @@ static edgeattn_status cu_init_device(cu_state *s, const edgeattn_config *cfg, c
 {
     ea_cu_driver *d = &s->drv;
     edgeattn_status st = cu_query_device(d, &s->dv, msg);
-    if (st != EDGEATTN_OK)
+    if (st != EDGEATTN_OK || (st = cu_knobs(cfg, &s->dv, msg)) != EDGEATTN_OK)
         return st;
     if ((st = cu_layout_for(cfg, &s->dv, &s->L, msg)) != EDGEATTN_OK)
         return st;

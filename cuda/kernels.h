@@ -20,6 +20,10 @@ typedef struct ea_cu_device {
     int32_t smem_per_block_optin; /* CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN */
     int32_t smem_per_sm;
     int64_t l2_bytes;
+    /* knobs (EDGEATTN_CUDA_SPLITS, EDGEATTN_CUDA_DECODE; 0: the built-in rule) */
+    int32_t split_min_keys;  /* keys per split at least (default 128) */
+    int32_t split_waves;     /* splits fill this many waves of the device (default 1) */
+    int32_t decode_kernel;   /* 0 auto, 1 the tensor-core decode kernel's small-shared-memory D128 twin, 2 SIMT */
 } ea_cu_device;
 
 /* One kernel of the module. */

@@ -160,9 +160,11 @@ static size_t split_ws_need(int64_t rows, int32_t s, int32_t d) {
  * at least EA_MIN_SPLIT_KEYS keys long, at most EA_MAX_SPLITS, and within the workspace. */
 static int32_t choose_splits(const ea_cu_device *dev, int64_t base_ctas, int32_t ctas_per_sm, int32_t nkv,
                              int64_t rows, int32_t d, size_t ws_bytes) {
-    int64_t slots = (int64_t)(dev->sm_count > 0 ? dev->sm_count : 1) * ctas_per_sm;
+    const int64_t waves = dev->split_waves > 0 ? dev->split_waves : 1;
+    const int64_t min_keys = dev->split_min_keys > 0 ? dev->split_min_keys : EA_MIN_SPLIT_KEYS;
+    int64_t slots = (int64_t)(dev->sm_count > 0 ? dev->sm_count : 1) * ctas_per_sm * waves;
     int64_t s = base_ctas >= slots ? 1 : slots / base_ctas;
-    int64_t by_len = (nkv + EA_MIN_SPLIT_KEYS - 1) / EA_MIN_SPLIT_KEYS;
+    int64_t by_len = (nkv + min_keys - 1) / min_keys;
     if (s > by_len) s = by_len;
     if (s > EA_MAX_SPLITS) s = EA_MAX_SPLITS;
     while (s > 1 && split_ws_need(rows, (int32_t)s, d) > ws_bytes) s /= 2;
@@ -235,12 +237,14 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     int kernel, threads;
     uint32_t smem;
     int cps;
-    if (mma_ok && (int64_t)DC_SMEM(di) <= dev->smem_per_block_optin) {
+    const int dec_ok = mma_ok && dev->decode_kernel != 2;         /* knob 2: SIMT */
+    const int dec_full = dec_ok && !(dev->decode_kernel == 1 && a->D == 128); /* knob 1: D128's small twin */
+    if (dec_full && (int64_t)DC_SMEM(di) <= dev->smem_per_block_optin) {
         kernel = (paged ? (bf ? K_DEC_PG_BF16 : K_DEC_PG_F16) : (bf ? K_DEC_BF16 : K_DEC_F16)) + di;
         threads = 32 * dc_nw[di];
         smem = (uint32_t)DC_SMEM(di);
         cps = ctas_per_sm(dev, smem, (uint32_t)threads, a->D >= 256 ? 255u : 168u);
-    } else if (mma_ok && a->D == 128 && (int64_t)DC128S_SMEM <= dev->smem_per_block_optin) {
+    } else if (dec_ok && a->D == 128 && (int64_t)DC128S_SMEM <= dev->smem_per_block_optin) {
         kernel = (paged ? K_DEC_PG_S : K_DEC_S) + bf;
         threads = 32 * EA_DC_128S_NW;
         smem = (uint32_t)DC128S_SMEM;

@@ -1,6 +1,7 @@
 /*
  * edgebench --tune: searches the knobs the chosen backend reads (the EDGEATTN_* variables a tuning
- * file persists: CPU tiles and inline threshold, OpenCL tiles and path) for the cases given, by
+ * file persists: CPU tiles and inline threshold, CUDA split rule and decode kernel, OpenCL tiles and
+ * path) for the cases given, by
  * coordinate descent: one knob (or one part of a composite knob) at a time, every candidate value with
  * the others at their best so far. A candidate is timed on every case and checked against the double
  * reference; one whose answer is over its error bound, or that the library refuses, is discarded. The
@@ -27,7 +28,7 @@ typedef struct dim {
     const char *name;
     const char *part; /* NULL: the whole value */
     int nvalues;
-    char values[MAX_VALUES][40];
+    char values[MAX_VALUES][80];
     int best; /* index into values */
 } dim;
 
@@ -65,11 +66,32 @@ static int space(edgeattn_backend backend, dim *dims)
         for (int i = 0; i < 3; i++)
             for (int j = 0; j < 3; j++)
                 add(in, "%d,%d", aw[i], as[j], 0, 0);
+    } else if (backend == EDGEATTN_BACKEND_CUDA) {
+        dim *sp = &dims[n++];
+        sp->name = "EDGEATTN_CUDA_SPLITS";
+        static const int keys[] = {64, 128, 256, 512, 1024}, waves[] = {1, 2, 4};
+        for (int i = 0; i < 5; i++)
+            for (int j = 0; j < 3; j++)
+                add(sp, "keys=%d,waves=%d", keys[i], waves[j], 0, 0);
+        dim *dk = &dims[n++];
+        dk->name = "EDGEATTN_CUDA_DECODE";
+        add(dk, "small", 0, 0, 0, 0);
+        add(dk, "simt", 0, 0, 0, 0);
     } else if (backend == EDGEATTN_BACKEND_OPENCL) {
         dim *path = &dims[n++];
         path->name = "EDGEATTN_OPENCL_PATH";
         add(path, "fused", 0, 0, 0, 0);
         add(path, "unfused", 0, 0, 0, 0);
+        dim *op = &dims[n++]; /* build options (unrolls, prefetch, NVIDIA's register cap): in place of the class's */
+        op->name = "EDGEATTN_OPENCL_OPTIONS";
+        static const char *const opts[] = {
+            "-DEA_UNROLL_QK=4 -DEA_UNROLL_PV=2", "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4",
+            "-DEA_UNROLL_QK=16 -DEA_UNROLL_PV=4", "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0",
+            "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128",
+            "-DEA_UNROLL_QK=16 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128"};
+        for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+            if (op->nvalues < MAX_VALUES)
+                snprintf(op->values[op->nvalues++], sizeof op->values[0], "%s", opts[i]);
         static const char *const parts[] = {"pf=", "pfh=", "dec="};
         for (int p = 0; p < 3; p++) {
             dim *t = &dims[n++];
