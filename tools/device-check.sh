@@ -11,6 +11,9 @@
 #   tests      every suite on CUDA (AUTO picks it), CPU-only suites with the GPU hidden
 #   ocl        OpenCL on NVIDIA's driver: test_opencl, shared suites forced to OpenCL, edgebench suite
 #   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
+#   paged      edgebench: paged (pages of 16 and 64) against contiguous decode, B4 ragged, CUDA and OpenCL
+#   tune       OpenCL edgebench --tune from the generic tile row (TUNE_SECONDS, default 240), then that
+#              file, the generic row and the NVIDIA row timed side by side -> tune-ocl.txt, ocl.tune
 #   sweep      OpenCL tile/option sweep: $SWEEP lists TILES[@OPTIONS] entries (EDGEATTN_OPENCL_TILES, and
 #              EDGEATTN_OPENCL_OPTIONS with + for spaces) timed on the measured GPU shapes -> sweep.txt
 #   ptx        NVIDIA OpenCL's compiled programs (PTX) for the default tiles, with ptxas -v (registers,
@@ -80,6 +83,30 @@ if want sanitizer && command -v compute-sanitizer > /dev/null; then
     timeout 300 compute-sanitizer --tool memcheck --error-exitcode 99 --print-limit 20 "$B/tests/test_mix" \
         > "$L/sanitizer-mix.log" 2>&1
     note "compute-sanitizer memcheck on test_mix: status $?; $(grep -E 'ERROR SUMMARY' "$L/sanitizer-mix.log" | tail -1)"
+fi
+if want paged; then # the paged cache beside the contiguous one: B4 ragged 512/3000/9000/16000, F16
+    for be in cuda opencl; do
+        [[ $be == opencl ]] && export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
+        c="decode:B=4,H=32,KVH=8,NKV=16000,D=128,q=f16,kv=f16,out=f16,ragged=1"
+        timeout 200 "$EB" --backend $be --reps 15 --no-ceiling --case "$c,name=rag" --case "$c,page=16,name=rag-p16" \
+            --case "$c,page=64,name=rag-p64" --case "$c,name=rag-again" > "$OUT/paged-$be.txt" 2>&1
+        note "paged vs contiguous on $be: status $?"; grep -E '^rag' "$OUT/paged-$be.txt" | tee -a "$sum"
+    done
+fi
+if want tune; then # OpenCL: --tune from the generic tile row, against the hand-tuned NVIDIA row
+    export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
+    cs=(--case "prefill:H=32,N=4096,D=128,q=f16,kv=f16,out=f16,path=fused,name=pf-4k"
+        --case "decode:H=32,KVH=8,NKV=32768,D=128,q=f16,kv=f16,out=f16,name=dec-32k")
+    EDGEATTN_OPENCL_CLASS=other timeout $((${TUNE_SECONDS:-240} + 150)) "$EB" --backend opencl --tune "$OUT/ocl.tune" \
+        --seconds "${TUNE_SECONDS:-240}" "${cs[@]}" > "$OUT/tune-ocl.txt" 2>&1
+    note "tune (OpenCL, from the generic row): status $?"; tail -6 "$OUT/tune-ocl.txt" | tee -a "$sum"
+    for run in nvidia-row tuned-from-generic generic-row; do
+        env=(); [[ $run != nvidia-row ]] && env=(EDGEATTN_OPENCL_CLASS=other)
+        [[ $run == tuned-from-generic ]] && env+=(EDGEATTN_TUNING_FILE=$OUT/ocl.tune)
+        echo "---- $run" >> "$OUT/tune-ocl.txt"
+        env "${env[@]}" timeout 120 "$EB" --backend opencl --reps 10 --no-ceiling "${cs[@]}" 2>&1 |
+            grep -E '^(pf|dec)|rror' | tee -a "$OUT/tune-ocl.txt" | sed "s/^/$run: /" | tee -a "$sum"
+    done
 fi
 if want sweep; then
     export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
