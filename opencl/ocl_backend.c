@@ -1036,6 +1036,7 @@ static edgeattn_status ocl_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     if (st == EDGEATTN_OK && s->lay.ptab_bytes &&
         !(s->ptab_host = ea_arena_alloc(arena, EA_OCL_PTAB_SLOTS, s->lay.ptab_bytes, 64)))
         st = ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
+    s->ptab_last = -1;
     if (st != EDGEATTN_OK) {
         ocl_release(s);
         return st;

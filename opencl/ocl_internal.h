@@ -139,6 +139,8 @@ typedef struct ea_ocl_state {
     int32_t *ptab_host;   /* paged: [EA_OCL_PTAB_SLOTS] copies of lay.ptab_bytes (host block) */
     cl_event ptab_ev[EA_OCL_PTAB_SLOTS];
     int ptab_next;
+    int ptab_last;        /* host copy of what the device's page-table area holds (-1: nothing yet) */
+    int ptab_last_b, ptab_last_pitch;
     ea_clblast blast;
     bool blast_ok;
     char blast_why[96];

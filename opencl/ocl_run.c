@@ -176,6 +176,17 @@ static edgeattn_status ptab_upload(ea_ocl_state *s, char *msg, const ea_kv_cache
     if ((size_t)B * (size_t)pitch * 4 > s->lay.ptab_bytes || pitch > kv->pages_per_seq)
         return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: %d page tables of %d entries exceed the planned space", B,
                        pitch);
+    if (s->ptab_last >= 0 && s->ptab_last_b == B && s->ptab_last_pitch == pitch) {
+        /* the device already holds these tables (the usual case: a table changes only when a sequence
+         * takes or gives back a page): no upload, which on a discrete GPU costs a transfer's latency */
+        const int32_t *last = s->ptab_host + (size_t)s->ptab_last * (s->lay.ptab_bytes / sizeof(int32_t));
+        bool same = true;
+        for (int b = 0; b < B && same; b++)
+            same = memcmp(last + (size_t)b * (size_t)pitch, ea_kv_table(kv, layer, seq_ids[b]),
+                          sizeof(int32_t) * (size_t)pitch) == 0;
+        if (same)
+            return EDGEATTN_OK;
+    }
     if (s->ptab_ev[slot]) { /* this copy's last upload must be done before the copy changes */
         const cl_int err = a->clWaitForEvents(1, &s->ptab_ev[slot]);
         a->clReleaseEvent(s->ptab_ev[slot]);
@@ -189,6 +200,7 @@ static edgeattn_status ptab_upload(ea_ocl_state *s, char *msg, const ea_kv_cache
     for (int b = 0; b < B; b++)
         memcpy(tab + (size_t)b * (size_t)pitch, ea_kv_table(kv, layer, seq_ids[b]), sizeof(int32_t) * (size_t)pitch);
     s->ptab_next = (slot + 1) % EA_OCL_PTAB_SLOTS;
+    s->ptab_last = -1; /* unknown until the write is queued */
     const cl_int err = a->clEnqueueWriteBuffer(s->queue, s->work, CL_FALSE, s->lay.ptab,
                                                sizeof(int32_t) * (size_t)B * (size_t)pitch, tab, 0, NULL,
                                                &s->ptab_ev[slot]);
@@ -196,6 +208,9 @@ static edgeattn_status ptab_upload(ea_ocl_state *s, char *msg, const ea_kv_cache
         s->ptab_ev[slot] = NULL;
         return ea_ocl_fail_cl(msg, err, "clEnqueueWriteBuffer (page tables)");
     }
+    s->ptab_last = slot;
+    s->ptab_last_b = B;
+    s->ptab_last_pitch = pitch;
     return EDGEATTN_OK;
 }
 

@@ -667,8 +667,11 @@ int main(int argc, char **argv)
                 o.reps = 3;
             if (!warmup_set)
                 o.warmup = 1;
-        } else if (!reps_set) {
-            o.reps = 5;
+        } else {
+            if (!reps_set)
+                o.reps = 3;
+            if (!warmup_set)
+                o.warmup = 1;
         }
         return bench_tune(cases, ncases, &o, &info, tune_path, tune_seconds, tab);
     }

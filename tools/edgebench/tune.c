@@ -16,10 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
 
-#define MAX_VALUES 48
+#define MAX_VALUES 64
 #define MAX_KNOBS 8
 
 /* One dimension of the search: knob `name`, or the part `part` ("pf=") of a composite knob whose
@@ -28,7 +29,7 @@ typedef struct dim {
     const char *name;
     const char *part; /* NULL: the whole value */
     int nvalues;
-    char values[MAX_VALUES][80];
+    char values[MAX_VALUES][128];
     int best; /* index into values */
 } dim;
 
@@ -78,40 +79,49 @@ static int space(edgeattn_backend backend, dim *dims)
         add(dk, "small", 0, 0, 0, 0);
         add(dk, "simt", 0, 0, 0, 0);
     } else if (backend == EDGEATTN_BACKEND_OPENCL) {
-        dim *path = &dims[n++];
-        path->name = "EDGEATTN_OPENCL_PATH";
-        add(path, "fused", 0, 0, 0, 0);
-        add(path, "unfused", 0, 0, 0, 0);
         dim *op = &dims[n++]; /* build options (unrolls, prefetch, NVIDIA's register cap): in place of the class's */
         op->name = "EDGEATTN_OPENCL_OPTIONS";
         static const char *const opts[] = {
-            "-DEA_UNROLL_QK=4 -DEA_UNROLL_PV=2", "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4",
-            "-DEA_UNROLL_QK=16 -DEA_UNROLL_PV=4", "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0",
             "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128",
-            "-DEA_UNROLL_QK=16 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128"};
+            "-DEA_UNROLL_QK=16 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128",
+            "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4", "-DEA_UNROLL_QK=16 -DEA_UNROLL_PV=4",
+            "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0", "-DEA_UNROLL_QK=4 -DEA_UNROLL_PV=2"};
         for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
             if (op->nvalues < MAX_VALUES)
                 snprintf(op->values[op->nvalues++], sizeof op->values[0], "%s", opts[i]);
-        static const char *const parts[] = {"pf=", "pfh=", "dec="};
+        /* prefill with F16 Q, decode, prefill with F32 Q: larger tiles first (GPUs favour them) */
+        static const char *const parts[] = {"pfh=", "dec=", "pf="};
         for (int p = 0; p < 3; p++) {
             dim *t = &dims[n++];
             t->name = "EDGEATTN_OPENCL_TILES";
             t->part = parts[p];
-            if (p < 2) { /* BM x TM x BN x TN */
-                static const int bm[] = {16, 32, 64}, tm[] = {2, 4}, bn[] = {16, 32, 64}, tn[] = {2, 4};
+            if (p != 1) { /* BM x TM x BN x TN [x PM] */
+                static const int bm[] = {64, 32, 16}, tm[] = {4, 2}, bn[] = {16, 32, 64}, tn[] = {2, 4}, pm[] = {8, 4};
                 for (int a = 0; a < 3; a++)
                     for (int b = 0; b < 2; b++)
                         for (int c = 0; c < 3; c++)
-                            for (int e = 0; e < 2; e++)
-                                add(t, "%dx%dx%dx%d", bm[a], tm[b], bn[c], tn[e]);
+                            for (int e = 0; e < 2; e++) {
+                                if (bm[a] < 64) {
+                                    add(t, "%dx%dx%dx%d", bm[a], tm[b], bn[c], tn[e]);
+                                    continue;
+                                }
+                                for (int f = 0; f < 2 && t->nvalues < MAX_VALUES; f++) {
+                                    char v[40];
+                                    snprintf(v, sizeof v, "%dx%dx%dx%dx%d", bm[a], tm[b], bn[c], tn[e], pm[f]);
+                                    snprintf(t->values[t->nvalues++], sizeof t->values[0], "%s", v);
+                                }
+                            }
             } else { /* decode: few rows, long key tiles */
-                static const int bm[] = {4, 8, 16}, bn[] = {32, 64, 128}, tn[] = {2, 4};
+                static const int bm[] = {8, 4, 16}, bn[] = {64, 128, 32}, tn[] = {4, 2};
                 for (int a = 0; a < 3; a++)
                     for (int c = 0; c < 3; c++)
                         for (int e = 0; e < 2; e++)
                             add(t, "%dx1x%dx%d", bm[a], bn[c], tn[e], 0);
             }
         }
+        dim *path = &dims[n++];
+        path->name = "EDGEATTN_OPENCL_PATH";
+        add(path, "unfused", 0, 0, 0, 0);
     }
     return n;
 }
@@ -180,8 +190,31 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
         fprintf(stderr, "edgebench: --tune: EDGEATTN_TUNING_FILE is set; unset it to tune from the defaults\n");
         return 1;
     }
+    /* dimensions no case exercises are left at their defaults (OpenCL: the F16-Q and F32-Q prefill tiles,
+     * the decode tiles and the unfused path each serve one kind of call) */
+    bool pf16 = false, pf32 = false, dec = false;
+    for (size_t k = 0; k < ncases; k++) {
+        if (cases[k].kind == BENCH_DECODE)
+            dec = true;
+        else if (cases[k].q_dtype == EDGEATTN_F16)
+            pf16 = true;
+        else
+            pf32 = true;
+    }
+    for (int i = 0; i < nd; i++) {
+        const char *part = dims[i].part ? dims[i].part : "";
+        if ((!strcmp(part, "pfh=") && !pf16) || (!strcmp(part, "pf=") && !pf32) || (!strcmp(part, "dec=") && !dec) ||
+            (!strcmp(dims[i].name, "EDGEATTN_OPENCL_PATH") && !pf16 && !pf32))
+            dims[i].nvalues = 1;
+    }
     bench_opts o = *o_in;
     o.backend = info->backend;
+    char cache_dir[64] = "";
+    if (info->backend == EDGEATTN_BACKEND_OPENCL && !o.kernel_cache) { /* the cases of a candidate share builds */
+        snprintf(cache_dir, sizeof cache_dir, "/tmp/edgebench-tune-XXXXXX");
+        if (mkdtemp(cache_dir))
+            o.kernel_cache = cache_dir;
+    }
     double *base = calloc(ncases, sizeof(double)), *times = calloc(ncases, sizeof(double));
     double *tuned = calloc(ncases, sizeof(double));
     if (!base || !times || !tuned) {
@@ -193,7 +226,7 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     const double t0 = bench_now_s();
     int total = 0;
     for (int i = 0; i < nd; i++)
-        total += dims[i].nvalues - 1;
+        total += dims[i].nvalues - 1; /* the first pass */
     fprintf(tab, "tune       %s on \"%s\": %d knob dimensions, %d candidates, %zu cases, budget %.0f s (Ctrl-C "
                  "keeps the best so far)\n",
             info->backend_name, info->device, nd, total, ncases, seconds);
@@ -201,8 +234,15 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     score(cases, ncases, &o, NULL, base);
     double best = 1.0;
     int tried = 0, discarded = 0;
+    bool improved = true;
+    for (int pass = 0; improved && !g_stop; pass++) { /* passes until one changes nothing */
+    improved = false;
+    if (pass > 0)
+        fprintf(tab, "  pass %d: every knob again around the best so far\n", pass + 1);
     for (int i = 0; i < nd && !g_stop; i++)
-        for (int v = 1; v < dims[i].nvalues && !g_stop; v++) {
+        for (int v = pass > 0 ? 0 : 1; v < dims[i].nvalues && !g_stop; v++) {
+            if (pass > 0 && v == dims[i].best)
+                continue;
             const double left = seconds - (bench_now_s() - t0);
             if (left <= 0.0) {
                 g_stop = 2;
@@ -223,16 +263,18 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
             if (isnan(s)) {
                 discarded++;
                 mark = "  discarded (refused or wrong)";
-            } else if (s < best) {
+            } else if (s < best * 0.995) { /* half a percent: not a measurement's noise */
                 best = s;
                 dims[i].best = v;
                 mark = "  best";
+                improved = true;
             }
             fprintf(tab, "  [%3d/%d] %s=%s%s: %s%.3fx of default, best %.3fx, %.0f s left%s\n", tried, total, dims[i].name,
                     dims[i].part ? dims[i].part : "", dims[i].values[v], isnan(s) ? "-" : "", isnan(s) ? 0.0 : s, best,
                     left, mark);
             fflush(tab);
         }
+    }
     signal(SIGINT, old);
     fprintf(tab, "tune       %s after %d candidates (%d discarded) in %.0f s: %.3fx of the defaults' time\n",
             g_stop == 1 ? "interrupted" : g_stop == 2 ? "time budget reached" : "done", tried, discarded,
