@@ -322,10 +322,17 @@ static bool cuda_probe(void)
  * (split-KV decode: at least K keys per split, 64..65536; splits fill W waves of the device, 1..8) and
  * EDGEATTN_CUDA_DECODE=auto|small|simt (the decode kernel: the built-in choice, D128's
  * small-shared-memory twin, or the SIMT kernel). */
-static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, char *msg)
+/* The device as backend info names it (and a tuning file's key): its name and the driver's CUDA version. */
+static void cu_ident(const cu_devinfo *dv, int driver_version, char *buf, size_t len)
 {
-    char buf[128];
-    const char *v = ea_knob(cfg, "cuda", dv->name, "EDGEATTN_CUDA_SPLITS", buf, sizeof buf);
+    snprintf(buf, len, "%.100s (driver %d.%d)", dv->name, driver_version / 1000, driver_version % 1000 / 10);
+}
+
+static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int driver_version, char *msg)
+{
+    char buf[128], id[128];
+    cu_ident(dv, driver_version, id, sizeof id);
+    const char *v = ea_knob(cfg, "cuda", id, "EDGEATTN_CUDA_SPLITS", buf, sizeof buf);
     dv->di.split_min_keys = dv->di.split_waves = dv->di.decode_kernel = 0;
     if (v && *v) {
         int keys = 0, waves = 0, used = 0;
@@ -336,7 +343,7 @@ static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, char
         dv->di.split_min_keys = keys;
         dv->di.split_waves = waves;
     }
-    v = ea_knob(cfg, "cuda", dv->name, "EDGEATTN_CUDA_DECODE", buf, sizeof buf);
+    v = ea_knob(cfg, "cuda", id, "EDGEATTN_CUDA_DECODE", buf, sizeof buf);
     if (v && *v) {
         if (!strcmp(v, "small"))
             dv->di.decode_kernel = 1;
@@ -356,9 +363,9 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
         return ea_fail(msg, EDGEATTN_ERR_BACKEND_UNAVAILABLE, "cuda: %s", why);
     cu_devinfo dv;
     edgeattn_status st = cu_query_device(&d, &dv, msg);
-    ea_cu_driver_close(&d);
     if (st == EDGEATTN_OK)
-        st = cu_knobs(cfg, &dv, msg);
+        st = cu_knobs(cfg, &dv, d.version, msg);
+    ea_cu_driver_close(&d);
     if (st != EDGEATTN_OK)
         return st;
     cu_layout L;
@@ -427,7 +434,7 @@ static edgeattn_status cu_init_device(cu_state *s, const edgeattn_config *cfg, c
 {
     ea_cu_driver *d = &s->drv;
     edgeattn_status st = cu_query_device(d, &s->dv, msg);
-    if (st != EDGEATTN_OK || (st = cu_knobs(cfg, &s->dv, msg)) != EDGEATTN_OK)
+    if (st != EDGEATTN_OK || (st = cu_knobs(cfg, &s->dv, d->version, msg)) != EDGEATTN_OK)
         return st;
     if ((st = cu_layout_for(cfg, &s->dv, &s->L, msg)) != EDGEATTN_OK)
         return st;
@@ -1848,7 +1855,7 @@ static void cuda_info(const edgeattn_context *ctx, edgeattn_backend_info *info)
     info->backend = EDGEATTN_BACKEND_CUDA;
     snprintf(info->backend_name, sizeof info->backend_name, "cuda");
     snprintf(info->tier, sizeof info->tier, "sm_%d %s", s->dv.cc, s->dv.cc >= 80 ? "mma" : "simt");
-    snprintf(info->device, sizeof info->device, "%s", s->dv.name);
+    cu_ident(&s->dv, s->drv.version, info->device, sizeof info->device);
     info->compute_capability = s->dv.cc;
     info->cores = s->dv.di.sm_count;
     info->threads = 1;

@@ -169,9 +169,9 @@ static bool ocl_supports(const edgeattn_config *cfg)
 /* ---------------------------------------------------------------- plan */
 
 /* The device as backend info names it: the tuning file's key. */
-static void ocl_ident(const char *device, const char *platform, char *buf, size_t len)
+static void ocl_ident(const char *device, const char *platform, const char *driver, char *buf, size_t len)
 {
-    snprintf(buf, len, "%.100s (%.24s)", device, platform);
+    snprintf(buf, len, "%.64s (%.24s, driver %.24s)", device, platform, driver);
 }
 
 static edgeattn_status ocl_path_env(const edgeattn_config *cfg, const char *ident, int *path, char *msg)
@@ -331,10 +331,11 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
         ocl_pick pick;
         st = ocl_choose(&api, cfg->backend == EDGEATTN_BACKEND_AUTO, &pick, msg);
         if (st == EDGEATTN_OK) {
-            char dn[128] = "", pn[64] = "";
+            char dn[128] = "", pn[64] = "", dr[64] = "";
             api.clGetDeviceInfo(pick.device, CL_DEVICE_NAME, sizeof dn - 1, dn, NULL);
+            api.clGetDeviceInfo(pick.device, CL_DRIVER_VERSION, sizeof dr - 1, dr, NULL);
             api.clGetPlatformInfo(pick.platform, CL_PLATFORM_NAME, sizeof pn - 1, pn, NULL);
-            ocl_ident(dn, pn, ident, sizeof ident);
+            ocl_ident(dn, pn, dr, ident, sizeof ident);
         }
         ea_ocl_unload(&api);
         if (st != EDGEATTN_OK)
@@ -854,7 +855,7 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
     s->platform_name[sizeof s->platform_name - 1] = '\0';
     s->cfg = &ctx->cfg;
     if (!ctx->cfg.gpu_queue)
-        ocl_ident(s->device_name, s->platform_name, s->ident, sizeof s->ident);
+        ocl_ident(s->device_name, s->platform_name, s->driver, s->ident, sizeof s->ident);
     if ((st = ocl_layout(cfg, s->ident, &s->lay, msg)) != EDGEATTN_OK) /* as the plan laid it out */
         return st;
     char ext[4096] = "";
@@ -1062,7 +1063,7 @@ static void ocl_info(const edgeattn_context *ctx, edgeattn_backend_info *info)
     const bool pocl = strstr(s->platform_name, "Portable") != NULL || strstr(s->platform_name, "pocl") != NULL;
     snprintf(info->tier, sizeof info->tier, "%s-%s f32%s", pocl ? "pocl" : "opencl", kind,
              s->lay.path == EA_OCL_PATH_UNFUSED ? " unfused" : "");
-    ocl_ident(s->device_name, s->platform_name, info->device, sizeof info->device);
+    ocl_ident(s->device_name, s->platform_name, s->driver, info->device, sizeof info->device);
     info->cores = (int32_t)s->cus;
     info->threads = 1;
     info->device_memory = (size_t)s->global_mem;
