@@ -2,8 +2,8 @@
  * edgebench --tune: searches the knobs the chosen backend reads (the EDGEATTN_* variables a tuning
  * file persists: CPU tiles and inline threshold, CUDA split rule and decode kernel, OpenCL tiles and
  * path) for the cases given, by
- * coordinate descent: one knob (or one part of a composite knob) at a time, every candidate value with
- * the others at their best so far. A candidate is timed on every case and checked against the double
+ * coordinate descent: one knob (or one part of a composite knob) at a time, each candidate value with
+ * the others at their best so far, the knobs taken in turn (each one's likeliest values first). A candidate is timed on every case and checked against the double
  * reference; one whose answer is over its error bound, or that the library refuses, is discarded. The
  * score is the geometric mean of the cases' fastest samples relative to the defaults' (re-timed every
  * eight candidates, keeping the fastest: a shared machine's load then biases neither way much). The search stops at
@@ -239,9 +239,14 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     improved = false;
     if (pass > 0)
         fprintf(tab, "  pass %d: every knob again around the best so far\n", pass + 1);
-    for (int i = 0; i < nd && !g_stop; i++)
-        for (int v = pass > 0 ? 0 : 1; v < dims[i].nvalues && !g_stop; v++) {
-            if (pass > 0 && v == dims[i].best)
+    /* round-robin over the dimensions (value 1 of each, then value 2 of each, ...): every knob gets its
+     * most likely values early, so a short budget is not spent on one knob's tail */
+    int vmax = 0;
+    for (int i = 0; i < nd; i++)
+        vmax = dims[i].nvalues > vmax ? dims[i].nvalues : vmax;
+    for (int v = pass > 0 ? 0 : 1; v < vmax && !g_stop; v++)
+        for (int i = 0; i < nd && !g_stop; i++) {
+            if (v >= dims[i].nvalues || (pass > 0 && v == dims[i].best))
                 continue;
             const double left = seconds - (bench_now_s() - t0);
             if (left <= 0.0) {
