@@ -8,6 +8,7 @@
 #include "backends/backend.h"
 #include "cpu_simd/attn_cpu.h"
 #include "cpu_simd/cpu_features.h"
+#include "cpu_simd/decode_small.h"
 
 static bool cpu_probe(void)
 {
@@ -163,7 +164,17 @@ static void cpu_fini(edgeattn_context *ctx)
 
 static edgeattn_status cpu_attention(edgeattn_context *ctx, const ea_attn_call *call)
 {
-    const edgeattn_status st = ea_cpu_run(ctx->backend_state, call);
+    ea_cpu_state *s = ctx->backend_state;
+    edgeattn_status st;
+    if (ea_cpu_decode_small_fits(s, call)) {
+        if (call->rope) { /* the angles of the first sequence's query, shared by every item */
+            const ea_kv_cache *kv = call->cache;
+            ea_rope_cached(&ctx->rope, kv->total[ea_kv_idx(kv, call->layer, call->seq_ids[0])] - 1);
+        }
+        st = ea_cpu_decode_small(s, call);
+    } else {
+        st = ea_cpu_run(s, call);
+    }
     if (st != EDGEATTN_OK)
         return ea_fail(ctx->msg, st,
                        "cpu: config.parallel_for broke its contract (a worker index outside [0, num_threads) or "
