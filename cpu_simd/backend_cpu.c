@@ -92,7 +92,7 @@ static edgeattn_status plan_cpu(const edgeattn_config *cfg, cpu_plan *p, char *m
     p->threads = ea_resolve_threads(cfg->num_threads);
     if (!ea_cpu_scratch_plan(cfg->max_head_dim, &p->tiles, p->can_pack, &p->sl))
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cpu: scratch size overflows");
-    p->part_items = ea_cpu_part_items(p->threads);
+    p->part_items = ea_cpu_part_items(p->threads, p->tiles.rb);
     ea_sizer sz = {0, false};
     p->state_off = ea_sizer_add(&sz, 1, sizeof(ea_cpu_state), 64);
     p->tid_off = ea_sizer_add(&sz, 1, ea_pool_tid_bytes(p->threads, cfg->parallel_for != NULL), 64);
@@ -145,6 +145,7 @@ static edgeattn_status cpu_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     for (int64_t i = 0; i < p.part_items; i++)
         atomic_init(&s->arrive[i], 0);
     s->part_items = p.part_items;
+    ea_cpu_decode_small_init(s);
     ea_cpu_model(s->model, sizeof s->model);
     ea_cpu_kernels_init(&s->k, p.used);
     st = ea_pool_start(&s->pool, p.threads, (pthread_t *)(void *)(base + p.tid_off), p.spin_ns,

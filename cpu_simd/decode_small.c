@@ -14,18 +14,35 @@
  * The visible keys are the same for all G rows (the query is the last position; a left window
  * trims the start), so there is no per-row mask, and a split cuts the visible keys, not the cache.
  *
- * Threads: calls too small to share run on the caller, as in attn_cpu.c; a shared call is cut into
- * slices of about EA_DEC_SPLIT_KEYS keys, so a worker that joins late still finds work and the
- * caller never waits on one long item.
+ * Threads: a call is a candidate for sharing when its work, scaled by how fast the caller's recent
+ * decode calls ran, passes the thresholds of attn_cpu.h (awake workers: a hand-off; asleep: a
+ * wake-up). A decode right after the application's own work (a layer's matmuls) finds its cache
+ * evicted and streams it from DRAM several times slower than warm: measuring the rate makes such
+ * a call a candidate where its nominal work would not. Candidates are then shared only while
+ * sharing has been paying, which is measured too: each way keeps a rate, and a probe now and then
+ * runs the way not taken. A shared call is cut into slices of about EA_DEC_SPLIT_KEYS keys, so a
+ * worker that joins late still finds work.
  */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu_simd/decode_small.h"
 
 /* Keys per slice when a call is shared: about 20 us of work for a cold FP32 cache at D 64 (a few
  * microseconds warm), against a partial write and a share of the merge per slice. */
 #define EA_DEC_SPLIT_KEYS 256
+/* Calls of at least this many multiply-adds are timed now and then to learn the rate. */
+#define EA_DEC_TIMED_WORK 16384
+/* Sharing is chosen when its rate beats running alone by this factor. One candidate in
+ * EA_DEC_PROBE..EA_DEC_PROBE_MAX goes the other way (a probe); the interval doubles while probes
+ * confirm the choice. */
+#define EA_DEC_SHARE_GAIN 1.05
+#define EA_DEC_PROBE 16 /* a power of two */
+#define EA_DEC_PROBE_MAX 256
+/* While workers sleep, one call in EA_DEC_ROUSE too small to wake them for, but big enough for a
+ * hand-off to awake ones, wakes them anyway. */
+#define EA_DEC_ROUSE 64
 
 typedef struct dec_job {
     const ea_cpu_state *st;
@@ -239,10 +256,39 @@ static void dec_task(void *arg, int64_t t, int thread)
         dec_merge(J, group, thread);
 }
 
+void ea_cpu_decode_small_init(ea_cpu_state *st)
+{
+    st->dec_rate = EA_CPU_NOMINAL_RATE;
+    st->dec_arm[0] = EA_CPU_NOMINAL_RATE;
+    for (int a = 1; a < 3; a++) {
+        st->dec_arm[a] = 2.0 * EA_CPU_NOMINAL_RATE; /* sharing is tried first */
+        st->dec_probe[a] = 0;
+        st->dec_probe_every[a] = EA_DEC_PROBE;
+    }
+    st->dec_rouse = 0;
+    st->dec_sample = 0;
+}
+
 bool ea_cpu_decode_small_fits(const ea_cpu_state *st, const ea_attn_call *c)
 {
     (void)st;
     return c->decode && c->Nq == 1 && c->group <= EA_MR && !c->bias;
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e6 * (double)ts.tv_sec + 1e-3 * (double)ts.tv_nsec;
+}
+
+/* rate = 3/4 rate + 1/4 sample, the sample first brought within a factor of 4 of the rate (a time
+ * slice lost to another program moves the estimate one bounded step). */
+static void dec_fold(double *rate, double work, double us)
+{
+    double r = work / (us > 0.01 ? us : 0.01);
+    r = r < *rate * 0.25 ? *rate * 0.25 : r > *rate * 4.0 ? *rate * 4.0 : r;
+    *rate = 0.75 * *rate + 0.25 * r;
 }
 
 edgeattn_status ea_cpu_decode_small(ea_cpu_state *st, const ea_attn_call *c)
@@ -262,18 +308,67 @@ edgeattn_status ea_cpu_decode_small(ea_cpu_state *st, const ea_attn_call *c)
         longest = imax(longest, n);
     }
     const double work = (double)keys * (double)c->Hq * (double)c->D; /* multiply-adds of Q·Kᵀ */
-    if (st->threads <= 1 ||
-        work < (double)(ea_pool_helpful(&st->pool) ? st->inline_work : st->wake_work)) {
-        ea_pool_run_inline(dec_task, &J, base);
-        return EDGEATTN_OK;
+    /* A candidate for sharing: its work at the rate the thresholds assume (a cold cache makes it
+     * more) passes the threshold for the workers' state. Candidates are shared while sharing has
+     * been paying: the rate of shared candidates (kept apart for workers awake, a hand-off, and
+     * asleep, a wake-up) beats that of candidates run alone. A probe now and then takes the other
+     * way to keep both rates current. On a machine with more runnable threads than cores, a woken
+     * worker takes the caller's own core, or is preempted inside an item and holds the caller up
+     * for a time slice; where memory bandwidth does not grow with threads, a second one only costs
+     * the hand-off: then calls stay on the caller. */
+    const double scaled = work * (EA_CPU_NOMINAL_RATE / st->dec_rate);
+    bool share = false, probe = false;
+    int arm = 0; /* the shared arm of a candidate: 1 workers awake, 2 asleep; 0 not a candidate */
+    if (st->threads > 1) {
+        const bool awake = ea_pool_helpful(&st->pool);
+        const int64_t threshold = awake ? st->inline_work : st->wake_work;
+        if (threshold == 0) { /* EDGEATTN_CPU_INLINE=0: every call shared */
+            share = true;
+        } else if (scaled >= (double)threshold) {
+            arm = awake ? 1 : 2;
+            share = st->dec_arm[arm] > EA_DEC_SHARE_GAIN * st->dec_arm[0];
+            if (++st->dec_probe[arm] >= st->dec_probe_every[arm]) { /* the other way, once */
+                st->dec_probe[arm] = 0;
+                share = !share;
+                probe = true;
+            }
+        } else if (!awake && scaled >= (double)st->inline_work && ++st->dec_rouse >= EA_DEC_ROUSE) {
+            /* now and then a call big enough for a hand-off wakes sleeping workers: calls that follow
+             * closely then find them awake (and the hand-off arm decides) */
+            st->dec_rouse = 0;
+            share = true;
+        }
     }
-    int64_t ns = (longest + EA_DEC_SPLIT_KEYS - 1) / EA_DEC_SPLIT_KEYS;
-    ns = imax(ns, (2 * (int64_t)st->threads + base - 1) / base); /* at least two items per thread */
-    ns = imin(ns, longest);
-    ns = imin(ns, st->part_items / base); /* fits the planned slots */
-    J.nsplit = ns >= 2 ? (int32_t)ns : 1;
-    if (J.nsplit > 1)
-        for (int64_t g = 0; g < base; g++)
-            atomic_store_explicit(&st->arrive[g], 0, memory_order_relaxed); /* published by the hand-off */
-    return ea_pool_run(&st->pool, dec_task, &J, base * J.nsplit);
+    /* candidates are all timed (two clock reads), other calls of some size one in EA_DEC_PROBE */
+    const bool timed = arm || (work >= EA_DEC_TIMED_WORK && (++st->dec_sample & (EA_DEC_PROBE - 1)) == 0);
+    const double t0 = timed ? now_us() : 0.0;
+    edgeattn_status rc = EDGEATTN_OK;
+    if (!share) {
+        ea_pool_run_inline(dec_task, &J, base);
+    } else {
+        int64_t ns = (longest + EA_DEC_SPLIT_KEYS - 1) / EA_DEC_SPLIT_KEYS;
+        ns = imax(ns, (2 * (int64_t)st->threads + base - 1) / base); /* at least two items per thread */
+        ns = imin(ns, longest);
+        ns = imin(ns, st->part_items / base); /* fits the planned slots */
+        J.nsplit = ns >= 2 ? (int32_t)ns : 1;
+        if (J.nsplit > 1)
+            for (int64_t g = 0; g < base; g++)
+                atomic_store_explicit(&st->arrive[g], 0, memory_order_relaxed); /* published by the hand-off */
+        rc = ea_pool_run(&st->pool, dec_task, &J, base * J.nsplit);
+    }
+    if (timed) {
+        const double us = now_us() - t0;
+        if (!share)
+            dec_fold(&st->dec_rate, work, us);
+        if (arm) {
+            const bool before = st->dec_arm[arm] > EA_DEC_SHARE_GAIN * st->dec_arm[0];
+            dec_fold(&st->dec_arm[share ? arm : 0], work, us);
+            const bool after = st->dec_arm[arm] > EA_DEC_SHARE_GAIN * st->dec_arm[0];
+            if (probe) /* a probe that changed nothing: probe half as often; one that did: often again */
+                st->dec_probe_every[arm] = before != after                             ? EA_DEC_PROBE
+                                           : st->dec_probe_every[arm] < EA_DEC_PROBE_MAX ? 2 * st->dec_probe_every[arm]
+                                                                                       : EA_DEC_PROBE_MAX;
+        }
+    }
+    return rc;
 }

@@ -9,6 +9,8 @@
 
 #include "cpu_simd/attn_cpu.h"
 
+/* Sets the path's rate estimates (st's dec_* fields) at create. */
+void ea_cpu_decode_small_init(ea_cpu_state *st);
 /* Does this call take the path: decode, Nq == 1, GQA group <= EA_MR? */
 bool ea_cpu_decode_small_fits(const ea_cpu_state *st, const ea_attn_call *c);
 /* Runs a call that fits. */
