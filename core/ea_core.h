@@ -57,9 +57,15 @@ typedef struct ea_rope {
     int32_t dim;        /* rotated values per head (even) */
     double pos_scale;   /* 1 / linear_scale */
     double inv_freq[EA_MAX_HEAD_DIM / 2]; /* base^(-2p/dim) */
+    int64_t cs_pos;     /* the position cs holds the angles of (ea_rope_cached), -1: none */
+    float cs[EA_MAX_HEAD_DIM];
 } ea_rope;
 /* cos/sin of the angles of position pos: cs[2p] = cos, cs[2p+1] = sin, p < dim/2. */
 void ea_rope_angles(const ea_rope *r, int64_t pos, float *cs);
+/* The angles of position pos, as ea_rope_angles, kept for the next call at the same position (the
+ * layers of one token all rotate at the same position). Written by the thread that owns the context;
+ * a backend's workers may read r->cs where r->cs_pos is their position. */
+const float *ea_rope_cached(ea_rope *r, int64_t pos);
 /* Rotates x (dim values of one head, stride 1) in place by the angles cs. */
 void ea_rope_apply(const ea_rope *r, const float *cs, float *x);
 

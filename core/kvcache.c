@@ -181,12 +181,13 @@ static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const 
     const int32_t H = kv->heads, D = kv->dim;
     const size_t es = ea_dtype_size(kv->dtype), kes = ea_dtype_size(k->dtype), ves = ea_dtype_size(v->dtype);
     const bool rope = ctx->rope.style != EDGEATTN_ROPE_NONE;
-    float cs[EA_MAX_HEAD_DIM], row[EA_MAX_HEAD_DIM];
+    const float *cs = NULL;
+    float row[EA_MAX_HEAD_DIM];
     const int64_t skip = n > kv->cap ? n - kv->cap : 0; /* ring: older rows would be overwritten */
     for (int64_t r = skip; r < n; r++) {
         const int64_t pos = total + r, slot = pos % kv->cap;
         if (rope)
-            ea_rope_angles(&ctx->rope, pos, cs);
+            cs = ea_rope_cached(&ctx->rope, pos);
         for (int32_t h = 0; h < H; h++) {
             char *kd = host_row(kv, kv->k, layer, seq, h, slot), *vd = host_row(kv, kv->v, layer, seq, h, slot);
             const ptrdiff_t ko = (ptrdiff_t)(b * k->stride[0] + h * k->stride[1] + r * k->stride[2]);

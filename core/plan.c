@@ -181,6 +181,7 @@ edgeattn_status ea_kv_geometry(const edgeattn_config *cfg, ea_kv_geom *g, char *
 void ea_rope_resolve(const edgeattn_config *c, int32_t head_dim, ea_rope *r)
 {
     memset(r, 0, sizeof *r);
+    r->cs_pos = -1;
     const edgeattn_rope *in = &c->rope;
     if (in->style == EDGEATTN_ROPE_NONE)
         return;
@@ -202,6 +203,15 @@ void ea_rope_angles(const ea_rope *r, int64_t pos, float *cs)
         cs[2 * p] = (float)cos(a);
         cs[2 * p + 1] = (float)sin(a);
     }
+}
+
+const float *ea_rope_cached(ea_rope *r, int64_t pos)
+{
+    if (r->cs_pos != pos) {
+        ea_rope_angles(r, pos, r->cs);
+        r->cs_pos = pos;
+    }
+    return r->cs;
 }
 
 void ea_rope_apply(const ea_rope *r, const float *cs, float *x)

@@ -52,9 +52,10 @@ bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, 
     return !sz.overflow;
 }
 
-int64_t ea_cpu_part_items(int32_t threads)
+int64_t ea_cpu_part_items(int32_t threads, int32_t rb)
 {
-    return threads > 1 ? 4 * (int64_t)threads : 0;
+    /* decode plans (few rows per item, small slots) get more, for the decode path's key slices */
+    return threads > 1 ? (rb <= 16 ? 16 : 4) * (int64_t)threads : 0;
 }
 
 typedef struct job {

@@ -30,6 +30,14 @@ typedef struct ea_cpu_state {
     float *part;            /* split-KV partials: [part_items][tiles.rb][max_dim + 2] */
     atomic_int *arrive;     /* [part_items] split-KV partials finished, per merge group */
     int64_t part_items;
+    /* the decode path (decode_small.c), caller only */
+    double dec_rate;        /* multiply-adds per microsecond of recent decode calls run by the caller alone */
+    double dec_arm[3];      /* the same for calls that could be shared: [0] run alone, [1] shared with
+                               workers awake, [2] shared waking them */
+    uint32_t dec_probe[3];  /* candidates since the last probe (one run the other way), per shared arm */
+    uint32_t dec_probe_every[3]; /* candidates between probes */
+    uint32_t dec_rouse;     /* calls since sleeping workers were last woken for a small call */
+    uint32_t dec_sample;    /* calls too small to share, counted to time one in EA_DEC_PROBE */
 } ea_cpu_state;
 
 /* A call runs on the caller's thread, unsplit, when its estimated multiply-adds (query rows x
@@ -41,6 +49,11 @@ typedef struct ea_cpu_state {
  * microsecond per thread in decode); EDGEATTN_CPU_INLINE="<awake>[,<asleep>]" overrides them. */
 #define EA_CPU_INLINE_WORK 65536
 #define EA_CPU_WAKE_WORK 1048576
+/* The rate those thresholds assume (multiply-adds per microsecond of one thread). The decode path
+ * scales a call's work by this rate over the rate it measures (decode_small.c): a decode over a
+ * cache that the application's other work evicted streams it from DRAM several times slower, long
+ * enough to be worth waking a worker for. */
+#define EA_CPU_NOMINAL_RATE 14000.0
 
 /* Caps tiles->rb to the rows one work item of this config can have (max_q_len x max_heads: a call
  * may use a single KV head, making the GQA group all of its query heads), rounded up to EA_MR, and
@@ -48,8 +61,8 @@ typedef struct ea_cpu_state {
 void ea_cpu_fit_tiles(int32_t max_q_len, int32_t max_heads, ea_cpu_tiles *t, bool *can_pack);
 /* Scratch layout for a config and tiles; false on overflow. */
 bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, ea_cpu_scratch_layout *sl);
-/* Partial-result slots reserved for split-KV (a multiple of the thread count). */
-int64_t ea_cpu_part_items(int32_t threads);
+/* Partial-result slots reserved for split-KV (a multiple of the thread count), for tiles of rb rows. */
+int64_t ea_cpu_part_items(int32_t threads, int32_t rb);
 
 edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *call);
 

@@ -8,6 +8,7 @@
 #include "backends/backend.h"
 #include "cpu_simd/attn_cpu.h"
 #include "cpu_simd/cpu_features.h"
+#include "cpu_simd/decode_small.h"
 
 static bool cpu_probe(void)
 {
@@ -92,7 +93,7 @@ static edgeattn_status plan_cpu(const edgeattn_config *cfg, cpu_plan *p, char *m
     p->threads = ea_resolve_threads(cfg->num_threads);
     if (!ea_cpu_scratch_plan(cfg->max_head_dim, &p->tiles, p->can_pack, &p->sl))
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cpu: scratch size overflows");
-    p->part_items = ea_cpu_part_items(p->threads);
+    p->part_items = ea_cpu_part_items(p->threads, p->tiles.rb);
     ea_sizer sz = {0, false};
     p->state_off = ea_sizer_add(&sz, 1, sizeof(ea_cpu_state), 64);
     p->tid_off = ea_sizer_add(&sz, 1, ea_pool_tid_bytes(p->threads, cfg->parallel_for != NULL), 64);
@@ -145,6 +146,7 @@ static edgeattn_status cpu_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     for (int64_t i = 0; i < p.part_items; i++)
         atomic_init(&s->arrive[i], 0);
     s->part_items = p.part_items;
+    ea_cpu_decode_small_init(s);
     ea_cpu_model(s->model, sizeof s->model);
     ea_cpu_kernels_init(&s->k, p.used);
     ea_cpu_kernels_init_dim8(&s->k8, p.used);
@@ -165,7 +167,17 @@ static void cpu_fini(edgeattn_context *ctx)
 
 static edgeattn_status cpu_attention(edgeattn_context *ctx, const ea_attn_call *call)
 {
-    const edgeattn_status st = ea_cpu_run(ctx->backend_state, call);
+    ea_cpu_state *s = ctx->backend_state;
+    edgeattn_status st;
+    if (ea_cpu_decode_small_fits(s, call)) {
+        if (call->rope) { /* the angles of the first sequence's query, shared by every item */
+            const ea_kv_cache *kv = call->cache;
+            ea_rope_cached(&ctx->rope, kv->total[ea_kv_idx(kv, call->layer, call->seq_ids[0])] - 1);
+        }
+        st = ea_cpu_decode_small(s, call);
+    } else {
+        st = ea_cpu_run(s, call);
+    }
     if (st != EDGEATTN_OK)
         return ea_fail(ctx->msg, st,
                        "cpu: config.parallel_for broke its contract (a worker index outside [0, num_threads) or "
