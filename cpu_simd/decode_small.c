@@ -76,12 +76,9 @@ static inline int32_t dec_rows(const dec_kv *kv, int64_t j, int32_t want, size_t
     const ea_kv_seg *s = &kv->seg[0];
     if (kv->nseg > 1 && j >= s->pos0 + s->n)
         s = &kv->seg[1];
-    const int64_t r = j - s->pos0;
-    *k = s->k + (size_t)r * (size_t)s->ldk * es;
-    *v = s->v + (size_t)r * (size_t)s->ldv * es;
     *ldk = s->ldk;
     *ldv = s->ldv;
-    return (int32_t)imin(want, s->n - r);
+    return (int32_t)imin(want, ea_kv_seg_rows(s, j, es, k, v)); /* a paged cache: to the end of j's page */
 }
 
 static float *dec_slot(const ea_cpu_state *st, int64_t item)
@@ -222,12 +219,21 @@ static void dec_task(void *arg, int64_t t, int thread)
 
     /* 2. runs of consecutive keys, at most KB at a time */
     const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
+    static const float ones[EA_MR] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
     for (int64_t j = a; j <= z;) {
-        const char *kp, *vp;
+        /* up to KB keys in pieces of consecutive rows (a paged cache: one per page; a piece after the
+         * first starts at a multiple of 16 columns of s, where the kernels' vector stores need it) */
+        const char *kp[EA_KB_MAX / 16 + 1], *vp[EA_KB_MAX / 16 + 1];
+        int32_t pn[EA_KB_MAX / 16 + 1], npc = 0, nt = 0;
         ptrdiff_t ldk, ldv;
-        const int32_t nt = dec_rows(&kv, j, (int32_t)imin(KB, z - j + 1), es, &kp, &vp, &ldk, &ldv);
+        const int32_t want = (int32_t)imin(KB, z - j + 1);
+        do {
+            pn[npc] = dec_rows(&kv, j + nt, want - nt, es, &kp[npc], &vp[npc], &ldk, &ldv);
+            nt += pn[npc++];
+        } while (nt < want && nt % 16 == 0 && npc < EA_KB_MAX / 16 + 1 && j + nt < kv.total);
         const int32_t nbp = (nt + 15) & ~15;
-        K->qk_rows[kdt](G, nt, D, q32, D, kp, ldk, s, KB);
+        for (int32_t pc = 0, off = 0; pc < npc; off += pn[pc++])
+            K->qk_rows[kdt](G, pn[pc], D, q32, D, kp[pc], ldk, s + off, KB);
         for (int32_t g = 0; g < G; g++) {
             float *sr = s + (size_t)g * (size_t)KB;
             if (cap > 0.0f)
@@ -237,7 +243,8 @@ static void dec_task(void *arg, int64_t t, int thread)
                 sr[jj] = -INFINITY;
         }
         K->softmax(G, nbp, s, KB, m, l, alpha);
-        K->pv_rows[kdt](G, nt, D, s, KB, vp, ldv, alpha, o, D);
+        for (int32_t pc = 0, off = 0; pc < npc; off += pn[pc++]) /* o rescaled once, with the first piece */
+            K->pv_rows[kdt](G, pn[pc], D, s + off, KB, vp[pc], ldv, pc == 0 ? alpha : ones, o, D);
         j += nt;
     }
 
