@@ -598,17 +598,23 @@ static int run_decode_case(const dec_case *dc, uint64_t stream)
     cfg.num_threads = 2;
     const int cap = dc->window > 0 ? dc->window : dc->max_kv;
 
-    edgeattn_context *ctx[MAX_RUNNERS];
-    char label[MAX_RUNNERS][192];
+    edgeattn_context *ctx[3 * 8 + MAX_RUNNERS]; /* 3 variants of up to 8 CPU tiers, then the GPU runners */
+    char label[3 * 8 + MAX_RUNNERS][192];
     int nctx = 0;
     for (int t = 0; t < g_ntiers; t++)
-        for (int v = 0; v < 2; v++) {
-            const char *tiles = v ? "kb=16,rb=8" : NULL;
+        for (int v = 0; v < 3; v++) {
+            /* v 2: every call shared with the workers (EDGEATTN_CPU_INLINE=0), so the decode path's
+             * key slices and their merge run whatever the measured rates say */
+            const char *tiles = v == 1 ? "kb=16,rb=8" : NULL;
+            if (v == 2)
+                setenv("EDGEATTN_CPU_INLINE", "0", 1);
             edgeattn_context *c = create_variant(&cfg, &g_tiers[t], tiles);
+            if (v == 2)
+                unsetenv("EDGEATTN_CPU_INLINE");
             if (!c)
                 continue;
-            snprintf(label[nctx], sizeof label[nctx], "cpu tier %.32s (tiles %s)", g_tiers[t].name,
-                     tiles ? tiles : "default");
+            snprintf(label[nctx], sizeof label[nctx], "cpu tier %.32s (tiles %s%s)", g_tiers[t].name,
+                     tiles ? tiles : "default", v == 2 ? ", every call shared" : "");
             ctx[nctx++] = c;
         }
     for (int i = 0; i < g_nrun; i++)
