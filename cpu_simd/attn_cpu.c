@@ -117,8 +117,6 @@ static void write_rows(const ea_attn_call *c, int32_t b, int32_t kvh, int32_t r0
 
 static void merge_group(const job *J, int64_t t, int thread);
 
-/* alpha for the second and later pieces of a tile: o is rescaled once per tile */
-static const float k_ones[EA_MR] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
 
 static void attn_task(void *arg, int64_t t, int thread)
 {
@@ -217,17 +215,15 @@ static void attn_task(void *arg, int64_t t, int thread)
              * packed path takes one piece (the packers fill whole 16-column blocks); the rows path
              * gathers up to KB keys from as many pieces as start at a multiple of 16 columns, so small
              * pages do not shorten its tiles (a tile that starts inside a page ends with that page). */
-            const char *pk[EA_KB_MAX / 16 + 1], *pvv[EA_KB_MAX / 16 + 1];
-            int32_t pn[EA_KB_MAX / 16 + 1], npc = 0;
-            const int64_t want = imin(KB, z - j0 + 1);
-            nt = 0;
-            do {
-                const int32_t n = ea_kv_seg_rows(seg, j0 + nt, kes, &pk[npc], &pvv[npc]);
-                pn[npc] = (int32_t)imin(n, want - nt);
-                nt += pn[npc++];
-            } while (nt < want && !J->packed && nt % 16 == 0 && npc < EA_KB_MAX / 16 + 1); /* s + nt stays
-                                                                 aligned for the kernels' vector stores */
-            const char *kp = pk[0], *vp = pvv[0];
+            ea_kv_pieces pc = {.count = 0, .rows = 0};
+            const int32_t want = (int32_t)imin(KB, z - j0 + 1);
+            for (bool more = true; more;) {
+                const char *k, *v;
+                const int32_t n = ea_kv_seg_rows(seg, j0 + pc.rows, kes, &k, &v);
+                more = ea_pieces_add(&pc, k, v, (int32_t)imin(n, want - pc.rows), want) && !J->packed;
+            }
+            nt = pc.rows;
+            const char *kp = pc.k[0], *vp = pc.v[0];
             const int32_t nbp = (nt + 15) & ~15;
             const int64_t j1 = j0 + nt - 1;
             if (J->packed) {
@@ -249,8 +245,7 @@ static void attn_task(void *arg, int64_t t, int thread)
                 if (J->packed)
                     K->qk(mr, nbp, D, qb, D, kt, KB, s, KB);
                 else
-                    for (int32_t pc = 0, off = 0; pc < npc; off += pn[pc++])
-                        K->qk_rows[kdt](mr, pn[pc], D, qb, D, pk[pc], seg->ldk, s + off, KB);
+                    ea_qk_pieces(K, kdt, mr, D, qb, D, &pc, seg->ldk, s, KB);
                 if (c->softcap > 0.0f || c->bias || !full) {
                     const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
                     for (int32_t rr = 0; rr < mr; rr++) {
@@ -279,9 +274,8 @@ static void attn_task(void *arg, int64_t t, int thread)
                 float *ob = o + (size_t)mb * (size_t)D;
                 if (J->packed)
                     K->pv(mr, nbp, D, s, KB, v32, D, alpha, ob, D);
-                else /* the rescale once, with the first piece */
-                    for (int32_t pc = 0, off = 0; pc < npc; off += pn[pc++])
-                        K->pv_rows[kdt](mr, pn[pc], D, s + off, KB, pvv[pc], seg->ldv, pc == 0 ? alpha : k_ones, ob, D);
+                else
+                    ea_pv_pieces(K, kdt, mr, D, s, KB, &pc, seg->ldv, alpha, ob, D);
             }
         }
     }

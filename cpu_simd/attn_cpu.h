@@ -66,4 +66,42 @@ int64_t ea_cpu_part_items(int32_t threads, int32_t rb);
 
 edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *call);
 
+/* A tile's keys gathered from pieces of rows contiguous in storage (a paged cache: one piece per page).
+ * A piece after the first starts at a multiple of 16 columns of the score tile, where the kernels'
+ * vector stores need it; the scores and P.V then run piece by piece, o rescaled once per tile. */
+#define EA_MAX_PIECES (EA_KB_MAX / 16 + 1)
+typedef struct ea_kv_pieces {
+    const char *k[EA_MAX_PIECES], *v[EA_MAX_PIECES];
+    int32_t n[EA_MAX_PIECES];
+    int32_t count, rows; /* pieces, and keys over all of them */
+} ea_kv_pieces;
+
+/* Adds n rows at k, v; returns whether another piece may follow to reach `want` keys. */
+static inline bool ea_pieces_add(ea_kv_pieces *p, const char *k, const char *v, int32_t n, int32_t want)
+{
+    p->k[p->count] = k;
+    p->v[p->count] = v;
+    p->n[p->count++] = n;
+    p->rows += n;
+    return p->rows < want && p->rows % 16 == 0 && p->count < EA_MAX_PIECES;
+}
+
+/* s[r][off + j] = q[r] . K row j of each piece (off: the piece's first column). */
+static inline void ea_qk_pieces(const ea_cpu_kernels *K, edgeattn_dtype dt, int mr, int dim, const float *q,
+                                ptrdiff_t ldq, const ea_kv_pieces *p, ptrdiff_t ldk, float *s, ptrdiff_t lds)
+{
+    for (int32_t i = 0, off = 0; i < p->count; off += p->n[i++])
+        K->qk_rows[dt](mr, p->n[i], dim, q, ldq, p->k[i], ldk, s + off, lds);
+}
+
+/* o = alpha o + P V over the pieces (alpha applied with the first piece only). */
+static inline void ea_pv_pieces(const ea_cpu_kernels *K, edgeattn_dtype dt, int mr, int dim, const float *s,
+                                ptrdiff_t lds, const ea_kv_pieces *p, ptrdiff_t ldv, const float *alpha, float *o,
+                                ptrdiff_t ldo)
+{
+    static const float ones[EA_MR] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+    for (int32_t i = 0, off = 0; i < p->count; off += p->n[i++])
+        K->pv_rows[dt](mr, p->n[i], dim, s + off, lds, p->v[i], ldv, i == 0 ? alpha : ones, o, ldo);
+}
+
 #endif

@@ -219,21 +219,18 @@ static void dec_task(void *arg, int64_t t, int thread)
 
     /* 2. runs of consecutive keys, at most KB at a time */
     const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
-    static const float ones[EA_MR] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
     for (int64_t j = a; j <= z;) {
-        /* up to KB keys in pieces of consecutive rows (a paged cache: one per page; a piece after the
-         * first starts at a multiple of 16 columns of s, where the kernels' vector stores need it) */
-        const char *kp[EA_KB_MAX / 16 + 1], *vp[EA_KB_MAX / 16 + 1];
-        int32_t pn[EA_KB_MAX / 16 + 1], npc = 0, nt = 0;
+        ea_kv_pieces pc = {.count = 0, .rows = 0}; /* up to KB keys, from as many pages as it takes */
         ptrdiff_t ldk, ldv;
         const int32_t want = (int32_t)imin(KB, z - j + 1);
-        do {
-            pn[npc] = dec_rows(&kv, j + nt, want - nt, es, &kp[npc], &vp[npc], &ldk, &ldv);
-            nt += pn[npc++];
-        } while (nt < want && nt % 16 == 0 && npc < EA_KB_MAX / 16 + 1 && j + nt < kv.total);
+        for (bool more = true; more;) {
+            const char *k, *v;
+            const int32_t n = dec_rows(&kv, j + pc.rows, want - pc.rows, es, &k, &v, &ldk, &ldv);
+            more = ea_pieces_add(&pc, k, v, n, want) && j + pc.rows < kv.total;
+        }
+        const int32_t nt = pc.rows;
         const int32_t nbp = (nt + 15) & ~15;
-        for (int32_t pc = 0, off = 0; pc < npc; off += pn[pc++])
-            K->qk_rows[kdt](G, pn[pc], D, q32, D, kp[pc], ldk, s + off, KB);
+        ea_qk_pieces(K, kdt, G, D, q32, D, &pc, ldk, s, KB);
         for (int32_t g = 0; g < G; g++) {
             float *sr = s + (size_t)g * (size_t)KB;
             if (cap > 0.0f)
@@ -243,8 +240,7 @@ static void dec_task(void *arg, int64_t t, int thread)
                 sr[jj] = -INFINITY;
         }
         K->softmax(G, nbp, s, KB, m, l, alpha);
-        for (int32_t pc = 0, off = 0; pc < npc; off += pn[pc++]) /* o rescaled once, with the first piece */
-            K->pv_rows[kdt](G, pn[pc], D, s + off, KB, vp[pc], ldv, pc == 0 ? alpha : ones, o, D);
+        ea_pv_pieces(K, kdt, G, D, s, KB, &pc, ldv, alpha, o, D);
         j += nt;
     }
 
