@@ -245,7 +245,7 @@ static void attn_task(void *arg, int64_t t, int thread)
                 if (J->packed)
                     K->qk(mr, nbp, D, qb, D, kt, KB, s, KB);
                 else
-                    ea_qk_pieces(K, kdt, mr, D, qb, D, &pc, seg->ldk, s, KB);
+                    ea_qk_pieces(K, kdt, mr, D, qb, D, &pc, seg->ldk, seg->ldv, s, KB);
                 if (c->softcap > 0.0f || c->bias || !full) {
                     const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
                     for (int32_t rr = 0; rr < mr; rr++) {

@@ -230,7 +230,13 @@ static void dec_task(void *arg, int64_t t, int thread)
         }
         const int32_t nt = pc.rows;
         const int32_t nbp = (nt + 15) & ~15;
-        ea_qk_pieces(K, kdt, G, D, q32, D, &pc, ldk, s, KB);
+        ea_qk_pieces(K, kdt, G, D, q32, D, &pc, ldk, ldv, s, KB);
+        if (pc.count > 1 && j + nt <= z) { /* pages: the next tile's first run, while this one finishes */
+            const char *k1, *v1;
+            ptrdiff_t ldk1, ldv1;
+            const int32_t n1 = dec_rows(&kv, j + nt, (int32_t)imin(KB, z - j - nt + 1), es, &k1, &v1, &ldk1, &ldv1);
+            ea_prefetch_rows(k1, n1, ldk1, es, (size_t)D * es);
+        }
         for (int32_t g = 0; g < G; g++) {
             float *sr = s + (size_t)g * (size_t)KB;
             if (cap > 0.0f)

@@ -255,7 +255,9 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
  * of a few microseconds where handing work to threads costs as much as the work (compare
  * --threads 1 with --threads 2). dec-rag* decode four sequences of 512, 3000, 9000 and 16000 tokens
  * at once, in a contiguous cache and in paged caches of 16- and 64-token pages filled round-robin (the
- * pages of the four sequences interleave in the pool): paging should cost little beside contiguous.
+ * pages of the four sequences interleave in the pool), and on the CPU 256-token pages too (a page
+ * holds 64 KiB of each head there, runs long enough for the hardware prefetchers; 16-token pages
+ * are 4 KiB runs): paging should cost little beside contiguous.
  * Fields: name, kind, B, Hq, Hkv, Nq, Nkv, D, causal, q, kv, out, OpenCL path, auto_name, page, ragged. */
 static const bench_case default_suite[] = {
     {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0, 0, 0, 0},
@@ -280,6 +282,7 @@ static const bench_case default_suite[] = {
     {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 0, 1},
     {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 16, 1},
     {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 64, 1},
+    {"dec-rag-p256", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 256, 1},
 };
 
 /* Small, odd sizes (not multiples of the tiles), every dtype path once: seconds, not minutes. */
