@@ -1,7 +1,7 @@
 /* Fused flash attention, instantiated once per tile shape: the host prepends
  *   #define FK_NAME <kernel name>, FK_BM (query rows per work-group), FK_TM (score rows per work-item),
  *   FK_BN (keys per tile), FK_TN (score columns per work-item), FK_PM (output rows per work-item)
- * and the program-wide EA_DMAX (largest head dim served), and #undefs them afterwards.
+ * and the program-wide EA_DMAX (largest head dim served); each kernel is its own program.
  *
  * The two products of a tile use different work-item layouts, each a register block fed by float4
  * loads from local memory:
@@ -106,25 +106,27 @@
 #endif
 
 /* Element offset of the row of key c of tile T (ring slot `slot`) in VIEW. A paged cache (EA_PAGED, built
- * for configs with config.kv_page_size, and a decode launch: page_shift > 0) takes the row's page from
- * Pg, filled one tile ahead by FK_PAGES (one page-table read per key of a tile, shared by K and V). */
+ * for configs with config.kv_page_size, and a decode launch: page_shift > 0) takes the row's offset from
+ * Pg, filled one tile ahead by FK_PAGES: one page-table read per key of a tile, shared by K and V (their
+ * page layouts are the same), and the row's offset computed there once, so a load costs one local read
+ * and an add, less than the contiguous layout's index arithmetic. */
 #ifdef EA_PAGED
 #define FK_ROW(VIEW, T, C, SLOT)                                                                                  \
-    (paged ? VIEW.off + (long)Pg[((T) & 1) * FK_BN + (C)] * P.page_elems + (long)hkv * VIEW.sh +                 \
-                 (long)((SLOT) & pmask) * VIEW.sn                                                                 \
+    (paged ? VIEW.off + Pg[((T) & 1) * FK_BN + (C)]                                                               \
            : VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(SLOT) * VIEW.sn)
-/* The pages of the keys of tile T into Pg[T & 1] (0 past the visible range). */
+/* The row offsets of the keys of tile T into Pg[T & 1] (0 past the visible range). */
 #define FK_PAGES(T)                                                                                               \
     for (int c = tid; c < FK_BN; c += FK_NT) {                                                                    \
         const int j = jlo + (T) * FK_BN + c;                                                                      \
-        int pg = 0;                                                                                               \
+        long row = 0;                                                                                             \
         if (j <= jhi) {                                                                                           \
             int slot = slot0 + j;                                                                                 \
             if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
                 slot -= P.ring_cap;                                                                               \
-            pg = ptab[slot >> P.page_shift];                                                                      \
+            row = (long)ptab[slot >> P.page_shift] * P.page_elems + (long)hkv * P.k.sh +                          \
+                  (long)(slot & pmask) * P.k.sn;                                                                  \
         }                                                                                                         \
-        Pg[((T) & 1) * FK_BN + c] = pg;                                                                           \
+        Pg[((T) & 1) * FK_BN + c] = row;                                                                          \
     }
 #else
 #define FK_ROW(VIEW, T, C, SLOT) (VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(SLOT) * VIEW.sn)
@@ -172,7 +174,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     __local float Pm[FK_BM * FK_QC]; /* partial row maxima; at the end, the parts of the row sums */
     __local float As[FK_BM];         /* per-row rescale factor of the tile; at the end, the row maxima */
 #ifdef EA_PAGED
-    __local int Pg[2 * FK_BN]; /* pages of the keys of tiles t (Pg[t & 1]) and t + 1 */
+    __local long Pg[2 * FK_BN]; /* row offsets of the keys of tiles t (Pg[t & 1]) and t + 1 */
 #endif
 
     const int tid = (int)get_local_id(0);

@@ -386,7 +386,7 @@ static bool tiles_valid(const ea_ocl_tiles *t, int dmax)
 
 static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
 {
-    const size_t pages = s->lay.paged ? 8 * (size_t)t->bn : 0; /* flash.cl's Pg: two tiles of page numbers */
+    const size_t pages = s->lay.paged ? 16 * (size_t)t->bn : 0; /* flash.cl's Pg: two tiles of row offsets (long) */
     return tiles_valid(t, dmax) && tiles_local_bytes(t, dmax) + pages + 256 <= s->local_mem &&
            (size_t)ea_ocl_tiles_threads(t) <= s->max_wg;
 }
@@ -428,16 +428,24 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
      * K/V tiles), then decode (few rows: the query heads of a GQA group) */
     static const ea_ocl_tiles table[][3] = {
         [EA_OCL_CLASS_OTHER] = {{16, 2, 32, 4, 0, 0}, {16, 2, 32, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
-        [EA_OCL_CLASS_NVIDIA] = {{64, 4, 16, 2, 8, 0}, {64, 2, 32, 4, 4, 1}, {8, 1, 64, 4, 0, 0}},
+        /* NVIDIA (H200 sweeps): the score loop unrolled 8 (prefill) or 16 (decode), P.V 4: prefill N4096
+         * 11.2 ms vs 11.6 at 2/2, decode N32768 0.198 ms vs 0.37 */
+        [EA_OCL_CLASS_NVIDIA] = {{64, 4, 16, 2, 8, 0, 8, 4}, {64, 2, 32, 4, 4, 1, 8, 4}, {8, 1, 64, 4, 0, 0, 16, 4}},
         [EA_OCL_CLASS_MALI] = {{16, 2, 16, 4, 0, 0}, {16, 2, 16, 4, 0, 1}, {4, 1, 32, 4, 0, 0}},
         [EA_OCL_CLASS_ADRENO] = {{32, 4, 16, 4, 0, 0}, {32, 4, 16, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
         [EA_OCL_CLASS_CPU] = {{32, 8, 32, 4, 0, 0}, {32, 8, 32, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
     };
     ea_ocl_tiles *t[3] = {pf, pfh, dec};
     const bool gpu = s->dev_class != EA_OCL_CLASS_CPU;
+    /* a tuning sweep's build options (EDGEATTN_OPENCL_OPTIONS) state the unrolls themselves */
+    char kb[256];
+    const char *extra = ea_knob(s->cfg, "opencl", s->ident, "EDGEATTN_OPENCL_OPTIONS", kb, sizeof kb);
+    const bool sweep = extra && *extra;
     for (int k = 0; k < 3; k++) {
         ea_ocl_tiles *x = t[k];
         *x = table[s->dev_class][k];
+        if (sweep)
+            x->uqk = x->upv = 0;
         if (!tiles_pc(x, dmax))
             x->pm = tiles_pick_pm(x, dmax);
         while (!tiles_fit(s, x, dmax) || (gpu && tiles_acc(x, dmax) > 128)) {
@@ -462,8 +470,9 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
     }
 }
 
-/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN[xTN[xPM]],pfh=...,dec=..." (any part may be left out; TN 4, PM picked):
- * prefill, prefill with F16 Q, decode. */
+/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN[xTN[xPM]],pfh=...,dec=...,upf=QKxPV,upfh=...,udec=..." (any part may
+ * be left out; TN 4, PM picked): the tiles of prefill, prefill with F16 Q and decode, and the unroll
+ * factors of their score and P.V loops (1 to 32, powers of two; a tile part keeps the unrolls). */
 static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *pfh,
                                  ea_ocl_tiles *dec, char *msg)
 {
@@ -473,33 +482,54 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
         return EDGEATTN_OK;
     const char *p = e;
     while (*p) {
-        ea_ocl_tiles t = {0, 0, 0, 4, 0, 0};
+        ea_ocl_tiles t = {0, 0, 0, 4, 0, 0, 0, 0};
         int used = 0, used2 = 0;
-        ea_ocl_tiles *dst = NULL;
+        ea_ocl_tiles *dst = NULL, *udst = NULL;
         if (!strncmp(p, "pf=", 3))
             dst = pf, p += 3;
         else if (!strncmp(p, "pfh=", 4))
             dst = pfh, p += 4, t.qh = 1;
         else if (!strncmp(p, "dec=", 4))
             dst = dec, p += 4;
-        if (!dst || sscanf(p, "%dx%dx%d%n", &t.bm, &t.tm, &t.bn, &used) != 3)
-            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
-                           "EDGEATTN_OPENCL_TILES=%.64s: expected pf=BMxTMxBN[xTN[xPM]],pfh=...,dec=... (any of them)", e);
-        if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.tn, &used2) == 1) {
-            used += used2;
-            if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.pm, &used2) == 1)
+        else if (!strncmp(p, "upf=", 4))
+            udst = pf, p += 4;
+        else if (!strncmp(p, "upfh=", 5))
+            udst = pfh, p += 5;
+        else if (!strncmp(p, "udec=", 5))
+            udst = dec, p += 5;
+        if (udst) {
+            int qk = 0, pv = 0;
+            if (sscanf(p, "%dx%d%n", &qk, &pv, &used) != 2 || qk < 1 || qk > 32 || (qk & (qk - 1)) || pv < 1 ||
+                pv > 32 || (pv & (pv - 1)))
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                               "EDGEATTN_OPENCL_TILES=%.64s: an unroll part is QKxPV, each a power of two from 1 to 32",
+                               e);
+            udst->uqk = qk;
+            udst->upv = pv;
+        } else {
+            if (!dst || sscanf(p, "%dx%dx%d%n", &t.bm, &t.tm, &t.bn, &used) != 3)
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                               "EDGEATTN_OPENCL_TILES=%.64s: expected pf=BMxTMxBN[xTN[xPM]],pfh=...,dec=...,upf=QKxPV,"
+                               "upfh=...,udec=... (any of them)",
+                               e);
+            if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.tn, &used2) == 1) {
                 used += used2;
+                if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.pm, &used2) == 1)
+                    used += used2;
+            }
+            if (!t.pm && t.tn > 0 && t.tm > 0)
+                t.pm = tiles_pick_pm(&t, dmax);
+            if (!tiles_fit(s, &t, dmax))
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                               "EDGEATTN_OPENCL_TILES: %dx%dx%dx%dx%d invalid for head dim %d (TM 1..8 dividing BM, BN a "
+                               "multiple of 4, TN 1/2/4/8 dividing BN, PM 1/2/4/8 dividing BM with the work-items "
+                               "splitting rows and %d float4 columns evenly, %zu bytes of local memory and %zu "
+                               "work-items at most)",
+                               t.bm, t.tm, t.bn, t.tn, t.pm, dmax, dmax / 4, (size_t)s->local_mem, s->max_wg);
+            t.uqk = dst->uqk;
+            t.upv = dst->upv;
+            *dst = t;
         }
-        if (!t.pm && t.tn > 0 && t.tm > 0)
-            t.pm = tiles_pick_pm(&t, dmax);
-        if (!tiles_fit(s, &t, dmax))
-            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
-                           "EDGEATTN_OPENCL_TILES: %dx%dx%dx%dx%d invalid for head dim %d (TM 1..8 dividing BM, BN a "
-                           "multiple of 4, TN 1/2/4/8 dividing BN, PM 1/2/4/8 dividing BM with the work-items "
-                           "splitting rows and %d float4 columns evenly, %zu bytes of local memory and %zu "
-                           "work-items at most)",
-                           t.bm, t.tm, t.bn, t.tn, t.pm, dmax, dmax / 4, (size_t)s->local_mem, s->max_wg);
-        *dst = t;
         p += used;
         if (*p == ',')
             p++;
@@ -657,26 +687,13 @@ static edgeattn_status build_program(ea_ocl_state *s, const char *cache_dir, con
 static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_ocl_variant *v, char *msg)
 {
     static const char *const kname[3] = {"ea_flash_pf", "ea_flash_pfh", "ea_flash_dec"};
+    static const char *const kwhat[3] = {"prefill", "F16-Q prefill", "decode"};
     const ea_ocl_tiles *t[3] = {&v->pf, &v->pfh, &v->dec};
     cl_kernel *kk[3] = {&v->k_pf, &v->k_pfh, &v->k_dec};
-    char pro[3][384], opts[384];
-    /* NVIDIA (H200 sweeps): the score loop unrolled 8 (prefill) or 16 (decode), P.V 4: prefill N4096
-     * 11.2 ms vs 11.6 at 2/2, decode N32768 0.198 ms vs 0.37 */
     char kb[256];
     const char *extra = ea_knob(s->cfg, "opencl", s->ident, "EDGEATTN_OPENCL_OPTIONS", kb, sizeof kb);
     const bool sweep = extra && *extra; /* a tuning sweep states every option itself */
     const bool nv = s->dev_class == EA_OCL_CLASS_NVIDIA && !sweep;
-    const char *unroll[3] = {nv ? "#define FK_UNROLL_QK 8\n#define FK_UNROLL_PV 4\n" : "",
-                             nv ? "#define FK_UNROLL_QK 8\n#define FK_UNROLL_PV 4\n" : "",
-                             nv ? "#define FK_UNROLL_QK 16\n#define FK_UNROLL_PV 4\n" : ""};
-    for (int i = 0; i < 3; i++)
-        snprintf(pro[i], sizeof pro[i],
-                 "\n#undef FK_NAME\n#undef FK_BM\n#undef FK_TM\n#undef FK_BN\n#undef FK_TN\n#undef FK_PM\n#undef FK_QH\n"
-                 "#undef FK_UNROLL_QK\n#undef FK_UNROLL_PV\n"
-                 "#define FK_NAME %s\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
-                 "#define FK_PM %d\n%s%s",
-                 kname[i], t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, t[i]->pm, t[i]->qh ? "#define FK_QH 1\n" : "",
-                 unroll[i]);
     /* EDGEATTN_OPENCL_OPTIONS: build options for tuning sweeps (e.g. -DEA_PREFETCH=0, -DEA_UNROLL_QK=4 or
      * NVIDIA's -cl-nv-maxrregcount=N), in place of the device class's own; part of the binary-cache key
      * like every option */
@@ -690,18 +707,28 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
                                               : " -DEA_PREFETCH=0";
     /* a paged cache's programs read K/V rows through page tables (decode); contiguous configs build the
      * kernels without that code */
+    char opts[384];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s%s", v->dmax, s->lay.paged ? " -DEA_PAGED" : "", cls,
              sweep ? " " : "", sweep ? extra : "");
-    const char *src[7] = {ea_ocl_src_common, pro[0], ea_ocl_src_flash, pro[1], ea_ocl_src_flash, pro[2],
-                          ea_ocl_src_flash};
-    char what[32];
-    snprintf(what, sizeof what, "flash (head dim %d)", v->dmax);
-    edgeattn_status st = build_program(s, cache_dir, src, 7, opts, what, &v->prog, msg);
-    if (st != EDGEATTN_OK)
-        return st;
-    cl_int err;
+    /* one program per kernel (each its own binary-cache entry): a tuning candidate that changes one
+     * kernel's tiles rebuilds that kernel only */
     for (int i = 0; i < 3; i++) {
-        *kk[i] = ea_ocl_create_kernel(&s->api, v->prog, kname[i], &err);
+        char pro[384], unroll[96] = "";
+        if (t[i]->uqk)
+            snprintf(unroll, sizeof unroll, "#define FK_UNROLL_QK %d\n#define FK_UNROLL_PV %d\n", t[i]->uqk, t[i]->upv);
+        snprintf(pro, sizeof pro,
+                 "\n#define FK_NAME %s\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
+                 "#define FK_PM %d\n%s%s",
+                 kname[i], t[i]->bm, t[i]->tm, t[i]->bn, t[i]->tn, t[i]->pm, t[i]->qh ? "#define FK_QH 1\n" : "",
+                 unroll);
+        const char *src[3] = {ea_ocl_src_common, pro, ea_ocl_src_flash};
+        char what[48];
+        snprintf(what, sizeof what, "flash %s (head dim %d)", kwhat[i], v->dmax);
+        edgeattn_status st = build_program(s, cache_dir, src, 3, opts, what, &v->prog[i], msg);
+        if (st != EDGEATTN_OK)
+            return st;
+        cl_int err;
+        *kk[i] = ea_ocl_create_kernel(&s->api, v->prog[i], kname[i], &err);
         if (err != CL_SUCCESS) {
             *kk[i] = NULL;
             return ea_ocl_fail_cl(msg, err, kname[i]);
@@ -743,8 +770,9 @@ static void ocl_release(ea_ocl_state *s)
             a->clReleaseKernel(s->var[i].k_pfh);
         if (s->var[i].k_dec)
             a->clReleaseKernel(s->var[i].k_dec);
-        if (s->var[i].prog)
-            a->clReleaseProgram(s->var[i].prog);
+        for (int k = 0; k < 3; k++)
+            if (s->var[i].prog[k])
+                a->clReleaseProgram(s->var[i].prog[k]);
     }
     for (int i = 0; i < EA_K_COUNT; i++)
         if (s->k[i])

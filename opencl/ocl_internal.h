@@ -55,6 +55,7 @@ typedef struct ea_ocl_tiles {
     int bm, tm, bn, tn; /* rows per work-group; score rows and key columns per work-item; keys per tile */
     int pm;             /* output rows per work-item (flash.cl: FK_PM) */
     int qh;             /* the F16-Q prefill kernel (FK_QH: Q as F16 bits in local memory) */
+    int uqk, upv;       /* unroll factors of the score and P.V loops (FK_UNROLL_QK/PV); 0: the program's */
 } ea_ocl_tiles;
 
 /* Work-items per work-group of a tile: (BM/TM) x (BN/TN). */
@@ -66,7 +67,7 @@ static inline int ea_ocl_tiles_threads(const ea_ocl_tiles *t)
 typedef struct ea_ocl_variant {
     int dmax;
     ea_ocl_tiles pf, pfh, dec; /* prefill, prefill with F16 Q, decode */
-    cl_program prog;
+    cl_program prog[3]; /* one program per kernel: a tile change rebuilds only its own */
     cl_kernel k_pf, k_pfh, k_dec;
 } ea_ocl_variant;
 

@@ -21,7 +21,12 @@
 #include "bench.h"
 
 #define MAX_VALUES 64
-#define MAX_KNOBS 8
+#define MAX_KNOBS 10
+/* A candidate is taken only if no case is slower than with the defaults by more than this (the
+ * fastest samples): tuning must not trade one shape for another. */
+#define MAX_CASE_LOSS 1.03
+/* Rounds of the closing comparison (defaults and the file timed alternately, each case's fastest). */
+#define FINAL_ROUNDS 3
 
 /* One dimension of the search: knob `name`, or the part `part` ("pf=") of a composite knob whose
  * parts are joined by commas. values[0] is "" (the library's default). */
@@ -45,6 +50,16 @@ static void add(dim *d, const char *fmt, int a, int b, int c, int e)
 {
     if (d->nvalues < MAX_VALUES)
         snprintf(d->values[d->nvalues++], sizeof d->values[0], fmt, a, b, c, e);
+}
+
+/* Adds value v unless the dimension has it already. */
+static void add_str(dim *d, const char *v)
+{
+    for (int i = 1; i < d->nvalues; i++)
+        if (!strcmp(d->values[i], v))
+            return;
+    if (d->nvalues < MAX_VALUES)
+        snprintf(d->values[d->nvalues++], sizeof d->values[0], "%s", v);
 }
 
 /* The search space of a backend; returns the number of dimensions. */
@@ -79,36 +94,38 @@ static int space(edgeattn_backend backend, dim *dims)
         add(dk, "small", 0, 0, 0, 0);
         add(dk, "simt", 0, 0, 0, 0);
     } else if (backend == EDGEATTN_BACKEND_OPENCL) {
-        dim *op = &dims[n++]; /* build options (unrolls, prefetch, NVIDIA's register cap): in place of the class's */
+        dim *op = &dims[n++]; /* build options (prefetch, NVIDIA's register cap): in place of the class's */
         op->name = "EDGEATTN_OPENCL_OPTIONS";
-        static const char *const opts[] = {
-            "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128",
-            "-DEA_UNROLL_QK=16 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128",
-            "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4", "-DEA_UNROLL_QK=16 -DEA_UNROLL_PV=4",
-            "-DEA_UNROLL_QK=8 -DEA_UNROLL_PV=4 -DEA_PREFETCH=0", "-DEA_UNROLL_QK=4 -DEA_UNROLL_PV=2"};
+        static const char *const opts[] = {"-DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128",
+                                           "-DEA_PREFETCH=0", "-DEA_PREFETCH=1",
+                                           "-DEA_NO_REQD_WG -cl-nv-maxrregcount=128"};
         for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
-            if (op->nvalues < MAX_VALUES)
-                snprintf(op->values[op->nvalues++], sizeof op->values[0], "%s", opts[i]);
-        /* prefill with F16 Q, decode, prefill with F32 Q: larger tiles first (GPUs favour them) */
+            add_str(op, opts[i]);
+        /* prefill with F16 Q, decode, prefill with F32 Q; the other device classes' rows first (the
+         * likeliest), then a grid with larger tiles first (GPUs favour them) */
         static const char *const parts[] = {"pfh=", "dec=", "pf="};
         for (int p = 0; p < 3; p++) {
             dim *t = &dims[n++];
             t->name = "EDGEATTN_OPENCL_TILES";
             t->part = parts[p];
             if (p != 1) { /* BM x TM x BN x TN [x PM] */
+                static const char *const seeds[] = {"64x2x32x4x4", "64x4x16x2x8", "32x4x16x4", "16x2x16x4", "32x8x32x4"};
+                for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++)
+                    add_str(t, seeds[i]);
                 static const int bm[] = {64, 32, 16}, tm[] = {4, 2}, bn[] = {16, 32, 64}, tn[] = {2, 4}, pm[] = {8, 4};
                 for (int a = 0; a < 3; a++)
                     for (int b = 0; b < 2; b++)
                         for (int c = 0; c < 3; c++)
                             for (int e = 0; e < 2; e++) {
+                                char v[40];
                                 if (bm[a] < 64) {
-                                    add(t, "%dx%dx%dx%d", bm[a], tm[b], bn[c], tn[e]);
+                                    snprintf(v, sizeof v, "%dx%dx%dx%d", bm[a], tm[b], bn[c], tn[e]);
+                                    add_str(t, v);
                                     continue;
                                 }
-                                for (int f = 0; f < 2 && t->nvalues < MAX_VALUES; f++) {
-                                    char v[40];
+                                for (int f = 0; f < 2; f++) {
                                     snprintf(v, sizeof v, "%dx%dx%dx%dx%d", bm[a], tm[b], bn[c], tn[e], pm[f]);
-                                    snprintf(t->values[t->nvalues++], sizeof t->values[0], "%s", v);
+                                    add_str(t, v);
                                 }
                             }
             } else { /* decode: few rows, long key tiles */
@@ -122,6 +139,17 @@ static int space(edgeattn_backend backend, dim *dims)
         dim *path = &dims[n++];
         path->name = "EDGEATTN_OPENCL_PATH";
         add(path, "unfused", 0, 0, 0, 0);
+        /* each kernel's unroll factors (score loop x P.V loop) */
+        static const char *const uparts[] = {"upfh=", "udec=", "upf="};
+        static const char *const unrolls[2][5] = {{"8x4", "16x4", "4x4", "8x2", "4x2"},
+                                                  {"16x4", "8x4", "32x4", "16x2", "4x2"}};
+        for (int p = 0; p < 3; p++) {
+            dim *u = &dims[n++];
+            u->name = "EDGEATTN_OPENCL_TILES";
+            u->part = uparts[p];
+            for (int i = 0; i < 5; i++)
+                add_str(u, unrolls[p == 1][i]);
+        }
     }
     return n;
 }
@@ -154,10 +182,14 @@ static void apply(const dim *dims, int n, int which, int v)
 }
 
 /* Times every case with the knobs in the environment (each case's fastest sample into times[]): the
- * geometric mean against base[] (1 when base is NULL); NAN when a case failed or is wrong. */
-static double score(const bench_case *cases, size_t ncases, const bench_opts *o, double *base, double *times)
+ * geometric mean against base[] (1 when base is NULL), and in *worst the largest ratio of one case;
+ * NAN when a case failed or is wrong. */
+static double score(const bench_case *cases, size_t ncases, const bench_opts *o, double *base, double *times,
+                    double *worst)
 {
     double logsum = 0.0;
+    if (worst)
+        *worst = 0.0;
     for (size_t k = 0; k < ncases && !g_stop; k++) {
         bench_result r;
         char err[512];
@@ -166,8 +198,11 @@ static double score(const bench_case *cases, size_t ncases, const bench_opts *o,
         if (!(r.max_rel_err <= bench_error_bound(&cases[k])))
             return NAN;
         times[k] = r.min_ms; /* the fastest sample: what the candidate can do, least disturbed by other load */
-        if (base)
+        if (base) {
             logsum += log(r.min_ms / base[k]);
+            if (worst && r.min_ms / base[k] > *worst)
+                *worst = r.min_ms / base[k];
+        }
     }
     return g_stop ? NAN : exp(logsum / (double)ncases);
 }
@@ -192,7 +227,7 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     }
     /* dimensions no case exercises are left at their defaults (OpenCL: the F16-Q and F32-Q prefill tiles,
      * the decode tiles and the unfused path each serve one kind of call) */
-    bool pf16 = false, pf32 = false, dec = false;
+    bool pf16 = false, pf32 = false, dec = false, pf_auto = false;
     for (size_t k = 0; k < ncases; k++) {
         if (cases[k].kind == BENCH_DECODE)
             dec = true;
@@ -200,11 +235,15 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
             pf16 = true;
         else
             pf32 = true;
+        if (cases[k].kind != BENCH_DECODE && cases[k].opencl_path == 0)
+            pf_auto = true; /* a prefill case whose path the knob chooses */
     }
     for (int i = 0; i < nd; i++) {
         const char *part = dims[i].part ? dims[i].part : "";
-        if ((!strcmp(part, "pfh=") && !pf16) || (!strcmp(part, "pf=") && !pf32) || (!strcmp(part, "dec=") && !dec) ||
-            (!strcmp(dims[i].name, "EDGEATTN_OPENCL_PATH") && !pf16 && !pf32))
+        if (((!strcmp(part, "pfh=") || !strcmp(part, "upfh=")) && !pf16) ||
+            ((!strcmp(part, "pf=") || !strcmp(part, "upf=")) && !pf32) ||
+            ((!strcmp(part, "dec=") || !strcmp(part, "udec=")) && !dec) ||
+            (!strcmp(dims[i].name, "EDGEATTN_OPENCL_PATH") && !pf_auto))
             dims[i].nvalues = 1;
     }
     bench_opts o = *o_in;
@@ -231,7 +270,7 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
                  "keeps the best so far)\n",
             info->backend_name, info->device, nd, total, ncases, seconds);
     apply(dims, nd, -1, 0);
-    score(cases, ncases, &o, NULL, base);
+    score(cases, ncases, &o, NULL, base, NULL);
     double best = 1.0;
     int tried = 0, discarded = 0;
     bool improved = true;
@@ -255,12 +294,13 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
             }
             if (tried > 0 && tried % 8 == 0) { /* the defaults again: a quieter moment lowers the baseline */
                 apply(dims, nd, -2, 0);
-                if (!isnan(score(cases, ncases, &o, NULL, times)))
+                if (!isnan(score(cases, ncases, &o, NULL, times, NULL)))
                     for (size_t k = 0; k < ncases; k++)
                         base[k] = times[k] < base[k] ? times[k] : base[k];
             }
             apply(dims, nd, i, v);
-            const double s = score(cases, ncases, &o, base, times);
+            double worst = 0.0;
+            const double s = score(cases, ncases, &o, base, times, &worst);
             tried++;
             if (g_stop == 1)
                 break;
@@ -268,11 +308,13 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
             if (isnan(s)) {
                 discarded++;
                 mark = "  discarded (refused or wrong)";
-            } else if (s < best * 0.995) { /* half a percent: not a measurement's noise */
+            } else if (s < best * 0.995 && worst <= MAX_CASE_LOSS) { /* half a percent: not a measurement's noise */
                 best = s;
                 dims[i].best = v;
                 mark = "  best";
                 improved = true;
+            } else if (s < best * 0.995) {
+                mark = "  (one case slower than the defaults: not taken)";
             }
             fprintf(tab, "  [%3d/%d] %s=%s%s: %s%.3fx of default, best %.3fx, %.0f s left%s\n", tried, total, dims[i].name,
                     dims[i].part ? dims[i].part : "", dims[i].values[v], isnan(s) ? "-" : "", isnan(s) ? 0.0 : s, best,
@@ -284,6 +326,46 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     fprintf(tab, "tune       %s after %d candidates (%d discarded) in %.0f s: %.3fx of the defaults' time\n",
             g_stop == 1 ? "interrupted" : g_stop == 2 ? "time budget reached" : "done", tried, discarded,
             bench_now_s() - t0, best);
+    /* confirm: the best against the defaults, alternately, twice more; a choice that does not hold up
+     * (a lucky sample in the search) is dropped for the defaults */
+    bool any = false;
+    for (int i = 0; i < nd; i++)
+        any = any || dims[i].best != 0;
+    const int stopped = g_stop;
+    g_stop = 0; /* the budget is spent on the search; the checks below run regardless (Ctrl-C skips this one) */
+    if (any && stopped != 1) {
+        double *cb = calloc(ncases, sizeof(double)), *ct = calloc(ncases, sizeof(double));
+        bool ok = cb && ct;
+        for (size_t k = 0; ok && k < ncases; k++)
+            cb[k] = ct[k] = INFINITY;
+        for (int round = 0; ok && round < 2; round++) {
+            apply(dims, nd, -2, 0);
+            ok = !isnan(score(cases, ncases, &o, NULL, times, NULL));
+            for (size_t k = 0; ok && k < ncases; k++)
+                cb[k] = times[k] < cb[k] ? times[k] : cb[k];
+            apply(dims, nd, -1, 0);
+            ok = ok && !isnan(score(cases, ncases, &o, NULL, times, NULL));
+            for (size_t k = 0; ok && k < ncases; k++)
+                ct[k] = times[k] < ct[k] ? times[k] : ct[k];
+        }
+        double logsum = 0.0, worst = 0.0;
+        for (size_t k = 0; ok && k < ncases; k++) {
+            logsum += log(ct[k] / cb[k]);
+            worst = ct[k] / cb[k] > worst ? ct[k] / cb[k] : worst;
+        }
+        const double g = ok ? exp(logsum / (double)ncases) : NAN;
+        if (!ok || !(g < 0.99) || worst > MAX_CASE_LOSS) {
+            fprintf(tab, "confirm    the best (%.3fx in the search) gave %.3fx, worst case %.3fx, when timed again "
+                         "beside the defaults: keeping the defaults\n",
+                    best, g, worst);
+            for (int i = 0; i < nd; i++)
+                dims[i].best = 0;
+            best = 1.0;
+        } else {
+            fprintf(tab, "confirm    the best timed again beside the defaults: %.3fx, worst case %.3fx\n", g, worst);
+        }
+        free(cb), free(ct);
+    }
     apply(dims, nd, -1, 0);
     FILE *f = fopen(out_path, "w");
     if (!f) {
@@ -311,12 +393,28 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
         unsetenv(dims[i].name);
     fprintf(tab, "wrote      %s (%d knob%s; the defaults won elsewhere)\n\n", out_path, written, written == 1 ? "" : "s");
 
-    /* side by side: defaults, then the file as the library loads it (medians) */
-    g_stop = 0;
-    score(cases, ncases, &o, NULL, base);
-    setenv("EDGEATTN_TUNING_FILE", out_path, 1);
-    const double s = score(cases, ncases, &o, base, tuned);
-    unsetenv("EDGEATTN_TUNING_FILE");
+    /* side by side: the defaults, then the file as the library loads it, alternately for FINAL_ROUNDS
+     * rounds, each case's fastest sample over them */
+    bool failed = false;
+    for (size_t k = 0; k < ncases; k++)
+        base[k] = tuned[k] = INFINITY;
+    for (int round = 0; round < FINAL_ROUNDS && !failed; round++) {
+        failed = isnan(score(cases, ncases, &o, NULL, times, NULL));
+        for (size_t k = 0; k < ncases && !failed; k++)
+            base[k] = times[k] < base[k] ? times[k] : base[k];
+        setenv("EDGEATTN_TUNING_FILE", out_path, 1);
+        failed = failed || isnan(score(cases, ncases, &o, NULL, times, NULL));
+        unsetenv("EDGEATTN_TUNING_FILE");
+        for (size_t k = 0; k < ncases && !failed; k++)
+            tuned[k] = times[k] < tuned[k] ? times[k] : tuned[k];
+    }
+    double s = NAN;
+    if (!failed) {
+        double logsum = 0.0;
+        for (size_t k = 0; k < ncases; k++)
+            logsum += log(tuned[k] / base[k]);
+        s = exp(logsum / (double)ncases);
+    }
     edgeattn_config cfg; /* does the library take the file? */
     edgeattn_config_default(&cfg);
     cfg.backend = info->backend;
@@ -338,8 +436,8 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
         bench_case_shape(&cases[k], shape, sizeof shape);
         fprintf(tab, "%-16s %-44s %12.4f %12.4f %7.3fx\n", cases[k].name, shape, base[k], tuned[k], base[k] / tuned[k]);
     }
-    fprintf(tab, "geometric mean (fastest samples): tuned takes %.3fx of the defaults' time%s\n", s,
-            isnan(s) ? " (a case failed with the file)" : "");
+    fprintf(tab, "geometric mean (fastest samples of %d alternate rounds): tuned takes %.3fx of the defaults' time%s\n",
+            FINAL_ROUNDS, s, isnan(s) ? " (a case failed with the file)" : "");
     free(base), free(times), free(tuned);
     return isnan(s) ? 1 : 0;
 }
