@@ -12,11 +12,12 @@
 #   ocl        OpenCL on NVIDIA's driver: test_opencl, shared suites forced to OpenCL, edgebench suite
 #   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
 #   paged      edgebench: paged (pages of 16 and 64) against contiguous decode, B4 ragged, CUDA and OpenCL
+#              (and OpenCL with each EDGEATTN_OPENCL_TILES value in $PAGED_TILES)
 #   tune       OpenCL edgebench --tune from the generic tile row (TUNE_SECONDS, default 240), then that
 #              file, the generic row and the NVIDIA row timed side by side -> tune-ocl.txt, ocl.tune
 #   sweep      OpenCL tile/option sweep: $SWEEP lists TILES[@OPTIONS] entries (EDGEATTN_OPENCL_TILES, and
 #              EDGEATTN_OPENCL_OPTIONS with + for spaces) timed on the measured GPU shapes -> sweep.txt
-#   ptx        NVIDIA OpenCL's compiled programs (PTX) for the default tiles, with ptxas -v (registers,
+#   ptx        NVIDIA OpenCL's compiled programs (PTX) for the default tiles, contiguous and paged, with ptxas -v (registers,
 #              spills, stack) and the SASS instruction mix of each fused kernel -> ptx.tgz, ptx.txt
 #
 # Output: $OUT/summary.txt (also printed last), bench-cuda.txt, peers.txt, bench-ocl.txt and every log
@@ -92,6 +93,11 @@ if want paged; then # the paged cache beside the contiguous one: B4 ragged 512/3
             --case "$c,page=64,name=rag-p64" --case "$c,name=rag-again" > "$OUT/paged-$be.txt" 2>&1
         note "paged vs contiguous on $be: status $?"; grep -E '^rag' "$OUT/paged-$be.txt" | tee -a "$sum"
     done
+    for t in ${PAGED_TILES:-}; do # OpenCL decode tiles to try on both layouts (EDGEATTN_OPENCL_TILES)
+        EDGEATTN_OPENCL_TILES=$t timeout 100 "$EB" --backend opencl --reps 15 --no-ceiling --no-ref \
+            --case "$c,name=rag" --case "$c,page=16,name=rag-p16" --case "$c,page=64,name=rag-p64" 2>&1 |
+            grep -E '^rag|rror' | sed "s/^/$t: /" | tee -a "$OUT/paged-opencl.txt" | tee -a "$sum"
+    done
 fi
 if want tune; then # OpenCL: --tune from the generic tile row, against the hand-tuned NVIDIA row
     export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
@@ -127,7 +133,9 @@ if want ptx; then
     export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
     P=/tmp/ea-ptx; rm -rf "$P"; mkdir -p "$P/cache"
     timeout 120 "$EB" --backend opencl --reps 1 --warmup 0 --no-ceiling --no-ref --kernel-cache "$P/cache" \
-        --case "prefill:H=32,N=1024,D=128,q=f16,kv=f16,out=f16,path=fused,name=pf" > "$L/ptx-bench.log" 2>&1
+        --case "prefill:H=32,N=1024,D=128,q=f16,kv=f16,out=f16,path=fused,name=pf" \
+        --case "decode:B=4,H=32,KVH=8,NKV=2000,D=128,q=f16,kv=f16,out=f16,ragged=1,page=16,name=paged" \
+        > "$L/ptx-bench.log" 2>&1
     python3 opencl/dev/cache2ptx.py "$P/cache" "$P" > "$OUT/ptx.txt" 2>&1
     for f in "$P"/*.ptx; do
         echo "==== $(basename "$f")" >> "$OUT/ptx.txt"

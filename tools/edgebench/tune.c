@@ -1,14 +1,16 @@
 /*
  * edgebench --tune: searches the knobs the chosen backend reads (the EDGEATTN_* variables a tuning
- * file persists: CPU tiles and inline threshold, CUDA split rule and decode kernel, OpenCL tiles and
- * path) for the cases given, by
- * coordinate descent: one knob (or one part of a composite knob) at a time, each candidate value with
- * the others at their best so far, the knobs taken in turn (each one's likeliest values first). A candidate is timed on every case and checked against the double
- * reference; one whose answer is over its error bound, or that the library refuses, is discarded. The
- * score is the geometric mean of the cases' fastest samples relative to the defaults' (re-timed every
- * eight candidates, keeping the fastest: a shared machine's load then biases neither way much). The search stops at
- * the time budget or on Ctrl-C, keeping the best so far; the file is written, then every case is timed
- * with the defaults and with the file side by side.
+ * file persists: CPU tiles and inline threshold, CUDA split rule and decode kernel, OpenCL tiles,
+ * unrolls, build options and path) for the cases given, by coordinate descent: one knob (or one part
+ * of a composite knob) at a time, each candidate value with the others at their best so far, the
+ * knobs taken in turn, each one's likeliest values first. A candidate is timed on every case and
+ * checked against the double reference; one whose answer is over its error bound, or that the
+ * library refuses, is discarded. The score is the geometric mean of the cases' fastest samples
+ * relative to the defaults' (re-timed every eight candidates, keeping the fastest: a shared
+ * machine's load then biases neither way much); a candidate that slows any case by more than
+ * MAX_CASE_LOSS is not taken. The search stops at the time budget or on Ctrl-C, keeping the best so
+ * far; the best is confirmed beside the defaults (else the defaults stay), the file is written, then
+ * every case is timed with the defaults and with the file, alternately, side by side.
  */
 #include <math.h>
 #include <signal.h>
@@ -24,7 +26,7 @@
 #define MAX_KNOBS 10
 /* A candidate is taken only if no case is slower than with the defaults by more than this (the
  * fastest samples): tuning must not trade one shape for another. */
-#define MAX_CASE_LOSS 1.03
+#define MAX_CASE_LOSS 1.05
 /* Rounds of the closing comparison (defaults and the file timed alternately, each case's fastest). */
 #define FINAL_ROUNDS 3
 
@@ -62,26 +64,47 @@ static void add_str(dim *d, const char *v)
         snprintf(d->values[d->nvalues++], sizeof d->values[0], "%s", v);
 }
 
-/* The search space of a backend; returns the number of dimensions. */
-static int space(edgeattn_backend backend, dim *dims)
+/* Factor-of-two steps between a and b (powers of two apart). */
+static int steps(int a, int b)
 {
+    int n = 0;
+    for (; a > b; a /= 2)
+        n++;
+    for (; b > a; b /= 2)
+        n++;
+    return n;
+}
+
+/* The search space of the backend of info; returns the number of dimensions. */
+static int space(const edgeattn_backend_info *info, dim *dims)
+{
+    const edgeattn_backend backend = info->backend;
     int n = 0;
     memset(dims, 0, sizeof(dim) * MAX_KNOBS);
     for (int i = 0; i < MAX_KNOBS; i++)
         dims[i].nvalues = 1; /* values[0]: "" = default */
     if (backend == EDGEATTN_BACKEND_CPU) {
+        /* nearest the defaults first (a short budget tries the neighbours, not the far corners): the
+         * tiles of cpu_simd/tune.c's table for the tier, the inline thresholds of cpu_simd/attn_cpu.h */
+        const bool wide = !strcmp(info->tier, "avx2") || !strcmp(info->tier, "avx512");
+        const bool neon = !strncmp(info->tier, "neon", 4);
+        const int kb0 = wide ? 256 : 128, rb0 = wide ? 128 : neon ? 64 : 32;
         dim *t = &dims[n++];
         t->name = "EDGEATTN_CPU_TILES";
         static const int kbs[] = {64, 128, 256, 512}, rbs[] = {32, 64, 128, 256};
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++)
-                add(t, "kb=%d,rb=%d", kbs[i], rbs[j], 0, 0);
+        for (int dist = 1; dist <= 8; dist++)
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++)
+                    if (steps(kbs[i], kb0) + steps(rbs[j], rb0) == dist)
+                        add(t, "kb=%d,rb=%d", kbs[i], rbs[j], 0, 0);
         dim *in = &dims[n++];
         in->name = "EDGEATTN_CPU_INLINE";
         static const int aw[] = {16384, 65536, 262144}, as[] = {262144, 1048576, 4194304};
-        for (int i = 0; i < 3; i++)
-            for (int j = 0; j < 3; j++)
-                add(in, "%d,%d", aw[i], as[j], 0, 0);
+        for (int dist = 1; dist <= 8; dist++)
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++)
+                    if (steps(aw[i], 65536) + steps(as[j], 1048576) == dist)
+                        add(in, "%d,%d", aw[i], as[j], 0, 0);
     } else if (backend == EDGEATTN_BACKEND_CUDA) {
         dim *sp = &dims[n++];
         sp->name = "EDGEATTN_CUDA_SPLITS";
@@ -211,7 +234,7 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
                const char *out_path, double seconds, FILE *tab)
 {
     dim dims[MAX_KNOBS];
-    const int nd = space(info->backend, dims);
+    const int nd = space(info, dims);
     if (nd == 0) {
         fprintf(stderr, "edgebench: --tune: the %s backend exposes no knobs yet\n", info->backend_name);
         return 1;
