@@ -437,15 +437,9 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
     };
     ea_ocl_tiles *t[3] = {pf, pfh, dec};
     const bool gpu = s->dev_class != EA_OCL_CLASS_CPU;
-    /* a tuning sweep's build options (EDGEATTN_OPENCL_OPTIONS) state the unrolls themselves */
-    char kb[256];
-    const char *extra = ea_knob(s->cfg, "opencl", s->ident, "EDGEATTN_OPENCL_OPTIONS", kb, sizeof kb);
-    const bool sweep = extra && *extra;
     for (int k = 0; k < 3; k++) {
         ea_ocl_tiles *x = t[k];
         *x = table[s->dev_class][k];
-        if (sweep)
-            x->uqk = x->upv = 0;
         if (!tiles_pc(x, dmax))
             x->pm = tiles_pick_pm(x, dmax);
         while (!tiles_fit(s, x, dmax) || (gpu && tiles_acc(x, dmax) > 128)) {

@@ -12,7 +12,7 @@
 #   ocl        OpenCL on NVIDIA's driver: test_opencl, shared suites forced to OpenCL, edgebench suite
 #   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
 #   paged      edgebench: paged (pages of 16 and 64) against contiguous decode, B4 ragged, CUDA and OpenCL
-#              (and OpenCL with each EDGEATTN_OPENCL_TILES value in $PAGED_TILES)
+#              (and OpenCL with each TILES[@OPTIONS] entry of $PAGED_TILES, as in the sweep step)
 #   tune       OpenCL edgebench --tune from the generic tile row (TUNE_SECONDS, default 240), then that
 #              file, the generic row and the NVIDIA row timed side by side -> tune-ocl.txt, ocl.tune
 #   sweep      OpenCL tile/option sweep: $SWEEP lists TILES[@OPTIONS] entries (EDGEATTN_OPENCL_TILES, and
@@ -93,10 +93,13 @@ if want paged; then # the paged cache beside the contiguous one: B4 ragged 512/3
             --case "$c,page=64,name=rag-p64" --case "$c,name=rag-again" > "$OUT/paged-$be.txt" 2>&1
         note "paged vs contiguous on $be: status $?"; grep -E '^rag' "$OUT/paged-$be.txt" | tee -a "$sum"
     done
-    for t in ${PAGED_TILES:-}; do # OpenCL decode tiles to try on both layouts (EDGEATTN_OPENCL_TILES)
-        EDGEATTN_OPENCL_TILES=$t timeout 100 "$EB" --backend opencl --reps 15 --no-ceiling --no-ref \
-            --case "$c,name=rag" --case "$c,page=16,name=rag-p16" --case "$c,page=64,name=rag-p64" 2>&1 |
-            grep -E '^rag|rror' | sed "s/^/$t: /" | tee -a "$OUT/paged-opencl.txt" | tee -a "$sum"
+    # OpenCL tiles/options to try on both layouts: TILES[@OPTIONS] entries as in the sweep step
+    for t in ${PAGED_TILES:-}; do
+        tiles=${t%%@*}; opts=; [[ $t == *@* ]] && opts=${t#*@}; opts=${opts//+/ }
+        EDGEATTN_OPENCL_TILES=$tiles EDGEATTN_OPENCL_OPTIONS=$opts timeout 100 "$EB" --backend opencl --reps 15 \
+            --no-ceiling --no-ref --case "$c,name=rag" --case "$c,page=16,name=rag-p16" \
+            --case "$c,page=64,name=rag-p64" 2>&1 | grep -E '^rag|rror|fail' | sed "s/^/$t: /" |
+            tee -a "$OUT/paged-opencl.txt" | tee -a "$sum"
     done
 fi
 if want tune; then # OpenCL: --tune from the generic tile row, against the hand-tuned NVIDIA row

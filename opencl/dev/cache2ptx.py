@@ -3,7 +3,7 @@
 
     cache2ptx.py CACHE_DIR OUT_DIR
 
-On NVIDIA's OpenCL the binary is PTX text: it lands in OUT_DIR/flash-d<DMAX>.ptx (utility.ptx for the utility program), ready for
+On NVIDIA's OpenCL the binary is PTX text: it lands in OUT_DIR/<kernel>-d<DMAX>[-paged].ptx (utility.ptx for the utility program), ready for
 `ptxas -arch=sm_90 -v`; other drivers' binaries land in <entry>.bin. The entry layout is the one
 opencl/ocl_backend.c writes: magic "EAOCLBIN", u32 version, u32 key length, u64 binary length,
 u64 hash, the key, the binary."""
@@ -28,7 +28,10 @@ def main():
         is_ptx = b".version" in text[:4096] and b".target" in text[:4096]
         base = os.path.splitext(name)[0]
         m = re.search(r"-DEA_DMAX=(\d+)", key)
-        base = f"flash-d{m.group(1)}" if m else ("utility" if "ea_combine" in text.decode("utf-8", "replace") else base)
+        k = re.search(r"(ea_flash_\w+)", text.decode("utf-8", "replace")) if m else None
+        paged = "-paged" if "-DEA_PAGED" in key else ""
+        base = (f"{k.group(1) if k else 'flash'}-d{m.group(1)}{paged}" if m
+                else ("utility" if "ea_combine" in text.decode("utf-8", "replace") else base))
         out = os.path.join(dst, base + (".ptx" if is_ptx else ".bin"))
         with open(out, "wb") as f:
             f.write(text if is_ptx else blob)
