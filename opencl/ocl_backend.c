@@ -386,7 +386,7 @@ static bool tiles_valid(const ea_ocl_tiles *t, int dmax)
 
 static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
 {
-    const size_t pages = s->lay.paged ? 16 * (size_t)t->bn : 0; /* flash.cl's Pg: two tiles of row offsets (long) */
+    const size_t pages = s->lay.paged ? 8 * (size_t)t->bn : 0; /* flash.cl's Pg: two tiles of pool rows (int) */
     return tiles_valid(t, dmax) && tiles_local_bytes(t, dmax) + pages + 256 <= s->local_mem &&
            (size_t)ea_ocl_tiles_threads(t) <= s->max_wg;
 }
@@ -680,10 +680,10 @@ static edgeattn_status build_program(ea_ocl_state *s, const char *cache_dir, con
 
 static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_ocl_variant *v, char *msg)
 {
-    static const char *const kname[3] = {"ea_flash_pf", "ea_flash_pfh", "ea_flash_dec"};
-    static const char *const kwhat[3] = {"prefill", "F16-Q prefill", "decode"};
-    const ea_ocl_tiles *t[3] = {&v->pf, &v->pfh, &v->dec};
-    cl_kernel *kk[3] = {&v->k_pf, &v->k_pfh, &v->k_dec};
+    static const char *const kname[4] = {"ea_flash_pf", "ea_flash_pfh", "ea_flash_dec", "ea_flash_decp"};
+    static const char *const kwhat[4] = {"prefill", "F16-Q prefill", "decode", "paged decode"};
+    const ea_ocl_tiles *t[4] = {&v->pf, &v->pfh, &v->dec, &v->dec};
+    cl_kernel *kk[4] = {&v->k_pf, &v->k_pfh, &v->k_dec, &v->k_decp};
     char kb[256];
     const char *extra = ea_knob(s->cfg, "opencl", s->ident, "EDGEATTN_OPENCL_OPTIONS", kb, sizeof kb);
     const bool sweep = extra && *extra; /* a tuning sweep states every option itself */
@@ -699,14 +699,18 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
      * register prefetch costs more in spills than it hides there. */
     const char *cls = !nv ? "" : s->nv_options ? " -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128"
                                               : " -DEA_PREFETCH=0";
-    /* a paged cache's programs read K/V rows through page tables (decode); contiguous configs build the
-     * kernels without that code */
-    char opts[384];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s%s", v->dmax, s->lay.paged ? " -DEA_PAGED" : "", cls,
-             sweep ? " " : "", sweep ? extra : "");
     /* one program per kernel (each its own binary-cache entry): a tuning candidate that changes one
-     * kernel's tiles rebuilds that kernel only */
-    for (int i = 0; i < 3; i++) {
+     * kernel's tiles rebuilds that kernel only. A paged cache's prefill kernels read K/V rows through
+     * page tables when a decode call has many rows; its decode tiles are built twice, for paged decode
+     * launches only (no contiguous addressing: H100, B4 ragged decode 0.31 -> ? ms) and without paging
+     * (attention calls of few rows). Contiguous configs build no paging code. */
+    const int nk = s->lay.paged ? 4 : 3;
+    v->k_decp = NULL;
+    for (int i = 0; i < nk; i++) {
+        static const char *const paging[4] = {" -DEA_PAGED", " -DEA_PAGED", "", " -DEA_PAGED -DEA_PAGED_ONLY"};
+        char opts[384];
+        snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s%s", v->dmax, s->lay.paged ? paging[i] : "",
+                 cls, sweep ? " " : "", sweep ? extra : "");
         char pro[384], unroll[96] = "";
         if (t[i]->uqk)
             snprintf(unroll, sizeof unroll, "#define FK_UNROLL_QK %d\n#define FK_UNROLL_PV %d\n", t[i]->uqk, t[i]->upv);
@@ -764,7 +768,9 @@ static void ocl_release(ea_ocl_state *s)
             a->clReleaseKernel(s->var[i].k_pfh);
         if (s->var[i].k_dec)
             a->clReleaseKernel(s->var[i].k_dec);
-        for (int k = 0; k < 3; k++)
+        if (s->var[i].k_decp)
+            a->clReleaseKernel(s->var[i].k_decp);
+        for (int k = 0; k < 4; k++)
             if (s->var[i].prog[k])
                 a->clReleaseProgram(s->var[i].prog[k]);
     }

@@ -67,8 +67,9 @@ static inline int ea_ocl_tiles_threads(const ea_ocl_tiles *t)
 typedef struct ea_ocl_variant {
     int dmax;
     ea_ocl_tiles pf, pfh, dec; /* prefill, prefill with F16 Q, decode */
-    cl_program prog[3]; /* one program per kernel: a tile change rebuilds only its own */
+    cl_program prog[4]; /* one program per kernel: a tile change rebuilds only its own */
     cl_kernel k_pf, k_pfh, k_dec;
+    cl_kernel k_decp; /* paged configs: the decode tiles built for paged decode launches only */
 } ea_ocl_variant;
 
 enum { EA_K_COMBINE, EA_K_KV_WRITE, EA_K_CONVERT, EA_K_FINITE, EA_K_GATHER_Q, EA_K_GATHER_KV, EA_K_SOFTMAX,
