@@ -43,9 +43,11 @@
 /* Register prefetch: the V tile is fetched while the scores are computed and the next K tile while
  * P.V is, so the loads' latency hides behind the arithmetic (few work-groups fit a compute unit: the
  * Q tile fills most of the local memory). Build options may set EA_PREFETCH (0/1), EA_UNROLL_QK and
- * EA_UNROLL_PV (unroll factors of the two inner loops) for tuning sweeps; the host may set them per kernel
- * as FK_UNROLL_QK / FK_UNROLL_PV. */
-#ifdef EA_PREFETCH
+ * EA_UNROLL_PV (unroll factors of the two inner loops) for tuning sweeps; the host sets them per kernel
+ * as FK_PREFETCH, FK_UNROLL_QK and FK_UNROLL_PV (tile data). */
+#if defined(FK_PREFETCH) /* the host's, per kernel */
+#define FK_PF FK_PREFETCH
+#elif defined(EA_PREFETCH)
 #define FK_PF EA_PREFETCH
 #else
 #define FK_PF (FK_NLD <= 8)
@@ -106,28 +108,25 @@
 #endif
 
 /* Element offset of the row of key c of tile T (ring slot `slot`) in VIEW. A paged cache (EA_PAGED, built
- * for configs with config.kv_page_size, and a decode launch: page_shift > 0) takes the row from Pg,
- * filled one tile ahead by FK_PAGES: one page-table read per key of a tile, shared by K and V (their
- * page layouts are the same), kept as the row's index in the pool (an int: a pool holds fewer than
- * 2^31 rows), so a load costs a local read and one wide multiply-add. The decode kernel of a paged
- * config is built twice: EA_PAGED_ONLY (paged decode launches; no contiguous addressing at all, fewer
- * registers) and without EA_PAGED (attention calls of few rows). */
+ * for configs with config.kv_page_size, and a decode launch: page_shift > 0) takes the row's page from
+ * Pg, filled one tile ahead by FK_PAGES (one page-table read per key of a tile, shared by K and V). */
 #ifdef EA_PAGED
 #define FK_ROW(VIEW, T, C, SLOT)                                                                                  \
-    (paged ? VIEW.off + (long)Pg[((T) & 1) * FK_BN + (C)] * VIEW.sn                                               \
+    (paged ? VIEW.off + (long)Pg[((T) & 1) * FK_BN + (C)] * P.page_elems + (long)hkv * VIEW.sh +                 \
+                 (long)((SLOT) & pmask) * VIEW.sn                                                                 \
            : VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(SLOT) * VIEW.sn)
-/* The rows of the keys of tile T into Pg[T & 1] (0 past the visible range). */
+/* The pages of the keys of tile T into Pg[T & 1] (0 past the visible range). */
 #define FK_PAGES(T)                                                                                               \
     for (int c = tid; c < FK_BN; c += FK_NT) {                                                                    \
         const int j = jlo + (T) * FK_BN + c;                                                                      \
-        int row = 0;                                                                                              \
+        int pg = 0;                                                                                               \
         if (j <= jhi) {                                                                                           \
             int slot = slot0 + j;                                                                                 \
             if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
                 slot -= P.ring_cap;                                                                               \
-            row = ptab[slot >> P.page_shift] * page_rows + head_row + (slot & pmask);                             \
+            pg = ptab[slot >> P.page_shift];                                                                      \
         }                                                                                                         \
-        Pg[((T) & 1) * FK_BN + c] = row;                                                                          \
+        Pg[((T) & 1) * FK_BN + c] = pg;                                                                           \
     }
 #else
 #define FK_ROW(VIEW, T, C, SLOT) (VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(SLOT) * VIEW.sn)
@@ -175,7 +174,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     __local float Pm[FK_BM * FK_QC]; /* partial row maxima; at the end, the parts of the row sums */
     __local float As[FK_BM];         /* per-row rescale factor of the tile; at the end, the row maxima */
 #ifdef EA_PAGED
-    __local int Pg[2 * FK_BN]; /* pool rows of the keys of tiles t (Pg[t & 1]) and t + 1 */
+    __local int Pg[2 * FK_BN]; /* pages of the keys of tiles t (Pg[t & 1]) and t + 1 */
 #endif
 
     const int tid = (int)get_local_id(0);
@@ -249,15 +248,8 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     const int tps = (ntile + P.nsplit - 1) / P.nsplit;
     const int t_begin = split * tps, t_end = min(ntile, t_begin + tps);
 #ifdef EA_PAGED
-#ifdef EA_PAGED_ONLY
-    const bool paged = true; /* launched for paged decode only */
-#else
     const bool paged = P.page_shift > 0; /* uniform: a decode launch of a paged cache */
-#endif
     const int pmask = (1 << P.page_shift) - 1;
-    /* rows per page (all heads) and the first row of this head in a page */
-    const int page_rows = paged ? (int)(P.page_elems / P.k.sn) : 0;
-    const int head_row = paged ? hkv * (int)(P.k.sh / P.k.sn) : 0;
     __global const int *ptab = (__global const int *)wsb + P.pt_off + (long)(P.b0 + bl) * P.pt_pitch;
     if (paged && t_begin < t_end) {
         FK_PAGES(t_begin)

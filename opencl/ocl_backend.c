@@ -386,7 +386,7 @@ static bool tiles_valid(const ea_ocl_tiles *t, int dmax)
 
 static bool tiles_fit(const ea_ocl_state *s, const ea_ocl_tiles *t, int dmax)
 {
-    const size_t pages = s->lay.paged ? 8 * (size_t)t->bn : 0; /* flash.cl's Pg: two tiles of pool rows (int) */
+    const size_t pages = s->lay.paged ? 8 * (size_t)t->bn : 0; /* flash.cl's Pg: two tiles of page numbers (int) */
     return tiles_valid(t, dmax) && tiles_local_bytes(t, dmax) + pages + 256 <= s->local_mem &&
            (size_t)ea_ocl_tiles_threads(t) <= s->max_wg;
 }
@@ -430,7 +430,12 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
         [EA_OCL_CLASS_OTHER] = {{16, 2, 32, 4, 0, 0}, {16, 2, 32, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
         /* NVIDIA (H200 sweeps): the score loop unrolled 8 (prefill) or 16 (decode), P.V 4: prefill N4096
          * 11.2 ms vs 11.6 at 2/2, decode N32768 0.198 ms vs 0.37 */
-        [EA_OCL_CLASS_NVIDIA] = {{64, 4, 16, 2, 8, 0, 8, 4}, {64, 2, 32, 4, 4, 1, 8, 4}, {8, 1, 64, 4, 0, 0, 16, 4}},
+        /* NVIDIA (H200 sweep, prefill N4096): 128 registers let 4 work-groups of 128 share a multiprocessor,
+         * 22.2 TFLOP/s against 19.8 at the compiler's 252 (the cap needs the work-group size left open); the
+         * register prefetch costs more in spills than it hides there */
+        [EA_OCL_CLASS_NVIDIA] = {{64, 4, 16, 2, 8, 0, 8, 4, 1, 128},
+                                 {64, 2, 32, 4, 4, 1, 8, 4, 1, 128},
+                                 {8, 1, 64, 4, 0, 0, 16, 4, 1, 128}},
         [EA_OCL_CLASS_MALI] = {{16, 2, 16, 4, 0, 0}, {16, 2, 16, 4, 0, 1}, {4, 1, 32, 4, 0, 0}},
         [EA_OCL_CLASS_ADRENO] = {{32, 4, 16, 4, 0, 0}, {32, 4, 16, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
         [EA_OCL_CLASS_CPU] = {{32, 8, 32, 4, 0, 0}, {32, 8, 32, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
@@ -464,9 +469,10 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
     }
 }
 
-/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN[xTN[xPM]],pfh=...,dec=...,upf=QKxPV,upfh=...,udec=..." (any part may
- * be left out; TN 4, PM picked): the tiles of prefill, prefill with F16 Q and decode, and the unroll
- * factors of their score and P.V loops (1 to 32, powers of two; a tile part keeps the unrolls). */
+/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN[xTN[xPM]],pfh=...,dec=...,upf=QKxPV,upfh=...,udec=...,ppf=0|1,...,
+ * rpf=N,..." (any part may be left out; TN 4, PM picked): the tiles of prefill, prefill with F16 Q and
+ * decode; the unroll factors of their score and P.V loops (1 to 32, powers of two); register prefetch
+ * off or on; NVIDIA's register cap (0 none). A shape part keeps the others. */
 static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *pfh,
                                  ea_ocl_tiles *dec, char *msg)
 {
@@ -476,7 +482,7 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
         return EDGEATTN_OK;
     const char *p = e;
     while (*p) {
-        ea_ocl_tiles t = {0, 0, 0, 4, 0, 0, 0, 0};
+        ea_ocl_tiles t = {0, 0, 0, 4, 0, 0, 0, 0, 0, 0};
         int used = 0, used2 = 0;
         ea_ocl_tiles *dst = NULL, *udst = NULL;
         if (!strncmp(p, "pf=", 3))
@@ -491,7 +497,21 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
             udst = pfh, p += 5;
         else if (!strncmp(p, "udec=", 5))
             udst = dec, p += 5;
-        if (udst) {
+        ea_ocl_tiles *pdst = !strncmp(p, "ppf=", 4) ? pf : !strncmp(p, "ppfh=", 5) ? pfh : !strncmp(p, "pdec=", 5) ? dec : NULL;
+        ea_ocl_tiles *rdst = !strncmp(p, "rpf=", 4) ? pf : !strncmp(p, "rpfh=", 5) ? pfh : !strncmp(p, "rdec=", 5) ? dec : NULL;
+        if (pdst || rdst) { /* prefetch 0|1, register cap 0 (none) or 32..255 */
+            p += pdst == pf || rdst == pf ? 4 : 5;
+            int x = -1;
+            if (sscanf(p, "%d%n", &x, &used) != 1 || (pdst && x != 0 && x != 1) || (rdst && x != 0 && (x < 32 || x > 255)))
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                               "EDGEATTN_OPENCL_TILES=%.64s: a prefetch part (ppf=, ppfh=, pdec=) is 0 or 1, a register "
+                               "cap (rpf=, rpfh=, rdec=) 0 (none) or 32 to 255",
+                               e);
+            if (pdst)
+                pdst->pf = x + 1;
+            else
+                rdst->regs = x;
+        } else if (udst) {
             int qk = 0, pv = 0;
             if (sscanf(p, "%dx%d%n", &qk, &pv, &used) != 2 || qk < 1 || qk > 32 || (qk & (qk - 1)) || pv < 1 ||
                 pv > 32 || (pv & (pv - 1)))
@@ -520,8 +540,10 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
                                "splitting rows and %d float4 columns evenly, %zu bytes of local memory and %zu "
                                "work-items at most)",
                                t.bm, t.tm, t.bn, t.tn, t.pm, dmax, dmax / 4, (size_t)s->local_mem, s->max_wg);
-            t.uqk = dst->uqk;
+            t.uqk = dst->uqk; /* a shape part keeps the kernel's unrolls, prefetch and register cap */
             t.upv = dst->upv;
+            t.pf = dst->pf;
+            t.regs = dst->regs;
             *dst = t;
         }
         p += used;
@@ -680,40 +702,32 @@ static edgeattn_status build_program(ea_ocl_state *s, const char *cache_dir, con
 
 static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_ocl_variant *v, char *msg)
 {
-    static const char *const kname[4] = {"ea_flash_pf", "ea_flash_pfh", "ea_flash_dec", "ea_flash_decp"};
-    static const char *const kwhat[4] = {"prefill", "F16-Q prefill", "decode", "paged decode"};
-    const ea_ocl_tiles *t[4] = {&v->pf, &v->pfh, &v->dec, &v->dec};
-    cl_kernel *kk[4] = {&v->k_pf, &v->k_pfh, &v->k_dec, &v->k_decp};
+    static const char *const kname[3] = {"ea_flash_pf", "ea_flash_pfh", "ea_flash_dec"};
+    static const char *const kwhat[3] = {"prefill", "F16-Q prefill", "decode"};
+    const ea_ocl_tiles *t[3] = {&v->pf, &v->pfh, &v->dec};
+    cl_kernel *kk[3] = {&v->k_pf, &v->k_pfh, &v->k_dec};
     char kb[256];
     const char *extra = ea_knob(s->cfg, "opencl", s->ident, "EDGEATTN_OPENCL_OPTIONS", kb, sizeof kb);
     const bool sweep = extra && *extra; /* a tuning sweep states every option itself */
-    const bool nv = s->dev_class == EA_OCL_CLASS_NVIDIA && !sweep;
-    /* EDGEATTN_OPENCL_OPTIONS: build options for tuning sweeps (e.g. -DEA_PREFETCH=0, -DEA_UNROLL_QK=4 or
-     * NVIDIA's -cl-nv-maxrregcount=N), in place of the device class's own; part of the binary-cache key
-     * like every option */
+    /* EDGEATTN_OPENCL_OPTIONS: build options for tuning sweeps (e.g. -DEA_QK_CONST or -DEA_NATIVE_EXP),
+     * added to every kernel's; part of the binary-cache key like every option */
     if (extra && strlen(extra) > 256)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "EDGEATTN_OPENCL_OPTIONS: %zu characters, 256 at most",
                        strlen(extra));
-    /* NVIDIA (H200 sweep, prefill N4096): 128 registers let 4 work-groups of 128 share a multiprocessor,
-     * 22.2 TFLOP/s against 19.8 at the compiler's 252 (the cap needs the work-group size left open); the
-     * register prefetch costs more in spills than it hides there. */
-    const char *cls = !nv ? "" : s->nv_options ? " -DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128"
-                                              : " -DEA_PREFETCH=0";
     /* one program per kernel (each its own binary-cache entry): a tuning candidate that changes one
-     * kernel's tiles rebuilds that kernel only. A paged cache's prefill kernels read K/V rows through
-     * page tables when a decode call has many rows; its decode tiles are built twice, for paged decode
-     * launches only (no contiguous addressing: H100, B4 ragged decode 0.31 -> ? ms) and without paging
-     * (attention calls of few rows). Contiguous configs build no paging code. */
-    const int nk = s->lay.paged ? 4 : 3;
-    v->k_decp = NULL;
-    for (int i = 0; i < nk; i++) {
-        static const char *const paging[4] = {" -DEA_PAGED", " -DEA_PAGED", "", " -DEA_PAGED -DEA_PAGED_ONLY"};
-        char opts[384];
-        snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s%s", v->dmax, s->lay.paged ? paging[i] : "",
-                 cls, sweep ? " " : "", sweep ? extra : "");
-        char pro[384], unroll[96] = "";
+     * kernel's tiles rebuilds that kernel only. A paged cache's programs read K/V rows through page
+     * tables (decode); contiguous configs build the kernels without that code. */
+    for (int i = 0; i < 3; i++) {
+        char opts[384], regs[64] = "";
+        if (t[i]->regs > 0 && s->nv_options) /* a required work-group size would override the cap */
+            snprintf(regs, sizeof regs, " -DEA_NO_REQD_WG -cl-nv-maxrregcount=%d", t[i]->regs);
+        snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DEA_DMAX=%d%s%s%s%s", v->dmax, s->lay.paged ? " -DEA_PAGED" : "",
+                 regs, sweep ? " " : "", sweep ? extra : "");
+        char pro[384], unroll[128] = "";
         if (t[i]->uqk)
             snprintf(unroll, sizeof unroll, "#define FK_UNROLL_QK %d\n#define FK_UNROLL_PV %d\n", t[i]->uqk, t[i]->upv);
+        if (t[i]->pf)
+            snprintf(unroll + strlen(unroll), sizeof unroll - strlen(unroll), "#define FK_PREFETCH %d\n", t[i]->pf - 1);
         snprintf(pro, sizeof pro,
                  "\n#define FK_NAME %s\n#define FK_BM %d\n#define FK_TM %d\n#define FK_BN %d\n#define FK_TN %d\n"
                  "#define FK_PM %d\n%s%s",
@@ -768,9 +782,7 @@ static void ocl_release(ea_ocl_state *s)
             a->clReleaseKernel(s->var[i].k_pfh);
         if (s->var[i].k_dec)
             a->clReleaseKernel(s->var[i].k_dec);
-        if (s->var[i].k_decp)
-            a->clReleaseKernel(s->var[i].k_decp);
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 3; k++)
             if (s->var[i].prog[k])
                 a->clReleaseProgram(s->var[i].prog[k]);
     }

@@ -56,6 +56,8 @@ typedef struct ea_ocl_tiles {
     int pm;             /* output rows per work-item (flash.cl: FK_PM) */
     int qh;             /* the F16-Q prefill kernel (FK_QH: Q as F16 bits in local memory) */
     int uqk, upv;       /* unroll factors of the score and P.V loops (FK_UNROLL_QK/PV); 0: the program's */
+    int pf;             /* register prefetch: 0 the kernel's rule, 1 off, 2 on */
+    int regs;           /* NVIDIA: register cap (-cl-nv-maxrregcount, the work-group size left open); 0 none */
 } ea_ocl_tiles;
 
 /* Work-items per work-group of a tile: (BM/TM) x (BN/TN). */
@@ -67,9 +69,8 @@ static inline int ea_ocl_tiles_threads(const ea_ocl_tiles *t)
 typedef struct ea_ocl_variant {
     int dmax;
     ea_ocl_tiles pf, pfh, dec; /* prefill, prefill with F16 Q, decode */
-    cl_program prog[4]; /* one program per kernel: a tile change rebuilds only its own */
+    cl_program prog[3]; /* one program per kernel: a tile change rebuilds only its own */
     cl_kernel k_pf, k_pfh, k_dec;
-    cl_kernel k_decp; /* paged configs: the decode tiles built for paged decode launches only */
 } ea_ocl_variant;
 
 enum { EA_K_COMBINE, EA_K_KV_WRITE, EA_K_CONVERT, EA_K_FINITE, EA_K_GATHER_Q, EA_K_GATHER_KV, EA_K_SOFTMAX,

@@ -435,7 +435,7 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
     /* Q kept as F16 bits in local memory; not with RoPE (the rotated queries are not F16 values) */
     const bool qh = !dec && P.q_dt == EDGEATTN_F16 && !P.rope_style;
     const ea_ocl_tiles *t = dec ? &v->dec : qh ? &v->pfh : &v->pf;
-    cl_kernel k = dec ? (P.page_shift > 0 ? v->k_decp : v->k_dec) : qh ? v->k_pfh : v->k_pf;
+    cl_kernel k = dec ? v->k_dec : qh ? v->k_pfh : v->k_pf;
     const int nt = ea_ocl_tiles_threads(t);
     const int nrb = (R + t->bm - 1) / t->bm;
     const long nwg = (long)nrb * nh * nb;

@@ -908,7 +908,8 @@ static void test_environment(void **state)
     static const char *const bad_tiles[] = {"pf=0x1x16", "pf=16x3x16", "pf=32x16x16", "dec=8x1x6", "pf=16x2", "xx=1x1x4",
                                             "pf=16x2x16;dec=8x1x16", "pf=16x2x16x3", "pf=16x2x16x16",
                                             "pf=32x4x32x4x3", "pf=32x4x32x4x16", "dec=8x1x64x4x8",
-                                            "udec=3x4", "udec=16", "upf=64x4", "upfh=8x0", "udec=16x4x2"};
+                                            "udec=3x4", "udec=16", "upf=64x4", "upfh=8x0", "udec=16x4x2",
+                                            "pdec=2", "ppf=-1", "rdec=16", "rpfh=256", "rpf=x"};
     for (size_t i = 0; i < sizeof bad_tiles / sizeof bad_tiles[0]; i++) {
         setenv("EDGEATTN_OPENCL_TILES", bad_tiles[i], 1);
         ctx = NULL;
@@ -916,7 +917,7 @@ static void test_environment(void **state)
             fail_msg("EDGEATTN_OPENCL_TILES=%s: create did not refuse it (%s)", bad_tiles[i], msg.text);
     }
     /* a valid override, used for sweeps: results still right */
-    setenv("EDGEATTN_OPENCL_TILES", "udec=16x4,pf=16x2x16x8,dec=4x1x8,upf=4x2", 1);
+    setenv("EDGEATTN_OPENCL_TILES", "udec=16x4,pdec=1,rdec=96,pf=16x2x16x8,dec=4x1x8,upf=4x2,ppf=0", 1);
     ctx = tc_create(&cfg);
     unsetenv("EDGEATTN_OPENCL_TILES");
     ea_ocl_debug dbg;
@@ -928,6 +929,9 @@ static void test_environment(void **state)
     assert_int_equal(dbg.dec[0].upv, 4);
     assert_int_equal(dbg.pf[0].uqk, 4);
     assert_int_equal(dbg.pf[0].upv, 2);
+    assert_int_equal(dbg.dec[0].pf, 2); /* on */
+    assert_int_equal(dbg.dec[0].regs, 96);
+    assert_int_equal(dbg.pf[0].pf, 1); /* off */
     tc_rng r;
     tc_rng_init(&r, tc_seed(), 61);
     for (int i = 0; i < 12; i++) {

@@ -1,7 +1,7 @@
 /*
  * edgebench --tune: searches the knobs the chosen backend reads (the EDGEATTN_* variables a tuning
  * file persists: CPU tiles and inline threshold, CUDA split rule and decode kernel, OpenCL tiles,
- * unrolls, build options and path) for the cases given, by coordinate descent: one knob (or one part
+ * unrolls, prefetch, register caps and path) for the cases given, by coordinate descent: one knob (or one part
  * of a composite knob) at a time, each candidate value with the others at their best so far, the
  * knobs taken in turn, each one's likeliest values first. A candidate is timed on every case and
  * checked against the double reference; one whose answer is over its error bound, or that the
@@ -23,7 +23,7 @@
 #include "bench.h"
 
 #define MAX_VALUES 64
-#define MAX_KNOBS 10
+#define MAX_KNOBS 16
 /* A candidate is taken only if no case is slower than with the defaults by more than this (the
  * fastest samples): tuning must not trade one shape for another. */
 #define MAX_CASE_LOSS 1.05
@@ -117,13 +117,6 @@ static int space(const edgeattn_backend_info *info, dim *dims)
         add(dk, "small", 0, 0, 0, 0);
         add(dk, "simt", 0, 0, 0, 0);
     } else if (backend == EDGEATTN_BACKEND_OPENCL) {
-        dim *op = &dims[n++]; /* build options (prefetch, NVIDIA's register cap): in place of the class's */
-        op->name = "EDGEATTN_OPENCL_OPTIONS";
-        static const char *const opts[] = {"-DEA_PREFETCH=0 -DEA_NO_REQD_WG -cl-nv-maxrregcount=128",
-                                           "-DEA_PREFETCH=0", "-DEA_PREFETCH=1",
-                                           "-DEA_NO_REQD_WG -cl-nv-maxrregcount=128"};
-        for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
-            add_str(op, opts[i]);
         /* prefill with F16 Q, decode, prefill with F32 Q; the other device classes' rows first (the
          * likeliest), then a grid with larger tiles first (GPUs favour them) */
         static const char *const parts[] = {"pfh=", "dec=", "pf="};
@@ -173,6 +166,24 @@ static int space(const edgeattn_backend_info *info, dim *dims)
             for (int i = 0; i < 5; i++)
                 add_str(u, unrolls[p == 1][i]);
         }
+        /* each kernel's register prefetch (off, on), and on NVIDIA its register cap (none: 0) */
+        static const char *const pparts[] = {"ppfh=", "pdec=", "ppf="}, *const rparts[] = {"rpfh=", "rdec=", "rpf="};
+        for (int p = 0; p < 3; p++) {
+            dim *x = &dims[n++];
+            x->name = "EDGEATTN_OPENCL_TILES";
+            x->part = pparts[p];
+            add_str(x, "0");
+            add_str(x, "1");
+        }
+        if (strstr(info->device, "NVIDIA"))
+            for (int p = 0; p < 3; p++) {
+                dim *x = &dims[n++];
+                x->name = "EDGEATTN_OPENCL_TILES";
+                x->part = rparts[p];
+                static const char *const caps[] = {"128", "0", "168", "96"};
+                for (int i = 0; i < 4; i++)
+                    add_str(x, caps[i]);
+            }
     }
     return n;
 }
@@ -263,9 +274,10 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     }
     for (int i = 0; i < nd; i++) {
         const char *part = dims[i].part ? dims[i].part : "";
-        if (((!strcmp(part, "pfh=") || !strcmp(part, "upfh=")) && !pf16) ||
-            ((!strcmp(part, "pf=") || !strcmp(part, "upf=")) && !pf32) ||
-            ((!strcmp(part, "dec=") || !strcmp(part, "udec=")) && !dec) ||
+        const bool is_pfh = !strcmp(part, "pfh=") || !strcmp(part, "upfh=") || !strcmp(part, "ppfh=") || !strcmp(part, "rpfh=");
+        const bool is_pf = !strcmp(part, "pf=") || !strcmp(part, "upf=") || !strcmp(part, "ppf=") || !strcmp(part, "rpf=");
+        const bool is_dec = !strcmp(part, "dec=") || !strcmp(part, "udec=") || !strcmp(part, "pdec=") || !strcmp(part, "rdec=");
+        if ((is_pfh && !pf16) || (is_pf && !pf32) || (is_dec && !dec) ||
             (!strcmp(dims[i].name, "EDGEATTN_OPENCL_PATH") && !pf_auto))
             dims[i].nvalues = 1;
     }
