@@ -29,6 +29,8 @@
 #define MAX_CASE_LOSS 1.05
 /* Rounds of the closing comparison (defaults and the file timed alternately, each case's fastest). */
 #define FINAL_ROUNDS 3
+/* Values per knob in the first pass (the default and the likeliest FIRST_WIDTH - 1 others). */
+#define FIRST_WIDTH 5
 
 /* One dimension of the search: knob `name`, or the part `part` ("pf=") of a composite knob whose
  * parts are joined by commas. values[0] is "" (the library's default). */
@@ -38,6 +40,7 @@ typedef struct dim {
     int nvalues;
     char values[MAX_VALUES][128];
     int best; /* index into values */
+    bool refused[MAX_VALUES]; /* discarded once: not tried again */
 } dim;
 
 static volatile sig_atomic_t g_stop;
@@ -309,18 +312,25 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     double best = 1.0;
     int tried = 0, discarded = 0;
     bool improved = true;
-    for (int pass = 0; improved && !g_stop; pass++) { /* passes until one changes nothing */
-    improved = false;
-    if (pass > 0)
-        fprintf(tab, "  pass %d: every knob again around the best so far\n", pass + 1);
-    /* round-robin over the dimensions (value 1 of each, then value 2 of each, ...): every knob gets its
-     * most likely values early, so a short budget is not spent on one knob's tail */
+    /* Passes widen: the first tries each knob's FIRST_WIDTH - 1 likeliest values, each later pass twice
+     * as many, every one around the best so far, so a knob that only pays off once another has moved
+     * (a longer decode tile once its loop is unrolled) is tried again in the new company early, not
+     * after every knob's tail. The search ends when a pass over every value changes nothing. */
     int vmax = 0;
     for (int i = 0; i < nd; i++)
         vmax = dims[i].nvalues > vmax ? dims[i].nvalues : vmax;
-    for (int v = pass > 0 ? 0 : 1; v < vmax && !g_stop; v++)
+    bool narrow = true;
+    for (int pass = 0, width = FIRST_WIDTH; (improved || narrow) && !g_stop; pass++, width *= 2) {
+    improved = false;
+    narrow = width < vmax;
+    if (pass > 0)
+        fprintf(tab, "  pass %d: each knob's first %d values again around the best so far\n", pass + 1,
+                width < vmax ? width : vmax);
+    /* round-robin over the dimensions (value 1 of each, then value 2 of each, ...): every knob gets its
+     * most likely values early, so a short budget is not spent on one knob's tail */
+    for (int v = pass > 0 ? 0 : 1; v < vmax && v < width && !g_stop; v++)
         for (int i = 0; i < nd && !g_stop; i++) {
-            if (v >= dims[i].nvalues || (pass > 0 && v == dims[i].best))
+            if (v >= dims[i].nvalues || (pass > 0 && v == dims[i].best) || dims[i].refused[v])
                 continue;
             const double left = seconds - (bench_now_s() - t0);
             if (left <= 0.0) {
@@ -342,6 +352,7 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
             const char *mark = "";
             if (isnan(s)) {
                 discarded++;
+                dims[i].refused[v] = true; /* refused tiles stay refused; a wrong answer is not retried */
                 mark = "  discarded (refused or wrong)";
             } else if (s < best * 0.995 && worst <= MAX_CASE_LOSS) { /* half a percent: not a measurement's noise */
                 best = s;
