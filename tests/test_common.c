@@ -510,6 +510,31 @@ void tc_compare(tc_result *res, const tc_tensor *out, const tc_tensor *lse, cons
     }
 }
 
+void tc_decode_compare(tc_result *res, edgeattn_context *ctx, const edgeattn_tensor *q, tc_tensor *out, tc_tensor *lse,
+                       edgeattn_params *p, const double *ref, const double *ref_lse, int64_t B, int64_t H, int64_t N,
+                       int64_t D, double tol)
+{
+    memset(res, 0, sizeof *res);
+    tc_fill_canary(out);
+    edgeattn_tensor lt;
+    edgeattn_tensor *keep = p->lse;
+    if (lse) {
+        tc_fill_canary(lse);
+        lt = lse->t;
+        p->lse = &lt;
+    } else {
+        p->lse = NULL;
+    }
+    const edgeattn_status st = edgeattn_decode(ctx, 0, NULL, NULL, q, &out->t, p);
+    p->lse = keep;
+    res->status = st;
+    if (st != EDGEATTN_OK)
+        snprintf(res->why, sizeof res->why, "edgeattn_decode returned %d (%s): %s", (int)st, edgeattn_status_string(st),
+                 edgeattn_message_of(ctx));
+    else
+        tc_compare(res, out, lse, ref, ref_lse, B, H, N, D, tol);
+}
+
 tc_result tc_attn_run(edgeattn_context *ctx, tc_attn_data *d, double tol)
 {
     tc_result res;

@@ -149,6 +149,13 @@ double tc_tolerance_f32_scores(double smax);
 void tc_compare(tc_result *res, const tc_tensor *out, const tc_tensor *lse, const double *ref,
                 const double *ref_lse, int64_t B, int64_t H, int64_t N, int64_t D, double tol);
 
+/* One edgeattn_decode on ctx (layer 0, every sequence) into canary-filled out (and lse, when not NULL:
+ * p->lse points at it for the call and is restored), then tc_compare against ref/ref_lse; a failed
+ * call gives res->ok false with its status and message in res->why. */
+void tc_decode_compare(tc_result *res, edgeattn_context *ctx, const edgeattn_tensor *q, tc_tensor *out, tc_tensor *lse,
+                       edgeattn_params *p, const double *ref, const double *ref_lse, int64_t B, int64_t H, int64_t N,
+                       int64_t D, double tol);
+
 /* ---------------------------------------------------------------- tiers and contexts */
 
 typedef struct tc_tier {

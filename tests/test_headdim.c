@@ -446,19 +446,10 @@ static int run_decode_case(const dec_case *dc, uint64_t stream)
         assert_int_equal(ea_ref_attention(&rq.t, &rk.t, &rv.t, &rp, ref, ref_lse), EDGEATTN_OK);
         const double tol = tc_tolerance(dc->qdt, dc->cache_dt, dc->odt);
         for (int c = 0; c < nctx; c++) {
-            tc_fill_canary(&out);
-            tc_fill_canary(&lse);
-            edgeattn_tensor lt = lse.t;
-            p.lse = want_lse ? &lt : NULL;
-            const edgeattn_status st = edgeattn_decode(ctx[c], 0, NULL, NULL, &q.t, &out.t, &p);
             tc_result res;
-            memset(&res, 0, sizeof res);
-            if (st != EDGEATTN_OK)
-                snprintf(res.why, sizeof res.why, "edgeattn_decode returned %d (%s): %s", (int)st,
-                         edgeattn_status_string(st), edgeattn_message_of(ctx[c]));
-            else
-                tc_compare(&res, &out, want_lse ? &lse : NULL, ref, ref_lse, dc->B, dc->Hq, Nq, dc->D, tol);
-            if (st != EDGEATTN_OK || !res.ok) {
+            tc_decode_compare(&res, ctx[c], &q.t, &out, want_lse ? &lse : NULL, &p, ref, ref_lse, dc->B, dc->Hq, Nq,
+                              dc->D, tol);
+            if (!res.ok) {
                 print_error("FAIL %s on %s\n     step %d Nq=%d held=%d..%d causal=%d window_left=%d lse=%d\n     %s\n"
                             "     EDGEATTN_TEST_SEED=%llu\n",
                             desc, label[c], step, Nq, min_held, max_held, p.causal, p.window_left, (int)want_lse,

@@ -740,14 +740,9 @@ static void test_rope_far_positions(void **state)
             p.causal = 1;
             double ref[HQ * NQ * D], ref_lse[HQ * NQ];
             assert_int_equal(ea_ref_attention(&rq.t, &rk.t, &rv.t, &p, ref, ref_lse), EDGEATTN_OK);
-            tc_fill_canary(&out);
-            const edgeattn_status st = edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p);
             tc_result res;
-            memset(&res, 0, sizeof res);
-            if (st != EDGEATTN_OK)
-                snprintf(res.why, sizeof res.why, "decode returned %d: %s", (int)st, edgeattn_message_of(ctx));
-            else
-                tc_compare(&res, &out, NULL, ref, ref_lse, 1, HQ, NQ, D, 2e-5);
+            tc_decode_compare(&res, ctx, &q.t, &out, NULL, &p, ref, ref_lse, 1, HQ, NQ, D, 2e-5);
+            const edgeattn_status st = res.status;
             /* and the keys read back: rotated as the reference rotates them */
             tc_tensor bk, bv;
             tc_tensor_alloc(&bk, EDGEATTN_F32, 1, HKV, W, D, TC_BHSD, 0, 0, 0);

@@ -337,18 +337,9 @@ static void test_decode_scaled(void **state)
                 c.cpu_disable_mask = g_tiers[t].disable;
                 edgeattn_context *ctx = tc_create(&c);
                 assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, n_new, 1), EDGEATTN_OK);
-                tc_fill_canary(&out);
-                tc_fill_canary(&lse);
-                edgeattn_tensor lt = lse.t;
-                p.lse = &lt;
-                const edgeattn_status st = edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p);
                 tc_result res;
-                memset(&res, 0, sizeof res);
-                if (st != EDGEATTN_OK)
-                    snprintf(res.why, sizeof res.why, "decode returned %d: %s", (int)st, edgeattn_message_of(ctx));
-                else
-                    tc_compare(&res, &out, &lse, ref, ref_lse, B, Hq, Nq, D, tol);
-                if (st != EDGEATTN_OK || !res.ok) {
+                tc_decode_compare(&res, ctx, &q.t, &out, &lse, &p, ref, ref_lse, B, Hq, Nq, D, tol);
+                if (!res.ok) {
                     print_error("FAIL decode cache=%s inputs x%g B=%d Hq=%d Hkv=%d D=%d held={%d,%d} Nq=%d causal on "
                                 "tier %s\n     %s\n     seed %llu\n",
                                 tc_dtype_name(cache_dts[ci]), s, B, Hq, Hkv, D, (int)n_new[0], (int)n_new[1], Nq,
