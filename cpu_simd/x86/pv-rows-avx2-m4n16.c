@@ -4,7 +4,9 @@
  * vectors so that mr x NV accumulators stay in registers (4 rows x 16 columns for the usual GQA
  * decode, 2 x 32 and 8 x 8 at the ends; narrower blocks take the last columns, down to 8); each V row
  * segment is loaded and widened once per block and multiplied into every row; alpha·O is added when
- * the block is stored. V is read only inside [0, n) x [0, dim).
+ * the block is stored. V is read only inside [0, n) x [0, dim). The row and column loops are unrolled
+ * by pragma: left to GCC 12, the narrower blocks kept their accumulators in a stack array as well,
+ * stored every step.
  */
 #include "cpu_simd/x86/avx2-common.h"
 #include "cpu_simd/x86/kernels-x86.h"
@@ -14,22 +16,22 @@ EA_AINLINE void pv_block(const int DT, const int MR, const int NV, int n, const 
                          const float *restrict alpha, float *restrict o, ptrdiff_t ldo)
 {
     __m256 acc[EA_MR][4];
-    for (int r = 0; r < MR; r++)
-        for (int c = 0; c < NV; c++)
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
+        _Pragma("GCC unroll 8") for (int c = 0; c < NV; c++)
             acc[r][c] = _mm256_setzero_ps();
     for (int j = 0; j < n; j++) {
         __m256 vv[4];
-        for (int c = 0; c < NV; c++)
+        _Pragma("GCC unroll 8") for (int c = 0; c < NV; c++)
             vv[c] = ea256_load(DT, v, (ptrdiff_t)j * ldv + d0 + 8 * c);
-        for (int r = 0; r < MR; r++) {
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
             const __m256 b = _mm256_broadcast_ss(p + r * ldp + j);
-            for (int c = 0; c < NV; c++)
+            _Pragma("GCC unroll 8") for (int c = 0; c < NV; c++)
                 acc[r][c] = _mm256_fmadd_ps(b, vv[c], acc[r][c]);
         }
     }
-    for (int r = 0; r < MR; r++) {
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
         const __m256 a = _mm256_broadcast_ss(alpha + r);
-        for (int c = 0; c < NV; c++)
+        _Pragma("GCC unroll 8") for (int c = 0; c < NV; c++)
             _mm256_store_ps(o + r * ldo + d0 + 8 * c,
                             _mm256_fmadd_ps(a, _mm256_load_ps(o + r * ldo + d0 + 8 * c), acc[r][c]));
     }
