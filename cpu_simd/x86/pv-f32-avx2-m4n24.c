@@ -1,8 +1,8 @@
 /*
  * O = alpha·O + P·V on packed operands, AVX2: register block of 4 rows x 24 head-dim columns (12 ymm
  * accumulators), one broadcast of p[r][j] per row and three loads of the packed V row j per step;
- * alpha·O is added when the block is stored. 8 rows are two passes of 4; the last 8 or 16 columns
- * (dim is a multiple of 8) use narrower blocks.
+ * alpha·O is added when the block is stored. 8 rows are two passes of 4; the last columns (dim is a
+ * multiple of 8) use 16-wide blocks, and an 8-wide one only when dim is 8 or 16 apart from 24s.
  * The row and column loops are unrolled by pragma: left to GCC 12, the 16- and 8-wide blocks kept their
  * accumulators in a stack array as well, stored every step (half speed on those blocks).
  */
@@ -40,12 +40,15 @@ EA_AINLINE void pv_rows4(const int MR, int nb, int dim, const float *restrict p,
                          const float *restrict v, ptrdiff_t ldv, const float *restrict alpha,
                          float *restrict o, ptrdiff_t ldo)
 {
+    /* 24-wide blocks, then 16-wide; a last 8 columns after a 24-wide block go as 16 + 16 instead (a 4 x 8
+     * block has 4 accumulators, half what keeps both FMA pipes busy: head dim 128 is 4 x 24 + 2 x 16) */
+    const int n24 = dim % 24 == 8 && dim >= 32 ? dim / 24 - 1 : dim / 24;
     int d0 = 0;
-    for (; d0 + 24 <= dim; d0 += 24)
+    for (int i = 0; i < n24; i++, d0 += 24)
         pv_block(MR, 3, nb, p, ldp, v + d0, ldv, alpha, o + d0, ldo);
-    if (dim - d0 == 16)
+    for (; dim - d0 >= 16; d0 += 16)
         pv_block(MR, 2, nb, p, ldp, v + d0, ldv, alpha, o + d0, ldo);
-    else if (dim - d0 == 8)
+    if (dim - d0 == 8)
         pv_block(MR, 1, nb, p, ldp, v + d0, ldv, alpha, o + d0, ldo);
 }
 
