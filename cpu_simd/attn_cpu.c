@@ -82,10 +82,51 @@ static inline ptrdiff_t toff(const edgeattn_tensor *t, int64_t b, int64_t h, int
     return (ptrdiff_t)(b * t->stride[0] + h * t->stride[1] + n * t->stride[2]);
 }
 
-static float *part_slot(const job *J, int64_t item)
+static float *part_slot(const ea_cpu_state *st, int64_t item)
 {
-    const ea_cpu_state *st = J->st;
     return st->part + (size_t)item * (size_t)st->tiles.rb * (size_t)(st->max_dim + 2);
+}
+
+bool ea_cpu_part_park(const ea_cpu_state *st, int64_t item, int32_t nsplit, int32_t R, int32_t D, const float *o,
+                      const float *m, const float *l)
+{
+    const size_t RB = (size_t)st->tiles.rb;
+    float *slot = part_slot(st, item);
+    memcpy(slot, o, sizeof(float) * (size_t)R * (size_t)D);
+    memcpy(slot + RB * (size_t)D, m, sizeof(float) * (size_t)R);
+    memcpy(slot + RB * (size_t)D + RB, l, sizeof(float) * (size_t)R);
+    /* acq_rel: releases this slot, and the last arrival acquires every other split's */
+    return atomic_fetch_add_explicit(&st->arrive[item / nsplit], 1, memory_order_acq_rel) == nsplit - 1;
+}
+
+void ea_cpu_part_merge(const ea_cpu_state *st, int64_t group, int32_t nsplit, int32_t R, int32_t D, float *o, float *m,
+                       float *l)
+{
+    const size_t RB = (size_t)st->tiles.rb;
+    for (int32_t r = 0; r < R; r++) {
+        float mx = -INFINITY;
+        for (int32_t sp = 0; sp < nsplit; sp++) {
+            const float ms = part_slot(st, group * nsplit + sp)[RB * (size_t)D + (size_t)r];
+            mx = ms > mx ? ms : mx;
+        }
+        float *orow = o + (size_t)r * (size_t)D;
+        memset(orow, 0, sizeof(float) * (size_t)D);
+        float sum = 0.0f;
+        if (mx != -INFINITY)
+            for (int32_t sp = 0; sp < nsplit; sp++) {
+                const float *slot = part_slot(st, group * nsplit + sp);
+                const float ms = slot[RB * (size_t)D + (size_t)r], ls = slot[RB * (size_t)D + RB + (size_t)r];
+                if (ms == -INFINITY || ls == 0.0f)
+                    continue;
+                const float w = expf(ms - mx);
+                sum += ls * w;
+                const float *os = slot + (size_t)r * (size_t)D;
+                for (int32_t d = 0; d < D; d++)
+                    orow[d] += w * os[d];
+            }
+        m[r] = mx;
+        l[r] = sum;
+    }
 }
 
 /* Writes rows [0, R) of a finished block: out = o / l, lse = m + log l. */
@@ -285,14 +326,8 @@ static void attn_task(void *arg, int64_t t, int thread)
         write_rows(c, b, kvh, r0, R, o, m, l);
         return;
     }
-    float *slot = part_slot(J, item); /* [RB][D] o, then [RB] m, [RB] l */
-    memcpy(slot, o, sizeof(float) * (size_t)R * (size_t)D);
-    memcpy(slot + (size_t)RB * (size_t)D, m, sizeof(float) * (size_t)R);
-    memcpy(slot + (size_t)RB * (size_t)D + RB, l, sizeof(float) * (size_t)R);
-    /* acq_rel: releases this slot, and the last arrival acquires every other split's */
-    const int64_t group = item / J->nsplit;
-    if (atomic_fetch_add_explicit(&st->arrive[group], 1, memory_order_acq_rel) == J->nsplit - 1)
-        merge_group(J, group, thread);
+    if (ea_cpu_part_park(st, item, J->nsplit, R, D, o, m, l))
+        merge_group(J, item / J->nsplit, thread);
 }
 
 /* Merges the nsplit partials of one (b, KV head, row block) by log-sum-exp. */
@@ -308,31 +343,7 @@ static void merge_group(const job *J, int64_t t, int thread)
     float *o = (float *)(void *)(scr + st->sl.o);
     float *m = (float *)(void *)(scr + st->sl.m);
     float *l = (float *)(void *)(scr + st->sl.l);
-    for (int32_t r = 0; r < R; r++) {
-        float mx = -INFINITY;
-        for (int32_t sp = 0; sp < ns; sp++) {
-            const float *slot = part_slot(J, t * ns + sp);
-            const float ms = slot[(size_t)RB * (size_t)D + r];
-            mx = ms > mx ? ms : mx;
-        }
-        float *orow = o + (size_t)r * (size_t)D;
-        memset(orow, 0, sizeof(float) * (size_t)D);
-        float sum = 0.0f;
-        if (mx != -INFINITY)
-            for (int32_t sp = 0; sp < ns; sp++) {
-                const float *slot = part_slot(J, t * ns + sp);
-                const float ms = slot[(size_t)RB * (size_t)D + r], ls = slot[(size_t)RB * (size_t)D + RB + r];
-                if (ms == -INFINITY || ls == 0.0f)
-                    continue;
-                const float w = expf(ms - mx);
-                sum += ls * w;
-                const float *os = slot + (size_t)r * (size_t)D;
-                for (int32_t d = 0; d < D; d++)
-                    orow[d] += w * os[d];
-            }
-        m[r] = mx;
-        l[r] = sum;
-    }
+    ea_cpu_part_merge(st, t, ns, R, D, o, m, l);
     write_rows(c, b, kvh, r0, R, o, m, l);
 }
 

@@ -66,6 +66,16 @@ int64_t ea_cpu_part_items(int32_t threads, int32_t rb);
 
 edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *call);
 
+/* Split-KV partials (the tile path and the one-row decode path share them). Slot `item` holds R rows
+ * of a split's result: [RB][D] o (unnormalised sums), then [RB] m, [RB] l.
+ * ea_cpu_part_park copies o, m, l in and returns true for the last of the nsplit splits of its merge
+ * group (item / nsplit) to arrive, which then calls ea_cpu_part_merge to combine the group's slots by
+ * log-sum-exp into o, m, l (rows that saw no key: o zero, m -inf, l 0). */
+bool ea_cpu_part_park(const ea_cpu_state *st, int64_t item, int32_t nsplit, int32_t R, int32_t D, const float *o,
+                      const float *m, const float *l);
+void ea_cpu_part_merge(const ea_cpu_state *st, int64_t group, int32_t nsplit, int32_t R, int32_t D, float *o, float *m,
+                       float *l);
+
 /* A tile's keys gathered from pieces of rows contiguous in storage (a paged cache: one piece per page).
  * A piece after the first starts at a multiple of 16 columns of the score tile, where the kernels'
  * vector stores need it; the scores and P.V then run piece by piece, o rescaled once per tile. */

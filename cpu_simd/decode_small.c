@@ -81,11 +81,6 @@ static inline int32_t dec_rows(const dec_kv *kv, int64_t j, int32_t want, size_t
     return (int32_t)imin(want, ea_kv_seg_rows(s, j, es, k, v)); /* a paged cache: to the end of j's page */
 }
 
-static float *dec_slot(const ea_cpu_state *st, int64_t item)
-{
-    return st->part + (size_t)item * (size_t)st->tiles.rb * (size_t)(st->max_dim + 2);
-}
-
 /* Writes the G rows of (b, kvh): out = o / l, lse = m + log l (zeros and -inf for a row that saw
  * no key). */
 static void dec_write(const ea_attn_call *c, int32_t b, int32_t kvh, const float *o, const float *m, const float *l)
@@ -116,36 +111,13 @@ static void dec_merge(const dec_job *J, int64_t t, int thread)
 {
     const ea_cpu_state *st = J->st;
     const ea_attn_call *c = J->c;
-    const int32_t RB = st->tiles.rb, D = c->D, G = c->group, ns = J->nsplit;
+    const int32_t D = c->D, G = c->group, ns = J->nsplit;
     const int32_t kvh = (int32_t)(t % c->Hkv), b = (int32_t)(t / c->Hkv);
     char *scr = st->scratch + (size_t)thread * st->sl.bytes;
     float *o = (float *)(void *)(scr + st->sl.o);
     float *m = (float *)(void *)(scr + st->sl.m);
     float *l = (float *)(void *)(scr + st->sl.l);
-    for (int32_t g = 0; g < G; g++) {
-        float mx = -INFINITY;
-        for (int32_t sp = 0; sp < ns; sp++) {
-            const float ms = dec_slot(st, t * ns + sp)[(size_t)RB * (size_t)D + g];
-            mx = ms > mx ? ms : mx;
-        }
-        float *orow = o + (size_t)g * (size_t)D;
-        memset(orow, 0, sizeof(float) * (size_t)D);
-        float sum = 0.0f;
-        if (mx != -INFINITY)
-            for (int32_t sp = 0; sp < ns; sp++) {
-                const float *slot = dec_slot(st, t * ns + sp);
-                const float ms = slot[(size_t)RB * (size_t)D + g], ls = slot[(size_t)RB * (size_t)D + RB + g];
-                if (ms == -INFINITY || ls == 0.0f)
-                    continue;
-                const float w = expf(ms - mx);
-                sum += ls * w;
-                const float *os = slot + (size_t)g * (size_t)D;
-                for (int32_t d = 0; d < D; d++)
-                    orow[d] += w * os[d];
-            }
-        m[g] = mx;
-        l[g] = sum;
-    }
+    ea_cpu_part_merge(st, t, ns, G, D, o, m, l);
     dec_write(c, b, kvh, o, m, l);
 }
 
@@ -255,14 +227,8 @@ static void dec_task(void *arg, int64_t t, int thread)
         dec_write(c, b, kvh, o, m, l);
         return;
     }
-    const int32_t RB = st->tiles.rb;
-    float *slot = dec_slot(st, item); /* [RB][D] o, then [RB] m, [RB] l */
-    memcpy(slot, o, sizeof(float) * (size_t)G * (size_t)D);
-    memcpy(slot + (size_t)RB * (size_t)D, m, sizeof(float) * (size_t)G);
-    memcpy(slot + (size_t)RB * (size_t)D + RB, l, sizeof(float) * (size_t)G);
-    const int64_t group = item / ns;
-    if (atomic_fetch_add_explicit(&st->arrive[group], 1, memory_order_acq_rel) == ns - 1)
-        dec_merge(J, group, thread);
+    if (ea_cpu_part_park(st, item, ns, G, D, o, m, l))
+        dec_merge(J, item / ns, thread);
 }
 
 void ea_cpu_decode_small_init(ea_cpu_state *st)
