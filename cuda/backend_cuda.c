@@ -318,15 +318,16 @@ static bool cuda_probe(void)
     return ok;
 }
 
-/* The knobs (environment, else a tuning file made on this device): EDGEATTN_CUDA_SPLITS="keys=K,waves=W"
- * (split-KV decode: at least K keys per split, 64..65536; splits fill W waves of the device, 1..8) and
- * EDGEATTN_CUDA_DECODE=auto|small|simt (the decode kernel: the built-in choice, D128's
- * small-shared-memory twin, or the SIMT kernel). */
 /* The device as backend info names it (and a tuning file's key): its name and the driver's CUDA version. */
 static void cu_ident(const cu_devinfo *dv, int driver_version, char *buf, size_t len)
 {
     snprintf(buf, len, "%.100s (driver %d.%d)", dv->name, driver_version / 1000, driver_version % 1000 / 10);
 }
+
+/* The knobs (environment, else a tuning file made on this device): EDGEATTN_CUDA_SPLITS="keys=K,waves=W"
+ * (split-KV decode: at least K keys per split, 64..65536; splits fill W waves of the device, 1..8) and
+ * EDGEATTN_CUDA_DECODE=auto|small|simt (the decode kernel: the built-in choice, D128's
+ * small-shared-memory twin, or the SIMT kernel). */
 
 static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int driver_version, char *msg)
 {

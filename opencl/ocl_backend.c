@@ -428,11 +428,10 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
      * K/V tiles), then decode (few rows: the query heads of a GQA group) */
     static const ea_ocl_tiles table[][3] = {
         [EA_OCL_CLASS_OTHER] = {{16, 2, 32, 4, 0, 0}, {16, 2, 32, 4, 0, 1}, {8, 1, 32, 4, 0, 0}},
-        /* NVIDIA (H200 sweeps): the score loop unrolled 8 (prefill) or 16 (decode), P.V 4: prefill N4096
-         * 11.2 ms vs 11.6 at 2/2, decode N32768 0.198 ms vs 0.37 */
-        /* NVIDIA (H200 sweep, prefill N4096): 128 registers let 4 work-groups of 128 share a multiprocessor,
-         * 22.2 TFLOP/s against 19.8 at the compiler's 252 (the cap needs the work-group size left open); the
-         * register prefetch costs more in spills than it hides there */
+        /* NVIDIA (H200 sweeps): the score loop unrolled 8 (prefill) or 16 (decode), P.V 4 (prefill N4096
+         * 11.2 ms vs 11.6 at 2/2, decode N32768 0.198 ms vs 0.37); 128 registers, so that 4 work-groups of
+         * 128 share a multiprocessor (22.2 TFLOP/s against 19.8 at the compiler's 252); no register
+         * prefetch (it costs more in spills than it hides there) */
         [EA_OCL_CLASS_NVIDIA] = {{64, 4, 16, 2, 8, 0, 8, 4, 1, 128},
                                  {64, 2, 32, 4, 4, 1, 8, 4, 1, 128},
                                  {8, 1, 64, 4, 0, 0, 16, 4, 1, 128}},
@@ -469,10 +468,12 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
     }
 }
 
-/* EDGEATTN_OPENCL_TILES="pf=BMxTMxBN[xTN[xPM]],pfh=...,dec=...,upf=QKxPV,upfh=...,udec=...,ppf=0|1,...,
- * rpf=N,..." (any part may be left out; TN 4, PM picked): the tiles of prefill, prefill with F16 Q and
- * decode; the unroll factors of their score and P.V loops (1 to 32, powers of two); register prefetch
- * off or on; NVIDIA's register cap (0 none). A shape part keeps the others. */
+/* EDGEATTN_OPENCL_TILES: comma-separated parts, any of them left out, each naming a kernel (pf prefill,
+ * pfh prefill with F16 Q, dec decode) and what it sets:
+ *   pf=BMxTMxBN[xTN[xPM]]  the tile (TN 4, PM picked when left out); keeps the kernel's other settings
+ *   upf=QKxPV              unroll factors of the score and P.V loops, powers of two 1..32
+ *   ppf=0|1                register prefetch off or on
+ *   rpf=N                  NVIDIA's register cap, 0 (none) or 32..255 */
 static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *pfh,
                                  ea_ocl_tiles *dec, char *msg)
 {
@@ -480,52 +481,35 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
     const char *e = ea_knob(s->cfg, "opencl", s->ident, "EDGEATTN_OPENCL_TILES", kb, sizeof kb);
     if (!e || !*e)
         return EDGEATTN_OK;
+    enum { SHAPE, UNROLL, PREFETCH, REGS };
+    static const struct {
+        const char *prefix;
+        int what, kernel; /* kernel: 0 pf, 1 pfh, 2 dec */
+    } parts[] = {{"pf=", SHAPE, 0},     {"pfh=", SHAPE, 1},     {"dec=", SHAPE, 2},     {"upf=", UNROLL, 0},
+                 {"upfh=", UNROLL, 1},  {"udec=", UNROLL, 2},   {"ppf=", PREFETCH, 0},  {"ppfh=", PREFETCH, 1},
+                 {"pdec=", PREFETCH, 2}, {"rpf=", REGS, 0},      {"rpfh=", REGS, 1},     {"rdec=", REGS, 2}};
+    ea_ocl_tiles *const kern[3] = {pf, pfh, dec};
     const char *p = e;
     while (*p) {
-        ea_ocl_tiles t = {0, 0, 0, 4, 0, 0, 0, 0, 0, 0};
-        int used = 0, used2 = 0;
-        ea_ocl_tiles *dst = NULL, *udst = NULL;
-        if (!strncmp(p, "pf=", 3))
-            dst = pf, p += 3;
-        else if (!strncmp(p, "pfh=", 4))
-            dst = pfh, p += 4, t.qh = 1;
-        else if (!strncmp(p, "dec=", 4))
-            dst = dec, p += 4;
-        else if (!strncmp(p, "upf=", 4))
-            udst = pf, p += 4;
-        else if (!strncmp(p, "upfh=", 5))
-            udst = pfh, p += 5;
-        else if (!strncmp(p, "udec=", 5))
-            udst = dec, p += 5;
-        ea_ocl_tiles *pdst = !strncmp(p, "ppf=", 4) ? pf : !strncmp(p, "ppfh=", 5) ? pfh : !strncmp(p, "pdec=", 5) ? dec : NULL;
-        ea_ocl_tiles *rdst = !strncmp(p, "rpf=", 4) ? pf : !strncmp(p, "rpfh=", 5) ? pfh : !strncmp(p, "rdec=", 5) ? dec : NULL;
-        if (pdst || rdst) { /* prefetch 0|1, register cap 0 (none) or 32..255 */
-            p += pdst == pf || rdst == pf ? 4 : 5;
-            int x = -1;
-            if (sscanf(p, "%d%n", &x, &used) != 1 || (pdst && x != 0 && x != 1) || (rdst && x != 0 && (x < 32 || x > 255)))
+        int k = -1;
+        for (size_t i = 0; i < sizeof parts / sizeof parts[0] && k < 0; i++)
+            if (!strncmp(p, parts[i].prefix, strlen(parts[i].prefix)))
+                k = (int)i;
+        if (k < 0)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "EDGEATTN_OPENCL_TILES=%.64s: expected parts pf=BMxTMxBN[xTN[xPM]], upf=QKxPV, ppf=0|1 or "
+                           "rpf=N, for pf, pfh or dec",
+                           e);
+        p += strlen(parts[k].prefix);
+        ea_ocl_tiles *dst = kern[parts[k].kernel];
+        int used = 0, used2 = 0, x = -1, y = -1;
+        if (parts[k].what == SHAPE) {
+            ea_ocl_tiles t = *dst; /* keeps the kernel's unrolls, prefetch and register cap */
+            t.tn = 4;
+            t.pm = 0;
+            if (sscanf(p, "%dx%dx%d%n", &t.bm, &t.tm, &t.bn, &used) != 3)
                 return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
-                               "EDGEATTN_OPENCL_TILES=%.64s: a prefetch part (ppf=, ppfh=, pdec=) is 0 or 1, a register "
-                               "cap (rpf=, rpfh=, rdec=) 0 (none) or 32 to 255",
-                               e);
-            if (pdst)
-                pdst->pf = x + 1;
-            else
-                rdst->regs = x;
-        } else if (udst) {
-            int qk = 0, pv = 0;
-            if (sscanf(p, "%dx%d%n", &qk, &pv, &used) != 2 || qk < 1 || qk > 32 || (qk & (qk - 1)) || pv < 1 ||
-                pv > 32 || (pv & (pv - 1)))
-                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
-                               "EDGEATTN_OPENCL_TILES=%.64s: an unroll part is QKxPV, each a power of two from 1 to 32",
-                               e);
-            udst->uqk = qk;
-            udst->upv = pv;
-        } else {
-            if (!dst || sscanf(p, "%dx%dx%d%n", &t.bm, &t.tm, &t.bn, &used) != 3)
-                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
-                               "EDGEATTN_OPENCL_TILES=%.64s: expected pf=BMxTMxBN[xTN[xPM]],pfh=...,dec=...,upf=QKxPV,"
-                               "upfh=...,udec=... (any of them)",
-                               e);
+                               "EDGEATTN_OPENCL_TILES=%.64s: a tile part is BMxTMxBN[xTN[xPM]]", e);
             if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.tn, &used2) == 1) {
                 used += used2;
                 if (p[used] == 'x' && sscanf(p + used, "x%d%n", &t.pm, &used2) == 1)
@@ -540,11 +524,26 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
                                "splitting rows and %d float4 columns evenly, %zu bytes of local memory and %zu "
                                "work-items at most)",
                                t.bm, t.tm, t.bn, t.tn, t.pm, dmax, dmax / 4, (size_t)s->local_mem, s->max_wg);
-            t.uqk = dst->uqk; /* a shape part keeps the kernel's unrolls, prefetch and register cap */
-            t.upv = dst->upv;
-            t.pf = dst->pf;
-            t.regs = dst->regs;
             *dst = t;
+        } else if (parts[k].what == UNROLL) {
+            if (sscanf(p, "%dx%d%n", &x, &y, &used) != 2 || x < 1 || x > 32 || (x & (x - 1)) || y < 1 || y > 32 ||
+                (y & (y - 1)))
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                               "EDGEATTN_OPENCL_TILES=%.64s: an unroll part is QKxPV, each a power of two from 1 to 32",
+                               e);
+            dst->uqk = x;
+            dst->upv = y;
+        } else {
+            const bool pre = parts[k].what == PREFETCH;
+            if (sscanf(p, "%d%n", &x, &used) != 1 || (pre && x != 0 && x != 1) || (!pre && x != 0 && (x < 32 || x > 255)))
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                               "EDGEATTN_OPENCL_TILES=%.64s: a prefetch part (ppf=, ppfh=, pdec=) is 0 or 1, a register "
+                               "cap (rpf=, rpfh=, rdec=) 0 (none) or 32 to 255",
+                               e);
+            if (pre)
+                dst->pf = x + 1;
+            else
+                dst->regs = x;
         }
         p += used;
         if (*p == ',')
@@ -708,7 +707,7 @@ static edgeattn_status build_variant(ea_ocl_state *s, const char *cache_dir, ea_
     cl_kernel *kk[3] = {&v->k_pf, &v->k_pfh, &v->k_dec};
     char kb[256];
     const char *extra = ea_knob(s->cfg, "opencl", s->ident, "EDGEATTN_OPENCL_OPTIONS", kb, sizeof kb);
-    const bool sweep = extra && *extra; /* a tuning sweep states every option itself */
+    const bool sweep = extra && *extra; /* a tuning sweep's options, added to every kernel's */
     /* EDGEATTN_OPENCL_OPTIONS: build options for tuning sweeps (e.g. -DEA_QK_CONST or -DEA_NATIVE_EXP),
      * added to every kernel's; part of the binary-cache key like every option */
     if (extra && strlen(extra) > 256)

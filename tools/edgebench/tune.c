@@ -41,7 +41,10 @@ typedef struct dim {
     char values[MAX_VALUES][128];
     int best; /* index into values */
     bool refused[MAX_VALUES]; /* discarded once: not tried again */
+    int kernel; /* the OpenCL kernel a TILES part sets (K_PF, K_PFH, K_DEC), else K_ANY */
 } dim;
+
+enum { K_ANY, K_PF, K_PFH, K_DEC };
 
 static volatile sig_atomic_t g_stop;
 
@@ -123,10 +126,12 @@ static int space(const edgeattn_backend_info *info, dim *dims)
         /* prefill with F16 Q, decode, prefill with F32 Q; the other device classes' rows first (the
          * likeliest), then a grid with larger tiles first (GPUs favour them) */
         static const char *const parts[] = {"pfh=", "dec=", "pf="};
+        static const int kernels[] = {K_PFH, K_DEC, K_PF}; /* the order of every part list below */
         for (int p = 0; p < 3; p++) {
             dim *t = &dims[n++];
             t->name = "EDGEATTN_OPENCL_TILES";
             t->part = parts[p];
+            t->kernel = kernels[p];
             if (p != 1) { /* BM x TM x BN x TN [x PM] */
                 static const char *const seeds[] = {"64x2x32x4x4", "64x4x16x2x8", "32x4x16x4", "16x2x16x4", "32x8x32x4"};
                 for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++)
@@ -166,6 +171,7 @@ static int space(const edgeattn_backend_info *info, dim *dims)
             dim *u = &dims[n++];
             u->name = "EDGEATTN_OPENCL_TILES";
             u->part = uparts[p];
+            u->kernel = kernels[p];
             for (int i = 0; i < 5; i++)
                 add_str(u, unrolls[p == 1][i]);
         }
@@ -175,6 +181,7 @@ static int space(const edgeattn_backend_info *info, dim *dims)
             dim *x = &dims[n++];
             x->name = "EDGEATTN_OPENCL_TILES";
             x->part = pparts[p];
+            x->kernel = kernels[p];
             add_str(x, "0");
             add_str(x, "1");
         }
@@ -183,6 +190,7 @@ static int space(const edgeattn_backend_info *info, dim *dims)
                 dim *x = &dims[n++];
                 x->name = "EDGEATTN_OPENCL_TILES";
                 x->part = rparts[p];
+                x->kernel = kernels[p];
                 static const char *const caps[] = {"128", "0", "168", "96"};
                 for (int i = 0; i < 4; i++)
                     add_str(x, caps[i]);
@@ -244,6 +252,42 @@ static double score(const bench_case *cases, size_t ncases, const bench_opts *o,
     return g_stop ? NAN : exp(logsum / (double)ncases);
 }
 
+/* Times every case with the defaults and with the candidate (the knobs at their best when file is NULL,
+ * else the tuning file as the library loads it), alternately for `rounds` rounds, keeping each case's
+ * fastest sample in def[] and alt[]; *worst gets the largest alt/def of one case. Returns the
+ * geometric mean of alt/def, NAN when a case failed or was wrong. */
+static double side_by_side(const bench_case *cases, size_t ncases, const bench_opts *o, const dim *dims, int nd,
+                           const char *file, int rounds, double *def, double *alt, double *times, double *worst)
+{
+    for (size_t k = 0; k < ncases; k++)
+        def[k] = alt[k] = INFINITY;
+    for (int round = 0; round < rounds; round++) {
+        apply(dims, nd, -2, 0);
+        if (isnan(score(cases, ncases, o, NULL, times, NULL)))
+            return NAN;
+        for (size_t k = 0; k < ncases; k++)
+            def[k] = times[k] < def[k] ? times[k] : def[k];
+        if (file)
+            setenv("EDGEATTN_TUNING_FILE", file, 1);
+        else
+            apply(dims, nd, -1, 0);
+        const double s = score(cases, ncases, o, NULL, times, NULL);
+        if (file)
+            unsetenv("EDGEATTN_TUNING_FILE");
+        if (isnan(s))
+            return NAN;
+        for (size_t k = 0; k < ncases; k++)
+            alt[k] = times[k] < alt[k] ? times[k] : alt[k];
+    }
+    double logsum = 0.0;
+    *worst = 0.0;
+    for (size_t k = 0; k < ncases; k++) {
+        logsum += log(alt[k] / def[k]);
+        *worst = alt[k] / def[k] > *worst ? alt[k] / def[k] : *worst;
+    }
+    return exp(logsum / (double)ncases);
+}
+
 int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, const edgeattn_backend_info *info,
                const char *out_path, double seconds, FILE *tab)
 {
@@ -275,15 +319,10 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
         if (cases[k].kind != BENCH_DECODE && cases[k].opencl_path == 0)
             pf_auto = true; /* a prefill case whose path the knob chooses */
     }
-    for (int i = 0; i < nd; i++) {
-        const char *part = dims[i].part ? dims[i].part : "";
-        const bool is_pfh = !strcmp(part, "pfh=") || !strcmp(part, "upfh=") || !strcmp(part, "ppfh=") || !strcmp(part, "rpfh=");
-        const bool is_pf = !strcmp(part, "pf=") || !strcmp(part, "upf=") || !strcmp(part, "ppf=") || !strcmp(part, "rpf=");
-        const bool is_dec = !strcmp(part, "dec=") || !strcmp(part, "udec=") || !strcmp(part, "pdec=") || !strcmp(part, "rdec=");
-        if ((is_pfh && !pf16) || (is_pf && !pf32) || (is_dec && !dec) ||
-            (!strcmp(dims[i].name, "EDGEATTN_OPENCL_PATH") && !pf_auto))
+    for (int i = 0; i < nd; i++)
+        if ((dims[i].kernel == K_PFH && !pf16) || (dims[i].kernel == K_PF && !pf32) ||
+            (dims[i].kernel == K_DEC && !dec) || (!strcmp(dims[i].name, "EDGEATTN_OPENCL_PATH") && !pf_auto))
             dims[i].nvalues = 1;
-    }
     bench_opts o = *o_in;
     o.backend = info->backend;
     char cache_dir[64] = "";
@@ -308,7 +347,12 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
                  "keeps the best so far)\n",
             info->backend_name, info->device, nd, total, ncases, seconds);
     apply(dims, nd, -1, 0);
+    /* the defaults twice, keeping each case's fastest: the process's first pass pays for cold caches and
+     * first-touch page faults, and a baseline from it alone made the first candidates look 20% faster */
     score(cases, ncases, &o, NULL, base, NULL);
+    if (!isnan(score(cases, ncases, &o, NULL, times, NULL)))
+        for (size_t k = 0; k < ncases; k++)
+            base[k] = times[k] < base[k] ? times[k] : base[k];
     double best = 1.0;
     int tried = 0, discarded = 0;
     bool improved = true;
@@ -380,27 +424,9 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     const int stopped = g_stop;
     g_stop = 0; /* the budget is spent on the search; the checks below run regardless (Ctrl-C skips this one) */
     if (any && stopped != 1) {
-        double *cb = calloc(ncases, sizeof(double)), *ct = calloc(ncases, sizeof(double));
-        bool ok = cb && ct;
-        for (size_t k = 0; ok && k < ncases; k++)
-            cb[k] = ct[k] = INFINITY;
-        for (int round = 0; ok && round < 2; round++) {
-            apply(dims, nd, -2, 0);
-            ok = !isnan(score(cases, ncases, &o, NULL, times, NULL));
-            for (size_t k = 0; ok && k < ncases; k++)
-                cb[k] = times[k] < cb[k] ? times[k] : cb[k];
-            apply(dims, nd, -1, 0);
-            ok = ok && !isnan(score(cases, ncases, &o, NULL, times, NULL));
-            for (size_t k = 0; ok && k < ncases; k++)
-                ct[k] = times[k] < ct[k] ? times[k] : ct[k];
-        }
-        double logsum = 0.0, worst = 0.0;
-        for (size_t k = 0; ok && k < ncases; k++) {
-            logsum += log(ct[k] / cb[k]);
-            worst = ct[k] / cb[k] > worst ? ct[k] / cb[k] : worst;
-        }
-        const double g = ok ? exp(logsum / (double)ncases) : NAN;
-        if (!ok || !(g < 0.99) || worst > MAX_CASE_LOSS) {
+        double worst = 0.0;
+        const double g = side_by_side(cases, ncases, &o, dims, nd, NULL, 2, base, tuned, times, &worst);
+        if (!(g < 0.99) || worst > MAX_CASE_LOSS) {
             fprintf(tab, "confirm    the best (%.3fx in the search) gave %.3fx, worst case %.3fx, when timed again "
                          "beside the defaults: keeping the defaults\n",
                     best, g, worst);
@@ -410,7 +436,6 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
         } else {
             fprintf(tab, "confirm    the best timed again beside the defaults: %.3fx, worst case %.3fx\n", g, worst);
         }
-        free(cb), free(ct);
     }
     apply(dims, nd, -1, 0);
     FILE *f = fopen(out_path, "w");
@@ -439,28 +464,9 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
         unsetenv(dims[i].name);
     fprintf(tab, "wrote      %s (%d knob%s; the defaults won elsewhere)\n\n", out_path, written, written == 1 ? "" : "s");
 
-    /* side by side: the defaults, then the file as the library loads it, alternately for FINAL_ROUNDS
-     * rounds, each case's fastest sample over them */
-    bool failed = false;
-    for (size_t k = 0; k < ncases; k++)
-        base[k] = tuned[k] = INFINITY;
-    for (int round = 0; round < FINAL_ROUNDS && !failed; round++) {
-        failed = isnan(score(cases, ncases, &o, NULL, times, NULL));
-        for (size_t k = 0; k < ncases && !failed; k++)
-            base[k] = times[k] < base[k] ? times[k] : base[k];
-        setenv("EDGEATTN_TUNING_FILE", out_path, 1);
-        failed = failed || isnan(score(cases, ncases, &o, NULL, times, NULL));
-        unsetenv("EDGEATTN_TUNING_FILE");
-        for (size_t k = 0; k < ncases && !failed; k++)
-            tuned[k] = times[k] < tuned[k] ? times[k] : tuned[k];
-    }
-    double s = NAN;
-    if (!failed) {
-        double logsum = 0.0;
-        for (size_t k = 0; k < ncases; k++)
-            logsum += log(tuned[k] / base[k]);
-        s = exp(logsum / (double)ncases);
-    }
+    /* side by side: the defaults, then the file as the library loads it */
+    double worst = 0.0;
+    const double s = side_by_side(cases, ncases, &o, dims, nd, out_path, FINAL_ROUNDS, base, tuned, times, &worst);
     edgeattn_config cfg; /* does the library take the file? */
     edgeattn_config_default(&cfg);
     cfg.backend = info->backend;
