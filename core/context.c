@@ -98,7 +98,9 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
         kv->max_batch = cfg.max_batch;
         kv->max_heads = cfg.max_kv_heads;
         kv->max_dim = cfg.max_head_dim;
-        kv->layer_elems = (size_t)cfg.max_batch * (size_t)cfg.max_kv_heads * (size_t)kv->cap * (size_t)cfg.max_head_dim;
+        kv->unit = ea_kv_unit_size(cfg.kv_cache_dtype);
+        kv->layer_elems = (size_t)cfg.max_batch * (size_t)cfg.max_kv_heads * (size_t)kv->cap *
+                          ea_kv_row_units(cfg.kv_cache_dtype, (size_t)cfg.max_head_dim);
         kv->on_device = lay.kv_on_device;
         kv->k = lay.kv_on_device ? NULL : base + lay.kv_k_off;
         kv->v = lay.kv_on_device ? NULL : base + lay.kv_v_off;
@@ -107,6 +109,8 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
         const size_t seqs = (size_t)cfg.num_layers * (size_t)cfg.max_batch;
         memset(kv->total, 0, sizeof(int64_t) * seqs);
         memset(kv->held, 0, sizeof(int32_t) * seqs);
+        if (ea_dtype_quant(kv->dtype)) /* set by each (layer, sequence)'s first append */
+            kv->stats = (float *)(void *)(base + lay.kv_stats_off);
         ea_kv_geom g;
         (void)ea_kv_geometry(&cfg, &g, NULL); /* checked by the plan */
         if (g.page > 0) {

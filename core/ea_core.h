@@ -26,8 +26,36 @@
 /* Writes a formatted message into msg (EA_MSG_LEN bytes, may be NULL) and returns st. */
 edgeattn_status ea_fail(char *msg, edgeattn_status st, const char *fmt, ...) EA_PRINTF(3, 4);
 
-size_t ea_dtype_size(edgeattn_dtype dt); /* 0 for an invalid dtype */
+size_t ea_dtype_size(edgeattn_dtype dt); /* a tensor element's bytes: 0 for Q8, Q4 and invalid dtypes */
 const char *ea_dtype_name(edgeattn_dtype dt);
+
+/* ---- quantised KV rows (core/quant.c)
+ * A Q8 row of head dim D (a multiple of EA_Q_GROUP) is D int8 values, then D/32 F16 block scales; a Q4
+ * row is D/2 bytes (block g's byte 16g + i holds value 32g + i in its low nibble and 32g + 16 + i in its
+ * high nibble, a nibble u standing for the level u - 7.5: 16 levels symmetric about 0), then D/32 F16
+ * scales. Value d of block g stands for the normalised x̂_d = scale_g * level_d; the key (or value) it stores is x_d = c_d * x̂_d + m_d, with
+ * the per-channel offset m and scale c of its (layer, sequence, KV head) (ea_kv_stats). The cache
+ * addresses rows in units: a float cache's unit is one element (row = D units), a quantised cache's
+ * is one byte (row = ea_kv_row_units bytes). */
+#define EA_Q_GROUP 32
+static inline bool ea_dtype_quant(edgeattn_dtype dt) { return dt == EDGEATTN_Q8 || dt == EDGEATTN_Q4; }
+/* Bytes of one storage unit of a KV cache of dtype dt (0: invalid). */
+size_t ea_kv_unit_size(edgeattn_dtype dt);
+/* Units of one (token, head) row of head dim dim. */
+size_t ea_kv_row_units(edgeattn_dtype dt, size_t dim);
+/* Largest |normalised value| a block may hold: its scale (max / qmax) must stay a finite F16. */
+#define EA_Q_MAX_SCALE 65504.0f
+/* The per-channel statistics of a sequence's first append, from n rows (x[r * ld + d]):
+ * m = their mean (0 below EA_Q_MIN_ROWS rows); c_d = max |x_d - m_d| over the rows, raised to
+ * EA_Q_C_FLOOR of the largest (1 when all are 0). */
+#define EA_Q_MIN_ROWS 8
+#define EA_Q_C_FLOOR (1.0f / 64.0f)
+/* Largest block scale (max |x̂| / qmax) row x would need with stats m, c (NaN when x holds a NaN). */
+float ea_q_row_need(edgeattn_dtype dt, const float *x, const float *m, const float *c, int32_t dim);
+/* Quantises x (dim values) with m, c into the row at dst (ea_kv_row_units(dt, dim) bytes). */
+void ea_q_row_store(edgeattn_dtype dt, const float *x, const float *m, const float *c, int32_t dim, void *dst);
+/* x̂ of the row at src (normalised: x = c x̂ + m). */
+void ea_q_row_load(edgeattn_dtype dt, const void *src, int32_t dim, float *xhat);
 
 /* ---- overflow-checked size arithmetic: return false on overflow */
 static inline bool ea_mul_ok(size_t a, size_t b, size_t *out) { return !__builtin_mul_overflow(a, b, out); }
@@ -109,11 +137,25 @@ typedef struct ea_kv_cache {
     int32_t *free_stack;/* [pages]: free_stack[0 .. nfree) are free */
     int32_t nfree;
     uint8_t *pmark;     /* [pages_per_seq] zero between calls (page sets of one call) */
+    /* storage units (ea_kv_unit_size bytes): row = units of one (token, head) row (dim for float
+     * caches); layer_elems, page_elems and ea_kv_row_elem count units */
+    int32_t row;
+    size_t unit;
+    /* quantised caches: [layers][max_batch][max_heads] blocks of 4 x max_dim floats (ea_kv_stats),
+     * set by the first append into an empty (layer, sequence); NULL for float caches */
+    float *stats;
 } ea_kv_cache;
+
 
 static inline size_t ea_kv_idx(const ea_kv_cache *kv, int32_t layer, int32_t seq)
 {
     return (size_t)layer * (size_t)kv->max_batch + (size_t)seq;
+}
+
+/* The statistics of (layer, seq, KV head h): m_k, c_k, m_v, c_v, each max_dim floats. */
+static inline float *ea_kv_stats(const ea_kv_cache *kv, int32_t layer, int32_t seq, int32_t h)
+{
+    return kv->stats + ((ea_kv_idx(kv, layer, seq) * (size_t)kv->max_heads + (size_t)h) * 4u) * (size_t)kv->max_dim;
 }
 
 /* The page table of (layer, seq) (paged caches only). */
@@ -122,7 +164,7 @@ static inline int32_t *ea_kv_table(const ea_kv_cache *kv, int32_t layer, int32_t
     return kv->table + ea_kv_idx(kv, layer, seq) * (size_t)kv->pages_per_seq;
 }
 
-/* Element offset (in the K or V storage) of row `slot` of head h of (layer, seq); paged caches need
+/* Unit offset (in the K or V storage; elements of a float cache) of row `slot` of head h of (layer, seq); paged caches need
  * the slot's page mapped. Rows of one head are contiguous up to the end of the slot's page
  * (ea_kv_rows_left) or of the cache (contiguous layout). */
 static inline size_t ea_kv_row_elem(const ea_kv_cache *kv, int32_t layer, int32_t seq, int32_t h, int64_t slot)
@@ -130,10 +172,10 @@ static inline size_t ea_kv_row_elem(const ea_kv_cache *kv, int32_t layer, int32_
     if (kv->page > 0) {
         const int32_t p = ea_kv_table(kv, layer, seq)[slot >> kv->page_shift];
         return (size_t)p * kv->page_elems +
-               ((size_t)h * (size_t)kv->page + (size_t)(slot & (kv->page - 1))) * (size_t)kv->dim;
+               ((size_t)h * (size_t)kv->page + (size_t)(slot & (kv->page - 1))) * (size_t)kv->row;
     }
     return (size_t)layer * kv->layer_elems +
-           (((size_t)seq * (size_t)kv->heads + (size_t)h) * (size_t)kv->cap + (size_t)slot) * (size_t)kv->dim;
+           (((size_t)seq * (size_t)kv->heads + (size_t)h) * (size_t)kv->cap + (size_t)slot) * (size_t)kv->row;
 }
 
 /* Rows from slot on that are contiguous in storage (to the end of the page or of the cache's slots). */
@@ -162,7 +204,7 @@ typedef struct ea_kv_seg {
 
 /* Rows of seg from key position pos (inside it) that are contiguous in storage: sets *k, *v to the
  * row of pos and returns the count (>= 1, to the end of the segment or of pos's page). es: the
- * storage's element size. */
+ * storage's unit size (ea_kv_unit_size). */
 static inline int32_t ea_kv_seg_rows(const ea_kv_seg *seg, int64_t pos, size_t es, const char **k, const char **v)
 {
     const int64_t i = pos - seg->pos0, left = seg->n - i;

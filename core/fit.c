@@ -156,20 +156,21 @@ EDGEATTN_API edgeattn_status edgeattn_config_fit(const edgeattn_fit_request *r, 
     if (r->min_context > r->max_context)
         return ea_fail(m, EDGEATTN_ERR_INVALID_ARG, "config_fit: min_context %d exceeds max_context %d",
                        (int)r->min_context, (int)r->max_context);
-    const uint32_t all = (1u << EDGEATTN_F32) | (1u << EDGEATTN_F16) | (1u << EDGEATTN_BF16);
+    const uint32_t all = (1u << EDGEATTN_F32) | (1u << EDGEATTN_F16) | (1u << EDGEATTN_BF16) | (1u << EDGEATTN_Q8) |
+                         (1u << EDGEATTN_Q4);
     if (r->kv_dtypes == 0 || (r->kv_dtypes & ~all))
         return ea_fail(m, EDGEATTN_ERR_INVALID_ARG,
-                       "config_fit: kv_dtypes 0x%x must name some of F32, F16, BF16 (bits 1 << dtype)",
+                       "config_fit: kv_dtypes 0x%x must name some of F32, F16, BF16, Q8, Q4 (bits 1 << dtype)",
                        (unsigned)r->kv_dtypes);
     if (r->allow_window != 0 && r->allow_window != 1)
         return ea_fail(m, EDGEATTN_ERR_INVALID_ARG, "config_fit: allow_window must be 0 or 1");
 
     /* most precise first: it wins when it plans the whole context */
-    static const edgeattn_dtype order[3] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
+    static const edgeattn_dtype order[5] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16, EDGEATTN_Q8, EDGEATTN_Q4};
     edgeattn_message pm;
-    int32_t best_n = -1, got[3] = {-1, -1, -1};
+    int32_t best_n = -1, got[5] = {-1, -1, -1, -1, -1};
     edgeattn_dtype best_dt = EDGEATTN_F32;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 5; i++) {
         if (!(r->kv_dtypes & (1u << order[i])))
             continue;
         const edgeattn_status st = longest(r, order[i], false, budget, &got[i], &pm);

@@ -1,6 +1,7 @@
 /* The KV cache calls: append, lengths, reset, truncate, fork and read. Core owns the lengths of every
  * (layer, sequence); the rows live in the host block (CPU backend) or in the backend's device pool
  * (kv_on_device: core checks everything, then asks the backend to move the rows). */
+#include <math.h>
 #include <string.h>
 
 #include "backends/backend.h"
@@ -79,7 +80,7 @@ static edgeattn_status rows_finite(edgeattn_context *ctx, const edgeattn_tensor 
 /* Row (layer, seq, head, slot) of the host cache's K or V (a paged cache: the slot's page mapped). */
 static char *host_row(const ea_kv_cache *kv, void *base, int32_t layer, int32_t seq, int32_t h, int64_t slot)
 {
-    return (char *)base + ea_kv_row_elem(kv, layer, seq, h, slot) * ea_dtype_size(kv->dtype);
+    return (char *)base + ea_kv_row_elem(kv, layer, seq, h, slot) * kv->unit;
 }
 
 /* ---- the page pool (paged caches) */
@@ -140,7 +141,7 @@ static int64_t page_own(ea_kv_cache *kv, int32_t *t, int32_t pi, void *arg)
             return 1;
         }
     } else {
-        const size_t bytes = kv->page_elems * ea_dtype_size(kv->dtype);
+        const size_t bytes = kv->page_elems * kv->unit;
         const size_t off_old = (size_t)old * bytes, off_new = (size_t)p * bytes;
         memcpy((char *)kv->k + off_new, (const char *)kv->k + off_old, bytes);
         memcpy((char *)kv->v + off_new, (const char *)kv->v + off_old, bytes);
@@ -212,6 +213,115 @@ static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const 
     }
 }
 
+/* Row r of batch row b, head h of k (key: rotated at position pos when RoPE is on) or v, as floats. */
+static void load_row(edgeattn_context *ctx, const edgeattn_tensor *t, bool key, int64_t b, int32_t h, int64_t r,
+                     int64_t pos, float *row)
+{
+    const ptrdiff_t o = (ptrdiff_t)(b * t->stride[0] + h * t->stride[1] + r * t->stride[2]);
+    for (int32_t d = 0; d < ctx->kv.dim; d++)
+        row[d] = ea_load_f32(t->data, t->dtype, o + d);
+    if (key && ctx->rope.style != EDGEATTN_ROPE_NONE)
+        ea_rope_apply(&ctx->rope, ea_rope_cached(&ctx->rope, pos), row);
+}
+
+/* Quantised cache, the first append into (layer, seq): the per-channel offset and scale of every KV
+ * head's keys and values from rows [skip, n) of batch row b (see EA_Q_MIN_ROWS). */
+static void quant_stats(edgeattn_context *ctx, int32_t layer, int32_t seq, const edgeattn_tensor *k,
+                        const edgeattn_tensor *v, int64_t b, int64_t skip, int64_t n, int64_t total)
+{
+    ea_kv_cache *kv = &ctx->kv;
+    const int32_t D = kv->dim, MD = kv->max_dim;
+    float row[EA_MAX_HEAD_DIM];
+    const bool centre = n - skip >= EA_Q_MIN_ROWS;
+    for (int32_t h = 0; h < kv->heads; h++) {
+        float *st = ea_kv_stats(kv, layer, seq, h);
+        for (int32_t i = 0; i < 4; i++)
+            for (int32_t d = 0; d < MD; d++)
+                st[i * MD + d] = 0.0f;
+    }
+    for (int pass = centre ? 0 : 1; pass < 2; pass++) /* 0: the means, 1: the spread about them */
+        for (int64_t r = skip; r < n; r++)
+            for (int32_t h = 0; h < kv->heads; h++) {
+                float *st = ea_kv_stats(kv, layer, seq, h);
+                for (int32_t t = 0; t < 2; t++) {
+                    float *m = st + 2 * t * MD, *c = m + MD;
+                    load_row(ctx, t == 0 ? k : v, t == 0, b, h, r, total + r, row);
+                    for (int32_t d = 0; d < D; d++) {
+                        if (pass == 0) {
+                            m[d] += row[d];
+                        } else {
+                            const float a = fabsf(row[d] - m[d]);
+                            c[d] = a > c[d] ? a : c[d];
+                        }
+                    }
+                }
+                if (pass == 0 && r == n - 1)
+                    for (int32_t d = 0; d < D; d++) {
+                        st[d] /= (float)(n - skip);
+                        st[2 * MD + d] /= (float)(n - skip);
+                    }
+            }
+    for (int32_t h = 0; h < kv->heads; h++) {
+        float *st = ea_kv_stats(kv, layer, seq, h);
+        for (int32_t t = 0; t < 2; t++) {
+            float *c = st + (2 * t + 1) * MD, top = 0.0f;
+            for (int32_t d = 0; d < D; d++)
+                top = c[d] > top ? c[d] : top;
+            const float floor = top > 0.0f && isfinite(top) ? top * EA_Q_C_FLOOR : 1.0f;
+            for (int32_t d = 0; d < D; d++)
+                c[d] = c[d] > floor && isfinite(c[d]) ? c[d] : floor;
+        }
+    }
+}
+
+/* Quantised cache, a sequence that holds statistics already: can every row of this append be stored
+ * (its block scales finite F16)? Else a message naming the first row that cannot. */
+static edgeattn_status quant_range(edgeattn_context *ctx, int32_t layer, int32_t seq, const edgeattn_tensor *k,
+                                   const edgeattn_tensor *v, int64_t b, int64_t skip, int64_t n, int64_t total)
+{
+    ea_kv_cache *kv = &ctx->kv;
+    float row[EA_MAX_HEAD_DIM];
+    for (int64_t r = skip; r < n; r++)
+        for (int32_t h = 0; h < kv->heads; h++) {
+            const float *st = ea_kv_stats(kv, layer, seq, h);
+            for (int32_t t = 0; t < 2; t++) {
+                load_row(ctx, t == 0 ? k : v, t == 0, b, h, r, total + r, row);
+                const float need = ea_q_row_need(kv->dtype, row, st + 2 * t * kv->max_dim,
+                                                 st + (2 * t + 1) * kv->max_dim, kv->dim);
+                if (need > EA_Q_MAX_SCALE) /* (a NaN passes: check_finite is the caller's guard) */
+                    return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG,
+                                   "kv_append: %s row %lld of batch row %lld, head %d is %.3g times the range of "
+                                   "layer %d sequence %d's first append, beyond what a %s cache stores (reset the "
+                                   "sequence, or use a float cache)", t == 0 ? "k" : "v", (long long)r, (long long)b,
+                                   (int)h, (double)need * (kv->dtype == EDGEATTN_Q8 ? 127.0 : 7.0), (int)layer,
+                                   (int)seq, ea_dtype_name(kv->dtype));
+            }
+        }
+    return EDGEATTN_OK;
+}
+
+/* Quantised host cache: rows [skip, n) of batch row b go to (layer, seq) at positions total + r. */
+static void host_write_quant(edgeattn_context *ctx, int32_t layer, int32_t seq, const edgeattn_tensor *k,
+                             const edgeattn_tensor *v, int64_t b, int64_t n, int64_t total)
+{
+    ea_kv_cache *kv = &ctx->kv;
+    const int64_t skip = n > kv->cap ? n - kv->cap : 0;
+    if (total == 0 && n > skip)
+        quant_stats(ctx, layer, seq, k, v, b, skip, n, total);
+    float row[EA_MAX_HEAD_DIM];
+    for (int64_t r = skip; r < n; r++) {
+        const int64_t pos = total + r, slot = pos % kv->cap;
+        for (int32_t h = 0; h < kv->heads; h++) {
+            const float *st = ea_kv_stats(kv, layer, seq, h);
+            for (int32_t t = 0; t < 2; t++) {
+                load_row(ctx, t == 0 ? k : v, t == 0, b, h, r, pos, row);
+                ea_q_row_store(kv->dtype, row, st + 2 * t * kv->max_dim, st + (2 * t + 1) * kv->max_dim, kv->dim,
+                               host_row(kv, t == 0 ? kv->k : kv->v, layer, seq, h, slot));
+            }
+        }
+    }
+}
+
 /* After a sequence emptied: when every (layer, sequence) is empty, the cache's shape is free again. */
 static void release_shape_if_empty(ea_kv_cache *kv)
 {
@@ -219,7 +329,7 @@ static void release_shape_if_empty(ea_kv_cache *kv)
     for (size_t i = 0; i < n; i++)
         if (kv->total[i] != 0)
             return;
-    kv->heads = kv->dim = 0;
+    kv->heads = kv->dim = kv->row = 0;
 }
 
 EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids,
@@ -248,6 +358,9 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
     const int64_t B = k->shape[0], H = k->shape[1], N = k->shape[2], D = k->shape[3];
     if ((st = ea_check_head_dim(msg, "k", D)) != EDGEATTN_OK)
         return st;
+    if (ea_dtype_quant(kv->dtype) && D % EA_Q_GROUP != 0)
+        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "kv_append: head_dim %lld: a %s cache needs a multiple of %d",
+                       (long long)D, ea_dtype_name(kv->dtype), EA_Q_GROUP);
     if (B > kv->max_batch)
         return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "kv_append: batch %lld exceeds the planned %d", (long long)B,
                        (int)kv->max_batch);
@@ -286,6 +399,14 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
                              (st = rows_finite(ctx, v, "kv_append: v", b, n)) != EDGEATTN_OK))
             return st;
     }
+    if (ea_dtype_quant(kv->dtype) && !kv->on_device) /* rows beyond a sequence's range: refused before any write */
+        for (int64_t b = 0; b < B; b++) {
+            const size_t at = ea_kv_idx(kv, layer, ctx->ids[b]);
+            const int64_t n = n_new ? n_new[b] : N, skip = n > kv->cap ? n - kv->cap : 0;
+            if (kv->total[at] > 0 &&
+                (st = quant_range(ctx, layer, ctx->ids[b], k, v, b, skip, n, kv->total[at])) != EDGEATTN_OK)
+                return st;
+        }
     if (kv->page > 0) { /* the pool must serve every page this call writes into */
         int64_t need = 0;
         for (int64_t b = 0; b < B; b++) {
@@ -312,6 +433,7 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
     if (kv->heads == 0) {
         kv->heads = (int32_t)H;
         kv->dim = (int32_t)D;
+        kv->row = (int32_t)ea_kv_row_units(kv->dtype, (size_t)D);
         ea_rope_resolve(&ctx->cfg, kv->dim, &ctx->rope);
     }
     if (kv->on_device) {
@@ -319,11 +441,13 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
         if (st != EDGEATTN_OK) { /* the device refused: lengths unchanged, nothing counted as written */
             kv->heads = old_heads;
             kv->dim = old_dim;
+            kv->row = (int32_t)ea_kv_row_units(kv->dtype, (size_t)old_dim);
             return st;
         }
     } else {
         for (int64_t b = 0; b < B; b++)
-            host_write(ctx, layer, ctx->ids[b], k, v, b, n_new ? n_new[b] : N, kv->total[ea_kv_idx(kv, layer, ctx->ids[b])]);
+            (ea_dtype_quant(kv->dtype) ? host_write_quant : host_write)(
+                ctx, layer, ctx->ids[b], k, v, b, n_new ? n_new[b] : N, kv->total[ea_kv_idx(kv, layer, ctx->ids[b])]);
     }
     int64_t added = 0;
     for (int64_t b = 0; b < B; b++) {
@@ -442,7 +566,7 @@ EDGEATTN_API edgeattn_status edgeattn_kv_fork(edgeattn_context *ctx, int32_t src
                 if ((st = ctx->backend->kv_copy(ctx, l, src, dst)) != EDGEATTN_OK)
                     return st; /* layers before l are copied but dst's lengths are untouched yet */
             } else {
-                const size_t bytes = (size_t)kv->cap * (size_t)kv->dim * ea_dtype_size(kv->dtype);
+                const size_t bytes = (size_t)kv->cap * (size_t)kv->row * kv->unit;
                 for (int32_t h = 0; h < kv->heads; h++) {
                     memcpy(host_row(kv, kv->k, l, dst, h, 0), host_row(kv, kv->k, l, src, h, 0), bytes);
                     memcpy(host_row(kv, kv->v, l, dst, h, 0), host_row(kv, kv->v, l, src, h, 0), bytes);
@@ -454,6 +578,9 @@ EDGEATTN_API edgeattn_status edgeattn_kv_fork(edgeattn_context *ctx, int32_t src
         const size_t s = ea_kv_idx(kv, l, src), d = ea_kv_idx(kv, l, dst);
         kv->total[d] = kv->total[s];
         kv->held[d] = kv->held[s];
+        if (kv->stats) /* the rows mean nothing without their sequence's statistics */
+            memcpy(ea_kv_stats(kv, l, dst, 0), ea_kv_stats(kv, l, src, 0),
+                   sizeof(float) * 4u * (size_t)kv->max_dim * (size_t)kv->max_heads);
     }
     release_shape_if_empty(kv);
     return EDGEATTN_OK;
@@ -504,7 +631,22 @@ EDGEATTN_API edgeattn_status edgeattn_kv_read(edgeattn_context *ctx, int32_t lay
             if ((st = ctx->backend->kv_read(ctx, layer, seq, (int32_t)slot, (int32_t)len, k, v, r)) != EDGEATTN_OK)
                 return st;
         } else {
-            for (int32_t h = 0; h < kv->heads; h++)
+            for (int32_t h = 0; h < kv->heads && ea_dtype_quant(kv->dtype); h++) {
+                const float *sts = ea_kv_stats(kv, layer, seq, h);
+                const int32_t MD = kv->max_dim;
+                float xk[EA_MAX_HEAD_DIM], xv[EA_MAX_HEAD_DIM];
+                for (int64_t i = 0; i < len; i++) {
+                    ea_q_row_load(kv->dtype, host_row(kv, kv->k, layer, seq, h, slot + i), kv->dim, xk);
+                    ea_q_row_load(kv->dtype, host_row(kv, kv->v, layer, seq, h, slot + i), kv->dim, xv);
+                    const ptrdiff_t ko = (ptrdiff_t)(h * k->stride[1] + (r + i) * k->stride[2]);
+                    const ptrdiff_t vo = (ptrdiff_t)(h * v->stride[1] + (r + i) * v->stride[2]);
+                    for (int32_t d = 0; d < kv->dim; d++) {
+                        ea_store_f32(k->data, k->dtype, ko + d, sts[MD + d] * xk[d] + sts[d]);
+                        ea_store_f32(v->data, v->dtype, vo + d, sts[3 * MD + d] * xv[d] + sts[2 * MD + d]);
+                    }
+                }
+            }
+            for (int32_t h = 0; h < kv->heads && !ea_dtype_quant(kv->dtype); h++)
                 for (int64_t i = 0; i < len; i++) {
                     const char *ks = host_row(kv, kv->k, layer, seq, h, slot + i);
                     const char *vs = host_row(kv, kv->v, layer, seq, h, slot + i);

@@ -73,8 +73,12 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
     if (c->max_head_dim % 8 != 0 || c->max_head_dim > EA_MAX_HEAD_DIM)
         return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "config: max_head_dim %d not supported (multiples of 8 up to %d)",
                        (int)c->max_head_dim, EA_MAX_HEAD_DIM);
-    if (ea_dtype_size(c->kv_cache_dtype) == 0)
+    if (ea_kv_unit_size(c->kv_cache_dtype) == 0)
         return ea_fail(msg, EDGEATTN_ERR_DTYPE, "config: kv_cache_dtype %d not supported", (int)c->kv_cache_dtype);
+    if (ea_dtype_quant(c->kv_cache_dtype) && c->max_head_dim % EA_Q_GROUP != 0)
+        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM,
+                       "config: a %s KV cache needs max_head_dim a multiple of %d (blocks of %d values), not %d",
+                       ea_dtype_name(c->kv_cache_dtype), EA_Q_GROUP, EA_Q_GROUP, (int)c->max_head_dim);
     if (c->kv_cache_window < 0)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_cache_window %d must be >= 0",
                        (int)c->kv_cache_window);
@@ -148,8 +152,8 @@ edgeattn_status ea_kv_geometry(const edgeattn_config *cfg, ea_kv_geom *g, char *
 {
     memset(g, 0, sizeof *g);
     g->cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
-    size_t head; /* max_kv_heads * max_head_dim: < 2^31 * 2^8 */
-    head = (size_t)cfg->max_kv_heads * (size_t)cfg->max_head_dim;
+    size_t head; /* max_kv_heads * a row's units: < 2^31 * 2^9 */
+    head = (size_t)cfg->max_kv_heads * ea_kv_row_units(cfg->kv_cache_dtype, (size_t)cfg->max_head_dim);
     if (cfg->kv_page_size <= 0) {
         size_t n;
         if (!ea_mul_ok((size_t)cfg->num_layers * (size_t)cfg->max_batch, head, &n) ||
@@ -284,10 +288,16 @@ edgeattn_status ea_plan_layout(const edgeattn_config *cfg, const ea_backend_ops 
         if ((st = ea_kv_geometry(cfg, &g, msg)) != EDGEATTN_OK)
             return st;
         if (!bp.kv_on_device) {
-            lay->kv_k_off = ea_sizer_add(&sz, g.pool_elems, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
-            lay->kv_v_off = ea_sizer_add(&sz, g.pool_elems, ea_dtype_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
+            lay->kv_k_off = ea_sizer_add(&sz, g.pool_elems, ea_kv_unit_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
+            lay->kv_v_off = ea_sizer_add(&sz, g.pool_elems, ea_kv_unit_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
         }
         const size_t seqs = (size_t)cfg->num_layers * (size_t)cfg->max_batch; /* <= 2^10 * 2^31: no overflow */
+        if (ea_dtype_quant(cfg->kv_cache_dtype)) { /* each (layer, sequence, KV head): m_k, c_k, m_v, c_v */
+            size_t n;
+            if (!ea_mul_ok(seqs, (size_t)cfg->max_kv_heads * 4u * (size_t)cfg->max_head_dim, &n))
+                sz.overflow = true;
+            lay->kv_stats_off = ea_sizer_add(&sz, n, sizeof(float), 64);
+        }
         lay->kv_total_off = ea_sizer_add(&sz, seqs, sizeof(int64_t), 64);
         lay->kv_held_off = ea_sizer_add(&sz, seqs, sizeof(int32_t), 64);
         if (g.page > 0) {

@@ -65,6 +65,8 @@ const char *ea_dtype_name(edgeattn_dtype dt)
     case EDGEATTN_F32: return "f32";
     case EDGEATTN_F16: return "f16";
     case EDGEATTN_BF16: return "bf16";
+    case EDGEATTN_Q8: return "q8";
+    case EDGEATTN_Q4: return "q4";
     default: return "invalid";
     }
 }

@@ -442,7 +442,7 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, int32_t layer, const i
 
 int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg segs[2], int64_t *total)
 {
-    const size_t es = ea_dtype_size(c->kv_dtype);
+    const size_t es = ea_kv_unit_size(c->kv_dtype);
     if (!c->decode) {
         const edgeattn_tensor *k = c->k, *v = c->v;
         int32_t n = c->kv_lens ? c->kv_lens[b] : c->Nkv;
@@ -474,7 +474,7 @@ int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg s
         const int32_t s0 = i == 0 ? slot0 : 0;
         sg->pos0 = i == 0 ? first : first + n0;
         sg->n = i == 0 ? n0 : held - n0;
-        sg->ldk = sg->ldv = kv->dim;
+        sg->ldk = sg->ldv = kv->row;
         sg->layer = c->layer;
         sg->seq = seq;
         sg->h = h;

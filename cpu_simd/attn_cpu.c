@@ -47,6 +47,7 @@ bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, 
     sl->s = ea_sizer_add(&sz, EA_MR * kb, sizeof(float), 64); /* [EA_MR][kb] scores / probabilities */
     sl->kt = ea_sizer_add(&sz, pk * d * kb, sizeof(float), 64);  /* [D][kb] packed Kᵀ (packed path) */
     sl->v32 = ea_sizer_add(&sz, pk * kb * d, sizeof(float), 64); /* [kb][D] packed V (packed path) */
+    sl->shift = ea_sizer_add(&sz, rb, sizeof(float), 64);     /* [rb] q·m_k (quantised caches) */
     ea_sizer_add(&sz, 0, 1, 64);
     sl->bytes = sz.total;
     return !sz.overflow;
@@ -129,30 +130,42 @@ void ea_cpu_part_merge(const ea_cpu_state *st, int64_t group, int32_t nsplit, in
     }
 }
 
-/* Writes rows [0, R) of a finished block: out = o / l, lse = m + log l. */
+void ea_cpu_store_row(const edgeattn_tensor *out, ptrdiff_t off, const float *o, float l, const float *qst,
+                      int32_t max_dim, int32_t D)
+{
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    if (qst && l > 0.0f) {
+        const float *cv = qst + 3 * max_dim, *mv = qst + 2 * max_dim;
+        for (int32_t d = 0; d < D; d++)
+            ea_store_f32(out->data, out->dtype, off + d, cv[d] * (o[d] * inv) + mv[d]);
+    } else if (out->dtype == EDGEATTN_F32) {
+        float *dst = (float *)out->data + off;
+        for (int32_t d = 0; d < D; d++)
+            dst[d] = o[d] * inv;
+    } else {
+        for (int32_t d = 0; d < D; d++)
+            ea_store_f32(out->data, out->dtype, off + d, o[d] * inv);
+    }
+}
+
+/* Writes rows [0, R) of a finished block: out = o / l, lse = m + log l (+ the row's shift: quantised
+ * caches without a softcap). */
 static void write_rows(const ea_attn_call *c, int32_t b, int32_t kvh, int32_t r0, int32_t R, const float *o,
-                       const float *m, const float *l)
+                       const float *m, const float *l, const float *shift)
 {
     const int32_t D = c->D;
     const int32_t nq = c->q_lens ? c->q_lens[b] : c->Nq;
+    const float *qst = ea_cpu_qstats(c, b, kvh);
     for (int32_t r = 0; r < R; r++) {
         int32_t h, i;
         row_coords(c, kvh, r0 + r, &h, &i);
         if (i >= nq)
             continue; /* past this sequence's queries (ragged decode): not written */
-        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        const ptrdiff_t off = toff(c->out, b, h, i);
-        const float *orow = o + (size_t)r * (size_t)D;
-        if (c->out->dtype == EDGEATTN_F32) {
-            float *dst = (float *)c->out->data + off;
-            for (int32_t d = 0; d < D; d++)
-                dst[d] = orow[d] * inv;
-        } else {
-            for (int32_t d = 0; d < D; d++)
-                ea_store_f32(c->out->data, c->out->dtype, off + d, orow[d] * inv);
-        }
+        ea_cpu_store_row(c->out, toff(c->out, b, h, i), o + (size_t)r * (size_t)D, l[r], qst,
+                         qst ? c->cache->max_dim : 0, D);
         if (c->lse)
-            ((float *)c->lse->data)[toff(c->lse, b, h, i)] = l[r] > 0.0f ? m[r] + logf(l[r]) : -INFINITY;
+            ((float *)c->lse->data)[toff(c->lse, b, h, i)] =
+                l[r] > 0.0f ? m[r] + logf(l[r]) + (qst && c->softcap <= 0.0f ? shift[r] : 0.0f) : -INFINITY;
     }
 }
 
@@ -174,9 +187,11 @@ static void attn_task(void *arg, int64_t t, int thread)
     const int32_t RB = st->tiles.rb, KB = st->tiles.kb, D = c->D;
     const int32_t r0 = rbi * RB, R = (int32_t)imin(RB, J->rows - r0);
     const edgeattn_dtype kdt = c->kv_dtype;
-    const size_t kes = ea_dtype_size(kdt);
+    const size_t kes = ea_kv_unit_size(kdt);
+    const float *qst = ea_cpu_qstats(c, b, kvh);
 
     char *scr = st->scratch + (size_t)thread * st->sl.bytes;
+    float *shift = (float *)(void *)(scr + st->sl.shift); /* [R] */
     float *q32 = (float *)(void *)(scr + st->sl.q);   /* [R][D] */
     float *o = (float *)(void *)(scr + st->sl.o);     /* [R][D] */
     float *m = (float *)(void *)(scr + st->sl.m);     /* [R] */
@@ -236,6 +251,7 @@ static void attn_task(void *arg, int64_t t, int thread)
             }
             ea_rope_apply(c->rope, cs, qr);
         }
+        shift[r] = qst ? ea_cpu_q_fold(qst, c->cache->max_dim, qr, D) : 0.0f;
         m[r] = -INFINITY;
         l[r] = 0.0f;
         memset(o + (size_t)r * (size_t)D, 0, sizeof(float) * (size_t)D);
@@ -291,9 +307,11 @@ static void attn_task(void *arg, int64_t t, int thread)
                     const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
                     for (int32_t rr = 0; rr < mr; rr++) {
                         float *sr = s + (size_t)rr * (size_t)KB;
-                        if (cap > 0.0f)
+                        if (cap > 0.0f) {
+                            const float sh = shift[mb + rr];
                             for (int32_t jj = 0; jj < nt; jj++)
-                                sr[jj] = cap * tanhf(sr[jj] * inv_cap);
+                                sr[jj] = cap * tanhf((sr[jj] + sh) * inv_cap);
+                        }
                         if (c->bias) {
                             int32_t h, i;
                             row_coords(c, kvh, r0 + mb + rr, &h, &i);
@@ -323,7 +341,7 @@ static void attn_task(void *arg, int64_t t, int thread)
 
     /* 3. finish, or park the partial; the group's last split merges */
     if (J->nsplit == 1) {
-        write_rows(c, b, kvh, r0, R, o, m, l);
+        write_rows(c, b, kvh, r0, R, o, m, l, shift);
         return;
     }
     if (ea_cpu_part_park(st, item, J->nsplit, R, D, o, m, l))
@@ -344,7 +362,8 @@ static void merge_group(const job *J, int64_t t, int thread)
     float *m = (float *)(void *)(scr + st->sl.m);
     float *l = (float *)(void *)(scr + st->sl.l);
     ea_cpu_part_merge(st, t, ns, R, D, o, m, l);
-    write_rows(c, b, kvh, r0, R, o, m, l);
+    /* this thread ran one of the group's splits: its scratch holds the rows' shifts */
+    write_rows(c, b, kvh, r0, R, o, m, l, (const float *)(const void *)(scr + st->sl.shift));
 }
 
 /* Multiply-adds of Q·Kᵀ the call will do, roughly: query rows x visible keys x head dim (in double:

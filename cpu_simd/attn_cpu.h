@@ -9,7 +9,7 @@
 
 /* Per-thread scratch, offsets from the thread's slice (all 64-byte aligned). */
 typedef struct ea_cpu_scratch_layout {
-    size_t q, o, m, l, alpha, lo, hi, s, kt, v32;
+    size_t q, o, m, l, alpha, lo, hi, s, kt, v32, shift;
     size_t bytes; /* one thread's slice */
 } ea_cpu_scratch_layout;
 
@@ -65,6 +65,31 @@ bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, 
 int64_t ea_cpu_part_items(int32_t threads, int32_t rb);
 
 edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *call);
+
+/* Quantised caches. The kernels see the normalised rows x̂ (x = c x̂ + m per channel, the statistics of
+ * the (layer, sequence, KV head), core/ea_core.h); the driver folds the statistics in around them:
+ * a query row q (scaled, rotated) becomes q ⊙ c_k and the scores q·x̂ lack shift = q·m_k, the same
+ * for every key of the row (so the softmax is unchanged; the shift goes into lse, or into the scores
+ * before a softcap); the output row is c_v ⊙ (o / l) + m_v. */
+/* The statistics of (b, kvh) of a decode call over a quantised cache, else NULL. */
+static inline const float *ea_cpu_qstats(const ea_attn_call *c, int32_t b, int32_t kvh)
+{
+    return c->decode && c->cache->stats ? ea_kv_stats(c->cache, c->layer, c->seq_ids[b], kvh) : NULL;
+}
+/* q ⊙= c_k; returns q·m_k (of q before the product). */
+static inline float ea_cpu_q_fold(const float *qst, int32_t max_dim, float *q, int32_t D)
+{
+    float shift = 0.0f;
+    for (int32_t d = 0; d < D; d++) {
+        shift += q[d] * qst[d];
+        q[d] *= qst[max_dim + d];
+    }
+    return shift;
+}
+/* Writes one finished row: out[off + d] = o[d] / l, or c_v ⊙ (o / l) + m_v with statistics qst; zeros
+ * when l is 0 (the row saw no key). */
+void ea_cpu_store_row(const edgeattn_tensor *out, ptrdiff_t off, const float *o, float l, const float *qst,
+                      int32_t max_dim, int32_t D);
 
 /* Split-KV partials (the tile path and the one-row decode path share them). Slot `item` holds R rows
  * of a split's result: [RB][D] o (unnormalised sums), then [RB] m, [RB] l.
@@ -122,7 +147,7 @@ static inline void ea_qk_pieces(const ea_cpu_kernels *K, edgeattn_dtype dt, int 
         return;
     }
     /* 16 keys at a time (the score tile's vector alignment), each step prefetching its share */
-    const size_t es = ea_dtype_size(dt), row = (size_t)dim * es;
+    const size_t es = ea_kv_unit_size(dt), row = ea_kv_row_units(dt, (size_t)dim) * es;
     for (int32_t i = 0, off = 0; i < p->count; off += p->n[i++]) {
         const int32_t n = p->n[i], n1 = i + 1 < p->count ? p->n[i + 1] : 0;
         for (int32_t r0 = 0; r0 < n; r0 += 16) {

@@ -82,27 +82,20 @@ static inline int32_t dec_rows(const dec_kv *kv, int64_t j, int32_t want, size_t
 }
 
 /* Writes the G rows of (b, kvh): out = o / l, lse = m + log l (zeros and -inf for a row that saw
- * no key). */
-static void dec_write(const ea_attn_call *c, int32_t b, int32_t kvh, const float *o, const float *m, const float *l)
+ * no key; quantised caches: attn_cpu.h). */
+static void dec_write(const ea_attn_call *c, int32_t b, int32_t kvh, const float *o, const float *m, const float *l,
+                      const float *shift)
 {
     const int32_t D = c->D, G = c->group;
     const edgeattn_tensor *out = c->out;
+    const float *qst = ea_cpu_qstats(c, b, kvh);
     for (int32_t g = 0; g < G; g++) {
         const int32_t h = kvh * G + g;
-        const float inv = l[g] > 0.0f ? 1.0f / l[g] : 0.0f;
-        const ptrdiff_t off = (ptrdiff_t)(b * out->stride[0] + h * out->stride[1]);
-        const float *orow = o + (size_t)g * (size_t)D;
-        if (out->dtype == EDGEATTN_F32) {
-            float *dst = (float *)out->data + off;
-            for (int32_t d = 0; d < D; d++)
-                dst[d] = orow[d] * inv;
-        } else {
-            for (int32_t d = 0; d < D; d++)
-                ea_store_f32(out->data, out->dtype, off + d, orow[d] * inv);
-        }
+        ea_cpu_store_row(out, (ptrdiff_t)(b * out->stride[0] + h * out->stride[1]), o + (size_t)g * (size_t)D, l[g],
+                         qst, qst ? c->cache->max_dim : 0, D);
         if (c->lse)
             ((float *)c->lse->data)[b * c->lse->stride[0] + h * c->lse->stride[1]] =
-                l[g] > 0.0f ? m[g] + logf(l[g]) : -INFINITY;
+                l[g] > 0.0f ? m[g] + logf(l[g]) + (qst && c->softcap <= 0.0f ? shift[g] : 0.0f) : -INFINITY;
     }
 }
 
@@ -118,7 +111,8 @@ static void dec_merge(const dec_job *J, int64_t t, int thread)
     float *m = (float *)(void *)(scr + st->sl.m);
     float *l = (float *)(void *)(scr + st->sl.l);
     ea_cpu_part_merge(st, t, ns, G, D, o, m, l);
-    dec_write(c, b, kvh, o, m, l);
+    /* this thread ran one of the group's slices: its scratch holds the rows' shifts */
+    dec_write(c, b, kvh, o, m, l, (const float *)(const void *)(scr + st->sl.shift));
 }
 
 static void dec_task(void *arg, int64_t t, int thread)
@@ -133,9 +127,11 @@ static void dec_task(void *arg, int64_t t, int thread)
     const int32_t kvh = (int32_t)(t % c->Hkv), b = (int32_t)(t / c->Hkv);
     const int32_t KB = st->tiles.kb, D = c->D, G = c->group;
     const edgeattn_dtype kdt = c->kv_dtype;
-    const size_t es = ea_dtype_size(kdt);
+    const size_t es = ea_kv_unit_size(kdt);
+    const float *qst = ea_cpu_qstats(c, b, kvh);
 
     char *scr = st->scratch + (size_t)thread * st->sl.bytes;
+    float *shift = (float *)(void *)(scr + st->sl.shift); /* [G] */
     float *q32 = (float *)(void *)(scr + st->sl.q); /* [G][D] */
     float *o = (float *)(void *)(scr + st->sl.o);   /* [G][D] */
     float *m = (float *)(void *)(scr + st->sl.m);   /* [G] */
@@ -184,6 +180,7 @@ static void dec_task(void *arg, int64_t t, int thread)
         }
         if (rope)
             ea_rope_apply(rope, cs, qr);
+        shift[g] = qst ? ea_cpu_q_fold(qst, c->cache->max_dim, qr, D) : 0.0f;
         m[g] = -INFINITY;
         l[g] = 0.0f;
         memset(o + (size_t)g * (size_t)D, 0, sizeof(float) * (size_t)D);
@@ -207,13 +204,13 @@ static void dec_task(void *arg, int64_t t, int thread)
             const char *k1, *v1;
             ptrdiff_t ldk1, ldv1;
             const int32_t n1 = dec_rows(&kv, j + nt, (int32_t)imin(KB, z - j - nt + 1), es, &k1, &v1, &ldk1, &ldv1);
-            ea_prefetch_rows(k1, n1, ldk1, es, (size_t)D * es);
+            ea_prefetch_rows(k1, n1, ldk1, es, ea_kv_row_units(kdt, (size_t)D) * es);
         }
         for (int32_t g = 0; g < G; g++) {
             float *sr = s + (size_t)g * (size_t)KB;
             if (cap > 0.0f)
                 for (int32_t jj = 0; jj < nt; jj++)
-                    sr[jj] = cap * tanhf(sr[jj] * inv_cap);
+                    sr[jj] = cap * tanhf((sr[jj] + shift[g]) * inv_cap);
             for (int32_t jj = nt; jj < nbp; jj++)
                 sr[jj] = -INFINITY;
         }
@@ -224,7 +221,7 @@ static void dec_task(void *arg, int64_t t, int thread)
 
     /* 3. finish, or park the partial; the group's last slice merges */
     if (ns == 1) {
-        dec_write(c, b, kvh, o, m, l);
+        dec_write(c, b, kvh, o, m, l, shift);
         return;
     }
     if (ea_cpu_part_park(st, item, ns, G, D, o, m, l))

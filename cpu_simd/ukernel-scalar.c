@@ -125,6 +125,86 @@ DEFINE_DTYPE_KERNELS(f32, ld_f32)
 DEFINE_DTYPE_KERNELS(f16, ld_f16)
 DEFINE_DTYPE_KERNELS(bf16, ld_bf16)
 
+/* Quantised rows (Q8, Q4; the layout is in core/ea_core.h): ld* count bytes, and a row reads as its
+ * normalised values x̂ (the driver folds in the sequence's statistics). */
+static inline float q_scale(const uint8_t *row, int data_bytes, int g)
+{
+    uint16_t h;
+    memcpy(&h, row + data_bytes + 2 * g, 2);
+    return ea_f16_to_f32(h);
+}
+
+static void row_q8(const void *p, int dim, float *x)
+{
+    const uint8_t *row = p;
+    for (int d = 0; d < dim; d++)
+        x[d] = q_scale(row, dim, d / 32) * (float)(int8_t)row[d];
+}
+
+static void row_q4(const void *p, int dim, float *x)
+{
+    const uint8_t *row = p;
+    for (int d = 0; d < dim; d++) {
+        const uint8_t b = row[(d / 32) * 16 + (d & 15)];
+        x[d] = q_scale(row, dim / 2, d / 32) * ((float)((d & 16) ? b >> 4 : b & 15) - 7.5f);
+    }
+}
+
+#define DEFINE_QUANT_KERNELS(sfx, ROW)                                                              \
+    static EA_PACK_KT_FN(pack_kt_##sfx##_scalar)                                                    \
+    {                                                                                               \
+        float row[256];                                                                             \
+        for (int j = 0; j < nb_pad; j++) {                                                          \
+            if (j < n)                                                                              \
+                ROW((const uint8_t *)k + (size_t)j * (size_t)ldk, dim, row);                        \
+            for (int d = 0; d < dim; d++)                                                           \
+                kt[d * ldkt + j] = j < n ? row[d] : 0.0f;                                           \
+        }                                                                                           \
+    }                                                                                               \
+    static EA_PACK_V_FN(pack_v_##sfx##_scalar)                                                      \
+    {                                                                                               \
+        for (int j = 0; j < nb_pad; j++) {                                                          \
+            float *row = v32 + j * ldo;                                                             \
+            if (j < n)                                                                              \
+                ROW((const uint8_t *)v + (size_t)j * (size_t)ldv, dim, row);                        \
+            else                                                                                    \
+                for (int d = 0; d < dim; d++)                                                       \
+                    row[d] = 0.0f;                                                                  \
+        }                                                                                           \
+    }                                                                                               \
+    static EA_QK_ROWS_FN(qk_rows_##sfx##_scalar)                                                    \
+    {                                                                                               \
+        float row[256];                                                                             \
+        for (int j = 0; j < n; j++) {                                                               \
+            ROW((const uint8_t *)k + (size_t)j * (size_t)ldk, dim, row);                            \
+            for (int r = 0; r < mr; r++) {                                                          \
+                float acc = 0.0f;                                                                   \
+                for (int d = 0; d < dim; d++)                                                       \
+                    acc += q[r * ldq + d] * row[d];                                                 \
+                s[r * lds + j] = acc;                                                               \
+            }                                                                                       \
+        }                                                                                           \
+    }                                                                                               \
+    static EA_PV_ROWS_FN(pv_rows_##sfx##_scalar)                                                    \
+    {                                                                                               \
+        float row[256];                                                                             \
+        for (int r = 0; r < mr; r++)                                                                \
+            for (int d = 0; d < dim; d++)                                                           \
+                o[r * ldo + d] *= alpha[r];                                                         \
+        for (int j = 0; j < n; j++) {                                                               \
+            ROW((const uint8_t *)v + (size_t)j * (size_t)ldv, dim, row);                            \
+            for (int r = 0; r < mr; r++) {                                                          \
+                const float pj = p[r * ldp + j];                                                    \
+                float *or_ = o + r * ldo;                                                           \
+                for (int d = 0; d < dim; d++)                                                       \
+                    or_[d] += pj * row[d];                                                          \
+            }                                                                                       \
+        }                                                                                           \
+    }
+
+DEFINE_QUANT_KERNELS(q8, row_q8)
+DEFINE_QUANT_KERNELS(q4, row_q4)
+
 void ea_cpu_kernels_init_scalar(ea_cpu_kernels *k)
 {
     k->tier = "scalar";
@@ -143,4 +223,12 @@ void ea_cpu_kernels_init_scalar(ea_cpu_kernels *k)
     k->pv_rows[EDGEATTN_F32] = pv_rows_f32_scalar;
     k->pv_rows[EDGEATTN_F16] = pv_rows_f16_scalar;
     k->pv_rows[EDGEATTN_BF16] = pv_rows_bf16_scalar;
+    k->pack_kt[EDGEATTN_Q8] = pack_kt_q8_scalar;
+    k->pack_kt[EDGEATTN_Q4] = pack_kt_q4_scalar;
+    k->pack_v[EDGEATTN_Q8] = pack_v_q8_scalar;
+    k->pack_v[EDGEATTN_Q4] = pack_v_q4_scalar;
+    k->qk_rows[EDGEATTN_Q8] = qk_rows_q8_scalar;
+    k->qk_rows[EDGEATTN_Q4] = qk_rows_q4_scalar;
+    k->pv_rows[EDGEATTN_Q8] = pv_rows_q8_scalar;
+    k->pv_rows[EDGEATTN_Q4] = pv_rows_q4_scalar;
 }

@@ -94,6 +94,7 @@ typedef struct ea_cpu_kernels {
     ea_qk_packed_fn qk;
     ea_pv_packed_fn pv;
     ea_softmax_fn softmax;
+    /* per storage dtype (F32, F16, BF16, and the normalised rows x̂ of Q8, Q4: core/ea_core.h) */
     ea_pack_kt_fn pack_kt[EDGEATTN_DTYPE_COUNT_];
     ea_pack_v_fn pack_v[EDGEATTN_DTYPE_COUNT_];
     ea_qk_rows_fn qk_rows[EDGEATTN_DTYPE_COUNT_];

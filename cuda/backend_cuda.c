@@ -356,8 +356,19 @@ static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int 
     return EDGEATTN_OK;
 }
 
+/* Quantised KV caches (Q8, Q4) are the CPU backend's so far: AUTO passes this backend by (forced, plan
+ * says why not). */
+static bool cuda_supports(const edgeattn_config *cfg)
+{
+    return cfg->backend != EDGEATTN_BACKEND_AUTO || !ea_dtype_quant(cfg->kv_cache_dtype);
+}
+
 static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
 {
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && ea_dtype_quant(cfg->kv_cache_dtype))
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                       "cuda: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
+                       ea_dtype_name(cfg->kv_cache_dtype));
     ea_cu_driver d;
     char why[EA_MSG_LEN];
     if (!ea_cu_driver_open(&d, why, sizeof why))
@@ -1894,7 +1905,7 @@ const ea_backend_ops ea_backend_cuda = {
     .plan = cuda_plan,
     .init = cuda_init,
     .fini = cuda_fini,
-    .supports_config = NULL,
+    .supports_config = cuda_supports,
     .attention = cuda_attention,
     .decode = cuda_attention,
     .info = cuda_info,

@@ -152,8 +152,10 @@ static bool ocl_probe(void)
  * stream); a forced backend always claims the config, and plan reports a device problem. */
 static bool ocl_supports(const edgeattn_config *cfg)
 {
-    if (cfg->backend != EDGEATTN_BACKEND_AUTO)
+    if (cfg->backend != EDGEATTN_BACKEND_AUTO) /* (plan says why a forced one cannot) */
         return true;
+    if (ea_dtype_quant(cfg->kv_cache_dtype)) /* quantised KV caches: the CPU backend's so far */
+        return false;
     if (cfg->gpu_queue)
         return false;
     ea_ocl_api api;
@@ -320,6 +322,10 @@ static size_t ocl_host_bytes(const edgeattn_config *cfg, const ea_ocl_layout *L)
 
 static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
 {
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && ea_dtype_quant(cfg->kv_cache_dtype))
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                       "opencl: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
+                       ea_dtype_name(cfg->kv_cache_dtype));
     ea_ocl_layout L;
     edgeattn_status st;
     char ident[160] = "";

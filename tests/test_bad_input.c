@@ -1155,8 +1155,8 @@ static void test_config_invalid(void **state)
     EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "struct_version 0");
     c = base, c.struct_version = EDGEATTN_STRUCT_VERSION + 1;
     EXPECT_CONFIG(&c, EDGEATTN_ERR_INVALID_ARG, "a future struct_version");
-    c = base, c.kv_cache_dtype = (edgeattn_dtype)3;
-    EXPECT_CONFIG(&c, EDGEATTN_ERR_DTYPE, "kv_cache_dtype 3");
+    c = base, c.kv_cache_dtype = EDGEATTN_DTYPE_COUNT_;
+    EXPECT_CONFIG(&c, EDGEATTN_ERR_DTYPE, "kv_cache_dtype past the last");
     c = base, c.kv_cache_dtype = (edgeattn_dtype)-1;
     EXPECT_CONFIG(&c, EDGEATTN_ERR_DTYPE, "kv_cache_dtype -1");
     c = base, c.kv_cache_window = -1;

@@ -77,7 +77,13 @@ typedef enum edgeattn_dtype {
     EDGEATTN_F32 = 0,
     EDGEATTN_F16 = 1,   /* IEEE binary16 storage; arithmetic and statistics in FP32 */
     EDGEATTN_BF16 = 2,  /* bfloat16 storage; arithmetic and statistics in FP32 */
-    EDGEATTN_DTYPE_COUNT_ = 3
+    /* KV-cache storage only (config.kv_cache_dtype; never a tensor's dtype). Each (token, KV head) row
+     * is quantised in blocks of 32 values along the head dim, one F16 scale per block, after the
+     * sequence's per-channel offset and scale (fixed by its first append) are taken out. The head dim
+     * must be a multiple of 32. See docs/QUANTISED-KV.md for the format and the measured accuracy. */
+    EDGEATTN_Q8 = 3,    /* 8-bit: 8.5 bits a value (head dim 128: 136 bytes a row, 0.53x F16) */
+    EDGEATTN_Q4 = 4,    /* 4-bit: 4.5 bits a value (head dim 128: 72 bytes a row, 0.28x F16) */
+    EDGEATTN_DTYPE_COUNT_ = 5
 } edgeattn_dtype;
 
 /* Where a tensor's bytes live. */
@@ -157,7 +163,8 @@ typedef struct edgeattn_config {
     int32_t max_heads;         /* query heads */
     int32_t max_kv_heads;      /* key/value heads (max_heads must be a multiple) */
     int32_t max_head_dim;      /* multiple of 8, at most 256 */
-    edgeattn_dtype kv_cache_dtype; /* storage of the KV cache: F32, F16 or BF16 */
+    edgeattn_dtype kv_cache_dtype; /* storage of the KV cache: F32, F16, BF16, Q8 or Q4 (Q8/Q4: max_head_dim
+                                      a multiple of 32; CPU backend) */
     int32_t kv_cache_window;   /* > 0: the cache is a ring buffer of the last W tokens per sequence */
     int32_t num_threads;       /* CPU worker threads including the caller; 0 = online cores */
     edgeattn_backend backend;  /* AUTO, or a forced backend (an unavailable one is an error) */
@@ -318,7 +325,8 @@ typedef struct edgeattn_fit_request {
     int32_t min_context;       /* fewer tokens than this is a failure (default 256) */
     int32_t max_batch;         /* sequences served at once (default 1) */
     int32_t max_q_len;         /* query rows per call, the prefill chunk (default 512) */
-    uint32_t kv_dtypes;        /* cache dtypes allowed, bits 1u << EDGEATTN_F32/F16/BF16 (default F32 | F16) */
+    uint32_t kv_dtypes;        /* cache dtypes allowed, bits 1u << EDGEATTN_F32/F16/BF16/Q8/Q4 (default F32 | F16;
+                                  tried in that order, the most precise first) */
     int32_t allow_window;      /* 1: when max_context does not fit, a ring of the last tokens that do
                                   (generation goes on past it, attending to that window); 0 (default): no */
     edgeattn_backend backend;  /* the backend to plan for (default AUTO: what create would pick here) */

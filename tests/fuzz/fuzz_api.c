@@ -294,7 +294,7 @@ static int build_tensor(run *R, const uint8_t td[TENSOR_BYTES], const int64_t hi
     const unsigned sel = td[0] & 3;
     edgeattn_dtype dt = sel ? (edgeattn_dtype)(sel - 1) : role;
     if (td[0] & 0x10) {
-        static const int weird[4] = {EDGEATTN_DTYPE_COUNT_, -1, 0x7fffffff, 100};
+        static const int weird[4] = {EDGEATTN_DTYPE_COUNT_, -1, EDGEATTN_Q8, 100}; /* Q8: a cache dtype only */
         dt = (edgeattn_dtype)weird[sel];
     }
     t->dtype = dt;
@@ -965,7 +965,7 @@ static void config_from_header(run *R, const uint8_t h[HEADER_BYTES])
         const int w[4] = {EDGEATTN_DTYPE_COUNT_, -1, 7, 0x7fffffff};
         c->kv_cache_dtype = (edgeattn_dtype)w[h[6] & 3];
     } else {
-        c->kv_cache_dtype = (edgeattn_dtype)(h[6] % 3);
+        c->kv_cache_dtype = (edgeattn_dtype)(h[6] % 5);
     }
     if ((mode & MODE_WINDOW) && c->flags)
         c->kv_cache_window = 1 + h[7] % c->max_kv_len;

@@ -111,11 +111,21 @@ static float *packed_alloc(int rows, ptrdiff_t ld)
     return p;
 }
 
-static size_t dt_size(edgeattn_dtype dt) { return dt == EDGEATTN_F32 ? 4 : 2; }
+/* Q8 / Q4 rows (core/ea_core.h's layout) are bytes: their "elements" below are bytes, a row
+ * row_len(dt, dim) of them. */
+static bool dt_quant(edgeattn_dtype dt) { return dt == EDGEATTN_Q8 || dt == EDGEATTN_Q4; }
+static size_t dt_size(edgeattn_dtype dt) { return dt == EDGEATTN_F32 ? 4 : dt_quant(dt) ? 1 : 2; }
+static ptrdiff_t row_len(edgeattn_dtype dt, int dim)
+{
+    return dt == EDGEATTN_Q8 ? dim + dim / 16 : dt == EDGEATTN_Q4 ? dim / 2 + dim / 16 : dim;
+}
 static const char *dt_name(edgeattn_dtype dt)
 {
-    return dt == EDGEATTN_F32 ? "f32" : dt == EDGEATTN_F16 ? "f16" : "bf16";
+    static const char *const names[] = {"f32", "f16", "bf16", "q8", "q4"};
+    return names[dt];
 }
+/* Value (normalised, for Q8 / Q4) of element d of row j of rows ld units apart. */
+static float row_load(const void *base, edgeattn_dtype dt, ptrdiff_t ld, int j, int d, int dim);
 static float dt_load(const void *p, edgeattn_dtype dt, size_t i)
 {
     if (dt == EDGEATTN_F32)
@@ -141,14 +151,50 @@ typedef struct rows_buf {
     void *base; /* element 0 of row 0 */
 } rows_buf;
 
+static float row_load(const void *base, edgeattn_dtype dt, ptrdiff_t ld, int j, int d, int dim)
+{
+    if (!dt_quant(dt))
+        return dt_load(base, dt, (size_t)j * (size_t)ld + (size_t)d);
+    const uint8_t *row = (const uint8_t *)base + (size_t)j * (size_t)ld;
+    const int data = dt == EDGEATTN_Q8 ? dim : dim / 2;
+    uint16_t h;
+    memcpy(&h, row + data + 2 * (d / 32), 2);
+    const float s = ea_f16_to_f32(h);
+    if (dt == EDGEATTN_Q8)
+        return s * (float)(int8_t)row[d];
+    const uint8_t b = row[(d / 32) * 16 + (d & 15)];
+    return s * ((float)((d & 16) ? b >> 4 : b & 15) - 7.5f);
+}
+
 static rows_buf rows_alloc(rng *r, edgeattn_dtype dt, int rows, int dim, ptrdiff_t ld, int front, double lo,
                            double hi, bool raw_bits)
 {
-    const size_t es = dt_size(dt), nel = (size_t)front + (size_t)(rows - 1) * (size_t)ld + (size_t)dim;
+    const size_t es = dt_size(dt), nel = (size_t)front + (size_t)(rows - 1) * (size_t)ld + (size_t)row_len(dt, dim);
     rows_buf b;
     b.alloc = malloc(nel * es);
     assert_non_null(b.alloc);
     b.base = (char *)b.alloc + (size_t)front * es;
+    if (dt_quant(dt)) { /* random levels and finite scales (raw_bits: subnormal to large ones too) */
+        uint8_t *u = b.alloc;
+        for (size_t i = 0; i < nel; i++)
+            u[i] = (uint8_t)rng_next(r); /* the gaps: random bytes */
+        const int data = dt == EDGEATTN_Q8 ? dim : dim / 2;
+        for (int j = 0; j < rows; j++) {
+            uint8_t *row = (uint8_t *)b.base + (size_t)j * (size_t)ld;
+            for (int g = 0; g < dim / 32; g++) {
+                uint16_t h;
+                if (raw_bits) {
+                    do
+                        h = (uint16_t)rng_next(r);
+                    while ((h & 0x7C00u) == 0x7C00u);
+                } else {
+                    h = ea_f32_to_f16((float)rng_uniform(r, lo < 0 ? 0.0 : lo, hi) / (dt == EDGEATTN_Q8 ? 127.0f : 7.5f));
+                }
+                memcpy(row + data + 2 * g, &h, 2);
+            }
+        }
+        return b;
+    }
     for (size_t i = 0; i < nel; i++)
         dt_store(b.alloc, dt, i, 1.0e30f); /* poison in the gaps */
     for (int j = 0; j < rows; j++)
@@ -485,7 +531,9 @@ static void case_pack_kt(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *
 {
     (void)mr;
     const int nb_pad = (n + 15) & ~15;
-    const ptrdiff_t ldk = dim + rng_int(r, 0, 5), ldkt = pad16(r, nb_pad);
+    if (dt_quant(dt) && dim % 32)
+        return;
+    const ptrdiff_t ldk = row_len(dt, dim) + rng_int(r, 0, 5), ldkt = pad16(r, nb_pad);
     const int front = rng_int(r, 0, 7);
     snprintf(c->what, sizeof c->what, "%s n=%d nb_pad=%d dim=%d ldk=%td (+%d) ldkt=%td", dt_name(dt), n, nb_pad, dim,
              ldk, front, ldkt);
@@ -502,7 +550,9 @@ static void case_pack_v(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *r
 {
     (void)mr;
     const int nb_pad = (n + 15) & ~15;
-    const ptrdiff_t ldv = dim + rng_int(r, 0, 5), ldo = pad16(r, dim);
+    if (dt_quant(dt) && dim % 32)
+        return;
+    const ptrdiff_t ldv = row_len(dt, dim) + rng_int(r, 0, 5), ldo = pad16(r, dim);
     const int front = rng_int(r, 0, 7);
     snprintf(c->what, sizeof c->what, "%s n=%d nb_pad=%d dim=%d ldv=%td (+%d) ldo=%td", dt_name(dt), n, nb_pad, dim,
              ldv, front, ldo);
@@ -519,7 +569,9 @@ static void case_pack_v(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *r
 static void case_qk_rows(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *ref, rng *r, int mr, int dim,
                          int n, edgeattn_dtype dt)
 {
-    const ptrdiff_t ldq = pad16(r, dim), ldk = dim + rng_int(r, 0, 9), lds = pad16(r, (n + 15) & ~15);
+    if (dt_quant(dt) && dim % 32)
+        return;
+    const ptrdiff_t ldq = pad16(r, dim), ldk = row_len(dt, dim) + rng_int(r, 0, 9), lds = pad16(r, (n + 15) & ~15);
     const int front = rng_int(r, 0, 7);
     snprintf(c->what, sizeof c->what, "%s mr=%d n=%d dim=%d ldq=%td ldk=%td (+%d) lds=%td", dt_name(dt), mr, n, dim,
              ldq, ldk, front, lds);
@@ -540,7 +592,7 @@ static void case_qk_rows(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *
         for (int j = 0; j < n; j++) {
             double a = 0.0;
             for (int d = 0; d < dim; d++)
-                a += fabs((double)q[i * ldq + d] * dt_load(k.base, dt, (size_t)j * (size_t)ldk + (size_t)d));
+                a += fabs((double)q[i * ldq + d] * row_load(k.base, dt, ldk, j, d, dim));
             tol[i * lds + j] = sum_tol(a, dim);
         }
     t->qk_rows[dt](mr, n, dim, q, ldq, k.base, ldk, s, lds);
@@ -552,7 +604,9 @@ static void case_qk_rows(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *
 static void case_pv_rows(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *ref, rng *r, int mr, int dim,
                          int n, edgeattn_dtype dt)
 {
-    const ptrdiff_t ldp = pad16(r, (n + 15) & ~15), ldv = dim + rng_int(r, 0, 9), ldo = pad16(r, dim);
+    if (dt_quant(dt) && dim % 32)
+        return;
+    const ptrdiff_t ldp = pad16(r, (n + 15) & ~15), ldv = row_len(dt, dim) + rng_int(r, 0, 9), ldo = pad16(r, dim);
     const int front = rng_int(r, 0, 7);
     snprintf(c->what, sizeof c->what, "%s mr=%d n=%d dim=%d ldp=%td ldv=%td (+%d) ldo=%td", dt_name(dt), mr, n, dim,
              ldp, ldv, front, ldo);
@@ -574,7 +628,7 @@ static void case_pv_rows(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *
         for (int d = 0; d < dim; d++) {
             double a = fabs((double)alpha[i] * (double)o[i * ldo + d]);
             for (int j = 0; j < n; j++)
-                a += fabs((double)p[i * ldp + j] * dt_load(v.base, dt, (size_t)j * (size_t)ldv + (size_t)d));
+                a += fabs((double)p[i * ldp + j] * row_load(v.base, dt, ldv, j, d, dim));
             tol[i * ldo + d] = sum_tol(a, n + 1);
         }
     t->pv_rows[dt](mr, n, dim, p, ldp, v.base, ldv, alpha, o, ldo);
