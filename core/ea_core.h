@@ -30,27 +30,30 @@ size_t ea_dtype_size(edgeattn_dtype dt); /* a tensor element's bytes: 0 for Q8, 
 const char *ea_dtype_name(edgeattn_dtype dt);
 
 /* ---- quantised KV rows (core/quant.c)
- * A Q8 row of head dim D (a multiple of EA_Q_GROUP) is D int8 values, then D/32 F16 block scales; a Q4
- * row is D/2 bytes (block g's byte 16g + i holds value 32g + i in its low nibble and 32g + 16 + i in its
- * high nibble, a nibble u standing for the level u - 7.5: 16 levels symmetric about 0), then D/32 F16
- * scales. Value d of block g stands for the normalised x̂_d = scale_g * level_d; the key (or value) it stores is x_d = c_d * x̂_d + m_d, with
- * the per-channel offset m and scale c of its (layer, sequence, KV head) (ea_kv_stats). The cache
- * addresses rows in units: a float cache's unit is one element (row = D units), a quantised cache's
- * is one byte (row = ea_kv_row_units bytes). */
+ * A Q8 row of head dim D (a multiple of EA_Q_GROUP) is D int8 levels -127..127, then its F32 scale; a
+ * Q4 row is D/2 bytes, then its F32 scale: byte 16g + i holds value 32g + i in its low nibble and
+ * 32g + 16 + i in its high nibble, a nibble u standing for the level u - 7.5 (16 levels symmetric about
+ * 0; 2u - 15 in odd integers at half the scale). Value d stands for the normalised x̂_d = scale * level_d;
+ * the key (or value) it stores is x_d = c_d * x̂_d + m_d, with the per-channel offset m and scale c of
+ * its (layer, sequence, KV head) (ea_kv_stats). One scale a row: once every channel is brought to one
+ * range by c, blocks of 32 along D measured no more accurate (docs/QUANTISED-KV.md), and one scale
+ * lets the kernels apply it once per key. The cache addresses rows in units: a float cache's unit is
+ * one element (row = D units), a quantised cache's is one byte (row = ea_kv_row_units bytes). */
 #define EA_Q_GROUP 32
 static inline bool ea_dtype_quant(edgeattn_dtype dt) { return dt == EDGEATTN_Q8 || dt == EDGEATTN_Q4; }
 /* Bytes of one storage unit of a KV cache of dtype dt (0: invalid). */
 size_t ea_kv_unit_size(edgeattn_dtype dt);
 /* Units of one (token, head) row of head dim dim. */
 size_t ea_kv_row_units(edgeattn_dtype dt, size_t dim);
-/* Largest |normalised value| a block may hold: its scale (max / qmax) must stay a finite F16. */
-#define EA_Q_MAX_SCALE 65504.0f
+/* Largest scale a row may have (its largest |x̂| / qmax): far past any row of the range its sequence's
+ * first append set, and small enough that the kernels' products stay finite. */
+#define EA_Q_MAX_SCALE 1e30f
 /* The per-channel statistics of a sequence's first append, from n rows (x[r * ld + d]):
  * m = their mean (0 below EA_Q_MIN_ROWS rows); c_d = max |x_d - m_d| over the rows, raised to
  * EA_Q_C_FLOOR of the largest (1 when all are 0). */
 #define EA_Q_MIN_ROWS 8
 #define EA_Q_C_FLOOR (1.0f / 64.0f)
-/* Largest block scale (max |x̂| / qmax) row x would need with stats m, c (NaN when x holds a NaN). */
+/* The scale (max |x̂| / qmax) row x would need with stats m, c (NaN when x holds a NaN). */
 float ea_q_row_need(edgeattn_dtype dt, const float *x, const float *m, const float *c, int32_t dim);
 /* Quantises x (dim values) with m, c into the row at dst (ea_kv_row_units(dt, dim) bytes). */
 void ea_q_row_store(edgeattn_dtype dt, const float *x, const float *m, const float *c, int32_t dim, void *dst);

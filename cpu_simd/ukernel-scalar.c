@@ -127,26 +127,28 @@ DEFINE_DTYPE_KERNELS(bf16, ld_bf16)
 
 /* Quantised rows (Q8, Q4; the layout is in core/ea_core.h): ld* count bytes, and a row reads as its
  * normalised values x̂ (the driver folds in the sequence's statistics). */
-static inline float q_scale(const uint8_t *row, int data_bytes, int g)
+static inline float q_scale(const uint8_t *row, int data_bytes)
 {
-    uint16_t h;
-    memcpy(&h, row + data_bytes + 2 * g, 2);
-    return ea_f16_to_f32(h);
+    float s;
+    memcpy(&s, row + data_bytes, sizeof s);
+    return s;
 }
 
 static void row_q8(const void *p, int dim, float *x)
 {
     const uint8_t *row = p;
+    const float s = q_scale(row, dim);
     for (int d = 0; d < dim; d++)
-        x[d] = q_scale(row, dim, d / 32) * (float)(int8_t)row[d];
+        x[d] = s * (float)(int8_t)row[d];
 }
 
 static void row_q4(const void *p, int dim, float *x)
 {
     const uint8_t *row = p;
+    const float s = q_scale(row, dim / 2);
     for (int d = 0; d < dim; d++) {
         const uint8_t b = row[(d / 32) * 16 + (d & 15)];
-        x[d] = q_scale(row, dim / 2, d / 32) * ((float)((d & 16) ? b >> 4 : b & 15) - 7.5f);
+        x[d] = s * ((float)((d & 16) ? b >> 4 : b & 15) - 7.5f);
     }
 }
 

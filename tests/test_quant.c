@@ -4,10 +4,11 @@
  * and a few channels 10-20x the rest), every CPU tier and tile shape, windows, pages, forks, kv_read,
  * and the bad inputs of the format.
  *
- * Bounds (docs/QUANTISED-KV.md has the measured figures): Q8 max relative error <= 1e-2 (head dim 32,
- * one block a row: 1.5e-2) and every row's cosine >= 0.9999. Q4 cosine >= 0.995 on uniform inputs
- * (head dim 32: 0.99) and on model-like ones over 512 keys or more; model-like keys over fewer keys
- * give peaked weights that 16 levels move more (measured down to 0.97): 0.95 there.
+ * Bounds (docs/QUANTISED-KV.md has the measured figures, worst of 4,600 cases): Q8 max relative
+ * error <= 1e-2 and every row's cosine >= 0.9999 (head dim 32, the fewest values to average over:
+ * 1.5e-2 and 0.9998). Q4 cosine >= 0.994 on uniform inputs (head dim 32: 0.99), >= 0.995 on
+ * model-like ones over 512 keys or more; model-like keys over fewer keys give peaked weights that
+ * 16 levels move more (measured down to 0.969): 0.95 there.
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,11 +18,10 @@
 #include "core/reference.h"
 #include "test_common.h"
 
-#define Q8_COS 0.9999
 
 static const char *qname(edgeattn_dtype dt) { return dt == EDGEATTN_Q8 ? "q8" : "q4"; }
 
-static size_t row_bytes(edgeattn_dtype dt, size_t D) { return dt == EDGEATTN_Q8 ? D + D / 16 : D / 2 + D / 16; }
+static size_t row_bytes(edgeattn_dtype dt, size_t D) { return dt == EDGEATTN_Q8 ? D + 4 : D / 2 + 4; }
 
 static void base_config(edgeattn_config *c, edgeattn_dtype dt)
 {
@@ -201,8 +201,8 @@ static double run_case(edgeattn_context *ctx, const acc_case *a, uint64_t stream
     double rel, cs;
     metrics(&out.t, ref, a->B, Hq, a->Nq, a->D, &rel, &cs);
     const bool small = a->D < 64;
-    const double cos_min = a->dt == EDGEATTN_Q8      ? Q8_COS
-                           : !a->model               ? (small ? 0.99 : 0.995)
+    const double cos_min = a->dt == EDGEATTN_Q8      ? (small ? 0.9998 : 0.9999)
+                           : !a->model               ? (small ? 0.99 : 0.994)
                            : small || a->N < 512     ? 0.95
                                                      : 0.995;
     const double rel_max = a->dt == EDGEATTN_Q8 ? (small ? 1.5e-2 : 1e-2) : INFINITY;
@@ -273,6 +273,14 @@ static void decode_accuracy(void **state)
                     /* the accuracy bounds hold for contexts the statistics were measured on */
                     if (a.N < 64 && a.extra > 0)
                         a.extra = 0;
+                    /* the reference's multiply-adds capped (seconds natively, minutes under qemu) */
+                    const int64_t cap = tc_long() ? 16ll << 20 : 1ll << 20;
+                    while ((int64_t)a.B * a.Hkv * a.group * a.Nq * (a.N + a.extra) * a.D > cap && a.Nq > 1)
+                        a.Nq /= 2;
+                    while ((int64_t)a.B * a.Hkv * a.group * a.Nq * (a.N + a.extra) * a.D > cap && a.B > 1)
+                        a.B--;
+                    while ((int64_t)a.B * a.Hkv * a.group * a.Nq * (a.N + a.extra) * a.D > cap && a.N > 64)
+                        a.N /= 2;
                     if (a.Nq > a.N + a.extra)
                         a.Nq = a.N + a.extra;
                     a.lse = tc_randint(&r, 0, 1);
@@ -363,14 +371,14 @@ static void cache_ops(void **state)
         append_both(q8, f32, 1, 7, Hkv, D, &r, model);
         append_both(q8, f32, 0, 3, Hkv, D, &r, model);
         double cs = compare_ctx(q8, f32, 2, Hq, D, &r);
-        if (!(cs >= Q8_COS))
+        if (!(cs >= 0.9999))
             fail_msg("variant %d (window/pages/rope): cosine %.6f after fork", variant, cs);
         if (variant != 0) { /* truncate back into the prompt, then grow again */
             assert_int_equal(edgeattn_kv_truncate(q8, 1, 50), EDGEATTN_OK);
             assert_int_equal(edgeattn_kv_truncate(f32, 1, 50), EDGEATTN_OK);
             append_both(q8, f32, 1, 9, Hkv, D, &r, model);
             cs = compare_ctx(q8, f32, 2, Hq, D, &r);
-            if (!(cs >= Q8_COS))
+            if (!(cs >= 0.9999))
                 fail_msg("variant %d: cosine %.6f after truncate", variant, cs);
         }
         /* a reset sequence takes new statistics from its next append */
@@ -378,7 +386,7 @@ static void cache_ops(void **state)
         assert_int_equal(edgeattn_kv_reset(f32, 1), EDGEATTN_OK);
         append_both(q8, f32, 1, 70, Hkv, D, &r, model);
         cs = compare_ctx(q8, f32, 2, Hq, D, &r);
-        if (!(cs >= Q8_COS))
+        if (!(cs >= 0.9999))
             fail_msg("variant %d: cosine %.6f after reset", variant, cs);
         /* kv_read gives the stored values back within the format's rounding */
         int64_t total;
@@ -463,7 +471,7 @@ static void bad_input(void **state)
     assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &o1.t, NULL), EDGEATTN_OK);
     edgeattn_tensor k1 = k.t, v1 = v.t;
     k1.shape[2] = v1.shape[2] = 1;
-    tc_set(&k1, 0, 1, 0, 7, 1e9f);
+    tc_set(&k1, 0, 1, 0, 7, 3e38f);
     assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &k1, &v1, NULL, 0), EDGEATTN_ERR_INVALID_ARG);
     assert_non_null(strstr(edgeattn_message_of(ctx), "range"));
     int64_t total;

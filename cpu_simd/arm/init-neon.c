@@ -22,4 +22,8 @@ void ea_cpu_kernels_init_neon(ea_cpu_kernels *k)
     k->pv_rows[EDGEATTN_F32] = ea_pv_rows_f32_neon_8x8;
     k->pv_rows[EDGEATTN_F16] = ea_pv_rows_f16_neon_8x8;
     k->pv_rows[EDGEATTN_BF16] = ea_pv_rows_bf16_neon_8x8;
+    k->qk_rows[EDGEATTN_Q8] = ea_qk_rows_q8_neon_4x4;
+    k->qk_rows[EDGEATTN_Q4] = ea_qk_rows_q4_neon_4x4;
+    k->pv_rows[EDGEATTN_Q8] = ea_pv_rows_q8_neon_4x16;
+    k->pv_rows[EDGEATTN_Q4] = ea_pv_rows_q4_neon_4x16;
 }

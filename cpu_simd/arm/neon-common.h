@@ -75,6 +75,10 @@ EA_PACK_V_FN(ea_pack_v_bf16_neon);
 EA_QK_ROWS_FN(ea_qk_rows_f32_neon_4x4);
 EA_QK_ROWS_FN(ea_qk_rows_f16_neon_4x4);
 EA_QK_ROWS_FN(ea_qk_rows_bf16_neon_4x4);
+EA_QK_ROWS_FN(ea_qk_rows_q8_neon_4x4); /* quantised rows (rows-q-neon.c) */
+EA_QK_ROWS_FN(ea_qk_rows_q4_neon_4x4);
+EA_PV_ROWS_FN(ea_pv_rows_q8_neon_4x16);
+EA_PV_ROWS_FN(ea_pv_rows_q4_neon_4x16);
 EA_PV_ROWS_FN(ea_pv_rows_f32_neon_8x8);
 EA_PV_ROWS_FN(ea_pv_rows_f16_neon_8x8);
 EA_PV_ROWS_FN(ea_pv_rows_bf16_neon_8x8);

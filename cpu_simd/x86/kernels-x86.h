@@ -38,5 +38,9 @@ EA_QK_ROWS_FN(ea_qk_rows_bf16_avx2_n8);
 EA_PV_ROWS_FN(ea_pv_rows_f32_avx2_m4n16);
 EA_PV_ROWS_FN(ea_pv_rows_f16_avx2_m4n16);
 EA_PV_ROWS_FN(ea_pv_rows_bf16_avx2_m4n16);
+EA_QK_ROWS_FN(ea_qk_rows_q8_avx2_n8); /* quantised rows (rows-q-avx2.c) */
+EA_QK_ROWS_FN(ea_qk_rows_q4_avx2_n8);
+EA_PV_ROWS_FN(ea_pv_rows_q8_avx2_m4n16);
+EA_PV_ROWS_FN(ea_pv_rows_q4_avx2_m4n16);
 
 #endif

@@ -78,11 +78,11 @@ typedef enum edgeattn_dtype {
     EDGEATTN_F16 = 1,   /* IEEE binary16 storage; arithmetic and statistics in FP32 */
     EDGEATTN_BF16 = 2,  /* bfloat16 storage; arithmetic and statistics in FP32 */
     /* KV-cache storage only (config.kv_cache_dtype; never a tensor's dtype). Each (token, KV head) row
-     * is quantised in blocks of 32 values along the head dim, one F16 scale per block, after the
-     * sequence's per-channel offset and scale (fixed by its first append) are taken out. The head dim
-     * must be a multiple of 32. See docs/QUANTISED-KV.md for the format and the measured accuracy. */
-    EDGEATTN_Q8 = 3,    /* 8-bit: 8.5 bits a value (head dim 128: 136 bytes a row, 0.53x F16) */
-    EDGEATTN_Q4 = 4,    /* 4-bit: 4.5 bits a value (head dim 128: 72 bytes a row, 0.28x F16) */
+     * is quantised with one F32 scale after the sequence's per-channel offset and scale (fixed by its
+     * first append) are taken out. The head dim must be a multiple of 32. See docs/QUANTISED-KV.md for
+     * the format and the measured accuracy. */
+    EDGEATTN_Q8 = 3,    /* 8-bit levels (head dim 128: 132 bytes a row, 0.52x F16) */
+    EDGEATTN_Q4 = 4,    /* 4-bit levels (head dim 128: 68 bytes a row, 0.27x F16) */
     EDGEATTN_DTYPE_COUNT_ = 5
 } edgeattn_dtype;
 

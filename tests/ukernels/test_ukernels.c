@@ -117,7 +117,7 @@ static bool dt_quant(edgeattn_dtype dt) { return dt == EDGEATTN_Q8 || dt == EDGE
 static size_t dt_size(edgeattn_dtype dt) { return dt == EDGEATTN_F32 ? 4 : dt_quant(dt) ? 1 : 2; }
 static ptrdiff_t row_len(edgeattn_dtype dt, int dim)
 {
-    return dt == EDGEATTN_Q8 ? dim + dim / 16 : dt == EDGEATTN_Q4 ? dim / 2 + dim / 16 : dim;
+    return dt == EDGEATTN_Q8 ? dim + 4 : dt == EDGEATTN_Q4 ? dim / 2 + 4 : dim;
 }
 static const char *dt_name(edgeattn_dtype dt)
 {
@@ -157,9 +157,8 @@ static float row_load(const void *base, edgeattn_dtype dt, ptrdiff_t ld, int j, 
         return dt_load(base, dt, (size_t)j * (size_t)ld + (size_t)d);
     const uint8_t *row = (const uint8_t *)base + (size_t)j * (size_t)ld;
     const int data = dt == EDGEATTN_Q8 ? dim : dim / 2;
-    uint16_t h;
-    memcpy(&h, row + data + 2 * (d / 32), 2);
-    const float s = ea_f16_to_f32(h);
+    float s;
+    memcpy(&s, row + data, sizeof s);
     if (dt == EDGEATTN_Q8)
         return s * (float)(int8_t)row[d];
     const uint8_t b = row[(d / 32) * 16 + (d & 15)];
@@ -174,24 +173,16 @@ static rows_buf rows_alloc(rng *r, edgeattn_dtype dt, int rows, int dim, ptrdiff
     b.alloc = malloc(nel * es);
     assert_non_null(b.alloc);
     b.base = (char *)b.alloc + (size_t)front * es;
-    if (dt_quant(dt)) { /* random levels and finite scales (raw_bits: subnormal to large ones too) */
+    if (dt_quant(dt)) { /* random levels (Q8: -128 too, never written but read as it is) and scales */
         uint8_t *u = b.alloc;
         for (size_t i = 0; i < nel; i++)
             u[i] = (uint8_t)rng_next(r); /* the gaps: random bytes */
         const int data = dt == EDGEATTN_Q8 ? dim : dim / 2;
         for (int j = 0; j < rows; j++) {
             uint8_t *row = (uint8_t *)b.base + (size_t)j * (size_t)ld;
-            for (int g = 0; g < dim / 32; g++) {
-                uint16_t h;
-                if (raw_bits) {
-                    do
-                        h = (uint16_t)rng_next(r);
-                    while ((h & 0x7C00u) == 0x7C00u);
-                } else {
-                    h = ea_f32_to_f16((float)rng_uniform(r, lo < 0 ? 0.0 : lo, hi) / (dt == EDGEATTN_Q8 ? 127.0f : 7.5f));
-                }
-                memcpy(row + data + 2 * g, &h, 2);
-            }
+            const double mag = raw_bits ? ldexp(1.0, rng_int(r, -60, 60)) : 1.0; /* tiny to large rows */
+            const float s = (float)(rng_uniform(r, lo < 0 ? 0.0 : lo, hi) * mag) / (dt == EDGEATTN_Q8 ? 127.0f : 7.5f);
+            memcpy(row + data, &s, sizeof s);
         }
         return b;
     }
@@ -566,6 +557,16 @@ static void case_pack_v(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *r
 
 /* ---------------------------------------------------------------- qk_rows / pv_rows */
 
+/* max |x[d]| (apart, and not inlined: GCC 12 for aarch64 fails vectorising it inside the loop below) */
+static __attribute__((noinline)) double row_absmax(const float *x, int n)
+{
+    double m = 0.0;
+    for (int d = 0; d < n; d++)
+        if (fabs((double)x[d]) > m)
+            m = fabs((double)x[d]);
+    return m;
+}
+
 static void case_qk_rows(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *ref, rng *r, int mr, int dim,
                          int n, edgeattn_dtype dt)
 {
@@ -588,13 +589,19 @@ static void case_qk_rows(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *
     const int rows_all = mr + 1;
     float *s = packed_alloc(rows_all, lds), *s_ref = packed_alloc(rows_all, lds);
     double *tol = calloc((size_t)rows_all * (size_t)lds, sizeof(double));
-    for (int i = 0; i < mr; i++)
+    for (int i = 0; i < mr; i++) {
+        /* quantised keys: a tier may round each query row to int16 (max |q| / 32767 a step), which
+         * moves a score by up to half a step times sum |k| */
+        const double qmax = row_absmax(q + i * ldq, dim);
         for (int j = 0; j < n; j++) {
-            double a = 0.0;
-            for (int d = 0; d < dim; d++)
+            double a = 0.0, ka = 0.0;
+            for (int d = 0; d < dim; d++) {
                 a += fabs((double)q[i * ldq + d] * row_load(k.base, dt, ldk, j, d, dim));
-            tol[i * lds + j] = sum_tol(a, dim);
+                ka += fabs((double)row_load(k.base, dt, ldk, j, d, dim));
+            }
+            tol[i * lds + j] = sum_tol(a, dim) + (dt_quant(dt) ? 0.5 * 1.01 * qmax / 32767.0 * ka : 0.0);
         }
+    }
     t->qk_rows[dt](mr, n, dim, q, ldq, k.base, ldk, s, lds);
     ref->qk_rows[dt](mr, n, dim, q, ldq, k.base, ldk, s_ref, lds);
     check_region(c, "s", s, s_ref, tol, rows_all, lds, mr, n);
@@ -627,8 +634,17 @@ static void case_pv_rows(ctx *c, const ea_cpu_kernels *t, const ea_cpu_kernels *
     for (int i = 0; i < mr; i++)
         for (int d = 0; d < dim; d++) {
             double a = fabs((double)alpha[i] * (double)o[i * ldo + d]);
-            for (int j = 0; j < n; j++)
-                a += fabs((double)p[i * ldp + j] * row_load(v.base, dt, ldv, j, d, dim));
+            /* Q4: a tier may sum P s u and subtract 7.5 P s after (u = level + 7.5): terms up to
+             * |P s| (|level| + 7.5) */
+            for (int j = 0; j < n; j++) {
+                double x = fabs(row_load(v.base, dt, ldv, j, d, dim));
+                if (dt == EDGEATTN_Q4) {
+                    float sc;
+                    memcpy(&sc, (const char *)v.base + (size_t)j * (size_t)ldv + (size_t)dim / 2, sizeof sc);
+                    x += 7.5 * fabs((double)sc);
+                }
+                a += fabs((double)p[i * ldp + j]) * x;
+            }
             tol[i * ldo + d] = sum_tol(a, n + 1);
         }
     t->pv_rows[dt](mr, n, dim, p, ldp, v.base, ldv, alpha, o, ldo);

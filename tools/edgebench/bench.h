@@ -30,6 +30,23 @@ typedef struct bench_case {
 } bench_case;
 
 /* Tokens cached for batch row b of a decode case (Nkv unless ragged). */
+/* Decode over a quantised cache (Q8, Q4): the K/V appended to it are F16. */
+static inline edgeattn_dtype bench_kv_input_dtype(const bench_case *c)
+{
+    return c->kv_dtype == EDGEATTN_Q8 || c->kv_dtype == EDGEATTN_Q4 ? EDGEATTN_F16 : c->kv_dtype;
+}
+
+/* Bytes of one (token, head) row of K (or V) as the case stores it. */
+static inline double bench_kv_row_bytes(const bench_case *c)
+{
+    switch (c->kv_dtype) {
+    case EDGEATTN_F32: return 4.0 * c->D;
+    case EDGEATTN_Q8: return c->D + 4.0; /* the levels and an F32 scale */
+    case EDGEATTN_Q4: return c->D / 2.0 + 4.0;
+    default: return 2.0 * c->D;
+    }
+}
+
 static inline int64_t bench_kv_len(const bench_case *c, int64_t b)
 {
     static const int32_t part[4] = {512, 3000, 9000, 16000};
@@ -48,6 +65,7 @@ typedef struct bench_result {
     double work;              /* prefill: FLOP per call; decode: K/V bytes per call */
     double pct_ceiling;       /* rate / ceiling * 100, or -1 when there is no ceiling */
     double max_rel_err;       /* -1 when the reference check was skipped */
+    double min_cos;           /* smallest cosine of an output row with its reference (-2: not checked) */
     int64_t rows_checked, rows_total;
     size_t plan_host_bytes;
     size_t plan_kv_bytes;

@@ -10,7 +10,8 @@
  *   NKV    key/value rows (decode: tokens appended to the KV cache)
  *   D      head dim                        (64)
  *   causal 0 or 1, bottom-right aligned    (prefill 0; decode: 1 when NQ > 1, as decoding needs)
- *   q, kv, out   f32, f16 or bf16          (f32, f16, f32); kv is the KV-cache dtype for decode
+ *   q, kv, out   f32, f16 or bf16          (f32, f16, f32); kv is the KV-cache dtype for decode, where
+ *                q8 and q4 (quantised caches, fed F16 K/V) are taken too
  *   name   label in the table              (made from the shape)
  */
 #include <ctype.h>
@@ -27,6 +28,8 @@ const char *bench_dtype_name(edgeattn_dtype dt)
     case EDGEATTN_F32: return "f32";
     case EDGEATTN_F16: return "f16";
     case EDGEATTN_BF16: return "bf16";
+    case EDGEATTN_Q8: return "q8";
+    case EDGEATTN_Q4: return "q4";
     default: return "?";
     }
 }
@@ -39,6 +42,10 @@ static int parse_dtype(const char *s, edgeattn_dtype *dt)
         *dt = EDGEATTN_F16;
     else if (!strcasecmp(s, "bf16"))
         *dt = EDGEATTN_BF16;
+    else if (!strcasecmp(s, "q8"))
+        *dt = EDGEATTN_Q8;
+    else if (!strcasecmp(s, "q4"))
+        *dt = EDGEATTN_Q4;
     else
         return -1;
     return 0;
@@ -111,11 +118,11 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
         else if (!strcasecmp(key, "causal"))
             bad = parse_int(val, 0, 1, &c->causal);
         else if (!strcasecmp(key, "q"))
-            bad = parse_dtype(val, &c->q_dtype);
+            bad = parse_dtype(val, &c->q_dtype) || c->q_dtype > EDGEATTN_BF16;
         else if (!strcasecmp(key, "kv"))
             bad = parse_dtype(val, &c->kv_dtype);
         else if (!strcasecmp(key, "out"))
-            bad = parse_dtype(val, &c->out_dtype);
+            bad = parse_dtype(val, &c->out_dtype) || c->out_dtype > EDGEATTN_BF16;
         else if (!strcasecmp(key, "path")) {
             if (!strcasecmp(val, "fused"))
                 c->opencl_path = 1;
@@ -162,6 +169,11 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
             snprintf(err, err_len, "case '%s': decode needs NQ <= NKV", spec);
             return -1;
         }
+    }
+    if (c->kind != BENCH_DECODE && c->kv_dtype > EDGEATTN_BF16) {
+        snprintf(err, err_len, "case '%s': kv=%s is a KV-cache dtype: decode cases only", spec,
+                 bench_dtype_name(c->kv_dtype));
+        return -1;
     }
     if ((c->page || c->ragged) && c->kind != BENCH_DECODE) {
         snprintf(err, err_len, "case '%s': page and ragged are decode options", spec);
@@ -243,6 +255,8 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
 #define F32 EDGEATTN_F32
 #define F16 EDGEATTN_F16
 #define BF16 EDGEATTN_BF16
+#define Q8 EDGEATTN_Q8
+#define Q4 EDGEATTN_Q4
 #define PF BENCH_PREFILL
 #define DEC BENCH_DECODE
 
@@ -272,6 +286,8 @@ static const bench_case default_suite[] = {
     {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0},
     {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32, 0, 0, 0, 0},
     {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32, 0, 0, 0, 0},
+    {"E-q8", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, Q8, F32, 0, 0, 0, 0},
+    {"E-q4", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, Q4, F32, 0, 0, 0, 0},
     {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32, 0, 0, 0, 0},
     {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0, 0, 0, 0},
     {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0},

@@ -106,8 +106,9 @@ static edgeattn_tensor row_view(const edgeattn_tensor *t, int64_t b, int64_t h, 
  * all of them when the reference fits in o->ref_budget multiply-adds, else an even random sample. */
 static double check_reference(const bench_case *c, const bench_opts *o, const edgeattn_tensor *q,
                               const edgeattn_tensor *k, const edgeattn_tensor *v, const edgeattn_tensor *out,
-                              int64_t *checked, int64_t *total, uint64_t *rng)
+                              int64_t *checked, int64_t *total, uint64_t *rng, double *min_cos)
 {
+    *min_cos = 1.0;
     const int64_t rows = (int64_t)c->B * c->Hq * c->Nq, group = c->Hq / c->Hkv;
     double pairs = 0.0;
     for (int64_t b = 0; b < c->B; b++)
@@ -150,13 +151,20 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
         } else {
             memset(ref, 0, sizeof(double) * (size_t)c->D);
         }
+        double dot = 0.0, ng = 0.0, nr = 0.0;
         for (int64_t d = 0; d < c->D; d++) {
             const double got = ea_ref_load(out, b, h, i, d), diff = fabs(got - ref[d]);
             if (!(diff <= diff_max)) /* NaN (an unwritten canary) propagates */
                 diff_max = diff;
             if (fabs(ref[d]) > ref_max)
                 ref_max = fabs(ref[d]);
+            dot += got * ref[d];
+            ng += got * got;
+            nr += ref[d] * ref[d];
         }
+        const double cs = ng > 0.0 && nr > 0.0 ? dot / sqrt(ng * nr) : ng == nr ? 1.0 : 0.0;
+        if (!(cs >= *min_cos))
+            *min_cos = cs;
         const double e = ref_max > 0.0 ? diff_max / ref_max : diff_max;
         if (!(e <= worst))
             worst = e;
@@ -211,7 +219,9 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     memset(r, 0, sizeof *r);
     r->pct_ceiling = -1.0;
     r->max_rel_err = -1.0;
+    r->min_cos = -2.0;
     r->batched = 1;
+    const edgeattn_dtype kin = bench_kv_input_dtype(c); /* K/V as the caller holds them */
 
     const size_t nq = (size_t)c->B * (size_t)c->Hq * (size_t)c->Nq * (size_t)c->D;
     const size_t nkv = (size_t)c->B * (size_t)c->Hkv * (size_t)c->Nkv * (size_t)c->D;
@@ -247,7 +257,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     const int on_gpu = plan.backend == EDGEATTN_BACKEND_CUDA || plan.backend == EDGEATTN_BACKEND_OPENCL;
     const int dev = on_gpu && !o->host_tensors;
     if (dev) {
-        cfg.device_user_bytes = round256(nq * dtype_size(c->q_dtype)) + 2 * round256(nkv * dtype_size(c->kv_dtype)) +
+        cfg.device_user_bytes = round256(nq * dtype_size(c->q_dtype)) + 2 * round256(nkv * dtype_size(kin)) +
                                 round256(nq * dtype_size(c->out_dtype));
         st = edgeattn_plan(&cfg, &plan, &msg);
         if (st != EDGEATTN_OK)
@@ -266,8 +276,8 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     snprintf(r->tier, sizeof r->tier, "%s", info.tier);
 
     qbuf = malloc(nq * dtype_size(c->q_dtype));     /* [B][Hq][Nq][D] */
-    kbuf = malloc(nkv * dtype_size(c->kv_dtype));   /* [B][Hkv][Nkv][D] */
-    vbuf = malloc(nkv * dtype_size(c->kv_dtype));   /* [B][Hkv][Nkv][D] */
+    kbuf = malloc(nkv * dtype_size(kin));   /* [B][Hkv][Nkv][D] */
+    vbuf = malloc(nkv * dtype_size(kin));   /* [B][Hkv][Nkv][D] */
     obuf = malloc(nq * dtype_size(c->out_dtype));   /* [B][Hq][Nq][D] */
     times = malloc(sizeof(double) * (size_t)(o->reps > 0 ? o->reps : 1));
     if (!qbuf || !kbuf || !vbuf || !obuf || !times)
@@ -276,12 +286,12 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     for (const char *s = c->name; *s; s++)
         rng = (rng ^ (unsigned char)*s) * 0x100000001b3ull;
     fill_random(qbuf, c->q_dtype, nq, &rng);
-    fill_random(kbuf, c->kv_dtype, nkv, &rng);
-    fill_random(vbuf, c->kv_dtype, nkv, &rng);
+    fill_random(kbuf, kin, nkv, &rng);
+    fill_random(vbuf, kin, nkv, &rng);
     memset(obuf, 0xff, nq * dtype_size(c->out_dtype)); /* NaN canary: an unwritten element shows as error */
     edgeattn_tensor q = edgeattn_tensor_bhsd(qbuf, c->q_dtype, c->B, c->Hq, c->Nq, c->D);
-    edgeattn_tensor k = edgeattn_tensor_bhsd(kbuf, c->kv_dtype, c->B, c->Hkv, c->Nkv, c->D);
-    edgeattn_tensor v = edgeattn_tensor_bhsd(vbuf, c->kv_dtype, c->B, c->Hkv, c->Nkv, c->D);
+    edgeattn_tensor k = edgeattn_tensor_bhsd(kbuf, kin, c->B, c->Hkv, c->Nkv, c->D);
+    edgeattn_tensor v = edgeattn_tensor_bhsd(vbuf, kin, c->B, c->Hkv, c->Nkv, c->D);
     edgeattn_tensor out = edgeattn_tensor_bhsd(obuf, c->out_dtype, c->B, c->Hq, c->Nq, c->D);
     /* the tensors the timed calls use: the host ones, or copies in device memory */
     edgeattn_tensor qx = q, kx = k, vx = v, ox = out;
@@ -291,8 +301,8 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         size_t base_off = 0, region = 0, cursor = 0;
         TRY_LIB(edgeattn_device_region(ctx, &mem, &base, &base_off, &region), "edgeattn_device_region");
         qx = region_tensor(mem, base, base_off, &cursor, c->q_dtype, c->B, c->Hq, c->Nq, c->D);
-        kx = region_tensor(mem, base, base_off, &cursor, c->kv_dtype, c->B, c->Hkv, c->Nkv, c->D);
-        vx = region_tensor(mem, base, base_off, &cursor, c->kv_dtype, c->B, c->Hkv, c->Nkv, c->D);
+        kx = region_tensor(mem, base, base_off, &cursor, kin, c->B, c->Hkv, c->Nkv, c->D);
+        vx = region_tensor(mem, base, base_off, &cursor, kin, c->B, c->Hkv, c->Nkv, c->D);
         ox = region_tensor(mem, base, base_off, &cursor, c->out_dtype, c->B, c->Hq, c->Nq, c->D);
         if (cursor > region)
             FAIL("%s: device region of %zu bytes, the tensors need %zu", c->name, region, cursor);
@@ -384,7 +394,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         double held = 0.0; /* tokens cached over the batch */
         for (int64_t b = 0; b < c->B; b++)
             held += (double)bench_kv_len(c, b);
-        r->work = 2.0 * held * c->Hkv * c->D * (double)dtype_size(c->kv_dtype); /* K and V, each read once */
+        r->work = 2.0 * held * c->Hkv * bench_kv_row_bytes(c); /* K and V, each read once */
         r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GB/s */
         if (ceil && ceil->read_gbs > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
             r->pct_ceiling = 100.0 * r->rate / ceil->read_gbs;
@@ -392,7 +402,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
             r->pct_ceiling = 100.0 * r->rate / ceil->gpu_copy_gbs;
     }
     if (o->check_ref)
-        r->max_rel_err = check_reference(c, o, &q, &k, &v, &out, &r->rows_checked, &r->rows_total, &rng);
+        r->max_rel_err = check_reference(c, o, &q, &k, &v, &out, &r->rows_checked, &r->rows_total, &rng, &r->min_cos);
     rc = 0;
 done:
     edgeattn_destroy(ctx);
