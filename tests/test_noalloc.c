@@ -316,8 +316,10 @@ static void prepare_outputs(workload *w)
     }
 }
 
-static void base_config(edgeattn_config *cfg, bool ring)
+/* variant 0: a linear F16 cache; 1: a paged ring in BF16; 2: the paged ring quantised (Q8) */
+static void base_config(edgeattn_config *cfg, int variant)
 {
+    const bool ring = variant != 0;
     edgeattn_config_default(cfg);
     cfg->flags = EDGEATTN_FLAG_KV_CACHE;
     cfg->max_batch = B;
@@ -326,7 +328,7 @@ static void base_config(edgeattn_config *cfg, bool ring)
     cfg->max_heads = HQ;
     cfg->max_kv_heads = HKV;
     cfg->max_head_dim = D;
-    cfg->kv_cache_dtype = ring ? EDGEATTN_BF16 : EDGEATTN_F16;
+    cfg->kv_cache_dtype = variant == 2 ? EDGEATTN_Q8 : ring ? EDGEATTN_BF16 : EDGEATTN_F16;
     cfg->kv_cache_window = ring ? W : 0;
     cfg->kv_page_size = ring ? 16 : 0; /* the ring in a paged cache: pages mapped and shared in place */
     cfg->num_threads = 2;
@@ -342,14 +344,16 @@ static void test_calls_allocate_nothing(void **state)
     workload w;
     make_workload(&w);
     for (int ti = 0; ti < nt; ti++)
-        for (int ring = 0; ring < 2; ring++) {
+        for (int variant = 0; variant < 3; variant++) {
+            const bool ring = variant != 0;
             if (ring && ti != nt - 1 && !tc_long())
-                continue; /* the ring cache on the best tier (every tier with EDGEATTN_TEST_LONG=1) */
+                continue; /* the ring caches on the best tier (every tier with EDGEATTN_TEST_LONG=1) */
             edgeattn_config cfg;
-            base_config(&cfg, ring);
+            base_config(&cfg, variant);
             cfg.cpu_disable_mask = tiers[ti].disable;
             char label[96];
-            snprintf(label, sizeof label, "tier %.32s, %s cache", tiers[ti].name, ring ? "paged ring" : "linear");
+            snprintf(label, sizeof label, "tier %.32s, %s cache", tiers[ti].name,
+                     variant == 2 ? "q8 paged ring" : ring ? "paged ring" : "linear");
 
             edgeattn_plan_info info;
             start_counting();
@@ -409,7 +413,7 @@ static void test_caller_buffer_context(void **state)
     make_workload(&w);
     for (int ring = 0; ring < 2; ring++) {
         edgeattn_config cfg;
-        base_config(&cfg, ring);
+        base_config(&cfg, ring ? 2 : 0); /* the ring quantised: its hand-off and merges too */
         edgeattn_plan_info info;
         assert_int_equal(edgeattn_plan(&cfg, &info, NULL), EDGEATTN_OK);
         const size_t bytes = (info.host_bytes + EDGEATTN_ALIGNMENT - 1) & ~(size_t)(EDGEATTN_ALIGNMENT - 1);
@@ -553,7 +557,7 @@ static void test_caller_parallel_for(void **state)
     workload w;
     make_workload(&w);
     edgeattn_config cfg;
-    base_config(&cfg, false);
+    base_config(&cfg, 0);
     cfg.parallel_for = pool_parallel_for;
     cfg.parallel_user = &tp;
     cfg.backend = EDGEATTN_BACKEND_CPU; /* the caller's pool serves the CPU backend (GPU runs re-use this suite) */
@@ -644,14 +648,14 @@ static void test_failed_create_leaves_nothing(void **state)
 {
     (void)state;
     edgeattn_config cfg;
-    base_config(&cfg, false);
+    base_config(&cfg, 0);
     edgeattn_context *ctx = NULL;
     edgeattn_message msg;
     cfg.max_head_dim = 68;
     start_counting();
     assert_int_equal(edgeattn_create(&cfg, NULL, 0, &ctx, &msg), EDGEATTN_ERR_HEAD_DIM);
     expect_none("create with a bad config");
-    base_config(&cfg, false);
+    base_config(&cfg, 0);
     edgeattn_plan_info info;
     assert_int_equal(edgeattn_plan(&cfg, &info, NULL), EDGEATTN_OK);
     static _Alignas(64) unsigned char small[256];
