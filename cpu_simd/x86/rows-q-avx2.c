@@ -6,8 +6,8 @@
  * Q·Kᵀ runs in integers: each query row is rounded to int16 with its own scale (max |q| / 32767), and
  * each 16 levels of a key, widened to int16, meet it in vpmaddwd into int32 lanes (at most 16 x 2 x
  * 32767 x 128 per lane for a head dim of 256: no overflow); a key's eight lanes per row are reduced
- * by a transpose-add tree and scaled once by the key's and the row's scales. Q4 levels u - 7.5 enter
- * as the odd integers 2u - 15 at half the scale. int8 queries (vpmaddubsw) were tried: the channel
+ * by a transpose-add tree and scaled once by the key's and the row's scales. Q4 nibbles u enter as
+ * they are, and 7.5 times the row's integer sum comes off each dot product (levels u - 7.5). int8 queries (vpmaddubsw) were tried: the channel
  * scales folded into q make a few of its values 10-20x the rest, and 8 bits left the small ones too
  * coarse (Q8 relative error 1.7e-2 on model-like keys); 16 bits cost the same instructions per value.
  *
@@ -34,7 +34,8 @@ EA_AINLINE float q_scale(const uint8_t *row, int data)
 
 /* ---------------------------------------------------------------- Q·Kᵀ */
 
-/* Levels 32g .. 32g + 31 of a key as int16, in two vectors (Q4: 2u - 15). */
+/* Levels 32g .. 32g + 31 of a key as int16, in two vectors (Q4: the nibbles u; the caller takes
+ * 7.5 sum(q) off, since q . (u - 7.5) = q . u - 7.5 sum(q)). */
 EA_AINLINE void k_levels(const int Q, const uint8_t *row, int g, __m256i *lo, __m256i *hi)
 {
     if (Q == Q8) {
@@ -44,10 +45,8 @@ EA_AINLINE void k_levels(const int Q, const uint8_t *row, int g, __m256i *lo, __
     }
     const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(row + 16 * g));
     const __m128i m = _mm_set1_epi8(15);
-    const __m256i l = _mm256_cvtepu8_epi16(_mm_and_si128(b, m)), h = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(b, 4), m));
-    const __m256i f = _mm256_set1_epi16(15);
-    *lo = _mm256_sub_epi16(_mm256_add_epi16(l, l), f);
-    *hi = _mm256_sub_epi16(_mm256_add_epi16(h, h), f);
+    *lo = _mm256_cvtepu8_epi16(_mm_and_si128(b, m));
+    *hi = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(b, 4), m));
 }
 
 EA_AINLINE void qk_keys(const int Q, const int MR, const int KP, int dim, const int16_t *restrict qi,
@@ -79,7 +78,7 @@ EA_AINLINE void qk_rows(const int Q, const int MR, int n, int dim, const float *
 {
     /* the query rows in int16, 32-byte aligned rows of dim */
     _Alignas(32) int16_t qi[EA_MR * 256];
-    float qs[EA_MR];
+    float qs[EA_MR], qsum[EA_MR]; /* qsum: 7.5 times the sum of the row's integers (Q4) */
     for (int r = 0; r < MR; r++) {
         __m256 mx = _mm256_setzero_ps();
         const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -99,10 +98,13 @@ EA_AINLINE void qk_rows(const int Q, const int MR, int n, int dim, const float *
             _mm256_store_si256((__m256i *)(void *)(qi + r * dim + d),
                                _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8));
         }
+        int32_t sum = 0;
+        for (int d = 0; Q == Q4 && d < dim; d++)
+            sum += qi[r * dim + d];
+        qsum[r] = 7.5f * (float)sum; /* the sum exact (below 2^24), its product rounded once */
     }
     const int KP = MR <= 4 ? 2 : 1;
     const int data = q_data(Q, dim);
-    const float half = Q == Q4 ? 0.5f : 1.0f; /* Q4's integers 2u - 15 are twice the levels */
     __m256 buf[EA_MR * 8];
     for (int j0 = 0; j0 < n; j0 += 8) {
         const int nk = n - j0 < 8 ? n - j0 : 8;
@@ -113,7 +115,7 @@ EA_AINLINE void qk_rows(const int Q, const int MR, int n, int dim, const float *
             qk_keys(Q, MR, 1, dim, qi, k + (ptrdiff_t)(j0 + jj) * ldk, ldk, buf, jj);
         float ks[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int z = 0; z < nk; z++)
-            ks[z] = q_scale(k + (ptrdiff_t)(j0 + z) * ldk, data) * half;
+            ks[z] = q_scale(k + (ptrdiff_t)(j0 + z) * ldk, data);
         const __m256 ksv = _mm256_loadu_ps(ks);
         if (nk < 8) {
             for (int r = 0; r < MR; r++)
@@ -122,11 +124,13 @@ EA_AINLINE void qk_rows(const int Q, const int MR, int n, int dim, const float *
             const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(nk), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
             for (int r = 0; r < MR; r++)
                 _mm256_maskstore_ps(s + r * lds + j0, live,
-                                    _mm256_mul_ps(ea256_reduce8(buf + r * 8), _mm256_mul_ps(ksv, _mm256_set1_ps(qs[r]))));
+                                    _mm256_mul_ps(_mm256_sub_ps(ea256_reduce8(buf + r * 8), _mm256_set1_ps(qsum[r])),
+                                              _mm256_mul_ps(ksv, _mm256_set1_ps(qs[r]))));
         } else {
             for (int r = 0; r < MR; r++)
                 _mm256_store_ps(s + r * lds + j0,
-                                _mm256_mul_ps(ea256_reduce8(buf + r * 8), _mm256_mul_ps(ksv, _mm256_set1_ps(qs[r]))));
+                                _mm256_mul_ps(_mm256_sub_ps(ea256_reduce8(buf + r * 8), _mm256_set1_ps(qsum[r])),
+                                              _mm256_mul_ps(ksv, _mm256_set1_ps(qs[r]))));
         }
     }
 }
