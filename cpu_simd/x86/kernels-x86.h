@@ -42,5 +42,9 @@ EA_QK_ROWS_FN(ea_qk_rows_q8_avx2_n8); /* quantised rows (rows-q-avx2.c) */
 EA_QK_ROWS_FN(ea_qk_rows_q4_avx2_n8);
 EA_PV_ROWS_FN(ea_pv_rows_q8_avx2_m4n16);
 EA_PV_ROWS_FN(ea_pv_rows_q4_avx2_m4n16);
+EA_PACK_KT_FN(ea_pack_kt_q8_avx2_8x8);
+EA_PACK_KT_FN(ea_pack_kt_q4_avx2_8x8);
+EA_PACK_V_FN(ea_pack_v_q8_avx2);
+EA_PACK_V_FN(ea_pack_v_q4_avx2);
 
 #endif

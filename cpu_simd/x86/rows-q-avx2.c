@@ -15,6 +15,9 @@
  * per row and key, not per column), then the levels are widened 8 at a time and multiplied into mr x
  * NV accumulators per column block (as pv-rows-avx2-m4n16.c); Q4's -7.5 comes off once per block as
  * 7.5 times the chunk's sum of scaled P.
+ *
+ * The packers (prefill over the cache, many query rows) widen 8 values of a row at a time into x̂,
+ * transposed 8 x 8 in registers for Kᵀ (as pack-kt-avx2-8x8.c).
  */
 #include <string.h>
 
@@ -251,3 +254,63 @@ EA_AINLINE void pv_rows_mr(const int Q, int mr, int n, int dim, const float *res
 
 EA_PV_ROWS_FN(ea_pv_rows_q8_avx2_m4n16) { pv_rows_mr(Q8, mr, n, dim, p, ldp, v, ldv, alpha, o, ldo); }
 EA_PV_ROWS_FN(ea_pv_rows_q4_avx2_m4n16) { pv_rows_mr(Q4, mr, n, dim, p, ldp, v, ldv, alpha, o, ldo); }
+
+/* ---------------------------------------------------------------- packers (prefill over the cache) */
+
+/* x̂ of values d .. d + 7 of a row (d a multiple of 8), s its scale broadcast. */
+EA_AINLINE __m256 q_load8(const int Q, const uint8_t *row, int d, __m256 s)
+{
+    if (Q == Q8)
+        return _mm256_mul_ps(
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(row + d)))), s);
+    __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)(row + (d >> 5) * 16 + (d & 8)));
+    if (d & 16)
+        b = _mm_srli_epi16(b, 4);
+    b = _mm_and_si128(b, _mm_set1_epi8(15));
+    const __m256 u = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+    return _mm256_mul_ps(_mm256_sub_ps(u, _mm256_set1_ps(7.5f)), s);
+}
+
+/* kt[d][j] = x̂ of key j, value d: 8 keys x 8 values widened, transposed in registers, stored. */
+EA_AINLINE void pack_kt_q(const int Q, int n, int nb_pad, int dim, const uint8_t *restrict k, ptrdiff_t ldk,
+                          float *restrict kt, ptrdiff_t ldkt)
+{
+    const int data = q_data(Q, dim);
+    for (int j0 = 0; j0 < nb_pad; j0 += 8) {
+        const int rows = n - j0 < 8 ? (n - j0 > 0 ? n - j0 : 0) : 8;
+        __m256 sc[8];
+        for (int i = 0; i < 8; i++)
+            sc[i] = _mm256_set1_ps(i < rows ? q_scale(k + (ptrdiff_t)(j0 + i) * ldk, data) : 0.0f);
+        for (int d0 = 0; d0 < dim; d0 += 8) {
+            __m256 t[8];
+            for (int i = 0; i < 8; i++)
+                t[i] = i < rows ? q_load8(Q, k + (ptrdiff_t)(j0 + i) * ldk, d0, sc[i]) : _mm256_setzero_ps();
+            if (rows > 0)
+                ea256_transpose8(t);
+            for (int i = 0; i < 8; i++)
+                _mm256_store_ps(kt + (ptrdiff_t)(d0 + i) * ldkt + j0, t[i]);
+        }
+    }
+}
+
+/* v32[j][d] = x̂ of row j, value d; rows n..nb_pad-1 zero. */
+EA_AINLINE void pack_v_q(const int Q, int n, int nb_pad, int dim, const uint8_t *restrict v, ptrdiff_t ldv,
+                         float *restrict v32, ptrdiff_t ldo)
+{
+    const int data = q_data(Q, dim);
+    int j = 0;
+    for (; j < n; j++) {
+        const uint8_t *row = v + (ptrdiff_t)j * ldv;
+        const __m256 s = _mm256_set1_ps(q_scale(row, data));
+        for (int d = 0; d < dim; d += 8)
+            _mm256_store_ps(v32 + (ptrdiff_t)j * ldo + d, q_load8(Q, row, d, s));
+    }
+    for (; j < nb_pad; j++)
+        for (int d = 0; d < dim; d += 8)
+            _mm256_store_ps(v32 + (ptrdiff_t)j * ldo + d, _mm256_setzero_ps());
+}
+
+EA_PACK_KT_FN(ea_pack_kt_q8_avx2_8x8) { pack_kt_q(Q8, n, nb_pad, dim, k, ldk, kt, ldkt); }
+EA_PACK_KT_FN(ea_pack_kt_q4_avx2_8x8) { pack_kt_q(Q4, n, nb_pad, dim, k, ldk, kt, ldkt); }
+EA_PACK_V_FN(ea_pack_v_q8_avx2) { pack_v_q(Q8, n, nb_pad, dim, v, ldv, v32, ldo); }
+EA_PACK_V_FN(ea_pack_v_q4_avx2) { pack_v_q(Q4, n, nb_pad, dim, v, ldv, v32, ldo); }
