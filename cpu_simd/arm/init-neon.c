@@ -22,6 +22,10 @@ void ea_cpu_kernels_init_neon(ea_cpu_kernels *k)
     k->pv_rows[EDGEATTN_F32] = ea_pv_rows_f32_neon_8x8;
     k->pv_rows[EDGEATTN_F16] = ea_pv_rows_f16_neon_8x8;
     k->pv_rows[EDGEATTN_BF16] = ea_pv_rows_bf16_neon_8x8;
+    k->pack_kt[EDGEATTN_Q8] = ea_pack_kt_q8_neon_4x4;
+    k->pack_kt[EDGEATTN_Q4] = ea_pack_kt_q4_neon_4x4;
+    k->pack_v[EDGEATTN_Q8] = ea_pack_v_q8_neon;
+    k->pack_v[EDGEATTN_Q4] = ea_pack_v_q4_neon;
     k->qk_rows[EDGEATTN_Q8] = ea_qk_rows_q8_neon_4x4;
     k->qk_rows[EDGEATTN_Q4] = ea_qk_rows_q4_neon_4x4;
     k->pv_rows[EDGEATTN_Q8] = ea_pv_rows_q8_neon_4x16;

@@ -61,6 +61,23 @@ static EA_ALWAYS_INLINE float ea_neon_ld1(int dt, const void *p, ptrdiff_t i)
     return ((const float *)p)[i];
 }
 
+/* 4x4 transpose: in rows r0..r3 (keys), out columns c0..c3 (dims), stored at dst, dst + ld, ... (the
+ * transposing packers). */
+static EA_ALWAYS_INLINE void ea_neon_transpose4(float32x4_t r0, float32x4_t r1, float32x4_t r2,
+                                               float32x4_t r3, float *restrict dst, ptrdiff_t ld)
+{
+    const float32x4_t t0 = vtrn1q_f32(r0, r1); /* r0[0] r1[0] r0[2] r1[2] */
+    const float32x4_t t1 = vtrn2q_f32(r0, r1); /* r0[1] r1[1] r0[3] r1[3] */
+    const float32x4_t t2 = vtrn1q_f32(r2, r3);
+    const float32x4_t t3 = vtrn2q_f32(r2, r3);
+    const float64x2_t u0 = vreinterpretq_f64_f32(t0), u1 = vreinterpretq_f64_f32(t1);
+    const float64x2_t u2 = vreinterpretq_f64_f32(t2), u3 = vreinterpretq_f64_f32(t3);
+    vst1q_f32(dst + 0 * ld, vreinterpretq_f32_f64(vtrn1q_f64(u0, u2))); /* r0[0] r1[0] r2[0] r3[0] */
+    vst1q_f32(dst + 1 * ld, vreinterpretq_f32_f64(vtrn1q_f64(u1, u3)));
+    vst1q_f32(dst + 2 * ld, vreinterpretq_f32_f64(vtrn2q_f64(u0, u2)));
+    vst1q_f32(dst + 3 * ld, vreinterpretq_f32_f64(vtrn2q_f64(u1, u3)));
+}
+
 /* The NEON tier's kernels, one file each (named op-dtype-isa-tile); init-neon.c puts them in the
  * table and the NEON-FP16 tier reuses them where it has nothing better. */
 EA_QK_PACKED_FN(ea_qk_f32_neon_8x8);
@@ -79,6 +96,10 @@ EA_QK_ROWS_FN(ea_qk_rows_q8_neon_4x4); /* quantised rows (rows-q-neon.c) */
 EA_QK_ROWS_FN(ea_qk_rows_q4_neon_4x4);
 EA_PV_ROWS_FN(ea_pv_rows_q8_neon_4x16);
 EA_PV_ROWS_FN(ea_pv_rows_q4_neon_4x16);
+EA_PACK_KT_FN(ea_pack_kt_q8_neon_4x4);
+EA_PACK_KT_FN(ea_pack_kt_q4_neon_4x4);
+EA_PACK_V_FN(ea_pack_v_q8_neon);
+EA_PACK_V_FN(ea_pack_v_q4_neon);
 EA_PV_ROWS_FN(ea_pv_rows_f32_neon_8x8);
 EA_PV_ROWS_FN(ea_pv_rows_f16_neon_8x8);
 EA_PV_ROWS_FN(ea_pv_rows_bf16_neon_8x8);

@@ -11,22 +11,6 @@
  */
 #include "cpu_simd/arm/neon-common.h"
 
-/* 4x4 transpose: in rows r0..r3 (keys), out columns c0..c3 (dims). */
-static EA_ALWAYS_INLINE void transpose4(float32x4_t r0, float32x4_t r1, float32x4_t r2,
-                                        float32x4_t r3, float *restrict dst, ptrdiff_t ld)
-{
-    const float32x4_t t0 = vtrn1q_f32(r0, r1); /* r0[0] r1[0] r0[2] r1[2] */
-    const float32x4_t t1 = vtrn2q_f32(r0, r1); /* r0[1] r1[1] r0[3] r1[3] */
-    const float32x4_t t2 = vtrn1q_f32(r2, r3);
-    const float32x4_t t3 = vtrn2q_f32(r2, r3);
-    const float64x2_t u0 = vreinterpretq_f64_f32(t0), u1 = vreinterpretq_f64_f32(t1);
-    const float64x2_t u2 = vreinterpretq_f64_f32(t2), u3 = vreinterpretq_f64_f32(t3);
-    vst1q_f32(dst + 0 * ld, vreinterpretq_f32_f64(vtrn1q_f64(u0, u2))); /* r0[0] r1[0] r2[0] r3[0] */
-    vst1q_f32(dst + 1 * ld, vreinterpretq_f32_f64(vtrn1q_f64(u1, u3)));
-    vst1q_f32(dst + 2 * ld, vreinterpretq_f32_f64(vtrn2q_f64(u0, u2)));
-    vst1q_f32(dst + 3 * ld, vreinterpretq_f32_f64(vtrn2q_f64(u1, u3)));
-}
-
 static EA_ALWAYS_INLINE void pack_kt_body(const int dt, int n, int nb_pad, int dim,
                                           const void *restrict k, ptrdiff_t ldk,
                                           float *restrict kt, ptrdiff_t ldkt)
@@ -38,7 +22,7 @@ static EA_ALWAYS_INLINE void pack_kt_body(const int dt, int n, int nb_pad, int d
             const float32x4_t r1 = ea_neon_ld4(dt, k, (j + 1) * ldk + d);
             const float32x4_t r2 = ea_neon_ld4(dt, k, (j + 2) * ldk + d);
             const float32x4_t r3 = ea_neon_ld4(dt, k, (j + 3) * ldk + d);
-            transpose4(r0, r1, r2, r3, kt + d * ldkt + j, ldkt);
+            ea_neon_transpose4(r0, r1, r2, r3, kt + d * ldkt + j, ldkt);
         }
     }
     if (j < n) { /* 1..3 keys left: missing rows are zeros (padding) */
@@ -48,7 +32,7 @@ static EA_ALWAYS_INLINE void pack_kt_body(const int dt, int n, int nb_pad, int d
             const float32x4_t r0 = ea_neon_ld4(dt, k, j * ldk + d);
             const float32x4_t r1 = left > 1 ? ea_neon_ld4(dt, k, (j + 1) * ldk + d) : z;
             const float32x4_t r2 = left > 2 ? ea_neon_ld4(dt, k, (j + 2) * ldk + d) : z;
-            transpose4(r0, r1, r2, z, kt + d * ldkt + j, ldkt);
+            ea_neon_transpose4(r0, r1, r2, z, kt + d * ldkt + j, ldkt);
         }
         j += 4;
     }

@@ -11,6 +11,9 @@
  *
  * P·V in floats: P scaled by each key's scale per chunk of 64 keys, the levels widened and converted
  * per column block of NV x 4 (held in mr x NV accumulators), Q4's -7.5 taken off once per block.
+ *
+ * The packers (prefill over the cache) widen 8 values of a row at a time into x̂, transposed 4 x 4 in
+ * registers for Kᵀ.
  */
 #include <string.h>
 
@@ -234,3 +237,73 @@ static EA_ALWAYS_INLINE void pv_rows_mr(const int Q, int mr, int n, int dim, con
 
 EA_PV_ROWS_FN(ea_pv_rows_q8_neon_4x16) { pv_rows_mr(Q8, mr, n, dim, p, ldp, v, ldv, alpha, o, ldo); }
 EA_PV_ROWS_FN(ea_pv_rows_q4_neon_4x16) { pv_rows_mr(Q4, mr, n, dim, p, ldp, v, ldv, alpha, o, ldo); }
+
+/* ---------------------------------------------------------------- packers (prefill over the cache) */
+
+/* x̂ of values d .. d + 7 of a row (d a multiple of 8), s its scale. */
+static EA_ALWAYS_INLINE void q_load8(const int Q, const uint8_t *row, int d, float s, float32x4_t *lo,
+                                     float32x4_t *hi)
+{
+    int16x8_t w;
+    float off = 0.0f;
+    if (Q == Q8) {
+        w = vmovl_s8(vld1_s8((const int8_t *)(row + d)));
+    } else {
+        uint8x8_t b = vld1_u8(row + (d >> 5) * 16 + (d & 8));
+        b = (d & 16) ? vshr_n_u8(b, 4) : vand_u8(b, vdup_n_u8(15));
+        w = vreinterpretq_s16_u16(vmovl_u8(b));
+        off = -7.5f;
+    }
+    *lo = vmulq_n_f32(vaddq_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(w))), vdupq_n_f32(off)), s);
+    *hi = vmulq_n_f32(vaddq_f32(vcvtq_f32_s32(vmovl_high_s16(w)), vdupq_n_f32(off)), s);
+}
+
+/* kt[d][j] = x̂ of key j, value d: 4 keys x 8 values, transposed in registers (as pack-kt-neon-4x4.c). */
+static EA_ALWAYS_INLINE void pack_kt_q(const int Q, int n, int nb_pad, int dim, const uint8_t *restrict k,
+                                       ptrdiff_t ldk, float *restrict kt, ptrdiff_t ldkt)
+{
+    const int data = Q == Q8 ? dim : dim / 2;
+    const float32x4_t z = vdupq_n_f32(0.0f);
+    for (int j = 0; j < nb_pad; j += 4) {
+        const int rows = n - j < 4 ? (n - j > 0 ? n - j : 0) : 4;
+        float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int i = 0; i < rows; i++)
+            s[i] = q_scale(k + (ptrdiff_t)(j + i) * ldk, data);
+        for (int d = 0; d < dim; d += 8) {
+            float32x4_t lo[4], hi[4];
+            for (int i = 0; i < 4; i++) {
+                if (i < rows) {
+                    q_load8(Q, k + (ptrdiff_t)(j + i) * ldk, d, s[i], &lo[i], &hi[i]);
+                } else {
+                    lo[i] = z;
+                    hi[i] = z;
+                }
+            }
+            ea_neon_transpose4(lo[0], lo[1], lo[2], lo[3], kt + d * ldkt + j, ldkt);
+            ea_neon_transpose4(hi[0], hi[1], hi[2], hi[3], kt + (d + 4) * ldkt + j, ldkt);
+        }
+    }
+}
+
+/* v32[j][d] = x̂ of row j, value d; rows n..nb_pad-1 zero. */
+static EA_ALWAYS_INLINE void pack_v_q(const int Q, int n, int nb_pad, int dim, const uint8_t *restrict v,
+                                      ptrdiff_t ldv, float *restrict v32, ptrdiff_t ldo)
+{
+    const int data = Q == Q8 ? dim : dim / 2;
+    for (int j = 0; j < nb_pad; j++) {
+        float *row = v32 + (ptrdiff_t)j * ldo;
+        const float s = j < n ? q_scale(v + (ptrdiff_t)j * ldv, data) : 0.0f;
+        for (int d = 0; d < dim; d += 8) {
+            float32x4_t lo = vdupq_n_f32(0.0f), hi = lo;
+            if (j < n)
+                q_load8(Q, v + (ptrdiff_t)j * ldv, d, s, &lo, &hi);
+            vst1q_f32(row + d, lo);
+            vst1q_f32(row + d + 4, hi);
+        }
+    }
+}
+
+EA_PACK_KT_FN(ea_pack_kt_q8_neon_4x4) { pack_kt_q(Q8, n, nb_pad, dim, k, ldk, kt, ldkt); }
+EA_PACK_KT_FN(ea_pack_kt_q4_neon_4x4) { pack_kt_q(Q4, n, nb_pad, dim, k, ldk, kt, ldkt); }
+EA_PACK_V_FN(ea_pack_v_q8_neon) { pack_v_q(Q8, n, nb_pad, dim, v, ldv, v32, ldo); }
+EA_PACK_V_FN(ea_pack_v_q4_neon) { pack_v_q(Q4, n, nb_pad, dim, v, ldv, v32, ldo); }
