@@ -64,69 +64,26 @@ static EA_SOFTMAX_FN(softmax_f32_scalar)
     }
 }
 
-/* Element loaders per storage dtype. */
-static inline float ld_f32(const void *p, ptrdiff_t i) { return ((const float *)p)[i]; }
-static inline float ld_f16(const void *p, ptrdiff_t i) { return ea_f16_to_f32(((const uint16_t *)p)[i]); }
-static inline float ld_bf16(const void *p, ptrdiff_t i) { return ea_bf16_to_f32(((const uint16_t *)p)[i]); }
+/* Row loaders per storage dtype: row p (dim values) widened to floats. Quantised rows (Q8, Q4; the
+ * layout is in core/ea_core.h) read as their normalised values x̂ (the driver folds in the sequence's
+ * statistics); their ld* count bytes, the others' elements. */
+static void row_f32(const void *p, int dim, float *x)
+{
+    memcpy(x, p, sizeof(float) * (size_t)dim);
+}
 
-/* One definition per dtype through a small macro: the loops are identical, only the load differs. */
-#define DEFINE_DTYPE_KERNELS(sfx, LD)                                                               \
-    static EA_PACK_KT_FN(pack_kt_##sfx##_scalar)                                                    \
-    {                                                                                               \
-        for (int d = 0; d < dim; d++) {                                                             \
-            float *row = kt + d * ldkt;                                                             \
-            for (int j = 0; j < n; j++)                                                             \
-                row[j] = LD(k, j * ldk + d);                                                        \
-            for (int j = n; j < nb_pad; j++)                                                        \
-                row[j] = 0.0f;                                                                      \
-        }                                                                                           \
-    }                                                                                               \
-    static EA_PACK_V_FN(pack_v_##sfx##_scalar)                                                      \
-    {                                                                                               \
-        for (int j = 0; j < nb_pad; j++) {                                                          \
-            float *row = v32 + j * ldo;                                                             \
-            for (int d = 0; d < dim; d++)                                                           \
-                row[d] = j < n ? LD(v, j * ldv + d) : 0.0f;                                         \
-        }                                                                                           \
-    }                                                                                               \
-    static EA_QK_ROWS_FN(qk_rows_##sfx##_scalar)                                                    \
-    {                                                                                               \
-        float row[256]; /* one K row widened once, then used by every query row */                 \
-        for (int j = 0; j < n; j++) {                                                               \
-            for (int d = 0; d < dim; d++)                                                           \
-                row[d] = LD(k, j * ldk + d);                                                        \
-            for (int r = 0; r < mr; r++) {                                                          \
-                float acc = 0.0f;                                                                   \
-                for (int d = 0; d < dim; d++)                                                       \
-                    acc += q[r * ldq + d] * row[d];                                                 \
-                s[r * lds + j] = acc;                                                               \
-            }                                                                                       \
-        }                                                                                           \
-    }                                                                                               \
-    static EA_PV_ROWS_FN(pv_rows_##sfx##_scalar)                                                    \
-    {                                                                                               \
-        float row[256]; /* one V row widened once, then used by every output row */                \
-        for (int r = 0; r < mr; r++)                                                                \
-            for (int d = 0; d < dim; d++)                                                           \
-                o[r * ldo + d] *= alpha[r];                                                         \
-        for (int j = 0; j < n; j++) {                                                               \
-            for (int d = 0; d < dim; d++)                                                           \
-                row[d] = LD(v, j * ldv + d);                                                        \
-            for (int r = 0; r < mr; r++) {                                                          \
-                const float pj = p[r * ldp + j];                                                    \
-                float *or_ = o + r * ldo;                                                           \
-                for (int d = 0; d < dim; d++)                                                       \
-                    or_[d] += pj * row[d];                                                          \
-            }                                                                                       \
-        }                                                                                           \
-    }
+static void row_f16(const void *p, int dim, float *x)
+{
+    for (int d = 0; d < dim; d++)
+        x[d] = ea_f16_to_f32(((const uint16_t *)p)[d]);
+}
 
-DEFINE_DTYPE_KERNELS(f32, ld_f32)
-DEFINE_DTYPE_KERNELS(f16, ld_f16)
-DEFINE_DTYPE_KERNELS(bf16, ld_bf16)
+static void row_bf16(const void *p, int dim, float *x)
+{
+    for (int d = 0; d < dim; d++)
+        x[d] = ea_bf16_to_f32(((const uint16_t *)p)[d]);
+}
 
-/* Quantised rows (Q8, Q4; the layout is in core/ea_core.h): ld* count bytes, and a row reads as its
- * normalised values x̂ (the driver folds in the sequence's statistics). */
 static inline float q_scale(const uint8_t *row, int data_bytes)
 {
     float s;
@@ -152,13 +109,15 @@ static void row_q4(const void *p, int dim, float *x)
     }
 }
 
-#define DEFINE_QUANT_KERNELS(sfx, ROW)                                                              \
+/* One definition per dtype through a small macro: the loops are identical, only the row loader and the
+ * unit of the row stride (UNIT bytes) differ. Each row is widened once and used by every query row. */
+#define DEFINE_DTYPE_KERNELS(sfx, ROW, UNIT)                                                        \
     static EA_PACK_KT_FN(pack_kt_##sfx##_scalar)                                                    \
     {                                                                                               \
         float row[256];                                                                             \
         for (int j = 0; j < nb_pad; j++) {                                                          \
             if (j < n)                                                                              \
-                ROW((const uint8_t *)k + (size_t)j * (size_t)ldk, dim, row);                        \
+                ROW((const char *)k + (size_t)j * (size_t)ldk * UNIT, dim, row);                    \
             for (int d = 0; d < dim; d++)                                                           \
                 kt[d * ldkt + j] = j < n ? row[d] : 0.0f;                                           \
         }                                                                                           \
@@ -168,7 +127,7 @@ static void row_q4(const void *p, int dim, float *x)
         for (int j = 0; j < nb_pad; j++) {                                                          \
             float *row = v32 + j * ldo;                                                             \
             if (j < n)                                                                              \
-                ROW((const uint8_t *)v + (size_t)j * (size_t)ldv, dim, row);                        \
+                ROW((const char *)v + (size_t)j * (size_t)ldv * UNIT, dim, row);                    \
             else                                                                                    \
                 for (int d = 0; d < dim; d++)                                                       \
                     row[d] = 0.0f;                                                                  \
@@ -178,7 +137,7 @@ static void row_q4(const void *p, int dim, float *x)
     {                                                                                               \
         float row[256];                                                                             \
         for (int j = 0; j < n; j++) {                                                               \
-            ROW((const uint8_t *)k + (size_t)j * (size_t)ldk, dim, row);                            \
+            ROW((const char *)k + (size_t)j * (size_t)ldk * UNIT, dim, row);                        \
             for (int r = 0; r < mr; r++) {                                                          \
                 float acc = 0.0f;                                                                   \
                 for (int d = 0; d < dim; d++)                                                       \
@@ -194,7 +153,7 @@ static void row_q4(const void *p, int dim, float *x)
             for (int d = 0; d < dim; d++)                                                           \
                 o[r * ldo + d] *= alpha[r];                                                         \
         for (int j = 0; j < n; j++) {                                                               \
-            ROW((const uint8_t *)v + (size_t)j * (size_t)ldv, dim, row);                            \
+            ROW((const char *)v + (size_t)j * (size_t)ldv * UNIT, dim, row);                        \
             for (int r = 0; r < mr; r++) {                                                          \
                 const float pj = p[r * ldp + j];                                                    \
                 float *or_ = o + r * ldo;                                                           \
@@ -204,8 +163,11 @@ static void row_q4(const void *p, int dim, float *x)
         }                                                                                           \
     }
 
-DEFINE_QUANT_KERNELS(q8, row_q8)
-DEFINE_QUANT_KERNELS(q4, row_q4)
+DEFINE_DTYPE_KERNELS(f32, row_f32, 4u)
+DEFINE_DTYPE_KERNELS(f16, row_f16, 2u)
+DEFINE_DTYPE_KERNELS(bf16, row_bf16, 2u)
+DEFINE_DTYPE_KERNELS(q8, row_q8, 1u)
+DEFINE_DTYPE_KERNELS(q4, row_q4, 1u)
 
 void ea_cpu_kernels_init_scalar(ea_cpu_kernels *k)
 {

@@ -15,18 +15,10 @@
  * The packers (prefill over the cache) widen 8 values of a row at a time into x̂, transposed 4 x 4 in
  * registers for Kᵀ.
  */
-#include <string.h>
-
 #include "cpu_simd/arm/neon-common.h"
+#include "cpu_simd/rows-q.h"
 
 enum { Q8 = 0, Q4 = 1 };
-
-static EA_ALWAYS_INLINE float q_scale(const uint8_t *row, int data)
-{
-    float s;
-    memcpy(&s, row + data, sizeof s);
-    return s;
-}
 
 /* ---------------------------------------------------------------- Q·Kᵀ */
 
@@ -123,11 +115,11 @@ static EA_ALWAYS_INLINE void qk_rows_q(const int Q, int mr, int n, int dim, cons
     for (; j + 4 <= n; j += 4) {
         float ks[4];
         for (int z = 0; z < 4; z++)
-            ks[z] = q_scale(k + (ptrdiff_t)(j + z) * ldk, data) * half;
+            ks[z] = ea_q_row_scale(k + (ptrdiff_t)(j + z) * ldk, data) * half;
         qk_keys(Q, 4, mr, dim, qi, qs, k + (ptrdiff_t)j * ldk, ldk, ks, s + j, lds);
     }
     for (; j < n; j++) {
-        const float ks = q_scale(k + (ptrdiff_t)j * ldk, data) * half;
+        const float ks = ea_q_row_scale(k + (ptrdiff_t)j * ldk, data) * half;
         qk_keys(Q, 1, mr, dim, qi, qs, k + (ptrdiff_t)j * ldk, ldk, &ks, s + j, lds);
     }
 }
@@ -136,8 +128,6 @@ EA_QK_ROWS_FN(ea_qk_rows_q8_neon_4x4) { qk_rows_q(Q8, mr, n, dim, q, ldq, k, ldk
 EA_QK_ROWS_FN(ea_qk_rows_q4_neon_4x4) { qk_rows_q(Q4, mr, n, dim, q, ldq, k, ldk, s, lds); }
 
 /* ---------------------------------------------------------------- P·V */
-
-#define PV_CHUNK 64
 
 /* Levels d0 .. d0 + 4 NV - 1 of a V row as floats (NV 2 or 4: inside one block of 32; Q4: u). */
 static EA_ALWAYS_INLINE void v_levels(const int Q, const int NV, const uint8_t *row, int d0, float32x4_t *vv)
@@ -178,7 +168,7 @@ static EA_ALWAYS_INLINE void pv_block(const int Q, const int MR, const int NV, i
         float32x4_t vv[4];
         v_levels(Q, NV, v + (ptrdiff_t)j * ldv, d0, vv);
         _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
-            const float b = pt[r * PV_CHUNK + j];
+            const float b = pt[r * EA_Q_PV_CHUNK + j];
             _Pragma("GCC unroll 4") for (int c = 0; c < NV; c++)
                 acc[r][c] = vfmaq_n_f32(acc[r][c], vv[c], b);
         }
@@ -199,20 +189,10 @@ static EA_ALWAYS_INLINE void pv_rows_q(const int Q, const int MR, int n, int dim
     static const float ones[EA_MR] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
     const int NV = MR <= 4 ? 4 : 2; /* 4 NV divides 32: a block never straddles two */
     const int data = Q == Q8 ? dim : dim / 2;
-    float pt[EA_MR * PV_CHUNK], psum[EA_MR];
-    for (int j0 = 0; j0 < n; j0 += PV_CHUNK) {
-        const int nc = n - j0 < PV_CHUNK ? n - j0 : PV_CHUNK;
-        float ks[PV_CHUNK];
-        for (int j = 0; j < nc; j++)
-            ks[j] = q_scale(v + (ptrdiff_t)(j0 + j) * ldv, data);
-        for (int r = 0; r < MR; r++) {
-            float sum = 0.0f;
-            for (int j = 0; j < nc; j++) {
-                pt[r * PV_CHUNK + j] = p[r * ldp + j0 + j] * ks[j];
-                sum += pt[r * PV_CHUNK + j];
-            }
-            psum[r] = sum;
-        }
+    float pt[EA_MR * EA_Q_PV_CHUNK], psum[EA_MR];
+    for (int j0 = 0; j0 < n; j0 += EA_Q_PV_CHUNK) {
+        const int nc = n - j0 < EA_Q_PV_CHUNK ? n - j0 : EA_Q_PV_CHUNK;
+        ea_q_scale_p(MR, nc, p, ldp, j0, v, ldv, data, pt, psum);
         for (int d0 = 0; d0 < dim; d0 += 4 * NV) /* alpha with the first chunk only */
             pv_block(Q, MR, NV, nc, pt, psum, v + (ptrdiff_t)j0 * ldv, ldv, d0, j0 == 0 ? alpha : ones, o, ldo);
     }
@@ -268,7 +248,7 @@ static EA_ALWAYS_INLINE void pack_kt_q(const int Q, int n, int nb_pad, int dim, 
         const int rows = n - j < 4 ? (n - j > 0 ? n - j : 0) : 4;
         float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         for (int i = 0; i < rows; i++)
-            s[i] = q_scale(k + (ptrdiff_t)(j + i) * ldk, data);
+            s[i] = ea_q_row_scale(k + (ptrdiff_t)(j + i) * ldk, data);
         for (int d = 0; d < dim; d += 8) {
             float32x4_t lo[4], hi[4];
             for (int i = 0; i < 4; i++) {
@@ -292,7 +272,7 @@ static EA_ALWAYS_INLINE void pack_v_q(const int Q, int n, int nb_pad, int dim, c
     const int data = Q == Q8 ? dim : dim / 2;
     for (int j = 0; j < nb_pad; j++) {
         float *row = v32 + (ptrdiff_t)j * ldo;
-        const float s = j < n ? q_scale(v + (ptrdiff_t)j * ldv, data) : 0.0f;
+        const float s = j < n ? ea_q_row_scale(v + (ptrdiff_t)j * ldv, data) : 0.0f;
         for (int d = 0; d < dim; d += 8) {
             float32x4_t lo = vdupq_n_f32(0.0f), hi = lo;
             if (j < n)

@@ -19,21 +19,13 @@
  * The packers (prefill over the cache, many query rows) widen 8 values of a row at a time into x̂,
  * transposed 8 x 8 in registers for Kᵀ (as pack-kt-avx2-8x8.c).
  */
-#include <string.h>
-
 #include "cpu_simd/x86/avx2-common.h"
 #include "cpu_simd/x86/kernels-x86.h"
+#include "cpu_simd/rows-q.h"
 
 enum { Q8 = 0, Q4 = 1 };
 
 EA_AINLINE int q_data(const int Q, int dim) { return Q == Q8 ? dim : dim / 2; }
-
-EA_AINLINE float q_scale(const uint8_t *row, int data)
-{
-    float s;
-    memcpy(&s, row + data, sizeof s);
-    return s;
-}
 
 /* ---------------------------------------------------------------- Q·Kᵀ */
 
@@ -118,7 +110,7 @@ EA_AINLINE void qk_rows(const int Q, const int MR, int n, int dim, const float *
             qk_keys(Q, MR, 1, dim, qi, k + (ptrdiff_t)(j0 + jj) * ldk, ldk, buf, jj);
         float ks[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int z = 0; z < nk; z++)
-            ks[z] = q_scale(k + (ptrdiff_t)(j0 + z) * ldk, data);
+            ks[z] = ea_q_row_scale(k + (ptrdiff_t)(j0 + z) * ldk, data);
         const __m256 ksv = _mm256_loadu_ps(ks);
         if (nk < 8) {
             for (int r = 0; r < MR; r++)
@@ -159,8 +151,6 @@ EA_QK_ROWS_FN(ea_qk_rows_q4_avx2_n8) { qk_rows_mr(Q4, mr, n, dim, q, ldq, k, ldk
 
 /* ---------------------------------------------------------------- P·V */
 
-#define PV_CHUNK 64
-
 /* Levels d0 .. d0 + 8 NV - 1 of a V row as floats (d0 a multiple of 8 NV, NV <= 2: inside one block
  * of 32; Q4: the nibbles u, its -7.5 applied by the caller). */
 EA_AINLINE void v_levels(const int Q, const int NV, const uint8_t *row, int d0, __m256 *vv)
@@ -193,7 +183,7 @@ EA_AINLINE void pv_block(const int Q, const int MR, const int NV, int n, const f
         __m256 vv[2];
         v_levels(Q, NV, v + (ptrdiff_t)j * ldv, d0, vv);
         _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
-            const __m256 b = _mm256_broadcast_ss(pt + r * PV_CHUNK + j);
+            const __m256 b = _mm256_broadcast_ss(pt + r * EA_Q_PV_CHUNK + j);
             _Pragma("GCC unroll 2") for (int c = 0; c < NV; c++)
                 acc[r][c] = _mm256_fmadd_ps(b, vv[c], acc[r][c]);
         }
@@ -215,21 +205,11 @@ EA_AINLINE void pv_rows(const int Q, const int MR, int n, int dim, const float *
     static const float ones[EA_MR] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
     const int NV = MR <= 4 ? 2 : 1; /* 8 NV divides 32: a block never straddles two */
     const int data = q_data(Q, dim);
-    _Alignas(32) float pt[EA_MR * PV_CHUNK]; /* P times each key's scale */
+    _Alignas(32) float pt[EA_MR * EA_Q_PV_CHUNK]; /* P times each key's scale */
     float psum[EA_MR];
-    for (int j0 = 0; j0 < n; j0 += PV_CHUNK) {
-        const int nc = n - j0 < PV_CHUNK ? n - j0 : PV_CHUNK;
-        float ks[PV_CHUNK];
-        for (int j = 0; j < nc; j++)
-            ks[j] = q_scale(v + (ptrdiff_t)(j0 + j) * ldv, data);
-        for (int r = 0; r < MR; r++) {
-            float sum = 0.0f;
-            for (int j = 0; j < nc; j++) {
-                pt[r * PV_CHUNK + j] = p[r * ldp + j0 + j] * ks[j];
-                sum += pt[r * PV_CHUNK + j];
-            }
-            psum[r] = sum;
-        }
+    for (int j0 = 0; j0 < n; j0 += EA_Q_PV_CHUNK) {
+        const int nc = n - j0 < EA_Q_PV_CHUNK ? n - j0 : EA_Q_PV_CHUNK;
+        ea_q_scale_p(MR, nc, p, ldp, j0, v, ldv, data, pt, psum);
         for (int d0 = 0; d0 < dim; d0 += 8 * NV) /* alpha with the first chunk only */
             pv_block(Q, MR, NV, nc, pt, psum, v + (ptrdiff_t)j0 * ldv, ldv, d0, j0 == 0 ? alpha : ones, o, ldo);
     }
@@ -280,7 +260,7 @@ EA_AINLINE void pack_kt_q(const int Q, int n, int nb_pad, int dim, const uint8_t
         const int rows = n - j0 < 8 ? (n - j0 > 0 ? n - j0 : 0) : 8;
         __m256 sc[8];
         for (int i = 0; i < 8; i++)
-            sc[i] = _mm256_set1_ps(i < rows ? q_scale(k + (ptrdiff_t)(j0 + i) * ldk, data) : 0.0f);
+            sc[i] = _mm256_set1_ps(i < rows ? ea_q_row_scale(k + (ptrdiff_t)(j0 + i) * ldk, data) : 0.0f);
         for (int d0 = 0; d0 < dim; d0 += 8) {
             __m256 t[8];
             for (int i = 0; i < 8; i++)
@@ -301,7 +281,7 @@ EA_AINLINE void pack_v_q(const int Q, int n, int nb_pad, int dim, const uint8_t 
     int j = 0;
     for (; j < n; j++) {
         const uint8_t *row = v + (ptrdiff_t)j * ldv;
-        const __m256 s = _mm256_set1_ps(q_scale(row, data));
+        const __m256 s = _mm256_set1_ps(ea_q_row_scale(row, data));
         for (int d = 0; d < dim; d += 8)
             _mm256_store_ps(v32 + (ptrdiff_t)j * ldo + d, q_load8(Q, row, d, s));
     }
