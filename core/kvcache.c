@@ -275,7 +275,7 @@ static void quant_stats(edgeattn_context *ctx, int32_t layer, int32_t seq, const
 }
 
 /* Quantised cache, a sequence that holds statistics already: can every row of this append be stored
- * (its block scales finite F16)? Else a message naming the first row that cannot. */
+ * (its scale within EA_Q_MAX_SCALE)? Else a message naming the first row that cannot. */
 static edgeattn_status quant_range(edgeattn_context *ctx, int32_t layer, int32_t seq, const edgeattn_tensor *k,
                                    const edgeattn_tensor *v, int64_t b, int64_t skip, int64_t n, int64_t total)
 {
@@ -293,7 +293,7 @@ static edgeattn_status quant_range(edgeattn_context *ctx, int32_t layer, int32_t
                                    "kv_append: %s row %lld of batch row %lld, head %d is %.3g times the range of "
                                    "layer %d sequence %d's first append, beyond what a %s cache stores (reset the "
                                    "sequence, or use a float cache)", t == 0 ? "k" : "v", (long long)r, (long long)b,
-                                   (int)h, (double)need * (kv->dtype == EDGEATTN_Q8 ? 127.0 : 7.0), (int)layer,
+                                   (int)h, (double)need * (kv->dtype == EDGEATTN_Q8 ? 127.0 : 7.5), (int)layer,
                                    (int)seq, ea_dtype_name(kv->dtype));
             }
         }
