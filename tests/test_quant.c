@@ -206,6 +206,9 @@ static double run_case(edgeattn_context *ctx, const acc_case *a, uint64_t stream
                            : small || a->N < 512     ? 0.95
                                                      : 0.995;
     const double rel_max = a->dt == EDGEATTN_Q8 ? (small ? 1.5e-2 : 1e-2) : INFINITY;
+    if (getenv("EDGEATTN_TEST_QUANT_CASES")) /* one line a case: the sweep behind docs/QUANTISED-KV.md */
+        print_message("case %s %s N%d+%d D%d G%d Nq%d cos %.6f rel %.4f\n", qname(a->dt),
+                      a->model ? "model" : "uniform", a->N, a->extra, a->D, a->group, a->Nq, cs, rel);
     if (!(cs >= cos_min) || !(rel <= rel_max))
         fail_msg("%s %s %s B%d Hkv%d G%d N%d+%d D%d Nq%d%s: cosine %.6f (>= %.4f), rel %.3g (<= %.3g)", label,
                  qname(a->dt), a->model ? "model" : "uniform", a->B, a->Hkv, a->group, a->N, a->extra, a->D, a->Nq,
