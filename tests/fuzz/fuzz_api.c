@@ -624,7 +624,7 @@ static void op_attention(run *R)
     }
     rp.kv_lens = fz_mem_in_snapshot(&g_mem, rp.kv_lens);
     rp.lse = NULL;
-    if (fz_check_outputs("attention", &qs, &ks, &vs, &rp, &out, ap ? ap->lse : NULL, g_strict))
+    if (fz_check_outputs("attention", &qs, &ks, &vs, &rp, &out, ap ? ap->lse : NULL, EDGEATTN_F32, g_strict))
         trace("attention", EDGEATTN_OK, NULL, "(checked against the reference)");
 }
 
@@ -800,7 +800,7 @@ static void op_decode(run *R)
     rp.bias = NULL;
     rp.lse = NULL;
     const edgeattn_tensor qs = fz_tensor_in_snapshot(&g_mem, &q);
-    if (fz_check_outputs("decode", &qs, &kt, &vt, &rp, &out, ap ? ap->lse : NULL, g_strict))
+    if (fz_check_outputs("decode", &qs, &kt, &vt, &rp, &out, ap ? ap->lse : NULL, m->dtype, g_strict))
         trace("decode", EDGEATTN_OK, NULL, "(checked against the reference)");
     free(kd);
     free(vd);

@@ -86,10 +86,12 @@ void fz_expect_same_elements(const edgeattn_tensor *dst, const edgeattn_tensor *
 
 /* Outputs out / lse of a successful attention or decode (fuzz_oracle.c): q, k, v and p->bias,
  * p->kv_lens read as the call saw them (the snapshot; decode: the model's rows, kv_lens = held).
- * strict: also calls whose raw scores exceed FP32 before softcap. Returns true when the reference
- * was compared. */
+ * cache: the KV-cache dtype of a decode (a quantised one: the model holds the rows unquantised, and the
+ * tolerance is the format's), EDGEATTN_F32 for attention. strict: also calls whose raw scores exceed
+ * FP32 before softcap. Returns true when the reference was compared. */
 bool fz_check_outputs(const char *what, const edgeattn_tensor *q, const edgeattn_tensor *k, const edgeattn_tensor *v,
-                      const edgeattn_params *p, const edgeattn_tensor *out, const edgeattn_tensor *lse, bool strict);
+                      const edgeattn_params *p, const edgeattn_tensor *out, const edgeattn_tensor *lse,
+                      edgeattn_dtype cache, bool strict);
 
 /* Element [b, h, n, d] of a checked view. */
 float fz_load(const edgeattn_tensor *t, int64_t b, int64_t h, int64_t n, int64_t d);

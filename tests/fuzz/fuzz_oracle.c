@@ -45,7 +45,8 @@ static stats tensor_stats(const edgeattn_tensor *t, bool is_bias)
 }
 
 bool fz_check_outputs(const char *what, const edgeattn_tensor *q, const edgeattn_tensor *k, const edgeattn_tensor *v,
-                      const edgeattn_params *p, const edgeattn_tensor *out, const edgeattn_tensor *lse, bool strict)
+                      const edgeattn_params *p, const edgeattn_tensor *out, const edgeattn_tensor *lse,
+                      edgeattn_dtype cache, bool strict)
 {
     const stats sq = tensor_stats(q, false), sk = tensor_stats(k, false), sv = tensor_stats(v, false);
     stats sb = {true, 0.0, true};
@@ -92,7 +93,14 @@ bool fz_check_outputs(const char *what, const edgeattn_tensor *q, const edgeattn
     double *ro = malloc(sizeof(double) * rows * (size_t)D), *rl = malloc(sizeof(double) * rows);
     FZ_CHECK(ro && rl, "harness: no memory for the reference");
     FZ_CHECK(ea_ref_attention(q, k, v, p, ro, rl) == EDGEATTN_OK, "harness: reference failed");
-    const double tol = (out->dtype == EDGEATTN_BF16 ? 1.6e-2 : 2e-3) * (sv.max_abs > 1e-3 ? sv.max_abs : 1e-3);
+    /* a quantised cache (docs/QUANTISED-KV.md): its statistics come from a sequence's first append, which
+     * here may be one token unlike the rest, so the bounds are wide ones that still catch a wrong row */
+    double rel = out->dtype == EDGEATTN_BF16 ? 1.6e-2 : 2e-3, lse_frac = 0.0;
+    if (cache == EDGEATTN_Q8)
+        rel = 5e-2, lse_frac = 1e-2;
+    if (cache == EDGEATTN_Q4)
+        rel = 0.35, lse_frac = 0.1;
+    const double tol = rel * (sv.max_abs > 1e-3 ? sv.max_abs : 1e-3);
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < Hq; h++)
             for (int64_t i = 0; i < Nq; i++) {
@@ -108,7 +116,8 @@ bool fz_check_outputs(const char *what, const edgeattn_tensor *q, const edgeattn
                         FZ_CHECK(l == -INFINITY, "%s: lse[%lld,%lld,%lld] = %.7g, reference -inf (masked row)", what,
                                  (long long)b, (long long)h, (long long)i, l);
                     else
-                        FZ_CHECK(fabs(l - r) <= 2e-4 * (1.0 + fabs(r)), "%s: lse[%lld,%lld,%lld] = %.7g, reference %.7g",
+                        FZ_CHECK(fabs(l - r) <= 2e-4 * (1.0 + fabs(r)) + lse_frac * (1.0 + sbound),
+                                 "%s: lse[%lld,%lld,%lld] = %.7g, reference %.7g",
                                  what, (long long)b, (long long)h, (long long)i, l, r);
                 }
             }
