@@ -48,9 +48,9 @@ size_t ea_kv_row_units(edgeattn_dtype dt, size_t dim);
 /* Largest scale a row may have (its largest |x̂| / qmax): far past any row of the range its sequence's
  * first append set, and small enough that the kernels' products stay finite. */
 #define EA_Q_MAX_SCALE 1e30f
-/* The per-channel statistics of a sequence's first append, from n rows (x[r * ld + d]):
- * m = their mean (0 below EA_Q_MIN_ROWS rows); c_d = max |x_d - m_d| over the rows, raised to
- * EA_Q_C_FLOOR of the largest (1 when all are 0). */
+/* The per-channel statistics of a sequence's first append, from n rows: m = their mean, c_d = max
+ * |x_d - m_d| over the rows, raised to EA_Q_C_FLOOR of the largest (1 when all are 0); below
+ * EA_Q_MIN_ROWS rows m = 0 and c = 1 (no smoothing: a channel's range is not known from so few). */
 #define EA_Q_MIN_ROWS 8
 #define EA_Q_C_FLOOR (1.0f / 64.0f)
 /* The scale (max |x̂| / qmax) row x would need with stats m, c (NaN when x holds a NaN). */

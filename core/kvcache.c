@@ -263,7 +263,10 @@ static void quant_stats(edgeattn_context *ctx, int32_t layer, int32_t seq, const
             }
     for (int32_t h = 0; h < kv->heads; h++) {
         float *st = ea_kv_stats(kv, layer, seq, h);
-        for (int32_t t = 0; t < 2; t++) {
+        for (int32_t t = 0; t < 2 && !centre; t++) /* too few rows to tell a channel's range: no smoothing */
+            for (int32_t d = 0; d < D; d++)
+                st[(2 * t + 1) * MD + d] = 1.0f;
+        for (int32_t t = 0; t < 2 && centre; t++) {
             float *c = st + (2 * t + 1) * MD, top = 0.0f;
             for (int32_t d = 0; d < D; d++)
                 top = c[d] > top ? c[d] : top;
