@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/ea_core.h"
 #include "core/half.h"
 #include "cpu_simd/ukernel.h"
 
@@ -84,30 +85,9 @@ static void row_bf16(const void *p, int dim, float *x)
         x[d] = ea_bf16_to_f32(((const uint16_t *)p)[d]);
 }
 
-static inline float q_scale(const uint8_t *row, int data_bytes)
-{
-    float s;
-    memcpy(&s, row + data_bytes, sizeof s);
-    return s;
-}
-
-static void row_q8(const void *p, int dim, float *x)
-{
-    const uint8_t *row = p;
-    const float s = q_scale(row, dim);
-    for (int d = 0; d < dim; d++)
-        x[d] = s * (float)(int8_t)row[d];
-}
-
-static void row_q4(const void *p, int dim, float *x)
-{
-    const uint8_t *row = p;
-    const float s = q_scale(row, dim / 2);
-    for (int d = 0; d < dim; d++) {
-        const uint8_t b = row[(d / 32) * 16 + (d & 15)];
-        x[d] = s * ((float)((d & 16) ? b >> 4 : b & 15) - 7.5f);
-    }
-}
+/* Quantised rows: the cache's own dequantiser (core/quant.c), the one kv_read uses. */
+static void row_q8(const void *p, int dim, float *x) { ea_q_row_load(EDGEATTN_Q8, p, dim, x); }
+static void row_q4(const void *p, int dim, float *x) { ea_q_row_load(EDGEATTN_Q4, p, dim, x); }
 
 /* One definition per dtype through a small macro: the loops are identical, only the row loader and the
  * unit of the row stride (UNIT bytes) differ. Each row is widened once and used by every query row. */
