@@ -37,6 +37,8 @@ typedef struct ea_backend_ops {
     /* Validated calls. Required. */
     edgeattn_status (*attention)(edgeattn_context *ctx, const ea_attn_call *call);
     edgeattn_status (*decode)(edgeattn_context *ctx, const ea_attn_call *call);
+    /* Serves params.block_mask (edgeattn_block_mask) in attention; false: core refuses such calls. */
+    bool block_mask;
     /* Fills backend, tier, device, cores, threads. Required. */
     void (*info)(const edgeattn_context *ctx, edgeattn_backend_info *info);
 

@@ -93,7 +93,8 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
         kv->enabled = true;
         kv->dtype = cfg.kv_cache_dtype;
         kv->window = cfg.kv_cache_window;
-        kv->cap = cfg.kv_cache_window > 0 ? cfg.kv_cache_window : cfg.max_kv_len;
+        kv->sinks = cfg.kv_cache_window > 0 ? cfg.kv_cache_sinks : 0;
+        kv->cap = cfg.kv_cache_window > 0 ? kv->sinks + cfg.kv_cache_window : cfg.max_kv_len;
         kv->layers = cfg.num_layers;
         kv->max_batch = cfg.max_batch;
         kv->max_heads = cfg.max_kv_heads;

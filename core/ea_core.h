@@ -118,8 +118,10 @@ edgeattn_status ea_kv_geometry(const edgeattn_config *cfg, ea_kv_geom *g, char *
 typedef struct ea_kv_cache {
     bool enabled;
     edgeattn_dtype dtype;
-    int32_t cap;        /* slots per (sequence, head): window or max_kv_len */
+    int32_t cap;        /* slots per (sequence, head): sinks + window, or max_kv_len */
     int32_t window;     /* 0: no ring */
+    int32_t sinks;      /* ring caches: the first `sinks` positions stay in slots 0..sinks-1 for good; the
+                           ring of the last `window` positions takes slots sinks..cap-1 */
     int32_t layers, max_batch, max_heads, max_dim;
     int32_t heads, dim; /* fixed by the first append into an empty cache (0: empty) */
     size_t layer_elems; /* contiguous: elements of one layer's K (or V): max_batch * max_heads * cap * max_dim */
@@ -153,6 +155,33 @@ typedef struct ea_kv_cache {
 static inline size_t ea_kv_idx(const ea_kv_cache *kv, int32_t layer, int32_t seq)
 {
     return (size_t)layer * (size_t)kv->max_batch + (size_t)seq;
+}
+
+/* The slot of position pos (a ring cache: sinks first, then pos's place in the ring; else pos). */
+static inline int64_t ea_kv_slot(const ea_kv_cache *kv, int64_t pos)
+{
+    if (pos < kv->sinks)
+        return pos;
+    return kv->sinks + (pos - kv->sinks) % (kv->cap - kv->sinks);
+}
+
+/* The first position of the ring part a (layer, seq) holding `total` tokens, `held` of them, keeps:
+ * the held positions are [0, min(total, sinks)) and [ea_kv_ring_first, total). */
+static inline int64_t ea_kv_ring_first(const ea_kv_cache *kv, int64_t total, int32_t held)
+{
+    const int64_t s = total < kv->sinks ? total : kv->sinks;
+    return total - (held - s);
+}
+
+/* Rows of an append of n rows at position total that stay in the cache: [*a0, *a1) (the sinks part)
+ * and [*b0, n) (the rows the ring keeps: later rows of the same append overwrite earlier ones). */
+static inline void ea_kv_kept(const ea_kv_cache *kv, int64_t total, int64_t n, int64_t *a1, int64_t *b0)
+{
+    int64_t s = kv->sinks - total; /* rows that land in sinks */
+    s = s < 0 ? 0 : s > n ? n : s;
+    const int64_t ring = kv->cap - kv->sinks, skip = n - ring;
+    *a1 = s;
+    *b0 = skip > s ? skip : s;
 }
 
 /* The statistics of (layer, seq, KV head h): m_k, c_k, m_v, c_v, each max_dim floats. */
@@ -241,13 +270,19 @@ typedef struct ea_attn_call {
     int32_t window_left, window_right; /* -1: unlimited */
     const int32_t *kv_lens;            /* attention: [B] or NULL */
     const edgeattn_tensor *bias;       /* F32 or NULL */
+    const edgeattn_block_mask *block_mask; /* attention: validated, or NULL */
     edgeattn_tensor *lse;              /* F32 or NULL */
     const ea_kv_cache *cache;          /* decode */
 } ea_attn_call;
 
-/* Key segments (at most 2) of batch row b, KV head h; returns their count. Also *total = the
- * position one past the last key (kv length for attention, tokens appended for decode). */
-int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg segs[2], int64_t *total);
+/* Key segments (at most EA_KV_SEGS: a cache's sinks, then its ring in up to two runs) of batch row b,
+ * KV head h; returns their count. Also *total = the position one past the last key (kv length for
+ * attention, tokens appended for decode). Positions are consecutive over the keys held: a
+ * sinks cache that has evicted tokens tells ring positions less *gap (the evicted count), so masks
+ * count held keys; a query's true position (RoPE) is its position here plus *gap. */
+#define EA_KV_SEGS 3
+int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg segs[EA_KV_SEGS], int64_t *total,
+                        int64_t *gap);
 
 struct ea_backend_ops;
 

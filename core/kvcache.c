@@ -105,7 +105,7 @@ static int64_t each_page(ea_kv_cache *kv, int32_t *t, int64_t p0, int64_t m, pag
     int64_t sum = 0;
     int32_t first = -1;
     for (int64_t r = 0; r < m;) {
-        const int64_t slot = (p0 + r) % kv->cap;
+        const int64_t slot = ea_kv_slot(kv, p0 + r);
         const int32_t pi = (int32_t)(slot >> kv->page_shift);
         if (pi != first || r == 0) /* m <= cap: only a wrap back into the first page repeats one */
             sum += fn(kv, t, pi, arg);
@@ -114,6 +114,28 @@ static int64_t each_page(ea_kv_cache *kv, int32_t *t, int64_t p0, int64_t m, pag
         const int64_t to_page = kv->page - (slot & (kv->page - 1)), to_end = kv->cap - slot;
         r += to_page < to_end ? to_page : to_end;
     }
+    return sum;
+}
+
+static int64_t page_mark(ea_kv_cache *kv, int32_t *t, int32_t pi, void *arg);
+
+/* each_page over the rows an append of n rows at position total keeps (ea_kv_kept): the sinks part
+ * and the ring part, each page once. */
+static int64_t each_append_page(ea_kv_cache *kv, int32_t *t, int64_t total, int64_t n, page_fn fn, void *arg)
+{
+    int64_t a1, b0;
+    ea_kv_kept(kv, total, n, &a1, &b0);
+    if (a1 == 0 || b0 == n)
+        return a1 == 0 ? each_page(kv, t, total + b0, n - b0, fn, arg) : each_page(kv, t, total, a1, fn, arg);
+    /* both parts (the first appends of a sinks cache): they may share a page */
+    each_page(kv, t, total, a1, page_mark, NULL);
+    each_page(kv, t, total + b0, n - b0, page_mark, NULL);
+    int64_t sum = 0;
+    for (int32_t pi = 0; pi < kv->pages_per_seq; pi++)
+        if (kv->pmark[pi]) {
+            kv->pmark[pi] = 0;
+            sum += fn(kv, t, pi, arg);
+        }
     return sum;
 }
 
@@ -164,7 +186,9 @@ static void pages_trim(ea_kv_cache *kv, int32_t layer, int32_t seq)
 {
     const size_t at = ea_kv_idx(kv, layer, seq);
     int32_t *t = ea_kv_table(kv, layer, seq);
-    each_page(kv, t, kv->total[at] - kv->held[at], kv->held[at], page_mark, NULL);
+    const int64_t total = kv->total[at], rf = ea_kv_ring_first(kv, total, kv->held[at]);
+    each_page(kv, t, 0, total < kv->sinks ? total : kv->sinks, page_mark, NULL);
+    each_page(kv, t, rf, total - rf, page_mark, NULL);
     for (int32_t pi = 0; pi < kv->pages_per_seq; pi++) {
         if (t[pi] >= 0 && !kv->pmark[pi]) {
             page_unref(kv, t[pi]);
@@ -184,9 +208,10 @@ static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const 
     const bool rope = ctx->rope.style != EDGEATTN_ROPE_NONE;
     const float *cs = NULL;
     float row[EA_MAX_HEAD_DIM];
-    const int64_t skip = n > kv->cap ? n - kv->cap : 0; /* ring: older rows would be overwritten */
-    for (int64_t r = skip; r < n; r++) {
-        const int64_t pos = total + r, slot = pos % kv->cap;
+    int64_t a1, b0; /* rows kept: [0, a1) (sinks) and [b0, n) (later rows of a ring overwrite earlier ones) */
+    ea_kv_kept(kv, total, n, &a1, &b0);
+    for (int64_t r = a1 > 0 ? 0 : b0; r < n; r = r + 1 == a1 ? b0 : r + 1) {
+        const int64_t pos = total + r, slot = ea_kv_slot(kv, pos);
         if (rope)
             cs = ea_rope_cached(&ctx->rope, pos);
         for (int32_t h = 0; h < H; h++) {
@@ -308,12 +333,13 @@ static void host_write_quant(edgeattn_context *ctx, int32_t layer, int32_t seq, 
                              const edgeattn_tensor *v, int64_t b, int64_t n, int64_t total)
 {
     ea_kv_cache *kv = &ctx->kv;
-    const int64_t skip = n > kv->cap ? n - kv->cap : 0;
-    if (total == 0 && n > skip)
-        quant_stats(ctx, layer, seq, k, v, b, skip, n, total);
+    int64_t a1, b0;
+    ea_kv_kept(kv, total, n, &a1, &b0);
+    if (total == 0 && n > 0) /* the statistics from the rows kept (a sinks cache: from every row) */
+        quant_stats(ctx, layer, seq, k, v, b, a1 > 0 ? 0 : b0, n, total);
     float row[EA_MAX_HEAD_DIM];
-    for (int64_t r = skip; r < n; r++) {
-        const int64_t pos = total + r, slot = pos % kv->cap;
+    for (int64_t r = a1 > 0 ? 0 : b0; r < n; r = r + 1 == a1 ? b0 : r + 1) {
+        const int64_t pos = total + r, slot = ea_kv_slot(kv, pos);
         for (int32_t h = 0; h < kv->heads; h++) {
             const float *st = ea_kv_stats(kv, layer, seq, h);
             for (int32_t t = 0; t < 2; t++) {
@@ -405,17 +431,20 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
     if (ea_dtype_quant(kv->dtype) && !kv->on_device) /* rows beyond a sequence's range: refused before any write */
         for (int64_t b = 0; b < B; b++) {
             const size_t at = ea_kv_idx(kv, layer, ctx->ids[b]);
-            const int64_t n = n_new ? n_new[b] : N, skip = n > kv->cap ? n - kv->cap : 0;
+            const int64_t n = n_new ? n_new[b] : N;
+            int64_t a1, b0;
+            ea_kv_kept(kv, kv->total[at], n, &a1, &b0);
             if (kv->total[at] > 0 &&
-                (st = quant_range(ctx, layer, ctx->ids[b], k, v, b, skip, n, kv->total[at])) != EDGEATTN_OK)
+                ((st = quant_range(ctx, layer, ctx->ids[b], k, v, b, 0, a1, kv->total[at])) != EDGEATTN_OK ||
+                 (st = quant_range(ctx, layer, ctx->ids[b], k, v, b, b0, n, kv->total[at])) != EDGEATTN_OK))
                 return st;
         }
     if (kv->page > 0) { /* the pool must serve every page this call writes into */
         int64_t need = 0;
         for (int64_t b = 0; b < B; b++) {
             const size_t at = ea_kv_idx(kv, layer, ctx->ids[b]);
-            const int64_t n = n_new ? n_new[b] : N, skip = n > kv->cap ? n - kv->cap : 0;
-            need += each_page(kv, ea_kv_table(kv, layer, ctx->ids[b]), kv->total[at] + skip, n - skip, page_need, NULL);
+            const int64_t n = n_new ? n_new[b] : N;
+            need += each_append_page(kv, ea_kv_table(kv, layer, ctx->ids[b]), kv->total[at], n, page_need, NULL);
         }
         if (need > kv->nfree)
             return ea_fail(msg, EDGEATTN_ERR_CAPACITY,
@@ -427,8 +456,8 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
     if (kv->page > 0) {
         for (int64_t b = 0; b < B; b++) {
             const size_t at = ea_kv_idx(kv, layer, ctx->ids[b]);
-            const int64_t n = n_new ? n_new[b] : N, skip = n > kv->cap ? n - kv->cap : 0;
-            if (each_page(kv, ea_kv_table(kv, layer, ctx->ids[b]), kv->total[at] + skip, n - skip, page_own, ctx) != 0)
+            const int64_t n = n_new ? n_new[b] : N;
+            if (each_append_page(kv, ea_kv_table(kv, layer, ctx->ids[b]), kv->total[at], n, page_own, ctx) != 0)
                 return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "kv_append: the device could not copy a shared KV page");
         }
     }
@@ -519,17 +548,20 @@ EDGEATTN_API edgeattn_status edgeattn_kv_truncate(edgeattn_context *ctx, int32_t
         return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "kv_truncate: length %lld must be >= 0", (long long)length);
     for (int32_t l = 0; l < kv->layers; l++) { /* check every layer before changing any */
         const size_t at = ea_kv_idx(kv, l, seq);
-        if (length < kv->total[at] && length < kv->total[at] - kv->held[at])
+        const int64_t total = kv->total[at], rf = ea_kv_ring_first(kv, total, kv->held[at]);
+        if (length < total && length < rf && !(kv->sinks > 0 && length <= (total < kv->sinks ? total : kv->sinks)))
             return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG,
-                           "kv_truncate: layer %d of sequence %d holds positions %lld..%lld (window %d): the tokens "
-                           "before %lld are gone, so it cannot end at %lld",
-                           (int)l, (int)seq, (long long)(kv->total[at] - kv->held[at]), (long long)(kv->total[at] - 1),
-                           (int)kv->window, (long long)(kv->total[at] - kv->held[at]), (long long)length);
+                           "kv_truncate: layer %d of sequence %d holds positions %lld..%lld (window %d, sinks %d): the "
+                           "tokens from %d to %lld are gone, so it cannot end at %lld",
+                           (int)l, (int)seq, (long long)rf, (long long)(total - 1), (int)kv->window, (int)kv->sinks,
+                           (int)kv->sinks, (long long)(rf - 1), (long long)length);
     }
     for (int32_t l = 0; l < kv->layers; l++) {
         const size_t at = ea_kv_idx(kv, l, seq);
         if (length < kv->total[at]) {
-            kv->held[at] -= (int32_t)(kv->total[at] - length);
+            const int64_t rf = ea_kv_ring_first(kv, kv->total[at], kv->held[at]);
+            /* the ring keeps [rf, length), or (length inside the sinks) only the first `length` remain */
+            kv->held[at] = length >= rf ? kv->held[at] - (int32_t)(kv->total[at] - length) : (int32_t)length;
             kv->total[at] = length;
             if (kv->page > 0)
                 pages_trim(kv, l, seq);
@@ -621,14 +653,25 @@ EDGEATTN_API edgeattn_status edgeattn_kv_read(edgeattn_context *ctx, int32_t lay
     if (k->shape[0] != 1 || k->shape[1] != kv->heads || k->shape[3] != kv->dim)
         return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "kv_read: k shape must be [1, %d, N, %d] (the cache's heads and "
                        "head dim)", (int)kv->heads, (int)kv->dim);
-    if (first < total - held || first + N > total)
+    const int64_t rf = ea_kv_ring_first(kv, total, (int32_t)held), sh = total < kv->sinks ? total : kv->sinks;
+    if (first < 0 || first + N > total || (rf > sh && first < rf && first + N > sh)) {
+        if (sh > 0 && rf > sh)
+            return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                           "kv_read: positions %lld..%lld, but layer %d sequence %d holds 0..%lld (sinks) and %lld..%lld",
+                           (long long)first, (long long)(first + N - 1), (int)layer, (int)seq, (long long)(sh - 1),
+                           (long long)rf, (long long)(total - 1));
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                        "kv_read: positions %lld..%lld, but layer %d sequence %d holds %lld..%lld", (long long)first,
-                       (long long)(first + N - 1), (int)layer, (int)seq, (long long)(total - held), (long long)(total - 1));
+                       (long long)(first + N - 1), (int)layer, (int)seq, (long long)(rf > sh ? rf : 0),
+                       (long long)(total - 1));
+    }
     /* runs of ring slots, each inside one page of a paged cache */
     int64_t r = 0;
     while (r < N) {
-        const int64_t slot = (first + r) % kv->cap, run = ea_kv_rows_left(kv, slot); /* inside one page */
+        const int64_t pos = first + r, slot = ea_kv_slot(kv, pos);
+        int64_t run = ea_kv_rows_left(kv, slot); /* inside one page, and inside the sinks */
+        if (pos < kv->sinks && run > kv->sinks - pos)
+            run = kv->sinks - pos;
         const int64_t len = N - r < run ? N - r : run;
         if (kv->on_device) {
             if ((st = ctx->backend->kv_read(ctx, layer, seq, (int32_t)slot, (int32_t)len, k, v, r)) != EDGEATTN_OK)

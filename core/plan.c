@@ -84,6 +84,15 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
                        (int)c->kv_cache_window);
     if (c->kv_cache_window > 0 && !(c->flags & EDGEATTN_FLAG_KV_CACHE))
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_cache_window set without EDGEATTN_FLAG_KV_CACHE");
+    if (c->kv_cache_sinks < 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_cache_sinks %d must be >= 0", (int)c->kv_cache_sinks);
+    if (c->kv_cache_sinks > 0 && c->kv_cache_window == 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "config: kv_cache_sinks %d needs kv_cache_window > 0 (sinks are kept beside a ring)",
+                       (int)c->kv_cache_sinks);
+    if (c->kv_cache_sinks > INT32_MAX - c->kv_cache_window)
+        return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "config: kv_cache_sinks %d + kv_cache_window %d overflows int32",
+                       (int)c->kv_cache_sinks, (int)c->kv_cache_window);
     if (c->num_threads < 0 || c->num_threads > EA_MAX_THREADS)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: num_threads %d outside [0, %d]", (int)c->num_threads,
                        EA_MAX_THREADS);
@@ -151,7 +160,7 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
 edgeattn_status ea_kv_geometry(const edgeattn_config *cfg, ea_kv_geom *g, char *msg)
 {
     memset(g, 0, sizeof *g);
-    g->cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
+    g->cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_sinks + cfg->kv_cache_window : cfg->max_kv_len;
     size_t head; /* max_kv_heads * a row's units: < 2^31 * 2^9 */
     head = (size_t)cfg->max_kv_heads * ea_kv_row_units(cfg->kv_cache_dtype, (size_t)cfg->max_head_dim);
     if (cfg->kv_page_size <= 0) {

@@ -29,6 +29,19 @@ static int visible(const edgeattn_params *p, int64_t j, int64_t qpos, int64_t kv
     return 1;
 }
 
+/* Does the block mask (NULL: none) keep key j for query row i of (b, KV head hk)? */
+static int mask_keeps(const edgeattn_block_mask *m, int64_t Nq, int64_t b, int64_t hk, int64_t i, int64_t j)
+{
+    if (!m)
+        return 1;
+    const int64_t nrb = (Nq + m->block_q - 1) / m->block_q, pat = (b % m->batch) * m->heads + hk % m->heads;
+    const int32_t *rp = m->row_ptr + pat * (nrb + 1) + i / m->block_q;
+    for (int32_t e = rp[0]; e < rp[1]; e++) /* a plain scan: the reference is slow on purpose */
+        if (m->col_idx[e] == j / m->block_k)
+            return 1;
+    return 0;
+}
+
 edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor *k, const edgeattn_tensor *v,
                                  const edgeattn_params *params, double *out, double *lse)
 {
@@ -54,7 +67,7 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
                 double mx = -INFINITY;
                 for (int64_t j = 0; j < Nkv; j++) {
                     s[j] = -INFINITY;
-                    if (!visible(params, j, qpos, kv_len))
+                    if (!visible(params, j, qpos, kv_len) || !mask_keeps(params->block_mask, Nq, b, hk, i, j))
                         continue;
                     double dot = 0.0;
                     for (int64_t d = 0; d < D; d++)

@@ -300,6 +300,60 @@ static void fill_common(ea_attn_call *call, const edgeattn_tensor *q, edgeattn_t
     call->lse = p->lse;
 }
 
+/* A block mask against the call's shapes: sizes, row pointers, sorted in-range columns, and no overlap
+ * with the outputs (the kernels read it while they write them). */
+static edgeattn_status check_block_mask(edgeattn_context *ctx, const edgeattn_block_mask *m, int64_t B, int64_t Hkv,
+                                        int64_t Nq, int64_t Nkv, const edgeattn_tensor *out, size_t o_ext,
+                                        const edgeattn_tensor *lse, size_t l_ext)
+{
+    char *msg = ctx->msg;
+    if (!ctx->backend->block_mask)
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "block_mask: not served by the %s backend yet (the CPU backend "
+                       "serves it)", ctx->backend->name);
+    if ((m->block_q != 64 && m->block_q != 128) || m->block_k != 64)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "block_mask: blocks %d x %d; supported: 64 x 64 and 128 x 64 "
+                       "(query rows x keys)", (int)m->block_q, (int)m->block_k);
+    if ((m->batch != 1 && m->batch != B) || (m->heads != 1 && m->heads != Hkv))
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "block_mask: %d x %d patterns; must be (1 or B = %lld) x (1 "
+                       "or Hkv = %lld)", (int)m->batch, (int)m->heads, (long long)B, (long long)Hkv);
+    if (!m->row_ptr || (!m->col_idx && m->nnz > 0))
+        return ea_fail(msg, EDGEATTN_ERR_NULL_ARG, "block_mask: row_ptr or col_idx is NULL");
+    if (m->nnz < 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "block_mask: nnz %lld < 0", (long long)m->nnz);
+    const int64_t nrb = (Nq + m->block_q - 1) / m->block_q, ncb = (Nkv + m->block_k - 1) / m->block_k;
+    const int64_t nrp = (int64_t)m->batch * m->heads * (nrb + 1);
+    if (out->memory == EDGEATTN_MEM_HOST &&
+        (ranges_overlap(m->row_ptr, sizeof(int32_t) * (size_t)nrp, out->data, o_ext) ||
+         (m->nnz > 0 && ranges_overlap(m->col_idx, sizeof(int32_t) * (size_t)m->nnz, out->data, o_ext))))
+        return ea_fail(msg, EDGEATTN_ERR_STRIDE, "block_mask: row_ptr or col_idx overlaps out");
+    if (lse && (ranges_overlap(m->row_ptr, sizeof(int32_t) * (size_t)nrp, lse->data, l_ext) ||
+                (m->nnz > 0 && ranges_overlap(m->col_idx, sizeof(int32_t) * (size_t)m->nnz, lse->data, l_ext))))
+        return ea_fail(msg, EDGEATTN_ERR_STRIDE, "block_mask: row_ptr or col_idx overlaps lse");
+    for (int64_t pat = 0; pat < (int64_t)m->batch * m->heads; pat++) {
+        const int32_t *rp = m->row_ptr + pat * (nrb + 1);
+        for (int64_t r = 0; r < nrb; r++) {
+            if (rp[r] < 0 || rp[r + 1] < rp[r] || rp[r + 1] > m->nnz)
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                               "block_mask: pattern %lld row block %lld: row_ptr %d..%d must be non-decreasing "
+                               "inside [0, nnz = %lld]", (long long)pat, (long long)r, (int)rp[r], (int)rp[r + 1],
+                               (long long)m->nnz);
+            for (int32_t e = rp[r]; e < rp[r + 1]; e++) {
+                const int32_t cb = m->col_idx[e];
+                if (cb < 0 || cb >= ncb)
+                    return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                                   "block_mask: pattern %lld row block %lld lists key block %d; Nkv %lld has %lld",
+                                   (long long)pat, (long long)r, (int)cb, (long long)Nkv, (long long)ncb);
+                if (e > rp[r] && cb <= m->col_idx[e - 1])
+                    return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                                   "block_mask: pattern %lld row block %lld: key blocks %d then %d (must be strictly "
+                                   "increasing: sorted, no repeats)", (long long)pat, (long long)r,
+                                   (int)m->col_idx[e - 1], (int)cb);
+            }
+        }
+    }
+    return EDGEATTN_OK;
+}
+
 edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tensor *q, const edgeattn_tensor *k,
                                       const edgeattn_tensor *v, edgeattn_tensor *out, const edgeattn_params *p,
                                       ea_attn_call *call)
@@ -363,6 +417,8 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
         if (p->lse && ea_tensors_overlap(p->lse, l_ext, bt, b_ext))
             return ea_fail(msg, EDGEATTN_ERR_STRIDE, "lse overlaps bias");
     }
+    if (p->block_mask)
+        TRY(check_block_mask(ctx, p->block_mask, B, k->shape[1], q->shape[2], Nkv, out, o_ext, p->lse, l_ext));
     if (p->check_finite) {
         TRY(ea_check_finite(ctx, "q", q, false));
         TRY(ea_check_finite(ctx, "k", k, false));
@@ -381,6 +437,7 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     call->kv_dtype = k->dtype;
     call->kv_lens = p->kv_lens ? ctx->lens : NULL;
     call->bias = p->bias;
+    call->block_mask = p->block_mask;
     return EDGEATTN_OK;
 }
 
@@ -399,6 +456,12 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, int32_t layer, const i
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: kv_lens must be NULL (the cache knows its lengths)");
     if (p->bias)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: bias is not supported over the KV cache");
+    if (p->block_mask)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: block_mask is an edgeattn_attention option");
+    if (kv->sinks > 0 && (p->window_left >= 0 || p->window_right >= 0))
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "decode: window_left/right over a cache with sinks (config.kv_cache_sinks): its sinks and ring "
+                       "are the window");
     TRY(check_q_out(ctx, q, out, p, &q_ext, &o_ext, &l_ext));
     if (kv->heads == 0)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: the KV cache is empty");
@@ -440,9 +503,11 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, int32_t layer, const i
     return EDGEATTN_OK;
 }
 
-int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg segs[2], int64_t *total)
+int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg segs[EA_KV_SEGS], int64_t *total,
+                        int64_t *gap)
 {
     const size_t es = ea_kv_unit_size(c->kv_dtype);
+    *gap = 0;
     if (!c->decode) {
         const edgeattn_tensor *k = c->k, *v = c->v;
         int32_t n = c->kv_lens ? c->kv_lens[b] : c->Nkv;
@@ -461,19 +526,29 @@ int ea_call_kv_segments(const ea_attn_call *c, int32_t b, int32_t h, ea_kv_seg s
     const size_t at = ea_kv_idx(kv, c->layer, seq);
     const int64_t t = kv->total[at];
     const int32_t held = kv->held[at];
-    *total = t;
-    if (held == 0)
-        return 0;
-    /* positions [t - held, t) live at slots pos % cap (no window: pos itself, as t <= cap) */
-    const int64_t first = t - held;
-    const int32_t slot0 = (int32_t)(first % kv->cap);
-    const int32_t n0 = held < kv->cap - slot0 ? held : kv->cap - slot0;
-    const int32_t nseg = n0 == held ? 1 : 2;
-    for (int i = 0; i < nseg; i++) {
-        ea_kv_seg *sg = &segs[i];
-        const int32_t s0 = i == 0 ? slot0 : 0;
-        sg->pos0 = i == 0 ? first : first + n0;
-        sg->n = i == 0 ? n0 : held - n0;
+    /* held positions: the sinks [0, sh) at slots 0.., and the ring [rf, t) at slots ea_kv_slot (no
+     * window: all of [0, t) at slots pos). Positions past the sinks are told to the kernels less the
+     * evicted gap rf - sh, so the keys they see are consecutive. */
+    const int64_t sh = t < kv->sinks ? t : kv->sinks, rf = ea_kv_ring_first(kv, t, held);
+    *gap = rf - sh;
+    *total = t - *gap;
+    int nseg = 0;
+    for (int part = 0; part < 3; part++) {
+        int64_t p0, n; /* true positions [p0, p0 + n), slots consecutive */
+        if (part == 0) {
+            p0 = 0;
+            n = sh;
+        } else {
+            const int64_t slot = ea_kv_slot(kv, rf), to_end = kv->cap - slot;
+            p0 = part == 1 ? rf : rf + to_end;
+            n = part == 1 ? (t - rf < to_end ? t - rf : to_end) : t - p0;
+        }
+        if (n <= 0)
+            continue;
+        ea_kv_seg *sg = &segs[nseg++];
+        const int32_t s0 = (int32_t)ea_kv_slot(kv, p0);
+        sg->pos0 = p0 >= sh ? p0 - *gap : p0;
+        sg->n = (int32_t)n;
         sg->ldk = sg->ldv = kv->row;
         sg->layer = c->layer;
         sg->seq = seq;

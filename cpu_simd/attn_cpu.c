@@ -171,6 +171,61 @@ static void write_rows(const ea_attn_call *c, int32_t b, int32_t kvh, int32_t r0
 
 static void merge_group(const job *J, int64_t t, int thread);
 
+/* The key blocks a block mask lists for query blocks qb0..qb1 of (b, KV head), in increasing order:
+ * a merge of their sorted lists, giving runs of consecutive key blocks [c0, c1] listed by the same
+ * query blocks (bit qb - qb0 of *bits). An item's rows span at most rb <= 1024 queries, so at most
+ * 17 query blocks of 64. */
+#define EA_BM_SPAN 32
+typedef struct bm_iter {
+    int n;
+    const int32_t *cur[EA_BM_SPAN], *end[EA_BM_SPAN];
+    bool have;          /* a block read ahead */
+    int32_t next_cb;
+    uint32_t next_bits;
+} bm_iter;
+
+static void bm_open(bm_iter *it, const edgeattn_block_mask *m, int64_t Nq, int32_t b, int32_t kvh, int64_t qb0,
+                    int64_t qb1)
+{
+    const int64_t nrb = (Nq + m->block_q - 1) / m->block_q, pat = (b % m->batch) * m->heads + kvh % m->heads;
+    const int32_t *rp = m->row_ptr + pat * (nrb + 1);
+    it->n = (int)(qb1 - qb0 + 1);
+    for (int q = 0; q < it->n; q++) {
+        it->cur[q] = m->col_idx + rp[qb0 + q];
+        it->end[q] = m->col_idx + rp[qb0 + q + 1];
+    }
+    it->have = false;
+}
+
+static bool bm_block(bm_iter *it, int32_t *cb, uint32_t *bits)
+{
+    int32_t best = INT32_MAX;
+    for (int q = 0; q < it->n; q++)
+        if (it->cur[q] < it->end[q] && *it->cur[q] < best)
+            best = *it->cur[q];
+    if (best == INT32_MAX)
+        return false;
+    *bits = 0;
+    for (int q = 0; q < it->n; q++)
+        if (it->cur[q] < it->end[q] && *it->cur[q] == best) {
+            *bits |= 1u << q;
+            it->cur[q]++;
+        }
+    *cb = best;
+    return true;
+}
+
+static bool bm_run(bm_iter *it, int32_t *c0, int32_t *c1, uint32_t *bits)
+{
+    if (!it->have && !bm_block(it, &it->next_cb, &it->next_bits))
+        return false;
+    *c0 = *c1 = it->next_cb;
+    *bits = it->next_bits;
+    while ((it->have = bm_block(it, &it->next_cb, &it->next_bits)) && it->next_cb == *c1 + 1 && it->next_bits == *bits)
+        (*c1)++;
+    return true;
+}
+
 
 static void attn_task(void *arg, int64_t t, int thread)
 {
@@ -203,9 +258,9 @@ static void attn_task(void *arg, int64_t t, int thread)
     float *kt = (float *)(void *)(scr + st->sl.kt);   /* [D][KB] */
     float *v32 = (float *)(void *)(scr + st->sl.v32); /* [KB][D] */
 
-    ea_kv_seg segs[2];
-    int64_t total;
-    const int nseg = ea_call_kv_segments(c, b, kvh, segs, &total);
+    ea_kv_seg segs[EA_KV_SEGS];
+    int64_t total, gap; /* gap: a sinks cache's evicted tokens (true position = qpos + gap) */
+    const int nseg = ea_call_kv_segments(c, b, kvh, segs, &total, &gap);
     const int64_t first = nseg ? segs[0].pos0 : total;
 
     /* 1. rows: visible intervals, scaled (and rotated) queries, fresh statistics */
@@ -246,7 +301,7 @@ static void attn_task(void *arg, int64_t t, int thread)
         }
         if (c->rope && i < nq) {
             if (cs_i != i) {
-                ea_rope_angles(c->rope, qpos, cs);
+                ea_rope_angles(c->rope, qpos + gap, cs);
                 cs_i = i;
             }
             ea_rope_apply(c->rope, cs, qr);
@@ -262,10 +317,28 @@ static void attn_task(void *arg, int64_t t, int thread)
         uhi = imin(uhi, first + len * (split + 1) / J->nsplit - 1);
     }
 
-    /* 2. key tiles */
+    /* 2. key tiles: over the key blocks a block mask lists for the item's query blocks (runs of them),
+     * or over everything visible */
+    const edgeattn_block_mask *bm = c->block_mask;
+    bm_iter bmi;
+    int64_t qb0 = 0;
+    int32_t bq = 1;
+    if (bm) {
+        bq = bm->block_q;
+        qb0 = (r0 / c->group) / bq;
+        bm_open(&bmi, bm, c->Nq, b, kvh, qb0, ((r0 + R - 1) / c->group) / bq);
+    }
+    int32_t cb0 = 0, cb1 = 0;
+    uint32_t bits = ~0u;
+    for (bool brun = bm ? bm_run(&bmi, &cb0, &cb1, &bits) : true; brun;
+         brun = bm ? bm_run(&bmi, &cb0, &cb1, &bits) : false)
     for (int sg = 0; sg < nseg; sg++) {
         const ea_kv_seg *seg = &segs[sg];
-        const int64_t a = imax(seg->pos0, ulo), z = imin(seg->pos0 + seg->n - 1, uhi);
+        int64_t a = imax(seg->pos0, ulo), z = imin(seg->pos0 + seg->n - 1, uhi);
+        if (bm) {
+            a = imax(a, (int64_t)cb0 * bm->block_k);
+            z = imin(z, ((int64_t)cb1 + 1) * bm->block_k - 1);
+        }
         int32_t nt = 0;
         for (int64_t j0 = a; j0 <= z; j0 += nt) {
             /* The tile's keys in pieces of rows contiguous in storage (a paged cache: one per page). The
@@ -291,9 +364,10 @@ static void attn_task(void *arg, int64_t t, int thread)
                 const int32_t mr = (int32_t)imin(EA_MR, R - mb);
                 bool any = false, full = nt == nbp;
                 for (int32_t rr = mb; rr < mb + mr; rr++) {
-                    if (lo[rr] <= j1 && hi[rr] >= j0 && lo[rr] <= hi[rr])
+                    const bool kept = !bm || ((bits >> ((r0 + rr) / c->group / bq - qb0)) & 1u); /* by the block mask */
+                    if (kept && lo[rr] <= j1 && hi[rr] >= j0 && lo[rr] <= hi[rr])
                         any = true;
-                    if (!(lo[rr] <= j0 && hi[rr] >= j1))
+                    if (!kept || !(lo[rr] <= j0 && hi[rr] >= j1))
                         full = false;
                 }
                 if (!any)
@@ -321,7 +395,8 @@ static void attn_task(void *arg, int64_t t, int thread)
                             for (int32_t jj = 0; jj < nt; jj++)
                                 sr[jj] += br[j0 + jj];
                         }
-                        const int64_t rlo = lo[mb + rr], rhi = hi[mb + rr];
+                        const bool kept = !bm || ((bits >> ((r0 + mb + rr) / c->group / bq - qb0)) & 1u);
+                        const int64_t rlo = kept ? lo[mb + rr] : 1, rhi = kept ? hi[mb + rr] : 0;
                         for (int32_t jj = 0; jj < nbp; jj++) {
                             const int64_t pos = j0 + jj;
                             if (jj >= nt || pos < rlo || pos > rhi)

@@ -210,5 +210,6 @@ const ea_backend_ops ea_backend_cpu = {
     .supports_config = NULL,
     .attention = cpu_attention,
     .decode = cpu_attention,
+    .block_mask = true,
     .info = cpu_info,
 };

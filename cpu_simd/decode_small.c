@@ -55,15 +55,16 @@ static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* Where the keys of one (b, KV head) live: the runs of the cache (or tensors) in key order. */
 typedef struct dec_kv {
-    ea_kv_seg seg[2];
+    ea_kv_seg seg[EA_KV_SEGS];
     int nseg;
+    int64_t gap;   /* a sinks cache's evicted tokens: a position's true value is gap more */
     int64_t total; /* one past the last key position */
     int64_t first; /* first key position held */
 } dec_kv;
 
 static inline void dec_kv_open(const ea_attn_call *c, int32_t b, int32_t kvh, dec_kv *kv)
 {
-    kv->nseg = ea_call_kv_segments(c, b, kvh, kv->seg, &kv->total);
+    kv->nseg = ea_call_kv_segments(c, b, kvh, kv->seg, &kv->total, &kv->gap);
     kv->first = kv->nseg ? kv->seg[0].pos0 : kv->total;
 }
 
@@ -74,8 +75,8 @@ static inline int32_t dec_rows(const dec_kv *kv, int64_t j, int32_t want, size_t
                                ptrdiff_t *ldk, ptrdiff_t *ldv)
 {
     const ea_kv_seg *s = &kv->seg[0];
-    if (kv->nseg > 1 && j >= s->pos0 + s->n)
-        s = &kv->seg[1];
+    for (int i = 1; i < kv->nseg && j >= s->pos0 + s->n; i++)
+        s = &kv->seg[i];
     *ldk = s->ldk;
     *ldv = s->ldv;
     return (int32_t)imin(want, ea_kv_seg_rows(s, j, es, k, v)); /* a paged cache: to the end of j's page */
@@ -158,10 +159,10 @@ static void dec_task(void *arg, int64_t t, int thread)
     float cs_local[EA_MAX_HEAD_DIM];
     const float *cs = NULL;
     if (rope) {
-        if (rope->cs_pos == qpos) {
+        if (rope->cs_pos == qpos + kv.gap) {
             cs = rope->cs;
         } else { /* another sequence's position than the one core cached */
-            ea_rope_angles(rope, qpos, cs_local);
+            ea_rope_angles(rope, qpos + kv.gap, cs_local);
             cs = cs_local;
         }
     }

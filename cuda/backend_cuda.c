@@ -356,11 +356,12 @@ static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int 
     return EDGEATTN_OK;
 }
 
-/* Quantised KV caches (Q8, Q4) are the CPU backend's so far: AUTO passes this backend by (forced, plan
- * says why not). */
+/* Quantised KV caches (Q8, Q4) and caches with sinks are the CPU backend's so far: AUTO passes this
+ * backend by (forced, plan says why not). */
 static bool cuda_supports(const edgeattn_config *cfg)
 {
-    return cfg->backend != EDGEATTN_BACKEND_AUTO || !ea_dtype_quant(cfg->kv_cache_dtype);
+    return cfg->backend != EDGEATTN_BACKEND_AUTO ||
+           (!ea_dtype_quant(cfg->kv_cache_dtype) && !((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_cache_sinks > 0));
 }
 
 static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
@@ -369,6 +370,10 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                        "cuda: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
                        ea_dtype_name(cfg->kv_cache_dtype));
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_cache_sinks > 0)
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                       "cuda: a KV cache with sinks (config.kv_cache_sinks) is not served by this backend yet (the CPU "
+                       "backend serves it)");
     ea_cu_driver d;
     char why[EA_MSG_LEN];
     if (!ea_cu_driver_open(&d, why, sizeof why))

@@ -1027,7 +1027,7 @@ static void test_params_invalid(void **state)
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_INVALID_ARG);
     F->p.check_finite = 7;
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_INVALID_ARG);
-    F->p.reserved[31] = 1;
+    F->p.reserved[sizeof F->p.reserved - 1] = 1;
     EXPECT(edgeattn_attention(F->ctx, &Q, &K, &V, &F->out.t, &F->p), EDGEATTN_ERR_INVALID_ARG);
     F->pd.reserved[0] = 1;
     EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &F->qd.t, &F->outd.t, &F->pd), EDGEATTN_ERR_INVALID_ARG);

@@ -31,7 +31,7 @@ static const edgeattn_dtype k_dtypes[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_B
 typedef struct shadow {
     edgeattn_dtype dt;
     edgeattn_rope rope;
-    int cap, window, layers;
+    int cap, window, sinks, layers; /* cap = sinks + window with a window */
     int page, pages; /* paged cache: tokens per page and the pool (0: contiguous) */
     int heads, dim; /* 0: fixed by the next append */
     int64_t total[MAX_L][MAX_B];
@@ -46,6 +46,21 @@ typedef struct shadow {
 static int held_of(const shadow *s, int l, int b)
 {
     return s->held[l][b];
+}
+
+/* The first position of the ring part of (l, b): the held tokens are the sinks [0, min(total, sinks))
+ * and [ring_first, total). */
+static int64_t ring_first(const shadow *s, int l, int b)
+{
+    const int64_t t = s->total[l][b], sh = t < s->sinks ? t : s->sinks;
+    return t - (s->held[l][b] - sh);
+}
+
+/* The position of the j-th token (l, b) holds. */
+static int64_t held_pos(const shadow *s, int l, int b, int j)
+{
+    const int64_t t = s->total[l][b], sh = t < s->sinks ? t : s->sinks;
+    return j < sh ? j : ring_first(s, l, b) + (j - sh);
 }
 
 /* What the cache holds for token p of (l, b, h): K rotated at p (in double) and rounded to the cache
@@ -312,7 +327,7 @@ static int op_decode(edgeattn_context *ctx, const shadow *s, tc_rng *r, const ch
     edgeattn_params p;
     edgeattn_params_default(&p);
     p.causal = Nq > 1 ? 1 : tc_randint(r, 0, 1);
-    if (tc_randint(r, 0, 3) == 0)
+    if (tc_randint(r, 0, 3) == 0 && s->sinks == 0) /* (refused over sinks: bad_input checks it) */
         p.window_left = tc_randint(r, 0, 30);
     if (tc_randint(r, 0, 4) == 0)
         p.softcap = 15.0f;
@@ -343,7 +358,7 @@ static int op_decode(edgeattn_context *ctx, const shadow *s, tc_rng *r, const ch
         float row[MAX_D];
         for (int h = 0; h < s->heads; h++)
             for (int j = 0; j < held; j++) {
-                const int64_t pos = total - held + j;
+                const int64_t pos = held_pos(s, l, seq, j);
                 stored_row(s, 0, l, seq, h, pos, row);
                 for (int d = 0; d < D; d++)
                     tc_set(&rk.t, 0, h, j, d, row[d]);
@@ -436,8 +451,11 @@ static int op_read(edgeattn_context *ctx, const shadow *s, tc_rng *r, const char
     const int held = held_of(s, l, seq);
     if (held == 0)
         return 0;
-    const int N = tc_randint(r, 1, held);
-    const int64_t first = s->total[l][seq] - held + tc_randint(r, 0, held - N);
+    int N = tc_randint(r, 1, held);
+    const int j0 = tc_randint(r, 0, held - N);
+    const int64_t first = held_pos(s, l, seq, j0);
+    while (held_pos(s, l, seq, j0 + N - 1) != first + N - 1) /* one run: not across the sinks' gap */
+        N--;
     const edgeattn_dtype kdt = TC_PICK(r, k_dtypes), vdt = TC_PICK(r, k_dtypes);
     tc_tensor k, v;
     tc_tensor_alloc(&k, kdt, 1, s->heads, N, s->dim, tc_randint(r, 0, 1), 1, 1, 1);
@@ -502,15 +520,22 @@ static int op_truncate_or_fork(edgeattn_context *ctx, shadow *s, tc_rng *r, cons
         }
         return 0;
     }
-    int64_t lo = 0, hi = 0; /* the lengths every layer can be cut to */
+    int64_t lo = 0, hi = 0; /* every layer can be cut to the lengths in [lo, hi] (and, with sinks, to
+                               lengths inside every layer's sinks) */
     for (int l = 0; l < s->layers; l++) {
-        const int64_t gone = s->total[l][seq] - held_of(s, l, seq);
+        const int64_t gone = ring_first(s, l, seq);
         lo = gone > lo ? gone : lo;
         hi = s->total[l][seq] > hi ? s->total[l][seq] : hi;
     }
-    const bool bad = lo > 0 && tc_randint(r, 0, 3) == 0;
+    const int64_t length = lo > 0 && tc_randint(r, 0, 3) == 0 ? tc_randint(r, 0, (int)lo - 1)
+                                                              : lo + tc_randint(r, 0, (int)(hi - lo));
+    bool bad = false; /* a layer would keep a token it no longer holds */
+    for (int l = 0; l < s->layers; l++) {
+        const int64_t t = s->total[l][seq], sh = t < s->sinks ? t : s->sinks;
+        if (length < t && length < ring_first(s, l, seq) && !(s->sinks > 0 && length <= sh))
+            bad = true;
+    }
     *refused = bad;
-    const int64_t length = bad ? tc_randint(r, 0, (int)lo - 1) : lo + tc_randint(r, 0, (int)(hi - lo));
     const edgeattn_status st = edgeattn_kv_truncate(ctx, seq, length);
     if (st != (bad ? EDGEATTN_ERR_INVALID_ARG : EDGEATTN_OK)) {
         print_error("FAIL %s op %d: kv_truncate(%d, %lld) returned %d, expected %d: %s\n", who, op, seq,
@@ -520,7 +545,10 @@ static int op_truncate_or_fork(edgeattn_context *ctx, shadow *s, tc_rng *r, cons
     if (!bad)
         for (int l = 0; l < s->layers; l++)
             if (length < s->total[l][seq]) {
-                s->held[l][seq] -= (int)(s->total[l][seq] - length);
+                if (length >= ring_first(s, l, seq))
+                    s->held[l][seq] -= (int)(s->total[l][seq] - length);
+                else /* inside the sinks: only those remain */
+                    s->held[l][seq] = (int)length;
                 s->total[l][seq] = length;
             }
     return 0;
@@ -566,7 +594,9 @@ static int run_session(const runner *run, uint64_t stream, int ops)
     memset(&s, 0, sizeof s);
     s.dt = TC_PICK(&r, k_dtypes);
     s.window = tc_randint(&r, 0, 1) ? 0 : tc_randint(&r, 20, 70);
-    s.cap = s.window > 0 ? s.window : MAX_KV;
+    /* attention sinks beside the ring (a CPU backend feature so far) */
+    s.sinks = s.window > 0 && !run->gpu && tc_randint(&r, 0, 1) ? tc_randint(&r, 1, 6) : 0;
+    s.cap = s.window > 0 ? s.sinks + s.window : MAX_KV;
     s.layers = tc_randint(&r, 1, MAX_L);
     random_rope(&r, &s.rope);
     if (tc_randint(&r, 0, 1)) { /* paged: a full pool, or one too small for every sequence at once */
@@ -588,6 +618,7 @@ static int run_session(const runner *run, uint64_t stream, int ops)
     cfg.max_head_dim = MAX_D;
     cfg.kv_cache_dtype = s.dt;
     cfg.kv_cache_window = s.window;
+    cfg.kv_cache_sinks = s.sinks;
     cfg.num_layers = s.layers;
     cfg.rope = s.rope;
     cfg.num_threads = tc_randint(&r, 1, 2);
@@ -596,8 +627,9 @@ static int run_session(const runner *run, uint64_t stream, int ops)
     edgeattn_context *ctx = create_runner(run, &cfg);
     char who[256];
     snprintf(who, sizeof who,
-             "%s [cache %s, window %d, pages %d x %d, %d layer(s), rope %d/%d/%g, %d thread(s), seed %llu stream %llu]",
-             run->label, tc_dtype_name(s.dt), s.window, s.pages, s.page, s.layers, (int)s.rope.style, (int)s.rope.dim,
+             "%s [cache %s, window %d, sinks %d, pages %d x %d, %d layer(s), rope %d/%d/%g, %d thread(s), seed %llu "
+             "stream %llu]",
+             run->label, tc_dtype_name(s.dt), s.window, s.sinks, s.pages, s.page, s.layers, (int)s.rope.style, (int)s.rope.dim,
              (double)s.rope.theta, cfg.num_threads, (unsigned long long)tc_seed(), (unsigned long long)stream);
 
     int fails = 0;

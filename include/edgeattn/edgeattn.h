@@ -200,7 +200,13 @@ typedef struct edgeattn_config {
      * them. A file for another device, backend or library version is ignored (backend info's `tuning`
      * says so); a malformed or unreadable one is EDGEATTN_ERR_INVALID_ARG. */
     const char *tuning_file;
-    uint8_t reserved[24];      /* must be zero */
+    /* Attention sinks (StreamingLLM): with kv_cache_window W > 0, the first kv_cache_sinks tokens of each
+     * (layer, sequence) are kept for good beside the ring of the last W, so the cache holds S + W slots
+     * however many tokens stream through it, and decode sees the S sinks and the last W keys (each
+     * rotated by RoPE at its true position). 0 (default): none. CPU backend. Positions inside calls on
+     * such a cache count held keys (the sinks, then the ring), so params windows are refused there. */
+    int32_t kv_cache_sinks;
+    uint8_t reserved[20];      /* must be zero */
 } edgeattn_config;
 
 typedef struct edgeattn_plan_info {
@@ -232,6 +238,25 @@ typedef struct edgeattn_tensor {
 } edgeattn_tensor;
 
 /* ---------------------------------------------------------------- attention options */
+/* A block-sparse mask (block compressed sparse rows, the layout SciPy's BSR and FlashInfer use): the
+ * query rows are cut into blocks of block_q rows, the keys into blocks of block_k keys, and only the
+ * listed (row block, key block) pairs are computed; every other score is masked, at no cost. One
+ * pattern per (batch, KV head) (shared by the query heads of its GQA group), or broadcast over either:
+ *   pattern p = (b % batch) * heads + (hkv % heads), with batch 1 or B and heads 1 or Hkv;
+ *   row block r of pattern p lists key blocks col_idx[row_ptr[p * (nrb + 1) + r] ..
+ *   row_ptr[p * (nrb + 1) + r + 1] - 1], strictly increasing, each < ceil(Nkv / block_k),
+ *   with nrb = ceil(Nq / block_q) and every row_ptr entry in [0, nnz], non-decreasing within a pattern.
+ * Block sizes: block_q 64 or 128, block_k 64. It combines with causal, windows, kv_lens and bias (a
+ * score is kept only where all of them keep it); a row that keeps no key gives zeros. The arrays are
+ * read during the call and must not overlap out or lse. edgeattn_attention only. */
+typedef struct edgeattn_block_mask {
+    int32_t block_q, block_k;
+    int32_t batch, heads;    /* patterns: 1 or B, 1 or Hkv */
+    int64_t nnz;             /* entries of col_idx */
+    const int32_t *row_ptr;  /* [batch * heads * (nrb + 1)] */
+    const int32_t *col_idx;  /* [nnz] */
+} edgeattn_block_mask;
+
 typedef struct edgeattn_params {
     uint32_t struct_version; /* EDGEATTN_STRUCT_VERSION (set by edgeattn_params_default); 0 is refused */
     float scale;            /* 0: 1/sqrt(D) */
@@ -246,7 +271,8 @@ typedef struct edgeattn_params {
     edgeattn_tensor *lse;   /* optional F32 output [B, Hq, Nq, 1]: natural-log sum of exp of the
                                scaled scores; -INFINITY for a fully masked row. Must not overlap q, k,
                                v, out or bias. */
-    uint8_t reserved[32];   /* must be zero */
+    const edgeattn_block_mask *block_mask; /* optional block-sparse mask (attention only; CPU backend) */
+    uint8_t reserved[24];   /* must be zero */
 } edgeattn_params;
 
 /* Device ceilings measured by edgeattn_measure_ceilings (GPU backends). */

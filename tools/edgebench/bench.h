@@ -27,6 +27,10 @@ typedef struct bench_case {
     int32_t page;             /* decode: KV-cache page size (config.kv_page_size); 0 contiguous */
     int32_t ragged;           /* decode: batch row b holds Nkv * {512, 3000, 9000, 16000}[b % 4] / 16000
                                  tokens (bench_kv_len), appended 256 at a time round-robin */
+    int32_t sinks;            /* decode: a cache of Nkv slots, `sinks` attention sinks and a ring of the
+                                 rest (config.kv_cache_sinks); 0: none */
+    int32_t stream;           /* decode with sinks: tokens streamed through the cache before the timed
+                                 decodes (default Nkv); the cache holds Nkv of them */
 } bench_case;
 
 /* Tokens cached for batch row b of a decode case (Nkv unless ragged). */
@@ -50,6 +54,8 @@ static inline double bench_kv_row_bytes(const bench_case *c)
 static inline int64_t bench_kv_len(const bench_case *c, int64_t b)
 {
     static const int32_t part[4] = {512, 3000, 9000, 16000};
+    if (c->sinks) /* the cache's Nkv slots, or what the stream filled */
+        return c->stream < c->Nkv ? c->stream : c->Nkv;
     if (!c->ragged)
         return c->Nkv;
     const int64_t n = (int64_t)c->Nkv * part[b % 4] / 16000;

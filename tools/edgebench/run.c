@@ -241,6 +241,10 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         cfg.flags |= EDGEATTN_FLAG_KV_CACHE;
         cfg.kv_cache_dtype = c->kv_dtype;
         cfg.kv_page_size = c->page;
+        if (c->sinks) { /* Nkv slots: the sinks and a ring of the rest */
+            cfg.kv_cache_sinks = c->sinks;
+            cfg.kv_cache_window = c->Nkv - c->sinks;
+        }
     }
     if (c->opencl_path) { /* read by the OpenCL backend at create */
         const char *old = getenv("EDGEATTN_OPENCL_PATH");
@@ -315,7 +319,32 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     edgeattn_params_default(&p);
     p.causal = c->causal;
 
-    if (c->kind == BENCH_DECODE && !c->ragged && !c->page) {
+    if (c->kind == BENCH_DECODE && c->sinks) {
+        /* `stream` tokens through the cache, position p being row p % Nkv of K/V, Nkv rows per append;
+         * then K/V rows 0.. are made the held ones in order (the sinks, then the ring), which is what
+         * the reference check reads */
+        for (int64_t at = 0; at < c->stream; at += c->Nkv) {
+            const int64_t n = c->stream - at < c->Nkv ? c->stream - at : c->Nkv;
+            const edgeattn_tensor kc = rows_of(&kx, 0, n), vc = rows_of(&vx, 0, n);
+            TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kc, &vc, NULL, 0), "edgeattn_kv_append");
+        }
+        const int64_t T = c->stream, W = c->Nkv - c->sinks, held = T < c->Nkv ? T : c->Nkv;
+        const size_t es = dtype_size(kin), row = (size_t)c->D * es;
+        char *tmp = malloc(nkv * es);
+        if (!tmp)
+            FAIL("%s: out of memory for the inputs", c->name);
+        for (int t = 0; t < 2; t++) {
+            char *buf = t ? vbuf : kbuf;
+            for (int64_t bh = 0; bh < (int64_t)c->B * c->Hkv; bh++)
+                for (int64_t j = 0; j < held; j++) {
+                    const int64_t pos = j < c->sinks ? j : (T - W > c->sinks ? T - W : c->sinks) + (j - c->sinks);
+                    memcpy(tmp + ((size_t)bh * (size_t)c->Nkv + (size_t)j) * row,
+                           buf + ((size_t)bh * (size_t)c->Nkv + (size_t)(pos % c->Nkv)) * row, row);
+                }
+            memcpy(buf, tmp, nkv * es);
+        }
+        free(tmp);
+    } else if (c->kind == BENCH_DECODE && !c->ragged && !c->page) {
         TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kx, &vx, NULL, 0), "edgeattn_kv_append");
     } else if (c->kind == BENCH_DECODE) { /* 256 tokens to every sequence that has more, round-robin */
         int32_t n_new[64];
