@@ -320,7 +320,7 @@ static void attn_task(void *arg, int64_t t, int thread)
     /* 2. key tiles: over the key blocks a block mask lists for the item's query blocks (runs of them),
      * or over everything visible */
     const edgeattn_block_mask *bm = c->block_mask;
-    bm_iter bmi;
+    bm_iter bmi = {.n = 0, .have = false, .next_cb = 0, .next_bits = 0};
     int64_t qb0 = 0;
     int32_t bq = 1;
     if (bm) {

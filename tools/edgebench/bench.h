@@ -31,6 +31,10 @@ typedef struct bench_case {
                                  rest (config.kv_cache_sinks); 0: none */
     int32_t stream;           /* decode with sinks: tokens streamed through the cache before the timed
                                  decodes (default Nkv); the cache holds Nkv of them */
+    int32_t density_pm;       /* prefill: a block-sparse mask (params.block_mask) listing this many per
+                                 mille of the 64-key blocks of each row block (random, per batch row and
+                                 KV head); 0: dense */
+    int32_t block_q;          /* the mask's query rows per block: 64 (default) or 128 */
 } bench_case;
 
 /* Tokens cached for batch row b of a decode case (Nkv unless ragged). */

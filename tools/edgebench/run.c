@@ -66,7 +66,8 @@ static double quantile(const double *sorted, int n, double q)
     return lo + 1 < n ? sorted[lo] + frac * (sorted[lo + 1] - sorted[lo]) : sorted[n - 1];
 }
 
-/* Keys visible to query row i of batch row b (bottom-right causal alignment). */
+/* Keys visible to query row i of batch row b (bottom-right causal alignment): the first
+ * visible_keys ones (a block mask may drop some of them: masked_keys). */
 static int64_t visible_keys(const bench_case *c, int64_t b, int64_t i)
 {
     const int64_t n = bench_kv_len(c, b);
@@ -74,6 +75,86 @@ static int64_t visible_keys(const bench_case *c, int64_t b, int64_t i)
         return n;
     int64_t v = i + n - c->Nq + 1;
     return v < 0 ? 0 : v > n ? n : v;
+}
+
+/* The listed key blocks of query row i of (b, KV head h) in a block mask: *cols, returns the count. */
+static int32_t mask_row(const edgeattn_block_mask *m, int64_t Nq, int64_t b, int64_t h, int64_t i,
+                        const int32_t **cols)
+{
+    const int64_t nrb = (Nq + m->block_q - 1) / m->block_q;
+    const int32_t *rp = m->row_ptr + ((b % m->batch) * m->heads + h % m->heads) * (nrb + 1) + i / m->block_q;
+    *cols = m->col_idx + rp[0];
+    return rp[1] - rp[0];
+}
+
+/* Keys query row i of (b, KV head h) computes: visible, and in a listed block (m NULL: all visible). */
+static int64_t masked_keys(const bench_case *c, const edgeattn_block_mask *m, int64_t b, int64_t h, int64_t i)
+{
+    const int64_t vis = visible_keys(c, b, i);
+    if (!m)
+        return vis;
+    const int32_t *cols;
+    const int32_t n = mask_row(m, c->Nq, b, h, i, &cols);
+    int64_t keys = 0;
+    for (int32_t e = 0; e < n; e++) {
+        const int64_t a = (int64_t)cols[e] * m->block_k, z = a + m->block_k < vis ? a + m->block_k : vis;
+        keys += z > a ? z - a : 0;
+    }
+    return keys;
+}
+
+/* A random block mask for a prefill case: each row block of each (batch row, KV head) lists
+ * density_pm per mille of the key blocks (at least one), chosen uniformly, sorted. */
+typedef struct bench_mask {
+    edgeattn_block_mask m;
+    int32_t *row_ptr, *col_idx;
+} bench_mask;
+
+static int bench_mask_make(const bench_case *c, uint64_t *rng, bench_mask *bm)
+{
+    const int64_t nrb = (c->Nq + c->block_q - 1) / c->block_q, ncb = (c->Nkv + 63) / 64, np = (int64_t)c->B * c->Hkv;
+    int64_t per = (ncb * c->density_pm + 500) / 1000;
+    per = per < 1 ? 1 : per > ncb ? ncb : per;
+    bm->row_ptr = malloc(sizeof(int32_t) * (size_t)(np * (nrb + 1)));
+    bm->col_idx = malloc(sizeof(int32_t) * (size_t)(np * nrb * per));
+    int32_t *pool = malloc(sizeof(int32_t) * (size_t)ncb);
+    if (!bm->row_ptr || !bm->col_idx || !pool) {
+        free(pool);
+        return -1;
+    }
+    int64_t nnz = 0;
+    for (int64_t p = 0; p < np; p++)
+        for (int64_t r = 0; r <= nrb; r++) {
+            bm->row_ptr[p * (nrb + 1) + r] = (int32_t)nnz;
+            if (r == nrb)
+                break;
+            for (int64_t k = 0; k < ncb; k++)
+                pool[k] = (int32_t)k;
+            for (int64_t k = 0; k < per; k++) { /* partial Fisher-Yates: per distinct blocks */
+                const int64_t j = k + (int64_t)(bench_rng_next(rng) % (uint64_t)(ncb - k));
+                const int32_t t = pool[k];
+                pool[k] = pool[j];
+                pool[j] = t;
+            }
+            for (int64_t k = 1; k < per; k++) /* sorted (insertion: per is small) */
+                for (int64_t j = k; j > 0 && pool[j - 1] > pool[j]; j--) {
+                    const int32_t t = pool[j];
+                    pool[j] = pool[j - 1];
+                    pool[j - 1] = t;
+                }
+            memcpy(bm->col_idx + nnz, pool, sizeof(int32_t) * (size_t)per);
+            nnz += per;
+        }
+    free(pool);
+    memset(&bm->m, 0, sizeof bm->m);
+    bm->m.block_q = c->block_q;
+    bm->m.block_k = 64;
+    bm->m.batch = c->B;
+    bm->m.heads = c->Hkv;
+    bm->m.nnz = nnz;
+    bm->m.row_ptr = bm->row_ptr;
+    bm->m.col_idx = bm->col_idx;
+    return 0;
 }
 
 /* Rows [first, first + n) of t (any memory kind). */
@@ -106,14 +187,15 @@ static edgeattn_tensor row_view(const edgeattn_tensor *t, int64_t b, int64_t h, 
  * all of them when the reference fits in o->ref_budget multiply-adds, else an even random sample. */
 static double check_reference(const bench_case *c, const bench_opts *o, const edgeattn_tensor *q,
                               const edgeattn_tensor *k, const edgeattn_tensor *v, const edgeattn_tensor *out,
-                              int64_t *checked, int64_t *total, uint64_t *rng, double *min_cos)
+                              const edgeattn_block_mask *mask, int64_t *checked, int64_t *total, uint64_t *rng,
+                              double *min_cos)
 {
     *min_cos = 1.0;
     const int64_t rows = (int64_t)c->B * c->Hq * c->Nq, group = c->Hq / c->Hkv;
     double pairs = 0.0;
     for (int64_t b = 0; b < c->B; b++)
         for (int64_t i = 0; i < c->Nq; i++)
-            pairs += (double)visible_keys(c, b, i);
+            pairs += (double)masked_keys(c, mask, b, 0, i);
     const double per_row = 2.0 * c->D * (pairs / ((double)c->Nq * (double)c->B) + 1.0);
     int64_t want = rows;
     if ((double)rows * per_row > o->ref_budget) {
@@ -144,6 +226,16 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
         if (nvis > 0) {
             const edgeattn_tensor qr = row_view(q, b, h, i, 1), kr = row_view(k, b, h / group, 0, nvis),
                                   vr = row_view(v, b, h / group, 0, nvis);
+            edgeattn_block_mask m1; /* the row's own list, as the mask of a one-row call */
+            int32_t rp1[2] = {0, 0};
+            if (mask) {
+                m1 = *mask;
+                m1.batch = m1.heads = 1;
+                rp1[1] = mask_row(mask, c->Nq, b, h / group, i, &m1.col_idx);
+                m1.nnz = rp1[1];
+                m1.row_ptr = rp1;
+                p.block_mask = &m1;
+            }
             if (ea_ref_attention(&qr, &kr, &vr, &p, ref, NULL) != EDGEATTN_OK) {
                 free(ref);
                 return NAN;
@@ -216,6 +308,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     double *times = NULL;
     char *saved_path = NULL;
     int path_set = 0;
+    bench_mask mask = {.row_ptr = NULL, .col_idx = NULL};
     memset(r, 0, sizeof *r);
     r->pct_ceiling = -1.0;
     r->max_rel_err = -1.0;
@@ -318,6 +411,11 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     edgeattn_params p;
     edgeattn_params_default(&p);
     p.causal = c->causal;
+    if (c->density_pm) {
+        if (bench_mask_make(c, &rng, &mask))
+            FAIL("%s: out of memory for the block mask", c->name);
+        p.block_mask = &mask.m;
+    }
 
     if (c->kind == BENCH_DECODE && c->sinks) {
         /* `stream` tokens through the cache, position p being row p % Nkv of K/V, Nkv rows per append;
@@ -411,8 +509,12 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
 
     if (c->kind == BENCH_PREFILL) {
         double pairs = 0.0;
-        for (int64_t i = 0; i < c->Nq; i++)
-            pairs += (double)visible_keys(c, 0, i);
+        for (int64_t b = 0; b < (c->density_pm ? c->B : 1); b++) /* (dense: every batch row alike) */
+            for (int64_t h = 0; h < (c->density_pm ? c->Hkv : 1); h++)
+                for (int64_t i = 0; i < c->Nq; i++)
+                    pairs += (double)masked_keys(c, c->density_pm ? &mask.m : NULL, b, h, i);
+        if (c->density_pm)
+            pairs /= (double)c->B * c->Hkv;
         r->work = 4.0 * c->B * c->Hq * c->D * pairs;          /* QK^T and PV, 2 FLOP per multiply-add */
         r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GFLOP/s */
         if (ceil && ceil->fma_gflops > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
@@ -431,7 +533,8 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
             r->pct_ceiling = 100.0 * r->rate / ceil->gpu_copy_gbs;
     }
     if (o->check_ref)
-        r->max_rel_err = check_reference(c, o, &q, &k, &v, &out, &r->rows_checked, &r->rows_total, &rng, &r->min_cos);
+        r->max_rel_err = check_reference(c, o, &q, &k, &v, &out, c->density_pm ? &mask.m : NULL, &r->rows_checked,
+                                         &r->rows_total, &rng, &r->min_cos);
     rc = 0;
 done:
     edgeattn_destroy(ctx);
@@ -447,5 +550,7 @@ done:
     free(vbuf);
     free(obuf);
     free(times);
+    free(mask.row_ptr);
+    free(mask.col_idx);
     return rc;
 }
