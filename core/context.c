@@ -112,6 +112,11 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
         memset(kv->held, 0, sizeof(int32_t) * seqs);
         if (ea_dtype_quant(kv->dtype)) /* set by each (layer, sequence)'s first append */
             kv->stats = (float *)(void *)(base + lay.kv_stats_off);
+        if (cfg.kv_summary_block > 0) { /* each block's summary is set by the write of its first slot */
+            kv->sblk = cfg.kv_summary_block;
+            kv->nsblk = (kv->cap + kv->sblk - 1) / kv->sblk;
+            kv->summ = (float *)(void *)(base + lay.kv_summ_off);
+        }
         ea_kv_geom g;
         (void)ea_kv_geometry(&cfg, &g, NULL); /* checked by the plan */
         if (g.page > 0) {

@@ -149,7 +149,12 @@ typedef struct ea_kv_cache {
     /* quantised caches: [layers][max_batch][max_heads] blocks of 4 x max_dim floats (ea_kv_stats),
      * set by the first append into an empty (layer, sequence); NULL for float caches */
     float *stats;
+    /* block summaries (config.kv_summary_block): [layers][max_batch][max_heads][nsblk] blocks of 2 x
+     * max_dim floats (min, max of K over the block's slots), NULL when none */
+    int32_t sblk, nsblk;
+    float *summ;
 } ea_kv_cache;
+
 
 
 static inline size_t ea_kv_idx(const ea_kv_cache *kv, int32_t layer, int32_t seq)
@@ -182,6 +187,13 @@ static inline void ea_kv_kept(const ea_kv_cache *kv, int64_t total, int64_t n, i
     const int64_t ring = kv->cap - kv->sinks, skip = n - ring;
     *a1 = s;
     *b0 = skip > s ? skip : s;
+}
+
+/* The summary (min[max_dim], max[max_dim]) of block blk of (layer, seq, KV head h). */
+static inline float *ea_kv_summary(const ea_kv_cache *kv, int32_t layer, int32_t seq, int32_t h, int64_t blk)
+{
+    return kv->summ + ((ea_kv_idx(kv, layer, seq) * (size_t)kv->max_heads + (size_t)h) * (size_t)kv->nsblk +
+                       (size_t)blk) * 2u * (size_t)kv->max_dim;
 }
 
 /* The statistics of (layer, seq, KV head h): m_k, c_k, m_v, c_v, each max_dim floats. */
@@ -271,6 +283,7 @@ typedef struct ea_attn_call {
     const int32_t *kv_lens;            /* attention: [B] or NULL */
     const edgeattn_tensor *bias;       /* F32 or NULL */
     const edgeattn_block_mask *block_mask; /* attention: validated, or NULL */
+    int32_t topk_tokens;               /* decode: > 0: top-k blocks (cache summaries) */
     edgeattn_tensor *lse;              /* F32 or NULL */
     const ea_kv_cache *cache;          /* decode */
 } ea_attn_call;

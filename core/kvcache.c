@@ -198,6 +198,21 @@ static void pages_trim(ea_kv_cache *kv, int32_t layer, int32_t seq)
     }
 }
 
+/* Block summaries: the key row just stored at `slot` joins its block's per-channel min and max (the
+ * block's first slot starts them afresh: writes go in position order, so by then the block's earlier
+ * rows are gone; a later append after a truncate inside a block keeps the old rows' extremes, a
+ * looser but still valid bound). */
+static void summary_add(ea_kv_cache *kv, int32_t layer, int32_t seq, int32_t h, int64_t slot, const char *kd)
+{
+    float *mn = ea_kv_summary(kv, layer, seq, h, slot / kv->sblk), *mx = mn + kv->max_dim;
+    const bool first = slot % kv->sblk == 0;
+    for (int32_t d = 0; d < kv->dim; d++) {
+        const float x = ea_load_f32(kd, kv->dtype, d);
+        mn[d] = first || x < mn[d] ? x : mn[d];
+        mx[d] = first || x > mx[d] ? x : mx[d];
+    }
+}
+
 /* Host cache: rows [skip, n) of batch row b go to (layer, seq) at positions total + r, keys rotated. */
 static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const edgeattn_tensor *k,
                        const edgeattn_tensor *v, int64_t b, int64_t n, int64_t total)
@@ -228,6 +243,8 @@ static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const 
                 for (int32_t d = 0; d < D; d++)
                     ea_store_f32(kd, kv->dtype, d, row[d]);
             }
+            if (kv->summ)
+                summary_add(kv, layer, seq, h, slot, kd);
             if (v->dtype == kv->dtype) {
                 memcpy(vd, (const char *)v->data + (size_t)vo * ves, (size_t)D * es);
             } else {
@@ -616,6 +633,9 @@ EDGEATTN_API edgeattn_status edgeattn_kv_fork(edgeattn_context *ctx, int32_t src
         if (kv->stats) /* the rows mean nothing without their sequence's statistics */
             memcpy(ea_kv_stats(kv, l, dst, 0), ea_kv_stats(kv, l, src, 0),
                    sizeof(float) * 4u * (size_t)kv->max_dim * (size_t)kv->max_heads);
+        if (kv->summ) /* the block summaries belong to the rows */
+            memcpy(ea_kv_summary(kv, l, dst, 0, 0), ea_kv_summary(kv, l, src, 0, 0),
+                   sizeof(float) * 2u * (size_t)kv->max_dim * (size_t)kv->nsblk * (size_t)kv->max_heads);
     }
     release_shape_if_empty(kv);
     return EDGEATTN_OK;

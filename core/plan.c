@@ -90,6 +90,15 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                        "config: kv_cache_sinks %d needs kv_cache_window > 0 (sinks are kept beside a ring)",
                        (int)c->kv_cache_sinks);
+    if (c->kv_summary_block != 0 && c->kv_summary_block != 16 && c->kv_summary_block != 32 &&
+        c->kv_summary_block != 64 && c->kv_summary_block != 128)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_summary_block %d: 0 (none), 16, 32, 64 or 128",
+                       (int)c->kv_summary_block);
+    if (c->kv_summary_block > 0 && (!(c->flags & EDGEATTN_FLAG_KV_CACHE) || c->kv_cache_window > 0 ||
+                                    ea_dtype_quant(c->kv_cache_dtype)))
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "config: kv_summary_block needs a KV cache (EDGEATTN_FLAG_KV_CACHE) of a float dtype without a "
+                       "window");
     if (c->kv_cache_sinks > INT32_MAX - c->kv_cache_window)
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "config: kv_cache_sinks %d + kv_cache_window %d overflows int32",
                        (int)c->kv_cache_sinks, (int)c->kv_cache_window);
@@ -306,6 +315,14 @@ edgeattn_status ea_plan_layout(const edgeattn_config *cfg, const ea_backend_ops 
             if (!ea_mul_ok(seqs, (size_t)cfg->max_kv_heads * 4u * (size_t)cfg->max_head_dim, &n))
                 sz.overflow = true;
             lay->kv_stats_off = ea_sizer_add(&sz, n, sizeof(float), 64);
+        }
+        if (cfg->kv_summary_block > 0) { /* each (layer, sequence, KV head, block): min and max of K */
+            size_t n;
+            const size_t blocks = ((size_t)g.cap + (size_t)cfg->kv_summary_block - 1) / (size_t)cfg->kv_summary_block;
+            if (!ea_mul_ok(seqs * (size_t)cfg->max_kv_heads, blocks, &n) ||
+                !ea_mul_ok(n, 2u * (size_t)cfg->max_head_dim, &n))
+                sz.overflow = true;
+            lay->kv_summ_off = ea_sizer_add(&sz, n, sizeof(float), 64);
         }
         lay->kv_total_off = ea_sizer_add(&sz, seqs, sizeof(int64_t), 64);
         lay->kv_held_off = ea_sizer_add(&sz, seqs, sizeof(int32_t), 64);

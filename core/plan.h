@@ -10,6 +10,7 @@ typedef struct ea_layout {
     size_t kv_k_off, kv_v_off, kv_total_off, kv_held_off;
     size_t kv_table_off, kv_ref_off, kv_free_off, kv_pmark_off; /* paged cache only */
     size_t kv_stats_off; /* quantised cache only */
+    size_t kv_summ_off;  /* block summaries only */
     bool kv_on_device; /* k/v storage is the backend's (kv_k_off, kv_v_off unused) */
     size_t lens_off;   /* [max_batch] int32: the copy of a call's kv_lens / n_new */
     size_t ids_off;    /* [max_batch] int32: the copy of a call's seq_ids */

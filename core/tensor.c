@@ -458,11 +458,20 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, int32_t layer, const i
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: bias is not supported over the KV cache");
     if (p->block_mask)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: block_mask is an edgeattn_attention option");
+    if (p->topk_tokens < 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: topk_tokens %d must be >= 0 (0: every key)",
+                       (int)p->topk_tokens);
+    if (p->topk_tokens > 0 && !kv->summ)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "decode: topk_tokens needs block summaries in the cache (config.kv_summary_block)");
     if (kv->sinks > 0 && (p->window_left >= 0 || p->window_right >= 0))
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                        "decode: window_left/right over a cache with sinks (config.kv_cache_sinks): its sinks and ring "
                        "are the window");
     TRY(check_q_out(ctx, q, out, p, &q_ext, &o_ext, &l_ext));
+    if (p->topk_tokens > 0 && q->shape[2] != 1)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: topk_tokens takes one query per sequence (Nq %lld)",
+                       (long long)q->shape[2]);
     if (kv->heads == 0)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: the KV cache is empty");
     if (q->shape[3] != kv->dim)
@@ -500,6 +509,7 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, int32_t layer, const i
     call->group = call->Hq / call->Hkv;
     call->kv_dtype = kv->dtype;
     call->cache = kv;
+    call->topk_tokens = p->topk_tokens;
     return EDGEATTN_OK;
 }
 

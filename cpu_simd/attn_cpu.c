@@ -33,7 +33,8 @@ void ea_cpu_fit_tiles(int32_t max_q_len, int32_t max_heads, ea_cpu_tiles *t, boo
     *can_pack = rows > EA_PACK_ROWS;
 }
 
-bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, ea_cpu_scratch_layout *sl)
+bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, int64_t summary_blocks,
+                         ea_cpu_scratch_layout *sl)
 {
     ea_sizer sz = {0, false};
     const size_t rb = (size_t)t->rb, kb = (size_t)t->kb, d = (size_t)max_dim, pk = can_pack ? 1 : 0;
@@ -48,6 +49,8 @@ bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, 
     sl->kt = ea_sizer_add(&sz, pk * d * kb, sizeof(float), 64);  /* [D][kb] packed Kᵀ (packed path) */
     sl->v32 = ea_sizer_add(&sz, pk * kb * d, sizeof(float), 64); /* [kb][D] packed V (packed path) */
     sl->shift = ea_sizer_add(&sz, rb, sizeof(float), 64);     /* [rb] q·m_k (quantised caches) */
+    sl->tk_score = ea_sizer_add(&sz, (size_t)summary_blocks, sizeof(float), 64);  /* top-k decode */
+    sl->tk_idx = ea_sizer_add(&sz, (size_t)summary_blocks, sizeof(int32_t), 64);
     ea_sizer_add(&sz, 0, 1, 64);
     sl->bytes = sz.total;
     return !sz.overflow;

@@ -10,6 +10,7 @@
 /* Per-thread scratch, offsets from the thread's slice (all 64-byte aligned). */
 typedef struct ea_cpu_scratch_layout {
     size_t q, o, m, l, alpha, lo, hi, s, kt, v32, shift;
+    size_t tk_score, tk_idx; /* top-k decode: [blocks] bounds and block indices (0 bytes without summaries) */
     size_t bytes; /* one thread's slice */
 } ea_cpu_scratch_layout;
 
@@ -60,7 +61,8 @@ typedef struct ea_cpu_state {
  * says whether any call can take the packed path (which needs the kt/v32 tiles). */
 void ea_cpu_fit_tiles(int32_t max_q_len, int32_t max_heads, ea_cpu_tiles *t, bool *can_pack);
 /* Scratch layout for a config and tiles; false on overflow. */
-bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, ea_cpu_scratch_layout *sl);
+bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, int64_t summary_blocks,
+                         ea_cpu_scratch_layout *sl);
 /* Partial-result slots reserved for split-KV (a multiple of the thread count), for tiles of rb rows. */
 int64_t ea_cpu_part_items(int32_t threads, int32_t rb);
 

@@ -91,7 +91,10 @@ static edgeattn_status plan_cpu(const edgeattn_config *cfg, cpu_plan *p, char *m
     p->spin_ns *= 1000;
     ea_cpu_fit_tiles(cfg->max_q_len, cfg->max_heads, &p->tiles, &p->can_pack);
     p->threads = ea_resolve_threads(cfg->num_threads);
-    if (!ea_cpu_scratch_plan(cfg->max_head_dim, &p->tiles, p->can_pack, &p->sl))
+    const int64_t summary_blocks = (cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0
+                                       ? ((int64_t)cfg->max_kv_len + cfg->kv_summary_block - 1) / cfg->kv_summary_block
+                                       : 0;
+    if (!ea_cpu_scratch_plan(cfg->max_head_dim, &p->tiles, p->can_pack, summary_blocks, &p->sl))
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cpu: scratch size overflows");
     p->part_items = ea_cpu_part_items(p->threads, p->tiles.rb);
     ea_sizer sz = {0, false};
@@ -169,6 +172,10 @@ static edgeattn_status cpu_attention(edgeattn_context *ctx, const ea_attn_call *
 {
     ea_cpu_state *s = ctx->backend_state;
     edgeattn_status st;
+    if (call->topk_tokens > 0 && !ea_cpu_decode_small_fits(s, call))
+        return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED,
+                       "cpu: topk_tokens with %d query heads per KV head: served for at most %d so far", (int)call->group,
+                       EA_MR);
     if (ea_cpu_decode_small_fits(s, call)) {
         if (call->rope) { /* the angles of the first sequence's query, shared by every item */
             const ea_kv_cache *kv = call->cache;

@@ -116,6 +116,81 @@ static void dec_merge(const dec_job *J, int64_t t, int thread)
     dec_write(c, b, kvh, o, m, l, (const float *)(const void *)(scr + st->sl.shift));
 }
 
+/* sum_d max(q_d mn_d, q_d mx_d), D a multiple of 8, in 8 lanes the compiler turns into SIMD (the
+ * select is a max instruction; the lanes keep the sum's order fixed, so it needs no fast-math). */
+static float block_bound(const float *restrict q, const float *restrict mn, const float *restrict mx, int32_t D)
+{
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    for (int32_t d = 0; d < D; d += 8)
+        for (int u = 0; u < 8; u++) {
+            const float lo = q[d + u] * mn[d + u], hi = q[d + u] * mx[d + u];
+            acc[u] += hi > lo ? hi : lo;
+        }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* Top-k decode (call->topk_tokens, a cache with block summaries): the blocks of (b, kvh) worth
+ * attending to. A block's bound on q . k for query row g is sum_d max(q_d min_d, q_d max_d); a block
+ * scores the largest bound over the group's rows, and the first and the newest block always pass. The
+ * `keep` best (partial selection, no sort of the whole context) go to *sel in increasing order.
+ * Returns their count, or 0 when the budget covers every block (then every key is read). */
+static int32_t dec_topk(const ea_attn_call *c, const ea_cpu_state *st, char *scr, int32_t b, int32_t kvh,
+                        const float *q32, int64_t total, const int32_t **sel)
+{
+    const ea_kv_cache *kv = c->cache;
+    const int32_t bs = kv->sblk, D = c->D, G = c->group, seq = c->seq_ids[b];
+    const int64_t nblk = (total + bs - 1) / bs;
+    int64_t keep = ((int64_t)c->topk_tokens + bs - 1) / bs;
+    keep = keep < 2 ? 2 : keep;
+    if (keep >= nblk)
+        return 0;
+    float *sc = (float *)(void *)(scr + st->sl.tk_score);
+    int32_t *idx = (int32_t *)(void *)(scr + st->sl.tk_idx);
+    for (int64_t k = 0; k < nblk; k++) {
+        const float *mn = ea_kv_summary(kv, c->layer, seq, kvh, k);
+        float best = -INFINITY;
+        for (int32_t g = 0; g < G; g++) {
+            const float bound = block_bound(q32 + (size_t)g * (size_t)D, mn, mn + kv->max_dim, D);
+            best = bound > best ? bound : best;
+        }
+        sc[k] = best == best ? best : INFINITY; /* (a NaN bound: keep the block, never lose it) */
+        idx[k] = (int32_t)k;
+    }
+    sc[0] = sc[nblk - 1] = INFINITY;
+    /* quickselect: idx[0, keep) become the keep highest scores */
+    int64_t lo = 0, hi = nblk - 1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        const float pivot = sc[idx[mid]];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (sc[idx[i]] > pivot)
+                i++;
+            while (sc[idx[j]] < pivot)
+                j--;
+            if (i <= j) {
+                const int32_t t = idx[i];
+                idx[i++] = idx[j];
+                idx[j--] = t;
+            }
+        }
+        if (keep - 1 <= j)
+            hi = j;
+        else if (keep - 1 >= i)
+            lo = i;
+        else
+            break;
+    }
+    for (int64_t i = 1; i < keep; i++) /* increasing block order (keep is the budget's blocks: small) */
+        for (int64_t j = i; j > 0 && idx[j - 1] > idx[j]; j--) {
+            const int32_t t = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = t;
+        }
+    *sel = idx;
+    return (int32_t)keep;
+}
+
 static void dec_task(void *arg, int64_t t, int thread)
 {
     const dec_job *J = arg;
@@ -187,9 +262,24 @@ static void dec_task(void *arg, int64_t t, int thread)
         memset(o + (size_t)g * (size_t)D, 0, sizeof(float) * (size_t)D);
     }
 
-    /* 2. runs of consecutive keys, at most KB at a time */
+    /* 2. runs of consecutive keys, at most KB at a time: [a, z], or the runs of top-k blocks in it */
     const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
-    for (int64_t j = a; j <= z;) {
+    const int32_t *sel = NULL;
+    const int32_t nsel = c->topk_tokens > 0 ? dec_topk(c, st, scr, b, kvh, q32, kv.total, &sel) : 0;
+    const int64_t z_all = z;
+    for (int32_t run = 0; run < (nsel ? nsel : 1);) {
+        int64_t j = a;
+        z = z_all;
+        if (nsel) { /* consecutive selected blocks make one run */
+            const int32_t bs = c->cache->sblk, first = sel[run];
+            while (++run < nsel && sel[run] == sel[run - 1] + 1)
+                ;
+            j = imax(a, (int64_t)first * bs);
+            z = imin(z_all, (int64_t)(sel[run - 1] + 1) * bs - 1);
+        } else {
+            run++;
+        }
+    for (; j <= z;) {
         ea_kv_pieces pc = {.count = 0, .rows = 0}; /* up to KB keys, from as many pages as it takes */
         ptrdiff_t ldk, ldv;
         const int32_t want = (int32_t)imin(KB, z - j + 1);
@@ -218,6 +308,7 @@ static void dec_task(void *arg, int64_t t, int thread)
         K->softmax(G, nbp, s, KB, m, l, alpha);
         ea_pv_pieces(K, kdt, G, D, s, KB, &pc, ldv, alpha, o, D);
         j += nt;
+    }
     }
 
     /* 3. finish, or park the partial; the group's last slice merges */
@@ -277,6 +368,8 @@ edgeattn_status ea_cpu_decode_small(ea_cpu_state *st, const ea_attn_call *c)
         int64_t n = c->cache->held[ea_kv_idx(c->cache, c->layer, c->seq_ids[b])];
         if (c->window_left >= 0)
             n = imin(n, (int64_t)c->window_left + 1);
+        if (c->topk_tokens > 0) /* the budget's blocks (and the bounds of every block: about as many) */
+            n = imin(n, 2 * ((int64_t)c->topk_tokens + c->cache->sblk));
         keys += n;
         longest = imax(longest, n);
     }
@@ -323,7 +416,7 @@ edgeattn_status ea_cpu_decode_small(ea_cpu_state *st, const ea_attn_call *c)
         ns = imax(ns, (2 * (int64_t)st->threads + base - 1) / base); /* at least two items per thread */
         ns = imin(ns, longest);
         ns = imin(ns, st->part_items / base); /* fits the planned slots */
-        J.nsplit = ns >= 2 ? (int32_t)ns : 1;
+        J.nsplit = ns >= 2 && c->topk_tokens <= 0 ? (int32_t)ns : 1; /* (top-k: each slice would select again) */
         if (J.nsplit > 1)
             for (int64_t g = 0; g < base; g++)
                 atomic_store_explicit(&st->arrive[g], 0, memory_order_relaxed); /* published by the hand-off */

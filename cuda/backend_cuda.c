@@ -361,7 +361,8 @@ static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int 
 static bool cuda_supports(const edgeattn_config *cfg)
 {
     return cfg->backend != EDGEATTN_BACKEND_AUTO ||
-           (!ea_dtype_quant(cfg->kv_cache_dtype) && !((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_cache_sinks > 0));
+           (!ea_dtype_quant(cfg->kv_cache_dtype) &&
+            !((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0)));
 }
 
 static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
@@ -370,10 +371,11 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                        "cuda: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
                        ea_dtype_name(cfg->kv_cache_dtype));
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_cache_sinks > 0)
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0))
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
-                       "cuda: a KV cache with sinks (config.kv_cache_sinks) is not served by this backend yet (the CPU "
-                       "backend serves it)");
+                       "cuda: a KV cache with %s is not served by this backend yet (the CPU backend serves it)",
+                       cfg->kv_cache_sinks > 0 ? "sinks (config.kv_cache_sinks)"
+                                               : "block summaries (config.kv_summary_block)");
     ea_cu_driver d;
     char why[EA_MSG_LEN];
     if (!ea_cu_driver_open(&d, why, sizeof why))

@@ -156,7 +156,8 @@ static bool ocl_supports(const edgeattn_config *cfg)
         return true;
     if (ea_dtype_quant(cfg->kv_cache_dtype)) /* quantised KV caches: the CPU backend's so far */
         return false;
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_cache_sinks > 0) /* so are caches with sinks */
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0))
+        /* so are caches with sinks or block summaries */
         return false;
     if (cfg->gpu_queue)
         return false;
@@ -328,10 +329,11 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                        "opencl: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
                        ea_dtype_name(cfg->kv_cache_dtype));
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_cache_sinks > 0)
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0))
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
-                       "opencl: a KV cache with sinks (config.kv_cache_sinks) is not served by this backend yet (the "
-                       "CPU backend serves it)");
+                       "opencl: a KV cache with %s is not served by this backend yet (the CPU backend serves it)",
+                       cfg->kv_cache_sinks > 0 ? "sinks (config.kv_cache_sinks)"
+                                               : "block summaries (config.kv_summary_block)");
     ea_ocl_layout L;
     edgeattn_status st;
     char ident[160] = "";

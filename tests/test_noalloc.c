@@ -643,6 +643,83 @@ static void test_decode_only_plan(void **state)
     assert_true(dec.scratch_bytes_per_thread <= 16 * 1024);
 }
 
+/* The sparse paths (docs/SPARSE.md): appends and decodes through a cache with attention sinks, top-k
+ * decodes over block summaries (selection in the planned scratch) and block-sparse attention, on 1
+ * and 2 threads, make no allocator or thread call; each result is checked for being written. */
+static void test_sparse_paths(void **state)
+{
+    (void)state;
+    enum { SD = 64, SHQ = 8, SHKV = 2, SN = 600 };
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 31);
+    tc_tensor k, v, q, out, qa, ka, va, oa;
+    tc_tensor_alloc(&k, EDGEATTN_F16, 1, SHKV, SN, SD, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&v, EDGEATTN_F16, 1, SHKV, SN, SD, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&q, EDGEATTN_F32, 1, SHQ, 1, SD, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&out, EDGEATTN_F32, 1, SHQ, 1, SD, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&qa, EDGEATTN_F32, 1, SHQ, 200, SD, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&ka, EDGEATTN_F32, 1, SHKV, 300, SD, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&va, EDGEATTN_F32, 1, SHKV, 300, SD, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&oa, EDGEATTN_F32, 1, SHQ, 200, SD, TC_BHSD, 0, 0, 0);
+    tc_fill_random(&k, &r, -1, 1);
+    tc_fill_random(&v, &r, -1, 1);
+    tc_fill_random(&q, &r, -1, 1);
+    tc_fill_random(&qa, &r, -1, 1);
+    tc_fill_random(&ka, &r, -1, 1);
+    tc_fill_random(&va, &r, -1, 1);
+    int32_t rp[5] = {0, 2, 2, 5, 6}; /* row blocks of 64: keys blocks {0, 3}, {}, {1, 2, 4}, {0} */
+    int32_t ci[6] = {0, 3, 1, 2, 4, 0};
+    const edgeattn_block_mask bm = {64, 64, 1, 1, 6, rp, ci};
+    for (int threads = 1; threads <= 2; threads++)
+        for (int mode = 0; mode < 2; mode++) { /* 0: sinks + ring; 1: block summaries */
+            edgeattn_config cfg;
+            edgeattn_config_default(&cfg);
+            cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+            cfg.max_batch = 1;
+            cfg.max_q_len = 200;
+            cfg.max_kv_len = mode ? 2 * SN : 300;
+            cfg.max_heads = SHQ;
+            cfg.max_kv_heads = SHKV;
+            cfg.max_head_dim = SD;
+            cfg.kv_cache_window = mode ? 0 : 128;
+            cfg.kv_cache_sinks = mode ? 0 : 4;
+            cfg.kv_summary_block = mode ? 32 : 0;
+            cfg.num_threads = threads;
+            edgeattn_context *ctx = tc_create(&cfg);
+            edgeattn_params p, pa;
+            edgeattn_params_default(&p);
+            edgeattn_params_default(&pa);
+            p.topk_tokens = mode ? 128 : 0;
+            pa.block_mask = &bm;
+            pa.causal = 1;
+            tc_fill_canary(&out);
+            tc_fill_canary(&oa);
+            start_counting();
+            for (int i = 0; i < 2; i++)
+                assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, NULL, 0), EDGEATTN_OK);
+            for (int i = 0; i < 20; i++)
+                assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p), EDGEATTN_OK);
+            for (int i = 0; i < 5; i++)
+                assert_int_equal(edgeattn_attention(ctx, &qa.t, &ka.t, &va.t, &oa.t, &pa), EDGEATTN_OK);
+            char what[96];
+            snprintf(what, sizeof what, "%s, %d thread(s)", mode ? "top-k decode and block-sparse attention"
+                                                                 : "sinks + ring appends and decodes", threads);
+            expect_none(what);
+            char why[256];
+            assert_true(tc_check_written(&out, "out", why, sizeof why));
+            assert_true(tc_check_written(&oa, "oa", why, sizeof why));
+            edgeattn_destroy(ctx);
+        }
+    tc_tensor_free(&k);
+    tc_tensor_free(&v);
+    tc_tensor_free(&q);
+    tc_tensor_free(&out);
+    tc_tensor_free(&qa);
+    tc_tensor_free(&ka);
+    tc_tensor_free(&va);
+    tc_tensor_free(&oa);
+}
+
 /* A failed create (bad config, buffer too small) obtains nothing, or gives back what it obtained. */
 static void test_failed_create_leaves_nothing(void **state)
 {
@@ -676,6 +753,7 @@ int main(void)
         cmocka_unit_test(test_failed_create_leaves_nothing),
         cmocka_unit_test(test_caller_parallel_for),
         cmocka_unit_test(test_decode_only_plan),
+        cmocka_unit_test(test_sparse_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

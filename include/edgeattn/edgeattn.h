@@ -206,7 +206,13 @@ typedef struct edgeattn_config {
      * rotated by RoPE at its true position). 0 (default): none. CPU backend. Positions inside calls on
      * such a cache count held keys (the sinks, then the ring), so params windows are refused there. */
     int32_t kv_cache_sinks;
-    uint8_t reserved[20];      /* must be zero */
+    /* Block summaries for top-k decode (Quest): > 0: for every block of this many positions the cache
+     * also keeps the per-channel minimum and maximum of the keys (2 x max_head_dim floats per block and
+     * KV head, counted in kv_cache_bytes), and decode may then attend only to the blocks whose bound on
+     * q . k is highest (params.topk_tokens). 16, 32, 64 or 128; 0 (default): none. CPU backend; a float
+     * cache without a window. */
+    int32_t kv_summary_block;
+    uint8_t reserved[16];      /* must be zero */
 } edgeattn_config;
 
 typedef struct edgeattn_plan_info {
@@ -272,7 +278,12 @@ typedef struct edgeattn_params {
                                scaled scores; -INFINITY for a fully masked row. Must not overlap q, k,
                                v, out or bias. */
     const edgeattn_block_mask *block_mask; /* optional block-sparse mask (attention only; CPU backend) */
-    uint8_t reserved[24];   /* must be zero */
+    /* decode over a cache with block summaries (config.kv_summary_block): > 0: each KV head attends only
+     * to the blocks with the highest bound on q . k (the largest over its query heads) worth this many
+     * tokens, rounded up to whole blocks, and always to the first and the newest block; 0: every key.
+     * One query per sequence (Nq 1). */
+    int32_t topk_tokens;
+    uint8_t reserved[20];   /* must be zero */
 } edgeattn_params;
 
 /* Device ceilings measured by edgeattn_measure_ceilings (GPU backends). */

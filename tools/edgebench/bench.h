@@ -35,6 +35,9 @@ typedef struct bench_case {
                                  mille of the 64-key blocks of each row block (random, per batch row and
                                  KV head); 0: dense */
     int32_t block_q;          /* the mask's query rows per block: 64 (default) or 128 */
+    int32_t topk;             /* decode: params.topk_tokens over a cache with block summaries; the keys
+                                 then hold a few blocks aligned with the queries (what top-k is for) */
+    int32_t sblk;             /* decode: config.kv_summary_block (default 32 with topk) */
 } bench_case;
 
 /* Tokens cached for batch row b of a decode case (Nkv unless ragged). */

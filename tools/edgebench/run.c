@@ -103,6 +103,57 @@ static int64_t masked_keys(const bench_case *c, const edgeattn_block_mask *m, in
     return keys;
 }
 
+static double load_elem(const void *p, edgeattn_dtype dt, size_t i)
+{
+    return dt == EDGEATTN_F32 ? ((const float *)p)[i]
+           : dt == EDGEATTN_F16 ? ea_f16_to_f32(((const uint16_t *)p)[i])
+                                : ea_bf16_to_f32(((const uint16_t *)p)[i]);
+}
+
+static void store_elem(void *p, edgeattn_dtype dt, size_t i, float x)
+{
+    if (dt == EDGEATTN_F32)
+        ((float *)p)[i] = x;
+    else if (dt == EDGEATTN_F16)
+        ((uint16_t *)p)[i] = ea_f32_to_f16(x);
+    else
+        ((uint16_t *)p)[i] = ea_f32_to_bf16(x);
+}
+
+/* Top-k decode inputs: in each (batch row, KV head), a quarter of the budget's blocks (spread at random
+ * over the context) hold keys along the mean of the group's queries, scoring about 20 above the rest
+ * after the scale; the other keys stay uniform noise. Host K before the device copies are made. */
+static int plant_blocks(const bench_case *c, const void *qbuf, void *kbuf, edgeattn_dtype kin, uint64_t *rng)
+{
+    if (kin != EDGEATTN_F32 && kin != EDGEATTN_F16 && kin != EDGEATTN_BF16)
+        return -1;
+    const int64_t G = c->Hq / c->Hkv, D = c->D, bs = c->sblk, nblk = c->Nkv / bs;
+    if (D > 512 || nblk < 1)
+        return -1;
+    int64_t nplant = c->topk / bs / 4;
+    nplant = nplant < 1 ? 1 : nplant > nblk ? nblk : nplant;
+    const double scale = 1.0 / sqrt((double)D);
+    double mean[512];
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t h = 0; h < c->Hkv; h++) {
+            double n2 = 0.0;
+            for (int64_t d = 0; d < D; d++) {
+                mean[d] = 0.0;
+                for (int64_t g = 0; g < G; g++)
+                    mean[d] += load_elem(qbuf, c->q_dtype, (size_t)((((b * c->Hq) + h * G + g) * c->Nq) * D + d)) / (double)G;
+                n2 += mean[d] * mean[d];
+            }
+            const double alpha = n2 > 0.0 ? 20.0 / (scale * n2) : 0.0;
+            for (int64_t p = 0; p < nplant; p++) {
+                const int64_t blk = (int64_t)(bench_rng_next(rng) % (uint64_t)nblk);
+                for (int64_t j = blk * bs; j < (blk + 1) * bs; j++)
+                    for (int64_t d = 0; d < D; d++)
+                        store_elem(kbuf, kin, (size_t)(((b * c->Hkv + h) * c->Nkv + j) * D + d), (float)(alpha * mean[d]));
+            }
+        }
+    return 0;
+}
+
 /* A random block mask for a prefill case: each row block of each (batch row, KV head) lists
  * density_pm per mille of the key blocks (at least one), chosen uniformly, sorted. */
 typedef struct bench_mask {
@@ -334,6 +385,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         cfg.flags |= EDGEATTN_FLAG_KV_CACHE;
         cfg.kv_cache_dtype = c->kv_dtype;
         cfg.kv_page_size = c->page;
+        cfg.kv_summary_block = c->sblk;
         if (c->sinks) { /* Nkv slots: the sinks and a ring of the rest */
             cfg.kv_cache_sinks = c->sinks;
             cfg.kv_cache_window = c->Nkv - c->sinks;
@@ -411,6 +463,9 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     edgeattn_params p;
     edgeattn_params_default(&p);
     p.causal = c->causal;
+    p.topk_tokens = c->topk;
+    if (c->topk && plant_blocks(c, qbuf, kbuf, kin, &rng))
+        FAIL("%s: top-k inputs: NKV below one block, or a head dim past 512", c->name);
     if (c->density_pm) {
         if (bench_mask_make(c, &rng, &mask))
             FAIL("%s: out of memory for the block mask", c->name);
@@ -526,6 +581,12 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         for (int64_t b = 0; b < c->B; b++)
             held += (double)bench_kv_len(c, b);
         r->work = 2.0 * held * c->Hkv * bench_kv_row_bytes(c); /* K and V, each read once */
+        if (c->topk) { /* top-k: the selected blocks' K and V, and every block's summary (min, max F32) */
+            const double blocks = (double)((c->Nkv + c->sblk - 1) / c->sblk),
+                         keep = fmax(2.0, (double)((c->topk + c->sblk - 1) / c->sblk));
+            const double keys = fmin((double)c->Nkv, keep * c->sblk);
+            r->work = c->B * c->Hkv * (2.0 * keys * bench_kv_row_bytes(c) + blocks * 2.0 * c->D * 4.0);
+        }
         r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GB/s */
         if (ceil && ceil->read_gbs > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
             r->pct_ceiling = 100.0 * r->rate / ceil->read_gbs;
