@@ -51,6 +51,10 @@ bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, 
     sl->shift = ea_sizer_add(&sz, rb, sizeof(float), 64);     /* [rb] q·m_k (quantised caches) */
     sl->tk_score = ea_sizer_add(&sz, (size_t)summary_blocks, sizeof(float), 64);  /* top-k decode */
     sl->tk_idx = ea_sizer_add(&sz, (size_t)summary_blocks, sizeof(int32_t), 64);
+    const size_t lq = (d + 15) & ~(size_t)15; /* rows of a multiple of 16 floats: the packed-q rule */
+    sl->tk_qlo = ea_sizer_add(&sz, summary_blocks ? (size_t)EA_MR * lq : 0, sizeof(float), 64);
+    sl->tk_qhi = ea_sizer_add(&sz, summary_blocks ? (size_t)EA_MR * lq : 0, sizeof(float), 64);
+    sl->tk_s = ea_sizer_add(&sz, summary_blocks ? (size_t)EA_MR * kb : 0, sizeof(float), 64);
     ea_sizer_add(&sz, 0, 1, 64);
     sl->bytes = sz.total;
     return !sz.overflow;

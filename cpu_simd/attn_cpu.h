@@ -11,6 +11,9 @@
 typedef struct ea_cpu_scratch_layout {
     size_t q, o, m, l, alpha, lo, hi, s, kt, v32, shift;
     size_t tk_score, tk_idx; /* top-k decode: [blocks] bounds and block indices (0 bytes without summaries) */
+    size_t tk_qlo, tk_qhi;   /* top-k decode: [EA_MR][max_dim rounded up to 16] the split queries min(q, 0),
+                                max(q, 0) */
+    size_t tk_s;             /* top-k decode: [EA_MR][kb] the max(q, 0) . max part of a run's bounds */
     size_t bytes; /* one thread's slice */
 } ea_cpu_scratch_layout;
 

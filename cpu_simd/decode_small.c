@@ -116,29 +116,20 @@ static void dec_merge(const dec_job *J, int64_t t, int thread)
     dec_write(c, b, kvh, o, m, l, (const float *)(const void *)(scr + st->sl.shift));
 }
 
-/* sum_d max(q_d mn_d, q_d mx_d), D a multiple of 8, in 8 lanes the compiler turns into SIMD (the
- * select is a max instruction; the lanes keep the sum's order fixed, so it needs no fast-math). */
-static float block_bound(const float *restrict q, const float *restrict mn, const float *restrict mx, int32_t D)
-{
-    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    for (int32_t d = 0; d < D; d += 8)
-        for (int u = 0; u < 8; u++) {
-            const float lo = q[d + u] * mn[d + u], hi = q[d + u] * mx[d + u];
-            acc[u] += hi > lo ? hi : lo;
-        }
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
 /* Top-k decode (call->topk_tokens, a cache with block summaries): the blocks of (b, kvh) worth
- * attending to. A block's bound on q . k for query row g is sum_d max(q_d min_d, q_d max_d); a block
- * scores the largest bound over the group's rows, and the first and the newest block always pass. The
- * `keep` best (partial selection, no sort of the whole context) go to *sel in increasing order.
- * Returns their count, or 0 when the budget covers every block (then every key is read). */
+ * attending to. A block's bound on q . k for query row g is sum_d max(q_d min_d, q_d max_d) =
+ * min(q, 0) . min + max(q, 0) . max: two dot products with the block's summary rows, so the tier's
+ * own F32 rows kernel scores a run of KB blocks at a time. A block scores the largest bound over the
+ * group's rows; the first and the newest block always pass. The `keep` best (partial selection, no
+ * sort of the whole context) go to *sel in increasing order. Returns their count, or 0 when the
+ * budget covers every block (then every key is read). */
 static int32_t dec_topk(const ea_attn_call *c, const ea_cpu_state *st, char *scr, int32_t b, int32_t kvh,
                         const float *q32, int64_t total, const int32_t **sel)
 {
     const ea_kv_cache *kv = c->cache;
-    const int32_t bs = kv->sblk, D = c->D, G = c->group, seq = c->seq_ids[b];
+    const int32_t bs = kv->sblk, D = c->D, G = c->group, seq = c->seq_ids[b], MD = kv->max_dim, KB = st->tiles.kb;
+    const int32_t LQ = (MD + 15) & ~15; /* the split queries' row stride (attn_cpu.c plans it) */
+    const ea_cpu_kernels *K = D % 16 ? &st->k8 : &st->k;
     const int64_t nblk = (total + bs - 1) / bs;
     int64_t keep = ((int64_t)c->topk_tokens + bs - 1) / bs;
     keep = keep < 2 ? 2 : keep;
@@ -146,15 +137,29 @@ static int32_t dec_topk(const ea_attn_call *c, const ea_cpu_state *st, char *scr
         return 0;
     float *sc = (float *)(void *)(scr + st->sl.tk_score);
     int32_t *idx = (int32_t *)(void *)(scr + st->sl.tk_idx);
-    for (int64_t k = 0; k < nblk; k++) {
-        const float *mn = ea_kv_summary(kv, c->layer, seq, kvh, k);
-        float best = -INFINITY;
-        for (int32_t g = 0; g < G; g++) {
-            const float bound = block_bound(q32 + (size_t)g * (size_t)D, mn, mn + kv->max_dim, D);
-            best = bound > best ? bound : best;
+    float *qlo = (float *)(void *)(scr + st->sl.tk_qlo), *qhi = (float *)(void *)(scr + st->sl.tk_qhi);
+    float *s = (float *)(void *)(scr + st->sl.s), *s2 = (float *)(void *)(scr + st->sl.tk_s); /* [G][KB] */
+    for (int32_t g = 0; g < G; g++)
+        for (int32_t d = 0; d < D; d++) {
+            const float x = q32[(size_t)g * (size_t)D + (size_t)d];
+            qlo[(size_t)g * (size_t)LQ + (size_t)d] = x < 0.0f ? x : 0.0f;
+            qhi[(size_t)g * (size_t)LQ + (size_t)d] = x > 0.0f ? x : 0.0f;
         }
-        sc[k] = best == best ? best : INFINITY; /* (a NaN bound: keep the block, never lose it) */
-        idx[k] = (int32_t)k;
+    const float *summ = ea_kv_summary(kv, c->layer, seq, kvh, 0);
+    for (int64_t k0 = 0; k0 < nblk; k0 += KB) {
+        const int32_t n = (int32_t)imin(KB, nblk - k0);
+        const float *mn = summ + (size_t)k0 * 2u * (size_t)MD;
+        K->qk_rows[EDGEATTN_F32](G, n, D, qlo, LQ, mn, 2 * MD, s, KB);
+        K->qk_rows[EDGEATTN_F32](G, n, D, qhi, LQ, mn + MD, 2 * MD, s2, KB);
+        for (int32_t j = 0; j < n; j++) {
+            float best = -INFINITY;
+            for (int32_t g = 0; g < G; g++) {
+                const float v = s[(size_t)g * (size_t)KB + (size_t)j] + s2[(size_t)g * (size_t)KB + (size_t)j];
+                best = v > best ? v : best;
+            }
+            sc[k0 + j] = best == best ? best : INFINITY; /* (a NaN bound: keep the block, never lose it) */
+            idx[k0 + j] = (int32_t)(k0 + j);
+        }
     }
     sc[0] = sc[nblk - 1] = INFINITY;
     /* quickselect: idx[0, keep) become the keep highest scores */
@@ -262,39 +267,53 @@ static void dec_task(void *arg, int64_t t, int thread)
         memset(o + (size_t)g * (size_t)D, 0, sizeof(float) * (size_t)D);
     }
 
-    /* 2. runs of consecutive keys, at most KB at a time: [a, z], or the runs of top-k blocks in it */
+    /* 2. tiles of at most KB keys over the runs of keys to read: [a, z], or the runs of the top-k blocks
+     * inside it (consecutive blocks make one run). A tile gathers pieces (rows contiguous in storage)
+     * from as many pages and runs as start at a multiple of 16 of its columns. */
     const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
     const int32_t *sel = NULL;
     const int32_t nsel = c->topk_tokens > 0 ? dec_topk(c, st, scr, b, kvh, q32, kv.total, &sel) : 0;
-    const int64_t z_all = z;
-    for (int32_t run = 0; run < (nsel ? nsel : 1);) {
-        int64_t j = a;
-        z = z_all;
-        if (nsel) { /* consecutive selected blocks make one run */
-            const int32_t bs = c->cache->sblk, first = sel[run];
+    const int32_t bs = nsel ? c->cache->sblk : 1;
+    int32_t run = 0;
+    int64_t j = a, rz = z; /* the next key, and the last of its run */
+    bool have = a <= z;
+    if (nsel) { /* the first run: selected blocks [sel[0], ...] clipped to [a, z] (may be empty) */
+        have = false;
+        while (!have && run < nsel) {
+            const int32_t first = sel[run];
             while (++run < nsel && sel[run] == sel[run - 1] + 1)
                 ;
             j = imax(a, (int64_t)first * bs);
-            z = imin(z_all, (int64_t)(sel[run - 1] + 1) * bs - 1);
-        } else {
-            run++;
+            rz = imin(z, (int64_t)(sel[run - 1] + 1) * bs - 1);
+            have = j <= rz;
         }
-    for (; j <= z;) {
-        ea_kv_pieces pc = {.count = 0, .rows = 0}; /* up to KB keys, from as many pages as it takes */
+    }
+    while (have) {
+        ea_kv_pieces pc = {.count = 0, .rows = 0};
         ptrdiff_t ldk, ldv;
-        const int32_t want = (int32_t)imin(KB, z - j + 1);
         for (bool more = true; more;) {
             const char *k, *v;
-            const int32_t n = dec_rows(&kv, j + pc.rows, want - pc.rows, es, &k, &v, &ldk, &ldv);
-            more = ea_pieces_add(&pc, k, v, n, want) && j + pc.rows < kv.total;
+            const int32_t n = dec_rows(&kv, j, (int32_t)imin(KB - pc.rows, rz - j + 1), es, &k, &v, &ldk, &ldv);
+            more = ea_pieces_add(&pc, k, v, n, KB);
+            j += n;
+            while (j > rz && (have = run < nsel)) { /* the run is done: the next selected one */
+                const int32_t first = sel[run];
+                while (++run < nsel && sel[run] == sel[run - 1] + 1)
+                    ;
+                j = imax(a, (int64_t)first * bs);
+                rz = imin(z, (int64_t)(sel[run - 1] + 1) * bs - 1);
+            }
+            if (j > rz)
+                have = false;
+            more = more && have;
         }
         const int32_t nt = pc.rows;
         const int32_t nbp = (nt + 15) & ~15;
         ea_qk_pieces(K, kdt, G, D, q32, D, &pc, ldk, ldv, s, KB);
-        if (pc.count > 1 && j + nt <= z) { /* pages: the next tile's first run, while this one finishes */
+        if (pc.count > 1 && have) { /* pages or runs: the next tile's first piece, while this one finishes */
             const char *k1, *v1;
             ptrdiff_t ldk1, ldv1;
-            const int32_t n1 = dec_rows(&kv, j + nt, (int32_t)imin(KB, z - j - nt + 1), es, &k1, &v1, &ldk1, &ldv1);
+            const int32_t n1 = dec_rows(&kv, j, (int32_t)imin(KB, rz - j + 1), es, &k1, &v1, &ldk1, &ldv1);
             ea_prefetch_rows(k1, n1, ldk1, es, ea_kv_row_units(kdt, (size_t)D) * es);
         }
         for (int32_t g = 0; g < G; g++) {
@@ -307,8 +326,6 @@ static void dec_task(void *arg, int64_t t, int thread)
         }
         K->softmax(G, nbp, s, KB, m, l, alpha);
         ea_pv_pieces(K, kdt, G, D, s, KB, &pc, ldv, alpha, o, D);
-        j += nt;
-    }
     }
 
     /* 3. finish, or park the partial; the group's last slice merges */
