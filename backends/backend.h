@@ -37,8 +37,9 @@ typedef struct ea_backend_ops {
     /* Validated calls. Required. */
     edgeattn_status (*attention)(edgeattn_context *ctx, const ea_attn_call *call);
     edgeattn_status (*decode)(edgeattn_context *ctx, const ea_attn_call *call);
-    /* Serves params.block_mask (edgeattn_block_mask) in attention; false: core refuses such calls. */
-    bool block_mask;
+    /* Serves params.block_mask (edgeattn_block_mask) / params.linformer in attention; false: core refuses
+     * such calls. */
+    bool block_mask, linformer;
     /* Fills backend, tier, device, cores, threads. Required. */
     void (*info)(const edgeattn_context *ctx, edgeattn_backend_info *info);
 

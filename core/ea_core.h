@@ -283,6 +283,7 @@ typedef struct ea_attn_call {
     const int32_t *kv_lens;            /* attention: [B] or NULL */
     const edgeattn_tensor *bias;       /* F32 or NULL */
     const edgeattn_block_mask *block_mask; /* attention: validated, or NULL */
+    const edgeattn_linformer *linformer;   /* attention: validated (E, F shapes and dtypes), or NULL */
     int32_t topk_tokens;               /* decode: > 0: top-k blocks (cache summaries) */
     edgeattn_tensor *lse;              /* F32 or NULL */
     const ea_kv_cache *cache;          /* decode */

@@ -90,6 +90,8 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                        "config: kv_cache_sinks %d needs kv_cache_window > 0 (sinks are kept beside a ring)",
                        (int)c->kv_cache_sinks);
+    if (c->max_lowrank < 0 || c->max_lowrank > (1 << 20))
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: max_lowrank %d outside [0, 2^20]", (int)c->max_lowrank);
     if (c->kv_summary_block != 0 && c->kv_summary_block != 16 && c->kv_summary_block != 32 &&
         c->kv_summary_block != 64 && c->kv_summary_block != 128)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_summary_block %d: 0 (none), 16, 32, 64 or 128",

@@ -53,13 +53,45 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
         params = &defaults;
     }
     const int64_t B = q->shape[0], Hq = q->shape[1], Nq = q->shape[2], D = q->shape[3];
-    const int64_t Hkv = k->shape[1], Nkv = k->shape[2], group = Hq / Hkv;
+    const int64_t Hkv = k->shape[1], group = Hq / Hkv;
+    int64_t Nkv = k->shape[2];
     const double scale = params->scale > 0.0f ? (double)params->scale : 1.0 / sqrt((double)D);
+    /* Linformer: K' = E K, V' = F V in double, [B][Hkv][k][D]; attention then runs over their k rows */
+    const edgeattn_linformer *lf = params->linformer;
+    double *kp = NULL, *vp = NULL;
+    if (lf) {
+        const int64_t kr = lf->e->shape[2], n = Nkv;
+        kp = calloc((size_t)(B * Hkv * kr * D), sizeof(double));
+        vp = calloc((size_t)(B * Hkv * kr * D), sizeof(double));
+        if (!kp || !vp) {
+            free(kp);
+            free(vp);
+            return EDGEATTN_ERR_OUT_OF_MEMORY;
+        }
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t h = 0; h < Hkv; h++)
+                for (int64_t r = 0; r < kr; r++)
+                    for (int64_t j = 0; j < n; j++) {
+                        const double e = ea_ref_load(lf->e, lf->e->shape[0] == 1 ? 0 : b, lf->e->shape[1] == 1 ? 0 : h, r, j);
+                        const double f = ea_ref_load(lf->f, lf->f->shape[0] == 1 ? 0 : b, lf->f->shape[1] == 1 ? 0 : h, r, j);
+                        double *ko = kp + ((b * Hkv + h) * kr + r) * D, *vo = vp + ((b * Hkv + h) * kr + r) * D;
+                        for (int64_t d = 0; d < D; d++) {
+                            ko[d] += e * ea_ref_load(k, b, h, j, d);
+                            vo[d] += f * ea_ref_load(v, b, h, j, d);
+                        }
+                    }
+        Nkv = kr;
+    }
+#define KLOAD(b_, h_, j_, d_) (kp ? kp[(((b_) * Hkv + (h_)) * Nkv + (j_)) * D + (d_)] : ea_ref_load(k, b_, h_, j_, d_))
+#define VLOAD(b_, h_, j_, d_) (vp ? vp[(((b_) * Hkv + (h_)) * Nkv + (j_)) * D + (d_)] : ea_ref_load(v, b_, h_, j_, d_))
     double *s = malloc(sizeof(double) * (size_t)Nkv); /* scores of one row */
-    if (!s)
+    if (!s) {
+        free(kp);
+        free(vp);
         return EDGEATTN_ERR_OUT_OF_MEMORY;
+    }
     for (int64_t b = 0; b < B; b++) {
-        const int64_t kv_len = params->kv_lens ? params->kv_lens[b] : Nkv;
+        const int64_t kv_len = params->kv_lens && !lf ? params->kv_lens[b] : Nkv;
         for (int64_t h = 0; h < Hq; h++) {
             const int64_t hk = h / group;
             for (int64_t i = 0; i < Nq; i++) {
@@ -71,7 +103,7 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
                         continue;
                     double dot = 0.0;
                     for (int64_t d = 0; d < D; d++)
-                        dot += ea_ref_load(q, b, h, i, d) * ea_ref_load(k, b, hk, j, d);
+                        dot += ea_ref_load(q, b, h, i, d) * KLOAD(b, hk, j, d);
                     dot *= scale;
                     if (params->softcap > 0.0f)
                         dot = params->softcap * tanh(dot / params->softcap);
@@ -98,7 +130,7 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
                     const double e = exp(s[j] - mx);
                     sum += e;
                     for (int64_t d = 0; d < D; d++)
-                        o[d] += e * ea_ref_load(v, b, hk, j, d);
+                        o[d] += e * VLOAD(b, hk, j, d);
                 }
                 for (int64_t d = 0; d < D; d++)
                     o[d] /= sum;
@@ -107,7 +139,11 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
             }
         }
     }
+#undef KLOAD
+#undef VLOAD
     free(s);
+    free(kp);
+    free(vp);
     return EDGEATTN_OK;
 }
 

@@ -8,7 +8,7 @@
 #include "edgeattn/edgeattn.h"
 
 /* Same semantics as edgeattn_attention (scale, softcap, bias, causal bottom-right, windows,
- * kv_lens, block mask, GQA), for inputs of any dtype and strides. Arguments must already be valid (no checks
+ * kv_lens, block mask, Linformer projections, GQA), for inputs of any dtype and strides. Arguments must already be valid (no checks
  * beyond NULLs). out: dense double [B][Hq][Nq][D]; lse: dense double [B][Hq][Nq] or NULL
  * (-INFINITY for a fully masked row, whose out row is all zeros).
  * Query i of sequence b sits at position i + kv_len_b - Nq; key j at position j.

@@ -219,6 +219,10 @@ static edgeattn_status check_params(char *msg, const edgeattn_params *p)
     if (p->check_finite != 0 && p->check_finite != 1)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: check_finite must be 0 or 1, got %d",
                        (int)p->check_finite);
+    if (p->pad_ != 0)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: pad_ must be zero");
+    if (p->linformer && !reserved_zero(p->linformer->reserved, sizeof p->linformer->reserved))
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "params: linformer reserved bytes must be zero");
     if (p->window_left < -1 || p->window_right < -1)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                        "params: window (%d, %d): each side must be >= 0, or -1 for unlimited", (int)p->window_left,
@@ -298,6 +302,47 @@ static void fill_common(ea_attn_call *call, const edgeattn_tensor *q, edgeattn_t
     call->window_left = p->window_left;
     call->window_right = p->window_right;
     call->lse = p->lse;
+}
+
+/* Linformer projections against the call's shapes and options. */
+static edgeattn_status check_linformer(edgeattn_context *ctx, const edgeattn_params *p, int64_t B, int64_t Hkv,
+                                       int64_t Nkv, const edgeattn_tensor *out, size_t o_ext, size_t l_ext)
+{
+    char *msg = ctx->msg;
+    const edgeattn_linformer *lf = p->linformer;
+    if (!ctx->backend->linformer)
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "linformer: not served by the %s backend yet (the CPU backend "
+                       "serves it)", ctx->backend->name);
+    if (!lf->e || !lf->f)
+        return ea_fail(msg, EDGEATTN_ERR_NULL_ARG, "linformer: e or f is NULL");
+    if (p->causal || p->window_left >= 0 || p->window_right >= 0 || p->kv_lens || p->bias || p->block_mask)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "linformer: not with causal, windows, kv_lens, bias or a block mask (projected keys have no "
+                       "position)");
+    const edgeattn_tensor *t[2] = {lf->e, lf->f};
+    static const char *const name[2] = {"linformer: e", "linformer: f"};
+    for (int i = 0; i < 2; i++) {
+        size_t ext;
+        TRY(ea_check_input_tensor(msg, name[i], t[i], EA_DTYPES_FLOAT, &ext));
+        TRY(ea_check_memory(ctx, name[i], t[i]));
+        if ((t[i]->shape[0] != 1 && t[i]->shape[0] != B) || (t[i]->shape[1] != 1 && t[i]->shape[1] != Hkv) ||
+            t[i]->shape[3] != Nkv || t[i]->shape[2] < 1)
+            return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH,
+                           "%s: shape [%lld, %lld, %lld, %lld] must be [1 or %lld, 1 or %lld, k >= 1, Nkv = %lld]", name[i],
+                           (long long)t[i]->shape[0], (long long)t[i]->shape[1], (long long)t[i]->shape[2],
+                           (long long)t[i]->shape[3], (long long)B, (long long)Hkv, (long long)Nkv);
+        if (ea_tensors_overlap(out, o_ext, t[i], ext) || (p->lse && ea_tensors_overlap(p->lse, l_ext, t[i], ext)))
+            return ea_fail(msg, EDGEATTN_ERR_STRIDE, "%s overlaps out or lse", name[i]);
+        if (p->check_finite)
+            TRY(ea_check_finite(ctx, name[i], t[i], false));
+    }
+    if (lf->f->shape[2] != lf->e->shape[2])
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "linformer: f has %lld rows, e %lld (one k for both)",
+                       (long long)lf->f->shape[2], (long long)lf->e->shape[2]);
+    if (lf->e->shape[2] > ctx->cfg.max_lowrank)
+        return ea_fail(msg, EDGEATTN_ERR_CAPACITY, "linformer: k = %lld exceeds config.max_lowrank %d",
+                       (long long)lf->e->shape[2], (int)ctx->cfg.max_lowrank);
+    return EDGEATTN_OK;
 }
 
 /* A block mask against the call's shapes: sizes, row pointers, sorted in-range columns, and no overlap
@@ -419,6 +464,8 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     }
     if (p->block_mask)
         TRY(check_block_mask(ctx, p->block_mask, B, k->shape[1], q->shape[2], Nkv, out, o_ext, p->lse, l_ext));
+    if (p->linformer)
+        TRY(check_linformer(ctx, p, B, k->shape[1], Nkv, out, o_ext, l_ext));
     if (p->check_finite) {
         TRY(ea_check_finite(ctx, "q", q, false));
         TRY(ea_check_finite(ctx, "k", k, false));
@@ -438,6 +485,7 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     call->kv_lens = p->kv_lens ? ctx->lens : NULL;
     call->bias = p->bias;
     call->block_mask = p->block_mask;
+    call->linformer = p->linformer;
     return EDGEATTN_OK;
 }
 
@@ -456,8 +504,9 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, int32_t layer, const i
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: kv_lens must be NULL (the cache knows its lengths)");
     if (p->bias)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: bias is not supported over the KV cache");
-    if (p->block_mask)
-        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: block_mask is an edgeattn_attention option");
+    if (p->block_mask || p->linformer)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: %s is an edgeattn_attention option",
+                       p->block_mask ? "block_mask" : "linformer");
     if (p->topk_tokens < 0)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "decode: topk_tokens %d must be >= 0 (0: every key)",
                        (int)p->topk_tokens);

@@ -504,3 +504,78 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
             atomic_store_explicit(&st->arrive[g], 0, memory_order_relaxed); /* published by the hand-off */
     return ea_pool_run(&st->pool, attn_task, &J, base * J.nsplit);
 }
+
+/* ---------------------------------------------------------------- Linformer */
+
+typedef struct lr_job {
+    const ea_cpu_state *st;
+    const ea_attn_call *c;
+    int32_t k, chunks; /* projected rows, and blocks of EA_MR of them */
+} lr_job;
+
+/* Task t = ((b * Hkv + h) * 2 + which) * chunks + chunk: rows chunk * EA_MR .. of K' = E K (which 0)
+ * or V' = F V (which 1) of (b, h), as o = P X over key tiles of kb, P the projection's rows in F32
+ * (the tier's P.V rows kernel, X in its own dtype). */
+static void lr_task(void *arg, int64_t t, int thread)
+{
+    const lr_job *J = arg;
+    const ea_cpu_state *st = J->st;
+    const ea_attn_call *c = J->c;
+    const int32_t chunk = (int32_t)(t % J->chunks);
+    t /= J->chunks;
+    const int which = (int)(t % 2);
+    t /= 2;
+    const int32_t h = (int32_t)(t % c->Hkv), b = (int32_t)(t / c->Hkv);
+    const int32_t D = c->D, KB = st->tiles.kb, r0 = chunk * EA_MR, mr = (int32_t)imin(EA_MR, J->k - r0);
+    const ea_cpu_kernels *K = D % 16 ? &st->k8 : &st->k;
+    const edgeattn_tensor *P = which ? c->linformer->f : c->linformer->e, *X = which ? c->v : c->k;
+    const int64_t pb = P->shape[0] == 1 ? 0 : b, ph = P->shape[1] == 1 ? 0 : h;
+    float *dst = st->lowrank + (size_t)which * st->lowrank_half +
+                 (((size_t)b * (size_t)c->Hkv + (size_t)h) * (size_t)J->k + (size_t)r0) * (size_t)D;
+    float *p32 = (float *)(void *)(st->scratch + (size_t)thread * st->sl.bytes + st->sl.s); /* [EA_MR][KB] */
+    static const float ones[EA_MR] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+    memset(dst, 0, sizeof(float) * (size_t)mr * (size_t)D);
+    const size_t xes = ea_dtype_size(X->dtype);
+    for (int64_t j0 = 0; j0 < c->Nkv; j0 += KB) {
+        const int32_t n = (int32_t)imin(KB, c->Nkv - j0);
+        for (int32_t r = 0; r < mr; r++) {
+            const ptrdiff_t po = (ptrdiff_t)(pb * P->stride[0] + ph * P->stride[1] + (r0 + r) * P->stride[2] + j0);
+            for (int32_t j = 0; j < n; j++)
+                p32[(size_t)r * (size_t)KB + (size_t)j] = ea_load_f32(P->data, P->dtype, po + j);
+        }
+        const char *xr = (const char *)X->data + (size_t)(b * X->stride[0] + h * X->stride[1] + j0 * X->stride[2]) * xes;
+        K->pv_rows[X->dtype](mr, n, D, p32, KB, xr, X->stride[2], ones, dst, D);
+    }
+}
+
+edgeattn_status ea_cpu_linformer(ea_cpu_state *st, const ea_attn_call *c)
+{
+    lr_job J;
+    J.st = st;
+    J.c = c;
+    J.k = (int32_t)c->linformer->e->shape[2];
+    J.chunks = (J.k + EA_MR - 1) / EA_MR;
+    const int64_t tasks = (int64_t)c->B * c->Hkv * 2 * J.chunks;
+    edgeattn_status rc = EDGEATTN_OK;
+    if (st->threads <= 1)
+        ea_pool_run_inline(lr_task, &J, tasks);
+    else
+        rc = ea_pool_run(&st->pool, lr_task, &J, tasks);
+    if (rc != EDGEATTN_OK)
+        return rc;
+    /* attention over the k projected rows: F32 K', V' [B, Hkv, k, D] */
+    const size_t rows = (size_t)c->B * (size_t)c->Hkv * (size_t)J.k;
+    edgeattn_tensor kt = {.data = st->lowrank, .bytes = rows * (size_t)c->D * sizeof(float), .dtype = EDGEATTN_F32,
+                          .memory = EDGEATTN_MEM_HOST, .offset = 0,
+                          .shape = {c->B, c->Hkv, J.k, c->D},
+                          .stride = {(int64_t)c->Hkv * J.k * c->D, (int64_t)J.k * c->D, c->D, 1}};
+    edgeattn_tensor vt = kt;
+    vt.data = st->lowrank + st->lowrank_half;
+    ea_attn_call c2 = *c;
+    c2.k = &kt;
+    c2.v = &vt;
+    c2.Nkv = J.k;
+    c2.kv_dtype = EDGEATTN_F32;
+    c2.linformer = NULL;
+    return ea_cpu_run(st, &c2);
+}

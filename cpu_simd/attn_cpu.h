@@ -32,6 +32,8 @@ typedef struct ea_cpu_state {
     ea_cpu_scratch_layout sl;
     char *scratch;          /* [threads][sl.bytes] */
     float *part;            /* split-KV partials: [part_items][tiles.rb][max_dim + 2] */
+    float *lowrank;         /* Linformer: K' then V', each [max_batch][max_kv_heads][max_lowrank][max_dim] F32 */
+    size_t lowrank_half;    /* floats of each */
     atomic_int *arrive;     /* [part_items] split-KV partials finished, per merge group */
     int64_t part_items;
     /* the decode path (decode_small.c), caller only */
@@ -70,6 +72,8 @@ bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, 
 int64_t ea_cpu_part_items(int32_t threads, int32_t rb);
 
 edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *call);
+/* Linformer (call->linformer): K' = E K and V' = F V into st->lowrank, then attention over them. */
+edgeattn_status ea_cpu_linformer(ea_cpu_state *st, const ea_attn_call *call);
 
 /* Quantised caches. The kernels see the normalised rows x̂ (x = c x̂ + m per channel, the statistics of
  * the (layer, sequence, KV head), core/ea_core.h); the driver folds the statistics in around them:

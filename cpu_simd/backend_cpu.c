@@ -22,7 +22,7 @@ typedef struct cpu_plan {
     int32_t threads;
     int64_t inline_work, wake_work, spin_ns;
     ea_cpu_scratch_layout sl;
-    size_t state_off, tid_off, scratch_off, part_off, arrive_off, total;
+    size_t state_off, tid_off, scratch_off, part_off, arrive_off, lowrank_off, lowrank_half, total;
     int64_t part_items;
 } cpu_plan;
 
@@ -104,6 +104,13 @@ static edgeattn_status plan_cpu(const edgeattn_config *cfg, cpu_plan *p, char *m
     p->part_off = ea_sizer_add(&sz, (size_t)p->part_items * (size_t)p->tiles.rb,
                                sizeof(float) * ((size_t)cfg->max_head_dim + 2), 64);
     p->arrive_off = ea_sizer_add(&sz, (size_t)p->part_items, sizeof(atomic_int), 64);
+    /* Linformer: K' and V' of every (batch row, KV head), max_lowrank rows of max_head_dim F32 */
+    size_t half = 0;
+    if (!ea_mul_ok((size_t)cfg->max_batch * (size_t)cfg->max_kv_heads, (size_t)cfg->max_lowrank, &half) ||
+        !ea_mul_ok(half, (size_t)cfg->max_head_dim, &half))
+        sz.overflow = true;
+    p->lowrank_half = (half + 15) & ~(size_t)15;
+    p->lowrank_off = ea_sizer_add(&sz, 2 * p->lowrank_half, sizeof(float), 64);
     if (sz.overflow)
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cpu: plan overflows");
     p->total = sz.total;
@@ -146,6 +153,8 @@ static edgeattn_status cpu_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     s->scratch = base + p.scratch_off;
     s->part = (float *)(void *)(base + p.part_off);
     s->arrive = (atomic_int *)(void *)(base + p.arrive_off);
+    s->lowrank = (float *)(void *)(base + p.lowrank_off);
+    s->lowrank_half = p.lowrank_half;
     for (int64_t i = 0; i < p.part_items; i++)
         atomic_init(&s->arrive[i], 0);
     s->part_items = p.part_items;
@@ -176,7 +185,9 @@ static edgeattn_status cpu_attention(edgeattn_context *ctx, const ea_attn_call *
         return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED,
                        "cpu: topk_tokens with %d query heads per KV head: served for at most %d so far", (int)call->group,
                        EA_MR);
-    if (ea_cpu_decode_small_fits(s, call)) {
+    if (call->linformer) {
+        st = ea_cpu_linformer(s, call);
+    } else if (ea_cpu_decode_small_fits(s, call)) {
         if (call->rope) { /* the angles of the first sequence's query, shared by every item */
             const ea_kv_cache *kv = call->cache;
             ea_rope_cached(&ctx->rope, kv->total[ea_kv_idx(kv, call->layer, call->seq_ids[0])] - 1);
@@ -218,5 +229,6 @@ const ea_backend_ops ea_backend_cpu = {
     .attention = cpu_attention,
     .decode = cpu_attention,
     .block_mask = true,
+    .linformer = true,
     .info = cpu_info,
 };

@@ -212,7 +212,10 @@ typedef struct edgeattn_config {
      * q . k is highest (params.topk_tokens). 16, 32, 64 or 128; 0 (default): none. CPU backend; a float
      * cache without a window. */
     int32_t kv_summary_block;
-    uint8_t reserved[16];      /* must be zero */
+    /* Linformer (params.linformer): the most projected rows k a call may use; the CPU backend plans
+     * B x Hkv x k x max_head_dim F32 rows for each of K' and V'. 0 (default): no Linformer calls. */
+    int32_t max_lowrank;
+    uint8_t reserved[12];      /* must be zero */
 } edgeattn_config;
 
 typedef struct edgeattn_plan_info {
@@ -263,6 +266,17 @@ typedef struct edgeattn_block_mask {
     const int32_t *col_idx;  /* [nnz] */
 } edgeattn_block_mask;
 
+/* Linformer projections (Wang et al., 2020): K and V are projected along the sequence to k rows, K' = E K
+ * and V' = F V, and attention runs over those k rows: out = softmax(scale Q K'^T) V'. E and F are
+ * [1 or B, 1 or Hkv, k, Nkv] in F32, F16 or BF16 (one projection for every batch row and KV head, or
+ * one each), k from 1 to config.max_lowrank. The projections run on the backend's GEMM kernels into
+ * planned workspace. Not with causal, windows, kv_lens, bias or a block mask (a projected key has no
+ * position). edgeattn_attention only; CPU backend. */
+typedef struct edgeattn_linformer {
+    const edgeattn_tensor *e, *f;
+    uint8_t reserved[16]; /* must be zero */
+} edgeattn_linformer;
+
 typedef struct edgeattn_params {
     uint32_t struct_version; /* EDGEATTN_STRUCT_VERSION (set by edgeattn_params_default); 0 is refused */
     float scale;            /* 0: 1/sqrt(D) */
@@ -283,7 +297,9 @@ typedef struct edgeattn_params {
      * tokens, rounded up to whole blocks, and always to the first and the newest block; 0: every key.
      * One query per sequence (Nq 1). */
     int32_t topk_tokens;
-    uint8_t reserved[20];   /* must be zero */
+    int32_t pad_;           /* must be zero */
+    const edgeattn_linformer *linformer; /* optional Linformer projections (attention only) */
+    uint8_t reserved[8];    /* must be zero */
 } edgeattn_params;
 
 /* Device ceilings measured by edgeattn_measure_ceilings (GPU backends). */
