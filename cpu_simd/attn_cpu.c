@@ -19,6 +19,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "cpu_simd/attn_cpu.h"
 
 /* Rows up to this take the rows path (K/V read in place): packing a tile costs more. */
@@ -538,10 +539,29 @@ static void lr_task(void *arg, int64_t t, int thread)
     const size_t xes = ea_dtype_size(X->dtype);
     for (int64_t j0 = 0; j0 < c->Nkv; j0 += KB) {
         const int32_t n = (int32_t)imin(KB, c->Nkv - j0);
-        for (int32_t r = 0; r < mr; r++) {
-            const ptrdiff_t po = (ptrdiff_t)(pb * P->stride[0] + ph * P->stride[1] + (r0 + r) * P->stride[2] + j0);
-            for (int32_t j = 0; j < n; j++)
-                p32[(size_t)r * (size_t)KB + (size_t)j] = ea_load_f32(P->data, P->dtype, po + j);
+        /* the projection's rows to packed F32: the tier's V packer (a widening copy) over column blocks of
+         * up to 256 (its head-dim contract), the last columns (n % 16) by hand */
+        const ptrdiff_t pbase = (ptrdiff_t)(pb * P->stride[0] + ph * P->stride[1] + r0 * P->stride[2] + j0);
+        const size_t pes = ea_dtype_size(P->dtype);
+        const int32_t n16 = n & ~15;
+        for (int32_t c0 = 0; c0 < n16; c0 += 256)
+            st->k.pack_v[P->dtype](mr, mr, (int)imin(256, n16 - c0), (const char *)P->data + (size_t)(pbase + c0) * pes,
+                                   P->stride[2], p32 + c0, KB);
+        for (int32_t r = 0; r < mr && n16 < n; r++) {
+            const ptrdiff_t po = pbase + r * P->stride[2] + n16;
+            float *pr = p32 + (size_t)r * (size_t)KB + n16;
+            const int32_t nr = n - n16;
+            if (P->dtype == EDGEATTN_F32) {
+                memcpy(pr, (const float *)P->data + po, sizeof(float) * (size_t)nr);
+            } else if (P->dtype == EDGEATTN_F16) {
+                const uint16_t *src = (const uint16_t *)P->data + po;
+                for (int32_t j = 0; j < nr; j++)
+                    pr[j] = ea_f16_to_f32(src[j]);
+            } else {
+                const uint16_t *src = (const uint16_t *)P->data + po;
+                for (int32_t j = 0; j < nr; j++)
+                    pr[j] = ea_bf16_to_f32(src[j]);
+            }
         }
         const char *xr = (const char *)X->data + (size_t)(b * X->stride[0] + h * X->stride[1] + j0 * X->stride[2]) * xes;
         K->pv_rows[X->dtype](mr, n, D, p32, KB, xr, X->stride[2], ones, dst, D);

@@ -38,6 +38,7 @@ typedef struct bench_case {
     int32_t topk;             /* decode: params.topk_tokens over a cache with block summaries; the keys
                                  then hold a few blocks aligned with the queries (what top-k is for) */
     int32_t sblk;             /* decode: config.kv_summary_block (default 32 with topk) */
+    int32_t lowrank;          /* prefill: Linformer projections E, F [1, 1, lowrank, Nkv] (kv dtype); 0: none */
 } bench_case;
 
 /* Tokens cached for batch row b of a decode case (Nkv unless ragged). */

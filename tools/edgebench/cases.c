@@ -123,6 +123,8 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
             bad = bad || c->density_pm < 1;
         } else if (!strcasecmp(key, "topk"))
             bad = parse_int(val, 1, 1 << 30, &c->topk);
+        else if (!strcasecmp(key, "lowrank"))
+            bad = parse_int(val, 1, 1 << 20, &c->lowrank);
         else if (!strcasecmp(key, "sblk"))
             bad = parse_int(val, 16, 128, &c->sblk) || (c->sblk & (c->sblk - 1));
         else if (!strcasecmp(key, "bq"))
@@ -205,6 +207,10 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
     }
     if (c->topk && !c->sblk)
         c->sblk = 32;
+    if (c->lowrank && (c->kind != BENCH_PREFILL || c->causal || c->density_pm)) {
+        snprintf(err, err_len, "case '%s': lowrank (Linformer) is a prefill option, not causal, without density", spec);
+        return -1;
+    }
     if (c->density_pm && !c->block_q)
         c->block_q = 64;
     if ((c->sinks || c->stream) && (c->kind != BENCH_DECODE || c->ragged || !c->sinks || c->sinks >= c->Nkv)) {
@@ -266,6 +272,8 @@ void bench_case_spec(const bench_case *c, char *buf, size_t len)
                  (int)c->block_q);
     if (c->sblk)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ",topk=%d,sblk=%d", (int)c->topk, (int)c->sblk);
+    if (c->lowrank)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ",lowrank=%d", (int)c->lowrank);
     snprintf(buf, len, "%s:B=%d,H=%d,KVH=%d,NQ=%d,NKV=%d,D=%d,causal=%d,q=%s,kv=%s,out=%s%s%s,name=%s",
              c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, (int)c->Hq, (int)c->Hkv, (int)c->Nq,
              (int)c->Nkv, (int)c->D, (int)c->causal, bench_dtype_name(c->q_dtype), bench_dtype_name(c->kv_dtype),
@@ -288,6 +296,8 @@ void bench_case_shape(const bench_case *c, char *buf, size_t len)
     char paged[48] = "";
     if (c->page)
         snprintf(paged, sizeof paged, " paged %d", (int)c->page);
+    if (c->lowrank) /* Linformer */
+        snprintf(paged + strlen(paged), sizeof paged - strlen(paged), " linformer k%d", (int)c->lowrank);
     if (c->topk) /* top-k decode */
         snprintf(paged + strlen(paged), sizeof paged - strlen(paged), " top-%d/%d", (int)c->topk, (int)c->sblk);
     if (c->density_pm) /* a block-sparse mask */
@@ -327,6 +337,7 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
  * pages of the four sequences interleave in the pool), and on the CPU 256-token pages too (a page
  * holds 64 KiB of each head there, runs long enough for the hardware prefetchers; 16-token pages
  * are 4 KiB runs): paging should cost little beside contiguous.
+ * pf-8k-lin256 is pf-8k through Linformer projections to 256 rows (E, F random, in the K/V dtype).
  * pf-8k and pf-8k-sparse10 are the block-sparse pair: the same prefill dense and with a mask listing
  * 10% of the 64x64 blocks (random, per KV head).
  * dec-32k and dec-32k-topk2k are the top-k pair: decode over 32768 tokens, all of them and the best
@@ -334,92 +345,94 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
  * dec-4100 and dec-stream are the streaming pair: a cache of 4 attention sinks and a ring of 4096
  * after 1,000,000 tokens streamed through it, beside a plain cache of the same 4100 tokens.
  * Fields: name, kind, B, Hq, Hkv, Nq, Nkv, D, causal, q, kv, out, OpenCL path, auto_name, page, ragged,
- * sinks, stream, density (per mille), block_q, topk, sblk. */
+ * sinks, stream, density (per mille), block_q, topk, sblk, lowrank. */
 static const bench_case default_suite[] = {
-    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"E-q8", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, Q8, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"E-q4", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, Q4, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-s64", DEC, 1, 8, 2, 1, 64, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-s256", DEC, 1, 8, 2, 1, 256, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-s1024", DEC, 1, 8, 2, 1, 1024, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p256", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 256, 1, 0, 0, 0, 0, 0, 0},
-    {"dec-4100", DEC, 1, 32, 8, 1, 4100, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-stream", DEC, 1, 32, 8, 1, 4100, 128, 0, F32, F16, F32, 0, 0, 0, 0, 4, 1000000, 0, 0, 0, 0},
-    {"pf-8k", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-8k-sparse10", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 100, 64, 0, 0},
-    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-32k-topk2k", DEC, 1, 32, 8, 1, 32768, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 2048, 64},
+    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"E-q8", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, Q8, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"E-q4", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, Q4, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-s64", DEC, 1, 8, 2, 1, 64, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-s256", DEC, 1, 8, 2, 1, 256, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-s1024", DEC, 1, 8, 2, 1, 1024, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p256", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 256, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-4100", DEC, 1, 32, 8, 1, 4100, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-stream", DEC, 1, 32, 8, 1, 4100, 128, 0, F32, F16, F32, 0, 0, 0, 0, 4, 1000000, 0, 0, 0, 0, 0},
+    {"pf-8k", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-8k-sparse10", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 100, 64, 0, 0, 0},
+    {"pf-8k-lin256", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 256},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-32k-topk2k", DEC, 1, 32, 8, 1, 32768, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 2048, 64, 0},
 };
 
 /* Small, odd sizes (not multiples of the tiles), every dtype path once: seconds, not minutes. */
 static const bench_case quick_suite[] = {
-    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"q-dec-rag-p16", DEC, 4, 4, 2, 1, 700, 64, 0, F32, F16, F32, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0},
-    {"q-dec-sinks", DEC, 2, 4, 2, 3, 300, 64, 1, F32, BF16, F32, 0, 0, 0, 0, 3, 5000, 0, 0, 0, 0},
-    {"q-pf-sparse", PF, 2, 4, 2, 300, 333, 64, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 300, 128, 0, 0},
-    {"q-dec-topk", DEC, 2, 8, 2, 1, 2000, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 256, 16},
+    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-dec-rag-p16", DEC, 4, 4, 2, 1, 700, 64, 0, F32, F16, F32, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"q-dec-sinks", DEC, 2, 4, 2, 3, 300, 64, 1, F32, BF16, F32, 0, 0, 0, 0, 3, 5000, 0, 0, 0, 0, 0},
+    {"q-pf-sparse", PF, 2, 4, 2, 300, 333, 64, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 300, 128, 0, 0, 0},
+    {"q-dec-topk", DEC, 2, 8, 2, 1, 2000, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 256, 16, 0},
+    {"q-pf-linformer", PF, 2, 4, 2, 150, 700, 64, 0, F32, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 72},
 };
 
 /* CUDA: the shapes of the README's GPU table, a 7B-class layer (H32 D128) at 1K, 4K and 16K prefill
  * and 4K to 128K cached tokens for decode, plus batches with D64. FP16 everywhere, the dtype GPU
  * attention libraries are usually measured in, with one BF16 and one FP32 row for the other paths. */
 static const bench_case cuda_suite[] = {
-    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-16k", PF, 1, 32, 32, 16384, 16384, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-16k-causal", PF, 1, 32, 32, 16384, 16384, 128, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-b4-d64", PF, 4, 16, 16, 2048, 2048, 64, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-b4-d64-causal", PF, 4, 16, 16, 2048, 2048, 64, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-4k-bf16", PF, 1, 32, 32, 4096, 4096, 128, 0, BF16, BF16, BF16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-4k-f32", PF, 1, 32, 32, 4096, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-128k", DEC, 1, 32, 8, 1, 131072, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-b16-4k", DEC, 16, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-128k-bf16", DEC, 1, 32, 8, 1, 131072, 128, 0, BF16, BF16, BF16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0},
+    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-16k", PF, 1, 32, 32, 16384, 16384, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-16k-causal", PF, 1, 32, 32, 16384, 16384, 128, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-b4-d64", PF, 4, 16, 16, 2048, 2048, 64, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-b4-d64-causal", PF, 4, 16, 16, 2048, 2048, 64, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k-bf16", PF, 1, 32, 32, 4096, 4096, 128, 0, BF16, BF16, BF16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k-f32", PF, 1, 32, 32, 4096, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-128k", DEC, 1, 32, 8, 1, 131072, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-b16-4k", DEC, 16, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-128k-bf16", DEC, 1, 32, 8, 1, 131072, 128, 0, BF16, BF16, BF16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0},
 };
 
 /* OpenCL: FP16 storage (FP32 arithmetic) at the same H32 D128 layer shape; prefill at 1K and 4K with
  * the fused kernel beside the unfused path (CLBlast GEMMs), so a run shows which one a device favours;
  * decode at 4K and 32K cached tokens. */
 static const bench_case opencl_suite[] = {
-    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-4k-unfused", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-1k-unfused", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-1k-f32", PF, 1, 32, 32, 1024, 1024, 128, 0, F32, F32, F32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0},
+    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k-unfused", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-1k-unfused", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-1k-f32", PF, 1, 32, 32, 1024, 1024, 128, 0, F32, F32, F32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0},
 };
 
 const bench_case *bench_cuda_suite(size_t *count)

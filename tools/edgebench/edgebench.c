@@ -86,6 +86,7 @@ static void usage(FILE *f)
             "  sinks S, stream T  decode: a cache of NKV slots, S sinks + a ring, after T tokens streamed\n"
             "  topk T, sblk 16|32|64|128  decode: top-k over T tokens of block summaries (keys: a few\n"
             "        blocks aligned with the queries)\n"
+            "  lowrank K  prefill: Linformer, K and V projected to K rows by random E, F (kv dtype)\n"
             "  name  label in the table\n"
             "  e.g. --case \"prefill:B=1,H=8,KVH=8,N=1024,D=64,causal=0,q=f32,kv=f16\"\n"
             "       --case \"decode:H=32,KVH=8,NKV=16384,D=128,kv=f16,name=E\"\n");

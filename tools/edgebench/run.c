@@ -360,6 +360,11 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     char *saved_path = NULL;
     int path_set = 0;
     bench_mask mask = {.row_ptr = NULL, .col_idx = NULL};
+    void *ebuf = NULL, *fbuf = NULL;
+    float *kpbuf = NULL, *vpbuf = NULL;
+    edgeattn_tensor et, ft;
+    edgeattn_linformer lf;
+    memset(&lf, 0, sizeof lf);
     memset(r, 0, sizeof *r);
     r->pct_ceiling = -1.0;
     r->max_rel_err = -1.0;
@@ -391,6 +396,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
             cfg.kv_cache_window = c->Nkv - c->sinks;
         }
     }
+    cfg.max_lowrank = c->lowrank;
     if (c->opencl_path) { /* read by the OpenCL backend at create */
         const char *old = getenv("EDGEATTN_OPENCL_PATH");
         saved_path = old ? strdup(old) : NULL;
@@ -464,6 +470,23 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     edgeattn_params_default(&p);
     p.causal = c->causal;
     p.topk_tokens = c->topk;
+    if (c->lowrank) { /* Linformer: E, F [1, 1, k, Nkv] uniform in +-2/sqrt(Nkv) (projected rows of size ~1) */
+        const size_t ne = (size_t)c->lowrank * (size_t)c->Nkv;
+        ebuf = malloc(ne * dtype_size(kin));
+        fbuf = malloc(ne * dtype_size(kin));
+        if (!ebuf || !fbuf)
+            FAIL("%s: out of memory for the projections", c->name);
+        const double amp = 2.0 / sqrt((double)c->Nkv);
+        for (size_t i = 0; i < ne; i++) {
+            store_elem(ebuf, kin, i, (float)(amp * (2.0 * (double)(bench_rng_next(&rng) >> 11) / 9007199254740992.0 - 1.0)));
+            store_elem(fbuf, kin, i, (float)(amp * (2.0 * (double)(bench_rng_next(&rng) >> 11) / 9007199254740992.0 - 1.0)));
+        }
+        et = edgeattn_tensor_bhsd(ebuf, kin, 1, 1, c->lowrank, c->Nkv);
+        ft = edgeattn_tensor_bhsd(fbuf, kin, 1, 1, c->lowrank, c->Nkv);
+        lf.e = &et;
+        lf.f = &ft;
+        p.linformer = &lf;
+    }
     if (c->topk && plant_blocks(c, qbuf, kbuf, kin, &rng))
         FAIL("%s: top-k inputs: NKV below one block, or a head dim past 512", c->name);
     if (c->density_pm) {
@@ -571,6 +594,9 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         if (c->density_pm)
             pairs /= (double)c->B * c->Hkv;
         r->work = 4.0 * c->B * c->Hq * c->D * pairs;          /* QK^T and PV, 2 FLOP per multiply-add */
+        if (c->lowrank) /* Linformer: attention over k rows, and the projections E K and F V */
+            r->work = 4.0 * c->B * c->Hq * c->D * (double)c->Nq * c->lowrank +
+                      4.0 * c->B * c->Hkv * (double)c->lowrank * c->Nkv * c->D;
         r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GFLOP/s */
         if (ceil && ceil->fma_gflops > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
             r->pct_ceiling = 100.0 * r->rate / ceil->fma_gflops;
@@ -593,7 +619,41 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         else if (ceil && ceil->gpu_copy_gbs > 0.0 && on_gpu)
             r->pct_ceiling = 100.0 * r->rate / ceil->gpu_copy_gbs;
     }
-    if (o->check_ref)
+    if (o->check_ref && c->lowrank) {
+        /* Linformer: K' = E K and V' = F V in double (once, stored F32), then the rows' reference over them */
+        const int64_t kr = c->lowrank, N = c->Nkv, D = c->D;
+        kpbuf = malloc(sizeof(float) * (size_t)(c->B * c->Hkv * kr * D));
+        vpbuf = malloc(sizeof(float) * (size_t)(c->B * c->Hkv * kr * D));
+        double *acc = malloc(sizeof(double) * 2 * (size_t)D);
+        if (!kpbuf || !vpbuf || !acc) {
+            free(acc);
+            FAIL("%s: out of memory for the reference projections", c->name);
+        }
+        for (int64_t bh = 0; bh < (int64_t)c->B * c->Hkv; bh++)
+            for (int64_t r0 = 0; r0 < kr; r0++) {
+                for (int64_t d = 0; d < 2 * D; d++)
+                    acc[d] = 0.0;
+                for (int64_t j = 0; j < N; j++) {
+                    const double e = load_elem(ebuf, kin, (size_t)(r0 * N + j)), f = load_elem(fbuf, kin, (size_t)(r0 * N + j));
+                    for (int64_t d = 0; d < D; d++) {
+                        acc[d] += e * load_elem(kbuf, kin, (size_t)((bh * N + j) * D + d));
+                        acc[D + d] += f * load_elem(vbuf, kin, (size_t)((bh * N + j) * D + d));
+                    }
+                }
+                for (int64_t d = 0; d < D; d++) {
+                    kpbuf[(bh * kr + r0) * D + d] = (float)acc[d];
+                    vpbuf[(bh * kr + r0) * D + d] = (float)acc[D + d];
+                }
+            }
+        free(acc);
+        bench_case cr = *c;
+        cr.Nkv = (int32_t)kr;
+        cr.lowrank = 0;
+        const edgeattn_tensor kp = edgeattn_tensor_bhsd(kpbuf, EDGEATTN_F32, c->B, c->Hkv, kr, D),
+                              vp = edgeattn_tensor_bhsd(vpbuf, EDGEATTN_F32, c->B, c->Hkv, kr, D);
+        r->max_rel_err = check_reference(&cr, o, &q, &kp, &vp, &out, NULL, &r->rows_checked, &r->rows_total, &rng,
+                                         &r->min_cos);
+    } else if (o->check_ref)
         r->max_rel_err = check_reference(c, o, &q, &k, &v, &out, c->density_pm ? &mask.m : NULL, &r->rows_checked,
                                          &r->rows_total, &rng, &r->min_cos);
     rc = 0;
@@ -613,5 +673,9 @@ done:
     free(times);
     free(mask.row_ptr);
     free(mask.col_idx);
+    free(ebuf);
+    free(fbuf);
+    free(kpbuf);
+    free(vpbuf);
     return rc;
 }
