@@ -670,6 +670,16 @@ static void test_sparse_paths(void **state)
     int32_t rp[5] = {0, 2, 2, 5, 6}; /* row blocks of 64: keys blocks {0, 3}, {}, {1, 2, 4}, {0} */
     int32_t ci[6] = {0, 3, 1, 2, 4, 0};
     const edgeattn_block_mask bm = {64, 64, 1, 1, 6, rp, ci};
+    tc_tensor le, lfp, ol; /* Linformer: 40 projected rows of the 300 keys */
+    tc_tensor_alloc(&le, EDGEATTN_F16, 1, 1, 40, 300, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&lfp, EDGEATTN_F32, 1, SHKV, 40, 300, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&ol, EDGEATTN_F32, 1, SHQ, 200, SD, TC_BHSD, 0, 0, 0);
+    tc_fill_random(&le, &r, -0.1, 0.1);
+    tc_fill_random(&lfp, &r, -0.1, 0.1);
+    edgeattn_linformer lf;
+    memset(&lf, 0, sizeof lf);
+    lf.e = &le.t;
+    lf.f = &lfp.t;
     for (int threads = 1; threads <= 2; threads++)
         for (int mode = 0; mode < 2; mode++) { /* 0: sinks + ring; 1: block summaries */
             edgeattn_config cfg;
@@ -684,6 +694,7 @@ static void test_sparse_paths(void **state)
             cfg.kv_cache_window = mode ? 0 : 128;
             cfg.kv_cache_sinks = mode ? 0 : 4;
             cfg.kv_summary_block = mode ? 32 : 0;
+            cfg.max_lowrank = 40;
             cfg.num_threads = threads;
             edgeattn_context *ctx = tc_create(&cfg);
             edgeattn_params p, pa;
@@ -692,6 +703,10 @@ static void test_sparse_paths(void **state)
             p.topk_tokens = mode ? 128 : 0;
             pa.block_mask = &bm;
             pa.causal = 1;
+            edgeattn_params pl;
+            edgeattn_params_default(&pl);
+            pl.linformer = &lf;
+            tc_fill_canary(&ol);
             tc_fill_canary(&out);
             tc_fill_canary(&oa);
             start_counting();
@@ -701,13 +716,16 @@ static void test_sparse_paths(void **state)
                 assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, &p), EDGEATTN_OK);
             for (int i = 0; i < 5; i++)
                 assert_int_equal(edgeattn_attention(ctx, &qa.t, &ka.t, &va.t, &oa.t, &pa), EDGEATTN_OK);
+            for (int i = 0; i < 3; i++)
+                assert_int_equal(edgeattn_attention(ctx, &qa.t, &ka.t, &va.t, &ol.t, &pl), EDGEATTN_OK);
             char what[96];
-            snprintf(what, sizeof what, "%s, %d thread(s)", mode ? "top-k decode and block-sparse attention"
-                                                                 : "sinks + ring appends and decodes", threads);
+            snprintf(what, sizeof what, "%s, %d thread(s)", mode ? "top-k decode, block-sparse and Linformer attention"
+                                                                 : "sinks + ring, block-sparse and Linformer", threads);
             expect_none(what);
             char why[256];
             assert_true(tc_check_written(&out, "out", why, sizeof why));
             assert_true(tc_check_written(&oa, "oa", why, sizeof why));
+            assert_true(tc_check_written(&ol, "ol", why, sizeof why));
             edgeattn_destroy(ctx);
         }
     tc_tensor_free(&k);
@@ -718,6 +736,9 @@ static void test_sparse_paths(void **state)
     tc_tensor_free(&ka);
     tc_tensor_free(&va);
     tc_tensor_free(&oa);
+    tc_tensor_free(&le);
+    tc_tensor_free(&lfp);
+    tc_tensor_free(&ol);
 }
 
 /* A failed create (bad config, buffer too small) obtains nothing, or gives back what it obtained. */
