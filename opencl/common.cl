@@ -38,7 +38,7 @@ typedef struct ea_attn_p {
     int nh, group, i0, ni;
     int D, ring_cap, causal, wl;
     int wr, rope_style, rope_dim, page_shift;
-    int pt_pitch, pad_;
+    int pt_pitch, kv_vec; /* kv_vec: every K/V row element offset a multiple of 4 (EA_BATCH_LOADS) */
     float scale, softcap;
     int kv_len[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
@@ -64,6 +64,16 @@ float4 ea_ld4(__global const uchar *p, long i, int dt)
         return vload_half4(0, (__global const half *)(p + 2 * i));
     const uint4 u = convert_uint4(vload4(0, (__global const ushort *)p + i)) << (uint4)16;
     return as_float4(u);
+}
+
+/* Four F16 (dt EA_F16) or BF16 values from their bits (element 0 in the low half of r.x). */
+float4 ea_bits4(uint2 r, int dt)
+{
+    if (dt == EA_F16) {
+        const uint2 t = r;
+        return vload_half4(0, (const __private half *)&t);
+    }
+    return as_float4((uint4)(r.x << 16, r.x & 0xffff0000u, r.y << 16, r.y & 0xffff0000u));
 }
 
 ushort ea_f2bf(float x)

@@ -183,6 +183,60 @@
         }                                                                                                         \
     }
 #endif
+#if defined(EA_BATCH_LOADS) && !FK_PF
+/* Build option (sweeps; not the default yet): the fetch issues every load of a work-item's share before
+ * it converts any, whole rows of 4 values at once (one 8-byte load for F16/BF16, 16 bytes for F32)
+ * when the launch's rows allow (P.kv_vec), the dtype branch outside the loop. The default fetch above
+ * converts each float4 as it loads it (a runtime dtype branch per float4 holding four 2-byte loads),
+ * so a work-item waits for its float4 one after the other. Not with the register prefetch, whose
+ * loads must stay in flight past the fetch. */
+#undef FK_FETCH
+/* RV[u]: the row of element u of this work-item's share of tile T (e = tid + u*NT: key e / D4, float4
+ * column e % D4; paged programs: from Pg, read for every element before any is used), -1 when it is
+ * not read; FK_VAT: the element offset of element U on row ROW */
+#ifdef EA_PAGED
+#define FK_ROWV(RV, T)                                                                                            \
+    _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
+    {                                                                                                             \
+        const int e_ = tid + u * FK_NT, c_ = e_ / FK_D4, d4_ = e_ % FK_D4;                                        \
+        const int pg_ = Pg[((T) & 1) * FK_BN + min(c_, FK_BN - 1)];                                               \
+        RV[u] = ((FK_BN * FK_D4) % FK_NT == 0 || e_ < FK_BN * FK_D4) && d4_ < D4 ? pg_ : -1;                      \
+    }
+#else
+#define FK_ROWV(RV, T)                                                                                            \
+    _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
+    {                                                                                                             \
+        const int e_ = tid + u * FK_NT, c_ = e_ / FK_D4, d4_ = e_ % FK_D4, j_ = jlo + (T) * FK_BN + c_;           \
+        int slot_ = slot0 + j_;                                                                                   \
+        if (P.ring_cap > 0 && slot_ >= P.ring_cap)                                                                \
+            slot_ -= P.ring_cap;                                                                                  \
+        RV[u] = ((FK_BN * FK_D4) % FK_NT == 0 || e_ < FK_BN * FK_D4) && j_ <= jhi && d4_ < D4 ? slot_ : -1;       \
+    }
+#endif
+#define FK_VAT(VIEW, U, ROW)                                                                                      \
+    (VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(ROW) * VIEW.sn + 4 * ((tid + (U) * FK_NT) % FK_D4))
+#define FK_FETCH(REG, BUF, VIEW, T)                                                                               \
+    {                                                                                                             \
+        int rv_[FK_NLD];                                                                                          \
+        FK_ROWV(rv_, T)                                                                                           \
+        if (P.kv_vec && P.kv_dt == EA_F32) {                                                                      \
+            _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) REG[u] =                                           \
+                rv_[u] >= 0 ? ((__global const float4 *)BUF)[FK_VAT(VIEW, u, rv_[u]) >> 2] : (float4)(0.0f);    \
+        } else if (P.kv_vec) {                                                                                    \
+            uint2 raw_[FK_NLD];                                                                                   \
+            _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) raw_[u] =                                          \
+                rv_[u] >= 0 ? ((__global const uint2 *)BUF)[FK_VAT(VIEW, u, rv_[u]) >> 2] : (uint2)(0);          \
+            if (P.kv_dt == EA_F16) {                                                                              \
+                _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) REG[u] = ea_bits4(raw_[u], EA_F16);            \
+            } else {                                                                                              \
+                _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) REG[u] = ea_bits4(raw_[u], EA_BF16);           \
+            }                                                                                                     \
+        } else {                                                                                                  \
+            _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) REG[u] =                                           \
+                rv_[u] >= 0 ? ea_ld4(BUF, FK_VAT(VIEW, u, rv_[u]), P.kv_dt) : (float4)(0.0f);                     \
+        }                                                                                                         \
+    }
+#endif
 #define FK_STORE(REG)                                                                                             \
     _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
     {                                                                                                             \
@@ -530,6 +584,8 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #undef FK_FETCH
 #undef FK_STORE
 #undef FK_NPG
+#undef FK_ROWV
+#undef FK_VAT
 #undef FK_ROW_OF
 #undef FK_ROWS_GET
 #undef FK_ROWS_PUT

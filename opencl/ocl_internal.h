@@ -28,7 +28,8 @@ typedef struct ea_ocl_attn_p {
     cl_int nh, group, i0, ni;
     cl_int D, ring_cap, causal, wl;
     cl_int wr, rope_style, rope_dim, page_shift; /* page_shift 0: K/V through the views (no pages) */
-    cl_int pt_pitch, pad_;      /* page-table entries per batch row of the call */
+    cl_int pt_pitch;            /* page-table entries per batch row of the call */
+    cl_int kv_vec;              /* every element offset of a K/V row a multiple of 4 (flash.cl's EA_BATCH_LOADS) */
     cl_float scale, softcap;
     cl_int kv_len[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];

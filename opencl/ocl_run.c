@@ -454,6 +454,8 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
     }
     P.ws_off = (cl_long)(s->lay.ws / 4);
     P.ws_lse_off = (cl_long)(s->lay.ws_lse / 4);
+    /* rows that 16-byte (F32) or 8-byte (F16, BF16) loads can read whole (EA_BATCH_LOADS) */
+    P.kv_vec = (P.k.off | P.k.sb | P.k.sh | P.k.sn | P.v.off | P.v.sb | P.v.sh | P.v.sn) % 4 == 0;
     const cl_mem args[7] = {m->q, m->k, m->v, m->o, m->bias, m->lse, s->work};
     for (cl_uint i = 0; i < 7; i++)
         TRY(set_arg(s, msg, k, i, sizeof(cl_mem), &args[i]));
