@@ -24,18 +24,21 @@ typedef struct ea_view {
  * cos, sin of each pair) at float offset rope_off of the workspace buffer.
  * Paged KV cache (page_shift > 0, decode): K/V slot s of sequence bl lives in page
  * pg = tab[b0 + bl][s >> page_shift] (tab: pt_pitch int entries per batch row at int offset pt_off of
- * the workspace buffer) at element pg * page_elems + h * k.sh + (s & (page - 1)) * k.sn (k.off 0;
- * the same page of the V pool holds V). */
+ * the workspace buffer), at element k.off + h * k.sh + row * k.sn with the pool row index
+ * row = pg * page_units + (s & (page - 1)) * row_units (ea_pool_row): k.sn is then the unit of a row
+ * index (the gcd of a page's elements and a row's, so a pool row index fits an int; k.sb 0; the same
+ * page of the V pool holds V). */
 typedef struct ea_attn_p {
     ea_view q, k, v, o, bias, lse;
     long ws_off, ws_lse_off, rope_off;
-    long pt_off, page_elems;
+    long pt_off;
+    int page_units, row_units;
     int q_dt, kv_dt, o_dt, has_bias;
     int has_lse, nsplit, b0, h0;
     int nh, group, i0, ni;
     int D, ring_cap, causal, wl;
     int wr, rope_style, rope_dim, page_shift;
-    int pt_pitch, pad_;
+    int pt_pitch, kv_vec; /* kv_vec: every K/V row element offset a multiple of 4 (EA_BATCH_LOADS) */
     float scale, softcap;
     int kv_len[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
@@ -61,6 +64,16 @@ float4 ea_ld4(__global const uchar *p, long i, int dt)
         return vload_half4(0, (__global const half *)(p + 2 * i));
     const uint4 u = convert_uint4(vload4(0, (__global const ushort *)p + i)) << (uint4)16;
     return as_float4(u);
+}
+
+/* Four F16 (dt EA_F16) or BF16 values from their bits (element 0 in the low half of r.x). */
+float4 ea_bits4(uint2 r, int dt)
+{
+    if (dt == EA_F16) {
+        const uint2 t = r;
+        return vload_half4(0, (const __private half *)&t);
+    }
+    return as_float4((uint4)(r.x << 16, r.x & 0xffff0000u, r.y << 16, r.y & 0xffff0000u));
 }
 
 ushort ea_f2bf(float x)
@@ -92,6 +105,12 @@ void ea_st4(__global uchar *p, long i, int dt, float4 x)
         const ushort4 u = (ushort4)(ea_f2bf(x.x), ea_f2bf(x.y), ea_f2bf(x.z), ea_f2bf(x.w));
         vstore4(u, 0, (__global ushort *)p + i);
     }
+}
+
+/* Pool row index of slot `slot` (ea_attn_p): tab holds the page numbers of the slots of a sequence. */
+int ea_pool_row(__global const int *tab, int slot, int shift, int page_units, int row_units)
+{
+    return tab[slot >> shift] * page_units + (slot & ((1 << shift) - 1)) * row_units;
 }
 
 /* Element offset of slot `slot`, KV head h, in a paged cache (see ea_attn_p / ea_rows_p): row

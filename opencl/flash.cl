@@ -107,34 +107,67 @@
 #define FK_ROW_REDUCE(ACC, OP, ROW) _Pragma("unroll") for (int c = 0; c < FK_QC; c++) ACC = OP(ACC, Pm[(ROW) * FK_QC + c]);
 #endif
 
-/* Element offset of the row of key c of tile T (ring slot `slot`) in VIEW. A paged cache (EA_PAGED, built
- * for configs with config.kv_page_size, and a decode launch: page_shift > 0) takes the row's page from
- * Pg, filled one tile ahead by FK_PAGES (one page-table read per key of a tile, shared by K and V). */
 #ifdef EA_PAGED
-#define FK_ROW(VIEW, T, C, SLOT)                                                                                  \
-    (paged ? VIEW.off + (long)Pg[((T) & 1) * FK_BN + (C)] * P.page_elems + (long)hkv * VIEW.sh +                 \
-                 (long)((SLOT) & pmask) * VIEW.sn                                                                 \
-           : VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(SLOT) * VIEW.sn)
-/* The pages of the keys of tile T into Pg[T & 1] (0 past the visible range). */
-#define FK_PAGES(T)                                                                                               \
-    for (int c = tid; c < FK_BN; c += FK_NT) {                                                                    \
-        const int j = jlo + (T) * FK_BN + c;                                                                      \
-        int pg = 0;                                                                                               \
-        if (j <= jhi) {                                                                                           \
-            int slot = slot0 + j;                                                                                 \
-            if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
-                slot -= P.ring_cap;                                                                               \
-            pg = ptab[slot >> P.page_shift];                                                                      \
+/* A paged program (built for configs with config.kv_page_size) reads every key row through Pg: the row
+ * index of each key of tiles t and t + 1 (Pg[t & 1]), filled a tile ahead by FK_ROWS, -1 past the
+ * visible range. The element offset of key c's row is then VIEW.off + kvb*VIEW.sb + hkv*VIEW.sh +
+ * Pg[c]*VIEW.sn for either layout, so the fetch does one local load and one multiply-add per float4
+ * and no ring or page arithmetic: a paged launch (page_shift > 0; the host sets sb 0 and sn the unit
+ * of a pool row index, common.cl) stores the pool row of the slot's page entry, a contiguous one
+ * (prefill of a paged context's caller tensors) the ring slot. */
+#define FK_NPG ((FK_BN + FK_NT - 1) / FK_NT) /* keys of a tile whose row a work-item finds */
+/* RV = the row index of key c of tile T (j = jlo + T*BN + c; -1 past jhi) */
+#define FK_ROW_OF(RV, T, C)                                                                                       \
+    {                                                                                                             \
+        const int j_ = jlo + (T) * FK_BN + (C);                                                                   \
+        RV = -1;                                                                                                  \
+        if (j_ <= jhi) {                                                                                          \
+            int slot_ = slot0 + j_;                                                                               \
+            if (P.ring_cap > 0 && slot_ >= P.ring_cap)                                                            \
+                slot_ -= P.ring_cap;                                                                              \
+            RV = paged ? ea_pool_row(ptab, slot_, P.page_shift, P.page_units, P.row_units) : slot_;                \
         }                                                                                                         \
-        Pg[((T) & 1) * FK_BN + c] = pg;                                                                           \
     }
-#else
-#define FK_ROW(VIEW, T, C, SLOT) (VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(SLOT) * VIEW.sn)
-#endif
-
+/* Keys c = tid + i*NT of tile T: their rows into RW[i] (registers), then into Pg (FK_ROWS_PUT) */
+#define FK_ROWS_GET(RW, T)                                                                                        \
+    _Pragma("unroll") for (int i_ = 0; i_ < FK_NPG; i_++)                                                         \
+    {                                                                                                             \
+        RW[i_] = -1;                                                                                              \
+        if (FK_BN % FK_NT == 0 || tid + i_ * FK_NT < FK_BN)                                                       \
+            FK_ROW_OF(RW[i_], T, tid + i_ * FK_NT)                                                                \
+    }
+#define FK_ROWS_PUT(RW, T)                                                                                        \
+    _Pragma("unroll") for (int i_ = 0; i_ < FK_NPG; i_++)                                                         \
+    {                                                                                                             \
+        if (FK_BN % FK_NT == 0 || tid + i_ * FK_NT < FK_BN)                                                       \
+            Pg[((T) & 1) * FK_BN + tid + i_ * FK_NT] = RW[i_];                                                    \
+    }
+#define FK_ROWS(T)                                                                                                \
+    {                                                                                                             \
+        int rw_[FK_NPG];                                                                                          \
+        FK_ROWS_GET(rw_, T)                                                                                       \
+        FK_ROWS_PUT(rw_, T)                                                                                       \
+    }
 /* This work-item's share of the K or V tile T (keys jlo + T*BN ...) into REG[FK_NLD] as FP32; zero past
  * the visible range and the head dim. Element e = tid + u*NT of the tile is key e / D4, float4 column
  * e % D4. */
+#define FK_FETCH(REG, BUF, VIEW, T)                                                                               \
+    _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
+    {                                                                                                             \
+        const int e = tid + u * FK_NT;                                                                            \
+        const int c = e / FK_D4, d4 = e % FK_D4;                                                                  \
+        REG[u] = (float4)(0.0f);                                                                                  \
+        if (((FK_BN * FK_D4) % FK_NT == 0 || e < FK_BN * FK_D4) && d4 < D4) {                                     \
+            const int row = Pg[((T) & 1) * FK_BN + c];                                                            \
+            if (row >= 0)                                                                                         \
+                REG[u] = ea_ld4(BUF, VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)row * VIEW.sn + 4 * d4, \
+                                P.kv_dt);                                                                         \
+        }                                                                                                         \
+    }
+#else
+/* This work-item's share of the K or V tile T (keys jlo + T*BN ...) into REG[FK_NLD] as FP32; zero past
+ * the visible range and the head dim. Element e = tid + u*NT of the tile is key e / D4, float4 column
+ * e % D4 (ring slot `slot`). */
 #define FK_FETCH(REG, BUF, VIEW, T)                                                                               \
     _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
     {                                                                                                             \
@@ -145,9 +178,65 @@
             int slot = slot0 + j;                                                                                 \
             if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
                 slot -= P.ring_cap;                                                                               \
-            REG[u] = ea_ld4(BUF, FK_ROW(VIEW, T, c, slot) + 4 * d4, P.kv_dt);                                     \
+            REG[u] = ea_ld4(BUF, VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4,    \
+                            P.kv_dt);                                                                             \
         }                                                                                                         \
     }
+#endif
+#if defined(EA_BATCH_LOADS) && !FK_PF
+/* Build option (sweeps; not the default yet): the fetch issues every load of a work-item's share before
+ * it converts any, whole rows of 4 values at once (one 8-byte load for F16/BF16, 16 bytes for F32)
+ * when the launch's rows allow (P.kv_vec), the dtype branch outside the loop. The default fetch above
+ * converts each float4 as it loads it (a runtime dtype branch per float4 holding four 2-byte loads),
+ * so a work-item waits for its float4 one after the other. Not with the register prefetch, whose
+ * loads must stay in flight past the fetch. */
+#undef FK_FETCH
+/* RV[u]: the row of element u of this work-item's share of tile T (e = tid + u*NT: key e / D4, float4
+ * column e % D4; paged programs: from Pg, read for every element before any is used), -1 when it is
+ * not read; FK_VAT: the element offset of element U on row ROW */
+#ifdef EA_PAGED
+#define FK_ROWV(RV, T)                                                                                            \
+    _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
+    {                                                                                                             \
+        const int e_ = tid + u * FK_NT, c_ = e_ / FK_D4, d4_ = e_ % FK_D4;                                        \
+        const int pg_ = Pg[((T) & 1) * FK_BN + min(c_, FK_BN - 1)];                                               \
+        RV[u] = ((FK_BN * FK_D4) % FK_NT == 0 || e_ < FK_BN * FK_D4) && d4_ < D4 ? pg_ : -1;                      \
+    }
+#else
+#define FK_ROWV(RV, T)                                                                                            \
+    _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
+    {                                                                                                             \
+        const int e_ = tid + u * FK_NT, c_ = e_ / FK_D4, d4_ = e_ % FK_D4, j_ = jlo + (T) * FK_BN + c_;           \
+        int slot_ = slot0 + j_;                                                                                   \
+        if (P.ring_cap > 0 && slot_ >= P.ring_cap)                                                                \
+            slot_ -= P.ring_cap;                                                                                  \
+        RV[u] = ((FK_BN * FK_D4) % FK_NT == 0 || e_ < FK_BN * FK_D4) && j_ <= jhi && d4_ < D4 ? slot_ : -1;       \
+    }
+#endif
+#define FK_VAT(VIEW, U, ROW)                                                                                      \
+    (VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(ROW) * VIEW.sn + 4 * ((tid + (U) * FK_NT) % FK_D4))
+#define FK_FETCH(REG, BUF, VIEW, T)                                                                               \
+    {                                                                                                             \
+        int rv_[FK_NLD];                                                                                          \
+        FK_ROWV(rv_, T)                                                                                           \
+        if (P.kv_vec && P.kv_dt == EA_F32) {                                                                      \
+            _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) REG[u] =                                           \
+                rv_[u] >= 0 ? ((__global const float4 *)BUF)[FK_VAT(VIEW, u, rv_[u]) >> 2] : (float4)(0.0f);    \
+        } else if (P.kv_vec) {                                                                                    \
+            uint2 raw_[FK_NLD];                                                                                   \
+            _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) raw_[u] =                                          \
+                rv_[u] >= 0 ? ((__global const uint2 *)BUF)[FK_VAT(VIEW, u, rv_[u]) >> 2] : (uint2)(0);          \
+            if (P.kv_dt == EA_F16) {                                                                              \
+                _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) REG[u] = ea_bits4(raw_[u], EA_F16);            \
+            } else {                                                                                              \
+                _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) REG[u] = ea_bits4(raw_[u], EA_BF16);           \
+            }                                                                                                     \
+        } else {                                                                                                  \
+            _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) REG[u] =                                           \
+                rv_[u] >= 0 ? ea_ld4(BUF, FK_VAT(VIEW, u, rv_[u]), P.kv_dt) : (float4)(0.0f);                     \
+        }                                                                                                         \
+    }
+#endif
 #define FK_STORE(REG)                                                                                             \
     _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
     {                                                                                                             \
@@ -174,7 +263,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     __local float Pm[FK_BM * FK_QC]; /* partial row maxima; at the end, the parts of the row sums */
     __local float As[FK_BM];         /* per-row rescale factor of the tile; at the end, the row maxima */
 #ifdef EA_PAGED
-    __local int Pg[2 * FK_BN]; /* pages of the keys of tiles t (Pg[t & 1]) and t + 1 */
+    __local int Pg[2 * FK_BN]; /* row indices of the keys of tiles t (Pg[t & 1]) and t + 1 */
 #endif
 
     const int tid = (int)get_local_id(0);
@@ -203,6 +292,37 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     /* log2 units from the start, unless the softcap needs natural units (then after it) */
     const float qscale = P.softcap > 0.0f ? P.scale : P.scale * EA_LOG2E;
 
+    /* keys any row of this block can see: [jlo, jhi] */
+    const int rlast = min(r0 + FK_BM, R) - 1;
+    int jlo = 0, jhi = kv_len - 1;
+    if (P.wl >= 0)
+        jlo = max(jlo, qo0 + r0 / group - P.wl);
+    if (P.causal)
+        jhi = min(jhi, qo0 + rlast / group);
+    if (P.wr >= 0)
+        jhi = min(jhi, qo0 + rlast / group + P.wr);
+    const int ntile = (r0 < R && jhi >= jlo) ? (jhi - jlo + FK_BN) / FK_BN : 0;
+    /* keys every row of the block sees: tiles inside [jlo_all, jhi_all] need no per-element mask */
+    const bool rows_full = r0 + FK_BM <= R;
+    int jlo_all = 0, jhi_all = kv_len - 1;
+    if (P.wl >= 0)
+        jlo_all = max(jlo_all, qo0 + rlast / group - P.wl);
+    if (P.causal)
+        jhi_all = min(jhi_all, qo0 + r0 / group);
+    if (P.wr >= 0)
+        jhi_all = min(jhi_all, qo0 + r0 / group + P.wr);
+    const int tps = (ntile + P.nsplit - 1) / P.nsplit;
+    const int t_begin = split * tps, t_end = min(ntile, t_begin + tps);
+#ifdef EA_PAGED
+    const bool paged = P.page_shift > 0; /* uniform: a launch over a paged cache */
+    __global const int *ptab = (__global const int *)wsb + P.pt_off + (long)(P.b0 + bl) * P.pt_pitch;
+    /* the first tile's rows: the page-table reads travel with the Q block's loads below */
+    int rw0[FK_NPG];
+    if (t_begin < t_end) {
+        FK_ROWS_GET(rw0, t_begin)
+    }
+#endif
+
     /* Q block, pre-scaled (F16 bits as they are); zero beyond the rows and the head dim */
     for (int e = tid; e < FK_BM * FK_D4; e += FK_NT) {
         const int r = e / FK_D4, d4 = e % FK_D4, rr = r0 + r;
@@ -226,35 +346,13 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #endif
     }
 
-    /* keys any row of this block can see: [jlo, jhi] */
-    const int rlast = min(r0 + FK_BM, R) - 1;
-    int jlo = 0, jhi = kv_len - 1;
-    if (P.wl >= 0)
-        jlo = max(jlo, qo0 + r0 / group - P.wl);
-    if (P.causal)
-        jhi = min(jhi, qo0 + rlast / group);
-    if (P.wr >= 0)
-        jhi = min(jhi, qo0 + rlast / group + P.wr);
-    const int ntile = (r0 < R && jhi >= jlo) ? (jhi - jlo + FK_BN) / FK_BN : 0;
-    /* keys every row of the block sees: tiles inside [jlo_all, jhi_all] need no per-element mask */
-    const bool rows_full = r0 + FK_BM <= R;
-    int jlo_all = 0, jhi_all = kv_len - 1;
-    if (P.wl >= 0)
-        jlo_all = max(jlo_all, qo0 + rlast / group - P.wl);
-    if (P.causal)
-        jhi_all = min(jhi_all, qo0 + r0 / group);
-    if (P.wr >= 0)
-        jhi_all = min(jhi_all, qo0 + r0 / group + P.wr);
-    const int tps = (ntile + P.nsplit - 1) / P.nsplit;
-    const int t_begin = split * tps, t_end = min(ntile, t_begin + tps);
 #ifdef EA_PAGED
-    const bool paged = P.page_shift > 0; /* uniform: a decode launch of a paged cache */
-    const int pmask = (1 << P.page_shift) - 1;
-    __global const int *ptab = (__global const int *)wsb + P.pt_off + (long)(P.b0 + bl) * P.pt_pitch;
-    if (paged && t_begin < t_end) {
-        FK_PAGES(t_begin)
-        barrier(CLK_LOCAL_MEM_FENCE);
+    if (t_begin < t_end) { /* read after the barrier at the top of the first tile */
+        FK_ROWS_PUT(rw0, t_begin)
     }
+#if FK_PF
+    barrier(CLK_LOCAL_MEM_FENCE); /* ... or by the prefetch below */
+#endif
 #endif
 
     float m[FK_TM], l[FK_TM];
@@ -291,9 +389,9 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         FK_FETCH(kreg, kb, P.k, t)
 #endif
 #ifdef EA_PAGED
-        /* the next tile's pages (its readers come after the next barrier; the other half of Pg) */
-        if (paged && t + 1 < t_end) {
-            FK_PAGES(t + 1)
+        /* the next tile's rows (its readers come after the next barrier; the other half of Pg) */
+        if (t + 1 < t_end) {
+            FK_ROWS(t + 1)
         }
 #endif
 #if !FK_PF
@@ -485,5 +583,10 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #undef FK_QLOAD
 #undef FK_FETCH
 #undef FK_STORE
-#undef FK_ROW
-#undef FK_PAGES
+#undef FK_NPG
+#undef FK_ROWV
+#undef FK_VAT
+#undef FK_ROW_OF
+#undef FK_ROWS_GET
+#undef FK_ROWS_PUT
+#undef FK_ROWS

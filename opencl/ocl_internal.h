@@ -21,13 +21,15 @@ typedef struct ea_ocl_view {
 typedef struct ea_ocl_attn_p {
     ea_ocl_view q, k, v, o, bias, lse;
     cl_long ws_off, ws_lse_off, rope_off;
-    cl_long pt_off, page_elems; /* paged cache: the call's page tables (int offset in the work pool), page size */
+    cl_long pt_off;             /* paged cache: the call's page tables (int offset in the work pool) */
+    cl_int page_units, row_units; /* paged: a pool row index is page * page_units + in-page slot * row_units */
     cl_int q_dt, kv_dt, o_dt, has_bias;
     cl_int has_lse, nsplit, b0, h0;
     cl_int nh, group, i0, ni;
     cl_int D, ring_cap, causal, wl;
     cl_int wr, rope_style, rope_dim, page_shift; /* page_shift 0: K/V through the views (no pages) */
-    cl_int pt_pitch, pad_;      /* page-table entries per batch row of the call */
+    cl_int pt_pitch;            /* page-table entries per batch row of the call */
+    cl_int kv_vec;              /* every element offset of a K/V row a multiple of 4 (flash.cl's EA_BATCH_LOADS) */
     cl_float scale, softcap;
     cl_int kv_len[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];
@@ -39,7 +41,7 @@ typedef struct ea_ocl_attn_p {
 typedef struct ea_ocl_rows_p {
     ea_ocl_view k, v;
     cl_long kd_off, vd_off, rope_off;
-    cl_long pt_off, page_elems; /* paged cache (page_shift > 0): as in ea_ocl_attn_p */
+    cl_long pt_off, page_elems; /* paged cache (page_shift > 0): page tables as in ea_ocl_attn_p, page size */
     cl_int k_dt, v_dt, cache_dt, heads; /* source dtypes of K and V (each its own), the cache's */
     cl_int cap, D, b0, h0;
     cl_int nh, wk, wv, rope_style;

@@ -454,6 +454,8 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
     }
     P.ws_off = (cl_long)(s->lay.ws / 4);
     P.ws_lse_off = (cl_long)(s->lay.ws_lse / 4);
+    /* rows that 16-byte (F32) or 8-byte (F16, BF16) loads can read whole (EA_BATCH_LOADS) */
+    P.kv_vec = (P.k.off | P.k.sb | P.k.sh | P.k.sn | P.v.off | P.v.sb | P.v.sh | P.v.sn) % 4 == 0;
     const cl_mem args[7] = {m->q, m->k, m->v, m->o, m->bias, m->lse, s->work};
     for (cl_uint i = 0; i < 7; i++)
         TRY(set_arg(s, msg, k, i, sizeof(cl_mem), &args[i]));
@@ -524,8 +526,23 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
         m.v = kv_buf(s, s->kv_v, c->layer, &loff);
         P.k.off = P.v.off = 0;
         P.k.sb = P.v.sb = 0;
+        /* row indices in units of the gcd of a page's and a row's elements (the row itself when the
+         * head dim is the planned one): every pool row index fits an int */
+        size_t unit = (size_t)kv->dim, rest = kv->page_elems;
+        while (rest) {
+            const size_t r = unit % rest;
+            unit = rest;
+            rest = r;
+        }
+        if (kv->page_elems / unit > (size_t)INT32_MAX / (size_t)kv->pages)
+            return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                           "opencl: a paged pool of %d pages of %zu elements has more rows of head dim %d than an int "
+                           "indexes: set fewer config.kv_pages",
+                           (int)kv->pages, kv->page_elems, (int)kv->dim);
         P.k.sh = P.v.sh = (cl_long)kv->page * kv->dim;
-        P.k.sn = P.v.sn = kv->dim;
+        P.k.sn = P.v.sn = (cl_long)unit;
+        P.page_units = (cl_int)(kv->page_elems / unit);
+        P.row_units = (cl_int)((size_t)kv->dim / unit);
         int pitch = 1;
         for (int b = 0; b < c->B; b++) {
             const size_t at = ea_kv_idx(kv, c->layer, c->seq_ids[b]);
@@ -534,7 +551,6 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
         }
         TRY(ptab_upload(s, msg, kv, c->layer, c->seq_ids, c->B, pitch));
         P.pt_off = (cl_long)(s->lay.ptab / 4);
-        P.page_elems = (cl_long)kv->page_elems;
         P.page_shift = kv->page_shift;
         P.pt_pitch = pitch;
     } else if (c->decode) { /* the call's layer of the cache; batch index = cache sequence (P.kv_b) */

@@ -142,8 +142,9 @@ __kernel void ea_gather_kv(__global const uchar *src, __global float *dst, long 
     long slot = P.slot0[bl] + (long)j;
     if (P.ring_cap > 0 && slot >= P.ring_cap)
         slot -= P.ring_cap;
-    const long row = P.page_shift ? V.off + ea_page_row(dst, P.pt_off + (long)(P.b0 + bl) * P.pt_pitch, (int)slot,
-                                                        P.page_shift, P.page_elems, V.sh, V.sn, hkv)
+    const long row = P.page_shift ? V.off + hkv * V.sh +
+                                        (long)ea_pool_row((__global const int *)dst + P.pt_off + (long)(P.b0 + bl) * P.pt_pitch,
+                                                          (int)slot, P.page_shift, P.page_units, P.row_units) * V.sn
                                   : V.off + b * V.sb + hkv * V.sh + slot * V.sn;
     vstore4(ea_ld4(src, row + 4 * d4, P.kv_dt), 0, dst + dst_off + (long)j * P.D + 4 * d4);
 }

@@ -152,6 +152,9 @@ if want ptx; then
     tar czf "$OUT/ptx.tgz" -C "$P" --exclude cache --exclude '*.cubin' .
     note "ptx done at $((SECONDS - t0)) s"
 fi
+# the text outputs go into logs.tgz as well: the device tool returns at most 8 files from $OUT, and a
+# call with many steps writes more (ocl + paged + tune + ptx: 9, of which one was dropped)
+cp "$OUT"/*.txt "$L"/ 2>/dev/null
 tar czf "$OUT/logs.tgz" -C "$L" .
 note "== total $((SECONDS - t0)) s"
 cat "$OUT/bench-cuda.txt" 2>/dev/null | tail -22

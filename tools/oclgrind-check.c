@@ -811,6 +811,11 @@ int main(int argc, char **argv)
           {"EDGEATTN_OPENCL_OPTIONS",
            "-DEA_PREFETCH=1 -DEA_QK_CONST -DEA_NATIVE_EXP -DEA_NO_REQD_WG -DEA_UNROLL_QK=3 -DEA_UNROLL_PV=1"}},
          64, 0, 0, F16, 0, 0},
+        /* the batched fetch (-DEA_BATCH_LOADS, without the register prefetch) on the same odd tiles */
+        {"batch",
+         {{"EDGEATTN_OPENCL_TILES", "pf=24x8x8x4x8,pfh=20x4x8x2x4,dec=3x1x8x4x1"},
+          {"EDGEATTN_OPENCL_OPTIONS", "-DEA_BATCH_LOADS -DEA_PREFETCH=0"}},
+         64, 0, 0, F16, 0, 0},
     };
     for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
         run_attention_cases(&classes[i], k_class, (int)(sizeof k_class / sizeof k_class[0]));
@@ -822,6 +827,9 @@ int main(int argc, char **argv)
     run_decode_scenario(&dec_f16, k_dec_f16, (int)(sizeof k_dec_f16 / sizeof k_dec_f16[0]));
     run_decode_scenario(&dec_f32, k_dec_f32_ring, (int)(sizeof k_dec_f32_ring / sizeof k_dec_f32_ring[0]));
     run_decode_scenario(&dec_bf16, k_dec_bf16_ring, (int)(sizeof k_dec_bf16_ring / sizeof k_dec_bf16_ring[0]));
+    const ctxdef dec_f32_batch = {"kv-f32-ring24-batch", {{"EDGEATTN_OPENCL_OPTIONS", "-DEA_BATCH_LOADS -DEA_PREFETCH=0"}},
+                                  64, 1, 24, F32, 0, 0};
+    run_decode_scenario(&dec_f32_batch, k_dec_f32_ring, (int)(sizeof k_dec_f32_ring / sizeof k_dec_f32_ring[0]));
     const ctxdef paged16 = {"kv-paged16-f16", {{NULL, NULL}}, 64, 1, 0, F16, 16, 0};
     const ctxdef paged64 = {"kv-paged64-f32-ring100",
                             {{"EDGEATTN_OPENCL_CLASS", "nvidia"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "49152"}},
@@ -835,6 +843,17 @@ int main(int argc, char **argv)
     run_decode_scenario(&paged64, k_paged64_ring, (int)(sizeof k_paged64_ring / sizeof k_paged64_ring[0]));
     run_decode_scenario(&paged_sweep, k_paged_sweep, (int)(sizeof k_paged_sweep / sizeof k_paged_sweep[0]));
     run_decode_scenario(&paged_unfused, k_paged_unfused, (int)(sizeof k_paged_unfused / sizeof k_paged_unfused[0]));
+    const ctxdef paged64_batch = {"kv-paged64-f32-ring100-batch",
+                                  {{"EDGEATTN_OPENCL_CLASS", "nvidia"},
+                                   {"EDGEATTN_OPENCL_LOCAL_MEM", "49152"},
+                                   {"EDGEATTN_OPENCL_OPTIONS", "-DEA_BATCH_LOADS"}},
+                                  64, 1, 100, F32, 64, 0};
+    const ctxdef paged_batch = {"kv-paged16-batch",
+                                {{"EDGEATTN_OPENCL_TILES", "pf=24x8x8x4x8,pfh=20x4x8x2x4,dec=3x1x8x4x1"},
+                                 {"EDGEATTN_OPENCL_OPTIONS", "-DEA_BATCH_LOADS -DEA_PREFETCH=0"}},
+                                64, 1, 0, BF16, 16, 12};
+    run_decode_scenario(&paged64_batch, k_paged64_ring, (int)(sizeof k_paged64_ring / sizeof k_paged64_ring[0]));
+    run_decode_scenario(&paged_batch, k_paged_sweep, (int)(sizeof k_paged_sweep / sizeof k_paged_sweep[0]));
 
     printf("@@done %d\n", g_failed);
     fprintf(stderr, "@@done\n"); /* what follows (exit) belongs to no case */

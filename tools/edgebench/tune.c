@@ -3,7 +3,9 @@
  * file persists: CPU tiles and inline threshold, CUDA split rule and decode kernel, OpenCL tiles,
  * unrolls, prefetch, register caps and path) for the cases given, by coordinate descent: one knob (or one part
  * of a composite knob) at a time, each candidate value with the others at their best so far, the
- * knobs taken in turn, each one's likeliest values first. A candidate is timed on every case and
+ * knobs taken in turn, each one's likeliest values first; after each pass, joint moves of several of
+ * one OpenCL kernel's knobs at once (tile, unroll, register cap, prefetch), the likeliest combinations
+ * first (joint_moves). A candidate is timed on every case and
  * checked against the double reference; one whose answer is over its error bound, or that the
  * library refuses, is discarded. The score is the geometric mean of the cases' fastest samples
  * relative to the defaults' (re-timed every eight candidates, keeping the fastest: a shared
@@ -42,6 +44,8 @@ typedef struct dim {
     int best; /* index into values */
     bool refused[MAX_VALUES]; /* discarded once: not tried again */
     int kernel; /* the OpenCL kernel a TILES part sets (K_PF, K_PFH, K_DEC), else K_ANY */
+    int joint;  /* joint moves (several of one kernel's knobs at once): 0 not part of them, else 1 + the
+                   rank its first alternative counts as beyond 1 (a less likely partner comes later) */
 } dim;
 
 enum { K_ANY, K_PF, K_PFH, K_DEC };
@@ -132,6 +136,7 @@ static int space(const edgeattn_backend_info *info, dim *dims)
             t->name = "EDGEATTN_OPENCL_TILES";
             t->part = parts[p];
             t->kernel = kernels[p];
+            t->joint = 1;
             if (p != 1) { /* BM x TM x BN x TN [x PM] */
                 static const char *const seeds[] = {"64x2x32x4x4", "64x4x16x2x8", "32x4x16x4", "16x2x16x4", "32x8x32x4"};
                 for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++)
@@ -172,6 +177,7 @@ static int space(const edgeattn_backend_info *info, dim *dims)
             u->name = "EDGEATTN_OPENCL_TILES";
             u->part = uparts[p];
             u->kernel = kernels[p];
+            u->joint = 1;
             for (int i = 0; i < 5; i++)
                 add_str(u, unrolls[p == 1][i]);
         }
@@ -182,6 +188,7 @@ static int space(const edgeattn_backend_info *info, dim *dims)
             x->name = "EDGEATTN_OPENCL_TILES";
             x->part = pparts[p];
             x->kernel = kernels[p];
+            x->joint = 3; /* the prefetch: its default is usually one of the two values already */
             add_str(x, "0");
             add_str(x, "1");
         }
@@ -191,6 +198,7 @@ static int space(const edgeattn_backend_info *info, dim *dims)
                 x->name = "EDGEATTN_OPENCL_TILES";
                 x->part = rparts[p];
                 x->kernel = kernels[p];
+                x->joint = 1;
                 static const char *const caps[] = {"128", "0", "168", "96"};
                 for (int i = 0; i < 4; i++)
                     add_str(x, caps[i]);
@@ -199,9 +207,9 @@ static int space(const edgeattn_backend_info *info, dim *dims)
     return n;
 }
 
-/* Sets every knob of dims (with dimension `which` at value `v`, the others at their best) in the
- * environment; "" unsets. */
-static void apply(const dim *dims, int n, int which, int v)
+/* Sets every knob of dims in the environment, dimension i at value vals[i] (vals NULL: every one at
+ * its default); "" unsets. */
+static void apply_vals(const dim *dims, int n, const int *vals)
 {
     for (int i = 0; i < n; i++) {
         bool first_of_name = true;
@@ -213,7 +221,7 @@ static void apply(const dim *dims, int n, int which, int v)
         for (int j = i; j < n; j++) {
             if (strcmp(dims[j].name, dims[i].name) != 0)
                 continue;
-            const char *x = which == -2 ? "" : dims[j].values[j == which ? v : dims[j].best];
+            const char *x = vals ? dims[j].values[vals[j]] : "";
             if (!*x)
                 continue;
             const size_t len = strlen(value);
@@ -224,6 +232,16 @@ static void apply(const dim *dims, int n, int which, int v)
         else
             unsetenv(dims[i].name);
     }
+}
+
+/* Sets every knob of dims (with dimension `which` at value `v`, the others at their best) in the
+ * environment; which -2: every knob at its default. */
+static void apply(const dim *dims, int n, int which, int v)
+{
+    int vals[MAX_KNOBS];
+    for (int i = 0; i < n; i++)
+        vals[i] = i == which ? v : dims[i].best;
+    apply_vals(dims, n, which == -2 ? NULL : vals);
 }
 
 /* Times every case with the knobs in the environment (each case's fastest sample into times[]): the
@@ -286,6 +304,197 @@ static double side_by_side(const bench_case *cases, size_t ncases, const bench_o
         *worst = alt[k] / def[k] > *worst ? alt[k] / def[k] : *worst;
     }
     return exp(logsum / (double)ncases);
+}
+
+/* Joint moves: the first pass's reach (the sum of the moved knobs' ranks), one more each later pass. */
+#define JOINT_FIRST_COST 3
+/* Candidates of one pass's joint moves at most, and configurations remembered (not timed twice). */
+#define MAX_JOINT 512
+#define MAX_SEEN 4096
+
+typedef struct search {
+    dim *dims;
+    int nd;
+    const bench_case *cases;
+    size_t ncases;
+    const bench_opts *o;
+    double *base, *times;
+    FILE *tab;
+    double t0, seconds;
+    int total;
+    double best;
+    int tried, discarded;
+    bool improved;
+    int (*seen)[MAX_KNOBS]; /* value indices of every configuration timed */
+    int nseen;
+} search;
+
+/* Times the configuration vals (a value index per dimension; those differing from the best are the
+ * move: one dimension, `single`, or several of one kernel's with single -1), takes it when it beats the
+ * best by half a percent with no case over MAX_CASE_LOSS, and prints a line. Returns false when the
+ * budget is spent or the search was interrupted. */
+static bool try_candidate(search *st, const int *vals, int single)
+{
+    dim *dims = st->dims;
+    const int nd = st->nd;
+    for (int i = 0; i < st->nseen; i++)
+        if (!memcmp(st->seen[i], vals, sizeof(int) * (size_t)nd))
+            return true; /* timed already (an earlier pass, or a joint move that a single one became) */
+    const double left = st->seconds - (bench_now_s() - st->t0);
+    if (left <= 0.0) {
+        g_stop = 2;
+        return false;
+    }
+    if (st->seen && st->nseen < MAX_SEEN)
+        memcpy(st->seen[st->nseen++], vals, sizeof(int) * (size_t)nd);
+    if (st->tried > 0 && st->tried % 8 == 0) { /* the defaults again: a quieter moment lowers the baseline */
+        apply_vals(dims, nd, NULL);
+        if (!isnan(score(st->cases, st->ncases, st->o, NULL, st->times, NULL)))
+            for (size_t k = 0; k < st->ncases; k++)
+                st->base[k] = st->times[k] < st->base[k] ? st->times[k] : st->base[k];
+    }
+    /* the move's label (before a taken move becomes the best): the dimensions it sets off their best */
+    char what[512] = "";
+    const char *name = NULL;
+    for (int i = 0; i < nd; i++) {
+        if (single >= 0 ? i != single : vals[i] == dims[i].best)
+            continue;
+        const size_t len = strlen(what);
+        snprintf(what + len, sizeof what - len, "%s%s%s", len ? "+" : "", dims[i].part ? dims[i].part : "",
+                 dims[i].values[vals[i]]);
+        name = dims[i].name;
+    }
+    apply_vals(dims, nd, vals);
+    double worst = 0.0;
+    const double s = score(st->cases, st->ncases, st->o, st->base, st->times, &worst);
+    st->tried++;
+    if (g_stop == 1)
+        return false;
+    const char *mark = "";
+    if (isnan(s)) {
+        st->discarded++;
+        if (single >= 0)
+            dims[single].refused[vals[single]] = true; /* refused tiles stay refused; a wrong answer is not retried */
+        mark = "  discarded (refused or wrong)";
+    } else if (s < st->best * 0.995 && worst <= MAX_CASE_LOSS) { /* half a percent: not a measurement's noise */
+        st->best = s;
+        for (int i = 0; i < nd; i++)
+            dims[i].best = vals[i];
+        mark = "  best";
+        st->improved = true;
+    } else if (s < st->best * 0.995) {
+        mark = "  (one case slower than the defaults: not taken)";
+    }
+    if (single >= 0)
+        fprintf(st->tab, "  [%3d/%d] %s=%s: %s%.3fx of default, best %.3fx, %.0f s left%s\n", st->tried, st->total,
+                name, what, isnan(s) ? "-" : "", isnan(s) ? 0.0 : s, st->best, left, mark);
+    else
+        fprintf(st->tab, "  [%3d] joint %s=%s: %s%.3fx of default, best %.3fx, %.0f s left%s\n", st->tried,
+                name ? name : "", what, isnan(s) ? "-" : "", isnan(s) ? 0.0 : s, st->best, left, mark);
+    fflush(st->tab);
+    return true;
+}
+
+typedef struct joint {
+    int cost, moved, kernel; /* sort keys: the ranks' sum, knobs moved (more first), kernel (in turn) */
+    int seq;
+    int vals[MAX_KNOBS];
+} joint;
+
+static int joint_cmp(const void *a, const void *b)
+{
+    const joint *x = a, *y = b;
+    if (x->cost != y->cost)
+        return x->cost - y->cost;
+    if (x->moved != y->moved)
+        return y->moved - x->moved;
+    if (x->kernel != y->kernel)
+        return x->kernel - y->kernel;
+    return x->seq - y->seq;
+}
+
+/* The alternatives of dimension d to its best, likeliest first: its values in order, the default last;
+ * refused values left out. Returns how many. */
+static int alternatives(const dim *d, int *alt)
+{
+    int n = 0;
+    for (int v = 1; v <= d->nvalues; v++) {
+        const int x = v == d->nvalues ? 0 : v;
+        if (x != d->best && !d->refused[x])
+            alt[n++] = x;
+    }
+    return n;
+}
+
+/* Enumerates the moves of one kernel's joint dimensions ks[0..nk) from index at on: each either at its
+ * best (rank 0) or at its r-th alternative (cost r + joint - 1), into list while the cost stays <= cap. */
+static void joint_enum(const search *st, const int *ks, int nk, int at, int *vals, int cost, int moved, int cap,
+                       int kernel, joint *list, int *n, int (*alt)[MAX_VALUES], const int *nalt)
+{
+    if (at == nk) {
+        if (moved >= 2 && *n < MAX_JOINT) {
+            joint *j = &list[*n];
+            j->cost = cost;
+            j->moved = moved;
+            j->kernel = kernel;
+            j->seq = *n;
+            memcpy(j->vals, vals, sizeof(int) * (size_t)st->nd);
+            (*n)++;
+        }
+        return;
+    }
+    const dim *d = &st->dims[ks[at]];
+    joint_enum(st, ks, nk, at + 1, vals, cost, moved, cap, kernel, list, n, alt, nalt);
+    for (int r = 1; r <= nalt[at] && cost + r + d->joint - 1 <= cap; r++) {
+        vals[ks[at]] = alt[at][r - 1];
+        joint_enum(st, ks, nk, at + 1, vals, cost + r + d->joint - 1, moved + 1, cap, kernel, list, n, alt, nalt);
+        vals[ks[at]] = d->best;
+    }
+}
+
+/* Joint moves: two or more knobs of one kernel (its tile, unroll, register cap and prefetch) at once,
+ * each at one of its alternatives to the best so far; ordered by the sum of the alternatives' ranks
+ * (each knob's values are listed likeliest first), then more knobs moved before fewer, the kernels in
+ * turn; up to a sum of `cap`. The list is drawn up once against the best at the start; a move taken
+ * changes the best, and the moves after it are then drawn up again around the new best. */
+static void joint_moves(search *st, int cap)
+{
+    joint *list = malloc(sizeof(joint) * MAX_JOINT);
+    if (!list)
+        return;
+    bool again = true;
+    while (again && !g_stop) {
+        again = false;
+        int n = 0;
+        for (int kernel = K_PF; kernel <= K_DEC; kernel++) {
+            int ks[MAX_KNOBS], nk = 0, nalt[MAX_KNOBS];
+            int(*alt)[MAX_VALUES] = calloc(MAX_KNOBS, sizeof *alt);
+            if (!alt)
+                break;
+            for (int i = 0; i < st->nd; i++)
+                if (st->dims[i].kernel == kernel && st->dims[i].joint && st->dims[i].nvalues > 1) {
+                    nalt[nk] = alternatives(&st->dims[i], alt[nk]);
+                    ks[nk++] = i;
+                }
+            int vals[MAX_KNOBS];
+            for (int i = 0; i < st->nd; i++)
+                vals[i] = st->dims[i].best;
+            if (nk >= 2)
+                joint_enum(st, ks, nk, 0, vals, 0, 0, cap, kernel, list, &n, alt, nalt);
+            free(alt);
+        }
+        qsort(list, (size_t)n, sizeof list[0], joint_cmp);
+        for (int c = 0; c < n && !g_stop; c++) {
+            const double before = st->best;
+            if (!try_candidate(st, list[c].vals, -1))
+                break;
+            if (st->best < before) { /* taken: the rest are drawn up again around it */
+                again = true;
+                break;
+            }
+        }
+    }
+    free(list);
 }
 
 int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, const edgeattn_backend_info *info,
@@ -353,65 +562,43 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     if (!isnan(score(cases, ncases, &o, NULL, times, NULL)))
         for (size_t k = 0; k < ncases; k++)
             base[k] = times[k] < base[k] ? times[k] : base[k];
-    double best = 1.0;
-    int tried = 0, discarded = 0;
-    bool improved = true;
+    search st = {dims, nd, cases, ncases, &o, base, times, tab, t0, seconds, total, 1.0, 0, 0, false, NULL, 0};
+    st.seen = calloc(MAX_SEEN, sizeof st.seen[0]);
     /* Passes widen: the first tries each knob's FIRST_WIDTH - 1 likeliest values, each later pass twice
      * as many, every one around the best so far, so a knob that only pays off once another has moved
      * (a longer decode tile once its loop is unrolled) is tried again in the new company early, not
-     * after every knob's tail. The search ends when a pass over every value changes nothing. */
+     * after every knob's tail. Each pass then moves several knobs of one kernel at once (joint moves,
+     * below): optima such as NVIDIA's decode (a longer tile, a deeper unroll and a register cap, each
+     * slower than the generic row alone or in pairs) lie where no single move leads. The search ends
+     * when a pass over every value changes nothing. */
     int vmax = 0;
     for (int i = 0; i < nd; i++)
         vmax = dims[i].nvalues > vmax ? dims[i].nvalues : vmax;
-    bool narrow = true;
+    bool narrow = true, improved = true;
     for (int pass = 0, width = FIRST_WIDTH; (improved || narrow) && !g_stop; pass++, width *= 2) {
-    improved = false;
-    narrow = width < vmax;
-    if (pass > 0)
-        fprintf(tab, "  pass %d: each knob's first %d values again around the best so far\n", pass + 1,
-                width < vmax ? width : vmax);
-    /* round-robin over the dimensions (value 1 of each, then value 2 of each, ...): every knob gets its
-     * most likely values early, so a short budget is not spent on one knob's tail */
-    for (int v = pass > 0 ? 0 : 1; v < vmax && v < width && !g_stop; v++)
-        for (int i = 0; i < nd && !g_stop; i++) {
-            if (v >= dims[i].nvalues || (pass > 0 && v == dims[i].best) || dims[i].refused[v])
-                continue;
-            const double left = seconds - (bench_now_s() - t0);
-            if (left <= 0.0) {
-                g_stop = 2;
-                break;
+        st.improved = false;
+        narrow = width < vmax;
+        if (pass > 0)
+            fprintf(tab, "  pass %d: each knob's first %d values again around the best so far\n", pass + 1,
+                    width < vmax ? width : vmax);
+        /* round-robin over the dimensions (value 1 of each, then value 2 of each, ...): every knob gets its
+         * most likely values early, so a short budget is not spent on one knob's tail */
+        for (int v = pass > 0 ? 0 : 1; v < vmax && v < width && !g_stop; v++)
+            for (int i = 0; i < nd && !g_stop; i++) {
+                if (v >= dims[i].nvalues || (pass > 0 && v == dims[i].best) || dims[i].refused[v])
+                    continue;
+                int vals[MAX_KNOBS];
+                for (int j = 0; j < nd; j++)
+                    vals[j] = j == i ? v : dims[j].best;
+                try_candidate(&st, vals, i);
             }
-            if (tried > 0 && tried % 8 == 0) { /* the defaults again: a quieter moment lowers the baseline */
-                apply(dims, nd, -2, 0);
-                if (!isnan(score(cases, ncases, &o, NULL, times, NULL)))
-                    for (size_t k = 0; k < ncases; k++)
-                        base[k] = times[k] < base[k] ? times[k] : base[k];
-            }
-            apply(dims, nd, i, v);
-            double worst = 0.0;
-            const double s = score(cases, ncases, &o, base, times, &worst);
-            tried++;
-            if (g_stop == 1)
-                break;
-            const char *mark = "";
-            if (isnan(s)) {
-                discarded++;
-                dims[i].refused[v] = true; /* refused tiles stay refused; a wrong answer is not retried */
-                mark = "  discarded (refused or wrong)";
-            } else if (s < best * 0.995 && worst <= MAX_CASE_LOSS) { /* half a percent: not a measurement's noise */
-                best = s;
-                dims[i].best = v;
-                mark = "  best";
-                improved = true;
-            } else if (s < best * 0.995) {
-                mark = "  (one case slower than the defaults: not taken)";
-            }
-            fprintf(tab, "  [%3d/%d] %s=%s%s: %s%.3fx of default, best %.3fx, %.0f s left%s\n", tried, total, dims[i].name,
-                    dims[i].part ? dims[i].part : "", dims[i].values[v], isnan(s) ? "-" : "", isnan(s) ? 0.0 : s, best,
-                    left, mark);
-            fflush(tab);
-        }
+        if (!g_stop)
+            joint_moves(&st, JOINT_FIRST_COST + pass);
+        improved = st.improved;
     }
+    double best = st.best;
+    const int tried = st.tried, discarded = st.discarded;
+    free(st.seen);
     signal(SIGINT, old);
     fprintf(tab, "tune       %s after %d candidates (%d discarded) in %.0f s: %.3fx of the defaults' time\n",
             g_stop == 1 ? "interrupted" : g_stop == 2 ? "time budget reached" : "done", tried, discarded,
