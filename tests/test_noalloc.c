@@ -695,6 +695,7 @@ static void test_sparse_paths(void **state)
             cfg.kv_cache_sinks = mode ? 0 : 4;
             cfg.kv_summary_block = mode ? 32 : 0;
             cfg.max_lowrank = 40;
+            cfg.backend = EDGEATTN_BACKEND_CPU; /* (the CPU backend serves these paths so far) */
             cfg.num_threads = threads;
             edgeattn_context *ctx = tc_create(&cfg);
             edgeattn_params p, pa;
