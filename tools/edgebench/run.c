@@ -37,18 +37,27 @@ static size_t dtype_size(edgeattn_dtype dt)
     return dt == EDGEATTN_F32 ? 4 : 2;
 }
 
+static void store_elem(void *p, edgeattn_dtype dt, size_t i, float x)
+{
+    if (dt == EDGEATTN_F32)
+        ((float *)p)[i] = x;
+    else if (dt == EDGEATTN_F16)
+        ((uint16_t *)p)[i] = ea_f32_to_f16(x);
+    else
+        ((uint16_t *)p)[i] = ea_f32_to_bf16(x);
+}
+
+/* A uniform value in [-1, 1) (never exactly zero in practice: 53 random bits). */
+static double uniform_pm1(uint64_t *rng)
+{
+    return (double)(bench_rng_next(rng) >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+}
+
 /* Fills n elements with uniform values in [-1, 1) stored in dt (never zeros). */
 static void fill_random(void *p, edgeattn_dtype dt, size_t n, uint64_t *rng)
 {
-    for (size_t i = 0; i < n; i++) {
-        const float x = (float)((double)(bench_rng_next(rng) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-        if (dt == EDGEATTN_F32)
-            ((float *)p)[i] = x;
-        else if (dt == EDGEATTN_F16)
-            ((uint16_t *)p)[i] = ea_f32_to_f16(x);
-        else
-            ((uint16_t *)p)[i] = ea_f32_to_bf16(x);
-    }
+    for (size_t i = 0; i < n; i++)
+        store_elem(p, dt, i, (float)uniform_pm1(rng));
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -108,16 +117,6 @@ static double load_elem(const void *p, edgeattn_dtype dt, size_t i)
     return dt == EDGEATTN_F32 ? ((const float *)p)[i]
            : dt == EDGEATTN_F16 ? ea_f16_to_f32(((const uint16_t *)p)[i])
                                 : ea_bf16_to_f32(((const uint16_t *)p)[i]);
-}
-
-static void store_elem(void *p, edgeattn_dtype dt, size_t i, float x)
-{
-    if (dt == EDGEATTN_F32)
-        ((float *)p)[i] = x;
-    else if (dt == EDGEATTN_F16)
-        ((uint16_t *)p)[i] = ea_f32_to_f16(x);
-    else
-        ((uint16_t *)p)[i] = ea_f32_to_bf16(x);
 }
 
 /* Top-k decode inputs: in each (batch row, KV head), a quarter of the budget's blocks (spread at random
@@ -478,8 +477,8 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
             FAIL("%s: out of memory for the projections", c->name);
         const double amp = 2.0 / sqrt((double)c->Nkv);
         for (size_t i = 0; i < ne; i++) {
-            store_elem(ebuf, kin, i, (float)(amp * (2.0 * (double)(bench_rng_next(&rng) >> 11) / 9007199254740992.0 - 1.0)));
-            store_elem(fbuf, kin, i, (float)(amp * (2.0 * (double)(bench_rng_next(&rng) >> 11) / 9007199254740992.0 - 1.0)));
+            store_elem(ebuf, kin, i, (float)(amp * uniform_pm1(&rng)));
+            store_elem(fbuf, kin, i, (float)(amp * uniform_pm1(&rng)));
         }
         et = edgeattn_tensor_bhsd(ebuf, kin, 1, 1, c->lowrank, c->Nkv);
         ft = edgeattn_tensor_bhsd(fbuf, kin, 1, 1, c->lowrank, c->Nkv);
