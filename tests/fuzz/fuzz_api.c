@@ -748,6 +748,8 @@ static void op_decode(run *R)
     p->bias = (pb[0] & P_BIAS) ? &q : NULL;
 
     bool must_fail = cp.must_fail || !m->on || (cp.arg && (p->kv_lens || p->bias));
+    if (m->on && m->sinks > 0 && cp.arg && (p->window_left >= 0 || p->window_right >= 0))
+        must_fail = true; /* params windows over a cache with sinks are refused */
     if (m->on) {
         if (m->heads == 0)
             must_fail = true;
@@ -967,8 +969,10 @@ static void config_from_header(run *R, const uint8_t h[HEADER_BYTES])
     } else {
         c->kv_cache_dtype = (edgeattn_dtype)(h[6] % 5);
     }
-    if ((mode & MODE_WINDOW) && c->flags)
+    if ((mode & MODE_WINDOW) && c->flags) {
         c->kv_cache_window = 1 + h[7] % c->max_kv_len;
+        c->kv_cache_sinks = (h[4] >> 4) % 5; /* attention sinks beside the ring, 0..4 */
+    }
     if (c->flags && (h[1] & 0x80)) /* a paged cache with a full pool: the model's capacity rules hold */
         c->kv_page_size = 16 << (h[2] >> 6);
     c->num_threads = (mode & MODE_TWO_THREADS) ? 2 : 1;

@@ -20,7 +20,8 @@ void fz_kv_init(fz_kv_model *m, const edgeattn_config *cfg)
     m->max_heads = cfg->max_kv_heads;
     m->max_dim = cfg->max_head_dim;
     m->window = cfg->kv_cache_window;
-    m->cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
+    m->sinks = cfg->kv_cache_window > 0 ? cfg->kv_cache_sinks : 0;
+    m->cap = cfg->kv_cache_window > 0 ? m->sinks + cfg->kv_cache_window : cfg->max_kv_len;
     m->total = calloc((size_t)m->max_batch, sizeof *m->total);
     m->held = calloc((size_t)m->max_batch, sizeof *m->held);
     FZ_CHECK(m->total && m->held, "harness: no memory for the KV model");
@@ -52,6 +53,12 @@ static float round_to(edgeattn_dtype dt, float x)
     }
 }
 
+/* The slot of position p: the sinks keep theirs, later positions go round the ring after them. */
+static int64_t slot_of(const fz_kv_model *m, int64_t p)
+{
+    return p < m->sinks ? p : m->sinks + (p - m->sinks) % (m->cap - m->sinks);
+}
+
 static size_t row_index(const fz_kv_model *m, int64_t b, int64_t h, int64_t slot)
 {
     return (((size_t)b * (size_t)m->max_heads + (size_t)h) * (size_t)m->cap + (size_t)slot) * (size_t)m->max_dim;
@@ -69,11 +76,15 @@ void fz_kv_append(fz_kv_model *m, const edgeattn_tensor *k, const edgeattn_tenso
     }
     for (int64_t b = 0; b < B; b++) {
         const int64_t n = n_new ? n_new[b] : N;
-        const int64_t skip = n > m->cap ? n - m->cap : 0;
+        /* rows kept: those landing in the sinks, and of the rest the last (cap - sinks) */
+        const int64_t ring = m->cap - m->sinks;
         if (m->rows)
             for (int64_t h = 0; h < H; h++)
-                for (int64_t r = skip; r < n; r++) {
-                    const int64_t slot = (m->total[b] + r) % m->cap;
+                for (int64_t r = 0; r < n; r++) {
+                    const int64_t pos = m->total[b] + r;
+                    if (pos >= m->sinks && r < n - ring)
+                        continue;
+                    const int64_t slot = slot_of(m, pos);
                     float *kd = m->k + row_index(m, b, h, slot), *vd = m->v + row_index(m, b, h, slot);
                     for (int64_t d = 0; d < D; d++) {
                         kd[d] = round_to(m->dtype, fz_load(k, b, h, r, d));
@@ -111,10 +122,11 @@ bool fz_kv_dense(const fz_kv_model *m, int32_t B, float **k, float **v, int32_t 
     FZ_CHECK(*k && *v, "harness: no memory for the decode reference");
     for (int32_t b = 0; b < B; b++) {
         lens[b] = m->held[b];
-        const int64_t first = m->total[b] - m->held[b];
+        /* held positions: [0, sh) (the sinks) and [rf, total) */
+        const int64_t t = m->total[b], sh = t < m->sinks ? t : m->sinks, rf = t - (m->held[b] - sh);
         for (int32_t h = 0; h < m->heads; h++)
             for (int32_t j = 0; j < m->held[b]; j++) {
-                const int64_t slot = (first + j) % m->cap;
+                const int64_t slot = slot_of(m, j < sh ? j : rf + (j - sh));
                 const size_t dst = (((size_t)b * (size_t)m->heads + (size_t)h) * (size_t)mh + (size_t)j) * (size_t)m->dim;
                 memcpy(*k + dst, m->k + row_index(m, b, h, slot), sizeof(float) * (size_t)m->dim);
                 memcpy(*v + dst, m->v + row_index(m, b, h, slot), sizeof(float) * (size_t)m->dim);

@@ -16,7 +16,7 @@ typedef struct fz_kv_model {
     bool on;                 /* the config planned a cache */
     bool rows;               /* k, v are kept (small enough) */
     edgeattn_dtype dtype;
-    int32_t max_batch, max_heads, max_dim, cap, window;
+    int32_t max_batch, max_heads, max_dim, cap, window, sinks; /* cap = sinks + window with a window */
     int32_t heads, dim;      /* fixed by the first append after a full reset; 0: empty */
     int64_t *total;          /* [max_batch] */
     int32_t *held;           /* [max_batch] */

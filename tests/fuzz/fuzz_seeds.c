@@ -33,7 +33,7 @@ static void bn(wbuf *w, const uint8_t *p, size_t n)
 
 typedef struct cfg_s {
     unsigned mode;
-    int batch, qlen, kvlen, kv_heads, group, dim, kv_dtype, window, seed;
+    int batch, qlen, kvlen, kv_heads, group, dim, kv_dtype, window, seed, sinks; /* sinks: 0..4 (with a window) */
 } cfg_s;
 
 static void header(wbuf *w, cfg_s c)
@@ -42,7 +42,7 @@ static void header(wbuf *w, cfg_s c)
     b1(w, c.batch - 1);
     b1(w, c.qlen - 1);
     b1(w, c.kvlen - 1);
-    b1(w, (unsigned)(c.kv_heads - 1) | (unsigned)(c.group - 1) << 2);
+    b1(w, (unsigned)(c.kv_heads - 1) | (unsigned)(c.group - 1) << 2 | (unsigned)c.sinks << 4);
     b1(w, c.dim / 16 - 1);
     b1(w, (unsigned)c.kv_dtype);
     b1(w, c.window > 0 ? c.window - 1 : 0);
@@ -457,6 +457,23 @@ int fz_make_seeds(const char *dir)
         dec_s d = dc;
         d.nq = 3;
         decode(&w, d, (params_s){.flags = P_CAUSAL}, NULL);
+    });
+    SEED("decode-sinks-ring", { /* 3 sinks beside a ring of 6 */
+        cfg_s c = base;
+        c.mode = MODE_WINDOW;
+        c.window = 6;
+        c.sinks = 3;
+        header(&w, c);
+        append(&w, (app_s){.B = 2, .heads = 2, .n = 2, .dim = 64}, NULL);
+        append(&w, (app_s){.B = 2, .n = 5}, NULL);
+        decode(&w, dc, (params_s){.flags = P_LSE, .wl = -1, .wr = -1}, NULL);
+        append(&w, (app_s){.B = 2, .n = 13}, NULL); /* past the sinks and the ring */
+        dec_s d = dc;
+        d.nq = 3;
+        decode(&w, d, (params_s){.flags = P_CAUSAL, .wl = -1, .wr = -1}, NULL);
+        decode(&w, d, (params_s){.flags = P_CAUSAL, .wl = 2, .wr = -1}, NULL); /* refused over sinks */
+        append(&w, (app_s){.B = 2, .n = 1}, NULL);
+        decode(&w, dc, (params_s){.flags = P_LSE, .wl = -1, .wr = -1}, NULL);
     });
     SEED("decode-bf16-cache-two-threads", {
         cfg_s c = base;
