@@ -223,6 +223,19 @@ static bool bm_block(bm_iter *it, int32_t *cb, uint32_t *bits)
     return true;
 }
 
+/* The next run of consecutive selected blocks [*c0, *c1] of a top-k selection (sel[0, n), increasing). */
+static bool sel_run(const int32_t *sel, int32_t n, int32_t *i, int32_t *c0, int32_t *c1)
+{
+    if (*i >= n)
+        return false;
+    *c0 = *c1 = sel[(*i)++];
+    while (*i < n && sel[*i] == *c1 + 1) {
+        (*c1)++;
+        (*i)++;
+    }
+    return true;
+}
+
 static bool bm_run(bm_iter *it, int32_t *c0, int32_t *c1, uint32_t *bits)
 {
     if (!it->have && !bm_block(it, &it->next_cb, &it->next_bits))
@@ -336,16 +349,20 @@ static void attn_task(void *arg, int64_t t, int thread)
         qb0 = (r0 / c->group) / bq;
         bm_open(&bmi, bm, c->Nq, b, kvh, qb0, ((r0 + R - 1) / c->group) / bq);
     }
-    int32_t cb0 = 0, cb1 = 0;
+    /* top-k decode (one query per sequence: the item's rows are the whole group): the selected blocks' runs */
+    const int32_t *tsel = NULL;
+    const int32_t tn = c->topk_tokens > 0 ? ea_cpu_topk(c, st, scr, b, kvh, q32, R, total, &tsel) : 0;
+    const int64_t rblk = bm ? bm->block_k : tn ? c->cache->sblk : 1; /* keys per block of the runs */
+    int32_t cb0 = 0, cb1 = 0, ti = 0;
     uint32_t bits = ~0u;
-    for (bool brun = bm ? bm_run(&bmi, &cb0, &cb1, &bits) : true; brun;
-         brun = bm ? bm_run(&bmi, &cb0, &cb1, &bits) : false)
+    for (bool brun = bm ? bm_run(&bmi, &cb0, &cb1, &bits) : tn ? sel_run(tsel, tn, &ti, &cb0, &cb1) : true; brun;
+         brun = bm ? bm_run(&bmi, &cb0, &cb1, &bits) : tn ? sel_run(tsel, tn, &ti, &cb0, &cb1) : false)
     for (int sg = 0; sg < nseg; sg++) {
         const ea_kv_seg *seg = &segs[sg];
         int64_t a = imax(seg->pos0, ulo), z = imin(seg->pos0 + seg->n - 1, uhi);
-        if (bm) {
-            a = imax(a, (int64_t)cb0 * bm->block_k);
-            z = imin(z, ((int64_t)cb1 + 1) * bm->block_k - 1);
+        if (bm || tn) {
+            a = imax(a, (int64_t)cb0 * rblk);
+            z = imin(z, ((int64_t)cb1 + 1) * rblk - 1);
         }
         int32_t nt = 0;
         for (int64_t j0 = a; j0 <= z; j0 += nt) {
@@ -485,7 +502,8 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
         ea_pool_run_inline(attn_task, &J, base);
         return EDGEATTN_OK;
     }
-    if (base < 2 * (int64_t)st->threads) { /* too few items: split the KV length */
+    if (base < 2 * (int64_t)st->threads && c->topk_tokens <= 0) { /* too few items: split the KV length
+                                                                     (not top-k: each split would select) */
         int64_t longest = 0; /* keys of the longest sequence */
         for (int32_t b = 0; b < c->B; b++) {
             const int64_t n = c->decode ? c->cache->held[ea_kv_idx(c->cache, c->layer, c->seq_ids[b])]
@@ -505,6 +523,92 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
             atomic_store_explicit(&st->arrive[g], 0, memory_order_relaxed); /* published by the hand-off */
     return ea_pool_run(&st->pool, attn_task, &J, base * J.nsplit);
 }
+
+/* Top-k decode (call->topk_tokens, a cache with block summaries): the blocks of (b, kvh) worth
+ * attending to. A block's bound on q . k for query row g is sum_d max(q_d min_d, q_d max_d) =
+ * min(q, 0) . min + max(q, 0) . max: two dot products with the block's summary rows, so the tier's
+ * own F32 rows kernel scores a run of KB blocks at a time. A block scores the largest bound over the
+ * R query rows of its KV head (EA_MR at a time); the first and the newest block always pass. The
+ * `keep` best (partial selection, no sort of the whole context) go to *sel in increasing order.
+ * Returns their count, or 0 when the budget covers every block (then every key is read). */
+int32_t ea_cpu_topk(const ea_attn_call *c, const ea_cpu_state *st, char *scr, int32_t b, int32_t kvh, const float *q32,
+                    int32_t R, int64_t total, const int32_t **sel)
+{
+    const ea_kv_cache *kv = c->cache;
+    const int32_t bs = kv->sblk, D = c->D, seq = c->seq_ids[b], MD = kv->max_dim, KB = st->tiles.kb;
+    const int32_t LQ = (MD + 15) & ~15; /* the split queries' row stride (attn_cpu.c plans it) */
+    const ea_cpu_kernels *K = D % 16 ? &st->k8 : &st->k;
+    const int64_t nblk = (total + bs - 1) / bs;
+    int64_t keep = ((int64_t)c->topk_tokens + bs - 1) / bs;
+    keep = keep < 2 ? 2 : keep;
+    if (keep >= nblk)
+        return 0;
+    float *sc = (float *)(void *)(scr + st->sl.tk_score);
+    int32_t *idx = (int32_t *)(void *)(scr + st->sl.tk_idx);
+    float *qlo = (float *)(void *)(scr + st->sl.tk_qlo), *qhi = (float *)(void *)(scr + st->sl.tk_qhi);
+    float *s = (float *)(void *)(scr + st->sl.s), *s2 = (float *)(void *)(scr + st->sl.tk_s); /* [G][KB] */
+    const float *summ = ea_kv_summary(kv, c->layer, seq, kvh, 0);
+    for (int32_t mb = 0; mb < R; mb += EA_MR) { /* the query rows, EA_MR at a time: each block keeps its best */
+        const int32_t G = (int32_t)imin(EA_MR, R - mb);
+        for (int32_t g = 0; g < G; g++)
+            for (int32_t d = 0; d < D; d++) {
+                const float x = q32[(size_t)(mb + g) * (size_t)D + (size_t)d];
+                qlo[(size_t)g * (size_t)LQ + (size_t)d] = x < 0.0f ? x : 0.0f;
+                qhi[(size_t)g * (size_t)LQ + (size_t)d] = x > 0.0f ? x : 0.0f;
+            }
+        for (int64_t k0 = 0; k0 < nblk; k0 += KB) {
+            const int32_t n = (int32_t)imin(KB, nblk - k0);
+            const float *mn = summ + (size_t)k0 * 2u * (size_t)MD;
+            K->qk_rows[EDGEATTN_F32](G, n, D, qlo, LQ, mn, 2 * MD, s, KB);
+            K->qk_rows[EDGEATTN_F32](G, n, D, qhi, LQ, mn + MD, 2 * MD, s2, KB);
+            for (int32_t j = 0; j < n; j++) {
+                float best = mb ? sc[k0 + j] : -INFINITY;
+                for (int32_t g = 0; g < G; g++) {
+                    const float v = s[(size_t)g * (size_t)KB + (size_t)j] + s2[(size_t)g * (size_t)KB + (size_t)j];
+                    best = v > best || v != v ? v : best; /* (a NaN bound stays NaN: the block is kept below) */
+                }
+                sc[k0 + j] = best;
+                idx[k0 + j] = (int32_t)(k0 + j);
+            }
+        }
+    }
+    for (int64_t k = 0; k < nblk; k++)
+        sc[k] = sc[k] == sc[k] ? sc[k] : INFINITY; /* a NaN bound: keep the block, never lose it */
+    sc[0] = sc[nblk - 1] = INFINITY;
+    /* quickselect: idx[0, keep) become the keep highest scores */
+    int64_t lo = 0, hi = nblk - 1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        const float pivot = sc[idx[mid]];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (sc[idx[i]] > pivot)
+                i++;
+            while (sc[idx[j]] < pivot)
+                j--;
+            if (i <= j) {
+                const int32_t t = idx[i];
+                idx[i++] = idx[j];
+                idx[j--] = t;
+            }
+        }
+        if (keep - 1 <= j)
+            hi = j;
+        else if (keep - 1 >= i)
+            lo = i;
+        else
+            break;
+    }
+    for (int64_t i = 1; i < keep; i++) /* increasing block order (keep is the budget's blocks: small) */
+        for (int64_t j = i; j > 0 && idx[j - 1] > idx[j]; j--) {
+            const int32_t t = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = t;
+        }
+    *sel = idx;
+    return (int32_t)keep;
+}
+
 
 /* ---------------------------------------------------------------- Linformer */
 

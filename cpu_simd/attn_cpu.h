@@ -72,6 +72,11 @@ bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, 
 int64_t ea_cpu_part_items(int32_t threads, int32_t rb);
 
 edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *call);
+/* Top-k decode (call->topk_tokens): the blocks of (b, kvh) to attend to, for the R query rows q32
+ * ([R][D], scaled and rotated), into *sel in increasing order (the thread's scratch); their count, or
+ * 0 when the budget covers every block. */
+int32_t ea_cpu_topk(const ea_attn_call *c, const ea_cpu_state *st, char *scr, int32_t b, int32_t kvh, const float *q32,
+                    int32_t R, int64_t total, const int32_t **sel);
 /* Linformer (call->linformer): K' = E K and V' = F V into st->lowrank, then attention over them. */
 edgeattn_status ea_cpu_linformer(ea_cpu_state *st, const ea_attn_call *call);
 

@@ -181,10 +181,10 @@ static edgeattn_status cpu_attention(edgeattn_context *ctx, const ea_attn_call *
 {
     ea_cpu_state *s = ctx->backend_state;
     edgeattn_status st;
-    if (call->topk_tokens > 0 && !ea_cpu_decode_small_fits(s, call))
+    if (call->topk_tokens > 0 && call->group > s->tiles.rb) /* one row block must hold the group's queries */
         return ea_fail(ctx->msg, EDGEATTN_ERR_UNSUPPORTED,
-                       "cpu: topk_tokens with %d query heads per KV head: served for at most %d so far", (int)call->group,
-                       EA_MR);
+                       "cpu: topk_tokens with %d query heads per KV head: this tier's row tile holds %d (rb)",
+                       (int)call->group, (int)s->tiles.rb);
     if (call->linformer) {
         st = ea_cpu_linformer(s, call);
     } else if (ea_cpu_decode_small_fits(s, call)) {

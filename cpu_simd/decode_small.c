@@ -116,86 +116,6 @@ static void dec_merge(const dec_job *J, int64_t t, int thread)
     dec_write(c, b, kvh, o, m, l, (const float *)(const void *)(scr + st->sl.shift));
 }
 
-/* Top-k decode (call->topk_tokens, a cache with block summaries): the blocks of (b, kvh) worth
- * attending to. A block's bound on q . k for query row g is sum_d max(q_d min_d, q_d max_d) =
- * min(q, 0) . min + max(q, 0) . max: two dot products with the block's summary rows, so the tier's
- * own F32 rows kernel scores a run of KB blocks at a time. A block scores the largest bound over the
- * group's rows; the first and the newest block always pass. The `keep` best (partial selection, no
- * sort of the whole context) go to *sel in increasing order. Returns their count, or 0 when the
- * budget covers every block (then every key is read). */
-static int32_t dec_topk(const ea_attn_call *c, const ea_cpu_state *st, char *scr, int32_t b, int32_t kvh,
-                        const float *q32, int64_t total, const int32_t **sel)
-{
-    const ea_kv_cache *kv = c->cache;
-    const int32_t bs = kv->sblk, D = c->D, G = c->group, seq = c->seq_ids[b], MD = kv->max_dim, KB = st->tiles.kb;
-    const int32_t LQ = (MD + 15) & ~15; /* the split queries' row stride (attn_cpu.c plans it) */
-    const ea_cpu_kernels *K = D % 16 ? &st->k8 : &st->k;
-    const int64_t nblk = (total + bs - 1) / bs;
-    int64_t keep = ((int64_t)c->topk_tokens + bs - 1) / bs;
-    keep = keep < 2 ? 2 : keep;
-    if (keep >= nblk)
-        return 0;
-    float *sc = (float *)(void *)(scr + st->sl.tk_score);
-    int32_t *idx = (int32_t *)(void *)(scr + st->sl.tk_idx);
-    float *qlo = (float *)(void *)(scr + st->sl.tk_qlo), *qhi = (float *)(void *)(scr + st->sl.tk_qhi);
-    float *s = (float *)(void *)(scr + st->sl.s), *s2 = (float *)(void *)(scr + st->sl.tk_s); /* [G][KB] */
-    for (int32_t g = 0; g < G; g++)
-        for (int32_t d = 0; d < D; d++) {
-            const float x = q32[(size_t)g * (size_t)D + (size_t)d];
-            qlo[(size_t)g * (size_t)LQ + (size_t)d] = x < 0.0f ? x : 0.0f;
-            qhi[(size_t)g * (size_t)LQ + (size_t)d] = x > 0.0f ? x : 0.0f;
-        }
-    const float *summ = ea_kv_summary(kv, c->layer, seq, kvh, 0);
-    for (int64_t k0 = 0; k0 < nblk; k0 += KB) {
-        const int32_t n = (int32_t)imin(KB, nblk - k0);
-        const float *mn = summ + (size_t)k0 * 2u * (size_t)MD;
-        K->qk_rows[EDGEATTN_F32](G, n, D, qlo, LQ, mn, 2 * MD, s, KB);
-        K->qk_rows[EDGEATTN_F32](G, n, D, qhi, LQ, mn + MD, 2 * MD, s2, KB);
-        for (int32_t j = 0; j < n; j++) {
-            float best = -INFINITY;
-            for (int32_t g = 0; g < G; g++) {
-                const float v = s[(size_t)g * (size_t)KB + (size_t)j] + s2[(size_t)g * (size_t)KB + (size_t)j];
-                best = v > best ? v : best;
-            }
-            sc[k0 + j] = best == best ? best : INFINITY; /* (a NaN bound: keep the block, never lose it) */
-            idx[k0 + j] = (int32_t)(k0 + j);
-        }
-    }
-    sc[0] = sc[nblk - 1] = INFINITY;
-    /* quickselect: idx[0, keep) become the keep highest scores */
-    int64_t lo = 0, hi = nblk - 1;
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        const float pivot = sc[idx[mid]];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (sc[idx[i]] > pivot)
-                i++;
-            while (sc[idx[j]] < pivot)
-                j--;
-            if (i <= j) {
-                const int32_t t = idx[i];
-                idx[i++] = idx[j];
-                idx[j--] = t;
-            }
-        }
-        if (keep - 1 <= j)
-            hi = j;
-        else if (keep - 1 >= i)
-            lo = i;
-        else
-            break;
-    }
-    for (int64_t i = 1; i < keep; i++) /* increasing block order (keep is the budget's blocks: small) */
-        for (int64_t j = i; j > 0 && idx[j - 1] > idx[j]; j--) {
-            const int32_t t = idx[j];
-            idx[j] = idx[j - 1];
-            idx[j - 1] = t;
-        }
-    *sel = idx;
-    return (int32_t)keep;
-}
-
 static void dec_task(void *arg, int64_t t, int thread)
 {
     const dec_job *J = arg;
@@ -272,7 +192,7 @@ static void dec_task(void *arg, int64_t t, int thread)
      * from as many pages and runs as start at a multiple of 16 of its columns. */
     const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
     const int32_t *sel = NULL;
-    const int32_t nsel = c->topk_tokens > 0 ? dec_topk(c, st, scr, b, kvh, q32, kv.total, &sel) : 0;
+    const int32_t nsel = c->topk_tokens > 0 ? ea_cpu_topk(c, st, scr, b, kvh, q32, G, kv.total, &sel) : 0;
     const int32_t bs = nsel ? c->cache->sblk : 1;
     int32_t run = 0;
     int64_t j = a, rz = z; /* the next key, and the last of its run */

@@ -295,7 +295,7 @@ typedef struct edgeattn_params {
     /* decode over a cache with block summaries (config.kv_summary_block): > 0: each KV head attends only
      * to the blocks with the highest bound on q . k (the largest over its query heads) worth this many
      * tokens, rounded up to whole blocks, and always to the first and the newest block; 0: every key.
-     * One query per sequence (Nq 1). */
+     * One query per sequence (Nq 1); CPU: the KV head's query heads must fit the tier's row tile. */
     int32_t topk_tokens;
     int32_t pad_;           /* must be zero */
     const edgeattn_linformer *linformer; /* optional Linformer projections (attention only) */
