@@ -223,19 +223,6 @@ static bool bm_block(bm_iter *it, int32_t *cb, uint32_t *bits)
     return true;
 }
 
-/* The next run of consecutive selected blocks [*c0, *c1] of a top-k selection (sel[0, n), increasing). */
-static bool sel_run(const int32_t *sel, int32_t n, int32_t *i, int32_t *c0, int32_t *c1)
-{
-    if (*i >= n)
-        return false;
-    *c0 = *c1 = sel[(*i)++];
-    while (*i < n && sel[*i] == *c1 + 1) {
-        (*c1)++;
-        (*i)++;
-    }
-    return true;
-}
-
 static bool bm_run(bm_iter *it, int32_t *c0, int32_t *c1, uint32_t *bits)
 {
     if (!it->have && !bm_block(it, &it->next_cb, &it->next_bits))
@@ -355,8 +342,8 @@ static void attn_task(void *arg, int64_t t, int thread)
     const int64_t rblk = bm ? bm->block_k : tn ? c->cache->sblk : 1; /* keys per block of the runs */
     int32_t cb0 = 0, cb1 = 0, ti = 0;
     uint32_t bits = ~0u;
-    for (bool brun = bm ? bm_run(&bmi, &cb0, &cb1, &bits) : tn ? sel_run(tsel, tn, &ti, &cb0, &cb1) : true; brun;
-         brun = bm ? bm_run(&bmi, &cb0, &cb1, &bits) : tn ? sel_run(tsel, tn, &ti, &cb0, &cb1) : false)
+    for (bool brun = bm ? bm_run(&bmi, &cb0, &cb1, &bits) : tn ? ea_sel_run(tsel, tn, &ti, &cb0, &cb1) : true; brun;
+         brun = bm ? bm_run(&bmi, &cb0, &cb1, &bits) : tn ? ea_sel_run(tsel, tn, &ti, &cb0, &cb1) : false)
     for (int sg = 0; sg < nseg; sg++) {
         const ea_kv_seg *seg = &segs[sg];
         int64_t a = imax(seg->pos0, ulo), z = imin(seg->pos0 + seg->n - 1, uhi);

@@ -77,6 +77,20 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *call);
  * 0 when the budget covers every block. */
 int32_t ea_cpu_topk(const ea_attn_call *c, const ea_cpu_state *st, char *scr, int32_t b, int32_t kvh, const float *q32,
                     int32_t R, int64_t total, const int32_t **sel);
+/* The next run of consecutive selected blocks [*c0, *c1] of a top-k selection (sel[0, n), increasing),
+ * from sel[*i]; false when none is left. */
+static inline bool ea_sel_run(const int32_t *sel, int32_t n, int32_t *i, int32_t *c0, int32_t *c1)
+{
+    if (*i >= n)
+        return false;
+    *c0 = *c1 = sel[(*i)++];
+    while (*i < n && sel[*i] == *c1 + 1) {
+        (*c1)++;
+        (*i)++;
+    }
+    return true;
+}
+
 /* Linformer (call->linformer): K' = E K and V' = F V into st->lowrank, then attention over them. */
 edgeattn_status ea_cpu_linformer(ea_cpu_state *st, const ea_attn_call *call);
 

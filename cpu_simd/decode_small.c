@@ -194,20 +194,15 @@ static void dec_task(void *arg, int64_t t, int thread)
     const int32_t *sel = NULL;
     const int32_t nsel = c->topk_tokens > 0 ? ea_cpu_topk(c, st, scr, b, kvh, q32, G, kv.total, &sel) : 0;
     const int32_t bs = nsel ? c->cache->sblk : 1;
-    int32_t run = 0;
+    int32_t run = 0, c0, c1;
     int64_t j = a, rz = z; /* the next key, and the last of its run */
     bool have = a <= z;
-    if (nsel) { /* the first run: selected blocks [sel[0], ...] clipped to [a, z] (may be empty) */
-        have = false;
-        while (!have && run < nsel) {
-            const int32_t first = sel[run];
-            while (++run < nsel && sel[run] == sel[run - 1] + 1)
-                ;
-            j = imax(a, (int64_t)first * bs);
-            rz = imin(z, (int64_t)(sel[run - 1] + 1) * bs - 1);
+    if (nsel) /* the first selected run that meets [a, z] (runs clipped to it may be empty) */
+        for (have = false; !have && ea_sel_run(sel, nsel, &run, &c0, &c1);) {
+            j = imax(a, (int64_t)c0 * bs);
+            rz = imin(z, ((int64_t)c1 + 1) * bs - 1);
             have = j <= rz;
         }
-    }
     while (have) {
         ea_kv_pieces pc = {.count = 0, .rows = 0};
         ptrdiff_t ldk, ldv;
@@ -216,15 +211,11 @@ static void dec_task(void *arg, int64_t t, int thread)
             const int32_t n = dec_rows(&kv, j, (int32_t)imin(KB - pc.rows, rz - j + 1), es, &k, &v, &ldk, &ldv);
             more = ea_pieces_add(&pc, k, v, n, KB);
             j += n;
-            while (j > rz && (have = run < nsel)) { /* the run is done: the next selected one */
-                const int32_t first = sel[run];
-                while (++run < nsel && sel[run] == sel[run - 1] + 1)
-                    ;
-                j = imax(a, (int64_t)first * bs);
-                rz = imin(z, (int64_t)(sel[run - 1] + 1) * bs - 1);
+            while (j > rz && (have = ea_sel_run(sel, nsel, &run, &c0, &c1))) { /* the run is done: the next */
+                j = imax(a, (int64_t)c0 * bs);
+                rz = imin(z, ((int64_t)c1 + 1) * bs - 1);
             }
-            if (j > rz)
-                have = false;
+            have = have && j <= rz;
             more = more && have;
         }
         const int32_t nt = pc.rows;
