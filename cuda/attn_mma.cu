@@ -60,7 +60,38 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
     int lo = 0, hi = 0;
     if (rm.i1 >= rm.i0) ea_key_range(a, rm.i0, rm.i1, sq.off, sq.kv_len, lo, hi);
     const int tb_lo = lo / BN;
-    const int ntiles = hi > lo ? (hi + BN - 1) / BN - tb_lo : 0;
+    int ntiles = hi > lo ? (hi + BN - 1) / BN - tb_lo : 0;
+    // Block-sparse mask (kernels with GEN only; kernel_abi.h ea_cu_bsr): the tiles of the key blocks listed
+    // for the (at most two) row blocks of this CTA's rows, in order; `cur` walks them for the tile being
+    // computed, `pre` for the tile being loaded. A tile is masked per row unless both row blocks list it.
+    constexpr int TPB = 64 / BN; // tiles per key block
+    static_assert(TPB >= 1 && TPB * BN == 64, "key tiles must divide the 64-key blocks");
+    const bool bsr = C::GEN && a.bm.block_q != 0;
+    ea_bsr_iter cur, pre;
+    int qb0 = 0, all_bits = 1, kbhi = 0, cur_blk = 0, cur_bits = 0, pre_blk = 0, pre_sub = TPB;
+    if (bsr) {
+        ntiles = 0;
+        if (rm.i1 >= rm.i0 && hi > lo) {
+            qb0 = rm.i0 / a.bm.block_q;
+            const int qb1 = rm.i1 / a.bm.block_q;
+            all_bits = qb1 != qb0 ? 3 : 1;
+            kbhi = (hi + 63) >> 6;
+            cur.init(a, b, hkv, qb0, qb1, lo >> 6);
+            pre = cur;
+            ea_bsr_iter cnt = cur;
+            int x, y;
+            while (cnt.next(kbhi, x, y)) ntiles += TPB;
+        }
+    }
+    auto pre_j0 = [&](int t) -> int { // first key of tile t (called for t = 0, 1, 2, ... in turn)
+        if (!bsr) return (tb_lo + t) * BN;
+        if (pre_sub == TPB) {
+            int bits;
+            pre.next(kbhi, pre_blk, bits);
+            pre_sub = 0;
+        }
+        return pre_blk * 64 + (pre_sub++) * BN;
+    };
     int jf_lo, jf_hi;
     {
         long long flo = -(1LL << 40), fhi = (long long)sq.kv_len - BN;
@@ -78,7 +109,7 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
     ld.init(a, b, hkv, tid);
 #pragma unroll
     for (int s = 0; s < ST - 1; ++s) {
-        if (s < ntiles) ld.load(a, sq, (tb_lo + s) * BN, sq.kv_len, sK + s * BN * LD, sV + s * BN * LD);
+        if (s < ntiles) ld.load(a, sq, pre_j0(s), sq.kv_len, sK + s * BN * LD, sV + s * BN * LD);
         ea_cp_commit();
     }
 
@@ -114,7 +145,7 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
             const int pf = it + ST - 1;
             if (pf < ntiles) {
                 const int st = pf % ST;
-                ld.load(a, sq, (tb_lo + pf) * BN, sq.kv_len, sK + st * BN * LD, sV + st * BN * LD);
+                ld.load(a, sq, pre_j0(pf), sq.kv_len, sK + st * BN * LD, sV + st * BN * LD);
             }
             ea_cp_commit();
         };
@@ -122,7 +153,12 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
         const int st = it % ST;
         const uint16_t *cK = sK + st * BN * LD;
         const uint16_t *cV = sV + st * BN * LD;
-        const int j0 = (tb_lo + it) * BN;
+        int j0 = (tb_lo + it) * BN;
+        if (bsr) {
+            const int sub = it % TPB;
+            if (sub == 0) cur.next(kbhi, cur_blk, cur_bits);
+            j0 = cur_blk * 64 + sub * BN;
+        }
 
         // S = Q K^T
         float s[MT][NTL][4];
@@ -154,7 +190,7 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
         if (C::LATE) prefetch();
 
         // scores -> log2 domain, mask on boundary tiles
-        const bool full = j0 >= jf_lo && j0 <= jf_hi;
+        const bool full = j0 >= jf_lo && j0 <= jf_hi && (!bsr || cur_bits == all_bits);
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
             if (C::GEN && xf.generic) {
@@ -179,7 +215,8 @@ __device__ __forceinline__ void ea_prefill_body(const ea_cu_attn_args &a, uint16
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
                     int hq, i;
-                    const bool ok = ea_row_of(a, rm, hkv, warp * 16 * MT + mt * 16 + g + 8 * h, hq, i);
+                    bool ok = ea_row_of(a, rm, hkv, warp * 16 * MT + mt * 16 + g + 8 * h, hq, i);
+                    if (bsr && ok && !((cur_bits >> (i / a.bm.block_q - qb0)) & 1)) ok = false; // block not listed
                     ea_row_bounds(a, ok ? i : -1, sq.off, sq.kv_len, jlo[h], jhi[h]);
                 }
 #pragma unroll

@@ -86,7 +86,8 @@ __device__ __forceinline__ void ea_simt_body(const ea_cu_attn_args &a, float *ea
             const int c = 2 * u + e, j = j0 + c;
             float acc = 0.f;
             for (int d = 0; d < D; ++d) acc = fmaf(sQ[r * LDF + d], sK[c * LDF + d], acc);
-            const bool vis = ok && j >= klo && j < khi && ea_visible(a, i, j, sq.off);
+            const bool vis = ok && j >= klo && j < khi && ea_visible(a, i, j, sq.off) &&
+                             (!a.bm.block_q || ea_bsr_keeps(a, b, hkv, i, j));
             t[e] = vis ? (xf.generic ? ea_xf_generic(a, xf, acc, brow, j) : acc * xf.scale_log2) : -INFINITY;
         }
         float mx = fmaxf(m, fmaxf(t[0], t[1]));

@@ -65,6 +65,7 @@ typedef struct cu_layout {
     size_t seq, rows;
     size_t tab, wtab, tab_bytes; /* paged cache: the page tables of a decode and of an append (tab_bytes each) */
     size_t rope;
+    size_t mask_rp, mask_ci, mask_rp_bytes, mask_ci_bytes; /* a block-sparse mask's arrays (attention) */
     size_t ws, ws_bytes;
     size_t flag;
     size_t user, user_bytes;
@@ -204,6 +205,17 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
     }
     if (cfg->rope.style != EDGEATTN_ROPE_NONE)
         L->rope = ea_sizer_add(&sz, EA_MAX_HEAD_DIM / 2, sizeof(double), CU_ALIGN);
+    /* a block-sparse mask of 64-row blocks listing every key block of every pattern: row pointers and
+     * column indices (a mask whose patterns leave gaps in col_idx may need more: refused at the call) */
+    {
+        const size_t nrb = (size_t)((Nq + 63) / 64), nkb = (size_t)((Nkv + 63) / 64);
+        size_t pats = 0, rp = 0, ci = 0;
+        if (!ea_mul_ok((size_t)B, (size_t)Hkv, &pats) || !ea_mul_ok(pats, nrb + 1, &rp) || !ea_mul_ok(pats, nrb, &ci) ||
+            !ea_mul_ok(ci, nkb, &ci) || !ea_mul_ok(rp, 4, &L->mask_rp_bytes) || !ea_mul_ok(ci, 4, &L->mask_ci_bytes))
+            sz.overflow = true;
+        L->mask_rp = ea_sizer_add(&sz, L->mask_rp_bytes, 1, CU_ALIGN);
+        L->mask_ci = ea_sizer_add(&sz, L->mask_ci_bytes, 1, CU_ALIGN);
+    }
     /* launch.c sizes the workspace in int64 (at most rows x 128 splits x D x 4 bytes): a config whose
      * B x Hq x Nq x D x 4 x 256 overflows int64 is refused before it gets there */
     size_t ws_bound = 0;
@@ -356,13 +368,13 @@ static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int 
     return EDGEATTN_OK;
 }
 
-/* Quantised KV caches (Q8, Q4) and caches with sinks are the CPU backend's so far: AUTO passes this
- * backend by (forced, plan says why not). */
+/* Quantised KV caches (Q8, Q4) and caches with block summaries are the CPU backend's so far: AUTO passes
+ * this backend by (forced, plan says why not). */
 static bool cuda_supports(const edgeattn_config *cfg)
 {
     return cfg->backend != EDGEATTN_BACKEND_AUTO ||
            (!ea_dtype_quant(cfg->kv_cache_dtype) &&
-            !((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0)));
+            !((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0));
 }
 
 static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
@@ -371,11 +383,10 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                        "cuda: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
                        ea_dtype_name(cfg->kv_cache_dtype));
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0))
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0)
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
-                       "cuda: a KV cache with %s is not served by this backend yet (the CPU backend serves it)",
-                       cfg->kv_cache_sinks > 0 ? "sinks (config.kv_cache_sinks)"
-                                               : "block summaries (config.kv_summary_block)");
+                       "cuda: a KV cache with block summaries (config.kv_summary_block) is not served by this "
+                       "backend yet (the CPU backend serves it)");
     ea_cu_driver d;
     char why[EA_MSG_LEN];
     if (!ea_cu_driver_open(&d, why, sizeof why))
@@ -1249,6 +1260,7 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
         }
         a.Nkv = nmax;
         a.ring_cap = kv->cap;
+        a.ring_sinks = kv->sinks;
     }
     a.q = q.d;
     a.out = out.d;
@@ -1266,6 +1278,28 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
     a.causal = call->causal ? 1 : 0;
     a.window_left = call->window_left;
     a.window_right = call->window_right;
+    const edgeattn_block_mask *bm = call->block_mask;
+    size_t rp_bytes = 0, ci_bytes = 0;
+    if (bm) { /* validated by core: row pointers index col_idx[0, their largest) */
+        const int32_t nrb = (int32_t)((call->Nq + bm->block_q - 1) / bm->block_q);
+        const size_t nrp = (size_t)bm->batch * (size_t)bm->heads * (size_t)(nrb + 1);
+        int32_t used = 0;
+        for (size_t i = 0; i < nrp; i++)
+            used = bm->row_ptr[i] > used ? bm->row_ptr[i] : used;
+        rp_bytes = nrp * sizeof(int32_t);
+        ci_bytes = (size_t)used * sizeof(int32_t);
+        if (rp_bytes > L->mask_rp_bytes || ci_bytes > L->mask_ci_bytes)
+            return ea_fail(c->msg, EDGEATTN_ERR_CAPACITY,
+                           "block_mask: %zu row pointers and %d column indices exceed the device area planned for "
+                           "every block of max_batch x max_kv_heads patterns (%zu and %zu)",
+                           nrp, (int)used, L->mask_rp_bytes / 4, L->mask_ci_bytes / 4);
+        a.bm.row_ptr = s->pool + L->mask_rp;
+        a.bm.col_idx = s->pool + L->mask_ci;
+        a.bm.block_q = bm->block_q;
+        a.bm.nrb = nrb;
+        a.bm.batch = bm->batch;
+        a.bm.heads = bm->heads;
+    }
     const bool need_seq = call->decode || call->kv_lens;
     a.seq = need_seq ? s->pool + L->seq : 0;
     ea_cu_launch l[2];
@@ -1280,6 +1314,9 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
         (st = arg_upload(c, &v)) != EDGEATTN_OK || (st = arg_upload(c, &bias)) != EDGEATTN_OK)
         return st;
     if (call->decode && (st = rope_args(c, call->rope, &a.rope)) != EDGEATTN_OK)
+        return st;
+    if (bm && ((st = upload_small(c, L->mask_rp, bm->row_ptr, rp_bytes)) != EDGEATTN_OK ||
+               (ci_bytes > 0 && (st = upload_small(c, L->mask_ci, bm->col_idx, ci_bytes)) != EDGEATTN_OK)))
         return st;
     if (tab_stride > 0) { /* the page tables, unless the device holds these already */
         const size_t nb = (size_t)call->B * (size_t)tab_stride * sizeof(int32_t);
@@ -1303,10 +1340,18 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
                 memset(&buf[i], 0, sizeof buf[i]);
                 if (call->decode) {
                     const size_t at = ea_kv_idx(kv, call->layer, call->seq_ids[b]);
-                    const int64_t held = kv->held[at], first = kv->total[at] - held;
+                    /* key_pos0: the first held position, or with sinks the evicted count (held keys are
+                     * numbered consecutively; the queries' RoPE positions stay true); slot0: the ring
+                     * offset of the first ring key held (kernel_abi.h) */
+                    const int64_t total = kv->total[at], held = kv->held[at], first = total - held;
                     buf[i].key_pos0 = first;
                     buf[i].kv_len = (int32_t)held;
-                    buf[i].slot0 = (int32_t)(first % kv->cap);
+                    if (kv->sinks > 0)
+                        buf[i].slot0 = total > kv->sinks ? (int32_t)((ea_kv_ring_first(kv, total, (int32_t)held) -
+                                                                      kv->sinks) % (kv->cap - kv->sinks))
+                                                         : 0;
+                    else
+                        buf[i].slot0 = (int32_t)(first % kv->cap);
                     buf[i].kv_b = call->seq_ids[b];
                     buf[i].q_len = call->q_lens ? call->q_lens[b] : call->Nq;
                 } else {
@@ -1363,10 +1408,22 @@ static edgeattn_status kv_source(cu_call *c, const char *name, const edgeattn_te
     return EDGEATTN_OK;
 }
 
-/* kv_write: for b < B, rows [skip_b, n_b) of k/v batch row b go to layer `layer`, sequence ids[b], ring
- * slots (total + r) mod cap, keys rotated at position total + r (skip_b = max(0, n_b - cap): a ring keeps
- * only the last cap rows). Sources the kernel can read in place are used as they are; others are staged
- * (the kept rows of each batch row, each distinct row once where the source broadcasts). */
+/* The rows of batch row b of an append that the cache keeps (ea_kv_kept): [0, *a1) and [*b0, n); returns
+ * their count. */
+static int32_t kv_kept_rows(const ea_kv_cache *kv, int32_t layer, int32_t seq, int32_t n, int32_t *a1, int32_t *b0)
+{
+    int64_t x, y;
+    ea_kv_kept(kv, kv->total[ea_kv_idx(kv, layer, seq)], n, &x, &y);
+    *a1 = (int32_t)x;
+    *b0 = (int32_t)y;
+    return (int32_t)(x + n - y);
+}
+
+/* kv_write: for b < B, the rows of k/v batch row b the cache keeps (kv_kept_rows: a ring keeps only the
+ * last rows it has slots for, a sinks cache its sinks too) go to layer `layer`, sequence ids[b], at the
+ * slots of their positions total + r (ea_kv_slot), keys rotated at those positions. Sources the kernel can
+ * read in place are used as they are; others are staged (the kept rows of each batch row, each distinct
+ * row once where the source broadcasts). */
 static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, int32_t layer, const int32_t *ids,
                                const edgeattn_tensor *k, const edgeattn_tensor *v, const int32_t *n_new)
 {
@@ -1376,10 +1433,9 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, int32_t layer,
     const int32_t B = (int32_t)k->shape[0], H = (int32_t)k->shape[1], N = (int32_t)k->shape[2],
                   D = (int32_t)k->shape[3], cap = kv->cap;
     edgeattn_status st;
-    /* rows kept per sequence: [skip_b, n_b) with skip_b = max(0, n_b - cap) */
-    int32_t rmax = 0;
+    int32_t rmax = 0, a1, b0; /* the most rows a sequence keeps */
     for (int32_t b = 0; b < B; b++) {
-        const int32_t n = n_new ? n_new[b] : N, keep = n < cap ? n : cap;
+        const int32_t keep = kv_kept_rows(kv, layer, ids[b], n_new ? n_new[b] : N, &a1, &b0);
         rmax = keep > rmax ? keep : rmax;
     }
     if (rmax == 0)
@@ -1438,6 +1494,8 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, int32_t layer,
     a.N = staged ? rmax : N;
     a.cache_heads = kv->heads; /* core set it for this append */
     a.ring_cap = cap;
+    a.sinks = kv->sinks;
+    a.staged = staged ? 1 : 0;
     a.cache_dtype = (int32_t)kv->dtype;
     ea_cu_launch l;
     ea_cu_plan_kv_write(&s->dv.di, &a, &l);
@@ -1447,41 +1505,45 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, int32_t layer,
         for (int i = 0; i < 2; i++) {
             const size_t es = ea_dtype_size(t[i]->dtype);
             for (int32_t b = 0; b < B; b++) {
-                const int32_t n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
-                if (n - skip <= 0)
-                    continue;
-                const int64_t shape[3] = {1, t[i]->stride[1] == 0 ? 1 : H, t[i]->stride[2] == 0 ? 1 : n - skip};
-                const size_t off = (size_t)(b * t[i]->stride[0] + skip * t[i]->stride[2]) * es;
-                cu_side src;
-                if (t[i]->memory == EDGEATTN_MEM_CUDA) {
-                    memset(&src, 0, sizeof src);
-                    src.dp = (uint64_t)(uintptr_t)t[i]->data + off;
-                    for (int j = 0; j < 3; j++)
-                        src.st[j] = t[i]->stride[j];
-                } else {
-                    src = side_host(t[i]);
-                    src.hp += off;
+                const int32_t n = n_new ? n_new[b] : N;
+                (void)kv_kept_rows(kv, layer, ids[b], n, &a1, &b0);
+                for (int part = 0; part < 2; part++) { /* [0, a1) to staged rows [0, a1), [b0, n) after them */
+                    const int32_t r0 = part ? b0 : 0, r1 = part ? n : a1, at = part ? a1 : 0;
+                    if (r1 - r0 <= 0 || (part && t[i]->stride[2] == 0 && a1 > 0))
+                        continue; /* (a row broadcast over N: staged once) */
+                    const int64_t shape[3] = {1, t[i]->stride[1] == 0 ? 1 : H, t[i]->stride[2] == 0 ? 1 : r1 - r0};
+                    const size_t off = (size_t)(b * t[i]->stride[0] + r0 * t[i]->stride[2]) * es;
+                    cu_side src;
+                    if (t[i]->memory == EDGEATTN_MEM_CUDA) {
+                        memset(&src, 0, sizeof src);
+                        src.dp = (uint64_t)(uintptr_t)t[i]->data + off;
+                        for (int j = 0; j < 3; j++)
+                            src.st[j] = t[i]->stride[j];
+                    } else {
+                        src = side_host(t[i]);
+                        src.hp += off;
+                    }
+                    const cu_side dst =
+                        side_dev(d[i].ptr + ((size_t)b * (size_t)d[i].sb + (size_t)at * (size_t)d[i].sn) * es, &d[i]);
+                    if ((st = copy_rows(s, shape, es, (size_t)D * es, &src, &dst, c->msg)) != EDGEATTN_OK)
+                        return st;
                 }
-                const cu_side dst = side_dev(d[i].ptr + (size_t)b * (size_t)d[i].sb * es, &d[i]);
-                if ((st = copy_rows(s, shape, es, (size_t)D * es, &src, &dst, c->msg)) != EDGEATTN_OK)
-                    return st;
             }
         }
     }
     ea_cu_kv_row rows[CU_CHUNK];
-    for (int32_t b0 = 0; b0 < B; b0 += CU_CHUNK) {
-        const int32_t cnt = B - b0 < CU_CHUNK ? B - b0 : CU_CHUNK;
+    for (int32_t c0 = 0; c0 < B; c0 += CU_CHUNK) {
+        const int32_t cnt = B - c0 < CU_CHUNK ? B - c0 : CU_CHUNK;
         for (int32_t i = 0; i < cnt; i++) {
-            const int32_t b = b0 + i;
-            const int32_t n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
+            const int32_t b = c0 + i;
             memset(&rows[i], 0, sizeof rows[i]);
-            rows[i].r0 = staged ? 0 : skip;
-            rows[i].n = staged ? n - skip : n;
-            rows[i].pos0 = kv->total[ea_kv_idx(kv, layer, ids[b])] + (staged ? skip : 0);
-            rows[i].slot0 = (int32_t)(rows[i].pos0 % cap);
+            rows[i].n = kv_kept_rows(kv, layer, ids[b], n_new ? n_new[b] : N, &a1, &b0);
+            rows[i].pos0 = kv->total[ea_kv_idx(kv, layer, ids[b])];
+            rows[i].at = a1;
+            rows[i].jump = b0 - a1;
             rows[i].seq = ids[b];
         }
-        if ((st = upload_small(c, L->rows + (size_t)b0 * sizeof(ea_cu_kv_row), rows, (size_t)cnt * sizeof(ea_cu_kv_row))) !=
+        if ((st = upload_small(c, L->rows + (size_t)c0 * sizeof(ea_cu_kv_row), rows, (size_t)cnt * sizeof(ea_cu_kv_row))) !=
             EDGEATTN_OK)
             return st;
     }
@@ -1918,6 +1980,7 @@ const ea_backend_ops ea_backend_cuda = {
     .info = cuda_info,
     .memory_kinds = 1u << EDGEATTN_MEM_CUDA,
     .check_finite = cuda_check_finite,
+    .block_mask = true,
     .kv_write = cuda_kv_write,
     .kv_page_copy = cuda_kv_page_copy,
     .kv_copy = cuda_kv_copy,

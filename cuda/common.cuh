@@ -124,13 +124,15 @@ __device__ __forceinline__ void ea_rope_pair(const ea_cu_rope &r, int p, int &d0
     d1 = r.style == 1 ? p + half : 2 * p + 1;
 }
 
+// Storage row of logical key j of a ring of cap slots whose first `sinks` hold sinks (kernel_abi.h).
+__device__ __forceinline__ int ea_ring_slot(int cap, int sinks, int slot0, int j) {
+    if (j < sinks) return j;
+    return sinks + (int)(((unsigned)slot0 + (unsigned)(j - sinks)) % (unsigned)(cap - sinks)); // both < 2^31
+}
+
 // Storage row of logical key j.
 __device__ __forceinline__ int ea_slot(const ea_cu_attn_args &a, const ea_seqinfo &s, int j) {
-    if (a.ring_cap > 0) {
-        int r = s.slot0 + j;
-        r %= a.ring_cap;
-        return r;
-    }
+    if (a.ring_cap > 0) return ea_ring_slot(a.ring_cap, a.ring_sinks, s.slot0, j);
     return j;
 }
 

@@ -13,12 +13,17 @@
  *                                 && (window_left  < 0 || pos(j) >= qpos(i) - window_left)
  *                                 && (window_right < 0 || pos(j) <= qpos(i) + window_right).
  *   attention: key_pos0 = 0, slot(j) = j, kv_len_b = kv_lens[b] or Nkv, q_len_b = Nq, kv_b_b = b.
- *   decode (ring cache of ring_cap slots): slot(j) = (slot0_b + j) mod ring_cap with
- *   slot0_b = key_pos0_b mod ring_cap, kv_len_b = tokens held, kv_b_b = the cache sequence of row b.
+ *   decode (ring cache of ring_cap slots, the first ring_sinks of them sinks): slot(j) = j for
+ *   j < ring_sinks, else ring_sinks + (slot0_b + j - ring_sinks) mod (ring_cap - ring_sinks), where slot0_b
+ *   is the ring offset of the first ring key held (ring_sinks 0: slot(j) = (slot0_b + j) mod ring_cap,
+ *   slot0_b = key_pos0_b mod ring_cap); kv_len_b = tokens held, kv_b_b = the cache sequence of row b.
+ *   A sinks cache that has evicted tokens numbers its held keys consecutively (masks count held keys);
+ *   key_pos0_b is then the evicted count, so qpos(i) is still the query's true position for RoPE.
  * Where a slot is stored: contiguous K/V (pages.table 0), row slot of batch index kv_b, head h at element
  * kv_b*sb + h*sh + slot*sn of the tensor; a paged cache (ea_cu_pages, ABI 3) at element
  * table[b*table_stride + (slot >> page_shift)] * page_elems + h*sh + (slot & (P-1))*sn, P = 1 << page_shift,
  * the table row taken by the call's batch row b (kv_b and sb unused).
+ * A block-sparse mask (ea_cu_bsr) masks every key outside the listed blocks of query i's row block.
  * Scores: s = scale * q.k; if softcap > 0: s = softcap * tanh(s / softcap); then s += bias (if any);
  * masked keys do not take part. A row with no visible key writes zeros and lse = -INFINITY.
  * lse is the natural-log sum of exp(s) over the visible keys.
@@ -34,7 +39,7 @@
 
 #include <stdint.h>
 
-#define EA_CU_ABI_VERSION 3
+#define EA_CU_ABI_VERSION 4
 
 /* Element types (values equal edgeattn_dtype). */
 #define EA_CU_F32 0
@@ -52,6 +57,20 @@ typedef struct ea_cu_pages {
     int32_t page_shift;   /* log2(P), P = slots per page (>= 16) */
     int32_t table_stride; /* entries per batch row of table */
 } ea_cu_pages;
+
+/* A block-sparse mask (ABI 4; edgeattn_block_mask with its arrays in device memory): row block r (query
+ * rows [r*block_q, (r+1)*block_q)) of pattern p = (b % batch)*heads + (hkv % heads) keeps the key blocks
+ * (keys [c*64, (c+1)*64)) col_idx[row_ptr[p*(nrb+1) + r] .. row_ptr[p*(nrb+1) + r + 1] - 1], strictly
+ * increasing; every other score is masked. block_q 0: no mask. The prefill kernels visit only the listed
+ * blocks (the planner sends a masked call to the tensor-core prefill kernel with softcap/bias compiled
+ * in, or to the SIMT kernel). */
+typedef struct ea_cu_bsr {
+    uint64_t row_ptr;     /* const int32_t * (device) */
+    uint64_t col_idx;     /* const int32_t * (device) */
+    int32_t block_q;      /* 64 or 128; 0: none */
+    int32_t nrb;          /* row blocks per pattern: ceil(Nq / block_q) */
+    int32_t batch, heads; /* patterns: 1 or B, 1 or Hkv */
+} ea_cu_bsr;
 
 /* Per batch row position info (device array of B entries; NULL seq pointer: kv_len = Nkv, key_pos0 = 0,
  * slot0 = 0, kv_b = b, q_len = Nq for every row). */
@@ -93,6 +112,8 @@ typedef struct ea_cu_attn_args {
     int32_t B, Hq, Hkv, Nq, Nkv, D; /* Nkv: upper bound of kv_len over sequences */
     int32_t group;       /* Hq / Hkv */
     int32_t ring_cap;    /* > 0: slots wrap modulo ring_cap (decode); 0: slot(j) = j */
+    int32_t ring_sinks;  /* ring_cap > 0: slots [0, ring_sinks) hold sinks, the ring is the rest (ABI 4) */
+    int32_t pad0_;
     float scale;         /* already resolved (never 0) */
     float softcap;       /* 0: none */
     int32_t causal;
@@ -111,28 +132,36 @@ typedef struct ea_cu_attn_args {
     ea_cu_rope rope;     /* queries rotated at their positions (decode: needs seq); inv_freq 0: none */
     ea_cu_pages pages;   /* paged K/V (decode, ring_cap > 0: slot0 < ring_cap, kv_len <= ring_cap; K and V
                             with the same sh and sn); table 0: contiguous */
+    ea_cu_bsr bm;        /* block-sparse mask (attention); block_q 0: none */
 } ea_cu_attn_args;
 
-/* One batch row of a KV-cache append. */
+/* One batch row of a KV-cache append (ABI 4): kept rows r in [0, n), each at absolute position
+ * pos0 + r + (r >= at ? jump : 0) and read from source row r (a staged source: it holds only the kept
+ * rows) or from that position less pos0 (in place). The rows a cache drops (past a sinks cache's sinks,
+ * or overwritten by later rows of the same append) are jumped over: a plain append has at 0 and jump =
+ * the rows skipped. */
 typedef struct ea_cu_kv_row {
-    int64_t pos0;   /* absolute position of source row 0 (RoPE) */
-    int32_t r0, n;  /* source rows [r0, n) are written */
-    int32_t slot0;  /* ring slot of source row 0 (pos0 mod ring_cap) */
+    int64_t pos0;   /* absolute position of source row 0 */
+    int32_t n;      /* kept rows */
+    int32_t at;     /* kept rows from here on follow the jump */
+    int32_t jump;   /* rows skipped at `at` */
     int32_t seq;    /* cache sequence (batch index in the layer) the rows go to */
 } ea_cu_kv_row;
 
-/* Appends rows to one layer of the KV cache: for b < B, h < H, r in [r0_b, n_b): src row (b,h,r) of
- * k_src/v_src goes to slot s = (slot0_b + r) mod ring_cap of k_dst/v_dst, converted to cache_dtype; keys
- * rotated by rope at position pos0_b + r. Contiguous (pages.table 0): cache row
- * (seq_b*cache_heads + h)*ring_cap + s (rows of D elements, from the layer's K and V). Paged: element
- * table[b*table_stride + (s >> page_shift)] * page_elems + (h*P + (s & (P-1)))*D from the pool's K and V
+/* Appends rows to one layer of the KV cache: for b < B, h < H, kept row r in [0, n_b) (ea_cu_kv_row: its
+ * source row and position p) goes to slot s of k_dst/v_dst, s = p for p < sinks, else
+ * sinks + (p - sinks) mod (ring_cap - sinks), converted to cache_dtype; keys rotated by rope at p.
+ * Contiguous (pages.table 0): cache row (seq_b*cache_heads + h)*ring_cap + s (rows of D elements, from
+ * the layer's K and V). Paged: element table[b*table_stride + (s >> page_shift)] * page_elems + (h*P + (s & (P-1)))*D from the pool's K and V
  * (seq_b unused). rows: device ea_cu_kv_row [B]. Sources may broadcast (stride 0 over B, H or N). */
 typedef struct ea_cu_kv_write_args {
     ea_cu_tensor k_src, v_src;
     uint64_t k_dst, v_dst; /* the layer's K and V (paged: the pool's) */
     uint64_t rows;       /* const ea_cu_kv_row * (device) */
     int32_t B, H, N, D;
-    int32_t cache_heads, ring_cap, cache_dtype, pad_;
+    int32_t cache_heads, ring_cap, cache_dtype, sinks;
+    int32_t staged;      /* sources hold only the kept rows of each batch row (ea_cu_kv_row) */
+    int32_t pad_;
     ea_cu_rope rope;     /* keys only; inv_freq 0: none */
     ea_cu_pages pages;   /* paged cache; table 0: contiguous */
 } ea_cu_kv_write_args;

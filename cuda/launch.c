@@ -211,8 +211,14 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     a->ws_cnt = 0;
 
     /* (paged: no prefill variant; many rows go to the decode kernel's row blocks, unsplit) */
-    if (mma_ok && rows_kv > EA_DECODE_MAX_ROWS && !paged) {
-        const int plain = a->softcap <= 0.f && a->bias.ptr == 0;
+    /* a block-sparse mask: the prefill kernels with softcap/bias compiled in walk its listed blocks, for any
+     * row count; the SIMT kernel checks it per key; the decode kernels do not know it */
+    const int bsr = a->bm.block_q != 0;
+    if (bsr && (a->bm.block_q < 64 || !a->bm.row_ptr || !a->bm.col_idx || a->bm.batch <= 0 || a->bm.heads <= 0 ||
+                a->bm.nrb != (a->Nq + a->bm.block_q - 1) / a->bm.block_q))
+        return 0;
+    if (mma_ok && (rows_kv > EA_DECODE_MAX_ROWS || bsr) && !paged) {
+        const int plain = a->softcap <= 0.f && a->bias.ptr == 0 && !bsr;
         int kernel = -1, bm = 0, threads = 0;
         uint32_t smem = 0;
         if ((int64_t)PF_SMEM(di) <= dev->smem_per_block_optin) {
@@ -237,7 +243,7 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     int kernel, threads;
     uint32_t smem;
     int cps;
-    const int dec_ok = mma_ok && dev->decode_kernel != 2;         /* knob 2: SIMT */
+    const int dec_ok = mma_ok && dev->decode_kernel != 2 && !bsr; /* knob 2: SIMT */
     const int dec_full = dec_ok && !(dev->decode_kernel == 1 && a->D == 128); /* knob 1: D128's small twin */
     if (dec_full && (int64_t)DC_SMEM(di) <= dev->smem_per_block_optin) {
         kernel = (paged ? (bf ? K_DEC_PG_BF16 : K_DEC_PG_F16) : (bf ? K_DEC_BF16 : K_DEC_F16)) + di;

@@ -150,10 +150,12 @@ struct ea_kv_loader {
         const ea_cu_pages &p = a.pages;
         const uint16_t *kh = (const uint16_t *)a.k.ptr + hkv * a.k.sh;
         const uint16_t *vh = (const uint16_t *)a.v.ptr + hkv * a.v.sh;
-        const int cap = a.ring_cap; // > 0 with pages (kernel_abi.h)
-        const int sl0 = (int)(((unsigned)s.slot0 + (unsigned)j0) % (unsigned)cap); // slot of key j0 (both < 2^31)
-        const int r0 = ea_page_row(p, sl0); // keys j < kv_len <= cap wrap at most once: slot = sl0 + rr (- cap)
-        if (j0 + ROWS <= jend && r0 + ROWS <= (1 << p.page_shift) && sl0 + ROWS <= cap) {
+        const int cap = a.ring_cap, sinks = a.ring_sinks; // cap > 0 with pages (kernel_abi.h)
+        const int sl0 = ea_ring_slot(cap, sinks, s.slot0, j0); // slot of key j0
+        const int r0 = ea_page_row(p, sl0);
+        // one run of slots: the tile inside the sinks or inside the ring, not wrapping, inside one page
+        if (j0 + ROWS <= jend && (j0 >= sinks || j0 + ROWS <= sinks) && r0 + ROWS <= (1 << p.page_shift) &&
+            sl0 + ROWS <= cap) {
             const int64_t pb = ea_page_base(p, b, sl0) + (int64_t)r0 * a.k.sn; // K and V share page and strides
             if constexpr (FAST) {
                 const int r = tid / CPR, c = tid % CPR;
@@ -183,8 +185,7 @@ struct ea_kv_loader {
             const bool ok = j0 + rr < jend;
             int64_t o = 0;
             if (ok) {
-                int slot = sl0 + rr;
-                if (slot >= cap) slot -= cap;
+                const int slot = ea_ring_slot(cap, sinks, s.slot0, j0 + rr);
                 o = ea_page_base(p, b, slot) + (int64_t)ea_page_row(p, slot) * a.k.sn;
             }
             ea_cp_async16(ea_smem_addr(sK + rr * LD + cc * 8), kh + o + cc * 8, ok ? 16 : 0);
@@ -226,6 +227,57 @@ struct ea_kv_loader {
         }
     }
 };
+
+// ---------------------------------------------------------------- block-sparse masks (kernel_abi.h ea_cu_bsr)
+// The key blocks listed for at most two query row blocks (a CTA's rows: BM <= 128 rows, block_q >= 64),
+// merged in increasing order; bit 0 of `bits`: listed for the first row block, bit 1: for the second.
+struct ea_bsr_iter {
+    const int *c0, *c1;
+    int n0, n1, p0, p1;
+
+    __device__ __forceinline__ void init(const ea_cu_attn_args &a, int b, int hkv, int qb0, int qb1, int kblo) {
+        const int p = (b % a.bm.batch) * a.bm.heads + hkv % a.bm.heads;
+        const int *rp = (const int *)a.bm.row_ptr + (int64_t)p * (a.bm.nrb + 1);
+        const int *ci = (const int *)a.bm.col_idx;
+        const int s0 = __ldg(rp + qb0), s1 = __ldg(rp + qb1);
+        c0 = ci + s0;
+        n0 = __ldg(rp + qb0 + 1) - s0;
+        c1 = ci + s1;
+        n1 = qb1 != qb0 ? __ldg(rp + qb1 + 1) - s1 : 0;
+        p0 = lower(c0, n0, kblo);
+        p1 = lower(c1, n1, kblo);
+    }
+    // first index of list c (n sorted entries) whose block is >= x
+    static __device__ __forceinline__ int lower(const int *c, int n, int x) {
+        int lo = 0, hi = n;
+        while (lo < hi) {
+            const int mid = (lo + hi) >> 1;
+            if (__ldg(c + mid) < x) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo;
+    }
+    // the next listed block below kbhi (and which lists hold it); false at the end
+    __device__ __forceinline__ bool next(int kbhi, int &blk, int &bits) {
+        const int x0 = p0 < n0 ? __ldg(c0 + p0) : 0x7fffffff, x1 = p1 < n1 ? __ldg(c1 + p1) : 0x7fffffff;
+        blk = x0 < x1 ? x0 : x1;
+        if (blk >= kbhi) return false;
+        bits = (x0 == blk ? 1 : 0) | (x1 == blk ? 2 : 0);
+        p0 += x0 == blk;
+        p1 += x1 == blk;
+        return true;
+    }
+};
+
+// Does query i's row block list key j's block (batch row b, KV head hkv)? (SIMT kernels: a search per key)
+__device__ __forceinline__ bool ea_bsr_keeps(const ea_cu_attn_args &a, int b, int hkv, int i, int j) {
+    const int p = (b % a.bm.batch) * a.bm.heads + hkv % a.bm.heads, r = i / a.bm.block_q;
+    const int *rp = (const int *)a.bm.row_ptr + (int64_t)p * (a.bm.nrb + 1) + r;
+    const int s = __ldg(rp), n = __ldg(rp + 1) - s;
+    const int *c = (const int *)a.bm.col_idx + s;
+    const int k = ea_bsr_iter::lower(c, n, j >> 6);
+    return k < n && __ldg(c + k) == (j >> 6);
+}
 
 // Visible keys of query i form one interval [jlo, jhi] (logical keys, clamped to [0, kv_len)); i < 0
 // (padding row): empty.

@@ -7,8 +7,12 @@ extern "C" __global__ void __launch_bounds__(128) ea_kv_write(const ea_cu_kv_wri
     const int b = blockIdx.z, h = blockIdx.y;
     const int r = blockIdx.x * 4 + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     const ea_cu_kv_row row = ((const ea_cu_kv_row *)a.rows)[b];
-    if (r < row.r0 || r >= row.n || r >= a.N) return;
-    const int slot = (int)(((long long)row.slot0 + r) % a.ring_cap);
+    if (r >= row.n) return;
+    const int jr = r + (r >= row.at ? row.jump : 0); // past the rows the cache drops (kernel_abi.h)
+    const int sr = a.staged ? r : jr;
+    if (sr >= a.N) return;
+    const long long pos = row.pos0 + jr;
+    const int slot = pos < a.sinks ? (int)pos : a.sinks + (int)((pos - a.sinks) % (a.ring_cap - a.sinks));
     int64_t dbase0; // element of the slot's row in K and V
     if (a.pages.table)
         dbase0 = ea_page_base(a.pages, b, slot) + (((int64_t)h << a.pages.page_shift) + ea_page_row(a.pages, slot)) * a.D;
@@ -19,14 +23,14 @@ extern "C" __global__ void __launch_bounds__(128) ea_kv_write(const ea_cu_kv_wri
         const ea_cu_tensor &src = kv ? a.v_src : a.k_src;
         const uint64_t dst = kv ? a.v_dst : a.k_dst;
         if (!src.ptr || !dst) continue;
-        const int64_t sbase = b * src.sb + h * src.sh + (int64_t)r * src.sn;
+        const int64_t sbase = b * src.sb + h * src.sh + (int64_t)sr * src.sn;
         const int64_t dbase = dbase0;
         int d_lo = 0; // columns below d_lo are written already (rotated)
         if (kv == 0 && a.rope.inv_freq) {
             const int half = a.rope.dim >> 1;
             for (int p = lane; p < half; p += 32) {
                 float c, s;
-                ea_rope_cs(a.rope, row.pos0 + r, p, c, s);
+                ea_rope_cs(a.rope, pos, p, c, s);
                 int d0, d1;
                 ea_rope_pair(a.rope, p, d0, d1);
                 const float x0 = ea_load((const void *)src.ptr, sbase + d0, src.dtype);

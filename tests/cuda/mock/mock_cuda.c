@@ -371,6 +371,40 @@ static int64_t kv_off(const ea_cu_attn_args *a, const ea_cu_tensor *t, int b, in
     return (int64_t)tab[e] * p->page_elems + (int64_t)h * t->sh + (row & (P - 1)) * t->sn;
 }
 
+/* Storage row of logical key j (kernel_abi.h: the ring, its first ring_sinks slots sinks). */
+static int64_t ring_row(const ea_cu_attn_args *a, int slot0, int j)
+{
+    if (a->ring_cap <= 0)
+        return j;
+    if (j < a->ring_sinks)
+        return j;
+    return a->ring_sinks + ((int64_t)slot0 + j - a->ring_sinks) % (a->ring_cap - a->ring_sinks);
+}
+
+/* kernel_abi.h ea_cu_bsr: does query i's row block list key j's block? (reads checked like the kernels') */
+static bool bsr_keeps(const ea_cu_attn_args *a, int b, int hk, int i, int j)
+{
+    const ea_cu_bsr *m = &a->bm;
+    if (m->block_q != 64 && m->block_q != 128) {
+        g_bad_access = 1;
+        return false;
+    }
+    const int64_t e = ((int64_t)((b % m->batch) * m->heads + hk % m->heads)) * (m->nrb + 1) + i / m->block_q;
+    const ea_cu_tensor rp = {m->row_ptr, 0, 0, 0, EA_CU_F32, 0}, ci = {m->col_idx, 0, 0, 0, EA_CU_F32, 0};
+    touch(&rp, e + 1, 4);
+    if (g_bad_access || i / m->block_q >= m->nrb)
+        return g_bad_access = 1, false;
+    const int32_t *r = (const int32_t *)(uintptr_t)m->row_ptr, *c = (const int32_t *)(uintptr_t)m->col_idx;
+    for (int32_t k = r[e]; k < r[e + 1]; k++) {
+        touch(&ci, k, 4);
+        if (g_bad_access)
+            return false;
+        if (c[k] == j / 64)
+            return true;
+    }
+    return false;
+}
+
 static void k_attention(const ea_cu_attn_args *a)
 {
     if (a->num_splits > 1) { /* the split workspace must lie in device memory */
@@ -394,6 +428,8 @@ static void k_attention(const ea_cu_attn_args *a)
         const int qlen = seq ? seq[b].q_len : a->Nq;
         if (kvl < 0 || kvl > a->Nkv || qlen < 0 || qlen > a->Nq || kb < 0)
             g_bad_access = 1;
+        if (a->ring_sinks < 0 || (a->ring_sinks > 0 && a->ring_sinks >= a->ring_cap))
+            g_bad_access = 1;
         if (a->pages.table && (a->ring_cap <= 0 || slot0 < 0 || slot0 >= a->ring_cap || kvl > a->ring_cap ||
                                a->pages.page_shift < 4 || a->k.sh != a->v.sh || a->k.sn != a->v.sn))
             g_bad_access = 1; /* kernel_abi.h: what a paged call promises */
@@ -410,12 +446,13 @@ static void k_attention(const ea_cu_attn_args *a)
                 for (int j = 0; j < kvl; j++) {
                     const int64_t pos = pos0 + j;
                     const bool vis = (!a->causal || pos <= qpos) && (a->window_left < 0 || pos >= qpos - a->window_left) &&
-                                     (a->window_right < 0 || pos <= qpos + a->window_right);
+                                     (a->window_right < 0 || pos <= qpos + a->window_right) &&
+                                     (!a->bm.block_q || bsr_keeps(a, b, hk, i, j));
                     if (!vis) {
                         s[j] = -INFINITY;
                         continue;
                     }
-                    const int64_t row = a->ring_cap > 0 ? (slot0 + j) % a->ring_cap : j;
+                    const int64_t row = ring_row(a, slot0, j);
                     const int64_t ko = kv_off(a, &a->k, b, kb, hk, row);
                     double dot = 0;
                     for (int d = 0; d < D && !g_bad_access; d++) {
@@ -441,7 +478,7 @@ static void k_attention(const ea_cu_attn_args *a)
                         for (int j = 0; j < kvl; j++) {
                             if (s[j] == -INFINITY)
                                 continue;
-                            const int64_t row = a->ring_cap > 0 ? (slot0 + j) % a->ring_cap : j;
+                            const int64_t row = ring_row(a, slot0, j);
                             const int64_t vo = kv_off(a, &a->v, b, kb, hk, row);
                             touch(&a->v, vo + d, a->v.dtype == EA_CU_F32 ? 4 : 2);
                             if (g_bad_access)
@@ -465,12 +502,17 @@ static void k_kv_write(const ea_cu_kv_write_args *a)
     float *kr = malloc(sizeof(float) * (size_t)a->D);
     for (int b = 0; b < a->B; b++) {
         const ea_cu_kv_row *w = &rows[b];
-        if (w->r0 < 0 || w->n > a->N || w->slot0 < 0 || w->slot0 >= a->ring_cap || w->seq < 0 ||
-            w->pos0 % a->ring_cap != w->slot0)
+        if (w->n < 0 || w->at < 0 || w->at > w->n || w->jump < 0 || w->seq < 0 || w->pos0 < 0 || a->sinks < 0 ||
+            (a->sinks > 0 && a->sinks >= a->ring_cap) || (a->staged && w->n > a->N) ||
+            (!a->staged && w->n + w->jump > a->N))
             g_bad_access = 1;
         for (int h = 0; h < a->H && !g_bad_access; h++)
-            for (int r = w->r0; r < w->n; r++) {
-                const int64_t slot = ((int64_t)w->slot0 + r) % a->ring_cap;
+            for (int kr_i = 0; kr_i < w->n; kr_i++) {
+                const int jr = kr_i + (kr_i >= w->at ? w->jump : 0); /* kernel_abi.h: kept row -> row */
+                const int r = a->staged ? kr_i : jr;
+                const int64_t pos = w->pos0 + jr;
+                const int64_t slot =
+                    pos < a->sinks ? pos : a->sinks + (pos - a->sinks) % (a->ring_cap - a->sinks);
                 int64_t drow = (((int64_t)w->seq * a->cache_heads + h) * a->ring_cap + slot) * a->D;
                 if (a->pages.table) { /* paged: the page of the call's batch row b (mapped: core did) */
                     const ea_cu_pages *p = &a->pages;
@@ -494,7 +536,7 @@ static void k_kv_write(const ea_cu_kv_write_args *a)
                     break;
                 for (int d = 0; d < a->D; d++)
                     kr[d] = ld(&a->k_src, off(&a->k_src, b, h, r) + d);
-                rope_row(&a->rope, w->pos0 + r, kr);
+                rope_row(&a->rope, pos, kr);
                 for (int d = 0; d < a->D; d++) {
                     st(a->k_dst, a->cache_dtype, drow + d, kr[d]);
                     st(a->v_dst, a->cache_dtype, drow + d, ld(&a->v_src, off(&a->v_src, b, h, r) + d));
