@@ -66,12 +66,12 @@ __device__ __forceinline__ void ea_simt_body(const ea_cu_attn_args &a, float *ea
             float kx = 0.f, vx = 0.f;
             if (j < khi && j >= klo) {
                 if constexpr (PAGED) {
-                    const int slot = ea_slot(a, sq, j);
+                    const int slot = ea_slot_bh(a, sq, b, hkv, j);
                     const int64_t pb = ea_page_base(a.pages, b, slot), row = ea_page_row(a.pages, slot);
                     kx = ea_load((const void *)a.k.ptr, pb + kb + row * a.k.sn + d, a.k.dtype);
                     vx = ea_load((const void *)a.v.ptr, pb + vb + row * a.v.sn + d, a.v.dtype);
                 } else {
-                    const int64_t slot = ea_slot(a, sq, j);
+                    const int64_t slot = ea_slot_bh(a, sq, b, hkv, j);
                     kx = ea_load((const void *)a.k.ptr, kb + slot * a.k.sn + d, a.k.dtype);
                     vx = ea_load((const void *)a.v.ptr, vb + slot * a.v.sn + d, a.v.dtype);
                 }

@@ -66,6 +66,9 @@ typedef struct cu_layout {
     size_t tab, wtab, tab_bytes; /* paged cache: the page tables of a decode and of an append (tab_bytes each) */
     size_t rope;
     size_t mask_rp, mask_ci, mask_rp_bytes, mask_ci_bytes; /* a block-sparse mask's arrays (attention) */
+    size_t summ, tk_score, tk_sel; /* top-k: block summaries of every (layer, sequence, KV head); a decode's
+                                      block scores and choices per (batch row, KV head) */
+    int32_t nsblk;                 /* summary blocks per (layer, sequence, KV head) */
     size_t ws, ws_bytes;
     size_t flag;
     size_t user, user_bytes;
@@ -215,6 +218,16 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
             sz.overflow = true;
         L->mask_rp = ea_sizer_add(&sz, L->mask_rp_bytes, 1, CU_ALIGN);
         L->mask_ci = ea_sizer_add(&sz, L->mask_ci_bytes, 1, CU_ALIGN);
+    }
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0) { /* (no window: cap = max_kv_len) */
+        L->nsblk = (int32_t)((Nkv + cfg->kv_summary_block - 1) / cfg->kv_summary_block);
+        size_t rows = 0, n = 0;
+        if (!ea_mul_ok((size_t)B, (size_t)Hkv, &rows) || !ea_mul_ok(rows, (size_t)L->nsblk, &rows) ||
+            !ea_mul_ok(rows, (size_t)cfg->num_layers, &n) || !ea_mul_ok(n, 2u * (size_t)D, &n))
+            sz.overflow = true;
+        L->summ = ea_sizer_add(&sz, n, sizeof(float), CU_ALIGN);
+        L->tk_score = ea_sizer_add(&sz, rows, sizeof(float), CU_ALIGN);
+        L->tk_sel = ea_sizer_add(&sz, rows, sizeof(int32_t), CU_ALIGN);
     }
     /* launch.c sizes the workspace in int64 (at most rows x 128 splits x D x 4 bytes): a config whose
      * B x Hq x Nq x D x 4 x 256 overflows int64 is refused before it gets there */
@@ -368,13 +381,11 @@ static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int 
     return EDGEATTN_OK;
 }
 
-/* Quantised KV caches (Q8, Q4) and caches with block summaries are the CPU backend's so far: AUTO passes
- * this backend by (forced, plan says why not). */
+/* Quantised KV caches (Q8, Q4) are the CPU backend's so far: AUTO passes this backend by (forced, plan
+ * says why not). */
 static bool cuda_supports(const edgeattn_config *cfg)
 {
-    return cfg->backend != EDGEATTN_BACKEND_AUTO ||
-           (!ea_dtype_quant(cfg->kv_cache_dtype) &&
-            !((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0));
+    return cfg->backend != EDGEATTN_BACKEND_AUTO || !ea_dtype_quant(cfg->kv_cache_dtype);
 }
 
 static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
@@ -383,10 +394,6 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                        "cuda: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
                        ea_dtype_name(cfg->kv_cache_dtype));
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0)
-        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
-                       "cuda: a KV cache with block summaries (config.kv_summary_block) is not served by this "
-                       "backend yet (the CPU backend serves it)");
     ea_cu_driver d;
     char why[EA_MSG_LEN];
     if (!ea_cu_driver_open(&d, why, sizeof why))
@@ -1200,6 +1207,34 @@ static edgeattn_status rope_args(cu_call *c, const ea_rope *r, ea_cu_rope *out)
 
 /* ---------------------------------------------------------------- attention and decode */
 
+/* Top-k decode: the keys a sequence of `total` tokens reads (kernel_abi.h ea_cu_topk): the chosen blocks,
+ * the newest (partial) one last; every key when the budget covers every block. */
+static int32_t topk_len(const ea_kv_cache *kv, int32_t topk_tokens, int64_t total)
+{
+    const int64_t bs = kv->sblk, nblk = (total + bs - 1) / bs;
+    int64_t keep = ((int64_t)topk_tokens + bs - 1) / bs;
+    keep = keep < 2 ? 2 : keep;
+    if (keep >= nblk)
+        return (int32_t)total;
+    return (int32_t)((keep - 1) * bs + (total - (nblk - 1) * bs));
+}
+
+/* The block summaries of a layer for the kernels (kernel_abi.h ea_cu_summ). */
+static ea_cu_summ summ_args(const cu_state *s, const ea_kv_cache *kv, int32_t layer)
+{
+    ea_cu_summ m;
+    memset(&m, 0, sizeof m);
+    const size_t per_layer = (size_t)kv->max_batch * (size_t)kv->max_heads * (size_t)s->L.nsblk * 2u * (size_t)kv->max_dim;
+    m.summ = s->pool + s->L.summ + (size_t)layer * per_layer * sizeof(float);
+    m.shift = 0;
+    while ((1 << m.shift) < kv->sblk)
+        m.shift++;
+    m.nblk = s->L.nsblk;
+    m.heads_max = kv->max_heads;
+    m.dim_max = kv->max_dim;
+    return m;
+}
+
 static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_attn_call *call)
 {
     cu_state *s = c->s;
@@ -1255,10 +1290,23 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
         a.k.dtype = a.v.dtype = (int32_t)kv->dtype;
         int32_t nmax = 0;
         for (int32_t b = 0; b < call->B; b++) {
-            const int32_t held = kv->held[ea_kv_idx(kv, call->layer, call->seq_ids[b])];
+            const size_t at = ea_kv_idx(kv, call->layer, call->seq_ids[b]);
+            const int32_t held = call->topk_tokens > 0 ? topk_len(kv, call->topk_tokens, kv->total[at]) : kv->held[at];
             nmax = held > nmax ? held : nmax;
         }
         a.Nkv = nmax;
+        if (call->topk_tokens > 0) {
+            if (call->window_left >= 0 || call->window_right >= 0)
+                return ea_fail(c->msg, EDGEATTN_ERR_UNSUPPORTED,
+                               "decode: topk_tokens with a params window is not served by the cuda backend");
+            if ((size_t)call->group * (size_t)call->D * sizeof(float) > 48u * 1024u)
+                return ea_fail(c->msg, EDGEATTN_ERR_UNSUPPORTED,
+                               "decode: topk_tokens with %d query heads per KV head at head dim %d: the cuda backend "
+                               "scores at most 48 KiB of queries per KV head", (int)call->group, (int)call->D);
+            a.topk.sel = s->pool + L->tk_sel;
+            a.topk.shift = summ_args(s, kv, call->layer).shift;
+            a.topk.stride = L->nsblk;
+        }
         a.ring_cap = kv->cap;
         a.ring_sinks = kv->sinks;
     }
@@ -1343,10 +1391,14 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
                     /* key_pos0: the first held position, or with sinks the evicted count (held keys are
                      * numbered consecutively; the queries' RoPE positions stay true); slot0: the ring
                      * offset of the first ring key held (kernel_abi.h) */
-                    const int64_t total = kv->total[at], held = kv->held[at], first = total - held;
+                    const int64_t total = kv->total[at],
+                                  held = call->topk_tokens > 0 ? topk_len(kv, call->topk_tokens, total) : kv->held[at],
+                                  first = total - held;
                     buf[i].key_pos0 = first;
                     buf[i].kv_len = (int32_t)held;
-                    if (kv->sinks > 0)
+                    if (call->topk_tokens > 0) /* the chosen blocks' keys (ea_cu_topk), counted from 0 */
+                        buf[i].slot0 = 0;
+                    else if (kv->sinks > 0)
                         buf[i].slot0 = total > kv->sinks ? (int32_t)((ea_kv_ring_first(kv, total, (int32_t)held) -
                                                                       kv->sinks) % (kv->cap - kv->sinks))
                                                          : 0;
@@ -1371,6 +1423,33 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
             if (b0 + n > s->seq_valid)
                 s->seq_valid = b0 + n;
         }
+    }
+    if (call->topk_tokens > 0) { /* score the blocks and choose, then the decode reads the chosen ones */
+        ea_cu_topk_args ta;
+        memset(&ta, 0, sizeof ta);
+        ta.q = a.q;
+        ta.seq = a.seq;
+        ta.score = s->pool + L->tk_score;
+        ta.sel = a.topk.sel;
+        ta.B = a.B;
+        ta.Hq = a.Hq;
+        ta.Hkv = a.Hkv;
+        ta.D = a.D;
+        ta.keep = (int32_t)(((int64_t)call->topk_tokens + kv->sblk - 1) / kv->sblk);
+        ta.keep = ta.keep < 2 ? 2 : ta.keep;
+        ta.stride = L->nsblk;
+        ta.rope = a.rope;
+        ta.sm = summ_args(s, kv, call->layer);
+        int32_t mb = 0;
+        for (int32_t b = 0; b < call->B; b++) {
+            const int64_t t = kv->total[ea_kv_idx(kv, call->layer, call->seq_ids[b])];
+            const int32_t nb = (int32_t)((t + kv->sblk - 1) / kv->sblk);
+            mb = nb > mb ? nb : mb;
+        }
+        ea_cu_launch tl[2];
+        ea_cu_plan_topk(&s->dv.di, &ta, mb, tl);
+        if ((st = run_launches(c, tl, 2, &ta)) != EDGEATTN_OK)
+            return st;
     }
     if ((st = run_launches(c, l, nl, &a)) != EDGEATTN_OK)
         return st;
@@ -1552,7 +1631,30 @@ static edgeattn_status kv_body(cu_call *c, edgeattn_context *ctx, int32_t layer,
     if (tab_stride > 0 &&
         (st = upload_table(c, L->wtab, s->tab_build, (size_t)B * (size_t)tab_stride * sizeof(int32_t))) != EDGEATTN_OK)
         return st;
-    return run_launches(c, &l, 1, &a);
+    if ((st = run_launches(c, &l, 1, &a)) != EDGEATTN_OK || kv->sblk <= 0)
+        return st;
+    /* block summaries: every block the rows touched, recomputed from the stored rows */
+    ea_cu_summary_args sa;
+    memset(&sa, 0, sizeof sa);
+    sa.k = a.k_dst;
+    sa.rows = a.rows;
+    sa.B = B;
+    sa.H = H;
+    sa.D = D;
+    sa.cache_heads = kv->heads;
+    sa.cap = cap;
+    sa.cache_dtype = (int32_t)kv->dtype;
+    sa.sm = summ_args(s, kv, layer);
+    sa.pages = a.pages;
+    int32_t blocks = 0;
+    for (int32_t b = 0; b < B; b++) {
+        const int64_t p0 = kv->total[ea_kv_idx(kv, layer, ids[b])], n = n_new ? n_new[b] : N;
+        const int32_t nb = n > 0 ? (int32_t)(((p0 + n - 1) / kv->sblk) - p0 / kv->sblk + 1) : 0;
+        blocks = nb > blocks ? nb : blocks;
+    }
+    ea_cu_launch sl;
+    ea_cu_plan_summary(&s->dv.di, &sa, blocks, &sl);
+    return run_launches(c, &sl, 1, &sa);
 }
 
 static edgeattn_status cuda_kv_write(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids,
@@ -1597,6 +1699,25 @@ static edgeattn_status cuda_kv_copy(edgeattn_context *ctx, int32_t layer, int32_
         dd.dp = kv_seq_base(c.s, ctx, i == 1, layer, dst);
         st = copy_1d(c.s, &sd, 0, &dd, 0, bytes, c.msg);
     }
+    return call_end(&c, st);
+}
+
+/* kv_summary_copy (a fork of a cache with block summaries): (layer, src)'s summaries to (layer, dst). */
+static edgeattn_status cuda_kv_summary_copy(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst)
+{
+    const ea_kv_cache *kv = &ctx->kv;
+    cu_call c;
+    edgeattn_status st = call_begin(&c, ctx);
+    if (st != EDGEATTN_OK)
+        return st;
+    const ea_cu_summ m = summ_args(c.s, kv, layer);
+    const size_t seq_bytes = (size_t)kv->max_heads * (size_t)m.nblk * 2u * (size_t)kv->max_dim * sizeof(float);
+    cu_side sd, dd;
+    memset(&sd, 0, sizeof sd);
+    memset(&dd, 0, sizeof dd);
+    sd.dp = m.summ + (size_t)src * seq_bytes;
+    dd.dp = m.summ + (size_t)dst * seq_bytes;
+    st = copy_1d(c.s, &sd, 0, &dd, 0, seq_bytes, c.msg);
     return call_end(&c, st);
 }
 
@@ -1984,6 +2105,7 @@ const ea_backend_ops ea_backend_cuda = {
     .kv_write = cuda_kv_write,
     .kv_page_copy = cuda_kv_page_copy,
     .kv_copy = cuda_kv_copy,
+    .kv_summary_copy = cuda_kv_summary_copy,
     .kv_read = cuda_kv_read,
     .synchronize = cuda_synchronize,
     .device_region = cuda_device_region,

@@ -136,6 +136,15 @@ __device__ __forceinline__ int ea_slot(const ea_cu_attn_args &a, const ea_seqinf
     return j;
 }
 
+// Storage row of logical key j of batch row b, KV head hkv: through a top-k decode's chosen blocks, else ea_slot.
+__device__ __forceinline__ int ea_slot_bh(const ea_cu_attn_args &a, const ea_seqinfo &s, int b, int hkv, int j) {
+    if (a.topk.sel) {
+        const int blk = __ldg((const int *)a.topk.sel + ((int64_t)b * a.Hkv + hkv) * a.topk.stride + (j >> a.topk.shift));
+        return (blk << a.topk.shift) + (j & ((1 << a.topk.shift) - 1));
+    }
+    return ea_slot(a, s, j);
+}
+
 // Paged K/V (a.pages.table != 0): element offset of the page holding storage slot `slot` of batch row b
 // (one read of the call's page table, through the read-only path), plus the slot's row inside the page.
 __device__ __forceinline__ int64_t ea_page_base(const ea_cu_pages &p, int b, int slot) {

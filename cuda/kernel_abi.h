@@ -72,6 +72,15 @@ typedef struct ea_cu_bsr {
     int32_t batch, heads; /* patterns: 1 or B, 1 or Hkv */
 } ea_cu_bsr;
 
+/* Top-k decode (ABI 4): logical key j of batch row b, KV head h is key j & (2^shift - 1) of block
+ * sel[(b*Hkv + h)*stride + (j >> shift)] of the cache (slot = block * 2^shift + that), the blocks
+ * ea_topk_select chose, in increasing order; sel 0: none. (A top-k cache has no ring: slot = position.) */
+typedef struct ea_cu_topk {
+    uint64_t sel;     /* const int32_t * (device) or 0 */
+    int32_t shift;    /* log2 of the summary block */
+    int32_t stride;   /* entries per (b, KV head) row of sel */
+} ea_cu_topk;
+
 /* Per batch row position info (device array of B entries; NULL seq pointer: kv_len = Nkv, key_pos0 = 0,
  * slot0 = 0, kv_b = b, q_len = Nq for every row). */
 typedef struct ea_cu_seq {
@@ -133,7 +142,43 @@ typedef struct ea_cu_attn_args {
     ea_cu_pages pages;   /* paged K/V (decode, ring_cap > 0: slot0 < ring_cap, kv_len <= ring_cap; K and V
                             with the same sh and sn); table 0: contiguous */
     ea_cu_bsr bm;        /* block-sparse mask (attention); block_q 0: none */
+    ea_cu_topk topk;     /* top-k decode: the chosen blocks (kv_len counts their keys); sel 0: none */
 } ea_cu_attn_args;
+
+/* Block summaries of a cache (config.kv_summary_block, no ring): per (layer, sequence, KV head, block of
+ * 2^shift slots), the per-channel min and max of the stored keys, at summ + (((seq*cache_heads_max + h) *
+ * nblk + blk) * 2 + {0 min, 1 max}) * dim_max floats (summ: the call's layer). */
+typedef struct ea_cu_summ {
+    uint64_t summ;       /* float * (device) */
+    int32_t shift, nblk; /* block of 2^shift slots; blocks per (sequence, head) */
+    int32_t heads_max, dim_max;
+} ea_cu_summ;
+
+/* ea_kv_summary (after an append): for b < B, h < H, every block the rows of rows[b] touch (positions
+ * [pos0, pos0 + n + jump)) gets the min and max over its stored rows below that end, read from k (the
+ * layer's K, or the pool's with pages; slot = position), D values a row. grid (blocks, H, B). */
+typedef struct ea_cu_summary_args {
+    uint64_t k;          /* const cache_dtype * */
+    uint64_t rows;       /* const ea_cu_kv_row * (the append's) */
+    int32_t B, H, D, cache_heads, cap, cache_dtype;
+    ea_cu_summ sm;
+    ea_cu_pages pages;
+} ea_cu_summary_args;
+
+/* ea_topk_score, then ea_topk_select (one CTA per (b, KV head)): block blk < nblk_b = ceil(total_b / 2^shift)
+ * of sequence seq[b].kv_b scores max over the group's query heads of sum_d max(q_d * min_d, q_d * max_d)
+ * (q rotated at position total_b - 1; the score scale is positive and left out); a NaN score counts as
+ * +inf, and the first and the newest block as +inf; the keep_b = min(keep, nblk_b) best blocks go to
+ * sel[(b*Hkv + h)*stride ...] in increasing order (ties: lower blocks first). score: float scratch of
+ * B*Hkv*stride. total_b = seq[b].key_pos0 + seq[b].kv_len (the call's sequence info for the decode). */
+typedef struct ea_cu_topk_args {
+    ea_cu_tensor q;      /* [B, Hq, 1, D] */
+    uint64_t seq;        /* const ea_cu_seq * (the decode's: key_pos0 + kv_len = total) */
+    uint64_t score, sel;
+    int32_t B, Hq, Hkv, D, keep, stride;
+    ea_cu_rope rope;
+    ea_cu_summ sm;
+} ea_cu_topk_args;
 
 /* One batch row of a KV-cache append (ABI 4): kept rows r in [0, n), each at absolute position
  * pos0 + r + (r >= at ? jump : 0) and read from source row r (a staged source: it holds only the kept

@@ -3,3 +3,4 @@
 #include "attn_mma.cu"
 #include "decode.cu"
 #include "util.cu"
+#include "topk.cu"

@@ -47,7 +47,10 @@ enum {
     K_DEC_PG_BF16 = 46,
     K_DEC_PG_S = 51,      /* paged, D128 small shared memory: f16, bf16 */
     K_SIMT_PG = 53,       /* paged SIMT */
-    K_COUNT = 54
+    K_KV_SUMMARY = 54,    /* top-k: block summaries, block scores, the choice */
+    K_TOPK_SCORE = 55,
+    K_TOPK_SELECT = 56,
+    K_COUNT = 57
 };
 
 static const int ea_dims[5] = {64, 80, 96, 128, 256};
@@ -118,6 +121,9 @@ static const ea_cu_kernel_desc ea_table[K_COUNT] = {
     {"ea_decode_mma_f16_d128_s_paged", DC128S_SMEM, 80},
     {"ea_decode_mma_bf16_d128_s_paged", DC128S_SMEM, 80},
     {"ea_attn_simt_paged", EA_SIMT_SMEM(256), 75},
+    {"ea_kv_summary", 0, 75},
+    {"ea_topk_score", 0, 75},
+    {"ea_topk_select", 0, 75},
 };
 
 const ea_cu_kernel_desc *ea_cu_kernel_table(size_t *count) {
@@ -319,6 +325,21 @@ size_t ea_cu_split_counters_bytes(int32_t max_batch, int32_t max_heads, int32_t 
 void ea_cu_plan_kv_write(const ea_cu_device *dev, const ea_cu_kv_write_args *a, ea_cu_launch *out) {
     (void)dev;
     set_launch(out, K_KV_WRITE, (uint32_t)((a->N + 3) / 4), (uint32_t)a->H, (uint32_t)a->B, 128, 0, 1);
+}
+
+void ea_cu_plan_summary(const ea_cu_device *dev, const ea_cu_summary_args *a, int32_t blocks, ea_cu_launch *out) {
+    (void)dev;
+    set_launch(out, K_KV_SUMMARY, (uint32_t)(blocks > 0 ? blocks : 1), (uint32_t)a->H, (uint32_t)a->B, 128, 0, 4);
+}
+
+void ea_cu_plan_topk(const ea_cu_device *dev, const ea_cu_topk_args *a, int32_t max_blocks, ea_cu_launch out[2]) {
+    int64_t gx = ((int64_t)max_blocks + 7) / 8;
+    const int64_t cap = (int64_t)(dev && dev->sm_count > 0 ? dev->sm_count : 16) * 4;
+    if (gx > cap) gx = cap; /* (the score kernel strides over the rest) */
+    if (gx < 1) gx = 1;
+    set_launch(&out[0], K_TOPK_SCORE, (uint32_t)gx, (uint32_t)a->Hkv, (uint32_t)a->B, 256,
+               (uint32_t)((size_t)(a->Hq / a->Hkv) * (size_t)a->D * sizeof(float)), 5);
+    set_launch(&out[1], K_TOPK_SELECT, (uint32_t)a->Hkv, (uint32_t)a->B, 1, 256, 0, 5);
 }
 
 void ea_cu_plan_finite(const ea_cu_device *dev, const ea_cu_finite_args *a, ea_cu_launch *out) {

@@ -154,7 +154,7 @@ struct ea_kv_loader {
         const int sl0 = ea_ring_slot(cap, sinks, s.slot0, j0); // slot of key j0
         const int r0 = ea_page_row(p, sl0);
         // one run of slots: the tile inside the sinks or inside the ring, not wrapping, inside one page
-        if (j0 + ROWS <= jend && (j0 >= sinks || j0 + ROWS <= sinks) && r0 + ROWS <= (1 << p.page_shift) &&
+        if (!a.topk.sel && j0 + ROWS <= jend && (j0 >= sinks || j0 + ROWS <= sinks) && r0 + ROWS <= (1 << p.page_shift) &&
             sl0 + ROWS <= cap) {
             const int64_t pb = ea_page_base(p, b, sl0) + (int64_t)r0 * a.k.sn; // K and V share page and strides
             if constexpr (FAST) {
@@ -185,7 +185,7 @@ struct ea_kv_loader {
             const bool ok = j0 + rr < jend;
             int64_t o = 0;
             if (ok) {
-                const int slot = ea_ring_slot(cap, sinks, s.slot0, j0 + rr);
+                const int slot = a.topk.sel ? ea_slot_bh(a, s, b, hkv, j0 + rr) : ea_ring_slot(cap, sinks, s.slot0, j0 + rr);
                 o = ea_page_base(p, b, slot) + (int64_t)ea_page_row(p, slot) * a.k.sn;
             }
             ea_cp_async16(ea_smem_addr(sK + rr * LD + cc * 8), kh + o + cc * 8, ok ? 16 : 0);
@@ -221,7 +221,7 @@ struct ea_kv_loader {
             const int rr = c / CPR, cc = c % CPR;
             const int j = j0 + rr;
             const bool ok = j < jend;
-            const int slot = ok ? ea_slot(a, s, j) : 0;
+            const int slot = ok ? ea_slot_bh(a, s, b, hkv, j) : 0;
             ea_cp_async16(ea_smem_addr(sK + rr * LD + cc * 8), kb + (int64_t)slot * a.k.sn + cc * 8, ok ? 16 : 0);
             ea_cp_async16(ea_smem_addr(sV + rr * LD + cc * 8), vb + (int64_t)slot * a.v.sn + cc * 8, ok ? 16 : 0);
         }

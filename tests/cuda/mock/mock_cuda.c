@@ -371,9 +371,19 @@ static int64_t kv_off(const ea_cu_attn_args *a, const ea_cu_tensor *t, int b, in
     return (int64_t)tab[e] * p->page_elems + (int64_t)h * t->sh + (row & (P - 1)) * t->sn;
 }
 
-/* Storage row of logical key j (kernel_abi.h: the ring, its first ring_sinks slots sinks). */
-static int64_t ring_row(const ea_cu_attn_args *a, int slot0, int j)
+/* Storage row of logical key j of batch row b, KV head hk (kernel_abi.h: a top-k decode's chosen blocks;
+ * the ring, its first ring_sinks slots sinks). */
+static int64_t ring_row(const ea_cu_attn_args *a, int b, int hk, int slot0, int j)
 {
+    if (a->topk.sel) {
+        const ea_cu_tensor t = {a->topk.sel, 0, 0, 0, EA_CU_F32, 0};
+        const int64_t e = ((int64_t)b * a->Hkv + hk) * a->topk.stride + (j >> a->topk.shift);
+        touch(&t, e, 4);
+        if (g_bad_access || (j >> a->topk.shift) >= a->topk.stride)
+            return g_bad_access = 1, 0;
+        const int32_t blk = ((const int32_t *)(uintptr_t)a->topk.sel)[e];
+        return ((int64_t)blk << a->topk.shift) + (j & ((1 << a->topk.shift) - 1));
+    }
     if (a->ring_cap <= 0)
         return j;
     if (j < a->ring_sinks)
@@ -452,7 +462,7 @@ static void k_attention(const ea_cu_attn_args *a)
                         s[j] = -INFINITY;
                         continue;
                     }
-                    const int64_t row = ring_row(a, slot0, j);
+                    const int64_t row = ring_row(a, b, hk, slot0, j);
                     const int64_t ko = kv_off(a, &a->k, b, kb, hk, row);
                     double dot = 0;
                     for (int d = 0; d < D && !g_bad_access; d++) {
@@ -478,7 +488,7 @@ static void k_attention(const ea_cu_attn_args *a)
                         for (int j = 0; j < kvl; j++) {
                             if (s[j] == -INFINITY)
                                 continue;
-                            const int64_t row = ring_row(a, slot0, j);
+                            const int64_t row = ring_row(a, b, hk, slot0, j);
                             const int64_t vo = kv_off(a, &a->v, b, kb, hk, row);
                             touch(&a->v, vo + d, a->v.dtype == EA_CU_F32 ? 4 : 2);
                             if (g_bad_access)
@@ -546,6 +556,92 @@ static void k_kv_write(const ea_cu_kv_write_args *a)
     free(kr);
 }
 
+/* kernel_abi.h ea_kv_summary: the min and max of each block the append's rows touched. */
+static void k_kv_summary(const ea_cu_summary_args *a)
+{
+    const ea_cu_kv_row *rows = (const ea_cu_kv_row *)(uintptr_t)a->rows;
+    const int bs = 1 << a->sm.shift;
+    const ea_cu_tensor kt = {a->k, 0, 0, 0, a->cache_dtype, 0};
+    for (int b = 0; b < a->B && !g_bad_access; b++) {
+        const ea_cu_kv_row *w = &rows[b];
+        const int64_t end = w->pos0 + w->n + w->jump;
+        if (w->n <= 0)
+            continue;
+        for (int64_t blk = w->pos0 / bs; blk * bs < end && !g_bad_access; blk++) {
+            if (blk >= a->sm.nblk || end > a->cap)
+                { g_bad_access = 1; return; }
+            for (int h = 0; h < a->H; h++) {
+                float *mn = (float *)(uintptr_t)a->sm.summ +
+                            (((int64_t)w->seq * a->sm.heads_max + h) * a->sm.nblk + blk) * 2 * a->sm.dim_max;
+                const ea_cu_tensor st_ = {(uint64_t)(uintptr_t)mn, 0, 0, 0, EA_CU_F32, 0};
+                touch(&st_, a->sm.dim_max + a->D - 1, 4);
+                for (int64_t r = blk * bs; r < end && r < (blk + 1) * bs && !g_bad_access; r++) {
+                    int64_t row = (((int64_t)w->seq * a->cache_heads + h) * a->cap + r) * a->D;
+                    if (a->pages.table) {
+                        const ea_cu_pages *p = &a->pages;
+                        const int32_t pg = ((const int32_t *)(uintptr_t)p->table)[(int64_t)b * p->table_stride + (r >> p->page_shift)];
+                        row = (int64_t)pg * p->page_elems + (((int64_t)h << p->page_shift) + (r & ((1 << p->page_shift) - 1))) * a->D;
+                    }
+                    touch(&kt, row + a->D - 1, a->cache_dtype == EA_CU_F32 ? 4 : 2);
+                    for (int d = 0; d < a->D && !g_bad_access; d++) {
+                        const float x = ld(&kt, row + d);
+                        const bool first = r == blk * bs;
+                        mn[d] = first || x < mn[d] ? x : mn[d];
+                        mn[a->sm.dim_max + d] = first || x > mn[a->sm.dim_max + d] ? x : mn[a->sm.dim_max + d];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* kernel_abi.h ea_topk_score + ea_topk_select (one call: the CPU's rule, a stable order on ties). */
+static void k_topk(const ea_cu_topk_args *a, bool select)
+{
+    const ea_cu_seq *seq = (const ea_cu_seq *)(uintptr_t)a->seq;
+    const int G = a->Hq / a->Hkv, D = a->D, bs = 1 << a->sm.shift;
+    float *q = malloc(sizeof(float) * (size_t)D);
+    for (int b = 0; b < a->B; b++) {
+        const int64_t total = seq[b].key_pos0 + seq[b].kv_len;
+        const int nblk = (int)((total + bs - 1) / bs);
+        if (nblk > a->stride || nblk > a->sm.nblk)
+            g_bad_access = 1;
+        for (int hk = 0; hk < a->Hkv && !g_bad_access; hk++) {
+            float *sc = (float *)(uintptr_t)a->score + ((int64_t)b * a->Hkv + hk) * a->stride;
+            int32_t *sel = (int32_t *)(uintptr_t)a->sel + ((int64_t)b * a->Hkv + hk) * a->stride;
+            if (!select) {
+                const float *summ = (const float *)(uintptr_t)a->sm.summ +
+                                    ((int64_t)seq[b].kv_b * a->sm.heads_max + hk) * a->sm.nblk * 2 * a->sm.dim_max;
+                for (int blk = 0; blk < nblk; blk++) {
+                    float best = -INFINITY;
+                    for (int g = 0; g < G; g++) {
+                        for (int d = 0; d < D; d++)
+                            q[d] = ld(&a->q, off(&a->q, b, hk * G + g, 0) + d);
+                        rope_row(&a->rope, total - 1, q);
+                        float acc = 0.f;
+                        const float *mn = summ + (int64_t)blk * 2 * a->sm.dim_max;
+                        for (int d = 0; d < D; d++)
+                            acc += fminf(q[d], 0.f) * mn[d] + fmaxf(q[d], 0.f) * mn[a->sm.dim_max + d];
+                        best = acc > best || acc != acc ? acc : best;
+                    }
+                    sc[blk] = (best != best || blk == 0 || blk == nblk - 1) ? INFINITY : best;
+                }
+                continue;
+            }
+            const int keep = a->keep < nblk ? a->keep : nblk;
+            int n = 0;
+            for (int i = 0; i < nblk; i++) { /* i is kept if fewer than keep blocks beat it (ties: lower first) */
+                int better = 0;
+                for (int j = 0; j < nblk; j++)
+                    better += sc[j] > sc[i] || (sc[j] == sc[i] && j < i);
+                if (better < keep)
+                    sel[n++] = i;
+            }
+        }
+    }
+    free(q);
+}
+
 static void k_finite(const ea_cu_finite_args *a)
 {
     for (int64_t b = 0; b < a->B; b++)
@@ -576,6 +672,10 @@ API CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
         return 0;
     if (strcmp(name, "ea_kv_write") == 0)
         k_kv_write(params[0]);
+    else if (strcmp(name, "ea_kv_summary") == 0)
+        k_kv_summary(params[0]);
+    else if (strcmp(name, "ea_topk_score") == 0 || strcmp(name, "ea_topk_select") == 0)
+        k_topk(params[0], name[8] == 's' && name[9] == 'e');
     else if (strcmp(name, "ea_finite") == 0)
         k_finite(params[0]);
     else if (strncmp(name, "ea_attn_", 8) == 0 || strncmp(name, "ea_decode_", 10) == 0) {
