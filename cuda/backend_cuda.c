@@ -69,6 +69,8 @@ typedef struct cu_layout {
     size_t summ, tk_score, tk_sel; /* top-k: block summaries of every (layer, sequence, KV head); a decode's
                                       block scores and choices per (batch row, KV head) */
     int32_t nsblk;                 /* summary blocks per (layer, sequence, KV head) */
+    size_t lr_k, lr_v, lr_bytes;   /* Linformer: the projected K' and V' (F32-sized), each */
+    size_t e_stage, f_stage, ef_bytes; /* Linformer: host E, F (each up to EA_CUDA_BIAS_STAGE_MAX) */
     size_t ws, ws_bytes;
     size_t flag;
     size_t user, user_bytes;
@@ -218,6 +220,19 @@ static edgeattn_status cu_layout_for(const edgeattn_config *cfg, const cu_devinf
             sz.overflow = true;
         L->mask_rp = ea_sizer_add(&sz, L->mask_rp_bytes, 1, CU_ALIGN);
         L->mask_ci = ea_sizer_add(&sz, L->mask_ci_bytes, 1, CU_ALIGN);
+    }
+    if (cfg->max_lowrank > 0) { /* Linformer: K' and V' [B, Hkv, k, D], staging for a shared E and F [k, Nkv] */
+        const int64_t kr = cfg->max_lowrank;
+        L->lr_k = add4(&sz, B, Hkv, kr, D, 4);
+        L->lr_v = add4(&sz, B, Hkv, kr, D, 4);
+        L->lr_bytes = L->lr_v - L->lr_k;
+        size_t ef = 0; /* [B, Hkv, k, Nkv] F32, staged up to EA_CUDA_BIAS_STAGE_MAX as the bias is */
+        if (!ea_mul_ok((size_t)B, (size_t)Hkv, &ef) || !ea_mul_ok(ef, (size_t)kr, &ef) || !ea_mul_ok(ef, (size_t)Nkv, &ef) ||
+            !ea_mul_ok(ef, 4, &ef) || ef > EA_CUDA_BIAS_STAGE_MAX)
+            ef = EA_CUDA_BIAS_STAGE_MAX;
+        L->ef_bytes = st ? ef : 0;
+        L->e_stage = ea_sizer_add(&sz, L->ef_bytes, 1, CU_ALIGN);
+        L->f_stage = ea_sizer_add(&sz, L->ef_bytes, 1, CU_ALIGN);
     }
     if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0) { /* (no window: cap = max_kv_len) */
         L->nsblk = (int32_t)((Nkv + cfg->kv_summary_block - 1) / cfg->kv_summary_block);
@@ -1207,6 +1222,55 @@ static edgeattn_status rope_args(cu_call *c, const ea_rope *r, ea_cu_rope *out)
 
 /* ---------------------------------------------------------------- attention and decode */
 
+/* Linformer (call->linformer, validated by core): E and F placed for the kernels (host ones staged, up to
+ * 64 MiB each as the bias; larger ones must be device memory), and the projection's
+ * arguments: K' and V' [B, Hkv, k, D] in the pool, in K's 16-bit type for the tensor cores, else F32. */
+static edgeattn_status lr_prepare(cu_call *c, const ea_attn_call *call, const cu_arg *k, const cu_arg *v,
+                                  ea_cu_proj_args *pa, cu_arg *e, cu_arg *f)
+{
+    cu_state *s = c->s;
+    const cu_layout *L = &s->L;
+    const edgeattn_linformer *lf = call->linformer;
+    edgeattn_status st;
+    if ((st = arg_prepare(c, e, "linformer: e", lf->e, L->e_stage, L->ef_bytes, false)) != EDGEATTN_OK ||
+        (st = arg_prepare(c, f, "linformer: f", lf->f, L->f_stage, L->ef_bytes, false)) != EDGEATTN_OK)
+        return st;
+    memset(pa, 0, sizeof *pa);
+    pa->e = e->d;
+    pa->f = f->d;
+    if (lf->e->shape[0] == 1)
+        pa->e.sb = 0;
+    if (lf->e->shape[1] == 1)
+        pa->e.sh = 0;
+    if (lf->f->shape[0] == 1)
+        pa->f.sb = 0;
+    if (lf->f->shape[1] == 1)
+        pa->f.sh = 0;
+    pa->k = k->d;
+    pa->v = v->d;
+    pa->B = call->B;
+    pa->Hkv = call->Hkv;
+    pa->rows = (int32_t)lf->e->shape[2];
+    pa->N = call->Nkv;
+    pa->D = call->D;
+    const int cc = s->dv.di.cc_major * 10 + s->dv.di.cc_minor;
+    const bool t16 = cc >= 80 && (k->d.dtype == EDGEATTN_F16 || k->d.dtype == EDGEATTN_BF16) && v->d.dtype == k->d.dtype;
+    const int32_t odt = t16 ? k->d.dtype : EDGEATTN_F32;
+    const size_t es = ea_dtype_size((edgeattn_dtype)odt);
+    if ((size_t)pa->B * (size_t)pa->Hkv * (size_t)pa->rows * (size_t)pa->D * es > L->lr_bytes)
+        return ea_fail(c->msg, EDGEATTN_ERR_INTERNAL, "linformer: projected rows exceed the planned workspace");
+    ea_cu_tensor o;
+    memset(&o, 0, sizeof o);
+    o.dtype = odt;
+    o.sn = pa->D;
+    o.sh = (int64_t)pa->rows * pa->D;
+    o.sb = (int64_t)pa->Hkv * o.sh;
+    pa->ko = pa->vo = o;
+    pa->ko.ptr = s->pool + L->lr_k;
+    pa->vo.ptr = s->pool + L->lr_v;
+    return EDGEATTN_OK;
+}
+
 /* Top-k decode: the keys a sequence of `total` tokens reads (kernel_abi.h ea_cu_topk): the chosen blocks,
  * the newest (partial) one last; every key when the budget covers every block. */
 static int32_t topk_len(const ea_kv_cache *kv, int32_t topk_tokens, int64_t total)
@@ -1240,7 +1304,11 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
     cu_state *s = c->s;
     const cu_layout *L = &s->L;
     edgeattn_status st;
-    cu_arg q, k, v, out, bias, lse;
+    cu_arg q, k, v, out, bias, lse, e, f;
+    ea_cu_proj_args pa;
+    memset(&e, 0, sizeof e);
+    memset(&f, 0, sizeof f);
+    memset(&pa, 0, sizeof pa);
     if ((st = arg_prepare(c, &q, "q", call->q, L->q_stage, L->q_bytes, false)) != EDGEATTN_OK ||
         (st = arg_prepare(c, &out, "out", call->out, L->out_stage, L->out_bytes, true)) != EDGEATTN_OK ||
         (st = arg_prepare(c, &lse, "lse", call->lse, L->lse_stage, L->lse_bytes, true)) != EDGEATTN_OK)
@@ -1256,6 +1324,8 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
             return st;
         a.k = k.d;
         a.v = v.d;
+        if (call->linformer && (st = lr_prepare(c, call, &k, &v, &pa, &e, &f)) != EDGEATTN_OK)
+            return st;
         if (call->bias) {
             a.bias = bias.d;
             if (call->bias->shape[0] == 1)
@@ -1265,6 +1335,11 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
         }
         a.Nkv = call->Nkv;
         a.ring_cap = 0;
+        if (call->linformer) { /* attention over the k projected rows */
+            a.k = pa.ko;
+            a.v = pa.vo;
+            a.Nkv = pa.rows;
+        }
     } else {
         memset(&k, 0, sizeof k);
         memset(&v, 0, sizeof v);
@@ -1359,8 +1434,16 @@ static edgeattn_status attn_body(cu_call *c, edgeattn_context *ctx, const ea_att
                        ea_dtype_name(call->out->dtype));
     /* Everything decided: now copy and launch. */
     if ((st = arg_upload(c, &q)) != EDGEATTN_OK || (st = arg_upload(c, &k)) != EDGEATTN_OK ||
-        (st = arg_upload(c, &v)) != EDGEATTN_OK || (st = arg_upload(c, &bias)) != EDGEATTN_OK)
+        (st = arg_upload(c, &v)) != EDGEATTN_OK || (st = arg_upload(c, &bias)) != EDGEATTN_OK ||
+        (st = arg_upload(c, &e)) != EDGEATTN_OK || (st = arg_upload(c, &f)) != EDGEATTN_OK)
         return st;
+    if (call->linformer) { /* K' = E K, V' = F V first */
+        ea_cu_launch pl;
+        if (!ea_cu_plan_proj(&s->dv.di, &pa, &pl))
+            return ea_fail(c->msg, EDGEATTN_ERR_UNSUPPORTED, "linformer: no projection kernel serves this call");
+        if ((st = run_launches(c, &pl, 1, &pa)) != EDGEATTN_OK)
+            return st;
+    }
     if (call->decode && (st = rope_args(c, call->rope, &a.rope)) != EDGEATTN_OK)
         return st;
     if (bm && ((st = upload_small(c, L->mask_rp, bm->row_ptr, rp_bytes)) != EDGEATTN_OK ||
@@ -2102,6 +2185,7 @@ const ea_backend_ops ea_backend_cuda = {
     .memory_kinds = 1u << EDGEATTN_MEM_CUDA,
     .check_finite = cuda_check_finite,
     .block_mask = true,
+    .linformer = true,
     .kv_write = cuda_kv_write,
     .kv_page_copy = cuda_kv_page_copy,
     .kv_copy = cuda_kv_copy,

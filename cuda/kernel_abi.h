@@ -211,6 +211,16 @@ typedef struct ea_cu_kv_write_args {
     ea_cu_pages pages;   /* paged cache; table 0: contiguous */
 } ea_cu_kv_write_args;
 
+/* Linformer projections (ABI 4): for b < B, h < Hkv, r < rows, d < D:
+ *   ko[b, h, r, d] = sum_j e[b', h', r, j] * k[b, h, j, d] and vo likewise from f and v, j < N,
+ * with b', h' = 0 where e / f broadcast (sb / sh 0). e, f any float dtype; k, v F16 or BF16 for the
+ * tensor-core kernels (ko, vo then in the same type), any dtype for the SIMT one (ko, vo F32).
+ * grid z = (b*Hkv + h)*2 + {0: K, 1: V}. */
+typedef struct ea_cu_proj_args {
+    ea_cu_tensor e, f, k, v, ko, vo;
+    int32_t B, Hkv, rows, N, D, pad_;
+} ea_cu_proj_args;
+
 /* NaN/Inf scan of a strided [B, H, N, D] tensor: sets *flag (device uint32) to 1 if any element is
  * NaN or +Inf, or -Inf when neg_inf_ok is 0. */
 typedef struct ea_cu_finite_args {

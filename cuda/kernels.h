@@ -41,7 +41,7 @@ typedef struct ea_cu_launch {
     uint32_t grid[3], block[3];
     uint32_t smem;          /* dynamic shared bytes */
     int32_t args_kind;      /* 0: ea_cu_attn_args, 1: ea_cu_kv_write_args, 2: ea_cu_finite_args, 3: ea_cu_peak_args,
-                               4: ea_cu_summary_args, 5: ea_cu_topk_args */
+                               4: ea_cu_summary_args, 5: ea_cu_topk_args, 6: ea_cu_proj_args */
 } ea_cu_launch;
 
 /* Bytes of F32 split-KV workspace (ws_o + ws_lse, each 256-byte aligned) the plan must reserve so that
@@ -70,6 +70,9 @@ void ea_cu_plan_kv_write(const ea_cu_device *dev, const ea_cu_kv_write_args *arg
  * touch), and the score + select launches before the decode (max_blocks: the most blocks a sequence has). */
 void ea_cu_plan_summary(const ea_cu_device *dev, const ea_cu_summary_args *args, int32_t blocks, ea_cu_launch *out);
 void ea_cu_plan_topk(const ea_cu_device *dev, const ea_cu_topk_args *args, int32_t max_blocks, ea_cu_launch out[2]);
+/* Linformer: the projection launch (tensor cores where K, V and the outputs share a 16-bit type on
+ * sm_80+, else SIMT with F32 outputs); 0 if none serves it. */
+int ea_cu_plan_proj(const ea_cu_device *dev, const ea_cu_proj_args *args, ea_cu_launch *out);
 void ea_cu_plan_finite(const ea_cu_device *dev, const ea_cu_finite_args *args, ea_cu_launch *out);
 void ea_cu_plan_peak(const ea_cu_device *dev, ea_cu_launch *out, int64_t *flops_per_launch, int32_t iters);
 

@@ -4,3 +4,4 @@
 #include "decode.cu"
 #include "util.cu"
 #include "topk.cu"
+#include "proj.cu"

@@ -50,7 +50,10 @@ enum {
     K_KV_SUMMARY = 54,    /* top-k: block summaries, block scores, the choice */
     K_TOPK_SCORE = 55,
     K_TOPK_SELECT = 56,
-    K_COUNT = 57
+    K_PROJ_F16 = 57,      /* Linformer projections: f16, bf16 (tensor cores), SIMT */
+    K_PROJ_BF16 = 58,
+    K_PROJ_SIMT = 59,
+    K_COUNT = 60
 };
 
 static const int ea_dims[5] = {64, 80, 96, 128, 256};
@@ -124,6 +127,9 @@ static const ea_cu_kernel_desc ea_table[K_COUNT] = {
     {"ea_kv_summary", 0, 75},
     {"ea_topk_score", 0, 75},
     {"ea_topk_select", 0, 75},
+    {"ea_proj_mma_f16", 0, 80},
+    {"ea_proj_mma_bf16", 0, 80},
+    {"ea_proj_simt", 0, 75},
 };
 
 const ea_cu_kernel_desc *ea_cu_kernel_table(size_t *count) {
@@ -340,6 +346,22 @@ void ea_cu_plan_topk(const ea_cu_device *dev, const ea_cu_topk_args *a, int32_t 
     set_launch(&out[0], K_TOPK_SCORE, (uint32_t)gx, (uint32_t)a->Hkv, (uint32_t)a->B, 256,
                (uint32_t)((size_t)(a->Hq / a->Hkv) * (size_t)a->D * sizeof(float)), 5);
     set_launch(&out[1], K_TOPK_SELECT, (uint32_t)a->Hkv, (uint32_t)a->B, 1, 256, 0, 5);
+}
+
+int ea_cu_plan_proj(const ea_cu_device *dev, const ea_cu_proj_args *a, ea_cu_launch *out) {
+    const int cc = dev ? dev->cc_major * 10 + dev->cc_minor : 0;
+    const int z = a->B * a->Hkv * 2;
+    if (a->B <= 0 || a->Hkv <= 0 || a->rows <= 0 || a->N <= 0 || a->D <= 0 || (a->D & 7) || z > 65535) return 0;
+    const int t16 = (a->k.dtype == EA_CU_F16 || a->k.dtype == EA_CU_BF16) && a->v.dtype == a->k.dtype &&
+                    a->ko.dtype == a->k.dtype && a->vo.dtype == a->k.dtype;
+    if (cc >= 80 && t16) {
+        set_launch(out, a->k.dtype == EA_CU_BF16 ? K_PROJ_BF16 : K_PROJ_F16, (uint32_t)((a->rows + 63) / 64),
+                   (uint32_t)((a->D + 63) / 64), (uint32_t)z, 128, 0, 6);
+        return 1;
+    }
+    if (a->ko.dtype != EA_CU_F32 || a->vo.dtype != EA_CU_F32) return 0;
+    set_launch(out, K_PROJ_SIMT, (uint32_t)(((int64_t)a->rows * a->D + 127) / 128), 1, (uint32_t)z, 128, 0, 6);
+    return 1;
 }
 
 void ea_cu_plan_finite(const ea_cu_device *dev, const ea_cu_finite_args *a, ea_cu_launch *out) {

@@ -36,7 +36,21 @@ static void linformer_parity(void **state)
     (void)state;
     tc_clear_env();
     tc_tier tiers[8];
-    const int ntier = tc_cpu_tiers(tiers, 8);
+    int ntier = tc_cpu_tiers(tiers, 8);
+    { /* CUDA where a GPU (or the mock driver) is present: it serves Linformer */
+        edgeattn_config cg = lr_config(200);
+        cg.backend = EDGEATTN_BACKEND_CUDA;
+        edgeattn_plan_info info;
+        edgeattn_message msg;
+        const edgeattn_status st = edgeattn_plan(&cg, &info, &msg);
+        if (st != EDGEATTN_ERR_BACKEND_UNAVAILABLE) {
+            if (st != EDGEATTN_OK)
+                fail_msg("cuda: plan of a Linformer config: %s", msg.text);
+            memset(&tiers[ntier], 0, sizeof tiers[ntier]);
+            snprintf(tiers[ntier].name, sizeof tiers[ntier].name, "cuda");
+            tiers[ntier++].backend = EDGEATTN_BACKEND_CUDA;
+        }
+    }
     static const int lens[] = {1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 300, 513, 700};
     static const int ks[] = {1, 7, 8, 9, 16, 31, 64, 65, 200};
     static const int dims[] = {32, 64, 72, 128};
@@ -187,7 +201,7 @@ static void linformer_bad(void **state)
     edgeattn_message msg;
     c0.max_lowrank = -1;
     assert_int_equal(edgeattn_plan(&c0, &info, &msg), EDGEATTN_ERR_INVALID_ARG);
-    /* a GPU backend present here (OpenCL on PoCL in CI): refused, never a dense answer */
+    /* OpenCL present here (PoCL in CI): refused, never a dense answer (CUDA serves it: linformer_parity) */
     edgeattn_config cg = lr_config(16);
     cg.backend = EDGEATTN_BACKEND_OPENCL;
     if (edgeattn_plan(&cg, &info, &msg) == EDGEATTN_OK) {

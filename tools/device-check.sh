@@ -13,8 +13,8 @@
 #   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
 #   paged      edgebench: paged (pages of 16 and 64) against contiguous decode, B4 ragged, CUDA and OpenCL
 #              (and OpenCL with each TILES[@OPTIONS] entry of $PAGED_TILES, as in the sweep step)
-#   sparse     edgebench: block-sparse 10% (64- and 128-row blocks), streaming (sinks + ring after 1M tokens) and
-#              top-k decode beside their dense cases, H32 D128 F16, on each of $SPARSE_BACKENDS (default cuda opencl)
+#   sparse     edgebench: block-sparse 10% (64- and 128-row blocks), Linformer k 256, streaming (sinks + ring
+#              after 1M tokens) and top-k decode beside their dense cases, H32 D128 F16, on each of $SPARSE_BACKENDS (default cuda opencl)
 #   tune       OpenCL edgebench --tune from the generic tile row (TUNE_SECONDS, default 240), then that
 #              file, the generic row and the NVIDIA row timed side by side -> tune-ocl.txt, ocl.tune
 #   sweep      OpenCL tile/option sweep: $SWEEP lists TILES[@OPTIONS] entries (EDGEATTN_OPENCL_TILES, and
@@ -110,7 +110,7 @@ if want sparse; then # issue 13's pairs on the GPU backends: block-sparse 10%, s
         pf="prefill:H=32,N=8192,D=128,q=f16,kv=f16,out=f16"
         dc="decode:H=32,KVH=8,D=128,q=f16,kv=f16,out=f16"
         timeout 240 "$EB" --backend $be --reps 15 --no-ceiling --case "$pf,name=pf-8k" \
-            --case "$pf,density=0.1,bq=64,name=pf-8k-sparse10" --case "$pf,density=0.1,bq=128,name=pf-8k-sparse10-q128" \
+            --case "$pf,density=0.1,bq=64,name=pf-8k-sparse10" --case "$pf,density=0.1,bq=128,name=pf-8k-sparse10-q128" --case "$pf,lowrank=256,name=pf-8k-lin256" \
             --case "$dc,NKV=4100,name=dec-4100" --case "$dc,NKV=4100,sinks=4,stream=1000000,name=dec-stream" \
             > "$OUT/sparse-$be.txt" 2>&1
         note "sparse pairs on $be: status $?"; grep -E '^(pf-|dec-)|rror' "$OUT/sparse-$be.txt" | tee -a "$sum"

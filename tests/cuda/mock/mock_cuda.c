@@ -642,6 +642,30 @@ static void k_topk(const ea_cu_topk_args *a, bool select)
     free(q);
 }
 
+/* kernel_abi.h ea_cu_proj_args: K' = E K, V' = F V (FP32 sums, rounded once to the output dtype). */
+static void k_proj(const ea_cu_proj_args *a)
+{
+    for (int b = 0; b < a->B && !g_bad_access; b++)
+        for (int h = 0; h < a->Hkv; h++)
+            for (int w = 0; w < 2; w++) {
+                const ea_cu_tensor *P = w ? &a->f : &a->e, *X = w ? &a->v : &a->k, *O = w ? &a->vo : &a->ko;
+                for (int r = 0; r < a->rows && !g_bad_access; r++)
+                    for (int d = 0; d < a->D && !g_bad_access; d++) {
+                        float acc = 0.f;
+                        for (int j = 0; j < a->N && !g_bad_access; j++) {
+                            const int64_t pi = off(P, b, h, r) + j, xi = off(X, b, h, j) + d;
+                            touch(P, pi, P->dtype == EA_CU_F32 ? 4 : 2);
+                            touch(X, xi, X->dtype == EA_CU_F32 ? 4 : 2);
+                            if (!g_bad_access)
+                                acc += ld(P, pi) * ld(X, xi);
+                        }
+                        touch(O, off(O, b, h, r) + d, O->dtype == EA_CU_F32 ? 4 : 2);
+                        if (!g_bad_access)
+                            st(O->ptr, O->dtype, off(O, b, h, r) + d, acc);
+                    }
+            }
+}
+
 static void k_finite(const ea_cu_finite_args *a)
 {
     for (int64_t b = 0; b < a->B; b++)
@@ -672,6 +696,8 @@ API CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz,
         return 0;
     if (strcmp(name, "ea_kv_write") == 0)
         k_kv_write(params[0]);
+    else if (strncmp(name, "ea_proj_", 8) == 0)
+        k_proj(params[0]);
     else if (strcmp(name, "ea_kv_summary") == 0)
         k_kv_summary(params[0]);
     else if (strcmp(name, "ea_topk_score") == 0 || strcmp(name, "ea_topk_select") == 0)
