@@ -15,6 +15,7 @@
 #              (and OpenCL with each TILES[@OPTIONS] entry of $PAGED_TILES, as in the sweep step)
 #   sparse     edgebench: block-sparse 10% (64- and 128-row blocks), Linformer k 256, streaming (sinks + ring
 #              after 1M tokens) and top-k decode beside their dense cases, H32 D128 F16, on each of $SPARSE_BACKENDS (default cuda opencl)
+#   quickcheck compute-sanitizer memcheck + racecheck on edgebench --quick --backend cuda (every quick case's kernels)
 #   tune       OpenCL edgebench --tune from the generic tile row (TUNE_SECONDS, default 240), then that
 #              file, the generic row and the NVIDIA row timed side by side -> tune-ocl.txt, ocl.tune
 #   sweep      OpenCL tile/option sweep: $SWEEP lists TILES[@OPTIONS] entries (EDGEATTN_OPENCL_TILES, and
@@ -117,6 +118,13 @@ if want sparse; then # issue 13's pairs on the GPU backends: block-sparse 10%, s
         timeout 120 "$EB" --backend $be --reps 15 --no-ceiling --case "$dc,NKV=32768,name=dec-32k" \
             --case "$dc,NKV=32768,topk=2048,sblk=64,name=dec-32k-topk2k" > "$OUT/topk-$be.txt" 2>&1
         note "top-k pair on $be: status $?"; grep -E '^dec-|rror' "$OUT/topk-$be.txt" | tee -a "$sum"
+    done
+fi
+if want quickcheck && command -v compute-sanitizer > /dev/null; then # every kernel path of the quick suite
+    for tool in memcheck racecheck; do
+        timeout 200 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 20 "$EB" --backend cuda --quick \
+            --reps 1 --no-ceiling > "$L/quick-$tool.log" 2>&1
+        note "compute-sanitizer $tool on edgebench --quick (cuda): status $?"; grep -E "ERROR SUMMARY|rror" "$L/quick-$tool.log" | head -5 | tee -a "$sum"
     done
 fi
 if want tune; then # OpenCL: --tune from the generic tile row, against the hand-tuned NVIDIA row
