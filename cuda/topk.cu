@@ -145,14 +145,15 @@ extern "C" __global__ void __launch_bounds__(256) ea_topk_select(const ea_cu_top
             if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1);
         }
         __syncthreads();
-        if (tid == 0) {
-            int cum = 0, bin = 255;
-            for (; bin > 0; --bin) {
-                if (cum + hist[bin] >= k) break;
-                cum += hist[bin];
+        { // thread t looks at bin 255 - t: the scores in bins above it, by one scan; the bin where the rank
+          // k falls is the one whose count above is < k and reaches k with its own
+            const int bin = 255 - tid, cnt = hist[bin];
+            int all;
+            const int above = ea_scan256(cnt, sh, &all);
+            if (above < k && above + cnt >= k) {
+                s_pick[0] = (uint32_t)bin;
+                s_pick[1] = (uint32_t)(k - above);
             }
-            s_pick[0] = (uint32_t)bin;
-            s_pick[1] = (uint32_t)(k - cum);
         }
         __syncthreads();
         prefix |= s_pick[0] << shift;
