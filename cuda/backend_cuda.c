@@ -1254,7 +1254,9 @@ static edgeattn_status lr_prepare(cu_call *c, const ea_attn_call *call, const cu
     pa->N = call->Nkv;
     pa->D = call->D;
     const int cc = s->dv.di.cc_major * 10 + s->dv.di.cc_minor;
-    const bool t16 = cc >= 80 && (k->d.dtype == EDGEATTN_F16 || k->d.dtype == EDGEATTN_BF16) && v->d.dtype == k->d.dtype;
+    /* F16 K/V: K' and V' in F16 for the tensor cores (one rounding, 2^-11 relative); BF16's 2^-8 would
+     * take the result past the BF16 bound, so BF16 (and F32) K/V give F32 K' and V' */
+    const bool t16 = cc >= 80 && k->d.dtype == EDGEATTN_F16 && v->d.dtype == k->d.dtype;
     const int32_t odt = t16 ? k->d.dtype : EDGEATTN_F32;
     const size_t es = ea_dtype_size((edgeattn_dtype)odt);
     if ((size_t)pa->B * (size_t)pa->Hkv * (size_t)pa->rows * (size_t)pa->D * es > L->lr_bytes)

@@ -517,6 +517,7 @@ static void bad_input(void **state)
     fr.min_context = 1;
     fr.kv_dtypes = (1u << EDGEATTN_F16) | (1u << EDGEATTN_Q8);
     fr.backend = EDGEATTN_BACKEND_CPU;
+    fr.num_threads = 2; /* (per-thread scratch counts in the budget: the same on every machine) */
     edgeattn_config fc;
     const uint64_t f16_bytes = 4ull * 2 * 2 * 4096 * 128 * 2; /* K and V of every layer in F16 */
     assert_int_equal(edgeattn_config_fit(&fr, f16_bytes * 7 / 10, &fc, NULL, &msg), EDGEATTN_OK);
