@@ -757,7 +757,8 @@ static void topk_case(const tc_tier *tier, edgeattn_dtype dt, int bs, int N, int
         assert_int_equal(edgeattn_kv_append(ctx, 0, ids, &kc, &vc, NULL, 0), EDGEATTN_OK);
         at += n;
     }
-    tc_tensor_alloc(&q, EDGEATTN_F32, 1, G * HK, 1, DD, TC_BHSD, 0, 0, 0);
+    /* q in the cache's dtype (a 16-bit q takes the GPUs' tensor-core decode, an F32 one their SIMT path) */
+    tc_tensor_alloc(&q, dt, 1, G * HK, 1, DD, TC_BHSD, 0, 0, 0);
     for (int h = 0; h < G * HK; h++)
         for (int d = 0; d < DD; d++)
             tc_set(&q.t, 0, h, 0, d, (float)(qnorm * dir[h / G][d] + tc_uniform(&r, -0.3, 0.3)));
