@@ -39,6 +39,9 @@ typedef struct ea_attn_p {
     int D, ring_cap, causal, wl;
     int wr, rope_style, rope_dim, page_shift;
     int pt_pitch, kv_vec; /* kv_vec: every K/V row element offset a multiple of 4 (EA_BATCH_LOADS) */
+    int sinks, bm_bq;     /* sinks: a sinks cache's S (ea_slot); bm_bq: block mask rows per query block (0: none) */
+    long bm_off, bm_sb, bm_sh; /* block mask bitmap (ea_bm_*): uint offset in the workspace, pattern strides */
+    int bm_words, bm_pad;
     float scale, softcap;
     int kv_len[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
@@ -119,6 +122,20 @@ long ea_page_row(__global const float *ws, long tab_row, int slot, int shift, lo
 {
     const int pg = ((__global const int *)ws)[tab_row + (slot >> shift)];
     return (long)pg * page_elems + h * sh + (long)(slot & ((1 << shift) - 1)) * sn;
+}
+
+/* Slot of held key j (0-based over the keys a sequence holds) of a ring cache: a sinks cache keeps
+ * keys j < sinks in slots 0..sinks-1 and the ring of the rest in slots sinks.., starting at ring offset
+ * slot0 (the slot of its oldest key, less sinks) and wrapping at ring (its width: cap - sinks). Without
+ * sinks this is slot0 + j mod ring; ring 0 (caller tensors): j. */
+int ea_slot(int j, int slot0, int sinks, int ring)
+{
+    if (j < sinks)
+        return j;
+    int s = slot0 + (j - sinks);
+    if (ring > 0 && s >= ring)
+        s -= ring;
+    return sinks + s;
 }
 
 /* Is key j visible to the query whose bottom-right offset is qo = kv_len - nq + i? */

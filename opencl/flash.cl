@@ -122,9 +122,7 @@
         const int j_ = jlo + (T) * FK_BN + (C);                                                                   \
         RV = -1;                                                                                                  \
         if (j_ <= jhi) {                                                                                          \
-            int slot_ = slot0 + j_;                                                                               \
-            if (P.ring_cap > 0 && slot_ >= P.ring_cap)                                                            \
-                slot_ -= P.ring_cap;                                                                              \
+            const int slot_ = ea_slot(j_, slot0, P.sinks, P.ring_cap);                                            \
             RV = paged ? ea_pool_row(ptab, slot_, P.page_shift, P.page_units, P.row_units) : slot_;                \
         }                                                                                                         \
     }
@@ -175,9 +173,7 @@
         const int c = e / FK_D4, d4 = e % FK_D4, j = jlo + (T) * FK_BN + c;                                       \
         REG[u] = (float4)(0.0f);                                                                                  \
         if (((FK_BN * FK_D4) % FK_NT == 0 || e < FK_BN * FK_D4) && j <= jhi && d4 < D4) {                         \
-            int slot = slot0 + j;                                                                                 \
-            if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
-                slot -= P.ring_cap;                                                                               \
+            const int slot = ea_slot(j, slot0, P.sinks, P.ring_cap);                                              \
             REG[u] = ea_ld4(BUF, VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4,    \
                             P.kv_dt);                                                                             \
         }                                                                                                         \
@@ -207,9 +203,7 @@
     _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
     {                                                                                                             \
         const int e_ = tid + u * FK_NT, c_ = e_ / FK_D4, d4_ = e_ % FK_D4, j_ = jlo + (T) * FK_BN + c_;           \
-        int slot_ = slot0 + j_;                                                                                   \
-        if (P.ring_cap > 0 && slot_ >= P.ring_cap)                                                                \
-            slot_ -= P.ring_cap;                                                                                  \
+        const int slot_ = ea_slot(j_, slot0, P.sinks, P.ring_cap);                                                \
         RV[u] = ((FK_BN * FK_D4) % FK_NT == 0 || e_ < FK_BN * FK_D4) && j_ <= jhi && d4_ < D4 ? slot_ : -1;       \
     }
 #endif

@@ -156,8 +156,8 @@ static bool ocl_supports(const edgeattn_config *cfg)
         return true;
     if (ea_dtype_quant(cfg->kv_cache_dtype)) /* quantised KV caches: the CPU backend's so far */
         return false;
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0))
-        /* so are caches with sinks or block summaries */
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0)
+        /* so are caches with block summaries */
         return false;
     if (cfg->gpu_queue)
         return false;
@@ -212,7 +212,8 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, const char *ident,
     if (st != EDGEATTN_OK)
         return st;
     const size_t D = (size_t)cfg->max_head_dim;
-    const int32_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
+    /* slots per (layer, sequence): sinks + window (ea_kv_geometry's cap), or max_kv_len */
+    const int32_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_sinks + cfg->kv_cache_window : cfg->max_kv_len;
     const int32_t group_max = cfg->max_heads; /* Hq / Hkv is at most max_heads */
     L->dmax = cfg->max_head_dim;
     L->rows_kv = cfg->max_kv_len > cap ? cfg->max_kv_len : cap;
@@ -329,11 +330,10 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                        "opencl: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
                        ea_dtype_name(cfg->kv_cache_dtype));
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0))
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0)
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
-                       "opencl: a KV cache with %s is not served by this backend yet (the CPU backend serves it)",
-                       cfg->kv_cache_sinks > 0 ? "sinks (config.kv_cache_sinks)"
-                                               : "block summaries (config.kv_summary_block)");
+                       "opencl: a KV cache with block summaries (config.kv_summary_block) is not served by this backend "
+                       "yet (the CPU backend serves it)");
     ea_ocl_layout L;
     edgeattn_status st;
     char ident[160] = "";

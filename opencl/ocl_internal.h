@@ -30,6 +30,10 @@ typedef struct ea_ocl_attn_p {
     cl_int wr, rope_style, rope_dim, page_shift; /* page_shift 0: K/V through the views (no pages) */
     cl_int pt_pitch;            /* page-table entries per batch row of the call */
     cl_int kv_vec;              /* every element offset of a K/V row a multiple of 4 (flash.cl's EA_BATCH_LOADS) */
+    cl_int sinks;               /* a sinks cache's S: held keys j < S in slots j, the ring after (common.cl ea_slot) */
+    cl_int bm_bq;               /* block mask: query rows per block (0: no mask) */
+    cl_long bm_off, bm_sb, bm_sh; /* block mask bitmap: uint offset in the work pool, pattern strides (uints) */
+    cl_int bm_words, bm_pad;    /* uints per query block's row of the bitmap */
     cl_float scale, softcap;
     cl_int kv_len[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];
@@ -45,7 +49,8 @@ typedef struct ea_ocl_rows_p {
     cl_int k_dt, v_dt, cache_dt, heads; /* source dtypes of K and V (each its own), the cache's */
     cl_int cap, D, b0, h0;
     cl_int nh, wk, wv, rope_style;
-    cl_int rope_dim, page_shift, pt_pitch, pad_;
+    cl_int rope_dim, page_shift, pt_pitch, sbase; /* slot of row r: sbase + (slot0 + r) mod ring */
+    cl_int ring, pad_;
     cl_int r0[EA_OCL_SEQ_MAX];
     cl_int n[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];

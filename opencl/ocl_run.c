@@ -401,8 +401,14 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
             const size_t at = ea_kv_idx(c->cache, c->layer, seq);
             const int64_t total = c->cache->total[at];
             const int32_t held = c->cache->held[at];
+            const ea_kv_cache *kv = c->cache;
             P.kv_len[bl] = held;
-            P.slot0[bl] = (cl_int)((total - held) % c->cache->cap);
+            if (kv->sinks > 0) { /* held keys: the sinks, then the ring from its oldest key (flash.cl ea_slot) */
+                const int64_t rf = ea_kv_ring_first(kv, total, held), w = kv->cap - kv->sinks;
+                P.slot0[bl] = total > kv->sinks ? (cl_int)((rf - kv->sinks) % w) : 0;
+            } else {
+                P.slot0[bl] = (cl_int)((total - held) % kv->cap);
+            }
             P.kv_b[bl] = seq;
             P.nq[bl] = c->q_lens ? c->q_lens[b] : c->Nq;
             pos0[bl] = total - P.nq[bl] + i0; /* query i sits at total - nq + i */
@@ -499,7 +505,8 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
     P.has_lse = c->lse != NULL;
     P.group = c->group;
     P.D = c->D;
-    P.ring_cap = c->decode ? c->cache->cap : 0;
+    P.ring_cap = c->decode ? c->cache->cap - c->cache->sinks : 0; /* the ring's width (no window: cap) */
+    P.sinks = c->decode ? c->cache->sinks : 0;
     P.causal = c->causal;
     const int64_t lim = (int64_t)c->Nkv + c->Nq + 1;
     P.wl = clamp_window(c->window_left, lim);
@@ -546,7 +553,9 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
         int pitch = 1;
         for (int b = 0; b < c->B; b++) {
             const size_t at = ea_kv_idx(kv, c->layer, c->seq_ids[b]);
-            const int n = ptab_entries(kv, (kv->total[at] - kv->held[at]) % kv->cap, kv->held[at]);
+            /* a sinks cache that has wrapped reaches every page; before, slots [0, held) */
+            const int n = kv->sinks > 0 ? (kv->total[at] > kv->cap ? kv->pages_per_seq : ptab_entries(kv, 0, kv->held[at]))
+                                        : ptab_entries(kv, (kv->total[at] - kv->held[at]) % kv->cap, kv->held[at]);
             pitch = n > pitch ? n : pitch;
         }
         TRY(ptab_upload(s, msg, kv, c->layer, c->seq_ids, c->B, pitch));
@@ -704,6 +713,32 @@ static edgeattn_status launch_kv_write(ea_ocl_state *s, char *msg, cl_mem ks, cl
     return EDGEATTN_OK;
 }
 
+/* The rows of an append that part `part` writes (ea_kv_kept): part 0 the sinks rows [0, a1) at slots
+ * total + r, part 1 the ring rows [b0, n) at slots sbase + (slot0 + r) mod ring. A cache without sinks
+ * has only part 1 (slot (total + r) mod cap, the last cap rows). */
+typedef struct kv_part {
+    int ra, rb;      /* rows [ra, rb) of the source */
+    int sbase, ring; /* slot of row r: sbase + (slot0 + r) mod ring */
+    int slot0;
+} kv_part;
+
+static kv_part kv_part_of(const ea_kv_cache *kv, int64_t total, int n, int part)
+{
+    int64_t a1, b0;
+    ea_kv_kept(kv, total, n, &a1, &b0);
+    kv_part q;
+    if (part == 0) {
+        q.ra = 0, q.rb = (int)a1;
+        q.sbase = 0, q.ring = kv->cap, q.slot0 = (int)(a1 > 0 ? total : 0); /* total + a1 <= sinks: no wrap */
+    } else {
+        const int64_t w = kv->cap - kv->sinks;
+        q.ra = (int)b0, q.rb = n;
+        q.sbase = kv->sinks, q.ring = (int)w;
+        q.slot0 = (int)(((total - kv->sinks) % w + w) % w); /* rows r >= b0 have total + r >= sinks */
+    }
+    return q;
+}
+
 edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
                                 const edgeattn_tensor *v, const int32_t *n_new)
 {
@@ -715,6 +750,7 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
     const size_t ces = ea_dtype_size(kv->dtype);
     const size_t head_bytes = (size_t)cap * (size_t)D * ces;
     const ea_rope *rope = ctx->rope.style != EDGEATTN_ROPE_NONE ? &ctx->rope : NULL;
+    const int part_first = kv->sinks > 0 ? 0 : 1; /* a cache without sinks has no sinks rows */
     size_t loff;
     const cl_mem kdst = kv_buf(s, s->kv_k, layer, &loff), vdst = kv_buf(s, s->kv_v, layer, &loff);
     ea_ocl_rows_p P;
@@ -730,9 +766,13 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
     if (paged) { /* the page tables of the call's rows (core has mapped every page this call writes) */
         int pitch = 1;
         for (int b = 0; b < B; b++) {
-            const int n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
-            const int e = ptab_entries(kv, (kv->total[ea_kv_idx(kv, layer, seq_ids[b])] + skip) % cap, n - skip);
-            pitch = e > pitch ? e : pitch;
+            const int n = n_new ? n_new[b] : N;
+            const int64_t total = kv->total[ea_kv_idx(kv, layer, seq_ids[b])];
+            for (int part = part_first; part < 2; part++) {
+                const kv_part q = kv_part_of(kv, total, n, part);
+                const int e = ptab_entries(kv, q.sbase + (q.slot0 + q.ra) % q.ring, q.rb - q.ra);
+                pitch = e > pitch ? e : pitch;
+            }
         }
         TRY(ptab_upload(s, msg, kv, layer, seq_ids, B, pitch));
         P.pt_off = (cl_long)(s->lay.ptab / 4);
@@ -762,27 +802,27 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
     const cl_mem dst[2] = {kdst, vdst};
     for (int b = 0; b < B && (k_direct || v_direct); b++) {
         const int n = n_new ? n_new[b] : N;
-        const int skip = n > cap ? n - cap : 0; /* ring: rows that would be overwritten at once */
-        if (n - skip <= 0)
-            continue;
         const int32_t seq = seq_ids[b];
-        const int64_t first = kv->total[ea_kv_idx(kv, layer, seq)] + skip;
-        for (int t = 0; t < 2; t++) {
-            if (!direct[t])
-                continue;
-            const size_t ses = ea_dtype_size(src[t]->dtype);
-            int r = skip;
-            while (r < n) { /* ring segments */
-                const int slot = (int)((first + (r - skip)) % cap);
-                const int len = n - r < cap - slot ? n - r : cap - slot;
-                char *hp = (char *)src[t]->data + (size_t)(b * src[t]->stride[0] + (int64_t)r * src[t]->stride[2]) * ses;
-                const size_t doff = loff + ((size_t)seq * (size_t)kv->heads * (size_t)cap + (size_t)slot) * (size_t)D * ces;
-                const cl_int err = box_xfer(s, X_WRITE, true, hp, NULL, 0, (size_t)src[t]->stride[1] * ses,
-                                            (size_t)src[t]->stride[2] * ses, dst[t], doff, head_bytes, (size_t)D * ces,
-                                            (size_t)D * ces, (size_t)H, (size_t)len);
-                if (err != CL_SUCCESS)
-                    return ea_ocl_fail_cl(msg, err, "kv_append: clEnqueueWriteBufferRect");
-                r += len;
+        const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
+        for (int part = part_first; part < 2; part++) {
+            const kv_part q = kv_part_of(kv, total, n, part);
+            for (int t = 0; t < 2; t++) {
+                if (!direct[t])
+                    continue;
+                const size_t ses = ea_dtype_size(src[t]->dtype);
+                int r = q.ra;
+                while (r < q.rb) { /* runs of consecutive slots (up to the ring's end) */
+                    const int rs = (q.slot0 + r) % q.ring, slot = q.sbase + rs;
+                    const int len = q.rb - r < q.ring - rs ? q.rb - r : q.ring - rs;
+                    char *hp = (char *)src[t]->data + (size_t)(b * src[t]->stride[0] + (int64_t)r * src[t]->stride[2]) * ses;
+                    const size_t doff = loff + ((size_t)seq * (size_t)kv->heads * (size_t)cap + (size_t)slot) * (size_t)D * ces;
+                    const cl_int err = box_xfer(s, X_WRITE, true, hp, NULL, 0, (size_t)src[t]->stride[1] * ses,
+                                                (size_t)src[t]->stride[2] * ses, dst[t], doff, head_bytes, (size_t)D * ces,
+                                                (size_t)D * ces, (size_t)H, (size_t)len);
+                    if (err != CL_SUCCESS)
+                        return ea_ocl_fail_cl(msg, err, "kv_append: clEnqueueWriteBufferRect");
+                    r += len;
+                }
             }
         }
     }
@@ -791,88 +831,93 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
     int64_t pos0[EA_OCL_SEQ_MAX];
     int cnt[EA_OCL_SEQ_MAX];
     if (!(P.wk && k_host) && !(P.wv && v_host)) {
-        /* device sources: launches of up to EA_OCL_SEQ_MAX sequences; with RoPE, pieces of rows whose
-         * positions fit the angle table */
-        for (int b0 = 0; b0 < B; b0 += EA_OCL_SEQ_MAX) {
-            const int nb = B - b0 < EA_OCL_SEQ_MAX ? B - b0 : EA_OCL_SEQ_MAX;
-            int chunk = N;
-            if (rope && chunk * nb > s->lay.rope_rows)
-                chunk = s->lay.rope_rows / nb > 0 ? s->lay.rope_rows / nb : 1;
-            P.b0 = b0, P.h0 = 0, P.nh = H;
-            for (int off = 0;; off += chunk) {
-                int rows = 0; /* the launch's longest run (a ring keeps only the last cap rows of N) */
-                for (int bl = 0; bl < nb; bl++) {
-                    const int b = b0 + bl, n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
-                    const int32_t seq = seq_ids[b];
-                    const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
-                    const int ra = skip + off < n ? skip + off : n;
-                    const int rb = ra + chunk < n ? ra + chunk : n;
-                    P.r0[bl] = ra;
-                    P.n[bl] = rb;
-                    P.dseq[bl] = seq;
-                    P.slot0[bl] = (cl_int)(total % cap);
-                    P.tab0[bl] = bl * chunk;
-                    pos0[bl] = total + ra;
-                    cnt[bl] = rb - ra;
-                    rows = rb - ra > rows ? rb - ra : rows;
+        /* device sources: launches of up to EA_OCL_SEQ_MAX sequences (each part of a sinks cache its own);
+         * with RoPE, pieces of rows whose positions fit the angle table */
+        for (int part = part_first; part < 2; part++)
+            for (int b0 = 0; b0 < B; b0 += EA_OCL_SEQ_MAX) {
+                const int nb = B - b0 < EA_OCL_SEQ_MAX ? B - b0 : EA_OCL_SEQ_MAX;
+                int chunk = N;
+                if (rope && chunk * nb > s->lay.rope_rows)
+                    chunk = s->lay.rope_rows / nb > 0 ? s->lay.rope_rows / nb : 1;
+                P.b0 = b0, P.h0 = 0, P.nh = H;
+                for (int off = 0;; off += chunk) {
+                    int rows = 0; /* the launch's longest run (a ring keeps only the last rows of N) */
+                    for (int bl = 0; bl < nb; bl++) {
+                        const int b = b0 + bl, n = n_new ? n_new[b] : N;
+                        const int32_t seq = seq_ids[b];
+                        const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
+                        const kv_part q = kv_part_of(kv, total, n, part);
+                        const int ra = q.ra + off < q.rb ? q.ra + off : q.rb;
+                        const int rb = ra + chunk < q.rb ? ra + chunk : q.rb;
+                        P.sbase = q.sbase, P.ring = q.ring; /* the same for every sequence of a part */
+                        P.r0[bl] = ra;
+                        P.n[bl] = rb;
+                        P.dseq[bl] = seq;
+                        P.slot0[bl] = q.slot0;
+                        P.tab0[bl] = bl * chunk;
+                        pos0[bl] = total + ra;
+                        cnt[bl] = rb - ra;
+                        rows = rb - ra > rows ? rb - ra : rows;
+                    }
+                    if (rows == 0)
+                        break;
+                    if (rope)
+                        TRY(rope_upload(s, msg, rope, nb, pos0, P.tab0, cnt, (size_t)nb * (size_t)chunk));
+                    TRY(launch_kv_write(s, msg, km, vm, kdst, vdst, &P, (size_t)rows, (size_t)nb * (size_t)H));
                 }
-                if (rows == 0)
-                    break;
-                if (rope)
-                    TRY(rope_upload(s, msg, rope, nb, pos0, P.tab0, cnt, (size_t)nb * (size_t)chunk));
-                TRY(launch_kv_write(s, msg, km, vm, kdst, vdst, &P, (size_t)rows, (size_t)nb * (size_t)H));
             }
-        }
         return EDGEATTN_OK;
     }
-    /* host sources for the kernel: per sequence, pieces of rows (the angle table) and of heads (the
-     * staging area), staged with rectangular writes and converted (and rotated) on the device */
-    for (int b = 0; b < B; b++) {
-        const int n = n_new ? n_new[b] : N;
-        const int skip = n > cap ? n - cap : 0;
-        if (n - skip <= 0)
-            continue;
-        const int32_t seq = seq_ids[b];
-        const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
-        int chunk = n - skip;
-        if (rope && chunk > s->lay.rope_rows)
-            chunk = s->lay.rope_rows;
-        for (int ra = skip; ra < n; ra += chunk) {
-            const int rb = n - ra < chunk ? n : ra + chunk;
-            P.b0 = b;
-            P.r0[0] = ra;
-            P.n[0] = rb;
-            P.dseq[0] = seq;
-            P.slot0[0] = (cl_int)(total % cap);
-            P.tab0[0] = 0;
-            if (rope) {
-                pos0[0] = total + ra;
-                cnt[0] = rb - ra;
-                TRY(rope_upload(s, msg, rope, 1, pos0, P.tab0, cnt, (size_t)(rb - ra)));
-            }
-            const size_t per_head = (size_t)(rb - ra) * (size_t)D * 4;
-            int nh = (int)(s->lay.st_kv_bytes / per_head);
-            nh = nh < 1 ? 1 : nh > H ? H : nh;
-            for (int h0 = 0; h0 < H; h0 += nh) {
-                const int nhc = H - h0 < nh ? H - h0 : nh;
-                cl_mem km2 = km, vm2 = vm;
-                ea_ocl_rows_p P2 = P;
-                cl_int err = CL_SUCCESS;
-                if (P.wk && k_host) {
-                    err = slab_xfer(s, X_WRITE, k, b, h0, nhc, ra, rb - ra, D, s->lay.st_k, &P2.k);
-                    km2 = s->work;
+    /* host sources for the kernel: per sequence and part, pieces of rows (the angle table) and of heads
+     * (the staging area), staged with rectangular writes and converted (and rotated) on the device */
+    for (int b = 0; b < B; b++)
+        for (int part = part_first; part < 2; part++) {
+            const int n = n_new ? n_new[b] : N;
+            const int32_t seq = seq_ids[b];
+            const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
+            const kv_part q = kv_part_of(kv, total, n, part);
+            if (q.rb - q.ra <= 0)
+                continue;
+            int chunk = q.rb - q.ra;
+            if (rope && chunk > s->lay.rope_rows)
+                chunk = s->lay.rope_rows;
+            for (int ra = q.ra; ra < q.rb; ra += chunk) {
+                const int rb = q.rb - ra < chunk ? q.rb : ra + chunk;
+                P.b0 = b;
+                P.r0[0] = ra;
+                P.n[0] = rb;
+                P.dseq[0] = seq;
+                P.slot0[0] = q.slot0;
+                P.sbase = q.sbase, P.ring = q.ring;
+                P.tab0[0] = 0;
+                if (rope) {
+                    pos0[0] = total + ra;
+                    cnt[0] = rb - ra;
+                    TRY(rope_upload(s, msg, rope, 1, pos0, P.tab0, cnt, (size_t)(rb - ra)));
                 }
-                if (err == CL_SUCCESS && P.wv && v_host) {
-                    err = slab_xfer(s, X_WRITE, v, b, h0, nhc, ra, rb - ra, D, s->lay.st_v, &P2.v);
-                    vm2 = s->work;
+                const size_t per_head = (size_t)(rb - ra) * (size_t)D * 4;
+                int nh = (int)(s->lay.st_kv_bytes / per_head);
+                nh = nh < 1 ? 1 : nh > H ? H : nh;
+                for (int h0 = 0; h0 < H; h0 += nh) {
+                    const int nhc = H - h0 < nh ? H - h0 : nh;
+                    cl_mem km2 = km, vm2 = vm;
+                    ea_ocl_rows_p P2 = P;
+                    cl_int err = CL_SUCCESS;
+                    if (P.wk && k_host) {
+                        err = slab_xfer(s, X_WRITE, k, b, h0, nhc, ra, rb - ra, D, s->lay.st_k, &P2.k);
+                        km2 = s->work;
+                    }
+                    if (err == CL_SUCCESS && P.wv && v_host) {
+                        err = slab_xfer(s, X_WRITE, v, b, h0, nhc, ra, rb - ra, D, s->lay.st_v, &P2.v);
+                        vm2 = s->work;
+                    }
+                    if (err != CL_SUCCESS)
+                        return ea_ocl_fail_cl(msg, err, "kv_append: staging (clEnqueueWriteBufferRect)");
+                    P2.h0 = h0, P2.nh = nhc;
+                    TRY(launch_kv_write(s, msg, km2, vm2, kdst, vdst, &P2, (size_t)(rb - ra), (size_t)nhc));
                 }
-                if (err != CL_SUCCESS)
-                    return ea_ocl_fail_cl(msg, err, "kv_append: staging (clEnqueueWriteBufferRect)");
-                P2.h0 = h0, P2.nh = nhc;
-                TRY(launch_kv_write(s, msg, km2, vm2, kdst, vdst, &P2, (size_t)(rb - ra), (size_t)nhc));
             }
         }
-    }
     return EDGEATTN_OK;
 }
 

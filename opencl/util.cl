@@ -41,7 +41,9 @@ __kernel void ea_combine(__global const float *wsb, __global uchar *ob, __global
 }
 
 /* Rows to append, per sequence bl of the launch (source batch index b0 + bl): rows [r0, n) of the
- * source go to cache sequence dseq[bl], ring slot (slot0 + r) mod cap. wk / wv: K / V written here
+ * source go to cache sequence dseq[bl], slot sbase + (slot0 + r) mod ring (a plain cache: sbase 0, ring
+ * cap; a sinks cache writes its sinks rows with sbase 0 and its ring rows with sbase = sinks, ring = the
+ * ring's width, in separate launches). wk / wv: K / V written here
  * (a host source of the cache dtype goes straight into the ring instead). With rope_style set, key row
  * r is rotated by the angles of table row tab0[bl] + r - r0 (rope_dim floats at rope_off of tab).
  * A paged cache (page_shift > 0): the slot's row lies in page tab[b0 + bl][slot >> page_shift] (int
@@ -53,7 +55,8 @@ typedef struct ea_rows_p {
     int k_dt, v_dt, cache_dt, heads; /* K and V sources may differ in dtype */
     int cap, D, b0, h0;
     int nh, wk, wv, rope_style;
-    int rope_dim, page_shift, pt_pitch, pad_;
+    int rope_dim, page_shift, pt_pitch, sbase;
+    int ring, pad_;
     int r0[EA_SEQ_MAX];
     int n[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
@@ -72,7 +75,7 @@ __kernel void ea_kv_write(__global const uchar *ks, __global const uchar *vs, __
     if (r >= P.n[bl])
         return;
     const long b = P.b0 + bl, seq = P.dseq[bl];
-    const long slot = (P.slot0[bl] + (long)r) % P.cap;
+    const long slot = P.sbase + (P.slot0[bl] + (long)r) % P.ring;
     const long dst = (P.page_shift ? ea_page_row(tab, P.pt_off + (long)(P.b0 + bl) * P.pt_pitch, (int)slot, P.page_shift,
                                                  P.page_elems, (long)P.D << P.page_shift, P.D, h)
                                    : ((seq * P.heads + h) * P.cap + slot) * P.D) +
@@ -139,9 +142,7 @@ __kernel void ea_gather_kv(__global const uchar *src, __global float *dst, long 
 {
     const int d4 = (int)get_global_id(0), j = (int)get_global_id(1);
     const long b = P.kv_b[bl], hkv = P.h0 + hl;
-    long slot = P.slot0[bl] + (long)j;
-    if (P.ring_cap > 0 && slot >= P.ring_cap)
-        slot -= P.ring_cap;
+    const long slot = ea_slot(j, P.slot0[bl], P.sinks, P.ring_cap);
     const long row = P.page_shift ? V.off + hkv * V.sh +
                                         (long)ea_pool_row((__global const int *)dst + P.pt_off + (long)(P.b0 + bl) * P.pt_pitch,
                                                           (int)slot, P.page_shift, P.page_units, P.row_units) * V.sn

@@ -216,7 +216,26 @@ typedef struct ctxdef {
     int max_head_dim, kv_cache, window;
     edgeattn_dtype cache_dt;
     int page, pages; /* paged cache: config.kv_page_size, kv_pages (0: contiguous) */
+    int sinks;       /* config.kv_cache_sinks (with a window) */
 } ctxdef;
+
+/* The positions a cache of ctxdef c holds after `total` tokens, oldest first (the sinks, then the
+ * ring); returns the count. */
+static int held_positions(const ctxdef *c, int total, int *pos)
+{
+    const int cap = c->window > 0 ? c->sinks + c->window : 320;
+    int n = 0;
+    if (c->window == 0 || total <= cap) {
+        for (int p = 0; p < total && p < cap; p++)
+            pos[n++] = p;
+        return n;
+    }
+    for (int p = 0; p < c->sinks; p++)
+        pos[n++] = p;
+    for (int p = total - c->window; p < total; p++)
+        pos[n++] = p;
+    return n;
+}
 
 static edgeattn_context *ctx_open(const ctxdef *c)
 {
@@ -235,6 +254,7 @@ static edgeattn_context *ctx_open(const ctxdef *c)
         cfg.flags = EDGEATTN_FLAG_KV_CACHE;
         cfg.kv_cache_dtype = c->cache_dt;
         cfg.kv_cache_window = c->window;
+        cfg.kv_cache_sinks = c->sinks;
         cfg.kv_page_size = c->page;
         cfg.kv_pages = c->pages;
     }
@@ -436,8 +456,12 @@ done:
 
 static int run_read(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const step *st)
 {
-    const int cap = cd->window > 0 ? cd->window : 320;
-    const int held = s->total[0] < cap ? s->total[0] : cap, first = s->total[0] - held;
+    int pos[MAXTOK];
+    int held = held_positions(cd, s->total[0], pos), first = pos[0];
+    if (held > 0 && pos[held - 1] - pos[0] + 1 != held) { /* sinks + ring with a gap: read the ring's run */
+        first = s->total[0] - cd->window;
+        held = cd->window;
+    }
     tens k, v;
     int rc = -1;
     memset(&k, 0, sizeof k);
@@ -484,11 +508,10 @@ static int run_fork(edgeattn_context *ctx, kvstate *s)
 
 static int run_decode(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const step *st)
 {
-    const int cap = cd->window > 0 ? cd->window : 320;
     int32_t held[2];
-    int hmax = 0;
+    int hmax = 0, pos[2][MAXTOK];
     for (int b = 0; b < 2; b++) {
-        held[b] = s->total[b] < cap ? s->total[b] : cap;
+        held[b] = held_positions(cd, s->total[b], pos[b]);
         hmax = held[b] > hmax ? held[b] : hmax;
     }
     tens q, o, lse, rk, rv;
@@ -511,8 +534,8 @@ static int run_decode(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const
             for (int j = 0; j < held[b]; j++)
                 for (int d = 0; d < DEC_D; d++) {
                     const size_t at = (size_t)(b * rk.h.stride[0] + h * rk.h.stride[1] + j * rk.h.stride[2] + d);
-                    ((float *)rk.host)[at] = s->k[b][h][s->total[b] - held[b] + j][d];
-                    ((float *)rv.host)[at] = s->v[b][h][s->total[b] - held[b] + j][d];
+                    ((float *)rk.host)[at] = s->k[b][h][pos[b][j]][d];
+                    ((float *)rv.host)[at] = s->v[b][h][pos[b][j]][d];
                 }
     edgeattn_params p;
     edgeattn_params_default(&p);
@@ -627,6 +650,26 @@ static const step k_dec_bf16_ring[] = {
     {1, {2, 2}, F16, 1, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
     {0, {0, 0}, F16, 0, 0, 2, 1, -1, 1, 0, F32, "ea_flash_dec@64 ea_finite"},
     {2, {0, 0}, F16, 0, 0, 0, 0, 0, 0, 0, F32, "ea_convert"}, /* the BF16 ring read back as F16 */
+};
+
+/* Sinks (3) beside a ring (29): appends straddling the sinks, longer than the ring, from device and host
+ * sources (a host source of the cache dtype straight into both parts), decode on the decode and the
+ * prefill tile (the held keys: the sinks, then the ring from its oldest slot), kv_read of the ring. */
+static const step k_sinks[] = {
+    {1, {2, 1}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F32, 0, 0, 1, 0, -1, 1, 0, F32, "ea_flash_dec@64 ea_finite"},
+    {1, {40, 70}, F16, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F16, 0, 0, 2, 1, -1, 1, 0, F32, "ea_flash_dec@64 ea_finite"},
+    {1, {5, 1}, F16, 1, 0, 0, 0, 0, 0, 0, F32, ""},
+    {1, {33, 9}, BF16, 1, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F32, 0, 0, 1, 0, -1, 1, 0, BF16, "ea_flash_dec@64 ea_finite"},
+    {0, {0, 0}, F16, 0, 0, 5, 1, -1, 1, 0, F32, "ea_flash_pfh@64 ea_finite"},
+    {2, {0, 0}, F32, 0, 0, 0, 0, 0, 0, 0, F32, ""},
+};
+static const step k_sinks_unfused[] = {
+    {1, {2, 1}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {1, {40, 70}, F16, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F32, 0, 0, 2, 1, -1, 1, 0, F32, "ea_gather_q ea_gather_kv ea_softmax ea_store_rows ea_finite"},
 };
 
 /* Paged caches: two sequences appended in one call take their pages in turn (interleaved in the pool),
@@ -852,6 +895,13 @@ int main(int argc, char **argv)
                                 {{"EDGEATTN_OPENCL_TILES", "pf=24x8x8x4x8,pfh=20x4x8x2x4,dec=3x1x8x4x1"},
                                  {"EDGEATTN_OPENCL_OPTIONS", "-DEA_BATCH_LOADS -DEA_PREFETCH=0"}},
                                 64, 1, 0, BF16, 16, 12};
+    const ctxdef sinks = {"kv-f16-sinks3-ring29", {{NULL, NULL}}, 64, 1, 29, F16, 0, 0, 3};
+    const ctxdef sinks_paged = {"kv-paged16-f32-sinks3-ring29", {{NULL, NULL}}, 64, 1, 29, F32, 16, 0, 3};
+    const ctxdef sinks_unfused = {"kv-sinks3-ring29-unfused", {{"EDGEATTN_OPENCL_PATH", "unfused"}}, 64, 1, 29, F16, 0,
+                                  0, 3};
+    run_decode_scenario(&sinks, k_sinks, (int)(sizeof k_sinks / sizeof k_sinks[0]));
+    run_decode_scenario(&sinks_paged, k_sinks, (int)(sizeof k_sinks / sizeof k_sinks[0]));
+    run_decode_scenario(&sinks_unfused, k_sinks_unfused, 3);
     run_decode_scenario(&paged64_batch, k_paged64_ring, (int)(sizeof k_paged64_ring / sizeof k_paged64_ring[0]));
     run_decode_scenario(&paged_batch, k_paged_sweep, (int)(sizeof k_paged_sweep / sizeof k_paged_sweep[0]));
 
