@@ -138,6 +138,41 @@ int ea_slot(int j, int slot0, int sinks, int ring)
     return sinks + s;
 }
 
+/* Block masks (ea_attn_p bm_*): bm points at a pattern's bitmaps, one row of `words` uints per query
+ * block; bit kb of row qb: key block kb (64 keys) listed in query block qb. */
+bool ea_bm_bit(__global const uint *bm, int words, int qb, int j)
+{
+    return (bm[(long)qb * words + (j >> 11)] >> ((j >> 6) & 31)) & 1u;
+}
+
+/* Is a key block of keys [j0, j1] listed by any of query blocks [qb0, qb1]? *all: listed by all of them
+ * for every key (the mask then masks nothing in the tile). */
+bool ea_bm_tile(__global const uint *bm, int words, int qb0, int qb1, int j0, int j1, bool *all)
+{
+    bool any = false, every = true;
+    for (int kb = j0 >> 6; kb <= (j1 >> 6); kb++)
+        for (int qb = qb0; qb <= qb1; qb++) {
+            const bool on = (bm[(long)qb * words + (kb >> 5)] >> (kb & 31)) & 1u;
+            any = any || on;
+            every = every && on;
+        }
+    *all = every;
+    return any;
+}
+
+/* The first tile t' >= t (tiles of bn keys from jlo, up to jhi) that the block mask lists for query
+ * blocks [qb0, qb1], or t_end. */
+int ea_bm_next(__global const uint *bm, int words, int qb0, int qb1, int t, int t_end, int jlo, int jhi, int bn)
+{
+    bool all;
+    for (; t < t_end; t++) {
+        const int j0 = jlo + t * bn;
+        if (ea_bm_tile(bm, words, qb0, qb1, j0, min(j0 + bn - 1, jhi), &all))
+            return t;
+    }
+    return t_end;
+}
+
 /* Is key j visible to the query whose bottom-right offset is qo = kv_len - nq + i? */
 bool ea_visible(int j, int qo, int causal, int wl, int wr)
 {

@@ -251,6 +251,17 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, const char *ident,
             sz.overflow = true;
         L->ptab = ea_sizer_add(&sz, L->ptab_bytes, 1, 256);
     }
+    {
+        /* block masks (params.block_mask, attention): each call's patterns as bitmaps of listed key
+         * blocks, one row of bm_words per query block of 64 (blocks of 128 rows fill fewer) */
+        const size_t kbl = ((size_t)cfg->max_kv_len + 63) / 64, qbl = ((size_t)cfg->max_q_len + 63) / 64;
+        size_t n;
+        L->bm_words = (int32_t)((kbl + 31) / 32);
+        if (!ea_mul_ok((size_t)cfg->max_batch * (size_t)cfg->max_kv_heads, qbl, &n) ||
+            !ea_mul_ok(n, (size_t)L->bm_words * 4, &L->bm_bytes))
+            sz.overflow = true;
+        L->bm = ea_sizer_add(&sz, L->bm_bytes, 1, 256);
+    }
     if (cfg->rope.style != EDGEATTN_ROPE_NONE) {
         /* RoPE angles, cos and sin of each pair in FP32 computed on the host in double (devices without
          * cl_khr_fp64 exist), for rope_rows positions per upload: a decode's queries or an append's keys
@@ -321,6 +332,7 @@ static size_t ocl_host_bytes(const edgeattn_config *cfg, const ea_ocl_layout *L)
         ea_sizer_add(&sz, EA_OCL_ROPE_SLOTS, L->rope_bytes, 64);
     if (L->ptab_bytes)
         ea_sizer_add(&sz, EA_OCL_PTAB_SLOTS, L->ptab_bytes, 64);
+    ea_sizer_add(&sz, EA_OCL_BM_SLOTS, L->bm_bytes, 64);
     return sz.total;
 }
 
@@ -810,6 +822,9 @@ static void ocl_release(ea_ocl_state *s)
     for (int i = 0; i < EA_OCL_PTAB_SLOTS; i++)
         if (s->ptab_ev[i])
             a->clReleaseEvent(s->ptab_ev[i]);
+    for (int i = 0; i < EA_OCL_BM_SLOTS; i++)
+        if (s->bm_ev[i])
+            a->clReleaseEvent(s->bm_ev[i]);
     for (int i = 0; i < s->kv_nbuf; i++) {
         if (s->kv_k[i])
             a->clReleaseMemObject(s->kv_k[i]);
@@ -1090,6 +1105,8 @@ static edgeattn_status ocl_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     if (st == EDGEATTN_OK && s->lay.ptab_bytes &&
         !(s->ptab_host = ea_arena_alloc(arena, EA_OCL_PTAB_SLOTS, s->lay.ptab_bytes, 64)))
         st = ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
+    if (st == EDGEATTN_OK && !(s->bm_host = ea_arena_alloc(arena, EA_OCL_BM_SLOTS, s->lay.bm_bytes, 64)))
+        st = ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
     s->ptab_last = -1;
     if (st != EDGEATTN_OK) {
         ocl_release(s);
@@ -1170,6 +1187,7 @@ const ea_backend_ops ea_backend_opencl = {
     .init = ocl_init,
     .fini = ocl_fini,
     .supports_config = ocl_supports,
+    .block_mask = true,
     .attention = ea_ocl_attention,
     .decode = ea_ocl_attention,
     .info = ocl_info,

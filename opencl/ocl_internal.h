@@ -12,6 +12,7 @@
 #define EA_OCL_WS_ENTRIES 4096 /* split-KV partial rows (row x split) the workspace holds */
 #define EA_OCL_ROPE_SLOTS 4    /* host copies of the RoPE angle table in flight (non-blocking uploads) */
 #define EA_OCL_PTAB_SLOTS 4    /* host copies of a call's KV page tables in flight (non-blocking uploads) */
+#define EA_OCL_BM_SLOTS 4      /* host copies of a call's block-mask bitmap in flight (non-blocking uploads) */
 
 /* Mirrors of the structs in common.cl / util.cl (passed by value as kernel arguments). */
 typedef struct ea_ocl_view {
@@ -111,6 +112,10 @@ typedef struct ea_ocl_layout {
     int32_t page, page_shift, pages_per_seq, pages;
     size_t page_elems;
     size_t ptab, ptab_bytes;        /* paged: the page tables of one call, [max_batch][pages_per_seq] int32 */
+    size_t bm, bm_bytes;            /* a call's block mask as bitmaps: [max_batch * max_kv_heads patterns]
+                                       [ceil(max_q_len / 64) query blocks][bm_words] uint32, bit kb: key block
+                                       kb listed */
+    int32_t bm_words;               /* uint32 per query block: ceil(ceil(max_kv_len / 64) / 32) */
     size_t user_bytes;
     size_t device_total;
 } ea_ocl_layout;
@@ -151,6 +156,9 @@ typedef struct ea_ocl_state {
     int ptab_next;
     int ptab_last;        /* host copy of what the device's page-table area holds (-1: nothing yet) */
     int ptab_last_b, ptab_last_pitch;
+    uint32_t *bm_host;    /* [EA_OCL_BM_SLOTS] copies of lay.bm_bytes (host block) */
+    cl_event bm_ev[EA_OCL_BM_SLOTS];
+    int bm_next;
     ea_clblast blast;
     bool blast_ok;
     char blast_why[96];

@@ -214,6 +214,57 @@ static edgeattn_status ptab_upload(ea_ocl_state *s, char *msg, const ea_kv_cache
     return EDGEATTN_OK;
 }
 
+/* ---------------------------------------------------------------- block masks
+ * An attention call's block mask goes to the device as bitmaps: pattern p (a batch row's and KV head's,
+ * or broadcast), query block r, word w: bit k set when key block 32w + k is listed in row block r. The
+ * kernels test a tile's key blocks against the union of the query blocks its rows fall in (common.cl
+ * ea_bm_*), so unlisted tiles are never loaded. Built on the host from the validated BSR arrays (O(nnz)
+ * plus clearing the planned rows) into one of EA_OCL_BM_SLOTS host copies and uploaded without blocking,
+ * as the page tables are. */
+static edgeattn_status bm_upload(ea_ocl_state *s, char *msg, const ea_attn_call *c, ea_ocl_attn_p *P)
+{
+    ea_ocl_api *a = &s->api;
+    const edgeattn_block_mask *m = c->block_mask;
+    const int nrb = (int)((c->Nq + m->block_q - 1) / m->block_q), nkb = (c->Nkv + 63) / 64;
+    const int words = (nkb + 31) / 32, np = (int)(m->batch * m->heads);
+    const size_t need = (size_t)np * (size_t)nrb * (size_t)words * 4;
+    if (need > s->lay.bm_bytes || m->block_k != 64)
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: a block mask of %d patterns x %d row blocks exceeds the plan",
+                       np, nrb);
+    const int slot = s->bm_next;
+    if (s->bm_ev[slot]) { /* this copy's last upload must be done before the copy changes */
+        const cl_int err = a->clWaitForEvents(1, &s->bm_ev[slot]);
+        a->clReleaseEvent(s->bm_ev[slot]);
+        s->bm_ev[slot] = NULL;
+        if (err != CL_SUCCESS)
+            return ea_ocl_fail_cl(msg, err, "clWaitForEvents (block mask)");
+    }
+    uint32_t *bits = s->bm_host + (size_t)slot * (s->lay.bm_bytes / sizeof(uint32_t));
+    memset(bits, 0, need);
+    for (int p = 0; p < np; p++)
+        for (int r = 0; r < nrb; r++) {
+            const int32_t *rp = m->row_ptr + (size_t)p * (size_t)(nrb + 1) + (size_t)r;
+            uint32_t *row = bits + ((size_t)p * (size_t)nrb + (size_t)r) * (size_t)words;
+            for (int32_t e = rp[0]; e < rp[1]; e++) {
+                const int32_t kb = m->col_idx[e];
+                row[kb >> 5] |= 1u << (kb & 31);
+            }
+        }
+    s->bm_next = (slot + 1) % EA_OCL_BM_SLOTS;
+    const cl_int err = a->clEnqueueWriteBuffer(s->queue, s->work, CL_FALSE, s->lay.bm, need, bits, 0, NULL,
+                                               &s->bm_ev[slot]);
+    if (err != CL_SUCCESS) {
+        s->bm_ev[slot] = NULL;
+        return ea_ocl_fail_cl(msg, err, "clEnqueueWriteBuffer (block mask)");
+    }
+    P->bm_bq = (cl_int)m->block_q;
+    P->bm_words = words;
+    P->bm_off = (cl_long)(s->lay.bm / 4);
+    P->bm_sh = m->heads > 1 ? (cl_long)nrb * words : 0;
+    P->bm_sb = m->batch > 1 ? (cl_long)m->heads * nrb * words : 0;
+    return EDGEATTN_OK;
+}
+
 /* ---------------------------------------------------------------- RoPE angle tables
  * cos and sin of every rotated pair of the positions a launch needs, computed on the host in double
  * by core's ea_rope_angles (so the device rotates by exactly the FP32 values the CPU backend uses,
@@ -513,6 +564,8 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
     P.wr = clamp_window(c->window_right, lim);
     P.scale = c->scale;
     P.softcap = c->softcap;
+    if (c->block_mask)
+        TRY(bm_upload(s, msg, c, &P));
     mems m = {NULL, NULL, NULL, NULL, s->work, s->work};
     const bool q_host = c->q->memory == EDGEATTN_MEM_HOST, o_host = c->out->memory == EDGEATTN_MEM_HOST;
     const bool b_host = c->bias && c->bias->memory == EDGEATTN_MEM_HOST;

@@ -164,12 +164,15 @@ __kernel __attribute__((reqd_work_group_size(EA_SM_WG, 1, 1))) void ea_softmax(
     const int kv_len = P.kv_len[bl];
     const int qo = kv_len - P.nq[bl] + (int)i;
     __global float *s = S + s_off + (long)row * ld;
+    /* a block mask's bitmap row of this query's block (the work pool holds it beside S) */
+    __global const uint *bmp = (__global const uint *)S + P.bm_off + b * P.bm_sb + (long)(P.h0 + hl) * P.bm_sh;
+    const int qb = P.bm_bq > 0 ? (int)(i / P.bm_bq) : 0;
     float mx = -INFINITY;
     for (int j = tid; j < kv_len; j += EA_SM_WG) {
         float x = s[j];
         if (P.softcap > 0.0f)
             x = P.softcap * tanh(x / P.softcap);
-        const bool vis = ea_visible(j, qo, P.causal, P.wl, P.wr);
+        const bool vis = ea_visible(j, qo, P.causal, P.wl, P.wr) && (P.bm_bq == 0 || ea_bm_bit(bmp, P.bm_words, qb, j));
         if (vis && P.has_bias)
             x += biasb[P.bias.off + b * P.bias.sb + h * P.bias.sh + i * P.bias.sn + j];
         x = vis ? x : -INFINITY;

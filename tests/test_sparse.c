@@ -542,13 +542,21 @@ static void block_sparse_parity(void **state)
 {
     (void)state;
     tc_clear_env();
-    tc_tier tiers[8];
-    const int ntier = tc_cpu_tiers(tiers, 8);
+    tc_tier tiers[9];
+    int ntier = sparse_tiers(tiers, 8);
+    int ocl0 = ntier; /* OpenCL: its own tiles, NVIDIA's table's, and the unfused path */
+    if (ntier > 0 && tiers[ntier - 1].backend == EDGEATTN_BACKEND_OPENCL) {
+        ocl0 = ntier - 1;
+        tiers[ntier] = tiers[ntier - 1];
+        tiers[ntier + 1] = tiers[ntier - 1];
+        ntier += 2;
+    }
     static const int lens[] = {1, 37, 63, 64, 65, 127, 128, 129, 200, 257, 300};
     static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
     const int per_tier = tc_long() ? 120 : 40;
     int ran = 0;
     for (int ti = 0; ti < ntier; ti++) {
+        const bool nv_tiles = ti == ocl0 + 1, unfused = ti == ocl0 + 2;
         edgeattn_config cfg;
         edgeattn_config_default(&cfg);
         cfg.max_batch = 3;
@@ -559,8 +567,17 @@ static void block_sparse_parity(void **state)
         cfg.max_head_dim = 128;
         cfg.num_threads = 2;
         cfg.backend = EDGEATTN_BACKEND_CPU;
+        if (nv_tiles) { /* PoCL runs the tiles a GPU would pick (64-row prefill tiles, 64-key decode tiles) */
+            setenv("EDGEATTN_OPENCL_CLASS", "nvidia", 1);
+            setenv("EDGEATTN_OPENCL_LOCAL_MEM", "49152", 1);
+        }
+        if (unfused) /* CLBlast's GEMMs, the mask in the softmax kernel */
+            setenv("EDGEATTN_OPENCL_PATH", "unfused", 1);
         edgeattn_context *ctx = tc_create_tier(&cfg, &tiers[ti]);
-        for (int n = 0; n < per_tier; n++) {
+        unsetenv("EDGEATTN_OPENCL_CLASS");
+        unsetenv("EDGEATTN_OPENCL_LOCAL_MEM");
+        unsetenv("EDGEATTN_OPENCL_PATH");
+        for (int n = 0; n < (unfused ? 8 : per_tier); n++) {
             tc_rng r;
             tc_rng_init(&r, tc_seed(), (uint64_t)(1000 + ti * 1000 + n));
             static const int hs[][2] = {{1, 1}, {4, 1}, {4, 2}, {8, 2}, {2, 2}};
@@ -593,7 +610,8 @@ static void block_sparse_parity(void **state)
             if (!res.ok) {
                 char desc[256];
                 tc_case_describe(&c, desc, sizeof desc);
-                fail_msg("tier %s, %s, mask %dx64 of %d x %d patterns, nnz %lld: %s", tiers[ti].name, desc, bq,
+                fail_msg("tier %s%s, %s, mask %dx64 of %d x %d patterns, nnz %lld: %s", tiers[ti].name,
+                         nv_tiles ? " (NVIDIA tiles)" : unfused ? " (unfused)" : "", desc, bq,
                          (int)rm.m.batch, (int)rm.m.heads, (long long)rm.m.nnz, res.why);
             }
             rand_mask_free(&rm);
@@ -606,10 +624,8 @@ static void block_sparse_parity(void **state)
 }
 
 /* Malformed masks: each refused with its own message, the output untouched. */
-static void block_sparse_bad(void **state)
+static void block_sparse_bad_on(edgeattn_backend be)
 {
-    (void)state;
-    tc_clear_env();
     edgeattn_config cfg;
     edgeattn_config_default(&cfg);
     cfg.max_batch = 2;
@@ -618,7 +634,7 @@ static void block_sparse_bad(void **state)
     cfg.max_heads = 4;
     cfg.max_kv_heads = 2;
     cfg.max_head_dim = 64;
-    cfg.backend = EDGEATTN_BACKEND_CPU;
+    cfg.backend = be;
     edgeattn_context *ctx = tc_create(&cfg);
     tc_attn_case c = tc_case(2, 4, 2, 130, 200, 64); /* 3 row blocks of 64, 4 key blocks */
     c.lse = 1;
@@ -680,6 +696,7 @@ static void block_sparse_bad(void **state)
     tc_attn_free(&d);
     edgeattn_destroy(ctx);
     edgeattn_config kc = sink_config(0, 0, EDGEATTN_F16, 0);
+    kc.backend = be;
     ctx = tc_create(&kc);
     append_stream(ctx, 0, 3, 0, 20, 0, 64);
     tc_tensor q, out;
@@ -696,6 +713,15 @@ static void block_sparse_bad(void **state)
     tc_tensor_free(&q);
     tc_tensor_free(&out);
     edgeattn_destroy(ctx);
+}
+
+static void block_sparse_bad(void **state)
+{
+    (void)state;
+    tc_clear_env();
+    block_sparse_bad_on(EDGEATTN_BACKEND_CPU);
+    if (gpu_present(EDGEATTN_BACKEND_OPENCL))
+        block_sparse_bad_on(EDGEATTN_BACKEND_OPENCL);
 }
 
 /* ---------------------------------------------------------------- top-k decode */
