@@ -11,6 +11,11 @@
 #   tests      every suite on CUDA (AUTO picks it), CPU-only suites with the GPU hidden
 #   ocl        OpenCL on NVIDIA's driver: test_opencl, shared suites forced to OpenCL, edgebench suite
 #   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
+#   sparse     edgebench: the sparse pairs of issue 13 side by side in one run per backend of
+#              $SPARSE_BACKENDS (default opencl): block-sparse prefill N8192 H32 D128 at 10% of 64x64 blocks
+#              against dense, decode after 1,000,000 tokens through 4 sinks + a ring of 4096 against a
+#              plain cache of 4100, and (CPU, CUDA) top-k 2048 of 32768 against dense; F16 storage,
+#              --check against the reference -> sparse-<backend>.txt; plus test_sparse with OpenCL required
 #   paged      edgebench: paged (pages of 16 and 64) against contiguous decode, B4 ragged, CUDA and OpenCL
 #              (and OpenCL with each TILES[@OPTIONS] entry of $PAGED_TILES, as in the sweep step)
 #   tune       OpenCL edgebench --tune from the generic tile row (TUNE_SECONDS, default 240), then that
@@ -73,6 +78,24 @@ if want ocl; then
     done
     timeout 300 "$EB" --backend opencl --reps 5 --json "$L/bench-ocl.json" > "$OUT/bench-ocl.txt" 2>&1
     note "edgebench opencl: status $? at $((SECONDS - t0)) s"
+fi
+if want sparse; then
+    export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
+    EDGEATTN_TEST_REQUIRE_OPENCL=1 timeout 600 "$B/tests/test_sparse" > "$L/test-sparse.log" 2>&1
+    note "test_sparse (CPU tiers + OpenCL $EDGEATTN_OPENCL_DEVICE): status $?"
+    grep -E '^\[  (PASSED|FAILED)|^ERROR|block-sparse:|streaming:' "$L/test-sparse.log" | head -8 | tee -a "$sum"
+    f=q=f16,kv=f16,out=f16
+    sp=(--case "prefill:H=32,KVH=32,N=8192,D=128,$f,name=pf-8k"
+        --case "prefill:H=32,KVH=32,N=8192,D=128,$f,density=0.1,bq=64,name=pf-8k-sparse10"
+        --case "decode:H=32,KVH=8,NKV=4100,D=128,$f,name=dec-4100"
+        --case "decode:H=32,KVH=8,NKV=4100,D=128,$f,sinks=4,stream=1000000,name=dec-stream")
+    tk=(--case "decode:H=32,KVH=8,NKV=32768,D=128,$f,name=dec-32k"
+        --case "decode:H=32,KVH=8,NKV=32768,D=128,$f,topk=2048,sblk=64,name=dec-32k-topk2k")
+    for be in ${SPARSE_BACKENDS:-opencl}; do
+        cs=("${sp[@]}"); [[ $be != opencl ]] && cs+=("${tk[@]}") # (top-k: not on OpenCL yet)
+        timeout 500 "$EB" --backend $be --reps 15 --check --no-ceiling "${cs[@]}" > "$OUT/sparse-$be.txt" 2>&1
+        note "sparse pairs on $be: status $?"; grep -E '^(pf|dec)|rror|fail' "$OUT/sparse-$be.txt" | tee -a "$sum"
+    done
 fi
 if want sanitizer && command -v compute-sanitizer > /dev/null; then
     for tool in memcheck racecheck; do
