@@ -312,7 +312,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     const bool bmask = P.bm_bq > 0;
     __global const uint *bmp = (__global const uint *)wsb + P.bm_off + b * P.bm_sb + (long)hkv * P.bm_sh;
     const int qb0 = bmask ? (P.i0 + r0 / group) / P.bm_bq : 0, qb1 = bmask ? (P.i0 + max(rlast, r0) / group) / P.bm_bq : 0;
-#define FK_NEXT(T) (bmask ? ea_bm_next(bmp, P.bm_words, qb0, qb1, (T), t_end, jlo, jhi, FK_BN) : (T))
+#define FK_NEXT(T) (bmask ? ea_bm_next(bmp, P.bm_words, P.bm_shift, qb0, qb1, (T), t_end, jlo, jhi, FK_BN) : (T))
     const int t_begin = FK_NEXT(min(split * tps, t_end));
 #ifdef EA_PAGED
     const bool paged = P.page_shift > 0; /* uniform: a launch over a paged cache */
@@ -420,7 +420,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
          * (one key block that each query block of the rows lists) needs no per-element mask check */
         bool bm_all = true;
         if (bmask)
-            (void)ea_bm_tile(bmp, P.bm_words, qb0, qb1, j0, min(j0 + FK_BN - 1, jhi), &bm_all);
+            (void)ea_bm_tile(bmp, P.bm_words, P.bm_shift, qb0, qb1, j0, min(j0 + FK_BN - 1, jhi), &bm_all);
         const bool full = rows_full && bm_all && j0 >= jlo_all && j0 + FK_BN - 1 <= jhi_all;
         _Pragma("unroll") for (int a = 0; a < FK_TM; a++)
         {
@@ -438,7 +438,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
                 if (P.softcap > 0.0f)
                     x = P.softcap * tanh(x / P.softcap) * EA_LOG2E;
                 const bool vis = full || (rr < R && j <= jhi && ea_visible(j, qo, P.causal, P.wl, P.wr) &&
-                                          (bm_all || ea_bm_bit(bmp, P.bm_words, (P.i0 + rr / group) / P.bm_bq, j)));
+                                          (bm_all || ea_bm_bit(bmp, P.bm_words, P.bm_shift, (P.i0 + rr / group) / P.bm_bq, j)));
                 if (vis && P.has_bias)
                     x = fma(biasb[P.bias.off + b * P.bias.sb + h * P.bias.sh + (long)(P.i0 + rr / group) * P.bias.sn +
                                   j],

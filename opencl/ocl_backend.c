@@ -156,8 +156,8 @@ static bool ocl_supports(const edgeattn_config *cfg)
         return true;
     if (ea_dtype_quant(cfg->kv_cache_dtype)) /* quantised KV caches: the CPU backend's so far */
         return false;
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0)
-        /* so are caches with block summaries */
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0 && cfg->kv_page_size > 0)
+        /* so are paged caches with block summaries */
         return false;
     if (cfg->gpu_queue)
         return false;
@@ -262,6 +262,20 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, const char *ident,
             sz.overflow = true;
         L->bm = ea_sizer_add(&sz, L->bm_bytes, 1, 256);
     }
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0) {
+        /* top-k decode: the summaries in their own device buffer (counted as KV cache), the scores and the
+         * selections of a call in the work pool */
+        size_t n = 0;
+        L->sblk = cfg->kv_summary_block;
+        L->nsblk = (cap + L->sblk - 1) / L->sblk;
+        L->tk_words = (L->nsblk + 31) / 32;
+        const size_t seqh = (size_t)cfg->max_batch * (size_t)cfg->max_kv_heads;
+        if (!ea_mul_ok(seqh * (size_t)cfg->num_layers, (size_t)L->nsblk * 2 * D * 4, &L->summ_bytes) ||
+            !ea_mul_ok(seqh, (size_t)L->nsblk * 4, &n))
+            sz.overflow = true;
+        L->tk_sc = ea_sizer_add(&sz, n, 1, 256);
+        L->tk_bm = ea_sizer_add(&sz, seqh * (size_t)L->tk_words, 4, 256);
+    }
     if (cfg->rope.style != EDGEATTN_ROPE_NONE) {
         /* RoPE angles, cos and sin of each pair in FP32 computed on the host in double (devices without
          * cl_khr_fp64 exist), for rope_rows positions per upload: a decode's queries or an append's keys
@@ -314,7 +328,7 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, const char *ident,
     L->user_bytes = (size_t)cfg->device_user_bytes;
     size_t total = 0;
     if (sz.overflow || !ea_add_ok(L->work_bytes, L->user_bytes, &total) || !ea_add_ok(total, L->kv_bytes_each, &total) ||
-        !ea_add_ok(total, L->kv_bytes_each, &total))
+        !ea_add_ok(total, L->kv_bytes_each, &total) || !ea_add_ok(total, L->summ_bytes, &total))
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "opencl: device plan overflows size_t");
     L->device_total = total;
     return EDGEATTN_OK;
@@ -342,10 +356,10 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                        "opencl: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
                        ea_dtype_name(cfg->kv_cache_dtype));
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0)
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0 && cfg->kv_page_size > 0)
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
-                       "opencl: a KV cache with block summaries (config.kv_summary_block) is not served by this backend "
-                       "yet (the CPU backend serves it)");
+                       "opencl: a paged KV cache with block summaries (config.kv_summary_block with kv_page_size) is "
+                       "not served by this backend yet (contiguous caches are; the CPU backend serves both)");
     ea_ocl_layout L;
     edgeattn_status st;
     char ident[160] = "";
@@ -375,7 +389,7 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
     out->device_bytes = L.device_total;
     out->threads = 1;
     out->kv_on_device = (cfg->flags & EDGEATTN_FLAG_KV_CACHE) != 0;
-    out->kv_device_bytes = 2 * L.kv_bytes_each;
+    out->kv_device_bytes = 2 * L.kv_bytes_each + L.summ_bytes; /* (the summaries belong to the cache) */
     return EDGEATTN_OK;
 }
 
@@ -831,8 +845,8 @@ static void ocl_release(ea_ocl_state *s)
         if (s->kv_v[i])
             a->clReleaseMemObject(s->kv_v[i]);
     }
-    cl_mem mems[3] = {s->blast_tmp, s->user, s->work};
-    for (int i = 0; i < 3; i++)
+    cl_mem mems[4] = {s->blast_tmp, s->user, s->work, s->summ};
+    for (int i = 0; i < 4; i++)
         if (mems[i])
             a->clReleaseMemObject(mems[i]);
     if (s->queue)
@@ -1007,7 +1021,7 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
         return st;
     static const char *const knames[EA_K_COUNT] = {"ea_combine",   "ea_kv_write", "ea_convert",    "ea_finite",
                                                    "ea_gather_q",  "ea_gather_kv", "ea_softmax",  "ea_store_rows",
-                                                   "ea_fma_peak"};
+                                                   "ea_fma_peak",  "ea_kv_summ",  "ea_topk_score", "ea_topk_select"};
     for (int i = 0; i < EA_K_COUNT; i++) {
         s->k[i] = ea_ocl_create_kernel(a, s->util_prog, knames[i], &err);
         if (err != CL_SUCCESS) {
@@ -1017,7 +1031,8 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
     }
 
     /* pools */
-    if ((st = make_buffer(s, s->lay.work_bytes, "work pool (staging, split-KV workspace)", &s->work, msg)) != EDGEATTN_OK ||
+    if ((st = make_buffer(s, s->lay.summ_bytes, "KV block summaries", &s->summ, msg)) != EDGEATTN_OK ||
+        (st = make_buffer(s, s->lay.work_bytes, "work pool (staging, split-KV workspace)", &s->work, msg)) != EDGEATTN_OK ||
         (st = make_buffer(s, s->lay.user_bytes, "user region", &s->user, msg)) != EDGEATTN_OK)
         return st;
     if (s->lay.paged) {

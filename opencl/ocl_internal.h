@@ -34,7 +34,7 @@ typedef struct ea_ocl_attn_p {
     cl_int sinks;               /* a sinks cache's S: held keys j < S in slots j, the ring after (common.cl ea_slot) */
     cl_int bm_bq;               /* block mask: query rows per block (0: no mask) */
     cl_long bm_off, bm_sb, bm_sh; /* block mask bitmap: uint offset in the work pool, pattern strides (uints) */
-    cl_int bm_words, bm_pad;    /* uints per query block's row of the bitmap */
+    cl_int bm_words, bm_shift;  /* uints per query block's row of the bitmap; log2 of the keys of a mask block */
     cl_float scale, softcap;
     cl_int kv_len[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];
@@ -82,7 +82,7 @@ typedef struct ea_ocl_variant {
 } ea_ocl_variant;
 
 enum { EA_K_COMBINE, EA_K_KV_WRITE, EA_K_CONVERT, EA_K_FINITE, EA_K_GATHER_Q, EA_K_GATHER_KV, EA_K_SOFTMAX,
-       EA_K_STORE, EA_K_PEAK, EA_K_COUNT };
+       EA_K_STORE, EA_K_PEAK, EA_K_SUMM, EA_K_TK_SCORE, EA_K_TK_SELECT, EA_K_COUNT };
 
 enum { EA_OCL_PATH_FUSED = 0, EA_OCL_PATH_UNFUSED = 1 };
 
@@ -116,6 +116,13 @@ typedef struct ea_ocl_layout {
                                        [ceil(max_q_len / 64) query blocks][bm_words] uint32, bit kb: key block
                                        kb listed */
     int32_t bm_words;               /* uint32 per query block: ceil(ceil(max_kv_len / 64) / 32) */
+    int32_t sblk, nsblk;            /* top-k (config.kv_summary_block): keys per summary block, blocks per
+                                       (layer, sequence, KV head) */
+    size_t summ_bytes;              /* device buffer of block summaries: [layers][max_batch][max_kv_heads][nsblk]
+                                       [2][max_head_dim] F32 (min, max of K) */
+    int32_t tk_words;               /* uint32 per selection row: ceil(nsblk / 32) */
+    size_t tk_sc, tk_bm;            /* work pool: scores [max_batch][max_kv_heads][nsblk] F32, selections
+                                       [max_batch][max_kv_heads][tk_words] uint32 (the decode's mask) */
     size_t user_bytes;
     size_t device_total;
 } ea_ocl_layout;
@@ -148,6 +155,7 @@ typedef struct ea_ocl_state {
                              buffer may hold fewer than all of them) */
     int kv_nbuf, kv_lpb;
     cl_mem user, work, blast_tmp;
+    cl_mem summ;          /* top-k block summaries (lay.summ_bytes), or NULL */
     float *rope_host;     /* [EA_OCL_ROPE_SLOTS] tables of lay.rope_bytes (host block) */
     cl_event rope_ev[EA_OCL_ROPE_SLOTS]; /* the upload of each slot still in flight, or NULL */
     int rope_next;

@@ -259,6 +259,7 @@ static edgeattn_status bm_upload(ea_ocl_state *s, char *msg, const ea_attn_call 
     }
     P->bm_bq = (cl_int)m->block_q;
     P->bm_words = words;
+    P->bm_shift = 6; /* 64 keys per mask block */
     P->bm_off = (cl_long)(s->lay.bm / 4);
     P->bm_sh = m->heads > 1 ? (cl_long)nrb * words : 0;
     P->bm_sb = m->batch > 1 ? (cl_long)m->heads * nrb * words : 0;
@@ -435,6 +436,64 @@ static edgeattn_status run_unfused(ea_ocl_state *s, char *msg, const ea_ocl_attn
     return EDGEATTN_OK;
 }
 
+/* Top-k decode (config.kv_summary_block, params.topk_tokens; one query per sequence): scores every block
+ * of each (sequence, KV head) of the launch from the cache's summaries (ea_topk_score), selects the
+ * ceil(topk_tokens / block) best (at least 2; the first and newest always) as bits of a per-(sequence, KV
+ * head) mask in the work pool (ea_topk_select), and points the launch's block mask at it (one query block;
+ * mask blocks of the summary's size), so the decode visits only the selected blocks' tiles. */
+static edgeattn_status topk_select(ea_ocl_state *s, char *msg, const ea_attn_call *c, ea_ocl_attn_p *P, const mems *m,
+                                   int nb)
+{
+    const ea_ocl_layout *L = &s->lay;
+    const ea_kv_cache *kv = c->cache;
+    int shift = 0;
+    while ((1 << shift) < L->sblk)
+        shift++;
+    P->bm_bq = 1 << 30; /* every query in query block 0 */
+    P->bm_words = L->tk_words;
+    P->bm_shift = shift;
+    P->bm_off = (cl_long)(L->tk_bm / 4);
+    P->bm_sh = L->tk_words;
+    P->bm_sb = (cl_long)kv->max_heads * L->tk_words;
+    int kvmax = 0;
+    for (int bl = 0; bl < nb; bl++)
+        kvmax = P->kv_len[bl] > kvmax ? P->kv_len[bl] : kvmax;
+    const cl_long s_off = (cl_long)c->layer * s->max_batch * kv->max_heads * L->nsblk * 2 * kv->max_dim;
+    const cl_long sc_off = (cl_long)(L->tk_sc / 4);
+    const cl_int sblk = L->sblk, nsblk = L->nsblk, mheads = kv->max_heads, mdim = kv->max_dim;
+    int64_t keep = ((int64_t)c->topk_tokens + L->sblk - 1) / L->sblk;
+    const cl_int keep_i = (cl_int)(keep < 2 ? 2 : keep > nsblk ? nsblk : keep);
+    const int nblk = (kvmax + L->sblk - 1) / L->sblk;
+    if (nblk > 0) {
+        cl_kernel k = s->k[EA_K_TK_SCORE];
+        TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &m->q));
+        TRY(set_arg(s, msg, k, 1, sizeof(cl_mem), &s->summ));
+        TRY(set_arg(s, msg, k, 2, sizeof(cl_mem), &s->work));
+        TRY(set_arg(s, msg, k, 3, sizeof *P, P));
+        TRY(set_arg(s, msg, k, 4, sizeof s_off, &s_off));
+        TRY(set_arg(s, msg, k, 5, sizeof sblk, &sblk));
+        TRY(set_arg(s, msg, k, 6, sizeof nsblk, &nsblk));
+        TRY(set_arg(s, msg, k, 7, sizeof mheads, &mheads));
+        TRY(set_arg(s, msg, k, 8, sizeof mdim, &mdim));
+        TRY(set_arg(s, msg, k, 9, sizeof sc_off, &sc_off));
+        const size_t g[3] = {(size_t)(nblk + 63) / 64 * 64, (size_t)P->nh, (size_t)nb};
+        CL_TRY(s, msg, s->api.clEnqueueNDRangeKernel(s->queue, k, 3, NULL, g, NULL, 0, NULL, NULL),
+               "clEnqueueNDRangeKernel(ea_topk_score)");
+    }
+    cl_kernel k = s->k[EA_K_TK_SELECT];
+    TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &s->work));
+    TRY(set_arg(s, msg, k, 1, sizeof *P, P));
+    TRY(set_arg(s, msg, k, 2, sizeof sblk, &sblk));
+    TRY(set_arg(s, msg, k, 3, sizeof nsblk, &nsblk));
+    TRY(set_arg(s, msg, k, 4, sizeof mheads, &mheads));
+    TRY(set_arg(s, msg, k, 5, sizeof sc_off, &sc_off));
+    TRY(set_arg(s, msg, k, 6, sizeof keep_i, &keep_i));
+    const size_t g[3] = {256, (size_t)P->nh, (size_t)nb}, l[3] = {256, 1, 1};
+    CL_TRY(s, msg, s->api.clEnqueueNDRangeKernel(s->queue, k, 3, NULL, g, l, 0, NULL, NULL),
+           "clEnqueueNDRangeKernel(ea_topk_select)");
+    return EDGEATTN_OK;
+}
+
 /* One launch: sequences [b0, b0+nb), KV heads [h0, h0+nh), queries [i0, i0+ni). */
 static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call *c, const ea_ocl_attn_p *base,
                                   const mems *m, int b0, int nb, int h0, int nh, int i0, int ni)
@@ -481,6 +540,8 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
         P.rope_off = (cl_long)(s->lay.rope / sizeof(float));
         TRY(rope_upload(s, msg, c->rope, nb, pos0, P.tab0, cnt, (size_t)nb * (size_t)ni));
     }
+    if (c->decode && c->topk_tokens > 0) /* the blocks to read become the launch's mask */
+        TRY(topk_select(s, msg, c, &P, m, nb));
     if (s->lay.path == EA_OCL_PATH_UNFUSED)
         return run_unfused(s, msg, &P, m, nb);
 
@@ -792,8 +853,8 @@ static kv_part kv_part_of(const ea_kv_cache *kv, int64_t total, int n, int part)
     return q;
 }
 
-edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
-                                const edgeattn_tensor *v, const int32_t *n_new)
+static edgeattn_status kv_write_rows(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
+                                     const edgeattn_tensor *v, const int32_t *n_new)
 {
     ea_ocl_state *s = ctx->backend_state;
     char *msg = ctx->msg;
@@ -974,6 +1035,64 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
     return EDGEATTN_OK;
 }
 
+/* Top-k caches: the block summaries of the rows an append stored (after they are stored, in queue order).
+ * Such caches have no window, so the rows are [0, n) at slots total + r. */
+static edgeattn_status kv_summaries(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, int B, int N, int H,
+                                    int D, const int32_t *n_new)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    char *msg = ctx->msg;
+    const ea_kv_cache *kv = &ctx->kv;
+    const ea_ocl_layout *L = &s->lay;
+    size_t loff;
+    const cl_mem kdst = kv_buf(s, s->kv_k, layer, &loff);
+    ea_ocl_rows_p P;
+    memset(&P, 0, sizeof P);
+    P.cache_dt = kv->dtype;
+    P.heads = kv->heads;
+    P.cap = kv->cap;
+    P.D = D;
+    P.kd_off = (cl_long)(loff / ea_dtype_size(kv->dtype));
+    P.ring = kv->cap;
+    P.nh = H;
+    const cl_long s_off = (cl_long)layer * s->max_batch * kv->max_heads * L->nsblk * 2 * kv->max_dim;
+    const cl_int sblk = L->sblk, nsblk = L->nsblk, mheads = kv->max_heads, mdim = kv->max_dim;
+    cl_kernel k = s->k[EA_K_SUMM];
+    for (int b0 = 0; b0 < B; b0 += EA_OCL_SEQ_MAX) {
+        const int nb = B - b0 < EA_OCL_SEQ_MAX ? B - b0 : EA_OCL_SEQ_MAX;
+        for (int bl = 0; bl < nb; bl++) {
+            const int32_t seq = seq_ids[b0 + bl];
+            P.r0[bl] = 0;
+            P.n[bl] = n_new ? n_new[b0 + bl] : N;
+            P.dseq[bl] = seq;
+            P.slot0[bl] = (cl_int)(kv->total[ea_kv_idx(kv, layer, seq)] % kv->cap);
+        }
+        TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &kdst));
+        TRY(set_arg(s, msg, k, 1, sizeof(cl_mem), &s->summ));
+        TRY(set_arg(s, msg, k, 2, sizeof P, &P));
+        TRY(set_arg(s, msg, k, 3, sizeof s_off, &s_off));
+        TRY(set_arg(s, msg, k, 4, sizeof sblk, &sblk));
+        TRY(set_arg(s, msg, k, 5, sizeof nsblk, &nsblk));
+        TRY(set_arg(s, msg, k, 6, sizeof mheads, &mheads));
+        TRY(set_arg(s, msg, k, 7, sizeof mdim, &mdim));
+        const size_t g[3] = {(size_t)D, (size_t)H, (size_t)nb};
+        CL_TRY(s, msg, s->api.clEnqueueNDRangeKernel(s->queue, k, 3, NULL, g, NULL, 0, NULL, NULL),
+               "clEnqueueNDRangeKernel(ea_kv_summ)");
+    }
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
+                                const edgeattn_tensor *v, const int32_t *n_new)
+{
+    TRY(kv_write_rows(ctx, layer, seq_ids, k, v, n_new));
+    const ea_ocl_state *s = ctx->backend_state;
+    if (s->summ)
+        TRY(kv_summaries(ctx, layer, seq_ids, (int)k->shape[0], (int)k->shape[2], (int)k->shape[1], (int)k->shape[3],
+                         n_new));
+    return EDGEATTN_OK;
+}
+
 edgeattn_status ea_ocl_kv_copy(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst)
 {
     ea_ocl_state *s = ctx->backend_state;
@@ -987,6 +1106,14 @@ edgeattn_status ea_ocl_kv_copy(edgeattn_context *ctx, int32_t layer, int32_t src
                s->api.clEnqueueCopyBuffer(s->queue, buf, buf, loff + (size_t)src * per, loff + (size_t)dst * per, per, 0,
                                           NULL, NULL),
                "kv_fork: clEnqueueCopyBuffer");
+    }
+    if (s->summ) { /* the block summaries belong to the rows: [max_heads][nsblk][2][max_dim] per sequence */
+        const size_t per_s = (size_t)kv->max_heads * (size_t)s->lay.nsblk * 2 * (size_t)kv->max_dim * sizeof(float);
+        const size_t l0 = (size_t)layer * (size_t)s->max_batch * per_s;
+        CL_TRY(s, ctx->msg,
+               s->api.clEnqueueCopyBuffer(s->queue, s->summ, s->summ, l0 + (size_t)src * per_s, l0 + (size_t)dst * per_s,
+                                          per_s, 0, NULL, NULL),
+               "kv_fork: clEnqueueCopyBuffer (block summaries)");
     }
     return EDGEATTN_OK;
 }

@@ -416,7 +416,8 @@ static void bad_input(void **state)
     assert_true(tc_unchanged(&out, so));
     edgeattn_destroy(ctx);
 
-    /* block summaries: their sizes, never with a window or a quantised cache; GPU backends refuse */
+    /* block summaries: their sizes, never with a window or a quantised cache; CUDA refuses them (so far),
+     * OpenCL takes a contiguous cache with them and refuses a paged one */
     static const int32_t bad_blocks[] = {-16, 8, 48, 256};
     for (int i = 0; i < 4; i++) {
         c = sink_config(0, 0, EDGEATTN_F16, 0);
@@ -430,13 +431,17 @@ static void bad_input(void **state)
     c = sink_config(0, 0, EDGEATTN_Q8, 0);
     c.kv_summary_block = 32;
     assert_int_equal(edgeattn_plan(&c, &info, &msg), EDGEATTN_ERR_INVALID_ARG);
-    for (int g = 0; g < 2; g++) {
-        c = sink_config(0, 0, EDGEATTN_F16, 0);
-        c.kv_summary_block = 32;
-        c.backend = gpus[g];
-        const edgeattn_status st = edgeattn_plan(&c, &info, &msg);
-        assert_true(st == EDGEATTN_ERR_UNSUPPORTED || st == EDGEATTN_ERR_BACKEND_UNAVAILABLE);
-    }
+    for (int g = 0; g < 2; g++)
+        for (int paged = 0; paged < 2; paged++) {
+            c = sink_config(0, 0, EDGEATTN_F16, paged ? 16 : 0);
+            c.kv_summary_block = 32;
+            c.backend = gpus[g];
+            const edgeattn_status st = edgeattn_plan(&c, &info, &msg);
+            if (gpus[g] == EDGEATTN_BACKEND_OPENCL && gpu_present(EDGEATTN_BACKEND_OPENCL))
+                assert_int_equal(st, paged ? EDGEATTN_ERR_UNSUPPORTED : EDGEATTN_OK);
+            else
+                assert_true(st == EDGEATTN_OK || st == EDGEATTN_ERR_UNSUPPORTED || st == EDGEATTN_ERR_BACKEND_UNAVAILABLE);
+        }
     /* the summaries' bytes: 2 x max_head_dim floats per block, KV head, sequence and layer */
     c = sink_config(0, 0, EDGEATTN_F16, 0);
     edgeattn_plan_info plain;
@@ -750,6 +755,8 @@ static void topk_case(const tc_tier *tier, edgeattn_dtype dt, int bs, int N, int
     cfg.kv_cache_dtype = dt;
     cfg.kv_summary_block = bs;
     cfg.kv_page_size = tc_randint(&r, 0, 1) ? 32 : 0;
+    if (tier && tier->backend == EDGEATTN_BACKEND_OPENCL) /* (OpenCL: contiguous caches with summaries only) */
+        cfg.kv_page_size = 0;
     cfg.num_threads = tc_randint(&r, 1, 2);
     edgeattn_context *ctx = tier ? tc_create_tier(&cfg, tier) : tc_create(&cfg);
     const int nblk = (N + bs - 1) / bs;
@@ -878,7 +885,7 @@ static void topk_decode(void **state)
     (void)state;
     tc_clear_env();
     tc_tier tiers[8];
-    const int ntier = tc_cpu_tiers(tiers, 8);
+    const int ntier = sparse_tiers(tiers, 8);
     static const int bss[] = {16, 32, 64, 128};
     static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
     double err_exact = 0.0, err_dense = 0.0, mass = 1.0, unused = 1.0;

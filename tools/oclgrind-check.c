@@ -222,6 +222,7 @@ typedef struct ctxdef {
     int page, pages; /* paged cache: config.kv_page_size, kv_pages (0: contiguous) */
     int sinks;       /* config.kv_cache_sinks (with a window) */
     int max_q;       /* config.max_q_len (0: 40) */
+    int sblk;        /* config.kv_summary_block (top-k decode) */
 } ctxdef;
 
 /* The positions a cache of ctxdef c holds after `total` tokens, oldest first (the sinks, then the
@@ -260,6 +261,7 @@ static edgeattn_context *ctx_open(const ctxdef *c)
         cfg.kv_cache_dtype = c->cache_dt;
         cfg.kv_cache_window = c->window;
         cfg.kv_cache_sinks = c->sinks;
+        cfg.kv_summary_block = c->sblk;
         cfg.kv_page_size = c->page;
         cfg.kv_pages = c->pages;
     }
@@ -440,6 +442,9 @@ typedef struct step {
     float softcap;
     edgeattn_dtype odt;         /* decode: out dtype */
     const char *expect;
+    int topk;                   /* decode: params.topk_tokens (top-k over the cache's block summaries) */
+    int unchecked;              /* decode: no reference (a selection of fewer blocks than the cache holds:
+                                   tests/test_sparse.c checks its result; here the accesses) */
 } step;
 
 typedef struct kvstate {
@@ -579,6 +584,7 @@ static int run_decode(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const
     p.softcap = st->softcap;
     p.check_finite = 1;
     p.lse = st->lse ? &lse.t : NULL;
+    p.topk_tokens = st->topk;
     if (edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &o.t, &p) != EDGEATTN_OK) {
         failf("decode: %s", edgeattn_message_of(ctx));
         goto done;
@@ -587,6 +593,12 @@ static int run_decode(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const
         failf("synchronize / read back: %s", edgeattn_message_of(ctx));
         goto done;
     }
+    if (st->unchecked) {
+        snprintf(g_why, sizeof g_why, "top-k %d: ran (result checked by test_sparse)", st->topk);
+        rc = 0;
+        goto done;
+    }
+    p.topk_tokens = 0;
     ref = malloc(sizeof(double) * 2 * DEC_HQ * (size_t)st->nq * DEC_D);
     ref_lse = malloc(sizeof(double) * 2 * DEC_HQ * (size_t)st->nq);
     p.lse = NULL;
@@ -719,6 +731,20 @@ static const step k_sinks_unfused[] = {
     {1, {2, 1}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
     {1, {40, 70}, F16, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
     {0, {0, 0}, F32, 0, 0, 2, 1, -1, 1, 0, F32, "ea_gather_q ea_gather_kv ea_softmax ea_store_rows ea_finite"},
+};
+
+/* Top-k decode over block summaries of 16 keys: appends from device and host sources (the summaries
+ * folded after the rows are stored, blocks continued across appends), a fork (the summaries copied),
+ * then a budget that covers every block (dense: checked) and one of 3 blocks (the scores, the rank
+ * selection and a decode over the selected tiles; its result is test_sparse's to check). */
+static const step k_topk[] = {
+    {1, {37, 21}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write ea_kv_summ"},
+    {1, {20, 30}, F16, 1, 1, 0, 0, 0, 0, 0, F32, "ea_kv_summ"},
+    {0, {0, 0}, F32, 0, 0, 1, 0, -1, 1, 0, F32, "ea_topk_score ea_topk_select ea_flash_dec@64", 400, 0},
+    {3, {0, 0}, F32, 0, 0, 0, 0, 0, 0, 0, F32, ""},
+    {1, {9, 14}, BF16, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_summ"},
+    {0, {0, 0}, F16, 0, 0, 1, 0, -1, 1, 0, F32, "ea_topk_score ea_topk_select ea_flash_dec@64", 48, 1},
+    {0, {0, 0}, F32, 0, 0, 1, 0, 20, 0, 0, BF16, "ea_topk_select ea_flash_dec@64", 40, 1},
 };
 
 /* Paged caches: two sequences appended in one call take their pages in turn (interleaved in the pool),
@@ -964,6 +990,12 @@ int main(int argc, char **argv)
     const ctxdef sinks_unfused = {"kv-sinks3-ring29-unfused", {{"EDGEATTN_OPENCL_PATH", "unfused"}}, 64, 1, 29, F16, 0,
                                   0, 3};
     run_decode_scenario(&sinks, k_sinks, (int)(sizeof k_sinks / sizeof k_sinks[0]));
+    const ctxdef topk = {"kv-f16-topk16", {{NULL, NULL}}, 64, 1, 0, F16, 0, 0, 0, 0, 16};
+    const ctxdef topk_nv = {"kv-f32-topk16-nvidia",
+                            {{"EDGEATTN_OPENCL_CLASS", "nvidia"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "49152"}},
+                            64, 1, 0, F32, 0, 0, 0, 0, 16};
+    run_decode_scenario(&topk, k_topk, (int)(sizeof k_topk / sizeof k_topk[0]));
+    run_decode_scenario(&topk_nv, k_topk, (int)(sizeof k_topk / sizeof k_topk[0]));
     run_decode_scenario(&sinks_paged, k_sinks, (int)(sizeof k_sinks / sizeof k_sinks[0]));
     run_decode_scenario(&sinks_unfused, k_sinks_unfused, 3);
     run_decode_scenario(&paged64_batch, k_paged64_ring, (int)(sizeof k_paged64_ring / sizeof k_paged64_ring[0]));
