@@ -14,7 +14,7 @@
 #   sparse     edgebench: the sparse pairs of issue 13 side by side in one run per backend of
 #              $SPARSE_BACKENDS (default opencl): block-sparse prefill N8192 H32 D128 at 10% of 64x64 blocks
 #              against dense, decode after 1,000,000 tokens through 4 sinks + a ring of 4096 against a
-#              plain cache of 4100, and (CPU, CUDA) top-k 2048 of 32768 against dense; F16 storage,
+#              plain cache of 4100, and top-k 2048 of 32768 (blocks of 64) against dense; F16 storage,
 #              --check against the reference -> sparse-<backend>.txt; plus test_sparse with OpenCL required
 #   paged      edgebench: paged (pages of 16 and 64) against contiguous decode, B4 ragged, CUDA and OpenCL
 #              (and OpenCL with each TILES[@OPTIONS] entry of $PAGED_TILES, as in the sweep step)
@@ -83,7 +83,7 @@ if want sparse; then
     export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
     EDGEATTN_TEST_REQUIRE_OPENCL=1 timeout 600 "$B/tests/test_sparse" > "$L/test-sparse.log" 2>&1
     note "test_sparse (CPU tiers + OpenCL $EDGEATTN_OPENCL_DEVICE): status $?"
-    grep -E '^\[  (PASSED|FAILED)|^ERROR|block-sparse:|streaming:' "$L/test-sparse.log" | head -8 | tee -a "$sum"
+    grep -E '^\[  (PASSED|FAILED)|^ERROR|block-sparse:|streaming:|top-k:' "$L/test-sparse.log" | head -8 | tee -a "$sum"
     f=q=f16,kv=f16,out=f16
     sp=(--case "prefill:H=32,KVH=32,N=8192,D=128,$f,name=pf-8k"
         --case "prefill:H=32,KVH=32,N=8192,D=128,$f,density=0.1,bq=64,name=pf-8k-sparse10"
@@ -92,7 +92,7 @@ if want sparse; then
     tk=(--case "decode:H=32,KVH=8,NKV=32768,D=128,$f,name=dec-32k"
         --case "decode:H=32,KVH=8,NKV=32768,D=128,$f,topk=2048,sblk=64,name=dec-32k-topk2k")
     for be in ${SPARSE_BACKENDS:-opencl}; do
-        cs=("${sp[@]}"); [[ $be != opencl ]] && cs+=("${tk[@]}") # (top-k: not on OpenCL yet)
+        cs=("${sp[@]}" "${tk[@]}")
         timeout 500 "$EB" --backend $be --reps 15 --check --no-ceiling "${cs[@]}" > "$OUT/sparse-$be.txt" 2>&1
         note "sparse pairs on $be: status $?"; grep -E '^(pf|dec)|rror|fail' "$OUT/sparse-$be.txt" | tee -a "$sum"
     done
