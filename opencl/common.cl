@@ -39,6 +39,9 @@ typedef struct ea_attn_p {
     int D, ring_cap, causal, wl;
     int wr, rope_style, rope_dim, page_shift;
     int pt_pitch, kv_vec; /* kv_vec: every K/V row element offset a multiple of 4 (EA_BATCH_LOADS) */
+    int sinks, bm_bq;     /* sinks: a sinks cache's S (ea_slot); bm_bq: block mask rows per query block (0: none) */
+    long bm_off, bm_sb, bm_sh; /* block mask bitmap (ea_bm_*): uint offset in the workspace, pattern strides */
+    int bm_words, bm_shift; /* uints per query block's row; log2 of the keys per mask block (64, or top-k's) */
     float scale, softcap;
     int kv_len[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
@@ -119,6 +122,58 @@ long ea_page_row(__global const float *ws, long tab_row, int slot, int shift, lo
 {
     const int pg = ((__global const int *)ws)[tab_row + (slot >> shift)];
     return (long)pg * page_elems + h * sh + (long)(slot & ((1 << shift) - 1)) * sn;
+}
+
+/* Slot of held key j (0-based over the keys a sequence holds) of a ring cache: a sinks cache keeps
+ * keys j < sinks in slots 0..sinks-1 and the ring of the rest in slots sinks.., starting at ring offset
+ * slot0 (the slot of its oldest key, less sinks) and wrapping at ring (its width: cap - sinks). Without
+ * sinks this is slot0 + j mod ring; ring 0 (caller tensors): j. */
+int ea_slot(int j, int slot0, int sinks, int ring)
+{
+    if (j < sinks)
+        return j;
+    int s = slot0 + (j - sinks);
+    if (ring > 0 && s >= ring)
+        s -= ring;
+    return sinks + s;
+}
+
+/* Block masks (ea_attn_p bm_*): bm points at a pattern's bitmaps, one row of `words` uints per query
+ * block; bit kb of row qb: key block kb (keys kb << shift ..: 64 keys for params.block_mask, a summary
+ * block for top-k decode) listed in query block qb. */
+bool ea_bm_bit(__global const uint *bm, int words, int shift, int qb, int j)
+{
+    const int kb = j >> shift;
+    return (bm[(long)qb * words + (kb >> 5)] >> (kb & 31)) & 1u;
+}
+
+/* Is a key block of keys [j0, j1] listed by any of query blocks [qb0, qb1]? *all: listed by all of them
+ * for every key (the mask then masks nothing in the tile). */
+bool ea_bm_tile(__global const uint *bm, int words, int shift, int qb0, int qb1, int j0, int j1, bool *all)
+{
+    bool any = false, every = true;
+    for (int kb = j0 >> shift; kb <= (j1 >> shift); kb++)
+        for (int qb = qb0; qb <= qb1; qb++) {
+            const bool on = (bm[(long)qb * words + (kb >> 5)] >> (kb & 31)) & 1u;
+            any = any || on;
+            every = every && on;
+        }
+    *all = every;
+    return any;
+}
+
+/* The first tile t' >= t (tiles of bn keys from jlo, up to jhi) that the block mask lists for query
+ * blocks [qb0, qb1], or t_end. */
+int ea_bm_next(__global const uint *bm, int words, int shift, int qb0, int qb1, int t, int t_end, int jlo, int jhi,
+               int bn)
+{
+    bool all;
+    for (; t < t_end; t++) {
+        const int j0 = jlo + t * bn;
+        if (ea_bm_tile(bm, words, shift, qb0, qb1, j0, min(j0 + bn - 1, jhi), &all))
+            return t;
+    }
+    return t_end;
 }
 
 /* Is key j visible to the query whose bottom-right offset is qo = kv_len - nq + i? */

@@ -122,9 +122,7 @@
         const int j_ = jlo + (T) * FK_BN + (C);                                                                   \
         RV = -1;                                                                                                  \
         if (j_ <= jhi) {                                                                                          \
-            int slot_ = slot0 + j_;                                                                               \
-            if (P.ring_cap > 0 && slot_ >= P.ring_cap)                                                            \
-                slot_ -= P.ring_cap;                                                                              \
+            const int slot_ = ea_slot(j_, slot0, P.sinks, P.ring_cap);                                            \
             RV = paged ? ea_pool_row(ptab, slot_, P.page_shift, P.page_units, P.row_units) : slot_;                \
         }                                                                                                         \
     }
@@ -136,29 +134,29 @@
         if (FK_BN % FK_NT == 0 || tid + i_ * FK_NT < FK_BN)                                                       \
             FK_ROW_OF(RW[i_], T, tid + i_ * FK_NT)                                                                \
     }
-#define FK_ROWS_PUT(RW, T)                                                                                        \
+#define FK_ROWS_PUT(RW, T, PAR)                                                                                   \
     _Pragma("unroll") for (int i_ = 0; i_ < FK_NPG; i_++)                                                         \
     {                                                                                                             \
         if (FK_BN % FK_NT == 0 || tid + i_ * FK_NT < FK_BN)                                                       \
-            Pg[((T) & 1) * FK_BN + tid + i_ * FK_NT] = RW[i_];                                                    \
+            Pg[(PAR) * FK_BN + tid + i_ * FK_NT] = RW[i_];                                                        \
     }
-#define FK_ROWS(T)                                                                                                \
+#define FK_ROWS(T, PAR)                                                                                           \
     {                                                                                                             \
         int rw_[FK_NPG];                                                                                          \
         FK_ROWS_GET(rw_, T)                                                                                       \
-        FK_ROWS_PUT(rw_, T)                                                                                       \
+        FK_ROWS_PUT(rw_, T, PAR)                                                                                  \
     }
 /* This work-item's share of the K or V tile T (keys jlo + T*BN ...) into REG[FK_NLD] as FP32; zero past
  * the visible range and the head dim. Element e = tid + u*NT of the tile is key e / D4, float4 column
  * e % D4. */
-#define FK_FETCH(REG, BUF, VIEW, T)                                                                               \
+#define FK_FETCH(REG, BUF, VIEW, T, PAR)                                                                          \
     _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
     {                                                                                                             \
         const int e = tid + u * FK_NT;                                                                            \
         const int c = e / FK_D4, d4 = e % FK_D4;                                                                  \
         REG[u] = (float4)(0.0f);                                                                                  \
         if (((FK_BN * FK_D4) % FK_NT == 0 || e < FK_BN * FK_D4) && d4 < D4) {                                     \
-            const int row = Pg[((T) & 1) * FK_BN + c];                                                            \
+            const int row = Pg[(PAR) * FK_BN + c];                                                                \
             if (row >= 0)                                                                                         \
                 REG[u] = ea_ld4(BUF, VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)row * VIEW.sn + 4 * d4, \
                                 P.kv_dt);                                                                         \
@@ -168,16 +166,14 @@
 /* This work-item's share of the K or V tile T (keys jlo + T*BN ...) into REG[FK_NLD] as FP32; zero past
  * the visible range and the head dim. Element e = tid + u*NT of the tile is key e / D4, float4 column
  * e % D4 (ring slot `slot`). */
-#define FK_FETCH(REG, BUF, VIEW, T)                                                                               \
+#define FK_FETCH(REG, BUF, VIEW, T, PAR)                                                                          \
     _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
     {                                                                                                             \
         const int e = tid + u * FK_NT;                                                                            \
         const int c = e / FK_D4, d4 = e % FK_D4, j = jlo + (T) * FK_BN + c;                                       \
         REG[u] = (float4)(0.0f);                                                                                  \
         if (((FK_BN * FK_D4) % FK_NT == 0 || e < FK_BN * FK_D4) && j <= jhi && d4 < D4) {                         \
-            int slot = slot0 + j;                                                                                 \
-            if (P.ring_cap > 0 && slot >= P.ring_cap)                                                             \
-                slot -= P.ring_cap;                                                                               \
+            const int slot = ea_slot(j, slot0, P.sinks, P.ring_cap);                                              \
             REG[u] = ea_ld4(BUF, VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)slot * VIEW.sn + 4 * d4,    \
                             P.kv_dt);                                                                             \
         }                                                                                                         \
@@ -195,30 +191,28 @@
  * column e % D4; paged programs: from Pg, read for every element before any is used), -1 when it is
  * not read; FK_VAT: the element offset of element U on row ROW */
 #ifdef EA_PAGED
-#define FK_ROWV(RV, T)                                                                                            \
+#define FK_ROWV(RV, T, PAR)                                                                                       \
     _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
     {                                                                                                             \
         const int e_ = tid + u * FK_NT, c_ = e_ / FK_D4, d4_ = e_ % FK_D4;                                        \
-        const int pg_ = Pg[((T) & 1) * FK_BN + min(c_, FK_BN - 1)];                                               \
+        const int pg_ = Pg[(PAR) * FK_BN + min(c_, FK_BN - 1)];                                                   \
         RV[u] = ((FK_BN * FK_D4) % FK_NT == 0 || e_ < FK_BN * FK_D4) && d4_ < D4 ? pg_ : -1;                      \
     }
 #else
-#define FK_ROWV(RV, T)                                                                                            \
+#define FK_ROWV(RV, T, PAR)                                                                                       \
     _Pragma("unroll") for (int u = 0; u < FK_NLD; u++)                                                            \
     {                                                                                                             \
         const int e_ = tid + u * FK_NT, c_ = e_ / FK_D4, d4_ = e_ % FK_D4, j_ = jlo + (T) * FK_BN + c_;           \
-        int slot_ = slot0 + j_;                                                                                   \
-        if (P.ring_cap > 0 && slot_ >= P.ring_cap)                                                                \
-            slot_ -= P.ring_cap;                                                                                  \
+        const int slot_ = ea_slot(j_, slot0, P.sinks, P.ring_cap);                                                \
         RV[u] = ((FK_BN * FK_D4) % FK_NT == 0 || e_ < FK_BN * FK_D4) && j_ <= jhi && d4_ < D4 ? slot_ : -1;       \
     }
 #endif
 #define FK_VAT(VIEW, U, ROW)                                                                                      \
     (VIEW.off + kvb * VIEW.sb + (long)hkv * VIEW.sh + (long)(ROW) * VIEW.sn + 4 * ((tid + (U) * FK_NT) % FK_D4))
-#define FK_FETCH(REG, BUF, VIEW, T)                                                                               \
+#define FK_FETCH(REG, BUF, VIEW, T, PAR)                                                                          \
     {                                                                                                             \
         int rv_[FK_NLD];                                                                                          \
-        FK_ROWV(rv_, T)                                                                                           \
+        FK_ROWV(rv_, T, PAR)                                                                                      \
         if (P.kv_vec && P.kv_dt == EA_F32) {                                                                      \
             _Pragma("unroll") for (int u = 0; u < FK_NLD; u++) REG[u] =                                           \
                 rv_[u] >= 0 ? ((__global const float4 *)BUF)[FK_VAT(VIEW, u, rv_[u]) >> 2] : (float4)(0.0f);    \
@@ -263,7 +257,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     __local float Pm[FK_BM * FK_QC]; /* partial row maxima; at the end, the parts of the row sums */
     __local float As[FK_BM];         /* per-row rescale factor of the tile; at the end, the row maxima */
 #ifdef EA_PAGED
-    __local int Pg[2 * FK_BN]; /* row indices of the keys of tiles t (Pg[t & 1]) and t + 1 */
+    __local int Pg[2 * FK_BN]; /* row indices of the keys of the tile visited now (Pg[par]) and the next */
 #endif
 
     const int tid = (int)get_local_id(0);
@@ -312,7 +306,14 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     if (P.wr >= 0)
         jhi_all = min(jhi_all, qo0 + r0 / group + P.wr);
     const int tps = (ntile + P.nsplit - 1) / P.nsplit;
-    const int t_begin = split * tps, t_end = min(ntile, t_begin + tps);
+    const int t_end = min(ntile, split * tps + tps);
+    /* a block mask (bm_bq > 0): only tiles whose key blocks the query blocks of this block's rows list are
+     * visited (FK_NEXT); never loaded or scored otherwise */
+    const bool bmask = P.bm_bq > 0;
+    __global const uint *bmp = (__global const uint *)wsb + P.bm_off + b * P.bm_sb + (long)hkv * P.bm_sh;
+    const int qb0 = bmask ? (P.i0 + r0 / group) / P.bm_bq : 0, qb1 = bmask ? (P.i0 + max(rlast, r0) / group) / P.bm_bq : 0;
+#define FK_NEXT(T) (bmask ? ea_bm_next(bmp, P.bm_words, P.bm_shift, qb0, qb1, (T), t_end, jlo, jhi, FK_BN) : (T))
+    const int t_begin = FK_NEXT(min(split * tps, t_end));
 #ifdef EA_PAGED
     const bool paged = P.page_shift > 0; /* uniform: a launch over a paged cache */
     __global const int *ptab = (__global const int *)wsb + P.pt_off + (long)(P.b0 + bl) * P.pt_pitch;
@@ -348,7 +349,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 
 #ifdef EA_PAGED
     if (t_begin < t_end) { /* read after the barrier at the top of the first tile */
-        FK_ROWS_PUT(rw0, t_begin)
+        FK_ROWS_PUT(rw0, t_begin, 0)
     }
 #if FK_PF
     barrier(CLK_LOCAL_MEM_FENCE); /* ... or by the prefetch below */
@@ -375,23 +376,24 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
     float4 kreg[FK_NLD], vreg[FK_NLD];
 #if FK_PF
     if (t_begin < t_end) {
-        FK_FETCH(kreg, kb, P.k, t_begin)
+        FK_FETCH(kreg, kb, P.k, t_begin, 0)
     }
 #endif
 
-    for (int t = t_begin; t < t_end; t++) {
-        const int j0 = jlo + t * FK_BN;
+    /* par: which half of Pg holds this tile's rows (the tiles visited alternate; a block mask skips some) */
+    for (int t = t_begin, par = 0; t < t_end; par ^= 1) {
+        const int j0 = jlo + t * FK_BN, tn = FK_NEXT(t + 1); /* this tile and the next visited */
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile's P.V is done with KVs and Pt */
 #if FK_PF
         FK_STORE(kreg)
-        FK_FETCH(vreg, vb, P.v, t) /* in flight while the scores are computed */
+        FK_FETCH(vreg, vb, P.v, t, par) /* in flight while the scores are computed */
 #else
-        FK_FETCH(kreg, kb, P.k, t)
+        FK_FETCH(kreg, kb, P.k, t, par)
 #endif
 #ifdef EA_PAGED
         /* the next tile's rows (its readers come after the next barrier; the other half of Pg) */
-        if (t + 1 < t_end) {
-            FK_ROWS(t + 1)
+        if (tn < t_end) {
+            FK_ROWS(tn, par ^ 1)
         }
 #endif
 #if !FK_PF
@@ -414,8 +416,12 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         }
 #endif
 
-        /* softcap, bias and masks; partial row maxima */
-        const bool full = rows_full && j0 >= jlo_all && j0 + FK_BN - 1 <= jhi_all;
+        /* softcap, bias and masks; partial row maxima. A tile the block mask keeps whole for every row
+         * (one key block that each query block of the rows lists) needs no per-element mask check */
+        bool bm_all = true;
+        if (bmask)
+            (void)ea_bm_tile(bmp, P.bm_words, P.bm_shift, qb0, qb1, j0, min(j0 + FK_BN - 1, jhi), &bm_all);
+        const bool full = rows_full && bm_all && j0 >= jlo_all && j0 + FK_BN - 1 <= jhi_all;
         _Pragma("unroll") for (int a = 0; a < FK_TM; a++)
         {
             const int row = qr + a * FK_QR, rr = r0 + row;
@@ -431,7 +437,8 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #endif
                 if (P.softcap > 0.0f)
                     x = P.softcap * tanh(x / P.softcap) * EA_LOG2E;
-                const bool vis = full || (rr < R && j <= jhi && ea_visible(j, qo, P.causal, P.wl, P.wr));
+                const bool vis = full || (rr < R && j <= jhi && ea_visible(j, qo, P.causal, P.wl, P.wr) &&
+                                          (bm_all || ea_bm_bit(bmp, P.bm_words, P.bm_shift, (P.i0 + rr / group) / P.bm_bq, j)));
                 if (vis && P.has_bias)
                     x = fma(biasb[P.bias.off + b * P.bias.sb + h * P.bias.sh + (long)(P.i0 + rr / group) * P.bias.sn +
                                   j],
@@ -446,7 +453,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 
         /* V tile; new row maxima, probabilities (transposed into Pt), rescale factors */
 #if !FK_PF
-        FK_FETCH(vreg, vb, P.v, t)
+        FK_FETCH(vreg, vb, P.v, t, par)
 #endif
         FK_STORE(vreg)
         _Pragma("unroll") for (int a = 0; a < FK_TM; a++)
@@ -470,8 +477,8 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 #if FK_PF
-        if (t + 1 < t_end) { /* the next K tile travels while P.V is computed */
-            FK_FETCH(kreg, kb, P.k, t + 1)
+        if (tn < t_end) { /* the next K tile travels while P.V is computed */
+            FK_FETCH(kreg, kb, P.k, tn, par ^ 1)
         }
 #endif
 
@@ -512,6 +519,7 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
                 _Pragma("unroll") for (int e = 0; e < FK_PD4; e++) o[a][e] = fma((float4)(pa[a]), vv[e], o[a][e]);
             }
         }
+        t = tn;
     }
 
     /* row sums (the parts of the score work-items) and maxima to the output work-items */
@@ -590,3 +598,4 @@ __kernel __attribute__((reqd_work_group_size(FK_NT, 1, 1))) void FK_NAME(
 #undef FK_ROWS_GET
 #undef FK_ROWS_PUT
 #undef FK_ROWS
+#undef FK_NEXT

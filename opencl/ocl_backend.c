@@ -156,8 +156,8 @@ static bool ocl_supports(const edgeattn_config *cfg)
         return true;
     if (ea_dtype_quant(cfg->kv_cache_dtype)) /* quantised KV caches: the CPU backend's so far */
         return false;
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0))
-        /* so are caches with sinks or block summaries */
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0 && cfg->kv_page_size > 0)
+        /* so are paged caches with block summaries */
         return false;
     if (cfg->gpu_queue)
         return false;
@@ -212,7 +212,8 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, const char *ident,
     if (st != EDGEATTN_OK)
         return st;
     const size_t D = (size_t)cfg->max_head_dim;
-    const int32_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_window : cfg->max_kv_len;
+    /* slots per (layer, sequence): sinks + window (ea_kv_geometry's cap), or max_kv_len */
+    const int32_t cap = cfg->kv_cache_window > 0 ? cfg->kv_cache_sinks + cfg->kv_cache_window : cfg->max_kv_len;
     const int32_t group_max = cfg->max_heads; /* Hq / Hkv is at most max_heads */
     L->dmax = cfg->max_head_dim;
     L->rows_kv = cfg->max_kv_len > cap ? cfg->max_kv_len : cap;
@@ -249,6 +250,31 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, const char *ident,
         if (!ea_mul_ok((size_t)cfg->max_batch, (size_t)g.pages_per_seq, &ent) || !ea_mul_ok(ent, 4, &L->ptab_bytes))
             sz.overflow = true;
         L->ptab = ea_sizer_add(&sz, L->ptab_bytes, 1, 256);
+    }
+    {
+        /* block masks (params.block_mask, attention): each call's patterns as bitmaps of listed key
+         * blocks, one row of bm_words per query block of 64 (blocks of 128 rows fill fewer) */
+        const size_t kbl = ((size_t)cfg->max_kv_len + 63) / 64, qbl = ((size_t)cfg->max_q_len + 63) / 64;
+        size_t n;
+        L->bm_words = (int32_t)((kbl + 31) / 32);
+        if (!ea_mul_ok((size_t)cfg->max_batch * (size_t)cfg->max_kv_heads, qbl, &n) ||
+            !ea_mul_ok(n, (size_t)L->bm_words * 4, &L->bm_bytes))
+            sz.overflow = true;
+        L->bm = ea_sizer_add(&sz, L->bm_bytes, 1, 256);
+    }
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0) {
+        /* top-k decode: the summaries in their own device buffer (counted as KV cache), the scores and the
+         * selections of a call in the work pool */
+        size_t n = 0;
+        L->sblk = cfg->kv_summary_block;
+        L->nsblk = (cap + L->sblk - 1) / L->sblk;
+        L->tk_words = (L->nsblk + 31) / 32;
+        const size_t seqh = (size_t)cfg->max_batch * (size_t)cfg->max_kv_heads;
+        if (!ea_mul_ok(seqh * (size_t)cfg->num_layers, (size_t)L->nsblk * 2 * D * 4, &L->summ_bytes) ||
+            !ea_mul_ok(seqh, (size_t)L->nsblk * 4, &n))
+            sz.overflow = true;
+        L->tk_sc = ea_sizer_add(&sz, n, 1, 256);
+        L->tk_bm = ea_sizer_add(&sz, seqh * (size_t)L->tk_words, 4, 256);
     }
     if (cfg->rope.style != EDGEATTN_ROPE_NONE) {
         /* RoPE angles, cos and sin of each pair in FP32 computed on the host in double (devices without
@@ -302,7 +328,7 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, const char *ident,
     L->user_bytes = (size_t)cfg->device_user_bytes;
     size_t total = 0;
     if (sz.overflow || !ea_add_ok(L->work_bytes, L->user_bytes, &total) || !ea_add_ok(total, L->kv_bytes_each, &total) ||
-        !ea_add_ok(total, L->kv_bytes_each, &total))
+        !ea_add_ok(total, L->kv_bytes_each, &total) || !ea_add_ok(total, L->summ_bytes, &total))
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "opencl: device plan overflows size_t");
     L->device_total = total;
     return EDGEATTN_OK;
@@ -320,6 +346,7 @@ static size_t ocl_host_bytes(const edgeattn_config *cfg, const ea_ocl_layout *L)
         ea_sizer_add(&sz, EA_OCL_ROPE_SLOTS, L->rope_bytes, 64);
     if (L->ptab_bytes)
         ea_sizer_add(&sz, EA_OCL_PTAB_SLOTS, L->ptab_bytes, 64);
+    ea_sizer_add(&sz, EA_OCL_BM_SLOTS, L->bm_bytes, 64);
     return sz.total;
 }
 
@@ -329,11 +356,10 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                        "opencl: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
                        ea_dtype_name(cfg->kv_cache_dtype));
-    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0))
+    if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0 && cfg->kv_page_size > 0)
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
-                       "opencl: a KV cache with %s is not served by this backend yet (the CPU backend serves it)",
-                       cfg->kv_cache_sinks > 0 ? "sinks (config.kv_cache_sinks)"
-                                               : "block summaries (config.kv_summary_block)");
+                       "opencl: a paged KV cache with block summaries (config.kv_summary_block with kv_page_size) is "
+                       "not served by this backend yet (contiguous caches are; the CPU backend serves both)");
     ea_ocl_layout L;
     edgeattn_status st;
     char ident[160] = "";
@@ -363,7 +389,7 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
     out->device_bytes = L.device_total;
     out->threads = 1;
     out->kv_on_device = (cfg->flags & EDGEATTN_FLAG_KV_CACHE) != 0;
-    out->kv_device_bytes = 2 * L.kv_bytes_each;
+    out->kv_device_bytes = 2 * L.kv_bytes_each + L.summ_bytes; /* (the summaries belong to the cache) */
     return EDGEATTN_OK;
 }
 
@@ -813,14 +839,17 @@ static void ocl_release(ea_ocl_state *s)
     for (int i = 0; i < EA_OCL_PTAB_SLOTS; i++)
         if (s->ptab_ev[i])
             a->clReleaseEvent(s->ptab_ev[i]);
+    for (int i = 0; i < EA_OCL_BM_SLOTS; i++)
+        if (s->bm_ev[i])
+            a->clReleaseEvent(s->bm_ev[i]);
     for (int i = 0; i < s->kv_nbuf; i++) {
         if (s->kv_k[i])
             a->clReleaseMemObject(s->kv_k[i]);
         if (s->kv_v[i])
             a->clReleaseMemObject(s->kv_v[i]);
     }
-    cl_mem mems[3] = {s->blast_tmp, s->user, s->work};
-    for (int i = 0; i < 3; i++)
+    cl_mem mems[4] = {s->blast_tmp, s->user, s->work, s->summ};
+    for (int i = 0; i < 4; i++)
         if (mems[i])
             a->clReleaseMemObject(mems[i]);
     if (s->queue)
@@ -995,7 +1024,7 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
         return st;
     static const char *const knames[EA_K_COUNT] = {"ea_combine",   "ea_kv_write", "ea_convert",    "ea_finite",
                                                    "ea_gather_q",  "ea_gather_kv", "ea_softmax",  "ea_store_rows",
-                                                   "ea_fma_peak"};
+                                                   "ea_fma_peak",  "ea_kv_summ",  "ea_topk_score", "ea_topk_select"};
     for (int i = 0; i < EA_K_COUNT; i++) {
         s->k[i] = ea_ocl_create_kernel(a, s->util_prog, knames[i], &err);
         if (err != CL_SUCCESS) {
@@ -1005,7 +1034,8 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
     }
 
     /* pools */
-    if ((st = make_buffer(s, s->lay.work_bytes, "work pool (staging, split-KV workspace)", &s->work, msg)) != EDGEATTN_OK ||
+    if ((st = make_buffer(s, s->lay.summ_bytes, "KV block summaries", &s->summ, msg)) != EDGEATTN_OK ||
+        (st = make_buffer(s, s->lay.work_bytes, "work pool (staging, split-KV workspace)", &s->work, msg)) != EDGEATTN_OK ||
         (st = make_buffer(s, s->lay.user_bytes, "user region", &s->user, msg)) != EDGEATTN_OK)
         return st;
     if (s->lay.paged) {
@@ -1093,6 +1123,8 @@ static edgeattn_status ocl_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     if (st == EDGEATTN_OK && s->lay.ptab_bytes &&
         !(s->ptab_host = ea_arena_alloc(arena, EA_OCL_PTAB_SLOTS, s->lay.ptab_bytes, 64)))
         st = ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
+    if (st == EDGEATTN_OK && !(s->bm_host = ea_arena_alloc(arena, EA_OCL_BM_SLOTS, s->lay.bm_bytes, 64)))
+        st = ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: arena smaller than the plan");
     s->ptab_last = -1;
     if (st != EDGEATTN_OK) {
         ocl_release(s);
@@ -1173,6 +1205,7 @@ const ea_backend_ops ea_backend_opencl = {
     .init = ocl_init,
     .fini = ocl_fini,
     .supports_config = ocl_supports,
+    .block_mask = true,
     .attention = ea_ocl_attention,
     .decode = ea_ocl_attention,
     .info = ocl_info,

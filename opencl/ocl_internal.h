@@ -12,6 +12,7 @@
 #define EA_OCL_WS_ENTRIES 4096 /* split-KV partial rows (row x split) the workspace holds */
 #define EA_OCL_ROPE_SLOTS 4    /* host copies of the RoPE angle table in flight (non-blocking uploads) */
 #define EA_OCL_PTAB_SLOTS 4    /* host copies of a call's KV page tables in flight (non-blocking uploads) */
+#define EA_OCL_BM_SLOTS 4      /* host copies of a call's block-mask bitmap in flight (non-blocking uploads) */
 
 /* Mirrors of the structs in common.cl / util.cl (passed by value as kernel arguments). */
 typedef struct ea_ocl_view {
@@ -30,6 +31,10 @@ typedef struct ea_ocl_attn_p {
     cl_int wr, rope_style, rope_dim, page_shift; /* page_shift 0: K/V through the views (no pages) */
     cl_int pt_pitch;            /* page-table entries per batch row of the call */
     cl_int kv_vec;              /* every element offset of a K/V row a multiple of 4 (flash.cl's EA_BATCH_LOADS) */
+    cl_int sinks;               /* a sinks cache's S: held keys j < S in slots j, the ring after (common.cl ea_slot) */
+    cl_int bm_bq;               /* block mask: query rows per block (0: no mask) */
+    cl_long bm_off, bm_sb, bm_sh; /* block mask bitmap: uint offset in the work pool, pattern strides (uints) */
+    cl_int bm_words, bm_shift;  /* uints per query block's row of the bitmap; log2 of the keys of a mask block */
     cl_float scale, softcap;
     cl_int kv_len[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];
@@ -45,7 +50,8 @@ typedef struct ea_ocl_rows_p {
     cl_int k_dt, v_dt, cache_dt, heads; /* source dtypes of K and V (each its own), the cache's */
     cl_int cap, D, b0, h0;
     cl_int nh, wk, wv, rope_style;
-    cl_int rope_dim, page_shift, pt_pitch, pad_;
+    cl_int rope_dim, page_shift, pt_pitch, sbase; /* slot of row r: sbase + (slot0 + r) mod ring */
+    cl_int ring, pad_;
     cl_int r0[EA_OCL_SEQ_MAX];
     cl_int n[EA_OCL_SEQ_MAX];
     cl_int slot0[EA_OCL_SEQ_MAX];
@@ -76,7 +82,7 @@ typedef struct ea_ocl_variant {
 } ea_ocl_variant;
 
 enum { EA_K_COMBINE, EA_K_KV_WRITE, EA_K_CONVERT, EA_K_FINITE, EA_K_GATHER_Q, EA_K_GATHER_KV, EA_K_SOFTMAX,
-       EA_K_STORE, EA_K_PEAK, EA_K_COUNT };
+       EA_K_STORE, EA_K_PEAK, EA_K_SUMM, EA_K_TK_SCORE, EA_K_TK_SELECT, EA_K_COUNT };
 
 enum { EA_OCL_PATH_FUSED = 0, EA_OCL_PATH_UNFUSED = 1 };
 
@@ -106,6 +112,17 @@ typedef struct ea_ocl_layout {
     int32_t page, page_shift, pages_per_seq, pages;
     size_t page_elems;
     size_t ptab, ptab_bytes;        /* paged: the page tables of one call, [max_batch][pages_per_seq] int32 */
+    size_t bm, bm_bytes;            /* a call's block mask as bitmaps: [max_batch * max_kv_heads patterns]
+                                       [ceil(max_q_len / 64) query blocks][bm_words] uint32, bit kb: key block
+                                       kb listed */
+    int32_t bm_words;               /* uint32 per query block: ceil(ceil(max_kv_len / 64) / 32) */
+    int32_t sblk, nsblk;            /* top-k (config.kv_summary_block): keys per summary block, blocks per
+                                       (layer, sequence, KV head) */
+    size_t summ_bytes;              /* device buffer of block summaries: [layers][max_batch][max_kv_heads][nsblk]
+                                       [2][max_head_dim] F32 (min, max of K) */
+    int32_t tk_words;               /* uint32 per selection row: ceil(nsblk / 32) */
+    size_t tk_sc, tk_bm;            /* work pool: scores [max_batch][max_kv_heads][nsblk] F32, selections
+                                       [max_batch][max_kv_heads][tk_words] uint32 (the decode's mask) */
     size_t user_bytes;
     size_t device_total;
 } ea_ocl_layout;
@@ -138,6 +155,7 @@ typedef struct ea_ocl_state {
                              buffer may hold fewer than all of them) */
     int kv_nbuf, kv_lpb;
     cl_mem user, work, blast_tmp;
+    cl_mem summ;          /* top-k block summaries (lay.summ_bytes), or NULL */
     float *rope_host;     /* [EA_OCL_ROPE_SLOTS] tables of lay.rope_bytes (host block) */
     cl_event rope_ev[EA_OCL_ROPE_SLOTS]; /* the upload of each slot still in flight, or NULL */
     int rope_next;
@@ -146,6 +164,9 @@ typedef struct ea_ocl_state {
     int ptab_next;
     int ptab_last;        /* host copy of what the device's page-table area holds (-1: nothing yet) */
     int ptab_last_b, ptab_last_pitch;
+    uint32_t *bm_host;    /* [EA_OCL_BM_SLOTS] copies of lay.bm_bytes (host block) */
+    cl_event bm_ev[EA_OCL_BM_SLOTS];
+    int bm_next;
     ea_clblast blast;
     bool blast_ok;
     char blast_why[96];

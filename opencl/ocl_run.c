@@ -214,6 +214,58 @@ static edgeattn_status ptab_upload(ea_ocl_state *s, char *msg, const ea_kv_cache
     return EDGEATTN_OK;
 }
 
+/* ---------------------------------------------------------------- block masks
+ * An attention call's block mask goes to the device as bitmaps: pattern p (a batch row's and KV head's,
+ * or broadcast), query block r, word w: bit k set when key block 32w + k is listed in row block r. The
+ * kernels test a tile's key blocks against the union of the query blocks its rows fall in (common.cl
+ * ea_bm_*), so unlisted tiles are never loaded. Built on the host from the validated BSR arrays (O(nnz)
+ * plus clearing the planned rows) into one of EA_OCL_BM_SLOTS host copies and uploaded without blocking,
+ * as the page tables are. */
+static edgeattn_status bm_upload(ea_ocl_state *s, char *msg, const ea_attn_call *c, ea_ocl_attn_p *P)
+{
+    ea_ocl_api *a = &s->api;
+    const edgeattn_block_mask *m = c->block_mask;
+    const int nrb = (int)((c->Nq + m->block_q - 1) / m->block_q), nkb = (c->Nkv + 63) / 64;
+    const int words = (nkb + 31) / 32, np = (int)(m->batch * m->heads);
+    const size_t need = (size_t)np * (size_t)nrb * (size_t)words * 4;
+    if (need > s->lay.bm_bytes || m->block_k != 64)
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "opencl: a block mask of %d patterns x %d row blocks exceeds the plan",
+                       np, nrb);
+    const int slot = s->bm_next;
+    if (s->bm_ev[slot]) { /* this copy's last upload must be done before the copy changes */
+        const cl_int err = a->clWaitForEvents(1, &s->bm_ev[slot]);
+        a->clReleaseEvent(s->bm_ev[slot]);
+        s->bm_ev[slot] = NULL;
+        if (err != CL_SUCCESS)
+            return ea_ocl_fail_cl(msg, err, "clWaitForEvents (block mask)");
+    }
+    uint32_t *bits = s->bm_host + (size_t)slot * (s->lay.bm_bytes / sizeof(uint32_t));
+    memset(bits, 0, need);
+    for (int p = 0; p < np; p++)
+        for (int r = 0; r < nrb; r++) {
+            const int32_t *rp = m->row_ptr + (size_t)p * (size_t)(nrb + 1) + (size_t)r;
+            uint32_t *row = bits + ((size_t)p * (size_t)nrb + (size_t)r) * (size_t)words;
+            for (int32_t e = rp[0]; e < rp[1]; e++) {
+                const int32_t kb = m->col_idx[e];
+                row[kb >> 5] |= 1u << (kb & 31);
+            }
+        }
+    s->bm_next = (slot + 1) % EA_OCL_BM_SLOTS;
+    const cl_int err = a->clEnqueueWriteBuffer(s->queue, s->work, CL_FALSE, s->lay.bm, need, bits, 0, NULL,
+                                               &s->bm_ev[slot]);
+    if (err != CL_SUCCESS) {
+        s->bm_ev[slot] = NULL;
+        return ea_ocl_fail_cl(msg, err, "clEnqueueWriteBuffer (block mask)");
+    }
+    P->bm_bq = (cl_int)m->block_q;
+    P->bm_words = words;
+    P->bm_shift = 6; /* 64 keys per mask block */
+    P->bm_off = (cl_long)(s->lay.bm / 4);
+    P->bm_sh = m->heads > 1 ? (cl_long)nrb * words : 0;
+    P->bm_sb = m->batch > 1 ? (cl_long)m->heads * nrb * words : 0;
+    return EDGEATTN_OK;
+}
+
 /* ---------------------------------------------------------------- RoPE angle tables
  * cos and sin of every rotated pair of the positions a launch needs, computed on the host in double
  * by core's ea_rope_angles (so the device rotates by exactly the FP32 values the CPU backend uses,
@@ -384,6 +436,64 @@ static edgeattn_status run_unfused(ea_ocl_state *s, char *msg, const ea_ocl_attn
     return EDGEATTN_OK;
 }
 
+/* Top-k decode (config.kv_summary_block, params.topk_tokens; one query per sequence): scores every block
+ * of each (sequence, KV head) of the launch from the cache's summaries (ea_topk_score), selects the
+ * ceil(topk_tokens / block) best (at least 2; the first and newest always) as bits of a per-(sequence, KV
+ * head) mask in the work pool (ea_topk_select), and points the launch's block mask at it (one query block;
+ * mask blocks of the summary's size), so the decode visits only the selected blocks' tiles. */
+static edgeattn_status topk_select(ea_ocl_state *s, char *msg, const ea_attn_call *c, ea_ocl_attn_p *P, const mems *m,
+                                   int nb)
+{
+    const ea_ocl_layout *L = &s->lay;
+    const ea_kv_cache *kv = c->cache;
+    int shift = 0;
+    while ((1 << shift) < L->sblk)
+        shift++;
+    P->bm_bq = 1 << 30; /* every query in query block 0 */
+    P->bm_words = L->tk_words;
+    P->bm_shift = shift;
+    P->bm_off = (cl_long)(L->tk_bm / 4);
+    P->bm_sh = L->tk_words;
+    P->bm_sb = (cl_long)kv->max_heads * L->tk_words;
+    int kvmax = 0;
+    for (int bl = 0; bl < nb; bl++)
+        kvmax = P->kv_len[bl] > kvmax ? P->kv_len[bl] : kvmax;
+    const cl_long s_off = (cl_long)c->layer * s->max_batch * kv->max_heads * L->nsblk * 2 * kv->max_dim;
+    const cl_long sc_off = (cl_long)(L->tk_sc / 4);
+    const cl_int sblk = L->sblk, nsblk = L->nsblk, mheads = kv->max_heads, mdim = kv->max_dim;
+    int64_t keep = ((int64_t)c->topk_tokens + L->sblk - 1) / L->sblk;
+    const cl_int keep_i = (cl_int)(keep < 2 ? 2 : keep > nsblk ? nsblk : keep);
+    const int nblk = (kvmax + L->sblk - 1) / L->sblk;
+    if (nblk > 0) {
+        cl_kernel k = s->k[EA_K_TK_SCORE];
+        TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &m->q));
+        TRY(set_arg(s, msg, k, 1, sizeof(cl_mem), &s->summ));
+        TRY(set_arg(s, msg, k, 2, sizeof(cl_mem), &s->work));
+        TRY(set_arg(s, msg, k, 3, sizeof *P, P));
+        TRY(set_arg(s, msg, k, 4, sizeof s_off, &s_off));
+        TRY(set_arg(s, msg, k, 5, sizeof sblk, &sblk));
+        TRY(set_arg(s, msg, k, 6, sizeof nsblk, &nsblk));
+        TRY(set_arg(s, msg, k, 7, sizeof mheads, &mheads));
+        TRY(set_arg(s, msg, k, 8, sizeof mdim, &mdim));
+        TRY(set_arg(s, msg, k, 9, sizeof sc_off, &sc_off));
+        const size_t g[3] = {(size_t)(nblk + 63) / 64 * 64, (size_t)P->nh, (size_t)nb};
+        CL_TRY(s, msg, s->api.clEnqueueNDRangeKernel(s->queue, k, 3, NULL, g, NULL, 0, NULL, NULL),
+               "clEnqueueNDRangeKernel(ea_topk_score)");
+    }
+    cl_kernel k = s->k[EA_K_TK_SELECT];
+    TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &s->work));
+    TRY(set_arg(s, msg, k, 1, sizeof *P, P));
+    TRY(set_arg(s, msg, k, 2, sizeof sblk, &sblk));
+    TRY(set_arg(s, msg, k, 3, sizeof nsblk, &nsblk));
+    TRY(set_arg(s, msg, k, 4, sizeof mheads, &mheads));
+    TRY(set_arg(s, msg, k, 5, sizeof sc_off, &sc_off));
+    TRY(set_arg(s, msg, k, 6, sizeof keep_i, &keep_i));
+    const size_t g[3] = {256, (size_t)P->nh, (size_t)nb}, l[3] = {256, 1, 1};
+    CL_TRY(s, msg, s->api.clEnqueueNDRangeKernel(s->queue, k, 3, NULL, g, l, 0, NULL, NULL),
+           "clEnqueueNDRangeKernel(ea_topk_select)");
+    return EDGEATTN_OK;
+}
+
 /* One launch: sequences [b0, b0+nb), KV heads [h0, h0+nh), queries [i0, i0+ni). */
 static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call *c, const ea_ocl_attn_p *base,
                                   const mems *m, int b0, int nb, int h0, int nh, int i0, int ni)
@@ -401,8 +511,14 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
             const size_t at = ea_kv_idx(c->cache, c->layer, seq);
             const int64_t total = c->cache->total[at];
             const int32_t held = c->cache->held[at];
+            const ea_kv_cache *kv = c->cache;
             P.kv_len[bl] = held;
-            P.slot0[bl] = (cl_int)((total - held) % c->cache->cap);
+            if (kv->sinks > 0) { /* held keys: the sinks, then the ring from its oldest key (flash.cl ea_slot) */
+                const int64_t rf = ea_kv_ring_first(kv, total, held), w = kv->cap - kv->sinks;
+                P.slot0[bl] = total > kv->sinks ? (cl_int)((rf - kv->sinks) % w) : 0;
+            } else {
+                P.slot0[bl] = (cl_int)((total - held) % kv->cap);
+            }
             P.kv_b[bl] = seq;
             P.nq[bl] = c->q_lens ? c->q_lens[b] : c->Nq;
             pos0[bl] = total - P.nq[bl] + i0; /* query i sits at total - nq + i */
@@ -424,6 +540,8 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
         P.rope_off = (cl_long)(s->lay.rope / sizeof(float));
         TRY(rope_upload(s, msg, c->rope, nb, pos0, P.tab0, cnt, (size_t)nb * (size_t)ni));
     }
+    if (c->decode && c->topk_tokens > 0) /* the blocks to read become the launch's mask */
+        TRY(topk_select(s, msg, c, &P, m, nb));
     if (s->lay.path == EA_OCL_PATH_UNFUSED)
         return run_unfused(s, msg, &P, m, nb);
 
@@ -499,13 +617,16 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
     P.has_lse = c->lse != NULL;
     P.group = c->group;
     P.D = c->D;
-    P.ring_cap = c->decode ? c->cache->cap : 0;
+    P.ring_cap = c->decode ? c->cache->cap - c->cache->sinks : 0; /* the ring's width (no window: cap) */
+    P.sinks = c->decode ? c->cache->sinks : 0;
     P.causal = c->causal;
     const int64_t lim = (int64_t)c->Nkv + c->Nq + 1;
     P.wl = clamp_window(c->window_left, lim);
     P.wr = clamp_window(c->window_right, lim);
     P.scale = c->scale;
     P.softcap = c->softcap;
+    if (c->block_mask)
+        TRY(bm_upload(s, msg, c, &P));
     mems m = {NULL, NULL, NULL, NULL, s->work, s->work};
     const bool q_host = c->q->memory == EDGEATTN_MEM_HOST, o_host = c->out->memory == EDGEATTN_MEM_HOST;
     const bool b_host = c->bias && c->bias->memory == EDGEATTN_MEM_HOST;
@@ -546,7 +667,9 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
         int pitch = 1;
         for (int b = 0; b < c->B; b++) {
             const size_t at = ea_kv_idx(kv, c->layer, c->seq_ids[b]);
-            const int n = ptab_entries(kv, (kv->total[at] - kv->held[at]) % kv->cap, kv->held[at]);
+            /* a sinks cache that has wrapped reaches every page; before, slots [0, held) */
+            const int n = kv->sinks > 0 ? (kv->total[at] > kv->cap ? kv->pages_per_seq : ptab_entries(kv, 0, kv->held[at]))
+                                        : ptab_entries(kv, (kv->total[at] - kv->held[at]) % kv->cap, kv->held[at]);
             pitch = n > pitch ? n : pitch;
         }
         TRY(ptab_upload(s, msg, kv, c->layer, c->seq_ids, c->B, pitch));
@@ -704,8 +827,34 @@ static edgeattn_status launch_kv_write(ea_ocl_state *s, char *msg, cl_mem ks, cl
     return EDGEATTN_OK;
 }
 
-edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
-                                const edgeattn_tensor *v, const int32_t *n_new)
+/* The rows of an append that part `part` writes (ea_kv_kept): part 0 the sinks rows [0, a1) at slots
+ * total + r, part 1 the ring rows [b0, n) at slots sbase + (slot0 + r) mod ring. A cache without sinks
+ * has only part 1 (slot (total + r) mod cap, the last cap rows). */
+typedef struct kv_part {
+    int ra, rb;      /* rows [ra, rb) of the source */
+    int sbase, ring; /* slot of row r: sbase + (slot0 + r) mod ring */
+    int slot0;
+} kv_part;
+
+static kv_part kv_part_of(const ea_kv_cache *kv, int64_t total, int n, int part)
+{
+    int64_t a1, b0;
+    ea_kv_kept(kv, total, n, &a1, &b0);
+    kv_part q;
+    if (part == 0) {
+        q.ra = 0, q.rb = (int)a1;
+        q.sbase = 0, q.ring = kv->cap, q.slot0 = (int)(a1 > 0 ? total : 0); /* total + a1 <= sinks: no wrap */
+    } else {
+        const int64_t w = kv->cap - kv->sinks;
+        q.ra = (int)b0, q.rb = n;
+        q.sbase = kv->sinks, q.ring = (int)w;
+        q.slot0 = (int)(((total - kv->sinks) % w + w) % w); /* rows r >= b0 have total + r >= sinks */
+    }
+    return q;
+}
+
+static edgeattn_status kv_write_rows(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
+                                     const edgeattn_tensor *v, const int32_t *n_new)
 {
     ea_ocl_state *s = ctx->backend_state;
     char *msg = ctx->msg;
@@ -715,6 +864,7 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
     const size_t ces = ea_dtype_size(kv->dtype);
     const size_t head_bytes = (size_t)cap * (size_t)D * ces;
     const ea_rope *rope = ctx->rope.style != EDGEATTN_ROPE_NONE ? &ctx->rope : NULL;
+    const int part_first = kv->sinks > 0 ? 0 : 1; /* a cache without sinks has no sinks rows */
     size_t loff;
     const cl_mem kdst = kv_buf(s, s->kv_k, layer, &loff), vdst = kv_buf(s, s->kv_v, layer, &loff);
     ea_ocl_rows_p P;
@@ -730,9 +880,13 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
     if (paged) { /* the page tables of the call's rows (core has mapped every page this call writes) */
         int pitch = 1;
         for (int b = 0; b < B; b++) {
-            const int n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
-            const int e = ptab_entries(kv, (kv->total[ea_kv_idx(kv, layer, seq_ids[b])] + skip) % cap, n - skip);
-            pitch = e > pitch ? e : pitch;
+            const int n = n_new ? n_new[b] : N;
+            const int64_t total = kv->total[ea_kv_idx(kv, layer, seq_ids[b])];
+            for (int part = part_first; part < 2; part++) {
+                const kv_part q = kv_part_of(kv, total, n, part);
+                const int e = ptab_entries(kv, q.sbase + (q.slot0 + q.ra) % q.ring, q.rb - q.ra);
+                pitch = e > pitch ? e : pitch;
+            }
         }
         TRY(ptab_upload(s, msg, kv, layer, seq_ids, B, pitch));
         P.pt_off = (cl_long)(s->lay.ptab / 4);
@@ -762,27 +916,27 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
     const cl_mem dst[2] = {kdst, vdst};
     for (int b = 0; b < B && (k_direct || v_direct); b++) {
         const int n = n_new ? n_new[b] : N;
-        const int skip = n > cap ? n - cap : 0; /* ring: rows that would be overwritten at once */
-        if (n - skip <= 0)
-            continue;
         const int32_t seq = seq_ids[b];
-        const int64_t first = kv->total[ea_kv_idx(kv, layer, seq)] + skip;
-        for (int t = 0; t < 2; t++) {
-            if (!direct[t])
-                continue;
-            const size_t ses = ea_dtype_size(src[t]->dtype);
-            int r = skip;
-            while (r < n) { /* ring segments */
-                const int slot = (int)((first + (r - skip)) % cap);
-                const int len = n - r < cap - slot ? n - r : cap - slot;
-                char *hp = (char *)src[t]->data + (size_t)(b * src[t]->stride[0] + (int64_t)r * src[t]->stride[2]) * ses;
-                const size_t doff = loff + ((size_t)seq * (size_t)kv->heads * (size_t)cap + (size_t)slot) * (size_t)D * ces;
-                const cl_int err = box_xfer(s, X_WRITE, true, hp, NULL, 0, (size_t)src[t]->stride[1] * ses,
-                                            (size_t)src[t]->stride[2] * ses, dst[t], doff, head_bytes, (size_t)D * ces,
-                                            (size_t)D * ces, (size_t)H, (size_t)len);
-                if (err != CL_SUCCESS)
-                    return ea_ocl_fail_cl(msg, err, "kv_append: clEnqueueWriteBufferRect");
-                r += len;
+        const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
+        for (int part = part_first; part < 2; part++) {
+            const kv_part q = kv_part_of(kv, total, n, part);
+            for (int t = 0; t < 2; t++) {
+                if (!direct[t])
+                    continue;
+                const size_t ses = ea_dtype_size(src[t]->dtype);
+                int r = q.ra;
+                while (r < q.rb) { /* runs of consecutive slots (up to the ring's end) */
+                    const int rs = (q.slot0 + r) % q.ring, slot = q.sbase + rs;
+                    const int len = q.rb - r < q.ring - rs ? q.rb - r : q.ring - rs;
+                    char *hp = (char *)src[t]->data + (size_t)(b * src[t]->stride[0] + (int64_t)r * src[t]->stride[2]) * ses;
+                    const size_t doff = loff + ((size_t)seq * (size_t)kv->heads * (size_t)cap + (size_t)slot) * (size_t)D * ces;
+                    const cl_int err = box_xfer(s, X_WRITE, true, hp, NULL, 0, (size_t)src[t]->stride[1] * ses,
+                                                (size_t)src[t]->stride[2] * ses, dst[t], doff, head_bytes, (size_t)D * ces,
+                                                (size_t)D * ces, (size_t)H, (size_t)len);
+                    if (err != CL_SUCCESS)
+                        return ea_ocl_fail_cl(msg, err, "kv_append: clEnqueueWriteBufferRect");
+                    r += len;
+                }
             }
         }
     }
@@ -791,88 +945,151 @@ edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int3
     int64_t pos0[EA_OCL_SEQ_MAX];
     int cnt[EA_OCL_SEQ_MAX];
     if (!(P.wk && k_host) && !(P.wv && v_host)) {
-        /* device sources: launches of up to EA_OCL_SEQ_MAX sequences; with RoPE, pieces of rows whose
-         * positions fit the angle table */
-        for (int b0 = 0; b0 < B; b0 += EA_OCL_SEQ_MAX) {
-            const int nb = B - b0 < EA_OCL_SEQ_MAX ? B - b0 : EA_OCL_SEQ_MAX;
-            int chunk = N;
-            if (rope && chunk * nb > s->lay.rope_rows)
-                chunk = s->lay.rope_rows / nb > 0 ? s->lay.rope_rows / nb : 1;
-            P.b0 = b0, P.h0 = 0, P.nh = H;
-            for (int off = 0;; off += chunk) {
-                int rows = 0; /* the launch's longest run (a ring keeps only the last cap rows of N) */
-                for (int bl = 0; bl < nb; bl++) {
-                    const int b = b0 + bl, n = n_new ? n_new[b] : N, skip = n > cap ? n - cap : 0;
-                    const int32_t seq = seq_ids[b];
-                    const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
-                    const int ra = skip + off < n ? skip + off : n;
-                    const int rb = ra + chunk < n ? ra + chunk : n;
-                    P.r0[bl] = ra;
-                    P.n[bl] = rb;
-                    P.dseq[bl] = seq;
-                    P.slot0[bl] = (cl_int)(total % cap);
-                    P.tab0[bl] = bl * chunk;
-                    pos0[bl] = total + ra;
-                    cnt[bl] = rb - ra;
-                    rows = rb - ra > rows ? rb - ra : rows;
+        /* device sources: launches of up to EA_OCL_SEQ_MAX sequences (each part of a sinks cache its own);
+         * with RoPE, pieces of rows whose positions fit the angle table */
+        for (int part = part_first; part < 2; part++)
+            for (int b0 = 0; b0 < B; b0 += EA_OCL_SEQ_MAX) {
+                const int nb = B - b0 < EA_OCL_SEQ_MAX ? B - b0 : EA_OCL_SEQ_MAX;
+                int chunk = N;
+                if (rope && chunk * nb > s->lay.rope_rows)
+                    chunk = s->lay.rope_rows / nb > 0 ? s->lay.rope_rows / nb : 1;
+                P.b0 = b0, P.h0 = 0, P.nh = H;
+                for (int off = 0;; off += chunk) {
+                    int rows = 0; /* the launch's longest run (a ring keeps only the last rows of N) */
+                    for (int bl = 0; bl < nb; bl++) {
+                        const int b = b0 + bl, n = n_new ? n_new[b] : N;
+                        const int32_t seq = seq_ids[b];
+                        const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
+                        const kv_part q = kv_part_of(kv, total, n, part);
+                        const int ra = q.ra + off < q.rb ? q.ra + off : q.rb;
+                        const int rb = ra + chunk < q.rb ? ra + chunk : q.rb;
+                        P.sbase = q.sbase, P.ring = q.ring; /* the same for every sequence of a part */
+                        P.r0[bl] = ra;
+                        P.n[bl] = rb;
+                        P.dseq[bl] = seq;
+                        P.slot0[bl] = q.slot0;
+                        P.tab0[bl] = bl * chunk;
+                        pos0[bl] = total + ra;
+                        cnt[bl] = rb - ra;
+                        rows = rb - ra > rows ? rb - ra : rows;
+                    }
+                    if (rows == 0)
+                        break;
+                    if (rope)
+                        TRY(rope_upload(s, msg, rope, nb, pos0, P.tab0, cnt, (size_t)nb * (size_t)chunk));
+                    TRY(launch_kv_write(s, msg, km, vm, kdst, vdst, &P, (size_t)rows, (size_t)nb * (size_t)H));
                 }
-                if (rows == 0)
-                    break;
-                if (rope)
-                    TRY(rope_upload(s, msg, rope, nb, pos0, P.tab0, cnt, (size_t)nb * (size_t)chunk));
-                TRY(launch_kv_write(s, msg, km, vm, kdst, vdst, &P, (size_t)rows, (size_t)nb * (size_t)H));
             }
-        }
         return EDGEATTN_OK;
     }
-    /* host sources for the kernel: per sequence, pieces of rows (the angle table) and of heads (the
-     * staging area), staged with rectangular writes and converted (and rotated) on the device */
-    for (int b = 0; b < B; b++) {
-        const int n = n_new ? n_new[b] : N;
-        const int skip = n > cap ? n - cap : 0;
-        if (n - skip <= 0)
-            continue;
-        const int32_t seq = seq_ids[b];
-        const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
-        int chunk = n - skip;
-        if (rope && chunk > s->lay.rope_rows)
-            chunk = s->lay.rope_rows;
-        for (int ra = skip; ra < n; ra += chunk) {
-            const int rb = n - ra < chunk ? n : ra + chunk;
-            P.b0 = b;
-            P.r0[0] = ra;
-            P.n[0] = rb;
-            P.dseq[0] = seq;
-            P.slot0[0] = (cl_int)(total % cap);
-            P.tab0[0] = 0;
-            if (rope) {
-                pos0[0] = total + ra;
-                cnt[0] = rb - ra;
-                TRY(rope_upload(s, msg, rope, 1, pos0, P.tab0, cnt, (size_t)(rb - ra)));
-            }
-            const size_t per_head = (size_t)(rb - ra) * (size_t)D * 4;
-            int nh = (int)(s->lay.st_kv_bytes / per_head);
-            nh = nh < 1 ? 1 : nh > H ? H : nh;
-            for (int h0 = 0; h0 < H; h0 += nh) {
-                const int nhc = H - h0 < nh ? H - h0 : nh;
-                cl_mem km2 = km, vm2 = vm;
-                ea_ocl_rows_p P2 = P;
-                cl_int err = CL_SUCCESS;
-                if (P.wk && k_host) {
-                    err = slab_xfer(s, X_WRITE, k, b, h0, nhc, ra, rb - ra, D, s->lay.st_k, &P2.k);
-                    km2 = s->work;
+    /* host sources for the kernel: per sequence and part, pieces of rows (the angle table) and of heads
+     * (the staging area), staged with rectangular writes and converted (and rotated) on the device */
+    for (int b = 0; b < B; b++)
+        for (int part = part_first; part < 2; part++) {
+            const int n = n_new ? n_new[b] : N;
+            const int32_t seq = seq_ids[b];
+            const int64_t total = kv->total[ea_kv_idx(kv, layer, seq)];
+            const kv_part q = kv_part_of(kv, total, n, part);
+            if (q.rb - q.ra <= 0)
+                continue;
+            int chunk = q.rb - q.ra;
+            if (rope && chunk > s->lay.rope_rows)
+                chunk = s->lay.rope_rows;
+            for (int ra = q.ra; ra < q.rb; ra += chunk) {
+                const int rb = q.rb - ra < chunk ? q.rb : ra + chunk;
+                P.b0 = b;
+                P.r0[0] = ra;
+                P.n[0] = rb;
+                P.dseq[0] = seq;
+                P.slot0[0] = q.slot0;
+                P.sbase = q.sbase, P.ring = q.ring;
+                P.tab0[0] = 0;
+                if (rope) {
+                    pos0[0] = total + ra;
+                    cnt[0] = rb - ra;
+                    TRY(rope_upload(s, msg, rope, 1, pos0, P.tab0, cnt, (size_t)(rb - ra)));
                 }
-                if (err == CL_SUCCESS && P.wv && v_host) {
-                    err = slab_xfer(s, X_WRITE, v, b, h0, nhc, ra, rb - ra, D, s->lay.st_v, &P2.v);
-                    vm2 = s->work;
+                const size_t per_head = (size_t)(rb - ra) * (size_t)D * 4;
+                int nh = (int)(s->lay.st_kv_bytes / per_head);
+                nh = nh < 1 ? 1 : nh > H ? H : nh;
+                for (int h0 = 0; h0 < H; h0 += nh) {
+                    const int nhc = H - h0 < nh ? H - h0 : nh;
+                    cl_mem km2 = km, vm2 = vm;
+                    ea_ocl_rows_p P2 = P;
+                    cl_int err = CL_SUCCESS;
+                    if (P.wk && k_host) {
+                        err = slab_xfer(s, X_WRITE, k, b, h0, nhc, ra, rb - ra, D, s->lay.st_k, &P2.k);
+                        km2 = s->work;
+                    }
+                    if (err == CL_SUCCESS && P.wv && v_host) {
+                        err = slab_xfer(s, X_WRITE, v, b, h0, nhc, ra, rb - ra, D, s->lay.st_v, &P2.v);
+                        vm2 = s->work;
+                    }
+                    if (err != CL_SUCCESS)
+                        return ea_ocl_fail_cl(msg, err, "kv_append: staging (clEnqueueWriteBufferRect)");
+                    P2.h0 = h0, P2.nh = nhc;
+                    TRY(launch_kv_write(s, msg, km2, vm2, kdst, vdst, &P2, (size_t)(rb - ra), (size_t)nhc));
                 }
-                if (err != CL_SUCCESS)
-                    return ea_ocl_fail_cl(msg, err, "kv_append: staging (clEnqueueWriteBufferRect)");
-                P2.h0 = h0, P2.nh = nhc;
-                TRY(launch_kv_write(s, msg, km2, vm2, kdst, vdst, &P2, (size_t)(rb - ra), (size_t)nhc));
             }
         }
+    return EDGEATTN_OK;
+}
+
+/* Top-k caches: the block summaries of the rows an append stored (after they are stored, in queue order).
+ * Such caches have no window, so the rows are [0, n) at slots total + r. */
+static edgeattn_status kv_summaries(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, int B, int N, int H,
+                                    int D, const int32_t *n_new)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    char *msg = ctx->msg;
+    const ea_kv_cache *kv = &ctx->kv;
+    const ea_ocl_layout *L = &s->lay;
+    size_t loff;
+    const cl_mem kdst = kv_buf(s, s->kv_k, layer, &loff);
+    ea_ocl_rows_p P;
+    memset(&P, 0, sizeof P);
+    P.cache_dt = kv->dtype;
+    P.heads = kv->heads;
+    P.cap = kv->cap;
+    P.D = D;
+    P.kd_off = (cl_long)(loff / ea_dtype_size(kv->dtype));
+    P.ring = kv->cap;
+    P.nh = H;
+    const cl_long s_off = (cl_long)layer * s->max_batch * kv->max_heads * L->nsblk * 2 * kv->max_dim;
+    const cl_int sblk = L->sblk, nsblk = L->nsblk, mheads = kv->max_heads, mdim = kv->max_dim;
+    cl_kernel k = s->k[EA_K_SUMM];
+    for (int b0 = 0; b0 < B; b0 += EA_OCL_SEQ_MAX) {
+        const int nb = B - b0 < EA_OCL_SEQ_MAX ? B - b0 : EA_OCL_SEQ_MAX;
+        for (int bl = 0; bl < nb; bl++) {
+            const int32_t seq = seq_ids[b0 + bl];
+            P.r0[bl] = 0;
+            P.n[bl] = n_new ? n_new[b0 + bl] : N;
+            P.dseq[bl] = seq;
+            P.slot0[bl] = (cl_int)(kv->total[ea_kv_idx(kv, layer, seq)] % kv->cap);
+        }
+        TRY(set_arg(s, msg, k, 0, sizeof(cl_mem), &kdst));
+        TRY(set_arg(s, msg, k, 1, sizeof(cl_mem), &s->summ));
+        TRY(set_arg(s, msg, k, 2, sizeof P, &P));
+        TRY(set_arg(s, msg, k, 3, sizeof s_off, &s_off));
+        TRY(set_arg(s, msg, k, 4, sizeof sblk, &sblk));
+        TRY(set_arg(s, msg, k, 5, sizeof nsblk, &nsblk));
+        TRY(set_arg(s, msg, k, 6, sizeof mheads, &mheads));
+        TRY(set_arg(s, msg, k, 7, sizeof mdim, &mdim));
+        const size_t g[3] = {(size_t)D, (size_t)H, (size_t)nb};
+        CL_TRY(s, msg, s->api.clEnqueueNDRangeKernel(s->queue, k, 3, NULL, g, NULL, 0, NULL, NULL),
+               "clEnqueueNDRangeKernel(ea_kv_summ)");
     }
+    return EDGEATTN_OK;
+}
+
+edgeattn_status ea_ocl_kv_write(edgeattn_context *ctx, int32_t layer, const int32_t *seq_ids, const edgeattn_tensor *k,
+                                const edgeattn_tensor *v, const int32_t *n_new)
+{
+    TRY(kv_write_rows(ctx, layer, seq_ids, k, v, n_new));
+    const ea_ocl_state *s = ctx->backend_state;
+    if (s->summ)
+        TRY(kv_summaries(ctx, layer, seq_ids, (int)k->shape[0], (int)k->shape[2], (int)k->shape[1], (int)k->shape[3],
+                         n_new));
     return EDGEATTN_OK;
 }
 
@@ -889,6 +1106,14 @@ edgeattn_status ea_ocl_kv_copy(edgeattn_context *ctx, int32_t layer, int32_t src
                s->api.clEnqueueCopyBuffer(s->queue, buf, buf, loff + (size_t)src * per, loff + (size_t)dst * per, per, 0,
                                           NULL, NULL),
                "kv_fork: clEnqueueCopyBuffer");
+    }
+    if (s->summ) { /* the block summaries belong to the rows: [max_heads][nsblk][2][max_dim] per sequence */
+        const size_t per_s = (size_t)kv->max_heads * (size_t)s->lay.nsblk * 2 * (size_t)kv->max_dim * sizeof(float);
+        const size_t l0 = (size_t)layer * (size_t)s->max_batch * per_s;
+        CL_TRY(s, ctx->msg,
+               s->api.clEnqueueCopyBuffer(s->queue, s->summ, s->summ, l0 + (size_t)src * per_s, l0 + (size_t)dst * per_s,
+                                          per_s, 0, NULL, NULL),
+               "kv_fork: clEnqueueCopyBuffer (block summaries)");
     }
     return EDGEATTN_OK;
 }

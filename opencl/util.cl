@@ -41,7 +41,9 @@ __kernel void ea_combine(__global const float *wsb, __global uchar *ob, __global
 }
 
 /* Rows to append, per sequence bl of the launch (source batch index b0 + bl): rows [r0, n) of the
- * source go to cache sequence dseq[bl], ring slot (slot0 + r) mod cap. wk / wv: K / V written here
+ * source go to cache sequence dseq[bl], slot sbase + (slot0 + r) mod ring (a plain cache: sbase 0, ring
+ * cap; a sinks cache writes its sinks rows with sbase 0 and its ring rows with sbase = sinks, ring = the
+ * ring's width, in separate launches). wk / wv: K / V written here
  * (a host source of the cache dtype goes straight into the ring instead). With rope_style set, key row
  * r is rotated by the angles of table row tab0[bl] + r - r0 (rope_dim floats at rope_off of tab).
  * A paged cache (page_shift > 0): the slot's row lies in page tab[b0 + bl][slot >> page_shift] (int
@@ -53,7 +55,8 @@ typedef struct ea_rows_p {
     int k_dt, v_dt, cache_dt, heads; /* K and V sources may differ in dtype */
     int cap, D, b0, h0;
     int nh, wk, wv, rope_style;
-    int rope_dim, page_shift, pt_pitch, pad_;
+    int rope_dim, page_shift, pt_pitch, sbase;
+    int ring, pad_;
     int r0[EA_SEQ_MAX];
     int n[EA_SEQ_MAX];
     int slot0[EA_SEQ_MAX];
@@ -72,7 +75,7 @@ __kernel void ea_kv_write(__global const uchar *ks, __global const uchar *vs, __
     if (r >= P.n[bl])
         return;
     const long b = P.b0 + bl, seq = P.dseq[bl];
-    const long slot = (P.slot0[bl] + (long)r) % P.cap;
+    const long slot = P.sbase + (P.slot0[bl] + (long)r) % P.ring;
     const long dst = (P.page_shift ? ea_page_row(tab, P.pt_off + (long)(P.b0 + bl) * P.pt_pitch, (int)slot, P.page_shift,
                                                  P.page_elems, (long)P.D << P.page_shift, P.D, h)
                                    : ((seq * P.heads + h) * P.cap + slot) * P.D) +
@@ -139,9 +142,7 @@ __kernel void ea_gather_kv(__global const uchar *src, __global float *dst, long 
 {
     const int d4 = (int)get_global_id(0), j = (int)get_global_id(1);
     const long b = P.kv_b[bl], hkv = P.h0 + hl;
-    long slot = P.slot0[bl] + (long)j;
-    if (P.ring_cap > 0 && slot >= P.ring_cap)
-        slot -= P.ring_cap;
+    const long slot = ea_slot(j, P.slot0[bl], P.sinks, P.ring_cap);
     const long row = P.page_shift ? V.off + hkv * V.sh +
                                         (long)ea_pool_row((__global const int *)dst + P.pt_off + (long)(P.b0 + bl) * P.pt_pitch,
                                                           (int)slot, P.page_shift, P.page_units, P.row_units) * V.sn
@@ -163,12 +164,15 @@ __kernel __attribute__((reqd_work_group_size(EA_SM_WG, 1, 1))) void ea_softmax(
     const int kv_len = P.kv_len[bl];
     const int qo = kv_len - P.nq[bl] + (int)i;
     __global float *s = S + s_off + (long)row * ld;
+    /* a block mask's bitmap row of this query's block (the work pool holds it beside S) */
+    __global const uint *bmp = (__global const uint *)S + P.bm_off + b * P.bm_sb + (long)(P.h0 + hl) * P.bm_sh;
+    const int qb = P.bm_bq > 0 ? (int)(i / P.bm_bq) : 0;
     float mx = -INFINITY;
     for (int j = tid; j < kv_len; j += EA_SM_WG) {
         float x = s[j];
         if (P.softcap > 0.0f)
             x = P.softcap * tanh(x / P.softcap);
-        const bool vis = ea_visible(j, qo, P.causal, P.wl, P.wr);
+        const bool vis = ea_visible(j, qo, P.causal, P.wl, P.wr) && (P.bm_bq == 0 || ea_bm_bit(bmp, P.bm_words, P.bm_shift, qb, j));
         if (vis && P.has_bias)
             x += biasb[P.bias.off + b * P.bias.sb + h * P.bias.sh + i * P.bias.sn + j];
         x = vis ? x : -INFINITY;
@@ -239,4 +243,124 @@ __kernel void ea_fma_peak(__global float *sink, int iters, float seed)
     const float r = ((r8.s0 + r8.s1) + (r8.s2 + r8.s3)) + ((r8.s4 + r8.s5) + (r8.s6 + r8.s7));
     if (r == 1234.5678f)
         sink[get_global_id(0)] = r;
+}
+
+/* ---- top-k decode (config.kv_summary_block): block summaries, scores, selection */
+
+/* Folds the key rows an append just stored (rows [r0, n) of sequence bl at slots slot0 + r of a cache
+ * without a window) into the summaries of their blocks: per channel the min and max over the block's
+ * rows, the block's first slot starting them afresh (core/kvcache.c's rule, on the values as stored).
+ * summ: [layers][max_batch][mheads][nsblk][2][mdim] floats, s_off the layer's first. Global size (D, nh,
+ * nb): one work-item per channel, head and sequence, walking its rows in order. */
+__kernel void ea_kv_summ(__global const uchar *kd, __global float *summ, const ea_rows_p P, long s_off, int sblk,
+                         int nsblk, int mheads, int mdim)
+{
+    const int d = (int)get_global_id(0), h = P.h0 + (int)get_global_id(1), bl = (int)get_global_id(2);
+    const int r0 = P.r0[bl], r1 = P.n[bl];
+    if (d >= P.D || r0 >= r1)
+        return;
+    const long seq = P.dseq[bl];
+    __global float *sb = summ + s_off + (seq * mheads + h) * (long)nsblk * 2 * mdim;
+    const long row0 = P.kd_off + (seq * P.heads + h) * (long)P.cap * P.D + d;
+    long blk = -1;
+    float mn = 0.0f, mx = 0.0f;
+    for (int r = r0; r < r1; r++) {
+        const long slot = P.sbase + (P.slot0[bl] + (long)r) % P.ring;
+        const long bk = slot / sblk;
+        const bool first = slot % sblk == 0;
+        if (bk != blk) {
+            if (blk >= 0) {
+                sb[blk * 2 * mdim + d] = mn;
+                sb[blk * 2 * mdim + mdim + d] = mx;
+            }
+            blk = bk;
+            if (!first) {
+                mn = sb[bk * 2 * mdim + d];
+                mx = sb[bk * 2 * mdim + mdim + d];
+            }
+        }
+        const float x = ea_ld1(kd, row0 + slot * P.D, P.cache_dt);
+        mn = first || x < mn ? x : mn;
+        mx = first || x > mx ? x : mx;
+    }
+    if (blk >= 0) {
+        sb[blk * 2 * mdim + d] = mn;
+        sb[blk * 2 * mdim + mdim + d] = mx;
+    }
+}
+
+/* Score of block k of (sequence bl, KV head h0 + hl): the largest over the group's query heads of
+ * sum_d max(q_d min_d, q_d max_d) = sum_d min(q_d, 0) min_d + sum_d max(q_d, 0) max_d (the two sums
+ * apart, as the CPU's selection), the query rotated at its position; a NaN bound and the first and
+ * newest blocks score +inf (always kept). One query per sequence (i0). sc: [max_batch][mheads][nsblk]
+ * at float offset sc_off of ws. Global size (blocks, nh, nb). */
+__kernel void ea_topk_score(__global const uchar *qb, __global const float *summ, __global float *ws, const ea_attn_p P,
+                            long s_off, int sblk, int nsblk, int mheads, int mdim, long sc_off)
+{
+    const int k = (int)get_global_id(0), hl = (int)get_global_id(1), bl = (int)get_global_id(2);
+    const int nblk = (P.kv_len[bl] + sblk - 1) / sblk;
+    if (k >= nblk || P.nq[bl] <= P.i0)
+        return;
+    const long b = P.b0 + bl, seq = P.kv_b[bl], hkv = P.h0 + hl;
+    __global const float *sm = summ + s_off + ((seq * mheads + hkv) * (long)nsblk + k) * 2 * mdim;
+    float best = -INFINITY;
+    for (int g = 0; g < P.group; g++) {
+        const long at = P.q.off + b * P.q.sb + (hkv * P.group + g) * P.q.sh + (long)P.i0 * P.q.sn;
+        float lo = 0.0f, hi = 0.0f;
+        for (int d4 = 0; d4 < P.D / 4; d4++) {
+            float4 x = ea_ld4(qb, at + 4 * d4, P.q_dt);
+            if (P.rope_style)
+                x = ea_rope4(x, qb, at, P.q_dt, 4 * d4, P.rope_style, P.rope_dim, ws + P.rope_off + (long)P.tab0[bl] * P.rope_dim);
+            const float4 mn = vload4(0, sm + 4 * d4), mx = vload4(0, sm + mdim + 4 * d4);
+            const float4 ql = fmin(x, (float4)(0.0f)), qh = fmax(x, (float4)(0.0f));
+            lo = fma(ql.x, mn.x, lo);
+            lo = fma(ql.y, mn.y, lo);
+            lo = fma(ql.z, mn.z, lo);
+            lo = fma(ql.w, mn.w, lo);
+            hi = fma(qh.x, mx.x, hi);
+            hi = fma(qh.y, mx.y, hi);
+            hi = fma(qh.z, mx.z, hi);
+            hi = fma(qh.w, mx.w, hi);
+        }
+        const float v = lo + hi;
+        best = v > best || v != v ? v : best;
+    }
+    if (best != best || k == 0 || k == nblk - 1)
+        best = INFINITY;
+    ws[sc_off + (b * mheads + hkv) * nsblk + k] = best;
+}
+
+/* The selection of (sequence bl, KV head h0 + hl): the keep highest-scoring blocks (ties to the lower
+ * block), every block when keep >= their count, as bits of the decode's mask (ea_attn_p bm_*: the
+ * pattern of batch row b0 + bl and KV head, one row). A block's rank is counted against every other
+ * score, so no sort and no scratch beyond the scores. Global size (EA_TK_WG, nh, nb), work-groups of
+ * EA_TK_WG. */
+#define EA_TK_WG 256
+__kernel __attribute__((reqd_work_group_size(EA_TK_WG, 1, 1))) void ea_topk_select(
+    __global float *ws, const ea_attn_p P, int sblk, int nsblk, int mheads, long sc_off, int keep)
+{
+    const int lid = (int)get_local_id(0), hl = (int)get_global_id(1), bl = (int)get_global_id(2);
+    const long b = P.b0 + bl, hkv = P.h0 + hl;
+    const int nblk = (P.kv_len[bl] + sblk - 1) / sblk;
+    __global uint *bits = (__global uint *)ws + P.bm_off + b * P.bm_sb + hkv * P.bm_sh;
+    __global const float *sc = ws + sc_off + (b * mheads + hkv) * nsblk;
+    for (int w = lid; w < P.bm_words; w += EA_TK_WG)
+        bits[w] = 0u;
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    if (P.nq[bl] <= P.i0)
+        return;
+    for (int k = lid; k < nblk; k += EA_TK_WG) {
+        bool sel = keep >= nblk;
+        if (!sel) {
+            const float s = sc[k];
+            int rank = 0;
+            for (int j = 0; j < nblk && rank < keep; j++) {
+                const float x = sc[j];
+                rank += x > s || (x == s && j < k);
+            }
+            sel = rank < keep;
+        }
+        if (sel)
+            atomic_or(&bits[k >> 5], 1u << (k & 31));
+    }
 }

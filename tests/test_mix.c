@@ -594,8 +594,9 @@ static int run_session(const runner *run, uint64_t stream, int ops)
     memset(&s, 0, sizeof s);
     s.dt = TC_PICK(&r, k_dtypes);
     s.window = tc_randint(&r, 0, 1) ? 0 : tc_randint(&r, 20, 70);
-    /* attention sinks beside the ring (a CPU backend feature so far) */
-    s.sinks = s.window > 0 && !run->gpu && tc_randint(&r, 0, 1) ? tc_randint(&r, 1, 6) : 0;
+    /* attention sinks beside the ring (the CPU and OpenCL backends so far) */
+    const bool sinks_ok = !run->gpu || run->tier.backend == EDGEATTN_BACKEND_OPENCL;
+    s.sinks = s.window > 0 && sinks_ok && tc_randint(&r, 0, 1) ? tc_randint(&r, 1, 6) : 0;
     s.cap = s.window > 0 ? s.sinks + s.window : MAX_KV;
     s.layers = tc_randint(&r, 1, MAX_L);
     random_rope(&r, &s.rope);

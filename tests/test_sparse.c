@@ -173,49 +173,67 @@ static void check_decode(edgeattn_context *ctx, const edgeattn_config *cfg, int3
     tc_tensor_free(&lse);
 }
 
-/* ---------------------------------------------------------------- streaming */
+/* ---------------------------------------------------------------- backends */
 
-/* The GPU backends present here that serve sinks caches, block masks and top-k decode, added to tiers after the n
- * there (a backend that is absent is skipped; one present that refuses a sinks cache fails the test).
- * Returns the new count. */
-static int add_gpu_tiers(tc_tier *tiers, int n, int max)
+/* Is a forced GPU backend able to take configs here (its runtime and a device present)? */
+static bool gpu_present(edgeattn_backend be)
 {
-    static const struct {
-        edgeattn_backend be;
-        const char *name;
-    } gpus[] = {{EDGEATTN_BACKEND_CUDA, "cuda"}};
-    for (size_t g = 0; g < sizeof gpus / sizeof gpus[0] && n < max; g++) {
-        edgeattn_config c = sink_config(4, 64, EDGEATTN_F16, 0);
-        c.backend = gpus[g].be;
-        edgeattn_plan_info info;
-        edgeattn_message msg;
-        const edgeattn_status st = edgeattn_plan(&c, &info, &msg);
-        if (st == EDGEATTN_ERR_BACKEND_UNAVAILABLE)
-            continue;
-        if (st != EDGEATTN_OK)
-            fail_msg("backend %s refuses a sinks cache: %s", gpus[g].name, msg.text);
+    edgeattn_config c;
+    edgeattn_config_default(&c);
+    c.max_batch = 1;
+    c.max_q_len = 8;
+    c.max_kv_len = 8;
+    c.max_heads = 1;
+    c.max_kv_heads = 1;
+    c.max_head_dim = 64;
+    c.backend = be;
+    edgeattn_plan_info info;
+    edgeattn_message msg;
+    return edgeattn_plan(&c, &info, &msg) == EDGEATTN_OK;
+}
+
+/* The CPU tiers, then CUDA when a GPU (or the mock driver) is present, then the OpenCL backend when a
+ * device is present (PoCL in CI); OpenCL stays last (block_sparse_parity adds its variants after it). */
+static int sparse_tiers(tc_tier *tiers, int max)
+{
+    int n = tc_cpu_tiers(tiers, max - 2);
+    if (gpu_present(EDGEATTN_BACKEND_CUDA)) {
         memset(&tiers[n], 0, sizeof tiers[n]);
-        snprintf(tiers[n].name, sizeof tiers[n].name, "%s", gpus[g].name);
-        tiers[n].backend = gpus[g].be;
+        snprintf(tiers[n].name, sizeof tiers[n].name, "cuda");
+        tiers[n].backend = EDGEATTN_BACKEND_CUDA;
         n++;
+    } else if (getenv("EDGEATTN_TEST_REQUIRE_CUDA") && atoi(getenv("EDGEATTN_TEST_REQUIRE_CUDA"))) {
+        fail_msg("EDGEATTN_TEST_REQUIRE_CUDA is set but no CUDA device takes a config");
+    }
+    if (gpu_present(EDGEATTN_BACKEND_OPENCL)) {
+        snprintf(tiers[n].name, sizeof tiers[n].name, "opencl");
+        tiers[n].disable = 0;
+        tiers[n].backend = EDGEATTN_BACKEND_OPENCL;
+        n++;
+    } else if (getenv("EDGEATTN_TEST_REQUIRE_OPENCL") && atoi(getenv("EDGEATTN_TEST_REQUIRE_OPENCL"))) {
+        fail_msg("EDGEATTN_TEST_REQUIRE_OPENCL is set but no OpenCL device takes a config");
     }
     return n;
 }
+
+/* ---------------------------------------------------------------- streaming */
 
 static void streaming_decode(void **state)
 {
     (void)state;
     tc_clear_env();
     tc_tier tiers[8];
-    const int ntier = add_gpu_tiers(tiers, tc_cpu_tiers(tiers, 8), 8);
+    const int ntier = sparse_tiers(tiers, 8);
     static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16, EDGEATTN_Q8, EDGEATTN_Q4};
-    const int64_t target = tc_long() ? 200000 : 30000;
     int cases = 0;
     for (int ti = 0; ti < ntier; ti++)
         for (int di = 0; di < 5; di++)
             for (int paged = 0; paged < 2; paged++) {
-                if (tiers[ti].backend != EDGEATTN_BACKEND_CPU && (dts[di] == EDGEATTN_Q8 || dts[di] == EDGEATTN_Q4))
-                    continue; /* (quantised caches: the CPU backend's so far) */
+                const bool gpu = tiers[ti].backend != EDGEATTN_BACKEND_CPU;
+                if (gpu && (dts[di] == EDGEATTN_Q8 || dts[di] == EDGEATTN_Q4)) /* quantised caches: the CPU backend's */
+                    continue;
+                /* a GPU device (PoCL in CI: each call a few kernel launches) streams fewer tokens */
+                const int64_t target = gpu ? (tc_long() ? 30000 : 4000) : tc_long() ? 200000 : 30000;
                 tc_rng r;
                 tc_rng_init(&r, tc_seed(), (uint64_t)(ti * 100 + di * 10 + paged));
                 const int S = tc_randint(&r, 1, 8), W = 16 * tc_randint(&r, 2, 12) + tc_randint(&r, 0, 1) * 7;
@@ -249,7 +267,7 @@ static void streaming_decode(void **state)
                 }
                 edgeattn_destroy(ctx);
             }
-    print_message("streaming: %d decodes over sinks + ring, up to %lld tokens streamed\n", cases, (long long)target);
+    print_message("streaming: %d decodes over sinks + ring (%d tiers and backends)\n", cases, ntier);
 }
 
 /* The plan holds S + W slots: the same bytes as a plain cache of S + W tokens. */
@@ -274,12 +292,11 @@ static void plan_bytes(void **state)
 
 /* kv_read of the sinks and of the ring; a run across the evicted gap is refused; truncating into the
  * ring or the sinks, and into the gap (refused). */
-static void read_and_truncate(void **state)
+static void read_and_truncate_on(edgeattn_backend be)
 {
-    (void)state;
-    tc_clear_env();
     enum { S = 3, W = 40 };
     edgeattn_config cfg = sink_config(S, W, EDGEATTN_F32, 0);
+    cfg.backend = be;
     edgeattn_context *ctx = tc_create(&cfg);
     const uint64_t sid = 77;
     append_stream(ctx, 0, sid, 0, 100, S, W);
@@ -332,6 +349,17 @@ static void read_and_truncate(void **state)
     edgeattn_destroy(ctx);
 }
 
+static void read_and_truncate(void **state)
+{
+    (void)state;
+    tc_clear_env();
+    read_and_truncate_on(EDGEATTN_BACKEND_CPU);
+    if (gpu_present(EDGEATTN_BACKEND_CUDA))
+        read_and_truncate_on(EDGEATTN_BACKEND_CUDA);
+    if (gpu_present(EDGEATTN_BACKEND_OPENCL))
+        read_and_truncate_on(EDGEATTN_BACKEND_OPENCL);
+}
+
 static void bad_input(void **state)
 {
     (void)state;
@@ -349,19 +377,17 @@ static void bad_input(void **state)
     c = sink_config(4, 64, EDGEATTN_F16, 0);
     c.flags = 0;
     assert_int_equal(edgeattn_plan(&c, &info, &msg), EDGEATTN_ERR_INVALID_ARG);
-    /* GPU backends: CUDA serves the cache (streaming_decode runs it), OpenCL refuses it clearly (or they
-     * are absent here); AUTO serves it */
+    /* CUDA and OpenCL serve it where a device is (streaming_decode runs them); AUTO serves the cache */
     static const edgeattn_backend gpus[] = {EDGEATTN_BACKEND_CUDA, EDGEATTN_BACKEND_OPENCL};
     for (int g = 0; g < 2; g++) {
         c = sink_config(4, 64, EDGEATTN_F16, 0);
         c.backend = gpus[g];
         const edgeattn_status st = edgeattn_plan(&c, &info, &msg);
-        assert_true(st == (g == 0 ? EDGEATTN_OK : EDGEATTN_ERR_UNSUPPORTED) || st == EDGEATTN_ERR_BACKEND_UNAVAILABLE);
+        assert_int_equal(st, gpu_present(gpus[g]) ? EDGEATTN_OK : EDGEATTN_ERR_BACKEND_UNAVAILABLE);
     }
     c = sink_config(4, 64, EDGEATTN_F16, 0);
     c.backend = EDGEATTN_BACKEND_AUTO;
     assert_int_equal(edgeattn_plan(&c, &info, &msg), EDGEATTN_OK);
-    assert_true(info.backend != EDGEATTN_BACKEND_OPENCL);
 
     /* params windows over a sinks cache: refused, the output untouched */
     c.backend = EDGEATTN_BACKEND_CPU;
@@ -396,7 +422,8 @@ static void bad_input(void **state)
     assert_true(tc_unchanged(&out, so));
     edgeattn_destroy(ctx);
 
-    /* block summaries: their sizes, never with a window or a quantised cache; OpenCL refuses */
+    /* block summaries: their sizes, never with a window or a quantised cache; CUDA takes them, OpenCL
+     * takes a contiguous cache with them and refuses a paged one */
     static const int32_t bad_blocks[] = {-16, 8, 48, 256};
     for (int i = 0; i < 4; i++) {
         c = sink_config(0, 0, EDGEATTN_F16, 0);
@@ -410,13 +437,19 @@ static void bad_input(void **state)
     c = sink_config(0, 0, EDGEATTN_Q8, 0);
     c.kv_summary_block = 32;
     assert_int_equal(edgeattn_plan(&c, &info, &msg), EDGEATTN_ERR_INVALID_ARG);
-    for (int g = 0; g < 2; g++) { /* CUDA serves them (topk_decode runs it), OpenCL refuses */
-        c = sink_config(0, 0, EDGEATTN_F16, 0);
-        c.kv_summary_block = 32;
-        c.backend = gpus[g];
-        const edgeattn_status st = edgeattn_plan(&c, &info, &msg);
-        assert_true(st == (g == 0 ? EDGEATTN_OK : EDGEATTN_ERR_UNSUPPORTED) || st == EDGEATTN_ERR_BACKEND_UNAVAILABLE);
-    }
+    for (int g = 0; g < 2; g++)
+        for (int paged = 0; paged < 2; paged++) {
+            c = sink_config(0, 0, EDGEATTN_F16, paged ? 16 : 0);
+            c.kv_summary_block = 32;
+            c.backend = gpus[g];
+            const edgeattn_status st = edgeattn_plan(&c, &info, &msg);
+            if (!gpu_present(gpus[g]))
+                assert_int_equal(st, EDGEATTN_ERR_BACKEND_UNAVAILABLE);
+            else if (gpus[g] == EDGEATTN_BACKEND_OPENCL)
+                assert_int_equal(st, paged ? EDGEATTN_ERR_UNSUPPORTED : EDGEATTN_OK);
+            else
+                assert_int_equal(st, EDGEATTN_OK);
+        }
     /* the summaries' bytes: 2 x max_head_dim floats per block, KV head, sequence and layer */
     c = sink_config(0, 0, EDGEATTN_F16, 0);
     edgeattn_plan_info plain;
@@ -517,19 +550,26 @@ static void rand_mask_free(rand_mask *rm)
 }
 
 /* Random shapes around the 64-key blocks and the CPU tiles, with causal, windows, kv_lens, bias,
- * GQA and broadcast patterns, against the reference with the mask, on every tier and GPU backend (CUDA:
- * head dims 64 and 128 in F16/BF16 take the tensor-core kernel, the others the SIMT one). */
+ * GQA and broadcast patterns, against the reference with the mask, on every tier. */
 static void block_sparse_parity(void **state)
 {
     (void)state;
     tc_clear_env();
-    tc_tier tiers[8];
-    const int ntier = add_gpu_tiers(tiers, tc_cpu_tiers(tiers, 8), 8);
+    tc_tier tiers[9];
+    int ntier = sparse_tiers(tiers, 8);
+    int ocl0 = ntier; /* OpenCL: its own tiles, NVIDIA's table's, and the unfused path */
+    if (ntier > 0 && tiers[ntier - 1].backend == EDGEATTN_BACKEND_OPENCL) {
+        ocl0 = ntier - 1;
+        tiers[ntier] = tiers[ntier - 1];
+        tiers[ntier + 1] = tiers[ntier - 1];
+        ntier += 2;
+    }
     static const int lens[] = {1, 37, 63, 64, 65, 127, 128, 129, 200, 257, 300};
     static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
     const int per_tier = tc_long() ? 120 : 40;
     int ran = 0;
     for (int ti = 0; ti < ntier; ti++) {
+        const bool nv_tiles = ti == ocl0 + 1, unfused = ti == ocl0 + 2;
         edgeattn_config cfg;
         edgeattn_config_default(&cfg);
         cfg.max_batch = 3;
@@ -539,8 +579,18 @@ static void block_sparse_parity(void **state)
         cfg.max_kv_heads = 8;
         cfg.max_head_dim = 128;
         cfg.num_threads = 2;
+        cfg.backend = EDGEATTN_BACKEND_CPU;
+        if (nv_tiles) { /* PoCL runs the tiles a GPU would pick (64-row prefill tiles, 64-key decode tiles) */
+            setenv("EDGEATTN_OPENCL_CLASS", "nvidia", 1);
+            setenv("EDGEATTN_OPENCL_LOCAL_MEM", "49152", 1);
+        }
+        if (unfused) /* CLBlast's GEMMs, the mask in the softmax kernel */
+            setenv("EDGEATTN_OPENCL_PATH", "unfused", 1);
         edgeattn_context *ctx = tc_create_tier(&cfg, &tiers[ti]);
-        for (int n = 0; n < per_tier; n++) {
+        unsetenv("EDGEATTN_OPENCL_CLASS");
+        unsetenv("EDGEATTN_OPENCL_LOCAL_MEM");
+        unsetenv("EDGEATTN_OPENCL_PATH");
+        for (int n = 0; n < (unfused ? 8 : per_tier); n++) {
             tc_rng r;
             tc_rng_init(&r, tc_seed(), (uint64_t)(1000 + ti * 1000 + n));
             static const int hs[][2] = {{1, 1}, {4, 1}, {4, 2}, {8, 2}, {2, 2}};
@@ -573,7 +623,8 @@ static void block_sparse_parity(void **state)
             if (!res.ok) {
                 char desc[256];
                 tc_case_describe(&c, desc, sizeof desc);
-                fail_msg("tier %s, %s, mask %dx64 of %d x %d patterns, nnz %lld: %s", tiers[ti].name, desc, bq,
+                fail_msg("tier %s%s, %s, mask %dx64 of %d x %d patterns, nnz %lld: %s", tiers[ti].name,
+                         nv_tiles ? " (NVIDIA tiles)" : unfused ? " (unfused)" : "", desc, bq,
                          (int)rm.m.batch, (int)rm.m.heads, (long long)rm.m.nnz, res.why);
             }
             rand_mask_free(&rm);
@@ -586,10 +637,8 @@ static void block_sparse_parity(void **state)
 }
 
 /* Malformed masks: each refused with its own message, the output untouched. */
-static void block_sparse_bad(void **state)
+static void block_sparse_bad_on(edgeattn_backend be)
 {
-    (void)state;
-    tc_clear_env();
     edgeattn_config cfg;
     edgeattn_config_default(&cfg);
     cfg.max_batch = 2;
@@ -598,7 +647,7 @@ static void block_sparse_bad(void **state)
     cfg.max_heads = 4;
     cfg.max_kv_heads = 2;
     cfg.max_head_dim = 64;
-    cfg.backend = EDGEATTN_BACKEND_CPU;
+    cfg.backend = be;
     edgeattn_context *ctx = tc_create(&cfg);
     tc_attn_case c = tc_case(2, 4, 2, 130, 200, 64); /* 3 row blocks of 64, 4 key blocks */
     c.lse = 1;
@@ -660,6 +709,7 @@ static void block_sparse_bad(void **state)
     tc_attn_free(&d);
     edgeattn_destroy(ctx);
     edgeattn_config kc = sink_config(0, 0, EDGEATTN_F16, 0);
+    kc.backend = be;
     ctx = tc_create(&kc);
     append_stream(ctx, 0, 3, 0, 20, 0, 64);
     tc_tensor q, out;
@@ -676,6 +726,17 @@ static void block_sparse_bad(void **state)
     tc_tensor_free(&q);
     tc_tensor_free(&out);
     edgeattn_destroy(ctx);
+}
+
+static void block_sparse_bad(void **state)
+{
+    (void)state;
+    tc_clear_env();
+    block_sparse_bad_on(EDGEATTN_BACKEND_CPU);
+    if (gpu_present(EDGEATTN_BACKEND_CUDA))
+        block_sparse_bad_on(EDGEATTN_BACKEND_CUDA);
+    if (gpu_present(EDGEATTN_BACKEND_OPENCL))
+        block_sparse_bad_on(EDGEATTN_BACKEND_OPENCL);
 }
 
 /* ---------------------------------------------------------------- top-k decode */
@@ -704,6 +765,8 @@ static void topk_case(const tc_tier *tier, edgeattn_dtype dt, int bs, int N, int
     cfg.kv_cache_dtype = dt;
     cfg.kv_summary_block = bs;
     cfg.kv_page_size = tc_randint(&r, 0, 1) ? 32 : 0;
+    if (tier && tier->backend == EDGEATTN_BACKEND_OPENCL) /* (OpenCL: contiguous caches with summaries only) */
+        cfg.kv_page_size = 0;
     cfg.num_threads = tc_randint(&r, 1, 2);
     edgeattn_context *ctx = tier ? tc_create_tier(&cfg, tier) : tc_create(&cfg);
     const int nblk = (N + bs - 1) / bs;
@@ -833,7 +896,7 @@ static void topk_decode(void **state)
     (void)state;
     tc_clear_env();
     tc_tier tiers[8];
-    const int ntier = add_gpu_tiers(tiers, tc_cpu_tiers(tiers, 8), 8);
+    const int ntier = sparse_tiers(tiers, 8);
     static const int bss[] = {16, 32, 64, 128};
     static const edgeattn_dtype dts[] = {EDGEATTN_F32, EDGEATTN_F16, EDGEATTN_BF16};
     double err_exact = 0.0, err_dense = 0.0, mass = 1.0, unused = 1.0;
@@ -867,5 +930,8 @@ int main(void)
         cmocka_unit_test(block_sparse_bad),
         cmocka_unit_test(topk_decode),
     };
+    const char *filter = getenv("EDGEATTN_TEST_FILTER"); /* e.g. "block_sparse_*" */
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

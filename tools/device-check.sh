@@ -11,10 +11,13 @@
 #   tests      every suite on CUDA (AUTO picks it), CPU-only suites with the GPU hidden
 #   ocl        OpenCL on NVIDIA's driver: test_opencl, shared suites forced to OpenCL, edgebench suite
 #   sanitizer  compute-sanitizer memcheck + racecheck on test_cuda (short mode)
+#   sparse     edgebench: the sparse pairs of issue 13 side by side in one run per backend of
+#              $SPARSE_BACKENDS (default cuda opencl): block-sparse prefill N8192 H32 D128 at 10% of 64x64 and
+#              128x64 blocks and Linformer k 256 (issue 14) against dense, decode after 1,000,000 tokens through 4 sinks + a ring of 4096 against a
+#              plain cache of 4100, and top-k 2048 of 32768 (blocks of 64) against dense; F16 storage,
+#              --check against the reference -> sparse-<backend>.txt; plus test_sparse with CUDA and OpenCL required
 #   paged      edgebench: paged (pages of 16 and 64) against contiguous decode, B4 ragged, CUDA and OpenCL
 #              (and OpenCL with each TILES[@OPTIONS] entry of $PAGED_TILES, as in the sweep step)
-#   sparse     edgebench: block-sparse 10% (64- and 128-row blocks), Linformer k 256, streaming (sinks + ring
-#              after 1M tokens) and top-k decode beside their dense cases, H32 D128 F16, on each of $SPARSE_BACKENDS (default cuda opencl)
 #   quickcheck compute-sanitizer memcheck + racecheck on edgebench --quick --backend cuda (every quick case's kernels)
 #   tune       OpenCL edgebench --tune from the generic tile row (TUNE_SECONDS, default 240), then that
 #              file, the generic row and the NVIDIA row timed side by side -> tune-ocl.txt, ocl.tune
@@ -77,6 +80,26 @@ if want ocl; then
     timeout 300 "$EB" --backend opencl --reps 5 --json "$L/bench-ocl.json" > "$OUT/bench-ocl.txt" 2>&1
     note "edgebench opencl: status $? at $((SECONDS - t0)) s"
 fi
+if want sparse; then
+    export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
+    EDGEATTN_TEST_REQUIRE_OPENCL=1 EDGEATTN_TEST_REQUIRE_CUDA=1 timeout 600 "$B/tests/test_sparse" > "$L/test-sparse.log" 2>&1
+    note "test_sparse (CPU tiers + CUDA + OpenCL $EDGEATTN_OPENCL_DEVICE): status $?"
+    grep -E '^\[  (PASSED|FAILED)|^ERROR|block-sparse:|streaming:|top-k:' "$L/test-sparse.log" | head -8 | tee -a "$sum"
+    f=q=f16,kv=f16,out=f16
+    sp=(--case "prefill:H=32,KVH=32,N=8192,D=128,$f,name=pf-8k"
+        --case "prefill:H=32,KVH=32,N=8192,D=128,$f,density=0.1,bq=64,name=pf-8k-sparse10"
+        --case "prefill:H=32,KVH=32,N=8192,D=128,$f,density=0.1,bq=128,name=pf-8k-sparse10-q128"
+        --case "decode:H=32,KVH=8,NKV=4100,D=128,$f,name=dec-4100"
+        --case "decode:H=32,KVH=8,NKV=4100,D=128,$f,sinks=4,stream=1000000,name=dec-stream")
+    tk=(--case "decode:H=32,KVH=8,NKV=32768,D=128,$f,name=dec-32k"
+        --case "decode:H=32,KVH=8,NKV=32768,D=128,$f,topk=2048,sblk=64,name=dec-32k-topk2k")
+    for be in ${SPARSE_BACKENDS:-cuda opencl}; do
+        cs=("${sp[@]}" "${tk[@]}")
+        [[ $be == cuda ]] && cs+=(--case "prefill:H=32,KVH=32,N=8192,D=128,$f,lowrank=256,name=pf-8k-lin256")
+        timeout 500 "$EB" --backend $be --reps 15 --check --no-ceiling "${cs[@]}" > "$OUT/sparse-$be.txt" 2>&1
+        note "sparse pairs on $be: status $?"; grep -E '^(pf|dec)|rror|fail' "$OUT/sparse-$be.txt" | tee -a "$sum"
+    done
+fi
 if want sanitizer && command -v compute-sanitizer > /dev/null; then
     for tool in memcheck racecheck; do
         EDGEATTN_TEST_CUDA_SHORT=1 timeout 150 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 20 \
@@ -103,21 +126,6 @@ if want paged; then # the paged cache beside the contiguous one: B4 ragged 512/3
             --no-ceiling --no-ref --case "$c,name=rag" --case "$c,page=16,name=rag-p16" \
             --case "$c,page=64,name=rag-p64" 2>&1 | grep -E '^rag|rror|fail' | sed "s/^/$t: /" |
             tee -a "$OUT/paged-opencl.txt" | tee -a "$sum"
-    done
-fi
-if want sparse; then # issue 13's pairs on the GPU backends: block-sparse 10%, streaming, top-k; F16, H32 D128
-    for be in ${SPARSE_BACKENDS:-cuda opencl}; do
-        [[ $be == opencl ]] && export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
-        pf="prefill:H=32,N=8192,D=128,q=f16,kv=f16,out=f16"
-        dc="decode:H=32,KVH=8,D=128,q=f16,kv=f16,out=f16"
-        timeout 240 "$EB" --backend $be --reps 15 --no-ceiling --case "$pf,name=pf-8k" \
-            --case "$pf,density=0.1,bq=64,name=pf-8k-sparse10" --case "$pf,density=0.1,bq=128,name=pf-8k-sparse10-q128" --case "$pf,lowrank=256,name=pf-8k-lin256" \
-            --case "$dc,NKV=4100,name=dec-4100" --case "$dc,NKV=4100,sinks=4,stream=1000000,name=dec-stream" \
-            > "$OUT/sparse-$be.txt" 2>&1
-        note "sparse pairs on $be: status $?"; grep -E '^(pf-|dec-)|rror' "$OUT/sparse-$be.txt" | tee -a "$sum"
-        timeout 120 "$EB" --backend $be --reps 15 --no-ceiling --case "$dc,NKV=32768,name=dec-32k" \
-            --case "$dc,NKV=32768,topk=2048,sblk=64,name=dec-32k-topk2k" > "$OUT/topk-$be.txt" 2>&1
-        note "top-k pair on $be: status $?"; grep -E '^dec-|rror' "$OUT/topk-$be.txt" | tee -a "$sum"
     done
 fi
 if want quickcheck && command -v compute-sanitizer > /dev/null; then # every kernel path of the quick suite

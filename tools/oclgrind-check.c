@@ -20,6 +20,10 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #define CL_TARGET_OPENCL_VERSION 120
+/* The case tables' trailing fields (sinks, max_q, bmask) default to 0 where a row leaves them out. */
+#if defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#endif
 #include <CL/cl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -216,7 +220,28 @@ typedef struct ctxdef {
     int max_head_dim, kv_cache, window;
     edgeattn_dtype cache_dt;
     int page, pages; /* paged cache: config.kv_page_size, kv_pages (0: contiguous) */
+    int sinks;       /* config.kv_cache_sinks (with a window) */
+    int max_q;       /* config.max_q_len (0: 40) */
+    int sblk;        /* config.kv_summary_block (top-k decode) */
 } ctxdef;
+
+/* The positions a cache of ctxdef c holds after `total` tokens, oldest first (the sinks, then the
+ * ring); returns the count. */
+static int held_positions(const ctxdef *c, int total, int *pos)
+{
+    const int cap = c->window > 0 ? c->sinks + c->window : 320;
+    int n = 0;
+    if (c->window == 0 || total <= cap) {
+        for (int p = 0; p < total && p < cap; p++)
+            pos[n++] = p;
+        return n;
+    }
+    for (int p = 0; p < c->sinks; p++)
+        pos[n++] = p;
+    for (int p = total - c->window; p < total; p++)
+        pos[n++] = p;
+    return n;
+}
 
 static edgeattn_context *ctx_open(const ctxdef *c)
 {
@@ -226,7 +251,7 @@ static edgeattn_context *ctx_open(const ctxdef *c)
     cfg.gpu_queue = g_queue;
     cfg.kernel_cache_dir = g_cache_dir;
     cfg.max_batch = 2;
-    cfg.max_q_len = 40;
+    cfg.max_q_len = c->max_q > 0 ? c->max_q : 40;
     cfg.max_kv_len = 320;
     cfg.max_heads = 4;
     cfg.max_kv_heads = 4;
@@ -235,6 +260,8 @@ static edgeattn_context *ctx_open(const ctxdef *c)
         cfg.flags = EDGEATTN_FLAG_KV_CACHE;
         cfg.kv_cache_dtype = c->cache_dt;
         cfg.kv_cache_window = c->window;
+        cfg.kv_cache_sinks = c->sinks;
+        cfg.kv_summary_block = c->sblk;
         cfg.kv_page_size = c->page;
         cfg.kv_pages = c->pages;
     }
@@ -269,7 +296,31 @@ typedef struct acase {
     float softcap;
     int bias, lse, kv_lens, host, check_finite;
     int nan_in; /* 1..4: a NaN in q, k, v or bias; the call must refuse it (check_finite) */
+    int bmask;  /* 64 or 128: a block mask of that many query rows per block (one pattern per batch row and KV
+                   head; each row block lists a pseudo-random third of the key blocks, the second none) */
 } acase;
+
+/* A block mask for case c into m (arrays rp, ci of at least B*Hkv*(nrb+1) and B*Hkv*nrb*nkb entries). */
+static void make_mask(const acase *c, edgeattn_block_mask *m, int32_t *rp, int32_t *ci)
+{
+    const int nrb = (c->Nq + c->bmask - 1) / c->bmask, nkb = (c->Nkv + 63) / 64, np = c->B * c->Hkv;
+    int32_t nnz = 0;
+    for (int p = 0; p < np; p++)
+        for (int r = 0; r <= nrb; r++) {
+            rp[p * (nrb + 1) + r] = nnz;
+            for (int kb = 0; r < nrb && r != 1 && kb < nkb; kb++)
+                if (rnd() < -0.3 || kb == (p + r) % nkb)
+                    ci[nnz++] = kb;
+        }
+    memset(m, 0, sizeof *m);
+    m->block_q = c->bmask;
+    m->block_k = 64;
+    m->batch = c->B;
+    m->heads = c->Hkv;
+    m->nnz = nnz;
+    m->row_ptr = rp;
+    m->col_idx = ci;
+}
 
 static int run_attention(edgeattn_context *ctx, const acase *c)
 {
@@ -295,6 +346,12 @@ static int run_attention(edgeattn_context *ctx, const acase *c)
     int32_t lens[2] = {c->Nkv - 5, 0}; /* the second sequence sees no key: zeros, lse -inf */
     if (c->kv_lens)
         p.kv_lens = lens;
+    edgeattn_block_mask bm;
+    static int32_t bm_rp[2 * 4 * 8], bm_ci[2 * 4 * 8 * 8]; /* B <= 2, Hkv <= 4, Nq <= 448, Nkv <= 512 */
+    if (c->bmask) {
+        make_mask(c, &bm, bm_rp, bm_ci);
+        p.block_mask = &bm;
+    }
     if (c->bias) {
         const int64_t bb = c->bias == BIAS_ONE ? 1 : c->B, bh = c->bias == BIAS_FULL ? c->Hq : 1;
         if (tens_make(&bias, EDGEATTN_F32, bb, bh, c->Nq, c->Nkv, 0, 1)) {
@@ -385,6 +442,9 @@ typedef struct step {
     float softcap;
     edgeattn_dtype odt;         /* decode: out dtype */
     const char *expect;
+    int topk;                   /* decode: params.topk_tokens (top-k over the cache's block summaries) */
+    int unchecked;              /* decode: no reference (a selection of fewer blocks than the cache holds:
+                                   tests/test_sparse.c checks its result; here the accesses) */
 } step;
 
 typedef struct kvstate {
@@ -436,8 +496,12 @@ done:
 
 static int run_read(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const step *st)
 {
-    const int cap = cd->window > 0 ? cd->window : 320;
-    const int held = s->total[0] < cap ? s->total[0] : cap, first = s->total[0] - held;
+    int pos[MAXTOK];
+    int held = held_positions(cd, s->total[0], pos), first = pos[0];
+    if (held > 0 && pos[held - 1] - pos[0] + 1 != held) { /* sinks + ring with a gap: read the ring's run */
+        first = s->total[0] - cd->window;
+        held = cd->window;
+    }
     tens k, v;
     int rc = -1;
     memset(&k, 0, sizeof k);
@@ -484,11 +548,10 @@ static int run_fork(edgeattn_context *ctx, kvstate *s)
 
 static int run_decode(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const step *st)
 {
-    const int cap = cd->window > 0 ? cd->window : 320;
     int32_t held[2];
-    int hmax = 0;
+    int hmax = 0, pos[2][MAXTOK];
     for (int b = 0; b < 2; b++) {
-        held[b] = s->total[b] < cap ? s->total[b] : cap;
+        held[b] = held_positions(cd, s->total[b], pos[b]);
         hmax = held[b] > hmax ? held[b] : hmax;
     }
     tens q, o, lse, rk, rv;
@@ -511,8 +574,8 @@ static int run_decode(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const
             for (int j = 0; j < held[b]; j++)
                 for (int d = 0; d < DEC_D; d++) {
                     const size_t at = (size_t)(b * rk.h.stride[0] + h * rk.h.stride[1] + j * rk.h.stride[2] + d);
-                    ((float *)rk.host)[at] = s->k[b][h][s->total[b] - held[b] + j][d];
-                    ((float *)rv.host)[at] = s->v[b][h][s->total[b] - held[b] + j][d];
+                    ((float *)rk.host)[at] = s->k[b][h][pos[b][j]][d];
+                    ((float *)rv.host)[at] = s->v[b][h][pos[b][j]][d];
                 }
     edgeattn_params p;
     edgeattn_params_default(&p);
@@ -521,6 +584,7 @@ static int run_decode(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const
     p.softcap = st->softcap;
     p.check_finite = 1;
     p.lse = st->lse ? &lse.t : NULL;
+    p.topk_tokens = st->topk;
     if (edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &o.t, &p) != EDGEATTN_OK) {
         failf("decode: %s", edgeattn_message_of(ctx));
         goto done;
@@ -529,6 +593,12 @@ static int run_decode(edgeattn_context *ctx, kvstate *s, const ctxdef *cd, const
         failf("synchronize / read back: %s", edgeattn_message_of(ctx));
         goto done;
     }
+    if (st->unchecked) {
+        snprintf(g_why, sizeof g_why, "top-k %d: ran (result checked by test_sparse)", st->topk);
+        rc = 0;
+        goto done;
+    }
+    p.topk_tokens = 0;
     ref = malloc(sizeof(double) * 2 * DEC_HQ * (size_t)st->nq * DEC_D);
     ref_lse = malloc(sizeof(double) * 2 * DEC_HQ * (size_t)st->nq);
     p.lse = NULL;
@@ -587,6 +657,20 @@ static const acase k_main[] = {
     {"nan-in-bias-refused", "ea_finite", 1, 2, 1, 6, 10, 32, F16, F16, F32, 0, 0, -1, -1, 0, BIAS_FULL, 0, 0, 0, 1, 4},
 };
 
+/* Block masks (64 and 128 query rows per block): prefill tiles whose rows span two query blocks (the
+ * union of their lists, a per-row check), with causal, windows, kv_lens, bias; the decode tile with
+ * split-KV; tiles skipped by the mask are never fetched. */
+static const acase k_bmask[] = {
+    {"pf64-bmask64-causal", "ea_flash_pf@64", 2, 3, 1, 130, 200, 64, F32, F16, F32, 0, 1, -1, -1, 0, BIAS_NONE, 1, 1,
+     0, 0, 0, 64},
+    {"pfh64-bmask128-window", "ea_flash_pfh@64", 1, 4, 2, 150, 260, 48, F16, BF16, F32, 5, 0, 70, -1, 0, BIAS_ONE, 1,
+     0, 0, 0, 0, 128},
+    {"pf64-bmask64-host", "ea_flash_pf@64", 1, 2, 2, 70, 131, 64, BF16, F32, F16, 0, 0, -1, -1, 0, BIAS_FULL, 1, 0, 1,
+     0, 0, 64},
+    {"dec64-bmask64-split", "ea_flash_dec@64 ea_combine", 1, 4, 1, 2, 300, 64, F32, F16, F32, 0, 0, -1, -1, 0,
+     BIAS_NONE, 1, 0, 0, 0, 0, 64},
+};
+
 /* Another class's tile table (what that GPU would build), at head dim 64: the three kernels, one
  * with split-KV and the combine. */
 static const acase k_class[] = {
@@ -627,6 +711,40 @@ static const step k_dec_bf16_ring[] = {
     {1, {2, 2}, F16, 1, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
     {0, {0, 0}, F16, 0, 0, 2, 1, -1, 1, 0, F32, "ea_flash_dec@64 ea_finite"},
     {2, {0, 0}, F16, 0, 0, 0, 0, 0, 0, 0, F32, "ea_convert"}, /* the BF16 ring read back as F16 */
+};
+
+/* Sinks (3) beside a ring (29): appends straddling the sinks, longer than the ring, from device and host
+ * sources (a host source of the cache dtype straight into both parts), decode on the decode and the
+ * prefill tile (the held keys: the sinks, then the ring from its oldest slot), kv_read of the ring. */
+static const step k_sinks[] = {
+    {1, {2, 1}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F32, 0, 0, 1, 0, -1, 1, 0, F32, "ea_flash_dec@64 ea_finite"},
+    {1, {40, 70}, F16, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F16, 0, 0, 2, 1, -1, 1, 0, F32, "ea_flash_dec@64 ea_finite"},
+    {1, {5, 1}, F16, 1, 0, 0, 0, 0, 0, 0, F32, ""},
+    {1, {33, 9}, BF16, 1, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F32, 0, 0, 1, 0, -1, 1, 0, BF16, "ea_flash_dec@64 ea_finite"},
+    {0, {0, 0}, F16, 0, 0, 5, 1, -1, 1, 0, F32, "ea_flash_pfh@64 ea_finite"},
+    {2, {0, 0}, F32, 0, 0, 0, 0, 0, 0, 0, F32, ""},
+};
+static const step k_sinks_unfused[] = {
+    {1, {2, 1}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {1, {40, 70}, F16, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_write"},
+    {0, {0, 0}, F32, 0, 0, 2, 1, -1, 1, 0, F32, "ea_gather_q ea_gather_kv ea_softmax ea_store_rows ea_finite"},
+};
+
+/* Top-k decode over block summaries of 16 keys: appends from device and host sources (the summaries
+ * folded after the rows are stored, blocks continued across appends), a fork (the summaries copied),
+ * then a budget that covers every block (dense: checked) and one of 3 blocks (the scores, the rank
+ * selection and a decode over the selected tiles; its result is test_sparse's to check). */
+static const step k_topk[] = {
+    {1, {37, 21}, F32, 0, 0, 0, 0, 0, 0, 0, F32, "ea_kv_write ea_kv_summ"},
+    {1, {20, 30}, F16, 1, 1, 0, 0, 0, 0, 0, F32, "ea_kv_summ"},
+    {0, {0, 0}, F32, 0, 0, 1, 0, -1, 1, 0, F32, "ea_topk_score ea_topk_select ea_flash_dec@64", 400, 0},
+    {3, {0, 0}, F32, 0, 0, 0, 0, 0, 0, 0, F32, ""},
+    {1, {9, 14}, BF16, 0, 1, 0, 0, 0, 0, 0, F32, "ea_kv_summ"},
+    {0, {0, 0}, F16, 0, 0, 1, 0, -1, 1, 0, F32, "ea_topk_score ea_topk_select ea_flash_dec@64", 48, 1},
+    {0, {0, 0}, F32, 0, 0, 1, 0, 20, 0, 0, BF16, "ea_topk_select ea_flash_dec@64", 40, 1},
 };
 
 /* Paged caches: two sequences appended in one call take their pages in turn (interleaved in the pool),
@@ -821,6 +939,21 @@ int main(int argc, char **argv)
         run_attention_cases(&classes[i], k_class, (int)(sizeof k_class / sizeof k_class[0]));
     const ctxdef unfused = {"unfused", {{"EDGEATTN_OPENCL_PATH", "unfused"}}, 64, 0, 0, F16, 0, 0};
     run_attention_cases(&unfused, k_unfused, 1);
+    const ctxdef bm_def = {"bmask", {{NULL, NULL}}, 64, 0, 0, F16, 0, 0, 0, 160};
+    const ctxdef bm_nv = {"bmask-nvidia", {{"EDGEATTN_OPENCL_CLASS", "nvidia"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "49152"}},
+                          64, 0, 0, F16, 0, 0, 0, 160};
+    const ctxdef bm_paged = {"bmask-paged16", {{NULL, NULL}}, 64, 1, 0, F16, 16, 0, 0, 160}; /* attention through Pg */
+    const ctxdef bm_sweep = {"bmask-sweep",
+                             {{"EDGEATTN_OPENCL_TILES", "pf=24x8x8x4x8,pfh=20x4x8x2x4,dec=3x1x8x4x1"},
+                              {"EDGEATTN_OPENCL_OPTIONS", "-DEA_PREFETCH=1 -DEA_QK_CONST -DEA_UNROLL_QK=3 -DEA_UNROLL_PV=1"}},
+                             64, 1, 0, BF16, 16, 12, 0, 160};
+    const int nbm = (int)(sizeof k_bmask / sizeof k_bmask[0]);
+    run_attention_cases(&bm_def, k_bmask, nbm);
+    run_attention_cases(&bm_nv, k_bmask, nbm);
+    run_attention_cases(&bm_paged, k_bmask, nbm);
+    run_attention_cases(&bm_sweep, k_bmask, 2);
+    /* (the unfused path's mask is checked by tests/test_sparse.c: here a second CLBlast context aborted
+     * in Oclgrind's instruction counter, "double free or corruption", and passed without the counter) */
     const ctxdef dec_f16 = {"kv-f16", {{NULL, NULL}}, 64, 1, 0, F16, 0, 0};
     const ctxdef dec_f32 = {"kv-f32-ring24", {{NULL, NULL}}, 64, 1, 24, F32, 0, 0};
     const ctxdef dec_bf16 = {"kv-bf16-ring50", {{NULL, NULL}}, 64, 1, 50, BF16, 0, 0};
@@ -852,6 +985,19 @@ int main(int argc, char **argv)
                                 {{"EDGEATTN_OPENCL_TILES", "pf=24x8x8x4x8,pfh=20x4x8x2x4,dec=3x1x8x4x1"},
                                  {"EDGEATTN_OPENCL_OPTIONS", "-DEA_BATCH_LOADS -DEA_PREFETCH=0"}},
                                 64, 1, 0, BF16, 16, 12};
+    const ctxdef sinks = {"kv-f16-sinks3-ring29", {{NULL, NULL}}, 64, 1, 29, F16, 0, 0, 3};
+    const ctxdef sinks_paged = {"kv-paged16-f32-sinks3-ring29", {{NULL, NULL}}, 64, 1, 29, F32, 16, 0, 3};
+    const ctxdef sinks_unfused = {"kv-sinks3-ring29-unfused", {{"EDGEATTN_OPENCL_PATH", "unfused"}}, 64, 1, 29, F16, 0,
+                                  0, 3};
+    run_decode_scenario(&sinks, k_sinks, (int)(sizeof k_sinks / sizeof k_sinks[0]));
+    const ctxdef topk = {"kv-f16-topk16", {{NULL, NULL}}, 64, 1, 0, F16, 0, 0, 0, 0, 16};
+    const ctxdef topk_nv = {"kv-f32-topk16-nvidia",
+                            {{"EDGEATTN_OPENCL_CLASS", "nvidia"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "49152"}},
+                            64, 1, 0, F32, 0, 0, 0, 0, 16};
+    run_decode_scenario(&topk, k_topk, (int)(sizeof k_topk / sizeof k_topk[0]));
+    run_decode_scenario(&topk_nv, k_topk, (int)(sizeof k_topk / sizeof k_topk[0]));
+    run_decode_scenario(&sinks_paged, k_sinks, (int)(sizeof k_sinks / sizeof k_sinks[0]));
+    run_decode_scenario(&sinks_unfused, k_sinks_unfused, 3);
     run_decode_scenario(&paged64_batch, k_paged64_ring, (int)(sizeof k_paged64_ring / sizeof k_paged64_ring[0]));
     run_decode_scenario(&paged_batch, k_paged_sweep, (int)(sizeof k_paged_sweep / sizeof k_paged_sweep[0]));
 

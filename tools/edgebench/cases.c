@@ -420,7 +420,9 @@ static const bench_case cuda_suite[] = {
 
 /* OpenCL: FP16 storage (FP32 arithmetic) at the same H32 D128 layer shape; prefill at 1K and 4K with
  * the fused kernel beside the unfused path (CLBlast GEMMs), so a run shows which one a device favours;
- * decode at 4K and 32K cached tokens. */
+ * decode at 4K and 32K cached tokens; the sparse pairs of issue 13 (block-sparse 10% of 64x64 blocks at
+ * N8192 beside dense, decode after 1,000,000 tokens through 4 sinks + a ring of 4096 beside a plain
+ * cache of 4100, top-k 2048 of 32768 beside dec-32k). */
 static const bench_case opencl_suite[] = {
     {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
     {"pf-4k-unfused", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
@@ -433,6 +435,11 @@ static const bench_case opencl_suite[] = {
     {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
     {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0},
     {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-8k", PF, 1, 32, 32, 8192, 8192, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-8k-sparse10", PF, 1, 32, 32, 8192, 8192, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 100, 64, 0, 0, 0},
+    {"dec-4100", DEC, 1, 32, 8, 1, 4100, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-stream", DEC, 1, 32, 8, 1, 4100, 128, 0, F16, F16, F16, 0, 0, 0, 0, 4, 1000000, 0, 0, 0, 0, 0},
+    {"dec-32k-topk2k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 2048, 64, 0},
 };
 
 const bench_case *bench_cuda_suite(size_t *count)

@@ -488,6 +488,8 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     }
     if (c->topk && plant_blocks(c, qbuf, kbuf, kin, &rng))
         FAIL("%s: top-k inputs: NKV below one block, or a head dim past 512", c->name);
+    if (c->topk && dev) /* the planted keys to the device copy as well */
+        TRY_LIB(edgeattn_copy(ctx, &kx, &k), "edgeattn_copy (k, planted)");
     if (c->density_pm) {
         if (bench_mask_make(c, &rng, &mask))
             FAIL("%s: out of memory for the block mask", c->name);
