@@ -361,7 +361,7 @@ static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int 
 static bool cuda_supports(const edgeattn_config *cfg)
 {
     return cfg->backend != EDGEATTN_BACKEND_AUTO ||
-           (!ea_dtype_quant(cfg->kv_cache_dtype) &&
+           (!ea_dtype_quant(cfg->kv_cache_dtype) && !ea_cfg_mla(cfg) &&
             !((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0)));
 }
 
@@ -376,6 +376,9 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
                        "cuda: a KV cache with %s is not served by this backend yet (the CPU backend serves it)",
                        cfg->kv_cache_sinks > 0 ? "sinks (config.kv_cache_sinks)"
                                                : "block summaries (config.kv_summary_block)");
+    if (ea_cfg_mla(cfg)) /* latent attention: the CPU backend's so far */
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "cuda: head dims past %d, max_head_dim_v and kv_cache_latent are "
+                       "not served by this backend yet (the CPU backend serves them)", EA_MAX_HEAD_DIM_Q);
     ea_cu_driver d;
     char why[EA_MSG_LEN];
     if (!ea_cu_driver_open(&d, why, sizeof why))

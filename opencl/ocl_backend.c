@@ -154,7 +154,8 @@ static bool ocl_supports(const edgeattn_config *cfg)
 {
     if (cfg->backend != EDGEATTN_BACKEND_AUTO) /* (plan says why a forced one cannot) */
         return true;
-    if (ea_dtype_quant(cfg->kv_cache_dtype)) /* quantised KV caches: the CPU backend's so far */
+    if (ea_dtype_quant(cfg->kv_cache_dtype) || ea_cfg_mla(cfg)) /* quantised KV caches, latent attention: the
+                                                                   CPU backend's so far */
         return false;
     if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && (cfg->kv_cache_sinks > 0 || cfg->kv_summary_block > 0))
         /* so are caches with sinks or block summaries */
@@ -334,6 +335,9 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
                        "opencl: a KV cache with %s is not served by this backend yet (the CPU backend serves it)",
                        cfg->kv_cache_sinks > 0 ? "sinks (config.kv_cache_sinks)"
                                                : "block summaries (config.kv_summary_block)");
+    if (ea_cfg_mla(cfg))
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "opencl: head dims past %d, max_head_dim_v and kv_cache_latent "
+                       "are not served by this backend yet (the CPU backend serves them)", EA_MAX_HEAD_DIM_Q);
     ea_ocl_layout L;
     edgeattn_status st;
     char ident[160] = "";
