@@ -92,11 +92,15 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
                        "config: max_head_dim_v %d != max_head_dim %d with a KV cache of separate K and V rows (one head "
                        "dim); a separate V head dim over a cache needs kv_cache_latent", (int)c->max_head_dim_v,
                        (int)c->max_head_dim);
-    if (c->kv_cache_latent && (ea_dtype_quant(c->kv_cache_dtype) || c->kv_summary_block > 0))
+    if (c->kv_cache_latent && (ea_dtype_quant(c->kv_cache_dtype) || c->kv_summary_block > 0 ||
+                               c->rope.style != EDGEATTN_ROPE_NONE))
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
-                       "config: a latent KV cache (kv_cache_latent) is not served with %s yet: F32, F16 or BF16, no "
-                       "block summaries", c->kv_summary_block > 0 ? "block summaries (kv_summary_block)"
-                                                                  : "a quantised cache dtype");
+                       "config: a latent KV cache (kv_cache_latent) is not served with %s: F32, F16 or BF16, no "
+                       "block summaries, RoPE applied by the caller (MLA rotates the vector's last values, outside "
+                       "V; config.rope the first)",
+                       c->kv_summary_block > 0 ? "block summaries (kv_summary_block)"
+                       : c->rope.style != EDGEATTN_ROPE_NONE ? "config.rope"
+                                                               : "a quantised cache dtype");
     if (ea_kv_unit_size(c->kv_cache_dtype) == 0)
         return ea_fail(msg, EDGEATTN_ERR_DTYPE, "config: kv_cache_dtype %d not supported", (int)c->kv_cache_dtype);
     if ((c->flags & EDGEATTN_FLAG_KV_CACHE) && ea_dtype_quant(c->kv_cache_dtype) && c->max_head_dim > EA_MAX_HEAD_DIM_Q)

@@ -396,6 +396,10 @@ static void mla_refusals(void **state)
     c.kv_summary_block = 32;
     expect_plan(c, EDGEATTN_ERR_UNSUPPORTED, "block summaries");
     c.kv_summary_block = 0;
+    c.rope.style = EDGEATTN_ROPE_HALF;
+    c.rope.theta = 10000.0f;
+    expect_plan(c, EDGEATTN_ERR_UNSUPPORTED, "config.rope");
+    memset(&c.rope, 0, sizeof c.rope);
     c.max_head_dim_v = 256;
     expect_plan(c, EDGEATTN_ERR_HEAD_DIM, "latent");
     c.kv_cache_latent = 0;

@@ -227,8 +227,9 @@ typedef struct edgeattn_config {
      * decode reads V as the first D_v values (out's last dim, <= D and <= max_head_dim_v or D) of that
      * same vector, so V costs no bytes (kv_cache_bytes counts one row a token). Needs
      * EDGEATTN_FLAG_KV_CACHE and an F32, F16 or BF16 cache; works with windows, sinks, pages, fork,
-     * truncate and layers; not with block summaries (top-k). 0 (default): separate K and V rows. CPU
-     * backend. */
+     * truncate and layers; not with block summaries (top-k) nor config.rope (MLA's RoPE part is the
+     * vector's last values: rotate it before the append). 0 (default): separate K and V rows. CPU
+     * backend. docs/LOWRANK.md. */
     int32_t kv_cache_latent;
     uint8_t reserved[4];       /* must be zero */
 } edgeattn_config;
