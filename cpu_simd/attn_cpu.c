@@ -582,6 +582,9 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
          * slower when workers are busy elsewhere) */
         int64_t ns = (2 * (int64_t)st->threads + base - 1) / base;
         ns = imin(ns, st->part_items / base); /* fits the planned slots */
+        if (J.wide) /* compute-bound tiles: four tasks per thread, so a thread the OS holds back costs less */
+            ns = imax(ns, (4 * (int64_t)st->threads + base - 1) / base);
+        ns = imin(ns, st->part_items / base);
         ns = imin(ns, (longest + 255) / 256); /* at least ~256 keys per split */
         J.nsplit = ns >= 2 ? (int32_t)ns : 1;
     }
