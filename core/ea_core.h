@@ -13,10 +13,11 @@
 #include "edgeattn/edgeattn.h"
 
 #define EA_MSG_LEN 256
-/* Head dims (Q·K and V): multiples of 8 up to this (DeepSeek's MLA decode: 576 for Q·K, 512 for V).
- * Quantised caches and the GPU backends keep the former limit, EA_MAX_HEAD_DIM_Q. */
-#define EA_MAX_HEAD_DIM 576
-#define EA_MAX_HEAD_DIM_Q 256
+/* Head dims: multiples of 8 up to EA_MAX_HEAD_DIM_CPU (Q·K and V; DeepSeek's MLA decode: 576 for Q·K, 512
+ * for V) on the CPU backend; the GPU backends, quantised caches and RoPE (its tables) keep
+ * EA_MAX_HEAD_DIM. */
+#define EA_MAX_HEAD_DIM 256
+#define EA_MAX_HEAD_DIM_CPU 576
 #define EA_MAX_THREADS 256
 #define EA_MAX_LAYERS 1024
 
@@ -166,11 +167,11 @@ static inline int32_t ea_cfg_dim_v(const edgeattn_config *c)
 {
     return c->max_head_dim_v > 0 ? c->max_head_dim_v : c->max_head_dim;
 }
-/* Does a config ask for latent attention's extras (a head dim past EA_MAX_HEAD_DIM_Q, a separate V head
+/* Does a config ask for latent attention's extras (a head dim past EA_MAX_HEAD_DIM, a separate V head
  * dim, a latent cache)? The GPU backends refuse those so far. */
 static inline bool ea_cfg_mla(const edgeattn_config *c)
 {
-    return c->max_head_dim > EA_MAX_HEAD_DIM_Q || c->max_head_dim_v > 0 || c->kv_cache_latent != 0;
+    return c->max_head_dim > EA_MAX_HEAD_DIM || c->max_head_dim_v > 0 || c->kv_cache_latent != 0;
 }
 
 
@@ -343,7 +344,7 @@ struct edgeattn_context {
 /* ---- validation (core/tensor.c) */
 #define EA_DTYPES_FLOAT ((1u << EDGEATTN_F32) | (1u << EDGEATTN_F16) | (1u << EDGEATTN_BF16))
 #define EA_DTYPES_F32 (1u << EDGEATTN_F32)
-/* Head dims the kernels take (Q·K and V): multiples of 8 from 8 to EA_MAX_HEAD_DIM. */
+/* Head dims the kernels take (Q·K and V): multiples of 8 from 8 to EA_MAX_HEAD_DIM_CPU. */
 edgeattn_status ea_check_head_dim(char *msg, const char *name, int64_t d);
 /* Checks one tensor: non-NULL, dtype in allowed (bitmask of 1u<<dtype), shape > 0, stride[3] == 1,
  * strides >= 0 and non-overlapping, view inside bytes; *extent = bytes spanned from data. */

@@ -223,7 +223,7 @@ static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const 
     const size_t es = ea_dtype_size(kv->dtype), kes = ea_dtype_size(k->dtype), ves = v ? ea_dtype_size(v->dtype) : 0;
     const bool rope = ctx->rope.style != EDGEATTN_ROPE_NONE;
     const float *cs = NULL;
-    float row[EA_MAX_HEAD_DIM];
+    float row[EA_MAX_HEAD_DIM_CPU];
     int64_t a1, b0; /* rows kept: [0, a1) (sinks) and [b0, n) (later rows of a ring overwrite earlier ones) */
     ea_kv_kept(kv, total, n, &a1, &b0);
     for (int64_t r = a1 > 0 ? 0 : b0; r < n; r = r + 1 == a1 ? b0 : r + 1) {
@@ -277,7 +277,7 @@ static void quant_stats(edgeattn_context *ctx, int32_t layer, int32_t seq, const
 {
     ea_kv_cache *kv = &ctx->kv;
     const int32_t D = kv->dim, MD = kv->max_dim;
-    float row[EA_MAX_HEAD_DIM];
+    float row[EA_MAX_HEAD_DIM_CPU];
     const bool centre = n - skip >= EA_Q_MIN_ROWS;
     for (int32_t h = 0; h < kv->heads; h++) {
         float *st = ea_kv_stats(kv, layer, seq, h);
@@ -329,7 +329,7 @@ static edgeattn_status quant_range(edgeattn_context *ctx, int32_t layer, int32_t
                                    const edgeattn_tensor *v, int64_t b, int64_t skip, int64_t n, int64_t total)
 {
     ea_kv_cache *kv = &ctx->kv;
-    float row[EA_MAX_HEAD_DIM];
+    float row[EA_MAX_HEAD_DIM_CPU];
     for (int64_t r = skip; r < n; r++)
         for (int32_t h = 0; h < kv->heads; h++) {
             const float *st = ea_kv_stats(kv, layer, seq, h);
@@ -358,7 +358,7 @@ static void host_write_quant(edgeattn_context *ctx, int32_t layer, int32_t seq, 
     ea_kv_kept(kv, total, n, &a1, &b0);
     if (total == 0 && n > 0) /* the statistics from the rows kept (a sinks cache: from every row) */
         quant_stats(ctx, layer, seq, k, v, b, a1 > 0 ? 0 : b0, n, total);
-    float row[EA_MAX_HEAD_DIM];
+    float row[EA_MAX_HEAD_DIM_CPU];
     for (int64_t r = a1 > 0 ? 0 : b0; r < n; r = r + 1 == a1 ? b0 : r + 1) {
         const int64_t pos = total + r, slot = ea_kv_slot(kv, pos);
         for (int32_t h = 0; h < kv->heads; h++) {
@@ -716,7 +716,7 @@ EDGEATTN_API edgeattn_status edgeattn_kv_read(edgeattn_context *ctx, int32_t lay
             for (int32_t h = 0; h < kv->heads && ea_dtype_quant(kv->dtype); h++) {
                 const float *sts = ea_kv_stats(kv, layer, seq, h);
                 const int32_t MD = kv->max_dim;
-                float xk[EA_MAX_HEAD_DIM], xv[EA_MAX_HEAD_DIM];
+                float xk[EA_MAX_HEAD_DIM_CPU], xv[EA_MAX_HEAD_DIM_CPU];
                 for (int64_t i = 0; i < len; i++) {
                     ea_q_row_load(kv->dtype, host_row(kv, kv->k, layer, seq, h, slot + i), kv->dim, xk);
                     ea_q_row_load(kv->dtype, host_row(kv, kv->v, layer, seq, h, slot + i), kv->dim, xv);

@@ -70,13 +70,13 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
     if (c->max_heads % c->max_kv_heads != 0)
         return ea_fail(msg, EDGEATTN_ERR_GQA_RATIO, "config: max_heads %d not a multiple of max_kv_heads %d",
                        (int)c->max_heads, (int)c->max_kv_heads);
-    if (c->max_head_dim % 8 != 0 || c->max_head_dim > EA_MAX_HEAD_DIM)
+    if (c->max_head_dim % 8 != 0 || c->max_head_dim > EA_MAX_HEAD_DIM_CPU)
         return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "config: max_head_dim %d not supported (multiples of 8 up to %d)",
-                       (int)c->max_head_dim, EA_MAX_HEAD_DIM);
-    if (c->max_head_dim_v < 0 || c->max_head_dim_v % 8 != 0 || c->max_head_dim_v > EA_MAX_HEAD_DIM)
+                       (int)c->max_head_dim, EA_MAX_HEAD_DIM_CPU);
+    if (c->max_head_dim_v < 0 || c->max_head_dim_v % 8 != 0 || c->max_head_dim_v > EA_MAX_HEAD_DIM_CPU)
         return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM,
                        "config: max_head_dim_v %d not supported (0: the Q·K head dim; else multiples of 8 up to %d)",
-                       (int)c->max_head_dim_v, EA_MAX_HEAD_DIM);
+                       (int)c->max_head_dim_v, EA_MAX_HEAD_DIM_CPU);
     if (c->kv_cache_latent != 0 && c->kv_cache_latent != 1)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_cache_latent %d must be 0 or 1",
                        (int)c->kv_cache_latent);
@@ -103,9 +103,9 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
                                                                : "a quantised cache dtype");
     if (ea_kv_unit_size(c->kv_cache_dtype) == 0)
         return ea_fail(msg, EDGEATTN_ERR_DTYPE, "config: kv_cache_dtype %d not supported", (int)c->kv_cache_dtype);
-    if ((c->flags & EDGEATTN_FLAG_KV_CACHE) && ea_dtype_quant(c->kv_cache_dtype) && c->max_head_dim > EA_MAX_HEAD_DIM_Q)
+    if ((c->flags & EDGEATTN_FLAG_KV_CACHE) && ea_dtype_quant(c->kv_cache_dtype) && c->max_head_dim > EA_MAX_HEAD_DIM)
         return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "config: a %s KV cache takes max_head_dim up to %d, not %d",
-                       ea_dtype_name(c->kv_cache_dtype), EA_MAX_HEAD_DIM_Q, (int)c->max_head_dim);
+                       ea_dtype_name(c->kv_cache_dtype), EA_MAX_HEAD_DIM, (int)c->max_head_dim);
     if (ea_dtype_quant(c->kv_cache_dtype) && c->max_head_dim % EA_Q_GROUP != 0)
         return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM,
                        "config: a %s KV cache needs max_head_dim a multiple of %d (blocks of %d values), not %d",
@@ -178,6 +178,10 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                            "config: rope.dim %d must be even and <= max_head_dim %d (0: the whole head)",
                            (int)r->dim, (int)c->max_head_dim);
+        if ((r->dim ? r->dim : c->max_head_dim) > EA_MAX_HEAD_DIM)
+            return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                           "config: RoPE over %d values: at most %d (set rope.dim with a max_head_dim past %d)",
+                           (int)(r->dim ? r->dim : c->max_head_dim), EA_MAX_HEAD_DIM, EA_MAX_HEAD_DIM);
         if (!(r->theta > 1.0f) || !isfinite(r->theta))
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: rope.theta %g must be finite and > 1",
                            (double)r->theta);

@@ -232,9 +232,9 @@ static edgeattn_status check_params(char *msg, const edgeattn_params *p)
 
 edgeattn_status ea_check_head_dim(char *msg, const char *name, int64_t d)
 {
-    if (d % 8 != 0 || d < 8 || d > EA_MAX_HEAD_DIM)
+    if (d % 8 != 0 || d < 8 || d > EA_MAX_HEAD_DIM_CPU)
         return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "%s: head_dim %lld not supported (multiples of 8 from 8 to %d)",
-                       name, (long long)d, EA_MAX_HEAD_DIM);
+                       name, (long long)d, EA_MAX_HEAD_DIM_CPU);
     return EDGEATTN_OK;
 }
 

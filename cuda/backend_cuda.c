@@ -378,7 +378,7 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
                                                : "block summaries (config.kv_summary_block)");
     if (ea_cfg_mla(cfg)) /* latent attention: the CPU backend's so far */
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "cuda: head dims past %d, max_head_dim_v and kv_cache_latent are "
-                       "not served by this backend yet (the CPU backend serves them)", EA_MAX_HEAD_DIM_Q);
+                       "not served by this backend yet (the CPU backend serves them)", EA_MAX_HEAD_DIM);
     ea_cu_driver d;
     char why[EA_MSG_LEN];
     if (!ea_cu_driver_open(&d, why, sizeof why))

@@ -337,7 +337,7 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
                                                : "block summaries (config.kv_summary_block)");
     if (ea_cfg_mla(cfg))
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "opencl: head dims past %d, max_head_dim_v and kv_cache_latent "
-                       "are not served by this backend yet (the CPU backend serves them)", EA_MAX_HEAD_DIM_Q);
+                       "are not served by this backend yet (the CPU backend serves them)", EA_MAX_HEAD_DIM);
     ea_ocl_layout L;
     edgeattn_status st;
     char ident[160] = "";

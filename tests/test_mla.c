@@ -405,6 +405,15 @@ static void mla_refusals(void **state)
     c.kv_cache_latent = 0;
     c.max_head_dim_v = 64;
     expect_plan(c, EDGEATTN_ERR_HEAD_DIM, "kv_cache_latent");
+    /* RoPE tables stop at 256 values: a wider head rotates a part of it (rope.dim) */
+    c.max_head_dim_v = 0;
+    c.max_head_dim = 320;
+    c.rope.style = EDGEATTN_ROPE_INTERLEAVED;
+    c.rope.theta = 10000.0f;
+    expect_plan(c, EDGEATTN_ERR_UNSUPPORTED, "RoPE");
+    c.rope.dim = 64;
+    expect_plan(c, EDGEATTN_OK, NULL);
+    memset(&c.rope, 0, sizeof c.rope);
     /* GPU backends refuse latent attention (when built: else they are unavailable) */
     for (int be = EDGEATTN_BACKEND_CUDA; be <= EDGEATTN_BACKEND_OPENCL; be++) {
         edgeattn_config g = mla_config(192, 128, 4, 64);
