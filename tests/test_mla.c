@@ -60,8 +60,13 @@ static void mla_attention_parity(void **state)
     for (int ti = 0; ti < ntier; ti++) {
         edgeattn_config cfg = mla_config(576, 576, 64, 600);
         cfg.num_threads = 1 + ti % 2;
-        edgeattn_context *ctx = tc_create_tier(&cfg, &tiers[ti]);
+        edgeattn_context *ctx_tiles = tc_create_tier(&cfg, &tiers[ti]);
+        /* and the smallest tiles (kb 16, rb 8): every key tile, panel and row-block boundary shows up */
+        setenv("EDGEATTN_CPU_TILES", "kb=16,rb=8", 1);
+        edgeattn_context *ctx_small = tc_create_tier(&cfg, &tiers[ti]);
+        unsetenv("EDGEATTN_CPU_TILES");
         for (int n = 0; n < per_tier; n++) {
+            edgeattn_context *ctx = n % 3 == 2 ? ctx_small : ctx_tiles;
             tc_rng r;
             tc_rng_init(&r, tc_seed(), (uint64_t)(300 + ti * 1000 + n));
             const int di = n < 8 ? n : tc_randint(&r, 0, 7), hi = tc_randint(&r, 0, 5);
@@ -97,13 +102,14 @@ static void mla_attention_parity(void **state)
             assert_int_equal(ea_ref_attention(&q.t, &k.t, &v.t, &p, ref, ref_lse), EDGEATTN_OK);
             const edgeattn_status st = edgeattn_attention(ctx, &q.t, &k.t, &v.t, &out.t, &p);
             if (st != EDGEATTN_OK)
-                fail_msg("%s: attention D %d Dv %d: %s", tiers[ti].name, D, Dv, edgeattn_message_of(ctx));
+                fail_msg("%s%s: attention D %d Dv %d: %s", tiers[ti].name, ctx == ctx_small ? " (kb 16, rb 8)" : "",
+                         D, Dv, edgeattn_message_of(ctx));
             tc_result res;
             const double tol = tolerance(qdt, kvdt, odt, &q.t, &k.t);
             tc_compare(&res, &out, &lse, ref, ref_lse, B, Hq, Nq, Dv, tol);
             if (!res.ok)
-                fail_msg("%s: B %d Hq %d Hkv %d Nq %d Nkv %d D %d Dv %d q %s kv %s out %s causal %d: %s",
-                         tiers[ti].name, B, Hq, Hkv, Nq, Nkv, D, Dv, tc_dtype_name(qdt), tc_dtype_name(kvdt),
+                fail_msg("%s%s: B %d Hq %d Hkv %d Nq %d Nkv %d D %d Dv %d q %s kv %s out %s causal %d: %s",
+                         tiers[ti].name, ctx == ctx_small ? " (kb 16, rb 8)" : "", B, Hq, Hkv, Nq, Nkv, D, Dv, tc_dtype_name(qdt), tc_dtype_name(kvdt),
                          tc_dtype_name(odt), p.causal, res.why);
             worst = fmax(worst, res.err / tol);
             free(ref);
@@ -114,7 +120,8 @@ static void mla_attention_parity(void **state)
             tc_tensor_free(&out);
             tc_tensor_free(&lse);
         }
-        edgeattn_destroy(ctx);
+        edgeattn_destroy(ctx_tiles);
+        edgeattn_destroy(ctx_small);
     }
     print_message("mla attention: %d tiers, worst error %.3f of its bound\n", ntier, worst);
 }
