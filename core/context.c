@@ -104,7 +104,8 @@ EDGEATTN_API edgeattn_status edgeattn_create(const edgeattn_config *config, void
                           ea_kv_row_units(cfg.kv_cache_dtype, (size_t)cfg.max_head_dim);
         kv->on_device = lay.kv_on_device;
         kv->k = lay.kv_on_device ? NULL : base + lay.kv_k_off;
-        kv->v = lay.kv_on_device ? NULL : base + lay.kv_v_off;
+        kv->v = lay.kv_on_device ? NULL : base + lay.kv_v_off; /* latent: the K storage itself */
+        kv->latent = cfg.kv_cache_latent != 0;
         kv->total = (int64_t *)(void *)(base + lay.kv_total_off);
         kv->held = (int32_t *)(void *)(base + lay.kv_held_off);
         const size_t seqs = (size_t)cfg.num_layers * (size_t)cfg.max_batch;

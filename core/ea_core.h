@@ -13,7 +13,11 @@
 #include "edgeattn/edgeattn.h"
 
 #define EA_MSG_LEN 256
+/* Head dims: multiples of 8 up to EA_MAX_HEAD_DIM_CPU (Q·K and V; DeepSeek's MLA decode: 576 for Q·K, 512
+ * for V) on the CPU backend; the GPU backends, quantised caches and RoPE (its tables) keep
+ * EA_MAX_HEAD_DIM. */
 #define EA_MAX_HEAD_DIM 256
+#define EA_MAX_HEAD_DIM_CPU 576
 #define EA_MAX_THREADS 256
 #define EA_MAX_LAYERS 1024
 
@@ -153,7 +157,22 @@ typedef struct ea_kv_cache {
      * max_dim floats (min, max of K over the block's slots), NULL when none */
     int32_t sblk, nsblk;
     float *summ;
+    /* latent cache (config.kv_cache_latent): one row per (token, head), v == k (V is the first D_v values
+     * of each row); append writes k only */
+    bool latent;
 } ea_kv_cache;
+
+/* The V head dim a config plans: max_head_dim_v, or max_head_dim when it is 0. */
+static inline int32_t ea_cfg_dim_v(const edgeattn_config *c)
+{
+    return c->max_head_dim_v > 0 ? c->max_head_dim_v : c->max_head_dim;
+}
+/* Does a config ask for latent attention's extras (a head dim past EA_MAX_HEAD_DIM, a separate V head
+ * dim, a latent cache)? The GPU backends refuse those so far. */
+static inline bool ea_cfg_mla(const edgeattn_config *c)
+{
+    return c->max_head_dim > EA_MAX_HEAD_DIM || c->max_head_dim_v > 0 || c->kv_cache_latent != 0;
+}
 
 
 
@@ -273,7 +292,8 @@ typedef struct ea_attn_call {
     const int32_t *seq_ids;            /* decode: [B] cache sequence of batch row b (never NULL) */
     const int32_t *q_lens;             /* decode: [B] query rows of batch row b, or NULL: Nq for all */
     const ea_rope *rope;               /* decode: RoPE for the queries, or NULL */
-    int32_t B, Hq, Hkv, Nq, Nkv, D, group; /* group = Hq / Hkv */
+    int32_t B, Hq, Hkv, Nq, Nkv, D, group; /* group = Hq / Hkv; D: the Q·K head dim */
+    int32_t Dv;                        /* the V (and out) head dim: D unless config.max_head_dim_v */
     const edgeattn_tensor *q, *k, *v;      /* k, v NULL for decode */
     edgeattn_tensor *out;
     edgeattn_dtype kv_dtype;
@@ -324,7 +344,7 @@ struct edgeattn_context {
 /* ---- validation (core/tensor.c) */
 #define EA_DTYPES_FLOAT ((1u << EDGEATTN_F32) | (1u << EDGEATTN_F16) | (1u << EDGEATTN_BF16))
 #define EA_DTYPES_F32 (1u << EDGEATTN_F32)
-/* Head dims the kernels take: multiples of 8 from 8 to EA_MAX_HEAD_DIM. */
+/* Head dims the kernels take (Q·K and V): multiples of 8 from 8 to EA_MAX_HEAD_DIM_CPU. */
 edgeattn_status ea_check_head_dim(char *msg, const char *name, int64_t d);
 /* Checks one tensor: non-NULL, dtype in allowed (bitmask of 1u<<dtype), shape > 0, stride[3] == 1,
  * strides >= 0 and non-overlapping, view inside bytes; *extent = bytes spanned from data. */

@@ -166,7 +166,8 @@ static int64_t page_own(ea_kv_cache *kv, int32_t *t, int32_t pi, void *arg)
         const size_t bytes = kv->page_elems * kv->unit;
         const size_t off_old = (size_t)old * bytes, off_new = (size_t)p * bytes;
         memcpy((char *)kv->k + off_new, (const char *)kv->k + off_old, bytes);
-        memcpy((char *)kv->v + off_new, (const char *)kv->v + off_old, bytes);
+        if (!kv->latent) /* a latent cache's V is its K storage */
+            memcpy((char *)kv->v + off_new, (const char *)kv->v + off_old, bytes);
     }
     page_unref(kv, old);
     t[pi] = p;
@@ -219,10 +220,10 @@ static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const 
 {
     ea_kv_cache *kv = &ctx->kv;
     const int32_t H = kv->heads, D = kv->dim;
-    const size_t es = ea_dtype_size(kv->dtype), kes = ea_dtype_size(k->dtype), ves = ea_dtype_size(v->dtype);
+    const size_t es = ea_dtype_size(kv->dtype), kes = ea_dtype_size(k->dtype), ves = v ? ea_dtype_size(v->dtype) : 0;
     const bool rope = ctx->rope.style != EDGEATTN_ROPE_NONE;
     const float *cs = NULL;
-    float row[EA_MAX_HEAD_DIM];
+    float row[EA_MAX_HEAD_DIM_CPU];
     int64_t a1, b0; /* rows kept: [0, a1) (sinks) and [b0, n) (later rows of a ring overwrite earlier ones) */
     ea_kv_kept(kv, total, n, &a1, &b0);
     for (int64_t r = a1 > 0 ? 0 : b0; r < n; r = r + 1 == a1 ? b0 : r + 1) {
@@ -230,9 +231,8 @@ static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const 
         if (rope)
             cs = ea_rope_cached(&ctx->rope, pos);
         for (int32_t h = 0; h < H; h++) {
-            char *kd = host_row(kv, kv->k, layer, seq, h, slot), *vd = host_row(kv, kv->v, layer, seq, h, slot);
+            char *kd = host_row(kv, kv->k, layer, seq, h, slot);
             const ptrdiff_t ko = (ptrdiff_t)(b * k->stride[0] + h * k->stride[1] + r * k->stride[2]);
-            const ptrdiff_t vo = (ptrdiff_t)(b * v->stride[0] + h * v->stride[1] + r * v->stride[2]);
             if (k->dtype == kv->dtype && !rope) {
                 memcpy(kd, (const char *)k->data + (size_t)ko * kes, (size_t)D * es);
             } else {
@@ -245,6 +245,10 @@ static void host_write(edgeattn_context *ctx, int32_t layer, int32_t seq, const 
             }
             if (kv->summ)
                 summary_add(kv, layer, seq, h, slot, kd);
+            if (!v) /* a latent cache: the row just written is also V */
+                continue;
+            char *vd = host_row(kv, kv->v, layer, seq, h, slot);
+            const ptrdiff_t vo = (ptrdiff_t)(b * v->stride[0] + h * v->stride[1] + r * v->stride[2]);
             if (v->dtype == kv->dtype) {
                 memcpy(vd, (const char *)v->data + (size_t)vo * ves, (size_t)D * es);
             } else {
@@ -273,7 +277,7 @@ static void quant_stats(edgeattn_context *ctx, int32_t layer, int32_t seq, const
 {
     ea_kv_cache *kv = &ctx->kv;
     const int32_t D = kv->dim, MD = kv->max_dim;
-    float row[EA_MAX_HEAD_DIM];
+    float row[EA_MAX_HEAD_DIM_CPU];
     const bool centre = n - skip >= EA_Q_MIN_ROWS;
     for (int32_t h = 0; h < kv->heads; h++) {
         float *st = ea_kv_stats(kv, layer, seq, h);
@@ -325,7 +329,7 @@ static edgeattn_status quant_range(edgeattn_context *ctx, int32_t layer, int32_t
                                    const edgeattn_tensor *v, int64_t b, int64_t skip, int64_t n, int64_t total)
 {
     ea_kv_cache *kv = &ctx->kv;
-    float row[EA_MAX_HEAD_DIM];
+    float row[EA_MAX_HEAD_DIM_CPU];
     for (int64_t r = skip; r < n; r++)
         for (int32_t h = 0; h < kv->heads; h++) {
             const float *st = ea_kv_stats(kv, layer, seq, h);
@@ -354,7 +358,7 @@ static void host_write_quant(edgeattn_context *ctx, int32_t layer, int32_t seq, 
     ea_kv_kept(kv, total, n, &a1, &b0);
     if (total == 0 && n > 0) /* the statistics from the rows kept (a sinks cache: from every row) */
         quant_stats(ctx, layer, seq, k, v, b, a1 > 0 ? 0 : b0, n, total);
-    float row[EA_MAX_HEAD_DIM];
+    float row[EA_MAX_HEAD_DIM_CPU];
     for (int64_t r = a1 > 0 ? 0 : b0; r < n; r = r + 1 == a1 ? b0 : r + 1) {
         const int64_t pos = total + r, slot = ea_kv_slot(kv, pos);
         for (int32_t h = 0; h < kv->heads; h++) {
@@ -391,11 +395,16 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
     if ((st = check_cache(ctx, "kv_append")) != EDGEATTN_OK || (st = ea_check_layer(ctx, "kv_append", layer)) != EDGEATTN_OK)
         return st;
     size_t k_ext, v_ext;
+    if (kv->latent && v)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                       "kv_append: v must be NULL for a latent cache (config.kv_cache_latent): k holds the latent "
+                       "vectors, and V is their first D_v values");
     if ((st = ea_check_input_tensor(msg, "k", k, EA_DTYPES_FLOAT, &k_ext)) != EDGEATTN_OK ||
-        (st = ea_check_input_tensor(msg, "v", v, EA_DTYPES_FLOAT, &v_ext)) != EDGEATTN_OK ||
-        (st = ea_check_memory(ctx, "k", k)) != EDGEATTN_OK || (st = ea_check_memory(ctx, "v", v)) != EDGEATTN_OK)
+        (!kv->latent && (st = ea_check_input_tensor(msg, "v", v, EA_DTYPES_FLOAT, &v_ext)) != EDGEATTN_OK) ||
+        (st = ea_check_memory(ctx, "k", k)) != EDGEATTN_OK ||
+        (!kv->latent && (st = ea_check_memory(ctx, "v", v)) != EDGEATTN_OK))
         return st;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4 && v; i++)
         if (k->shape[i] != v->shape[i])
             return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "v: shape[%d] = %lld != k shape[%d] = %lld", i,
                            (long long)v->shape[i], i, (long long)k->shape[i]);
@@ -442,7 +451,7 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
                            "kv_append: layer %d sequence %d would hold %lld tokens, the cache has room for %d",
                            (int)layer, (int)ctx->ids[b], (long long)(kv->held[at] + n), (int)kv->cap);
         if (check_finite && ((st = rows_finite(ctx, k, "kv_append: k", b, n)) != EDGEATTN_OK ||
-                             (st = rows_finite(ctx, v, "kv_append: v", b, n)) != EDGEATTN_OK))
+                             (v && (st = rows_finite(ctx, v, "kv_append: v", b, n)) != EDGEATTN_OK)))
             return st;
     }
     if (ea_dtype_quant(kv->dtype) && !kv->on_device) /* rows beyond a sequence's range: refused before any write */
@@ -630,7 +639,8 @@ EDGEATTN_API edgeattn_status edgeattn_kv_fork(edgeattn_context *ctx, int32_t src
                 const size_t bytes = (size_t)kv->cap * (size_t)kv->row * kv->unit;
                 for (int32_t h = 0; h < kv->heads; h++) {
                     memcpy(host_row(kv, kv->k, l, dst, h, 0), host_row(kv, kv->k, l, src, h, 0), bytes);
-                    memcpy(host_row(kv, kv->v, l, dst, h, 0), host_row(kv, kv->v, l, src, h, 0), bytes);
+                    if (!kv->latent) /* a latent cache's V is its K storage */
+                        memcpy(host_row(kv, kv->v, l, dst, h, 0), host_row(kv, kv->v, l, src, h, 0), bytes);
                 }
             }
         }
@@ -662,20 +672,26 @@ EDGEATTN_API edgeattn_status edgeattn_kv_read(edgeattn_context *ctx, int32_t lay
     if ((st = check_cache(ctx, "kv_read")) != EDGEATTN_OK || (st = ea_check_layer(ctx, "kv_read", layer)) != EDGEATTN_OK ||
         (st = check_seq(ctx, "kv_read", "seq", seq)) != EDGEATTN_OK)
         return st;
-    size_t k_ext, v_ext;
+    size_t k_ext, v_ext = 0;
+    /* a latent cache: v may be NULL (the latent vectors are all there is), or receives their first D_v values */
     if ((st = ea_check_tensor(msg, "kv_read: k", k, EA_DTYPES_FLOAT, &k_ext)) != EDGEATTN_OK ||
-        (st = ea_check_tensor(msg, "kv_read: v", v, EA_DTYPES_FLOAT, &v_ext)) != EDGEATTN_OK)
+        ((v || !kv->latent) && (st = ea_check_tensor(msg, "kv_read: v", v, EA_DTYPES_FLOAT, &v_ext)) != EDGEATTN_OK))
         return st;
-    if (k->memory != EDGEATTN_MEM_HOST || v->memory != EDGEATTN_MEM_HOST)
+    if (k->memory != EDGEATTN_MEM_HOST || (v && v->memory != EDGEATTN_MEM_HOST))
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "kv_read: k and v must be host memory");
-    if (ea_tensors_overlap(k, k_ext, v, v_ext))
+    if (v && ea_tensors_overlap(k, k_ext, v, v_ext))
         return ea_fail(msg, EDGEATTN_ERR_STRIDE, "kv_read: k overlaps v");
     const size_t at = ea_kv_idx(kv, layer, seq);
     const int64_t total = kv->total[at], held = kv->held[at];
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3 + !kv->latent && v; i++)
         if (k->shape[i] != v->shape[i])
             return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "kv_read: v shape[%d] = %lld != k shape[%d] = %lld", i,
                            (long long)v->shape[i], i, (long long)k->shape[i]);
+    if (v && kv->latent && v->shape[3] > k->shape[3])
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH,
+                       "kv_read: v head_dim %lld > the latent head_dim %lld (V is the first D_v values of each vector)",
+                       (long long)v->shape[3], (long long)k->shape[3]);
+    const int64_t dv = v ? v->shape[3] : 0; /* values of each row v receives */
     const int64_t N = k->shape[2];
     if (kv->heads == 0 || held == 0)
         return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "kv_read: layer %d sequence %d is empty", (int)layer, (int)seq);
@@ -709,7 +725,7 @@ EDGEATTN_API edgeattn_status edgeattn_kv_read(edgeattn_context *ctx, int32_t lay
             for (int32_t h = 0; h < kv->heads && ea_dtype_quant(kv->dtype); h++) {
                 const float *sts = ea_kv_stats(kv, layer, seq, h);
                 const int32_t MD = kv->max_dim;
-                float xk[EA_MAX_HEAD_DIM], xv[EA_MAX_HEAD_DIM];
+                float xk[EA_MAX_HEAD_DIM_CPU], xv[EA_MAX_HEAD_DIM_CPU];
                 for (int64_t i = 0; i < len; i++) {
                     ea_q_row_load(kv->dtype, host_row(kv, kv->k, layer, seq, h, slot + i), kv->dim, xk);
                     ea_q_row_load(kv->dtype, host_row(kv, kv->v, layer, seq, h, slot + i), kv->dim, xv);
@@ -726,11 +742,13 @@ EDGEATTN_API edgeattn_status edgeattn_kv_read(edgeattn_context *ctx, int32_t lay
                     const char *ks = host_row(kv, kv->k, layer, seq, h, slot + i);
                     const char *vs = host_row(kv, kv->v, layer, seq, h, slot + i);
                     const ptrdiff_t ko = (ptrdiff_t)(h * k->stride[1] + (r + i) * k->stride[2]);
-                    const ptrdiff_t vo = (ptrdiff_t)(h * v->stride[1] + (r + i) * v->stride[2]);
-                    for (int32_t d = 0; d < kv->dim; d++) {
+                    for (int32_t d = 0; d < kv->dim; d++)
                         ea_store_f32(k->data, k->dtype, ko + d, ea_load_f32(ks, kv->dtype, d));
+                    if (!v)
+                        continue;
+                    const ptrdiff_t vo = (ptrdiff_t)(h * v->stride[1] + (r + i) * v->stride[2]);
+                    for (int64_t d = 0; d < dv; d++)
                         ea_store_f32(v->data, v->dtype, vo + d, ea_load_f32(vs, kv->dtype, d));
-                    }
                 }
         }
         r += len;

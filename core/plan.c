@@ -70,11 +70,42 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
     if (c->max_heads % c->max_kv_heads != 0)
         return ea_fail(msg, EDGEATTN_ERR_GQA_RATIO, "config: max_heads %d not a multiple of max_kv_heads %d",
                        (int)c->max_heads, (int)c->max_kv_heads);
-    if (c->max_head_dim % 8 != 0 || c->max_head_dim > EA_MAX_HEAD_DIM)
+    if (c->max_head_dim % 8 != 0 || c->max_head_dim > EA_MAX_HEAD_DIM_CPU)
         return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "config: max_head_dim %d not supported (multiples of 8 up to %d)",
-                       (int)c->max_head_dim, EA_MAX_HEAD_DIM);
+                       (int)c->max_head_dim, EA_MAX_HEAD_DIM_CPU);
+    if (c->max_head_dim_v < 0 || c->max_head_dim_v % 8 != 0 || c->max_head_dim_v > EA_MAX_HEAD_DIM_CPU)
+        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM,
+                       "config: max_head_dim_v %d not supported (0: the Q·K head dim; else multiples of 8 up to %d)",
+                       (int)c->max_head_dim_v, EA_MAX_HEAD_DIM_CPU);
+    if (c->kv_cache_latent != 0 && c->kv_cache_latent != 1)
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_cache_latent %d must be 0 or 1",
+                       (int)c->kv_cache_latent);
+    if (c->kv_cache_latent && !(c->flags & EDGEATTN_FLAG_KV_CACHE))
+        return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: kv_cache_latent set without EDGEATTN_FLAG_KV_CACHE");
+    if (c->kv_cache_latent && c->max_head_dim_v > c->max_head_dim)
+        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM,
+                       "config: max_head_dim_v %d > max_head_dim %d: a latent cache's V is the first D_v values of its "
+                       "latent vector", (int)c->max_head_dim_v, (int)c->max_head_dim);
+    if ((c->flags & EDGEATTN_FLAG_KV_CACHE) && !c->kv_cache_latent && c->max_head_dim_v > 0 &&
+        c->max_head_dim_v != c->max_head_dim)
+        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM,
+                       "config: max_head_dim_v %d != max_head_dim %d with a KV cache of separate K and V rows (one head "
+                       "dim); a separate V head dim over a cache needs kv_cache_latent", (int)c->max_head_dim_v,
+                       (int)c->max_head_dim);
+    if (c->kv_cache_latent && (ea_dtype_quant(c->kv_cache_dtype) || c->kv_summary_block > 0 ||
+                               c->rope.style != EDGEATTN_ROPE_NONE))
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                       "config: a latent KV cache (kv_cache_latent) is not served with %s: F32, F16 or BF16, no "
+                       "block summaries, RoPE applied by the caller (MLA rotates the vector's last values, outside "
+                       "V; config.rope the first)",
+                       c->kv_summary_block > 0 ? "block summaries (kv_summary_block)"
+                       : c->rope.style != EDGEATTN_ROPE_NONE ? "config.rope"
+                                                               : "a quantised cache dtype");
     if (ea_kv_unit_size(c->kv_cache_dtype) == 0)
         return ea_fail(msg, EDGEATTN_ERR_DTYPE, "config: kv_cache_dtype %d not supported", (int)c->kv_cache_dtype);
+    if ((c->flags & EDGEATTN_FLAG_KV_CACHE) && ea_dtype_quant(c->kv_cache_dtype) && c->max_head_dim > EA_MAX_HEAD_DIM)
+        return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "config: a %s KV cache takes max_head_dim up to %d, not %d",
+                       ea_dtype_name(c->kv_cache_dtype), EA_MAX_HEAD_DIM, (int)c->max_head_dim);
     if (ea_dtype_quant(c->kv_cache_dtype) && c->max_head_dim % EA_Q_GROUP != 0)
         return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM,
                        "config: a %s KV cache needs max_head_dim a multiple of %d (blocks of %d values), not %d",
@@ -147,6 +178,10 @@ edgeattn_status ea_check_config(const edgeattn_config *c, char *msg)
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                            "config: rope.dim %d must be even and <= max_head_dim %d (0: the whole head)",
                            (int)r->dim, (int)c->max_head_dim);
+        if ((r->dim ? r->dim : c->max_head_dim) > EA_MAX_HEAD_DIM)
+            return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
+                           "config: RoPE over %d values: at most %d (set rope.dim with a max_head_dim past %d)",
+                           (int)(r->dim ? r->dim : c->max_head_dim), EA_MAX_HEAD_DIM, EA_MAX_HEAD_DIM);
         if (!(r->theta > 1.0f) || !isfinite(r->theta))
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG, "config: rope.theta %g must be finite and > 1",
                            (double)r->theta);
@@ -309,7 +344,10 @@ edgeattn_status ea_plan_layout(const edgeattn_config *cfg, const ea_backend_ops 
             return st;
         if (!bp.kv_on_device) {
             lay->kv_k_off = ea_sizer_add(&sz, g.pool_elems, ea_kv_unit_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
-            lay->kv_v_off = ea_sizer_add(&sz, g.pool_elems, ea_kv_unit_size(cfg->kv_cache_dtype), EDGEATTN_ALIGNMENT);
+            /* a latent cache's V is its K rows: no bytes */
+            lay->kv_v_off = cfg->kv_cache_latent ? lay->kv_k_off
+                                                 : ea_sizer_add(&sz, g.pool_elems, ea_kv_unit_size(cfg->kv_cache_dtype),
+                                                                EDGEATTN_ALIGNMENT);
         }
         const size_t seqs = (size_t)cfg->num_layers * (size_t)cfg->max_batch; /* <= 2^10 * 2^31: no overflow */
         if (ea_dtype_quant(cfg->kv_cache_dtype)) { /* each (layer, sequence, KV head): m_k, c_k, m_v, c_v */

@@ -53,7 +53,7 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
         params = &defaults;
     }
     const int64_t B = q->shape[0], Hq = q->shape[1], Nq = q->shape[2], D = q->shape[3];
-    const int64_t Hkv = k->shape[1], group = Hq / Hkv;
+    const int64_t Hkv = k->shape[1], group = Hq / Hkv, Dv = v->shape[3]; /* Dv: V's (and out's) head dim */
     int64_t Nkv = k->shape[2];
     const double scale = params->scale > 0.0f ? (double)params->scale : 1.0 / sqrt((double)D);
     /* Linformer: K' = E K, V' = F V in double, [B][Hkv][k][D]; attention then runs over their k rows */
@@ -62,7 +62,7 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
     if (lf) {
         const int64_t kr = lf->e->shape[2], n = Nkv;
         kp = calloc((size_t)(B * Hkv * kr * D), sizeof(double));
-        vp = calloc((size_t)(B * Hkv * kr * D), sizeof(double));
+        vp = calloc((size_t)(B * Hkv * kr * Dv), sizeof(double));
         if (!kp || !vp) {
             free(kp);
             free(vp);
@@ -74,16 +74,16 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
                     for (int64_t j = 0; j < n; j++) {
                         const double e = ea_ref_load(lf->e, lf->e->shape[0] == 1 ? 0 : b, lf->e->shape[1] == 1 ? 0 : h, r, j);
                         const double f = ea_ref_load(lf->f, lf->f->shape[0] == 1 ? 0 : b, lf->f->shape[1] == 1 ? 0 : h, r, j);
-                        double *ko = kp + ((b * Hkv + h) * kr + r) * D, *vo = vp + ((b * Hkv + h) * kr + r) * D;
-                        for (int64_t d = 0; d < D; d++) {
+                        double *ko = kp + ((b * Hkv + h) * kr + r) * D, *vo = vp + ((b * Hkv + h) * kr + r) * Dv;
+                        for (int64_t d = 0; d < D; d++)
                             ko[d] += e * ea_ref_load(k, b, h, j, d);
+                        for (int64_t d = 0; d < Dv; d++)
                             vo[d] += f * ea_ref_load(v, b, h, j, d);
-                        }
                     }
         Nkv = kr;
     }
 #define KLOAD(b_, h_, j_, d_) (kp ? kp[(((b_) * Hkv + (h_)) * Nkv + (j_)) * D + (d_)] : ea_ref_load(k, b_, h_, j_, d_))
-#define VLOAD(b_, h_, j_, d_) (vp ? vp[(((b_) * Hkv + (h_)) * Nkv + (j_)) * D + (d_)] : ea_ref_load(v, b_, h_, j_, d_))
+#define VLOAD(b_, h_, j_, d_) (vp ? vp[(((b_) * Hkv + (h_)) * Nkv + (j_)) * Dv + (d_)] : ea_ref_load(v, b_, h_, j_, d_))
     double *s = malloc(sizeof(double) * (size_t)Nkv); /* scores of one row */
     if (!s) {
         free(kp);
@@ -115,8 +115,8 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
                     if (dot > mx)
                         mx = dot;
                 }
-                double *o = out + ((b * Hq + h) * Nq + i) * D;
-                for (int64_t d = 0; d < D; d++)
+                double *o = out + ((b * Hq + h) * Nq + i) * Dv;
+                for (int64_t d = 0; d < Dv; d++)
                     o[d] = 0.0;
                 if (mx == -INFINITY) { /* fully masked row: zeros */
                     if (lse)
@@ -129,10 +129,10 @@ edgeattn_status ea_ref_attention(const edgeattn_tensor *q, const edgeattn_tensor
                         continue;
                     const double e = exp(s[j] - mx);
                     sum += e;
-                    for (int64_t d = 0; d < D; d++)
+                    for (int64_t d = 0; d < Dv; d++)
                         o[d] += e * VLOAD(b, hk, j, d);
                 }
-                for (int64_t d = 0; d < D; d++)
+                for (int64_t d = 0; d < Dv; d++)
                     o[d] /= sum;
                 if (lse)
                     lse[(b * Hq + h) * Nq + i] = mx + log(sum);
@@ -163,4 +163,16 @@ void ea_ref_rope(const edgeattn_rope *rope, int64_t head_dim, int64_t pos, doubl
         x[i0] = a * c - b * s;
         x[i1] = a * s + b * c;
     }
+}
+
+edgeattn_status ea_ref_latent_attention(const edgeattn_tensor *q, const edgeattn_tensor *latent, int64_t dv,
+                                        const edgeattn_params *params, double *out, double *lse)
+{
+    if (!q || !latent || !out)
+        return EDGEATTN_ERR_NULL_ARG;
+    if (dv < 1 || dv > latent->shape[3])
+        return EDGEATTN_ERR_SHAPE_MISMATCH;
+    edgeattn_tensor v = *latent; /* V: the first dv values of every latent vector */
+    v.shape[3] = dv;
+    return ea_ref_attention(q, latent, &v, params, out, lse);
 }

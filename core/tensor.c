@@ -232,9 +232,9 @@ static edgeattn_status check_params(char *msg, const edgeattn_params *p)
 
 edgeattn_status ea_check_head_dim(char *msg, const char *name, int64_t d)
 {
-    if (d % 8 != 0 || d < 8 || d > EA_MAX_HEAD_DIM)
+    if (d % 8 != 0 || d < 8 || d > EA_MAX_HEAD_DIM_CPU)
         return ea_fail(msg, EDGEATTN_ERR_HEAD_DIM, "%s: head_dim %lld not supported (multiples of 8 from 8 to %d)",
-                       name, (long long)d, EA_MAX_HEAD_DIM);
+                       name, (long long)d, EA_MAX_HEAD_DIM_CPU);
     return EDGEATTN_OK;
 }
 
@@ -262,16 +262,23 @@ static edgeattn_status check_q_out(edgeattn_context *ctx, const edgeattn_tensor 
     TRY(ea_check_tensor(msg, "out", out, EA_DTYPES_FLOAT, o_ext));
     TRY(ea_check_memory(ctx, "q", q));
     TRY(ea_check_memory(ctx, "out", out));
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3; i++)
         if (out->shape[i] != q->shape[i])
             return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "out: shape[%d] = %lld != q shape[%d] = %lld", i,
                            (long long)out->shape[i], i, (long long)q->shape[i]);
     TRY(ea_check_head_dim(msg, "q", q->shape[3]));
     const edgeattn_config *c = &ctx->cfg;
+    /* out's last dim is the V head dim: Q·K's unless config.max_head_dim_v is set */
+    if (c->max_head_dim_v == 0 && out->shape[3] != q->shape[3])
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH,
+                       "out: head_dim %lld != q head_dim %lld (a separate V head dim needs config.max_head_dim_v)",
+                       (long long)out->shape[3], (long long)q->shape[3]);
+    TRY(ea_check_head_dim(msg, "out", out->shape[3]));
     TRY(check_plan_dim(msg, "batch", q->shape[0], c->max_batch));
     TRY(check_plan_dim(msg, "query heads", q->shape[1], c->max_heads));
     TRY(check_plan_dim(msg, "query length", q->shape[2], c->max_q_len));
     TRY(check_plan_dim(msg, "head_dim", q->shape[3], c->max_head_dim));
+    TRY(check_plan_dim(msg, "V head_dim (out)", out->shape[3], ea_cfg_dim_v(c)));
     if (ea_tensors_overlap(out, *o_ext, q, *q_ext))
         return ea_fail(msg, EDGEATTN_ERR_STRIDE, "out overlaps q");
     *l_ext = 0;
@@ -294,6 +301,7 @@ static void fill_common(ea_attn_call *call, const edgeattn_tensor *q, edgeattn_t
     call->Hq = (int32_t)q->shape[1];
     call->Nq = (int32_t)q->shape[2];
     call->D = (int32_t)q->shape[3];
+    call->Dv = (int32_t)out->shape[3];
     call->q = q;
     call->out = out;
     call->scale = p->scale > 0.0f ? p->scale : 1.0f / sqrtf((float)call->D);
@@ -415,7 +423,8 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
         return ea_fail(msg, EDGEATTN_ERR_DTYPE, "v: dtype %s != k dtype %s", ea_dtype_name(v->dtype),
                        ea_dtype_name(k->dtype));
     static const char *const dim_name[4] = {"batch", "heads", "length", "head_dim"};
-    for (int i = 0; i < 4; i++)
+    /* D_v may differ from D only with config.max_head_dim_v */
+    for (int i = 0; i < (ctx->cfg.max_head_dim_v ? 3 : 4); i++)
         if (v->shape[i] != k->shape[i])
             return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "v: %s %lld != k %s %lld", dim_name[i],
                            (long long)v->shape[i], dim_name[i], (long long)k->shape[i]);
@@ -425,6 +434,12 @@ edgeattn_status ea_validate_attention(edgeattn_context *ctx, const edgeattn_tens
     if (k->shape[3] != q->shape[3])
         return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "k: head_dim %lld != q head_dim %lld",
                        (long long)k->shape[3], (long long)q->shape[3]);
+    if (v->shape[3] != out->shape[3])
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "v: head_dim %lld != out head_dim %lld (both are D_v)",
+                       (long long)v->shape[3], (long long)out->shape[3]);
+    if (p->linformer && v->shape[3] != k->shape[3])
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "linformer: v head_dim %lld != k head_dim %lld (not served)",
+                       (long long)v->shape[3], (long long)k->shape[3]);
     if (q->shape[1] % k->shape[1] != 0)
         return ea_fail(msg, EDGEATTN_ERR_GQA_RATIO, "q heads %lld not a multiple of k heads %lld",
                        (long long)q->shape[1], (long long)k->shape[1]);
@@ -526,6 +541,11 @@ edgeattn_status ea_validate_decode(edgeattn_context *ctx, int32_t layer, const i
     if (q->shape[3] != kv->dim)
         return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH, "q: head_dim %lld != KV cache head_dim %d",
                        (long long)q->shape[3], (int)kv->dim);
+    if (kv->latent ? out->shape[3] > kv->dim : out->shape[3] != kv->dim)
+        return ea_fail(msg, EDGEATTN_ERR_SHAPE_MISMATCH,
+                       kv->latent ? "out: head_dim %lld > the latent cache's head_dim %d (V is the first D_v values)"
+                                  : "out: head_dim %lld != KV cache head_dim %d",
+                       (long long)out->shape[3], (int)kv->dim);
     if (q->shape[1] % kv->heads != 0)
         return ea_fail(msg, EDGEATTN_ERR_GQA_RATIO, "q heads %lld not a multiple of KV cache heads %d",
                        (long long)q->shape[1], (int)kv->heads);

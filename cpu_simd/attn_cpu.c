@@ -34,13 +34,14 @@ void ea_cpu_fit_tiles(int32_t max_q_len, int32_t max_heads, ea_cpu_tiles *t, boo
     *can_pack = rows > EA_PACK_ROWS;
 }
 
-bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, int64_t summary_blocks,
-                         ea_cpu_scratch_layout *sl)
+bool ea_cpu_scratch_plan(int32_t max_dim, int32_t max_dim_v, const ea_cpu_tiles *t, bool can_pack,
+                         int64_t summary_blocks, ea_cpu_scratch_layout *sl)
 {
     ea_sizer sz = {0, false};
-    const size_t rb = (size_t)t->rb, kb = (size_t)t->kb, d = (size_t)max_dim, pk = can_pack ? 1 : 0;
+    const size_t rb = (size_t)t->rb, kb = (size_t)t->kb, d = (size_t)max_dim, dv = (size_t)max_dim_v;
+    const size_t pk = can_pack ? 1 : 0;
     sl->q = ea_sizer_add(&sz, rb * d, sizeof(float), 64);     /* [rb][D] scaled queries */
-    sl->o = ea_sizer_add(&sz, rb * d, sizeof(float), 64);     /* [rb][D] unnormalised output */
+    sl->o = ea_sizer_add(&sz, rb * dv, sizeof(float), 64);    /* [rb][Dv] unnormalised output */
     sl->m = ea_sizer_add(&sz, rb, sizeof(float), 64);         /* [rb] running max */
     sl->l = ea_sizer_add(&sz, rb, sizeof(float), 64);         /* [rb] running sum */
     sl->alpha = ea_sizer_add(&sz, EA_MR, sizeof(float), 64);  /* [EA_MR] rescale of one step */
@@ -48,7 +49,7 @@ bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, 
     sl->hi = ea_sizer_add(&sz, rb, sizeof(int64_t), 64);      /* [rb] last visible key */
     sl->s = ea_sizer_add(&sz, EA_MR * kb, sizeof(float), 64); /* [EA_MR][kb] scores / probabilities */
     sl->kt = ea_sizer_add(&sz, pk * d * kb, sizeof(float), 64);  /* [D][kb] packed Kᵀ (packed path) */
-    sl->v32 = ea_sizer_add(&sz, pk * kb * d, sizeof(float), 64); /* [kb][D] packed V (packed path) */
+    sl->v32 = ea_sizer_add(&sz, pk * kb * dv, sizeof(float), 64); /* [kb][Dv] packed V (packed path) */
     sl->shift = ea_sizer_add(&sz, rb, sizeof(float), 64);     /* [rb] q·m_k (quantised caches) */
     sl->tk_score = ea_sizer_add(&sz, (size_t)summary_blocks, sizeof(float), 64);  /* top-k decode */
     sl->tk_idx = ea_sizer_add(&sz, (size_t)summary_blocks, sizeof(int32_t), 64);
@@ -56,6 +57,9 @@ bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, 
     sl->tk_qlo = ea_sizer_add(&sz, summary_blocks ? (size_t)EA_MR * lq : 0, sizeof(float), 64);
     sl->tk_qhi = ea_sizer_add(&sz, summary_blocks ? (size_t)EA_MR * lq : 0, sizeof(float), 64);
     sl->tk_s = ea_sizer_add(&sz, summary_blocks ? (size_t)EA_MR * kb : 0, sizeof(float), 64);
+    sl->wide = can_pack && max_dim + max_dim_v > EA_CPU_WIDE;
+    sl->ws = ea_sizer_add(&sz, sl->wide ? rb * kb : 0, sizeof(float), 64); /* [rb][kb] scores (wide path) */
+    sl->wa = ea_sizer_add(&sz, sl->wide ? rb : 0, sizeof(float), 64);      /* [rb] rescales (wide path) */
     ea_sizer_add(&sz, 0, 1, 64);
     sl->bytes = sz.total;
     return !sz.overflow;
@@ -74,6 +78,7 @@ typedef struct job {
     int32_t nrb;    /* row blocks per (b, KV head) */
     int32_t nsplit; /* KV splits */
     bool packed;    /* pack K/V tiles (many rows) or read them in place */
+    bool wide;      /* packed tiles run as two blocked GEMMs (attn_cpu.h, EA_CPU_WIDE) */
 } job;
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -93,7 +98,7 @@ static inline ptrdiff_t toff(const edgeattn_tensor *t, int64_t b, int64_t h, int
 
 static float *part_slot(const ea_cpu_state *st, int64_t item)
 {
-    return st->part + (size_t)item * (size_t)st->tiles.rb * (size_t)(st->max_dim + 2);
+    return st->part + (size_t)item * (size_t)st->tiles.rb * (size_t)(st->max_dim_v + 2);
 }
 
 bool ea_cpu_part_park(const ea_cpu_state *st, int64_t item, int32_t nsplit, int32_t R, int32_t D, const float *o,
@@ -161,7 +166,7 @@ void ea_cpu_store_row(const edgeattn_tensor *out, ptrdiff_t off, const float *o,
 static void write_rows(const ea_attn_call *c, int32_t b, int32_t kvh, int32_t r0, int32_t R, const float *o,
                        const float *m, const float *l, const float *shift)
 {
-    const int32_t D = c->D;
+    const int32_t D = c->Dv; /* rows of o and out: the V head dim */
     const int32_t nq = c->q_lens ? c->q_lens[b] : c->Nq;
     const float *qst = ea_cpu_qstats(c, b, kvh);
     for (int32_t r = 0; r < R; r++) {
@@ -235,19 +240,103 @@ static bool bm_run(bm_iter *it, int32_t *c0, int32_t *c1, uint32_t *bits)
 }
 
 
+/* Softcap, bias and masks on the scores s (lds apart) of item rows mb .. mb + mr - 1 (rows r0 + mb .. of
+ * (b, kvh)) for the tile of keys j0 .. j0 + nt - 1 (columns nt .. nbp - 1 are padding). */
+static void fix_scores(const ea_attn_call *c, int32_t b, int32_t kvh, int32_t r0, int32_t mb, int32_t mr, float *s,
+                       int32_t lds, int32_t nt, int32_t nbp, int64_t j0, const int64_t *lo, const int64_t *hi,
+                       const float *shift, uint32_t bits, int32_t bq, int64_t qb0)
+{
+    const edgeattn_block_mask *bm = c->block_mask;
+    const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
+    for (int32_t rr = 0; rr < mr; rr++) {
+        float *sr = s + (size_t)rr * (size_t)lds;
+        if (cap > 0.0f) {
+            const float sh = shift[mb + rr];
+            for (int32_t jj = 0; jj < nt; jj++)
+                sr[jj] = cap * tanhf((sr[jj] + sh) * inv_cap);
+        }
+        if (c->bias) {
+            int32_t h, i;
+            row_coords(c, kvh, r0 + mb + rr, &h, &i);
+            const edgeattn_tensor *bt = c->bias;
+            const float *br = (const float *)bt->data + toff(bt, bt->shape[0] == 1 ? 0 : b, bt->shape[1] == 1 ? 0 : h, i);
+            for (int32_t jj = 0; jj < nt; jj++)
+                sr[jj] += br[j0 + jj];
+        }
+        const bool kept = !bm || ((bits >> ((r0 + mb + rr) / c->group / bq - qb0)) & 1u);
+        const int64_t rlo = kept ? lo[mb + rr] : 1, rhi = kept ? hi[mb + rr] : 0;
+        for (int32_t jj = 0; jj < nbp; jj++) {
+            const int64_t pos = j0 + jj;
+            if (jj >= nt || pos < rlo || pos > rhi)
+                sr[jj] = -INFINITY;
+        }
+    }
+}
+
+/* One packed tile on the wide path (attn_cpu.h): S = Q Kᵀ for all R rows into ws, blocked so that a panel
+ * of Kᵀ (EA_WIDE_DC x EA_WIDE_JB) is reused from L1 by every 8 rows (partial sums over the head-dim chunks
+ * gathered through tmp); then fix-ups and the online softmax of every row; then O = alpha O + P V, a panel
+ * of V (EA_WIDE_KC keys x EA_WIDE_CB columns) reused the same way (alpha with the first key chunk). */
+static void wide_tile(const ea_cpu_kernels *K, const ea_attn_call *c, int32_t b, int32_t kvh, int32_t r0, int32_t R,
+                      int32_t KB, int32_t nt, int32_t nbp, int64_t j0, const float *q32, const float *kt,
+                      const float *v32, float *ws, float *wa, float *tmp, float *o, float *m, float *l,
+                      const int64_t *lo, const int64_t *hi, const float *shift, uint32_t bits, int32_t bq, int64_t qb0,
+                      bool full)
+{
+    static const float ones[EA_MR] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+    const int32_t D = c->D, Dv = c->Dv, JB = KB < EA_WIDE_JB ? KB : EA_WIDE_JB;
+    for (int32_t d0 = 0; d0 < D; d0 += EA_WIDE_DC) {
+        const int32_t dc = (int32_t)imin(EA_WIDE_DC, D - d0);
+        for (int32_t jb0 = 0; jb0 < nbp; jb0 += JB) {
+            const int32_t jb = (int32_t)imin(JB, nbp - jb0);
+            for (int32_t mb = 0; mb < R; mb += EA_MR) {
+                const int32_t mr = (int32_t)imin(EA_MR, R - mb);
+                float *dst = ws + (size_t)mb * (size_t)KB + (size_t)jb0;
+                const float *qb = q32 + (size_t)mb * (size_t)D + (size_t)d0, *kb = kt + (size_t)d0 * (size_t)KB + jb0;
+                if (d0 == 0) {
+                    K->qk(mr, jb, dc, qb, D, kb, KB, dst, KB);
+                    continue;
+                }
+                K->qk(mr, jb, dc, qb, D, kb, KB, tmp, JB);
+                for (int32_t rr = 0; rr < mr; rr++)
+                    for (int32_t jj = 0; jj < jb; jj++)
+                        dst[(size_t)rr * (size_t)KB + (size_t)jj] += tmp[(size_t)rr * (size_t)JB + (size_t)jj];
+            }
+        }
+    }
+    for (int32_t mb = 0; mb < R; mb += EA_MR) {
+        const int32_t mr = (int32_t)imin(EA_MR, R - mb);
+        float *sb = ws + (size_t)mb * (size_t)KB;
+        if (c->softcap > 0.0f || c->bias || !full)
+            fix_scores(c, b, kvh, r0, mb, mr, sb, KB, nt, nbp, j0, lo, hi, shift, bits, bq, qb0);
+        K->softmax(mr, nbp, sb, KB, m + mb, l + mb, wa + mb);
+    }
+    for (int32_t k0 = 0; k0 < nbp; k0 += EA_WIDE_KC) {
+        const int32_t kc = (int32_t)imin(EA_WIDE_KC, nbp - k0);
+        for (int32_t c0 = 0; c0 < Dv; c0 += EA_WIDE_CB) {
+            const int32_t cb = (int32_t)imin(EA_WIDE_CB, Dv - c0);
+            for (int32_t mb = 0; mb < R; mb += EA_MR) {
+                const int32_t mr = (int32_t)imin(EA_MR, R - mb);
+                K->pv(mr, kc, cb, ws + (size_t)mb * (size_t)KB + (size_t)k0, KB, v32 + (size_t)k0 * (size_t)Dv + c0, Dv,
+                      k0 == 0 ? wa + mb : ones, o + (size_t)mb * (size_t)Dv + c0, Dv);
+            }
+        }
+    }
+}
+
 static void attn_task(void *arg, int64_t t, int thread)
 {
     const job *J = arg;
     const ea_cpu_state *st = J->st;
     const ea_attn_call *c = J->c;
-    const ea_cpu_kernels *K = c->D % 16 ? &st->k8 : &st->k;
+    const ea_cpu_kernels *K = (c->D | c->Dv) % 16 ? &st->k8 : &st->k;
     const int64_t item = t;
     const int32_t split = (int32_t)(t % J->nsplit);
     t /= J->nsplit;
     const int32_t rbi = (int32_t)(t % J->nrb);
     t /= J->nrb;
     const int32_t kvh = (int32_t)(t % c->Hkv), b = (int32_t)(t / c->Hkv);
-    const int32_t RB = st->tiles.rb, KB = st->tiles.kb, D = c->D;
+    const int32_t RB = st->tiles.rb, KB = st->tiles.kb, D = c->D, Dv = c->Dv; /* Q·K and V head dims */
     const int32_t r0 = rbi * RB, R = (int32_t)imin(RB, J->rows - r0);
     const edgeattn_dtype kdt = c->kv_dtype;
     const size_t kes = ea_kv_unit_size(kdt);
@@ -256,7 +345,7 @@ static void attn_task(void *arg, int64_t t, int thread)
     char *scr = st->scratch + (size_t)thread * st->sl.bytes;
     float *shift = (float *)(void *)(scr + st->sl.shift); /* [R] */
     float *q32 = (float *)(void *)(scr + st->sl.q);   /* [R][D] */
-    float *o = (float *)(void *)(scr + st->sl.o);     /* [R][D] */
+    float *o = (float *)(void *)(scr + st->sl.o);     /* [R][Dv] */
     float *m = (float *)(void *)(scr + st->sl.m);     /* [R] */
     float *l = (float *)(void *)(scr + st->sl.l);     /* [R] */
     float *alpha = (float *)(void *)(scr + st->sl.alpha);
@@ -264,7 +353,7 @@ static void attn_task(void *arg, int64_t t, int thread)
     int64_t *hi = (int64_t *)(void *)(scr + st->sl.hi);
     float *s = (float *)(void *)(scr + st->sl.s);     /* [EA_MR][KB] */
     float *kt = (float *)(void *)(scr + st->sl.kt);   /* [D][KB] */
-    float *v32 = (float *)(void *)(scr + st->sl.v32); /* [KB][D] */
+    float *v32 = (float *)(void *)(scr + st->sl.v32); /* [KB][Dv] */
 
     ea_kv_seg segs[EA_KV_SEGS];
     int64_t total, gap; /* gap: a sinks cache's evicted tokens (true position = qpos + gap) */
@@ -317,7 +406,7 @@ static void attn_task(void *arg, int64_t t, int thread)
         shift[r] = qst ? ea_cpu_q_fold(qst, c->cache->max_dim, qr, D) : 0.0f;
         m[r] = -INFINITY;
         l[r] = 0.0f;
-        memset(o + (size_t)r * (size_t)D, 0, sizeof(float) * (size_t)D);
+        memset(o + (size_t)r * (size_t)Dv, 0, sizeof(float) * (size_t)Dv);
     }
     if (J->nsplit > 1) { /* this item's share of the KV positions */
         const int64_t len = total - first;
@@ -370,7 +459,22 @@ static void attn_task(void *arg, int64_t t, int thread)
             const int64_t j1 = j0 + nt - 1;
             if (J->packed) {
                 K->pack_kt[kdt](nt, nbp, D, kp, seg->ldk, kt, KB);
-                K->pack_v[kdt](nt, nbp, D, vp, seg->ldv, v32, D);
+                K->pack_v[kdt](nt, nbp, Dv, vp, seg->ldv, v32, Dv);
+            }
+            if (J->wide) {
+                bool any = false, full = nt == nbp;
+                for (int32_t rr = 0; rr < R; rr++) {
+                    const bool kept = !bm || ((bits >> ((r0 + rr) / c->group / bq - qb0)) & 1u);
+                    if (kept && lo[rr] <= j1 && hi[rr] >= j0 && lo[rr] <= hi[rr])
+                        any = true;
+                    if (!kept || !(lo[rr] <= j0 && hi[rr] >= j1))
+                        full = false;
+                }
+                if (any)
+                    wide_tile(K, c, b, kvh, r0, R, KB, nt, nbp, j0, q32, kt, v32,
+                              (float *)(void *)(scr + st->sl.ws), (float *)(void *)(scr + st->sl.wa), s, o, m, l, lo,
+                              hi, shift, bits, bq, qb0, full);
+                continue;
             }
             for (int32_t mb = 0; mb < R; mb += EA_MR) {
                 const int32_t mr = (int32_t)imin(EA_MR, R - mb);
@@ -389,39 +493,14 @@ static void attn_task(void *arg, int64_t t, int thread)
                     K->qk(mr, nbp, D, qb, D, kt, KB, s, KB);
                 else
                     ea_qk_pieces(K, kdt, mr, D, qb, D, &pc, seg->ldk, seg->ldv, s, KB);
-                if (c->softcap > 0.0f || c->bias || !full) {
-                    const float cap = c->softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
-                    for (int32_t rr = 0; rr < mr; rr++) {
-                        float *sr = s + (size_t)rr * (size_t)KB;
-                        if (cap > 0.0f) {
-                            const float sh = shift[mb + rr];
-                            for (int32_t jj = 0; jj < nt; jj++)
-                                sr[jj] = cap * tanhf((sr[jj] + sh) * inv_cap);
-                        }
-                        if (c->bias) {
-                            int32_t h, i;
-                            row_coords(c, kvh, r0 + mb + rr, &h, &i);
-                            const edgeattn_tensor *bt = c->bias;
-                            const float *br = (const float *)bt->data +
-                                              toff(bt, bt->shape[0] == 1 ? 0 : b, bt->shape[1] == 1 ? 0 : h, i);
-                            for (int32_t jj = 0; jj < nt; jj++)
-                                sr[jj] += br[j0 + jj];
-                        }
-                        const bool kept = !bm || ((bits >> ((r0 + mb + rr) / c->group / bq - qb0)) & 1u);
-                        const int64_t rlo = kept ? lo[mb + rr] : 1, rhi = kept ? hi[mb + rr] : 0;
-                        for (int32_t jj = 0; jj < nbp; jj++) {
-                            const int64_t pos = j0 + jj;
-                            if (jj >= nt || pos < rlo || pos > rhi)
-                                sr[jj] = -INFINITY;
-                        }
-                    }
-                }
+                if (c->softcap > 0.0f || c->bias || !full)
+                    fix_scores(c, b, kvh, r0, mb, mr, s, KB, nt, nbp, j0, lo, hi, shift, bits, bq, qb0);
                 K->softmax(mr, nbp, s, KB, m + mb, l + mb, alpha);
-                float *ob = o + (size_t)mb * (size_t)D;
+                float *ob = o + (size_t)mb * (size_t)Dv;
                 if (J->packed)
-                    K->pv(mr, nbp, D, s, KB, v32, D, alpha, ob, D);
+                    K->pv(mr, nbp, Dv, s, KB, v32, Dv, alpha, ob, Dv);
                 else
-                    ea_pv_pieces(K, kdt, mr, D, s, KB, &pc, seg->ldv, alpha, ob, D);
+                    ea_pv_pieces(K, kdt, mr, Dv, s, KB, &pc, seg->ldv, alpha, ob, Dv);
             }
         }
     }
@@ -431,7 +510,7 @@ static void attn_task(void *arg, int64_t t, int thread)
         write_rows(c, b, kvh, r0, R, o, m, l, shift);
         return;
     }
-    if (ea_cpu_part_park(st, item, J->nsplit, R, D, o, m, l))
+    if (ea_cpu_part_park(st, item, J->nsplit, R, Dv, o, m, l))
         merge_group(J, item / J->nsplit, thread);
 }
 
@@ -440,7 +519,7 @@ static void merge_group(const job *J, int64_t t, int thread)
 {
     const ea_cpu_state *st = J->st;
     const ea_attn_call *c = J->c;
-    const int32_t RB = st->tiles.rb, D = c->D, ns = J->nsplit;
+    const int32_t RB = st->tiles.rb, D = c->Dv, ns = J->nsplit;
     const int32_t rbi = (int32_t)(t % J->nrb);
     const int32_t kvh = (int32_t)((t / J->nrb) % c->Hkv), b = (int32_t)(t / J->nrb / c->Hkv);
     const int32_t r0 = rbi * RB, R = (int32_t)imin(RB, J->rows - r0);
@@ -482,6 +561,7 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
     J.rows = c->Nq * c->group;
     J.nrb = (J.rows + st->tiles.rb - 1) / st->tiles.rb;
     J.packed = J.rows > EA_PACK_ROWS && st->can_pack; /* the rows path for few rows: packing costs more */
+    J.wide = J.packed && st->sl.wide && c->D + c->Dv > EA_CPU_WIDE && (c->D | c->Dv) % 16 == 0;
     J.nsplit = 1;
     const int64_t base = (int64_t)c->B * c->Hkv * J.nrb;
     if (st->threads <= 1 ||
@@ -502,6 +582,9 @@ edgeattn_status ea_cpu_run(ea_cpu_state *st, const ea_attn_call *c)
          * slower when workers are busy elsewhere) */
         int64_t ns = (2 * (int64_t)st->threads + base - 1) / base;
         ns = imin(ns, st->part_items / base); /* fits the planned slots */
+        if (J.wide) /* compute-bound tiles: four tasks per thread, so a thread the OS holds back costs less */
+            ns = imax(ns, (4 * (int64_t)st->threads + base - 1) / base);
+        ns = imin(ns, st->part_items / base);
         ns = imin(ns, (longest + 255) / 256); /* at least ~256 keys per split */
         J.nsplit = ns >= 2 ? (int32_t)ns : 1;
     }

@@ -14,6 +14,9 @@ typedef struct ea_cpu_scratch_layout {
     size_t tk_qlo, tk_qhi;   /* top-k decode: [EA_MR][max_dim rounded up to 16] the split queries min(q, 0),
                                 max(q, 0) */
     size_t tk_s;             /* top-k decode: [EA_MR][kb] the max(q, 0) . max part of a run's bounds */
+    size_t ws, wa;           /* the wide path (ea_cpu_wide): [rb][kb] scores of every row of a tile, [rb] their
+                                rescales (0 bytes when the config has no head dims that wide) */
+    bool wide;               /* ws, wa planned */
     size_t bytes; /* one thread's slice */
 } ea_cpu_scratch_layout;
 
@@ -26,12 +29,13 @@ typedef struct ea_cpu_state {
     int64_t inline_work;    /* calls of fewer multiply-adds run on the caller's thread ... */
     int64_t wake_work;      /* ... or of fewer than this while every worker sleeps */
     int32_t threads;
-    int32_t max_dim;
+    int32_t max_dim;        /* Q·K head dim planned */
+    int32_t max_dim_v;      /* V head dim planned (partials, o, v32) */
     uint32_t features, features_used;
     char model[128];
     ea_cpu_scratch_layout sl;
     char *scratch;          /* [threads][sl.bytes] */
-    float *part;            /* split-KV partials: [part_items][tiles.rb][max_dim + 2] */
+    float *part;            /* split-KV partials: [part_items][tiles.rb][max_dim_v + 2] */
     float *lowrank;         /* Linformer: K' then V', each [max_batch][max_kv_heads][max_lowrank][max_dim] F32 */
     size_t lowrank_half;    /* floats of each */
     atomic_int *arrive;     /* [part_items] split-KV partials finished, per merge group */
@@ -61,13 +65,26 @@ typedef struct ea_cpu_state {
  * enough to be worth waking a worker for. */
 #define EA_CPU_NOMINAL_RATE 14000.0
 
+/* The wide path: head dims past the former limit (D + D_v > EA_CPU_WIDE, e.g. MLA's 576 + 512) on the
+ * packed path. A tile's Kᵀ [D][kb] and V [kb][D_v] no longer fit a core's L1 (nor, at kb 256, its L2),
+ * and the row-block-outer order streamed a whole Kᵀ and V per 8 rows, at a quarter of the FMA peak. It
+ * runs each tile as two GEMMs in BLIS order instead: S [R][kb] = Q Kᵀ over chunks of EA_WIDE_DC head-dim
+ * values and panels of EA_WIDE_JB keys (24 KiB of Kᵀ, reused from L1 by every 8 rows), then the
+ * softmax of all R rows, then O += P V over EA_WIDE_KC keys x EA_WIDE_CB columns (24 KiB of V, reused
+ * the same way). The same micro-kernels, every tier. */
+#define EA_CPU_WIDE 512
+#define EA_WIDE_DC 128
+#define EA_WIDE_JB 48
+#define EA_WIDE_KC 64
+#define EA_WIDE_CB 96
+
 /* Caps tiles->rb to the rows one work item of this config can have (max_q_len x max_heads: a call
  * may use a single KV head, making the GQA group all of its query heads), rounded up to EA_MR, and
  * says whether any call can take the packed path (which needs the kt/v32 tiles). */
 void ea_cpu_fit_tiles(int32_t max_q_len, int32_t max_heads, ea_cpu_tiles *t, bool *can_pack);
 /* Scratch layout for a config and tiles; false on overflow. */
-bool ea_cpu_scratch_plan(int32_t max_dim, const ea_cpu_tiles *t, bool can_pack, int64_t summary_blocks,
-                         ea_cpu_scratch_layout *sl);
+bool ea_cpu_scratch_plan(int32_t max_dim, int32_t max_dim_v, const ea_cpu_tiles *t, bool can_pack,
+                         int64_t summary_blocks, ea_cpu_scratch_layout *sl);
 /* Partial-result slots reserved for split-KV (a multiple of the thread count), for tiles of rb rows. */
 int64_t ea_cpu_part_items(int32_t threads, int32_t rb);
 
@@ -120,7 +137,7 @@ void ea_cpu_store_row(const edgeattn_tensor *out, ptrdiff_t off, const float *o,
                       int32_t max_dim, int32_t D);
 
 /* Split-KV partials (the tile path and the one-row decode path share them). Slot `item` holds R rows
- * of a split's result: [RB][D] o (unnormalised sums), then [RB] m, [RB] l.
+ * of a split's result: [RB][D] o (unnormalised sums; D the call's V head dim), then [RB] m, [RB] l.
  * ea_cpu_part_park copies o, m, l in and returns true for the last of the nsplit splits of its merge
  * group (item / nsplit) to arrive, which then calls ea_cpu_part_merge to combine the group's slots by
  * log-sum-exp into o, m, l (rows that saw no key: o zero, m -inf, l 0). */

@@ -94,7 +94,7 @@ static edgeattn_status plan_cpu(const edgeattn_config *cfg, cpu_plan *p, char *m
     const int64_t summary_blocks = (cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0
                                        ? ((int64_t)cfg->max_kv_len + cfg->kv_summary_block - 1) / cfg->kv_summary_block
                                        : 0;
-    if (!ea_cpu_scratch_plan(cfg->max_head_dim, &p->tiles, p->can_pack, summary_blocks, &p->sl))
+    if (!ea_cpu_scratch_plan(cfg->max_head_dim, ea_cfg_dim_v(cfg), &p->tiles, p->can_pack, summary_blocks, &p->sl))
         return ea_fail(msg, EDGEATTN_ERR_OVERFLOW, "cpu: scratch size overflows");
     p->part_items = ea_cpu_part_items(p->threads, p->tiles.rb);
     ea_sizer sz = {0, false};
@@ -102,7 +102,7 @@ static edgeattn_status plan_cpu(const edgeattn_config *cfg, cpu_plan *p, char *m
     p->tid_off = ea_sizer_add(&sz, 1, ea_pool_tid_bytes(p->threads, cfg->parallel_for != NULL), 64);
     p->scratch_off = ea_sizer_add(&sz, (size_t)p->threads, p->sl.bytes, 64);
     p->part_off = ea_sizer_add(&sz, (size_t)p->part_items * (size_t)p->tiles.rb,
-                               sizeof(float) * ((size_t)cfg->max_head_dim + 2), 64);
+                               sizeof(float) * ((size_t)ea_cfg_dim_v(cfg) + 2), 64); /* o, m, l of rb rows */
     p->arrive_off = ea_sizer_add(&sz, (size_t)p->part_items, sizeof(atomic_int), 64);
     /* Linformer: K' and V' of every (batch row, KV head), max_lowrank rows of max_head_dim F32 */
     size_t half = 0;
@@ -147,6 +147,7 @@ static edgeattn_status cpu_init(edgeattn_context *ctx, ea_arena *arena, char *ms
     s->wake_work = p.wake_work;
     s->threads = p.threads;
     s->max_dim = ctx->cfg.max_head_dim;
+    s->max_dim_v = ea_cfg_dim_v(&ctx->cfg);
     s->features = p.features;
     s->features_used = p.used;
     s->sl = p.sl;

@@ -87,7 +87,7 @@ static inline int32_t dec_rows(const dec_kv *kv, int64_t j, int32_t want, size_t
 static void dec_write(const ea_attn_call *c, int32_t b, int32_t kvh, const float *o, const float *m, const float *l,
                       const float *shift)
 {
-    const int32_t D = c->D, G = c->group;
+    const int32_t D = c->Dv, G = c->group; /* out rows: the V head dim */
     const edgeattn_tensor *out = c->out;
     const float *qst = ea_cpu_qstats(c, b, kvh);
     for (int32_t g = 0; g < G; g++) {
@@ -105,7 +105,7 @@ static void dec_merge(const dec_job *J, int64_t t, int thread)
 {
     const ea_cpu_state *st = J->st;
     const ea_attn_call *c = J->c;
-    const int32_t D = c->D, G = c->group, ns = J->nsplit;
+    const int32_t D = c->Dv, G = c->group, ns = J->nsplit;
     const int32_t kvh = (int32_t)(t % c->Hkv), b = (int32_t)(t / c->Hkv);
     char *scr = st->scratch + (size_t)thread * st->sl.bytes;
     float *o = (float *)(void *)(scr + st->sl.o);
@@ -126,7 +126,7 @@ static void dec_task(void *arg, int64_t t, int thread)
     const int32_t ns = J->nsplit, split = (int32_t)(t % ns);
     t /= ns;
     const int32_t kvh = (int32_t)(t % c->Hkv), b = (int32_t)(t / c->Hkv);
-    const int32_t KB = st->tiles.kb, D = c->D, G = c->group;
+    const int32_t KB = st->tiles.kb, D = c->D, Dv = c->Dv, G = c->group; /* Q·K and V head dims */
     const edgeattn_dtype kdt = c->kv_dtype;
     const size_t es = ea_kv_unit_size(kdt);
     const float *qst = ea_cpu_qstats(c, b, kvh);
@@ -134,7 +134,7 @@ static void dec_task(void *arg, int64_t t, int thread)
     char *scr = st->scratch + (size_t)thread * st->sl.bytes;
     float *shift = (float *)(void *)(scr + st->sl.shift); /* [G] */
     float *q32 = (float *)(void *)(scr + st->sl.q); /* [G][D] */
-    float *o = (float *)(void *)(scr + st->sl.o);   /* [G][D] */
+    float *o = (float *)(void *)(scr + st->sl.o);   /* [G][Dv] */
     float *m = (float *)(void *)(scr + st->sl.m);   /* [G] */
     float *l = (float *)(void *)(scr + st->sl.l);   /* [G] */
     float *alpha = (float *)(void *)(scr + st->sl.alpha);
@@ -184,7 +184,7 @@ static void dec_task(void *arg, int64_t t, int thread)
         shift[g] = qst ? ea_cpu_q_fold(qst, c->cache->max_dim, qr, D) : 0.0f;
         m[g] = -INFINITY;
         l[g] = 0.0f;
-        memset(o + (size_t)g * (size_t)D, 0, sizeof(float) * (size_t)D);
+        memset(o + (size_t)g * (size_t)Dv, 0, sizeof(float) * (size_t)Dv);
     }
 
     /* 2. tiles of at most KB keys over the runs of keys to read: [a, z], or the runs of the top-k blocks
@@ -236,7 +236,7 @@ static void dec_task(void *arg, int64_t t, int thread)
                 sr[jj] = -INFINITY;
         }
         K->softmax(G, nbp, s, KB, m, l, alpha);
-        ea_pv_pieces(K, kdt, G, D, s, KB, &pc, ldv, alpha, o, D);
+        ea_pv_pieces(K, kdt, G, Dv, s, KB, &pc, ldv, alpha, o, Dv);
     }
 
     /* 3. finish, or park the partial; the group's last slice merges */
@@ -244,7 +244,7 @@ static void dec_task(void *arg, int64_t t, int thread)
         dec_write(c, b, kvh, o, m, l, shift);
         return;
     }
-    if (ea_cpu_part_park(st, item, ns, G, D, o, m, l))
+    if (ea_cpu_part_park(st, item, ns, G, Dv, o, m, l))
         dec_merge(J, item / ns, thread);
 }
 

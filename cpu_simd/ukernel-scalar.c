@@ -94,7 +94,7 @@ static void row_q4(const void *p, int dim, float *x) { ea_q_row_load(EDGEATTN_Q4
 #define DEFINE_DTYPE_KERNELS(sfx, ROW, UNIT)                                                        \
     static EA_PACK_KT_FN(pack_kt_##sfx##_scalar)                                                    \
     {                                                                                               \
-        float row[256];                                                                             \
+        float row[EA_CPU_MAX_DIM];                                                                             \
         for (int j = 0; j < nb_pad; j++) {                                                          \
             if (j < n)                                                                              \
                 ROW((const char *)k + (size_t)j * (size_t)ldk * UNIT, dim, row);                    \
@@ -115,7 +115,7 @@ static void row_q4(const void *p, int dim, float *x) { ea_q_row_load(EDGEATTN_Q4
     }                                                                                               \
     static EA_QK_ROWS_FN(qk_rows_##sfx##_scalar)                                                    \
     {                                                                                               \
-        float row[256];                                                                             \
+        float row[EA_CPU_MAX_DIM];                                                                             \
         for (int j = 0; j < n; j++) {                                                               \
             ROW((const char *)k + (size_t)j * (size_t)ldk * UNIT, dim, row);                        \
             for (int r = 0; r < mr; r++) {                                                          \
@@ -128,7 +128,7 @@ static void row_q4(const void *p, int dim, float *x) { ea_q_row_load(EDGEATTN_Q4
     }                                                                                               \
     static EA_PV_ROWS_FN(pv_rows_##sfx##_scalar)                                                    \
     {                                                                                               \
-        float row[256];                                                                             \
+        float row[EA_CPU_MAX_DIM];                                                                             \
         for (int r = 0; r < mr; r++)                                                                \
             for (int d = 0; d < dim; d++)                                                           \
                 o[r * ldo + d] *= alpha[r];                                                         \

@@ -7,8 +7,10 @@
  * entry of every tier is checked against the scalar version and the double reference by the tests.
  *
  * Common rules for all kernels:
- *  - `dim` (head dim) is a multiple of 16, 16..256, for the table of ea_cpu_kernels_init; a multiple
- *    of 8, 8..256, for the table of ea_cpu_kernels_init_dim8 (the driver uses it when dim % 16 == 8).
+ *  - `dim` (head dim: Q·K's for qk, qk_rows, pack_kt; V's for pv, pv_rows, pack_v) is a multiple of 16,
+ *    16..EA_CPU_MAX_DIM (576), for the table of ea_cpu_kernels_init; a multiple of 8, 8..576, for the
+ *    table of ea_cpu_kernels_init_dim8 (the driver uses it when either head dim % 16 == 8). Kernels over
+ *    quantised rows (Q8, Q4) take up to 256.
  *    `mr` is 1..EA_MR. Leading dimensions (ld*) are in elements and >= the row length used.
  *  - Packed buffers (q, kt, v32, s, o) are float, 64-byte aligned at row 0, and their leading
  *    dimensions are multiples of 16, so full-width vector loads at any multiple-of-16 column are safe.
@@ -29,6 +31,7 @@
 
 #define EA_MR 8         /* rows per micro-block handed to a kernel */
 #define EA_KB_MAX 512   /* most keys in one tile (nb) */
+#define EA_CPU_MAX_DIM 576 /* largest head dim (Q·K or V) a kernel is handed */
 
 /* s[r*lds + j] = sum_{d<dim} q[r*ldq + d] * kt[d*ldkt + j]        for r < mr, j < nb
  * nb is a multiple of 16, <= EA_KB_MAX. q, kt, s packed f32. */

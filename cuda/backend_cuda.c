@@ -400,7 +400,7 @@ static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int 
  * says why not). */
 static bool cuda_supports(const edgeattn_config *cfg)
 {
-    return cfg->backend != EDGEATTN_BACKEND_AUTO || !ea_dtype_quant(cfg->kv_cache_dtype);
+    return cfg->backend != EDGEATTN_BACKEND_AUTO || (!ea_dtype_quant(cfg->kv_cache_dtype) && !ea_cfg_mla(cfg));
 }
 
 static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *out, char *msg)
@@ -409,6 +409,9 @@ static edgeattn_status cuda_plan(const edgeattn_config *cfg, ea_backend_plan *ou
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                        "cuda: a %s KV cache is not served by this backend yet (the CPU backend serves it)",
                        ea_dtype_name(cfg->kv_cache_dtype));
+    if (ea_cfg_mla(cfg)) /* latent attention: the CPU backend's so far */
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "cuda: head dims past %d, max_head_dim_v and kv_cache_latent are "
+                       "not served by this backend yet (the CPU backend serves them)", EA_MAX_HEAD_DIM);
     ea_cu_driver d;
     char why[EA_MSG_LEN];
     if (!ea_cu_driver_open(&d, why, sizeof why))

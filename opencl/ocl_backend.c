@@ -154,7 +154,8 @@ static bool ocl_supports(const edgeattn_config *cfg)
 {
     if (cfg->backend != EDGEATTN_BACKEND_AUTO) /* (plan says why a forced one cannot) */
         return true;
-    if (ea_dtype_quant(cfg->kv_cache_dtype)) /* quantised KV caches: the CPU backend's so far */
+    if (ea_dtype_quant(cfg->kv_cache_dtype) || ea_cfg_mla(cfg)) /* quantised KV caches, latent attention: the
+                                                                   CPU backend's so far */
         return false;
     if ((cfg->flags & EDGEATTN_FLAG_KV_CACHE) && cfg->kv_summary_block > 0 && cfg->kv_page_size > 0)
         /* so are paged caches with block summaries */
@@ -360,6 +361,9 @@ static edgeattn_status ocl_plan(const edgeattn_config *cfg, ea_backend_plan *out
         return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED,
                        "opencl: a paged KV cache with block summaries (config.kv_summary_block with kv_page_size) is "
                        "not served by this backend yet (contiguous caches are; the CPU backend serves both)");
+    if (ea_cfg_mla(cfg))
+        return ea_fail(msg, EDGEATTN_ERR_UNSUPPORTED, "opencl: head dims past %d, max_head_dim_v and kv_cache_latent "
+                       "are not served by this backend yet (the CPU backend serves them)", EA_MAX_HEAD_DIM);
     ea_ocl_layout L;
     edgeattn_status st;
     char ident[160] = "";

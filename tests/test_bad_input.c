@@ -507,7 +507,7 @@ static void test_gqa_ratio(void **state)
 static void test_head_dim(void **state)
 {
     FX;
-    static const int64_t bad[] = {68, 4, 12, 17, 512, 264};
+    static const int64_t bad[] = {68, 4, 12, 17, 584, 1024};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         tc_tensor q, k, v, o, qd, od;
         const int64_t d = bad[i];
@@ -526,7 +526,7 @@ static void test_head_dim(void **state)
         tc_fill_canary(&o);
         tc_fill_canary(&od);
         void *so = tc_snapshot(&o), *sod = tc_snapshot(&od);
-        /* 512 and 264 are also beyond this context's max_head_dim 64: the head dim error comes first */
+        /* 584 and 1024 are also beyond this context's max_head_dim 64: the head dim error comes first */
         EXPECT(edgeattn_attention(F->ctx, &q.t, &k.t, &v.t, &o.t, NULL), EDGEATTN_ERR_HEAD_DIM);
         EXPECT(edgeattn_kv_append(F->ctx, 0, NULL, &k.t, &v.t, NULL, 0), EDGEATTN_ERR_HEAD_DIM);
         EXPECT(edgeattn_decode(F->ctx, 0, NULL, NULL, &qd.t, &od.t, NULL), EDGEATTN_ERR_HEAD_DIM);
@@ -1142,7 +1142,7 @@ static void test_config_invalid(void **state)
     EXPECT_CONFIG(&c, EDGEATTN_ERR_GQA_RATIO, "8 heads over 3 KV heads");
     c = base, c.max_heads = 2, c.max_kv_heads = 4;
     EXPECT_CONFIG(&c, EDGEATTN_ERR_GQA_RATIO, "2 heads over 4 KV heads");
-    static const int32_t bad_dims[] = {68, 4, 12, 512, 264, 272, 100};
+    static const int32_t bad_dims[] = {68, 4, 12, 584, 592, 1024, 100};
     for (size_t j = 0; j < sizeof bad_dims / sizeof bad_dims[0]; j++) {
         c = base, c.max_head_dim = bad_dims[j];
         EXPECT_CONFIG(&c, EDGEATTN_ERR_HEAD_DIM, "an unsupported max_head_dim");

@@ -1,5 +1,5 @@
 /*
- * Head dims: every multiple of 8 from 8 to 256 is accepted, and computes what the double reference
+ * Head dims: every multiple of 8 from 8 to 256 (past 256, up to 576: tests/test_mla.c) is accepted, and computes what the double reference
  * (core/reference.c) computes, on every backend this machine runs: each CPU tier (chosen by
  * cpu_disable_mask) with its own tiles and with the smallest (kb=16, rb=8: every key tile and row
  * block boundary shows up), plus CUDA and OpenCL where a forced create succeeds (with the mock
@@ -12,7 +12,7 @@
  *  - kv_append + decode: several steps of appends and decodes over a cache of each dtype, RoPE
  *    (llama2.c's interleaved pairs, or half), a ring window, and a long cache that the CPU splits
  *    across threads;
- *  - bad input: 4, 12 and 264 refused with EDGEATTN_ERR_HEAD_DIM and a message naming the value, the
+ *  - bad input: 4, 12 and 584 refused with EDGEATTN_ERR_HEAD_DIM and a message naming the value, the
  *    outputs untouched; the same for config.max_head_dim.
  * Outputs are canary-filled (every element of the view written, nothing outside it), inputs carry
  * NaN poison outside their views. A failure prints the case and the seed; EDGEATTN_TEST_SEED=<seed>
@@ -529,7 +529,7 @@ static void expect_head_dim_msg(const char *what, int64_t d, edgeattn_status st,
 static void test_bad_head_dims(void **state)
 {
     (void)state;
-    static const int64_t bad[] = {4, 12, 264};
+    static const int64_t bad[] = {4, 12, 584};
     edgeattn_config cfg;
     edgeattn_config_default(&cfg);
     cfg.flags = EDGEATTN_FLAG_KV_CACHE;

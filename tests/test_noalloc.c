@@ -748,6 +748,85 @@ static void test_sparse_paths(void **state)
     tc_tensor_free(&ol);
 }
 
+/* Latent attention (MLA): k-only appends to a latent cache (contiguous and paged), decode of a 128-head
+ * group over it (D 576, D_v 512: the wide path, split across threads), kv_read of the latent rows and
+ * their V, fork and truncate, and a prefill with D 192 / D_v 128. */
+static void test_mla_paths(void **state)
+{
+    (void)state;
+    enum { MD = 576, MDV = 512, MHQ = 128, MN = 700 };
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 41);
+    tc_tensor lat, q, out, rk, rv, qp, kp, vp, op;
+    tc_tensor_alloc(&lat, EDGEATTN_F16, 1, 1, MN, MD, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&q, EDGEATTN_BF16, 1, MHQ, 1, MD, TC_BSHD, 0, 0, 0);
+    tc_tensor_alloc(&out, EDGEATTN_F32, 1, MHQ, 1, MDV, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&rk, EDGEATTN_F32, 1, 1, 16, MD, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&rv, EDGEATTN_F16, 1, 1, 16, MDV, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&qp, EDGEATTN_F32, 1, 8, 100, 192, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&kp, EDGEATTN_F16, 1, 2, 130, 192, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&vp, EDGEATTN_F16, 1, 2, 130, 128, TC_BHSD, 0, 0, 0);
+    tc_tensor_alloc(&op, EDGEATTN_F16, 1, 8, 100, 128, TC_BHSD, 0, 0, 0);
+    tc_fill_random(&lat, &r, -1, 1);
+    tc_fill_random(&q, &r, -1, 1);
+    tc_fill_random(&qp, &r, -1, 1);
+    tc_fill_random(&kp, &r, -1, 1);
+    tc_fill_random(&vp, &r, -1, 1);
+    for (int threads = 1; threads <= 2; threads++)
+        for (int paged = 0; paged < 2; paged++) {
+            edgeattn_config cfg;
+            edgeattn_config_default(&cfg);
+            cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+            cfg.max_batch = 2;
+            cfg.max_q_len = 100;
+            cfg.max_kv_len = 2 * MN;
+            cfg.max_heads = MHQ;
+            cfg.max_kv_heads = 2;
+            cfg.max_head_dim = MD;
+            cfg.max_head_dim_v = MDV;
+            cfg.kv_cache_latent = 1;
+            cfg.kv_page_size = paged ? 64 : 0;
+            cfg.backend = EDGEATTN_BACKEND_CPU;
+            cfg.num_threads = threads;
+            edgeattn_context *ctx = tc_create(&cfg);
+            edgeattn_params pp;
+            edgeattn_params_default(&pp);
+            pp.causal = 1;
+            tc_fill_canary(&out);
+            tc_fill_canary(&op);
+            start_counting();
+            for (int i = 0; i < 2; i++)
+                assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &lat.t, NULL, NULL, 0), EDGEATTN_OK);
+            for (int i = 0; i < 5; i++)
+                assert_int_equal(edgeattn_decode(ctx, 0, NULL, NULL, &q.t, &out.t, NULL), EDGEATTN_OK);
+            assert_int_equal(edgeattn_kv_read(ctx, 0, 0, 100, &rk.t, &rv.t), EDGEATTN_OK);
+            assert_int_equal(edgeattn_kv_fork(ctx, 0, 1), EDGEATTN_OK);
+            assert_int_equal(edgeattn_kv_truncate(ctx, 1, 300), EDGEATTN_OK);
+            const int32_t ids[1] = {1};
+            assert_int_equal(edgeattn_kv_append(ctx, 0, ids, &lat.t, NULL, NULL, 0), EDGEATTN_OK);
+            assert_int_equal(edgeattn_decode(ctx, 0, ids, NULL, &q.t, &out.t, NULL), EDGEATTN_OK);
+            for (int i = 0; i < 3; i++)
+                assert_int_equal(edgeattn_attention(ctx, &qp.t, &kp.t, &vp.t, &op.t, &pp), EDGEATTN_OK);
+            char what[96];
+            snprintf(what, sizeof what, "latent cache (%s), MLA decode and prefill, %d thread(s)",
+                     paged ? "paged" : "contiguous", threads);
+            expect_none(what);
+            char why[256];
+            assert_true(tc_check_written(&out, "out", why, sizeof why));
+            assert_true(tc_check_written(&op, "op", why, sizeof why));
+            edgeattn_destroy(ctx);
+        }
+    tc_tensor_free(&lat);
+    tc_tensor_free(&q);
+    tc_tensor_free(&out);
+    tc_tensor_free(&rk);
+    tc_tensor_free(&rv);
+    tc_tensor_free(&qp);
+    tc_tensor_free(&kp);
+    tc_tensor_free(&vp);
+    tc_tensor_free(&op);
+}
+
 /* A failed create (bad config, buffer too small) obtains nothing, or gives back what it obtained. */
 static void test_failed_create_leaves_nothing(void **state)
 {
@@ -782,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_caller_parallel_for),
         cmocka_unit_test(test_decode_only_plan),
         cmocka_unit_test(test_sparse_paths),
+        cmocka_unit_test(test_mla_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,8 +85,8 @@ static EA_ALWAYS_INLINE void qk_keys_fmlal(const int KB, int mr, int dim,
 
 EA_QK_ROWS_FN(ea_qk_rows_f16_neonfp16_fmlal_4x4)
 {
-    /* q rounded to fp16 on the stack (EA_MR x 256 x 2 = 4 KB), with an exactness check. */
-    enum { QH_LD = 256 };
+    /* q rounded to fp16 on the stack (EA_MR x EA_CPU_MAX_DIM x 2 = 9 KB), with an exactness check. */
+    enum { QH_LD = EA_CPU_MAX_DIM };
     _Alignas(16) float16_t qh[EA_MR * QH_LD];
     uint32x4_t inexact = vdupq_n_u32(0);
     for (int r = 0; r < mr; r++)

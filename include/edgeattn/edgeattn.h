@@ -52,7 +52,7 @@ typedef enum edgeattn_status {
     EDGEATTN_ERR_INVALID_ARG = 2,       /* a size, flag or option that makes no sense (zero, negative, ...) */
     EDGEATTN_ERR_SHAPE_MISMATCH = 3,    /* shapes of Q/K/V/out/bias/lse disagree */
     EDGEATTN_ERR_GQA_RATIO = 4,         /* query heads not a multiple of KV heads */
-    EDGEATTN_ERR_HEAD_DIM = 5,          /* head dim not supported (must be a multiple of 8, 8..256) */
+    EDGEATTN_ERR_HEAD_DIM = 5,          /* head dim not supported (Q·K and V head dims: multiples of 8, 8..576) */
     EDGEATTN_ERR_DTYPE = 6,             /* dtype not supported for this tensor */
     EDGEATTN_ERR_STRIDE = 7,            /* strides negative, overlapping, D not contiguous, or view outside its buffer */
     EDGEATTN_ERR_CAPACITY = 8,          /* request beyond the plan (batch, lengths, heads, KV cache full) */
@@ -162,7 +162,8 @@ typedef struct edgeattn_config {
     int32_t max_kv_len;        /* key/value rows per sequence (KV-cache capacity when no window) */
     int32_t max_heads;         /* query heads */
     int32_t max_kv_heads;      /* key/value heads (max_heads must be a multiple) */
-    int32_t max_head_dim;      /* multiple of 8, at most 256 */
+    int32_t max_head_dim;      /* the Q·K head dim (of Q and K; the latent vector of a latent cache): a
+                                  multiple of 8 from 8 to 576 (GPU backends and quantised caches: up to 256) */
     edgeattn_dtype kv_cache_dtype; /* storage of the KV cache: F32, F16, BF16, Q8 or Q4 (Q8/Q4: max_head_dim
                                       a multiple of 32; CPU backend) */
     int32_t kv_cache_window;   /* > 0: the cache is a ring buffer of the last W tokens per sequence */
@@ -215,7 +216,22 @@ typedef struct edgeattn_config {
     /* Linformer (params.linformer): the most projected rows k a call may use; the CPU backend plans
      * B x Hkv x k x max_head_dim F32 rows for each of K' and V'. 0 (default): no Linformer calls. */
     int32_t max_lowrank;
-    uint8_t reserved[12];      /* must be zero */
+    /* Separate V head dim (latent attention, MLA): 0 (default): V and out have the head dim of Q and K in
+     * every call, as always. > 0: V and out of a call may have their own last dim D_v (any multiple of 8
+     * from 8 to this, at most 576), Q and K keep D (<= max_head_dim); e.g. DeepSeek's MLA decode 576 / 512
+     * and prefill 192 / 128. Scratch and split-KV partials are planned for both. A KV cache with this set
+     * must be latent (kv_cache_latent). CPU backend. */
+    int32_t max_head_dim_v;
+    /* Latent KV cache (MLA, absorbed form): 1: the cache stores one vector of head dim D (the first
+     * append's k) per (token, KV head) and nothing else: kv_append takes k only (v must be NULL) and
+     * decode reads V as the first D_v values (out's last dim, <= D and <= max_head_dim_v or D) of that
+     * same vector, so V costs no bytes (kv_cache_bytes counts one row a token). Needs
+     * EDGEATTN_FLAG_KV_CACHE and an F32, F16 or BF16 cache; works with windows, sinks, pages, fork,
+     * truncate and layers; not with block summaries (top-k) nor config.rope (MLA's RoPE part is the
+     * vector's last values: rotate it before the append). 0 (default): separate K and V rows. CPU
+     * backend. docs/LOWRANK.md. */
+    int32_t kv_cache_latent;
+    uint8_t reserved[4];       /* must be zero */
 } edgeattn_config;
 
 typedef struct edgeattn_plan_info {
@@ -433,9 +449,11 @@ EDGEATTN_API const char *edgeattn_message_of(const edgeattn_context *ctx);
 EDGEATTN_API edgeattn_status edgeattn_get_backend_info(edgeattn_context *ctx, edgeattn_backend_info *info);
 
 /* Attention: out[b,h,i,:] = softmax_j(s[b,h,i,j]) . V[b,h/(Hq/Hkv),j,:], with
- * s = scale * Q[b,h,i,:] . K[b,h/(Hq/Hkv),j,:], softcap, + bias, masks (params). Q/out: [B, Hq, Nq, D];
- * K/V: [B, Hkv, Nkv, D]. Q, K, V in F32/F16/BF16 (K and V the same dtype); out F32/F16/BF16. Fully
- * masked rows give zeros. params may be NULL (defaults).
+ * s = scale * Q[b,h,i,:] . K[b,h/(Hq/Hkv),j,:], softcap, + bias, masks (params). Q: [B, Hq, Nq, D];
+ * K: [B, Hkv, Nkv, D]; V: [B, Hkv, Nkv, D_v]; out: [B, Hq, Nq, D_v]. D_v is D unless
+ * config.max_head_dim_v is set (then any multiple of 8 up to it: MLA prefill, e.g. D 192, D_v 128; scale 0
+ * means 1/sqrt(D)). Q, K, V in F32/F16/BF16 (K and V the same dtype); out F32/F16/BF16. Fully
+ * masked rows give zeros. params may be NULL (defaults). Linformer takes D_v == D only.
  * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_INVALID_ARG (bad window, kv_lens entry,
  *   scale or softcap not finite/negative, reserved bytes set); EDGEATTN_ERR_SHAPE_MISMATCH;
  *   EDGEATTN_ERR_GQA_RATIO; EDGEATTN_ERR_HEAD_DIM; EDGEATTN_ERR_DTYPE; EDGEATTN_ERR_STRIDE;
@@ -456,7 +474,9 @@ EDGEATTN_API edgeattn_status edgeattn_attention(edgeattn_context *ctx, const edg
  * tensors belongs to (distinct ids in [0, max_batch)); NULL means 0..B-1. Arrays are read once, at
  * validation. */
 
-/* Appends rows of k/v [B, Hkv, N, D] to layer `layer`: n_new[b] (NULL: N for all) rows of batch row b
+/* Appends rows of k/v [B, Hkv, N, D] to layer `layer` (a latent cache, config.kv_cache_latent: k only, the
+ * latent vectors, and v must be NULL: EDGEATTN_ERR_INVALID_ARG otherwise; a cache of separate rows needs
+ * v, EDGEATTN_ERR_NULL_ARG): n_new[b] (NULL: N for all) rows of batch row b
  * go to sequence seq_ids[b]. RoPE (config.rope) rotates each key at its absolute position. Without a
  * window, a sequence that would exceed max_kv_len is refused (EDGEATTN_ERR_CAPACITY) and nothing is
  * appended to any sequence; with kv_cache_window W the oldest tokens are overwritten and only the
@@ -473,7 +493,9 @@ EDGEATTN_API edgeattn_status edgeattn_kv_append(edgeattn_context *ctx, int32_t l
 
 /* Decode over layer `layer` of the cache: batch row b of q [B, Hq, Nq, D] holds the queries of the
  * last q_lens[b] (NULL: Nq) tokens appended to sequence seq_ids[b], query i at position
- * total - q_lens[b] + i; out [B, Hq, Nq, D]. Rows i >= q_lens[b] of out (and lse) are not written.
+ * total - q_lens[b] + i; out [B, Hq, Nq, D], or over a latent cache [B, Hq, Nq, D_v]: V is the first D_v
+ * values of each cached latent vector (D_v <= D, and <= config.max_head_dim_v when that is set, else
+ * D_v == D; MLA decode: D 576, D_v 512, Hq query heads over one KV head). Rows i >= q_lens[b] of out (and lse) are not written.
  * Causal (bottom right) is applied when params->causal is set (the usual choice for more than one
  * query); window_left/right, scale, softcap, check_finite and lse apply as in edgeattn_attention;
  * kv_lens and bias must be NULL. config.rope, when set, rotates each query at its position.
@@ -516,7 +538,9 @@ EDGEATTN_API edgeattn_status edgeattn_kv_fork(edgeattn_context *ctx, int32_t src
 EDGEATTN_API edgeattn_status edgeattn_kv_pages(edgeattn_context *ctx, int32_t *free_pages, int32_t *total_pages);
 
 /* Reads the cached keys and values of (layer, seq) at positions first .. first + N - 1 into k and v
- * [1, Hkv, N, D] (any dtype and layout, host memory), as stored (after
+ * [1, Hkv, N, D] (any dtype and layout, host memory). A latent cache: k receives the latent vectors and
+ * v may be NULL, or [1, Hkv, N, D_v] with D_v <= D receives their first D_v values (the V the decode
+ * reads). As stored (after
  * RoPE and the cache dtype's rounding): for saving a session or shifting a context. The positions
  * must be held (first >= total - held, first + N <= total).
  * @return EDGEATTN_OK; EDGEATTN_ERR_NULL_ARG; EDGEATTN_ERR_UNSUPPORTED; EDGEATTN_ERR_LAYER;

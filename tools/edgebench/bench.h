@@ -39,7 +39,16 @@ typedef struct bench_case {
                                  then hold a few blocks aligned with the queries (what top-k is for) */
     int32_t sblk;             /* decode: config.kv_summary_block (default 32 with topk) */
     int32_t lowrank;          /* prefill: Linformer projections E, F [1, 1, lowrank, Nkv] (kv dtype); 0: none */
+    int32_t Dv;               /* V (and out) head dim (config.max_head_dim_v); 0: D */
+    int32_t latent;           /* decode: a latent cache (config.kv_cache_latent): K rows only, V their first Dv
+                                 values (MLA); rated in FLOP/s against the FMA peak, as a prefill */
 } bench_case;
+
+/* The case's V head dim. */
+static inline int32_t bench_dv(const bench_case *c) { return c->Dv ? c->Dv : c->D; }
+/* Is the case rated in FLOP/s (against the FMA peak) rather than in K/V bytes read: prefill, and MLA decode
+ * (a latent cache read once for a whole group of query heads: about 2 * Hq FLOP per byte). */
+static inline int bench_rated_flops(const bench_case *c) { return c->kind == BENCH_PREFILL || c->latent; }
 
 /* Tokens cached for batch row b of a decode case (Nkv unless ragged). */
 /* Decode over a quantised cache (Q8, Q4): the K/V appended to it are F16. */

@@ -12,6 +12,9 @@
  *   causal 0 or 1, bottom-right aligned    (prefill 0; decode: 1 when NQ > 1, as decoding needs)
  *   q, kv, out   f32, f16 or bf16          (f32, f16, f32); kv is the KV-cache dtype for decode, where
  *                q8 and q4 (quantised caches, fed F16 K/V) are taken too
+ *   DV     V and out head dim              (= D; config.max_head_dim_v)
+ *   latent decode: 1 = a latent KV cache (MLA: K rows only, V their first DV values; rated in FLOP/s
+ *          against the FMA peak)           (0)
  *   name   label in the table              (made from the shape)
  */
 #include <ctype.h>
@@ -111,6 +114,10 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
             bad = parse_int(val, 1, 1 << 30, &c->Nkv);
         else if (!strcasecmp(key, "D"))
             bad = parse_int(val, 1, 4096, &c->D);
+        else if (!strcasecmp(key, "DV"))
+            bad = parse_int(val, 1, 4096, &c->Dv);
+        else if (!strcasecmp(key, "latent"))
+            bad = parse_int(val, 0, 1, &c->latent);
         else if (!strcasecmp(key, "page"))
             bad = parse_int(val, 0, 1024, &c->page);
         else if (!strcasecmp(key, "ragged"))
@@ -211,6 +218,22 @@ int bench_parse_case(const char *spec, bench_case *c, char *err, size_t err_len)
         snprintf(err, err_len, "case '%s': lowrank (Linformer) is a prefill option, not causal, without density", spec);
         return -1;
     }
+    if (c->latent && (c->kind != BENCH_DECODE || c->kv_dtype > EDGEATTN_BF16 || c->topk || bench_dv(c) > c->D)) {
+        snprintf(err, err_len, "case '%s': latent is a decode option over an f32, f16 or bf16 cache, without topk, "
+                 "with DV <= D", spec);
+        return -1;
+    }
+    if (c->Dv && c->Dv != c->D && c->kind == BENCH_DECODE && !c->latent) {
+        snprintf(err, err_len, "case '%s': a decode with DV != D needs latent=1 (a cache of K and V rows has one "
+                 "head dim)", spec);
+        return -1;
+    }
+    if (c->Dv && c->Dv != c->D && c->lowrank) {
+        snprintf(err, err_len, "case '%s': lowrank takes DV = D", spec);
+        return -1;
+    }
+    if (c->Dv == c->D)
+        c->Dv = 0;
     if (c->density_pm && !c->block_q)
         c->block_q = 64;
     if ((c->sinks || c->stream) && (c->kind != BENCH_DECODE || c->ragged || !c->sinks || c->sinks >= c->Nkv)) {
@@ -274,6 +297,10 @@ void bench_case_spec(const bench_case *c, char *buf, size_t len)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ",topk=%d,sblk=%d", (int)c->topk, (int)c->sblk);
     if (c->lowrank)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ",lowrank=%d", (int)c->lowrank);
+    if (c->Dv)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ",DV=%d", (int)c->Dv);
+    if (c->latent)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ",latent=1");
     snprintf(buf, len, "%s:B=%d,H=%d,KVH=%d,NQ=%d,NKV=%d,D=%d,causal=%d,q=%s,kv=%s,out=%s%s%s,name=%s",
              c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, (int)c->Hq, (int)c->Hkv, (int)c->Nq,
              (int)c->Nkv, (int)c->D, (int)c->causal, bench_dtype_name(c->q_dtype), bench_dtype_name(c->kv_dtype),
@@ -293,7 +320,7 @@ void bench_case_shape(const bench_case *c, char *buf, size_t len)
         snprintf(rows, sizeof rows, "Nkv%d", (int)c->Nkv);
     else
         snprintf(rows, sizeof rows, "Nq%d Nkv%d", (int)c->Nq, (int)c->Nkv);
-    char paged[48] = "";
+    char paged[64] = "";
     if (c->page)
         snprintf(paged, sizeof paged, " paged %d", (int)c->page);
     if (c->lowrank) /* Linformer */
@@ -306,8 +333,15 @@ void bench_case_shape(const bench_case *c, char *buf, size_t len)
     if (c->sinks) /* Nkv slots: S sinks + a ring, after `stream` tokens */
         snprintf(paged + strlen(paged), sizeof paged - strlen(paged), " S%d+W%d of %d", (int)c->sinks,
                  (int)(c->Nkv - c->sinks), (int)c->stream);
-    snprintf(buf, len, "%s B%d %s D%d %s%s%s%s", c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, heads,
-             (int)c->D, rows, c->kind == BENCH_PREFILL && c->causal ? " causal" : "", c->ragged ? " ragged" : "",
+    char dims[32];
+    if (c->Dv)
+        snprintf(dims, sizeof dims, "D%d/%d", (int)c->D, (int)c->Dv);
+    else
+        snprintf(dims, sizeof dims, "D%d", (int)c->D);
+    if (c->latent)
+        snprintf(paged + strlen(paged), sizeof paged - strlen(paged), " latent");
+    snprintf(buf, len, "%s B%d %s %s %s%s%s%s", c->kind == BENCH_PREFILL ? "prefill" : "decode", (int)c->B, heads,
+             dims, rows, c->kind == BENCH_PREFILL && c->causal ? " causal" : "", c->ragged ? " ragged" : "",
              paged);
 }
 
@@ -344,78 +378,85 @@ void bench_case_dtypes(const bench_case *c, char *buf, size_t len)
  * 2048 by the cache's 64-token block summaries (the keys hold a few blocks aligned with the queries).
  * dec-4100 and dec-stream are the streaming pair: a cache of 4 attention sinks and a ring of 4096
  * after 1,000,000 tokens streamed through it, beside a plain cache of the same 4100 tokens.
+ * mla-dec-32k is the issue's MLA decode (DeepSeek's absorbed form: 128 query heads over one latent KV head,
+ * Q·K over 576 values, V the first 512 of each cached vector, 32768 tokens, F16 cache), rated in FLOP/s
+ * against the FMA peak; mla-pf-4k an MLA prefill shape (D 192, D_v 128, H 32, causal).
  * Fields: name, kind, B, Hq, Hkv, Nq, Nkv, D, causal, q, kv, out, OpenCL path, auto_name, page, ragged,
- * sinks, stream, density (per mille), block_q, topk, sblk, lowrank. */
+ * sinks, stream, density (per mille), block_q, topk, sblk, lowrank, Dv, latent. */
 static const bench_case default_suite[] = {
-    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"E-q8", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, Q8, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"E-q4", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, Q4, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-s64", DEC, 1, 8, 2, 1, 64, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-s256", DEC, 1, 8, 2, 1, 256, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-s1024", DEC, 1, 8, 2, 1, 1024, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p256", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 256, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-4100", DEC, 1, 32, 8, 1, 4100, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-stream", DEC, 1, 32, 8, 1, 4100, 128, 0, F32, F16, F32, 0, 0, 0, 0, 4, 1000000, 0, 0, 0, 0, 0},
-    {"pf-8k", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-8k-sparse10", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 100, 64, 0, 0, 0},
-    {"pf-8k-lin256", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 256},
-    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-32k-topk2k", DEC, 1, 32, 8, 1, 32768, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 2048, 64, 0},
+    {"A", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"A-kv32", PF, 1, 8, 8, 1024, 1024, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"B", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"B-kv32", PF, 1, 8, 8, 2048, 2048, 128, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-n256", PF, 1, 8, 8, 256, 256, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-gqa4", PF, 1, 32, 8, 1024, 1024, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-b4", PF, 4, 8, 8, 512, 512, 64, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-q16", PF, 1, 8, 8, 1024, 1024, 64, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"C", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"C-kv32", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"C-bf16", DEC, 1, 32, 8, 1, 4096, 128, 0, F32, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"E", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"E-q8", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, Q8, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"E-q4", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, Q4, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"E-kv32", DEC, 1, 32, 8, 1, 16384, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-n1024", DEC, 1, 32, 8, 1, 1024, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-b4", DEC, 4, 32, 8, 1, 4096, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-nq4", DEC, 1, 32, 8, 4, 4096, 128, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-s64", DEC, 1, 8, 2, 1, 64, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-s256", DEC, 1, 8, 2, 1, 256, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-s1024", DEC, 1, 8, 2, 1, 1024, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p256", DEC, 4, 32, 8, 1, 16000, 128, 0, F32, F16, F32, 0, 0, 256, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-4100", DEC, 1, 32, 8, 1, 4100, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-stream", DEC, 1, 32, 8, 1, 4100, 128, 0, F32, F16, F32, 0, 0, 0, 0, 4, 1000000, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-8k", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-8k-sparse10", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 100, 64, 0, 0, 0, 0, 0},
+    {"pf-8k-lin256", PF, 1, 8, 8, 8192, 8192, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 256, 0, 0},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-32k-topk2k", DEC, 1, 32, 8, 1, 32768, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 2048, 64, 0, 0, 0},
+    {"mla-dec-32k", DEC, 1, 128, 1, 1, 32768, 576, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 512, 1},
+    {"mla-pf-4k", PF, 1, 32, 32, 4096, 4096, 192, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 0},
 };
 
 /* Small, odd sizes (not multiples of the tiles), every dtype path once: seconds, not minutes. */
 static const bench_case quick_suite[] = {
-    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"q-dec-rag-p16", DEC, 4, 4, 2, 1, 700, 64, 0, F32, F16, F32, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"q-dec-sinks", DEC, 2, 4, 2, 3, 300, 64, 1, F32, BF16, F32, 0, 0, 0, 0, 3, 5000, 0, 0, 0, 0, 0},
-    {"q-pf-sparse", PF, 2, 4, 2, 300, 333, 64, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 300, 128, 0, 0, 0},
-    {"q-dec-topk", DEC, 2, 8, 2, 1, 2000, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 256, 16, 0},
-    {"q-pf-linformer", PF, 2, 4, 2, 150, 700, 64, 0, F32, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 72},
+    {"q-pf", PF, 1, 4, 4, 200, 200, 64, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-pf-causal-gqa", PF, 2, 8, 2, 77, 131, 128, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-pf-bf16", PF, 1, 2, 1, 64, 96, 80, 1, BF16, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-dec", DEC, 1, 8, 2, 1, 1000, 128, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-dec-nq3", DEC, 2, 4, 4, 3, 517, 64, 1, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-dec-rag-p16", DEC, 4, 4, 2, 1, 700, 64, 0, F32, F16, F32, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"q-dec-sinks", DEC, 2, 4, 2, 3, 300, 64, 1, F32, BF16, F32, 0, 0, 0, 0, 3, 5000, 0, 0, 0, 0, 0, 0, 0},
+    {"q-pf-sparse", PF, 2, 4, 2, 300, 333, 64, 1, F32, F16, F32, 0, 0, 0, 0, 0, 0, 300, 128, 0, 0, 0, 0, 0},
+    {"q-dec-topk", DEC, 2, 8, 2, 1, 2000, 64, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 256, 16, 0, 0, 0},
+    {"q-pf-linformer", PF, 2, 4, 2, 150, 700, 64, 0, F32, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 72, 0, 0},
+    {"q-mla-dec", DEC, 1, 16, 1, 1, 1000, 576, 0, F32, F16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 512, 1},
+    {"q-mla-pf", PF, 1, 4, 2, 100, 130, 192, 1, BF16, BF16, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 128, 0},
 };
 
 /* CUDA: the shapes of the README's GPU table, a 7B-class layer (H32 D128) at 1K, 4K and 16K prefill
  * and 4K to 128K cached tokens for decode, plus batches with D64. FP16 everywhere, the dtype GPU
  * attention libraries are usually measured in, with one BF16 and one FP32 row for the other paths. */
 static const bench_case cuda_suite[] = {
-    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-16k", PF, 1, 32, 32, 16384, 16384, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-16k-causal", PF, 1, 32, 32, 16384, 16384, 128, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-b4-d64", PF, 4, 16, 16, 2048, 2048, 64, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-b4-d64-causal", PF, 4, 16, 16, 2048, 2048, 64, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-4k-bf16", PF, 1, 32, 32, 4096, 4096, 128, 0, BF16, BF16, BF16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-4k-f32", PF, 1, 32, 32, 4096, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-128k", DEC, 1, 32, 8, 1, 131072, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-b16-4k", DEC, 16, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-128k-bf16", DEC, 1, 32, 8, 1, 131072, 128, 0, BF16, BF16, BF16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-16k", PF, 1, 32, 32, 16384, 16384, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-16k-causal", PF, 1, 32, 32, 16384, 16384, 128, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-b4-d64", PF, 4, 16, 16, 2048, 2048, 64, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-b4-d64-causal", PF, 4, 16, 16, 2048, 2048, 64, 1, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k-bf16", PF, 1, 32, 32, 4096, 4096, 128, 0, BF16, BF16, BF16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k-f32", PF, 1, 32, 32, 4096, 4096, 128, 0, F32, F32, F32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-128k", DEC, 1, 32, 8, 1, 131072, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-b16-4k", DEC, 16, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-128k-bf16", DEC, 1, 32, 8, 1, 131072, 128, 0, BF16, BF16, BF16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 };
 
 /* OpenCL: FP16 storage (FP32 arithmetic) at the same H32 D128 layer shape; prefill at 1K and 4K with
@@ -424,22 +465,22 @@ static const bench_case cuda_suite[] = {
  * N8192 beside dense, decode after 1,000,000 tokens through 4 sinks + a ring of 4096 beside a plain
  * cache of 4100, top-k 2048 of 32768 beside dec-32k). */
 static const bench_case opencl_suite[] = {
-    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-4k-unfused", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-1k-unfused", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-1k-f32", PF, 1, 32, 32, 1024, 1024, 128, 0, F32, F32, F32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-8k", PF, 1, 32, 32, 8192, 8192, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"pf-8k-sparse10", PF, 1, 32, 32, 8192, 8192, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 100, 64, 0, 0, 0},
-    {"dec-4100", DEC, 1, 32, 8, 1, 4100, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
-    {"dec-stream", DEC, 1, 32, 8, 1, 4100, 128, 0, F16, F16, F16, 0, 0, 0, 0, 4, 1000000, 0, 0, 0, 0, 0},
-    {"dec-32k-topk2k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 2048, 64, 0},
+    {"pf-4k", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k-unfused", PF, 1, 32, 32, 4096, 4096, 128, 0, F16, F16, F16, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-4k-causal", PF, 1, 32, 32, 4096, 4096, 128, 1, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-1k", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-1k-unfused", PF, 1, 32, 32, 1024, 1024, 128, 0, F16, F16, F16, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-1k-f32", PF, 1, 32, 32, 1024, 1024, 128, 0, F32, F32, F32, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-32k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-4k", DEC, 1, 32, 8, 1, 4096, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p16", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-rag-p64", DEC, 4, 32, 8, 1, 16000, 128, 0, F16, F16, F16, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-8k", PF, 1, 32, 32, 8192, 8192, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"pf-8k-sparse10", PF, 1, 32, 32, 8192, 8192, 128, 0, F16, F16, F16, 1, 0, 0, 0, 0, 0, 100, 64, 0, 0, 0, 0, 0},
+    {"dec-4100", DEC, 1, 32, 8, 1, 4100, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-stream", DEC, 1, 32, 8, 1, 4100, 128, 0, F16, F16, F16, 0, 0, 0, 0, 4, 1000000, 0, 0, 0, 0, 0, 0, 0},
+    {"dec-32k-topk2k", DEC, 1, 32, 8, 1, 32768, 128, 0, F16, F16, F16, 0, 0, 0, 0, 0, 0, 0, 0, 2048, 64, 0, 0, 0},
 };
 
 const bench_case *bench_cuda_suite(size_t *count)

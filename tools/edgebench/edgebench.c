@@ -87,13 +87,17 @@ static void usage(FILE *f)
             "  topk T, sblk 16|32|64|128  decode: top-k over T tokens of block summaries (keys: a few\n"
             "        blocks aligned with the queries)\n"
             "  lowrank K  prefill: Linformer, K and V projected to K rows by random E, F (kv dtype)\n"
+            "  DV  V and out head dim (= D)\n"
+            "  latent 0|1  decode: a latent cache (MLA: K rows only, V their first DV values), rated in FLOP/s\n"
+            "        against the FMA peak\n"
+            "  e.g. --case \"decode:H=128,KVH=1,NKV=32768,D=576,DV=512,latent=1,kv=f16\" (MLA decode)\n"
             "  name  label in the table\n"
             "  e.g. --case \"prefill:B=1,H=8,KVH=8,N=1024,D=64,causal=0,q=f32,kv=f16\"\n"
             "       --case \"decode:H=32,KVH=8,NKV=16384,D=128,kv=f16,name=E\"\n");
     fprintf(f,
             "\n"
-            "columns: median, p10 and p90 ms of the --reps timed samples; rate: prefill FLOP/s =\n"
-            "4*B*Hq*D*(unmasked query-key pairs) / median time, decode B/s = K and V bytes in the cache read\n"
+            "columns: median, p10 and p90 ms of the --reps timed samples; rate: prefill and latent decode FLOP/s =\n"
+            "2*B*Hq*(D+DV)*(unmasked query-key pairs) / median time, decode B/s = K and V bytes in the cache read\n"
             "once / median time, in k/M/G/T units that suit the device; %% of the ceiling measured above (FMA\n"
             "peak for prefill, read bandwidth for decode; * when the K/V fit in the last-level cache); max\n"
             "relative error over the checked rows (max|out - ref| / max|ref| per row) against\n"
@@ -129,8 +133,9 @@ static void usage_json(FILE *f)
             "    tier            the tier the case ran with\n"
             "    samples         timed samples (--reps); median_ms, p10_ms, p90_ms, min_ms of them\n"
             "                    (percentiles linear between ranks; GPU: time per call of a batched sample)\n"
-            "    gflops          prefill: 4*B*Hq*D*(unmasked query-key pairs) / median, in GFLOP/s\n"
-            "    gbs             decode: K and V bytes in the cache, read once / median, in GB/s\n"
+            "    gflops          prefill and latent (MLA) decode: 2*B*Hq*(D+DV)*(unmasked query-key pairs) / median,\n"
+            "                    in GFLOP/s\n"
+            "    gbs             other decodes: K and V bytes in the cache, read once / median, in GB/s\n"
             "    pct_ceiling     the rate in %% of the ceiling (null without one)\n"
             "    in_llc          decode on the CPU: K/V fit in the last-level cache (the * mark)\n"
             "    max_rel_err     max over the checked rows of max|out - ref| / max|ref| (null: --no-ref)\n"
@@ -794,11 +799,11 @@ int main(int argc, char **argv)
         char shape[64], dt[24], rate[32], pct[12], e[16], rows[24], cs[16];
         bench_case_shape(c, shape, sizeof shape);
         bench_case_dtypes(c, dt, sizeof dt);
-        if (c->kind == BENCH_PREFILL)
+        if (bench_rated_flops(c))
             fmt_rate(rate, sizeof rate, r->rate, unit_pf, "FLOP/s");
         else
             fmt_rate(rate, sizeof rate, r->rate, unit_dec, "B/s");
-        const int in_llc = !on_gpu && c->kind == BENCH_DECODE && llc && r->work < (double)llc;
+        const int in_llc = !on_gpu && !bench_rated_flops(c) && llc && r->work < (double)llc;
         in_llc_of[k] = in_llc;
         in_llc_any |= in_llc && r->pct_ceiling >= 0.0;
         if (r->pct_ceiling >= 0.0)
@@ -943,7 +948,7 @@ int main(int argc, char **argv)
             json_num(f, r->p90_ms);
             fprintf(f, ", \"min_ms\": ");
             json_num(f, r->min_ms);
-            fprintf(f, c->kind == BENCH_PREFILL ? ", \"gflops\": " : ", \"gbs\": ");
+            fprintf(f, bench_rated_flops(c) ? ", \"gflops\": " : ", \"gbs\": ");
             json_num(f, r->rate);
             fprintf(f, ", \"pct_ceiling\": ");
             json_num(f, r->pct_ceiling >= 0.0 ? r->pct_ceiling : NAN);

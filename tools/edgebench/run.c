@@ -246,7 +246,8 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
     for (int64_t b = 0; b < c->B; b++)
         for (int64_t i = 0; i < c->Nq; i++)
             pairs += (double)masked_keys(c, mask, b, 0, i);
-    const double per_row = 2.0 * c->D * (pairs / ((double)c->Nq * (double)c->B) + 1.0);
+    const int64_t Dv = out->shape[3]; /* V and out head dim */
+    const double per_row = (double)(c->D + Dv) * (pairs / ((double)c->Nq * (double)c->B) + 1.0);
     int64_t want = rows;
     if ((double)rows * per_row > o->ref_budget) {
         want = (int64_t)(o->ref_budget / per_row);
@@ -255,7 +256,7 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
         if (want > rows)
             want = rows;
     }
-    double *ref = malloc(sizeof(double) * (size_t)c->D); /* [D] one reference row */
+    double *ref = malloc(sizeof(double) * (size_t)Dv); /* [Dv] one reference row */
     if (!ref)
         return NAN;
     edgeattn_params p;
@@ -291,10 +292,10 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
                 return NAN;
             }
         } else {
-            memset(ref, 0, sizeof(double) * (size_t)c->D);
+            memset(ref, 0, sizeof(double) * (size_t)Dv);
         }
         double dot = 0.0, ng = 0.0, nr = 0.0;
-        for (int64_t d = 0; d < c->D; d++) {
+        for (int64_t d = 0; d < Dv; d++) {
             const double got = ea_ref_load(out, b, h, i, d), diff = fabs(got - ref[d]);
             if (!(diff <= diff_max)) /* NaN (an unwritten canary) propagates */
                 diff_max = diff;
@@ -371,8 +372,11 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     r->batched = 1;
     const edgeattn_dtype kin = bench_kv_input_dtype(c); /* K/V as the caller holds them */
 
+    const int32_t Dv = bench_dv(c); /* V and out head dim */
     const size_t nq = (size_t)c->B * (size_t)c->Hq * (size_t)c->Nq * (size_t)c->D;
+    const size_t no = (size_t)c->B * (size_t)c->Hq * (size_t)c->Nq * (size_t)Dv;
     const size_t nkv = (size_t)c->B * (size_t)c->Hkv * (size_t)c->Nkv * (size_t)c->D;
+    const size_t nv = c->latent ? 1 : (size_t)c->B * (size_t)c->Hkv * (size_t)c->Nkv * (size_t)Dv;
     edgeattn_config cfg;
     edgeattn_config_default(&cfg);
     cfg.max_batch = c->B;
@@ -381,6 +385,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     cfg.max_heads = c->Hq;
     cfg.max_kv_heads = c->Hkv;
     cfg.max_head_dim = c->D;
+    cfg.max_head_dim_v = c->Dv;
     cfg.kernel_cache_dir = o->kernel_cache;
     cfg.num_threads = o->threads;
     cfg.backend = o->backend;
@@ -390,6 +395,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         cfg.kv_cache_dtype = c->kv_dtype;
         cfg.kv_page_size = c->page;
         cfg.kv_summary_block = c->sblk;
+        cfg.kv_cache_latent = c->latent;
         if (c->sinks) { /* Nkv slots: the sinks and a ring of the rest */
             cfg.kv_cache_sinks = c->sinks;
             cfg.kv_cache_window = c->Nkv - c->sinks;
@@ -411,8 +417,8 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     const int on_gpu = plan.backend == EDGEATTN_BACKEND_CUDA || plan.backend == EDGEATTN_BACKEND_OPENCL;
     const int dev = on_gpu && !o->host_tensors;
     if (dev) {
-        cfg.device_user_bytes = round256(nq * dtype_size(c->q_dtype)) + 2 * round256(nkv * dtype_size(kin)) +
-                                round256(nq * dtype_size(c->out_dtype));
+        cfg.device_user_bytes = round256(nq * dtype_size(c->q_dtype)) + round256(nkv * dtype_size(kin)) +
+                                round256(nv * dtype_size(kin)) + round256(no * dtype_size(c->out_dtype));
         st = edgeattn_plan(&cfg, &plan, &msg);
         if (st != EDGEATTN_OK)
             FAIL("%s: edgeattn_plan failed: %s (status %d): %s", c->name, edgeattn_status_string(st), (int)st,
@@ -431,8 +437,8 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
 
     qbuf = malloc(nq * dtype_size(c->q_dtype));     /* [B][Hq][Nq][D] */
     kbuf = malloc(nkv * dtype_size(kin));   /* [B][Hkv][Nkv][D] */
-    vbuf = malloc(nkv * dtype_size(kin));   /* [B][Hkv][Nkv][D] */
-    obuf = malloc(nq * dtype_size(c->out_dtype));   /* [B][Hq][Nq][D] */
+    vbuf = malloc(nv * dtype_size(kin));    /* [B][Hkv][Nkv][Dv] (latent: unused, V is a view of K) */
+    obuf = malloc(no * dtype_size(c->out_dtype));   /* [B][Hq][Nq][Dv] */
     times = malloc(sizeof(double) * (size_t)(o->reps > 0 ? o->reps : 1));
     if (!qbuf || !kbuf || !vbuf || !obuf || !times)
         FAIL("%s: out of memory for the inputs", c->name);
@@ -441,12 +447,16 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         rng = (rng ^ (unsigned char)*s) * 0x100000001b3ull;
     fill_random(qbuf, c->q_dtype, nq, &rng);
     fill_random(kbuf, kin, nkv, &rng);
-    fill_random(vbuf, kin, nkv, &rng);
-    memset(obuf, 0xff, nq * dtype_size(c->out_dtype)); /* NaN canary: an unwritten element shows as error */
+    fill_random(vbuf, kin, nv, &rng);
+    memset(obuf, 0xff, no * dtype_size(c->out_dtype)); /* NaN canary: an unwritten element shows as error */
     edgeattn_tensor q = edgeattn_tensor_bhsd(qbuf, c->q_dtype, c->B, c->Hq, c->Nq, c->D);
     edgeattn_tensor k = edgeattn_tensor_bhsd(kbuf, kin, c->B, c->Hkv, c->Nkv, c->D);
-    edgeattn_tensor v = edgeattn_tensor_bhsd(vbuf, kin, c->B, c->Hkv, c->Nkv, c->D);
-    edgeattn_tensor out = edgeattn_tensor_bhsd(obuf, c->out_dtype, c->B, c->Hq, c->Nq, c->D);
+    edgeattn_tensor v = edgeattn_tensor_bhsd(vbuf, kin, c->B, c->Hkv, c->Nkv, Dv);
+    if (c->latent) { /* V: the first Dv values of each latent vector (what the reference reads) */
+        v = k;
+        v.shape[3] = Dv;
+    }
+    edgeattn_tensor out = edgeattn_tensor_bhsd(obuf, c->out_dtype, c->B, c->Hq, c->Nq, Dv);
     /* the tensors the timed calls use: the host ones, or copies in device memory */
     edgeattn_tensor qx = q, kx = k, vx = v, ox = out;
     if (dev) {
@@ -456,8 +466,8 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         TRY_LIB(edgeattn_device_region(ctx, &mem, &base, &base_off, &region), "edgeattn_device_region");
         qx = region_tensor(mem, base, base_off, &cursor, c->q_dtype, c->B, c->Hq, c->Nq, c->D);
         kx = region_tensor(mem, base, base_off, &cursor, kin, c->B, c->Hkv, c->Nkv, c->D);
-        vx = region_tensor(mem, base, base_off, &cursor, kin, c->B, c->Hkv, c->Nkv, c->D);
-        ox = region_tensor(mem, base, base_off, &cursor, c->out_dtype, c->B, c->Hq, c->Nq, c->D);
+        vx = region_tensor(mem, base, base_off, &cursor, kin, c->B, c->Hkv, c->Nkv, Dv);
+        ox = region_tensor(mem, base, base_off, &cursor, c->out_dtype, c->B, c->Hq, c->Nq, Dv);
         if (cursor > region)
             FAIL("%s: device region of %zu bytes, the tensors need %zu", c->name, region, cursor);
         TRY_LIB(edgeattn_copy(ctx, &qx, &q), "edgeattn_copy (q)");
@@ -503,14 +513,14 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         for (int64_t at = 0; at < c->stream; at += c->Nkv) {
             const int64_t n = c->stream - at < c->Nkv ? c->stream - at : c->Nkv;
             const edgeattn_tensor kc = rows_of(&kx, 0, n), vc = rows_of(&vx, 0, n);
-            TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kc, &vc, NULL, 0), "edgeattn_kv_append");
+            TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kc, c->latent ? NULL : &vc, NULL, 0), "edgeattn_kv_append");
         }
         const int64_t T = c->stream, W = c->Nkv - c->sinks, held = T < c->Nkv ? T : c->Nkv;
         const size_t es = dtype_size(kin), row = (size_t)c->D * es;
         char *tmp = malloc(nkv * es);
         if (!tmp)
             FAIL("%s: out of memory for the inputs", c->name);
-        for (int t = 0; t < 2; t++) {
+        for (int t = 0; t < (c->latent ? 1 : 2); t++) {
             char *buf = t ? vbuf : kbuf;
             for (int64_t bh = 0; bh < (int64_t)c->B * c->Hkv; bh++)
                 for (int64_t j = 0; j < held; j++) {
@@ -522,7 +532,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         }
         free(tmp);
     } else if (c->kind == BENCH_DECODE && !c->ragged && !c->page) {
-        TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kx, &vx, NULL, 0), "edgeattn_kv_append");
+        TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kx, c->latent ? NULL : &vx, NULL, 0), "edgeattn_kv_append");
     } else if (c->kind == BENCH_DECODE) { /* 256 tokens to every sequence that has more, round-robin */
         int32_t n_new[64];
         if (c->B > 64)
@@ -534,7 +544,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
                 n_new[b] = (int32_t)(left < 0 ? 0 : left < n ? left : n);
             }
             const edgeattn_tensor kc = rows_of(&kx, at, n), vc = rows_of(&vx, at, n);
-            TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kc, &vc, n_new, 0), "edgeattn_kv_append");
+            TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kc, c->latent ? NULL : &vc, n_new, 0), "edgeattn_kv_append");
         }
     }
 #define ONE_CALL()                                                                                               \
@@ -594,7 +604,7 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
                     pairs += (double)masked_keys(c, c->density_pm ? &mask.m : NULL, b, h, i);
         if (c->density_pm)
             pairs /= (double)c->B * c->Hkv;
-        r->work = 4.0 * c->B * c->Hq * c->D * pairs;          /* QK^T and PV, 2 FLOP per multiply-add */
+        r->work = 2.0 * c->B * c->Hq * (c->D + Dv) * pairs;   /* QK^T and PV, 2 FLOP per multiply-add */
         if (c->lowrank) /* Linformer: attention over k rows, and the projections E K and F V */
             r->work = 4.0 * c->B * c->Hq * c->D * (double)c->Nq * c->lowrank +
                       4.0 * c->B * c->Hkv * (double)c->lowrank * c->Nkv * c->D;
@@ -603,6 +613,15 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
             r->pct_ceiling = 100.0 * r->rate / ceil->fma_gflops;
         else if (ceil && ceil->gpu_compute_gflops > 0.0 && on_gpu)
             r->pct_ceiling = 100.0 * r->rate / ceil->gpu_compute_gflops;
+    } else if (c->latent) { /* MLA decode: compute-bound (the latent rows are read once per group of heads) */
+        double pairs = 0.0; /* (query row, key) pairs of one head over the batch */
+        for (int64_t b = 0; b < c->B; b++)
+            for (int64_t i = 0; i < c->Nq; i++)
+                pairs += (double)(bench_kv_len(c, b) - (c->Nq - 1 - i));
+        r->work = 2.0 * c->Hq * (c->D + Dv) * pairs;
+        r->rate = r->work / (r->median_ms * 1e-3) * 1e-9; /* GFLOP/s */
+        if (ceil && ceil->fma_gflops > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
+            r->pct_ceiling = 100.0 * r->rate / ceil->fma_gflops;
     } else {
         double held = 0.0; /* tokens cached over the batch */
         for (int64_t b = 0; b < c->B; b++)
