@@ -863,11 +863,14 @@ static void topk_case(const tc_tier *tier, edgeattn_dtype dt, int bs, int N, int
     if (st != EDGEATTN_OK)
         fail_msg("top-k decode: %s", edgeattn_message_of(ctx));
     tc_result res;
-    tc_compare(&res, &out, &lse, ref, ref_lse, 1, G * HK, 1, DD, exact ? tc_tolerance(dt, EDGEATTN_F32, EDGEATTN_F32)
-                                                                       : 1e-3);
+    /* against dense attention: 1e-3, except with a BF16 q, which on a GPU takes the tensor cores: their P
+     * rounded to BF16 (2^-8) alone measured 1.6e-3, so there the dense BF16 bound applies */
+    const double tol_q = tc_tolerance(dt, EDGEATTN_F32, EDGEATTN_F32);
+    tc_compare(&res, &out, &lse, ref, ref_lse, 1, G * HK, 1, DD, exact ? tol_q : dt == EDGEATTN_BF16 ? tol_q : 1e-3);
     if (!res.ok && (exact || !strstr(res.why, "lse")))
-        fail_msg("top-k decode (%s, block %d, N %d, %d planted, budget %d, %s): %s", tc_dtype_name(dt), bs, N, nplant,
-                 (int)p.topk_tokens, exact ? "forced selection" : "against dense", res.why);
+        fail_msg("top-k decode (%s %s, block %d, N %d, %d planted, budget %d, %s): %s", tier ? tier->name : "auto",
+                 tc_dtype_name(dt), bs, N, nplant, (int)p.topk_tokens, exact ? "forced selection" : "against dense",
+                 res.why);
     *worst_err = res.err > *worst_err ? res.err : *worst_err;
     /* the dense decode, for the mass the selection kept */
     edgeattn_tensor lt2 = lse2.t;
