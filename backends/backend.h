@@ -67,7 +67,8 @@ typedef struct ea_backend_ops {
     /* kv_on_device: copies every slot of (layer, src) to (layer, dst) (K and V, all heads). */
     edgeattn_status (*kv_copy)(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst);
     /* kv_on_device with block summaries (config.kv_summary_block): copies (layer, src)'s summaries to
-     * (layer, dst) (a fork, both layouts; the backend keeps them beside the cache). */
+     * (layer, dst) (a fork, both layouts; the backend keeps them beside the cache). Optional: a backend
+     * without it copies them in kv_copy (and serves no paged cache with summaries). */
     edgeattn_status (*kv_summary_copy)(edgeattn_context *ctx, int32_t layer, int32_t src, int32_t dst);
     /* kv_on_device: slots [slot, slot + n) of (layer, seq) (no wrap) into rows [row0, row0 + n) of the
      * checked host tensors k, v [1, heads, N, dim], converted to their dtypes; returns when written. */

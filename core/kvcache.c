@@ -609,15 +609,11 @@ EDGEATTN_API edgeattn_status edgeattn_kv_fork(edgeattn_context *ctx, int32_t src
         return st;
     if (src == dst)
         return ea_fail(ctx->msg, EDGEATTN_ERR_INVALID_ARG, "kv_fork: src and dst are both sequence %d", (int)src);
-    /* a device cache's block summaries (the backend's; first: nothing is shared yet if this fails) */
-    for (int32_t l = 0; l < kv->layers && kv->on_device && kv->sblk > 0; l++)
-        if (kv->held[ea_kv_idx(kv, l, src)] > 0) {
-            if (!ctx->backend->kv_summary_copy)
-                return ea_fail(ctx->msg, EDGEATTN_ERR_INTERNAL, "kv_fork: the %s backend keeps no block summaries",
-                               ctx->backend->name);
-            if ((st = ctx->backend->kv_summary_copy(ctx, l, src, dst)) != EDGEATTN_OK)
-                return st;
-        }
+    /* a device cache's block summaries, where the backend copies them apart from the rows (CUDA; OpenCL's
+     * kv_copy takes them along); first: nothing is shared yet if this fails */
+    for (int32_t l = 0; l < kv->layers && kv->on_device && kv->sblk > 0 && ctx->backend->kv_summary_copy; l++)
+        if (kv->held[ea_kv_idx(kv, l, src)] > 0 && (st = ctx->backend->kv_summary_copy(ctx, l, src, dst)) != EDGEATTN_OK)
+            return st;
     if (kv->page > 0) { /* share src's pages: dst gives its own back, then maps src's */
         for (int32_t l = 0; l < kv->layers; l++) {
             int32_t *ts = ea_kv_table(kv, l, src), *td = ea_kv_table(kv, l, dst);
