@@ -1088,7 +1088,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&plan, 0, sizeof plan);
     edgeattn_status pst = edgeattn_plan(&R.cfg, &plan, &msg);
     expect_status_sane(pst, "plan", false);
-    trace("plan", pst, NULL, pst != EDGEATTN_OK ? msg.text : "");
+    if (g_trace) {
+        char cfgs[200];
+        snprintf(cfgs, sizeof cfgs, "B %d Hq %d Hkv %d D %d Nq %d Nkv %d kv %d dt %d window %d sinks %d page %d thr %d",
+                 (int)R.cfg.max_batch, (int)R.cfg.max_heads, (int)R.cfg.max_kv_heads, (int)R.cfg.max_head_dim,
+                 (int)R.cfg.max_q_len, (int)R.cfg.max_kv_len, (int)((R.cfg.flags & EDGEATTN_FLAG_KV_CACHE) != 0),
+                 (int)R.cfg.kv_cache_dtype, (int)R.cfg.kv_cache_window, (int)R.cfg.kv_cache_sinks,
+                 (int)R.cfg.kv_page_size, (int)R.cfg.num_threads);
+        trace("plan", pst, NULL, pst != EDGEATTN_OK ? msg.text : cfgs);
+    } else {
+        trace("plan", pst, NULL, pst != EDGEATTN_OK ? msg.text : "");
+    }
     expect_message(msg.text, pst != EDGEATTN_OK, "plan", pst);
     FZ_CHECK(edgeattn_plan(&R.cfg, &plan, NULL) == pst, "plan with a NULL message gave another status");
     if (pst == EDGEATTN_OK) {
