@@ -213,7 +213,7 @@ typedef struct ea_cu_kv_write_args {
 
 /* Linformer projections (ABI 4): for b < B, h < Hkv, r < rows, d < D:
  *   ko[b, h, r, d] = sum_j e[b', h', r, j] * k[b, h, j, d] and vo likewise from f and v, j < N,
- * with b', h' = 0 where e / f broadcast (sb / sh 0). e, f any float dtype; k, v F16 or BF16 for the
+ * with b', h' = 0 where e / f broadcast (sb / sh 0). e, f any float dtype; k, v F16 for the
  * tensor-core kernels (ko, vo then in the same type), any dtype for the SIMT one (ko, vo F32).
  * grid z = (b*Hkv + h)*2 + {0: K, 1: V}. */
 typedef struct ea_cu_proj_args {

@@ -70,8 +70,8 @@ void ea_cu_plan_kv_write(const ea_cu_device *dev, const ea_cu_kv_write_args *arg
  * touch), and the score + select launches before the decode (max_blocks: the most blocks a sequence has). */
 void ea_cu_plan_summary(const ea_cu_device *dev, const ea_cu_summary_args *args, int32_t blocks, ea_cu_launch *out);
 void ea_cu_plan_topk(const ea_cu_device *dev, const ea_cu_topk_args *args, int32_t max_blocks, ea_cu_launch out[2]);
-/* Linformer: the projection launch (tensor cores where K, V and the outputs share a 16-bit type on
- * sm_80+, else SIMT with F32 outputs); 0 if none serves it. */
+/* Linformer: the projection launch (tensor cores where K, V and the outputs are F16 on sm_80+, else
+ * SIMT with F32 outputs); 0 if none serves it. */
 int ea_cu_plan_proj(const ea_cu_device *dev, const ea_cu_proj_args *args, ea_cu_launch *out);
 void ea_cu_plan_finite(const ea_cu_device *dev, const ea_cu_finite_args *args, ea_cu_launch *out);
 void ea_cu_plan_peak(const ea_cu_device *dev, ea_cu_launch *out, int64_t *flops_per_launch, int32_t iters);

@@ -50,10 +50,9 @@ enum {
     K_KV_SUMMARY = 54,    /* top-k: block summaries, block scores, the choice */
     K_TOPK_SCORE = 55,
     K_TOPK_SELECT = 56,
-    K_PROJ_F16 = 57,      /* Linformer projections: f16, bf16 (tensor cores), SIMT */
-    K_PROJ_BF16 = 58,
-    K_PROJ_SIMT = 59,
-    K_COUNT = 60
+    K_PROJ_F16 = 57,      /* Linformer projections: f16 (tensor cores), SIMT */
+    K_PROJ_SIMT = 58,
+    K_COUNT = 59
 };
 
 static const int ea_dims[5] = {64, 80, 96, 128, 256};
@@ -128,7 +127,6 @@ static const ea_cu_kernel_desc ea_table[K_COUNT] = {
     {"ea_topk_score", 0, 75},
     {"ea_topk_select", 0, 75},
     {"ea_proj_mma_f16", 0, 80},
-    {"ea_proj_mma_bf16", 0, 80},
     {"ea_proj_simt", 0, 75},
 };
 
@@ -352,10 +350,10 @@ int ea_cu_plan_proj(const ea_cu_device *dev, const ea_cu_proj_args *a, ea_cu_lau
     const int cc = dev ? dev->cc_major * 10 + dev->cc_minor : 0;
     const int z = a->B * a->Hkv * 2;
     if (a->B <= 0 || a->Hkv <= 0 || a->rows <= 0 || a->N <= 0 || a->D <= 0 || (a->D & 7) || z > 65535) return 0;
-    const int t16 = (a->k.dtype == EA_CU_F16 || a->k.dtype == EA_CU_BF16) && a->v.dtype == a->k.dtype &&
-                    a->ko.dtype == a->k.dtype && a->vo.dtype == a->k.dtype;
+    const int t16 = a->k.dtype == EA_CU_F16 && a->v.dtype == EA_CU_F16 && a->ko.dtype == EA_CU_F16 &&
+                    a->vo.dtype == EA_CU_F16;
     if (cc >= 80 && t16) {
-        set_launch(out, a->k.dtype == EA_CU_BF16 ? K_PROJ_BF16 : K_PROJ_F16, (uint32_t)((a->rows + 63) / 64),
+        set_launch(out, K_PROJ_F16, (uint32_t)((a->rows + 63) / 64),
                    (uint32_t)((a->D + 63) / 64), (uint32_t)z, 128, 0, 6);
         return 1;
     }

@@ -1,7 +1,8 @@
 // Linformer projections (kernel_abi.h ea_cu_proj_args): K' = E K and V' = F V per (batch row, KV head),
 // E, F [k, N] along the sequence, into workspace that the attention kernels then read as K and V.
 //
-// ea_proj_mma_{f16,bf16}: tensor cores (sm_80+), K/V in that 16-bit type. CTA = 4 warps, a 64 x 64 tile
+// ea_proj_mma_f16: tensor cores (sm_80+), F16 K/V (BF16 K/V take ea_proj_simt: a BF16 K' would pass the
+// BF16 error bound). CTA = 4 warps, a 64 x 64 tile
 // of the output (rows of E, columns of D); keys in steps of 64: the E tile (any dtype, converted) and the
 // K/V tile go to shared memory, each warp multiplies its 16 rows by the 64 columns (ldmatrix, mma.m16n8k16,
 // FP32 accumulators), the result is rounded once to the 16-bit type. ea_proj_simt: any dtypes, F32 out.
@@ -86,7 +87,6 @@ __device__ __forceinline__ void ea_proj_mma_body(const ea_cu_proj_args &a) {
 }
 
 extern "C" __global__ void __launch_bounds__(128) ea_proj_mma_f16(const ea_cu_proj_args a) { ea_proj_mma_body<ea_f16_t>(a); }
-extern "C" __global__ void __launch_bounds__(128) ea_proj_mma_bf16(const ea_cu_proj_args a) { ea_proj_mma_body<ea_bf16_t>(a); }
 
 // grid (ceil(rows * D / 128), 1, B*Hkv*2), block 128: one output element a thread, FP32 accumulation.
 extern "C" __global__ void __launch_bounds__(128) ea_proj_simt(const ea_cu_proj_args a) {
