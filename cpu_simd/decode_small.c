@@ -121,7 +121,7 @@ static void dec_task(void *arg, int64_t t, int thread)
     const dec_job *J = arg;
     const ea_cpu_state *st = J->st;
     const ea_attn_call *c = J->c;
-    const ea_cpu_kernels *K = &st->k;
+    const ea_cpu_kernels *K = (c->D | c->Dv) % 16 ? &st->k8 : &st->k; /* 16-wide kernels need dims of 16s */
     const int64_t item = t;
     const int32_t ns = J->nsplit, split = (int32_t)(t % ns);
     t /= ns;

@@ -707,6 +707,33 @@ static void op_kv_append(run *R)
     expect_lengths(R, "kv_append");
 }
 
+/* A quantised cache: the decode reference takes the rows the cache holds (edgeattn_kv_read, dequantised)
+ * in place of the model's unrounded ones, so the kernels are held to FP32 accuracy over what they read.
+ * How far a stored row may be from the appended one depends on the prompt's smoothing (a later token
+ * with a channel far beyond the prompt's range loses precision in its other channels,
+ * docs/QUANTISED-KV.md); tests/test_quant.c measures that, not this oracle. (Rows appended with a NaN
+ * or Inf read back as such; the oracle then checks nothing.) */
+static void read_back_quantised(run *R, const fz_kv_model *m, int32_t B, int32_t mh, float *kd, float *vd)
+{
+    for (int32_t b = 0; b < B; b++) {
+        const int64_t t = m->total[b], sh = t < m->sinks ? t : m->sinks, rf = t - (m->held[b] - sh);
+        for (int part = 0; part < 2; part++) {
+            const int64_t first = part == 0 ? 0 : rf, n = part == 0 ? sh : m->held[b] - sh, j0 = part == 0 ? 0 : sh;
+            if (n <= 0)
+                continue;
+            const size_t off = (((size_t)b * (size_t)m->heads) * (size_t)mh + (size_t)j0) * (size_t)m->dim;
+            edgeattn_tensor kr = edgeattn_tensor_bhsd(kd + off, EDGEATTN_F32, 1, m->heads, n, m->dim);
+            edgeattn_tensor vr = edgeattn_tensor_bhsd(vd + off, EDGEATTN_F32, 1, m->heads, n, m->dim);
+            kr.stride[1] = vr.stride[1] = (int64_t)mh * m->dim; /* rows j0.. of each head's [mh][dim] block */
+            kr.bytes = vr.bytes = sizeof(float) * ((size_t)(m->heads - 1) * (size_t)mh * (size_t)m->dim +
+                                                   (size_t)n * (size_t)m->dim);
+            const edgeattn_status st = edgeattn_kv_read(R->ctx, 0, b, first, &kr, &vr);
+            FZ_CHECK(st == EDGEATTN_OK, "kv_read of held rows %lld..%lld of sequence %d failed after a decode: %s",
+                     (long long)first, (long long)(first + n - 1), (int)b, edgeattn_message_of(R->ctx));
+        }
+    }
+}
+
 static void op_decode(run *R)
 {
     uint8_t d[DIMS_BYTES], pb[PARAMS_BYTES], td[3][TENSOR_BYTES];
@@ -793,6 +820,8 @@ static void op_decode(run *R)
         return;
     edgeattn_tensor kt = edgeattn_tensor_bhsd(kd, EDGEATTN_F32, qB, m->heads, mh, m->dim);
     edgeattn_tensor vt = edgeattn_tensor_bhsd(vd, EDGEATTN_F32, qB, m->heads, mh, m->dim);
+    if (m->dtype == EDGEATTN_Q8 || m->dtype == EDGEATTN_Q4)
+        read_back_quantised(R, m, qB, mh, kd, vd);
     edgeattn_params rp;
     if (ap)
         rp = *ap;
