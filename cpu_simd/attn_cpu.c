@@ -454,6 +454,12 @@ static void attn_task(void *arg, int64_t t, int thread)
                 more = ea_pieces_add(&pc, k, v, (int32_t)imin(n, want - pc.rows), want) && !J->packed;
             }
             nt = pc.rows;
+            if (!J->packed && j0 + nt <= z) { /* the next tile's first keys, prefetched while this one is scored */
+                const char *k1, *v1;
+                const int32_t n1 = ea_kv_seg_rows(seg, j0 + nt, kes, &k1, &v1);
+                pc.next_k = k1;
+                pc.next_n = (int32_t)imin(n1, imin(KB, z - (j0 + nt) + 1));
+            }
             const char *kp = pc.k[0], *vp = pc.v[0];
             const int32_t nbp = (nt + 15) & ~15;
             const int64_t j1 = j0 + nt - 1;

@@ -154,6 +154,9 @@ typedef struct ea_kv_pieces {
     const char *k[EA_MAX_PIECES], *v[EA_MAX_PIECES];
     int32_t n[EA_MAX_PIECES];
     int32_t count, rows; /* pieces, and keys over all of them */
+    const char *next_k;  /* the next tile's first keys (next_n rows, ld as the last piece's), prefetched
+                            while this tile is scored; NULL: none */
+    int32_t next_n;
 } ea_kv_pieces;
 
 /* Adds n rows at k, v; returns whether another piece may follow to reach `want` keys. */
@@ -187,20 +190,21 @@ static inline void ea_qk_pieces(const ea_cpu_kernels *K, edgeattn_dtype dt, int 
                                 ptrdiff_t ldq, const ea_kv_pieces *p, ptrdiff_t ldk, ptrdiff_t ldv, float *s,
                                 ptrdiff_t lds)
 {
-    if (p->count == 1) {
+    if (p->count == 1 && !p->next_k) {
         K->qk_rows[dt](mr, p->n[0], dim, q, ldq, p->k[0], ldk, s, lds);
         return;
     }
     /* 16 keys at a time (the score tile's vector alignment), each step prefetching its share */
     const size_t es = ea_kv_unit_size(dt), row = ea_kv_row_units(dt, (size_t)dim) * es;
     for (int32_t i = 0, off = 0; i < p->count; off += p->n[i++]) {
-        const int32_t n = p->n[i], n1 = i + 1 < p->count ? p->n[i + 1] : 0;
+        const int32_t n = p->n[i], n1 = i + 1 < p->count ? p->n[i + 1] : p->next_k ? p->next_n : 0;
+        const char *k1 = i + 1 < p->count ? p->k[i + 1] : p->next_k;
         for (int32_t r0 = 0; r0 < n; r0 += 16) {
             const int32_t nr = n - r0 < 16 ? n - r0 : 16;
             const int32_t a = (int32_t)((int64_t)r0 * n1 / n), b = (int32_t)((int64_t)(r0 + nr) * n1 / n);
             ea_prefetch_rows(p->v[i] + (size_t)r0 * (size_t)ldv * es, nr, ldv, es, row);
             if (b > a)
-                ea_prefetch_rows(p->k[i + 1] + (size_t)a * (size_t)ldk * es, b - a, ldk, es, row);
+                ea_prefetch_rows(k1 + (size_t)a * (size_t)ldk * es, b - a, ldk, es, row);
             K->qk_rows[dt](mr, nr, dim, q, ldq, p->k[i] + (size_t)r0 * (size_t)ldk * es, ldk, s + off + r0, lds);
         }
     }

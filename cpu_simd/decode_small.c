@@ -220,13 +220,16 @@ static void dec_task(void *arg, int64_t t, int thread)
         }
         const int32_t nt = pc.rows;
         const int32_t nbp = (nt + 15) & ~15;
-        ea_qk_pieces(K, kdt, G, D, q32, D, &pc, ldk, ldv, s, KB);
-        if (pc.count > 1 && have) { /* pages or runs: the next tile's first piece, while this one finishes */
+        if (have) { /* the next tile's first keys, prefetched while this one is scored (ea_qk_pieces) */
             const char *k1, *v1;
             ptrdiff_t ldk1, ldv1;
             const int32_t n1 = dec_rows(&kv, j, (int32_t)imin(KB, rz - j + 1), es, &k1, &v1, &ldk1, &ldv1);
-            ea_prefetch_rows(k1, n1, ldk1, es, ea_kv_row_units(kdt, (size_t)D) * es);
+            if (ldk1 == ldk) {
+                pc.next_k = k1;
+                pc.next_n = n1;
+            }
         }
+        ea_qk_pieces(K, kdt, G, D, q32, D, &pc, ldk, ldv, s, KB);
         for (int32_t g = 0; g < G; g++) {
             float *sr = s + (size_t)g * (size_t)KB;
             if (cap > 0.0f)
