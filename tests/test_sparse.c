@@ -349,6 +349,22 @@ static void read_and_truncate_on(edgeattn_backend be)
     tc_tensor_free(&k);
     tc_tensor_free(&v);
     edgeattn_destroy(ctx);
+
+    /* a paged cache: a ring that has wrapped, truncated below its capacity, holds slots up to the new
+     * length, past the count it holds (OpenCL's decode uploaded the page tables of slots [0, held) only
+     * and read a page it had not mapped: test_mix found it) */
+    cfg = sink_config(S, W, EDGEATTN_F16, 16);
+    cfg.backend = be;
+    ctx = tc_create(&cfg);
+    append_stream(ctx, 0, sid, 0, 60, S, W); /* held: 0..2 and 20..59 */
+    append_stream(ctx, 1, sid + 1, 0, 60, S, W);
+    assert_int_equal(edgeattn_kv_truncate(ctx, 0, 36), EDGEATTN_OK);
+    check_decode(ctx, &cfg, 1, sid + 1, 60, 20, 1, &r, "paged, the other sequence"); /* its tables on the device */
+    assert_int_equal(edgeattn_kv_length(ctx, 0, 0, &t, &h), EDGEATTN_OK);
+    assert_true(t == 36 && h == S + 16); /* 0..2 and 20..35: slots up to 35, in the third page */
+    for (int nq = 1; nq <= 4; nq += 3)
+        check_decode(ctx, &cfg, 0, sid, 36, 20, nq, &r, "paged, after truncating a wrapped ring below its capacity");
+    edgeattn_destroy(ctx);
 }
 
 static void read_and_truncate(void **state)
