@@ -241,6 +241,15 @@ static inline size_t ea_kv_row_elem(const ea_kv_cache *kv, int32_t layer, int32_
            (((size_t)seq * (size_t)kv->heads + (size_t)h) * (size_t)kv->cap + (size_t)slot) * (size_t)kv->row;
 }
 
+/* Page-table entries a call may touch on a (layer, sequence) whose positions end at `end` (the tokens
+ * it holds, plus an append's rows): position p sits at slot p until the ring first wraps, so every held
+ * slot lies below end (a kv_truncate of a ring that had wrapped included: its held rows sit up to the
+ * new length, past the count it holds); once end reaches cap, any slot. */
+static inline int32_t ea_kv_table_reach(const ea_kv_cache *kv, int64_t end)
+{
+    return end >= kv->cap ? kv->pages_per_seq : (int32_t)((end + kv->page - 1) >> kv->page_shift);
+}
+
 /* Rows from slot on that are contiguous in storage (to the end of the page or of the cache's slots). */
 static inline int64_t ea_kv_rows_left(const ea_kv_cache *kv, int64_t slot)
 {

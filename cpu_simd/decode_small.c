@@ -223,11 +223,8 @@ static void dec_task(void *arg, int64_t t, int thread)
         if (have) { /* the next tile's first keys, prefetched while this one is scored (ea_qk_pieces) */
             const char *k1, *v1;
             ptrdiff_t ldk1, ldv1;
-            const int32_t n1 = dec_rows(&kv, j, (int32_t)imin(KB, rz - j + 1), es, &k1, &v1, &ldk1, &ldv1);
-            if (ldk1 == ldk) {
-                pc.next_k = k1;
-                pc.next_n = n1;
-            }
+            pc.next_n = dec_rows(&kv, j, (int32_t)imin(KB, rz - j + 1), es, &k1, &v1, &ldk1, &ldv1);
+            pc.next_k = k1; /* (every run of a cache has the same row stride) */
         }
         ea_qk_pieces(K, kdt, G, D, q32, D, &pc, ldk, ldv, s, KB);
         for (int32_t g = 0; g < G; g++) {

@@ -1149,17 +1149,15 @@ static edgeattn_status upload_table(cu_call *c, size_t off, const void *src, siz
 }
 
 /* Paged cache: the page tables of (layer, ids[b]) for b < B into tab_build, `stride` entries a row (the
- * first entries of each sequence's table): every entry a slot of the call may be in. A call that ends at
- * position end (the tokens held, plus an append's rows) touches slots below end, or any slot once end
- * reaches cap (the ring). n_new / N: the rows an append adds (NULL and 0 for a decode). Returns stride. */
+ * first entries of each sequence's table): every entry a slot of the call may be in (ea_kv_table_reach).
+ * n_new / N: the rows an append adds (NULL and 0 for a decode). Returns stride. */
 static int32_t build_tables(cu_state *s, const ea_kv_cache *kv, int32_t layer, const int32_t *ids, int32_t B,
                             const int32_t *n_new, int32_t N)
 {
     int32_t stride = 1;
     for (int32_t b = 0; b < B; b++) {
-        const int64_t end = kv->total[ea_kv_idx(kv, layer, ids[b])] + (n_new ? n_new[b] : N);
-        const int64_t need = end >= kv->cap ? kv->pages_per_seq : (end + kv->page - 1) >> kv->page_shift;
-        stride = need > stride ? (int32_t)need : stride;
+        const int32_t need = ea_kv_table_reach(kv, kv->total[ea_kv_idx(kv, layer, ids[b])] + (n_new ? n_new[b] : N));
+        stride = need > stride ? need : stride;
     }
     for (int32_t b = 0; b < B; b++)
         memcpy(s->tab_build + (size_t)b * (size_t)stride, ea_kv_table(kv, layer, ids[b]), sizeof(int32_t) * (size_t)stride);

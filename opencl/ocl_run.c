@@ -667,18 +667,7 @@ edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
         int pitch = 1;
         for (int b = 0; b < c->B; b++) {
             const size_t at = ea_kv_idx(kv, c->layer, c->seq_ids[b]);
-            const int64_t total = kv->total[at], held = kv->held[at];
-            int n;
-            if (kv->sinks > 0) {
-                /* the sinks at slots [0, sh), then the ring's held rows from the slot of its first position (after
-                 * a kv_truncate of a ring that had wrapped, that is past slot held: the table must reach it) */
-                const int64_t sh = total < kv->sinks ? total : kv->sinks, rf = ea_kv_ring_first(kv, total, held);
-                const int64_t ring_rows = held - sh;
-                const int64_t s0 = ring_rows > 0 ? ea_kv_slot(kv, rf) : sh;
-                n = ptab_entries(kv, 0, s0 + ring_rows); /* past the last slot: wraps, every page */
-            } else {
-                n = ptab_entries(kv, (total - held) % kv->cap, held);
-            }
+            const int n = ea_kv_table_reach(kv, kv->total[at]);
             pitch = n > pitch ? n : pitch;
         }
         TRY(ptab_upload(s, msg, kv, c->layer, c->seq_ids, c->B, pitch));
