@@ -103,6 +103,10 @@ typedef struct bench_opts {
     uint32_t cpu_disable_mask;
     int32_t threads;          /* 0: the library's default (online cores) */
     int reps, warmup;
+    double rep_seconds;       /* > 0: after the warm-up, as many samples (at least reps, at most reps_max) as
+                                 make about this many seconds of timed calls per context */
+    int reps_max;
+    int cache_ref;            /* keep each case's reference rows for its next run (--tune) */
     int check_ref;            /* compare with the double reference */
     double ref_budget;        /* multiply-adds the reference may spend per case before sampling rows */
     uint64_t seed;
@@ -151,6 +155,17 @@ const char *bench_dtype_name(edgeattn_dtype dt);
 /* Runs one case. Returns 0, or -1 with a message in err (library status and message included). */
 int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling *ceil, bench_result *r, char *err,
                    size_t err_len);
+/* A second configuration for bench_run_pair: set(arg, 1) is in force while its context is created (knobs in
+ * the environment, a tuning file), set(arg, 0) restores the first's. */
+typedef struct bench_alt {
+    void (*set)(void *arg, int on);
+    void *arg;
+} bench_alt;
+/* Runs one case on two contexts side by side, the second created under alt: the same inputs and cache
+ * rows, the calls timed alternately (who goes first swaps every sample), both outputs checked against
+ * the same reference rows; results in r and r_alt (no ceiling). Returns 0, or -1 with a message. */
+int bench_run_pair(const bench_case *c, const bench_opts *o, const bench_alt *alt, bench_result *r,
+                   bench_result *r_alt, char *err, size_t err_len);
 
 /* ---- ceiling.c */
 /* Measures the FMA peak (seconds_per_trial of FMA chains per thread, best of trials) and the streaming

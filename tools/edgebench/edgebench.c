@@ -398,7 +398,7 @@ static int run_fit(const char *budget_arg, const char *model, edgeattn_backend b
 
 int main(int argc, char **argv)
 {
-    bench_opts o = {EDGEATTN_BACKEND_AUTO, 0, 0, 10, 2, 1, 5e7, 1, 0, NULL};
+    bench_opts o = {.backend = EDGEATTN_BACKEND_AUTO, .reps = 10, .warmup = 2, .check_ref = 1, .ref_budget = 5e7, .seed = 1};
     static bench_case cases[MAX_CASES];
     size_t ncases = 0;
     int quick = 0, ceiling = 1, check = 0, reps_set = 0, warmup_set = 0, bw_set = 0;
@@ -681,17 +681,16 @@ int main(int argc, char **argv)
         ncases = m;
     }
     if (tune_path) {
-        if (quick) {
-            if (!reps_set)
-                o.reps = 3;
-            if (!warmup_set)
-                o.warmup = 1;
-        } else {
-            if (!reps_set)
-                o.reps = 3;
-            if (!warmup_set)
-                o.warmup = 1;
+        /* each case timed side by side with the defaults: a warm-up call each, then samples enough for
+         * about 0.1 s of calls per side (at least one, at most 40; --reps N fixes N) */
+        if (!reps_set) {
+            o.reps = 1;
+            o.rep_seconds = 0.1;
+            o.reps_max = 40;
         }
+        if (!warmup_set)
+            o.warmup = 1;
+        o.cache_ref = 1;
         return bench_tune(cases, ncases, &o, &info, tune_path, tune_seconds, tab);
     }
     const uint32_t detected = edgeattn_cpu_features();

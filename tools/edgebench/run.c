@@ -233,14 +233,68 @@ static edgeattn_tensor row_view(const edgeattn_tensor *t, int64_t b, int64_t h, 
     return v;
 }
 
+/* --tune checks every candidate on the same inputs: the reference rows of a case are kept (o->cache_ref),
+ * keyed by its name, seed and shape (the same name and seed fill the same values and sample the same
+ * rows), up to REF_CACHE_BYTES in all. */
+#define REF_CACHE 64
+#define REF_CACHE_BYTES ((size_t)256 << 20)
+static struct ref_entry {
+    char name[40];
+    uint64_t seed;
+    int64_t rows, want, Dv, Nkv, D;
+    int64_t *idx;  /* [want] the rows checked */
+    double *vals;  /* [want][Dv] their reference */
+} ref_cache[REF_CACHE];
+static size_t ref_cache_bytes;
+
+static struct ref_entry *ref_find(const bench_case *c, const bench_opts *o, int64_t rows, int64_t want, int64_t Dv)
+{
+    for (int i = 0; i < REF_CACHE; i++) {
+        struct ref_entry *e = &ref_cache[i];
+        if (e->vals && !strcmp(e->name, c->name) && e->seed == o->seed && e->rows == rows && e->want == want &&
+            e->Dv == Dv && e->Nkv == c->Nkv && e->D == c->D)
+            return e;
+    }
+    return NULL;
+}
+
+/* A new entry for the case (NULL when the cache is full). */
+static struct ref_entry *ref_add(const bench_case *c, const bench_opts *o, int64_t rows, int64_t want, int64_t Dv)
+{
+    const size_t bytes = (size_t)want * (sizeof(int64_t) + sizeof(double) * (size_t)Dv);
+    if (ref_cache_bytes + bytes > REF_CACHE_BYTES)
+        return NULL;
+    for (int i = 0; i < REF_CACHE; i++) {
+        struct ref_entry *e = &ref_cache[i];
+        if (e->vals)
+            continue;
+        e->idx = malloc(sizeof(int64_t) * (size_t)want);
+        e->vals = malloc(sizeof(double) * (size_t)want * (size_t)Dv);
+        if (!e->idx || !e->vals) {
+            free(e->idx), free(e->vals);
+            e->idx = NULL, e->vals = NULL;
+            return NULL;
+        }
+        snprintf(e->name, sizeof e->name, "%s", c->name);
+        e->seed = o->seed, e->rows = rows, e->want = 0, e->Dv = Dv, e->Nkv = c->Nkv, e->D = c->D;
+        ref_cache_bytes += bytes;
+        return e;
+    }
+    return NULL;
+}
+
 /* Max over the checked rows of max|out - ref| / max|ref| (absolute where ref is a zero row). Rows are
  * all of them when the reference fits in o->ref_budget multiply-adds, else an even random sample. */
-static double check_reference(const bench_case *c, const bench_opts *o, const edgeattn_tensor *q,
-                              const edgeattn_tensor *k, const edgeattn_tensor *v, const edgeattn_tensor *out,
-                              const edgeattn_block_mask *mask, int64_t *checked, int64_t *total, uint64_t *rng,
-                              double *min_cos)
+static int check_reference(const bench_case *c, const bench_opts *o, const edgeattn_tensor *q,
+                           const edgeattn_tensor *k, const edgeattn_tensor *v, const edgeattn_tensor *outs, int nout,
+                           const edgeattn_block_mask *mask, int64_t *checked, int64_t *total, uint64_t *rng,
+                           double *worst_of, double *min_cos)
 {
-    *min_cos = 1.0;
+    const edgeattn_tensor *out = &outs[0];
+    for (int x = 0; x < nout; x++) {
+        worst_of[x] = 0.0;
+        min_cos[x] = 1.0;
+    }
     const int64_t rows = (int64_t)c->B * c->Hq * c->Nq, group = c->Hq / c->Hkv;
     double pairs = 0.0;
     for (int64_t b = 0; b < c->B; b++)
@@ -258,11 +312,13 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
     }
     double *ref = malloc(sizeof(double) * (size_t)Dv); /* [Dv] one reference row */
     if (!ref)
-        return NAN;
+        return -1;
+    /* a kept reference of the same case (rows checked in the same order), or a new entry to fill */
+    const struct ref_entry *hit = o->cache_ref ? ref_find(c, o, rows, want, Dv) : NULL;
+    struct ref_entry *fill = o->cache_ref && !hit ? ref_add(c, o, rows, want, Dv) : NULL;
     edgeattn_params p;
     edgeattn_params_default(&p);
     p.causal = c->causal;
-    double worst = 0.0;
     const int64_t stride = rows / want;
     for (int64_t s = 0; s < want; s++) {
         int64_t r = s * rows / want;
@@ -274,7 +330,9 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
         /* one query row against the keys it may see: it then sits at position nvis - 1, as in the call */
         const int64_t nvis = visible_keys(c, b, i);
         double ref_max = 0.0, diff_max = 0.0;
-        if (nvis > 0) {
+        if (hit && hit->idx[s] == r) {
+            memcpy(ref, hit->vals + (size_t)s * (size_t)Dv, sizeof(double) * (size_t)Dv);
+        } else if (nvis > 0) {
             const edgeattn_tensor qr = row_view(q, b, h, i, 1), kr = row_view(k, b, h / group, 0, nvis),
                                   vr = row_view(v, b, h / group, 0, nvis);
             edgeattn_block_mask m1; /* the row's own list, as the mask of a one-row call */
@@ -289,33 +347,41 @@ static double check_reference(const bench_case *c, const bench_opts *o, const ed
             }
             if (ea_ref_attention(&qr, &kr, &vr, &p, ref, NULL) != EDGEATTN_OK) {
                 free(ref);
-                return NAN;
+                return -1;
             }
         } else {
             memset(ref, 0, sizeof(double) * (size_t)Dv);
         }
-        double dot = 0.0, ng = 0.0, nr = 0.0;
-        for (int64_t d = 0; d < Dv; d++) {
-            const double got = ea_ref_load(out, b, h, i, d), diff = fabs(got - ref[d]);
-            if (!(diff <= diff_max)) /* NaN (an unwritten canary) propagates */
-                diff_max = diff;
-            if (fabs(ref[d]) > ref_max)
-                ref_max = fabs(ref[d]);
-            dot += got * ref[d];
-            ng += got * got;
-            nr += ref[d] * ref[d];
+        if (fill) {
+            fill->idx[s] = r;
+            memcpy(fill->vals + (size_t)s * (size_t)Dv, ref, sizeof(double) * (size_t)Dv);
+            fill->want = s + 1; /* complete (found by ref_find) once every row is in */
         }
-        const double cs = ng > 0.0 && nr > 0.0 ? dot / sqrt(ng * nr) : ng == nr ? 1.0 : 0.0;
-        if (!(cs >= *min_cos))
-            *min_cos = cs;
-        const double e = ref_max > 0.0 ? diff_max / ref_max : diff_max;
-        if (!(e <= worst))
-            worst = e;
+        for (int x = 0; x < nout; x++) { /* every output against the same reference row */
+            double dot = 0.0, ng = 0.0, nr = 0.0;
+            diff_max = ref_max = 0.0;
+            for (int64_t d = 0; d < Dv; d++) {
+                const double got = ea_ref_load(&outs[x], b, h, i, d), diff = fabs(got - ref[d]);
+                if (!(diff <= diff_max)) /* NaN (an unwritten canary) propagates */
+                    diff_max = diff;
+                if (fabs(ref[d]) > ref_max)
+                    ref_max = fabs(ref[d]);
+                dot += got * ref[d];
+                ng += got * got;
+                nr += ref[d] * ref[d];
+            }
+            const double cs = ng > 0.0 && nr > 0.0 ? dot / sqrt(ng * nr) : ng == nr ? 1.0 : 0.0;
+            if (!(cs >= min_cos[x]))
+                min_cos[x] = cs;
+            const double e = ref_max > 0.0 ? diff_max / ref_max : diff_max;
+            if (!(e <= worst_of[x]))
+                worst_of[x] = e;
+        }
     }
     free(ref);
     *checked = want;
     *total = rows;
-    return worst;
+    return 0;
 }
 
 #define FAIL(...)                                                                                                \
@@ -350,26 +416,169 @@ static size_t round256(size_t x)
     return (x + 255) & ~(size_t)255;
 }
 
-int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling *ceil, bench_result *r, char *err,
-                   size_t err_len)
+/* Linformer's reference projections K' = E K and V' = F V (double, stored F32) cost seconds at N 8192;
+ * --tune runs a case once per candidate with the same inputs, so the last few are kept, keyed by the
+ * case's inputs (name, seed and shape: the same name and seed fill the same values). */
+#define PROJ_CACHE 4
+static struct proj_entry {
+    char name[40];
+    uint64_t seed;
+    int64_t B, Hkv, N, D, k;
+    edgeattn_dtype dt;
+    float *kp, *vp;
+} proj_cache[PROJ_CACHE];
+static int proj_next;
+
+static void proj_compute(const bench_case *c, edgeattn_dtype kin, const void *ebuf, const void *fbuf,
+                         const void *kbuf, const void *vbuf, float *kpbuf, float *vpbuf, double *acc)
 {
-    int rc = -1;
-    edgeattn_context *ctx = NULL;
-    void *qbuf = NULL, *kbuf = NULL, *vbuf = NULL, *obuf = NULL;
-    double *times = NULL;
-    char *saved_path = NULL;
-    int path_set = 0;
-    bench_mask mask = {.row_ptr = NULL, .col_idx = NULL};
-    void *ebuf = NULL, *fbuf = NULL;
-    float *kpbuf = NULL, *vpbuf = NULL;
-    edgeattn_tensor et, ft;
-    edgeattn_linformer lf;
-    memset(&lf, 0, sizeof lf);
+    const int64_t kr = c->lowrank, N = c->Nkv, D = c->D;
+    for (int64_t bh = 0; bh < (int64_t)c->B * c->Hkv; bh++)
+        for (int64_t r0 = 0; r0 < kr; r0++) {
+            for (int64_t d = 0; d < 2 * D; d++)
+                acc[d] = 0.0;
+            for (int64_t j = 0; j < N; j++) {
+                const double e = load_elem(ebuf, kin, (size_t)(r0 * N + j)), f = load_elem(fbuf, kin, (size_t)(r0 * N + j));
+                for (int64_t d = 0; d < D; d++) {
+                    acc[d] += e * load_elem(kbuf, kin, (size_t)((bh * N + j) * D + d));
+                    acc[D + d] += f * load_elem(vbuf, kin, (size_t)((bh * N + j) * D + d));
+                }
+            }
+            for (int64_t d = 0; d < D; d++) {
+                kpbuf[(bh * kr + r0) * D + d] = (float)acc[d];
+                vpbuf[(bh * kr + r0) * D + d] = (float)acc[D + d];
+            }
+        }
+}
+
+/* The projections of case c's inputs, from the cache or computed into it; NULL when out of memory.
+ * The pointers stay valid until PROJ_CACHE other cases have been projected. */
+static const struct proj_entry *proj_get(const bench_case *c, const bench_opts *o, edgeattn_dtype kin,
+                                         const void *ebuf, const void *fbuf, const void *kbuf, const void *vbuf)
+{
+    for (int i = 0; i < PROJ_CACHE; i++) {
+        const struct proj_entry *e = &proj_cache[i];
+        if (e->kp && !strcmp(e->name, c->name) && e->seed == o->seed && e->B == c->B && e->Hkv == c->Hkv &&
+            e->N == c->Nkv && e->D == c->D && e->k == c->lowrank && e->dt == kin)
+            return e;
+    }
+    const size_t n = (size_t)c->B * (size_t)c->Hkv * (size_t)c->lowrank * (size_t)c->D;
+    float *kp = malloc(sizeof(float) * n), *vp = malloc(sizeof(float) * n);
+    double *acc = malloc(sizeof(double) * 2 * (size_t)c->D);
+    if (!kp || !vp || !acc) {
+        free(kp), free(vp), free(acc);
+        return NULL;
+    }
+    proj_compute(c, kin, ebuf, fbuf, kbuf, vbuf, kp, vp, acc);
+    free(acc);
+    struct proj_entry *e = &proj_cache[proj_next];
+    proj_next = (proj_next + 1) % PROJ_CACHE;
+    free(e->kp), free(e->vp);
+    snprintf(e->name, sizeof e->name, "%s", c->name);
+    e->seed = o->seed;
+    e->B = c->B, e->Hkv = c->Hkv, e->N = c->Nkv, e->D = c->D, e->k = c->lowrank, e->dt = kin;
+    e->kp = kp, e->vp = vp;
+    return e;
+}
+
+/* The work of one call of case c (FLOP, or bytes of K/V read for a decode) and its rate and share of
+ * the ceiling from r->median_ms. */
+static void rate_of(const bench_case *c, const bench_ceiling *ceil, int cpu, int on_gpu, const edgeattn_block_mask *mask,
+                    bench_result *r)
+{
+    const int32_t Dv = bench_dv(c);
+    if (c->kind == BENCH_PREFILL) {
+        double pairs = 0.0;
+        for (int64_t b = 0; b < (c->density_pm ? c->B : 1); b++) /* (dense: every batch row alike) */
+            for (int64_t h = 0; h < (c->density_pm ? c->Hkv : 1); h++)
+                for (int64_t i = 0; i < c->Nq; i++)
+                    pairs += (double)masked_keys(c, c->density_pm ? mask : NULL, b, h, i);
+        if (c->density_pm)
+            pairs /= (double)c->B * c->Hkv;
+        r->work = 2.0 * c->B * c->Hq * (c->D + Dv) * pairs;   /* QK^T and PV, 2 FLOP per multiply-add */
+        if (c->lowrank) /* Linformer: attention over k rows, and the projections E K and F V */
+            r->work = 4.0 * c->B * c->Hq * c->D * (double)c->Nq * c->lowrank +
+                      4.0 * c->B * c->Hkv * (double)c->lowrank * c->Nkv * c->D;
+        r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GFLOP/s */
+        if (ceil && ceil->fma_gflops > 0.0 && cpu)
+            r->pct_ceiling = 100.0 * r->rate / ceil->fma_gflops;
+        else if (ceil && ceil->gpu_compute_gflops > 0.0 && on_gpu)
+            r->pct_ceiling = 100.0 * r->rate / ceil->gpu_compute_gflops;
+    } else if (c->latent) { /* MLA decode: compute-bound (the latent rows are read once per group of heads) */
+        double pairs = 0.0; /* (query row, key) pairs of one head over the batch */
+        for (int64_t b = 0; b < c->B; b++)
+            for (int64_t i = 0; i < c->Nq; i++)
+                pairs += (double)(bench_kv_len(c, b) - (c->Nq - 1 - i));
+        r->work = 2.0 * c->Hq * (c->D + Dv) * pairs;
+        r->rate = r->work / (r->median_ms * 1e-3) * 1e-9; /* GFLOP/s */
+        if (ceil && ceil->fma_gflops > 0.0 && cpu)
+            r->pct_ceiling = 100.0 * r->rate / ceil->fma_gflops;
+    } else {
+        double held = 0.0; /* tokens cached over the batch */
+        for (int64_t b = 0; b < c->B; b++)
+            held += (double)bench_kv_len(c, b);
+        r->work = 2.0 * held * c->Hkv * bench_kv_row_bytes(c); /* K and V, each read once */
+        if (c->topk) { /* top-k: the selected blocks' K and V, and every block's summary (min, max F32) */
+            const double blocks = (double)((c->Nkv + c->sblk - 1) / c->sblk),
+                         keep = fmax(2.0, (double)((c->topk + c->sblk - 1) / c->sblk));
+            const double keys = fmin((double)c->Nkv, keep * c->sblk);
+            r->work = c->B * c->Hkv * (2.0 * keys * bench_kv_row_bytes(c) + blocks * 2.0 * c->D * 4.0);
+        }
+        r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GB/s */
+        if (ceil && ceil->read_gbs > 0.0 && cpu)
+            r->pct_ceiling = 100.0 * r->rate / ceil->read_gbs;
+        else if (ceil && ceil->gpu_copy_gbs > 0.0 && on_gpu)
+            r->pct_ceiling = 100.0 * r->rate / ceil->gpu_copy_gbs;
+    }
+}
+
+static double round_up(double x) /* (run_case's `ceil` is the bench_ceiling) */
+{
+    return ceil(x);
+}
+
+static void result_init(bench_result *r)
+{
     memset(r, 0, sizeof *r);
     r->pct_ceiling = -1.0;
     r->max_rel_err = -1.0;
     r->min_cos = -2.0;
     r->batched = 1;
+}
+
+/* The samples' statistics into r (sorts times). */
+static void result_times(bench_result *r, double *times, int n)
+{
+    qsort(times, (size_t)n, sizeof(double), cmp_double);
+    r->median_ms = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+    r->min_ms = times[0];
+    r->p10_ms = quantile(times, n, 0.10);
+    r->p90_ms = quantile(times, n, 0.90);
+    r->samples = n;
+}
+
+/* One case on one context, or (alt) on two side by side: the second created with alt->set(arg, 1) in
+ * force, both fed the same inputs and caches, their calls timed alternately (the order swapped every
+ * sample), both outputs checked against the same reference rows. */
+static int run_case(const bench_case *c, const bench_opts *o, const bench_ceiling *ceil, const bench_alt *alt,
+                    bench_result *r, bench_result *r_alt, char *err, size_t err_len)
+{
+    int rc = -1;
+    const int nctx = alt ? 2 : 1;
+    edgeattn_context *ctxs[2] = {NULL, NULL};
+    edgeattn_context *ctx = NULL; /* the one in use (TRY_LIB's message) */
+    bench_result *res[2] = {r, r_alt};
+    void *qbuf = NULL, *kbuf = NULL, *vbuf = NULL, *obuf[2] = {NULL, NULL};
+    double *times[2] = {NULL, NULL};
+    char *saved_path = NULL;
+    int path_set = 0;
+    bench_mask mask = {.row_ptr = NULL, .col_idx = NULL};
+    void *ebuf = NULL, *fbuf = NULL;
+    edgeattn_tensor et, ft;
+    edgeattn_linformer lf;
+    memset(&lf, 0, sizeof lf);
+    for (int x = 0; x < nctx; x++)
+        result_init(res[x]);
     const edgeattn_dtype kin = bench_kv_input_dtype(c); /* K/V as the caller holds them */
 
     const int32_t Dv = bench_dv(c); /* V and out head dim */
@@ -377,6 +586,8 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     const size_t no = (size_t)c->B * (size_t)c->Hq * (size_t)c->Nq * (size_t)Dv;
     const size_t nkv = (size_t)c->B * (size_t)c->Hkv * (size_t)c->Nkv * (size_t)c->D;
     const size_t nv = c->latent ? 1 : (size_t)c->B * (size_t)c->Hkv * (size_t)c->Nkv * (size_t)Dv;
+    int reps = o->reps > 0 ? o->reps : 1;
+    const int reps_cap = o->rep_seconds > 0.0 && o->reps_max > reps ? o->reps_max : reps; /* samples at most */
     edgeattn_config cfg;
     edgeattn_config_default(&cfg);
     cfg.max_batch = c->B;
@@ -424,23 +635,34 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
             FAIL("%s: edgeattn_plan failed: %s (status %d): %s", c->name, edgeattn_status_string(st), (int)st,
                  msg.text);
     }
-    r->plan_host_bytes = plan.host_bytes;
-    r->plan_kv_bytes = plan.kv_cache_bytes;
-    r->plan_device_bytes = plan.device_bytes;
-    st = edgeattn_create(&cfg, NULL, 0, &ctx, &msg);
-    if (st != EDGEATTN_OK)
-        FAIL("%s: edgeattn_create failed: %s (status %d): %s", c->name, edgeattn_status_string(st), (int)st,
-             msg.text);
     edgeattn_backend_info info;
-    TRY_LIB(edgeattn_get_backend_info(ctx, &info), "edgeattn_get_backend_info");
-    snprintf(r->tier, sizeof r->tier, "%s", info.tier);
+    for (int x = 0; x < nctx; x++) {
+        res[x]->plan_host_bytes = plan.host_bytes;
+        res[x]->plan_kv_bytes = plan.kv_cache_bytes;
+        res[x]->plan_device_bytes = plan.device_bytes;
+        if (x == 1)
+            alt->set(alt->arg, 1);
+        st = edgeattn_create(&cfg, NULL, 0, &ctxs[x], &msg);
+        if (x == 1)
+            alt->set(alt->arg, 0);
+        if (st != EDGEATTN_OK)
+            FAIL("%s: edgeattn_create%s failed: %s (status %d): %s", c->name, x ? " (the second context)" : "",
+                 edgeattn_status_string(st), (int)st, msg.text);
+        ctx = ctxs[x];
+        TRY_LIB(edgeattn_get_backend_info(ctx, &info), "edgeattn_get_backend_info");
+        snprintf(res[x]->tier, sizeof res[x]->tier, "%s", info.tier);
+    }
 
     qbuf = malloc(nq * dtype_size(c->q_dtype));     /* [B][Hq][Nq][D] */
     kbuf = malloc(nkv * dtype_size(kin));   /* [B][Hkv][Nkv][D] */
     vbuf = malloc(nv * dtype_size(kin));    /* [B][Hkv][Nkv][Dv] (latent: unused, V is a view of K) */
-    obuf = malloc(no * dtype_size(c->out_dtype));   /* [B][Hq][Nq][Dv] */
-    times = malloc(sizeof(double) * (size_t)(o->reps > 0 ? o->reps : 1));
-    if (!qbuf || !kbuf || !vbuf || !obuf || !times)
+    for (int x = 0; x < nctx; x++) {
+        obuf[x] = malloc(no * dtype_size(c->out_dtype)); /* [B][Hq][Nq][Dv] */
+        times[x] = malloc(sizeof(double) * (size_t)reps_cap);
+        if (!obuf[x] || !times[x])
+            FAIL("%s: out of memory for the inputs", c->name);
+    }
+    if (!qbuf || !kbuf || !vbuf)
         FAIL("%s: out of memory for the inputs", c->name);
     uint64_t rng = o->seed; /* mixed with the case name (FNV-1a): each case its own inputs, repeatable */
     for (const char *s = c->name; *s; s++)
@@ -448,7 +670,6 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     fill_random(qbuf, c->q_dtype, nq, &rng);
     fill_random(kbuf, kin, nkv, &rng);
     fill_random(vbuf, kin, nv, &rng);
-    memset(obuf, 0xff, no * dtype_size(c->out_dtype)); /* NaN canary: an unwritten element shows as error */
     edgeattn_tensor q = edgeattn_tensor_bhsd(qbuf, c->q_dtype, c->B, c->Hq, c->Nq, c->D);
     edgeattn_tensor k = edgeattn_tensor_bhsd(kbuf, kin, c->B, c->Hkv, c->Nkv, c->D);
     edgeattn_tensor v = edgeattn_tensor_bhsd(vbuf, kin, c->B, c->Hkv, c->Nkv, Dv);
@@ -456,25 +677,30 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
         v = k;
         v.shape[3] = Dv;
     }
-    edgeattn_tensor out = edgeattn_tensor_bhsd(obuf, c->out_dtype, c->B, c->Hq, c->Nq, Dv);
-    /* the tensors the timed calls use: the host ones, or copies in device memory */
-    edgeattn_tensor qx = q, kx = k, vx = v, ox = out;
-    if (dev) {
-        edgeattn_memory mem;
-        void *base = NULL;
-        size_t base_off = 0, region = 0, cursor = 0;
-        TRY_LIB(edgeattn_device_region(ctx, &mem, &base, &base_off, &region), "edgeattn_device_region");
-        qx = region_tensor(mem, base, base_off, &cursor, c->q_dtype, c->B, c->Hq, c->Nq, c->D);
-        kx = region_tensor(mem, base, base_off, &cursor, kin, c->B, c->Hkv, c->Nkv, c->D);
-        vx = region_tensor(mem, base, base_off, &cursor, kin, c->B, c->Hkv, c->Nkv, Dv);
-        ox = region_tensor(mem, base, base_off, &cursor, c->out_dtype, c->B, c->Hq, c->Nq, Dv);
-        if (cursor > region)
-            FAIL("%s: device region of %zu bytes, the tensors need %zu", c->name, region, cursor);
-        TRY_LIB(edgeattn_copy(ctx, &qx, &q), "edgeattn_copy (q)");
-        TRY_LIB(edgeattn_copy(ctx, &kx, &k), "edgeattn_copy (k)");
-        TRY_LIB(edgeattn_copy(ctx, &vx, &v), "edgeattn_copy (v)");
-        TRY_LIB(edgeattn_copy(ctx, &ox, &out), "edgeattn_copy (out canary)");
+    edgeattn_tensor out[2];
+    for (int x = 0; x < nctx; x++) {
+        memset(obuf[x], 0xff, no * dtype_size(c->out_dtype)); /* NaN canary: an unwritten element shows as error */
+        out[x] = edgeattn_tensor_bhsd(obuf[x], c->out_dtype, c->B, c->Hq, c->Nq, Dv);
     }
+    /* the tensors the timed calls use: the host ones, or copies in device memory (one set per context) */
+    edgeattn_tensor qx[2] = {q, q}, kx[2] = {k, k}, vx[2] = {v, v}, ox[2] = {out[0], out[nctx - 1]};
+    if (dev)
+        for (int x = 0; x < nctx; x++) {
+            ctx = ctxs[x];
+            edgeattn_memory mem;
+            void *base = NULL;
+            size_t base_off = 0, region = 0, cursor = 0;
+            TRY_LIB(edgeattn_device_region(ctx, &mem, &base, &base_off, &region), "edgeattn_device_region");
+            qx[x] = region_tensor(mem, base, base_off, &cursor, c->q_dtype, c->B, c->Hq, c->Nq, c->D);
+            kx[x] = region_tensor(mem, base, base_off, &cursor, kin, c->B, c->Hkv, c->Nkv, c->D);
+            vx[x] = region_tensor(mem, base, base_off, &cursor, kin, c->B, c->Hkv, c->Nkv, Dv);
+            ox[x] = region_tensor(mem, base, base_off, &cursor, c->out_dtype, c->B, c->Hq, c->Nq, Dv);
+            if (cursor > region)
+                FAIL("%s: device region of %zu bytes, the tensors need %zu", c->name, region, cursor);
+            TRY_LIB(edgeattn_copy(ctx, &qx[x], &q), "edgeattn_copy (q)");
+            TRY_LIB(edgeattn_copy(ctx, &vx[x], &v), "edgeattn_copy (v)");
+            TRY_LIB(edgeattn_copy(ctx, &ox[x], &out[x]), "edgeattn_copy (out canary)");
+        }
     edgeattn_params p;
     edgeattn_params_default(&p);
     p.causal = c->causal;
@@ -498,23 +724,46 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
     }
     if (c->topk && plant_blocks(c, qbuf, kbuf, kin, &rng))
         FAIL("%s: top-k inputs: NKV below one block, or a head dim past 512", c->name);
-    if (c->topk && dev) /* the planted keys to the device copy as well */
-        TRY_LIB(edgeattn_copy(ctx, &kx, &k), "edgeattn_copy (k, planted)");
+    if (dev) /* K after the planted keys (top-k) */
+        for (int x = 0; x < nctx; x++) {
+            ctx = ctxs[x];
+            TRY_LIB(edgeattn_copy(ctx, &kx[x], &k), "edgeattn_copy (k)");
+        }
     if (c->density_pm) {
         if (bench_mask_make(c, &rng, &mask))
             FAIL("%s: out of memory for the block mask", c->name);
         p.block_mask = &mask.m;
     }
 
-    if (c->kind == BENCH_DECODE && c->sinks) {
-        /* `stream` tokens through the cache, position p being row p % Nkv of K/V, Nkv rows per append;
-         * then K/V rows 0.. are made the held ones in order (the sinks, then the ring), which is what
-         * the reference check reads */
-        for (int64_t at = 0; at < c->stream; at += c->Nkv) {
-            const int64_t n = c->stream - at < c->Nkv ? c->stream - at : c->Nkv;
-            const edgeattn_tensor kc = rows_of(&kx, 0, n), vc = rows_of(&vx, 0, n);
-            TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kc, c->latent ? NULL : &vc, NULL, 0), "edgeattn_kv_append");
+    for (int x = 0; x < nctx && c->kind == BENCH_DECODE; x++) { /* each context's cache, the same rows */
+        ctx = ctxs[x];
+        if (c->sinks) {
+            /* `stream` tokens through the cache, position p being row p % Nkv of K/V, Nkv rows per append */
+            for (int64_t at = 0; at < c->stream; at += c->Nkv) {
+                const int64_t n = c->stream - at < c->Nkv ? c->stream - at : c->Nkv;
+                const edgeattn_tensor kc = rows_of(&kx[x], 0, n), vc = rows_of(&vx[x], 0, n);
+                TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kc, c->latent ? NULL : &vc, NULL, 0), "edgeattn_kv_append");
+            }
+        } else if (!c->ragged && !c->page) {
+            TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kx[x], c->latent ? NULL : &vx[x], NULL, 0), "edgeattn_kv_append");
+        } else { /* 256 tokens to every sequence that has more, round-robin */
+            int32_t n_new[64];
+            if (c->B > 64)
+                FAIL("%s: ragged or paged decode cases take at most 64 sequences", c->name);
+            for (int64_t at = 0; at < c->Nkv; at += 256) {
+                const int64_t n = c->Nkv - at < 256 ? c->Nkv - at : 256;
+                for (int32_t b = 0; b < c->B; b++) {
+                    const int64_t left = bench_kv_len(c, b) - at;
+                    n_new[b] = (int32_t)(left < 0 ? 0 : left < n ? left : n);
+                }
+                const edgeattn_tensor kc = rows_of(&kx[x], at, n), vc = rows_of(&vx[x], at, n);
+                TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kc, c->latent ? NULL : &vc, n_new, 0), "edgeattn_kv_append");
+            }
         }
+    }
+    if (c->kind == BENCH_DECODE && c->sinks) {
+        /* K/V rows 0.. are made the held ones in order (the sinks, then the ring), which is what the
+         * reference check reads */
         const int64_t T = c->stream, W = c->Nkv - c->sinks, held = T < c->Nkv ? T : c->Nkv;
         const size_t es = dtype_size(kin), row = (size_t)c->D * es;
         char *tmp = malloc(nkv * es);
@@ -531,154 +780,119 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
             memcpy(buf, tmp, nkv * es);
         }
         free(tmp);
-    } else if (c->kind == BENCH_DECODE && !c->ragged && !c->page) {
-        TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kx, c->latent ? NULL : &vx, NULL, 0), "edgeattn_kv_append");
-    } else if (c->kind == BENCH_DECODE) { /* 256 tokens to every sequence that has more, round-robin */
-        int32_t n_new[64];
-        if (c->B > 64)
-            FAIL("%s: ragged or paged decode cases take at most 64 sequences", c->name);
-        for (int64_t at = 0; at < c->Nkv; at += 256) {
-            const int64_t n = c->Nkv - at < 256 ? c->Nkv - at : 256;
-            for (int32_t b = 0; b < c->B; b++) {
-                const int64_t left = bench_kv_len(c, b) - at;
-                n_new[b] = (int32_t)(left < 0 ? 0 : left < n ? left : n);
-            }
-            const edgeattn_tensor kc = rows_of(&kx, at, n), vc = rows_of(&vx, at, n);
-            TRY_LIB(edgeattn_kv_append(ctx, 0, NULL, &kc, c->latent ? NULL : &vc, n_new, 0), "edgeattn_kv_append");
-        }
     }
-#define ONE_CALL()                                                                                               \
+#define ONE_CALL(x)                                                                                              \
     do {                                                                                                         \
+        ctx = ctxs[x];                                                                                           \
         if (c->kind == BENCH_PREFILL)                                                                            \
-            TRY_LIB(edgeattn_attention(ctx, &qx, &kx, &vx, &ox, &p), "edgeattn_attention");                     \
+            TRY_LIB(edgeattn_attention(ctx, &qx[x], &kx[x], &vx[x], &ox[x], &p), "edgeattn_attention");          \
         else                                                                                                     \
-            TRY_LIB(edgeattn_decode(ctx, 0, NULL, NULL, &qx, &ox, &p), "edgeattn_decode");                                     \
+            TRY_LIB(edgeattn_decode(ctx, 0, NULL, NULL, &qx[x], &ox[x], &p), "edgeattn_decode");                 \
     } while (0)
     if (!on_gpu) {
-        for (int i = 0; i < o->warmup + o->reps; i++) {
-            const double t0 = bench_now_s();
-            ONE_CALL();
-            const double t1 = bench_now_s();
-            if (i >= o->warmup)
-                times[i - o->warmup] = (t1 - t0) * 1e3;
-        }
+        double tw[2] = {0.0, 0.0}; /* each context's last warm-up call */
+        for (int i = 0; i < o->warmup; i++)
+            for (int j = 0; j < nctx; j++) {
+                const int x = (i + j) % nctx;
+                const double t0 = bench_now_s();
+                ONE_CALL(x);
+                tw[x] = bench_now_s() - t0;
+            }
+        if (reps_cap > reps && tw[0] > 0.0)
+            reps = (int)fmin((double)reps_cap, fmax((double)reps, round_up(o->rep_seconds / tw[0])));
+        /* calls of twice the sampling time or more: the warm-up call (a cold start costs them little)
+         * is the one sample */
+        const int warm_sample = reps_cap > reps && reps == 1 && tw[0] >= 2.0 * o->rep_seconds;
+        if (warm_sample)
+            for (int x = 0; x < nctx; x++)
+                times[x][0] = tw[x] * 1e3;
+        /* Side by side, the samples come in blocks of calls on one context, the contexts taking turns
+         * (who leads alternates). A context's workers spin a while after its call (EDGEATTN_CPU_SPIN_US)
+         * on a core the other context's call wants, so calls alternating one by one would each pay for
+         * the other's spin; instead a block of short calls starts with an untimed one that absorbs it. */
+        const int blocks = warm_sample ? 0 : nctx > 1 ? (reps < 3 ? reps : 3) : 1;
+        const int settle = nctx > 1 && tw[0] < 0.02;
+        for (int blk = 0; blk < blocks; blk++)
+            for (int j = 0; j < nctx; j++) {
+                const int x = (blk + j) % nctx;
+                if (settle)
+                    ONE_CALL(x);
+                for (int i = reps * blk / blocks; i < reps * (blk + 1) / blocks; i++) {
+                    const double t0 = bench_now_s();
+                    ONE_CALL(x);
+                    times[x][i] = (bench_now_s() - t0) * 1e3;
+                }
+            }
     } else {
         /* A GPU call returns once queued: each sample queues `batch` calls back to back and waits for
          * them, so launch latency overlaps as in an application's pipeline; batch is chosen so that a
          * sample lasts about 2 ms. */
         double t1 = 0.0;
-        for (int i = 0; i < o->warmup + 1; i++) {
-            const double t0 = bench_now_s();
-            ONE_CALL();
-            TRY_LIB(edgeattn_synchronize(ctx), "edgeattn_synchronize");
-            t1 = bench_now_s() - t0;
-        }
+        for (int i = 0; i < o->warmup + 1; i++)
+            for (int x = 0; x < nctx; x++) {
+                const double t0 = bench_now_s();
+                ONE_CALL(x);
+                TRY_LIB(edgeattn_synchronize(ctx), "edgeattn_synchronize");
+                if (x == 0)
+                    t1 = bench_now_s() - t0;
+            }
         int batch = t1 >= 2e-3 ? 1 : (int)(2e-3 / (t1 > 1e-6 ? t1 : 1e-6)) + 1;
         if (batch > 200)
             batch = 200;
-        r->batched = batch;
-        for (int i = 0; i < o->reps; i++) {
-            const double t0 = bench_now_s();
-            for (int j = 0; j < batch; j++)
-                ONE_CALL();
-            TRY_LIB(edgeattn_synchronize(ctx), "edgeattn_synchronize");
-            times[i] = (bench_now_s() - t0) * 1e3 / batch;
+        if (reps_cap > reps && t1 > 0.0)
+            reps = (int)fmin((double)reps_cap, fmax((double)reps, round_up(o->rep_seconds / (t1 * batch))));
+        for (int i = 0; i < reps; i++)
+            for (int j = 0; j < nctx; j++) {
+                const int x = (i + j) % nctx;
+                const double t0 = bench_now_s();
+                for (int b = 0; b < batch; b++)
+                    ONE_CALL(x);
+                TRY_LIB(edgeattn_synchronize(ctx), "edgeattn_synchronize");
+                times[x][i] = (bench_now_s() - t0) * 1e3 / batch;
+            }
+        for (int x = 0; x < nctx; x++) {
+            res[x]->batched = batch;
+            if (dev) {
+                ctx = ctxs[x];
+                TRY_LIB(edgeattn_copy(ctx, &out[x], &ox[x]), "edgeattn_copy (out)");
+            }
         }
-        if (dev)
-            TRY_LIB(edgeattn_copy(ctx, &out, &ox), "edgeattn_copy (out)");
     }
 #undef ONE_CALL
-    const int n = o->reps;
-    qsort(times, (size_t)n, sizeof(double), cmp_double);
-    r->median_ms = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
-    r->min_ms = times[0];
-    r->p10_ms = quantile(times, n, 0.10);
-    r->p90_ms = quantile(times, n, 0.90);
-    r->samples = n;
-
-    if (c->kind == BENCH_PREFILL) {
-        double pairs = 0.0;
-        for (int64_t b = 0; b < (c->density_pm ? c->B : 1); b++) /* (dense: every batch row alike) */
-            for (int64_t h = 0; h < (c->density_pm ? c->Hkv : 1); h++)
-                for (int64_t i = 0; i < c->Nq; i++)
-                    pairs += (double)masked_keys(c, c->density_pm ? &mask.m : NULL, b, h, i);
-        if (c->density_pm)
-            pairs /= (double)c->B * c->Hkv;
-        r->work = 2.0 * c->B * c->Hq * (c->D + Dv) * pairs;   /* QK^T and PV, 2 FLOP per multiply-add */
-        if (c->lowrank) /* Linformer: attention over k rows, and the projections E K and F V */
-            r->work = 4.0 * c->B * c->Hq * c->D * (double)c->Nq * c->lowrank +
-                      4.0 * c->B * c->Hkv * (double)c->lowrank * c->Nkv * c->D;
-        r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GFLOP/s */
-        if (ceil && ceil->fma_gflops > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
-            r->pct_ceiling = 100.0 * r->rate / ceil->fma_gflops;
-        else if (ceil && ceil->gpu_compute_gflops > 0.0 && on_gpu)
-            r->pct_ceiling = 100.0 * r->rate / ceil->gpu_compute_gflops;
-    } else if (c->latent) { /* MLA decode: compute-bound (the latent rows are read once per group of heads) */
-        double pairs = 0.0; /* (query row, key) pairs of one head over the batch */
-        for (int64_t b = 0; b < c->B; b++)
-            for (int64_t i = 0; i < c->Nq; i++)
-                pairs += (double)(bench_kv_len(c, b) - (c->Nq - 1 - i));
-        r->work = 2.0 * c->Hq * (c->D + Dv) * pairs;
-        r->rate = r->work / (r->median_ms * 1e-3) * 1e-9; /* GFLOP/s */
-        if (ceil && ceil->fma_gflops > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
-            r->pct_ceiling = 100.0 * r->rate / ceil->fma_gflops;
-    } else {
-        double held = 0.0; /* tokens cached over the batch */
-        for (int64_t b = 0; b < c->B; b++)
-            held += (double)bench_kv_len(c, b);
-        r->work = 2.0 * held * c->Hkv * bench_kv_row_bytes(c); /* K and V, each read once */
-        if (c->topk) { /* top-k: the selected blocks' K and V, and every block's summary (min, max F32) */
-            const double blocks = (double)((c->Nkv + c->sblk - 1) / c->sblk),
-                         keep = fmax(2.0, (double)((c->topk + c->sblk - 1) / c->sblk));
-            const double keys = fmin((double)c->Nkv, keep * c->sblk);
-            r->work = c->B * c->Hkv * (2.0 * keys * bench_kv_row_bytes(c) + blocks * 2.0 * c->D * 4.0);
-        }
-        r->rate = r->work / (r->median_ms * 1e-3) * 1e-9;      /* GB/s */
-        if (ceil && ceil->read_gbs > 0.0 && info.backend == EDGEATTN_BACKEND_CPU)
-            r->pct_ceiling = 100.0 * r->rate / ceil->read_gbs;
-        else if (ceil && ceil->gpu_copy_gbs > 0.0 && on_gpu)
-            r->pct_ceiling = 100.0 * r->rate / ceil->gpu_copy_gbs;
+    for (int x = 0; x < nctx; x++) {
+        result_times(res[x], times[x], reps);
+        rate_of(c, ceil, info.backend == EDGEATTN_BACKEND_CPU, on_gpu, c->density_pm ? &mask.m : NULL, res[x]);
     }
-    if (o->check_ref && c->lowrank) {
-        /* Linformer: K' = E K and V' = F V in double (once, stored F32), then the rows' reference over them */
-        const int64_t kr = c->lowrank, N = c->Nkv, D = c->D;
-        kpbuf = malloc(sizeof(float) * (size_t)(c->B * c->Hkv * kr * D));
-        vpbuf = malloc(sizeof(float) * (size_t)(c->B * c->Hkv * kr * D));
-        double *acc = malloc(sizeof(double) * 2 * (size_t)D);
-        if (!kpbuf || !vpbuf || !acc) {
-            free(acc);
-            FAIL("%s: out of memory for the reference projections", c->name);
+    if (o->check_ref) {
+        double worst[2], mcos[2];
+        int64_t checked = 0, total = 0;
+        int crc;
+        if (c->lowrank) {
+            /* Linformer: the rows' reference over K' = E K and V' = F V */
+            const struct proj_entry *pe = proj_get(c, o, kin, ebuf, fbuf, kbuf, vbuf);
+            if (!pe)
+                FAIL("%s: out of memory for the reference projections", c->name);
+            bench_case cr = *c;
+            cr.Nkv = c->lowrank;
+            cr.lowrank = 0;
+            const edgeattn_tensor kp = edgeattn_tensor_bhsd(pe->kp, EDGEATTN_F32, c->B, c->Hkv, c->lowrank, c->D),
+                                  vp = edgeattn_tensor_bhsd(pe->vp, EDGEATTN_F32, c->B, c->Hkv, c->lowrank, c->D);
+            crc = check_reference(&cr, o, &q, &kp, &vp, out, nctx, NULL, &checked, &total, &rng, worst, mcos);
+        } else {
+            crc = check_reference(c, o, &q, &k, &v, out, nctx, c->density_pm ? &mask.m : NULL, &checked, &total,
+                                  &rng, worst, mcos);
         }
-        for (int64_t bh = 0; bh < (int64_t)c->B * c->Hkv; bh++)
-            for (int64_t r0 = 0; r0 < kr; r0++) {
-                for (int64_t d = 0; d < 2 * D; d++)
-                    acc[d] = 0.0;
-                for (int64_t j = 0; j < N; j++) {
-                    const double e = load_elem(ebuf, kin, (size_t)(r0 * N + j)), f = load_elem(fbuf, kin, (size_t)(r0 * N + j));
-                    for (int64_t d = 0; d < D; d++) {
-                        acc[d] += e * load_elem(kbuf, kin, (size_t)((bh * N + j) * D + d));
-                        acc[D + d] += f * load_elem(vbuf, kin, (size_t)((bh * N + j) * D + d));
-                    }
-                }
-                for (int64_t d = 0; d < D; d++) {
-                    kpbuf[(bh * kr + r0) * D + d] = (float)acc[d];
-                    vpbuf[(bh * kr + r0) * D + d] = (float)acc[D + d];
-                }
-            }
-        free(acc);
-        bench_case cr = *c;
-        cr.Nkv = (int32_t)kr;
-        cr.lowrank = 0;
-        const edgeattn_tensor kp = edgeattn_tensor_bhsd(kpbuf, EDGEATTN_F32, c->B, c->Hkv, kr, D),
-                              vp = edgeattn_tensor_bhsd(vpbuf, EDGEATTN_F32, c->B, c->Hkv, kr, D);
-        r->max_rel_err = check_reference(&cr, o, &q, &kp, &vp, &out, NULL, &r->rows_checked, &r->rows_total, &rng,
-                                         &r->min_cos);
-    } else if (o->check_ref)
-        r->max_rel_err = check_reference(c, o, &q, &k, &v, &out, c->density_pm ? &mask.m : NULL, &r->rows_checked,
-                                         &r->rows_total, &rng, &r->min_cos);
+        for (int x = 0; x < nctx; x++) {
+            res[x]->max_rel_err = crc ? NAN : worst[x];
+            res[x]->min_cos = crc ? NAN : mcos[x];
+            res[x]->rows_checked = checked;
+            res[x]->rows_total = total;
+        }
+    }
     rc = 0;
 done:
-    edgeattn_destroy(ctx);
+    for (int x = 0; x < nctx; x++)
+        edgeattn_destroy(ctxs[x]);
     if (path_set) {
         if (saved_path)
             setenv("EDGEATTN_OPENCL_PATH", saved_path, 1);
@@ -689,13 +903,25 @@ done:
     free(qbuf);
     free(kbuf);
     free(vbuf);
-    free(obuf);
-    free(times);
+    for (int x = 0; x < 2; x++) {
+        free(obuf[x]);
+        free(times[x]);
+    }
     free(mask.row_ptr);
     free(mask.col_idx);
     free(ebuf);
     free(fbuf);
-    free(kpbuf);
-    free(vpbuf);
     return rc;
+}
+
+int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling *ceil, bench_result *r, char *err,
+                   size_t err_len)
+{
+    return run_case(c, o, ceil, NULL, r, NULL, err, err_len);
+}
+
+int bench_run_pair(const bench_case *c, const bench_opts *o, const bench_alt *alt, bench_result *r,
+                   bench_result *r_alt, char *err, size_t err_len)
+{
+    return run_case(c, o, NULL, alt, r, r_alt, err, err_len);
 }
