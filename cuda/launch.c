@@ -52,7 +52,9 @@ enum {
     K_TOPK_SELECT = 56,
     K_PROJ_F16 = 57,      /* Linformer projections: f16 (tensor cores), SIMT */
     K_PROJ_SIMT = 58,
-    K_COUNT = 59
+    K_PROJ_PIPE64 = 59,   /* pipelined f16 projections, 64 and 128 columns a CTA */
+    K_PROJ_PIPE128 = 60,
+    K_COUNT = 61
 };
 
 static const int ea_dims[5] = {64, 80, 96, 128, 256};
@@ -128,6 +130,8 @@ static const ea_cu_kernel_desc ea_table[K_COUNT] = {
     {"ea_topk_select", 0, 75},
     {"ea_proj_mma_f16", 0, 80},
     {"ea_proj_simt", 0, 75},
+    {"ea_proj_pipe_f16_n64", EA_PJP_SMEM(64), 80},
+    {"ea_proj_pipe_f16_n128", EA_PJP_SMEM(128), 80},
 };
 
 const ea_cu_kernel_desc *ea_cu_kernel_table(size_t *count) {
@@ -346,12 +350,32 @@ void ea_cu_plan_topk(const ea_cu_device *dev, const ea_cu_topk_args *a, int32_t 
     set_launch(&out[1], K_TOPK_SELECT, (uint32_t)a->Hkv, (uint32_t)a->B, 1, 256, 0, 5);
 }
 
+/* 16-byte pieces: a tensor whose start and strides (elements of 2 bytes) are multiples of 16 bytes */
+static int aligned16(const ea_cu_tensor *t) {
+    return ((t->ptr | (uint64_t)(t->sb * 2) | (uint64_t)(t->sh * 2) | (uint64_t)(t->sn * 2)) & 15u) == 0;
+}
+
+/* The pipelined projection: F16 E, F, K and V in 16-byte pieces, N a multiple of 8 (pieces of keys), and
+ * the device's shared memory for the 128-column variant's stages. */
+static int proj_pipe_ok(const ea_cu_device *dev, const ea_cu_proj_args *a) {
+    const int nc = a->D % 128 == 0 ? 128 : 64;
+    return a->e.dtype == EA_CU_F16 && a->f.dtype == EA_CU_F16 && a->N % 8 == 0 && aligned16(&a->e) &&
+           aligned16(&a->f) && aligned16(&a->k) && aligned16(&a->v) && dev &&
+           dev->smem_per_block_optin >= (int64_t)EA_PJP_SMEM(nc);
+}
+
 int ea_cu_plan_proj(const ea_cu_device *dev, const ea_cu_proj_args *a, ea_cu_launch *out) {
     const int cc = dev ? dev->cc_major * 10 + dev->cc_minor : 0;
     const int z = a->B * a->Hkv * 2;
     if (a->B <= 0 || a->Hkv <= 0 || a->rows <= 0 || a->N <= 0 || a->D <= 0 || (a->D & 7) || z > 65535) return 0;
     const int t16 = a->k.dtype == EA_CU_F16 && a->v.dtype == EA_CU_F16 && a->ko.dtype == EA_CU_F16 &&
                     a->vo.dtype == EA_CU_F16;
+    if (cc >= 80 && t16 && proj_pipe_ok(dev, a)) {
+        const int nc = a->D % 128 == 0 ? 128 : 64;
+        set_launch(out, nc == 128 ? K_PROJ_PIPE128 : K_PROJ_PIPE64, (uint32_t)((a->rows + 127) / 128),
+                   (uint32_t)((a->D + nc - 1) / nc), (uint32_t)z, (uint32_t)(2 * nc), (uint32_t)EA_PJP_SMEM(nc), 6);
+        return 1;
+    }
     if (cc >= 80 && t16) {
         set_launch(out, K_PROJ_F16, (uint32_t)((a->rows + 63) / 64),
                    (uint32_t)((a->D + 63) / 64), (uint32_t)z, 128, 0, 6);

@@ -75,5 +75,10 @@
     (16 * ((D) + 8) * 2 + ((NW) * EA_DC_STAGE(D, WST) > EA_DC_MERGE(D, NW) ? (NW) * EA_DC_STAGE(D, WST)          \
                                                                            : EA_DC_MERGE(D, NW)))
 #define EA_SIMT_SMEM(D) ((3 * 16 * ((D) + 1) + 16 * 17) * 4)
+/* Linformer's pipelined projection (proj.cu): stages of 32 keys, an E tile 128 x 32 and a K/V tile
+ * 32 x NC (NC = 64 or 128 columns), rows padded by 8 halves */
+#define EA_PJP_ST 4
+#define EA_PJP_KS 32
+#define EA_PJP_SMEM(NC) (EA_PJP_ST * (128 * (EA_PJP_KS + 8) + EA_PJP_KS * ((NC) + 8)) * 2)
 
 #endif

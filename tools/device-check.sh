@@ -16,6 +16,10 @@
 #              128x64 blocks and Linformer k 256 (issue 14) against dense, decode after 1,000,000 tokens through 4 sinks + a ring of 4096 against a
 #              plain cache of 4100, and top-k 2048 of 32768 (blocks of 64) against dense; F16 storage,
 #              --check against the reference -> sparse-<backend>.txt; plus test_sparse with CUDA and OpenCL required
+#   lowrank    issue 14: test_lowrank with CUDA required; edgebench Linformer k 256/128 N8192 against dense and
+#              against the attention over 256 rows alone -> lowrank-cuda.txt; compute-sanitizer on small F16 cases
+#   decsweep   issue 12: CUDA decode N131072 (Nq 1, 4) for each EDGEATTN_CUDA_SPLITS of $SPLITS; OpenCL decode
+#              N32768 Nq 1, 2, 4, 8 for each EDGEATTN_OPENCL_TILES of $DEC_TILES -> decsweep.txt
 #   paged      edgebench: paged (pages of 16 and 64) against contiguous decode, B4 ragged, CUDA and OpenCL
 #              (and OpenCL with each TILES[@OPTIONS] entry of $PAGED_TILES, as in the sweep step)
 #   quickcheck compute-sanitizer memcheck + racecheck on edgebench --quick --backend cuda (every quick case's kernels)
@@ -99,6 +103,44 @@ if want sparse; then
         timeout 500 "$EB" --backend $be --reps 15 --check --no-ceiling "${cs[@]}" > "$OUT/sparse-$be.txt" 2>&1
         note "sparse pairs on $be: status $?"; grep -E '^(pf|dec)|rror|fail' "$OUT/sparse-$be.txt" | tee -a "$sum"
     done
+fi
+if want lowrank; then # issue 14: Linformer on CUDA against dense, the attention over k rows alone, the suite, the sanitizers
+    EDGEATTN_TEST_REQUIRE_CUDA=1 timeout 300 "$B/tests/test_lowrank" > "$L/test-lowrank.log" 2>&1
+    note "test_lowrank (CUDA required): status $?"; grep -E '^\[  (PASSED|FAILED)' "$L/test-lowrank.log" | tee -a "$sum"
+    f=q=f16,kv=f16,out=f16
+    timeout 200 "$EB" --backend cuda --reps 15 --check --no-ceiling --case "prefill:H=32,KVH=32,N=8192,D=128,$f,name=pf-8k" \
+        --case "prefill:H=32,KVH=32,N=8192,D=128,$f,lowrank=256,name=pf-8k-lin256" \
+        --case "prefill:H=32,KVH=32,NQ=8192,NKV=256,D=128,$f,name=attn-8k-over-256" \
+        --case "prefill:H=32,KVH=32,N=8192,D=64,$f,lowrank=256,name=pf-8k-lin256-d64" \
+        --case "prefill:H=32,KVH=32,N=8192,D=128,$f,lowrank=128,name=pf-8k-lin128" > "$OUT/lowrank-cuda.txt" 2>&1
+    note "lowrank pairs on cuda: status $?"; grep -E '^(pf|attn)|rror|fail' "$OUT/lowrank-cuda.txt" | tee -a "$sum"
+    if command -v compute-sanitizer > /dev/null; then
+        for tool in memcheck racecheck; do
+            timeout 120 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 20 "$EB" --backend cuda --reps 1 \
+                --warmup 0 --no-ceiling --check --case "prefill:B=2,H=4,KVH=2,NQ=150,NKV=704,D=64,$f,lowrank=72,name=s1" \
+                --case "prefill:B=1,H=2,KVH=1,NQ=77,NKV=1000,D=128,$f,lowrank=200,causal=0,name=s2" \
+                --case "prefill:B=1,H=2,KVH=2,NQ=33,NKV=96,D=96,$f,lowrank=130,name=s3" > "$L/lowrank-$tool.log" 2>&1
+            note "lowrank $tool: status $?"; grep -E "ERROR SUMMARY|^s[123] " "$L/lowrank-$tool.log" | tee -a "$sum"
+        done
+    fi
+fi
+if want decsweep; then # issue 12: CUDA split rules ($SPLITS) at N131072; OpenCL decode tiles ($DEC_TILES) for Nq 1..8
+    f=q=f16,kv=f16,out=f16
+    for sp in default ${SPLITS:-}; do
+        [[ $sp == default ]] && unset EDGEATTN_CUDA_SPLITS || export EDGEATTN_CUDA_SPLITS=$sp
+        timeout 60 "$EB" --backend cuda --reps 25 --no-ref --case "decode:H=32,KVH=8,NKV=131072,D=128,$f,name=dec-128k" \
+            --case "decode:H=32,KVH=8,NKV=131072,D=128,NQ=4,$f,name=dec-128k-nq4" 2>&1 |
+            grep -E '^dec|copy|rror' | sed "s/^/cuda $sp: /" | tee -a "$OUT/decsweep.txt" | tee -a "$sum"
+    done
+    unset EDGEATTN_CUDA_SPLITS
+    export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
+    for t in default ${DEC_TILES:-}; do
+        [[ $t == default ]] && unset EDGEATTN_OPENCL_TILES || export EDGEATTN_OPENCL_TILES=$t
+        cs=(); for nq in 1 2 4 8; do cs+=(--case "decode:H=32,KVH=8,NKV=32768,D=128,NQ=$nq,$f,name=ocl-32k-nq$nq"); done
+        timeout 90 "$EB" --backend opencl --reps 15 --check "${cs[@]}" 2>&1 |
+            grep -E '^ocl|copy|rror|fail' | sed "s/^/opencl $t: /" | tee -a "$OUT/decsweep.txt" | tee -a "$sum"
+    done
+    unset EDGEATTN_OPENCL_TILES
 fi
 if want sanitizer && command -v compute-sanitizer > /dev/null; then
     for tool in memcheck racecheck; do
