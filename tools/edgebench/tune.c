@@ -614,15 +614,19 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
         for (int i = 0; i < nd; i++)
             vals[i] = dims[i].best;
         const double g = paired(cases, ncases, &o, dims, nd, vals, NULL, 2, base, tuned, &worst);
+        size_t wk = 0;
+        for (size_t k = 1; k < ncases; k++)
+            wk = tuned[k] / base[k] > tuned[wk] / base[wk] ? k : wk;
         if (!(g < 0.99) || worst > MAX_CASE_LOSS) {
-            fprintf(tab, "confirm    the best (%.3fx in the search) gave %.3fx, worst case %.3fx, when timed again "
+            fprintf(tab, "confirm    the best (%.3fx in the search) gave %.3fx, worst case %s %.3fx, when timed again "
                          "beside the defaults: keeping the defaults\n",
-                    best, g, worst);
+                    best, g, cases[wk].name, worst);
             for (int i = 0; i < nd; i++)
                 dims[i].best = 0;
             best = 1.0;
         } else {
-            fprintf(tab, "confirm    the best timed again beside the defaults: %.3fx, worst case %.3fx\n", g, worst);
+            fprintf(tab, "confirm    the best timed again beside the defaults: %.3fx, worst case %s %.3fx\n", g,
+                    cases[wk].name, worst);
         }
     }
     apply(dims, nd, -1, 0);
