@@ -28,7 +28,7 @@ struct ea_decode_cfg {
 // least 16 * EA_COMBINE_MAX_SPLITS + 4 * NT floats, 16-byte aligned).
 template <int D, int NT>
 __device__ __forceinline__ void ea_decode_fused_merge(const ea_cu_attn_args &a, const ea_rowmap &rm, float *sm,
-                                                      int b, int hkv, int nrb, int rb) {
+                                                      int b, int hkv, int nrb, int rb, int rows) {
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int S = a.num_splits;
     __threadfence(); // this thread's partial writes are visible device-wide before the CTA counts in
@@ -41,7 +41,7 @@ __device__ __forceinline__ void ea_decode_fused_merge(const ea_cu_attn_args &a, 
     // valid rows of the block (the same in every warp)
     int hq_l, i_l;
     const int qlen = ea_q_len(a, b); // rows past it (ragged decode): merged nowhere, not written
-    const unsigned vmask = __ballot_sync(0xffffffffu, lane < 16 && ea_row_of(a, rm, hkv, lane, hq_l, i_l) && i_l < qlen);
+    const unsigned vmask = __ballot_sync(0xffffffffu, lane < rows && ea_row_of(a, rm, hkv, lane, hq_l, i_l) && i_l < qlen);
     const int nv = __popc(vmask);
     float *sw = sm;                                          // [16][S] merge weights
     float4 *spart = (float4 *)(sm + 16 * EA_COMBINE_MAX_SPLITS); // [NT] partial sums of split groups
@@ -150,7 +150,7 @@ __device__ __forceinline__ void ea_decode_fused_merge(const ea_cu_attn_args &a, 
 // one round of L2 loads for S <= 32 * G instead of lse round + barrier + ceil(S / 8 / G) rounds.
 template <int D, int NT>
 __device__ __forceinline__ void ea_decode_fused_merge2(const ea_cu_attn_args &a, const ea_rowmap &rm, float *sm,
-                                                       int b, int hkv, int nrb, int rb) {
+                                                       int b, int hkv, int nrb, int rb, int rows) {
     const int tid = threadIdx.x, lane = tid & 31;
     const int S = a.num_splits;
     __syncthreads(); // every thread's partial writes are done (and the merge area is free)
@@ -164,7 +164,7 @@ __device__ __forceinline__ void ea_decode_fused_merge2(const ea_cu_attn_args &a,
 
     int hq_l, i_l;
     const int qlen = ea_q_len(a, b); // rows past it: merged nowhere, not written
-    const unsigned vmask = __ballot_sync(0xffffffffu, lane < 16 && ea_row_of(a, rm, hkv, lane, hq_l, i_l) && i_l < qlen);
+    const unsigned vmask = __ballot_sync(0xffffffffu, lane < rows && ea_row_of(a, rm, hkv, lane, hq_l, i_l) && i_l < qlen);
     const int nv = __popc(vmask);
     constexpr int NC = D / 4, CH = 32;
     const int items = nv * NC;
@@ -271,18 +271,25 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t4 = lane & 3;
     const int hkv = blockIdx.y, b = blockIdx.z;
-    const int hs = a.Nq >= 16 ? (a.Nq + 15) / 16 * 16 : a.Nq;
-    const int nrb = (a.group * hs + 15) / 16;
+    // An F32 Q (q2) keeps its precision on the tensor cores: each query row r of a block of 8 sits in
+    // tile row r as Q's 16-bit rounding (hi) and in tile row r + 8 as the rounding of what that left (lo),
+    // so one MMA scores both, and the two halves are added before the softmax (22 bits of Q for F16, 16
+    // for BF16). Decode reads K/V, not Q: blocks of 8 rows cost no more than blocks of 16 while group x Nq
+    // fits, and the host counts them the same way (launch.c).
+    const bool q2 = a.q.dtype == EA_CU_F32;
+    const int RB = q2 ? 8 : 16; // query rows per block
+    const int hs = a.Nq >= RB ? (a.Nq + RB - 1) / RB * RB : a.Nq;
+    const int nrb = (a.group * hs + RB - 1) / RB;
     const int rb = blockIdx.x % nrb, split = blockIdx.x / nrb;
 
     const ea_seqinfo sq = ea_get_seq(a, b);
-    const ea_rowmap rm = ea_make_rowmap(a, rb * 16, 16); // Nq < 16 or hs rounding: see ea_make_rowmap
+    const ea_rowmap rm = ea_make_rowmap(a, rb * RB, RB); // Nq < RB or hs rounding: see ea_make_rowmap
     const ea_score_xf xf = ea_make_xf(a);
 
     int hq_r[2], i_r[2];
     bool ok_r[2];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) ok_r[h] = ea_row_of(a, rm, hkv, g + 8 * h, hq_r[h], i_r[h]);
+    for (int h = 0; h < 2; ++h) ok_r[h] = !(q2 && h) && ea_row_of(a, rm, hkv, g + 8 * h, hq_r[h], i_r[h]);
 
     int lo = 0, hi = 0;
     if (rm.i1 >= rm.i0) ea_key_range(a, rm.i0, rm.i1, sq.off, sq.kv_len, lo, hi);
@@ -295,7 +302,11 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     const int nc = c_hi - c_lo > warp ? (c_hi - c_lo - warp + NW - 1) / NW : 0;
 
     const bool q_async = ((a.q.ptr | (uint64_t)(a.q.sn * 2) | (uint64_t)(a.q.sh * 2) | (uint64_t)(a.q.sb * 2)) & 15) == 0;
-    ea_load_q_tile<T, D, LD, 16, NT>(a, rm, sq.qpos0, b, hkv, sQ, q_async);
+    float qback = 1.f; // q2: what the scores are multiplied by (Q stored scaled down, ea_load_q_split)
+    if (q2)
+        qback = ea_load_q_split<T, D, LD, NT>(a, rm, sq.qpos0, b, hkv, sQ);
+    else
+        ea_load_q_tile<T, D, LD, 16, NT>(a, rm, sq.qpos0, b, hkv, sQ, q_async);
     ea_cp_commit();
 
     uint16_t *wK = sW + warp * (C::STAGE_BYTES / 2);
@@ -357,6 +368,14 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
             ea_ldsm_x4(kb, ea_smem_addr(cK + k_ld_off + k * 16));
             ea_mma_16816<T>(s[0], qf[k], kb[0], kb[1]);
             ea_mma_16816<T>(s[1], qf[k], kb[2], kb[3]);
+        }
+        if (q2) { // row g's score is its hi row's plus its lo row's; row g + 8 holds no query
+#pragma unroll
+            for (int n = 0; n < 2; ++n) {
+                s[n][0] = (s[n][0] + s[n][2]) * qback;
+                s[n][1] = (s[n][1] + s[n][3]) * qback;
+                s[n][2] = s[n][3] = -INFINITY;
+            }
         }
         const bool full = j0 + KPW <= jend && ea_tile_full(a, rm.i0, rm.i1, j0, j0 + KPW, sq.off);
         if (xf.generic) {
@@ -458,7 +477,7 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     constexpr int TPR = NT / 16; // threads per row
     const int r = tid / TPR, sub = tid % TPR;
     int hq, i;
-    const bool ok = ea_row_of(a, rm, hkv, r, hq, i);
+    const bool ok = r < RB && ea_row_of(a, rm, hkv, r, hq, i);
     if (ok) {
         float mx = -INFINITY;
 #pragma unroll
@@ -510,9 +529,9 @@ __device__ __forceinline__ void ea_decode_body(const ea_cu_attn_args &a, uint16_
     }
     if (a.num_splits <= 1 || !a.ws_cnt) return; // unsplit, or ea_attn_combine merges (second launch)
     if (MERGE == 2)
-        ea_decode_fused_merge2<D, NT>(a, rm, (float *)sW, b, hkv, nrb, rb);
+        ea_decode_fused_merge2<D, NT>(a, rm, (float *)sW, b, hkv, nrb, rb, RB);
     else
-        ea_decode_fused_merge<D, NT>(a, rm, (float *)sW, b, hkv, nrb, rb);
+        ea_decode_fused_merge<D, NT>(a, rm, (float *)sW, b, hkv, nrb, rb, RB);
 #endif
 }
 

@@ -205,14 +205,18 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     if (cc < 75) return 0;
     const int di = dim_index(a->D);
     const int kv16 = (a->k.dtype == EA_CU_F16 || a->k.dtype == EA_CU_BF16) && a->k.dtype == a->v.dtype;
-    /* Q must share K's 16-bit type: an F32 Q rounded to F16/BF16 for the tensor cores loses ~11 bits of
-     * every score, which large logits turn into visible error; F32 (or mixed) Q takes the SIMT path. */
+    /* Q shares K's 16-bit type, or is F32: an F32 Q rounded to F16/BF16 for the tensor cores would lose
+     * ~11 bits of every score, which large logits turn into visible error, so the decode kernels take it
+     * as two 16-bit halves (decode.cu q2) and the prefill ones leave it to the SIMT path (mixed 16-bit
+     * types too). */
     /* a paged cache (ring only) takes the paged decode kernels, page starts 16-byte aligned too */
     const int paged = a->pages.table != 0;
     if (paged && (a->ring_cap <= 0 || a->pages.page_shift < 4 || a->pages.page_shift > 30 || a->pages.page_elems <= 0 ||
                   a->pages.table_stride <= 0))
         return 0;
-    const int mma_ok = cc >= 80 && di >= 0 && kv16 && a->q.dtype == a->k.dtype && aligned_16b(&a->k) &&
+    /* (an F32 Q with a 16-bit cache: the decode kernels split it in two, decode.cu q2; the prefill ones not) */
+    const int q16 = a->q.dtype == a->k.dtype, q32 = a->q.dtype == EA_CU_F32;
+    const int mma_ok = cc >= 80 && di >= 0 && kv16 && (q16 || q32) && aligned_16b(&a->k) &&
                        aligned_16b(&a->v) && out_pairs_ok(&a->out) && (!paged || ((a->pages.page_elems * 2) & 15) == 0);
     const int64_t rows_kv = (int64_t)a->group * a->Nq; /* rows per (b, kv head) */
     const int64_t rows_total = (int64_t)a->B * a->Hq * a->Nq;
@@ -231,7 +235,7 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     if (bsr && (a->bm.block_q < 64 || !a->bm.row_ptr || !a->bm.col_idx || a->bm.batch <= 0 || a->bm.heads <= 0 ||
                 a->bm.nrb != (a->Nq + a->bm.block_q - 1) / a->bm.block_q))
         return 0;
-    if (mma_ok && (rows_kv > EA_DECODE_MAX_ROWS || bsr) && !paged) {
+    if (mma_ok && q16 && (rows_kv > EA_DECODE_MAX_ROWS || bsr) && !paged) {
         const int plain = a->softcap <= 0.f && a->bias.ptr == 0 && !bsr;
         int kernel = -1, bm = 0, threads = 0;
         uint32_t smem = 0;
@@ -257,7 +261,7 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     int kernel, threads;
     uint32_t smem;
     int cps;
-    const int dec_ok = mma_ok && dev->decode_kernel != 2 && !bsr; /* knob 2: SIMT */
+    const int dec_ok = mma_ok && dev->decode_kernel != 2 && !bsr && (q16 || rows_kv <= EA_DECODE_MAX_ROWS); /* knob 2: SIMT */
     const int dec_full = dec_ok && !(dev->decode_kernel == 1 && a->D == 128); /* knob 1: D128's small twin */
     if (dec_full && (int64_t)DC_SMEM(di) <= dev->smem_per_block_optin) {
         kernel = (paged ? (bf ? K_DEC_PG_BF16 : K_DEC_PG_F16) : (bf ? K_DEC_BF16 : K_DEC_F16)) + di;
@@ -276,8 +280,10 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
         if ((int64_t)smem > dev->smem_per_block_optin && smem > 48u * 1024u) return 0;
         cps = ctas_per_sm(dev, smem, 128u, 128u);
     }
-    const int64_t hs = a->Nq >= 16 ? (int64_t)(a->Nq + 15) / 16 * 16 : a->Nq;
-    const int64_t nrb = ((int64_t)a->group * hs + 15) / 16;
+    /* query rows per block: 16, or 8 for an F32 Q on the decode kernels (their hi and lo halves fill 16) */
+    const int64_t rbk = q32 && kernel != K_SIMT && kernel != K_SIMT_PG ? 8 : 16;
+    const int64_t hs = a->Nq >= rbk ? (int64_t)(a->Nq + rbk - 1) / rbk * rbk : a->Nq;
+    const int64_t nrb = ((int64_t)a->group * hs + rbk - 1) / rbk;
     int32_t s = 1;
     if (rows_kv <= EA_DECODE_MAX_ROWS && ws && a->Nkv > 0)
         s = choose_splits(dev, (int64_t)a->B * a->Hkv * nrb, cps, a->Nkv, rows_total, a->D, ws_bytes);

@@ -24,6 +24,7 @@ struct ea_f16_t {
         return *(uint32_t *)&h;
     }
     static __device__ __forceinline__ uint16_t from_f(float f) { return ea_f_to_h(f); }
+    static __device__ __forceinline__ float to_f(uint16_t h) { return ea_h_to_f(h); }
 };
 struct ea_bf16_t {
     static constexpr int dtype = EA_CU_BF16;
@@ -36,6 +37,7 @@ struct ea_bf16_t {
 #endif
     }
     static __device__ __forceinline__ uint16_t from_f(float f) { return ea_f_to_bf16(f); }
+    static __device__ __forceinline__ float to_f(uint16_t h) { return ea_bf16_to_f(h); }
 };
 
 template <typename T>

@@ -111,6 +111,47 @@ __device__ __forceinline__ void ea_load_q_tile(const ea_cu_attn_args &a, const e
     }
 }
 
+// The decode tile of an F32 Q (decode.cu, q2): rows 0..7 of the block (rowmap m of 8 rows) as Q's
+// rounding to T (hi), rows 8..15 as the rounding of Q - hi (lo); RoPE rotates in FP32 first. A block
+// whose largest |q| would pass 2^14 (F16's range is 65504) is stored times a power of two 2^-e that
+// brings it under; returns 2^e, which the scores are multiplied by (exact). Every thread calls it.
+template <typename T, int D, int LD, int NT>
+__device__ __forceinline__ float ea_load_q_split(const ea_cu_attn_args &a, const ea_rowmap &m, long long qpos0,
+                                                 int b, int hkv, uint16_t *sQ) {
+    __shared__ unsigned ea_q_absmax; // |q| as float bits (non-negative floats order as integers)
+    const int rdim = a.rope.inv_freq ? a.rope.dim : 0;
+    if (threadIdx.x == 0) ea_q_absmax = 0u;
+    __syncthreads();
+    float mx = 0.f;
+    for (int c = threadIdx.x; c < 8 * D; c += NT) {
+        const int rr = c / D, d = c % D;
+        int hq, i;
+        if (ea_row_of(a, m, hkv, rr, hq, i))
+            mx = fmaxf(mx, fabsf(((const float *)a.q.ptr)[b * a.q.sb + hq * a.q.sh + (int64_t)i * a.q.sn + d]));
+    }
+    atomicMax(&ea_q_absmax, __float_as_uint(mx));
+    __syncthreads();
+    const float top = __uint_as_float(ea_q_absmax) * (rdim ? 1.5f : 1.f); // (a rotation moves a pair's norm)
+    int e = 0;
+    if (T::dtype == EA_CU_F16 && top > 16384.f) e = (int)ceilf(__log2f(top * (1.f / 16384.f))) + 1;
+    const float down = ldexpf(1.f, -e);
+    auto put = [&](int rr, int d, float x) {
+        x *= down;
+        const uint16_t h = T::from_f(x);
+        sQ[rr * LD + d] = h;
+        sQ[(rr + 8) * LD + d] = T::from_f(x - T::to_f(h));
+    };
+    for (int c = threadIdx.x; c < 8 * D; c += NT) {
+        const int rr = c / D, d = c % D;
+        int hq, i;
+        const bool ok = ea_row_of(a, m, hkv, rr, hq, i);
+        if (ok && d < rdim) continue; // rotated below
+        put(rr, d, ok ? ((const float *)a.q.ptr)[b * a.q.sb + hq * a.q.sh + (int64_t)i * a.q.sn + d] : 0.f);
+    }
+    if (rdim) ea_rope_q_rows<NT>(a, m, qpos0, b, hkv, 8, put);
+    return ldexpf(1.f, e);
+}
+
 // K/V batch index of batch row b (ea_cu_seq.kv_b: decode reads cache sequence seq_ids[b]), loaded where
 // a tile load needs it: an L1 hit per tile instead of a register through the main loop (a loaded value
 // is not uniform to the compiler the way blockIdx is: holding it cost up to 20 registers and more

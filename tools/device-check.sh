@@ -129,7 +129,8 @@ if want decsweep; then # issue 12: CUDA split rules ($SPLITS) at N131072; OpenCL
     for sp in default ${SPLITS:-}; do
         [[ $sp == default ]] && unset EDGEATTN_CUDA_SPLITS || export EDGEATTN_CUDA_SPLITS=$sp
         timeout 60 "$EB" --backend cuda --reps 25 --no-ref --case "decode:H=32,KVH=8,NKV=131072,D=128,$f,name=dec-128k" \
-            --case "decode:H=32,KVH=8,NKV=131072,D=128,NQ=4,$f,name=dec-128k-nq4" 2>&1 |
+            --case "decode:H=32,KVH=8,NKV=131072,D=128,NQ=4,$f,name=dec-128k-nq4" \
+            --case "decode:H=32,KVH=8,NKV=131072,D=128,q=f32,kv=f16,out=f16,name=dec-128k-q32" 2>&1 |
             grep -E '^dec|copy|rror' | sed "s/^/cuda $sp: /" | tee -a "$OUT/decsweep.txt" | tee -a "$sum"
     done
     unset EDGEATTN_CUDA_SPLITS

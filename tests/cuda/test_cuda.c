@@ -852,6 +852,91 @@ static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int
     edgeattn_destroy(ctx);
 }
 
+/* An F32 query over a 16-bit cache: the tensor-core decode takes it as two 16-bit halves (decode.cu q2),
+ * F16 and BF16 caches, Nq 1 and 3 (one or two row blocks of 8 at GQA 4), one and several KV splits.
+ * Held to the cache's bound at query scale 1 and 100 (the hi half alone is off by 2^-12 of each query
+ * value: at scale 100 that is about 1% of the weights, which fails it), and finite with the right lse
+ * where |q| passes F16's 65504. */
+static void test_decode_f32_query(void **state)
+{
+    (void)state;
+    const int B = 2, Hq = 8, Hkv = 2, D = 128;
+    static const edgeattn_dtype cdts[] = {EDGEATTN_F16, EDGEATTN_BF16};
+    static const int lens[] = {300, 5000};
+    tc_rng r;
+    tc_rng_init(&r, tc_seed(), 8101);
+    for (int ci = 0; ci < 2; ci++)
+        for (int li = 0; li < 2; li++) {
+            const edgeattn_dtype cdt = cdts[ci];
+            const int N = lens[li];
+            edgeattn_config cfg;
+            base_config(&cfg);
+            cfg.flags = EDGEATTN_FLAG_KV_CACHE;
+            cfg.kv_cache_dtype = cdt;
+            cfg.max_batch = B;
+            cfg.max_heads = Hq;
+            cfg.max_kv_heads = Hkv;
+            cfg.max_head_dim = D;
+            cfg.max_kv_len = N;
+            cfg.max_q_len = 3;
+            edgeattn_context *ctx = create_cuda(&cfg);
+            tc_tensor k, v;
+            tc_tensor_alloc(&k, cdt, B, Hkv, N, D, TC_BHSD, 0, 0, 0);
+            tc_tensor_alloc(&v, cdt, B, Hkv, N, D, TC_BHSD, 0, 0, 0);
+            tc_fill_random(&k, &r, -1, 1);
+            tc_fill_random(&v, &r, -1, 1);
+            assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, NULL, 0), EDGEATTN_OK);
+            static const double scales[] = {1.0, 100.0, 2e5};
+            for (int si = 0; si < 3; si++)
+                for (int Nq = 1; Nq <= 3; Nq += 2) {
+                    tc_tensor q, out, lse;
+                    tc_tensor_alloc(&q, EDGEATTN_F32, B, Hq, Nq, D, TC_BHSD, 0, 0, 0);
+                    tc_tensor_alloc(&out, EDGEATTN_F32, B, Hq, Nq, D, TC_BHSD, 1, 1, 1);
+                    tc_tensor_alloc(&lse, EDGEATTN_F32, B, Hq, Nq, 1, TC_BHSD, 0, 1, 1);
+                    tc_fill_random(&q, &r, -scales[si], scales[si]);
+                    edgeattn_params p;
+                    edgeattn_params_default(&p);
+                    p.causal = Nq > 1;
+                    double *ref = malloc(sizeof(double) * (size_t)B * Hq * Nq * D);
+                    double *ref_lse = malloc(sizeof(double) * (size_t)B * Hq * Nq);
+                    assert_non_null(ref);
+                    assert_non_null(ref_lse);
+                    for (int b = 0; b < B; b++) {
+                        edgeattn_tensor qt = q.t, kt = k.t, vt = v.t;
+                        qt.shape[0] = kt.shape[0] = vt.shape[0] = 1;
+                        qt.data = (float *)q.t.data + (size_t)b * (size_t)q.t.stride[0];
+                        kt.data = (char *)k.t.data + (size_t)b * (size_t)k.t.stride[0] * tc_dtype_size(cdt);
+                        vt.data = (char *)v.t.data + (size_t)b * (size_t)v.t.stride[0] * tc_dtype_size(cdt);
+                        qt.bytes = q.t.bytes / B;
+                        kt.bytes = k.t.bytes / B;
+                        vt.bytes = v.t.bytes / B;
+                        assert_int_equal(ea_ref_attention(&qt, &kt, &vt, &p, ref + (size_t)b * Hq * Nq * D,
+                                                          ref_lse + (size_t)b * Hq * Nq),
+                                         EDGEATTN_OK);
+                    }
+                    /* the cache's bound (P·V runs in its 16-bit type); past F16's range the scores are ~1e4
+                     * and the softmax nearly one key */
+                    const double tol = tc_tolerance(EDGEATTN_F32, cdt, EDGEATTN_F32);
+                    tc_result res;
+                    memset(&res, 0, sizeof res);
+                    tc_decode_compare(&res, ctx, &q.t, &out, &lse, &p, ref, ref_lse, B, Hq, Nq, D, si < 2 ? tol : 2e-2);
+                    if (!res.ok)
+                        fail_msg("F32 query over a %s cache, N %d, scale %g, Nq %d: %s err %.3g lse %.3g (tol %.3g, seed "
+                                 "%llu)",
+                                 tc_dtype_name(cdt), N, scales[si], Nq, res.why, res.err, res.lse_err, tol,
+                                 (unsigned long long)tc_seed());
+                    free(ref);
+                    free(ref_lse);
+                    tc_tensor_free(&q);
+                    tc_tensor_free(&out);
+                    tc_tensor_free(&lse);
+                }
+            tc_tensor_free(&k);
+            tc_tensor_free(&v);
+            edgeattn_destroy(ctx);
+        }
+}
+
 static void test_kv_cache_device(void **state)
 {
     (void)state;
@@ -2129,6 +2214,7 @@ int main(void)
         cmocka_unit_test(test_async_and_synchronize),
         cmocka_unit_test(test_queue_not_drained),
         cmocka_unit_test(test_kv_cache_device),
+        cmocka_unit_test(test_decode_f32_query),
         cmocka_unit_test(test_kv_layers),
         cmocka_unit_test(test_kv_seq_ids),
         cmocka_unit_test(test_decode_ragged),

@@ -349,7 +349,9 @@ static int kernel_takes(const char *name, const ea_cu_attn_args *a)
     if (sscanf(p + (bf ? 5 : 4), "d%d", &d) != 1)
         return 0;
     const int dt = bf ? EA_CU_BF16 : EA_CU_F16;
-    return a->D == d && a->k.dtype == dt && a->v.dtype == dt;
+    /* Q of the kernel's type; the decode kernels also take an F32 Q (split in two halves) */
+    const int q_ok = a->q.dtype == dt || (a->q.dtype == EA_CU_F32 && strncmp(name, "ea_decode_", 10) == 0);
+    return a->D == d && a->k.dtype == dt && a->v.dtype == dt && q_ok;
 }
 
 /* Element offset of storage slot `row` of K/V batch index kb (contiguous) or of the call's batch row b
