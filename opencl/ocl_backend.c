@@ -517,7 +517,9 @@ static void tiles_default(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_
  *   pf=BMxTMxBN[xTN[xPM]]  the tile (TN 4, PM picked when left out); keeps the kernel's other settings
  *   upf=QKxPV              unroll factors of the score and P.V loops, powers of two 1..32
  *   ppf=0|1                register prefetch off or on
- *   rpf=N                  NVIDIA's register cap, 0 (none) or 32..255 */
+ *   rpf=N                  NVIDIA's register cap, 0 (none) or 32..255
+ *   dmr=ROWS               decode only: the query rows (group x Nq) up to which the decode kernel takes a
+ *                          call, in row blocks of its BM (default BM: past it the prefill kernel runs) */
 static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *pf, ea_ocl_tiles *pfh,
                                  ea_ocl_tiles *dec, char *msg)
 {
@@ -525,13 +527,14 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
     const char *e = ea_knob(s->cfg, "opencl", s->ident, "EDGEATTN_OPENCL_TILES", kb, sizeof kb);
     if (!e || !*e)
         return EDGEATTN_OK;
-    enum { SHAPE, UNROLL, PREFETCH, REGS };
+    enum { SHAPE, UNROLL, PREFETCH, REGS, ROWS };
     static const struct {
         const char *prefix;
         int what, kernel; /* kernel: 0 pf, 1 pfh, 2 dec */
     } parts[] = {{"pf=", SHAPE, 0},     {"pfh=", SHAPE, 1},     {"dec=", SHAPE, 2},     {"upf=", UNROLL, 0},
                  {"upfh=", UNROLL, 1},  {"udec=", UNROLL, 2},   {"ppf=", PREFETCH, 0},  {"ppfh=", PREFETCH, 1},
-                 {"pdec=", PREFETCH, 2}, {"rpf=", REGS, 0},      {"rpfh=", REGS, 1},     {"rdec=", REGS, 2}};
+                 {"pdec=", PREFETCH, 2}, {"rpf=", REGS, 0},      {"rpfh=", REGS, 1},     {"rdec=", REGS, 2},
+                 {"dmr=", ROWS, 2}};
     ea_ocl_tiles *const kern[3] = {pf, pfh, dec};
     const char *p = e;
     while (*p) {
@@ -542,7 +545,7 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
         if (k < 0)
             return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
                            "EDGEATTN_OPENCL_TILES=%.64s: expected parts pf=BMxTMxBN[xTN[xPM]], upf=QKxPV, ppf=0|1 or "
-                           "rpf=N, for pf, pfh or dec",
+                           "rpf=N, for pf, pfh or dec, or dmr=ROWS",
                            e);
         p += strlen(parts[k].prefix);
         ea_ocl_tiles *dst = kern[parts[k].kernel];
@@ -569,6 +572,13 @@ static edgeattn_status tiles_env(const ea_ocl_state *s, int dmax, ea_ocl_tiles *
                                "work-items at most)",
                                t.bm, t.tm, t.bn, t.tn, t.pm, dmax, dmax / 4, (size_t)s->local_mem, s->max_wg);
             *dst = t;
+        } else if (parts[k].what == ROWS) {
+            if (sscanf(p, "%d%n", &x, &used) != 1 || x < 1 || x > 256)
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                               "EDGEATTN_OPENCL_TILES=%.64s: dmr= is the query rows (group x Nq) up to which the decode "
+                               "kernel takes a call, 1 to 256",
+                               e);
+            dst->rows = x;
         } else if (parts[k].what == UNROLL) {
             if (sscanf(p, "%dx%d%n", &x, &y, &used) != 2 || x < 1 || x > 32 || (x & (x - 1)) || y < 1 || y > 32 ||
                 (y & (y - 1)))

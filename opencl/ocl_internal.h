@@ -66,6 +66,8 @@ typedef struct ea_ocl_tiles {
     int uqk, upv;       /* unroll factors of the score and P.V loops (FK_UNROLL_QK/PV); 0: the program's */
     int pf;             /* register prefetch: 0 the kernel's rule, 1 off, 2 on */
     int regs;           /* NVIDIA: register cap (-cl-nv-maxrregcount, the work-group size left open); 0 none */
+    int rows;           /* decode tiles: the query rows (group x Nq) up to which the decode kernel takes a call,
+                           in row blocks of bm (EDGEATTN_OPENCL_TILES dmr=); 0: bm. Past it, the prefill kernel */
 } ea_ocl_tiles;
 
 /* Work-items per work-group of a tile: (BM/TM) x (BN/TN). */

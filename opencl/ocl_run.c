@@ -549,7 +549,7 @@ static edgeattn_status run_launch(ea_ocl_state *s, char *msg, const ea_attn_call
     for (int i = 0; i < s->nvar && v->dmax < c->D; i++)
         v = &s->var[i];
     const int R = c->group * ni;
-    const bool dec = R <= v->dec.bm;
+    const bool dec = R <= (v->dec.rows > v->dec.bm ? v->dec.rows : v->dec.bm); /* (several row blocks past bm) */
     /* Q kept as F16 bits in local memory; not with RoPE (the rotated queries are not F16 values) */
     const bool qh = !dec && P.q_dt == EDGEATTN_F16 && !P.rope_style;
     const ea_ocl_tiles *t = dec ? &v->dec : qh ? &v->pfh : &v->pf;
