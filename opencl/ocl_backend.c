@@ -288,6 +288,18 @@ static edgeattn_status ocl_layout(const edgeattn_config *cfg, const char *ident,
         L->rope_bytes = pos * (size_t)L->rope_dim * 4;
         L->rope = ea_sizer_add(&sz, L->rope_bytes, 1, 256);
     }
+    if (cfg->max_lowrank > 0) {
+        /* Linformer: the projected K' and V' in F32, and one host E and F staged at a time */
+        size_t n;
+        if (!ea_mul_ok((size_t)cfg->max_batch * (size_t)cfg->max_kv_heads, (size_t)cfg->max_lowrank, &n) ||
+            !ea_mul_ok(n, D * 4, &L->lr_kv_bytes) ||
+            !ea_mul_ok((size_t)cfg->max_lowrank, (size_t)cfg->max_kv_len * 4, &L->lr_ef_bytes))
+            sz.overflow = true;
+        L->lr_k = ea_sizer_add(&sz, L->lr_kv_bytes, 1, 256);
+        L->lr_v = ea_sizer_add(&sz, L->lr_kv_bytes, 1, 256);
+        L->lr_e = ea_sizer_add(&sz, L->lr_ef_bytes, 1, 256);
+        L->lr_f = ea_sizer_add(&sz, L->lr_ef_bytes, 1, 256);
+    }
     if (L->path == EA_OCL_PATH_UNFUSED) {
         size_t ur = ((size_t)64 << 20) / ((size_t)L->rows_kv * 4);
         const size_t ur_max = (size_t)group_max * (size_t)cfg->max_q_len;
@@ -1038,7 +1050,8 @@ static edgeattn_status ocl_init_state(edgeattn_context *ctx, ea_ocl_state *s, ch
         return st;
     static const char *const knames[EA_K_COUNT] = {"ea_combine",   "ea_kv_write", "ea_convert",    "ea_finite",
                                                    "ea_gather_q",  "ea_gather_kv", "ea_softmax",  "ea_store_rows",
-                                                   "ea_fma_peak",  "ea_kv_summ",  "ea_topk_score", "ea_topk_select"};
+                                                   "ea_fma_peak",  "ea_kv_summ",  "ea_topk_score", "ea_topk_select",
+                                                   "ea_lr_proj"};
     for (int i = 0; i < EA_K_COUNT; i++) {
         s->k[i] = ea_ocl_create_kernel(a, s->util_prog, knames[i], &err);
         if (err != CL_SUCCESS) {
@@ -1220,6 +1233,7 @@ const ea_backend_ops ea_backend_opencl = {
     .fini = ocl_fini,
     .supports_config = ocl_supports,
     .block_mask = true,
+    .linformer = true,
     .attention = ea_ocl_attention,
     .decode = ea_ocl_attention,
     .info = ocl_info,

@@ -84,7 +84,7 @@ typedef struct ea_ocl_variant {
 } ea_ocl_variant;
 
 enum { EA_K_COMBINE, EA_K_KV_WRITE, EA_K_CONVERT, EA_K_FINITE, EA_K_GATHER_Q, EA_K_GATHER_KV, EA_K_SOFTMAX,
-       EA_K_STORE, EA_K_PEAK, EA_K_SUMM, EA_K_TK_SCORE, EA_K_TK_SELECT, EA_K_COUNT };
+       EA_K_STORE, EA_K_PEAK, EA_K_SUMM, EA_K_TK_SCORE, EA_K_TK_SELECT, EA_K_LR_PROJ, EA_K_COUNT };
 
 enum { EA_OCL_PATH_FUSED = 0, EA_OCL_PATH_UNFUSED = 1 };
 
@@ -125,6 +125,9 @@ typedef struct ea_ocl_layout {
     int32_t tk_words;               /* uint32 per selection row: ceil(nsblk / 32) */
     size_t tk_sc, tk_bm;            /* work pool: scores [max_batch][max_kv_heads][nsblk] F32, selections
                                        [max_batch][max_kv_heads][tk_words] uint32 (the decode's mask) */
+    size_t lr_k, lr_v, lr_kv_bytes;  /* Linformer (config.max_lowrank): K' and V' F32 [max_batch][max_kv_heads]
+                                        [max_lowrank][max_head_dim] each */
+    size_t lr_e, lr_f, lr_ef_bytes;  /* staging of one host E and F [max_lowrank][max_kv_len] (any dtype) */
     size_t user_bytes;
     size_t device_total;
 } ea_ocl_layout;

@@ -600,8 +600,94 @@ static int32_t clamp_window(int32_t w, int64_t lim)
     return (w >= 0 && (int64_t)w > lim) ? -1 : w;
 }
 
+/* Linformer (call->linformer, validated by core): K' = E K and V' = F V into the planned F32 workspace,
+ * one (sequence, KV head) at a time (host K, V, E and F staged through the work pool, a broadcast E or F
+ * once), then the attention over the k projected rows as a call on device K/V. */
+static edgeattn_status lr_attention(edgeattn_context *ctx, const ea_attn_call *c)
+{
+    ea_ocl_state *s = ctx->backend_state;
+    char *msg = ctx->msg;
+    const ea_ocl_layout *L = &s->lay;
+    const ea_ocl_api *a = &s->api;
+    const edgeattn_linformer *lf = c->linformer;
+    const int kr = (int)lf->e->shape[2], N = c->Nkv, D = c->D;
+    if (!L->lr_kv_bytes || (size_t)c->B * (size_t)c->Hkv * (size_t)kr * (size_t)D * 4 > L->lr_kv_bytes)
+        return ea_fail(msg, EDGEATTN_ERR_INTERNAL, "linformer: projected rows exceed the planned workspace");
+    cl_kernel kp = s->k[EA_K_LR_PROJ];
+    for (int which = 0; which < 2; which++) {
+        const edgeattn_tensor *P = which ? lf->f : lf->e, *X = which ? c->v : c->k;
+        const size_t st_p = which ? L->lr_f : L->lr_e, st_x = which ? L->st_v : L->st_k;
+        const size_t out0 = which ? L->lr_v : L->lr_k;
+        const bool p_host = P->memory == EDGEATTN_MEM_HOST, x_host = X->memory == EDGEATTN_MEM_HOST;
+        cl_mem pm = s->work, xm = s->work;
+        ea_ocl_view pv, xv;
+        memset(&pv, 0, sizeof pv);
+        memset(&xv, 0, sizeof xv);
+        if (!p_host)
+            TRY(dev_view(msg, which ? "linformer: f" : "linformer: e", P, &pm, &pv));
+        if (!x_host)
+            TRY(dev_view(msg, which ? "v" : "k", X, &xm, &xv));
+        int staged_b = -1, staged_h = -1; /* the (b, h) of P in the staging area (broadcast dims: 0) */
+        for (int b = 0; b < c->B; b++)
+            for (int h = 0; h < c->Hkv; h++) {
+                ea_ocl_view pw = pv, xw = xv;
+                if (p_host) {
+                    const int kb = P->shape[0] > 1 ? b : 0, kh = P->shape[1] > 1 ? h : 0;
+                    if (kb != staged_b || kh != staged_h) {
+                        const cl_int err = slab_xfer(s, X_WRITE, P, kb, kh, 1, 0, kr, N, st_p, &pv);
+                        if (err != CL_SUCCESS)
+                            return ea_ocl_fail_cl(msg, err, "linformer: staging e/f (clEnqueueWriteBufferRect)");
+                        staged_b = kb, staged_h = kh;
+                    }
+                    pw = pv;
+                    pw.off += (cl_long)kh * pv.sh;
+                } else {
+                    pw.off += (cl_long)b * pv.sb + (cl_long)h * pv.sh;
+                }
+                if (x_host) {
+                    const cl_int err = slab_xfer(s, X_WRITE, X, b, h, 1, 0, N, D, st_x, &xw);
+                    if (err != CL_SUCCESS)
+                        return ea_ocl_fail_cl(msg, err, "linformer: staging k/v (clEnqueueWriteBufferRect)");
+                    xw.off += (cl_long)h * xw.sh;
+                } else {
+                    xw.off += (cl_long)b * xv.sb + (cl_long)h * xv.sh;
+                }
+                const cl_int p_dt = P->dtype, x_dt = X->dtype, kk = kr, nn = N, dd = D;
+                const cl_long o_off = (cl_long)(out0 / 4) + ((cl_long)b * c->Hkv + h) * kr * D;
+                TRY(set_arg(s, msg, kp, 0, sizeof(cl_mem), &pm));
+                TRY(set_arg(s, msg, kp, 1, sizeof pw, &pw));
+                TRY(set_arg(s, msg, kp, 2, sizeof p_dt, &p_dt));
+                TRY(set_arg(s, msg, kp, 3, sizeof(cl_mem), &xm));
+                TRY(set_arg(s, msg, kp, 4, sizeof xw, &xw));
+                TRY(set_arg(s, msg, kp, 5, sizeof x_dt, &x_dt));
+                TRY(set_arg(s, msg, kp, 6, sizeof(cl_mem), &s->work));
+                TRY(set_arg(s, msg, kp, 7, sizeof o_off, &o_off));
+                TRY(set_arg(s, msg, kp, 8, sizeof kk, &kk));
+                TRY(set_arg(s, msg, kp, 9, sizeof nn, &nn));
+                TRY(set_arg(s, msg, kp, 10, sizeof dd, &dd));
+                const size_t g[2] = {(size_t)(D + 15) / 16 * 16, (size_t)(kr + 15) / 16 * 16}, l[2] = {16, 16};
+                CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, kp, 2, NULL, g, l, 0, NULL, NULL),
+                       "clEnqueueNDRangeKernel(ea_lr_proj)");
+            }
+    }
+    /* the attention over K' and V' (device views of the work pool) */
+    edgeattn_tensor kt = edgeattn_tensor_bhsd(s->work, EDGEATTN_F32, c->B, c->Hkv, kr, D), vt = kt;
+    kt.memory = vt.memory = EDGEATTN_MEM_OPENCL;
+    kt.offset = L->lr_k;
+    vt.offset = L->lr_v;
+    ea_attn_call c2 = *c;
+    c2.k = &kt;
+    c2.v = &vt;
+    c2.Nkv = kr;
+    c2.kv_dtype = EDGEATTN_F32;
+    c2.linformer = NULL;
+    return ea_ocl_attention(ctx, &c2);
+}
+
 edgeattn_status ea_ocl_attention(edgeattn_context *ctx, const ea_attn_call *c)
 {
+    if (c->linformer)
+        return lr_attention(ctx, c);
     ea_ocl_state *s = ctx->backend_state;
     char *msg = ctx->msg;
     if (s->lay.path == EA_OCL_PATH_UNFUSED && !s->blast_ok)

@@ -223,6 +223,7 @@ typedef struct ctxdef {
     int sinks;       /* config.kv_cache_sinks (with a window) */
     int max_q;       /* config.max_q_len (0: 40) */
     int sblk;        /* config.kv_summary_block (top-k decode) */
+    int lowrank;     /* config.max_lowrank (Linformer) */
 } ctxdef;
 
 /* The positions a cache of ctxdef c holds after `total` tokens, oldest first (the sinks, then the
@@ -256,6 +257,7 @@ static edgeattn_context *ctx_open(const ctxdef *c)
     cfg.max_heads = 4;
     cfg.max_kv_heads = 4;
     cfg.max_head_dim = c->max_head_dim;
+    cfg.max_lowrank = c->lowrank;
     if (c->kv_cache) {
         cfg.flags = EDGEATTN_FLAG_KV_CACHE;
         cfg.kv_cache_dtype = c->cache_dt;
@@ -298,6 +300,7 @@ typedef struct acase {
     int nan_in; /* 1..4: a NaN in q, k, v or bias; the call must refuse it (check_finite) */
     int bmask;  /* 64 or 128: a block mask of that many query rows per block (one pattern per batch row and KV
                    head; each row block lists a pseudo-random third of the key blocks, the second none) */
+    int lowrank; /* Linformer: k rows; E [1, 1, k, Nkv] in the K/V dtype, F [B, Hkv, k, Nkv] in Q's */
 } acase;
 
 /* A block mask for case c into m (arrays rp, ci of at least B*Hkv*(nrb+1) and B*Hkv*nrb*nkb entries). */
@@ -324,9 +327,11 @@ static void make_mask(const acase *c, edgeattn_block_mask *m, int32_t *rp, int32
 
 static int run_attention(edgeattn_context *ctx, const acase *c)
 {
-    tens q, k, v, o, bias, lse;
+    tens q, k, v, o, bias, lse, pe, pf;
     memset(&bias, 0, sizeof bias);
     memset(&lse, 0, sizeof lse);
+    memset(&pe, 0, sizeof pe);
+    memset(&pf, 0, sizeof pf);
     int rc = -1;
     double *ref = NULL, *ref_lse = NULL;
     if (tens_make(&q, c->qdt, c->B, c->Hq, c->Nq, c->D, c->bshd & 1, 1) ||
@@ -363,6 +368,21 @@ static int run_attention(edgeattn_context *ctx, const acase *c)
         failf("lse setup failed");
         goto done;
     }
+    edgeattn_linformer lf, lf_h;
+    if (c->lowrank) {
+        if (tens_make(&pe, c->kvdt, 1, 1, c->lowrank, c->Nkv, 0, 1) ||
+            tens_make(&pf, c->qdt, c->B, c->Hkv, c->lowrank, c->Nkv, 0, 1)) {
+            failf("projection setup failed");
+            goto done;
+        }
+        memset(&lf, 0, sizeof lf);
+        memset(&lf_h, 0, sizeof lf_h);
+        lf.e = &pe.t;
+        lf.f = &pf.t;
+        lf_h.e = &pe.h;
+        lf_h.f = &pf.h;
+        p.linformer = &lf_h; /* (the reference's) */
+    }
     if (c->nan_in) {
         tens *t = c->nan_in == 1 ? &q : c->nan_in == 2 ? &k : c->nan_in == 3 ? &v : &bias;
         const size_t at = (size_t)t->h.stride[2] * (size_t)(t->h.shape[2] / 2) + 3; /* a row in the middle */
@@ -374,6 +394,8 @@ static int run_attention(edgeattn_context *ctx, const acase *c)
         }
     }
     edgeattn_params pd = p;
+    if (c->lowrank && !c->host)
+        pd.linformer = &lf;
     pd.bias = c->bias ? (c->host ? &bias.h : &bias.t) : NULL;
     pd.lse = c->lse ? (c->host ? &lse.h : &lse.t) : NULL;
     const edgeattn_status st = c->host ? edgeattn_attention(ctx, &q.h, &k.h, &v.h, &o.h, &pd)
@@ -421,6 +443,8 @@ done:
     tens_free(&o);
     tens_free(&bias);
     tens_free(&lse);
+    tens_free(&pe);
+    tens_free(&pf);
     return rc;
 }
 
@@ -671,6 +695,15 @@ static const acase k_bmask[] = {
      BIAS_NONE, 1, 0, 0, 0, 0, 64},
 };
 
+/* Linformer: the projections (device and host E/F, K, V; a broadcast E and a per-head F), then the attention
+ * over the k projected rows. */
+static const acase k_lowrank[] = {
+    {"lr-device", "ea_lr_proj ea_flash_pf@64", 2, 4, 2, 21, 45, 64, F32, F16, F32, 0, 0, -1, -1, 0, BIAS_NONE, 1, 0, 0,
+     0, 0, 0, 13},
+    {"lr-host-bf16", "ea_lr_proj ea_flash_pfh@64", 1, 2, 1, 17, 70, 40, F16, BF16, F32, 0, 0, -1, -1, 0, BIAS_NONE, 1,
+     0, 1, 0, 0, 0, 20},
+};
+
 /* Another class's tile table (what that GPU would build), at head dim 64: the three kernels, one
  * with split-KV and the combine. */
 static const acase k_class[] = {
@@ -917,6 +950,8 @@ int main(int argc, char **argv)
     const ctxdef cpu = {"cpu", {{NULL, NULL}}, 256, 0, 0, F16, 0, 0};
     run_attention_cases(&cpu, k_main, (int)(sizeof k_main / sizeof k_main[0]));
     run_ceilings(&cpu);
+    const ctxdef lowrank = {"lowrank", {{NULL, NULL}}, 64, 0, 0, F16, 0, 0, 0, 0, 0, 32};
+    run_attention_cases(&lowrank, k_lowrank, (int)(sizeof k_lowrank / sizeof k_lowrank[0]));
     const ctxdef classes[] = {
         {"nvidia", {{"EDGEATTN_OPENCL_CLASS", "nvidia"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "49152"}}, 64, 0, 0, F16, 0, 0},
         {"mali", {{"EDGEATTN_OPENCL_CLASS", "mali"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "32768"}}, 64, 0, 0, F16, 0, 0},
