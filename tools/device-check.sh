@@ -114,6 +114,10 @@ if want lowrank; then # issue 14: Linformer on CUDA against dense, the attention
         --case "prefill:H=32,KVH=32,N=8192,D=64,$f,lowrank=256,name=pf-8k-lin256-d64" \
         --case "prefill:H=32,KVH=32,N=8192,D=128,$f,lowrank=128,name=pf-8k-lin128" > "$OUT/lowrank-cuda.txt" 2>&1
     note "lowrank pairs on cuda: status $?"; grep -E '^(pf|attn)|rror|fail' "$OUT/lowrank-cuda.txt" | tee -a "$sum"
+    EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia} timeout 200 "$EB" --backend opencl --reps 5 --check --no-ceiling \
+        --case "prefill:H=32,KVH=32,N=8192,D=128,$f,name=pf-8k" \
+        --case "prefill:H=32,KVH=32,N=8192,D=128,$f,lowrank=256,name=pf-8k-lin256" > "$OUT/lowrank-opencl.txt" 2>&1
+    note "lowrank pairs on opencl: status $?"; grep -E '^(pf|attn)|rror|fail' "$OUT/lowrank-opencl.txt" | tee -a "$sum"
     if command -v compute-sanitizer > /dev/null; then
         for tool in memcheck racecheck; do
             timeout 120 compute-sanitizer --tool $tool --error-exitcode 99 --print-limit 20 "$EB" --backend cuda --reps 1 \
