@@ -705,8 +705,8 @@ typedef struct kv_hist {
 
 /* KV cache filled from device memory (with a ring window), decoded from device q/out; and the same
  * cache read through host q/out. */
-static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int window, int steps, int max_new,
-                          int nq_max, uint64_t stream)
+/* A CUDA context with a KV cache of dtype cdt for B sequences of max_kv tokens, Hq / Hkv heads of D. */
+static edgeattn_context *kv_context(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int window, int max_kv, int max_q)
 {
     edgeattn_config cfg;
     base_config(&cfg);
@@ -717,9 +717,16 @@ static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int
     cfg.max_heads = Hq;
     cfg.max_kv_heads = Hkv;
     cfg.max_head_dim = D;
-    cfg.max_kv_len = window > 0 ? 64 : steps * max_new;
-    cfg.max_q_len = nq_max > max_new ? nq_max : max_new;
-    edgeattn_context *ctx = create_cuda(&cfg);
+    cfg.max_kv_len = max_kv;
+    cfg.max_q_len = max_q;
+    return create_cuda(&cfg);
+}
+
+static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int window, int steps, int max_new,
+                          int nq_max, uint64_t stream)
+{
+    edgeattn_context *ctx = kv_context(B, Hq, Hkv, D, cdt, window, window > 0 ? 64 : steps * max_new,
+                                       nq_max > max_new ? nq_max : max_new);
     dev_arena a = region_of(ctx);
     tc_rng r;
     tc_rng_init(&r, tc_seed(), stream);
@@ -869,17 +876,7 @@ static void test_decode_f32_query(void **state)
         for (int li = 0; li < 2; li++) {
             const edgeattn_dtype cdt = cdts[ci];
             const int N = lens[li];
-            edgeattn_config cfg;
-            base_config(&cfg);
-            cfg.flags = EDGEATTN_FLAG_KV_CACHE;
-            cfg.kv_cache_dtype = cdt;
-            cfg.max_batch = B;
-            cfg.max_heads = Hq;
-            cfg.max_kv_heads = Hkv;
-            cfg.max_head_dim = D;
-            cfg.max_kv_len = N;
-            cfg.max_q_len = 3;
-            edgeattn_context *ctx = create_cuda(&cfg);
+            edgeattn_context *ctx = kv_context(B, Hq, Hkv, D, cdt, 0, N, 3);
             tc_tensor k, v;
             tc_tensor_alloc(&k, cdt, B, Hkv, N, D, TC_BHSD, 0, 0, 0);
             tc_tensor_alloc(&v, cdt, B, Hkv, N, D, TC_BHSD, 0, 0, 0);
