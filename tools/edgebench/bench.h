@@ -160,6 +160,8 @@ int bench_run_case(const bench_case *c, const bench_opts *o, const bench_ceiling
 typedef struct bench_alt {
     void (*set)(void *arg, int on);
     void *arg;
+    int first; /* 1: the second context is created, filled and timed first (alternate it between runs:
+                  memory placed later, or a cache filled later, then falls on each side alike) */
 } bench_alt;
 /* Runs one case on two contexts side by side, the second created under alt: the same inputs and cache
  * rows, the calls timed alternately (who goes first swaps every sample), both outputs checked against
