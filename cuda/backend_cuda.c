@@ -367,7 +367,9 @@ static void cu_ident(const cu_devinfo *dv, int driver_version, char *buf, size_t
 /* The knobs (environment, else a tuning file made on this device): EDGEATTN_CUDA_SPLITS="keys=K,waves=W"
  * (split-KV decode: at least K keys per split, 64..65536; splits fill W waves of the device, 1..8) and
  * EDGEATTN_CUDA_DECODE=auto|small|simt (the decode kernel: the built-in choice, D128's
- * small-shared-memory twin, or the SIMT kernel). */
+ * small-shared-memory twin, or the SIMT kernel). EDGEATTN_CUDA_PREVIEW (environment only) turns on
+ * paths that are built and checked by the mock driver but have not yet run on a GPU: "f32q" (an F32
+ * query on the tensor-core decode kernels), "proj" (the pipelined Linformer projection), or "all". */
 
 static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int driver_version, char *msg)
 {
@@ -383,6 +385,24 @@ static edgeattn_status cu_knobs(const edgeattn_config *cfg, cu_devinfo *dv, int 
                            "EDGEATTN_CUDA_SPLITS=%.48s: expected keys=K,waves=W (K 64..65536, W 1..8)", v);
         dv->di.split_min_keys = keys;
         dv->di.split_waves = waves;
+    }
+    dv->di.preview = 0;
+    const char *pv = getenv("EDGEATTN_CUDA_PREVIEW");
+    if (pv && *pv) {
+        char list[64];
+        snprintf(list, sizeof list, "%s", pv);
+        char *save = NULL;
+        for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (!strcmp(tok, "f32q"))
+                dv->di.preview |= 1;
+            else if (!strcmp(tok, "proj"))
+                dv->di.preview |= 2;
+            else if (!strcmp(tok, "all"))
+                dv->di.preview |= 3;
+            else if (strcmp(tok, "none") != 0)
+                return ea_fail(msg, EDGEATTN_ERR_INVALID_ARG,
+                               "EDGEATTN_CUDA_PREVIEW=%.48s: expected a comma list of f32q, proj, all or none", pv);
+        }
     }
     v = ea_knob(cfg, "cuda", id, "EDGEATTN_CUDA_DECODE", buf, sizeof buf);
     if (v && *v) {

@@ -24,6 +24,9 @@ typedef struct ea_cu_device {
     int32_t split_min_keys;  /* keys per split at least (default 128) */
     int32_t split_waves;     /* splits fill this many waves of the device (default 1) */
     int32_t decode_kernel;   /* 0 auto, 1 the tensor-core decode kernel's small-shared-memory D128 twin, 2 SIMT */
+    int32_t preview;         /* EDGEATTN_CUDA_PREVIEW: paths built but not yet run on a GPU, off by default;
+                                bit 0 an F32 Q on the decode kernels (decode.cu q2), bit 1 the pipelined
+                                Linformer projection (proj.cu ea_proj_pipe_f16_*) */
 } ea_cu_device;
 
 /* One kernel of the module. */

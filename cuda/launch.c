@@ -215,7 +215,7 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
                   a->pages.table_stride <= 0))
         return 0;
     /* (an F32 Q with a 16-bit cache: the decode kernels split it in two, decode.cu q2; the prefill ones not) */
-    const int q16 = a->q.dtype == a->k.dtype, q32 = a->q.dtype == EA_CU_F32;
+    const int q16 = a->q.dtype == a->k.dtype, q32 = a->q.dtype == EA_CU_F32 && (dev->preview & 1);
     const int mma_ok = cc >= 80 && di >= 0 && kv16 && (q16 || q32) && aligned_16b(&a->k) &&
                        aligned_16b(&a->v) && out_pairs_ok(&a->out) && (!paged || ((a->pages.page_elems * 2) & 15) == 0);
     const int64_t rows_kv = (int64_t)a->group * a->Nq; /* rows per (b, kv head) */
@@ -365,8 +365,8 @@ static int aligned16(const ea_cu_tensor *t) {
  * the device's shared memory for the 128-column variant's stages. */
 static int proj_pipe_ok(const ea_cu_device *dev, const ea_cu_proj_args *a) {
     const int nc = a->D % 128 == 0 ? 128 : 64;
-    return a->e.dtype == EA_CU_F16 && a->f.dtype == EA_CU_F16 && a->N % 8 == 0 && aligned16(&a->e) &&
-           aligned16(&a->f) && aligned16(&a->k) && aligned16(&a->v) && dev &&
+    return dev && (dev->preview & 2) && a->e.dtype == EA_CU_F16 && a->f.dtype == EA_CU_F16 && a->N % 8 == 0 &&
+           aligned16(&a->e) && aligned16(&a->f) && aligned16(&a->k) && aligned16(&a->v) &&
            dev->smem_per_block_optin >= (int64_t)EA_PJP_SMEM(nc);
 }
 

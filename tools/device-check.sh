@@ -18,6 +18,8 @@
 #              --check against the reference -> sparse-<backend>.txt; plus test_sparse with CUDA and OpenCL required
 #   lowrank    issue 14: test_lowrank with CUDA required; edgebench Linformer k 256/128 N8192 against dense and
 #              against the attention over 256 rows alone -> lowrank-cuda.txt; compute-sanitizer on small F16 cases
+#              (lowrank and decsweep turn on EDGEATTN_CUDA_PREVIEW=all unless it is set: the pipelined projection
+#              and the F32-Q decode, not yet run on a GPU when they were added)
 #   decsweep   issue 12: CUDA decode N131072 (Nq 1, 4) for each EDGEATTN_CUDA_SPLITS of $SPLITS; OpenCL decode
 #              N32768 Nq 1, 2, 4, 8 for each EDGEATTN_OPENCL_TILES of $DEC_TILES -> decsweep.txt
 #   paged      edgebench: paged (pages of 16 and 64) against contiguous decode, B4 ragged, CUDA and OpenCL
@@ -104,6 +106,9 @@ if want sparse; then
         note "sparse pairs on $be: status $?"; grep -E '^(pf|dec)|rror|fail' "$OUT/sparse-$be.txt" | tee -a "$sum"
     done
 fi
+# The paths not yet run on a GPU (EDGEATTN_CUDA_PREVIEW, cuda/backend_cuda.c) are on in the lowrank and decsweep
+# steps unless the variable says otherwise (set it to none for the defaults)
+if want lowrank || want decsweep; then export EDGEATTN_CUDA_PREVIEW=${EDGEATTN_CUDA_PREVIEW-all}; fi
 if want lowrank; then # issue 14: Linformer on CUDA against dense, the attention over k rows alone, the suite, the sanitizers
     EDGEATTN_TEST_REQUIRE_CUDA=1 timeout 300 "$B/tests/test_lowrank" > "$L/test-lowrank.log" 2>&1
     note "test_lowrank (CUDA required): status $?"; grep -E '^\[  (PASSED|FAILED)' "$L/test-lowrank.log" | tee -a "$sum"
@@ -134,10 +139,14 @@ if want decsweep; then # issue 12: CUDA split rules ($SPLITS) at N131072; OpenCL
         [[ $sp == default ]] && unset EDGEATTN_CUDA_SPLITS || export EDGEATTN_CUDA_SPLITS=$sp
         timeout 60 "$EB" --backend cuda --reps 25 --no-ref --case "decode:H=32,KVH=8,NKV=131072,D=128,$f,name=dec-128k" \
             --case "decode:H=32,KVH=8,NKV=131072,D=128,NQ=4,$f,name=dec-128k-nq4" \
-            --case "decode:H=32,KVH=8,NKV=131072,D=128,q=f32,kv=f16,out=f16,name=dec-128k-q32" 2>&1 |
+            --case "decode:H=32,KVH=8,NKV=131072,D=128,q=f32,kv=f16,out=f16,name=dec-128k-q32" \
+            --case "decode:H=32,KVH=8,NKV=131072,D=128,NQ=4,q=f32,kv=f16,out=f16,name=dec-128k-q32-nq4" 2>&1 |
             grep -E '^dec|copy|rror' | sed "s/^/cuda $sp: /" | tee -a "$OUT/decsweep.txt" | tee -a "$sum"
     done
     unset EDGEATTN_CUDA_SPLITS
+    EDGEATTN_CUDA_PREVIEW=none timeout 60 "$EB" --backend cuda --reps 10 --no-ref \
+        --case "decode:H=32,KVH=8,NKV=131072,D=128,q=f32,kv=f16,out=f16,name=dec-128k-q32-simt" 2>&1 |
+        grep -E '^dec|rror' | sed "s/^/cuda default: /" | tee -a "$OUT/decsweep.txt" | tee -a "$sum"
     export EDGEATTN_OPENCL_DEVICE=${EDGEATTN_OPENCL_DEVICE:-nvidia}
     for t in default ${DEC_TILES:-}; do
         [[ $t == default ]] && unset EDGEATTN_OPENCL_TILES || export EDGEATTN_OPENCL_TILES=$t

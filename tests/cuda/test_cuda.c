@@ -867,71 +867,87 @@ static void kv_decode_run(int B, int Hq, int Hkv, int D, edgeattn_dtype cdt, int
 static void test_decode_f32_query(void **state)
 {
     (void)state;
-    const int B = 2, Hq = 8, Hkv = 2, D = 128;
-    static const edgeattn_dtype cdts[] = {EDGEATTN_F16, EDGEATTN_BF16};
-    static const int lens[] = {300, 5000};
-    tc_rng r;
-    tc_rng_init(&r, tc_seed(), 8101);
-    for (int ci = 0; ci < 2; ci++)
-        for (int li = 0; li < 2; li++) {
-            const edgeattn_dtype cdt = cdts[ci];
-            const int N = lens[li];
-            edgeattn_context *ctx = kv_context(B, Hq, Hkv, D, cdt, 0, N, 3);
-            tc_tensor k, v;
-            tc_tensor_alloc(&k, cdt, B, Hkv, N, D, TC_BHSD, 0, 0, 0);
-            tc_tensor_alloc(&v, cdt, B, Hkv, N, D, TC_BHSD, 0, 0, 0);
-            tc_fill_random(&k, &r, -1, 1);
-            tc_fill_random(&v, &r, -1, 1);
-            assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, NULL, 0), EDGEATTN_OK);
-            static const double scales[] = {1.0, 100.0, 2e5};
-            for (int si = 0; si < 3; si++)
-                for (int Nq = 1; Nq <= 3; Nq += 2) {
-                    tc_tensor q, out, lse;
-                    tc_tensor_alloc(&q, EDGEATTN_F32, B, Hq, Nq, D, TC_BHSD, 0, 0, 0);
-                    tc_tensor_alloc(&out, EDGEATTN_F32, B, Hq, Nq, D, TC_BHSD, 1, 1, 1);
-                    tc_tensor_alloc(&lse, EDGEATTN_F32, B, Hq, Nq, 1, TC_BHSD, 0, 1, 1);
-                    tc_fill_random(&q, &r, -scales[si], scales[si]);
-                    edgeattn_params p;
-                    edgeattn_params_default(&p);
-                    p.causal = Nq > 1;
-                    double *ref = malloc(sizeof(double) * (size_t)B * Hq * Nq * D);
-                    double *ref_lse = malloc(sizeof(double) * (size_t)B * Hq * Nq);
-                    assert_non_null(ref);
-                    assert_non_null(ref_lse);
-                    for (int b = 0; b < B; b++) {
-                        edgeattn_tensor qt = q.t, kt = k.t, vt = v.t;
-                        qt.shape[0] = kt.shape[0] = vt.shape[0] = 1;
-                        qt.data = (float *)q.t.data + (size_t)b * (size_t)q.t.stride[0];
-                        kt.data = (char *)k.t.data + (size_t)b * (size_t)k.t.stride[0] * tc_dtype_size(cdt);
-                        vt.data = (char *)v.t.data + (size_t)b * (size_t)v.t.stride[0] * tc_dtype_size(cdt);
-                        qt.bytes = q.t.bytes / B;
-                        kt.bytes = k.t.bytes / B;
-                        vt.bytes = v.t.bytes / B;
-                        assert_int_equal(ea_ref_attention(&qt, &kt, &vt, &p, ref + (size_t)b * Hq * Nq * D,
-                                                          ref_lse + (size_t)b * Hq * Nq),
-                                         EDGEATTN_OK);
+    /* both ways: the SIMT kernel (the default) and the tensor-core halves (EDGEATTN_CUDA_PREVIEW=f32q
+     * until a GPU run has checked them) */
+    const char *pv_env = getenv("EDGEATTN_CUDA_PREVIEW");
+    char *pv_saved = pv_env ? strdup(pv_env) : NULL;
+    for (int pv = 0; pv < 2; pv++) {
+        if (pv)
+            setenv("EDGEATTN_CUDA_PREVIEW", "f32q", 1);
+        else
+            unsetenv("EDGEATTN_CUDA_PREVIEW");
+        const int B = 2, Hq = 8, Hkv = 2, D = 128;
+        static const edgeattn_dtype cdts[] = {EDGEATTN_F16, EDGEATTN_BF16};
+        static const int lens[] = {300, 5000};
+        tc_rng r;
+        tc_rng_init(&r, tc_seed(), 8101);
+        for (int ci = 0; ci < 2; ci++)
+            for (int li = 0; li < 2; li++) {
+                const edgeattn_dtype cdt = cdts[ci];
+                const int N = lens[li];
+                edgeattn_context *ctx = kv_context(B, Hq, Hkv, D, cdt, 0, N, 3);
+                tc_tensor k, v;
+                tc_tensor_alloc(&k, cdt, B, Hkv, N, D, TC_BHSD, 0, 0, 0);
+                tc_tensor_alloc(&v, cdt, B, Hkv, N, D, TC_BHSD, 0, 0, 0);
+                tc_fill_random(&k, &r, -1, 1);
+                tc_fill_random(&v, &r, -1, 1);
+                assert_int_equal(edgeattn_kv_append(ctx, 0, NULL, &k.t, &v.t, NULL, 0), EDGEATTN_OK);
+                static const double scales[] = {1.0, 100.0, 2e5};
+                for (int si = 0; si < 3; si++)
+                    for (int Nq = 1; Nq <= 3; Nq += 2) {
+                        tc_tensor q, out, lse;
+                        tc_tensor_alloc(&q, EDGEATTN_F32, B, Hq, Nq, D, TC_BHSD, 0, 0, 0);
+                        tc_tensor_alloc(&out, EDGEATTN_F32, B, Hq, Nq, D, TC_BHSD, 1, 1, 1);
+                        tc_tensor_alloc(&lse, EDGEATTN_F32, B, Hq, Nq, 1, TC_BHSD, 0, 1, 1);
+                        tc_fill_random(&q, &r, -scales[si], scales[si]);
+                        edgeattn_params p;
+                        edgeattn_params_default(&p);
+                        p.causal = Nq > 1;
+                        double *ref = malloc(sizeof(double) * (size_t)B * Hq * Nq * D);
+                        double *ref_lse = malloc(sizeof(double) * (size_t)B * Hq * Nq);
+                        assert_non_null(ref);
+                        assert_non_null(ref_lse);
+                        for (int b = 0; b < B; b++) {
+                            edgeattn_tensor qt = q.t, kt = k.t, vt = v.t;
+                            qt.shape[0] = kt.shape[0] = vt.shape[0] = 1;
+                            qt.data = (float *)q.t.data + (size_t)b * (size_t)q.t.stride[0];
+                            kt.data = (char *)k.t.data + (size_t)b * (size_t)k.t.stride[0] * tc_dtype_size(cdt);
+                            vt.data = (char *)v.t.data + (size_t)b * (size_t)v.t.stride[0] * tc_dtype_size(cdt);
+                            qt.bytes = q.t.bytes / B;
+                            kt.bytes = k.t.bytes / B;
+                            vt.bytes = v.t.bytes / B;
+                            assert_int_equal(ea_ref_attention(&qt, &kt, &vt, &p, ref + (size_t)b * Hq * Nq * D,
+                                                              ref_lse + (size_t)b * Hq * Nq),
+                                             EDGEATTN_OK);
+                        }
+                        /* the cache's bound (P·V runs in its 16-bit type); past F16's range the scores are ~1e4
+                         * and the softmax nearly one key */
+                        const double tol = tc_tolerance(EDGEATTN_F32, cdt, EDGEATTN_F32);
+                        tc_result res;
+                        memset(&res, 0, sizeof res);
+                        tc_decode_compare(&res, ctx, &q.t, &out, &lse, &p, ref, ref_lse, B, Hq, Nq, D, si < 2 ? tol : 2e-2);
+                        if (!res.ok)
+                            fail_msg("F32 query (%s) over a %s cache, N %d, scale %g, Nq %d: %s err %.3g lse %.3g (tol %.3g, "
+                                     "seed %llu)",
+                                     pv ? "tensor cores" : "SIMT", tc_dtype_name(cdt), N, scales[si], Nq, res.why, res.err,
+                                     res.lse_err, tol,
+                                     (unsigned long long)tc_seed());
+                        free(ref);
+                        free(ref_lse);
+                        tc_tensor_free(&q);
+                        tc_tensor_free(&out);
+                        tc_tensor_free(&lse);
                     }
-                    /* the cache's bound (P·V runs in its 16-bit type); past F16's range the scores are ~1e4
-                     * and the softmax nearly one key */
-                    const double tol = tc_tolerance(EDGEATTN_F32, cdt, EDGEATTN_F32);
-                    tc_result res;
-                    memset(&res, 0, sizeof res);
-                    tc_decode_compare(&res, ctx, &q.t, &out, &lse, &p, ref, ref_lse, B, Hq, Nq, D, si < 2 ? tol : 2e-2);
-                    if (!res.ok)
-                        fail_msg("F32 query over a %s cache, N %d, scale %g, Nq %d: %s err %.3g lse %.3g (tol %.3g, seed "
-                                 "%llu)",
-                                 tc_dtype_name(cdt), N, scales[si], Nq, res.why, res.err, res.lse_err, tol,
-                                 (unsigned long long)tc_seed());
-                    free(ref);
-                    free(ref_lse);
-                    tc_tensor_free(&q);
-                    tc_tensor_free(&out);
-                    tc_tensor_free(&lse);
-                }
-            tc_tensor_free(&k);
-            tc_tensor_free(&v);
-            edgeattn_destroy(ctx);
-        }
+                tc_tensor_free(&k);
+                tc_tensor_free(&v);
+                edgeattn_destroy(ctx);
+            }
+    }
+    if (pv_saved)
+        setenv("EDGEATTN_CUDA_PREVIEW", pv_saved, 1);
+    else
+        unsetenv("EDGEATTN_CUDA_PREVIEW");
+    free(pv_saved);
 }
 
 static void test_kv_cache_device(void **state)
@@ -2132,6 +2148,25 @@ static void test_device_env(void **state)
         if (st != EDGEATTN_ERR_INVALID_ARG || st2 != EDGEATTN_ERR_INVALID_ARG || ctx || !strstr(msg.text, "EDGEATTN_CUDA_DEVICE"))
             fail_msg("EDGEATTN_CUDA_DEVICE=%s: plan %d, create %d (%s)", bad[i], (int)st, (int)st2, msg.text);
     }
+    /* EDGEATTN_CUDA_PREVIEW: a list of f32q, proj, all, none; anything else refused by name */
+    const char *pv_env = getenv("EDGEATTN_CUDA_PREVIEW");
+    char *pv_saved = pv_env ? strdup(pv_env) : NULL;
+    setenv("EDGEATTN_CUDA_PREVIEW", "f32q,bogus", 1);
+    {
+        edgeattn_context *bad_ctx = NULL;
+        edgeattn_message msg;
+        memset(&msg, 0, sizeof msg);
+        assert_int_equal(edgeattn_create(&cfg, NULL, 0, &bad_ctx, &msg), EDGEATTN_ERR_INVALID_ARG);
+        assert_null(bad_ctx);
+        assert_non_null(strstr(msg.text, "EDGEATTN_CUDA_PREVIEW"));
+    }
+    setenv("EDGEATTN_CUDA_PREVIEW", "proj,f32q", 1);
+    edgeattn_destroy(create_cuda(&cfg));
+    if (pv_saved)
+        setenv("EDGEATTN_CUDA_PREVIEW", pv_saved, 1);
+    else
+        unsetenv("EDGEATTN_CUDA_PREVIEW");
+    free(pv_saved);
     setenv("EDGEATTN_CUDA_DEVICE", "0", 1);
     edgeattn_context *ctx = create_cuda(&cfg);
     unsetenv("EDGEATTN_CUDA_DEVICE");
