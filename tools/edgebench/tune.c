@@ -171,6 +171,14 @@ static int space(const edgeattn_backend_info *info, dim *dims)
         dim *path = &dims[n++];
         path->name = "EDGEATTN_OPENCL_PATH";
         add(path, "unfused", 0, 0, 0, 0);
+        /* the query rows up to which the decode kernel takes a call (multi-token decode, wide GQA groups) */
+        dim *dmr = &dims[n++];
+        dmr->name = "EDGEATTN_OPENCL_TILES";
+        dmr->part = "dmr=";
+        dmr->kernel = K_DEC;
+        add_str(dmr, "32");
+        add_str(dmr, "16");
+        add_str(dmr, "64");
         /* each kernel's unroll factors (score loop x P.V loop) */
         static const char *const uparts[] = {"upfh=", "udec=", "upf="};
         static const char *const unrolls[2][5] = {{"8x4", "16x4", "4x4", "8x2", "4x2"},
@@ -524,10 +532,12 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     }
     /* dimensions no case exercises are left at their defaults (OpenCL: the F16-Q and F32-Q prefill tiles,
      * the decode tiles and the unfused path each serve one kind of call) */
-    bool pf16 = false, pf32 = false, dec = false, pf_auto = false;
+    bool pf16 = false, pf32 = false, dec = false, pf_auto = false, dec_rows = false;
     for (size_t k = 0; k < ncases; k++) {
         if (cases[k].kind == BENCH_DECODE)
             dec = true;
+        if (cases[k].kind == BENCH_DECODE && (int64_t)(cases[k].Hq / cases[k].Hkv) * cases[k].Nq > 4)
+            dec_rows = true; /* (past the smallest decode tile's rows: dmr= can matter) */
         else if (cases[k].q_dtype == EDGEATTN_F16)
             pf16 = true;
         else
@@ -537,7 +547,8 @@ int bench_tune(const bench_case *cases, size_t ncases, const bench_opts *o_in, c
     }
     for (int i = 0; i < nd; i++)
         if ((dims[i].kernel == K_PFH && !pf16) || (dims[i].kernel == K_PF && !pf32) ||
-            (dims[i].kernel == K_DEC && !dec) || (!strcmp(dims[i].name, "EDGEATTN_OPENCL_PATH") && !pf_auto))
+            (dims[i].kernel == K_DEC && !dec) || (!strcmp(dims[i].name, "EDGEATTN_OPENCL_PATH") && !pf_auto) ||
+            (dims[i].part && !strcmp(dims[i].part, "dmr=") && !dec_rows))
             dims[i].nvalues = 1;
     bench_opts o = *o_in;
     o.backend = info->backend;
