@@ -665,7 +665,8 @@ static edgeattn_status lr_attention(edgeattn_context *ctx, const ea_attn_call *c
                 TRY(set_arg(s, msg, kp, 8, sizeof kk, &kk));
                 TRY(set_arg(s, msg, kp, 9, sizeof nn, &nn));
                 TRY(set_arg(s, msg, kp, 10, sizeof dd, &dd));
-                const size_t g[2] = {(size_t)(D + 15) / 16 * 16, (size_t)(kr + 15) / 16 * 16}, l[2] = {16, 16};
+                /* (util.cl: 16 x 16 work-items, 64 x 64 outputs a work-group) */
+                const size_t g[2] = {(size_t)(D + 63) / 64 * 16, (size_t)(kr + 63) / 64 * 16}, l[2] = {16, 16};
                 CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, kp, 2, NULL, g, l, 0, NULL, NULL),
                        "clEnqueueNDRangeKernel(ea_lr_proj)");
             }

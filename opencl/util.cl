@@ -369,27 +369,47 @@ __kernel __attribute__((reqd_work_group_size(EA_TK_WG, 1, 1))) void ea_topk_sele
 
 /* One (sequence, KV head): o[r][d] = sum_j P[r][j] X[j][d], P = E or F ([k][N] through view PV: row r at
  * PV.off + r * PV.sn, j contiguous), X = K or V ([N][D] through XV: row j at XV.off + j * XV.sn), o F32
- * rows of D at o_off. A work-group computes an EA_LR_T x EA_LR_T block of o (rows x columns), the keys
- * in steps of EA_LR_T through local memory, FP32 sums. Global (ceil(D / T) T, ceil(k / T) T). */
+ * rows of D at o_off. A work-group of EA_LR_T x EA_LR_T work-items computes a block of EA_LR_B x EA_LR_B
+ * outputs, each work-item EA_LR_R x EA_LR_R of them (rows ty + T i, columns tx + T j: neighbours in
+ * local memory), the keys in steps of EA_LR_T through local memory, FP32 sums.
+ * Global (ceil(D / B) T, ceil(k / B) T). */
 #define EA_LR_T 16
+#define EA_LR_R 4
+#define EA_LR_B (EA_LR_T * EA_LR_R)
 __kernel __attribute__((reqd_work_group_size(EA_LR_T, EA_LR_T, 1))) void ea_lr_proj(
     __global const uchar *pb, const ea_view PV, int p_dt, __global const uchar *xb, const ea_view XV, int x_dt,
     __global float *ob, long o_off, int k, int N, int D)
 {
-    __local float sp[EA_LR_T][EA_LR_T + 1], sx[EA_LR_T][EA_LR_T + 1];
+    __local float sp[EA_LR_B][EA_LR_T + 1], sx[EA_LR_T][EA_LR_B + 1];
     const int tx = (int)get_local_id(0), ty = (int)get_local_id(1);
-    const int d = (int)get_global_id(0), r = (int)get_global_id(1);
-    const int r_tile = (int)get_group_id(1) * EA_LR_T, d_tile = (int)get_group_id(0) * EA_LR_T;
-    float acc = 0.0f;
+    const int r0 = (int)get_group_id(1) * EA_LR_B, d0 = (int)get_group_id(0) * EA_LR_B;
+    float acc[EA_LR_R][EA_LR_R];
+    for (int i = 0; i < EA_LR_R; i++)
+        for (int j = 0; j < EA_LR_R; j++)
+            acc[i][j] = 0.0f;
     for (int j0 = 0; j0 < N; j0 += EA_LR_T) {
-        const int pr = r_tile + ty, pj = j0 + tx, xj = j0 + ty, xd = d_tile + tx;
-        sp[ty][tx] = pr < k && pj < N ? ea_ld1(pb, PV.off + (long)pr * PV.sn + pj, p_dt) : 0.0f;
-        sx[ty][tx] = xj < N && xd < D ? ea_ld1(xb, XV.off + (long)xj * XV.sn + xd, x_dt) : 0.0f;
+        for (int i = 0; i < EA_LR_R; i++) { /* P rows r0 + ty + T i, key j0 + tx; X key j0 + ty, column d0 + tx + T i */
+            const int pr = r0 + ty + EA_LR_T * i, pj = j0 + tx, xj = j0 + ty, xd = d0 + tx + EA_LR_T * i;
+            sp[ty + EA_LR_T * i][tx] = pr < k && pj < N ? ea_ld1(pb, PV.off + (long)pr * PV.sn + pj, p_dt) : 0.0f;
+            sx[ty][tx + EA_LR_T * i] = xj < N && xd < D ? ea_ld1(xb, XV.off + (long)xj * XV.sn + xd, x_dt) : 0.0f;
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int t = 0; t < EA_LR_T; t++)
-            acc = fma(sp[ty][t], sx[t][tx], acc);
+        for (int t = 0; t < EA_LR_T; t++) {
+            float pa[EA_LR_R], xa[EA_LR_R];
+            for (int i = 0; i < EA_LR_R; i++) {
+                pa[i] = sp[ty + EA_LR_T * i][t];
+                xa[i] = sx[t][tx + EA_LR_T * i];
+            }
+            for (int i = 0; i < EA_LR_R; i++)
+                for (int j = 0; j < EA_LR_R; j++)
+                    acc[i][j] = fma(pa[i], xa[j], acc[i][j]);
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (r < k && d < D)
-        ob[o_off + (long)r * D + d] = acc;
+    for (int i = 0; i < EA_LR_R; i++)
+        for (int j = 0; j < EA_LR_R; j++) {
+            const int r = r0 + ty + EA_LR_T * i, d = d0 + tx + EA_LR_T * j;
+            if (r < k && d < D)
+                ob[o_off + (long)r * D + d] = acc[i][j];
+        }
 }

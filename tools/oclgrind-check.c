@@ -695,11 +695,11 @@ static const acase k_bmask[] = {
      BIAS_NONE, 1, 0, 0, 0, 0, 64},
 };
 
-/* Linformer: the projections (device and host E/F, K, V; a broadcast E and a per-head F), then the attention
- * over the k projected rows. */
+/* Linformer: the projections (device and host E/F, K, V; a broadcast E and a per-head F; k 70: two
+ * work-groups of 64 projected rows, the second partly outside), then the attention over the k rows. */
 static const acase k_lowrank[] = {
     {"lr-device", "ea_lr_proj ea_flash_pf@64", 2, 4, 2, 21, 45, 64, F32, F16, F32, 0, 0, -1, -1, 0, BIAS_NONE, 1, 0, 0,
-     0, 0, 0, 13},
+     0, 0, 0, 70},
     {"lr-host-bf16", "ea_lr_proj ea_flash_pfh@64", 1, 2, 1, 17, 70, 40, F16, BF16, F32, 0, 0, -1, -1, 0, BIAS_NONE, 1,
      0, 1, 0, 0, 0, 20},
 };
@@ -950,7 +950,7 @@ int main(int argc, char **argv)
     const ctxdef cpu = {"cpu", {{NULL, NULL}}, 256, 0, 0, F16, 0, 0};
     run_attention_cases(&cpu, k_main, (int)(sizeof k_main / sizeof k_main[0]));
     run_ceilings(&cpu);
-    const ctxdef lowrank = {"lowrank", {{NULL, NULL}}, 64, 0, 0, F16, 0, 0, 0, 0, 0, 32};
+    const ctxdef lowrank = {"lowrank", {{NULL, NULL}}, 64, 0, 0, F16, 0, 0, 0, 0, 0, 80};
     run_attention_cases(&lowrank, k_lowrank, (int)(sizeof k_lowrank / sizeof k_lowrank[0]));
     const ctxdef classes[] = {
         {"nvidia", {{"EDGEATTN_OPENCL_CLASS", "nvidia"}, {"EDGEATTN_OPENCL_LOCAL_MEM", "49152"}}, 64, 0, 0, F16, 0, 0},
