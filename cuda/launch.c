@@ -214,7 +214,6 @@ int ea_cu_plan_attention(const ea_cu_device *dev, ea_cu_attn_args *a, uint64_t w
     if (paged && (a->ring_cap <= 0 || a->pages.page_shift < 4 || a->pages.page_shift > 30 || a->pages.page_elems <= 0 ||
                   a->pages.table_stride <= 0))
         return 0;
-    /* (an F32 Q with a 16-bit cache: the decode kernels split it in two, decode.cu q2; the prefill ones not) */
     const int q16 = a->q.dtype == a->k.dtype, q32 = a->q.dtype == EA_CU_F32 && (dev->preview & 1);
     const int mma_ok = cc >= 80 && di >= 0 && kv16 && (q16 || q32) && aligned_16b(&a->k) &&
                        aligned_16b(&a->v) && out_pairs_ok(&a->out) && (!paged || ((a->pages.page_elems * 2) & 15) == 0);
@@ -356,17 +355,11 @@ void ea_cu_plan_topk(const ea_cu_device *dev, const ea_cu_topk_args *a, int32_t 
     set_launch(&out[1], K_TOPK_SELECT, (uint32_t)a->Hkv, (uint32_t)a->B, 1, 256, 0, 5);
 }
 
-/* 16-byte pieces: a tensor whose start and strides (elements of 2 bytes) are multiples of 16 bytes */
-static int aligned16(const ea_cu_tensor *t) {
-    return ((t->ptr | (uint64_t)(t->sb * 2) | (uint64_t)(t->sh * 2) | (uint64_t)(t->sn * 2)) & 15u) == 0;
-}
-
-/* The pipelined projection: F16 E, F, K and V in 16-byte pieces, N a multiple of 8 (pieces of keys), and
- * the device's shared memory for the 128-column variant's stages. */
-static int proj_pipe_ok(const ea_cu_device *dev, const ea_cu_proj_args *a) {
-    const int nc = a->D % 128 == 0 ? 128 : 64;
+/* The pipelined projection of nc columns a CTA: F16 E, F, K and V in 16-byte pieces, N a multiple of 8
+ * (pieces of keys), and the device's shared memory for its stages. */
+static int proj_pipe_ok(const ea_cu_device *dev, const ea_cu_proj_args *a, int nc) {
     return dev && (dev->preview & 2) && a->e.dtype == EA_CU_F16 && a->f.dtype == EA_CU_F16 && a->N % 8 == 0 &&
-           aligned16(&a->e) && aligned16(&a->f) && aligned16(&a->k) && aligned16(&a->v) &&
+           aligned_16b(&a->e) && aligned_16b(&a->f) && aligned_16b(&a->k) && aligned_16b(&a->v) &&
            dev->smem_per_block_optin >= (int64_t)EA_PJP_SMEM(nc);
 }
 
@@ -376,8 +369,8 @@ int ea_cu_plan_proj(const ea_cu_device *dev, const ea_cu_proj_args *a, ea_cu_lau
     if (a->B <= 0 || a->Hkv <= 0 || a->rows <= 0 || a->N <= 0 || a->D <= 0 || (a->D & 7) || z > 65535) return 0;
     const int t16 = a->k.dtype == EA_CU_F16 && a->v.dtype == EA_CU_F16 && a->ko.dtype == EA_CU_F16 &&
                     a->vo.dtype == EA_CU_F16;
-    if (cc >= 80 && t16 && proj_pipe_ok(dev, a)) {
-        const int nc = a->D % 128 == 0 ? 128 : 64;
+    const int nc = a->D % 128 == 0 ? 128 : 64; /* (the pipelined kernel's columns a CTA) */
+    if (cc >= 80 && t16 && proj_pipe_ok(dev, a, nc)) {
         set_launch(out, nc == 128 ? K_PROJ_PIPE128 : K_PROJ_PIPE64, (uint32_t)((a->rows + 127) / 128),
                    (uint32_t)((a->D + nc - 1) / nc), (uint32_t)z, (uint32_t)(2 * nc), (uint32_t)EA_PJP_SMEM(nc), 6);
         return 1;

@@ -627,6 +627,15 @@ static edgeattn_status lr_attention(edgeattn_context *ctx, const ea_attn_call *c
             TRY(dev_view(msg, which ? "linformer: f" : "linformer: e", P, &pm, &pv));
         if (!x_host)
             TRY(dev_view(msg, which ? "v" : "k", X, &xm, &xv));
+        const cl_int p_dt = P->dtype, x_dt = X->dtype, kk = kr, nn = N, dd = D; /* (the per-head args below) */
+        TRY(set_arg(s, msg, kp, 0, sizeof(cl_mem), &pm));
+        TRY(set_arg(s, msg, kp, 2, sizeof p_dt, &p_dt));
+        TRY(set_arg(s, msg, kp, 3, sizeof(cl_mem), &xm));
+        TRY(set_arg(s, msg, kp, 5, sizeof x_dt, &x_dt));
+        TRY(set_arg(s, msg, kp, 6, sizeof(cl_mem), &s->work));
+        TRY(set_arg(s, msg, kp, 8, sizeof kk, &kk));
+        TRY(set_arg(s, msg, kp, 9, sizeof nn, &nn));
+        TRY(set_arg(s, msg, kp, 10, sizeof dd, &dd));
         int staged_b = -1, staged_h = -1; /* the (b, h) of P in the staging area (broadcast dims: 0) */
         for (int b = 0; b < c->B; b++)
             for (int h = 0; h < c->Hkv; h++) {
@@ -652,19 +661,10 @@ static edgeattn_status lr_attention(edgeattn_context *ctx, const ea_attn_call *c
                 } else {
                     xw.off += (cl_long)b * xv.sb + (cl_long)h * xv.sh;
                 }
-                const cl_int p_dt = P->dtype, x_dt = X->dtype, kk = kr, nn = N, dd = D;
                 const cl_long o_off = (cl_long)(out0 / 4) + ((cl_long)b * c->Hkv + h) * kr * D;
-                TRY(set_arg(s, msg, kp, 0, sizeof(cl_mem), &pm));
                 TRY(set_arg(s, msg, kp, 1, sizeof pw, &pw));
-                TRY(set_arg(s, msg, kp, 2, sizeof p_dt, &p_dt));
-                TRY(set_arg(s, msg, kp, 3, sizeof(cl_mem), &xm));
                 TRY(set_arg(s, msg, kp, 4, sizeof xw, &xw));
-                TRY(set_arg(s, msg, kp, 5, sizeof x_dt, &x_dt));
-                TRY(set_arg(s, msg, kp, 6, sizeof(cl_mem), &s->work));
                 TRY(set_arg(s, msg, kp, 7, sizeof o_off, &o_off));
-                TRY(set_arg(s, msg, kp, 8, sizeof kk, &kk));
-                TRY(set_arg(s, msg, kp, 9, sizeof nn, &nn));
-                TRY(set_arg(s, msg, kp, 10, sizeof dd, &dd));
                 /* (util.cl: 16 x 16 work-items, 64 x 64 outputs a work-group) */
                 const size_t g[2] = {(size_t)(D + 63) / 64 * 16, (size_t)(kr + 63) / 64 * 16}, l[2] = {16, 16};
                 CL_TRY(s, msg, a->clEnqueueNDRangeKernel(s->queue, kp, 2, NULL, g, l, 0, NULL, NULL),
